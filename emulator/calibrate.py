@@ -1,0 +1,309 @@
+"""Calibration, measurement half: time every sweep point on a real device and pair it with its traced Cost.
+
+`collect` runs each `BenchPoint` of `emulator.sweeps.sweep` twice: for real on the device (timed with
+`measure.time_callable`) and on meta tensors of identical shapes and dtypes through `emulator.trace`, so
+each `CalPoint` holds (counts, measured seconds). The fitting half (`fit`) turns those pairs into efficiency
+curves; it is written separately.
+
+    python -m emulator.calibrate --device cuda --quick --out calibration_raw.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from emulator.errors import EmulatorError
+from emulator.measure import Measurement, device_fingerprint, time_callable
+from emulator.sweeps import BenchPoint, sweep
+
+POINTS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CalPoint:
+    """One measured microbenchmark with its traced cost (cost fields are None where tracing was unavailable)."""
+
+    family: str
+    name: str
+    params: dict[str, Any] = field(hash=False)
+    dtype: str
+    matrix_flops: float | None
+    vector_flops: float | None
+    bytes_read: float | None
+    bytes_written: float | None
+    median_s: float
+    p20_s: float
+    p80_s: float
+    num_reps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalPoint:
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def _to_meta(x: Any) -> Any:
+    """Meta tensors of the same shape, dtype, strides and requires_grad; other values unchanged."""
+    if isinstance(x, torch.Tensor):
+        m = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+        return m.requires_grad_(x.requires_grad)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_meta(v) for v in x)
+    return x
+
+
+def _runner(point: BenchPoint) -> tuple[Callable[..., Any], Callable[..., tuple]]:
+    """The reference's fn (with the project's fused attention and tf32 mode bound in) and input maker."""
+    from kernels import references
+
+    ref = references.reference(point.name)
+    fn = ref.fn
+    if ref.takes_attention:
+        from emulator.workloads.ops import attention
+
+        fn = functools.partial(ref.fn, attention=attention)
+    if point.family == "gemm" and point.dtype in ("fp32", "tf32"):
+        inner = fn
+
+        def fn(*args: Any, _inner: Callable[..., Any] = inner) -> Any:
+            with references.matmul_precision(point.dtype):
+                return _inner(*args)
+
+    return fn, ref.make_inputs
+
+
+_TRACE_ERRORS: set[str] = set()
+
+
+def _trace_cost(fn: Callable[..., Any], inputs: tuple) -> dict[str, float] | None:
+    """The summed Cost of `fn` on meta copies of `inputs`, or None where the tracer is not available."""
+    try:
+        from emulator.trace import trace_callable
+    except ImportError:
+        return None
+    try:
+        trace = trace_callable(fn, *_to_meta(inputs))
+        cost = trace.total_cost()
+    except Exception as exc:  # noqa: BLE001 - a tracer bug must not lose the measurement; cost filled later
+        message = f"{type(exc).__name__}: {exc}"
+        if message not in _TRACE_ERRORS:
+            _TRACE_ERRORS.add(message)
+            print(f"warning: tracing failed, cost left empty: {message}", file=sys.stderr)
+        return None
+    return {k: float(getattr(cost, k)) for k in ("matrix_flops", "vector_flops", "bytes_read", "bytes_written")}
+
+
+def skip_reason(point: BenchPoint, device: torch.device) -> str | None:
+    """Why a point cannot run on this device (None when it can)."""
+    from kernels import references
+
+    if point.dtype == "fp8" and not references.fp8_supported(device):
+        return "fp8 needs CUDA compute capability 8.9+ and torch._scaled_mm"
+    if point.dtype not in references.DTYPES:
+        return f"torch {torch.__version__} has no {point.dtype}"
+    return None
+
+
+def measure_point(
+    point: BenchPoint, device: str | torch.device, *, target_time_s: float = 0.2, trace: bool = True
+) -> CalPoint:
+    """Time one sweep point on `device` and trace its cost."""
+    from kernels import references
+
+    dev = torch.device(device)
+    fn, make_inputs = _runner(point)
+    inputs = make_inputs(point.params, device=dev, dtype=references.torch_dtype(point.dtype))
+    m: Measurement = time_callable(lambda: fn(*inputs), device=dev, target_time_s=target_time_s)
+    cost = _trace_cost(fn, inputs) if trace else None
+    del inputs
+    c = cost or {}
+    return CalPoint(
+        family=point.family,
+        name=point.name,
+        params=dict(point.params),
+        dtype=point.dtype,
+        matrix_flops=c.get("matrix_flops"),
+        vector_flops=c.get("vector_flops"),
+        bytes_read=c.get("bytes_read"),
+        bytes_written=c.get("bytes_written"),
+        median_s=m.median_s,
+        p20_s=m.p20_s,
+        p80_s=m.p80_s,
+        num_reps=m.num_reps,
+    )
+
+
+def _rates(p: CalPoint) -> str:
+    if p.matrix_flops is None:
+        return "cost n/a"
+    flops = (p.matrix_flops or 0) + (p.vector_flops or 0)
+    moved = (p.bytes_read or 0) + (p.bytes_written or 0)
+    return f"{flops / p.median_s / 1e12:8.2f} TFLOP/s {moved / p.median_s / 1e9:8.1f} GB/s"
+
+
+def collect(
+    device: str,
+    quick: bool,
+    progress: bool = True,
+    *,
+    points: Sequence[BenchPoint] | None = None,
+    on_point: Callable[[list[CalPoint]], None] | None = None,
+) -> list[CalPoint]:
+    """Measure every point of the device's sweep (or `points`) and return them with their traced costs.
+
+    A point that cannot run here (fp8 on an older GPU) is skipped with a note; one that runs out of memory
+    is skipped too, so a sweep sized for a larger card still completes. `on_point(points_so_far)` runs after
+    each measured point (to checkpoint a long sweep).
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EmulatorError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu", field="device")
+    todo = list(points) if points is not None else sweep(dev.type, quick)
+    target = 0.1 if quick else 0.25
+    out: list[CalPoint] = []
+    start = time.perf_counter()
+    for i, point in enumerate(todo):
+        reason = skip_reason(point, dev)
+        if reason is None:
+            try:
+                p = measure_point(point, dev, target_time_s=target)
+            except torch.cuda.OutOfMemoryError:
+                reason = "out of device memory"
+                torch.cuda.empty_cache()
+        if progress:
+            where = f"[{i + 1:3d}/{len(todo)} {time.perf_counter() - start:6.1f}s]"
+            detail = f"skipped: {reason}" if reason else f"{p.median_s * 1e6:10.1f} µs  {_rates(p)}"
+            print(f"{where} {point.label:60s} {detail}", file=sys.stderr, flush=True)
+        if reason is None:
+            out.append(p)
+            if on_point is not None:
+                on_point(out)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- output
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON through a temporary file in the same folder and `os.replace`: readers never see half a file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_points_json(points: Iterable[CalPoint], fingerprint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Save raw calibration points with the device fingerprint (atomically)."""
+    write_json_atomic(
+        {
+            "schema_version": POINTS_SCHEMA_VERSION,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": fingerprint,
+            "points": [p.as_dict() for p in points],
+        },
+        path,
+    )
+
+
+def read_points_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[CalPoint]]:
+    """Load what `write_points_json` wrote: (fingerprint, points)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EmulatorError(f"cannot read calibration points: {exc}", file=str(path)) from exc
+    if data.get("schema_version") != POINTS_SCHEMA_VERSION:
+        raise EmulatorError(
+            f"schema_version {data.get('schema_version')!r} is not {POINTS_SCHEMA_VERSION}; re-run calibrate",
+            file=str(path),
+            field="schema_version",
+        )
+    return data["fingerprint"], [CalPoint.from_dict(p) for p in data["points"]]
+
+
+# ------------------------------------------------------------------------------------------ fitting
+
+
+def fit(points: Sequence[CalPoint]) -> dict[str, Any]:
+    """FITTING HALF, NOT WRITTEN HERE: turn (Cost, seconds) pairs into per-family efficiency curves.
+
+    To be written by the calibration-model owner; returns the calibration file's content.
+    """
+    raise NotImplementedError("calibrate.fit is written separately (the fitting model); collect() is done")
+
+
+# ------------------------------------------------------------------------------------------------ cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m emulator.calibrate --device cuda --quick --out FILE`: measure and save raw points."""
+    ap = argparse.ArgumentParser(prog="python -m emulator.calibrate", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--quick", action="store_true", help="the short sweep (~2 min CPU, ~4 min GPU)")
+    ap.add_argument("--out", required=True, help="where to write the raw points (JSON)")
+    ap.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
+    ap.add_argument("--record", action="store_true", help="also record the run in the results store")
+    args = ap.parse_args(argv)
+    try:
+        dev = torch.device(args.device)
+        pts = sweep(dev.type, args.quick)
+        if args.only:
+            wanted = set(args.only.split(","))
+            pts = [p for p in pts if p.family in wanted]
+        fingerprint = device_fingerprint(dev)
+        start = time.perf_counter()
+
+        def checkpoint(done: list[CalPoint]) -> None:
+            if len(done) % 10 == 0:  # a killed sweep keeps what it measured
+                write_points_json(done, fingerprint, args.out)
+
+        points = collect(args.device, args.quick, points=pts, on_point=checkpoint)
+        elapsed = time.perf_counter() - start
+        write_points_json(points, fingerprint, args.out)
+        if args.record:
+            from emulator.results import ResultsStore
+
+            ResultsStore().record_run(
+                "calibration",
+                fingerprint,
+                {"device": args.device, "quick": args.quick, "only": args.only},
+                {"num_points": len(points), "elapsed_s": elapsed},
+                points=[p.as_dict() for p in points],
+            )
+    except EmulatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(points)} points in {elapsed:.1f} s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

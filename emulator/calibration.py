@@ -1,0 +1,163 @@
+"""Calibration files: per-device fitted efficiencies, how they are found, checked and transferred.
+
+A calibration file (JSON, written by `emulator calibrate`) holds, for one device fingerprint, the fitted
+`FamilyEfficiency` of every kernel family, the host's per-op dispatch time, the measured peak rates (used
+for devices without a profile, such as the local CPU) and the held-out error of each fit.
+
+Lookup for a profile D, in order:
+1. a calibration whose `device` is D          -> provenance `calibrated`
+2. one whose device is of D's family (an H100's for an H200): its efficiencies are fractions of the
+   calibrated device's peaks, applied to D's own peaks (utilisation-space transfer) -> `transferred`,
+   with the error band widened by `TRANSFER_ERROR`
+3. otherwise the spec defaults                -> `spec`
+Files are searched in the user's data directory (`$EMULATOR_CALIBRATIONS`, else
+`$XDG_DATA_HOME/emulator/calibrations`) before the ones shipped in the repository's `calibrations/`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.errors import EmulatorError
+from emulator.hardware import DeviceProfile, list_devices, load_device
+
+SCHEMA_VERSION = 1
+# Extra relative error for efficiencies carried to a sibling chip (different clocks, memory, power limits).
+TRANSFER_ERROR = 0.05
+_FAMILY_KEYS = {f for f in FamilyEfficiency.__slots__}  # type: ignore[attr-defined]
+
+
+def shipped_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "calibrations"
+
+
+def user_dir() -> Path:
+    if os.environ.get("EMULATOR_CALIBRATIONS"):
+        return Path(os.environ["EMULATOR_CALIBRATIONS"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "emulator" / "calibrations"
+
+
+def search_dirs() -> list[Path]:
+    return [user_dir(), shipped_dir()]
+
+
+def _bad(path: str, field: str, why: str) -> EmulatorError:
+    return EmulatorError(f"{why} Fix: re-run `emulator calibrate` on that device to rewrite it, or delete the file.",
+                         file=path, field=field)
+
+
+def parse_calibration(data: Any, path: str) -> dict[str, Any]:
+    """Validate a calibration's structure; a corrupted file is a clear error, never a wrong prediction."""
+    if not isinstance(data, Mapping):
+        raise _bad(path, "(top level)", "is not a JSON object.")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise _bad(path, "schema_version", f"is {version!r}; this version of the emulator reads {SCHEMA_VERSION}.")
+    for key in ("fingerprint", "families", "created"):
+        if key not in data:
+            raise _bad(path, key, "is missing.")
+    families = data["families"]
+    if not isinstance(families, Mapping) or not families:
+        raise _bad(path, "families", "must be a non-empty object of kernel families.")
+    for fam, params in families.items():
+        if not isinstance(params, Mapping):
+            raise _bad(path, f"families.{fam}", "must be an object.")
+        try:
+            FamilyEfficiency(**{k: v for k, v in params.items() if k in _FAMILY_KEYS})
+        except (TypeError, ValueError) as e:
+            raise _bad(path, f"families.{fam}", f"holds invalid efficiencies ({e}).") from None
+    device = data.get("device")
+    if device is not None and device not in list_devices():
+        raise _bad(path, "device", f"names '{device}', which is not a shipped device profile.")
+    return dict(data)
+
+
+def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise EmulatorError(f"cannot be read ({e.strerror}). Fix: check the path.", file=path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad(path, f"line {e.lineno}", f"is not valid JSON ({e.msg}); the file is corrupted or truncated.") from None
+    return parse_calibration(data, path)
+
+
+def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated", extra_error: float = 0.0,
+               keep_peaks: bool = True) -> EfficiencyTable:
+    families = {
+        fam: FamilyEfficiency(**{**{k: v for k, v in p.items() if k in _FAMILY_KEYS},
+                                 "error": float(p.get("error", 0.25)) + extra_error})
+        for fam, p in data["families"].items()
+    }
+    return EfficiencyTable(
+        families=families,
+        provenance=provenance,
+        source=path,
+        host_overhead_s=float(data.get("host_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
+        peaks=dict(data.get("peaks", {})) if keep_peaks else {},
+    )
+
+
+def _files() -> list[Path]:
+    out: list[Path] = []
+    for d in search_dirs():
+        if d.is_dir():
+            out += sorted(d.glob("*.json"))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _index(signature: tuple[tuple[str, float], ...]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """device name -> (path, data) of the first valid calibration found for it (user files win)."""
+    index: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path, _ in signature:
+        if path.endswith(".points.json"):
+            continue
+        data = read_calibration(path)
+        device = data.get("device")
+        if device and device not in index:
+            index[device] = (path, data)
+    return index
+
+
+def _signature() -> tuple[tuple[str, float], ...]:
+    return tuple((str(p), p.stat().st_mtime) for p in _files())
+
+
+def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> EfficiencyTable:
+    """The best efficiency table for a device profile: calibrated, transferred, or spec."""
+    if not use_calibrations:
+        return SPEC_DEFAULTS
+    index = _index(_signature())
+    if device.name in index:
+        path, data = index[device.name]
+        # A GPU's own profile holds its peaks; measured peaks are kept only for profile-less devices.
+        return table_from(data, path, "calibrated", keep_peaks=False)
+    for name, (path, data) in sorted(index.items()):
+        if load_device(name).family == device.family:
+            return table_from(data, path, "transferred", TRANSFER_ERROR, keep_peaks=False)
+    return SPEC_DEFAULTS
+
+
+def load_for_device(path: str, device: DeviceProfile | None, fingerprint_key: str | None = None) -> EfficiencyTable:
+    """Load a calibration given explicitly; refuse one made on another device."""
+    data = read_calibration(path)
+    if device is not None and data.get("device") not in (device.name, None):
+        raise EmulatorError(
+            f"was measured on '{data.get('device')}', not on '{device.name}'. Fix: pass the calibration of "
+            f"{device.name}, or calibrate it with `emulator calibrate`.", file=path, field="device")
+    if fingerprint_key is not None and data["fingerprint"].get("key") != fingerprint_key:
+        raise EmulatorError(
+            f"was measured on '{data['fingerprint'].get('key')}', but this machine is '{fingerprint_key}'. Fix: run "
+            "`emulator calibrate` here, or pass this machine's calibration.", file=path, field="fingerprint.key")
+    return table_from(data, path, "calibrated")

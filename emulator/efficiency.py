@@ -1,0 +1,95 @@
+"""How close each kernel family gets to the hardware's peaks: the spec defaults and the calibrated tables.
+
+A `FamilyEfficiency` says, for one kernel family on one device, what fraction of the unit's peak FLOP/s
+(`math`) and of main-memory bandwidth (`memory`) large kernels reach, the device-side fixed time each call
+costs beyond the profile's launch overhead, how much faster working sets that fit the last-level cache
+stream, and the GEMM tile edge used for wave quantisation. `roofline` is the only consumer.
+
+Until a device has a calibration, `SPEC_DEFAULTS` applies to every device: one explicit table, each value
+checked against the published measurements copied into `emulator/data/published_kernels.yaml`
+(tests/test_efficiency.py):
+- GEMM math 0.80: best achievable bf16 matmul (MAMF) is 794.5/989 = 0.80 of peak on H100 SXM,
+  271.2/312 = 0.87 on A100, 1745/2250 = 0.78 on B200; large cuBLASLt fp8 GEMMs on H100 reach
+  1351/1979 = 0.68.
+- Streams 0.85 of bandwidth: STREAM copy/triad reach 2.97/3.35 = 0.89 on H100, 1.70/2.039 = 0.83 on
+  A100, 4.15/4.8 = 0.86 on H200.
+- Fused attention math 0.55: FlashAttention-2/3 forward reaches ~0.6-0.75 of peak and the backward ~0.45-0.55
+  (Dao 2023; Shah et al. 2024); one number serves both until calibrated.
+- Vector math 0.50 of the non-matrix peak: elementwise kernels are memory-bound at any size that matters,
+  so this only bounds the rare compute-heavy vector kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+PROVENANCES = ("measured", "calibrated", "transferred", "spec")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FamilyEfficiency:
+    """Efficiency of one kernel family on one device (fractions of the profile's peaks)."""
+
+    math: float  # fraction of the matrix (or vector) peak large kernels reach
+    memory: float  # fraction of main-memory bandwidth large streams reach
+    vector: float = 0.5  # fraction of the vector peak for vector FLOPs
+    overhead_s: float = 0.0  # device-side fixed time per call beyond the profile's launch overhead
+    cache_speedup: float = 1.0  # bandwidth multiplier for working sets within the last-level cache
+    tile: int = 128  # GEMM output tile edge for wave quantisation; 0 disables it
+    error: float = 0.25  # typical |relative error| of a kernel time: held-out error when calibrated
+
+    def __post_init__(self) -> None:
+        for name in ("math", "memory", "vector", "cache_speedup"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"efficiency {name} must be positive and finite, got {value}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EfficiencyTable:
+    """Per-family efficiencies for one device, where they came from, and how sure they are."""
+
+    families: Mapping[str, FamilyEfficiency]
+    provenance: str  # calibrated | transferred | spec
+    source: str  # the calibration file, or "spec defaults"
+    host_overhead_s: float = 0.0  # host time to dispatch one op (eager PyTorch); 0 for graph-captured runs
+    peaks: Mapping[str, float] = field(default_factory=dict)  # measured rates replacing the profile's (CPU)
+
+    def __post_init__(self) -> None:
+        if self.provenance not in PROVENANCES:
+            raise ValueError(f"unknown provenance {self.provenance!r}")
+        object.__setattr__(self, "families", MappingProxyType(dict(self.families)))
+        object.__setattr__(self, "peaks", MappingProxyType(dict(self.peaks)))
+
+    def get(self, family: str) -> FamilyEfficiency:
+        return self.families.get(family) or self.families.get("default") or _DEFAULT
+
+    @property
+    def error_band(self) -> float:
+        """A step-level error band: the median of the families' kernel errors."""
+        errors = sorted(f.error for f in self.families.values())
+        return errors[len(errors) // 2] if errors else _DEFAULT.error
+
+
+_DEFAULT = FamilyEfficiency(math=0.5, memory=0.8, vector=0.5)
+
+SPEC_DEFAULTS = EfficiencyTable(
+    families={
+        "gemm": FamilyEfficiency(math=0.80, memory=0.85, error=0.20),
+        "attention": FamilyEfficiency(math=0.55, memory=0.85, vector=0.5, tile=0, error=0.25),
+        "norm": FamilyEfficiency(math=0.5, memory=0.80, tile=0, error=0.25),
+        "elementwise": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),
+        "softmax": FamilyEfficiency(math=0.5, memory=0.80, tile=0, error=0.25),
+        "embedding": FamilyEfficiency(math=0.5, memory=0.60, tile=0, error=0.35),
+        "reduction": FamilyEfficiency(math=0.5, memory=0.80, tile=0, error=0.25),
+        "optimizer": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),
+        "copy": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),
+        "collective": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.30),
+        "default": _DEFAULT,
+    },
+    provenance="spec",
+    source="spec defaults (emulator/efficiency.py)",
+)

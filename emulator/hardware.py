@@ -1,0 +1,570 @@
+"""Hardware profiles: devices, systems and sites, loaded from sourced YAML files under `hw_profiles/`.
+
+Every number is SI (FLOP/s, bytes, bytes/s, W, s, USD), dense (no 2:4 sparsity) and carries a source in the
+file's `sources:` mapping, keyed by the field's dotted path (`matrix_flops_per_s.bf16`,
+`memory.hbm3.bandwidth_bytes_per_s`). The loader refuses unknown keys, missing keys, non-positive numbers,
+unknown dtypes and unsourced numbers with an `EmulatorError` naming the file, the field and the fix. The
+schema is documented in `hw_profiles/README.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import yaml
+
+from emulator.errors import EmulatorError, nearest
+from emulator.units import GB, GiB
+
+DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8")
+DEVICE_KINDS = ("gpu", "asic")
+MEMORY_KINDS = ("cache", "sram", "dram")
+SCALE_UP_TOPOLOGIES = ("switch", "mesh", "pcie")
+_SCHEMA_DOC = "hw_profiles/README.md"
+
+
+# --- errors carrying a field path; the loader adds the file -------------------------------------------
+
+
+class _FieldError(EmulatorError):
+    """A validation error whose field path is completed as it propagates out of nested values."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message, field=field)
+        self.message = message
+
+
+def _fail(field: str | None, message: str) -> NoReturn:
+    raise _FieldError(message, field)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+@contextmanager
+def _under(prefix: str) -> Iterator[None]:
+    try:
+        yield
+    except _FieldError as e:
+        raise _FieldError(e.message, _join(prefix, e.field) if e.field else prefix or None) from None
+
+
+@contextmanager
+def _in_file(path: str) -> Iterator[None]:
+    try:
+        yield
+    except _FieldError as e:
+        raise EmulatorError(e.message, file=path, field=e.field) from None
+
+
+def _choice(value: str, choices: tuple[str, ...], field: str) -> None:
+    if value not in choices:
+        _fail(field, f"'{value}' is not allowed; {nearest(value, choices)} Fix: use one of {', '.join(choices)}.")
+
+
+def _number_fields(obj: Any, prefix: str = "") -> dict[str, tuple[Any, bool]]:
+    """{dotted path: (value, may be null)} for every number inside a profile (memory tiers by name)."""
+    out: dict[str, tuple[Any, bool]] = {}
+    for f in dataclasses.fields(obj):
+        value, path, annotation = getattr(obj, f.name), _join(prefix, f.name), str(f.type)
+        if f.name == "sources" or isinstance(value, DeviceProfile):
+            continue  # a system's device carries its own sources
+        if dataclasses.is_dataclass(value):
+            out |= _number_fields(value, path)
+        elif isinstance(value, tuple):
+            for tier in value:
+                out |= _number_fields(tier, _join(path, tier.name))
+        elif isinstance(value, Mapping):
+            out |= {_join(path, key): (item, False) for key, item in value.items()}
+        elif annotation.split(" ")[0] in ("float", "int"):
+            out[path] = (value, "None" in annotation)
+    return out
+
+
+def _check_profile(obj: Any) -> None:
+    """Every number is finite and positive (null only where allowed) and every non-null number has a source."""
+    numbers = _number_fields(obj)
+    for path, (value, nullable) in numbers.items():
+        if value is None and nullable:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            _fail(
+                path,
+                f"must be a positive number in SI units, got {value!r}. Fix: correct the value "
+                "(FLOP/s, bytes, bytes/s, W, s, USD; e.g. 989.4e12).",
+            )
+    for key, text in obj.sources.items():
+        if key not in numbers:
+            _fail(
+                f"sources.{key}",
+                f"names no number in this profile; {nearest(key, numbers)} "
+                "Fix: key each source by the dotted path of the field it supports.",
+            )
+        if not isinstance(text, str) or not text.strip():
+            _fail(
+                f"sources.{key}",
+                "is empty. Fix: cite a document (and quote it briefly) or write 'estimate: <reasoning>'.",
+            )
+    for path in sorted(p for p, (value, _) in numbers.items() if value is not None and p not in obj.sources):
+        _fail(
+            path,
+            f"has no source. Fix: add `{path}: \"<document and quote, or 'estimate: <reasoning>'>\"` under `sources:`.",
+        )
+
+
+def _freeze(obj: Any, *names: str) -> None:
+    """Store mappings as read-only proxies and sequences as tuples, so profiles stay immutable."""
+    for name in names:
+        value = getattr(obj, name)
+        object.__setattr__(obj, name, MappingProxyType(dict(value)) if isinstance(value, Mapping) else tuple(value))
+
+
+# --- profiles -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryTier:
+    """One memory level; a cache may leave its bandwidth unknown, a scratchpad or DRAM may not."""
+
+    name: str
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float | None
+    kind: str  # cache (hardware-managed) | sram (software-managed scratchpad) | dram
+    main: bool = False
+
+    def __post_init__(self) -> None:
+        _choice(self.kind, MEMORY_KINDS, "kind")
+        if self.bandwidth_bytes_per_s is None and (self.kind != "cache" or self.main):
+            _fail("bandwidth_bytes_per_s", f"is required for a {self.kind} tier. Fix: give a sourced bandwidth.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Links:
+    """Per-device link rates, per direction."""
+
+    scale_up_bytes_per_s: float | None  # NVLink / xGMI; None when the chip has no scale-up link
+    host_bytes_per_s: float  # PCIe or C2C to the host CPU
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Power:
+    """Device board power at full load (TDP) and idle."""
+
+    tdp_w: float
+    idle_w: float
+
+    def __post_init__(self) -> None:
+        if self.idle_w > self.tdp_w:
+            _fail("idle_w", f"{self.idle_w} W exceeds tdp_w {self.tdp_w} W. Fix: idle power must be at most TDP.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """Purchase price and on-demand rental price of one device (market estimates are dated in sources)."""
+
+    capex_usd: float
+    rental_usd_per_hour: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceProfile:
+    """One accelerator chip: peak dense FLOP/s per dtype and unit, memory tiers, links, power, price."""
+
+    name: str
+    display_name: str
+    vendor: str
+    family: str  # devices of one family share calibrations by transfer
+    kind: str  # gpu | asic
+    num_compute_units: int  # SMs / CUs / PEs
+    matrix_flops_per_s: Mapping[str, float]  # tensor cores / matrix engine, per dtype
+    vector_flops_per_s: Mapping[str, float]  # non-matrix units, per dtype; always has fp32
+    memory: tuple[MemoryTier, ...]  # fastest/smallest first; exactly one main tier
+    usable_memory_bytes: float  # what the runtime can allocate
+    links: Links
+    launch_overhead_s: float  # fixed cost per kernel call before calibration
+    power: Power
+    price: Price
+    launch_year: int
+    sources: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        _freeze(self, "matrix_flops_per_s", "vector_flops_per_s", "sources", "memory")
+        _choice(self.kind, DEVICE_KINDS, "kind")
+        for unit in ("matrix_flops_per_s", "vector_flops_per_s"):
+            for dtype in getattr(self, unit):
+                if dtype not in DTYPES:
+                    _fail(
+                        f"{unit}.{dtype}",
+                        f"unknown dtype '{dtype}'; {nearest(dtype, DTYPES)} Fix: use one of {', '.join(DTYPES)}.",
+                    )
+        if "fp32" not in self.vector_flops_per_s:
+            _fail("vector_flops_per_s.fp32", "is required: other vector dtypes fall back to it. Fix: add it.")
+        _check_profile(self)
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        names = [tier.name for tier in self.memory]
+        if len(set(names)) != len(names):
+            _fail("memory", f"tier names must be unique, got {names}. Fix: rename the duplicates.")
+        if sum(tier.main for tier in self.memory) != 1:
+            _fail("memory", "exactly one tier needs `main: true`. Fix: mark the device's main memory (HBM/DRAM).")
+        sizes = [tier.capacity_bytes for tier in self.memory]
+        if sizes != sorted(sizes):
+            _fail("memory", f"tiers must go from smallest to largest, got {names}. Fix: reorder them.")
+        # Marketing "80 GB" of HBM is 80 GiB of chips, so the runtime may see up to GiB/GB times more.
+        if self.usable_memory_bytes > self.main_memory.capacity_bytes * GiB / GB * 1.001:
+            _fail(
+                "usable_memory_bytes",
+                f"{self.usable_memory_bytes:.4g} exceeds the main tier's capacity. "
+                "Fix: check the units (bytes, not MiB or GB).",
+            )
+
+    def __hash__(self) -> int:
+        return hash(("device", self.name, self.display_name))
+
+    @property
+    def main_memory(self) -> MemoryTier:
+        """The tier marked `main` (HBM, GDDR, LPDDR): where weights and activations live."""
+        return next(tier for tier in self.memory if tier.main)
+
+    @property
+    def memory_bytes(self) -> float:
+        """Bytes the runtime can allocate on the device."""
+        return self.usable_memory_bytes
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float:
+        """Main-memory bandwidth, per direction summed (the datasheet figure)."""
+        bandwidth = self.main_memory.bandwidth_bytes_per_s
+        assert bandwidth is not None  # guaranteed by MemoryTier validation
+        return bandwidth
+
+    def has_dtype(self, dtype: str) -> bool:
+        """True when the chip computes in `dtype` on its matrix or vector units."""
+        return dtype in self.matrix_flops_per_s or dtype in self.vector_flops_per_s
+
+    def matrix_peak(self, dtype: str) -> float:
+        """Dense matrix-unit FLOP/s for `dtype`; an error listing the dtypes the chip has when absent."""
+        if dtype not in self.matrix_flops_per_s:
+            self._missing("matrix_flops_per_s", dtype)
+        return self.matrix_flops_per_s[dtype]
+
+    def vector_peak(self, dtype: str) -> float:
+        """Vector-unit FLOP/s for `dtype`, falling back to the fp32 vector rate for a dtype it lacks."""
+        if dtype in self.vector_flops_per_s:
+            return self.vector_flops_per_s[dtype]
+        if dtype in DTYPES:
+            return self.vector_flops_per_s["fp32"]
+        self._missing("vector_flops_per_s", dtype)
+
+    def _missing(self, unit: str, dtype: str) -> NoReturn:
+        have = [d for d in DTYPES if d in getattr(self, unit)]
+        raise EmulatorError(
+            f"device '{self.name}' has no {unit.split('_')[0]} peak for dtype '{dtype}'; it has "
+            f"{', '.join(have)}. Fix: run in one of those dtypes or pick a device that supports '{dtype}'.",
+            field=f"{unit}.{dtype}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleUp:
+    """The fast domain (NVLink/NVSwitch, xGMI mesh; for PCIe-only nodes the PCIe peer path)."""
+
+    domain_size: int  # devices in one scale-up domain
+    bandwidth_bytes_per_s: float  # per device, per direction, line rate
+    latency_s: float
+    topology: str  # switch | mesh | pcie
+
+    def __post_init__(self) -> None:
+        _choice(self.topology, SCALE_UP_TOPOLOGIES, "topology")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleOut:
+    """The network between nodes."""
+
+    nics_per_node: int
+    nic_bandwidth_bytes_per_s: float  # per NIC, per direction
+    latency_s: float
+    topology: str  # free text
+    oversubscription: float  # 1 = non-blocking; >1 oversubscribed above the first switch tier
+
+    def __post_init__(self) -> None:
+        if self.oversubscription < 1:
+            _fail("oversubscription", f"is {self.oversubscription}; it must be >= 1 (1 = non-blocking). Fix it.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemPower:
+    """Per-node power besides the devices."""
+
+    host_w: float  # CPUs, memory, fans, NICs, on-board switches
+    network_w_per_node: float  # this node's share of the fabric's switches and optics
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemPrice:
+    """Per-node purchase price besides the devices."""
+
+    node_capex_usd_excluding_devices: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemProfile:
+    """A node (or tray) of devices, its scale-up domain and its scale-out network."""
+
+    name: str
+    display_name: str
+    device: DeviceProfile  # the YAML names it; the loader resolves it
+    devices_per_node: int
+    scale_up: ScaleUp
+    scale_out: ScaleOut
+    power: SystemPower
+    price: SystemPrice
+    sources: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        _freeze(self, "sources")
+        _check_profile(self)
+        domain, node = self.scale_up.domain_size, self.devices_per_node
+        if domain % node and node % domain:
+            _fail(
+                "scale_up.domain_size",
+                f"{domain} neither divides nor is a multiple of devices_per_node "
+                f"{node}. Fix: a domain is a whole number of nodes or of a node's parts.",
+            )
+
+    def __hash__(self) -> int:
+        return hash(("system", self.name, self.display_name))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Site:
+    """Facility economics: power usage effectiveness, electricity price, hardware amortization."""
+
+    name: str
+    display_name: str
+    pue: float  # facility power / IT power, >= 1
+    electricity_usd_per_kwh: float
+    amortization_years: float
+    sources: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        _freeze(self, "sources")
+        _check_profile(self)
+        if self.pue < 1:
+            _fail("pue", f"is {self.pue}; PUE is facility over IT power, so at least 1. Fix it (typical 1.1-1.6).")
+
+    def __hash__(self) -> int:
+        return hash(("site", self.name, self.display_name))
+
+
+_NESTED: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (MemoryTier, Links, Power, Price, DeviceProfile, ScaleUp, ScaleOut, SystemPower, SystemPrice)
+}
+
+
+# --- YAML to dataclasses --------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `989.4e12` and `50e6` as floats (YAML 1.2; PyYAML 1.1 leaves them strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise EmulatorError(
+            f"is not valid YAML{where}: {problem}. Fix: check indentation, colons and brackets there.", file=path
+        ) from None
+    if not isinstance(data, dict):
+        raise EmulatorError(
+            f"must be a YAML mapping of keys to values, got {type(data).__name__}. "
+            f"Fix: see {_SCHEMA_DOC} for the schema.",
+            file=path,
+        )
+    return data
+
+
+def _convert(annotation: str, value: Any, path: str) -> Any:
+    kind = annotation.split(" ")[0]
+    if kind in ("float", "int"):
+        if value is None and "None" in annotation:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(path, f"must be a number in SI units, got {value!r}. Fix: write e.g. 989.4e12 (no units, no quotes).")
+        if kind == "int":
+            if not float(value).is_integer():
+                _fail(path, f"must be a whole number, got {value!r}. Fix: round it.")
+            return int(value)
+        return float(value)
+    if kind in ("str", "bool"):
+        if not isinstance(value, str if kind == "str" else bool):
+            _fail(path, f"must be a {'string' if kind == 'str' else 'true/false'}, got {value!r}. Fix it.")
+        return value
+    if kind.startswith("Mapping["):
+        if not isinstance(value, dict):
+            _fail(path, f"must be a mapping, got {value!r}. Fix: write `{{key: value, ...}}`.")
+        item = "float" if "float" in annotation else "str"
+        return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
+    if kind.startswith("tuple["):
+        if not isinstance(value, list) or not value:
+            _fail(path, "must be a non-empty list of tiers. Fix: see the schema in " + _SCHEMA_DOC + ".")
+        labels = [
+            str(t["name"]) if isinstance(t, dict) and isinstance(t.get("name"), str) else f"[{i}]"
+            for i, t in enumerate(value)
+        ]
+        return tuple(_build(MemoryTier, tier, _join(path, label)) for tier, label in zip(value, labels))
+    cls = _NESTED[kind]
+    return value if isinstance(value, cls) else _build(cls, value, path)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Construct `cls` from a YAML mapping: unknown and missing keys are errors; values are type-checked."""
+    if not isinstance(data, dict):
+        _fail(prefix or None, f"must be a mapping of keys to values, got {data!r}. Fix: see {_SCHEMA_DOC}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            _fail(
+                _join(prefix, str(key)),
+                f"unknown key; {nearest(str(key), fields)} Fix: remove or rename it ({_SCHEMA_DOC} lists the keys).",
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(str(f.type), data[name], _join(prefix, name))
+        elif f.default is dataclasses.MISSING:
+            _fail(_join(prefix, name), f"is missing. Fix: add it ({_SCHEMA_DOC} lists the keys).")
+    with _under(prefix):
+        return cls(**kwargs)
+
+
+# --- finding and loading profiles -----------------------------------------------------------------------
+
+
+def profiles_root() -> Path:
+    """The folder holding devices/, systems/ and sites/ (`$EMULATOR_PROFILES`, else the repo's hw_profiles/)."""
+    env = os.environ.get("EMULATOR_PROFILES")
+    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / "hw_profiles"
+
+
+def _names(folder: str) -> list[str]:
+    return sorted(p.stem for p in (profiles_root() / folder).glob("*.yaml"))
+
+
+def list_devices() -> list[str]:
+    """Names of the shipped device profiles."""
+    return _names("devices")
+
+
+def list_systems() -> list[str]:
+    """Names of the shipped system profiles."""
+    return _names("systems")
+
+
+def list_sites() -> list[str]:
+    """Names of the shipped site profiles."""
+    return _names("sites")
+
+
+def _resolve(
+    folder: str, name_or_path: str | os.PathLike[str], base: Path | None = None
+) -> tuple[str, int, str | None]:
+    """(file path, its mtime, the `name` it must hold when given by name) for a profile name or YAML path."""
+    text = os.fspath(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text:
+        path = Path(text).expanduser()
+        path = (base / path) if base is not None and not path.is_absolute() else path
+        if not path.is_file():
+            _fail(None, f"profile file '{path}' does not exist. Fix: check the path.")
+        return str(path.resolve()), os.stat(path).st_mtime_ns, None
+    path = profiles_root() / folder / f"{text}.yaml"
+    if not path.is_file():
+        kind = folder.rstrip("s")
+        _fail(
+            None,
+            f"unknown {kind} '{text}'; {nearest(text, _names(folder))} Fix: use a name from "
+            f"`emulator profiles list` or a path to a {kind} YAML file.",
+        )
+    return str(path), os.stat(path).st_mtime_ns, text
+
+
+@functools.lru_cache(maxsize=256)
+def _load_file(folder: str, path: str, mtime_ns: int, expected: str | None) -> Any:
+    """Parse and validate one profile file; cached per file version (`mtime_ns` is part of the key)."""
+    data = _read_yaml(path)
+    with _in_file(path):
+        if expected is not None and data.get("name") != expected:
+            _fail("name", f"is {data.get('name')!r} but the file is {expected}.yaml. Fix: make them equal.")
+        if folder == "systems" and isinstance(data.get("device"), str):
+            try:
+                device = _resolve("devices", data["device"], base=Path(path).parent)
+            except _FieldError as e:
+                _fail("device", e.message)
+            data = {**data, "device": _load_file("devices", *device)}
+        elif folder == "systems" and "device" in data:
+            _fail("device", f"must be a device name such as 'h100-sxm', got {data['device']!r}. Fix it.")
+        cls = {"devices": DeviceProfile, "systems": SystemProfile, "sites": Site}[folder]
+        return _build(cls, data, "")
+
+
+def _load(folder: str, name_or_path: str | os.PathLike[str]) -> Any:
+    try:
+        return _load_file(folder, *_resolve(folder, name_or_path))
+    except _FieldError as e:  # an unknown name or a missing file, outside any file
+        raise EmulatorError(e.message) from None
+
+
+def load_device(name_or_path: str | os.PathLike[str] | DeviceProfile) -> DeviceProfile:
+    """A device by name (`h100-sxm`) or YAML path; a DeviceProfile passes through. Cached per file version."""
+    return name_or_path if isinstance(name_or_path, DeviceProfile) else _load("devices", name_or_path)
+
+
+def load_system(name_or_path: str | os.PathLike[str] | SystemProfile) -> SystemProfile:
+    """A system by name (`hgx-h100`) or YAML path, with its device resolved. Cached per file version."""
+    return name_or_path if isinstance(name_or_path, SystemProfile) else _load("systems", name_or_path)
+
+
+def load_site(name_or_path: str | os.PathLike[str] | Site = "default") -> Site:
+    """A site by name (`default`) or YAML path. Cached per file version."""
+    return name_or_path if isinstance(name_or_path, Site) else _load("sites", name_or_path)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def profile_summary(profile: DeviceProfile | SystemProfile | Site) -> dict[str, Any]:
+    """A JSON-able dict of every field (SI units) with its sources; a system nests its device's summary."""
+    kind = {DeviceProfile: "device", SystemProfile: "system", Site: "site"}[type(profile)]
+    return {"profile_type": kind, **_plain(profile)}

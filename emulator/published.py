@@ -1,0 +1,41 @@
+"""Published measurements shipped with the project (copied from public sources, each case with its source).
+
+`emulator/data/published_kernels.yaml`: kernel-level results (best achievable matmul, STREAM bandwidth, NCCL
+bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthikanti et al. 2022;
+`published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100 system).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# Device names in the published files -> shipped profile names.
+DEVICE_ALIASES = {
+    "A100-SXM": "a100-sxm",
+    "A100-SXM4-80GB": "a100-sxm",
+    "A100-SXM-80GB": "a100-sxm",
+    "H100-SXM": "h100-sxm",
+    "H100-SXM5-80GB": "h100-sxm",
+    "H200-SXM": "h200-sxm",
+    "H200-SXM-141GB": "h200-sxm",
+    "B200-SXM": "b200",
+    "GB200": "gb200",
+    "MI300X": "mi300x",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def load_cases(kind: str) -> tuple[dict[str, Any], ...]:
+    """Cases of one file: 'kernels', 'training' or 'inference'."""
+    with open(DATA / f"published_{kind}.yaml") as f:
+        return tuple(yaml.safe_load(f))
+
+
+def profile_name(published_device: str) -> str | None:
+    return DEVICE_ALIASES.get(published_device)

@@ -1,0 +1,191 @@
+"""Calibration sweeps: which microbenchmarks to time on a device, per kernel family.
+
+A sweep is data: a list of `BenchPoint`s naming a reference in `kernels.references`, its shape parameters and
+a dtype. Shapes cover each family's regimes (small and launch-bound, skinny, cache-resident, far larger than
+cache, non-powers of two). `quick=True` is budgeted to finish in about 2 minutes on a 2-core CPU and 4 on an
+H100, warm-up and tracing included; the full sweep is several times longer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.errors import EmulatorError
+
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPoint:
+    """One microbenchmark: `name` is a key of `kernels.references.REFERENCES`; `params` its shape."""
+
+    family: str
+    name: str
+    params: dict[str, Any] = field(hash=False)
+    dtype: str
+
+    @property
+    def label(self) -> str:
+        shape = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}[{shape}]:{self.dtype}"
+
+
+def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
+    gpu = device_kind == "cuda"
+    if gpu:
+        square = [256, 512, 1024, 2048, 4096, 8192]
+        if not quick:
+            square = [64, 128, *square[:-1], 6144, 8192, 16384]
+        odd = [(1000, 1000, 1000), (4160, 4096, 4096), (3000, 5000, 7000)]
+        skinny_nk = 8192 if quick else 16384
+        skinny_m = [1, 16, 64] if quick else [1, 2, 4, 8, 16, 32, 64, 128]
+        dtypes = ["bf16", "fp16", "tf32", "fp32"] if not quick else ["bf16", "fp32"]
+        big_dtypes = ["bf16", "fp16", "tf32"] if quick else dtypes
+    else:
+        square = [64, 128, 256, 512, 1024] if quick else [64, 128, 256, 512, 1024, 1536, 2048]
+        odd = [(1000, 1000, 1000)] if quick else [(1000, 1000, 1000), (576, 1088, 640), (1024 + 64, 1024, 1024)]
+        skinny_nk = 1024 if quick else 4096
+        skinny_m = [1, 16, 64] if quick else [1, 2, 4, 8, 16, 32, 64]
+        dtypes = ["fp32"] if quick else ["fp32", "bf16"]
+        big_dtypes = dtypes
+    points = []
+    for dt in dtypes:
+        for s in square:
+            if s > 1024 and dt not in big_dtypes:
+                continue
+            points.append(BenchPoint("gemm", "gemm", {"m": s, "n": s, "k": s}, dt))
+        for m, n, k in odd:
+            points.append(BenchPoint("gemm", "gemm", {"m": m, "n": n, "k": k}, dt))
+        for m in skinny_m:
+            points.append(BenchPoint("gemm", "gemm", {"m": m, "n": skinny_nk, "k": skinny_nk}, dt))
+    # Batched products (attention-shaped): many small matrices.
+    bs = [(32, 128 if not gpu else 512, 128)] if quick else [(32, 128, 128), (64, 256, 64), (16, 512, 128)]
+    bdt = "bf16" if gpu else "fp32"
+    for batch, mn, k in bs:
+        points.append(BenchPoint("gemm", "bmm", {"batch": batch, "m": mn, "n": mn, "k": k}, bdt))
+    if gpu:
+        # fp8 on the tensor cores; the calibrator skips these where torch._scaled_mm cannot run.
+        sizes = [1024, 4096, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+        points += [BenchPoint("gemm", "scaled_mm", {"m": s, "n": s, "k": s}, "fp8") for s in sizes]
+    if not gpu and quick:
+        points.append(BenchPoint("gemm", "gemm", {"m": 256, "n": 256, "k": 256}, "bf16"))
+    return points
+
+
+def _attention(device_kind: str, quick: bool) -> list[BenchPoint]:
+    gpu = device_kind == "cuda"
+    dt = "bf16" if gpu else "fp32"
+    if gpu:
+        prefill = [(4, 32, 8, 1024, 128), (1, 32, 8, 4096, 128), (8, 16, 16, 2048, 64)]
+        if not quick:
+            prefill += [(1, 64, 8, 8192, 128), (16, 32, 32, 512, 128), (2, 128, 128, 2048, 192)]
+        kv_lens = [128, 2048, 32768] if quick else [128, 512, 2048, 8192, 32768]
+        decode_batch = 32
+    else:
+        prefill = [(1, 8, 2, 256, 64), (2, 4, 4, 512, 64)]
+        if not quick:
+            prefill += [(1, 8, 8, 1024, 64), (4, 16, 4, 256, 128)]
+        kv_lens = [128, 2048] if quick else [128, 512, 2048, 8192]
+        decode_batch = 4
+    points = []
+    for b, hq, hkv, s, d in prefill:
+        p = {"batch": b, "heads": hq, "kv_heads": hkv, "seq_len": s, "kv_len": s, "head_dim": d, "causal": True}
+        points.append(BenchPoint("attention", "attention_prefill", p, dt))
+    for kv in kv_lens:
+        p = {"batch": decode_batch, "heads": 32, "kv_heads": 8, "seq_len": 1, "kv_len": kv, "head_dim": 128,
+             "causal": False}
+        points.append(BenchPoint("attention", "attention_decode", p, dt))
+    bwd = prefill[:1] if quick else prefill[:3]
+    for b, hq, hkv, s, d in bwd:
+        p = {"batch": b, "heads": hq, "kv_heads": hkv, "seq_len": s, "kv_len": s, "head_dim": d, "causal": True}
+        points.append(BenchPoint("attention", "attention_backward", p, dt))
+    return points
+
+
+def _copy(device_kind: str, quick: bool) -> list[BenchPoint]:
+    # From cache-resident to far beyond any cache (4x the largest L2/LLC we expect).
+    top = (4 * GiB if not quick else 2 * GiB) if device_kind == "cuda" else (256 * MiB if not quick else 64 * MiB)
+    sizes, s = [], 64 * KiB
+    step = 4 if quick else 2
+    while s <= top:
+        sizes.append(s)
+        s *= step
+    if sizes[-1] != top:
+        sizes.append(top)
+    dt = "bf16" if device_kind == "cuda" else "fp32"
+    points = [BenchPoint("copy", "copy", {"bytes": b}, dt) for b in sizes]
+    points += [BenchPoint("copy", "clone", {"bytes": b}, dt) for b in sizes[:: 2 if quick else 1]]
+    return points
+
+
+def _rows_cols(device_kind: str, quick: bool) -> list[tuple[int, int]]:
+    if device_kind == "cuda":
+        if quick:
+            return [(1024, 1024), (8192, 4096), (32768, 8192)]
+        return [(64, 1024), (1024, 1024), (8192, 4096), (16384, 8192), (32768, 8192), (4096, 12288 + 64)]
+    if quick:
+        return [(64, 256), (1024, 1024), (4096, 2048)]
+    return [(64, 256), (256, 1000), (1024, 1024), (4096, 2048), (8192, 4096)]
+
+
+def _vector(device_kind: str, quick: bool) -> list[BenchPoint]:
+    dt = "bf16" if device_kind == "cuda" else "fp32"
+    shapes = _rows_cols(device_kind, quick)
+    points = []
+    for r, c in shapes:
+        rc = {"rows": r, "cols": c}
+        points += [BenchPoint("elementwise", n, rc, dt) for n in ("add", "mul", "silu", "gelu")]
+        points += [BenchPoint("norm", n, rc, dt) for n in ("rms_norm", "layer_norm")]
+        points.append(BenchPoint("softmax", "softmax", rc, dt))
+        points.append(BenchPoint("reduction", "sum", rc, dt))
+    vocab = 32000 if device_kind != "cuda" else 128256
+    rows_ce = [256] if device_kind != "cuda" else [1024, 8192]
+    for r in rows_ce[: 1 if quick else None]:
+        points.append(BenchPoint("softmax", "cross_entropy", {"rows": r, "vocab": vocab}, dt))
+    return points
+
+
+def _embedding(device_kind: str, quick: bool) -> list[BenchPoint]:
+    gpu = device_kind == "cuda"
+    rows = [100_000, 1_000_000] if gpu else [10_000, 100_000]
+    if not quick:
+        rows.append(10_000_000 if gpu else 1_000_000)
+    batches = [512, 4096] if gpu else [128, 1024]
+    points = []
+    for r in rows:
+        for b in batches:
+            bag = {"rows": r, "dim": 128, "batch": b, "pooling": 20}
+            points.append(BenchPoint("embedding", "embedding_bag", bag, "fp32"))
+        # Token-embedding-like rows on GPU (512 wide), recommender-like (128) on CPU.
+        gather = {"rows": r, "dim": 512 if gpu else 128, "num_indices": batches[-1]}
+        points.append(BenchPoint("embedding", "embedding", gather, "fp32"))
+    return points
+
+
+def _optimizer(device_kind: str, quick: bool) -> list[BenchPoint]:
+    sizes = [(1_000_000, 8), (64_000_000, 64)] if device_kind == "cuda" else [(100_000, 8), (4_000_000, 16)]
+    if not quick:
+        sizes.append((256_000_000, 128) if device_kind == "cuda" else (16_000_000, 32))
+    return [BenchPoint("optimizer", "adamw", {"numel": n, "num_tensors": t}, "fp32") for n, t in sizes]
+
+
+FAMILIES = ("gemm", "attention", "elementwise", "norm", "softmax", "reduction", "embedding", "copy", "optimizer")
+
+
+def sweep(device_kind: str, quick: bool) -> list[BenchPoint]:
+    """The calibration points for a device kind ('cpu' or 'cuda'); every family in `FAMILIES` appears."""
+    if device_kind not in ("cpu", "cuda"):
+        raise EmulatorError(
+            f"no calibration sweep for device kind '{device_kind}'; use 'cpu' or 'cuda'", field="device"
+        )
+    return (
+        _gemm(device_kind, quick)
+        + _attention(device_kind, quick)
+        + _vector(device_kind, quick)
+        + _embedding(device_kind, quick)
+        + _copy(device_kind, quick)
+        + _optimizer(device_kind, quick)
+    )

@@ -1,0 +1,104 @@
+"""The one result type of both modes: `Timing`, produced by `roofline` (emulate) and `measure` (run)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernels import Cost
+
+BOUNDS = ("compute", "memory", "overhead", "comm")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTiming:
+    """Time of one kernel signature, all `count` calls together."""
+
+    family: str
+    op: str
+    module: str
+    phase: str
+    dtype: str
+    shapes: tuple[tuple[int, ...], ...]
+    count: int
+    time_s: float  # all calls
+    t_math_s: float  # per call
+    t_mem_s: float  # per call
+    t_overhead_s: float  # per call
+    bound: str
+    cost: Cost  # all calls
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyTiming:
+    """Kernels of one family summed."""
+
+    family: str
+    time_s: float
+    count: int
+    cost: Cost
+    bound: str  # the bound holding the most time in this family
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time_s": self.time_s,
+            "count": self.count,
+            "flops": self.cost.flops,
+            "bytes": self.cost.bytes,
+            "bound": self.bound,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Seconds per kernel and in total for one step, with where the numbers came from.
+
+    `total_s` is what one step takes. For predictions, `device_s` is the sum of kernel times and `host_s`
+    the time the host needs to dispatch the ops; the step takes the larger of the two (dispatch overlaps
+    execution). For measurements, `p20_s`/`p80_s` bracket the median and `kernels` holds the profiler's
+    attribution when one was taken.
+    """
+
+    total_s: float
+    provenance: str  # measured | calibrated | transferred | spec
+    error_band: float  # fractional half-width: the truth is expected within total_s * (1 +- error_band)
+    device: str
+    kernels: tuple[KernelTiming, ...] = ()
+    device_s: float = 0.0
+    host_s: float = 0.0
+    p20_s: float | None = None
+    p80_s: float | None = None
+    energy_j: float | None = None
+    power: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def by_family(self) -> dict[str, FamilyTiming]:
+        groups: dict[str, list[KernelTiming]] = {}
+        for k in self.kernels:
+            groups.setdefault(k.family, []).append(k)
+        out = {}
+        for fam, ks in sorted(groups.items(), key=lambda kv: -sum(k.time_s for k in kv[1])):
+            per_bound: dict[str, float] = {}
+            cost = Cost()
+            for k in ks:
+                per_bound[k.bound] = per_bound.get(k.bound, 0.0) + k.time_s
+                cost = cost + k.cost
+            out[fam] = FamilyTiming(
+                family=fam,
+                time_s=sum(k.time_s for k in ks),
+                count=sum(k.count for k in ks),
+                cost=cost,
+                bound=max(per_bound, key=per_bound.__getitem__),
+            )
+        return out
+
+    @property
+    def bound(self) -> str:
+        """What limits the step overall: host dispatch ('overhead') or the dominant kernel bound."""
+        if self.host_s > self.device_s:
+            return "overhead"
+        per_bound: dict[str, float] = {}
+        for k in self.kernels:
+            per_bound[k.bound] = per_bound.get(k.bound, 0.0) + k.time_s
+        return max(per_bound, key=per_bound.__getitem__) if per_bound else "compute"

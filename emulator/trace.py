@@ -1,0 +1,273 @@
+"""Trace: run a program on meta tensors under a dispatch mode and record every aten op as kernel calls.
+
+Each op is classified by `kernels.registry` into a family and costed once per signature (op, argument
+shapes and dtypes, module path, phase); repeats only bump a count. A program's stages are traced once
+each and multiplied by how many identical copies run (a 126-layer model is one layer times 126), which
+is why a 405B training step traces in well under a second.
+
+Module paths: forward ops take the innermost module running them (module hooks). Backward ops take the
+module whose forward produced the autograd node being executed (`torch._C._current_autograd_node`), with
+nodes created by functional code inheriting the last labelled node's module, since backward runs in
+reverse order of the forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from emulator.workloads.ops import tracing
+from kernels import Cost, KernelCall, rule_for
+from kernels.tensors import dtype_name, first_float, flat_tensors, nbytes
+
+if TYPE_CHECKING:
+    from emulator.workloads.program import Program
+
+_current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """The kernel calls of one program step, de-duplicated by signature with counts."""
+
+    calls: tuple[KernelCall, ...]
+    unknown_ops: Mapping[str, int] = field(default_factory=dict)
+    phase: str = "forward"
+    tokens: int = 0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def total_cost(self, family: str | None = None, phase: str | None = None) -> Cost:
+        total = Cost()
+        for c in self.calls:
+            if (family is None or c.family == family) and (phase is None or c.phase == phase):
+                total = total + c.total
+        return total
+
+    def by_family(self) -> dict[str, Cost]:
+        out: dict[str, Cost] = {}
+        for c in self.calls:
+            out[c.family] = out.get(c.family, Cost()) + c.total
+        return out
+
+    @property
+    def num_kernel_calls(self) -> int:
+        return sum(c.count for c in self.calls if c.family != "view")
+
+
+def _signature(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return (tuple(x.shape), x.dtype)
+    if isinstance(x, (list, tuple)):
+        return tuple(_signature(y) for y in x)
+    if isinstance(x, dict):
+        return tuple((k, _signature(v)) for k, v in x.items())
+    if isinstance(x, (bool, int, float, str)) or x is None:
+        return x
+    return type(x).__name__
+
+
+class _Recorder(TorchDispatchMode):
+    """Records each dispatched op under the current module, phase and multiplier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[tuple[Any, ...], list[Any]] = {}
+        self.unknown: dict[str, int] = {}
+        self.module = ""
+        self.phase = "forward"
+        self.multiplier = 1
+        self.enabled = True
+        self._costs: dict[tuple[Any, ...], tuple[str, Cost, str]] = {}
+        self.state_ids: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.enabled:
+            self._record(func, args, kwargs, out)
+        return out
+
+    def _record(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        op = str(func.overloadpacket)
+        sig = (op, _signature(args), _signature(kwargs))
+        costed = self._costs.get(sig)
+        if costed is None:
+            found = rule_for(op)
+            if found is None:
+                self.unknown[op] = self.unknown.get(op, 0) + self.multiplier
+                return
+            family, rule = found
+            t = first_float((args, kwargs))
+            if t is None:
+                t = first_float(out)
+            if t is None:
+                t = next(flat_tensors((args, out)), None)
+            costed = (family, rule(args, kwargs, out), dtype_name(t.dtype) if t is not None else "none")
+            self._costs[sig] = costed
+        if self.phase == "backward":
+            node = _current_node()
+            label = getattr(node, "metadata", {}).get("module") if node is not None else None
+            if label:
+                self.module = label
+        key = (sig, self.module, self.phase)
+        entry = self.calls.get(key)
+        if entry is None:
+            shapes = tuple(tuple(t.shape) for t in flat_tensors(args))
+            weight = sum(nbytes(t) for t in flat_tensors(args) if self._is_state(t))
+            self.calls[key] = [costed, op, shapes, self.module, self.phase, self.multiplier, weight]
+        else:
+            entry[5] += self.multiplier
+
+    def _is_state(self, t: torch.Tensor) -> bool:
+        base = t._base if t._base is not None else t
+        return id(t) in self.state_ids or id(base) in self.state_ids
+
+    def trace(self, **meta: Any) -> Trace:
+        calls = tuple(
+            KernelCall(
+                family=fam, op=op, shapes=shapes, dtype=dt, cost=cost, count=n, module=mod, phase=ph, weight_bytes=w
+            )
+            for (fam, cost, dt), op, shapes, mod, ph, n, w in self.calls.values()
+        )
+        return Trace(calls=calls, unknown_ops=dict(self.unknown), **meta)
+
+
+def _label_nodes(roots: list[Any], boundary: set[Any], name: str) -> None:
+    """Label the autograd nodes a module created: walk back from its outputs to its inputs' nodes.
+
+    Inner modules finish first and label their own nodes; an outer module labels only what is left.
+    """
+    todo = [n for n in roots if n is not None]
+    seen: set[Any] = set()
+    while todo:
+        node = todo.pop()
+        if node in seen or node in boundary:
+            continue
+        seen.add(node)
+        node.metadata.setdefault("module", name)
+        todo.extend(n for n, _ in node.next_functions if n is not None)
+
+
+@contextlib.contextmanager
+def _module_paths(recorder: _Recorder, root: torch.nn.Module, prefix: str) -> Iterator[None]:
+    """Label forward ops with the innermost running module and autograd nodes with their module."""
+    names = {id(m): (f"{prefix}.{n}" if n else prefix) for n, m in root.named_modules()}
+    stack: list[str] = []
+
+    boundaries: list[set[Any]] = []
+
+    def pre(module: torch.nn.Module, args: Any) -> None:
+        name = names.get(id(module))
+        if name is not None:
+            stack.append(recorder.module)
+            boundaries.append({t.grad_fn for t in flat_tensors(args) if t.grad_fn is not None})
+            recorder.module = name
+
+    def post(module: torch.nn.Module, args: Any, output: Any) -> None:
+        name = names.get(id(module))
+        if name is None:
+            return
+        _label_nodes([t.grad_fn for t in flat_tensors(output)], boundaries.pop() if boundaries else set(), name)
+        recorder.module = stack.pop() if stack else prefix
+
+    from torch.nn.modules import module as nn_module
+
+    h1 = nn_module.register_module_forward_pre_hook(pre)
+    h2 = nn_module.register_module_forward_hook(post)
+    try:
+        yield
+    finally:
+        h1.remove()
+        h2.remove()
+
+
+class _SavedBytes:
+    """Bytes autograd saves for backward (the activations a training step holds), model state excluded."""
+
+    def __init__(self, state_ids: set[int]) -> None:
+        self.state_ids = state_ids
+        self.storages: set[int] = set()
+        self.bytes = 0.0
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        base = t._base if t._base is not None else t
+        if id(t) not in self.state_ids and id(base) not in self.state_ids and id(base) not in self.storages:
+            self.storages.add(id(base))
+            self.bytes += nbytes(base)
+        return t
+
+    @staticmethod
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+def trace_callable(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Trace:
+    """Trace one call of `fn` (its arguments on the meta device) into kernel calls."""
+    rec = _Recorder()
+    rec.module = getattr(fn, "__name__", "fn")
+    with tracing(), rec:
+        fn(*args, **kwargs)
+    return rec.trace(phase="forward")
+
+
+def trace_program(program: Program) -> Trace:
+    """Trace one step of a workload program (forward, and backward plus optimizer when training)."""
+    from emulator.workloads.program import make_optimizer
+
+    rec = _Recorder()
+    activation_bytes = 0.0
+    for stage in program.stages:
+        args, kwargs = stage.make_inputs()
+        rec.state_ids = {id(t) for t in (*stage.module.parameters(), *stage.module.buffers())}
+        rec.multiplier = stage.count
+        rec.phase = "forward"
+        rec.module = stage.name
+        saved = _SavedBytes(rec.state_ids)
+        with tracing(), _module_paths(rec, stage.module, stage.name), rec:
+            with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+                out = stage.module(*args, **kwargs)
+            activation_bytes += saved.bytes * stage.count
+            if program.train:
+                rec.enabled = False
+                grad = None if stage.returns_loss else torch.empty_like(out)
+                rec.enabled = True
+                rec.phase = "backward"
+                rec.module = stage.name
+                out.backward(grad)
+        if program.train:
+            params = [p for p in stage.module.parameters() if p.grad is not None]
+            if params:
+                rec.enabled = False
+                optimizer = make_optimizer(params)
+                rec.state_ids |= {id(p.grad) for p in params}
+                rec.enabled = True
+                rec.phase = "optimizer"
+                rec.module = stage.name
+                with rec:
+                    optimizer.step()
+    return rec.trace(
+        phase=program.phase,
+        tokens=program.tokens,
+        meta={
+            "batch_size": program.batch_size,
+            "seq_len": program.seq_len,
+            "kv_len": program.kv_len,
+            "dtype": dtype_name(program.dtype),
+            "activation_bytes": activation_bytes,
+        },
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def trace_workload(model: Any, phase: str, batch_size: int, seq_len: int, kv_len: int, dtype: torch.dtype) -> Trace:
+    """Cached trace of a model's phase at given shapes (models are frozen, hashable configs)."""
+    from emulator.workloads.program import build_program
+
+    program = build_program(model, phase, batch_size=batch_size, seq_len=seq_len, kv_len=kv_len, dtype=dtype)  # type: ignore[arg-type]
+    return trace_program(program)

@@ -1,0 +1,103 @@
+"""Mixture-of-experts feed-forward (Mixtral, Qwen3-MoE, DeepSeek-V3).
+
+Routing: a router Linear gives per-token scores over E experts (softmax for Mixtral/Qwen, sigmoid plus a selection
+bias for DeepSeek-V3), each token picks its top k, and the k weights are renormalised. The T*k (token, expert)
+assignments are then permuted so each expert's tokens are contiguous: one gather (`index_select`) of the hidden
+states, one GEMM chain per expert on its slice, and one `index_add_` per expert back into the output, weighted by
+the routing weights. Shared experts (DeepSeek) run on every token.
+
+Expected-load assumption while tracing: on meta tensors there is no data to route, so when `ops.is_tracing()` is
+true (or the input is on meta) routing is taken as perfectly balanced: every expert receives ceil(T * k / E) tokens.
+The index tensors are built from shapes only (`torch.arange(E * ceil(T*k/E)) % (T*k)`), so the gather, the
+per-expert GEMMs and the scatter-add all appear in the trace with the balanced sizes. Real runs route on the data
+with the same kernels (and a host sync to read the per-expert counts, as real grouped-GEMM launchers do).
+DeepSeek's group-limited routing and routed scaling factor are left out: they change which experts are chosen, not
+the work done.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emulator.workloads import ops
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.transformer import MLP
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Token-expert assignments grouped by expert: entries [sum(counts[:e]), sum(counts[:e+1])) belong to e."""
+
+    token_index: torch.Tensor  # [N] which token each assignment reads (N = T*k, or E*ceil(T*k/E) balanced)
+    weights: torch.Tensor  # [N] routing weight of each assignment
+    counts: tuple[int, ...]  # assignments per expert
+
+
+class MoE(nn.Module):
+    """Routed experts (weights stacked as [E, F, H] and [E, H, F]) plus optional shared experts."""
+
+    def __init__(self, c: TransformerConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        e, f, h = c.num_experts, c.moe_ffn_hidden_size, c.hidden_size
+        self.num_experts, self.top_k, self.sigmoid = e, c.num_experts_per_token, c.router == "sigmoid"
+        self.swiglu = c.mlp == "swiglu"
+        self.router = nn.Linear(h, e, bias=False, dtype=dtype, device=device)
+        if self.sigmoid:  # DeepSeek-V3's e_score_correction_bias: steers selection only, not the weights
+            self.register_buffer("score_bias", torch.zeros(e, dtype=torch.float32, device=device))
+        self.w1 = nn.Parameter(torch.empty(e, f, h, dtype=dtype, device=device))  # gate (or fc for GELU)
+        self.w3 = nn.Parameter(torch.empty(e, f, h, dtype=dtype, device=device)) if self.swiglu else None
+        self.w2 = nn.Parameter(torch.empty(e, h, f, dtype=dtype, device=device))  # down
+        for w in (self.w1, self.w3, self.w2):
+            if w is not None and w.device.type != "meta":
+                nn.init.normal_(w, std=0.02)
+        self.shared = (MLP(c, f * c.num_shared_experts, dtype=dtype, device=device)
+                       if c.num_shared_experts else None)
+
+    def route(self, x: torch.Tensor) -> Routing:
+        """x: [T, H] -> assignments grouped by expert (balanced while tracing, data-dependent otherwise)."""
+        t, k, e = x.shape[0], self.top_k, self.num_experts
+        logits = self.router(x).float()  # [T, E]
+        if self.sigmoid:
+            scores = logits.sigmoid()
+            ids = torch.topk(scores + self.score_bias, k, dim=-1).indices  # [T, k]
+            weights = scores.gather(1, ids)
+        else:
+            weights, ids = torch.topk(logits.softmax(dim=-1), k, dim=-1)  # [T, k]
+        weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype).flatten()  # [T*k]
+        if ops.is_tracing() or x.is_meta:
+            per_expert = math.ceil(t * k / e)
+            order = torch.arange(e * per_expert, device=x.device) % (t * k)  # balanced: expert i gets a chunk
+            counts = (per_expert,) * e
+        else:
+            flat = ids.flatten()  # [T*k] expert of each assignment
+            order = torch.argsort(flat, stable=True)
+            counts = tuple(int(n) for n in torch.bincount(flat, minlength=e).tolist())
+        return Routing(token_index=order // k, weights=weights.index_select(0, order), counts=counts)
+
+    def _expert(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        # x: [n, H] -> [n, H]
+        if self.w3 is not None:
+            return F.linear(F.silu(F.linear(x, self.w1[i])) * F.linear(x, self.w3[i]), self.w2[i])
+        return F.linear(F.gelu(F.linear(x, self.w1[i]), approximate="tanh"), self.w2[i])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, h = x.shape
+        tokens = x.reshape(b * s, h)  # [T, H]
+        routing = self.route(tokens)
+        permuted = tokens.index_select(0, routing.token_index)  # [N, H] grouped by expert
+        out = torch.zeros_like(tokens)
+        start = 0
+        for i, n in enumerate(routing.counts):
+            if n == 0:
+                continue
+            y = self._expert(i, permuted[start:start + n]) * routing.weights[start:start + n, None]  # [n, H]
+            out.index_add_(0, routing.token_index[start:start + n], y)
+            start += n
+        if self.shared is not None:
+            out = out + self.shared(tokens)
+        return out.view(b, s, h)

@@ -1,0 +1,111 @@
+"""Operators the workloads call where the traced program must match what GPUs execute.
+
+`attention` is one fused call (FlashAttention-style) per layer and direction. Run for real it is
+`F.scaled_dot_product_attention`; while tracing (see `tracing()`), it is the custom op `emulator::attention`
+with its backward `emulator::attention_backward`, so the trace holds one attention kernel per layer instead
+of the decomposed fp32 math path with a materialised S x S mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+_state = threading.local()
+
+
+def is_tracing() -> bool:
+    """True while the tracer runs a program on meta tensors."""
+    return getattr(_state, "tracing", False)
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    """Make `attention` (and other fused ops) dispatch to their traceable custom ops."""
+    before = is_tracing()
+    _state.tracing = True
+    try:
+        yield
+    finally:
+        _state.tracing = before
+
+
+def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    # GQA/MQA: each group of q heads shares one kv head.
+    group = q.shape[1] // kv.shape[1]
+    return kv if group == 1 else kv.repeat_interleave(group, dim=1)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
+    k, v = _expand_kv(q, k), _expand_kv(q, v)
+    if causal and q.shape[2] != k.shape[2]:
+        # Queries are the last Sq positions of a Skv-long sequence (prefill with a cache): bottom-right mask.
+        sq, skv = q.shape[2], k.shape[2]
+        mask = torch.ones(sq, skv, dtype=torch.bool, device=q.device).tril(diagonal=skv - sq)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
+
+@torch.library.custom_op("emulator::attention", mutates_args=())
+def _attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
+    return _sdpa(q, k, v, causal, scale)
+
+
+@_attention_op.register_fake
+def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))
+
+
+@torch.library.custom_op("emulator::attention_backward", mutates_args=())
+def _attention_backward_op(
+    grad_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    causal: bool,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with torch.enable_grad():
+        qq, kk, vv = (t.detach().requires_grad_(True) for t in (q, k, v))
+        o = _sdpa(qq, kk, vv, causal, scale)
+        dq, dk, dv = torch.autograd.grad(o, (qq, kk, vv), grad_out)
+    return dq, dk, dv
+
+
+@_attention_backward_op.register_fake
+def _(grad_out, q, k, v, out, causal, scale):  # type: ignore[no-untyped-def]
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup(ctx, inputs, output):  # type: ignore[no-untyped-def]
+    q, k, v, causal, scale = inputs
+    ctx.save_for_backward(q, k, v, output)
+    ctx.causal, ctx.scale = causal, scale
+
+
+def _backward(ctx, grad_out):  # type: ignore[no-untyped-def]
+    q, k, v, out = ctx.saved_tensors
+    dq, dk, dv = _attention_backward_op(grad_out, q, k, v, out, ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+_attention_op.register_autograd(_backward, setup_context=_setup)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float | None = None
+) -> torch.Tensor:
+    """Fused scaled-dot-product attention.
+
+    q: [B, Hq, Sq, Dqk]; k: [B, Hkv, Skv, Dqk]; v: [B, Hkv, Skv, Dv]; Hq % Hkv == 0 -> [B, Hq, Sq, Dv].
+    With `causal` and Sq < Skv the queries are the last Sq positions (bottom-right aligned mask).
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if is_tracing():
+        return _attention_op(q, k, v, causal, scale)
+    return _sdpa(q, k, v, causal, scale)

@@ -1,0 +1,84 @@
+"""Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
+
+Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
+Qwen/Qwen3-235B-A22B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al. 2020, table 2.1; DLRM-v2 from the MLPerf
+Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot, tables capped at 40M rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from emulator.errors import EmulatorError, nearest
+from emulator.workloads.config import ModelConfig
+from emulator.workloads.hf import from_hf_config
+
+
+def _llama(layers: int, hidden: int, heads: int, kv_heads: int, ffn: int, vocab: int, positions: int,
+           theta: float, eps: float = 1e-5) -> dict[str, Any]:
+    return {"model_type": "llama", "num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
+                "num_key_value_heads": kv_heads, "intermediate_size": ffn, "vocab_size": vocab,
+                "max_position_embeddings": positions, "rope_theta": theta,
+            "rms_norm_eps": eps, "tie_word_embeddings": False}
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "llama2-7b": _llama(32, 4096, 32, 32, 11008, 32000, 4096, 10000.0),
+    "llama2-13b": _llama(40, 5120, 40, 40, 13824, 32000, 4096, 10000.0),
+    "llama2-70b": _llama(80, 8192, 64, 8, 28672, 32000, 4096, 10000.0),
+    "llama3-8b": _llama(32, 4096, 32, 8, 14336, 128256, 8192, 500000.0),
+    "llama3-70b": _llama(80, 8192, 64, 8, 28672, 128256, 8192, 500000.0),
+    "llama3.1-405b": _llama(126, 16384, 128, 8, 53248, 128256, 131072, 500000.0),
+    "mixtral-8x7b": {**_llama(32, 4096, 32, 8, 14336, 32000, 32768, 1e6), "model_type": "mixtral",
+                     "num_local_experts": 8, "num_experts_per_tok": 2},
+    "mixtral-8x22b": {**_llama(56, 6144, 48, 8, 16384, 32768, 65536, 1e6), "model_type": "mixtral",
+                      "num_local_experts": 8, "num_experts_per_tok": 2},
+    "deepseek-v3": {
+        **_llama(61, 7168, 128, 128, 18432, 129280, 163840, 10000.0, 1e-6), "model_type": "deepseek_v3",
+        "n_routed_experts": 256, "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
+        "first_k_dense_replace": 3, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "scoring_func": "sigmoid",
+        "num_nextn_predict_layers": 1,  # the MTP module: ignored (see hf.py)
+    },
+    "qwen3-235b-a22b": {
+        **_llama(94, 4096, 64, 4, 12288, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3_moe", "head_dim": 128,
+        "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 1536, "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+    },
+    "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
+                  "vocab_size": 50257,
+                      "n_positions": 2048},
+    # GPT-J (MLPerf inference): approximated with GPT keys and rotary positions; see hf._gptj.
+    "gpt-j-6b": {"model_type": "gptj", "n_layer": 28, "n_embd": 4096, "n_head": 16, "n_inner": None,
+                 "vocab_size": 50400,
+                     "n_positions": 2048, "rotary_dim": 64, "tie_word_embeddings": False},
+    # MLPerf DLRM-v2 (DLRM-DCNv2) on Criteo 1TB: 13 dense features, 26 tables of dim 128 capped at 40M rows,
+    # multi-hot lookups per table, 3 low-rank (512) DCNv2 cross layers, bottom 512-256-128, top 1024-1024-512-256-1.
+    "dlrm-v2": {
+        "model_type": "dlrm", "num_dense_features": 13, "embedding_dim": 128,
+        "embedding_rows": [40000000, 39060, 17295, 7424, 20265, 3, 7122, 1543, 63, 40000000, 3067956, 405282, 10, 2209,
+                        11938, 155, 4, 976, 14, 40000000, 40000000, 40000000, 590152, 12973, 108, 36],
+        "multi_hot_sizes": [3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1],
+        "bottom_mlp": [512, 256, 128], "top_mlp": [1024, 1024, 512, 256, 1], "interaction": "dcn", "dcn_num_layers": 3,
+        "dcn_low_rank_dim": 512},
+    # A tiny DLRM with dot interaction, for tests and quick runs.
+    "dlrm-small": {"model_type": "dlrm", "num_dense_features": 13, "embedding_dim": 16,
+                       "embedding_rows": [1000, 500, 200, 100], "pooling_factor": 2, "bottom_mlp": [64, 16],
+                       "top_mlp": [64, 32, 1], "interaction": "dot"},
+}
+
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(_PRESETS)
+
+
+def list_models() -> list[str]:
+    """Names of the shipped presets."""
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> ModelConfig:
+    """The config of a shipped preset."""
+    if name not in PRESETS:
+        raise EmulatorError(f"'{name}' is not a known model; {nearest(name, PRESETS)}", field="model")
+    return from_hf_config(dict(PRESETS[name]), origin=f"preset {name}", name=name)

@@ -1,0 +1,89 @@
+"""Fused attention (FlashAttention-style): one kernel per layer and direction.
+
+For q [B, Hq, Sq, Dqk], k [B, Hkv, Skv, Dqk], v [B, Hkv, Skv, Dv], the score matrix has `pairs` entries
+per (batch, head): Sq*Skv without a mask, and with a causal mask whose queries are the last Sq positions
+    pairs = Sq*(Skv - Sq) + Sq*(Sq + 1)/2      (row i sees Skv - Sq + i + 1 keys)
+Forward model FLOPs:  2*B*Hq*pairs*Dqk (Q K^T) + 2*B*Hq*pairs*Dv (P V)
+Backward model FLOPs: twice the forward (dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q); the kernel also
+recomputes S = Q K^T: 2*B*Hq*pairs*Dqk more, counted as `recompute_flops` (hardware, not model, FLOPs).
+Vector FLOPs: about 5 per score in forward (scale, max, subtract, exp, sum) and 6 in backward.
+Bytes: q, k, v (and o, dO, lse in backward) read once, outputs written once; K/V re-reads across query
+tiles hit in cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kernels.cost import Cost
+from kernels.registry import register
+from kernels.tensors import nbytes
+
+
+def causal_pairs(sq: int, skv: int, causal: bool) -> float:
+    """Query-key pairs a kernel computes per (batch, head)."""
+    if not causal:
+        return float(sq * skv)
+    sq_eff = min(sq, skv)
+    return float(sq_eff * (skv - sq_eff) + sq_eff * (sq_eff + 1) / 2)
+
+
+def attention_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], dv: int, causal: bool) -> float:
+    """Forward model FLOPs of fused attention."""
+    b, hq, sq, dqk = q_shape
+    pairs = causal_pairs(sq, k_shape[2], causal)
+    return 2.0 * b * hq * pairs * (dqk + dv)
+
+
+@register("attention", "emulator.attention")
+def _forward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
+    q, k, v, causal = args[0], args[1], args[2], bool(args[3])
+    b, hq, sq, _ = q.shape
+    pairs = causal_pairs(sq, k.shape[2], causal)
+    return Cost(
+        matrix_flops=attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal),
+        vector_flops=5.0 * b * hq * pairs,
+        bytes_read=nbytes(q) + nbytes(k) + nbytes(v),
+        bytes_written=nbytes(out) + 4.0 * b * hq * sq,  # output and fp32 log-sum-exp per row
+    )
+
+
+@register("attention", "emulator.attention_backward")
+def _backward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
+    grad_out, q, k, v, o, causal = args[0], args[1], args[2], args[3], args[4], bool(args[5])
+    b, hq, sq, dqk = q.shape
+    pairs = causal_pairs(sq, k.shape[2], causal)
+    fwd = attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal)
+    return Cost(
+        matrix_flops=2.0 * fwd,
+        recompute_flops=2.0 * b * hq * pairs * dqk,
+        vector_flops=6.0 * b * hq * pairs,
+        bytes_read=nbytes(grad_out) + nbytes(q) + nbytes(k) + nbytes(v) + nbytes(o) + 4.0 * b * hq * sq,
+        bytes_written=sum(nbytes(t) for t in out),
+    )
+
+
+def _sdpa_like(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost:
+    b, hq, sq, _ = q.shape
+    pairs = causal_pairs(sq, k.shape[2], causal)
+    return Cost(
+        matrix_flops=attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal),
+        vector_flops=5.0 * b * hq * pairs,
+        bytes_read=nbytes(q) + nbytes(k) + nbytes(v),
+        bytes_written=out_bytes,
+    )
+
+
+@register(
+    "attention",
+    "aten._scaled_dot_product_flash_attention",
+    "aten._scaled_dot_product_efficient_attention",
+    "aten._scaled_dot_product_cudnn_attention",
+    "aten._scaled_dot_product_flash_attention_for_cpu",
+)
+def _aten_sdpa(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
+    # Seen when a program calls a backend kernel directly; the masks of these variants are causal or none.
+    q, k, v = args[0], args[1], args[2]
+    causal = bool(kwargs.get("is_causal", False))
+    o = out[0] if isinstance(out, tuple) else out
+    return _sdpa_like(q, k, v, causal, nbytes(o))

@@ -1,0 +1,80 @@
+"""The cost of one kernel call, in counts: FLOPs by unit, bytes moved, bytes communicated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Counts for one kernel call (or a sum of calls). All fields are plain numbers, SI.
+
+    matrix_flops: FLOPs on the matrix unit (tensor cores), counted as the model does (2 per multiply-add).
+    vector_flops: FLOPs on the vector units (elementwise math, reductions, softmax exponentials).
+    recompute_flops: matrix FLOPs the kernel executes beyond the model count (FlashAttention's backward
+        recomputes the score matrix); they cost time but are not model FLOPs.
+    bytes_read / bytes_written: traffic to the memory that holds the tensors, each input read once and
+        each output written once (the minimum a perfect kernel moves).
+    comm_bytes: bytes a collective sends per participant; comm_steps: its latency-bound steps.
+    """
+
+    matrix_flops: float = 0.0
+    vector_flops: float = 0.0
+    recompute_flops: float = 0.0
+    bytes_read: float = 0.0
+    bytes_written: float = 0.0
+    comm_bytes: float = 0.0
+    comm_steps: float = 0.0
+
+    @property
+    def flops(self) -> float:
+        """Model FLOPs: matrix plus vector."""
+        return self.matrix_flops + self.vector_flops
+
+    @property
+    def bytes(self) -> float:
+        """Bytes read plus written."""
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOP per byte (inf for a kernel that moves nothing)."""
+        b = self.bytes
+        return (self.flops + self.recompute_flops) / b if b else float("inf")
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def __mul__(self, k: float) -> Cost:
+        return Cost(*(getattr(self, f.name) * k for f in fields(self)))
+
+    __rmul__ = __mul__
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+ZERO = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCall:
+    """One kernel signature in a trace: what ran, on which shapes, its per-call cost and how often.
+
+    `count` multiplies `cost`; `total` is the cost of all `count` calls.
+    """
+
+    family: str
+    op: str
+    shapes: tuple[tuple[int, ...], ...]
+    dtype: str
+    cost: Cost
+    count: int = 1
+    module: str = ""
+    phase: str = "forward"
+    params: tuple[tuple[str, object], ...] = field(default=())
+    weight_bytes: float = 0.0  # bytes of the reads that are model state (parameters, buffers): they live in main memory
+
+    @property
+    def total(self) -> Cost:
+        return self.cost * self.count

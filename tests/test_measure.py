@@ -1,0 +1,87 @@
+"""Specs for emulator.measure: CPU timing statistics, power sampling without a GPU, and the fingerprint."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from emulator.measure import Measurement, PowerSampler, device_fingerprint, percentile, time_callable
+
+
+def test_cpu_timing_orders_percentiles() -> None:
+    """A CPU timing has p20 <= median <= p80, at least min_reps samples and positive times."""
+    x = torch.randn(256, 256)
+    m = time_callable(lambda: x @ x, device="cpu", min_reps=5, max_reps=50, target_time_s=0.05)
+    assert isinstance(m, Measurement)
+    assert 0 < m.p20_s <= m.median_s <= m.p80_s
+    assert 5 <= m.num_reps <= 50
+    assert len(m.samples_s) == m.num_reps
+
+
+def test_cpu_timing_measures_a_sleep() -> None:
+    """A 2 ms sleep is timed as about 2 ms (never less)."""
+    m = time_callable(lambda: time.sleep(0.002), device="cpu", min_reps=5, max_reps=10, warmup=1)
+    assert 0.002 <= m.median_s < 0.05
+
+
+def test_timing_stops_at_max_reps() -> None:
+    """The repetition count never exceeds max_reps, even for a very fast callable."""
+    m = time_callable(lambda: None, device="cpu", min_reps=3, max_reps=7, rel_spread=0.0, target_time_s=10)
+    assert m.num_reps == 7
+
+
+def test_bad_rep_bounds_are_rejected() -> None:
+    """min_reps above max_reps is a programming error."""
+    with pytest.raises(ValueError):
+        time_callable(lambda: None, device="cpu", min_reps=10, max_reps=5)
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    """Percentiles interpolate linearly between order statistics."""
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 20) == pytest.approx(1.8)
+    assert percentile([4.0], 80) == 4.0
+
+
+def test_power_sampler_on_cpu_says_not_measured() -> None:
+    """Without an NVIDIA GPU the sampler records a reason and no numbers, and never raises."""
+    with PowerSampler("cpu", interval_s=0.01) as sampler:
+        time.sleep(0.02)
+    r = sampler.reading
+    assert r is not None and r.mean_power_w is None and r.energy_j is None and r.num_samples == 0
+    assert r.reason is not None and r.reason.startswith("power: not measured")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_power_sampler_for_cuda_without_gpu_says_not_measured() -> None:
+    """Asking for CUDA power on a machine without a GPU gives 'no NVIDIA GPU'."""
+    with PowerSampler("cuda") as sampler:
+        pass
+    assert sampler.reading is not None and sampler.reading.reason == "power: not measured (no NVIDIA GPU)"
+
+
+def test_cpu_fingerprint_has_a_stable_hostname_free_key() -> None:
+    """The CPU fingerprint names the CPU and thread count; its key is a short slug without the hostname."""
+    import socket
+
+    fp = device_fingerprint("cpu")
+    assert fp["kind"] == "cpu" and fp["torch_version"] == torch.__version__
+    assert fp["key"].startswith("cpu-") and fp["key"].endswith(f"-{torch.get_num_threads()}t")
+    assert fp["key"] == device_fingerprint("cpu")["key"]
+    assert socket.gethostname().lower() not in fp["key"] or len(socket.gethostname()) < 4
+    assert all(c.isalnum() or c == "-" for c in fp["key"]) and len(fp["key"]) <= 64
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_timing_and_power() -> None:
+    """On a GPU, event timing orders percentiles and NVML reports a positive power."""
+    x = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    with PowerSampler("cuda") as sampler:
+        m = time_callable(lambda: x @ x, device="cuda", target_time_s=0.2)
+    assert 0 < m.p20_s <= m.median_s <= m.p80_s
+    r = sampler.reading
+    assert r is not None
+    assert r.reason is not None or (r.mean_power_w or 0) > 0

@@ -1,0 +1,117 @@
+"""Predictions: every shipped device predicts every preset that fits it; the roofline behaves like one."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.efficiency import SPEC_DEFAULTS
+from emulator.hardware import list_devices, load_device
+from emulator.predict import predict
+from emulator.roofline import kernel_time, wave_efficiency
+from emulator.scenario import Inference, Scenario, Training
+from emulator.workloads.config import DLRMConfig
+from emulator.workloads.presets import list_models, preset
+from kernels import Cost, KernelCall
+
+
+def _scenario(model: str, device: str, **inference: int | str) -> Scenario:
+    m = preset(model)
+    settings_ = dict(input_tokens=1 if isinstance(m, DLRMConfig) else 256, output_tokens=16, batch_size=1,
+                     precision="bf16")
+    settings_.update(inference)
+    return Scenario(path="<test>", model=m, device=load_device(device), system=None, num_devices=1,
+                    inference=Inference(**settings_))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", list_devices())
+def test_every_device_predicts_every_preset_that_fits(device: str) -> None:
+    """Each shipped device, the custom accelerator included, predicts inference of every preset that fits it."""
+    predicted = 0
+    for model in list_models():
+        out = predict(_scenario(model, device)).to_json()
+        if not out["fits"]:
+            continue
+        predicted += 1
+        assert out["step_time_s"] > 0 and math.isfinite(out["step_time_s"])
+        assert out["tokens_per_s"] > 0
+        assert not out["unknown_ops"], (model, out["unknown_ops"])
+        assert out["provenance"] in ("spec", "calibrated", "transferred")
+    assert predicted >= 2, f"{device} fits too few presets"
+
+
+def test_training_prediction_is_compute_bound_with_plausible_mfu() -> None:
+    """A large dense training step on H100 is compute-bound with MFU between 30% and 80% (spec defaults)."""
+    s = Scenario(path="<test>", model=preset("llama3-8b"), device=load_device("h100-sxm"), system=None, num_devices=1,
+                 training=Training(seq_len=4096, global_batch_size=2))
+    out = predict(s, SPEC_DEFAULTS).to_json()
+    assert out["bound"] == "compute"
+    assert 0.3 < out["mfu"] < 0.8
+    assert out["memory_breakdown"]["optimizer_states"] == pytest.approx(12 * preset("llama3-8b").num_params())
+
+
+def test_decode_is_memory_bound_and_faster_on_more_bandwidth() -> None:
+    """Decode is memory-bound; the H200's extra bandwidth makes it faster than the H100 at equal peaks."""
+    h100 = predict(_scenario("llama3-8b", "h100-sxm", batch_size=8), SPEC_DEFAULTS)
+    h200 = predict(_scenario("llama3-8b", "h200-sxm", batch_size=8), SPEC_DEFAULTS)
+    assert h100.phases["decode"].bound in ("memory", "overhead")
+    assert h200.phases["decode"].total_s < h100.phases["decode"].total_s
+
+
+def test_low_precision_weights_speed_up_decode() -> None:
+    """fp8 weights halve the bytes decode streams, so decode gets faster on a chip with fp8."""
+    bf16 = predict(_scenario("llama3-8b", "h100-sxm", batch_size=4), SPEC_DEFAULTS)
+    fp8 = predict(_scenario("llama3-8b", "h100-sxm", batch_size=4, precision="fp8"), SPEC_DEFAULTS)
+    assert fp8.phases["decode"].total_s < 0.8 * bf16.phases["decode"].total_s
+    assert fp8.memory["weights"] == pytest.approx(bf16.memory["weights"] / 2)
+
+
+def test_sram_tier_makes_small_working_sets_faster_on_the_custom_accelerator() -> None:
+    """A transient working set that fits MTIA's SRAM streams at SRAM bandwidth, not LPDDR bandwidth."""
+    mtia = load_device("mtia-v2")
+    small = KernelCall(family="elementwise", op="aten.add", shapes=((1024, 1024),), dtype="bf16",
+                       cost=Cost(vector_flops=2**20, bytes_read=4 * 2**20, bytes_written=2 * 2**20))
+    big = dataclasses.replace(small, cost=small.cost * 1000)
+    t_small = kernel_time(small, mtia, SPEC_DEFAULTS)
+    t_big = kernel_time(big, mtia, SPEC_DEFAULTS)
+    sram = next(t for t in mtia.memory if t.kind == "sram")
+    assert t_small.t_mem_s == pytest.approx(small.cost.bytes / (sram.bandwidth_bytes_per_s * 0.85))
+    assert t_big.t_mem_s == pytest.approx(big.cost.bytes / (mtia.memory_bandwidth_bytes_per_s * 0.85))
+    # Weights always stream from main memory, even when they would fit in SRAM.
+    weights = dataclasses.replace(small, weight_bytes=small.cost.bytes)
+    assert kernel_time(weights, mtia, SPEC_DEFAULTS).t_mem_s == pytest.approx(t_big.t_mem_s / 1000)
+
+
+def test_wave_quantisation() -> None:
+    """A GEMM with one tile more than the compute units needs two waves: about half the units idle."""
+    h100 = load_device("h100-sxm")
+    units = h100.num_compute_units
+    full = KernelCall(family="gemm", op="aten.mm", shapes=((128 * units, 64), (64, 128)), dtype="bf16", cost=Cost())
+    over = dataclasses.replace(full, shapes=((128 * (units + 1), 64), (64, 128)))
+    assert wave_efficiency(full, h100, 128) == 1.0
+    assert wave_efficiency(over, h100, 128) == pytest.approx((units + 1) / (2 * units))
+
+
+@settings(max_examples=50, deadline=None)
+@given(flops=st.floats(1e3, 1e15), nbytes=st.floats(1e3, 1e12), scale=st.floats(1.01, 100))
+def test_kernel_time_is_monotone_in_work(flops: float, nbytes: float, scale: float) -> None:
+    """More FLOPs or more bytes never make a kernel faster; time is at least the launch overhead."""
+    dev = load_device("a100-sxm")
+    call = KernelCall(family="elementwise", op="aten.mul", shapes=(), dtype="bf16",
+                      cost=Cost(vector_flops=flops, bytes_read=nbytes))
+    t = kernel_time(call, dev).time_s
+    assert t >= dev.launch_overhead_s
+    assert kernel_time(dataclasses.replace(call, cost=call.cost * scale), dev).time_s >= t
+
+
+def test_prediction_is_deterministic() -> None:
+    """The same scenario predicts the same numbers twice."""
+    a = predict(_scenario("mixtral-8x7b", "h200-sxm"), SPEC_DEFAULTS).to_json()
+    b = predict(_scenario("mixtral-8x7b", "h200-sxm"), SPEC_DEFAULTS).to_json()
+    assert a == b
+    assert torch  # torch is imported by the predictor
