@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Measure this machine's NVIDIA GPU end to end, in under 8 minutes, with nothing installed but the image:
 #   (1) nvidia-smi header and the device fingerprint
-#   (2) the quick calibration sweep (raw points: traced cost + measured seconds)
+#   (2) `emulator calibrate --quick`: the sweep (traced cost + measured seconds) and its fit
 #   (3) best-rate matrix products (bf16, fp16, fp8) and a device-to-device copy: the two ceilings
-#   (4) whole-model step times with power and a per-kernel profile
-# Usage: benchmarks/device_check.sh [OUT_DIR]   (default $OUT). Writes at most 6 files, no subfolders.
+#   (4) `emulator validate`: whole-model steps, measured against predicted
+#   (5) whole-model step times with power and a per-kernel profile
+# Usage: benchmarks/device_check.sh [OUT_DIR]   (default $OUT). Writes at most 8 files, no subfolders.
 set -u
 OUT_DIR="${1:-${OUT:?give an output folder or set OUT}}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,8 +35,9 @@ from emulator.measure import device_fingerprint
 json.dump(device_fingerprint('cuda' if torch.cuda.is_available() else 'cpu'), open(sys.argv[1], 'w'), indent=1)
 print(open(sys.argv[1]).read())" "$OUT_DIR/fingerprint.json"
 
-# (2) the quick calibration sweep (checkpointed every 10 points, so a timeout keeps what finished)
-step 240 calibrate "$PY" -m emulator.calibrate --device cuda --quick --out "$OUT_DIR/calibration_raw.json"
+# (2) the quick calibration: sweep, fit, write <key>.json and <key>.points.json into the output folder
+export EMULATOR_CALIBRATIONS="$OUT_DIR" EMULATOR_RESULTS="$OUT_DIR/.results.sqlite"
+step 150 calibrate "$PY" -m emulator calibrate --device cuda --quick --no-record
 
 # (3) the two ceilings: best matrix rate per dtype, and a large device-to-device copy
 step 75 matmul_best "$PY" - "$OUT_DIR/matmul_best.json" <<'EOF'
@@ -70,9 +72,16 @@ for num_bytes in (256 * 2**20, 2 * 2**30):
 json.dump({"fingerprint": device_fingerprint(dev), "results": rows}, open(sys.argv[1], "w"), indent=1)
 EOF
 
-# (4) whole-model steps: time, power, per-kernel profile (written after each workload)
-step 210 workloads "$PY" "$REPO/benchmarks/run_workloads.py" --device cuda --out "$OUT_DIR/workloads.json" \
-    --target-time 1.0
+# (4) validation: whole-model steps measured against the prediction from the calibration just written
+say "validate"
+timeout --kill-after=10 150 "$PY" -m emulator validate --device cuda --json > "$OUT_DIR/validate.json" 2>>"$LOG" \
+    || status=1
+cat "$OUT_DIR/validate.json" >> "$LOG"
+
+# (5) whole-model steps: power (NVML) and a per-kernel profile (written after each workload)
+step 100 workloads "$PY" "$REPO/benchmarks/run_workloads.py" --device cuda --out "$OUT_DIR/workloads.json" \
+    --target-time 0.5 --power-time 1.5
+rm -f "$OUT_DIR/.results.sqlite"*
 
 say "done (status $status); files:"
 ls -la "$OUT_DIR" | tee -a "$LOG"

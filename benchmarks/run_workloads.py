@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,68 +25,9 @@ from emulator.calibrate import write_json_atomic  # noqa: E402
 from emulator.measure import PowerSampler, device_fingerprint, time_callable  # noqa: E402
 
 
-def _llama(layers: int, hidden: int, heads: int, kv_heads: int, ffn: int, vocab: int) -> dict[str, Any]:
-    return dict(model_type="llama", num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                num_key_value_heads=kv_heads, intermediate_size=ffn, vocab_size=vocab,
-                max_position_embeddings=8192, rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False)
+from emulator.validate import CPU_WORKLOADS, CUDA_WORKLOADS, Workload  # noqa: E402
 
-
-# Full-size shapes, scaled in depth (and, for DeepSeek and DLRM, in expert count and table rows) to fit an
-# 80 GB GPU with a step well under a second.
-LLAMA3_8B_4L = _llama(4, 4096, 32, 8, 14336, 128256)
-MIXTRAL_2L = {**_llama(2, 4096, 32, 8, 14336, 32000), "model_type": "mixtral", "num_local_experts": 8,
-              "num_experts_per_tok": 2, "rope_theta": 1e6}
-GPT_1_3B = dict(model_type="gpt2", n_layer=24, n_embd=2048, n_head=16, n_inner=None, vocab_size=50257,
-                n_positions=2048)
-DEEPSEEK_3L = {
-    **_llama(3, 7168, 128, 128, 18432, 129280), "model_type": "deepseek_v3", "rms_norm_eps": 1e-6,
-    "n_routed_experts": 32, "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
-    "first_k_dense_replace": 1, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
-    "qk_rope_head_dim": 64, "v_head_dim": 128, "scoring_func": "sigmoid", "rope_theta": 10000.0,
-}
-DLRM_26 = dict(model_type="dlrm", num_dense_features=13, embedding_dim=128, embedding_rows=[500_000] * 26,
-               multi_hot_sizes=[3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1],
-               bottom_mlp=[512, 256, 128], top_mlp=[1024, 1024, 512, 256, 1], interaction="dcn",
-               dcn_num_layers=3, dcn_low_rank_dim=512)
-
-# Tiny stand-ins of the same model types, for a CPU dry run.
-TINY = {
-    "llama": _llama(2, 64, 4, 2, 128, 512),
-    "mixtral": {**_llama(2, 64, 4, 2, 96, 512), "model_type": "mixtral", "num_local_experts": 4,
-                "num_experts_per_tok": 2},
-    "gpt2": dict(model_type="gpt2", n_layer=2, n_embd=64, n_head=4, n_inner=None, vocab_size=512, n_positions=256),
-    "deepseek_v3": {**DEEPSEEK_3L, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 4,
-                    "intermediate_size": 128, "vocab_size": 512, "n_routed_experts": 4, "num_experts_per_tok": 2,
-                    "moe_intermediate_size": 32, "q_lora_rank": 32, "kv_lora_rank": 16, "qk_nope_head_dim": 16,
-                    "qk_rope_head_dim": 8, "v_head_dim": 16},
-    "dlrm": {**DLRM_26, "embedding_dim": 16, "embedding_rows": [1000] * 26, "bottom_mlp": [32, 16],
-             "top_mlp": [32, 16, 1], "dcn_low_rank_dim": 16},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    name: str
-    config: dict[str, Any] = field(hash=False)
-    phase: str
-    batch_size: int
-    seq_len: int
-    kv_len: int = 0
-    dtype: str = "bf16"
-    tiny: tuple[int, int, int] = (2, 32, 0)  # (batch, seq_len, kv_len) of the CPU dry run
-
-
-WORKLOADS = (
-    Workload("llama3-8b-4l-train", LLAMA3_8B_4L, "train", 1, 4096, tiny=(1, 64, 0)),
-    Workload("llama3-8b-4l-prefill", LLAMA3_8B_4L, "prefill", 4, 2048, tiny=(2, 32, 0)),
-    Workload("llama3-8b-4l-decode", LLAMA3_8B_4L, "decode", 64, 1, 2048, tiny=(4, 1, 32)),
-    Workload("mixtral-8x7b-2l-prefill", MIXTRAL_2L, "prefill", 4, 2048, tiny=(2, 32, 0)),
-    Workload("mixtral-8x7b-2l-train", MIXTRAL_2L, "train", 1, 4096, tiny=(1, 64, 0)),
-    Workload("gpt-1.3b-train", GPT_1_3B, "train", 4, 2048, tiny=(2, 32, 0)),
-    Workload("deepseek-v3-3l-e32-prefill", DEEPSEEK_3L, "prefill", 2, 2048, tiny=(2, 32, 0)),
-    Workload("dlrm-26x500k-infer", DLRM_26, "prefill", 2048, 1, dtype="fp32", tiny=(64, 1, 0)),
-    Workload("dlrm-26x500k-train", DLRM_26, "train", 2048, 1, dtype="fp32", tiny=(64, 1, 0)),
-)
+WORKLOADS = CUDA_WORKLOADS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -137,8 +77,8 @@ def run_one(w: Workload, device: torch.device, *, tiny: bool, target_time_s: flo
     from emulator.workloads.hf import from_hf_config
     from emulator.workloads.program import build_step
 
-    config = dict(TINY[w.config["model_type"]]) if tiny else dict(w.config)
-    b, s, kv = w.tiny if tiny else (w.batch_size, w.seq_len, w.kv_len)
+    config = dict(w.config)
+    b, s, kv = w.batch_size, w.seq_len, w.kv_len
     record: dict[str, Any] = {"name": w.name, "config": config, "phase": w.phase, "batch_size": b, "seq_len": s,
                               "kv_len": kv, "dtype": w.dtype, "device": str(device)}
     model = from_hf_config(config, origin=f"workload {w.name}", name=w.name)
@@ -179,14 +119,15 @@ def run_one(w: Workload, device: torch.device, *, tiny: bool, target_time_s: flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--tiny", action="store_true", help="tiny configs and shapes (a CPU dry run)")
+    ap.add_argument("--tiny", action="store_true", help="the narrow CPU validation models (a CPU dry run)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default=None, help="comma-separated workload names")
     ap.add_argument("--target-time", type=float, default=1.0, help="timed seconds per workload (at most)")
     ap.add_argument("--power-time", type=float, default=2.0, help="seconds of steady steps for the power reading")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
+    pool = CPU_WORKLOADS if args.tiny else WORKLOADS
+    chosen = [w for w in pool if not args.only or w.name in args.only.split(",")]
     result: dict[str, Any] = {"fingerprint": device_fingerprint(device), "tiny": args.tiny, "workloads": []}
     for w in chosen:
         t0 = time.perf_counter()

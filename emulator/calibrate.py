@@ -252,12 +252,68 @@ def read_points_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list
 # ------------------------------------------------------------------------------------------ fitting
 
 
-def fit(points: Sequence[CalPoint]) -> dict[str, Any]:
-    """FITTING HALF, NOT WRITTEN HERE: turn (Cost, seconds) pairs into per-family efficiency curves.
+def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
+                      host: dict[str, float] | None = None) -> dict[str, Any]:
+    """Fit measured points into a calibration file's content (see `emulator.calibration`)."""
+    from emulator.calibration import SCHEMA_VERSION, local_profile, profile_for_fingerprint
+    from emulator.fit import fit_points, measured_peaks, point_calls
 
-    To be written by the calibration-model owner; returns the calibration file's content.
-    """
-    raise NotImplementedError("calibrate.fit is written separately (the fitting model); collect() is done")
+    profile = profile_for_fingerprint(fingerprint)
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint,
+        "device": profile.name if profile else None,
+        "cache_bytes": fingerprint.get("l2_cache_bytes") or fingerprint.get("cache_bytes"),
+        "synchronous": fingerprint.get("kind") != "cuda",
+        "host_overhead_s": (host or {}).get("op", 0.0),
+        "view_overhead_s": (host or {}).get("view", 0.0),
+        "num_points": len(points),
+        "families": {"default": {}},
+    }
+    if profile is None:
+        data["peaks"] = measured_peaks(points, [point_calls(p) for p in points])
+        profile = local_profile(data)
+    data["families"] = fit_points(points, profile, peaks=data.get("peaks"))
+    return data
+
+
+def calibrate_device(device: str, *, quick: bool, out: str | None = None, points_file: str | None = None,
+                     record: bool = True, progress: bool = True) -> tuple[str, dict[str, Any]]:
+    """Measure (or reload) the sweep, fit it, write the calibration file and record the run. -> (path, data)."""
+    from emulator.calibration import user_dir
+    from emulator.measure import host_overhead_s, last_level_cache_bytes
+
+    if points_file:
+        fingerprint, points = read_points_json(points_file)
+        host = fingerprint.get("host_overhead")
+    else:
+        dev = torch.device(device)
+        fingerprint = device_fingerprint(dev)
+        fingerprint["cache_bytes"] = last_level_cache_bytes(dev)
+        host = host_overhead_s(dev)
+        fingerprint["host_overhead"] = host
+        points = collect(device, quick, progress=progress)
+    traced = [p for p in points if p.matrix_flops is not None]
+    if len(traced) < len(points):
+        print(f"warning: {len(points) - len(traced)} points could not be traced and are left out of the fit",
+              file=sys.stderr)
+    if not traced:
+        raise EmulatorError("no calibration point could be traced; see the warnings above.", field="points")
+    data = build_calibration(traced, fingerprint, host)
+    path = out or str(user_dir() / f"{fingerprint['key']}.json")
+    points_path = path.removesuffix(".json") + ".points.json"
+    write_points_json(points, fingerprint, points_path)
+    data["points_file"] = os.path.basename(points_path)
+    write_json_atomic(data, path)
+    if record:
+        from emulator.results import ResultsStore
+
+        summary = {fam: {k: v[k] for k in ("error", "num_points", "math", "memory", "overhead_s")}
+                   for fam, v in data["families"].items()}
+        ResultsStore().record_run("calibration", fingerprint, {"device": device, "quick": quick},
+                                  {"path": path, "families": summary}, points=[p.as_dict() for p in points])
+    return path, data
 
 
 # ------------------------------------------------------------------------------------------------ cli

@@ -16,6 +16,7 @@ Files are searched in the user's data directory (`$EMULATOR_CALIBRATIONS`, else
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -104,6 +105,8 @@ def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated
         provenance=provenance,
         source=path,
         host_overhead_s=float(data.get("host_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
+        view_overhead_s=float(data.get("view_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
+        synchronous=bool(data.get("synchronous", False)),
         peaks=dict(data.get("peaks", {})) if keep_peaks else {},
     )
 
@@ -142,7 +145,9 @@ def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> E
     if device.name in index:
         path, data = index[device.name]
         # A GPU's own profile holds its peaks; measured peaks are kept only for profile-less devices.
-        return table_from(data, path, "calibrated", keep_peaks=False)
+        # Predictions assume a runtime whose host keeps ahead of the device (CUDA graphs, overlapped
+        # dispatch): the eager-mode host overhead measured here applies to `run` and `validate` only.
+        return dataclasses.replace(table_from(data, path, "calibrated", keep_peaks=False), host_overhead_s=0.0)
     for name, (path, data) in sorted(index.items()):
         if load_device(name).family == device.family:
             return table_from(data, path, "transferred", TRANSFER_ERROR, keep_peaks=False)
@@ -161,3 +166,75 @@ def load_for_device(path: str, device: DeviceProfile | None, fingerprint_key: st
             f"was measured on '{data['fingerprint'].get('key')}', but this machine is '{fingerprint_key}'. Fix: run "
             "`emulator calibrate` here, or pass this machine's calibration.", file=path, field="fingerprint.key")
     return table_from(data, path, "calibrated")
+
+
+# --- devices without a profile, and matching a measured device to its profile ----------------------------
+
+
+def profile_for_fingerprint(fingerprint: Mapping[str, Any]) -> DeviceProfile | None:
+    """The shipped profile of a measured GPU (by its model token in the runtime name), or None (CPUs)."""
+    if fingerprint.get("kind") != "cuda":
+        return None
+    tokens = set(str(fingerprint.get("name", "")).lower().replace("-", " ").split())
+    matches = [n for n in list_devices() if n.split("-")[0] in tokens]
+    return load_device(matches[0]) if len(matches) == 1 else None
+
+
+def local_profile(data: Mapping[str, Any]) -> DeviceProfile:
+    """A profile for a device known only through its calibration (the local CPU): measured peaks and sizes."""
+    from emulator.hardware import Links, MemoryTier, Power, Price
+
+    fp = data["fingerprint"]
+    peaks = data.get("peaks", {})
+    measured = f"measured by `emulator calibrate` on {fp.get('key')} ({data.get('created')})"
+    matrix = {k.split(".", 1)[1]: float(v) for k, v in peaks.items() if k.startswith("matrix.")}
+    vector = {"fp32": float(peaks.get("vector.fp32") or max(matrix.values(), default=1e9) / 4)}
+    total = float(fp.get("total_memory_bytes") or 16 * 2**30)
+    cache = data.get("cache_bytes")
+    tiers = []
+    if cache:
+        tiers.append(MemoryTier(name="cache", capacity_bytes=float(cache), bandwidth_bytes_per_s=None, kind="cache"))
+    tiers.append(MemoryTier(name="dram", capacity_bytes=total, bandwidth_bytes_per_s=float(peaks.get("memory", 1e10)),
+                            kind="dram", main=True))
+    sources = {f"matrix_flops_per_s.{d}": measured for d in matrix}
+    sources.update({"vector_flops_per_s.fp32": measured, "memory.dram.capacity_bytes": "operating system (sysconf)",
+                    "memory.dram.bandwidth_bytes_per_s": measured, "usable_memory_bytes": "operating system (sysconf)",
+                    "num_compute_units": "torch.get_num_threads()", "links.host_bytes_per_s": "not applicable (host)",
+                    "launch_overhead_s": "folded into the fitted per-family overheads",
+                    "power.tdp_w": "unknown for a local CPU: nominal value, not used for time",
+                    "power.idle_w": "unknown for a local CPU: nominal value, not used for time",
+                    "price.capex_usd": "unknown: nominal", "price.rental_usd_per_hour": "unknown: nominal",
+                    "launch_year": "unknown: nominal"})
+    if cache:
+        sources["memory.cache.capacity_bytes"] = "sysfs cache size of cpu0"
+        sources["memory.cache.bandwidth_bytes_per_s"] = "not measured separately: a fitted speed-up over DRAM"
+    return DeviceProfile(
+        name=str(fp.get("key", "local")), display_name=str(fp.get("name", "local device")), vendor="local",
+        family=str(fp.get("key", "local")), kind="gpu" if fp.get("kind") == "cuda" else "asic",
+        num_compute_units=int(fp.get("num_threads") or 1), matrix_flops_per_s=matrix or {"fp32": vector["fp32"]},
+        vector_flops_per_s=vector, memory=tuple(tiers), usable_memory_bytes=total,
+        links=Links(scale_up_bytes_per_s=None, host_bytes_per_s=1e9), launch_overhead_s=1e-9,
+        power=Power(tdp_w=100.0, idle_w=10.0), price=Price(capex_usd=1.0, rental_usd_per_hour=1.0),
+        launch_year=2020, sources=sources,
+    )
+
+
+def local_calibration(device: str) -> tuple[DeviceProfile, EfficiencyTable]:
+    """This machine's device and calibrated table, for run and validate; a clear error when uncalibrated."""
+    from emulator.measure import device_fingerprint
+
+    fp = device_fingerprint(device)
+    path = user_dir() / f"{fp['key']}.json"
+    if not path.exists():
+        shipped = shipped_dir() / f"{fp['key']}.json"
+        if not shipped.exists():
+            raise EmulatorError(
+                f"this {fp['kind']} ({fp.get('name')}) has no calibration ({path} does not exist). Fix: run "
+                f"`emulator calibrate --device {device} --quick` first.", field="device")
+        path = shipped
+    table = load_for_device(str(path), None, fingerprint_key=fp["key"])
+    data = read_calibration(path)
+    profile = profile_for_fingerprint(fp) or local_profile(data)
+    if data.get("device"):
+        table = dataclasses.replace(table, peaks={})
+    return profile, table

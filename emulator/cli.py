@@ -129,12 +129,69 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(render_prediction(out))
 
 
+# --- calibrate, validate, results -----------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from emulator.calibrate import calibrate_device
+
+    path, data = calibrate_device(args.device, quick=args.quick, out=args.out, points_file=args.points,
+                                  record=not args.no_record, progress=not args.json)
+    if args.json:
+        _print_json({"path": path, **data})
+        return
+    rows = [[fam, str(v["num_points"]), f"{v['error'] * 100:.1f}%", f"{v['math']:.2f}", f"{v['memory']:.2f}",
+             fmt_seconds(v["overhead_s"]), str(v["tile"])] for fam, v in sorted(data["families"].items())]
+    print(_table(rows, ["family", "points", "held-out error", "math eff", "memory eff", "overhead", "tile"]))
+    print(f"\ncalibration of {data['fingerprint'].get('name')} ({data['device'] or 'no shipped profile'}) -> {path}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from emulator.validate import validate_device
+
+    if args.published:
+        raise EmulatorError("`validate --published` arrives with the cluster and serving models. Fix: use "
+                            "`validate --device cpu|cuda` for now.")
+    out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
+    if args.json:
+        _print_json(out)
+        return
+    rows = [[c["id"], fmt_seconds(c["measured"]), fmt_seconds(c["predicted"]), f"{c['error']:+.1%}"]
+            for c in out["cases"]]
+    print(_table(rows, ["workload", "measured", "predicted", "error"]))
+    s = out["summary"]
+    print(f"\nmedian |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
+          f"({out['provenance']} from {out['calibration']})")
+
+
+def cmd_results(args: argparse.Namespace) -> None:
+    from emulator.results import ResultsStore
+
+    store = ResultsStore(args.db)
+    if args.action == "list":
+        runs = store.list_runs(args.limit)
+        if args.json:
+            _print_json(runs)
+            return
+        rows = [[str(r["id"]), r["kind"], r["created_at"], r["device_key"]] for r in runs]
+        print(_table(rows, ["id", "kind", "created", "device"]))
+    elif args.action == "show":
+        if args.id is None:
+            raise EmulatorError("needs a run id. Fix: `emulator results show ID` (see `emulator results list`).")
+        _print_json(store.get_run(args.id))
+    else:
+        store.export(args.format, args.output or sys.stdout)
+
+
 # --- parser ---------------------------------------------------------------------------------------------
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "profiles": cmd_profiles,
     "models": cmd_models,
     "predict": cmd_predict,
+    "calibrate": cmd_calibrate,
+    "validate": cmd_validate,
+    "results": cmd_results,
 }
 
 
@@ -156,17 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario")
     p.add_argument("--json", action="store_true")
 
-    for extra in _EXTRA_PARSERS:
-        extra(sub)
+    p = sub.add_parser("calibrate", help="measure kernel sweeps on this machine and fit its efficiencies")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--quick", action="store_true", help="the short sweep (2 min on a 2-core CPU, 4 on an H100)")
+    p.add_argument("--out", help="calibration file to write (default: the user's calibrations folder)")
+    p.add_argument("--points", help="refit saved points (a *.points.json) instead of measuring")
+    p.add_argument("--no-record", action="store_true", help="do not write the run to the results store")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("validate", help="measured against predicted on this machine")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--only", help="comma-separated workload ids")
+    p.add_argument("--published", action="store_true", help="against published results")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("results", help="the results store (SQLite)")
+    p.add_argument("action", choices=["list", "show", "export"])
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--db", help="store path (default: $EMULATOR_RESULTS or the user's data folder)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--format", choices=["csv", "json"], default="json")
+    p.add_argument("--output", help="file to export to (default: stdout)")
+    p.add_argument("--json", action="store_true")
     return parser
-
-
-# Later stages (run, calibrate, validate, results) register their subcommands here.
-_EXTRA_PARSERS: list[Callable[[Any], None]] = []
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

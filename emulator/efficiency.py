@@ -56,6 +56,8 @@ class EfficiencyTable:
     provenance: str  # calibrated | transferred | spec
     source: str  # the calibration file, or "spec defaults"
     host_overhead_s: float = 0.0  # host time to dispatch one op (eager PyTorch); 0 for graph-captured runs
+    view_overhead_s: float = 0.0  # host time of a view op (no kernel); counts on synchronous devices
+    synchronous: bool = False  # the host runs the kernels itself (CPU): dispatch adds to, not hides behind, them
     peaks: Mapping[str, float] = field(default_factory=dict)  # measured rates replacing the profile's (CPU)
 
     def __post_init__(self) -> None:
@@ -64,8 +66,14 @@ class EfficiencyTable:
         object.__setattr__(self, "families", MappingProxyType(dict(self.families)))
         object.__setattr__(self, "peaks", MappingProxyType(dict(self.peaks)))
 
-    def get(self, family: str) -> FamilyEfficiency:
-        return self.families.get(family) or self.families.get("default") or _DEFAULT
+    def get(self, family: str, dtype: str | None = None) -> FamilyEfficiency:
+        """The efficiency of `family` in `dtype` ("gemm.fp8"), else of the family, else the default."""
+        return (
+            (self.families.get(f"{family}.{dtype}") if dtype else None)
+            or self.families.get(family)
+            or self.families.get("default")
+            or _DEFAULT
+        )
 
     @property
     def error_band(self) -> float:

@@ -415,3 +415,52 @@ def device_fingerprint(device: str | torch.device) -> dict[str, Any]:
         info.update(name=info["cpu_model"], total_memory_bytes=total, driver_version=None)
         info["key"] = f"{dev.type}-{_slug(info['cpu_model'])}-{info['num_threads']}t"
     return info
+
+
+def last_level_cache_bytes(device: str | torch.device) -> int | None:
+    """Size of the cache that sits in front of main memory: the GPU's L2, or the CPU's largest cache level."""
+    dev = _as_device(device)
+    if dev.type == "cuda":
+        return int(getattr(torch.cuda.get_device_properties(dev), "L2_cache_size", 0)) or None
+    sizes = []
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in os.listdir(root):
+            try:
+                with open(os.path.join(root, entry, "size"), encoding="utf-8") as f:
+                    text = f.read().strip().upper()
+            except OSError:
+                continue
+            scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+            sizes.append(int(text.rstrip("KMG")) * scale)
+    except OSError:
+        return None
+    return max(sizes) if sizes else None
+
+
+def host_overhead_s(device: str | torch.device, *, num_ops: int = 2000) -> dict[str, float]:
+    """Host time to dispatch one small op (a kernel launch on GPU) and one view, from tight loops.
+
+    On a GPU the ops are tiny so the device keeps up and the wall time per op is the host's dispatch cost.
+    """
+    dev = _as_device(device)
+    x = torch.randn(8, device=dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    out: dict[str, float] = {}
+    for name, body in (("op", lambda: x.add(1.0)), ("view", lambda: x.view(2, 4))):
+        for _ in range(100):
+            body()
+        sync()
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(num_ops):
+                body()
+            sync()
+            best = min(best, (time.perf_counter() - t0) / num_ops)
+        out[name] = best
+    return out

@@ -145,7 +145,7 @@ def time_trace(trace: Trace, device: DeviceProfile, table: EfficiencyTable, prec
         k = (scale_phases or {}).get(c.phase, 1)
         calls.append(dataclasses.replace(c, count=c.count * k) if k != 1 else c)
         num_ops += c.count * k
-    return predict_calls([c for c in calls if c.family != "view"], device, table, precision, num_ops=num_ops)
+    return predict_calls(calls, device, table, precision, num_ops=num_ops)
 
 
 def _torch_dtype(precision: str) -> torch.dtype:

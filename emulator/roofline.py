@@ -99,9 +99,9 @@ def kernel_time(
     precision: str | None = None,
 ) -> KernelTiming:
     """Roofline time of all `call.count` calls of one kernel signature."""
-    eff = table.get(call.family)
     cost = call.cost
     dtype = call_dtype(call, precision, device)
+    eff = table.get(call.family, dtype)
     if dtype != call.dtype and call.dtype in DTYPE_BYTES:
         # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
         scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
@@ -144,14 +144,25 @@ def predict_calls(
     precision: str | None = None,
     num_ops: int | None = None,
 ) -> Timing:
-    """Timing of a step made of `calls`; `num_ops` is how many ops the host dispatches (views included)."""
+    """Timing of a step made of `calls` (views included: they cost host time only).
+
+    `num_ops` is how many ops the host dispatches, when it differs from the calls' counts.
+    """
     calls = list(calls)
-    kernels = tuple(kernel_time(c, device, table, precision) for c in calls)
+    kernels = tuple(kernel_time(c, device, table, precision) for c in calls if c.family != "view")
     device_s = sum(k.time_s for k in kernels)
     ops = num_ops if num_ops is not None else sum(c.count for c in calls)
-    host_s = ops * table.host_overhead_s
+    views = sum(c.count for c in calls if c.family == "view")
+    if table.synchronous:
+        # The CPU dispatches and runs each op in turn: per-kernel dispatch is in the fitted overheads,
+        # views add their own host time.
+        host_s = views * table.view_overhead_s
+        total_s = device_s + host_s
+    else:
+        host_s = ops * table.host_overhead_s
+        total_s = max(device_s, host_s)
     return Timing(
-        total_s=max(device_s, host_s),
+        total_s=total_s,
         provenance=table.provenance,
         error_band=table.error_band,
         device=device.name,

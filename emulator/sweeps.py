@@ -41,7 +41,7 @@ def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
             square = [64, 128, *square[:-1], 6144, 8192, 16384]
         odd = [(1000, 1000, 1000), (4160, 4096, 4096), (3000, 5000, 7000)]
         skinny_nk = 8192 if quick else 16384
-        skinny_m = [1, 16, 64] if quick else [1, 2, 4, 8, 16, 32, 64, 128]
+        skinny_m = [1, 16, 64, 256] if quick else [1, 2, 4, 8, 16, 32, 64, 128, 256]
         dtypes = ["bf16", "fp16", "tf32", "fp32"] if not quick else ["bf16", "fp32"]
         big_dtypes = ["bf16", "fp16", "tf32"] if quick else dtypes
     else:
@@ -61,6 +61,11 @@ def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
             points.append(BenchPoint("gemm", "gemm", {"m": m, "n": n, "k": k}, dt))
         for m in skinny_m:
             points.append(BenchPoint("gemm", "gemm", {"m": m, "n": skinny_nk, "k": skinny_nk}, dt))
+    if gpu:
+        # Transformer-shaped products (tokens x hidden x hidden, MLP up/down, vocabulary head).
+        for m, n, k in ((8192, 4096, 4096), (8192, 14336, 4096), (8192, 4096, 14336), (4096, 1024, 4096),
+                        (2048, 128256, 4096), (16384, 2048, 2048), (512, 4096, 4096)):
+            points.append(BenchPoint("gemm", "gemm", {"m": m, "n": n, "k": k}, "bf16"))
     # Batched products (attention-shaped): many small matrices.
     bs = [(32, 128 if not gpu else 512, 128)] if quick else [(32, 128, 128), (64, 256, 64), (16, 512, 128)]
     bdt = "bf16" if gpu else "fp32"
@@ -79,10 +84,10 @@ def _attention(device_kind: str, quick: bool) -> list[BenchPoint]:
     gpu = device_kind == "cuda"
     dt = "bf16" if gpu else "fp32"
     if gpu:
-        prefill = [(4, 32, 8, 1024, 128), (1, 32, 8, 4096, 128), (8, 16, 16, 2048, 64)]
+        prefill = [(4, 32, 8, 1024, 128), (1, 32, 8, 4096, 128), (8, 16, 16, 2048, 64), (2, 64, 8, 4096, 128)]
         if not quick:
             prefill += [(1, 64, 8, 8192, 128), (16, 32, 32, 512, 128), (2, 128, 128, 2048, 192)]
-        kv_lens = [128, 2048, 32768] if quick else [128, 512, 2048, 8192, 32768]
+        kv_lens = [128, 512, 2048, 8192, 32768]
         decode_batch = 32
     else:
         prefill = [(1, 8, 2, 256, 64), (2, 4, 4, 512, 64)]
@@ -98,7 +103,7 @@ def _attention(device_kind: str, quick: bool) -> list[BenchPoint]:
         p = {"batch": decode_batch, "heads": 32, "kv_heads": 8, "seq_len": 1, "kv_len": kv, "head_dim": 128,
              "causal": False}
         points.append(BenchPoint("attention", "attention_decode", p, dt))
-    bwd = prefill[:1] if quick else prefill[:3]
+    bwd = prefill[:1] if quick and not gpu else prefill[:3]
     for b, hq, hkv, s, d in bwd:
         p = {"batch": b, "heads": hq, "kv_heads": hkv, "seq_len": s, "kv_len": s, "head_dim": d, "causal": True}
         points.append(BenchPoint("attention", "attention_backward", p, dt))
@@ -177,6 +182,9 @@ FAMILIES = ("gemm", "attention", "elementwise", "norm", "softmax", "reduction", 
 
 def sweep(device_kind: str, quick: bool) -> list[BenchPoint]:
     """The calibration points for a device kind ('cpu' or 'cuda'); every family in `FAMILIES` appears."""
+    if device_kind == "cuda":
+        # A GPU measures the whole sweep in well under a minute, so --quick keeps every point there.
+        quick = False
     if device_kind not in ("cpu", "cuda"):
         raise EmulatorError(
             f"no calibration sweep for device kind '{device_kind}'; use 'cpu' or 'cuda'", field="device"

@@ -207,6 +207,25 @@ class _SavedBytes:
         return t
 
 
+def _fused_adamw(rec: _Recorder, params: list[torch.Tensor]) -> None:
+    """Record the fused AdamW update the real runs use (`make_optimizer`), one kernel over all parameters.
+
+    torch.optim refuses fused=True for meta tensors, so the op is called directly with meta states.
+    """
+    from emulator.workloads.program import make_optimizer
+
+    chosen = {id(p) for g in make_optimizer(params).param_groups for p in g["params"]}  # what AdamW updates
+    params = [p for p in params if id(p) in chosen]
+    grads = [p.grad for p in params]
+    exp_avgs = [torch.empty_like(p) for p in params]
+    exp_avg_sqs = [torch.empty_like(p) for p in params]
+    steps = [torch.empty((), dtype=torch.float32, device=p.device) for p in params]
+    rec.state_ids |= {id(t) for t in (*grads, *exp_avgs, *exp_avg_sqs)}
+    with rec:
+        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=1e-4, beta1=0.9, beta2=0.999,
+                            weight_decay=0.1, eps=1e-8, amsgrad=False, maximize=False)
+
+
 def trace_callable(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Trace:
     """Trace one call of `fn` (its arguments on the meta device) into kernel calls."""
     rec = _Recorder()
@@ -218,8 +237,6 @@ def trace_callable(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Trace:
 
 def trace_program(program: Program) -> Trace:
     """Trace one step of a workload program (forward, and backward plus optimizer when training)."""
-    from emulator.workloads.program import make_optimizer
-
     rec = _Recorder()
     activation_bytes = 0.0
     for stage in program.stages:
@@ -243,14 +260,9 @@ def trace_program(program: Program) -> Trace:
         if program.train:
             params = [p for p in stage.module.parameters() if p.grad is not None]
             if params:
-                rec.enabled = False
-                optimizer = make_optimizer(params)
-                rec.state_ids |= {id(p.grad) for p in params}
-                rec.enabled = True
                 rec.phase = "optimizer"
                 rec.module = stage.name
-                with rec:
-                    optimizer.step()
+                _fused_adamw(rec, params)
     return rec.trace(
         phase=program.phase,
         tokens=program.tokens,

@@ -28,9 +28,9 @@ def test_every_family_in_every_sweep(kind: str, quick: bool) -> None:
 
 
 def test_quick_sweeps_are_smaller() -> None:
-    """The quick sweep is a subset in size of the full one, and CPU shapes stay small."""
-    for kind in ("cpu", "cuda"):
-        assert len(sweep(kind, True)) < len(sweep(kind, False))
+    """On CPU the quick sweep is smaller than the full one; a GPU keeps every point (it takes under a minute)."""
+    assert len(sweep("cpu", True)) < len(sweep("cpu", False))
+    assert len(sweep("cuda", True)) == len(sweep("cuda", False))
     assert max(p.params["m"] for p in sweep("cpu", True) if p.family == "gemm") <= 2048
     assert any(p.params.get("m") == 8192 for p in sweep("cuda", True) if p.family == "gemm")
 

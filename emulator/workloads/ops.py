@@ -40,14 +40,22 @@ def _expand_kv(q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
     return kv if group == 1 else kv.repeat_interleave(group, dim=1)
 
 
+# torch >= 2.5 runs grouped-query attention without materialising the expanded K/V (what GPU kernels do).
+_SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
+
+
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
-    k, v = _expand_kv(q, k), _expand_kv(q, v)
+    extra = {}
+    if _SDPA_GQA and q.shape[1] != k.shape[1] and q.device.type == "cuda":
+        extra = {"enable_gqa": True}
+    else:
+        k, v = _expand_kv(q, k), _expand_kv(q, v)
     if causal and q.shape[2] != k.shape[2]:
         # Queries are the last Sq positions of a Skv-long sequence (prefill with a cache): bottom-right mask.
         sq, skv = q.shape[2], k.shape[2]
         mask = torch.ones(sq, skv, dtype=torch.bool, device=q.device).tril(diagonal=skv - sq)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, **extra)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, **extra)
 
 
 @torch.library.custom_op("emulator::attention", mutates_args=())

@@ -150,14 +150,14 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
 
 
 def make_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """AdamW(lr=1e-4, weight_decay=0.1): fused on CUDA, foreach elsewhere. Sparse-updated embedding tables are
+    """AdamW(lr=1e-4, weight_decay=0.1): the fused kernel (one pass over each parameter's state) on CPU and CUDA. Sparse-updated embedding tables are
     left out (see recommender.py)."""
     chosen = [p for p in params if p.requires_grad and not getattr(p, "_emulator_sparse", False)]
     if not chosen:
         raise EmulatorError("there are no trainable parameters to optimise.")
-    if chosen[0].device.type == "cuda":
-        return torch.optim.AdamW(chosen, lr=1e-4, weight_decay=0.1, fused=True)
-    return torch.optim.AdamW(chosen, lr=1e-4, weight_decay=0.1, foreach=True)
+    if chosen[0].device.type == "meta":  # fused AdamW has no meta path through torch.optim; the tracer calls
+        return torch.optim.AdamW(chosen, lr=1e-4, weight_decay=0.1, foreach=True)  # the fused op itself
+    return torch.optim.AdamW(chosen, lr=1e-4, weight_decay=0.1, fused=True)
 
 
 def _init_weights(module: nn.Module, generator: torch.Generator) -> None:

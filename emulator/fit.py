@@ -1,0 +1,248 @@
+"""Fit per-family efficiencies from calibration points: (traced kernel calls, measured seconds) pairs.
+
+Each point is re-traced on meta tensors into the same `KernelCall`s the predictor times, so the fitted model is
+exactly `roofline.kernel_time`. For one family the free parameters are its `FamilyEfficiency` (math, vector
+and memory efficiency, fixed overhead per call, cache speed-up, GEMM tile edge). They are chosen by a staged
+grid search minimising the mean squared log error of whole points (a point may run kernels of several
+families; the others are held fixed), in a few passes over the families. A fifth of each family's points
+(every fifth, in a fixed order) is held out; the median |predicted/measured - 1| on them is the family's
+`error`, which becomes the prediction's error band.
+
+Devices without a profile (the local CPU) get their peaks measured: the best GEMM rate per dtype, the best
+vector rate and the best large-copy bandwidth, and efficiencies relative to those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from emulator.calibrate import CalPoint, _runner
+from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.hardware import DeviceProfile
+from emulator.roofline import matrix_rate, memory_rate, vector_rate, wave_efficiency
+from emulator.sweeps import BenchPoint
+from emulator.trace import trace_callable
+from kernels import KernelCall
+from kernels.references import torch_dtype
+
+HOLD_OUT_EVERY = 5
+TILES = (64, 128, 256)
+MATH_GRID = np.geomspace(0.03, 1.3, 24)
+MEMORY_GRID = np.geomspace(0.03, 1.5, 24)
+OVERHEAD_GRID = np.concatenate([[0.0], np.geomspace(2e-7, 2e-4, 19)])
+SPEEDUP_GRID = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
+
+
+def point_calls(p: CalPoint) -> list[KernelCall]:
+    """The kernel calls one calibration point runs, traced on meta tensors of its shapes.
+
+    A 'tf32' point holds fp32 tensors that the tensor cores multiply as tf32: its GEMMs are labelled tf32.
+    """
+    fn, make_inputs = _runner(BenchPoint(p.family, p.name, dict(p.params), p.dtype))
+    inputs = make_inputs(p.params, device="meta", dtype=torch_dtype(p.dtype))
+    trace = trace_callable(fn, *inputs)
+    calls = [c for c in trace.calls if c.family != "view"]
+    if p.dtype == "tf32":
+        calls = [dataclasses.replace(c, dtype="tf32") if c.family == "gemm" else c for c in calls]
+    return calls
+
+
+# Dtypes whose kernels take other paths through the matrix units than bf16 (block scaling, other tile
+# shapes); fp16, tf32 and fp32 behave like bf16 relative to their own peaks and share its efficiency.
+SPLIT_DTYPES = ("fp8", "int8", "fp4")
+
+
+def split_keys(points: Sequence[CalPoint]) -> set[str]:
+    """Family.dtype keys fitted on their own: a low-precision dtype with at least three points."""
+    counts: dict[str, int] = {}
+    for p in points:
+        if p.dtype in SPLIT_DTYPES:
+            counts[f"{p.family}.{p.dtype}"] = counts.get(f"{p.family}.{p.dtype}", 0) + 1
+    return {key for key, n in counts.items() if n >= 3}
+
+
+@dataclass
+class _Call:
+    """Per-unit-efficiency time terms of one kernel signature on one device."""
+
+    family: str  # the efficiency key: "gemm", or "gemm.fp8" where that dtype is fitted on its own
+    count: int
+    t_matrix: float  # seconds at 100% of the matrix peak (before wave quantisation)
+    waves: dict[int, float]  # tile -> wave efficiency
+    t_vector: float  # seconds at 100% of the vector peak
+    t_bytes: float  # seconds at 100% of main-memory bandwidth
+    in_cache: bool
+    launch_s: float
+
+
+def cache_capacity(device: DeviceProfile) -> float | None:
+    return next((t.capacity_bytes for t in device.memory if t.kind == "cache"), None)
+
+
+def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], keys: set[str]) -> _Call:
+    table = dataclasses.replace(SPEC_DEFAULTS, peaks=dict(peaks))
+    cache_bytes = cache_capacity(device)
+    c = call.cost
+    key = f"{call.family}.{call.dtype}"
+    return _Call(
+        family=key if key in keys else call.family,
+        count=call.count,
+        t_matrix=(c.matrix_flops + c.recompute_flops) / matrix_rate(device, table, call.dtype),
+        waves={t: wave_efficiency(call, device, t) for t in TILES},
+        t_vector=c.vector_flops / vector_rate(device, table, call.dtype),
+        t_bytes=c.bytes / memory_rate(device, table),
+        in_cache=bool(cache_bytes) and c.bytes <= (cache_bytes or 0),
+        launch_s=device.launch_overhead_s,
+    )
+
+
+def _call_time(t: _Call, e: FamilyEfficiency) -> float:
+    wave = t.waves.get(e.tile, 1.0) if e.tile else 1.0
+    t_math = max(t.t_matrix / (e.math * wave) if t.t_matrix else 0.0, t.t_vector / e.vector if t.t_vector else 0.0)
+    t_mem = t.t_bytes / (e.memory * (e.cache_speedup if t.in_cache else 1.0))
+    return (max(t_math, t_mem) + t.launch_s + e.overhead_s) * t.count
+
+
+def _point_time(calls: list[_Call], effs: Mapping[str, FamilyEfficiency]) -> float:
+    return sum(_call_time(t, effs.get(t.family) or effs.get(t.family.split(".")[0])
+                          or SPEC_DEFAULTS.get(t.family.split(".")[0])) for t in calls)
+
+
+def _loss(points: list[tuple[list[_Call], float]], effs: Mapping[str, FamilyEfficiency]) -> float:
+    errs = [math.log(max(_point_time(calls, effs), 1e-12) / measured) ** 2 for calls, measured in points]
+    return float(np.mean(errs)) if errs else 0.0
+
+
+def _search(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], family: str,
+            grids: dict[str, Sequence[Any]]) -> None:
+    """Exhaustive search of `grids` (parameter -> values) for one family, others held fixed."""
+    best = (_loss(points, effs), effs[family])
+    names = list(grids)
+    for values in itertools.product(*(grids[n] for n in names)):
+        trial = dataclasses.replace(effs[family], **{n: (int(v) if n == "tile" else float(v))
+                                                     for n, v in zip(names, values)})
+        effs[family] = trial
+        loss = _loss(points, effs)
+        if loss < best[0]:
+            best = (loss, trial)
+    effs[family] = best[1]
+
+
+_REFINE_FACTORS = (0.7, 0.85, 0.93, 0.97, 0.99, 1.01, 1.03, 1.07, 1.15, 1.4)
+
+
+def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], family: str,
+            names: Sequence[str], rounds: int = 12) -> None:
+    """Coordinate descent with multiplicative steps below the grid's resolution."""
+    best = _loss(points, effs)
+    for _ in range(rounds):
+        improved = False
+        for name in names:
+            current = getattr(effs[family], name)
+            base = current if current > 0 else 1e-7
+            for f in _REFINE_FACTORS:
+                trial = dataclasses.replace(effs[family], **{name: base * f})
+                old, effs[family] = effs[family], trial
+                loss = _loss(points, effs)
+                if loss < best - 1e-12:
+                    best, improved = loss, True
+                else:
+                    effs[family] = old
+        if not improved:
+            return
+
+
+def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]) -> dict[str, float]:
+    """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and large-copy bytes/s."""
+    peaks: dict[str, float] = {}
+    for p, cs in zip(points, calls):
+        matrix = sum(c.total.matrix_flops for c in cs)
+        if p.family == "gemm" and matrix:
+            key = f"matrix.{p.dtype}"
+            peaks[key] = max(peaks.get(key, 0.0), matrix / p.median_s)
+        if p.family in ("elementwise", "copy"):
+            moved = sum(c.total.bytes for c in cs)
+            peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.median_s)
+            vector = sum(c.total.vector_flops for c in cs)
+            if vector:
+                peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.median_s)
+    return peaks
+
+
+def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
+               peaks: Mapping[str, float] | None = None, passes: int = 2) -> dict[str, Any]:
+    """Fit every family's efficiency; returns {family: params with held-out error and point counts}."""
+    traced = [point_calls(p) for p in points]
+    peaks = dict(peaks or {})
+    keys = split_keys(points)
+    terms = [[_terms(c, device, peaks, keys) for c in cs] for cs in traced]
+    by_family: dict[str, list[int]] = {}
+    for i, (p, ts) in enumerate(zip(points, terms)):
+        own = [t.family for t in ts if t.family.split(".")[0] == p.family]
+        by_family.setdefault(own[0] if own else p.family, []).append(i)
+    held = {i for idx in by_family.values() for j, i in enumerate(sorted(idx, key=lambda i: _order(points[i])))
+            if j % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1}
+    train = [(terms[i], points[i].median_s) for i in range(len(points)) if i not in held]
+    families = sorted({t.family for ts in terms for t in ts})
+    effs: dict[str, FamilyEfficiency] = {f: SPEC_DEFAULTS.get(f.split(".")[0]) for f in families}
+    for _ in range(passes):
+        for fam in families:
+            mine = [(ts, m) for ts, m in train if any(t.family == fam for t in ts)]
+            if not mine:
+                continue
+            has_matrix = any(t.t_matrix for ts, _ in mine for t in ts if t.family == fam)
+            _search(mine, effs, fam, {"memory": MEMORY_GRID, "overhead_s": OVERHEAD_GRID})
+            _search(mine, effs, fam, {"cache_speedup": SPEEDUP_GRID})
+            if has_matrix:
+                _search(mine, effs, fam, {"math": MATH_GRID, "tile": TILES})
+                _search(mine, effs, fam, {"math": MATH_GRID, "overhead_s": OVERHEAD_GRID})
+            else:
+                _search(mine, effs, fam, {"vector": MATH_GRID})
+            _search(mine, effs, fam, {"memory": MEMORY_GRID, "overhead_s": OVERHEAD_GRID})
+            _refine(mine, effs, fam, ("math", "memory", "overhead_s", "cache_speedup") if has_matrix
+                    else ("vector", "memory", "overhead_s", "cache_speedup"))
+    out: dict[str, Any] = {}
+    for fam in families:
+        own = by_family.get(fam, [])
+        errors = [abs(_point_time(terms[i], effs) / points[i].median_s - 1) for i in own if i in held]
+        fitted = [abs(_point_time(terms[i], effs) / points[i].median_s - 1) for i in own if i not in held]
+        e = effs[fam]
+        out[fam] = {
+            "math": e.math, "memory": e.memory, "vector": e.vector, "overhead_s": e.overhead_s,
+            "cache_speedup": e.cache_speedup, "tile": e.tile,
+            # A family with no held-out points of its own takes the worst held-out error of the others.
+            "error": float(np.median(errors)) if errors else None,
+            "held_out_max_error": float(max(errors)) if errors else None,
+            "fit_median_error": float(np.median(fitted)) if fitted else None,
+            "num_points": len(own),
+            "num_held_out": len(errors),
+        }
+    known = [v["error"] for v in out.values() if v["error"] is not None]
+    fallback = max(known) if known else SPEC_DEFAULTS.error_band
+    for v in out.values():
+        if v["error"] is None:
+            v["error"] = fallback
+        v["error"] = max(v["error"], 0.02)  # timing noise floor: never claim better than 2%
+    return out
+
+
+def _order(p: CalPoint) -> tuple[Any, ...]:
+    return (p.name, p.dtype, tuple(sorted((k, str(v)) for k, v in p.params.items())))
+
+
+def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, device: DeviceProfile) -> list[float]:
+    """What the fitted table predicts for each point (for reports and tests)."""
+    effs = dict(table.families)
+    keys = {k for k in effs if "." in k}
+    return [_point_time([_terms(c, device, table.peaks, keys) for c in point_calls(p)], effs) for p in points]
+
+
+__all__ = ["fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]
