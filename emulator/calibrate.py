@@ -272,7 +272,7 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         "families": {"default": {}},
     }
     if profile is None:
-        data["peaks"] = measured_peaks(points, [point_calls(p) for p in points])
+        data["peaks"] = measured_peaks(points, [point_calls(p) for p in points], data["cache_bytes"])
         profile = local_profile(data)
     data["families"] = fit_points(points, profile, peaks=data.get("peaks"))
     return data

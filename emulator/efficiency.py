@@ -92,6 +92,7 @@ SPEC_DEFAULTS = EfficiencyTable(
         "elementwise": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),
         "softmax": FamilyEfficiency(math=0.5, memory=0.80, tile=0, error=0.25),
         "embedding": FamilyEfficiency(math=0.5, memory=0.60, tile=0, error=0.35),
+        "scatter": FamilyEfficiency(math=0.5, memory=0.30, tile=0, error=0.50),
         "reduction": FamilyEfficiency(math=0.5, memory=0.80, tile=0, error=0.25),
         "optimizer": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),
         "copy": FamilyEfficiency(math=0.5, memory=0.85, tile=0, error=0.20),

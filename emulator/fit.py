@@ -160,8 +160,10 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
             return
 
 
-def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]) -> dict[str, float]:
-    """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and large-copy bytes/s."""
+def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
+                   cache_bytes: float | None = None) -> dict[str, float]:
+    """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and the bytes/s of streams larger than
+    twice the last-level cache (main memory, not cache, bandwidth)."""
     peaks: dict[str, float] = {}
     for p, cs in zip(points, calls):
         matrix = sum(c.total.matrix_flops for c in cs)
@@ -170,7 +172,8 @@ def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]
             peaks[key] = max(peaks.get(key, 0.0), matrix / p.median_s)
         if p.family in ("elementwise", "copy"):
             moved = sum(c.total.bytes for c in cs)
-            peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.median_s)
+            if not cache_bytes or moved > 2 * cache_bytes:
+                peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.median_s)
             vector = sum(c.total.vector_flops for c in cs)
             if vector:
                 peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.median_s)

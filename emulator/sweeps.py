@@ -167,6 +167,9 @@ def _embedding(device_kind: str, quick: bool) -> list[BenchPoint]:
         # Token-embedding-like rows on GPU (512 wide), recommender-like (128) on CPU.
         gather = {"rows": r, "dim": 512 if gpu else 128, "num_indices": batches[-1]}
         points.append(BenchPoint("embedding", "embedding", gather, "fp32"))
+        for num in (batches[0] * 4, batches[-1] * 16):
+            update = {"rows": r, "dim": 128 if gpu else 64, "num_indices": num}
+            points.append(BenchPoint("scatter", "index_add", update, "fp32"))
     return points
 
 
@@ -177,7 +180,8 @@ def _optimizer(device_kind: str, quick: bool) -> list[BenchPoint]:
     return [BenchPoint("optimizer", "adamw", {"numel": n, "num_tensors": t}, "fp32") for n, t in sizes]
 
 
-FAMILIES = ("gemm", "attention", "elementwise", "norm", "softmax", "reduction", "embedding", "copy", "optimizer")
+FAMILIES = ("gemm", "attention", "elementwise", "norm", "softmax", "reduction", "embedding", "scatter", "copy",
+            "optimizer")
 
 
 def sweep(device_kind: str, quick: bool) -> list[BenchPoint]:

@@ -1,4 +1,6 @@
-"""Embedding lookups, embedding bags and the gathers and scatters of MoE routing.
+"""Embedding lookups, embedding bags (family `embedding`) and the scatters (family `scatter`: index_add_,
+index_put_, scatter_add) of MoE routing, KV-cache writes and sparse embedding updates. Scatters are their own
+family because they read-modify-write with atomics or serial conflicts and run far below gather speed.
 
 A lookup of I indices into a [rows, D] table reads the indices and I*D elements of the table, never the
 whole table, and writes its output. Scatters (index_add_, index_put_, scatter_add) read the source and the
@@ -74,7 +76,7 @@ def _gather(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
 
 
 @register(
-    "embedding",
+    "scatter",
     "aten.index_add", "aten.index_add_", "aten.index_put", "aten.index_put_", "aten._index_put_impl_",
     "aten.scatter_add", "aten.scatter_add_", "aten.scatter", "aten.scatter_", "aten.index_copy",
     "aten.index_copy_", "aten.scatter_reduce", "aten.scatter_reduce_", "aten.index_fill_", "aten.masked_scatter_",

@@ -261,6 +261,20 @@ def embedding_bag(idx: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor)
     return F.embedding_bag(idx, table, offsets, mode="sum")
 
 
+def index_add_inputs(p: dict, *, device: Any, dtype: torch.dtype) -> tuple:
+    g = _seed(device)
+    table = _randn((p["rows"], p["dim"]), device, dtype, g)
+    idx = torch.randint(0, p["rows"], (p["num_indices"],), device=device, generator=g)
+    rows = _randn((p["num_indices"], p["dim"]), device, dtype, g)
+    return table, idx, rows
+
+
+def index_add(table: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    # The sparse row update of an embedding table (and MoE's combine): read idx and rows, read-modify-write
+    # num_indices*dim elements of the table.
+    return table.index_add_(0, idx, rows, alpha=-0.01)
+
+
 # ------------------------------------------------------------------------------------ reduction, copy
 
 
@@ -336,6 +350,7 @@ REFERENCES: dict[str, Reference] = {
     "cross_entropy": Reference("softmax", cross_entropy_inputs, cross_entropy),
     "embedding": Reference("embedding", embedding_inputs, embedding),
     "embedding_bag": Reference("embedding", embedding_bag_inputs, embedding_bag),
+    "index_add": Reference("scatter", index_add_inputs, index_add),
     "sum": Reference("reduction", unary_inputs, reduce_sum),
     "copy": Reference("copy", copy_inputs, copy),
     "clone": Reference("copy", copy_inputs, clone),

@@ -23,6 +23,7 @@ FAMILIES = (
     "elementwise",
     "softmax",
     "embedding",
+    "scatter",
     "reduction",
     "optimizer",
     "copy",
