@@ -22,44 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from emulator.calibrate import write_json_atomic  # noqa: E402
-from emulator.measure import PowerSampler, device_fingerprint, time_callable  # noqa: E402
-
-
+from emulator.measure import PowerSampler, device_fingerprint, profile_kernels, time_callable  # noqa: E402
 from emulator.validate import CPU_WORKLOADS, CUDA_WORKLOADS, Workload  # noqa: E402
 
 WORKLOADS = CUDA_WORKLOADS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-def _profile(step: Any, device: torch.device, num_steps: int = 2, top: int = 15) -> list[dict[str, Any]]:
-    """Top kernels by self device time (CPU: self CPU time) over `num_steps` steps."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(num_steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    rows = []
-    for evt in prof.key_averages():
-        if device.type == "cuda":
-            # Device-side events only (kernels, memcpy, memset): CPU ops also carry the device time of the
-            # kernels they launched, and runtime events ("Command Buffer Full") are not GPU work.
-            if getattr(evt, "device_type", None) != torch.autograd.DeviceType.CUDA:
-                continue
-            if getattr(evt, "is_user_annotation", False) or "#" in evt.key:  # e.g. "Optimizer.step#AdamW.step"
-                continue
-            t_us = getattr(evt, "self_device_time_total", None)
-            if t_us is None:
-                t_us = getattr(evt, "self_cuda_time_total", 0)
-        else:
-            t_us = evt.self_cpu_time_total
-        if t_us and t_us > 0:
-            rows.append({"name": evt.key[:160], "total_s": t_us * 1e-6 / num_steps, "calls": evt.count // num_steps})
-    rows.sort(key=lambda r: -r["total_s"])
-    return rows[:top]
 
 
 def _predicted_cost(model: Any, w: Workload, b: int, s: int, kv: int) -> dict[str, float] | None:
@@ -112,7 +80,7 @@ def run_one(w: Workload, device: torch.device, *, tiny: bool, target_time_s: flo
         record["achieved_flop_per_s"] = (cost["matrix_flops"] + cost["vector_flops"]) / m.median_s
     if device.type == "cuda":
         record["max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-    record["profile_top"] = _profile(step, device)
+    record["profile_top"] = profile_kernels(step, device, top=15)
     return record
 
 

@@ -196,6 +196,8 @@ def local_profile(data: Mapping[str, Any]) -> DeviceProfile:
         tiers.append(MemoryTier(name="cache", capacity_bytes=float(cache), bandwidth_bytes_per_s=None, kind="cache"))
     tiers.append(MemoryTier(name="dram", capacity_bytes=total, bandwidth_bytes_per_s=float(peaks.get("memory", 1e10)),
                             kind="dram", main=True))
+    if not matrix:  # no GEMM was measured (`calibrate --only ...`): matrix work at the vector rate
+        matrix = {"fp32": vector["fp32"]}
     sources = {f"matrix_flops_per_s.{d}": measured for d in matrix}
     sources.update({"vector_flops_per_s.fp32": measured, "memory.dram.capacity_bytes": "operating system (sysconf)",
                     "memory.dram.bandwidth_bytes_per_s": measured, "usable_memory_bytes": "operating system (sysconf)",
@@ -211,7 +213,7 @@ def local_profile(data: Mapping[str, Any]) -> DeviceProfile:
     return DeviceProfile(
         name=str(fp.get("key", "local")), display_name=str(fp.get("name", "local device")), vendor="local",
         family=str(fp.get("key", "local")), kind="gpu" if fp.get("kind") == "cuda" else "asic",
-        num_compute_units=int(fp.get("num_threads") or 1), matrix_flops_per_s=matrix or {"fp32": vector["fp32"]},
+        num_compute_units=int(fp.get("num_threads") or 1), matrix_flops_per_s=matrix,
         vector_flops_per_s=vector, memory=tuple(tiers), usable_memory_bytes=total,
         links=Links(scale_up_bytes_per_s=None, host_bytes_per_s=1e9), launch_overhead_s=1e-9,
         power=Power(tdp_w=100.0, idle_w=10.0), price=Price(capex_usd=1.0, rental_usd_per_hour=1.0),

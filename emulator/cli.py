@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,6 +106,18 @@ def render_prediction(out: dict[str, Any]) -> str:
         f"{fmt_bytes(out['memory_capacity_bytes'])}: {'fits' if out['fits'] else 'DOES NOT FIT'}",
         f"  bound                {out['bound']}",
     ]
+    if "breakdown" in out:
+        b = out["breakdown"]
+        lines.append(f"  step breakdown       compute {fmt_seconds(b['compute_s'])}, exposed communication "
+                     f"{fmt_seconds(b['exposed_communication_s'])}, pipeline bubble {fmt_seconds(b['bubble_s'])}")
+        lines.append(f"  MFU without attn     {out['mfu_without_attention'] * 100:.1f}%;  HFU {out['hfu'] * 100:.1f}%")
+    if out.get("time_to_train_s"):
+        g = out["goodput"]
+        lines.append(f"  time to train        {fmt_seconds(out['time_to_train_s'])} ({out['device_hours']:,.0f} "
+                     f"device-hours); with failures and checkpoints {fmt_seconds(out['effective_time_to_train_s'])} "
+                     f"(goodput {g['goodput'] * 100:.1f}%)")
+    for fix in (out.get("fit_advice") or {}).get("fixes", [])[:4]:
+        lines.append(f"  would fit with       {fix['change']} ({fmt_bytes(fix['memory_per_device_bytes'])})")
     if "ttft_s" in out:
         lines.append(f"  prefill (TTFT)       {fmt_seconds(out['ttft_s'])};  decode step (TPOT) {fmt_seconds(out['tpot_s'])}")
     rows = [[fam, fmt_seconds(k["time_s"]), f"{k['time_s'] / out['step_time_s'] * 100:.1f}%" if out["step_time_s"] else "-",
@@ -119,10 +132,10 @@ def render_prediction(out: dict[str, Any]) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from emulator.predict import predict
+    from emulator.predict import predict_json
     from emulator.scenario import load_scenario
 
-    out = predict(load_scenario(args.scenario)).to_json()
+    out = predict_json(load_scenario(args.scenario))
     if args.json:
         _print_json(out)
     else:
@@ -136,7 +149,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from emulator.calibrate import calibrate_device
 
     path, data = calibrate_device(args.device, quick=args.quick, out=args.out, points_file=args.points,
-                                  record=not args.no_record, progress=not args.json)
+                                  record=not args.no_record, progress=not args.json,
+                                  only=args.only.split(",") if args.only else None)
     if args.json:
         _print_json({"path": path, **data})
         return
@@ -150,8 +164,15 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from emulator.validate import validate_device
 
     if args.published:
-        raise EmulatorError("`validate --published` arrives with the cluster and serving models. Fix: use "
-                            "`validate --device cpu|cuda` for now.")
+        from emulator.cluster import validate_published
+        from emulator.cluster.published import render
+
+        result = validate_published()
+        if args.json:
+            _print_json(result)
+        else:
+            print(render(result))
+        return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:
         _print_json(out)
@@ -194,6 +215,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "results": cmd_results,
 }
 
+# Commands that measure on this machine. On CPUs, MKL's OpenMP workers spin for 200 ms after each GEMM
+# (KMP_BLOCKTIME) and starve torch's own OpenMP workers: small kernels then take a scheduler tick (~16 ms)
+# instead of microseconds. Letting them sleep at once makes CPU timings repeatable; set before torch loads.
+MEASURING = ("run", "calibrate", "validate")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emulator", description="Predict and measure AI workloads on accelerators.")
@@ -218,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the short sweep (2 min on a 2-core CPU, 4 on an H100)")
     p.add_argument("--out", help="calibration file to write (default: the user's calibrations folder)")
     p.add_argument("--points", help="refit saved points (a *.points.json) instead of measuring")
+    p.add_argument("--only", help="comma-separated kernel families to measure (default: all)")
     p.add_argument("--no-record", action="store_true", help="do not write the run to the results store")
     p.add_argument("--json", action="store_true")
 
@@ -226,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated workload ids")
     p.add_argument("--published", action="store_true", help="against published results")
     p.add_argument("--json", action="store_true")
+
+    from emulator import run as run_command
+
+    run_command.add_parser(sub)
 
     p = sub.add_parser("results", help="the results store (SQLite)")
     p.add_argument("action", choices=["list", "show", "export"])
@@ -244,8 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if args.command in MEASURING:
+        os.environ.setdefault("KMP_BLOCKTIME", "0")
     try:
-        COMMANDS[args.command](args)
+        command = COMMANDS.get(args.command) or args.func
+        command(args)
     except EmulatorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

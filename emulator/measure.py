@@ -343,6 +343,82 @@ class PowerSampler:
         )
 
 
+def steady_power(step: Callable[[], Any], device: str | torch.device, *, min_time_s: float = 2.0,
+                 min_steps: int = 3) -> tuple[PowerReading, int]:
+    """Power over a steady loop of `step` lasting at least `min_time_s`; returns (reading, steps run).
+
+    A separate loop rather than the timed one: NVML's power reading is averaged over about a second, so a
+    short timed loop under-reads it. Without NVML or a GPU nothing runs and the reading carries the reason.
+    """
+    dev = _as_device(device)
+    num_steps = 0
+    with PowerSampler(dev) as sampler:
+        if sampler._reason is None:
+            t0 = time.perf_counter()
+            while num_steps < min_steps or time.perf_counter() - t0 < min_time_s:
+                step()
+                num_steps += 1
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+    assert sampler.reading is not None  # set by __exit__
+    return sampler.reading, num_steps
+
+
+def free_memory_bytes(device: str | torch.device) -> float:
+    """Memory free for a run: the CUDA driver's free bytes, or the host's MemAvailable (Linux /proc/meminfo;
+    else total physical memory)."""
+    dev = _as_device(device)
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return float(free)
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024  # reported in KiB
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+# ------------------------------------------------------------------------------------------- profiler
+
+
+def profile_kernels(step: Callable[[], Any], device: str | torch.device, num_steps: int = 2,
+                    top: int | None = 20) -> list[dict[str, Any]]:
+    """Top kernels by self device time per step (CPU: self CPU time of each op) over `num_steps` steps.
+
+    Each row is {"name", "total_s" (per step), "calls" (per step)}, longest first; `top=None` keeps all.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = _as_device(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(num_steps):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    rows = []
+    for evt in prof.key_averages():
+        if dev.type == "cuda":
+            # Device-side events only (kernels, memcpy, memset): CPU ops also carry the device time of the
+            # kernels they launched, and runtime events ("Command Buffer Full") are not GPU work.
+            if getattr(evt, "device_type", None) != torch.autograd.DeviceType.CUDA:
+                continue
+            if getattr(evt, "is_user_annotation", False) or "#" in evt.key:  # e.g. "Optimizer.step#AdamW.step"
+                continue
+            t_us = getattr(evt, "self_device_time_total", None)
+            if t_us is None:
+                t_us = getattr(evt, "self_cuda_time_total", 0)
+        else:
+            t_us = evt.self_cpu_time_total
+        if t_us and t_us > 0:
+            rows.append({"name": evt.key[:160], "total_s": t_us * 1e-6 / num_steps, "calls": evt.count // num_steps})
+    rows.sort(key=lambda r: -r["total_s"])
+    return rows if top is None else rows[:top]
+
+
 # ----------------------------------------------------------------------------------------- fingerprint
 
 

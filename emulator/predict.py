@@ -25,13 +25,13 @@ from emulator.calibration import efficiency_for
 from emulator.efficiency import EfficiencyTable
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.memory import inference_memory, training_memory
+from emulator.memory import ALLOCATOR_ALLOWANCE, inference_memory, training_memory
 from emulator.roofline import predict_calls
 from emulator.scenario import Scenario
 from emulator.timing import Timing
 from emulator.trace import Trace, trace_workload
 from emulator.units import DTYPE_BYTES
-from emulator.workloads.config import DLRMConfig
+from emulator.workloads.config import DLRMConfig, TransformerConfig
 from kernels import KernelCall
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -98,6 +98,7 @@ class Prediction:
             "kernels": {fam: ft.as_dict() for fam, ft in self.timing.by_family().items()},
             "notes": list(self.notes),
         }
+        out["figures"] = figures_of(out, self.phases)
         if self.phases:
             out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance} for name, p in self.phases.items()}
         if s.inference and "decode" in self.phases:
@@ -107,6 +108,17 @@ class Prediction:
             out["latency_s"] = self.phases["prefill"].total_s
             out["throughput_samples_per_s"] = self.tokens_per_step / t if t > 0 else 0.0
         return out
+
+
+# Figures derived from counts alone (FLOPs, bytes of state) are exact for the traced program.
+_COUNTED = {"flops_per_step", "hardware_flops_per_step", "tokens_per_step"}
+_TIMED = {"step_time_s", "tokens_per_s", "tokens_per_s_per_device", "model_flops_per_s_per_device", "mfu",
+          "ttft_s", "tpot_s", "latency_s", "throughput_samples_per_s"}
+
+
+def figure(value: float, provenance: str, error_band: float) -> dict[str, Any]:
+    """One reported number with where it came from and its fractional error band."""
+    return {"value": value, "provenance": provenance, "error_band": error_band}
 
 
 def _scaled(timing: Timing, k: float) -> Timing:
@@ -157,10 +169,11 @@ def _check_plan(s: Scenario) -> None:
     parallel = (s.training or s.inference).parallel  # type: ignore[union-attr]
     used = parallel.tp * parallel.pp * parallel.cp * (parallel.dp if s.training else 1)
     if s.num_devices != 1 or used != 1:
+        what = "transformers" if s.training else "transformer training"
         raise EmulatorError(
-            f"plans over several devices (num_devices {s.num_devices}, tp*pp*dp*cp = {used}) are predicted by the "
-            "cluster model, which this version does not include yet. Fix: set hardware.num_devices: 1 and "
-            "parallel sizes of 1 to predict one device.",
+            f"this path predicts one device (num_devices {s.num_devices}, tp*pp*dp*cp = {used}); plans over several "
+            f"devices are predicted for {what} by the cluster model. Fix: set hardware.num_devices: 1 and "
+            "parallel sizes of 1.",
             file=s.path,
             field="hardware.num_devices",
         )
@@ -179,12 +192,44 @@ def _check_dtype(s: Scenario, precision: str) -> None:
 
 
 def predict(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
-    """Predict the step time, throughput, FLOPs and memory of a scenario on its device."""
+    """Predict the step time, throughput, FLOPs and memory of a scenario on one device (see `predict_json`)."""
     _check_plan(s)
     table = table or efficiency_for(s.device)
     if s.training:
         return _predict_training(s, table)
     return _predict_inference(s, table)
+
+
+def predict_json(s: Scenario, table: EfficiencyTable | None = None) -> dict[str, Any]:
+    """What `emulator predict --json` prints: transformer training through the cluster model (any plan, one
+    device included), everything else through the single-device path."""
+    if s.training and isinstance(s.model, TransformerConfig):
+        from emulator.cluster import predict_training
+
+        _check_dtype(s, s.training.precision)
+        out = predict_training(s, table).to_json()
+        out["figures"] = figures_of(out)
+        return out
+    return predict(s, table).to_json()
+
+
+def figures_of(out: Mapping[str, Any], phases: Mapping[str, Timing] | None = None) -> dict[str, dict[str, Any]]:
+    """Each reported number with its provenance and error band (timed figures share the step's)."""
+    figs = {}
+    for key in sorted(_TIMED & set(out)):
+        phase = {"ttft_s": "prefill", "tpot_s": "decode"}.get(key)
+        timing = (phases or {}).get(phase) if phase else None
+        provenance = timing.provenance if timing else out["provenance"]
+        band = timing.error_band if timing else out["error_band"]
+        figs[key] = figure(out[key], provenance, band)
+    for key in sorted(_COUNTED & set(out)):
+        figs[key] = figure(out[key], "traced", 0.0)
+    # Memory: counted from the program, plus an allocator allowance whose size is the uncertainty.
+    figs["memory_per_device_bytes"] = figure(out["memory_per_device_bytes"], "traced", ALLOCATOR_ALLOWANCE)
+    for key in ("time_to_train_s", "device_hours", "effective_time_to_train_s"):
+        if out.get(key) is not None:
+            figs[key] = figure(out[key], out["provenance"], out["error_band"])
+    return figs
 
 
 def _predict_training(s: Scenario, table: EfficiencyTable) -> Prediction:

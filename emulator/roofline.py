@@ -161,10 +161,13 @@ def predict_calls(
     else:
         host_s = ops * table.host_overhead_s
         total_s = max(device_s, host_s)
+    # The step's error band: each kernel's held-out (or documented) error, weighted by its share of the time.
+    band = (sum(k.time_s * table.get(k.family, k.dtype).error for k in kernels) / device_s if device_s
+            else table.error_band)
     return Timing(
         total_s=total_s,
         provenance=table.provenance,
-        error_band=table.error_band,
+        error_band=band,
         device=device.name,
         kernels=kernels,
         device_s=device_s,

@@ -35,17 +35,23 @@ def attention_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], dv: int,
     return 2.0 * b * hq * pairs * (dqk + dv)
 
 
-@register("attention", "emulator.attention")
-def _forward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
-    q, k, v, causal = args[0], args[1], args[2], bool(args[3])
+def forward_cost(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost:
+    """Cost of one fused forward writing `out_bytes` (the output, and the log-sum-exp where kept)."""
     b, hq, sq, _ = q.shape
     pairs = causal_pairs(sq, k.shape[2], causal)
     return Cost(
         matrix_flops=attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal),
         vector_flops=5.0 * b * hq * pairs,
         bytes_read=nbytes(q) + nbytes(k) + nbytes(v),
-        bytes_written=nbytes(out) + 4.0 * b * hq * sq,  # output and fp32 log-sum-exp per row
+        bytes_written=out_bytes,
     )
+
+
+@register("attention", "emulator.attention")
+def _forward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
+    q, k, v, causal = args[0], args[1], args[2], bool(args[3])
+    b, hq, sq, _ = q.shape
+    return forward_cost(q, k, v, causal, nbytes(out) + 4.0 * b * hq * sq)  # output and fp32 log-sum-exp per row
 
 
 @register("attention", "emulator.attention_backward")
@@ -63,17 +69,6 @@ def _backward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
     )
 
 
-def _sdpa_like(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost:
-    b, hq, sq, _ = q.shape
-    pairs = causal_pairs(sq, k.shape[2], causal)
-    return Cost(
-        matrix_flops=attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal),
-        vector_flops=5.0 * b * hq * pairs,
-        bytes_read=nbytes(q) + nbytes(k) + nbytes(v),
-        bytes_written=out_bytes,
-    )
-
-
 @register(
     "attention",
     "aten._scaled_dot_product_flash_attention",
@@ -86,4 +81,4 @@ def _aten_sdpa(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
     q, k, v = args[0], args[1], args[2]
     causal = bool(kwargs.get("is_causal", False))
     o = out[0] if isinstance(out, tuple) else out
-    return _sdpa_like(q, k, v, causal, nbytes(o))
+    return forward_cost(q, k, v, causal, nbytes(o))

@@ -183,3 +183,12 @@ def test_train_program_on_meta_keeps_no_memory() -> None:
     """A meta program of llama3.1-405b at seq 8192 builds without allocating."""
     program = build_program(preset("llama3.1-405b"), "train", batch_size=1, seq_len=8192)
     assert all(p.is_meta for stage in program.stages for p in stage.module.parameters())
+
+
+def test_expected_active_experts() -> None:
+    """Uniform routing: big batches touch every expert, a decode batch only E*(1-(1-k/E)^T) of them."""
+    from emulator.workloads.moe import expected_active_experts
+
+    assert expected_active_experts(4096, 2, 8) == 8
+    assert expected_active_experts(8, 8, 256) == round(256 * (1 - (1 - 8 / 256) ** 8))  # 57
+    assert expected_active_experts(1, 2, 8) == 2

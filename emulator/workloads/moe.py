@@ -7,8 +7,10 @@ states, one GEMM chain per expert on its slice, and one `index_add_` per expert 
 the routing weights. Shared experts (DeepSeek) run on every token.
 
 Expected-load assumption while tracing: on meta tensors there is no data to route, so when `ops.is_tracing()` is
-true (or the input is on meta) routing is taken as perfectly balanced: every expert receives ceil(T * k / E) tokens.
-The index tensors are built from shapes only (`torch.arange(E * ceil(T*k/E)) % (T*k)`), so the gather, the
+true (or the input is on meta) routing is taken as uniform and perfectly balanced: the expected number of experts
+that receive any token, A = E * (1 - (1 - k/E)^T) (all E for training and prefill batches, fewer for small decode
+batches), each receive ceil(T * k / A) tokens.
+The index tensors are built from shapes only (`torch.arange(A * ceil(T*k/A)) % (T*k)`), so the gather, the
 per-expert GEMMs and the scatter-add all appear in the trace with the balanced sizes. Real runs route on the data
 with the same kernels (and a host sync to read the per-expert counts, as real grouped-GEMM launchers do).
 DeepSeek's group-limited routing and routed scaling factor are left out: they change which experts are chosen, not
@@ -27,6 +29,16 @@ from torch import nn
 from emulator.workloads import ops
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.transformer import MLP
+
+
+def expected_active_experts(tokens: int, top_k: int, num_experts: int) -> int:
+    """Experts that receive at least one of `tokens` tokens routed uniformly at random to `top_k` each.
+
+    E * (1 - (1 - k/E)^T): all experts for prefill and training batches, only some for small decode batches
+    (8 tokens with top-8 of 256 experts touch about 57), whose weights are then the only ones read.
+    """
+    expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    return max(1, min(num_experts, tokens * top_k, round(expected)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +82,10 @@ class MoE(nn.Module):
             weights, ids = torch.topk(logits.softmax(dim=-1), k, dim=-1)  # [T, k]
         weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype).flatten()  # [T*k]
         if ops.is_tracing() or x.is_meta:
-            per_expert = math.ceil(t * k / e)
-            order = torch.arange(e * per_expert, device=x.device) % (t * k)  # balanced: expert i gets a chunk
-            counts = (per_expert,) * e
+            active = expected_active_experts(t, k, e)
+            per_expert = math.ceil(t * k / active)
+            order = torch.arange(active * per_expert, device=x.device) % (t * k)  # balanced over active experts
+            counts = (per_expert,) * active + (0,) * (e - active)
         else:
             flat = ids.flatten()  # [T*k] expert of each assignment
             order = torch.argsort(flat, stable=True)

@@ -1,0 +1,128 @@
+"""Memory per device under a plan: sharded model state, activations in flight, temporaries, allocator allowance.
+
+Model state (mixed-precision AdamW; Rajbhandari et al. 2020, ZeRO, Sec. 3.1): 2 B/param weights, 2 B/param
+gradients, 12 B/param optimizer states (fp32 master weights and two moments), for the parameters on the rank
+(its tensor-parallel shard of its stage, its experts). ZeRO-1 divides the optimizer states by the data-parallel
+size (dp*cp; experts by dp*cp/ep), ZeRO-2 also the gradients, ZeRO-3 and FSDP also the weights (plus two
+layers' gathered weights: the one running and the one prefetched).
+
+Activations of one layer and one micro-batch, Korthikanti et al. 2022 ("Reducing Activation Recomputation in
+Large Transformer Models", Sec. 4), written per saved tensor so that it covers GQA and SwiGLU (16-bit
+activations, 1-byte dropout masks; s sequence, b micro-batch, h hidden, a heads, t tensor parallel):
+    attention: LayerNorm input 2sbh, QKV input 2sbh, Q and K 2sb(q+k), softmax output 2as^2b, its dropout mask
+               as^2b and output 2as^2b, V 2sb*v, projection input 2sb*q, dropout mask sbh
+    MLP:       LayerNorm input 2sbh, first linear input 2sbh, GeLU input and output 2sbf each (SwiGLU: gate, up
+               and their product 2sbf each), dropout mask sbh
+For GPT (q = k = v = h, f = 4h, dropout) this is exactly the paper's sbh(34 + 5as/h). Tensor parallelism
+divides everything but the LayerNorm inputs, the linear inputs and the dropout masks (10sbh) by t; sequence
+parallelism divides those too. Selective recompute drops the 5as^2b attention-core term; the traced models use
+fused attention (FlashAttention keeps no s^2 tensor), so for them that term is always zero. Full recompute keeps
+only each layer's input (2sbh, /t with sequence parallelism). The workloads have no dropout.
+In flight (1F1B): the first stage holds min(pp, micro-batches) micro-batches; interleaving with v chunks
+multiplies that by 1 + (pp-1)/(pp*v) (Korthikanti Sec. 4.2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.cluster.plan import Plan
+from emulator.memory import ADAM_STATE_BYTES_PER_PARAM, ALLOCATOR_ALLOWANCE
+from emulator.workloads.config import TransformerConfig
+
+GRADIENT_BYTES_PER_PARAM = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerShape:
+    """What the activation formula needs of one layer."""
+
+    hidden: int
+    heads: int
+    q_width: int  # heads * qk head dim
+    kv_width: int  # kv heads * head dim (each of K and V)
+    ffn: int  # per token through the MLP (MoE: top-k expert widths plus shared)
+    swiglu: bool
+    dropout: bool = False
+
+
+def layer_shape(model: TransformerConfig, *, dropout: bool = False) -> LayerShape:
+    ffn = model.ffn_hidden_size
+    if model.is_moe:
+        ffn = model.moe_ffn_hidden_size * (model.num_experts_per_token + model.num_shared_experts)
+    return LayerShape(hidden=model.hidden_size, heads=model.num_heads, q_width=model.num_heads * model.qk_head_dim,
+                      kv_width=model.num_kv_heads * model.head_dim, ffn=ffn, swiglu=model.mlp == "swiglu",
+                      dropout=dropout)
+
+
+def layer_activation_bytes(shape: LayerShape, seq: int, micro: int, *, tp: int = 1, sequence_parallel: bool = False,
+                           recompute: str = "none", fused_attention: bool = True) -> float:
+    """Bytes one layer keeps for backward for one micro-batch (Korthikanti et al. 2022, generalised)."""
+    s, b, h, t = seq, micro, shape.hidden, tp
+    sbh = s * b * h
+    if recompute == "full":
+        return 2 * sbh / (t if sequence_parallel else 1)
+    mask = 1 if shape.dropout else 0
+    replicated = 2 * sbh + 2 * sbh + mask * sbh  # attention: LayerNorm input, QKV input, dropout mask
+    replicated += 2 * sbh + 2 * sbh + mask * sbh  # MLP: LayerNorm input, first linear input, dropout mask
+    sharded = 2 * s * b * shape.q_width + 2 * s * b * shape.kv_width  # Q, K
+    sharded += 2 * s * b * shape.kv_width + 2 * s * b * shape.q_width  # V, projection input
+    sharded += (3 if shape.swiglu else 2) * 2 * s * b * shape.ffn  # gate/up/product or GeLU input/output
+    if recompute == "none" and not fused_attention:
+        sharded += (2 + mask + 2 * mask) * shape.heads * s * s * b if mask else 2 * shape.heads * s * s * b
+    return (replicated / (t if sequence_parallel else 1)) + sharded / t
+
+
+def korthikanti_layer_bytes(seq: int, micro: int, hidden: int, heads: int, *, tp: int = 1,
+                            sequence_parallel: bool = False, recompute: str = "none") -> float:
+    """The paper's closed forms (Eqs. 1-6), for checking the generalised formula."""
+    s, b, h, a, t = seq, micro, hidden, heads, tp
+    if recompute == "full":
+        return 2 * s * b * h / (t if sequence_parallel else 1)
+    core = 0.0 if recompute == "selective" else 5 * a * s / h
+    if sequence_parallel:
+        return s * b * h / t * (34 + core)
+    return s * b * h * (10 + (24 + core) / t)
+
+
+def microbatches_in_flight(plan: Plan) -> float:
+    """Micro-batches whose activations the first pipeline stage holds at its peak (1F1B, interleaved)."""
+    held = float(min(plan.pp, plan.num_microbatches))
+    if plan.virtual_stages > 1:
+        held *= 1 + (plan.pp - 1) / (plan.pp * plan.virtual_stages)
+    return max(held, 1.0)
+
+
+def training_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
+                    precision: str, num_layers: int) -> dict[str, float]:
+    """Bytes per device by component (the busiest pipeline rank)."""
+    width = 4.0 if precision == "fp32" else 2.0
+    dp, edp = plan.dp * plan.cp, max(plan.dp * plan.cp // plan.ep, 1)
+    dense = stage_params - expert_params
+
+    def sharded(per_param: float, on: bool) -> float:
+        return per_param * (dense / dp + expert_params / edp) if on else per_param * stage_params
+
+    stage = plan.shard_stage
+    layer_params = stage_params / max(num_layers, 1)
+    parts = {
+        "weights": sharded(width, stage >= 3) + (2 * layer_params * width if stage >= 3 else 0.0),
+        "gradients": sharded(GRADIENT_BYTES_PER_PARAM if width == 2 else 4.0, stage >= 2),
+        "optimizer_states": sharded(ADAM_STATE_BYTES_PER_PARAM, stage >= 1),
+    }
+    seq = plan.seq_len // plan.cp
+    per_layer = layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
+                                       sequence_parallel=plan.sequence_parallel, recompute=plan.recompute)
+    layers_per_chunk = num_layers
+    activations = per_layer * layers_per_chunk * microbatches_in_flight(plan)
+    if plan.recompute == "full":  # the layer being recomputed holds its full working set once
+        activations += layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
+                                              sequence_parallel=plan.sequence_parallel)
+    parts["activations"] = activations
+    # Temporaries: the last stage's fp32 logits and their gradient for one micro-batch (vocab-parallel).
+    vocab = -(-model.vocab_size // plan.tp)
+    parts["temporary_buffers"] = 2 * 4.0 * plan.microbatch_size * seq * vocab
+    subtotal = sum(parts.values())
+    parts["allocator_allowance"] = subtotal * ALLOCATOR_ALLOWANCE
+    parts["total"] = subtotal * (1 + ALLOCATOR_ALLOWANCE)
+    return parts

@@ -1,0 +1,151 @@
+"""Parallel plans: one training layout (tp, pp, dp, cp, ep, ZeRO/FSDP, recompute, micro-batches), validated.
+
+Rank order (Megatron-LM's): tensor parallel varies fastest, then context, then data (expert parallel is carved
+out of data x context), then pipeline. So a tp group is consecutive ranks (inside one node when tp divides it),
+a dp group has stride tp*cp, and pipeline neighbours are tp*cp*dp ranks apart.
+
+`check_plan` raises one `EmulatorError` naming the field and a fix; `plan_warnings` returns advice that does
+not stop a prediction (uneven pipeline stages, for instance).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.errors import EmulatorError
+from emulator.scenario import Parallel, Scenario
+from emulator.workloads.config import ModelConfig, TransformerConfig
+
+SCHEDULES = ("1f1b", "interleaved")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan(Parallel):
+    """One training layout: the scenario's `Parallel` sizes (tp * pp * dp * cp devices) with the recompute
+    policy and the batch it runs."""
+
+    recompute: str = "none"  # none | selective | full
+    global_batch_size: int = 1  # sequences per step
+    seq_len: int = 1
+
+    @property
+    def shard_stage(self) -> int:
+        """The ZeRO stage in effect (FSDP shards weights, gradients and optimizer states, like ZeRO-3)."""
+        return 3 if self.fsdp else self.zero
+
+    @property
+    def num_microbatches(self) -> int:
+        """Micro-batches each data-parallel replica runs per step (gradient accumulation steps)."""
+        return self.global_batch_size // (self.dp * self.microbatch_size)
+
+    @property
+    def schedule(self) -> str:
+        return "interleaved" if self.virtual_stages > 1 else "1f1b"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__} | {  # type: ignore[attr-defined]
+            "num_devices": self.num_devices, "num_microbatches": self.num_microbatches, "schedule": self.schedule}
+
+
+def plan_from(s: Scenario) -> Plan:
+    """The plan a training scenario asks for (its parallel section, recompute and batch)."""
+    if s.training is None:
+        raise EmulatorError("the cluster training model needs a 'training:' section. Fix: add one.", file=s.path,
+                            field="training")
+    p, t = s.training.parallel, s.training
+    return Plan(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, virtual_stages=p.virtual_stages,
+                microbatch_size=p.microbatch_size, sequence_parallel=p.sequence_parallel, zero=p.zero, fsdp=p.fsdp,
+                recompute=t.recompute, global_batch_size=t.global_batch_size, seq_len=t.seq_len)
+
+
+def _fail(message: str, field: str, path: str | None) -> EmulatorError:
+    return EmulatorError(message, file=path, field=f"training.parallel.{field}" if field else "hardware.num_devices")
+
+
+def _divisors_near(n: int, target: int) -> str:
+    options = [d for d in range(1, n + 1) if n % d == 0]
+    near = sorted(options, key=lambda d: abs(d - target))[:3]
+    return ", ".join(str(d) for d in sorted(near))
+
+
+def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | None = None) -> None:
+    """Raise an `EmulatorError` with advice when the plan cannot run this model on these devices."""
+    if not isinstance(model, TransformerConfig):
+        if plan.num_devices != 1 or plan.ep != 1:
+            raise _fail(f"{model.name} is not a transformer; the cluster model plans transformers only. Fix: use "
+                        "one device (all sizes 1).", "tp", path)
+        return
+    if plan.num_devices != num_devices:
+        raise _fail(f"tp*pp*dp*cp = {plan.tp}*{plan.pp}*{plan.dp}*{plan.cp} = {plan.num_devices} but num_devices is "
+                    f"{num_devices}. Fix: set hardware.num_devices: {plan.num_devices}, or dp: "
+                    f"{num_devices // max(plan.tp * plan.pp * plan.cp, 1)} if that divides evenly.", "", path)
+    if model.num_heads % plan.tp:
+        raise _fail(f"{model.num_heads} attention heads are not divisible by tp {plan.tp}. Fix: use a tp that "
+                    f"divides the heads ({_divisors_near(model.num_heads, plan.tp)}).", "tp", path)
+    kv = model.num_kv_heads
+    if kv >= plan.tp and kv % plan.tp:
+        raise _fail(f"{kv} key/value heads are not divisible by tp {plan.tp}. Fix: use a tp that divides them "
+                    f"({_divisors_near(kv, plan.tp)}) or a tp above {kv} that is a multiple of it (KV heads are "
+                    "then replicated).", "tp", path)
+    if kv < plan.tp and plan.tp % kv:
+        raise _fail(f"tp {plan.tp} is not a multiple of the {kv} key/value heads, so they cannot be replicated "
+                    f"evenly. Fix: use tp {kv * (plan.tp // kv or 1)} or a divisor of {kv}.", "tp", path)
+    if model.ffn_hidden_size % plan.tp or (model.is_moe and model.moe_ffn_hidden_size % plan.tp):
+        raise _fail(f"the feed-forward width ({model.ffn_hidden_size}, experts {model.moe_ffn_hidden_size}) is not "
+                    f"divisible by tp {plan.tp}. Fix: use a tp that divides it.", "tp", path)
+    chunks = plan.pp * plan.virtual_stages
+    if model.num_layers < chunks:
+        raise _fail(f"{model.num_layers} layers cannot fill pp*virtual_stages = {chunks} model chunks. Fix: use at "
+                    f"most {model.num_layers} chunks.", "pp", path)
+    if plan.virtual_stages > 1 and plan.pp == 1:
+        raise _fail("virtual_stages > 1 interleaves pipeline stages and needs pp > 1. Fix: set virtual_stages: 1 "
+                    "or pp > 1.", "virtual_stages", path)
+    if model.is_moe and model.num_experts % plan.ep:
+        raise _fail(f"{model.num_experts} experts are not divisible by ep {plan.ep}. Fix: use an ep that divides "
+                    f"them ({_divisors_near(model.num_experts, plan.ep)}).", "ep", path)
+    if plan.ep > 1 and not model.is_moe:
+        raise _fail(f"ep {plan.ep} needs a mixture-of-experts model; {model.name} is dense. Fix: set ep: 1.", "ep",
+                    path)
+    if (plan.dp * plan.cp) % plan.ep:
+        raise _fail(f"ep {plan.ep} must divide dp*cp = {plan.dp * plan.cp} (expert parallel ranks are taken from the "
+                    "data- and context-parallel ranks). Fix: pick an ep that divides it.", "ep", path)
+    if plan.seq_len % (2 * plan.cp if plan.cp > 1 else 1):
+        raise _fail(f"seq_len {plan.seq_len} is not divisible by 2*cp = {2 * plan.cp} (ring attention splits each "
+                    "sequence into 2*cp load-balanced chunks). Fix: change cp or seq_len.", "cp", path)
+    if plan.sequence_parallel and plan.seq_len // plan.cp % plan.tp:
+        raise _fail(f"sequence parallelism splits the {plan.seq_len // plan.cp} tokens of a rank over tp {plan.tp}, "
+                    "which does not divide them. Fix: change tp or seq_len, or turn sequence_parallel off.",
+                    "sequence_parallel", path)
+    if plan.global_batch_size % (plan.dp * plan.microbatch_size):
+        good = plan.dp * plan.microbatch_size
+        raise _fail(f"global_batch_size {plan.global_batch_size} is not a multiple of dp*microbatch_size = {good}. "
+                    f"Fix: use a global batch of {max(good, plan.global_batch_size // good * good)} sequences or "
+                    "change dp or microbatch_size.", "microbatch_size", path)
+    if plan.virtual_stages > 1 and plan.num_microbatches % plan.pp:
+        raise _fail(f"the interleaved schedule needs the {plan.num_microbatches} micro-batches to be a multiple of "
+                    f"pp {plan.pp}. Fix: change global_batch_size or microbatch_size, or set virtual_stages: 1.",
+                    "virtual_stages", path)
+    if plan.fsdp and plan.zero not in (0, 3):
+        raise _fail(f"fsdp shards like ZeRO-3, so zero: {plan.zero} contradicts it. Fix: drop zero or set it to 3.",
+                    "zero", path)
+
+
+def plan_warnings(model: ModelConfig, plan: Plan) -> list[str]:
+    """Advice that does not stop a prediction."""
+    out = []
+    if isinstance(model, TransformerConfig):
+        chunks = plan.pp * plan.virtual_stages
+        if model.num_layers % chunks:
+            per = math.ceil(model.num_layers / chunks)
+            out.append(f"{model.num_layers} layers do not divide into pp*virtual_stages = {chunks} chunks: the "
+                       f"slowest stage holds {per * plan.virtual_stages} layers and sets the pace (Llama 3 puts one "
+                       "layer fewer on the first and last stages; a divisor of the layer count avoids the imbalance)")
+        if model.num_kv_heads < plan.tp:
+            out.append(f"{model.num_kv_heads} key/value heads over tp {plan.tp}: each KV head is replicated on "
+                       f"{plan.tp // model.num_kv_heads} ranks")
+    if plan.pp > 1 and plan.num_microbatches < plan.pp:
+        out.append(f"{plan.num_microbatches} micro-batches for {plan.pp} pipeline stages: most of the step is "
+                   "pipeline bubble; use more micro-batches (a larger global batch or a smaller microbatch_size)")
+    return out

@@ -1,0 +1,271 @@
+"""The per-rank program: what one rank of a plan executes, as kernel calls (compute traced, collectives explicit).
+
+A rank runs its tensor-parallel shard of its pipeline stage's layers, with its share of the experts, on its
+context-parallel chunk of the sequence. That is the model config sharded for one rank:
+    num_heads / tp, max(num_kv_heads / tp, 1) (replicated when fewer than tp), ffn / tp, expert ffn / tp,
+    experts / ep (top-k kept: under balanced routing each local expert then receives T*k*ep/E tokens, exactly
+    what it gets from the ep ranks' all-to-all), vocab / tp, layers of the stage,
+traced with `trace_workload` at (microbatch_size, seq_len / cp). Corrections a shard trace cannot see:
+- context parallel: ring attention computes cp blocks of (S/cp)^2 per layer, so attention calls count x cp;
+- sequence parallel: norms, residual adds and other [b, s, hidden] elementwise work run on s/tp tokens.
+The collectives Megatron-LM issues are then listed as explicit `KernelCall`s of family "collective"
+(`Cost.comm_bytes` = payload, kernels/collective.py's convention), each tagged with its group and schedule slot:
+    tp   per layer 2 all-reduces forward and 2 backward of [b, s, h] (with sequence parallel: all-gather +
+         reduce-scatter each), plus the embedding's; full recompute repeats the forward ones
+    cp   per layer (cp-1) K/V chunk send/recv forward, twice that backward (ring attention)
+    ep   per MoE layer all-to-all dispatch + combine forward and backward
+    pp   per micro-batch and model chunk one activation send/recv forward and backward (1/tp of it per rank:
+         Megatron's scatter/gather optimisation)
+    dp   per step: gradient all-reduce (ZeRO-0), reduce-scatter + parameter all-gather (ZeRO-1/2); ZeRO-3/FSDP
+         per layer and micro-batch parameter all-gathers forward and backward and a gradient reduce-scatter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from emulator.cluster.network import Group
+from emulator.cluster.plan import Plan
+from emulator.trace import Trace, trace_workload
+from emulator.units import DTYPE_BYTES
+from emulator.workloads.config import TransformerConfig
+from kernels import Cost, KernelCall
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+ELEMENTWISE_FAMILIES = ("norm", "elementwise", "copy", "reduction")
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    # Low-precision GEMMs are traced in bf16 and re-costed by the roofline in the requested dtype.
+    return TORCH_DTYPES.get(precision, torch.bfloat16)
+
+
+def layers_per_stage(model: TransformerConfig, plan: Plan) -> int:
+    """Layers on the busiest pipeline rank (all its virtual chunks together)."""
+    return math.ceil(model.num_layers / (plan.pp * plan.virtual_stages)) * plan.virtual_stages
+
+
+def shard_config(model: TransformerConfig, plan: Plan) -> TransformerConfig:
+    """The config one rank runs: its tensor-parallel shard, its experts, the layers of its (busiest) stage."""
+    tp, n = plan.tp, layers_per_stage(model, plan)
+    changes: dict[str, object] = {
+        "num_heads": model.num_heads // tp,
+        "num_kv_heads": max(model.num_kv_heads // tp, 1) if model.attention == "gqa" else model.num_heads // tp,
+        "head_dim": model.head_dim,
+        "ffn_hidden_size": model.ffn_hidden_size // tp,
+        "vocab_size": math.ceil(model.vocab_size / tp),
+        "num_layers": n,
+        # The stage furthest from the input: the one with the most MoE layers (DeepSeek's dense layers come first).
+        "num_dense_layers": max(0, model.num_dense_layers - (model.num_layers - n)),
+    }
+    if model.is_moe:
+        local = model.num_experts // plan.ep
+        changes |= {"num_experts": local, "num_experts_per_token": min(model.num_experts_per_token, local),
+                    "moe_ffn_hidden_size": model.moe_ffn_hidden_size // tp}
+    return model.scaled(**changes)
+
+
+@functools.lru_cache(maxsize=512)
+def _stage_trace(shard: TransformerConfig, microbatch: int, seq: int, dtype: torch.dtype) -> Trace:
+    return trace_workload(shard, "train", microbatch, seq, 0, dtype)
+
+
+def part_of(call: KernelCall) -> str:
+    """Which part of a stage a traced call belongs to: embed, layers or head."""
+    return call.module.split(".", 1)[0] if call.module.startswith(("embed", "head")) else "layers"
+
+
+@dataclass(frozen=True, slots=True)
+class RankProgram:
+    """One rank's step: compute calls of one micro-batch (plus the optimizer) and its collectives."""
+
+    shard: TransformerConfig
+    plan: Plan
+    compute: tuple[KernelCall, ...]  # one micro-batch forward + backward of the stage, and the optimizer
+    collectives: tuple[KernelCall, ...]  # params: group, slot (microbatch | step | layer)
+    groups: Mapping[str, Group]
+    num_layers: int  # layers of the stage
+    num_moe_layers: int
+    stage_params: float  # parameters on the busiest rank
+    expert_params: float  # of which routed-expert weights
+    trace: Trace
+    attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
+
+    @property
+    def activation_bytes(self) -> float:
+        return float(self.trace.meta.get("activation_bytes", 0.0))
+
+
+def unfused_attention(shard: TransformerConfig, plan: Plan, precision: str, *, dropout: bool = True
+                      ) -> tuple[KernelCall, ...]:
+    """The stage's attention as unfused kernels (Megatron-LM 2021-22: batched GEMMs, a fused scale-mask-softmax
+    kernel on the full s x s scores, attention dropout with a 1-byte mask), forward and backward per micro-batch.
+
+    B = micro-batch x heads of the rank, q = its query tokens, k = key tokens (all of them under context
+    parallelism), d = head dim, w = bytes per element. Selective recompute reruns QK^T, softmax and dropout in
+    the backward (Korthikanti et al. 2022, Sec. 5); full recompute reruns the whole forward (added elsewhere).
+    """
+    w = float(DTYPE_BYTES.get(precision, 2)) if precision in ("bf16", "fp16", "fp32") else 2.0
+    big, q, d = plan.microbatch_size * shard.num_heads, plan.seq_len // plan.cp, shard.head_dim
+    k = q * plan.cp
+    n = shard.num_layers
+    scores = big * q * k  # elements of the s x s score matrix of the rank
+
+    def bmm(shapes: tuple[tuple[int, ...], ...], phase: str, reps: int = 1) -> KernelCall:
+        (bb, m, kk), (_, _, nn) = shapes
+        cost = Cost(matrix_flops=2.0 * bb * m * nn * kk, bytes_read=w * bb * (m * kk + kk * nn),
+                    bytes_written=w * bb * m * nn)
+        return KernelCall(family="gemm", op="aten.bmm", shapes=shapes, dtype=precision, cost=cost, count=n * reps,
+                          module="layers.attention", phase=phase)
+
+    def stream(family: str, op: str, reads: float, writes: float, phase: str, reps: int = 1) -> KernelCall:
+        cost = Cost(vector_flops=5.0 * scores if family == "softmax" else float(scores),
+                    bytes_read=reads * w * scores, bytes_written=writes * w * scores)
+        return KernelCall(family=family, op=op, shapes=((big, q, k),), dtype=precision, cost=cost, count=n * reps,
+                          module="layers.attention", phase=phase)
+
+    mask = 0.5 if dropout else 0.0  # a 1-byte mask per 2-byte element
+    again = 1 if plan.recompute == "selective" else 0
+    calls = [
+        bmm(((big, q, d), (big, d, k)), "forward"),  # scores = Q K^T
+        stream("softmax", "aten._softmax", 1, 1, "forward"),
+        bmm(((big, q, k), (big, k, d)), "forward"),  # out = P V
+        bmm(((big, q, d), (big, d, k)), "backward"),  # dP = dO V^T
+        bmm(((big, k, q), (big, q, d)), "backward"),  # dV = P^T dO
+        stream("softmax", "aten._softmax_backward_data", 2, 1, "backward"),
+        bmm(((big, q, k), (big, k, d)), "backward"),  # dQ = dS K
+        bmm(((big, k, q), (big, q, d)), "backward"),  # dK = dS^T Q
+    ]
+    if dropout:
+        calls += [stream("elementwise", "aten.native_dropout", 1, 1 + mask, "forward"),
+                  stream("elementwise", "aten.native_dropout_backward", 1 + mask, 1, "backward")]
+    if again:
+        calls += [bmm(((big, q, d), (big, d, k)), "backward"), stream("softmax", "aten._softmax", 1, 1, "backward")]
+        if dropout:
+            calls.append(stream("elementwise", "aten.native_dropout", 1, 1 + mask, "backward"))
+    return tuple(calls)
+
+
+def _shard_compute(model: TransformerConfig, plan: Plan, trace: Trace, shard: TransformerConfig, precision: str,
+                   attention: str) -> tuple[KernelCall, ...]:
+    out: list[KernelCall] = []
+    for c in trace.calls:
+        if c.family == "attention" and attention == "unfused":
+            continue
+        if c.family == "attention" and plan.cp > 1:
+            c = dataclasses.replace(c, count=c.count * plan.cp)
+        elif (plan.sequence_parallel and plan.tp > 1 and c.family in ELEMENTWISE_FAMILIES and part_of(c) == "layers"
+              and any(s and s[-1] == model.hidden_size for s in c.shapes)):
+            c = dataclasses.replace(c, cost=c.cost * (1.0 / plan.tp))
+        out.append(c)
+    if attention == "unfused":
+        out += unfused_attention(shard, plan, precision)
+    return tuple(out)
+
+
+def stage_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan) -> tuple[float, float]:
+    """(parameters, routed-expert parameters) on the busiest rank: its layers plus embedding or head."""
+    h, v = shard.hidden_size, shard.vocab_size
+    positions = shard.max_seq_len * h if shard.positions == "learned" else 0
+    norm = h * (2 if shard.norm == "layernorm" else 1)
+    embed = v * h + positions
+    head = v * h + norm
+    tied = v * h if shard.tie_embeddings else 0
+    layers = shard.num_params() - embed - head + tied
+    if plan.pp == 1:
+        total = layers + embed + head - tied
+    else:
+        total = layers + max(embed, head)
+    moe_layers = shard.num_moe_layers
+    experts = (3 if shard.mlp == "swiglu" else 2) * h * shard.moe_ffn_hidden_size * shard.num_experts * moe_layers
+    return float(total), float(experts)
+
+
+def _collective(op: str, payload: float, count: float, group: str, slot: str, phase: str, dtype: str,
+                module: str = "layers") -> KernelCall:
+    cost = Cost(comm_bytes=payload, comm_steps=1.0, bytes_read=payload, bytes_written=payload)
+    return KernelCall(family="collective", op=op, shapes=((int(payload),),), dtype=dtype, cost=cost,
+                      count=max(int(round(count)), 0), module=module, phase=phase,
+                      params=(("group", group), ("slot", slot)))
+
+
+def groups_of(plan: Plan) -> dict[str, Group]:
+    """Communicators in Megatron's rank order (tp fastest, then cp, dp, pp; ep within dp*cp)."""
+    return {
+        "tp": Group(plan.tp, 1),
+        "cp": Group(plan.cp, plan.tp),
+        "ep": Group(plan.ep, plan.tp),
+        "dp": Group(plan.dp * plan.cp, plan.tp),
+        "edp": Group(plan.dp * plan.cp // plan.ep, plan.tp * plan.ep),
+        "pp": Group(2 if plan.pp > 1 else 1, plan.tp * plan.cp * plan.dp),
+    }
+
+
+def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
+                params: float, expert_params: float) -> tuple[KernelCall, ...]:
+    """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step')."""
+    w = DTYPE_BYTES.get(precision, 2) if precision in ("bf16", "fp16", "fp32") else 2
+    dt = precision
+    b, s, h, n = plan.microbatch_size, plan.seq_len // plan.cp, model.hidden_size, shard.num_layers
+    act = b * s * h * w  # one [b, s, h] activation of the rank's sequence chunk
+    out: list[KernelCall] = []
+    if plan.tp > 1:
+        # Per layer and direction: two all-reduces (attention, MLP), or with sequence parallelism two all-gathers
+        # and two reduce-scatters (Korthikanti et al. 2022, Sec. 4.2.2); full recompute repeats the forward's.
+        ops = ("all_gather", "reduce_scatter") if plan.sequence_parallel else ("all_reduce",)
+        fwd_repeats = 2 if plan.recompute == "full" else 1
+        for op in ops:
+            out.append(_collective(op, act, 2 * n * fwd_repeats, "tp", "microbatch", "forward", dt))
+            out.append(_collective(op, act, 2 * n, "tp", "microbatch", "backward", dt))
+        out.append(_collective(ops[-1], act, 1, "tp", "microbatch", "forward", dt, module="embed"))
+    if plan.cp > 1:
+        kv = 2 * b * s * shard.num_kv_heads * shard.head_dim * w
+        out.append(_collective("send_recv", kv, n * (plan.cp - 1), "cp", "layer", "forward", dt))
+        out.append(_collective("send_recv", kv, 2 * n * (plan.cp - 1), "cp", "layer", "backward", dt))
+    if plan.ep > 1 and shard.num_moe_layers:
+        tokens = b * s // (plan.tp if plan.sequence_parallel else 1)
+        a2a = tokens * model.num_experts_per_token * h * w
+        for phase in ("forward", "backward"):
+            out.append(_collective("all_to_all", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt))
+    if plan.pp > 1:
+        p2p = act / plan.tp
+        for phase in ("forward", "backward"):
+            out.append(_collective("send_recv", p2p, plan.virtual_stages, "pp", "microbatch", phase, dt, "pipeline"))
+    dense = params - expert_params
+    stage = plan.shard_stage
+    if plan.dp * plan.cp > 1 or plan.dp * plan.cp // plan.ep > 1:
+        for group, size in (("dp", dense), ("edp", expert_params)):
+            if size <= 0:
+                continue
+            if stage == 0:
+                out.append(_collective("all_reduce", size * w, 1, group, "step", "optimizer", dt, "step"))
+            elif stage in (1, 2):
+                out.append(_collective("reduce_scatter", size * w, 1, group, "step", "optimizer", dt, "step"))
+                out.append(_collective("all_gather", size * w, 1, group, "step", "optimizer", dt, "step"))
+            else:  # ZeRO-3 / FSDP: per layer, per micro-batch (prefetched one layer ahead)
+                per_layer = size * w / max(n, 1)
+                out.append(_collective("all_gather", per_layer, n, group, "layer", "forward", dt))
+                out.append(_collective("all_gather", per_layer, n, group, "layer", "backward", dt))
+                out.append(_collective("reduce_scatter", per_layer, n, group, "layer", "backward", dt))
+    return tuple(c for c in out if c.count > 0 and c.cost.comm_bytes > 0)
+
+
+ATTENTION = ("fused", "unfused")
+
+
+def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention: str = "fused") -> RankProgram:
+    """The program one rank of `plan` runs (traces are cached: plans that differ only in dp reuse them)."""
+    shard = shard_config(model, plan)
+    trace = _stage_trace(shard, plan.microbatch_size, plan.seq_len // plan.cp, torch_dtype(precision))
+    params, experts = stage_params(model, shard, plan)
+    return RankProgram(
+        shard=shard, plan=plan, compute=_shard_compute(model, plan, trace, shard, precision, attention),
+        collectives=collectives(model, shard, plan, precision, params, experts), groups=groups_of(plan),
+        num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
+        expert_params=experts, trace=trace, attention=attention)

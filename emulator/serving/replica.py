@@ -1,0 +1,271 @@
+"""One serving replica (tp x pp devices): the step time of a continuous-batching iteration and its KV capacity.
+
+Step-time model (built once per model, device, precision and layout from traced and predicted kernels; the
+simulator never traces):
+    step = overhead + dense(tokens) + head(logit rows) + p_pair * attention pairs of prefill chunks
+                    + p_kv * KV tokens read by decodes
+- dense(n): every kernel of the tensor-parallel shard except the output head, for n tokens in the batch
+  (prefill chunk tokens + one per decoding sequence), taken from decode traces at batch n and interpolated
+  piecewise-linearly over a token grid. It holds the GEMMs' weight streaming at small n (memory bound until
+  n reaches the device's ridge point), their compute at large n, MoE expert loading (balanced routing), and
+  the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`).
+- head(r): the output projection for the r sequences that produce a token this iteration.
+- p_kv: decode attention and cache traffic per KV token (slope between two decode traces of different context),
+  scaled by the KV precision's bytes (decode attention is memory bound).
+- p_pair: prefill attention per (query, key) pair (slope between two prefill traces); a chunk of c tokens after
+  p cached ones has c*p + c(c+1)/2 pairs.
+- overhead: the scheduler's per-iteration host time, `DEFAULT_SCHEDULER_OVERHEAD_S` unless the scenario sets
+  `scheduler_overhead_s`.
+Pipeline parallel replicas are timed as the sum of their stages plus the activation hand-offs (no micro-batch
+overlap between iterations: a pessimistic throughput).
+
+KV capacity: usable memory minus weights (params x precision bytes / (tp x pp)) minus a workspace for one
+iteration's activations and logits, times `FREE_MEMORY_FRACTION`, in whole paged blocks of `KV_BLOCK_TOKENS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emulator.efficiency import EfficiencyTable
+from emulator.errors import EmulatorError
+from emulator.hardware import DeviceProfile, SystemProfile
+from emulator.predict import time_trace
+from emulator.trace import trace_workload
+from emulator.units import DTYPE_BYTES
+from emulator.workloads.config import TransformerConfig
+
+# Per-iteration host time of the scheduler (batch formation, sampling, detokenisation not overlapped with the
+# GPU). Assumption: ~1 ms for a C++ in-flight batcher with overlapped scheduling (TensorRT-LLM); vLLM before
+# v0.6 spent several ms per step on the CPU (vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x throughput
+# improvement"). Override per scenario with `inference.scheduler_overhead_s`.
+DEFAULT_SCHEDULER_OVERHEAD_S = 1.0e-3
+# Fraction of the memory left after weights and workspace given to the KV cache: TensorRT-LLM's default
+# `kv_cache_free_gpu_mem_fraction` 0.9 (vLLM's `gpu_memory_utilization` 0.9 is of the whole memory).
+FREE_MEMORY_FRACTION = 0.90
+KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
+# Token budget of one iteration: TensorRT-LLM's default max_num_tokens (8192).
+DEFAULT_MAX_BATCH_TOKENS = 8192
+TOKEN_GRID = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+ACTIVATION_BYTES = 2  # activations and all-reduce payloads in bf16
+
+
+@dataclass(frozen=True, slots=True)
+class StepModel:
+    """Coefficients of the step time; `step_s` is all the simulator calls."""
+
+    grid: tuple[float, ...]
+    dense_s: tuple[float, ...]  # at each grid token count
+    head_s: tuple[float, ...]  # at each grid row count
+    kv_s_per_token: float
+    pair_s: float
+    overhead_s: float
+
+    def dense(self, n: float) -> float:
+        return _interp(n, self.grid, self.dense_s)
+
+    def head(self, n: float) -> float:
+        return _interp(n, self.grid, self.head_s) if n > 0 else 0.0
+
+    def step_s(self, tokens: float, pairs: float, logit_rows: float, kv_tokens: float) -> float:
+        """Seconds of one iteration with `tokens` in the batch (prefill + decode)."""
+        if tokens <= 0:
+            return 0.0
+        return (self.overhead_s + self.dense(tokens) + self.head(logit_rows) + self.pair_s * pairs
+                + self.kv_s_per_token * kv_tokens)
+
+
+def serving_table(table: EfficiencyTable) -> EfficiencyTable:
+    """The table with low-precision GEMMs streaming weights as fast as the base GEMM family does.
+
+    Streaming bytes costs the same whatever the math dtype, and a calibration's low-precision sweep may hold
+    only square, compute-bound GEMMs (the shipped H200 fp8 sweep: 512^3..16384^3), which leave its memory
+    efficiency unidentified; decode GEMMs are weight streams, so they take the base family's fitted value.
+    """
+    base = table.families.get("gemm")
+    if base is None:
+        return table
+    families = {name: (dataclasses.replace(eff, memory=max(eff.memory, base.memory))
+                       if name.startswith("gemm.") else eff) for name, eff in table.families.items()}
+    return dataclasses.replace(table, families=families)
+
+
+def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
+    if x >= xs[-1]:  # extrapolate with the last segment's slope (compute bound: linear in tokens)
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return ys[-1] + slope * (x - xs[-1])
+    return float(np.interp(x, xs, ys))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replica:
+    """A replica's layout, memory and step model."""
+
+    model: TransformerConfig
+    device: DeviceProfile
+    system: SystemProfile | None
+    precision: str
+    kv_precision: str
+    tp: int
+    pp: int
+    ep: int
+    step: StepModel
+    weight_bytes: float  # per device
+    workspace_bytes: float  # per device
+    kv_bytes_per_token: float  # per device
+    kv_capacity_tokens: int  # per replica (every device holds its shard of each token)
+    max_batch_tokens: int
+    provenance: str
+    error_band: float
+
+    @property
+    def num_devices(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def kv_cache_bytes(self) -> float:
+        """KV-cache bytes of the whole replica."""
+        return self.kv_capacity_tokens * self.kv_bytes_per_token * self.num_devices
+
+    def describe(self) -> dict[str, object]:
+        return {"tp": self.tp, "pp": self.pp, "ep": self.ep, "precision": self.precision,
+                "kv_precision": self.kv_precision, "num_devices": self.num_devices}
+
+
+def shard(model: TransformerConfig, tp: int, ep: int) -> TransformerConfig:
+    """The config one tensor-parallel rank runs (all layers: stages are timed in sequence)."""
+    if model.num_heads % tp:
+        raise EmulatorError(f"tp {tp} does not divide {model.name}'s {model.num_heads} heads. Fix: use a divisor.",
+                            field="inference.parallel.tp")
+    if ep > 1 and (not model.is_moe or model.num_experts % ep or tp % ep):
+        raise EmulatorError(f"ep {ep} needs a MoE model whose experts it divides and a tp it divides (experts are "
+                            "spread over the tensor-parallel ranks). Fix: use ep 1 or a divisor of both.",
+                            field="inference.parallel.ep")
+    changes: dict[str, object] = {
+        "num_heads": model.num_heads // tp,
+        "num_kv_heads": max(model.num_kv_heads // tp, 1) if model.attention == "gqa" else model.num_heads // tp,
+        "head_dim": model.head_dim,
+        "ffn_hidden_size": max(model.ffn_hidden_size // tp, 1),
+        "vocab_size": math.ceil(model.vocab_size / tp),
+    }
+    if model.is_moe:
+        local = model.num_experts // ep
+        changes |= {"num_experts": local, "num_experts_per_token": min(model.num_experts_per_token, local),
+                    "moe_ffn_hidden_size": max(model.moe_ffn_hidden_size // (tp // ep), 1)}
+    return model.scaled(**changes)
+
+
+def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float) -> float:
+    """Collectives of one iteration of n tokens: TP all-reduces, EP all-to-alls, PP hand-offs."""
+    if tp * pp == 1 or system is None:
+        return 0.0
+    from emulator.cluster.network import Group, Network
+
+    net = Network.of(system)
+    payload = n * model.hidden_size * ACTIVATION_BYTES
+    t = 2 * model.num_layers * net.time("all_reduce", payload, Group(tp)) if tp > 1 else 0.0
+    if ep > 1:
+        t += 2 * model.num_moe_layers * net.time("all_to_all", payload * model.num_experts_per_token, Group(ep))
+    if pp > 1:
+        t += (pp - 1) * net.time("send_recv", payload / tp, Group(2, stride=tp))
+    return t
+
+
+def _split(trace_timing: object) -> tuple[float, float]:
+    """(seconds outside the head, seconds of the head) of a Timing."""
+    head = sum(k.time_s for k in trace_timing.kernels if k.module.startswith("head"))  # type: ignore[attr-defined]
+    return trace_timing.total_s - head, head  # type: ignore[attr-defined]
+
+
+_CACHE: dict[tuple[object, ...], StepModel] = {}
+
+
+def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None, table: EfficiencyTable,
+               precision: str, kv_precision: str, tp: int, pp: int, ep: int, overhead_s: float) -> StepModel:
+    """Fit the step model from traces of the shard (cached per configuration)."""
+    key = (model, device.name, system.name if system else None, table.source, table.provenance, precision,
+           kv_precision, tp, pp, ep, overhead_s)
+    if key in _CACHE:
+        return _CACHE[key]
+    part = shard(model, tp, ep)
+    table = serving_table(table)
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+
+    def timed(phase: str, b: int, s: int, kv: int) -> object:
+        return time_trace(trace_workload(part, phase, b, s, kv, dtype), device, table, precision)
+
+    dense, head = [], []
+    for n in TOKEN_GRID:
+        body, h = _split(timed("decode", n, 1, 1))
+        dense.append(body + _comm_s(model, system, tp, pp, ep, n))
+        head.append(h)
+    b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
+    t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
+    kv_slope = max(t2 - t1, 0.0) / (b0 * (l2 - l1)) * DTYPE_BYTES[kv_precision] / 2
+    s1, s2 = 256, min(4096, model.max_seq_len)
+
+    def attention(s: int) -> float:
+        return sum(k.time_s for k in timed("prefill", 1, s, 0).kernels if k.family == "attention")  # type: ignore[attr-defined]
+
+    pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
+    out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
+                    kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s)
+    _CACHE[key] = out
+    return out
+
+
+def kv_bytes_per_token(model: TransformerConfig, kv_precision: str, tp: int, pp: int) -> float:
+    """KV bytes one token occupies on one device (GQA heads split over tp, replicated when fewer than tp)."""
+    layers = math.ceil(model.num_layers / pp)
+    width = DTYPE_BYTES[kv_precision]
+    if model.attention == "mla":
+        return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * width
+    return layers * 2 * max(model.num_kv_heads // tp, 1) * model.head_dim * width
+
+
+def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
+                  table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
+                  overhead_s: float | None = None, max_batch_tokens: int | None = None,
+                  path: str | None = None) -> Replica:
+    """A replica with its step model and KV capacity; an error when the weights leave no room for KV."""
+    if precision not in ("bf16", "fp16", "fp32") and precision not in device.matrix_flops_per_s:
+        have = [d for d in ("fp8", "fp4", "int8") if d in device.matrix_flops_per_s]
+        raise EmulatorError(f"'{precision}' is not supported by {device.name} (low precisions it has: "
+                            f"{', '.join(have) or 'none'}). Fix: choose one of those or bf16.", file=path,
+                            field="inference.precision")
+    if tp * pp > 1 and system is None:
+        raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
+                            "hardware.system.", file=path, field="hardware.system")
+    budget = max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS
+    overhead = DEFAULT_SCHEDULER_OVERHEAD_S if overhead_s is None else overhead_s
+    weights = model.num_params() * DTYPE_BYTES[precision] / (tp * pp)
+    ffn = max(model.ffn_hidden_size, model.moe_ffn_hidden_size) // tp
+    workspace = budget * ACTIVATION_BYTES * (4 * model.hidden_size + 3 * ffn) + min(budget, 2048) * \
+        math.ceil(model.vocab_size / tp) * 4
+    per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
+    pool = FREE_MEMORY_FRACTION * (device.memory_bytes - weights - workspace)
+    capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS)
+    if capacity < KV_BLOCK_TOKENS:
+        raise EmulatorError(
+            f"{model.name} in {precision} needs {weights / 1e9:.1f} GB of weights per device at tp={tp}, pp={pp}, "
+            f"leaving no room for a KV cache in {device.name}'s {device.memory_bytes / 1e9:.1f} GB. Fix: raise "
+            "inference.parallel.tp (or pp), or use a lower precision.", file=path, field="inference.parallel.tp")
+    steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead)
+    return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
+                   pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
+                   kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
+                   provenance=table.provenance, error_band=table.error_band)
+
+
+def with_overhead(replica: Replica, overhead_s: float) -> Replica:
+    """The same replica under another scheduler overhead."""
+    return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
+
+
+__all__ = ["DEFAULT_MAX_BATCH_TOKENS", "DEFAULT_SCHEDULER_OVERHEAD_S", "FREE_MEMORY_FRACTION", "KV_BLOCK_TOKENS",
+           "Replica", "StepModel", "build_replica", "kv_bytes_per_token", "shard", "step_model"]

@@ -1,0 +1,136 @@
+"""MLPerf-style scenarios on R identical replicas: Offline (maximum throughput) and Server (highest rate in SLO).
+
+Replicas are identical and requests go to them round-robin, so replica 0's share (every R-th request) is
+simulated and system throughput is R times its own: exact in distribution, and R times cheaper.
+- Offline: all requests at t=0. Unless `batch_size` is given, the batch (max concurrent sequences) maximises a
+  steady-state estimate of throughput, B / step(B), among batches whose full contexts fit the KV cache
+  (larger batches only trade admissions for preemptions).
+- Server: Poisson arrivals; the highest rate whose p99 TTFT, p99 TPOT (and p99 latency) meet the bounds, by
+  bisection in log rate on common random numbers (the same seed at every rate), for the Offline batch and
+  half of it (a smaller batch shortens TPOT). The first `WARMUP_FRACTION` of requests are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from emulator.serving.replica import Replica
+from emulator.serving.scenario import ServingSpec, Slo
+from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
+
+WARMUP_FRACTION = 0.1
+OFFLINE_REQUESTS_PER_SLOT = 6  # requests per batch slot of one replica: tails are a small share of the run
+SERVER_REQUESTS_PER_REPLICA = 600
+SEARCH_ITERATIONS = 9
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    scenario: str
+    result: SimResult  # replica 0's requests
+    num_replicas: int
+    max_batch: int
+    rate_per_s: float | None  # Server: the rate found or given (whole system)
+    meets_slo: bool
+
+    @property
+    def throughput_tokens_per_s(self) -> float:
+        """Output tokens/s of all replicas (Server: the sustained rate times the mean output length)."""
+        if self.rate_per_s is not None:
+            return self.rate_per_s * float(self.result.output_tokens.mean())
+        return self.result.throughput_tokens_per_s * self.num_replicas
+
+    @property
+    def throughput_samples_per_s(self) -> float:
+        return self.rate_per_s if self.rate_per_s is not None else self.result.throughput_samples_per_s * \
+            self.num_replicas
+
+
+def steady_throughput(replica: Replica, batch: int, mean_in: float, mean_out: float, beams: int) -> float:
+    """Output tokens/s of one replica holding `batch` requests, each replaced by a new prompt when done."""
+    per_iter_prefill = batch * mean_in / max(mean_out, 1.0)
+    ctx = mean_in + mean_out / 2
+    dt = replica.step.step_s(batch * beams + per_iter_prefill, per_iter_prefill * mean_in / 2, batch * beams,
+                             batch * beams * ctx)
+    return batch / dt
+
+
+def choose_batch(replica: Replica, spec: ServingSpec) -> int:
+    """`batch_size` when given; else the throughput-maximising batch whose full contexts fit the KV cache."""
+    if spec.batch_size:
+        return spec.batch_size
+    mean_in, mean_out = spec.input_tokens.expected, spec.output_tokens.expected
+    fit = int(replica.kv_capacity_tokens // ((mean_in + mean_out) * spec.num_beams))
+    fit = max(fit, 1)
+    candidates = sorted({2**i for i in range(int(math.log2(fit)) + 1)} | {fit})
+    return max(candidates, key=lambda b: steady_throughput(replica, b, mean_in, mean_out, spec.num_beams))
+
+
+def _share(requests: Requests, num_replicas: int) -> Requests:
+    idx = np.arange(0, len(requests), num_replicas)
+    return Requests(requests.arrival_s[idx], requests.input_tokens[idx], requests.output_tokens[idx])
+
+
+def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> ScenarioResult:
+    batch = choose_batch(replica, spec)
+    n = spec.num_requests or num_replicas * max(OFFLINE_REQUESTS_PER_SLOT * batch, 200)
+    reqs = _share(make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed), num_replicas)
+    res = simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=batch,
+                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
+    return ScenarioResult("offline", res, num_replicas, batch, None, True)
+
+
+def meets(result: SimResult, slo: Slo) -> bool:
+    """Whether the p99s of a run meet every bound the SLO sets."""
+    checks = ((slo.ttft_p99_s, result.ttft_s), (slo.tpot_p99_s, result.tpot_s), (slo.latency_p99_s, result.latency_s))
+    return all(bound is None or percentiles(x)["p99"] <= bound for bound, x in checks)
+
+
+def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: float, batch: int,
+                requests: Requests | None = None) -> SimResult:
+    """Replica 0's share of a Poisson stream at `rate` (whole system), warm-up removed."""
+    if requests is None:
+        n = spec.num_requests or num_replicas * SERVER_REQUESTS_PER_REPLICA
+        requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed)
+    res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
+                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
+    return res.steady(WARMUP_FRACTION)
+
+
+def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
+               offline: ScenarioResult | None = None) -> ScenarioResult:
+    """A fixed rate (or trace) when given; else the highest rate meeting the SLO."""
+    offline = offline or run_offline(replica, spec, num_replicas)
+    if spec.arrival_rate_per_s is not None:
+        res = run_at_rate(replica, spec, num_replicas, spec.arrival_rate_per_s, offline.max_batch)
+        return ScenarioResult("server", res, num_replicas, offline.max_batch, spec.arrival_rate_per_s,
+                              meets(res, spec.slo))
+    base = spec.num_requests or num_replicas * SERVER_REQUESTS_PER_REPLICA
+    unit = make_requests(spec.input_tokens, spec.output_tokens, base, 1.0, spec.seed)  # rate 1: rescale below
+    best: ScenarioResult | None = None
+    for batch in sorted({offline.max_batch, max(offline.max_batch // 2, 1)}, reverse=True):
+        lo, hi = math.log(offline.throughput_samples_per_s / 64), math.log(offline.throughput_samples_per_s * 1.2)
+        found: tuple[float, SimResult] | None = None
+        for _ in range(SEARCH_ITERATIONS):
+            mid = (lo + hi) / 2
+            rate = math.exp(mid)
+            reqs = Requests(unit.arrival_s / rate, unit.input_tokens, unit.output_tokens)
+            res = run_at_rate(replica, spec, num_replicas, rate, batch, reqs)
+            if meets(res, spec.slo):
+                lo, found = mid, (rate, res)
+            else:
+                hi = mid
+        if found and (best is None or found[0] > (best.rate_per_s or 0.0)):
+            best = ScenarioResult("server", found[1], num_replicas, batch, found[0], True)
+    if best is None:  # even a light load misses the bounds: report the lightest load tried
+        rate = offline.throughput_samples_per_s / 64
+        res = run_at_rate(replica, spec, num_replicas, rate, offline.max_batch)
+        best = ScenarioResult("server", res, num_replicas, offline.max_batch, rate, False)
+    return best
+
+
+__all__ = ["ScenarioResult", "choose_batch", "meets", "run_at_rate", "run_offline", "run_server",
+           "steady_throughput"]

@@ -1,0 +1,78 @@
+"""Network: collective times on a topology reproduce the published NCCL curves and respect the hierarchy."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emulator.cluster.network import Group, Network, efficiency_curve
+from emulator.hardware import load_device, load_system
+from emulator.published import load_cases
+
+A100 = Network.of(load_system("hgx-a100"))
+NVL72 = Network.of(load_system("gb200-nvl72"))
+
+
+def _a100_sweep() -> list[tuple[str, float]]:
+    return [(c["config"]["message_size"], c["value"]) for c in load_cases("kernels")
+            if c["id"].startswith("kernel-nccl-allreduce-8gpu-a100")]
+
+
+def test_eight_gpu_all_reduce_reproduces_the_published_sweep() -> None:
+    """8-GPU all-reduce bus bandwidth on HGX A100 equals the published NCCL sweep at its measured sizes."""
+    sizes = {"1M": 2**20, "16M": 16 * 2**20, "134M": 134 * 2**20, "1G": 2**30, "8G": 8 * 2**30}
+    sweep = _a100_sweep()
+    assert len(sweep) == 5
+    for label, busbw in sweep:
+        ours = A100.bus_bandwidth("all_reduce", sizes[label], Group(8))
+        assert ours / 1e9 == pytest.approx(busbw, rel=0.02)
+
+
+def test_curve_falls_back_to_the_mean_for_unmeasured_devices() -> None:
+    """A device without a published sweep uses the mean of the shipped ones."""
+    assert "mean" in efficiency_curve(load_device("b200")).source
+    assert "a100-sxm" in efficiency_curve(load_device("a100-sxm")).source
+
+
+def test_groups_spanning_nodes_use_the_fabric() -> None:
+    """A dp group with stride 8 on HGX has one rank per node: slower than the same group inside a node."""
+    inside = A100.time("all_reduce", 256e6, Group(8, 1))
+    across = A100.time("all_reduce", 256e6, Group(8, 8))
+    assert A100.split(Group(8, 8)) == (1, 8)
+    assert across > 5 * inside
+
+
+def test_nvl72_keeps_72_ranks_in_one_domain() -> None:
+    """On NVL72 a 64-rank group stays on NVLink; on HGX it spans 8 nodes."""
+    assert NVL72.split(Group(64)) == (64, 1)
+    assert A100.split(Group(64)) == (8, 8)
+
+
+def test_latency_bounds_tiny_messages() -> None:
+    """A tiny message over many ranks costs at least the hop latencies."""
+    t = A100.time("all_reduce", 8, Group(1024, 8))
+    assert t >= 2 * 10 * load_system("hgx-a100").scale_out.latency_s
+
+
+def test_oversubscription_slows_the_fabric() -> None:
+    """Halving the per-rank fabric bandwidth (oversubscription 2) lengthens inter-node collectives."""
+    import dataclasses
+
+    slow = dataclasses.replace(A100, scale_out_bytes_per_s=A100.scale_out_bytes_per_s / 2)
+    assert slow.time("reduce_scatter", 1e9, Group(16, 8)) > A100.time("reduce_scatter", 1e9, Group(16, 8))
+
+
+@given(st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"]),
+       st.floats(1e3, 1e10), st.sampled_from([2, 4, 8, 16, 64, 512]), st.sampled_from([1, 2, 8, 64]))
+def test_time_grows_with_message_size(op: str, size: float, p: int, stride: int) -> None:
+    """Collective time is positive and never falls as the message grows."""
+    g = Group(p, stride)
+    t1, t2 = A100.time(op, size, g), A100.time(op, size * 2, g)
+    assert 0 < t1 <= t2 * (1 + 1e-9)
+
+
+def test_all_reduce_costs_reduce_scatter_plus_all_gather() -> None:
+    """Inside a node an all-reduce moves twice a reduce-scatter's bytes."""
+    g = Group(8)
+    assert A100.time("all_reduce", 1e9, g) == pytest.approx(2 * A100.time("reduce_scatter", 1e9, g))

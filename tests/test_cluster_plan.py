@@ -1,0 +1,119 @@
+"""Plans: validation with advice, and the per-rank program (shard shapes and the collectives it issues)."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator.cluster.plan import Plan, check_plan, plan_warnings
+from emulator.cluster.shard import collectives, rank_program, shard_config, stage_params
+from emulator.errors import EmulatorError
+from emulator.workloads.presets import preset
+
+LLAMA = preset("llama3-70b")  # 64 heads, 8 KV heads, 80 layers
+MIXTRAL = preset("mixtral-8x7b")  # 8 experts
+
+
+def _plan(**kw: object) -> Plan:
+    base: dict[str, object] = {"seq_len": 4096, "global_batch_size": 64}
+    return Plan(**(base | kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kw, field, words", [
+    ({"tp": 3, "dp": 1}, "tp", "divides the heads"),
+    ({"pp": 3}, "", "num_devices"),
+    ({"tp": 8, "dp": 2}, "", "hardware.num_devices"),
+    ({"pp": 2, "virtual_stages": 3, "global_batch_size": 3}, "virtual_stages", "multiple of pp"),
+    ({"dp": 3, "global_batch_size": 64}, "microbatch_size", "global batch"),
+])
+def test_bad_plans_name_field_and_fix(kw: dict[str, object], field: str, words: str) -> None:
+    """A plan that cannot run raises an EmulatorError naming the field and a fix."""
+    plan = _plan(**kw)
+    devices = 8 if kw.get("tp") == 8 else plan.num_devices + (1 if field == "" and "pp" in kw else 0)
+    with pytest.raises(EmulatorError) as e:
+        check_plan(LLAMA, plan, devices, "s.yaml")
+    assert "Fix" in str(e.value) and words in str(e.value)
+
+
+def test_experts_must_divide_by_ep() -> None:
+    """Experts not divisible by ep, or ep on a dense model, are errors with advice."""
+    with pytest.raises(EmulatorError, match="experts are not divisible by ep 3"):
+        check_plan(MIXTRAL, _plan(dp=3, ep=3, global_batch_size=3), 3)
+    with pytest.raises(EmulatorError, match="dense"):
+        check_plan(LLAMA, _plan(dp=2, ep=2), 2)
+
+
+def test_uneven_pipeline_is_a_warning() -> None:
+    """126 layers over 16 stages predicts (the slowest stage sets the pace) and says so."""
+    model = preset("llama3.1-405b")
+    plan = _plan(tp=8, pp=16, dp=2)
+    check_plan(model, plan, plan.num_devices)
+    assert any("slowest stage holds 8 layers" in w for w in plan_warnings(model, plan))
+
+
+def test_shard_config_is_one_ranks_slice() -> None:
+    """tp 8 gives each rank 8 query heads, 1 KV head, ffn/8, vocab/8, and the stage's layers."""
+    shard = shard_config(LLAMA, _plan(tp=8, pp=4))
+    assert (shard.num_heads, shard.num_kv_heads, shard.head_dim) == (8, 1, 128)
+    assert shard.ffn_hidden_size == LLAMA.ffn_hidden_size // 8
+    assert shard.vocab_size == LLAMA.vocab_size // 8
+    assert shard.num_layers == 20
+
+
+def test_stage_params_sum_to_the_model() -> None:
+    """With pp 1 and tp 1 the rank holds every parameter."""
+    plan = _plan()
+    params, experts = stage_params(LLAMA, shard_config(LLAMA, plan), plan)
+    assert params == LLAMA.num_params() and experts == 0
+
+
+def test_moe_shard_holds_its_experts() -> None:
+    """ep 4 leaves 2 of Mixtral's 8 experts on each rank, top-2 kept."""
+    shard = shard_config(MIXTRAL, _plan(dp=4, ep=4))
+    assert (shard.num_experts, shard.num_experts_per_token) == (2, 2)
+
+
+def _ops(plan: Plan, model=LLAMA) -> dict[tuple[str, str, str], int]:  # type: ignore[no-untyped-def]
+    shard = shard_config(model, plan)
+    params, experts = stage_params(model, shard, plan)
+    out: dict[tuple[str, str, str], int] = {}
+    for c in collectives(model, shard, plan, "bf16", params, experts):
+        group = dict(c.params)["group"]
+        out[(group, c.op, c.phase)] = out.get((group, c.op, c.phase), 0) + c.count
+    return out
+
+
+def test_tensor_parallel_collectives_per_layer() -> None:
+    """Two all-reduces per layer and direction; with sequence parallelism two all-gathers and two reduce-scatters."""
+    n = 80
+    plain = _ops(_plan(tp=8))
+    assert plain[("tp", "all_reduce", "forward")] == 2 * n + 1  # + the embedding's
+    assert plain[("tp", "all_reduce", "backward")] == 2 * n
+    sp = _ops(_plan(tp=8, sequence_parallel=True))
+    assert sp[("tp", "all_gather", "forward")] == 2 * n
+    assert sp[("tp", "reduce_scatter", "backward")] == 2 * n
+    full = _ops(_plan(tp=8, recompute="full"))
+    assert full[("tp", "all_reduce", "forward")] == 4 * n + 1
+
+
+def test_data_parallel_collectives_follow_zero_stage() -> None:
+    """ZeRO-0 all-reduces gradients once; ZeRO-1 reduce-scatters and all-gathers; ZeRO-3 gathers per layer."""
+    assert _ops(_plan(dp=8))[("dp", "all_reduce", "optimizer")] == 1
+    z1 = _ops(_plan(dp=8, zero=1))
+    assert z1[("dp", "reduce_scatter", "optimizer")] == 1 and z1[("dp", "all_gather", "optimizer")] == 1
+    z3 = _ops(_plan(dp=8, fsdp=True))
+    assert z3[("dp", "all_gather", "forward")] == 80 and z3[("dp", "reduce_scatter", "backward")] == 80
+
+
+def test_pipeline_context_and_expert_collectives() -> None:
+    """pp sends per chunk, cp ring steps per layer, ep all-to-alls per MoE layer."""
+    assert _ops(_plan(pp=4, virtual_stages=2))[("pp", "send_recv", "forward")] == 2
+    assert _ops(_plan(cp=4))[("cp", "send_recv", "forward")] == 80 * 3
+    moe = _ops(_plan(dp=8, ep=8), MIXTRAL)
+    assert moe[("ep", "all_to_all", "forward")] == 2 * 32
+
+
+def test_rank_program_reuses_traces_across_dp() -> None:
+    """Plans that differ only in dp share one traced shard."""
+    a = rank_program(LLAMA.scaled(num_layers=2), _plan(tp=8, dp=2), "bf16")
+    b = rank_program(LLAMA.scaled(num_layers=2), _plan(tp=8, dp=4), "bf16")
+    assert a.trace is b.trace and a.compute
