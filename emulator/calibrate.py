@@ -282,7 +282,7 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         "cache_bytes": fingerprint.get("l2_cache_bytes") or fingerprint.get("cache_bytes"),
         "synchronous": fingerprint.get("kind") != "cuda",
         "host_overhead_s": (host or {}).get("op", 0.0),
-        "view_overhead_s": (host or {}).get("view", 0.0),
+        "program_overhead_s": (host or {}).get("program", 0.0),
         "num_points": len(points),
         "families": {"default": {}},
     }
@@ -291,6 +291,37 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         profile = local_profile(data)
     data["families"] = fit_points(points, profile, peaks=data.get("peaks"))
     return data
+
+
+# A model small enough that its kernels take next to nothing: a step's wall time over its op count is the host's
+# cost per op inside a real program (module calls, Python, autograd bookkeeping), beyond a bare op's dispatch.
+_TINY_MODEL = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
+               "num_key_value_heads": 1, "intermediate_size": 32, "vocab_size": 64, "max_position_embeddings": 64}
+
+
+def program_overhead_s(device: torch.device) -> float:
+    """Host seconds per dispatched op in eager model steps (train, prefill, decode of a tiny model)."""
+    from emulator.trace import trace_workload
+    from emulator.workloads.hf import from_hf_config
+    from emulator.workloads.program import build_step
+
+    model = from_hf_config(_TINY_MODEL, origin="calibration (host overhead)", name="tiny")
+    per_op = []
+    for phase, batch, seq, kv in (("train", 1, 8, 0), ("prefill", 1, 8, 0), ("decode", 1, 1, 8)):
+        step = build_step(model, phase, batch_size=batch, seq_len=seq, kv_len=kv, dtype=torch.float32, device=device)  # type: ignore[arg-type]
+        m = time_callable(step, device=device, warmup=3, min_reps=10, target_time_s=0.2, flush_l2=False)
+        ops = sum(c.count for c in trace_workload(model, phase, batch, seq, kv, torch.float32).calls)
+        per_op.append(m.median_s / ops)
+    return sum(per_op) / len(per_op)
+
+
+def _merge_previous(points: list[CalPoint], families: set[str], path: str) -> list[CalPoint]:
+    """`--only` re-measures some families: keep this device's earlier points of all the others."""
+    previous = path.removesuffix(".json") + ".points.json"
+    if not os.path.exists(previous):
+        return points
+    _, old = read_points_json(previous)
+    return [p for p in old if p.family not in families] + points
 
 
 def calibrate_device(device: str, *, quick: bool, out: str | None = None, points_file: str | None = None,
@@ -308,6 +339,7 @@ def calibrate_device(device: str, *, quick: bool, out: str | None = None, points
         fingerprint = device_fingerprint(dev)
         fingerprint["cache_bytes"] = last_level_cache_bytes(dev)
         host = host_overhead_s(dev)
+        host["program"] = program_overhead_s(dev)
         fingerprint["host_overhead"] = host
         todo = sweep(dev.type, quick)
         if only:
@@ -317,6 +349,8 @@ def calibrate_device(device: str, *, quick: bool, out: str | None = None, points
                                     f"{sorted({p.family for p in todo})}.", field="--only")
             todo = [p for p in todo if p.family in only]
         points = collect(device, quick, progress=progress, points=todo)
+        if only:
+            points = _merge_previous(points, set(only), out or str(user_dir() / f"{fingerprint['key']}.json"))
     traced = [p for p in points if p.matrix_flops is not None]
     if len(traced) < len(points):
         print(f"warning: {len(points) - len(traced)} points could not be traced and are left out of the fit",

@@ -105,7 +105,7 @@ def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated
         provenance=provenance,
         source=path,
         host_overhead_s=float(data.get("host_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
-        view_overhead_s=float(data.get("view_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
+        program_overhead_s=float(data.get("program_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
         synchronous=bool(data.get("synchronous", False)),
         peaks=dict(data.get("peaks", {})) if keep_peaks else {},
     )
@@ -147,7 +147,8 @@ def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> E
         # A GPU's own profile holds its peaks; measured peaks are kept only for profile-less devices.
         # Predictions assume a runtime whose host keeps ahead of the device (CUDA graphs, overlapped
         # dispatch): the eager-mode host overhead measured here applies to `run` and `validate` only.
-        return dataclasses.replace(table_from(data, path, "calibrated", keep_peaks=False), host_overhead_s=0.0)
+        return dataclasses.replace(table_from(data, path, "calibrated", keep_peaks=False), host_overhead_s=0.0,
+                                   program_overhead_s=0.0)
     for name, (path, data) in sorted(index.items()):
         if load_device(name).family == device.family:
             return table_from(data, path, "transferred", TRANSFER_ERROR, keep_peaks=False)

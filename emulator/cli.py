@@ -118,8 +118,21 @@ def render_prediction(out: dict[str, Any]) -> str:
                      f"(goodput {g['goodput'] * 100:.1f}%)")
     for fix in (out.get("fit_advice") or {}).get("fixes", [])[:4]:
         lines.append(f"  would fit with       {fix['change']} ({fmt_bytes(fix['memory_per_device_bytes'])})")
-    if "ttft_s" in out:
-        lines.append(f"  prefill (TTFT)       {fmt_seconds(out['ttft_s'])};  decode step (TPOT) {fmt_seconds(out['tpot_s'])}")
+    if "prefill_s" in out:
+        lines.append(f"  one batch            prefill {fmt_seconds(out['prefill_s'])}, then decode steps of "
+                     f"{fmt_seconds(out['decode_step_s'])}")
+    if "serving_scenario" in out:
+        lines.append(f"  serving ({out['serving_scenario']})    {out['replicas']} replica(s) of tp={out['replica']['tp']}: "
+                     f"{out['throughput_tokens_per_s'] or 0:,.0f} output tokens/s, "
+                     f"{out['throughput_samples_per_s']:,.1f} samples/s, max batch {out['max_batch']}")
+        for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("latency_s", "latency")):
+            if out.get(key):
+                p = out[key]
+                lines.append(f"  {label:20s} p50 {fmt_seconds(p['p50'])}, p90 {fmt_seconds(p['p90'])}, "
+                             f"p99 {fmt_seconds(p['p99'])}")
+        energy = out.get("energy_per_token_j") or out.get("energy_per_query_j")
+        lines.append(f"  power                {out['power_w']:,.0f} W for {out['num_devices']} device(s); {energy or 0:.3g} J per "
+                     f"{'token' if out.get('energy_per_token_j') else 'query'}; SLO met: {out.get('meets_slo')}")
     rows = [[fam, fmt_seconds(k["time_s"]), f"{k['time_s'] / out['step_time_s'] * 100:.1f}%" if out["step_time_s"] else "-",
              fmt_flops(k["flops"]), fmt_bytes(k["bytes"]), k["bound"]] for fam, k in out["kernels"].items()]
     lines += ["", _table(rows, ["family", "time", "share", "FLOPs", "bytes", "bound"])]
@@ -164,14 +177,24 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from emulator.validate import validate_device
 
     if args.published:
-        from emulator.cluster import validate_published
-        from emulator.cluster.published import render
+        from emulator.cluster import validate_published as training_cases
+        from emulator.cluster.published import render as render_training
+        from emulator.serving.published import render as render_serving
+        from emulator.serving.published import validate_published as serving_cases
 
-        result = validate_published()
+        training, serving = training_cases(), serving_cases()
+        errors = sorted(abs(c["error"]) for c in (*training["cases"], *serving["cases"]))
+        result = {
+            "cases": [*training["cases"], *serving["cases"]],
+            "summary": {"median_abs_error": errors[len(errors) // 2] if len(errors) % 2 else
+                        (errors[len(errors) // 2 - 1] + errors[len(errors) // 2]) / 2,
+                        "max_abs_error": errors[-1], "num_cases": len(errors),
+                        "training": training["summary"], "inference": serving["summary"]},
+        }
         if args.json:
             _print_json(result)
         else:
-            print(render(result))
+            print(render_training(training) + "\n\n" + render_serving(serving))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:
@@ -244,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the short sweep (2 min on a 2-core CPU, 4 on an H100)")
     p.add_argument("--out", help="calibration file to write (default: the user's calibrations folder)")
     p.add_argument("--points", help="refit saved points (a *.points.json) instead of measuring")
-    p.add_argument("--only", help="comma-separated kernel families to measure (default: all)")
+    p.add_argument("--only", help="comma-separated kernel families to re-measure; the device's other points are kept")
     p.add_argument("--no-record", action="store_true", help="do not write the run to the results store")
     p.add_argument("--json", action="store_true")
 

@@ -39,6 +39,7 @@ class FamilyEfficiency:
     overhead_s: float = 0.0  # device-side fixed time per call beyond the profile's launch overhead
     cache_speedup: float = 1.0  # bandwidth multiplier for working sets within the last-level cache
     tile: int = 128  # GEMM output tile edge for wave quantisation; 0 disables it
+    half_dim: float = 0.0  # GEMM size at which small-matrix kernels reach half their efficiency (0: no penalty)
     error: float = 0.25  # typical |relative error| of a kernel time: held-out error when calibrated
 
     def __post_init__(self) -> None:
@@ -55,8 +56,8 @@ class EfficiencyTable:
     families: Mapping[str, FamilyEfficiency]
     provenance: str  # calibrated | transferred | spec
     source: str  # the calibration file, or "spec defaults"
-    host_overhead_s: float = 0.0  # host time to dispatch one op (eager PyTorch); 0 for graph-captured runs
-    view_overhead_s: float = 0.0  # host time of a view op (no kernel); counts on synchronous devices
+    host_overhead_s: float = 0.0  # host time to dispatch one bare op (eager PyTorch); 0 for graph-captured runs
+    program_overhead_s: float = 0.0  # host time per op inside a model step (modules, Python): >= host_overhead_s
     synchronous: bool = False  # the host runs the kernels itself (CPU): dispatch adds to, not hides behind, them
     peaks: Mapping[str, float] = field(default_factory=dict)  # measured rates replacing the profile's (CPU)
 

@@ -22,6 +22,7 @@ class EmulatorError(Exception):
             where.append(f"field '{field}'")
         prefix = (": ".join(where) + ": ") if where else ""
         super().__init__(prefix + message)
+        self.message = message
         self.file = file
         self.field = field
 

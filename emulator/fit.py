@@ -31,13 +31,15 @@ from emulator.roofline import matrix_rate, memory_rate, vector_rate, wave_effici
 from emulator.sweeps import BenchPoint
 from emulator.trace import trace_callable
 from kernels import KernelCall
+from kernels.matmul import gemm_dims
 from kernels.references import torch_dtype
 
 HOLD_OUT_EVERY = 5
-TILES = (64, 128, 256)
+TILES = (16, 32, 64, 128, 256)
 MATH_GRID = np.geomspace(0.03, 1.3, 24)
 MEMORY_GRID = np.geomspace(0.03, 1.5, 24)
 OVERHEAD_GRID = np.concatenate([[0.0], np.geomspace(2e-7, 2e-4, 19)])
+HALF_DIM_GRID = np.array([0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
 SPEEDUP_GRID = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
 
 
@@ -77,6 +79,7 @@ class _Call:
     count: int
     t_matrix: float  # seconds at 100% of the matrix peak (before wave quantisation)
     waves: dict[int, float]  # tile -> wave efficiency
+    min_dim: float  # smallest GEMM dimension (inf for other kernels)
     t_vector: float  # seconds at 100% of the vector peak
     t_bytes: float  # seconds at 100% of main-memory bandwidth
     in_cache: bool
@@ -97,6 +100,7 @@ def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], 
         count=call.count,
         t_matrix=(c.matrix_flops + c.recompute_flops) / matrix_rate(device, table, call.dtype),
         waves={t: wave_efficiency(call, device, t) for t in TILES},
+        min_dim=_min_dim(call),
         t_vector=c.vector_flops / vector_rate(device, table, call.dtype),
         t_bytes=c.bytes / memory_rate(device, table),
         in_cache=bool(cache_bytes) and c.bytes <= (cache_bytes or 0),
@@ -104,8 +108,17 @@ def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], 
     )
 
 
+def _min_dim(call: KernelCall) -> float:
+    if call.family != "gemm" or len(call.shapes) < 2:
+        return math.inf
+    _, m, n, k = gemm_dims(call.op, call.shapes)
+    return float(min(m, n, k))
+
+
 def _call_time(t: _Call, e: FamilyEfficiency) -> float:
     wave = t.waves.get(e.tile, 1.0) if e.tile else 1.0
+    if e.half_dim > 0 and t.min_dim != math.inf:
+        wave *= t.min_dim / (t.min_dim + e.half_dim)
     t_math = max(t.t_matrix / (e.math * wave) if t.t_matrix else 0.0, t.t_vector / e.vector if t.t_vector else 0.0)
     t_mem = t.t_bytes / (e.memory * (e.cache_speedup if t.in_cache else 1.0))
     return (max(t_math, t_mem) + t.launch_s + e.overhead_s) * t.count
@@ -206,11 +219,12 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             _search(mine, effs, fam, {"cache_speedup": SPEEDUP_GRID})
             if has_matrix:
                 _search(mine, effs, fam, {"math": MATH_GRID, "tile": TILES})
+                _search(mine, effs, fam, {"math": MATH_GRID, "half_dim": HALF_DIM_GRID})
                 _search(mine, effs, fam, {"math": MATH_GRID, "overhead_s": OVERHEAD_GRID})
             else:
                 _search(mine, effs, fam, {"vector": MATH_GRID})
             _search(mine, effs, fam, {"memory": MEMORY_GRID, "overhead_s": OVERHEAD_GRID})
-            _refine(mine, effs, fam, ("math", "memory", "overhead_s", "cache_speedup") if has_matrix
+            _refine(mine, effs, fam, ("math", "memory", "overhead_s", "cache_speedup", "half_dim") if has_matrix
                     else ("vector", "memory", "overhead_s", "cache_speedup"))
     out: dict[str, Any] = {}
     for fam in families:
@@ -220,7 +234,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
         e = effs[fam]
         out[fam] = {
             "math": e.math, "memory": e.memory, "vector": e.vector, "overhead_s": e.overhead_s,
-            "cache_speedup": e.cache_speedup, "tile": e.tile,
+            "cache_speedup": e.cache_speedup, "tile": e.tile, "half_dim": e.half_dim,
             # A family with no held-out points of its own takes the worst held-out error of the others.
             "error": float(np.median(errors)) if errors else None,
             "held_out_max_error": float(max(errors)) if errors else None,

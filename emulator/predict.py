@@ -102,18 +102,17 @@ class Prediction:
         if self.phases:
             out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance} for name, p in self.phases.items()}
         if s.inference and "decode" in self.phases:
-            out["ttft_s"] = self.phases["prefill"].total_s
-            out["tpot_s"] = self.phases["decode"].total_s
+            out["prefill_s"] = self.phases["prefill"].total_s
+            out["decode_step_s"] = self.phases["decode"].total_s
         elif s.inference:
-            out["latency_s"] = self.phases["prefill"].total_s
-            out["throughput_samples_per_s"] = self.tokens_per_step / t if t > 0 else 0.0
+            out["batch_latency_s"] = self.phases["prefill"].total_s
         return out
 
 
 # Figures derived from counts alone (FLOPs, bytes of state) are exact for the traced program.
 _COUNTED = {"flops_per_step", "hardware_flops_per_step", "tokens_per_step"}
 _TIMED = {"step_time_s", "tokens_per_s", "tokens_per_s_per_device", "model_flops_per_s_per_device", "mfu",
-          "ttft_s", "tpot_s", "latency_s", "throughput_samples_per_s"}
+          "prefill_s", "decode_step_s", "batch_latency_s"}
 
 
 def figure(value: float, provenance: str, error_band: float) -> dict[str, Any]:
@@ -210,7 +209,44 @@ def predict_json(s: Scenario, table: EfficiencyTable | None = None) -> dict[str,
         out = predict_training(s, table).to_json()
         out["figures"] = figures_of(out)
         return out
+    if s.inference is not None and s.serving is not None:
+        return _serving_json(s, table)
     return predict(s, table).to_json()
+
+
+def _serving_json(s: Scenario, table: EfficiencyTable | None) -> dict[str, Any]:
+    """Inference: the request-level serving simulation (throughput, latency percentiles, KV capacity, energy)
+    over the batch view of one device (`step_time_s`: one batch of `batch_size` requests end to end)."""
+    from emulator.serving import predict_serving
+
+    inf = s.inference
+    assert inf is not None
+    _check_dtype(s, inf.precision)
+    serving = predict_serving(s, s.serving, table).to_json()
+    one_device = dataclasses.replace(s, num_devices=1, inference=dataclasses.replace(inf, parallel=type(inf.parallel)()))
+    try:
+        out = predict(one_device, table).to_json()
+    except EmulatorError:
+        out = {}
+    out.update(serving)
+    out["num_devices"] = s.num_devices
+    spec = s.serving
+    shards = spec.tp * spec.pp
+    if shards > 1 or s.num_devices > 1:
+        # A replica's devices each hold 1/(tp*pp) of the weights and of its KV cache (sized by the serving
+        # model to the memory left): the one-device batch view's memory does not apply.
+        weights = s.model.num_params() * DTYPE_BYTES[inf.precision] / shards
+        kv = float(serving.get("kv_cache_bytes") or 0.0) / max(serving.get("replicas") or 1, 1) / shards
+        out["memory_breakdown"] = {"weights": weights, "kv_cache": kv, "total": weights + kv}
+        out["memory_per_device_bytes"] = weights + kv
+        out["fits"] = True
+    out["tokens_per_s"] = serving["throughput_tokens_per_s"] or serving["throughput_samples_per_s"]
+    out["tokens_per_s_per_device"] = out["tokens_per_s"] / s.num_devices
+    out["figures"] = figures_of(out)
+    for key in ("ttft_s", "tpot_s", "latency_s", "throughput_tokens_per_s", "throughput_samples_per_s"):
+        if key in serving and serving[key] is not None:
+            out["figures"][key] = figure(serving[key], serving["provenance"], serving["error_band"])
+    return out
 
 
 def figures_of(out: Mapping[str, Any], phases: Mapping[str, Timing] | None = None) -> dict[str, dict[str, Any]]:

@@ -7,10 +7,11 @@ For one call with cost C on device D with family efficiency e:
     t_mem    = bytes / (bandwidth of the tier holding the working set * e.memory)
     t        = max(t_math, t_mem) + D.launch_overhead_s + e.overhead_s
 Memory tiers: model state (weights, optimizer state) streams from main memory. Transient data that fits a
-software-managed SRAM (the custom accelerator's scratchpad) streams at SRAM bandwidth; working sets that fit
-a hardware cache stream `e.cache_speedup` times faster than main memory (1 until calibrated).
-GEMM wave quantisation: output tiles of e.tile x e.tile spread over the compute units in waves; a partial last
-wave leaves units idle, so the effective rate is tiles / (waves * units) of the full rate.
+software-managed SRAM (the custom accelerator's scratchpad) streams at SRAM bandwidth; transient data that
+fits a hardware cache streams `e.cache_speedup` times faster than main memory (1 until calibrated).
+GEMM tile and wave quantisation: output tiles of e.tile x e.tile (padding at the edges) spread over the compute
+units in waves; a partial last wave leaves units idle, so the effective rate is
+useful / padded elements x tiles / (waves * units) of the full rate.
 A step's time is max(sum of kernel times, host dispatch time): the host enqueues ops ahead of the device.
 """
 
@@ -52,24 +53,54 @@ def memory_rate(device: DeviceProfile, table: EfficiencyTable) -> float:
 
 
 def wave_efficiency(call: KernelCall, device: DeviceProfile, tile: int) -> float:
-    """Fraction of the compute units busy over a GEMM's waves of output tiles."""
+    """Fraction of the matrix units doing useful work on a GEMM: tile and wave quantisation.
+
+    The output is cut into tile x tile blocks; a partial block at an edge computes padding (a 16-row GEMM on
+    64-row tiles uses a quarter of the units' work), and the blocks run in waves over the compute units, where
+    a partial last wave leaves units idle.
+    """
     if tile <= 0 or call.family != "gemm" or len(call.shapes) < 2:
         return 1.0
     batch, m, n, _ = gemm_dims(call.op, call.shapes)
-    tiles = batch * math.ceil(m / tile) * math.ceil(n / tile)
+    # Libraries pick narrower tiles for narrow operands (down to 16), so a dimension smaller than the tile
+    # pads only to the next power of two.
+    tile_m, tile_n = _tile_for(m, tile), _tile_for(n, tile)
+    tiles_m, tiles_n = math.ceil(m / tile_m), math.ceil(n / tile_n)
+    padding = (m * n) / (tiles_m * tiles_n * tile_m * tile_n)
+    tiles = batch * tiles_m * tiles_n
     units = device.num_compute_units
     waves = math.ceil(tiles / units)
-    return tiles / (waves * units)
+    return padding * tiles / (waves * units)
+
+
+def _tile_for(dim: int, tile: int) -> int:
+    return min(tile, max(16, 1 << max(dim - 1, 0).bit_length()))
+
+
+def size_efficiency(call: KernelCall, half_dim: float) -> float:
+    """Small-matrix penalty of GEMM libraries: dim / (dim + half_dim) for the smallest of M, N and K (small
+    products run other, less efficient kernels and cannot amortise loading their operands)."""
+    if half_dim <= 0 or call.family != "gemm" or len(call.shapes) < 2:
+        return 1.0
+    _, m, n, k = gemm_dims(call.op, call.shapes)
+    dim = min(m, n, k)
+    return dim / (dim + half_dim)
 
 
 def _tier_rate(call: KernelCall, device: DeviceProfile, table: EfficiencyTable, eff: FamilyEfficiency) -> float:
-    """Effective bytes/s for the call's traffic, by where its data can live."""
+    """Effective bytes/s for the call's traffic, by where its data can live.
+
+    Model state (weights, optimizer state) streams from main memory: a step touches far more state than any
+    cache holds, so a layer's weights are gone from the cache by the time they are used again. Transient data
+    (activations) that fits the software-managed SRAM streams at its bandwidth, or at `cache_speedup` times
+    main memory when it fits a hardware cache.
+    """
     main = memory_rate(device, table) * eff.memory
     total = call.cost.bytes
     if total <= 0:
         return main
     state = min(call.weight_bytes, total) if call.phase != "optimizer" else total
-    transient = max(total - state, 0.0)
+    transient = total - state
     transient_rate = main
     for tier in device.memory:
         if tier.main or transient > tier.capacity_bytes:
@@ -77,11 +108,9 @@ def _tier_rate(call: KernelCall, device: DeviceProfile, table: EfficiencyTable, 
         if tier.kind == "sram" and tier.bandwidth_bytes_per_s:
             transient_rate = tier.bandwidth_bytes_per_s * eff.memory
             break
-        if tier.kind == "cache" and total <= tier.capacity_bytes:
+        if tier.kind == "cache":
             transient_rate = main * eff.cache_speedup
-            state_rate = transient_rate
-            return total / (state / state_rate + transient / transient_rate)
-    # Harmonic mix: state bytes at main-memory speed, transient bytes at their tier's speed.
+            break
     return total / (state / main + transient / transient_rate)
 
 
@@ -108,7 +137,8 @@ def kernel_time(
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
         call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
     matrix = cost.matrix_flops + cost.recompute_flops
-    t_matrix = matrix / (matrix_rate(device, table, dtype) * eff.math * wave_efficiency(call, device, eff.tile)) if matrix else 0.0
+    quantised = wave_efficiency(call, device, eff.tile) * size_efficiency(call, eff.half_dim)
+    t_matrix = matrix / (matrix_rate(device, table, dtype) * eff.math * quantised) if matrix else 0.0
     t_vector = cost.vector_flops / (vector_rate(device, table, dtype) * eff.vector) if cost.vector_flops else 0.0
     t_math = max(t_matrix, t_vector)
     t_mem = cost.bytes / _tier_rate(call, device, table, eff) if cost.bytes else 0.0
@@ -152,14 +182,14 @@ def predict_calls(
     kernels = tuple(kernel_time(c, device, table, precision) for c in calls if c.family != "view")
     device_s = sum(k.time_s for k in kernels)
     ops = num_ops if num_ops is not None else sum(c.count for c in calls)
-    views = sum(c.count for c in calls if c.family == "view")
+    per_op = max(table.program_overhead_s, table.host_overhead_s)
     if table.synchronous:
-        # The CPU dispatches and runs each op in turn: per-kernel dispatch is in the fitted overheads,
-        # views add their own host time.
-        host_s = views * table.view_overhead_s
+        # The CPU dispatches and runs each op in turn: a bare op's dispatch is inside the fitted per-call
+        # overheads; the model's own host work per op (modules, Python) adds to the kernels.
+        host_s = ops * max(per_op - table.host_overhead_s, 0.0)
         total_s = device_s + host_s
     else:
-        host_s = ops * table.host_overhead_s
+        host_s = ops * per_op
         total_s = max(device_s, host_s)
     # The step's error band: each kernel's held-out (or documented) error, weighted by its share of the time.
     band = (sum(k.time_s * table.get(k.family, k.dtype).error for k in kernels) / device_s if device_s

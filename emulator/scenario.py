@@ -29,7 +29,6 @@ from emulator.workloads.config import ModelConfig
 from emulator.workloads.hf import load_model
 
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "fp32")
-INFER_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32")
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "virtual_stages", "microbatch_size", "sequence_parallel", "zero", "fsdp")
 RECOMPUTE = ("none", "selective", "full")
 
@@ -83,6 +82,7 @@ class Scenario:
     num_devices: int
     training: Training | None = None
     inference: Inference | None = None
+    serving: Any = None  # emulator.serving.scenario.ServingSpec of an `inference:` section
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -230,18 +230,25 @@ def _training(data: Any, path: str) -> Training:
     )
 
 
-def _inference(data: Any, path: str) -> Inference:
-    r = _Reader(data, path, "inference", ("input_tokens", "output_tokens", "batch_size", "precision", "kv_precision",
-                                          "parallel"))
-    kv = r.choice("kv_precision", ("bf16", "fp16", "fp8", "int8"), "bf16") if r.has("kv_precision") else None
-    return Inference(
-        input_tokens=r.int("input_tokens", hint="input_tokens: 1024"),
-        output_tokens=r.int("output_tokens", hint="output_tokens: 128"),
-        batch_size=r.int("batch_size", 1),
-        precision=r.choice("precision", INFER_PRECISIONS, "bf16"),
-        kv_precision=kv,
-        parallel=_parallel(r, "parallel"),
+def _inference(data: Any, path: str) -> tuple[Inference, Any]:
+    """The `inference:` section, validated by the serving model's parser (it owns the serving keys: scenario,
+    arrival rate or trace, SLOs, length distributions); the batch view of it uses the mean lengths."""
+    from emulator.serving.scenario import parse_inference
+
+    try:
+        spec = parse_inference(data, path)
+    except EmulatorError as e:
+        field = e.field if (e.field or "").startswith("inference") else f"inference.{e.field}" if e.field else "inference"
+        raise EmulatorError(e.message, file=path, field=field) from None
+    batch = Inference(
+        input_tokens=max(1, round(spec.input_tokens.mean)),
+        output_tokens=max(1, round(spec.output_tokens.mean)),
+        batch_size=spec.batch_size or 1,
+        precision=spec.precision,
+        kv_precision=spec.kv_precision,
+        parallel=Parallel(tp=spec.tp, pp=spec.pp, ep=spec.ep),
     )
+    return batch, spec
 
 
 def _hardware(data: Any, path: str) -> tuple[DeviceProfile, SystemProfile | None, int]:
@@ -287,6 +294,6 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
             field="training" if r.has("training") else None,
         )
     training = _training(r.data["training"], path) if r.has("training") else None
-    inference = _inference(r.data["inference"], path) if r.has("inference") else None
+    inference, serving = _inference(r.data["inference"], path) if r.has("inference") else (None, None)
     return Scenario(path=path, model=model, device=device, system=system, num_devices=num_devices,
-                    training=training, inference=inference, raw=data)
+                    training=training, inference=inference, serving=serving, raw=data)

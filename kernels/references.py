@@ -68,7 +68,12 @@ def gemm_inputs(p: dict, *, device: Any, dtype: torch.dtype) -> tuple:
     g = _seed(device)
     batch = p.get("batch", 0)
     lead = (batch,) if batch else ()
-    return (_randn((*lead, p["m"], p["k"]), device, dtype, g), _randn((*lead, p["k"], p["n"]), device, dtype, g))
+    a = _randn((*lead, p["m"], p["k"]), device, dtype, g)
+    if batch:
+        return a, _randn((batch, p["k"], p["n"]), device, dtype, g)
+    # A 2-D product is laid out as nn.Linear runs it: B is the transpose of an [N, K] weight (x @ W^T), the
+    # operand order the BLAS libraries see for every linear layer of the workloads.
+    return a, _randn((p["n"], p["k"]), device, dtype, g).t()
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

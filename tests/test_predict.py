@@ -95,6 +95,11 @@ def test_wave_quantisation() -> None:
     over = dataclasses.replace(full, shapes=((128 * (units + 1), 64), (64, 128)))
     assert wave_efficiency(full, h100, 128) == 1.0
     assert wave_efficiency(over, h100, 128) == pytest.approx((units + 1) / (2 * units))
+    # Narrow operands get narrow tiles (down to 16): 24 rows pad to 32, 8 rows to 16.
+    skinny = dataclasses.replace(full, shapes=((24, 64), (64, 64 * units)))
+    assert wave_efficiency(skinny, h100, 64) == pytest.approx(24 / 32)
+    tiny = dataclasses.replace(full, shapes=((8, 64), (64, 64 * units)))
+    assert wave_efficiency(tiny, h100, 64) == pytest.approx(8 / 16)
 
 
 @settings(max_examples=50, deadline=None)

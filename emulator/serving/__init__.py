@@ -135,8 +135,8 @@ def _predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) 
 
 
 def _run_trace(replica: Any, spec: ServingSpec, replicas: int) -> tuple[Any, Any]:
-    from emulator.serving.search import ScenarioResult, choose_batch, meets
     from emulator.serving.scenario import read_trace
+    from emulator.serving.search import ScenarioResult, choose_batch, meets
     from emulator.serving.simulator import Requests, simulate
 
     arrival, inp, out = read_trace(spec.trace or "", spec.path)
@@ -144,10 +144,7 @@ def _run_trace(replica: Any, spec: ServingSpec, replicas: int) -> tuple[Any, Any
     res = simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, inp, out), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_replicas=replicas, num_beams=spec.num_beams,
                    path=spec.path)
-    rate = len(arrival) / max(float(arrival.max() - arrival.min()), 1e-9)
-    sc = ScenarioResult("server", res, 1, batch, None, meets(res, spec.slo))
-    del rate
-    return res, sc
+    return res, ScenarioResult("server", res, 1, batch, None, meets(res, spec.slo))
 
 
 __all__ = ["ServingPrediction", "ServingSpec", "parse_inference", "predict_serving"]

@@ -14,6 +14,8 @@ simulator never traces):
   scaled by the KV precision's bytes (decode attention is memory bound).
 - p_pair: prefill attention per (query, key) pair (slope between two prefill traces); a chunk of c tokens after
   p cached ones has c*p + c(c+1)/2 pairs.
+- the eager elementwise chain of each layer (norms, residual adds, activation, rotary, casts, cache copies) is
+  replaced by the fused kernels serving engines run (`fused_layer_calls`), timed by the roofline.
 - overhead: the scheduler's per-iteration host time, `DEFAULT_SCHEDULER_OVERHEAD_S` unless the scenario sets
   `scheduler_overhead_s`.
 Pipeline parallel replicas are timed as the sum of their stages plus the activation hand-offs (no micro-batch
@@ -36,9 +38,12 @@ from emulator.efficiency import EfficiencyTable
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
 from emulator.predict import time_trace
+from emulator.roofline import predict_calls
+from emulator.timing import Timing
 from emulator.trace import trace_workload
 from emulator.units import DTYPE_BYTES
 from emulator.workloads.config import TransformerConfig
+from kernels import Cost, KernelCall
 
 # Per-iteration host time of the scheduler (batch formation, sampling, detokenisation not overlapped with the
 # GPU). Assumption: ~1 ms for a C++ in-flight batcher with overlapped scheduling (TensorRT-LLM); vLLM before
@@ -53,6 +58,8 @@ KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
 DEFAULT_MAX_BATCH_TOKENS = 8192
 TOKEN_GRID = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 ACTIVATION_BYTES = 2  # activations and all-reduce payloads in bf16
+# Kernel families of the layers that serving engines replace by fused kernels (`fused_layer_calls`).
+FUSED_FAMILIES = ("elementwise", "norm", "reduction", "copy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +183,34 @@ def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp:
     return t
 
 
-def _split(trace_timing: object) -> tuple[float, float]:
-    """(seconds outside the head, seconds of the head) of a Timing."""
-    head = sum(k.time_s for k in trace_timing.kernels if k.module.startswith("head"))  # type: ignore[attr-defined]
-    return trace_timing.total_s - head, head  # type: ignore[attr-defined]
+def fused_layer_calls(part: TransformerConfig, n: int) -> list[KernelCall]:
+    """The fused elementwise kernels a serving engine runs per layer instead of eager PyTorch's chain.
+
+    vLLM and TensorRT-LLM fuse residual add + RMSNorm (twice per layer) and SiLU x up (once per layer); rotary
+    embedding runs inside the attention kernel. Bytes (bf16 activations), each input read and output written once:
+        add + norm: read x and the residual [n, h], write both           -> 4*n*h*2 B
+        silu_and_mul: read gate and up [m, f], write [m, f]              -> 3*m*f*2 B
+    with m = n tokens (dense) or n*k routed tokens (MoE experts, plus shared experts).
+    """
+    b, h = ACTIVATION_BYTES, part.hidden_size
+    rows, width = (n * (part.num_experts_per_token + part.num_shared_experts), part.moe_ffn_hidden_size) \
+        if part.is_moe else (n, part.ffn_hidden_size)
+    layers = part.num_layers
+    return [
+        KernelCall(family="elementwise", op="serving.fused_add_rmsnorm", shapes=((n, h),), dtype="bf16",
+                   cost=Cost(vector_flops=4.0 * n * h, bytes_read=2.0 * n * h * b, bytes_written=2.0 * n * h * b),
+                   count=2 * layers, module="layers"),
+        KernelCall(family="elementwise", op="serving.silu_and_mul", shapes=((rows, 2 * width),), dtype="bf16",
+                   cost=Cost(vector_flops=4.0 * rows * width, bytes_read=2.0 * rows * width * b,
+                             bytes_written=1.0 * rows * width * b), count=layers, module="layers"),
+    ]
+
+
+def _split(timing: Timing) -> tuple[float, float]:
+    """(seconds outside the head without the eager elementwise chain of the layers, seconds of the head)."""
+    head = sum(k.time_s for k in timing.kernels if k.module.startswith("head"))
+    eager = sum(k.time_s for k in timing.kernels if k.family in FUSED_FAMILIES and not k.module.startswith("head"))
+    return timing.total_s - head - eager, head
 
 
 _CACHE: dict[tuple[object, ...], StepModel] = {}
@@ -196,13 +227,14 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     table = serving_table(table)
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
 
-    def timed(phase: str, b: int, s: int, kv: int) -> object:
+    def timed(phase: str, b: int, s: int, kv: int) -> Timing:
         return time_trace(trace_workload(part, phase, b, s, kv, dtype), device, table, precision)
 
     dense, head = [], []
     for n in TOKEN_GRID:
         body, h = _split(timed("decode", n, 1, 1))
-        dense.append(body + _comm_s(model, system, tp, pp, ep, n))
+        fused = predict_calls(fused_layer_calls(part, n), device, table, precision).device_s
+        dense.append(body + fused + _comm_s(model, system, tp, pp, ep, n))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
@@ -210,7 +242,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     s1, s2 = 256, min(4096, model.max_seq_len)
 
     def attention(s: int) -> float:
-        return sum(k.time_s for k in timed("prefill", 1, s, 0).kernels if k.family == "attention")  # type: ignore[attr-defined]
+        return sum(k.time_s for k in timed("prefill", 1, s, 0).kernels if k.family == "attention")
 
     pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
     out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),

@@ -219,7 +219,8 @@ def read_trace(path: str, origin: str = "") -> tuple[np.ndarray, np.ndarray, np.
             raise _err(origin, "trace", f"line {i + 1} of '{file}' has a negative time or a length < 1. Fix it.")
         out.append((t, a, b))
     if not out:
-        raise _err(origin, "trace", f"'{file}' holds no requests. Fix: add 'arrival_s,input_tokens,output_tokens' lines.")
+        raise _err(origin, "trace", f"'{file}' holds no requests. Fix: add "
+                   "'arrival_s,input_tokens,output_tokens' lines.")
     out.sort()
     arr = np.array(out, dtype=float)
     return arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64)

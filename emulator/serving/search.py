@@ -21,9 +21,10 @@ from emulator.serving.replica import Replica
 from emulator.serving.scenario import ServingSpec, Slo
 from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
 
-WARMUP_FRACTION = 0.1
+WARMUP_FRACTION = 0.25
 OFFLINE_REQUESTS_PER_SLOT = 6  # requests per batch slot of one replica: tails are a small share of the run
 SERVER_REQUESTS_PER_REPLICA = 600
+SERVER_REQUESTS_PER_SLOT = 6  # a run spans several lifetimes of a full batch, so the queue reaches steady state
 SEARCH_ITERATIONS = 9
 
 
@@ -93,7 +94,7 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
                 requests: Requests | None = None) -> SimResult:
     """Replica 0's share of a Poisson stream at `rate` (whole system), warm-up removed."""
     if requests is None:
-        n = spec.num_requests or num_replicas * SERVER_REQUESTS_PER_REPLICA
+        n = spec.num_requests or num_replicas * max(SERVER_REQUESTS_PER_REPLICA, SERVER_REQUESTS_PER_SLOT * batch)
         requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed)
     res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
@@ -108,7 +109,8 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
         res = run_at_rate(replica, spec, num_replicas, spec.arrival_rate_per_s, offline.max_batch)
         return ScenarioResult("server", res, num_replicas, offline.max_batch, spec.arrival_rate_per_s,
                               meets(res, spec.slo))
-    base = spec.num_requests or num_replicas * SERVER_REQUESTS_PER_REPLICA
+    base = spec.num_requests or num_replicas * max(SERVER_REQUESTS_PER_REPLICA,
+                                                   SERVER_REQUESTS_PER_SLOT * offline.max_batch)
     unit = make_requests(spec.input_tokens, spec.output_tokens, base, 1.0, spec.seed)  # rate 1: rescale below
     best: ScenarioResult | None = None
     for batch in sorted({offline.max_batch, max(offline.max_batch // 2, 1)}, reverse=True):

@@ -46,7 +46,7 @@ _SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
     extra = {}
-    if _SDPA_GQA and q.shape[1] != k.shape[1] and q.device.type == "cuda":
+    if _SDPA_GQA and q.shape[1] != k.shape[1]:
         extra = {"enable_gqa": True}
     else:
         k, v = _expand_kv(q, k), _expand_kv(q, v)

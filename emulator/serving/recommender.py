@@ -1,0 +1,175 @@
+"""Recommender (DLRM) serving: queries of many user-item pairs, batched per device, under a p99 latency bound.
+
+Step time of a batch of S pairs on one device:
+    step(S) = overhead + mlp(S) + S * sum_t lookups_t * dim * bytes / (bandwidth of t's tier * embedding eff.)
+- mlp(S): the traced model's kernels except the embedding lookups, interpolated over a batch grid; the elementwise
+  and copy kernels (bias, ReLU, the DCN cross's x0 * (.) + x) are fused into GEMM epilogues by inference engines
+  (TensorRT), so they are left out.
+- Embedding placement: tables are placed greedily by access frequency per byte (lookups per pair / table bytes)
+  into the fastest tier with room: software-managed SRAM tiers (kind "sram", MTIA's 256 MB) first, then main
+  memory (HBM or LPDDR). Tables stored at 1 byte per value for int8/fp8 serving, else 2.
+Server: Poisson queries, round-robin to devices; an idle device takes every waiting query up to
+`MAX_BATCH_PAIRS` pairs as one batch. Offline: batches of `MAX_BATCH_PAIRS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emulator.efficiency import EfficiencyTable
+from emulator.errors import EmulatorError
+from emulator.hardware import DeviceProfile
+from emulator.predict import time_trace
+from emulator.trace import trace_workload
+from emulator.workloads.config import DLRMConfig
+
+MAX_BATCH_PAIRS = 65536  # pairs per device batch (Offline, and the Server batcher's cap)
+BATCH_GRID = (256, 1024, 4096, 16384, 65536)
+QUERIES_PER_DEVICE = 3000
+RUN_S = 2.0  # simulated seconds per device in the Server search
+SEARCH_ITERATIONS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    tier_of_table: tuple[str, ...]
+    lookup_s_per_pair: float
+    bytes_by_tier: dict[str, float]
+
+
+def place_tables(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable, precision: str,
+                 path: str | None = None) -> Placement:
+    """Greedy placement by lookups per byte into SRAM tiers, then main memory."""
+    width = 1.0 if precision in ("int8", "fp8", "fp4") else 2.0
+    sizes = [rows * model.embedding_dim * width for rows in model.embedding_rows]
+    tiers = [t for t in device.memory if t.kind == "sram" and not t.main] + [device.main_memory]
+    room = {t.name: (t.capacity_bytes if not t.main else device.memory_bytes) for t in tiers}
+    eff = table.get("embedding").memory
+    order = sorted(range(model.num_tables), key=lambda i: -model.pooling_factors[i] / sizes[i])
+    where = [""] * model.num_tables
+    for i in order:
+        tier = next((t for t in tiers if room[t.name] >= sizes[i]), None)
+        if tier is None:
+            raise EmulatorError(f"embedding table {i} ({sizes[i] / 1e9:.1f} GB) does not fit {device.name}'s memory "
+                                "left after the other tables. Fix: use int8 tables or a device with more memory "
+                                "(table sharding across devices is not modelled).", file=path,
+                                field="inference.precision")
+        room[tier.name] -= sizes[i]
+        where[i] = tier.name
+    rate = {t.name: (t.bandwidth_bytes_per_s or device.memory_bandwidth_bytes_per_s) * eff for t in tiers}
+    per_pair = sum(model.pooling_factors[i] * model.embedding_dim * width / rate[where[i]]
+                   for i in range(model.num_tables))
+    used = {t.name: sum(sizes[i] for i in range(model.num_tables) if where[i] == t.name) for t in tiers}
+    return Placement(tuple(where), per_pair, used)
+
+
+def mlp_times(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable, precision: str) -> tuple[float, ...]:
+    """Seconds of the non-embedding kernels at each batch of BATCH_GRID."""
+    out = []
+    for b in BATCH_GRID:
+        timing = time_trace(trace_workload(model, "prefill", b, 1, 0, torch.bfloat16), device, table, precision)
+        out.append(sum(k.time_s for k in timing.kernels if k.family not in ("embedding", "elementwise", "copy")))
+    return tuple(out)
+
+
+def batch_time(s: float, mlp: tuple[float, ...], placement: Placement, overhead_s: float) -> float:
+    grid = BATCH_GRID
+    if s >= grid[-1]:
+        base = mlp[-1] + (mlp[-1] - mlp[-2]) / (grid[-1] - grid[-2]) * (s - grid[-1])
+    else:
+        base = float(np.interp(s, grid, mlp))
+    return overhead_s + base + s * placement.lookup_s_per_pair
+
+
+def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: object, cap: int) -> tuple[np.ndarray, float]:
+    """Finish times of one device's queries under the greedy batcher, and its busy seconds."""
+    finish = np.empty(len(arrival))
+    t = busy = 0.0
+    i, n = 0, len(arrival)
+    arr, prs = arrival.tolist(), pairs.tolist()
+    while i < n:
+        t = max(t, arr[i])
+        j, s = i, 0
+        while j < n and arr[j] <= t and (s + prs[j] <= cap or j == i):
+            s += prs[j]
+            j += 1
+        dt = step(s)  # type: ignore[operator]
+        t += dt
+        busy += dt
+        finish[i:j] = t
+        i = j
+    return finish, busy
+
+
+def predict_recommender(scenario: object, spec: object, table: EfficiencyTable) -> object:
+    """Offline or Server queries/s of a DLRM on `num_devices` devices (one replica each)."""
+    from emulator.serving import ServingPrediction
+    from emulator.serving.energy import device_power_w, energy_per_unit_j
+    from emulator.serving.replica import DEFAULT_SCHEDULER_OVERHEAD_S
+    from emulator.serving.simulator import percentiles
+
+    model, device, devices = scenario.model, scenario.device, scenario.num_devices  # type: ignore[attr-defined]
+    path = spec.path or scenario.path  # type: ignore[attr-defined]
+    precision = spec.precision  # type: ignore[attr-defined]
+    placement = place_tables(model, device, table, precision, path)
+    mlp = mlp_times(model, device, table, precision)
+    overhead = spec.scheduler_overhead_s if spec.scheduler_overhead_s is not None else DEFAULT_SCHEDULER_OVERHEAD_S  # type: ignore[attr-defined]
+    cap = spec.max_batch_tokens or MAX_BATCH_PAIRS  # type: ignore[attr-defined]
+
+    def step(s: float) -> float:
+        return batch_time(s, mlp, placement, overhead)
+
+    rng = np.random.default_rng(spec.seed)  # type: ignore[attr-defined]
+    offline_qps = cap / step(cap) / spec.samples_per_query.expected  # type: ignore[attr-defined]
+    # Enough queries that a device runs for RUN_S seconds: overload shows as a growing queue, not a short run.
+    n = spec.num_requests or max(QUERIES_PER_DEVICE, int(offline_qps * RUN_S))  # type: ignore[attr-defined]
+    gaps = rng.exponential(1.0, n)
+    pairs = spec.samples_per_query.sample(rng, n)  # type: ignore[attr-defined]
+
+    def run(rate: float) -> tuple[np.ndarray, float, float]:
+        arrival = np.cumsum(gaps) / (rate / devices)  # this device's share of a round-robin stream
+        finish, busy = serve_queries(arrival, pairs, step, cap)
+        keep = slice(n // 4, None)
+        return (finish - arrival)[keep], busy / (finish.max() - arrival.min()), rate
+
+    bound = spec.slo.latency_p99_s  # type: ignore[attr-defined]
+    if spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None):  # type: ignore[attr-defined]
+        lat = np.full(1, step(cap))
+        qps, util, meets = offline_qps * devices, 1.0, True
+    elif spec.arrival_rate_per_s is not None:  # type: ignore[attr-defined]
+        lat, util, qps = run(spec.arrival_rate_per_s)  # type: ignore[attr-defined]
+        meets = bound is None or percentiles(lat)["p99"] <= bound
+    else:
+        lo, hi = math.log(offline_qps * devices / 1000), math.log(offline_qps * devices * 1.2)
+        best = None
+        for _ in range(SEARCH_ITERATIONS):
+            mid = (lo + hi) / 2
+            got = run(math.exp(mid))
+            if percentiles(got[0])["p99"] <= bound:
+                lo, best = mid, got
+            else:
+                hi = mid
+        meets = best is not None
+        lat, util, qps = best or run(math.exp(lo))
+    power = device_power_w(device, util, table) * devices
+    mean_pairs = float(pairs.mean())
+    tiers = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in placement.bytes_by_tier.items())
+    return ServingPrediction(
+        scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,  # type: ignore[attr-defined]
+        ttft_s=percentiles(lat), tpot_s=percentiles(np.zeros(0)), latency_s=percentiles(lat), kv_cache_bytes=0.0,
+        max_batch=cap, replicas=devices, replica={"tp": 1, "pp": 1, "ep": 1, "precision": precision,
+                                                  "kv_precision": None, "num_devices": 1},
+        power_w=power, energy_per_token_j=None, energy_per_query_j=energy_per_unit_j(power, qps),
+        provenance=table.provenance, error_band=table.error_band, arrival_rate_per_s=qps, meets_slo=meets,
+        notes=(f"embedding tables by tier: {tiers}",
+               f"a query holds {mean_pairs:.0f} user-item pairs on average; throughput counts queries "
+               "(MLPerf samples)"),
+        extra={"embedding_placement": list(placement.tier_of_table),
+               "lookup_s_per_pair": placement.lookup_s_per_pair, "pairs_per_query": mean_pairs})
+
+
+__all__ = ["Placement", "batch_time", "place_tables", "predict_recommender", "serve_queries"]

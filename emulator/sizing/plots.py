@@ -1,0 +1,185 @@
+"""PNG plots of a sizing report (matplotlib, Agg backend, no `Software` metadata: identical bytes per input).
+
+roofline.png             the workload's kernels (best plan per device) on each device's roofline
+breakdown.png            step-time breakdown of the best plan per device (serving: p99 TTFT and decode time)
+scaling.png              devices against time-to-train, per device (training)
+pareto.png               cost against time, the Pareto front coloured by MW at the meter
+latency_throughput.png   p99 latency against throughput per device, per replica layout (serving)
+Each figure's caption states the provenance and error band of the predictions it plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.sizing.search import SearchResult
+    from emulator.sizing.spec import Sizing
+
+DPI = 100
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "emulator", "font.size": 9})
+    return plt
+
+
+def _band(rows: list[dict[str, Any]]) -> str:
+    provs = sorted({r["provenance"] for r in rows}) or ["spec"]
+    band = max((r["error_band"] for r in rows), default=0.0)
+    return f"provenance: {', '.join(provs)}; error band ±{band:.0%}"
+
+
+def _save(plt: Any, fig: Any, folder: Path, name: str, caption: str) -> dict[str, str]:
+    fig.text(0.01, 0.005, caption, fontsize=7, color="#444", wrap=True)
+    fig.savefig(folder / name, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return {"file": name, "title": name[:-4].replace("_", " "), "caption": caption}
+
+
+def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """family -> {time_s, flops, bytes} of the best plan's anchor prediction per device."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in report["per_device"].items():
+        if row is None:
+            continue
+        if sz.goal == "train":
+            for r in result.rows:
+                if r["device"] == name and r["num_devices"] == row["num_devices"] and r["plan"] == row["plan"]:
+                    out[name] = dict(result.details[name][r["anchor"]].kernels)
+                    break
+        else:
+            from emulator.predict import predict_json
+            from emulator.scenario import Inference, Parallel, Scenario
+
+            cand = next(c for c in sz.candidates if c.device.name == name)
+            spec = sz.serve.spec  # type: ignore[union-attr]
+            s = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
+                         num_devices=row["plan"]["tp"], inference=Inference(
+                             input_tokens=int(spec.input_tokens.expected),
+                             output_tokens=int(spec.output_tokens.expected), batch_size=8, precision=spec.precision,
+                             parallel=Parallel(tp=row["plan"]["tp"])))
+            try:
+                out[name] = predict_json(s)["kernels"]
+            except Exception:  # noqa: BLE001 - a device the one-batch predictor cannot time is left off the plot
+                continue
+    return out
+
+
+def roofline(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
+    import numpy as np
+
+    kernels = _kernels(result, sz, report)
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    prec = sz.train.precision if sz.train else sz.serve.spec.precision  # type: ignore[union-attr]
+    x = np.logspace(-1, 4, 200)
+    for k, cand in enumerate(sz.candidates):
+        d = cand.device
+        peak = d.matrix_peak(prec if d.has_dtype(prec) else "bf16")
+        color = f"C{k}"
+        ax.plot(x, np.minimum(peak, d.memory_bandwidth_bytes_per_s * x), color=color, label=f"{d.name} roofline")
+        for fam, f in sorted(kernels.get(d.name, {}).items()):
+            if f.get("flops", 0) > 0 and f.get("bytes", 0) > 0 and f.get("time_s", 0) > 0:
+                ax.scatter(f["flops"] / f["bytes"], f["flops"] / f["time_s"], color=color, s=14)
+                ax.annotate(fam, (f["flops"] / f["bytes"], f["flops"] / f["time_s"]), fontsize=6, color=color)
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="FLOP/s",
+           title="kernels of the best plan per device on each roofline")
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.16)
+    return _save(plt, fig, folder, "roofline.png",
+                 f"Kernel families of each device's best plan (achieved FLOP/s at their intensity) under the "
+                 f"device's {prec} roofline; {_band(result.rows)}.")
+
+
+def breakdown(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
+    rows = [r for r in report["per_device"].values() if r is not None]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(rows)))
+    labels = [f"{r['device']} x{r['num_devices']}" for r in rows]
+    if sz.goal == "train":
+        parts = ("compute_s", "exposed_communication_s", "bubble_s", "optimizer_s")
+        left = [0.0] * len(rows)
+        for k, p in enumerate(parts):
+            vals = [r["breakdown"][p] for r in rows]
+            ax.barh(labels, vals, left=left, color=f"C{k}", label=p[:-2].replace("_", " "))
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlabel("seconds per step")
+        what = "Step time of each device's best plan by part"
+    else:
+        ttft = [r["ttft_s"].get("p99", 0.0) if sz.model.kind != "dlrm" else r["latency_s"].get("p99", 0.0)
+                for r in rows]
+        decode = [r["tpot_s"].get("p99", 0.0) * sz.serve.spec.output_tokens.expected  # type: ignore[union-attr]
+                  for r in rows]
+        ax.barh(labels, ttft, color="C0", label="p99 TTFT (recommender: p99 latency)")
+        ax.barh(labels, decode, left=ttft, color="C1", label="p99 TPOT x output tokens")
+        ax.set_xlabel("seconds")
+        what = "Request latency of each device's best layout at its highest in-SLO rate"
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.3 if len(rows) < 3 else 0.2, left=0.2)
+    return _save(plt, fig, folder, "breakdown.png", f"{what}; {_band(rows)}.")
+
+
+def scaling(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for k, (name, points) in enumerate(sorted(report["scaling"].items())):
+        if points:
+            ax.plot([p[0] for p in points], [p[1] / 86400 for p in points], "o-", color=f"C{k}", label=name, ms=3)
+    if sz.train and sz.train.deadline_days:
+        ax.axhline(sz.train.deadline_days, color="k", ls="--", lw=0.8, label="deadline")
+    ax.set(xscale="log", yscale="log", xlabel="devices", ylabel="effective time-to-train (days)",
+           title="scaling: the fastest plan at each device count")
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.16)
+    return _save(plt, fig, folder, "scaling.png", f"Fastest evaluated plan per device count (failures and "
+                 f"checkpoints included); {_band(result.rows)}.")
+
+
+def pareto(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
+    tkey = "effective_time_to_train_s" if sz.goal == "train" else "latency_p99_s"
+    scale, unit = (86400, "days") if sz.goal == "train" else (1e-3, "ms")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    feas = [result.rows[i] for i in result.feasible]
+    ax.scatter([r[tkey] / scale for r in feas], [r["cost_usd"] for r in feas], color="#ccc", s=6, label="feasible")
+    front = report["pareto"]
+    sc = ax.scatter([r[tkey] / scale for r in front], [r["cost_usd"] for r in front],
+                    c=[r["facility_mw"] for r in front], cmap="viridis", s=22, label="Pareto front")
+    fig.colorbar(sc, ax=ax, label="MW at the meter")
+    ax.set(xscale="log", yscale="log", xlabel=f"{'time-to-train' if sz.goal == 'train' else 'p99 latency'} ({unit})",
+           ylabel="cost (USD)" + ("" if sz.goal == "train" else " per year"), title="cost against time")
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.16)
+    return _save(plt, fig, folder, "pareto.png", f"Feasible candidates and the Pareto front over time, cost and MW; "
+                 f"{_band(feas)}.")
+
+
+def latency_throughput(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any],
+                       folder: Path) -> dict[str, str]:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for k, cand in enumerate(sz.candidates):
+        mine = sorted((r for r in result.rows if r["device"] == cand.device.name), key=lambda r: r["plan"]["tp"])
+        if mine:
+            ax.plot([r["throughput_per_device_per_s"] for r in mine], [r["latency_p99_s"] * 1e3 for r in mine], "o-",
+                    color=f"C{k}", label=cand.device.name)
+            for r in mine:
+                ax.annotate(f"tp{r['plan']['tp']}", (r["throughput_per_device_per_s"], r["latency_p99_s"] * 1e3),
+                            fontsize=7)
+    ax.set(xlabel="requests per second per device (highest rate in SLO)", ylabel="p99 latency (ms)",
+           title="serving: latency against throughput per replica layout")
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.16)
+    return _save(plt, fig, folder, "latency_throughput.png", f"p99 TTFT (recommender: query latency) at the highest "
+                 f"per-replica rate meeting the SLO; {_band(result.rows)}.")
+
+
+def draw_all(result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> list[dict[str, str]]:
+    plt = _plt()
+    figs = [roofline, breakdown] + ([scaling] if sz.goal == "train" else [latency_throughput]) + [pareto]
+    return [f(plt, result, sz, report, folder) for f in figs]
+
+
+__all__ = ["draw_all"]

@@ -1,0 +1,318 @@
+"""Search devices x counts x plans for a sizing target; prune early, evaluate with the cluster and serving models.
+
+Training: for each candidate (device, system) every plan tp x pp x dp x microbatch x recompute x ZeRO is
+enumerated (tp: powers of two within the scale-up domain; pp: divisors of the layer count; dp: divisors of the
+global batch; sequence parallelism on whenever tp > 1), then pruned in order: over the device cap, failing
+`check_plan` (divisibility), over the device's memory by the cluster model's memory formula. Survivors are
+evaluated exactly as `predict_training` would, but cheaply: plans that differ only in dp and ZeRO stage
+(0-2) share a micro-batch's compute and tensor-parallel time, so `predict_training` runs once per (device, tp,
+pp, microbatch, recompute) anchor and each plan adds its own micro-batch count, pipeline bubble and send/recv,
+data-parallel gradient reduction (the network model on its real group) and optimizer step. Time, power and
+cost are then numpy arrays over all plans of a device.
+Serving: each replica layout (tp) is simulated once at the highest rate that meets the SLO (`predict_serving`);
+replicas scale linearly, so the count is ceil(target rate / rate per replica).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
+
+from emulator.calibration import efficiency_for
+from emulator.cluster import Plan, check_plan, predict_training
+from emulator.cluster.goodput import goodput
+from emulator.cluster.memory import training_memory
+from emulator.cluster.network import Network
+from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
+from emulator.cluster.shard import collectives, groups_of, shard_config, stage_params
+from emulator.cluster.training import _model_flops, optimizer_time
+from emulator.errors import EmulatorError
+from emulator.scenario import Inference, Parallel, Scenario, Training
+from emulator.sizing import economics
+from emulator.sizing.pareto import pareto_mask
+from emulator.sizing.spec import Candidate, Sizing
+from emulator.units import GiB
+from emulator.workloads.config import DLRMConfig, TransformerConfig
+
+DEFAULT_MAX_DEVICES = 65536
+DEFAULT_MAX_TP = 16  # tensor parallelism past 16 ranks leaves GEMMs too thin to pay (Megatron-LM practice: tp <= 8)
+DEFAULT_MIN_LAYERS_PER_STAGE = 4  # fewer layers per pipeline stage make the send/recv and bubble dominate
+_COLLECTIVES: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # plan -> collectives (device-independent)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """Evaluated candidates (plain rows), the Pareto set, the best per objective and rejections by reason."""
+
+    goal: str
+    rows: list[dict[str, Any]]  # every evaluated candidate, constraint flags included
+    feasible: list[int]  # indices into rows meeting every constraint
+    pareto: list[int]
+    best: dict[str, int]  # objective -> row index
+    rejected: dict[str, dict[str, Any]]  # reason -> {count, example}
+    num_enumerated: int
+    num_evaluated: int
+    details: dict[str, Any] = field(default_factory=dict)  # per device: the best plan's full prediction
+
+
+def _reject(rejected: dict[str, dict[str, Any]], reason: str, example: str) -> None:
+    slot = rejected.setdefault(reason, {"count": 0, "example": example})
+    slot["count"] += 1
+
+
+def _powers(limit: int) -> list[int]:
+    return [2**i for i in range(int(math.log2(max(limit, 1))) + 1)]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _comm(net: Network, calls: tuple[Any, ...], groups: dict[str, Any], group: str, ops: tuple[str, ...] | None,
+          cache: dict[Any, float]) -> float:
+    """Seconds of a rank's collectives in `group` (as `emulator.cluster.training._comm`), memoised per call."""
+    total = 0.0
+    for c in calls:
+        if dict(c.params)["group"] != group or (ops and c.op not in ops):
+            continue
+        key = (c.op, c.cost.comm_bytes, groups[group])
+        t = cache.get(key)
+        if t is None:
+            t = cache[key] = net.time(c.op, c.cost.comm_bytes, groups[group])
+        total += c.count * t
+    return total
+
+
+def _scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
+    tr = sz.train
+    assert tr is not None
+    par = Parallel(tp=plan.tp, pp=plan.pp, dp=plan.dp, microbatch_size=plan.microbatch_size,
+                   sequence_parallel=plan.sequence_parallel, zero=plan.zero)
+    return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=plan.num_devices,
+                    training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size, precision=tr.precision,
+                                      parallel=par, recompute=plan.recompute, total_tokens=tr.total_tokens))
+
+
+def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, Any]],
+                    memory_cache: dict[Any, float]) -> tuple[int, list[tuple[Plan, float]]]:
+    """(plans enumerated, [(plan, memory per device)] that pass the cap, divisibility and memory)."""
+    model, tr, space = sz.model, sz.train, sz.search
+    assert isinstance(model, TransformerConfig) and tr is not None
+    cap = sz.constraints.max_devices or tr.max_devices or DEFAULT_MAX_DEVICES
+    capacity = cand.device.memory_bytes
+    tps = space.tp or [t for t in _powers(min(cand.system.scale_up.domain_size, DEFAULT_MAX_TP)) if t <= model.num_heads]
+    pps = space.pp or [p for p in _divisors(model.num_layers) if model.num_layers // p >= DEFAULT_MIN_LAYERS_PER_STAGE]
+    dps = _divisors(tr.global_batch_size)
+    counts = set(space.counts)
+    kept: list[tuple[Plan, float]] = []
+    n_enum = 0
+    for tp in tps:
+        for pp in pps:
+            for mb in space.microbatch_size:
+                for rec in space.recompute:
+                    for zero in space.zero:
+                        for dp in dps:
+                            n_enum += 1
+                            plan = Plan(tp=tp, pp=pp, dp=dp, microbatch_size=mb, sequence_parallel=tp > 1, zero=zero,
+                                        recompute=rec, global_batch_size=tr.global_batch_size, seq_len=tr.seq_len)
+                            n = plan.num_devices
+                            if n > cap or (counts and n not in counts):
+                                _reject(rejected, "device count", f"{n} devices (tp {tp} x pp {pp} x dp {dp}) is "
+                                        f"over the cap of {cap} or outside search.counts")
+                                continue
+                            if zero > 0 and dp == 1:
+                                _reject(rejected, "redundant", "ZeRO on dp 1 shards nothing (same as zero 0)")
+                                continue
+                            try:
+                                check_plan(model, plan, n)
+                            except EmulatorError as e:
+                                _reject(rejected, "divisibility", str(e).split(". Fix")[0].split(": ", 1)[-1])
+                                continue
+                            key = (tp, pp, dp, mb, rec, zero)
+                            need = memory_cache.get(key)
+                            if need is None:
+                                shard = shard_config(model, plan)
+                                params, experts = stage_params(model, shard, plan)
+                                need = training_memory(model, plan, stage_params=params, expert_params=experts,
+                                                       precision=tr.precision, num_layers=shard.num_layers)["total"]
+                                memory_cache[key] = need
+                            if need > capacity:
+                                _reject(rejected, "memory", f"tp {tp} pp {pp} dp {dp} mb {mb} recompute {rec} zero "
+                                        f"{zero}: needs {need / GiB:.0f} GiB, {cand.device.name} has "
+                                        f"{capacity / GiB:.0f}")
+                                continue
+                            kept.append((plan, need))
+    return n_enum, kept
+
+
+def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float]],
+                      progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[tuple[Any, ...], Any]]:
+    """Rows of step time, throughput, time-to-train, power and cost for each plan; the anchors' predictions."""
+    tr, model = sz.train, sz.model
+    assert tr is not None and isinstance(model, TransformerConfig)
+    table = efficiency_for(cand.device)
+    net = Network.of(cand.system)
+    groups_by_anchor: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
+    for plan, need in plans:
+        groups_by_anchor.setdefault((plan.tp, plan.pp, plan.microbatch_size, plan.recompute), []).append((plan, need))
+    anchors: dict[tuple[Any, ...], Any] = {}
+    comm_cache: dict[Any, float] = {}
+    opt_cache: dict[tuple[int, ...], float] = {}
+    peak = cand.device.matrix_peak(tr.precision if tr.precision in cand.device.matrix_flops_per_s else "bf16")
+    tokens_per_step = float(tr.global_batch_size * tr.seq_len)
+    rows: list[dict[str, Any]] = []
+    for i, (key, members) in enumerate(sorted(groups_by_anchor.items())):
+        if progress:
+            progress(cand.device.name, i + 1, len(groups_by_anchor))
+        pred = predict_training(_scenario(sz, cand, members[0][0]), table)
+        anchors[key] = pred
+        mb_s, layers_b = pred.stage["microbatch_s"], pred.stage["layers_backward_s"]
+        compute_mb = mb_s - pred.breakdown["tensor_parallel_s"] / pred.plan.num_microbatches
+        full_flops, _ = _model_flops(model, members[0][0].microbatch_size, tr.seq_len, tr.precision)
+        shard = shard_config(model, members[0][0])
+        params, experts = stage_params(model, shard, members[0][0])
+        for plan, need in members:
+            ckey = (id(model), tr.precision, plan.tp, plan.pp, plan.dp, plan.microbatch_size, plan.recompute, plan.zero)
+            calls = _COLLECTIVES.get(ckey)
+            if calls is None:
+                calls = _COLLECTIVES[ckey] = collectives(model, shard, plan, tr.precision, params, experts)
+            grp = groups_of(plan)
+            m = plan.num_microbatches
+            pp_s = _comm(net, calls, grp, "pp", None, comm_cache) * pipeline_slots(plan.pp, m) if plan.pp > 1 else 0.0
+            bubble = bubble_s(plan.pp, plan.virtual_stages, mb_s)
+            dp_s = 0.0
+            for g in ("dp", "edp"):
+                reduce = _comm(net, calls, grp, g, ("all_reduce", "reduce_scatter"), comm_cache)
+                gather = _comm(net, calls, grp, g, ("all_gather",), comm_cache)
+                dp_s += exposed(reduce, layers_b) + gather
+            okey = (plan.tp, plan.pp, plan.dp if plan.zero else 1, min(plan.zero, 1))
+            opt_s = opt_cache.get(okey)
+            if opt_s is None:
+                fake = SimpleNamespace(plan=plan, stage_params=params, expert_params=experts)
+                opt_s = opt_cache[okey] = optimizer_time(cast(Any, fake), cand.device, table)
+            step = m * mb_s + bubble + pp_s + dp_s + opt_s
+            compute_s = m * compute_mb + opt_s
+            rows.append({
+                "device": cand.device.name, "system": cand.system.name, "num_devices": plan.num_devices,
+                "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "microbatch_size": plan.microbatch_size,
+                         "recompute": plan.recompute, "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
+                         "num_microbatches": m},
+                "step_time_s": step, "tokens_per_s": tokens_per_step / step,
+                "mfu": full_flops * tr.global_batch_size / plan.microbatch_size / step / plan.num_devices / peak,
+                "memory_per_device_bytes": need, "memory_capacity_bytes": cand.device.memory_bytes,
+                "utilisation": compute_s / step,
+                "breakdown": {"compute_s": compute_s - opt_s, "exposed_communication_s": step - compute_s - bubble,
+                              "bubble_s": bubble, "optimizer_s": opt_s},
+                "provenance": pred.provenance, "error_band": pred.error_band, "anchor": key,
+            })
+    return rows, anchors
+
+
+def finish_training(sz: Sizing, cand: Candidate, rows: list[dict[str, Any]]) -> None:
+    """Add time-to-train (ideal and with failures), MW, MWh and cost to each row, vectorised over the rows."""
+    tr = sz.train
+    assert tr is not None
+    if not rows:
+        return
+    n = np.array([r["num_devices"] for r in rows], dtype=float)
+    ideal = tr.total_tokens / np.array([r["tokens_per_s"] for r in rows])
+    params = float(sz.model.num_params())
+    fraction = {k: goodput(params, int(k), 1.0)["goodput"] for k in sorted(set(n.tolist()))}
+    good = np.array([fraction[k] for k in n.tolist()])
+    effective = ideal / good
+    hours = effective / 3600
+    econ = economics.rollup(economics.rates(cand.device, cand.system, sz.site, sz.pricing), n,
+                            np.array([r["utilisation"] for r in rows]), hours)
+    millions = tr.total_tokens / 1e6
+    for i, r in enumerate(rows):
+        r |= {"time_to_train_s": float(ideal[i]), "goodput": float(good[i]),
+              "effective_time_to_train_s": float(effective[i]), "device_hours": float(n[i] * hours[i]),
+              "device_w": float(econ["device_w"][i]), "nodes": int(econ["nodes"][i]),
+              "it_mw": float(econ["it_mw"][i]), "facility_mw": float(econ["facility_mw"][i]),
+              "energy_mwh": float(econ["mwh"][i]), "capex_usd": float(econ["capex_usd"][i]),
+              "energy_cost_usd": float(econ["energy_usd"][i]), "cost_usd": float(econ["cost_usd"][i]),
+              "cost_per_million_tokens_usd": float(econ["cost_usd"][i]) / millions,
+              "energy_per_million_tokens_mwh": float(econ["mwh"][i]) / millions}
+
+
+def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                                          dict[str, Any], int]:
+    """One simulation per (device, replica layout); replicas to carry the target rate; power and cost per hour."""
+    from emulator.serving import predict_serving
+
+    target = sz.serve
+    assert target is not None
+    rows: list[dict[str, Any]] = []
+    rejected: dict[str, dict[str, Any]] = {}
+    details: dict[str, Any] = {}
+    n_enum = 0
+    dlrm = isinstance(sz.model, DLRMConfig)
+    cap = sz.constraints.max_devices or DEFAULT_MAX_DEVICES
+    spec = target.spec
+    for ci, cand in enumerate(sz.candidates):
+        tps = [1] if dlrm else [t for t in _powers(cand.system.scale_up.domain_size)
+                                if t <= getattr(sz.model, "num_heads", 1)][:4]
+        for tp in tps:
+            n_enum += 1
+            if progress:
+                progress(cand.device.name, ci + 1, len(sz.candidates))
+            inference = Inference(input_tokens=int(spec.input_tokens.expected),
+                                  output_tokens=int(spec.output_tokens.expected), precision=spec.precision,
+                                  kv_precision=spec.kv_precision, parallel=Parallel(tp=tp))
+            scenario = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
+                                num_devices=tp, inference=inference)
+            try:
+                if not cand.device.has_dtype(spec.precision):
+                    raise EmulatorError(f"{cand.device.name} has no {spec.precision} matrix unit")
+                pred = predict_serving(scenario, dataclasses.replace(spec, tp=tp), efficiency_for(cand.device))
+            except EmulatorError as e:
+                text = str(e).split(". Fix")[0].split(": ", 1)[-1]
+                _reject(rejected, "memory" if "fit" in text or "memory" in text else "unsupported",
+                        f"{cand.device.name} tp {tp}: {text}")
+                continue
+            rate = pred.arrival_rate_per_s or 0.0
+            if not pred.meets_slo or rate <= 0:
+                _reject(rejected, "slo", f"{cand.device.name} tp {tp}: even a light load misses the SLO")
+                continue
+            replicas = math.ceil(target.arrival_rate_per_s / rate - 1e-9)
+            n = replicas * tp
+            if n > cap:
+                _reject(rejected, "device count", f"{cand.device.name} tp {tp}: {n} devices over the cap of {cap}")
+                continue
+            load = target.arrival_rate_per_s / (replicas * rate)
+            util = min(float(pred.extra.get("utilisation", 1.0)) * load, 1.0)
+            econ = economics.rollup(economics.rates(cand.device, cand.system, sz.site, sz.pricing),
+                                    np.array([n]), np.array([util]), np.array([1.0]))
+            per_hour = {k: float(v[0]) for k, v in econ.items()}
+            year = economics.rollup(economics.rates(cand.device, cand.system, sz.site, sz.pricing),
+                                    np.array([n]), np.array([util]), np.array([economics.HOURS_PER_YEAR]))
+            queries_h = target.arrival_rate_per_s * 3600
+            tokens_h = queries_h * spec.output_tokens.expected
+            p99 = pred.latency_s.get("p99", 0.0) if dlrm else pred.ttft_s.get("p99", 0.0)
+            rows.append({
+                "device": cand.device.name, "system": cand.system.name, "num_devices": n,
+                "plan": {"tp": tp, "replicas": replicas}, "rate_per_replica_per_s": rate,
+                "throughput_per_device_per_s": rate / tp, "utilisation": util, "latency_p99_s": p99,
+                "ttft_s": pred.ttft_s, "tpot_s": pred.tpot_s, "latency_s": pred.latency_s,
+                "device_w": per_hour["device_w"], "nodes": int(per_hour["nodes"]), "it_mw": per_hour["it_mw"],
+                "facility_mw": per_hour["facility_mw"], "energy_mwh_per_hour": per_hour["mwh"],
+                "capex_usd": per_hour["capex_usd"], "cost_usd_per_hour": per_hour["cost_usd"],
+                "cost_usd": float(year["cost_usd"][0]), "energy_mwh": float(year["mwh"][0]),
+                "cost_per_million_queries_usd": economics.per_million(per_hour["cost_usd"], queries_h),
+                "cost_per_million_tokens_usd": None if dlrm else economics.per_million(per_hour["cost_usd"], tokens_h),
+                "energy_per_million_queries_mwh": economics.per_million(per_hour["mwh"], queries_h),
+                "provenance": pred.provenance, "error_band": pred.error_band,
+            })
+            details.setdefault(cand.device.name, []).append({"tp": tp, **pred.to_json()})
+    return rows, rejected, details, n_enum
+
+
+__all__ = ["DEFAULT_MAX_DEVICES", "SearchResult", "enumerate_plans", "evaluate_training", "finish_training",
+           "search_serving", "pareto_mask"]

@@ -1,0 +1,280 @@
+"""Sizing files: a target (train tokens by a date, or serve traffic within SLOs) and the hardware to choose from.
+
+```yaml
+goal: train                      # train | serve
+model: llama3-70b                # preset | config.json path | inline mapping (as in scenario files)
+train:                           # goal: train
+  total_tokens: 15e12
+  deadline_days: 90              # or max_devices: 8192 (a device budget: the fastest plan within it)
+  seq_len: 8192
+  global_batch_tokens: 16777216  # or global_batch_size (sequences)
+  precision: bf16
+serve:                           # goal: serve
+  traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}
+  slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
+  precision: bf16
+candidates:
+  - {device: h100-sxm, system: hgx-h100}
+constraints: {max_devices: 16384, power_cap_mw: 30, budget_usd: 5.0e8}
+objective: cost                  # cost | energy | devices | time
+pricing: capex                   # capex (amortised over the site's years, plus energy) | rental
+site: default
+search: {tp: [1, 2, 4, 8], pp: [1, 2, 4, 8], microbatch_size: [1, 2], recompute: [none, full], zero: [1]}
+```
+Every key is checked; errors name the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.errors import EmulatorError
+from emulator.hardware import DeviceProfile, Site, SystemProfile, list_devices, list_systems, load_device, load_site
+from emulator.hardware import load_system
+from emulator.scenario import RECOMPUTE, TRAIN_PRECISIONS, _Reader, read_yaml
+from emulator.serving.scenario import ServingSpec, parse_inference
+from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
+from emulator.workloads.hf import load_model
+
+GOALS = ("train", "serve")
+OBJECTIVES = ("cost", "energy", "devices", "time")
+PRICING = ("capex", "rental")
+SEARCH_KEYS = ("tp", "pp", "microbatch_size", "recompute", "zero", "counts")
+SCHEMA_HINT = "see the README's 'Sizing reports' section"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One hardware option: a device inside a system (node or rack) that sets its network, power and price."""
+
+    device: DeviceProfile
+    system: SystemProfile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Constraints:
+    max_devices: int | None = None
+    power_cap_mw: float | None = None
+    budget_usd: float | None = None  # train: the whole run; serve: one year of service
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainTarget:
+    total_tokens: float
+    deadline_days: float | None
+    max_devices: int | None
+    seq_len: int
+    global_batch_size: int  # sequences
+    precision: str = "bf16"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeTarget:
+    arrival_rate_per_s: float
+    spec: ServingSpec  # input/output lengths, SLO and precision for one replica's simulation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchSpace:
+    """What the training search enumerates (empty tuples: the defaults of `emulator.sizing.search`)."""
+
+    tp: tuple[int, ...] = ()
+    pp: tuple[int, ...] = ()
+    microbatch_size: tuple[int, ...] = (1, 2)
+    recompute: tuple[str, ...] = RECOMPUTE
+    zero: tuple[int, ...] = (0, 1, 2)
+    counts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sizing:
+    path: str  # as given (relative paths stay relative, so reports do not depend on the working directory)
+    goal: str
+    model: ModelConfig
+    model_name: str
+    candidates: tuple[Candidate, ...]
+    constraints: Constraints
+    objective: str
+    pricing: str
+    site: Site
+    train: TrainTarget | None = None
+    serve: ServeTarget | None = None
+    search: SearchSpace = field(default_factory=SearchSpace)
+
+
+def _candidates(data: Any, path: str) -> tuple[Candidate, ...]:
+    if not isinstance(data, list) or not data:
+        raise EmulatorError("must be a non-empty list of {device, system}. Fix: write e.g. "
+                            "'candidates: [{device: h100-sxm, system: hgx-h100}]'.", file=path, field="candidates")
+    out: list[Candidate] = []
+    for i, item in enumerate(data):
+        where = f"candidates[{i}]"
+        r = _Reader(item, path, where, ("device", "system"))
+        name = str(r.required("device", f"device: h100-sxm (one of {', '.join(list_devices())})"))
+        try:
+            device = load_device(name)
+        except EmulatorError as e:
+            raise EmulatorError(str(e), file=path, field=f"{where}.device") from None
+        if r.has("system"):
+            try:
+                system = load_system(str(r.data["system"]))
+            except EmulatorError as e:
+                raise EmulatorError(str(e), file=path, field=f"{where}.system") from None
+        else:
+            found = [s for s in list_systems() if load_system(s).device.name == device.name]
+            if not found:
+                raise EmulatorError(f"no shipped system holds '{device.name}'. Fix: name a system profile built "
+                                    "from it (hw_profiles/systems).", file=path, field=f"{where}.system")
+            system = load_system(found[0])
+        if system.device.name != device.name:
+            raise EmulatorError(f"system '{system.name}' holds '{system.device.name}' devices, not '{device.name}'. "
+                                f"Fix: set device: {system.device.name}, or pick a system built from {device.name}.",
+                                file=path, field=f"{where}.system")
+        if any(c.device.name == device.name and c.system.name == system.name for c in out):
+            raise EmulatorError(f"{device.name} in {system.name} is listed twice. Fix: delete the repeat.",
+                                file=path, field=where)
+        out.append(Candidate(device=device, system=system))
+    return tuple(out)
+
+
+def _constraints(data: Any, path: str) -> Constraints:
+    r = _Reader(data if data is not None else {}, path, "constraints", ("max_devices", "power_cap_mw", "budget_usd"))
+    return Constraints(max_devices=r.int("max_devices") if r.has("max_devices") else None,
+                       power_cap_mw=r.number("power_cap_mw"), budget_usd=r.number("budget_usd"))
+
+
+def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
+    r = _Reader(data, path, "train", ("total_tokens", "deadline_days", "max_devices", "seq_len", "global_batch_size",
+                                      "global_batch_tokens", "precision"))
+    if not isinstance(model, TransformerConfig):
+        raise EmulatorError(f"{model.name} is not a transformer; training sizing plans transformers. Fix: use "
+                            "goal: serve, or a transformer model.", file=path, field="goal")
+    total = r.number("total_tokens")
+    if total is None:
+        raise EmulatorError("is missing. Fix: add e.g. total_tokens: 15e12.", file=path, field="train.total_tokens")
+    if r.has("deadline_days") == r.has("max_devices"):
+        raise EmulatorError("needs exactly one of deadline_days (finish by a date) or max_devices (a device "
+                            "budget). Fix: keep one; a device cap alongside a deadline goes in constraints.max_devices.",
+                            file=path, field="train.deadline_days")
+    seq = r.int("seq_len", hint="seq_len: 8192")
+    if r.has("global_batch_size") == r.has("global_batch_tokens"):
+        raise EmulatorError("needs exactly one of global_batch_size (sequences) or global_batch_tokens. Fix: e.g. "
+                            "global_batch_tokens: 16777216.", file=path, field="train.global_batch_tokens")
+    if r.has("global_batch_tokens"):
+        tokens = r.int("global_batch_tokens")
+        if tokens % seq:
+            raise EmulatorError(f"{tokens} is not a multiple of seq_len {seq}. Fix: use {max(tokens // seq, 1) * seq}.",
+                                file=path, field="train.global_batch_tokens")
+        batch = tokens // seq
+    else:
+        batch = r.int("global_batch_size")
+    return TrainTarget(total_tokens=total, deadline_days=r.number("deadline_days"),
+                       max_devices=r.int("max_devices") if r.has("max_devices") else None, seq_len=seq,
+                       global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"))
+
+
+def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
+    r = _Reader(data, path, "serve", ("traffic", "slo", "precision", "kv_precision", "seed", "num_requests"))
+    t = _Reader(r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}"),
+                path, "serve.traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
+    rate = t.number("arrival_rate_per_s")
+    if rate is None:
+        raise EmulatorError("is missing. Fix: add the requests (queries) per second to serve, e.g. 50.", file=path,
+                            field="serve.traffic.arrival_rate_per_s")
+    slo = r.required("slo", "slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1} (recommenders: {latency_p99_s: 0.01})")
+    dlrm = isinstance(model, DLRMConfig)
+    inference: dict[str, Any] = {"scenario": "server", "slo": slo,
+                                 "input_tokens": t.data.get("input_tokens", 1 if dlrm else None),
+                                 "output_tokens": t.data.get("output_tokens", 1 if dlrm else None)}
+    for key in ("precision", "kv_precision", "seed", "num_requests"):
+        if r.has(key):
+            inference[key] = r.data[key]
+    for key in ("input_tokens", "output_tokens"):
+        if inference[key] is None:
+            raise EmulatorError("is missing. Fix: add the tokens per request, e.g. 1024.", file=path,
+                                field=f"serve.traffic.{key}")
+    try:
+        spec = parse_inference(inference, path)
+    except EmulatorError as e:  # its fields are named inference.*; here they live under serve.*
+        raise EmulatorError(str(e).replace("field 'inference.", "field 'serve."), file=None) from None
+    if dlrm and spec.slo.latency_p99_s is None:
+        raise EmulatorError("a recommender's SLO is a p99 query latency. Fix: slo: {latency_p99_s: 0.01}.", file=path,
+                            field="serve.slo")
+    if not dlrm and spec.slo.ttft_p99_s is None and spec.slo.tpot_p99_s is None:
+        raise EmulatorError("an LLM's SLO bounds p99 TTFT and/or TPOT. Fix: slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}.",
+                            file=path, field="serve.slo")
+    return ServeTarget(arrival_rate_per_s=rate, spec=spec)
+
+
+def _ints(r: _Reader, key: str, minimum: int = 1) -> tuple[int, ...]:
+    value = r.data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
+                                                       for v in value):
+        raise EmulatorError(f"is {value!r}; it must be a list of whole numbers >= {minimum}. Fix: e.g. [1, 2, 4].",
+                            file=r.path, field=f"search.{key}")
+    return tuple(sorted(set(value)))
+
+
+def _search(data: Any, path: str) -> SearchSpace:
+    r = _Reader(data if data is not None else {}, path, "search", SEARCH_KEYS)
+    kw: dict[str, Any] = {k: _ints(r, k, 0 if k == "zero" else 1) for k in ("tp", "pp", "microbatch_size", "zero",
+                                                                              "counts")}
+    if any(z > 2 for z in kw["zero"]):
+        raise EmulatorError("ZeRO stages 0, 1 and 2 are searched (ZeRO-3/FSDP is not). Fix: use [0, 1, 2].",
+                            file=path, field="search.zero")
+    if r.has("recompute"):
+        rec = r.data["recompute"]
+        if not isinstance(rec, list) or not rec or any(v not in RECOMPUTE for v in rec):
+            raise EmulatorError(f"is {rec!r}. Fix: a list drawn from {', '.join(RECOMPUTE)}.", file=path,
+                                field="search.recompute")
+        kw["recompute"] = tuple(v for v in RECOMPUTE if v in rec)
+    return SearchSpace(**{k: v for k, v in kw.items() if v != ()})
+
+
+def load_sizing(path: str | os.PathLike[str]) -> Sizing:
+    """Read and validate a sizing file; every error names the file, the field and the fix."""
+    path = str(path)
+    r = _Reader(read_yaml(path), path, "", ("goal", "model", "train", "serve", "candidates", "constraints",
+                                            "objective", "pricing", "site", "search", "name", "description"))
+    goal = r.choice("goal", GOALS, str(r.required("goal", "goal: train (or serve)")))
+    spec = r.required("model", "model: llama3-70b")
+    try:
+        model = load_model(spec, origin=path)
+    except EmulatorError as e:
+        if e.file:
+            raise
+        raise EmulatorError(str(e), file=path, field=e.field or "model") from None
+    other = "serve" if goal == "train" else "train"
+    if r.has(other):
+        raise EmulatorError(f"goal is {goal}, but the file has a '{other}:' section. Fix: set goal: {other}, or "
+                            f"delete the '{other}:' section.", file=path, field=other)
+    section = r.required(goal, f"{goal}: {{...}} ({SCHEMA_HINT})")
+    train = _train(section, path, model) if goal == "train" else None
+    serve = _serve(section, path, model) if goal == "serve" else None
+    constraints = _constraints(r.data.get("constraints"), path)
+    if train and train.max_devices and constraints.max_devices and train.max_devices != constraints.max_devices:
+        raise EmulatorError(f"train.max_devices is {train.max_devices} but constraints.max_devices is "
+                            f"{constraints.max_devices}: the two caps contradict each other. Fix: give the device "
+                            "budget once.", file=path, field="constraints.max_devices")
+    objective = r.choice("objective", OBJECTIVES, "time" if train and train.max_devices else "cost")
+    if train and train.max_devices and objective == "devices":
+        raise EmulatorError("objective 'devices' minimises the device count, but train.max_devices fixes a device "
+                            "budget without a deadline, so every plan could shrink to one device. Fix: give "
+                            "deadline_days instead, or pick objective time, cost or energy.", file=path,
+                            field="objective")
+    try:
+        site = load_site(str(r.data.get("site", "default")))
+    except EmulatorError as e:
+        raise EmulatorError(str(e), file=path, field="site") from None
+    return Sizing(path=path, goal=goal, model=model, model_name=spec if isinstance(spec, str) else model.name,
+                  candidates=_candidates(r.required("candidates", "candidates: [{device: h100-sxm, system: hgx-h100}]"),
+                                         path),
+                  constraints=constraints, objective=objective, pricing=r.choice("pricing", PRICING, "capex"),
+                  site=site, train=train, serve=serve, search=_search(r.data.get("search"), path))
+
+
+__all__ = ["Candidate", "Constraints", "SearchSpace", "ServeTarget", "Sizing", "TrainTarget", "load_sizing"]

@@ -1,0 +1,57 @@
+"""Replica model: step time from traced kernels, KV capacity from memory, and the end-to-end JSON fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator.calibration import efficiency_for
+from emulator.errors import EmulatorError
+from emulator.hardware import load_device, load_system
+from emulator.scenario import Scenario
+from emulator.serving import predict_serving
+from emulator.serving.replica import build_replica, kv_bytes_per_token
+from emulator.serving.scenario import Distribution, ServingSpec, Slo
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.presets import preset
+
+SMALL = TransformerConfig(name="small", num_layers=4, hidden_size=1024, num_heads=8, num_kv_heads=4,
+                          ffn_hidden_size=4096, vocab_size=32000, max_seq_len=4096)
+H100 = load_device("h100-sxm")
+
+
+def test_step_time_grows_with_tokens_and_context() -> None:
+    """More tokens, more attention pairs and more KV tokens never make an iteration faster."""
+    r = build_replica(SMALL, H100, None, efficiency_for(H100), precision="bf16", kv_precision="bf16")
+    s = r.step
+    assert s.step_s(64, 0, 64, 0) <= s.step_s(512, 0, 64, 0) <= s.step_s(4096, 0, 64, 0)
+    assert s.step_s(64, 0, 64, 1e5) > s.step_s(64, 0, 64, 0) and s.kv_s_per_token > 0 and s.pair_s > 0
+
+
+def test_kv_capacity_is_memory_left_after_weights() -> None:
+    """KV tokens = free fraction x (memory - weights - workspace) / bytes per token, in whole blocks."""
+    r = build_replica(SMALL, H100, None, efficiency_for(H100), precision="fp8", kv_precision="fp8")
+    per_token = 4 * 2 * 4 * 128 * 1  # layers x (k, v) x kv heads x head_dim x 1 byte
+    assert kv_bytes_per_token(SMALL, "fp8", 1, 1) == per_token
+    expected = 0.9 * (H100.memory_bytes - r.weight_bytes - r.workspace_bytes) / per_token
+    assert r.kv_capacity_tokens == pytest.approx(expected, rel=1e-3) and r.kv_capacity_tokens % 16 == 0
+
+
+def test_weights_that_do_not_fit_are_a_clear_error() -> None:
+    """Llama 2 70B in bf16 on one H100 leaves no KV room: the error says to raise tp."""
+    with pytest.raises(EmulatorError, match="raise inference.parallel.tp"):
+        build_replica(preset("llama2-70b"), H100, None, efficiency_for(H100), precision="bf16", kv_precision="bf16")
+
+
+def test_predict_serving_reports_the_json_fields() -> None:
+    """An 8-GPU Server prediction has every field of the interface, latencies as p50/p90/p99."""
+    system = load_system("hgx-h100")
+    sc = Scenario(path="s.yaml", model=SMALL, device=system.device, system=system, num_devices=8)
+    spec = ServingSpec(precision="fp8", tp=2, input_tokens=Distribution(mean=256), output_tokens=Distribution(mean=32),
+                       scenario="server", slo=Slo(ttft_p99_s=0.5, tpot_p99_s=0.05), num_requests=800)
+    out = predict_serving(sc, spec).to_json()
+    for key in ("throughput_tokens_per_s", "throughput_samples_per_s", "kv_cache_bytes", "max_batch", "power_w",
+                "energy_per_token_j", "provenance", "error_band", "replicas", "replica", "notes"):
+        assert key in out
+    assert out["replicas"] == 4 and out["replica"]["tp"] == 2
+    assert set(out["ttft_s"]) == {"p50", "p90", "p99"} and out["ttft_s"]["p99"] <= 0.5
+    assert system.device.power.idle_w * 8 <= out["power_w"] <= system.device.power.tdp_w * 8

@@ -1,0 +1,54 @@
+"""Serving scenario keys: distributions, SLOs and clear errors naming file, field and fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emulator.errors import EmulatorError
+from emulator.serving.scenario import parse_distribution, parse_inference
+
+
+def test_parses_every_key() -> None:
+    """A full serving section becomes a ServingSpec with its values."""
+    spec = parse_inference({"precision": "fp8", "kv_precision": "fp8", "parallel": {"tp": 2},
+                            "input_tokens": {"distribution": "normal", "mean": 512, "std": 100, "min": 1, "max": 2048},
+                            "output_tokens": 128, "scenario": "server", "slo": {"ttft_p99_s": 2, "tpot_p99_s": 0.2},
+                            "seed": 7, "max_batch_tokens": 4096, "scheduler_overhead_s": 0.002}, "s.yaml")
+    assert (spec.tp, spec.precision, spec.kv, spec.seed, spec.max_batch_tokens) == (2, "fp8", "fp8", 7, 4096)
+    assert spec.input_tokens.kind == "normal" and spec.output_tokens.mean == 128
+    assert spec.slo.tpot_p99_s == 0.2 and spec.scheduler_overhead_s == 0.002
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"input_tokens": 10, "output_tokens": 5, "scenarioo": "server"}, "inference.scenarioo"),
+    ({"input_tokens": 10, "scenario": "online"}, "inference.scenario"),
+    ({"input_tokens": {"distribution": "normal", "mean": 10}}, "inference.input_tokens.std"),
+    ({"input_tokens": 10, "scenario": "server"}, "inference.slo"),
+    ({"input_tokens": 10, "parallel": {"dp": 2}}, "inference.parallel.dp"),
+    ({"input_tokens": -3}, "inference.input_tokens"),
+])
+def test_bad_sections_name_file_field_and_fix(data: dict, field: str) -> None:
+    """Each mistake is an EmulatorError naming the file and the field, with a fix."""
+    with pytest.raises(EmulatorError) as e:
+        parse_inference(data, "s.yaml")
+    assert e.value.file == "s.yaml" and e.value.field == field and "Fix" in str(e.value)
+
+
+def test_distributions_are_seeded_and_clipped() -> None:
+    """Draws respect min/max and repeat under one seed."""
+    d = parse_distribution({"distribution": "lognormal", "mean": 300, "std": 200, "min": 5, "max": 1000}, "s", "x")
+    a = d.sample(np.random.default_rng(1), 5000)
+    assert a.min() >= 5 and a.max() <= 1000 and abs(a.mean() - 300) < 30
+    assert np.array_equal(a, d.sample(np.random.default_rng(1), 5000))
+
+
+def test_trace_file_is_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A CSV trace of (arrival, input, output) is accepted; a bad line is an error naming the line."""
+    good = tmp_path / "t.csv"
+    good.write_text("arrival_s,input_tokens,output_tokens\n0.0,100,20\n0.5,200,30\n")
+    spec = parse_inference({"trace": "t.csv", "scenario": "server"}, str(tmp_path / "s.yaml"))
+    assert spec.trace == "t.csv"
+    (tmp_path / "b.csv").write_text("0.0,100,20\n0.5,x,30\n")
+    with pytest.raises(EmulatorError, match="line 2"):
+        parse_inference({"trace": "b.csv"}, str(tmp_path / "s.yaml"))

@@ -1,0 +1,79 @@
+"""Serving simulator: Little's law, TTFT at vanishing load, determinism, preemption and capacity errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emulator.errors import EmulatorError
+from emulator.serving.replica import StepModel
+from emulator.serving.scenario import Distribution
+from emulator.serving.simulator import Requests, make_requests, simulate
+
+GRID = (1.0, 64.0, 1024.0, 8192.0)
+# dense: 20 ms of weight streaming, then ~40 us per token once compute bound
+STEP = StepModel(grid=GRID, dense_s=(0.020, 0.021, 0.045, 0.33), head_s=(1e-4, 1.2e-4, 4e-4, 2.5e-3),
+                 kv_s_per_token=2e-8, pair_s=3e-9, overhead_s=1e-3)
+INPUTS = Distribution(kind="normal", mean=300, std=100, minimum=10, maximum=900)
+OUTPUTS = Distribution(kind="normal", mean=100, std=40, minimum=2, maximum=400)
+
+
+def _run(rate: float | None, n: int = 2000, seed: int = 0, cap: int = 200_000, batch: int = 64):
+    reqs = make_requests(INPUTS, OUTPUTS, n, rate, seed)
+    return simulate(STEP, cap, reqs, max_batch=batch, max_batch_tokens=4096)
+
+
+def test_littles_law_holds_within_two_percent() -> None:
+    """Time-averaged requests in the system equal arrival rate times mean latency (L = lambda W)."""
+    res = _run(rate=20.0, n=4000)
+    events = np.concatenate([res.arrival_s, res.finish_s])
+    steps = np.concatenate([np.ones(len(res.arrival_s)), -np.ones(len(res.finish_s))])
+    order = np.argsort(events, kind="stable")
+    times, counts = events[order], np.cumsum(steps[order])
+    area = float(np.sum(counts[:-1] * np.diff(times)))
+    horizon = times[-1] - times[0]
+    in_system = area / horizon
+    lam = len(res.arrival_s) / horizon
+    assert in_system == pytest.approx(lam * float(res.latency_s.mean()), rel=0.02)
+
+
+def test_ttft_at_vanishing_load_is_one_prefill() -> None:
+    """A lone request's TTFT is exactly one prefill iteration of its prompt."""
+    reqs = Requests(np.array([0.0, 1000.0]), np.array([500, 500]), np.array([10, 10]))
+    res = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
+    prefill = STEP.step_s(500, 500 * 501 / 2, 1, 0)
+    assert res.ttft_s[1] == pytest.approx(prefill, rel=1e-9)
+
+
+def test_same_seed_gives_identical_results() -> None:
+    """Two runs with one seed agree exactly; another seed differs."""
+    a, b, c = _run(15.0, seed=3), _run(15.0, seed=3), _run(15.0, seed=4)
+    assert np.array_equal(a.finish_s, b.finish_s) and np.array_equal(a.first_token_s, b.first_token_s)
+    assert not np.array_equal(a.finish_s, c.finish_s)
+
+
+def test_kv_cache_too_small_for_one_request_is_a_clear_error() -> None:
+    """A request larger than the whole KV cache raises an EmulatorError naming the fix."""
+    reqs = Requests(np.zeros(1), np.array([5000]), np.array([100]))
+    with pytest.raises(EmulatorError, match="KV-cache tokens"):
+        simulate(STEP, 4096, reqs, max_batch=8, max_batch_tokens=4096)
+
+
+def test_small_kv_cache_preempts_and_still_finishes_every_request() -> None:
+    """When decodes outgrow the cache, requests are preempted, recomputed and all complete in order of time."""
+    res = _run(None, n=300, cap=8_000, batch=64)
+    assert res.num_preemptions > 0
+    assert np.all(np.isfinite(res.finish_s)) and np.all(res.finish_s >= res.first_token_s)
+    assert np.all(res.first_token_s >= res.arrival_s)
+
+
+def test_offline_throughput_grows_with_batch() -> None:
+    """More concurrent sequences give more output tokens per second on a memory-bound step."""
+    assert _run(None, n=600, batch=64).throughput_tokens_per_s > _run(None, n=600, batch=8).throughput_tokens_per_s
+
+
+def test_replicas_split_requests_round_robin() -> None:
+    """Four replicas at four times the rate behave like one replica at the base rate (per-request shares)."""
+    res = simulate(STEP, 200_000, make_requests(INPUTS, OUTPUTS, 800, 40.0, 1), max_batch=64, max_batch_tokens=4096,
+                   num_replicas=4)
+    assert res.num_replicas == 4 and np.all(np.isfinite(res.finish_s))
