@@ -111,9 +111,12 @@ def breakdown(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any]
         ax.set_xlabel("seconds per step")
         what = "Step time of each device's best plan by part"
     else:
-        ttft = [r["ttft_s"].get("p99", 0.0) if sz.model.kind != "dlrm" else r["latency_s"].get("p99", 0.0)
+        from emulator.workloads.config import DLRMConfig
+
+        dlrm = isinstance(sz.model, DLRMConfig)
+        ttft = [r["ttft_s"].get("p99", 0.0) if not dlrm else r["latency_s"].get("p99", 0.0)
                 for r in rows]
-        decode = [r["tpot_s"].get("p99", 0.0) * sz.serve.spec.output_tokens.expected  # type: ignore[union-attr]
+        decode = [0.0 if dlrm else r["tpot_s"].get("p99", 0.0) * sz.serve.spec.output_tokens.expected  # type: ignore
                   for r in rows]
         ax.barh(labels, ttft, color="C0", label="p99 TTFT (recommender: p99 latency)")
         ax.barh(labels, decode, left=ttft, color="C1", label="p99 TPOT x output tokens")

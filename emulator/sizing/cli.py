@@ -1,0 +1,78 @@
+"""`emulator size SIZING.yaml [--out DIR] [--json] [--quiet]`: search, then write the report folder.
+
+Progress goes to stderr (one updating line per candidate device) unless --quiet; --json prints report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("size", help="size a cluster for a target: a ranked, costed plan and a report folder",
+                              description="Search devices x counts x plans for a sizing file's target and write "
+                                          "report.json, report.md, report.html and PNG plots.")
+    p.add_argument("sizing", help="a sizing YAML file (see the README's 'Sizing reports')")
+    p.add_argument("--out", default=None, help="report folder (default: reports/<sizing file name>)")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=command)
+    return p
+
+
+class _Progress:
+    """A counter line on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, device: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        sys.stderr.write(f"\r  {device}: {done}/{total} plan groups evaluated, {now - self.start:.1f} s   ")
+        sys.stderr.flush()
+
+    def done(self, message: str) -> None:
+        sys.stderr.write(f"\r{message}{' ' * 20}\n")
+        sys.stderr.flush()
+
+
+def command(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from emulator.sizing import load_sizing, size, write_report
+
+    sz = load_sizing(args.sizing)
+    progress = None if args.quiet else _Progress()
+    result = size(sz, progress)
+    out = args.out or str(Path("reports") / Path(args.sizing).stem)
+    report = write_report(result, sz, out)
+    if progress:
+        progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "
+                      f"{time.perf_counter() - progress.start:.1f} s; report in {out}/")
+    if args.json:
+        from emulator.sizing.report import canonical_json
+
+        sys.stdout.write(canonical_json(report))
+        return
+    rec = report["recommended"]
+    train = sz.goal == "train"
+    t = rec["effective_time_to_train_s"] / 86400 if train else rec["latency_p99_s"] * 1e3
+    print(f"recommended ({sz.objective}): {rec['device']} x {rec['num_devices']} "
+          f"({', '.join(f'{k} {v}' for k, v in rec['plan'].items())})")
+    print(f"  {'time-to-train' if train else 'p99 latency'} {t:.1f} {'days' if train else 'ms'}, "
+          f"{rec['facility_mw']:.3f} MW at the meter, {rec['energy_mwh']:,.0f} MWh, {rec['cost_usd']:,.0f} USD"
+          f"{'' if train else ' per year'}; provenance {rec['provenance']}, error band ±{rec['error_band']:.0%}")
+    for obj, r in report["best"].items():
+        print(f"  best {obj:8s}: {r['device']} x {r['num_devices']}, cost {r['cost_usd']:,.0f} USD, "
+              f"{r['facility_mw']:.2f} MW")
+    print(f"report: {out}/report.html, report.md, report.json ({len(report['figures'])} figures)")
+
+
+__all__ = ["add_parser", "command"]
