@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="measure kernel sweeps on this machine and fit its efficiencies")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads to measure with (default 1; part of the calibration key)")
     p.add_argument("--quick", action="store_true", help="the short sweep (2 min on a 2-core CPU, 4 on an H100)")
     p.add_argument("--out", help="calibration file to write (default: the user's calibrations folder)")
     p.add_argument("--points", help="refit saved points (a *.points.json) instead of measuring")
@@ -273,13 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="measured against predicted on this machine")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads to measure with (default 1; part of the calibration key)")
     p.add_argument("--only", help="comma-separated workload ids")
     p.add_argument("--published", action="store_true", help="against published results")
     p.add_argument("--json", action="store_true")
 
     from emulator import run as run_command
+    from emulator.sizing import cli as size_command
 
     run_command.add_parser(sub)
+    size_command.add_parser(sub)
 
     p = sub.add_parser("results", help="the results store (SQLite)")
     p.add_argument("action", choices=["list", "show", "export"])
@@ -300,6 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     if args.command in MEASURING:
         os.environ.setdefault("KMP_BLOCKTIME", "0")
+        if str(getattr(args, "device", "")).startswith("cpu") and getattr(args, "threads", None):
+            # One core by default: with several threads every parallel kernel waits at a barrier for the
+            # slowest core, and on shared or virtual machines one preempted core stalls them all (we saw the
+            # same kernel take 8x longer for seconds at a time); one thread gives repeatable calibrations.
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)
+            import torch
+
+            torch.set_num_threads(args.threads)
     try:
         command = COMMANDS.get(args.command) or args.func
         command(args)

@@ -386,6 +386,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("run", help="run a scenario for real here and compare with its prediction")
     p.add_argument("scenario")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads to run with (default 1, as calibrate)")
     p.add_argument("--target-time", type=float, default=1.0, help="timed seconds per measured phase (at most)")
     p.add_argument("--no-profile", action="store_true", help="skip the per-kernel profile")
     p.add_argument("--no-record", dest="record", action="store_false", help="do not write the run to the results store")

@@ -18,8 +18,14 @@ import numpy as np
 
 from emulator.errors import EmulatorError
 from emulator.sizing.pareto import pareto_mask
-from emulator.sizing.search import (SearchResult, Progress, enumerate_plans, evaluate_training, finish_training,
-                                    search_serving)
+from emulator.sizing.search import (
+    Progress,
+    SearchResult,
+    enumerate_plans,
+    evaluate_training,
+    finish_training,
+    search_serving,
+)
 from emulator.sizing.spec import Sizing, load_sizing
 from emulator.units import GiB
 
@@ -64,7 +70,7 @@ def _impossible(sz: Sizing, rows: list[dict[str, Any]], flags: dict[str, np.ndar
                              "add a device with more memory, or widen search (recompute: [full], more pp).",
                              file=sz.path, field="constraints.max_devices")
     lines = []
-    for name, mask in flags.items():
+    for name in flags:
         others = np.ones(len(rows), dtype=bool)
         for other, m in flags.items():
             if other != name:
@@ -86,7 +92,8 @@ def _impossible(sz: Sizing, rows: list[dict[str, Any]], flags: dict[str, np.ndar
             f"{n}: best {min(r[_NEEDED[n][0]] for r in rows) / _NEEDED[n][1]:,.4g} {_NEEDED[n][2]}" for n in flags)
             + ". Fix: relax several of them together.")
     return EmulatorError("no candidate meets every constraint. " + " ".join(lines), file=sz.path,
-                         field=next(iter(flags), "constraints"))
+                         field=next((("train." if f == "deadline_days" else "constraints.") + f for f in flags),
+                                    "constraints"))
 
 
 def _round_up(x: float) -> str:
@@ -116,8 +123,8 @@ def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
     flags = _constraint_flags(sz, rows)
     ok = np.ones(len(rows), dtype=bool)
     for name, mask in flags.items():
-        for i in np.flatnonzero(ok & ~mask):
-            _reject(rejected, name, f"{_plan_text(rows[i])}")
+        for j in np.flatnonzero(ok & ~mask):
+            _reject(rejected, name, f"{_plan_text(rows[int(j)])}")
         ok &= mask
     for i, r in enumerate(rows):
         r["meets"] = {name: bool(mask[i]) for name, mask in flags.items()}
@@ -126,7 +133,8 @@ def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
         raise _impossible(sz, rows, flags, rejected)
     tkey = _time_key(sz.goal)
     pts = np.array([[rows[i][tkey], rows[i]["cost_usd"], rows[i]["facility_mw"]] for i in feasible])
-    pareto = sorted((feasible[j] for j in np.flatnonzero(pareto_mask(pts))), key=lambda i: (rows[i][tkey], _order(rows[i])))
+    front = (feasible[j] for j in np.flatnonzero(pareto_mask(pts)))
+    pareto = sorted(front, key=lambda i: (rows[i][tkey], _order(rows[i])))
 
     def best_by(metric: str) -> int:
         key = tkey if metric == "time" else metric

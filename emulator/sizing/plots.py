@@ -107,7 +107,7 @@ def breakdown(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any]
         for k, p in enumerate(parts):
             vals = [r["breakdown"][p] for r in rows]
             ax.barh(labels, vals, left=left, color=f"C{k}", label=p[:-2].replace("_", " "))
-            left = [a + b for a, b in zip(left, vals)]
+            left = [a + b for a, b in zip(left, vals, strict=True)]
         ax.set_xlabel("seconds per step")
         what = "Step time of each device's best plan by part"
     else:

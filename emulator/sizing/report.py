@@ -100,7 +100,7 @@ def build_report(result: SearchResult, sz: Sizing) -> dict[str, Any]:
         "conventions": {
             "time": ("effective time-to-train: ideal tokens / tokens per s, divided by the goodput of failures, "
                      "checkpoints and restarts" if sz.goal == "train" else
-                     "p99 TTFT (LLM) or p99 query latency (recommender) at the highest per-replica rate within the SLO"),
+                     "p99 TTFT (LLM) or p99 query latency (recommender) at the highest per-replica rate in the SLO"),
             "power": economics.__doc__.strip().splitlines()[0],
             "cost": ("capex amortised over the site's years for the run's hours, plus energy at the site's USD/kWh"
                      if sz.pricing == "capex" else "rental USD per device-hour (energy included)")

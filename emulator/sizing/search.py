@@ -96,7 +96,8 @@ def _scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
     par = Parallel(tp=plan.tp, pp=plan.pp, dp=plan.dp, microbatch_size=plan.microbatch_size,
                    sequence_parallel=plan.sequence_parallel, zero=plan.zero)
     return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=plan.num_devices,
-                    training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size, precision=tr.precision,
+                    training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size,
+                                      precision=tr.precision,
                                       parallel=par, recompute=plan.recompute, total_tokens=tr.total_tokens))
 
 
@@ -107,7 +108,8 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
     assert isinstance(model, TransformerConfig) and tr is not None
     cap = sz.constraints.max_devices or tr.max_devices or DEFAULT_MAX_DEVICES
     capacity = cand.device.memory_bytes
-    tps = space.tp or [t for t in _powers(min(cand.system.scale_up.domain_size, DEFAULT_MAX_TP)) if t <= model.num_heads]
+    domain = min(cand.system.scale_up.domain_size, DEFAULT_MAX_TP)
+    tps = space.tp or [t for t in _powers(domain) if t <= model.num_heads]
     pps = space.pp or [p for p in _divisors(model.num_layers) if model.num_layers // p >= DEFAULT_MIN_LAYERS_PER_STAGE]
     dps = _divisors(tr.global_batch_size)
     counts = set(space.counts)

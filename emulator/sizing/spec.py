@@ -31,8 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.errors import EmulatorError
-from emulator.hardware import DeviceProfile, Site, SystemProfile, list_devices, list_systems, load_device, load_site
-from emulator.hardware import load_system
+from emulator.hardware import (
+    DeviceProfile,
+    Site,
+    SystemProfile,
+    list_devices,
+    list_systems,
+    load_device,
+    load_site,
+    load_system,
+)
 from emulator.scenario import RECOMPUTE, TRAIN_PRECISIONS, _Reader, read_yaml
 from emulator.serving.scenario import ServingSpec, parse_inference
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
@@ -156,7 +164,7 @@ def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
         raise EmulatorError("is missing. Fix: add e.g. total_tokens: 15e12.", file=path, field="train.total_tokens")
     if r.has("deadline_days") == r.has("max_devices"):
         raise EmulatorError("needs exactly one of deadline_days (finish by a date) or max_devices (a device "
-                            "budget). Fix: keep one; a device cap alongside a deadline goes in constraints.max_devices.",
+                            "budget). Fix: keep one; a cap beside a deadline goes in constraints.max_devices.",
                             file=path, field="train.deadline_days")
     seq = r.int("seq_len", hint="seq_len: 8192")
     if r.has("global_batch_size") == r.has("global_batch_tokens"):
