@@ -1,11 +1,13 @@
-"""Calibration, measurement half: time every sweep point on a real device and pair it with its traced Cost.
+"""Calibration: time every sweep point on a real device, pair it with its traced Cost, fit, and write the file.
 
 `collect` runs each `BenchPoint` of `emulator.sweeps.sweep` twice: for real on the device (timed with
 `measure.time_callable`) and on meta tensors of identical shapes and dtypes through `emulator.trace`, so
-each `CalPoint` holds (counts, measured seconds). The fitting half (`fit`) turns those pairs into efficiency
-curves; it is written separately.
+each `CalPoint` holds (counts, measured seconds). `build_calibration` fits them (`emulator.fit`) into the
+calibration file's content; `calibrate_device` is `emulator calibrate`: measure (or reload points), fit, write
+atomically, record in the results store.
 
-    python -m emulator.calibrate --device cuda --quick --out calibration_raw.json
+    emulator calibrate --device cuda --quick
+    python -m emulator.calibrate --device cuda --quick --out calibration_raw.json   (raw points only)
 """
 
 from __future__ import annotations
