@@ -121,8 +121,12 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
 
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
-             num_replicas: int = 1, num_beams: int = 1, path: str | None = None) -> SimResult:
-    """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R)."""
+             num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False) -> SimResult:
+    """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
+
+    `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
+    their first token already produced elsewhere: admission allocates the cache, no prefill runs.
+    """
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     n = len(requests)
     first, finish = np.full(n, np.nan), np.full(n, np.nan)
@@ -134,7 +138,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
         if len(idx) == 0:
             continue
         f, e, b, s, p, c = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
-                                    requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams)
+                                    requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled)
         first[idx], finish[idx] = f, e
         busy, steps, preempt, conc = busy + b, steps + s, preempt + p, max(conc, c)
         end = max(end, float(e.max()))
@@ -143,7 +147,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int) -> tuple[np.ndarray, np.ndarray, float, int, int, int]:
+             budget: int, beams: int, prefilled: bool = False) -> tuple[np.ndarray, np.ndarray, float, int, int, int]:
     n = len(arr)
     arrival, lin, lout = arr.tolist(), inp.tolist(), out.tolist()
     first, finish = [math.nan] * n, [math.nan] * n
@@ -189,6 +193,10 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
         left = budget - ntok
         ptok, pairs, completing = 0, 0.0, []
         for entry in prefill:
+            if prefilled:  # the prompt's cache came over the fabric: nothing to compute
+                entry[1] = entry[2]
+                completing.append(entry)
+                continue
             if left <= 0:
                 break
             c = min(entry[2] - entry[1], left)
@@ -201,6 +209,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
         if ptok:
             dt = step.step_s(ptok + ntok, pairs, len(completing) * beams + ntok, dec_kv)
             k = 1
+        elif not ntok:  # only transferred prompts joining: they decode from the next iteration
+            dt, k = 0.0, 0
         else:  # decode only: advance k identical-shape iterations at once
             a = step.step_s(ntok, 0.0, ntok, 0.0)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
