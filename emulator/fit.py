@@ -90,9 +90,11 @@ def cache_capacity(device: DeviceProfile) -> float | None:
     return next((t.capacity_bytes for t in device.memory if t.kind == "cache"), None)
 
 
-def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], keys: set[str]) -> _Call:
+def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], keys: set[str],
+           cold: bool = False) -> _Call:
+    """`cold`: the point cycled through copies of its inputs, so its bytes came from main memory."""
     table = dataclasses.replace(SPEC_DEFAULTS, peaks=dict(peaks))
-    cache_bytes = cache_capacity(device)
+    cache_bytes = None if cold else cache_capacity(device)
     c = call.cost
     key = f"{call.family}.{call.dtype}"
     return _Call(
@@ -199,7 +201,8 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     traced = [point_calls(p) for p in points]
     peaks = dict(peaks or {})
     keys = split_keys(points)
-    terms = [[_terms(c, device, peaks, keys) for c in cs] for cs in traced]
+    terms = [[_terms(c, device, peaks, keys, bool(p.params.get("cold"))) for c in cs]
+             for p, cs in zip(points, traced)]
     by_family: dict[str, list[int]] = {}
     for i, (p, ts) in enumerate(zip(points, terms)):
         own = [t.family for t in ts if t.family.split(".")[0] == p.family]
@@ -259,7 +262,8 @@ def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, de
     """What the fitted table predicts for each point (for reports and tests)."""
     effs = dict(table.families)
     keys = {k for k in effs if "." in k}
-    return [_point_time([_terms(c, device, table.peaks, keys) for c in point_calls(p)], effs) for p in points]
+    return [_point_time([_terms(c, device, table.peaks, keys, bool(p.params.get("cold"))) for c in point_calls(p)],
+                        effs) for p in points]
 
 
 __all__ = ["fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]

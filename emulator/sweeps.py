@@ -82,6 +82,8 @@ def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
             for k, n in ((512, 2048), (2048, 512), (512, 512)):
                 if not m == n == k:  # squares are in the list above
                     points.append(BenchPoint("gemm", "gemm", {"m": m, "n": n, "k": k}, "fp32"))
+                # The same products with cold operands: in a model step a layer's weights come from DRAM.
+                points.append(BenchPoint("gemm", "gemm", {"m": m, "n": n, "k": k, "cold": True}, "fp32"))
     if not gpu and quick:
         points.append(BenchPoint("gemm", "gemm", {"m": 256, "n": 256, "k": 256}, "bf16"))
     return points
@@ -176,6 +178,13 @@ def _embedding(device_kind: str, quick: bool) -> list[BenchPoint]:
         points.append(BenchPoint("embedding", "embedding", gather, "fp32"))
         for num in (batches[0] * 4, batches[-1] * 16):
             update = {"rows": r, "dim": 128 if gpu else 64, "num_indices": num}
+            points.append(BenchPoint("scatter", "index_add", update, "fp32"))
+        if not gpu:
+            # Recommender tables are far larger than a CPU cache in a model step: the same lookups and
+            # updates on cold tables (the GPU flushes its L2 before every repetition anyway).
+            bag = {"rows": r, "dim": 128, "batch": batches[-1], "pooling": 20, "cold": True}
+            points.append(BenchPoint("embedding", "embedding_bag", bag, "fp32"))
+            update = {"rows": r, "dim": 64, "num_indices": batches[-1] * 16, "cold": True}
             points.append(BenchPoint("scatter", "index_add", update, "fp32"))
     return points
 

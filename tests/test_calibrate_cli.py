@@ -50,12 +50,12 @@ def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(t
     assert len(runs) == 1 and runs[0]["kind"] == "calibration"
 
 
-# The issue's target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machines
-# this runs on, single-thread calibrations reach a median of 8-22% with one decode step (skinny GEMMs over cold
-# weights, slower than any cache-warm microbenchmark) off by up to 2.5x: the target is not met yet, so CI guards
-# against regressions with the bounds below and prints the table; see the closing notes of the issue.
+# The issue's target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machines this
+# runs on, fresh single-thread calibrations give a median of 13-20% and a max of 21-32% (whole steps run 10-25%
+# slower than their kernels measured alone), and one merged calibration reached 1.9% / 8.1%: the target is not
+# met reliably yet, so CI guards against regressions with the bounds below and prints the table (see the notes).
 CPU_MEDIAN_BOUND = 0.35
-CPU_MAX_BOUND = 1.5
+CPU_MAX_BOUND = 1.0
 
 
 @pytest.mark.slow
