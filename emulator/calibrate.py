@@ -13,8 +13,8 @@ atomically, record in the results store.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -153,7 +153,6 @@ def measure_point(
 
     m: Measurement = time_callable(call, device=dev, target_time_s=target_time_s)
     cost = _trace_cost(fn, inputs) if trace else None
-    del inputs
     c = cost or {}
     return CalPoint(
         family=point.family,
