@@ -205,21 +205,30 @@ def _parallel(r: _Reader, key: str) -> Parallel:
     )
 
 
+def global_batch_sequences(r: _Reader, seq_len: int, *, required: bool) -> int:
+    """Sequences per step from `global_batch_size` or `global_batch_tokens` (a multiple of seq_len); one
+    sequence when neither is given and the section does not require it."""
+    field = f"{r.prefix}.global_batch_tokens"
+    if r.has("global_batch_size") and r.has("global_batch_tokens"):
+        raise EmulatorError("give global_batch_size or global_batch_tokens, not both. Fix: delete one.",
+                            file=r.path, field=field)
+    if r.has("global_batch_tokens"):
+        tokens = r.int("global_batch_tokens")
+        if tokens % seq_len:
+            raise EmulatorError(f"{tokens} is not a multiple of seq_len {seq_len}. Fix: use "
+                                f"{max(tokens // seq_len, 1) * seq_len} (whole sequences).", file=r.path, field=field)
+        return tokens // seq_len
+    if required and not r.has("global_batch_size"):
+        raise EmulatorError("needs global_batch_size (sequences) or global_batch_tokens. Fix: e.g. "
+                            "global_batch_tokens: 16777216.", file=r.path, field=field)
+    return r.int("global_batch_size", 1)
+
+
 def _training(data: Any, path: str) -> Training:
     r = _Reader(data, path, "training", ("seq_len", "global_batch_size", "global_batch_tokens", "precision",
                                          "parallel", "recompute", "total_tokens"))
     seq_len = r.int("seq_len", hint="seq_len: 4096")
-    if r.has("global_batch_size") and r.has("global_batch_tokens"):
-        raise EmulatorError("give global_batch_size or global_batch_tokens, not both. Fix: delete one.",
-                            file=path, field="training.global_batch_tokens")
-    if r.has("global_batch_tokens"):
-        tokens = r.int("global_batch_tokens")
-        if tokens % seq_len:
-            raise EmulatorError(f"{tokens} is not a multiple of seq_len {seq_len}. Fix: round it to whole sequences.",
-                                file=path, field="training.global_batch_tokens")
-        batch = tokens // seq_len
-    else:
-        batch = r.int("global_batch_size", 1)
+    batch = global_batch_sequences(r, seq_len, required=False)
     return Training(
         seq_len=seq_len,
         global_batch_size=batch,

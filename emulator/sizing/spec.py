@@ -41,7 +41,7 @@ from emulator.hardware import (
     load_site,
     load_system,
 )
-from emulator.scenario import RECOMPUTE, TRAIN_PRECISIONS, _Reader, read_yaml
+from emulator.scenario import RECOMPUTE, TRAIN_PRECISIONS, _Reader, global_batch_sequences, read_yaml
 from emulator.serving.scenario import ServingSpec, parse_inference
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 from emulator.workloads.hf import load_model
@@ -167,17 +167,7 @@ def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
                             "budget). Fix: keep one; a cap beside a deadline goes in constraints.max_devices.",
                             file=path, field="train.deadline_days")
     seq = r.int("seq_len", hint="seq_len: 8192")
-    if r.has("global_batch_size") == r.has("global_batch_tokens"):
-        raise EmulatorError("needs exactly one of global_batch_size (sequences) or global_batch_tokens. Fix: e.g. "
-                            "global_batch_tokens: 16777216.", file=path, field="train.global_batch_tokens")
-    if r.has("global_batch_tokens"):
-        tokens = r.int("global_batch_tokens")
-        if tokens % seq:
-            raise EmulatorError(f"{tokens} is not a multiple of seq_len {seq}. Fix: use {max(tokens // seq, 1) * seq}.",
-                                file=path, field="train.global_batch_tokens")
-        batch = tokens // seq
-    else:
-        batch = r.int("global_batch_size")
+    batch = global_batch_sequences(r, seq, required=True)
     return TrainTarget(total_tokens=total, deadline_days=r.number("deadline_days"),
                        max_devices=r.int("max_devices") if r.has("max_devices") else None, seq_len=seq,
                        global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"))
