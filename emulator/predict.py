@@ -151,12 +151,10 @@ def time_trace(trace: Trace, device: DeviceProfile, table: EfficiencyTable, prec
                scale_phases: Mapping[str, float] | None = None) -> Timing:
     """Roofline timing of a trace; `scale_phases` repeats phases (micro-batches) before summing."""
     calls: list[KernelCall] = []
-    num_ops = 0
     for c in trace.calls:
         k = (scale_phases or {}).get(c.phase, 1)
         calls.append(dataclasses.replace(c, count=c.count * k) if k != 1 else c)
-        num_ops += c.count * k
-    return predict_calls(calls, device, table, precision, num_ops=num_ops)
+    return predict_calls(calls, device, table, precision)
 
 
 def _torch_dtype(precision: str) -> torch.dtype:

@@ -172,16 +172,12 @@ def predict_calls(
     device: DeviceProfile,
     table: EfficiencyTable = SPEC_DEFAULTS,
     precision: str | None = None,
-    num_ops: int | None = None,
 ) -> Timing:
-    """Timing of a step made of `calls` (views included: they cost host time only).
-
-    `num_ops` is how many ops the host dispatches, when it differs from the calls' counts.
-    """
+    """Timing of a step made of `calls` (views included: they cost host time only)."""
     calls = list(calls)
     kernels = tuple(kernel_time(c, device, table, precision) for c in calls if c.family != "view")
     device_s = sum(k.time_s for k in kernels)
-    ops = num_ops if num_ops is not None else sum(c.count for c in calls)
+    ops = sum(c.count for c in calls)  # ops the host dispatches, views included
     per_op = max(table.program_overhead_s, table.host_overhead_s)
     if table.synchronous:
         # The CPU dispatches and runs each op in turn: a bare op's dispatch is inside the fitted per-call
