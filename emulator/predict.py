@@ -120,14 +120,16 @@ def figure(value: float, provenance: str, error_band: float) -> dict[str, Any]:
     return {"value": value, "provenance": provenance, "error_band": error_band}
 
 
-def _scaled(timing: Timing, k: float) -> Timing:
+def scale_timing(timing: Timing, k: float) -> Timing:
+    """The timing of `k` repetitions (kernel counts, times and costs multiplied)."""
     kernels = tuple(dataclasses.replace(kt, count=int(kt.count * k), time_s=kt.time_s * k, cost=kt.cost * k)
                     for kt in timing.kernels)
     return dataclasses.replace(timing, kernels=kernels, total_s=timing.total_s * k, device_s=timing.device_s * k,
                                host_s=timing.host_s * k)
 
 
-def _combine(parts: list[Timing]) -> Timing:
+def combine_timings(parts: list[Timing]) -> Timing:
+    """Timings that run one after another, as one (provenance and error band of the first)."""
     first = parts[0]
     return dataclasses.replace(
         first,
@@ -312,13 +314,13 @@ def _predict_inference(s: Scenario, table: EfficiencyTable) -> Prediction:
         decode = trace_workload(s.model, "decode", b, 1, kv, dtype)
         t_decode = time_trace(decode, s.device, table, inf.precision)
         phases["decode"] = t_decode
-        parts.append(_scaled(t_decode, inf.output_tokens))
+        parts.append(scale_timing(t_decode, inf.output_tokens))
         flops += model_flops(decode) * inf.output_tokens
         hw += hardware_flops(decode) * inf.output_tokens
         for op, n in decode.unknown_ops.items():
             unknown[op] = unknown.get(op, 0) + n
         tokens = float(b * inf.output_tokens)
-    timing = _combine(parts)
+    timing = combine_timings(parts)
     memory = inference_memory(s.model, prefill, inf)
     return Prediction(
         scenario=s, timing=timing, step_time_s=timing.total_s, tokens_per_step=tokens, flops_per_step=flops,

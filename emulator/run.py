@@ -28,7 +28,7 @@ from emulator import measure
 from emulator.calibration import efficiency_for, local_calibration, profile_for_fingerprint
 from emulator.errors import EmulatorError
 from emulator.memory import inference_memory, training_memory
-from emulator.predict import TORCH_DTYPES, _combine, _scaled, time_trace
+from emulator.predict import TORCH_DTYPES, combine_timings, scale_timing, time_trace
 from emulator.scenario import Scenario, load_scenario
 from emulator.timing import KernelTiming, Timing
 from emulator.trace import trace_workload
@@ -345,7 +345,7 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
                                 "Fix: lower the batch size or sequence length in a copy of the scenario.",
                                 file=scenario.path) from None
     m_phases = {p.name: x.timing for p, x in zip(parts, measured, strict=True)}
-    step = _combine([_scaled(x.timing, p.count) for p, x in zip(parts, measured, strict=True)])
+    step = combine_timings([scale_timing(x.timing, p.count) for p, x in zip(parts, measured, strict=True)])
     # The step's p20/p80 as the weighted sum of the phases' (exact when the phases' variations move together).
     p20 = sum((x.timing.p20_s or 0.0) * p.count for p, x in zip(parts, measured, strict=True))
     p80 = sum((x.timing.p80_s or 0.0) * p.count for p, x in zip(parts, measured, strict=True))
@@ -364,7 +364,7 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
         notes.append(why_not)
     else:
         p_phases = _predict_parts(model, parts, dtype, prof, table)
-        predicted = _combine([_scaled(p_phases[p.name], p.count) for p in parts])
+        predicted = combine_timings([scale_timing(p_phases[p.name], p.count) for p in parts])
     result = RunResult(
         scenario=scenario.path, device=timing.device, mode="training" if scenario.training else "inference",
         model=model.name, measured=timing, predicted=predicted, tokens_per_step=tokens,
