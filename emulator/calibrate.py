@@ -50,6 +50,14 @@ class CalPoint:
     p20_s: float
     p80_s: float
     num_reps: int
+    # CPUs: the mean of every repetition of every pass (see `measure.Measurement.mean_s`); None on GPUs, whose
+    # timings have no co-tenants and are fitted by their median.
+    mean_s: float | None = None
+
+    @property
+    def time_s(self) -> float:
+        """The seconds the fit uses: the mean where recorded (CPUs), else the median."""
+        return self.mean_s if self.mean_s is not None else self.median_s
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +136,12 @@ def measure_point(
     point: BenchPoint, device: str | torch.device, *, target_time_s: float = 0.2, trace: bool = True
 ) -> CalPoint:
     """Time one sweep point on `device` and trace its cost."""
+    return _measure_point(point, device, target_time_s=target_time_s, trace=trace)[0]
+
+
+def _measure_point(
+    point: BenchPoint, device: str | torch.device, *, target_time_s: float, trace: bool
+) -> tuple[CalPoint, tuple[float, ...]]:
     from kernels import references
 
     dev = torch.device(device)
@@ -167,7 +181,8 @@ def measure_point(
         p20_s=m.p20_s,
         p80_s=m.p80_s,
         num_reps=m.num_reps,
-    )
+        mean_s=m.mean_s if dev.type == "cpu" else None,
+    ), m.samples_s
 
 
 def _rates(p: CalPoint) -> str:
@@ -193,25 +208,26 @@ def collect(
     is skipped too, so a sweep sized for a larger card still completes. `on_point(points_so_far)` runs after
     each measured point (to checkpoint a long sweep).
 
-    On a CPU the sweep runs `passes` times (default 3) and each point keeps its fastest pass: shared and
-    virtual machines go through phases of several seconds in which everything runs several times slower
-    (co-tenants, CPU quota), and a point measured entirely inside one would teach the fit the interference,
-    not the hardware. Passes are seconds apart, so one phase rarely hits every pass of a point.
+    On a CPU the sweep runs `passes` times (default 4), seconds apart, and each point keeps the median, p20
+    and p80 of its fastest pass and, for the fit, the mean of all its repetitions of all passes: shared and
+    virtual machines slow repetitions down by up to 1.8x, in bursts, and the mean is the statistic that adds
+    up to a model step's (see `measure.Measurement.mean_s`).
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EmulatorError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu", field="device")
     todo = list(points) if points is not None else sweep(dev.type, quick)
-    passes = passes if passes is not None else (1 if dev.type == "cuda" else 3)
+    passes = passes if passes is not None else (1 if dev.type == "cuda" else 4)
     target = (0.1 if quick else 0.25) / passes
     best: dict[int, CalPoint] = {}
+    samples: dict[int, list[float]] = {}
     start = time.perf_counter()
     for round_ in range(passes):
         for i, point in enumerate(todo):
             reason = skip_reason(point, dev)
             if reason is None:
                 try:
-                    p = measure_point(point, dev, target_time_s=target, trace=i not in best)
+                    p, times = _measure_point(point, dev, target_time_s=target, trace=i not in best)
                 except torch.cuda.OutOfMemoryError:
                     reason = "out of device memory"
                     torch.cuda.empty_cache()
@@ -220,6 +236,8 @@ def collect(
                 detail = f"skipped: {reason}" if reason else f"{p.median_s * 1e6:10.1f} µs  {_rates(p)}"
                 print(f"{where} {point.label:60s} {detail}", file=sys.stderr, flush=True)
             if reason is None:
+                pooled = samples.setdefault(i, [])
+                pooled.extend(times)
                 if i in best:
                     prev = best[i]
                     if p.median_s < prev.median_s:
@@ -227,6 +245,8 @@ def collect(
                                                       bytes_read=prev.bytes_read, bytes_written=prev.bytes_written)
                 else:
                     best[i] = p
+                if best[i].mean_s is not None:
+                    best[i] = dataclasses.replace(best[i], mean_s=sum(pooled) / len(pooled))
                 if on_point is not None:
                     on_point([best[j] for j in sorted(best)])
     return [best[j] for j in sorted(best)]
@@ -308,7 +328,9 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
     if profile is None:
         data["peaks"] = measured_peaks(points, [point_calls(p) for p in points], data["cache_bytes"])
         profile = local_profile(data)
-    data["families"] = fit_points(points, profile, peaks=data.get("peaks"))
+    # GPU timings flush the L2 before every repetition (`measure.time_callable`); CPU ones keep the cache warm
+    # except for the points that cycle cold copies of their inputs.
+    data["families"] = fit_points(points, profile, peaks=data.get("peaks"), flushed=fingerprint.get("kind") == "cuda")
     return data
 
 
@@ -330,7 +352,7 @@ def program_overhead_s(device: torch.device) -> float:
         step = build_step(model, phase, batch_size=batch, seq_len=seq, kv_len=kv, dtype=torch.float32, device=device)  # type: ignore[arg-type]
         m = time_callable(step, device=device, warmup=3, min_reps=10, target_time_s=0.2, flush_l2=False)
         ops = sum(c.count for c in trace_workload(model, phase, batch, seq, kv, torch.float32).calls)
-        per_op.append(m.median_s / ops)
+        per_op.append((m.mean_s if device.type == "cpu" else m.median_s) / ops)
     return sum(per_op) / len(per_op)
 
 

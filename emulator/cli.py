@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        from emulator.measure import keep_freed_memory
+
+        keep_freed_memory()
     try:
         command = COMMANDS.get(args.command) or args.func
         command(args)

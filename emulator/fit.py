@@ -179,29 +179,49 @@ def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]
                    cache_bytes: float | None = None) -> dict[str, float]:
     """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and the bytes/s of streams larger than
     twice the last-level cache (main memory, not cache, bandwidth)."""
-    peaks: dict[str, float] = {}
-    for p, cs in zip(points, calls):
+    return {key: rate for key, (rate, _) in _peaks(points, calls, cache_bytes).items()}
+
+
+def peak_points(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
+                cache_bytes: float | None = None) -> dict[str, CalPoint]:
+    """The point that set each measured peak (re-timed by `validate` to follow a shared CPU's speed)."""
+    return {key: points[i] for key, (_, i) in _peaks(points, calls, cache_bytes).items()}
+
+
+def _peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
+           cache_bytes: float | None) -> dict[str, tuple[float, int]]:
+    best: dict[str, tuple[float, int]] = {}
+
+    def offer(key: str, rate: float, i: int) -> None:
+        if rate > best.get(key, (0.0, -1))[0]:
+            best[key] = (rate, i)
+
+    for i, (p, cs) in enumerate(zip(points, calls, strict=True)):
         matrix = sum(c.total.matrix_flops for c in cs)
         if p.family == "gemm" and matrix:
-            key = f"matrix.{p.dtype}"
-            peaks[key] = max(peaks.get(key, 0.0), matrix / p.median_s)
+            offer(f"matrix.{p.dtype}", matrix / p.time_s, i)
         if p.family in ("elementwise", "copy"):
             moved = sum(c.total.bytes for c in cs)
             if not cache_bytes or moved > 2 * cache_bytes:
-                peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.median_s)
+                offer("memory", moved / p.time_s, i)
             vector = sum(c.total.vector_flops for c in cs)
             if vector:
-                peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.median_s)
-    return peaks
+                offer("vector.fp32", vector / p.time_s, i)
+    return best
 
 
 def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
-               peaks: Mapping[str, float] | None = None, passes: int = 2) -> dict[str, Any]:
-    """Fit every family's efficiency; returns {family: params with held-out error and point counts}."""
+               peaks: Mapping[str, float] | None = None, passes: int = 2, flushed: bool = False) -> dict[str, Any]:
+    """Fit every family's efficiency; returns {family: params with held-out error and point counts}.
+
+    `flushed`: every point was timed with the cache flushed before each repetition (GPUs), so all its bytes
+    came from main memory and the points say nothing of a cache speed-up (it stays at 1). Otherwise only
+    points marked `cold` are; the rest ran with their data left in the cache by the repetition before.
+    """
     traced = [point_calls(p) for p in points]
     peaks = dict(peaks or {})
     keys = split_keys(points)
-    terms = [[_terms(c, device, peaks, keys, bool(p.params.get("cold"))) for c in cs]
+    terms = [[_terms(c, device, peaks, keys, flushed or bool(p.params.get("cold"))) for c in cs]
              for p, cs in zip(points, traced)]
     by_family: dict[str, list[int]] = {}
     for i, (p, ts) in enumerate(zip(points, terms)):
@@ -209,7 +229,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
         by_family.setdefault(own[0] if own else p.family, []).append(i)
     held = {i for idx in by_family.values() for j, i in enumerate(sorted(idx, key=lambda i: _order(points[i])))
             if j % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1}
-    train = [(terms[i], points[i].median_s) for i in range(len(points)) if i not in held]
+    train = [(terms[i], points[i].time_s) for i in range(len(points)) if i not in held]
     families = sorted({t.family for ts in terms for t in ts})
     effs: dict[str, FamilyEfficiency] = {f: SPEC_DEFAULTS.get(f.split(".")[0]) for f in families}
     for _ in range(passes):
@@ -219,7 +239,10 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
                 continue
             has_matrix = any(t.t_matrix for ts, _ in mine for t in ts if t.family == fam)
             _search(mine, effs, fam, {"memory": MEMORY_GRID, "overhead_s": OVERHEAD_GRID})
-            _search(mine, effs, fam, {"cache_speedup": SPEEDUP_GRID})
+            # Jointly: a cold point's bytes and a warm one's differ only by the speed-up, so searched alone
+            # either parameter sticks where the other started (a slow memory efficiency fits cold points only
+            # with a speed-up that keeps warm ones compute-bound).
+            _search(mine, effs, fam, {"memory": MEMORY_GRID, "cache_speedup": SPEEDUP_GRID})
             if has_matrix:
                 _search(mine, effs, fam, {"math": MATH_GRID, "tile": TILES})
                 _search(mine, effs, fam, {"math": MATH_GRID, "half_dim": HALF_DIM_GRID})
@@ -232,8 +255,8 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     out: dict[str, Any] = {}
     for fam in families:
         own = by_family.get(fam, [])
-        errors = [abs(_point_time(terms[i], effs) / points[i].median_s - 1) for i in own if i in held]
-        fitted = [abs(_point_time(terms[i], effs) / points[i].median_s - 1) for i in own if i not in held]
+        errors = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in own if i in held]
+        fitted = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in own if i not in held]
         e = effs[fam]
         out[fam] = {
             "math": e.math, "memory": e.memory, "vector": e.vector, "overhead_s": e.overhead_s,
@@ -258,12 +281,13 @@ def _order(p: CalPoint) -> tuple[Any, ...]:
     return (p.name, p.dtype, tuple(sorted((k, str(v)) for k, v in p.params.items())))
 
 
-def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, device: DeviceProfile) -> list[float]:
+def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, device: DeviceProfile, *,
+                          flushed: bool = False) -> list[float]:
     """What the fitted table predicts for each point (for reports and tests)."""
     effs = dict(table.families)
     keys = {k for k in effs if "." in k}
-    return [_point_time([_terms(c, device, table.peaks, keys, bool(p.params.get("cold"))) for c in point_calls(p)],
-                        effs) for p in points]
+    return [_point_time([_terms(c, device, table.peaks, keys, flushed or bool(p.params.get("cold")))
+                         for c in point_calls(p)], effs) for p in points]
 
 
-__all__ = ["fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]
+__all__ = ["fit_points", "measured_peaks", "peak_points", "point_calls", "predicted_point_times", "torch"]

@@ -35,6 +35,12 @@ class Measurement:
     samples_s: tuple[float, ...] = field(default=(), repr=False)
 
     @property
+    def mean_s(self) -> float:
+        """Mean of the samples: the statistic CPU calibrations and validations use (see the note above
+        `percentile`)."""
+        return sum(self.samples_s) / len(self.samples_s) if self.samples_s else self.median_s
+
+    @property
     def spread(self) -> float:
         """(p80 - p20) / median: the relative width of the middle of the distribution."""
         return (self.p80_s - self.p20_s) / self.median_s if self.median_s > 0 else math.inf
@@ -49,6 +55,15 @@ class Measurement:
         if with_samples:
             out["samples_s"] = list(self.samples_s)
         return out
+
+
+# The statistic CPU calibrations and validations use: the mean of every repetition, pooled over passes spread
+# across the run. On shared and virtual machines a core's speed swings by up to 1.8x from moment to moment (a
+# co-tenant on its sibling hardware thread): the same 512^3 GEMM timed every 0.2 s for two minutes ranged from
+# 3.3 to 6.7 ms. A short kernel's repetitions sample that interference instant by instant, a long model step
+# averages it, so only the mean is additive: a step's expected time is the sum of its kernels' expected times.
+# Fast-tail statistics (a 10th percentile, a minimum) are steadier, but on short kernels they catch the
+# interference-free instants that no long step ever sees, and predicted steps came out 10-25% fast.
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -70,6 +85,30 @@ def _summarize(samples: Sequence[float]) -> Measurement:
         num_reps=len(samples),
         samples_s=tuple(samples),
     )
+
+
+def keep_freed_memory() -> bool:
+    """Make host allocations steady-state, as in a long-running job: freed memory stays in the process.
+
+    glibc hands large blocks back to the OS on free (mmap'd blocks, a trimmed heap top), so the next step's
+    fresh tensors page-fault on first touch. Which blocks that hits depends on everything the process ran
+    before (we saw one 16 MB gradient's zero-fill take 2 ms or 12 ms), the way a GPU's caching allocator
+    avoids. Turning trimming and per-block mmap off keeps steps repeatable. Returns whether it applied
+    (glibc only; other C libraries keep their own behaviour).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        return False
+    if mallopt is None or platform.libc_ver()[0] != "glibc":
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_trim_threshold, 2**31 - 1)) and bool(mallopt(m_mmap_max, 0))
 
 
 def _as_device(device: str | torch.device) -> torch.device:

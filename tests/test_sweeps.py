@@ -177,3 +177,35 @@ def test_collect_measures_and_round_trips(tmp_path: Path) -> None:
     assert fingerprint == {"key": "cpu-test"} and back == got
     assert json.load(open(tmp_path / "raw.json"))["schema_version"] == 1
     assert isinstance(back[0], CalPoint)
+
+
+def test_cpu_points_carry_the_pooled_mean_and_old_files_still_load(tmp_path: Path) -> None:
+    """On a CPU every point keeps the mean of all its repetitions over all passes (what the fit uses); a points
+    file written before that field existed reads back with the median as the fitted time."""
+    got = collect("cpu", True, progress=False, points=[BenchPoint("gemm", "gemm", {"m": 64, "n": 64, "k": 64}, "fp32")],
+                  passes=2)
+    p = got[0]
+    assert p.mean_s is not None and p.mean_s > 0 and p.time_s == p.mean_s
+    old = {k: v for k, v in p.as_dict().items() if k != "mean_s"}
+    (tmp_path / "old.json").write_text(json.dumps({"schema_version": 1, "fingerprint": {}, "points": [old]}))
+    _, back = read_points_json(tmp_path / "old.json")
+    assert back[0].mean_s is None and back[0].time_s == back[0].median_s
+
+
+def test_flushed_points_teach_no_cache_speed_up() -> None:
+    """GPU points are timed with the L2 flushed before every repetition: fitted as such, no point is in cache,
+    so the cache speed-up stays at 1 instead of soaking up small-kernel inefficiency."""
+    from emulator.fit import fit_points
+    from emulator.hardware import load_device
+
+    def point(m: int, seconds: float) -> CalPoint:
+        flops = 2.0 * m**3
+        return CalPoint(family="gemm", name="gemm", params={"m": m, "n": m, "k": m}, dtype="bf16", matrix_flops=flops,
+                        vector_flops=0.0, bytes_read=6.0 * m * m, bytes_written=2.0 * m * m, median_s=seconds,
+                        p20_s=seconds, p80_s=seconds, num_reps=10)
+
+    # Small products far slower than their FLOPs: a warm-cache reading would explain them with a speed-up < 1.
+    points = [point(m, s) for m, s in ((256, 8e-6), (512, 1.2e-5), (1024, 3e-5), (2048, 4e-5), (4096, 2e-4),
+                                        (8192, 1.5e-3))]
+    fitted = fit_points(points, load_device("h200-sxm"), flushed=True)
+    assert fitted["gemm"]["cache_speedup"] == 1.0
