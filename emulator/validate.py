@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from emulator.calibration import local_calibration
-from emulator.measure import time_callable
+from emulator.measure import percentile, time_callable
 from emulator.predict import time_trace
+from emulator.speed import at_speed, mean_speed, measure_speed, speed_probes
 from emulator.trace import trace_workload
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.program import build_step
@@ -121,7 +122,7 @@ def measure_workload(w: Workload, device: torch.device, *, target_time_s: float 
                       dtype=DTYPES[w.dtype], device=device)
     m = time_callable(step, device=device, warmup=2, min_reps=5, max_reps=50, target_time_s=target_time_s,
                       flush_l2=False)  # a whole step streams far more than the cache
-    return m.as_dict()
+    return m.as_dict(with_samples=True)
 
 
 def predict_workload(w: Workload, profile: Any, table: Any) -> float:
@@ -133,33 +134,49 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
                     rounds: int | None = None) -> dict[str, Any]:
     """Measure and predict every workload of this device; the `--json` shape of `emulator validate`.
 
-    On a CPU each workload is measured in `rounds` (default 3) rounds, round-robin across workloads, and keeps
-    its fastest round's median: seconds-long slow phases of shared machines (see `calibrate.collect`) must
-    not be mistaken for the workload's time. A GPU is measured once.
+    On a CPU each workload is measured in `rounds` (default 4) rounds, round-robin across workloads, and its
+    measured time is the mean of all its steps, the statistic the CPU calibration fits its kernels to (see
+    `measure.Measurement.mean_s`). Before the first round and after each, a few calibration points are timed
+    again, and the workloads are predicted at the machine's mean speed measured then (`emulator.speed`); each
+    case records that speed against the calibration's. A GPU is measured once, by its median.
     """
     import sys
 
     dev = torch.device(device)
     profile, table = local_calibration(device)
     chosen = [w for w in workloads_for(dev) if not only or w.name in only]
-    rounds = rounds if rounds is not None else (1 if dev.type == "cuda" else 3)
-    measured: dict[str, dict[str, Any]] = {}
+    rounds = rounds if rounds is not None else (1 if dev.type == "cuda" else 4)
+    probes = speed_probes(table) if dev.type == "cpu" else {}
+    samples: dict[str, list[float]] = {w.name: [] for w in chosen}
+    # The machine's speed before the first round and after each one; a round is predicted at the mean of the
+    # two around it (rounds last seconds, the speed drifts over minutes).
+    speeds = [measure_speed(probes, dev)] if probes else []
     for _ in range(rounds):
         for w in chosen:
             m = measure_workload(w, dev, target_time_s=0.5 if dev.type == "cuda" else 0.4)
-            if w.name not in measured or m["median_s"] < measured[w.name]["median_s"]:
-                measured[w.name] = m
+            samples[w.name] += m["samples_s"]
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
+        if probes:
+            speeds.append(measure_speed(probes, dev))
+    speed = mean_speed([mean_speed(pair) for pair in zip(speeds, speeds[1:], strict=False)]) if speeds else {}
     cases = []
     for w in chosen:
-        m = measured[w.name]
-        predicted = predict_workload(w, profile, table)
-        case = {"id": w.name, "phase": w.phase, "measured": m["median_s"], "measured_p20": m["p20_s"],
-                "measured_p80": m["p80_s"], "predicted": predicted, "error": predicted / m["median_s"] - 1}
+        times = samples[w.name]
+        median = percentile(times, 50)
+        measured = median if dev.type == "cuda" else sum(times) / len(times)
+        predicted = predict_workload(w, profile, at_speed(table, speed))
+        case: dict[str, Any] = {
+            "id": w.name, "phase": w.phase, "measured": measured, "measured_median": median,
+            "measured_p20": percentile(times, 20), "measured_p80": percentile(times, 80), "num_steps": len(times),
+            "predicted": predicted, "error": predicted / measured - 1,
+        }
+        if speed:
+            case["speed_vs_calibration"] = speed
+            case["predicted_at_calibration_speed"] = predict_workload(w, profile, table)
         cases.append(case)
         if progress:
-            print(f"{w.name:30s} measured {m['median_s'] * 1e3:9.2f} ms  predicted {predicted * 1e3:9.2f} ms  "
+            print(f"{w.name:30s} measured {measured * 1e3:9.2f} ms  predicted {predicted * 1e3:9.2f} ms  "
                   f"error {case['error']:+.1%}", file=sys.stderr, flush=True)
     errors = [abs(c["error"]) for c in cases]
     return {

@@ -50,12 +50,13 @@ def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(t
     assert len(runs) == 1 and runs[0]["kind"] == "calibration"
 
 
-# The target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machines this
-# runs on, fresh single-thread calibrations give a median of 13-20% and a max of 21-32% (whole steps run 10-25%
-# slower than their kernels measured alone), and one merged calibration reached 1.9% / 8.1%: the target is not
-# met reliably yet, so CI guards against regressions with the bounds below and prints the table (see the notes).
-CPU_MEDIAN_BOUND = 0.35
-CPU_MAX_BOUND = 1.0
+# The target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
+# built on, six fresh calibrate-then-validate runs of the final design gave medians of 4.5-15% and maxima of
+# 12-28%: the target held in about half of them. The machine's own speed swings by up to 1.8x within minutes, and
+# the step predictions lean 5-10% fast (see the notes and `emulator.speed`). CI guards against regressions with
+# the bounds below, which no run of the final design came near, and prints the table.
+CPU_MEDIAN_BOUND = 0.25
+CPU_MAX_BOUND = 0.5
 
 
 @pytest.mark.slow
@@ -73,5 +74,6 @@ def test_cpu_calibrate_quick_then_validate(tmp_path: Path) -> None:
                       f"error {c['error']:+.1%}" for c in result["cases"])
     print(table)
     assert result["provenance"] == "calibrated"
+    assert all(c["speed_vs_calibration"].keys() == {"matrix.fp32", "memory"} for c in result["cases"])
     assert result["summary"]["median_abs_error"] <= CPU_MEDIAN_BOUND, table
     assert result["summary"]["max_abs_error"] <= CPU_MAX_BOUND, table
