@@ -241,7 +241,8 @@ def trace_program(program: Program) -> Trace:
     activation_bytes = 0.0
     for stage in program.stages:
         args, kwargs = stage.make_inputs()
-        rec.state_ids = {id(t) for t in (*stage.module.parameters(), *stage.module.buffers())}
+        rec.state_ids = {id(t) for t in (*stage.module.parameters(), *stage.module.buffers(),
+                                         *(args[i] for i in stage.state_args))}
         rec.multiplier = stage.count
         rec.phase = "forward"
         rec.module = stage.name

@@ -1,4 +1,4 @@
-"""Calibration files: lookup, transfer, corruption, foreign devices, and the shipped H200 fit replayed."""
+"""Calibration files: lookup, transfer, corruption, foreign devices, and the shipped H100 and H200 fits replayed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from emulator.calibration import (
+    TRANSFER_ERROR,
     efficiency_for,
     load_for_device,
     profile_for_fingerprint,
@@ -20,7 +21,9 @@ from emulator.hardware import load_device
 from emulator.validate import replay
 
 SHIPPED = shipped_dir() / "cuda-nvidia-h200-sm90.json"
-RUN = shipped_dir() / "runs" / "h200-2026-11-26-shipped"
+SHIPPED_H100 = shipped_dir() / "cuda-nvidia-h100-80gb-hbm3-sm90.json"
+RUNS = {"h200-sxm": shipped_dir() / "runs" / "h200-2026-11-26-v2",
+        "h100-sxm": shipped_dir() / "runs" / "h100-2026-11-26"}
 
 
 @pytest.fixture(autouse=True)
@@ -28,22 +31,47 @@ def _no_user_calibrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("EMULATOR_CALIBRATIONS", str(tmp_path / "user-calibrations"))
 
 
-def test_h200_is_calibrated_and_h100_transferred() -> None:
-    """The shipped H200 calibration makes H200 predictions calibrated and H100 ones transferred; others spec."""
+def test_h100_and_h200_are_calibrated_others_spec() -> None:
+    """The shipped H100 and H200 calibrations make their predictions calibrated; other devices use the spec."""
     assert efficiency_for(load_device("h200-sxm")).provenance == "calibrated"
-    h100 = efficiency_for(load_device("h100-sxm"))
-    assert h100.provenance == "transferred"
-    assert h100.error_band > efficiency_for(load_device("h200-sxm")).error_band
+    assert efficiency_for(load_device("h100-sxm")).provenance == "calibrated"
     assert efficiency_for(load_device("a100-sxm")).provenance == "spec"
 
 
-def test_shipped_h200_calibration_replays_within_bounds() -> None:
-    """The recorded H200 whole-model step times are predicted within 10% median and 25% max |error|."""
-    data = read_calibration(SHIPPED)
-    measured = json.loads((RUN / "validate.json").read_text())["cases"]
+def test_a_sibling_without_a_calibration_is_transferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only the H200 calibration on disk, the H100 (same family) is predicted from it, transferred, with a
+    wider error band; a device of another family stays on the spec defaults."""
+    only_h200 = tmp_path / "shipped"
+    only_h200.mkdir()
+    (only_h200 / SHIPPED.name).write_text(SHIPPED.read_text())
+    monkeypatch.setattr("emulator.calibration.shipped_dir", lambda: only_h200)
+    h100 = efficiency_for(load_device("h100-sxm"))
+    assert h100.provenance == "transferred"
+    assert h100.error_band > efficiency_for(load_device("h200-sxm")).error_band
+    assert efficiency_for(load_device("b200")).provenance == "spec"
+
+
+@pytest.mark.parametrize("device", ["h200-sxm", "h100-sxm"])
+def test_shipped_calibration_replays_within_bounds(device: str) -> None:
+    """Each GPU's recorded whole-model step times are predicted from its shipped calibration within 10% median
+    and 25% max |error| (the issue's GPU target; the steps were never fitted)."""
+    path = SHIPPED if device == "h200-sxm" else SHIPPED_H100
+    data = read_calibration(path)
+    measured = json.loads((RUNS[device] / "validate.json").read_text())["cases"]
     profile = profile_for_fingerprint(data["fingerprint"])
-    assert profile is not None and profile.name == "h200-sxm"
-    out = replay(measured, profile, table_from(data, str(SHIPPED)))
+    assert profile is not None and profile.name == device
+    out = replay(measured, profile, table_from(data, str(path)))
+    assert out["summary"]["median_abs_error"] <= 0.10, out
+    assert out["summary"]["max_abs_error"] <= 0.25, out
+
+
+def test_h200_calibration_transfers_to_the_h100_steps() -> None:
+    """The H100's measured steps, predicted from the H200 calibration carried to the H100's peaks (transfer in
+    utilisation space), stay within the GPU target: 10% median, 25% max."""
+    data = read_calibration(SHIPPED)
+    measured = json.loads((RUNS["h100-sxm"] / "validate.json").read_text())["cases"]
+    table = table_from(data, str(SHIPPED), "transferred", TRANSFER_ERROR, keep_peaks=False)
+    out = replay(measured, load_device("h100-sxm"), table)
     assert out["summary"]["median_abs_error"] <= 0.10, out
     assert out["summary"]["max_abs_error"] <= 0.25, out
 

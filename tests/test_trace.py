@@ -126,3 +126,27 @@ def test_decode_trace_reads_the_kv_cache() -> None:
     att = trace.total_cost("attention")
     cache_bytes = model.num_layers * b * (kv + 1) * 2 * model.num_kv_heads * model.head_dim * 2
     assert att.bytes_read >= cache_bytes
+
+
+def test_kv_cache_reads_are_model_state() -> None:
+    """The KV cache persists across steps like the weights: decode attention's cache reads are state bytes
+    (streamed from main memory), not activations a previous op left in a cache."""
+    model = preset("llama3-8b")
+    b, kv = 4, 2048
+    trace = trace_workload(model, "decode", b, 1, kv, torch.bfloat16)
+    attention = [c for c in trace.calls if c.family == "attention"]
+    cache_bytes = b * (kv + 1) * 2 * model.num_kv_heads * model.head_dim * 2  # one layer's K and V
+    assert attention and all(c.weight_bytes >= cache_bytes for c in attention)
+    assert all(c.weight_bytes == 0 for c in trace_workload(model, "train", 1, 512, 0, torch.bfloat16).calls
+               if c.family == "attention")
+
+
+def test_moe_expert_gradients_come_back_as_one_stack() -> None:
+    """Experts are views of the stacked weights taken once (unbind): backward stacks their gradients once per
+    weight, instead of zero-filling and adding a whole [E, F, H] gradient per expert (select_backward)."""
+    model = preset("mixtral-8x7b")
+    trace = trace_workload(model, "train", 1, 1024, 0, torch.bfloat16)
+    ops_seen = {c.op for c in trace.calls}
+    assert "aten.select_backward" not in ops_seen
+    stacks = sum(c.count for c in trace.calls if c.op == "aten.stack" and c.phase == "backward")
+    assert stacks == 3 * model.num_layers  # gate, up and down weights of every MoE layer

@@ -92,11 +92,12 @@ class MoE(nn.Module):
             counts = tuple(int(n) for n in torch.bincount(flat, minlength=e).tolist())
         return Routing(token_index=order // k, weights=weights.index_select(0, order), counts=counts)
 
-    def _expert(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _expert(self, i: int, x: torch.Tensor, w1: tuple[torch.Tensor, ...], w3: tuple[torch.Tensor, ...] | None,
+                w2: tuple[torch.Tensor, ...]) -> torch.Tensor:
         # x: [n, H] -> [n, H]
-        if self.w3 is not None:
-            return F.linear(F.silu(F.linear(x, self.w1[i])) * F.linear(x, self.w3[i]), self.w2[i])
-        return F.linear(F.gelu(F.linear(x, self.w1[i]), approximate="tanh"), self.w2[i])
+        if w3 is not None:
+            return F.linear(F.silu(F.linear(x, w1[i])) * F.linear(x, w3[i]), w2[i])
+        return F.linear(F.gelu(F.linear(x, w1[i]), approximate="tanh"), w2[i])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, h = x.shape
@@ -104,11 +105,15 @@ class MoE(nn.Module):
         routing = self.route(tokens)
         permuted = tokens.index_select(0, routing.token_index)  # [N, H] grouped by expert
         out = torch.zeros_like(tokens)
+        # Views of every expert at once: their gradients come back as one stack. Indexing the stacked weight per
+        # expert (w1[i]) would make each expert's backward zero a whole [E, F, H] gradient and add it up.
+        w1, w2 = self.w1.unbind(0), self.w2.unbind(0)
+        w3 = self.w3.unbind(0) if self.w3 is not None else None
         start = 0
         for i, n in enumerate(routing.counts):
             if n == 0:
                 continue
-            y = self._expert(i, permuted[start:start + n]) * routing.weights[start:start + n, None]  # [n, H]
+            y = self._expert(i, permuted[start:start + n], w1, w3, w2) * routing.weights[start:start + n, None]
             out.index_add_(0, routing.token_index[start:start + n], y)
             start += n
         if self.shared is not None:

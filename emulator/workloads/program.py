@@ -39,6 +39,9 @@ class Stage:
     count: int  # how many identical copies run per step
     make_inputs: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]  # fresh (args, kwargs) for module(...)
     returns_loss: bool  # output is the scalar loss; else backward gets a grad of the output's shape
+    # Positions in make_inputs' args of tensors that persist across steps (KV caches): like the weights they
+    # are read from main memory, not left in a cache by the op before.
+    state_args: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,9 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
         moe = kinds[first][1]
         count = sum(1 for _, m in kinds[first:] if m == moe)
         block = _prepare(Block(c, rotary, moe=moe, dtype=dtype, device=device), train)
-        stages.append(Stage(f"layers.{first}", block, count, block_inputs, returns_loss=False))
+        caches = () if train else tuple(range(1, 1 + len(kv_cache_shapes(c, b, start + s))))
+        stages.append(Stage(f"layers.{first}", block, count, block_inputs, returns_loss=False,
+                            state_args=caches))
         first += count
     head = _prepare(Head(c, dtype=dtype, device=device), train)
     stages.append(Stage("head", head, 1, head_inputs, returns_loss=train))
