@@ -21,13 +21,12 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from emulator.calibrate import CalPoint, _runner, read_points_json
+from emulator.calibrate import CalPoint, _measure_point, read_points_json
 from emulator.efficiency import EfficiencyTable
-from emulator.measure import time_callable
 from emulator.sweeps import BenchPoint
 
 PROBES_PER_PEAK = 3
-PROBE_TIME_S = 0.15
+PROBE_TIME_S = 0.1 / 4  # a quick CPU calibration's time per point and pass (`calibrate.collect`)
 
 
 def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
@@ -65,11 +64,7 @@ def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
 def measure_speed(probes: Mapping[str, Sequence[CalPoint]], device: torch.device,
                   target_time_s: float = PROBE_TIME_S) -> dict[str, float]:
     """Speed now over speed at calibration, per peak (2.0: twice as fast as when calibrated): the probes'
-    calibrated seconds over their seconds now, summed.
-
-    Each probe runs for the whole `target_time_s` (no early stop on a small spread): interference comes in
-    bursts, and a short window would catch one or miss it by chance.
-    """
+    calibrated seconds over their seconds now, summed, each timed as one calibration pass times a point."""
     speed = {}
     for key, points in probes.items():
         then = now = 0.0
@@ -81,12 +76,10 @@ def measure_speed(probes: Mapping[str, Sequence[CalPoint]], device: torch.device
 
 
 def _time_probe(p: CalPoint, device: torch.device, target_time_s: float) -> float:
-    from kernels.references import torch_dtype
-
-    fn, make_inputs = _runner(BenchPoint(p.family, p.name, dict(p.params), p.dtype))
-    inputs = make_inputs(p.params, device=device, dtype=torch_dtype(p.dtype))
-    return time_callable(lambda: fn(*inputs), device=device, target_time_s=target_time_s, max_reps=1 << 20,
-                         rel_spread=0.0).mean_s
+    # Timed exactly as a calibration pass timed it (same warm-up rule, repetitions and statistic): a probe
+    # measured any other way reads a difference of method as a change of speed.
+    return _measure_point(BenchPoint(p.family, p.name, dict(p.params), p.dtype), device, target_time_s=target_time_s,
+                          trace=False)[0].time_s
 
 
 def mean_speed(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -51,10 +51,11 @@ def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(t
 
 
 # The target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
-# built on, six fresh calibrate-then-validate runs of the final design gave medians of 4.5-15% and maxima of
-# 12-28%: the target held in about half of them. The machine's own speed swings by up to 1.8x within minutes, and
-# the step predictions lean 5-10% fast (see the notes and `emulator.speed`). CI guards against regressions with
-# the bounds below, which no run of the final design came near, and prints the table.
+# built on, ten fresh calibrate-then-validate runs of the final design gave medians of 4.5-15% and maxima of
+# 13-28%: the target held in about half of them. The same step measured in consecutive rounds seconds apart
+# varies by up to 30% there (a co-tenant on the core's sibling thread), and the calibration inherits that noise
+# as a common offset (see the notes and `emulator.speed`). CI guards against regressions with the bounds below,
+# which no run of the final design came near, and prints the table.
 CPU_MEDIAN_BOUND = 0.25
 CPU_MAX_BOUND = 0.5
 
