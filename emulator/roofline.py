@@ -101,17 +101,18 @@ def _tier_rate(call: KernelCall, device: DeviceProfile, table: EfficiencyTable, 
         return main
     state = min(call.weight_bytes, total) if call.phase != "optimizer" else total
     transient = total - state
-    transient_rate = main
     for tier in device.memory:
         if tier.main or transient > tier.capacity_bytes:
             continue
         if tier.kind == "sram" and tier.bandwidth_bytes_per_s:
-            transient_rate = tier.bandwidth_bytes_per_s * eff.memory
-            break
+            return total / (state / main + transient / (tier.bandwidth_bytes_per_s * eff.memory))
         if tier.kind == "cache":
-            transient_rate = main * eff.cache_speedup
-            break
-    return total / (state / main + transient / transient_rate)
+            # Reads of what earlier ops left in the cache run at its speed; the output goes to a freshly
+            # allocated buffer that no recent op touched, so a hardware cache first fetches those lines from
+            # main memory (write-allocate). A microbenchmark loop hands the same hot buffer back every call.
+            written = min(call.cost.bytes_written, transient)
+            return total / ((state + written) / main + (transient - written) / (main * eff.cache_speedup))
+    return main
 
 
 def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -> str:

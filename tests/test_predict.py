@@ -120,3 +120,20 @@ def test_prediction_is_deterministic() -> None:
     b = predict(_scenario("mixtral-8x7b", "h200-sxm"), SPEC_DEFAULTS).to_json()
     assert a == b
     assert torch  # torch is imported by the predictor
+
+
+def test_a_cached_kernel_reads_at_cache_speed_but_writes_at_main_memory_speed() -> None:
+    """Transient data that fits the cache is read at the fitted speed-up; the output lands in a freshly
+    allocated buffer and is written at main memory's rate (write-allocate); model state always streams from
+    main memory."""
+    h100 = load_device("h100-sxm")
+    fast = dataclasses.replace(SPEC_DEFAULTS, families={**SPEC_DEFAULTS.families,
+                                                        "elementwise": dataclasses.replace(
+                                                            SPEC_DEFAULTS.get("elementwise"), cache_speedup=4.0)})
+    main = h100.memory_bandwidth_bytes_per_s * fast.get("elementwise").memory
+    read, written = 8e6, 4e6
+    call = KernelCall("elementwise", "aten.add", ((1000,),), "bf16", Cost(bytes_read=read, bytes_written=written))
+    t = kernel_time(call, h100, fast)
+    assert t.t_mem_s == pytest.approx(read / (4 * main) + written / main)
+    state = dataclasses.replace(call, weight_bytes=read)
+    assert kernel_time(state, h100, fast).t_mem_s == pytest.approx((read + written) / main)
