@@ -193,6 +193,11 @@ def _rates(p: CalPoint) -> str:
     return f"{flops / p.median_s / 1e12:8.2f} TFLOP/s {moved / p.median_s / 1e9:8.1f} GB/s"
 
 
+# Timed seconds per sweep point over all passes (quick and full sweeps), and the passes a CPU sweep makes.
+QUICK_POINT_TIME_S, FULL_POINT_TIME_S = 0.1, 0.25
+CPU_PASSES = 4
+
+
 def collect(
     device: str,
     quick: bool,
@@ -217,8 +222,8 @@ def collect(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EmulatorError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu", field="device")
     todo = list(points) if points is not None else sweep(dev.type, quick)
-    passes = passes if passes is not None else (1 if dev.type == "cuda" else 4)
-    target = (0.1 if quick else 0.25) / passes
+    passes = passes if passes is not None else (1 if dev.type == "cuda" else CPU_PASSES)
+    target = (QUICK_POINT_TIME_S if quick else FULL_POINT_TIME_S) / passes
     best: dict[int, CalPoint] = {}
     samples: dict[int, list[float]] = {}
     start = time.perf_counter()

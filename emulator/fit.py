@@ -179,35 +179,20 @@ def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]
                    cache_bytes: float | None = None) -> dict[str, float]:
     """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and the bytes/s of streams larger than
     twice the last-level cache (main memory, not cache, bandwidth)."""
-    return {key: rate for key, (rate, _) in _peaks(points, calls, cache_bytes).items()}
-
-
-def peak_points(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
-                cache_bytes: float | None = None) -> dict[str, CalPoint]:
-    """The point that set each measured peak (re-timed by `validate` to follow a shared CPU's speed)."""
-    return {key: points[i] for key, (_, i) in _peaks(points, calls, cache_bytes).items()}
-
-
-def _peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
-           cache_bytes: float | None) -> dict[str, tuple[float, int]]:
-    best: dict[str, tuple[float, int]] = {}
-
-    def offer(key: str, rate: float, i: int) -> None:
-        if rate > best.get(key, (0.0, -1))[0]:
-            best[key] = (rate, i)
-
-    for i, (p, cs) in enumerate(zip(points, calls, strict=True)):
+    peaks: dict[str, float] = {}
+    for p, cs in zip(points, calls, strict=True):
         matrix = sum(c.total.matrix_flops for c in cs)
         if p.family == "gemm" and matrix:
-            offer(f"matrix.{p.dtype}", matrix / p.time_s, i)
+            key = f"matrix.{p.dtype}"
+            peaks[key] = max(peaks.get(key, 0.0), matrix / p.time_s)
         if p.family in ("elementwise", "copy"):
             moved = sum(c.total.bytes for c in cs)
             if not cache_bytes or moved > 2 * cache_bytes:
-                offer("memory", moved / p.time_s, i)
+                peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.time_s)
             vector = sum(c.total.vector_flops for c in cs)
             if vector:
-                offer("vector.fp32", vector / p.time_s, i)
-    return best
+                peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.time_s)
+    return peaks
 
 
 def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
@@ -290,4 +275,4 @@ def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, de
                          for c in point_calls(p)], effs) for p in points]
 
 
-__all__ = ["fit_points", "measured_peaks", "peak_points", "point_calls", "predicted_point_times", "torch"]
+__all__ = ["fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]

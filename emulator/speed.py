@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from emulator.calibrate import CalPoint, _measure_point, read_points_json
+from emulator.calibrate import CPU_PASSES, QUICK_POINT_TIME_S, CalPoint, measure_point, read_points_json
 from emulator.efficiency import EfficiencyTable
 from emulator.sweeps import BenchPoint
 
 PROBES_PER_PEAK = 3
-PROBE_TIME_S = 0.1 / 4  # a quick CPU calibration's time per point and pass (`calibrate.collect`)
+PROBE_TIME_S = QUICK_POINT_TIME_S / CPU_PASSES  # a quick CPU calibration's time per point and pass
 
 
 def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
@@ -38,8 +38,6 @@ def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
     sweep is fast partly by luck and would read every later measurement as a slowdown. Empty when the table has
     no measured peaks (a GPU's are its datasheet's) or its points file is missing.
     """
-    from emulator.fit import point_calls
-
     if not table.peaks or not table.source.endswith(".json"):
         return {}
     path = table.source.removesuffix(".json") + ".points.json"
@@ -52,9 +50,9 @@ def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
         if p.matrix_flops is None or p.params.get("cold"):
             continue
         if p.family == "gemm" and p.name == "gemm" and p.dtype == "fp32":
-            gemms.append((sum(c.total.matrix_flops for c in point_calls(p)), p))
+            gemms.append((p.matrix_flops, p))
         elif p.family in ("copy", "elementwise"):
-            moved = sum(c.total.bytes for c in point_calls(p))
+            moved = (p.bytes_read or 0.0) + (p.bytes_written or 0.0)  # traced when the point was measured
             if moved > 2 * cache:
                 streams.append((moved, p))
     return {key: [p for _, p in sorted(found, key=lambda wp: -wp[0])[:PROBES_PER_PEAK]]
@@ -69,17 +67,13 @@ def measure_speed(probes: Mapping[str, Sequence[CalPoint]], device: torch.device
     for key, points in probes.items():
         then = now = 0.0
         for p in points:
-            now += _time_probe(p, device, target_time_s)
+            # Timed exactly as a calibration pass timed it (same warm-up rule, repetitions and statistic): a
+            # probe measured any other way reads a difference of method as a change of speed.
+            point = BenchPoint(p.family, p.name, dict(p.params), p.dtype)
+            now += measure_point(point, device, target_time_s=target_time_s, trace=False).time_s
             then += p.time_s
         speed[key] = then / now
     return speed
-
-
-def _time_probe(p: CalPoint, device: torch.device, target_time_s: float) -> float:
-    # Timed exactly as a calibration pass timed it (same warm-up rule, repetitions and statistic): a probe
-    # measured any other way reads a difference of method as a change of speed.
-    return _measure_point(BenchPoint(p.family, p.name, dict(p.params), p.dtype), device, target_time_s=target_time_s,
-                          trace=False)[0].time_s
 
 
 def mean_speed(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -23,8 +23,16 @@ def _table(source: str = "spec defaults") -> EfficiencyTable:
 
 
 def _point(family: str, name: str, params: dict, time_s: float, cold: bool = False) -> CalPoint:
+    """A measured point with the traced costs a calibration records (fp32: 4 bytes per element)."""
+    if family == "gemm":
+        m, n, k = params["m"], params["n"], params["k"]
+        flops, read, written = 2.0 * m * n * k, 4.0 * (m * k + n * k), 4.0 * m * n
+    elif family == "copy":
+        flops, read, written = 0.0, float(params["bytes"]), float(params["bytes"])
+    else:  # a binary elementwise op
+        flops, read, written = 0.0, 8.0 * params["rows"] * params["cols"], 4.0 * params["rows"] * params["cols"]
     return CalPoint(family=family, name=name, params={**params, **({"cold": True} if cold else {})}, dtype="fp32",
-                    matrix_flops=1.0, vector_flops=0.0, bytes_read=1.0, bytes_written=1.0, median_s=time_s,
+                    matrix_flops=flops, vector_flops=0.0, bytes_read=read, bytes_written=written, median_s=time_s,
                     p20_s=time_s, p80_s=time_s, num_reps=5, mean_s=time_s)
 
 
