@@ -29,6 +29,7 @@ import torch
 
 from emulator.errors import EmulatorError
 from emulator.measure import Measurement, device_fingerprint, time_callable
+from emulator.speed import Reference, at_reference_speed
 from emulator.sweeps import BenchPoint, sweep
 
 POINTS_SCHEMA_VERSION = 1
@@ -53,11 +54,24 @@ class CalPoint:
     # CPUs: the mean of every repetition of every pass (see `measure.Measurement.mean_s`); None on GPUs, whose
     # timings have no co-tenants and are fitted by their median.
     mean_s: float | None = None
+    # CPUs: the speed reference's seconds around this point's passes, weighted as `mean_s` pools them, so that
+    # `mean_s * r / reference_s` is the point at the reference reading r (see `emulator.speed`).
+    reference_s: float | None = None
 
     @property
     def time_s(self) -> float:
         """The seconds the fit uses: the mean where recorded (CPUs), else the median."""
         return self.mean_s if self.mean_s is not None else self.median_s
+
+    def at_reference(self, reference_s: float | None) -> CalPoint:
+        """This point as measured at the speed where the reference takes `reference_s` (unchanged where either
+        is unknown): its mean and its median, p20 and p80 scale alike."""
+        if not reference_s or not self.reference_s:
+            return self
+        f = at_reference_speed(1.0, self.reference_s, reference_s)
+        return dataclasses.replace(self, median_s=self.median_s * f, p20_s=self.p20_s * f, p80_s=self.p80_s * f,
+                                   mean_s=self.mean_s * f if self.mean_s is not None else None,
+                                   reference_s=reference_s)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +179,22 @@ def _measure_point(
         def call() -> Any:
             return fn(*inputs)
 
-    m: Measurement = time_callable(call, device=dev, target_time_s=target_time_s)
+    between, max_reps = None, 200
+    if point.params.get("evict") and dev.type == "cpu":
+        # Untimed before every repetition: a matrix-vector product with a weight of `evict` times the
+        # last-level cache, the way a layer's weights stream through a model step (a bare fill or sum evicts
+        # less: it runs little code and its streaming stores may bypass the cache).
+        from emulator.measure import last_level_cache_bytes
+
+        weight = torch.rand(int(point.params["evict"] * (last_level_cache_bytes(dev) or 2**25)) // 2048, 512)
+        vector = torch.rand(1, 512)
+
+        def between() -> None:
+            torch.nn.functional.linear(vector, weight)
+
+        max_reps = 24  # each repetition costs a stream of up to twice the cache
+    m: Measurement = time_callable(call, device=dev, target_time_s=target_time_s, between=between,
+                                   max_reps=max_reps)
     cost = _trace_cost(fn, inputs) if trace else None
     c = cost or {}
     return CalPoint(
@@ -206,6 +235,7 @@ def collect(
     points: Sequence[BenchPoint] | None = None,
     on_point: Callable[[list[CalPoint]], None] | None = None,
     passes: int | None = None,
+    reference: Reference | None = None,
 ) -> list[CalPoint]:
     """Measure every point of the device's sweep (or `points`) and return them with their traced costs.
 
@@ -216,7 +246,9 @@ def collect(
     On a CPU the sweep runs `passes` times (default 4), seconds apart, and each point keeps the median, p20
     and p80 of its fastest pass and, for the fit, the mean of all its repetitions of all passes: shared and
     virtual machines slow repetitions down by up to 1.8x, in bursts, and the mean is the statistic that adds
-    up to a model step's (see `measure.Measurement.mean_s`).
+    up to a model step's (see `measure.Measurement.mean_s`). The speed reference (`emulator.speed`; `reference`,
+    or a new one) is read before the first pass of the first point and after every pass of every point, and
+    each point records the readings around its passes (`CalPoint.reference_s`).
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -226,6 +258,11 @@ def collect(
     target = (QUICK_POINT_TIME_S if quick else FULL_POINT_TIME_S) / passes
     best: dict[int, CalPoint] = {}
     samples: dict[int, list[float]] = {}
+    at_ref: dict[int, float] = {}  # per point: its seconds divided by the reference around them, summed
+    if dev.type == "cpu" and reference is None:
+        reference = Reference(dev)
+    if reference is not None:
+        reference.read()
     start = time.perf_counter()
     for round_ in range(passes):
         for i, point in enumerate(todo):
@@ -243,6 +280,9 @@ def collect(
             if reason is None:
                 pooled = samples.setdefault(i, [])
                 pooled.extend(times)
+                if reference is not None:
+                    before = reference.readings[-1]
+                    at_ref[i] = at_ref.get(i, 0.0) + sum(times) / ((before + reference.read()) / 2)
                 if i in best:
                     prev = best[i]
                     if p.median_s < prev.median_s:
@@ -252,6 +292,8 @@ def collect(
                     best[i] = p
                 if best[i].mean_s is not None:
                     best[i] = dataclasses.replace(best[i], mean_s=sum(pooled) / len(pooled))
+                if i in at_ref:
+                    best[i] = dataclasses.replace(best[i], reference_s=sum(pooled) / at_ref[i])
                 if on_point is not None:
                     on_point([best[j] for j in sorted(best)])
     return [best[j] for j in sorted(best)]
@@ -315,9 +357,19 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
                       host: dict[str, float] | None = None) -> dict[str, Any]:
     """Fit measured points into a calibration file's content (see `emulator.calibration`)."""
     from emulator.calibration import SCHEMA_VERSION, local_profile, profile_for_fingerprint
-    from emulator.fit import fit_points, measured_peaks, point_calls
+    from emulator.fit import cold_call_curve, fit_points, measured_peaks, point_calls
 
     profile = profile_for_fingerprint(fingerprint)
+    # A CPU sweep's points are fitted at one speed, the mean of the reference readings around them (see
+    # `emulator.speed`), and so are the host costs measured before the sweep.
+    readings = [p.reference_s for p in points if p.reference_s]
+    reference_s = sum(readings) / len(readings) if readings else None
+    points = [p.at_reference(reference_s) for p in points]
+    evicted = [p for p in points if p.params.get("evict")]  # not kernels of a family: see `sweeps._vector`
+    points = [p for p in points if not p.params.get("evict")]
+    host = dict(host or {})
+    if reference_s and host.get("reference_s"):
+        host = {k: at_reference_speed(v, host["reference_s"], reference_s) for k, v in host.items()}
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -327,15 +379,22 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         "synchronous": fingerprint.get("kind") != "cuda",
         "host_overhead_s": (host or {}).get("op", 0.0),
         "program_overhead_s": (host or {}).get("program", 0.0),
-        "num_points": len(points),
+        "num_points": len(points) + len(evicted),
         "families": {"default": {}},
     }
+    if reference_s:
+        data["speed_reference_s"] = reference_s
     if profile is None:
         data["peaks"] = measured_peaks(points, [point_calls(p) for p in points], data["cache_bytes"])
         profile = local_profile(data)
     # GPU timings flush the L2 before every repetition (`measure.time_callable`); CPU ones keep the cache warm
     # except for the points that cycle cold copies of their inputs.
     data["families"] = fit_points(points, profile, peaks=data.get("peaks"), flushed=fingerprint.get("kind") == "cuda")
+    if evicted and data["cache_bytes"]:
+        from emulator.calibration import table_from
+
+        data["cold_call_curve"] = cold_call_curve(evicted, table_from(data, "(fit)"), profile,
+                                                  float(data["cache_bytes"]))
     return data
 
 
@@ -384,8 +443,12 @@ def calibrate_device(device: str, *, quick: bool, out: str | None = None, points
         dev = torch.device(device)
         fingerprint = device_fingerprint(dev)
         fingerprint["cache_bytes"] = last_level_cache_bytes(dev)
+        reference = Reference(dev) if dev.type == "cpu" else None
+        before = reference.read() if reference else 0.0
         host = host_overhead_s(dev)
         host["program"] = program_overhead_s(dev)
+        if reference:
+            host["reference_s"] = (before + reference.read()) / 2
         fingerprint["host_overhead"] = host
         todo = sweep(dev.type, quick)
         if only:
@@ -394,7 +457,7 @@ def calibrate_device(device: str, *, quick: bool, out: str | None = None, points
                 raise EmulatorError(f"unknown kernel families {unknown}; the sweep has "
                                     f"{sorted({p.family for p in todo})}.", field="--only")
             todo = [p for p in todo if p.family in only]
-        points = collect(device, quick, progress=progress, points=todo)
+        points = collect(device, quick, progress=progress, points=todo, reference=reference)
         if only:
             points = _merge_previous(points, set(only), out or str(user_dir() / f"{fingerprint['key']}.json"))
     traced = [p for p in points if p.matrix_flops is not None]

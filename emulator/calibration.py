@@ -74,6 +74,15 @@ def parse_calibration(data: Any, path: str) -> dict[str, Any]:
             FamilyEfficiency(**{k: v for k, v in params.items() if k in _FAMILY_KEYS})
         except (TypeError, ValueError) as e:
             raise _bad(path, f"families.{fam}", f"holds invalid efficiencies ({e}).") from None
+    curve = data.get("cold_call_curve", [])
+    if not (isinstance(curve, list) and all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) and v >= 0 for v in pair)
+            for pair in curve) and [pair[0] for pair in curve] == sorted({pair[0] for pair in curve})):
+        raise _bad(path, "cold_call_curve",
+                   f"is {curve!r}; it must be [bytes, seconds] pairs (>= 0) by rising bytes.")
+    reference = data.get("speed_reference_s")
+    if reference is not None and not (isinstance(reference, (int, float)) and reference > 0):
+        raise _bad(path, "speed_reference_s", f"is {reference!r}; it must be the speed reference's seconds (> 0).")
     device = data.get("device")
     if device is not None and device not in list_devices():
         raise _bad(path, "device", f"names '{device}', which is not a shipped device profile.")
@@ -108,6 +117,8 @@ def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated
         program_overhead_s=float(data.get("program_overhead_s", 0.0)) if provenance == "calibrated" else 0.0,
         synchronous=bool(data.get("synchronous", False)),
         peaks=dict(data.get("peaks", {})) if keep_peaks else {},
+        reference_s=float(data["speed_reference_s"]) if keep_peaks and data.get("speed_reference_s") else None,
+        cold_call_curve=tuple((float(b), float(t)) for b, t in data.get("cold_call_curve", ())) if keep_peaks else (),
     )
 
 

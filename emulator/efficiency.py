@@ -60,6 +60,21 @@ class EfficiencyTable:
     program_overhead_s: float = 0.0  # host time per op inside a model step (modules, Python): >= host_overhead_s
     synchronous: bool = False  # the host runs the kernels itself (CPU): dispatch adds to, not hides behind, them
     peaks: Mapping[str, float] = field(default_factory=dict)  # measured rates replacing the profile's (CPU)
+    # Seconds the speed reference took, on average, while the points were measured (CPU; see `emulator.speed`).
+    reference_s: float | None = None
+    # CPU: extra seconds a kernel call takes when the traffic since its last run evicted its code, page-table
+    # entries and data: (bytes of traffic, seconds) pairs, measured (see `fit.cold_call_curve`).
+    cold_call_curve: tuple[tuple[float, float], ...] = ()
+
+    def cold_call_s(self, traffic_bytes: float) -> float:
+        """The cold-call cost after `traffic_bytes`: linear between the measured pairs and from (0, 0), flat
+        beyond the largest."""
+        prev_b, prev_s = 0.0, 0.0
+        for b, s in self.cold_call_curve:
+            if traffic_bytes <= b:
+                return prev_s + (s - prev_s) * (traffic_bytes - prev_b) / (b - prev_b) if b > prev_b else s
+            prev_b, prev_s = b, s
+        return prev_s
 
     def __post_init__(self) -> None:
         if self.provenance not in PROVENANCES:

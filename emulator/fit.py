@@ -262,6 +262,25 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     return out
 
 
+def cold_call_curve(points: Sequence[CalPoint], table: EfficiencyTable, device: DeviceProfile,
+                    cache_bytes: float) -> list[list[float]]:
+    """[[bytes, seconds], ...]: the extra time per kernel call after a stream of that many bytes evicted the
+    caches, from small-op points timed right after a stream of `evict` x the cache: at each stream size the
+    median over the points of their excess over the fitted (warm) prediction, per call they make. Rising with
+    the stream (a smaller excess at a larger stream is noise: the running maximum is kept); empty when no
+    size shows any excess."""
+    hot = predicted_point_times(points, table, device)
+    by_size: dict[float, list[float]] = {}
+    for p, t in zip(points, hot, strict=True):
+        calls = sum(c.count for c in point_calls(p))
+        by_size.setdefault(float(p.params["evict"]) * cache_bytes, []).append((p.time_s - t) / max(calls, 1))
+    curve, top = [], 0.0
+    for size in sorted(by_size):
+        top = max(top, float(np.median(by_size[size])))
+        curve.append([size, top])
+    return curve if top > 0 else []
+
+
 def _order(p: CalPoint) -> tuple[Any, ...]:
     return (p.name, p.dtype, tuple(sorted((k, str(v)) for k, v in p.params.items())))
 
@@ -275,4 +294,4 @@ def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, de
                          for c in point_calls(p)], effs) for p in points]
 
 
-__all__ = ["fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]
+__all__ = ["cold_call_curve", "fit_points", "measured_peaks", "point_calls", "predicted_point_times", "torch"]

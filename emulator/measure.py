@@ -137,20 +137,24 @@ def time_callable(
     warmup: int = 3,
     flush_l2: bool = True,
     rel_spread: float = 0.05,
+    between: Callable[[], Any] | None = None,
 ) -> Measurement:
     """Time `fn()` on `device` and return the median with p20/p80.
 
     Repeats in growing batches until at least `min_reps` samples have a spread (p80-p20)/median at most
     `rel_spread`, or `target_time_s` of timed work is used, or `max_reps` is reached. Warm-up stops early
     when one call takes longer than `target_time_s` (a slow kernel needs no three warm-ups to be warm).
-    The caller owns the inputs: they must hold random data, never zeros.
+    The caller owns the inputs: they must hold random data, never zeros. `between()` (CPU only) runs untimed
+    after the warm-up and after every timed call (a speed reference read next to each; see `emulator.speed`).
     """
     dev = _as_device(device)
     if min_reps < 1 or max_reps < min_reps:
         raise ValueError(f"need 1 <= min_reps <= max_reps, got {min_reps}, {max_reps}")
     if dev.type == "cuda":
+        if between is not None:
+            raise ValueError("between= is for host-timed devices; a GPU's calls are timed by events in a stream")
         return _time_cuda(fn, dev, min_reps, max_reps, target_time_s, warmup, flush_l2, rel_spread)
-    return _time_host(fn, min_reps, max_reps, target_time_s, warmup, rel_spread)
+    return _time_host(fn, min_reps, max_reps, target_time_s, warmup, rel_spread, between)
 
 
 def _done(samples: list[float], min_reps: int, max_reps: int, budget_s: float, rel_spread: float) -> bool:
@@ -170,19 +174,24 @@ def _next_batch(samples: list[float], min_reps: int, max_reps: int) -> int:
 
 
 def _time_host(
-    fn: Callable[[], Any], min_reps: int, max_reps: int, budget_s: float, warmup: int, rel_spread: float
+    fn: Callable[[], Any], min_reps: int, max_reps: int, budget_s: float, warmup: int, rel_spread: float,
+    between: Callable[[], Any] | None = None,
 ) -> Measurement:
     start = time.perf_counter()
     for _ in range(warmup):
         fn()
         if time.perf_counter() - start > budget_s:
             break
+    if between is not None:
+        between()
     samples: list[float] = []
     while not _done(samples, min_reps, max_reps, budget_s, rel_spread):
         for _ in range(_next_batch(samples, min_reps, max_reps)):
             t0 = time.perf_counter_ns()
             fn()
             samples.append((time.perf_counter_ns() - t0) * 1e-9)
+            if between is not None:
+                between()
             if len(samples) >= min_reps and sum(samples) >= budget_s:
                 break
     return _summarize(samples)

@@ -168,6 +168,25 @@ def kernel_time(
     )
 
 
+def _with_cold_calls(kernels: tuple[KernelTiming, ...], table: EfficiencyTable) -> tuple[KernelTiming, ...]:
+    """Add each call's cold-call cost (a CPU's caches evicted by the traffic since the call last ran).
+
+    A step runs in a loop, so the traffic between two runs of one kernel signature that runs n times a step
+    is the step's traffic over n (a layer's op: the rest of its layer). GEMMs keep their fitted time: their
+    calibration already timed cold-operand variants that stream past the cache, so their fitted per-call
+    overhead holds this cost.
+    """
+    step_bytes = sum(k.cost.bytes for k in kernels)
+    out = []
+    for k in kernels:
+        if k.family == "gemm" or not k.count:
+            out.append(k)
+            continue
+        cold = table.cold_call_s(step_bytes / k.count)
+        out.append(dataclasses.replace(k, time_s=k.time_s + cold * k.count, t_overhead_s=k.t_overhead_s + cold))
+    return tuple(out)
+
+
 def predict_calls(
     calls: Iterable[KernelCall],
     device: DeviceProfile,
@@ -177,6 +196,8 @@ def predict_calls(
     """Timing of a step made of `calls` (views included: they cost host time only)."""
     calls = list(calls)
     kernels = tuple(kernel_time(c, device, table, precision) for c in calls if c.family != "view")
+    if table.cold_call_curve:
+        kernels = _with_cold_calls(kernels, table)
     device_s = sum(k.time_s for k in kernels)
     ops = sum(c.count for c in calls)  # ops the host dispatches, views included
     per_op = max(table.program_overhead_s, table.host_overhead_s)

@@ -1,94 +1,97 @@
-"""A shared CPU's speed now against its speed at calibration, from a few calibration points timed again.
+"""A shared CPU's speed, read by a reference kernel timed next to every measurement.
 
 Calibrated efficiencies are fractions of the device's peak rates (utilisation space), the way a transfer to a
 sibling chip carries them to that chip's peaks. On a shared or virtual machine the peaks themselves move: a
-co-tenant on the core's sibling hardware thread or the host's frequency limits slowed the same 512^3 GEMM by up
-to 1.8x for minutes at a time on our 2-core CI-like VM, so a calibration made in a fast minute predicted a
-validation run in a slow one 20-30% fast, and the reverse. `validate` therefore times a few calibration points
-again between its rounds (the largest GEMMs for the core, the largest streams for main memory) and predicts the
-workloads from the calibrated efficiencies at the peaks measured then. Only the peaks move; every efficiency,
-tile, overhead and speed-up stays as fitted, and the workloads themselves are never fitted.
+co-tenant on the core's sibling hardware thread or the host's frequency limits change the same kernel's time by
+10-20% from one two-second window to the next and by up to 1.6x in bursts (our 2-core CI-like VM; see the
+issue notes). Calibration and validation are minutes apart, so without a reading of the speed a calibration made
+in a fast minute predicts a validation made in a slow one 10-30% fast, and each calibration point carries its
+own moment's speed into the fit.
 
-The reference is those points' own calibrated seconds (the mean over the sweep's passes, the statistic every
-point is fitted by), so it is the speed the rest of the sweep was measured at.
+So on a CPU a small fixed kernel, the *reference* (`REFERENCE_CALLS` fp32 GEMMs of `REFERENCE_DIM`^3, about
+5 ms, with an L2-sized working set that leaves the caches of the measurement next to it mostly alone), is timed
+between measurements: between every pass of every calibration point and between every step `validate` times.
+Measured over 40 s next to llama and DLRM steps, a step's time and its neighbouring reference readings
+correlate at 0.67-0.85, and dividing by them took the spread of 10-second means from 15% to 1-5%.
+
+- Calibration records each point's reference seconds (`CalPoint.reference_s`) and the mean over the whole
+  sweep (`speed_reference_s` in the fingerprint); the fit uses every point at that mean speed
+  (`at_reference_speed`).
+- Validation predicts each workload at the speed the reference read around its own steps (`at_speed`): only
+  the peaks and per-call costs move, every fitted efficiency, tile and speed-up stays as it is, and the
+  workloads themselves are never fitted.
+
+One factor moves every rate: next to memory-bound kernels (a 100 MB add, SiLU, RMSNorm) the GEMM reference
+tracked their time as well as it tracked GEMMs' (correlation 0.71-0.91).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from emulator.calibrate import CPU_PASSES, QUICK_POINT_TIME_S, CalPoint, measure_point, read_points_json
 from emulator.efficiency import EfficiencyTable
-from emulator.sweeps import BenchPoint
+from emulator.measure import time_callable
 
-PROBES_PER_PEAK = 3
-PROBE_TIME_S = QUICK_POINT_TIME_S / CPU_PASSES  # a quick CPU calibration's time per point and pass
-
-
-def speed_probes(table: EfficiencyTable) -> dict[str, list[CalPoint]]:
-    """Calibration points to time again, per moving peak: the core ("matrix.fp32", which the vector rate and
-    the per-op overheads follow) and main memory ("memory").
-
-    The largest warm fp32 GEMMs, and the largest streams beyond twice the last-level cache: chosen by size (the
-    points least affected by per-call overheads), never by measured rate, since the fastest point of a noisy
-    sweep is fast partly by luck and would read every later measurement as a slowdown. Empty when the table has
-    no measured peaks (a GPU's are its datasheet's) or its points file is missing.
-    """
-    if not table.peaks or not table.source.endswith(".json"):
-        return {}
-    path = table.source.removesuffix(".json") + ".points.json"
-    if not os.path.exists(path):
-        return {}
-    fingerprint, points = read_points_json(path)
-    cache = float(fingerprint.get("cache_bytes") or 0)
-    gemms, streams = [], []
-    for p in points:
-        if p.matrix_flops is None or p.params.get("cold"):
-            continue
-        if p.family == "gemm" and p.name == "gemm" and p.dtype == "fp32":
-            gemms.append((p.matrix_flops, p))
-        elif p.family in ("copy", "elementwise"):
-            moved = (p.bytes_read or 0.0) + (p.bytes_written or 0.0)  # traced when the point was measured
-            if moved > 2 * cache:
-                streams.append((moved, p))
-    return {key: [p for _, p in sorted(found, key=lambda wp: -wp[0])[:PROBES_PER_PEAK]]
-            for key, found in (("matrix.fp32", gemms), ("memory", streams)) if found}
+REFERENCE_DIM = 384
+REFERENCE_CALLS = 3
 
 
-def measure_speed(probes: Mapping[str, Sequence[CalPoint]], device: torch.device,
-                  target_time_s: float = PROBE_TIME_S) -> dict[str, float]:
-    """Speed now over speed at calibration, per peak (2.0: twice as fast as when calibrated): the probes'
-    calibrated seconds over their seconds now, summed, each timed as one calibration pass times a point."""
-    speed = {}
-    for key, points in probes.items():
-        then = now = 0.0
-        for p in points:
-            # Timed exactly as a calibration pass timed it (same warm-up rule, repetitions and statistic): a
-            # probe measured any other way reads a difference of method as a change of speed.
-            point = BenchPoint(p.family, p.name, dict(p.params), p.dtype)
-            now += measure_point(point, device, target_time_s=target_time_s, trace=False).time_s
-            then += p.time_s
-        speed[key] = then / now
-    return speed
+class Reference:
+    """The reference kernel on one CPU, with every reading taken so far (seconds per `read`)."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.device = torch.device(device)
+        self._a = torch.randn(REFERENCE_DIM, REFERENCE_DIM, generator=gen).to(self.device)
+        self._b = torch.randn(REFERENCE_DIM, REFERENCE_DIM, generator=gen).to(self.device)
+        self.readings: list[float] = []
+        torch.mm(self._a, self._b)  # first-call set-up outside every reading
+
+    def read(self) -> float:
+        """Time the reference once (the mean of its calls, the project's timing method) and keep the reading."""
+        # One untimed call first brings the operands back into the caches, whatever ran before evicted them: a
+        # reading after a model step would otherwise be slower than one after a small kernel for that alone.
+        m = time_callable(lambda: torch.mm(self._a, self._b), device=self.device, warmup=1,
+                          min_reps=REFERENCE_CALLS, max_reps=REFERENCE_CALLS, target_time_s=0.0)
+        self.readings.append(m.mean_s)
+        return m.mean_s
+
+    def mean_s(self, since: int = 0) -> float:
+        """Mean of the readings from index `since` on."""
+        got = self.readings[since:]
+        if not got:
+            raise ValueError("the reference has no readings to average")
+        return sum(got) / len(got)
 
 
-def mean_speed(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Per-peak mean of several speed readings."""
-    keys = sorted({k for s in samples for k in s})
-    return {k: sum(s[k] for s in samples if k in s) / sum(1 for s in samples if k in s) for k in keys}
+def around(readings: Sequence[float]) -> list[float]:
+    """The reference around each of n measurements from the n+1 readings taken before, between and after them:
+    the mean of the reading before and the one after."""
+    return [(a + b) / 2 for a, b in zip(readings, readings[1:], strict=False)]
 
 
-def at_speed(table: EfficiencyTable, speed: Mapping[str, float]) -> EfficiencyTable:
-    """The table with its measured peaks scaled by `speed`: main memory by "memory", everything else the core
-    runs (every matrix dtype, the vector rate, host dispatch, per-call overheads) by "matrix.fp32"."""
-    if not speed:
+def speed_vs(reference_s: float, readings_s: Sequence[float]) -> float:
+    """The machine's speed during `readings_s` over its speed when the reference took `reference_s`
+    (2.0: twice as fast), from the mean reading, which is what a mean of step times adds up with."""
+    return reference_s / (sum(readings_s) / len(readings_s))
+
+
+def at_speed(table: EfficiencyTable, speed: float | None) -> EfficiencyTable:
+    """The table with its measured peaks multiplied by `speed` and its per-call and host costs divided by it."""
+    if speed is None or speed == 1.0:
         return table
-    core = speed.get("matrix.fp32", 1.0)
-    peaks = {key: rate * (speed.get("memory", 1.0) if key == "memory" else core) for key, rate in table.peaks.items()}
-    families = {fam: dataclasses.replace(e, overhead_s=e.overhead_s / core) for fam, e in table.families.items()}
-    return dataclasses.replace(table, peaks=peaks, families=families, host_overhead_s=table.host_overhead_s / core,
-                               program_overhead_s=table.program_overhead_s / core)
+    peaks = {key: rate * speed for key, rate in table.peaks.items()}
+    families = {fam: dataclasses.replace(e, overhead_s=e.overhead_s / speed) for fam, e in table.families.items()}
+    return dataclasses.replace(table, peaks=peaks, families=families, host_overhead_s=table.host_overhead_s / speed,
+                               program_overhead_s=table.program_overhead_s / speed,
+                               cold_call_curve=tuple((b, t / speed) for b, t in table.cold_call_curve))
+
+
+def at_reference_speed(time_s: float, reference_s: float | None, mean_reference_s: float | None) -> float:
+    """A time measured while the reference read `reference_s`, as it would have been at `mean_reference_s`."""
+    if not reference_s or not mean_reference_s:
+        return time_s
+    return time_s * mean_reference_s / reference_s

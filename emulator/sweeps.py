@@ -155,6 +155,16 @@ def _vector(device_kind: str, quick: bool) -> list[BenchPoint]:
         points += [BenchPoint("norm", n, rc, dt) for n in ("rms_norm", "layer_norm")]
         points.append(BenchPoint("softmax", "softmax", rc, dt))
         points.append(BenchPoint("reduction", "sum", rc, dt))
+    if device_kind == "cpu":
+        # Small ops right after a stream larger than the cache (`evict`: the stream over the last-level cache's
+        # size): in a model step every op follows other layers' traffic, which evicts its code, page-table
+        # entries and data, and a 16x512 op that takes 3-7 us repeated took 60-220 us after a 16-64 MB stream
+        # on our 2-core VM. These points measure that per-call cost and how much traffic it takes (see
+        # `emulator.fit.cold_call_curve`); they are not fitted into their families.
+        for evict in (0.125, 0.25, 0.5, 2.0):
+            for n in ("mul", "silu", "rms_norm"):
+                points.append(BenchPoint("elementwise" if n != "rms_norm" else "norm", n,
+                                         {"rows": 64, "cols": 256, "evict": evict}, dt))
     vocab = 32000 if device_kind != "cuda" else 128256
     rows_ce = [256] if device_kind != "cuda" else [1024, 8192]
     for r in rows_ce[: 1 if quick else None]:

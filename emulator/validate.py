@@ -20,7 +20,7 @@ import torch
 from emulator.calibration import local_calibration
 from emulator.measure import percentile, time_callable
 from emulator.predict import time_trace
-from emulator.speed import at_speed, mean_speed, measure_speed, speed_probes
+from emulator.speed import Reference, around, at_speed, speed_vs
 from emulator.trace import trace_workload
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.program import build_step
@@ -117,12 +117,20 @@ def workloads_for(device: torch.device) -> tuple[Workload, ...]:
     return CUDA_WORKLOADS if device.type == "cuda" else CPU_WORKLOADS
 
 
-def measure_workload(w: Workload, device: torch.device, *, target_time_s: float = 0.5) -> dict[str, Any]:
+def measure_workload(w: Workload, device: torch.device, *, target_time_s: float = 0.5,
+                     reference: Reference | None = None) -> dict[str, Any]:
+    """Time the workload's step; with a speed `reference`, the result's `reference_s` holds the reference's
+    reading around each timed step (the mean of the one before and the one after)."""
     step = build_step(w.model(), w.phase, batch_size=w.batch_size, seq_len=w.seq_len, kv_len=w.kv_len,  # type: ignore[arg-type]
                       dtype=DTYPES[w.dtype], device=device)
+    first = len(reference.readings) if reference else 0
     m = time_callable(step, device=device, warmup=2, min_reps=5, max_reps=50, target_time_s=target_time_s,
-                      flush_l2=False)  # a whole step streams far more than the cache
-    return m.as_dict(with_samples=True)
+                      flush_l2=False,  # a whole step streams far more than the cache
+                      between=reference.read if reference else None)
+    out = m.as_dict(with_samples=True)
+    if reference:
+        out["reference_s"] = around(reference.readings[first:])
+    return out
 
 
 def predict_workload(w: Workload, profile: Any, table: Any) -> float:
@@ -136,9 +144,9 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
 
     On a CPU each workload is measured in `rounds` (default 4) rounds, round-robin across workloads, and its
     measured time is the mean of all its steps, the statistic the CPU calibration fits its kernels to (see
-    `measure.Measurement.mean_s`). Before the first round and after each, a few calibration points are timed
-    again, and the workloads are predicted at the machine's mean speed measured then (`emulator.speed`); each
-    case records that speed against the calibration's. A GPU is measured once, by its median.
+    `measure.Measurement.mean_s`). The calibration's speed reference is read between the steps, and each
+    workload is predicted at the machine's speed around its own steps against its speed during calibration
+    (`emulator.speed`); each case records that speed. A GPU is measured once, by its median.
     """
     import sys
 
@@ -146,32 +154,29 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
     profile, table = local_calibration(device)
     chosen = [w for w in workloads_for(dev) if not only or w.name in only]
     rounds = rounds if rounds is not None else (1 if dev.type == "cuda" else 4)
-    probes = speed_probes(table) if dev.type == "cpu" else {}
+    reference = Reference(dev) if dev.type == "cpu" and table.reference_s else None
     samples: dict[str, list[float]] = {w.name: [] for w in chosen}
-    # The machine's speed before the first round and after each one; a round is predicted at the mean of the
-    # two around it (rounds last seconds, the speed drifts over minutes).
-    speeds = [measure_speed(probes, dev)] if probes else []
+    readings: dict[str, list[float]] = {w.name: [] for w in chosen}
     for _ in range(rounds):
         for w in chosen:
-            m = measure_workload(w, dev, target_time_s=0.5 if dev.type == "cuda" else 0.4)
+            m = measure_workload(w, dev, target_time_s=0.5 if dev.type == "cuda" else 0.4, reference=reference)
             samples[w.name] += m["samples_s"]
+            readings[w.name] += m.get("reference_s", [])
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-        if probes:
-            speeds.append(measure_speed(probes, dev))
-    speed = mean_speed([mean_speed(pair) for pair in zip(speeds, speeds[1:], strict=False)]) if speeds else {}
     cases = []
     for w in chosen:
         times = samples[w.name]
         median = percentile(times, 50)
         measured = median if dev.type == "cuda" else sum(times) / len(times)
+        speed = speed_vs(table.reference_s, readings[w.name]) if reference and table.reference_s else None
         predicted = predict_workload(w, profile, at_speed(table, speed))
         case: dict[str, Any] = {
             "id": w.name, "phase": w.phase, "measured": measured, "measured_median": median,
             "measured_p20": percentile(times, 20), "measured_p80": percentile(times, 80), "num_steps": len(times),
             "predicted": predicted, "error": predicted / measured - 1,
         }
-        if speed:
+        if speed is not None:
             case["speed_vs_calibration"] = speed
             case["predicted_at_calibration_speed"] = predict_workload(w, profile, table)
         cases.append(case)

@@ -50,21 +50,18 @@ def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(t
     assert len(runs) == 1 and runs[0]["kind"] == "calibration"
 
 
-# The issue's target on a CPU is median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
-# built on, twelve fresh calibrate-then-validate runs, re-predicted with the final cost model, gave medians of
-# 3-14% and maxima of 10-27%: the median target held in 7 of them, the max in 10, both in 6. The same step
-# measured in consecutive rounds seconds apart varies by up to 30% there (a co-tenant on the core's sibling
-# thread), a calibration inherits that noise as a common offset, and the predictions lean about 8% fast (see
-# the notes and `emulator.speed`). CI guards against regressions with the bounds below, which no run came near,
-# and prints the table.
-CPU_MEDIAN_BOUND = 0.25
-CPU_MAX_BOUND = 0.5
+# The issue's target on a CPU: median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
+# built on, six fresh calibrate-then-validate runs with the speed reference and the cold-call curve gave medians
+# of 4.1-6.0% and maxima of 7.0-15.2% (before them, twelve runs met both bounds only six times; see the notes,
+# `emulator.speed` and `fit.cold_call_curve`).
+CPU_MEDIAN_BOUND = 0.10
+CPU_MAX_BOUND = 0.25
 
 
 @pytest.mark.slow
 def test_cpu_calibrate_quick_then_validate(tmp_path: Path) -> None:
     """On this CPU: `calibrate --quick` fits the kernels, and `validate` predicts whole workloads it never
-    fitted (dense and MoE transformers and the recommender; train, prefill and decode) within the guard bounds."""
+    fitted (dense and MoE transformers and the recommender; train, prefill and decode) within the issue's bounds."""
     cal = _emulator(tmp_path, "calibrate", "--device", "cpu", "--quick", "--json")
     assert cal.returncode == 0, cal.stderr
     out = _emulator(tmp_path, "validate", "--device", "cpu", "--json")
@@ -76,6 +73,6 @@ def test_cpu_calibrate_quick_then_validate(tmp_path: Path) -> None:
                       f"error {c['error']:+.1%}" for c in result["cases"])
     print(table)
     assert result["provenance"] == "calibrated"
-    assert all(c["speed_vs_calibration"].keys() == {"matrix.fp32", "memory"} for c in result["cases"])
+    assert all(c["speed_vs_calibration"] > 0 for c in result["cases"])
     assert result["summary"]["median_abs_error"] <= CPU_MEDIAN_BOUND, table
     assert result["summary"]["max_abs_error"] <= CPU_MAX_BOUND, table

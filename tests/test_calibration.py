@@ -87,6 +87,11 @@ def test_corrupted_calibration_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text(json.dumps(data))
     with pytest.raises(EmulatorError, match="families.gemm"):
         read_calibration(bad)
+    data = json.loads(SHIPPED.read_text())
+    data["speed_reference_s"] = "fast"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(EmulatorError, match="speed_reference_s"):
+        read_calibration(bad)
 
 
 def test_foreign_device_calibration_is_refused() -> None:

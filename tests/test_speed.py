@@ -1,85 +1,108 @@
-"""A shared CPU's speed against its calibration: which points are probed, how the table follows the speed."""
+"""A shared CPU's speed: the reference kernel, how points and predictions follow its readings."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from emulator.calibrate import CalPoint, write_points_json
+from emulator.calibrate import CalPoint, build_calibration, collect
 from emulator.efficiency import EfficiencyTable, FamilyEfficiency
-from emulator.speed import at_speed, mean_speed, measure_speed, speed_probes
+from emulator.measure import time_callable
+from emulator.speed import Reference, around, at_reference_speed, at_speed, speed_vs
+from emulator.sweeps import BenchPoint
 
 FAMILY = FamilyEfficiency(math=0.8, memory=0.5, vector=0.5, overhead_s=2e-6, cache_speedup=3.0, tile=32,
                           half_dim=8.0, error=0.1)
 
 
-def _table(source: str = "spec defaults") -> EfficiencyTable:
-    return EfficiencyTable(families={"gemm": FAMILY, "elementwise": FAMILY}, provenance="calibrated", source=source,
-                           host_overhead_s=4e-6, program_overhead_s=9e-6, synchronous=True,
-                           peaks={"matrix.fp32": 1e11, "matrix.bf16": 2e10, "vector.fp32": 1e10, "memory": 1e10})
+def _table() -> EfficiencyTable:
+    return EfficiencyTable(families={"gemm": FAMILY, "elementwise": FAMILY}, provenance="calibrated",
+                           source="spec defaults", host_overhead_s=4e-6, program_overhead_s=9e-6, synchronous=True,
+                           peaks={"matrix.fp32": 1e11, "matrix.bf16": 2e10, "vector.fp32": 1e10, "memory": 1e10},
+                           reference_s=2e-3)
 
 
-def _point(family: str, name: str, params: dict, time_s: float, cold: bool = False) -> CalPoint:
-    """A measured point with the traced costs a calibration records (fp32: 4 bytes per element)."""
-    if family == "gemm":
-        m, n, k = params["m"], params["n"], params["k"]
-        flops, read, written = 2.0 * m * n * k, 4.0 * (m * k + n * k), 4.0 * m * n
-    elif family == "copy":
-        flops, read, written = 0.0, float(params["bytes"]), float(params["bytes"])
-    else:  # a binary elementwise op
-        flops, read, written = 0.0, 8.0 * params["rows"] * params["cols"], 4.0 * params["rows"] * params["cols"]
-    return CalPoint(family=family, name=name, params={**params, **({"cold": True} if cold else {})}, dtype="fp32",
-                    matrix_flops=flops, vector_flops=0.0, bytes_read=read, bytes_written=written, median_s=time_s,
-                    p20_s=time_s, p80_s=time_s, num_reps=5, mean_s=time_s)
+def _gemm_point(m: int, seconds: float, reference_s: float | None) -> CalPoint:
+    return CalPoint(family="gemm", name="gemm", params={"m": m, "n": m, "k": m}, dtype="fp32",
+                    matrix_flops=2.0 * m**3, vector_flops=0.0, bytes_read=8.0 * m * m, bytes_written=4.0 * m * m,
+                    median_s=seconds, p20_s=seconds * 0.9, p80_s=seconds * 1.1, num_reps=5, mean_s=seconds,
+                    reference_s=reference_s)
 
 
-def test_at_speed_moves_only_the_peaks_and_fixed_costs() -> None:
-    """Half speed: every core rate halves and per-op costs double; memory follows its own probe; the fitted
-    efficiencies stay as they are."""
+def test_at_speed_moves_every_rate_and_fixed_cost_but_no_efficiency() -> None:
+    """Half speed: every measured rate halves and per-op costs double; fitted efficiencies stay as they are."""
     table = _table()
-    slow = at_speed(table, {"matrix.fp32": 0.5, "memory": 0.8})
-    assert slow.peaks["matrix.fp32"] == pytest.approx(5e10)
-    assert slow.peaks["matrix.bf16"] == pytest.approx(1e10)
-    assert slow.peaks["vector.fp32"] == pytest.approx(5e9)
-    assert slow.peaks["memory"] == pytest.approx(8e9)
+    slow = at_speed(table, 0.5)
+    assert slow.peaks == {"matrix.fp32": 5e10, "matrix.bf16": 1e10, "vector.fp32": 5e9, "memory": 5e9}
     assert slow.host_overhead_s == pytest.approx(8e-6) and slow.program_overhead_s == pytest.approx(18e-6)
     assert slow.get("gemm").overhead_s == pytest.approx(4e-6)
     assert (slow.get("gemm").math, slow.get("gemm").memory, slow.get("gemm").cache_speedup) == (0.8, 0.5, 3.0)
-    assert at_speed(table, {}) is table
+    assert at_speed(table, None) is table and at_speed(table, 1.0) is table
 
 
-def test_mean_speed_averages_each_peak_over_the_readings_that_have_it() -> None:
-    assert mean_speed([{"memory": 1.0, "matrix.fp32": 0.8}, {"memory": 0.5}]) == {"matrix.fp32": 0.8, "memory": 0.75}
+def test_readings_around_each_measurement_and_the_speed_they_give() -> None:
+    """n+1 readings (before, between, after) give one per measurement; a reference twice as slow as at
+    calibration is half the speed."""
+    assert around([1.0, 3.0, 5.0]) == [2.0, 4.0]
+    assert speed_vs(2e-3, [4e-3, 4e-3]) == pytest.approx(0.5)
+    assert at_reference_speed(1.0, 2e-3, 4e-3) == pytest.approx(2.0)  # measured fast: slower at the mean speed
+    assert at_reference_speed(1.0, None, 4e-3) == 1.0
 
 
-def test_probes_are_the_largest_warm_points_not_the_fastest(tmp_path: Path) -> None:
-    """GEMM probes are the largest fp32 products and stream probes the largest beyond twice the cache, chosen
-    by size; cold variants and small, cache-resident points are never probes."""
-    points = [
-        _point("gemm", "gemm", {"m": 64, "n": 64, "k": 64}, 1e-6),  # the fastest rate, but small
-        _point("gemm", "gemm", {"m": 256, "n": 256, "k": 256}, 1e-3),
-        _point("gemm", "gemm", {"m": 512, "n": 512, "k": 512}, 8e-3),
-        _point("gemm", "gemm", {"m": 384, "n": 384, "k": 384}, 4e-3),
-        _point("gemm", "gemm", {"m": 1024, "n": 1024, "k": 1024}, 1.0, cold=True),
-        _point("copy", "copy", {"bytes": 64 * 1024}, 1e-6),
-        _point("copy", "copy", {"bytes": 16 * 2**20}, 3e-3),
-        _point("elementwise", "add", {"rows": 1024, "cols": 4096}, 4e-3),
-    ]
-    source = tmp_path / "cpu-test-1t.json"
-    source.write_text(json.dumps({}))
-    write_points_json(points, {"key": "cpu-test-1t", "cache_bytes": 4 * 2**20}, tmp_path / "cpu-test-1t.points.json")
-    probes = speed_probes(_table(str(source)))
-    assert [p.params["m"] for p in probes["matrix.fp32"]] == [512, 384, 256]
-    assert {p.name for p in probes["memory"]} == {"copy", "add"}
-    assert speed_probes(_table(str(tmp_path / "missing.json"))) == {}
-    assert speed_probes(_table()) == {}
+def test_the_reference_reads_positive_seconds_and_keeps_them() -> None:
+    ref = Reference("cpu")
+    first, second = ref.read(), ref.read()
+    assert first > 0 and second > 0 and ref.readings == [first, second]
+    assert ref.mean_s() == pytest.approx((first + second) / 2) and ref.mean_s(since=1) == second
+    with pytest.raises(ValueError):
+        ref.mean_s(since=2)
 
 
-def test_measure_speed_compares_the_calibrated_seconds_with_now() -> None:
-    """A probe whose calibrated time was 1000x what it takes now reads as about 1000x faster."""
-    fast = _point("gemm", "gemm", {"m": 32, "n": 32, "k": 32}, 1.0)
-    speed = measure_speed({"matrix.fp32": [fast]}, torch.device("cpu"), target_time_s=0.01)
-    assert speed["matrix.fp32"] > 100
+def test_time_callable_reads_between_every_timed_call() -> None:
+    """`between` runs once after the warm-up and once after each timed call: n calls, n+1 readings."""
+    calls: list[int] = []
+    m = time_callable(lambda: None, device="cpu", warmup=2, min_reps=4, max_reps=4, target_time_s=0.0,
+                      between=lambda: calls.append(1))
+    assert m.num_reps == 4 and len(calls) == 5
+
+
+def test_collect_reads_the_reference_around_every_point() -> None:
+    """Each CPU point records the reference around its passes; the reference is read once before the first
+    pass and once after every pass of every point."""
+    ref = Reference("cpu")
+    points = [BenchPoint("gemm", "gemm", {"m": 32, "n": 32, "k": 32}, "fp32"),
+              BenchPoint("copy", "copy", {"bytes": 65536}, "fp32")]
+    got = collect("cpu", True, progress=False, points=points, passes=2, reference=ref)
+    assert len(ref.readings) == 1 + 2 * len(points)
+    lo, hi = min(ref.readings), max(ref.readings)
+    assert all(lo <= p.reference_s <= hi for p in got)
+
+
+def test_points_are_fitted_at_the_sweeps_mean_speed() -> None:
+    """Two points of one GEMM rate, one measured while the machine ran at half speed (the reference took twice
+    as long): at the mean reference reading both describe one rate, so the fit sees consistent points and
+    the calibration records the reference it is valid at."""
+    fast, slow = _gemm_point(256, 1e-3, 1e-3), _gemm_point(512, 16e-3, 2e-3)
+    data = build_calibration([fast, slow], {"kind": "cpu", "key": "cpu-test-1t", "cache_bytes": 0},
+                             {"op": 4e-6, "program": 8e-6, "reference_s": 1e-3})
+    assert data["speed_reference_s"] == pytest.approx(1.5e-3)
+    assert fast.at_reference(1.5e-3).mean_s == pytest.approx(1.5e-3)
+    assert slow.at_reference(1.5e-3).mean_s == pytest.approx(12e-3)
+    assert slow.at_reference(1.5e-3).p80_s == pytest.approx(12e-3 * 1.1)
+    # Both points now run at 2 * 256^3 / 1.5e-3 FLOP/s, the peak measured from them.
+    assert data["peaks"]["matrix.fp32"] == pytest.approx(2 * 256**3 / 1.5e-3)
+    assert data["host_overhead_s"] == pytest.approx(6e-6) and data["program_overhead_s"] == pytest.approx(12e-6)
+    # Points without readings (GPUs, older files) are fitted as measured.
+    assert _gemm_point(64, 1e-4, None).at_reference(1.5e-3).mean_s == 1e-4
+    assert "speed_reference_s" not in build_calibration([_gemm_point(256, 1e-3, None)],
+                                                        {"kind": "cpu", "key": "cpu-test-1t", "cache_bytes": 0})
+
+
+def test_validate_style_measurement_records_the_reference_per_step() -> None:
+    """`validate.measure_workload` with a reference returns one reading per timed step."""
+    from emulator.validate import CPU_WORKLOADS, measure_workload
+
+    tiny = next(w for w in CPU_WORKLOADS if w.phase == "decode")
+    ref = Reference("cpu")
+    m = measure_workload(tiny, torch.device("cpu"), target_time_s=0.0, reference=ref)
+    assert len(m["reference_s"]) == len(m["samples_s"]) and all(r > 0 for r in m["reference_s"])
