@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from emulator.errors import EmulatorError
-from emulator.measure import Measurement, device_fingerprint, time_callable
+from emulator.measure import Measurement, device_fingerprint, last_level_cache_bytes, time_callable
 from emulator.speed import Reference, at_reference_speed
 from emulator.sweeps import BenchPoint, sweep
 
@@ -146,31 +146,26 @@ def skip_reason(point: BenchPoint, device: torch.device) -> str | None:
     return None
 
 
-def measure_point(
-    point: BenchPoint, device: str | torch.device, *, target_time_s: float = 0.2, trace: bool = True
-) -> CalPoint:
-    """Time one sweep point on `device` and trace its cost."""
-    return _measure_point(point, device, target_time_s=target_time_s, trace=trace)[0]
-
-
 def _measure_point(
     point: BenchPoint, device: str | torch.device, *, target_time_s: float, trace: bool
 ) -> tuple[CalPoint, tuple[float, ...]]:
+    """Time one sweep point on `device` and trace its cost: (the point, its timed samples)."""
     from kernels import references
 
     dev = torch.device(device)
     fn, make_inputs = _runner(point)
     dtype = references.torch_dtype(point.dtype)
     inputs = make_inputs(point.params, device=dev, dtype=dtype)
-    if point.params.get("cold") and dev.type == "cpu":
+    cold = dev.type == "cpu" and bool(point.params.get("cold"))
+    evict = dev.type == "cpu" and bool(point.params.get("evict"))
+    cache_bytes = (last_level_cache_bytes(dev) or 2**25) if cold or evict else 0
+    if cold:
         # Cold operands, as a layer's weights are in a model step: cycle through enough copies of the inputs
         # that each call reads data last touched over twice the last-level cache ago (reads only: no dirty
         # lines left to write back inside the timed call).
-        from emulator.measure import last_level_cache_bytes
-
         size = sum(t.numel() * t.element_size() for t in inputs if isinstance(t, torch.Tensor)) or 1
         copies = [inputs] + [make_inputs(point.params, device=dev, dtype=dtype)
-                             for _ in range(min(63, 2 * (last_level_cache_bytes(dev) or 2**25) // size))]
+                             for _ in range(min(63, 2 * cache_bytes // size))]
         turn = iter(range(1 << 62))
 
         def call() -> Any:
@@ -180,13 +175,11 @@ def _measure_point(
             return fn(*inputs)
 
     between, max_reps = None, 200
-    if point.params.get("evict") and dev.type == "cpu":
+    if evict:
         # Untimed before every repetition: a matrix-vector product with a weight of `evict` times the
         # last-level cache, the way a layer's weights stream through a model step (a bare fill or sum evicts
         # less: it runs little code and its streaming stores may bypass the cache).
-        from emulator.measure import last_level_cache_bytes
-
-        weight = torch.rand(int(point.params["evict"] * (last_level_cache_bytes(dev) or 2**25)) // 2048, 512)
+        weight = torch.rand(int(point.params["evict"] * cache_bytes) // 2048, 512)
         vector = torch.rand(1, 512)
 
         def between() -> None:
@@ -377,8 +370,8 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         "device": profile.name if profile else None,
         "cache_bytes": fingerprint.get("l2_cache_bytes") or fingerprint.get("cache_bytes"),
         "synchronous": fingerprint.get("kind") != "cuda",
-        "host_overhead_s": (host or {}).get("op", 0.0),
-        "program_overhead_s": (host or {}).get("program", 0.0),
+        "host_overhead_s": host.get("op", 0.0),
+        "program_overhead_s": host.get("program", 0.0),
         "num_points": len(points) + len(evicted),
         "families": {"default": {}},
     }
@@ -434,7 +427,7 @@ def calibrate_device(device: str, *, quick: bool, out: str | None = None, points
                      only: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Measure (or reload) the sweep, fit it, write the calibration file and record the run. -> (path, data)."""
     from emulator.calibration import user_dir
-    from emulator.measure import host_overhead_s, last_level_cache_bytes
+    from emulator.measure import host_overhead_s
 
     if points_file:
         fingerprint, points = read_points_json(points_file)

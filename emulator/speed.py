@@ -59,13 +59,6 @@ class Reference:
         self.readings.append(m.mean_s)
         return m.mean_s
 
-    def mean_s(self, since: int = 0) -> float:
-        """Mean of the readings from index `since` on."""
-        got = self.readings[since:]
-        if not got:
-            raise ValueError("the reference has no readings to average")
-        return sum(got) / len(got)
-
 
 def around(readings: Sequence[float]) -> list[float]:
     """The reference around each of n measurements from the n+1 readings taken before, between and after them:
