@@ -31,7 +31,7 @@ say "nvidia-smi"
 { timeout 20 nvidia-smi -q | head -40; timeout 20 nvidia-smi; } > "$OUT_DIR/nvidia_smi.txt" 2>&1
 step 60 fingerprint "$PY" -c "
 import json, sys, torch
-from emulator.measure import device_fingerprint
+from emulator.measure.machine import device_fingerprint
 json.dump(device_fingerprint('cuda' if torch.cuda.is_available() else 'cpu'), open(sys.argv[1], 'w'), indent=1)
 print(open(sys.argv[1]).read())" "$OUT_DIR/fingerprint.json"
 
@@ -42,7 +42,8 @@ step 150 calibrate "$PY" -m emulator calibrate --device cuda --quick --no-record
 # (3) the two ceilings: best matrix rate per dtype, and a large device-to-device copy
 step 75 matmul_best "$PY" - "$OUT_DIR/matmul_best.json" <<'EOF'
 import json, sys, torch
-from emulator.measure import device_fingerprint, time_callable
+from emulator.measure.machine import device_fingerprint
+from emulator.measure.timer import time_callable
 from kernels import references as R
 
 dev = torch.device("cuda")

@@ -21,9 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from emulator.calibrate import write_json_atomic  # noqa: E402
-from emulator.measure import PowerSampler, device_fingerprint, profile_kernels, time_callable  # noqa: E402
-from emulator.validate import CPU_WORKLOADS, CUDA_WORKLOADS, Workload  # noqa: E402
+from emulator.files import write_json_atomic  # noqa: E402
+from emulator.measure.machine import device_fingerprint  # noqa: E402
+from emulator.measure.power import PowerSampler  # noqa: E402
+from emulator.measure.profiler import profile_kernels  # noqa: E402
+from emulator.measure.timer import time_callable  # noqa: E402
+from emulator.validation.validate import CPU_WORKLOADS, CUDA_WORKLOADS, Workload  # noqa: E402
 
 WORKLOADS = CUDA_WORKLOADS
 
@@ -32,7 +35,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 def _predicted_cost(model: Any, w: Workload, b: int, s: int, kv: int) -> dict[str, float] | None:
     try:
-        from emulator.trace import trace_workload
+        from emulator.engine.trace import trace_workload
 
         cost = trace_workload(model, w.phase, b, s, kv, DTYPES[w.dtype]).total_cost()
         return {k: float(v) for k, v in cost.as_dict().items()}

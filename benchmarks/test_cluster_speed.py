@@ -11,9 +11,9 @@ import dataclasses
 import time
 
 from emulator.cluster import predict_training, shard, training
+from emulator.engine.trace import trace_workload
 from emulator.hardware import load_device, load_system
 from emulator.scenario import Parallel, Scenario, Training
-from emulator.trace import trace_workload
 from emulator.workloads.presets import preset
 
 

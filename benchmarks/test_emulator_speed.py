@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emulator.efficiency import SPEC_DEFAULTS
+from emulator.engine.efficiency import SPEC_DEFAULTS
+from emulator.engine.predict import predict
+from emulator.engine.trace import trace_program
 from emulator.hardware import load_device
-from emulator.predict import predict
 from emulator.scenario import Scenario, Training
-from emulator.trace import trace_program
 from emulator.workloads.presets import preset
 from emulator.workloads.program import build_program
 

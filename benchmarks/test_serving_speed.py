@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 from emulator.hardware import load_system
-from emulator.scenario import Scenario
+from emulator.scenario import Distribution, Scenario, ServingSpec, Slo
 from emulator.serving.replica import StepModel
-from emulator.serving.scenario import Distribution, ServingSpec, Slo
 from emulator.serving.simulator import make_requests, simulate
 
 STEP = StepModel(grid=(1.0, 64.0, 1024.0, 8192.0), dense_s=(0.020, 0.021, 0.045, 0.33),

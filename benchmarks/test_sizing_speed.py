@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from emulator.cluster import shard, training
+from emulator.engine.trace import trace_workload
 from emulator.sizing import load_sizing, size
 from emulator.sizing import search as sizing_search
-from emulator.trace import trace_workload
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sizing-llama3-70b-train.yaml"
 

@@ -8,12 +8,13 @@ bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthika
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-DATA = Path(__file__).resolve().parent / "data"
+from emulator.files import shipped
+
+DATA = shipped("data")
 
 # Device names in the published files -> shipped profile names.
 DEVICE_ALIASES = {

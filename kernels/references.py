@@ -96,17 +96,6 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
     return out[0] if isinstance(out, tuple) else out  # torch < 2.4 returned (out, amax)
 
 
-def fp8_supported(device: Any) -> bool:
-    """Whether torch._scaled_mm can run here: CUDA with compute capability 8.9 or newer."""
-    dev = torch.device(device)
-    return (
-        "fp8" in DTYPES
-        and dev.type == "cuda"
-        and torch.cuda.is_available()
-        and torch.cuda.get_device_capability(dev) >= (8, 9)
-    )
-
-
 # ----------------------------------------------------------------------------------------- attention
 
 

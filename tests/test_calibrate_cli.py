@@ -53,7 +53,7 @@ def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(t
 # The target on a CPU: median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
 # built on, six fresh calibrate-then-validate runs with the speed reference and the cold-call curve gave medians
 # of 4.1-6.0% and maxima of 7.0-15.2% (before them, twelve runs met both bounds only six times; see the notes,
-# `emulator.speed` and `fit.cold_call_curve`).
+# `emulator.measure.speed` and `fit.cold_call_curve`).
 CPU_MEDIAN_BOUND = 0.10
 CPU_MAX_BOUND = 0.25
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.calibration import (
+from emulator.engine.calibration import (
     TRANSFER_ERROR,
     efficiency_for,
     load_for_device,
@@ -18,7 +18,7 @@ from emulator.calibration import (
 )
 from emulator.errors import EmulatorError
 from emulator.hardware import load_device
-from emulator.validate import replay
+from emulator.validation.validate import replay
 
 SHIPPED = shipped_dir() / "cuda-nvidia-h200-sm90.json"
 SHIPPED_H100 = shipped_dir() / "cuda-nvidia-h100-80gb-hbm3-sm90.json"
@@ -44,7 +44,7 @@ def test_a_sibling_without_a_calibration_is_transferred(tmp_path: Path, monkeypa
     only_h200 = tmp_path / "shipped"
     only_h200.mkdir()
     (only_h200 / SHIPPED.name).write_text(SHIPPED.read_text())
-    monkeypatch.setattr("emulator.calibration.shipped_dir", lambda: only_h200)
+    monkeypatch.setattr("emulator.engine.calibration.shipped_dir", lambda: only_h200)
     h100 = efficiency_for(load_device("h100-sxm"))
     assert h100.provenance == "transferred"
     assert h100.error_band > efficiency_for(load_device("h200-sxm")).error_band

@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
-from emulator.cluster import predict_training, validate_published
+from emulator.cluster import predict_training
 from emulator.cluster.goodput import Reliability, goodput
 from emulator.cluster.schedule import bubble_s
 from emulator.hardware import load_device, load_system
 from emulator.scenario import Parallel, Scenario, Training
+from emulator.validation.published_training import validate_published
 from emulator.workloads.presets import preset
 
 SINGLE_KEYS = ("step_time_s", "tokens_per_s", "tokens_per_s_per_device", "flops_per_step", "flops_convention",

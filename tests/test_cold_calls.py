@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import emulator.fit as fit
-from emulator.calibrate import CalPoint, collect
-from emulator.calibration import read_calibration
-from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable
+import emulator.calibrate.fit as fit
+from emulator.calibrate.points import CalPoint, collect
+from emulator.calibrate.sweeps import BenchPoint, sweep
+from emulator.engine.calibration import read_calibration
+from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable
+from emulator.engine.roofline import predict_calls
 from emulator.hardware import load_device
-from emulator.roofline import predict_calls
-from emulator.speed import at_speed
-from emulator.sweeps import BenchPoint, sweep
+from emulator.measure.speed import at_speed
 from kernels import Cost, KernelCall
 
 MiB = 2**20

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from emulator.cluster.plan import Plan
-from emulator.distributed import FAIL_ENV, _rank_groups, launch
 from emulator.errors import EmulatorError
+from emulator.validation.distributed import FAIL_ENV, _rank_groups, launch
 
 SCENARIO = """\
 model: {model_type: llama, num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2,

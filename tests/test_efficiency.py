@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.efficiency import SPEC_DEFAULTS
+from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.hardware import load_device
 from emulator.published import load_cases, profile_name
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from emulator.trace import trace_callable
+from emulator.engine.trace import trace_callable
 from kernels import Cost, classify
 from kernels.attention import attention_flops, causal_pairs
 from kernels.registry import FAMILIES, registered_ops

@@ -1,4 +1,4 @@
-"""Specs for emulator.measure: CPU timing statistics, power sampling without a GPU, and the fingerprint."""
+"""Specs for emulator.measure.timer: CPU timing statistics, power sampling without a GPU, and the fingerprint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import time
 import pytest
 import torch
 
-from emulator.measure import Measurement, PowerSampler, device_fingerprint, percentile, time_callable
+from emulator.measure.machine import device_fingerprint
+from emulator.measure.power import PowerSampler
+from emulator.measure.timer import Measurement, time_callable
+from emulator.stats import percentile
 
 
 def test_cpu_timing_orders_percentiles() -> None:
@@ -96,7 +99,7 @@ def test_keep_freed_memory_is_safe_to_call_anywhere() -> None:
     """Applies on glibc (where it returns True) and is a no-op elsewhere; calling it twice is harmless."""
     import platform
 
-    from emulator.measure import keep_freed_memory
+    from emulator.measure.machine import keep_freed_memory
 
     first, second = keep_freed_memory(), keep_freed_memory()
     assert first == second

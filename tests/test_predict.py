@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.efficiency import SPEC_DEFAULTS
+from emulator.engine.efficiency import SPEC_DEFAULTS
+from emulator.engine.predict import predict
+from emulator.engine.roofline import kernel_time, wave_efficiency
 from emulator.hardware import list_devices, load_device
-from emulator.predict import predict
-from emulator.roofline import kernel_time, wave_efficiency
 from emulator.scenario import Inference, Scenario, Training
 from emulator.workloads.config import DLRMConfig
 from emulator.workloads.presets import list_models, preset

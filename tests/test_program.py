@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from emulator.errors import EmulatorError
-from emulator.workloads import DLRMConfig, TransformerConfig, build_program, list_models, make_optimizer, ops, preset
+from emulator.workloads import DLRMConfig, TransformerConfig, list_models, ops, preset
+from emulator.workloads.program import build_program, make_optimizer
 
 CASES = [(name, phase) for name in list_models() for phase in ("train", "prefill", "decode")
          if not (phase == "decode" and isinstance(preset(name), DLRMConfig))]

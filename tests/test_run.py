@@ -1,8 +1,7 @@
-"""Specs for emulator.run: a scenario executed on the CPU, measured, predicted beside it and recorded."""
+"""Specs for emulator.validation.run: a scenario executed on the CPU, measured, predicted beside it and recorded."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from emulator import run as run_module
+from emulator.cli.main import build_parser
+from emulator.cli.run import command
 from emulator.errors import EmulatorError
+from emulator.measure.device import parse_device
 from emulator.results import ResultsStore
-from emulator.run import RunResult, add_parser, command, kernel_family, parse_device, run_scenario, scale_to_fit
 from emulator.scenario import load_scenario
+from emulator.validation import run as run_module
+from emulator.validation.run import RunResult, kernel_family, run_scenario, scale_to_fit
 
 LLAMA = ("{model_type: llama, num_hidden_layers: %d, hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, "
          "intermediate_size: 256, vocab_size: 1000, max_position_embeddings: 512}")
@@ -157,9 +159,9 @@ def test_cuda_without_a_gpu_is_a_user_error() -> None:
 
 def test_command_with_a_bad_device(tmp_path: Path) -> None:
     """`emulator run S --device gpu` fails with an EmulatorError before anything runs."""
-    args = _parser().parse_args(["run", str(scenario(tmp_path, TRAIN)), "--device", "gpu"])
+    args = build_parser().parse_args(["run", str(scenario(tmp_path, TRAIN)), "--device", "gpu"])
     with pytest.raises(EmulatorError):
-        args.func(args)
+        command(args)
 
 
 def test_kernel_families_by_name() -> None:
@@ -176,32 +178,26 @@ def test_kernel_families_by_name() -> None:
     assert kernel_family("Memcpy DtoD (Device -> Device)", "cuda") == "copy"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emulator")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def test_command_prints_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI hook renders measured and predicted side by side, or the JSON fields."""
     path = str(scenario(tmp_path, TRAIN))
-    args = _parser().parse_args(["run", path, "--target-time", "0.02", "--no-profile", "--no-record", "--json"])
-    assert args.func is command
-    command(args)
+    command(build_parser().parse_args(["run", path, "--target-time", "0.02", "--no-profile", "--no-record", "--json"]))
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"measured", "predicted", "error", "scale_model", "notes"}
     assert set(out["measured"]) >= {"step_time_s", "p20_s", "p80_s", "tokens_per_s", "power", "energy_per_step_j",
                                     "energy_per_token_j", "kernels"}
-    command(_parser().parse_args(["run", path, "--target-time", "0.02", "--no-profile", "--no-record"]))
+    command(build_parser().parse_args(["run", path, "--target-time", "0.02", "--no-profile", "--no-record"]))
     text = capsys.readouterr().out
     assert "measured" in text and "predicted" in text and "step time" in text and "not measured (" in text
 
 
 def test_prediction_of_the_same_program_with_a_calibration(tmp_path: Path) -> None:
     """With this CPU calibrated, the run predicts the program that ran and reports the error."""
-    from emulator.calibrate import build_calibration, collect, write_json_atomic
-    from emulator.measure import device_fingerprint
-    from emulator.sweeps import BenchPoint
+    from emulator.calibrate.command import build_calibration
+    from emulator.calibrate.points import collect
+    from emulator.calibrate.sweeps import BenchPoint
+    from emulator.files import write_json_atomic
+    from emulator.measure.machine import device_fingerprint
 
     points = [BenchPoint("gemm", "gemm", {"m": m, "n": m, "k": m}, "fp32") for m in (64, 128, 256, 384, 512)]
     points += [BenchPoint("copy", "copy", {"bytes": b}, "fp32") for b in (65536, 1 << 20, 1 << 22)]

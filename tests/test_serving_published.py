@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.serving.published import validate_published
+from emulator.validation.published_serving import validate_published
 
 
 def test_mlperf_median_error_within_15_percent_and_server_never_beats_offline() -> None:

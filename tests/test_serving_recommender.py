@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.calibration import efficiency_for
+from emulator.engine.calibration import efficiency_for
 from emulator.hardware import load_device
 from emulator.serving.recommender import place_tables
 from emulator.workloads.presets import preset

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.calibration import efficiency_for
+from emulator.engine.calibration import efficiency_for
 from emulator.errors import EmulatorError
 from emulator.hardware import load_device, load_system
-from emulator.scenario import Scenario
+from emulator.scenario import Distribution, Scenario, ServingSpec, Slo
 from emulator.serving import predict_serving
 from emulator.serving.replica import build_replica, kv_bytes_per_token
-from emulator.serving.scenario import Distribution, ServingSpec, Slo
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
 

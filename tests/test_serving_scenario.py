@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emulator.errors import EmulatorError
-from emulator.serving.scenario import parse_distribution, parse_inference
+from emulator.scenario import parse_distribution, parse_inference
 
 
 def test_parses_every_key() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from emulator.errors import EmulatorError
+from emulator.scenario import Distribution
 from emulator.serving.replica import StepModel
-from emulator.serving.scenario import Distribution
 from emulator.serving.simulator import Requests, make_requests, simulate
 
 GRID = (1.0, 64.0, 1024.0, 8192.0)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emulator.calibrate import CalPoint, build_calibration, collect
-from emulator.efficiency import EfficiencyTable, FamilyEfficiency
-from emulator.measure import time_callable
-from emulator.speed import Reference, around, at_reference_speed, at_speed, speed_vs
-from emulator.sweeps import BenchPoint
+from emulator.calibrate.command import build_calibration
+from emulator.calibrate.points import CalPoint, collect
+from emulator.calibrate.sweeps import BenchPoint
+from emulator.engine.efficiency import EfficiencyTable, FamilyEfficiency
+from emulator.measure.speed import Reference, around, at_reference_speed, at_speed, speed_vs
+from emulator.measure.timer import time_callable
 
 FAMILY = FamilyEfficiency(math=0.8, memory=0.5, vector=0.5, overhead_s=2e-6, cache_speedup=3.0, tile=32,
                           half_dim=8.0, error=0.1)
@@ -97,7 +98,7 @@ def test_points_are_fitted_at_the_sweeps_mean_speed() -> None:
 
 def test_validate_style_measurement_records_the_reference_per_step() -> None:
     """`validate.measure_workload` with a reference returns one reading per timed step."""
-    from emulator.validate import CPU_WORKLOADS, measure_workload
+    from emulator.validation.validate import CPU_WORKLOADS, measure_workload
 
     tiny = next(w for w in CPU_WORKLOADS if w.phase == "decode")
     ref = Reference("cpu")

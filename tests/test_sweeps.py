@@ -1,4 +1,4 @@
-"""Specs for emulator.sweeps, kernels.references and the measuring half of emulator.calibrate."""
+"""Specs for emulator.calibrate.sweeps, kernels.references and the measuring half of emulator.calibrate."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emulator.calibrate import CalPoint, collect, read_points_json, write_points_json
+from emulator.calibrate.points import CalPoint, collect, read_points_json, write_points_json
+from emulator.calibrate.sweeps import FAMILIES, BenchPoint, sweep
 from emulator.errors import EmulatorError
-from emulator.sweeps import FAMILIES, BenchPoint, sweep
 from kernels import references as R
 
 
@@ -170,7 +170,7 @@ def test_collect_measures_and_round_trips(tmp_path: Path) -> None:
     assert [p.name for p in got] == ["gemm", "copy"]
     for p in got:
         assert 0 < p.p20_s <= p.median_s <= p.p80_s and p.num_reps >= 5
-    if got[0].matrix_flops is not None:  # filled when emulator.trace is present
+    if got[0].matrix_flops is not None:  # filled when emulator.engine.trace is present
         assert got[0].matrix_flops == 2 * 32**3
     write_points_json(got, {"key": "cpu-test"}, tmp_path / "raw.json")
     fingerprint, back = read_points_json(tmp_path / "raw.json")
@@ -195,7 +195,7 @@ def test_cpu_points_carry_the_pooled_mean_and_old_files_still_load(tmp_path: Pat
 def test_flushed_points_teach_no_cache_speed_up() -> None:
     """GPU points are timed with the L2 flushed before every repetition: fitted as such, no point is in cache,
     so the cache speed-up stays at 1 instead of soaking up small-kernel inefficiency."""
-    from emulator.fit import fit_points
+    from emulator.calibrate.fit import fit_points
     from emulator.hardware import load_device
 
     def point(m: int, seconds: float) -> CalPoint:

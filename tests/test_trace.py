@@ -7,7 +7,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from emulator.trace import trace_program, trace_workload
+from emulator.engine.trace import trace_program, trace_workload
 from emulator.workloads import ops
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.presets import preset

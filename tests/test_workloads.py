@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from emulator.workloads import DLRMConfig, TransformerConfig, build_program, build_step, ops, preset
+from emulator.workloads import DLRMConfig, TransformerConfig, ops, preset
 from emulator.workloads.moe import MoE
+from emulator.workloads.program import build_program, build_step
 
 EXPECTED_PARAMS = {  # (total, active) from the model cards / papers
     "llama2-7b": (6.74e9, None),

@@ -7,11 +7,9 @@
     schedule.py  pipeline bubble and communication overlap
     training.py  predict_training: step time, throughput, MFU/HFU, time-to-train
     goodput.py   failures, checkpoints and restarts -> effective time-to-train
-    published.py validate_published: predicted versus published Megatron-LM runs
 """
 
 from emulator.cluster.plan import Plan, check_plan, plan_from
-from emulator.cluster.published import validate_published
 from emulator.cluster.training import ClusterPrediction, predict_training
 
-__all__ = ["ClusterPrediction", "Plan", "check_plan", "plan_from", "predict_training", "validate_published"]
+__all__ = ["ClusterPrediction", "Plan", "check_plan", "plan_from", "predict_training"]

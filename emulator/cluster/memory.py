@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.cluster.plan import Plan
-from emulator.memory import ADAM_STATE_BYTES_PER_PARAM, ALLOCATOR_ALLOWANCE
+from emulator.engine.memory import ADAM_STATE_BYTES_PER_PARAM, ALLOCATOR_ALLOWANCE
 from emulator.workloads.config import TransformerConfig
 
 GRADIENT_BYTES_PER_PARAM = 2.0

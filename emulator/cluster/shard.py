@@ -32,7 +32,7 @@ import torch
 
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
-from emulator.trace import Trace, trace_workload
+from emulator.engine.trace import Trace, trace_workload
 from emulator.units import DTYPE_BYTES
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall

@@ -7,7 +7,7 @@ The slowest pipeline stage sets the pace: the busiest rank's layers plus the emb
 head (last stage), whichever is larger. Compute seconds come only from `roofline.kernel_time` on the rank's
 traced calls; collective seconds only from `network.Network`.
 
-Figures (conventions as in `emulator.predict`, per step, whole cluster):
+Figures (conventions as in `emulator.engine.predict`, per step, whole cluster):
 - flops_per_step: model FLOPs of the unsharded model (GEMM + fused attention matrix FLOPs, causal, backward
   = 2x forward, no recompute) times the micro-batches of all replicas; mfu = flops / (step * devices * peak).
 - mfu_without_attention: the same without attention FLOPs (the 6*N*T convention).
@@ -22,19 +22,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.calibration import efficiency_for
 from emulator.cluster.goodput import goodput
 from emulator.cluster.memory import training_memory
 from emulator.cluster.network import Network
 from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings
 from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
 from emulator.cluster.shard import RankProgram, part_of, rank_program, shard_config, stage_params, torch_dtype
-from emulator.efficiency import EfficiencyTable
+from emulator.engine.calibration import efficiency_for
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.roofline import kernel_time
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile, list_systems, load_system
-from emulator.roofline import kernel_time
 from emulator.scenario import Scenario
-from emulator.trace import trace_workload
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall
 

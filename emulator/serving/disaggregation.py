@@ -17,6 +17,12 @@ from typing import Any
 import numpy as np
 
 from emulator.errors import EmulatorError
+from emulator.hardware import default_system
+from emulator.serving.energy import device_power_w, energy_per_unit_j
+from emulator.serving.prediction import ServingPrediction
+from emulator.serving.replica import build_replica
+from emulator.serving.search import WARMUP_FRACTION, choose_batch, meets
+from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
 from emulator.units import DTYPE_BYTES
 
 SEARCH_ITERATIONS = 9
@@ -39,18 +45,11 @@ def kv_transfer_s(scenario: Any, replica: Any, total_devices: int, input_tokens:
 
 
 def predict_disaggregated(scenario: Any, spec: Any, table: Any) -> Any:
-    from emulator.serving import ServingPrediction
-    from emulator.serving.energy import device_power_w, energy_per_unit_j
-    from emulator.serving.replica import build_replica
-    from emulator.serving.search import WARMUP_FRACTION, choose_batch, meets
-    from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
 
     path = spec.path or scenario.path
     d = spec.disaggregation
     system = scenario.system
     if system is None:
-        from emulator.cluster.training import default_system
-
         system = default_system(scenario.device)
     replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,

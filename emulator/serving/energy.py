@@ -10,7 +10,7 @@ query likewise. Host and network power are left to the economics stage.
 
 from __future__ import annotations
 
-from emulator.efficiency import EfficiencyTable
+from emulator.engine.efficiency import EfficiencyTable
 from emulator.hardware import DeviceProfile
 
 

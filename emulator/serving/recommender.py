@@ -20,11 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emulator.efficiency import EfficiencyTable
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.predict import time_trace
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.predict import time_trace
-from emulator.trace import trace_workload
+from emulator.serving.energy import device_power_w, energy_per_unit_j
+from emulator.serving.prediction import ServingPrediction
+from emulator.serving.replica import DEFAULT_SCHEDULER_OVERHEAD_S
+from emulator.serving.simulator import percentiles
 from emulator.workloads.config import DLRMConfig
 
 MAX_BATCH_PAIRS = 65536  # pairs per device batch (Offline, and the Server batcher's cap)
@@ -107,10 +111,6 @@ def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: object, cap: int
 
 def predict_recommender(scenario: object, spec: object, table: EfficiencyTable) -> object:
     """Offline or Server queries/s of a DLRM on `num_devices` devices (one replica each)."""
-    from emulator.serving import ServingPrediction
-    from emulator.serving.energy import device_power_w, energy_per_unit_j
-    from emulator.serving.replica import DEFAULT_SCHEDULER_OVERHEAD_S
-    from emulator.serving.simulator import percentiles
 
     model, device, devices = scenario.model, scenario.device, scenario.num_devices  # type: ignore[attr-defined]
     path = spec.path or scenario.path  # type: ignore[attr-defined]

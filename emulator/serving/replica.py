@@ -34,13 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emulator.efficiency import EfficiencyTable
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.predict import time_trace
+from emulator.engine.roofline import predict_calls
+from emulator.engine.timing import Timing
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
-from emulator.predict import time_trace
-from emulator.roofline import predict_calls
-from emulator.timing import Timing
-from emulator.trace import trace_workload
 from emulator.units import DTYPE_BYTES
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall

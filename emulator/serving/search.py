@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emulator.scenario import ServingSpec, Slo
 from emulator.serving.replica import Replica
-from emulator.serving.scenario import ServingSpec, Slo
 from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
 
 WARMUP_FRACTION = 0.25

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.errors import EmulatorError
+from emulator.scenario import Distribution
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
-from emulator.serving.scenario import Distribution
 
 
 @dataclass(frozen=True, slots=True)

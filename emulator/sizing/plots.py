@@ -11,11 +11,13 @@ Each figure's caption states the provenance and error band of the predictions it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from emulator.sizing.search import SearchResult
-    from emulator.sizing.spec import Sizing
+from emulator.predict import predict_json
+from emulator.scenario import Inference, Parallel, Scenario
+from emulator.sizing.search import SearchResult
+from emulator.sizing.spec import Sizing
+from emulator.workloads.config import DLRMConfig
 
 DPI = 100
 
@@ -55,9 +57,6 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
                     out[name] = dict(result.details[name][r["anchor"]].kernels)
                     break
         else:
-            from emulator.predict import predict_json
-            from emulator.scenario import Inference, Parallel, Scenario
-
             cand = next(c for c in sz.candidates if c.device.name == name)
             spec = sz.serve.spec  # type: ignore[union-attr]
             s = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
@@ -111,8 +110,6 @@ def breakdown(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any]
         ax.set_xlabel("seconds per step")
         what = "Step time of each device's best plan by part"
     else:
-        from emulator.workloads.config import DLRMConfig
-
         dlrm = isinstance(sz.model, DLRMConfig)
         ttft = [r["ttft_s"].get("p99", 0.0) if not dlrm else r["latency_s"].get("p99", 0.0)
                 for r in rows]

@@ -15,13 +15,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulator.sizing import economics
-
-if TYPE_CHECKING:
-    from emulator.sizing.search import SearchResult
-    from emulator.sizing.spec import Sizing
+import emulator.sizing.economics as economics
+from emulator.sizing.plots import draw_all
+from emulator.sizing.search import SearchResult
+from emulator.sizing.select import OBJECTIVE_KEYS
+from emulator.sizing.spec import Sizing
 
 SCHEMA_VERSION = 1
 TOP_N = 20
@@ -50,8 +50,6 @@ def _time_key(goal: str) -> str:
 
 def build_report(result: SearchResult, sz: Sizing) -> dict[str, Any]:
     """The canonical report as plain data (what report.json holds)."""
-    from emulator.sizing import OBJECTIVE_KEYS
-
     rows, tkey = result.rows, _time_key(sz.goal)
     okey = OBJECTIVE_KEYS[sz.objective]
     okey = tkey if okey == "time" else okey
@@ -213,8 +211,6 @@ def render_html(markdown: str, report: dict[str, Any], figures: list[dict[str, s
 
 def write_report(result: SearchResult, sz: Sizing, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write report.json, report.md, report.html and the PNG plots into `out_dir`; return the report."""
-    from emulator.sizing.plots import draw_all
-
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     report = build_report(result, sz)

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from emulator.calibration import efficiency_for
+import emulator.sizing.economics as economics
 from emulator.cluster import Plan, check_plan, predict_training
 from emulator.cluster.goodput import goodput
 from emulator.cluster.memory import training_memory
@@ -32,9 +32,10 @@ from emulator.cluster.network import Network
 from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
 from emulator.cluster.shard import collectives, groups_of, shard_config, stage_params
 from emulator.cluster.training import _model_flops, optimizer_time
+from emulator.engine.calibration import efficiency_for
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario, Training
-from emulator.sizing import economics
+from emulator.serving import predict_serving
 from emulator.sizing.pareto import pareto_mask
 from emulator.sizing.spec import Candidate, Sizing
 from emulator.units import GiB
@@ -247,8 +248,6 @@ def finish_training(sz: Sizing, cand: Candidate, rows: list[dict[str, Any]]) -> 
 def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, Any],
                                                                           dict[str, Any], int]:
     """One simulation per (device, replica layout); replicas to carry the target rate; power and cost per hour."""
-    from emulator.serving import predict_serving
-
     target = sz.serve
     assert target is not None
     rows: list[dict[str, Any]] = []

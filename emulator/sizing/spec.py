@@ -41,10 +41,17 @@ from emulator.hardware import (
     load_site,
     load_system,
 )
-from emulator.scenario import RECOMPUTE, TRAIN_PRECISIONS, _Reader, global_batch_sequences, read_yaml
-from emulator.serving.scenario import ServingSpec, parse_inference
+from emulator.scenario import (
+    RECOMPUTE,
+    TRAIN_PRECISIONS,
+    ServingSpec,
+    global_batch_sequences,
+    parse_inference,
+    read_yaml,
+)
+from emulator.scenario.load import _Reader
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
-from emulator.workloads.hf import load_model
+from emulator.workloads.load import load_model
 
 GOALS = ("train", "serve")
 OBJECTIVES = ("cost", "energy", "devices", "time")

@@ -28,7 +28,7 @@ from torch import nn
 
 from emulator.workloads import ops
 from emulator.workloads.config import TransformerConfig
-from emulator.workloads.transformer import MLP
+from emulator.workloads.mlp import MLP
 
 
 def expected_active_experts(tokens: int, top_k: int, num_experts: int) -> int:

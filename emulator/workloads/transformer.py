@@ -16,6 +16,8 @@ from torch import nn
 
 from emulator.workloads import ops
 from emulator.workloads.config import TransformerConfig
+from emulator.workloads.mlp import MLP, linear
+from emulator.workloads.moe import MoE
 
 
 class RMSNorm(nn.Module):
@@ -59,10 +61,6 @@ class Rotary(nn.Module):
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
-def _linear(i: int, o: int, bias: bool, dtype: torch.dtype, device: torch.device | str) -> nn.Linear:
-    return nn.Linear(i, o, bias=bias, dtype=dtype, device=device)
-
-
 class Attention(nn.Module):
     """Multi-head attention with grouped-query KV heads (Hkv divides Hq); RoPE or none (learned positions)."""
 
@@ -70,10 +68,10 @@ class Attention(nn.Module):
                  device: torch.device | str) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
-        self.wq = _linear(c.hidden_size, c.num_heads * c.head_dim, c.qkv_bias, dtype, device)
-        self.wk = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
-        self.wv = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
-        self.wo = _linear(c.num_heads * c.head_dim, c.hidden_size, c.out_bias, dtype, device)
+        self.wq = linear(c.hidden_size, c.num_heads * c.head_dim, c.qkv_bias, dtype, device)
+        self.wk = linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
+        self.wv = linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
+        self.wo = linear(c.num_heads * c.head_dim, c.hidden_size, c.out_bias, dtype, device)
         self.q_norm = RMSNorm(c.head_dim, c.norm_eps, dtype=dtype, device=device) if c.qk_norm else None
         self.k_norm = RMSNorm(c.head_dim, c.norm_eps, dtype=dtype, device=device) if c.qk_norm else None
         self.rotary = rotary
@@ -114,15 +112,15 @@ class MLAttention(nn.Module):
         self.scale = c.qk_head_dim ** -0.5
         qk = c.num_heads * c.qk_head_dim
         if c.q_lora_rank:
-            self.wq_a = _linear(c.hidden_size, c.q_lora_rank, False, dtype, device)
+            self.wq_a = linear(c.hidden_size, c.q_lora_rank, False, dtype, device)
             self.q_norm = RMSNorm(c.q_lora_rank, c.norm_eps, dtype=dtype, device=device)
-            self.wq_b = _linear(c.q_lora_rank, qk, False, dtype, device)
+            self.wq_b = linear(c.q_lora_rank, qk, False, dtype, device)
         else:
-            self.wq = _linear(c.hidden_size, qk, False, dtype, device)
-        self.wkv_a = _linear(c.hidden_size, c.kv_lora_rank + c.qk_rope_head_dim, False, dtype, device)
+            self.wq = linear(c.hidden_size, qk, False, dtype, device)
+        self.wkv_a = linear(c.hidden_size, c.kv_lora_rank + c.qk_rope_head_dim, False, dtype, device)
         self.kv_norm = RMSNorm(c.kv_lora_rank, c.norm_eps, dtype=dtype, device=device)
-        self.wkv_b = _linear(c.kv_lora_rank, c.num_heads * (c.qk_nope_head_dim + c.v_head_dim), False, dtype, device)
-        self.wo = _linear(c.num_heads * c.v_head_dim, c.hidden_size, False, dtype, device)
+        self.wkv_b = linear(c.kv_lora_rank, c.num_heads * (c.qk_nope_head_dim + c.v_head_dim), False, dtype, device)
+        self.wo = linear(c.num_heads * c.v_head_dim, c.hidden_size, False, dtype, device)
         self.rotary = rotary
 
     def forward(self, x: torch.Tensor, kv_cache: torch.Tensor | None = None, start_pos: int = 0) -> torch.Tensor:
@@ -164,30 +162,12 @@ class MLAttention(nn.Module):
         return self.wo(y)
 
 
-class MLP(nn.Module):
-    """SwiGLU (w2(silu(w1 x) * w3 x)) or GELU (w2(gelu(w1 x))) feed-forward."""
-
-    def __init__(self, c: TransformerConfig, ffn: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
-        super().__init__()
-        self.swiglu = c.mlp == "swiglu"
-        self.w1 = _linear(c.hidden_size, ffn, c.mlp_bias, dtype, device)
-        self.w3 = _linear(c.hidden_size, ffn, c.mlp_bias, dtype, device) if self.swiglu else None
-        self.w2 = _linear(ffn, c.hidden_size, c.mlp_bias, dtype, device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.w3 is not None:
-            return self.w2(F.silu(self.w1(x)) * self.w3(x))
-        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
-
-
 class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)), then + ffn(norm(.)); ffn is an MLP or a mixture of experts."""
 
     def __init__(self, c: TransformerConfig, rotary: Rotary | None, *, moe: bool, dtype: torch.dtype,
                  device: torch.device | str) -> None:
         super().__init__()
-        from emulator.workloads.moe import MoE
-
         self.attention_norm = make_norm(c, c.hidden_size, dtype=dtype, device=device)
         if c.attention == "mla":
             assert rotary is not None
@@ -226,7 +206,7 @@ class Head(nn.Module):
     def __init__(self, c: TransformerConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
         super().__init__()
         self.norm = make_norm(c, c.hidden_size, dtype=dtype, device=device)
-        self.output = _linear(c.hidden_size, c.vocab_size, False, dtype, device)
+        self.output = linear(c.hidden_size, c.vocab_size, False, dtype, device)
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, *,
                 last_only: bool = False) -> torch.Tensor:

@@ -8,19 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from pathlib import Path
 
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("size", help="size a cluster for a target: a ranked, costed plan and a report folder",
-                              description="Search devices x counts x plans for a sizing file's target and write "
-                                          "report.json, report.md, report.html and PNG plots.")
-    p.add_argument("sizing", help="a sizing YAML file (see the README's 'Sizing reports')")
-    p.add_argument("--out", default=None, help="report folder (default: reports/<sizing file name>)")
-    p.add_argument("--json", action="store_true", help="print report.json to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=command)
-    return p
+from emulator.sizing import load_sizing, size, write_report
+from emulator.sizing.report import canonical_json
 
 
 class _Progress:
@@ -44,10 +35,6 @@ class _Progress:
 
 
 def command(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from emulator.sizing import load_sizing, size, write_report
-
     sz = load_sizing(args.sizing)
     progress = None if args.quiet else _Progress()
     result = size(sz, progress)
@@ -57,8 +44,6 @@ def command(args: argparse.Namespace) -> None:
         progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "
                       f"{time.perf_counter() - progress.start:.1f} s; report in {out}/")
     if args.json:
-        from emulator.sizing.report import canonical_json
-
         sys.stdout.write(canonical_json(report))
         return
     rec = report["recommended"]
@@ -75,4 +60,4 @@ def command(args: argparse.Namespace) -> None:
     print(f"report: {out}/report.html, report.md, report.json ({len(report['figures'])} figures)")
 
 
-__all__ = ["add_parser", "command"]
+__all__ = ["command"]

@@ -23,8 +23,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from emulator.calibration import efficiency_for
 from emulator.cluster.training import default_system, predict_training
+from emulator.engine.calibration import efficiency_for
 from emulator.hardware import load_device
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training

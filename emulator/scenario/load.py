@@ -26,7 +26,7 @@ import yaml
 from emulator.errors import EmulatorError, nearest
 from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_device, load_system
 from emulator.workloads.config import ModelConfig
-from emulator.workloads.hf import load_model
+from emulator.workloads.load import load_model
 
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "fp32")
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "virtual_stages", "microbatch_size", "sequence_parallel", "zero", "fsdp")
@@ -242,7 +242,7 @@ def _training(data: Any, path: str) -> Training:
 def _inference(data: Any, path: str) -> tuple[Inference, Any]:
     """The `inference:` section, validated by the serving model's parser (it owns the serving keys: scenario,
     arrival rate or trace, SLOs, length distributions); the batch view of it uses the mean lengths."""
-    from emulator.serving.scenario import parse_inference
+    from emulator.scenario.inference import parse_inference
 
     try:
         spec = parse_inference(data, path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.trace import Trace
+from emulator.engine.trace import Trace
 from emulator.units import DTYPE_BYTES
 from emulator.workloads.config import DLRMConfig, ModelConfig
 

@@ -21,9 +21,9 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
-from emulator.timing import KernelTiming, Timing
 from emulator.units import DTYPE_BYTES
 from kernels import KernelCall
 from kernels.matmul import gemm_dims

@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 
-from emulator.calibration import local_calibration
-from emulator.measure import percentile, time_callable
-from emulator.predict import time_trace
-from emulator.speed import Reference, around, at_speed, speed_vs
-from emulator.trace import trace_workload
+from emulator.calibrate.local import local_calibration
+from emulator.engine.predict import time_trace
+from emulator.engine.trace import trace_workload
+from emulator.measure.device import release_memory
+from emulator.measure.speed import Reference, around, at_speed, speed_vs
+from emulator.measure.timer import time_callable
+from emulator.stats import percentile
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.program import build_step
 
@@ -146,7 +148,7 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
     measured time is the mean of all its steps, the statistic the CPU calibration fits its kernels to (see
     `measure.Measurement.mean_s`). The calibration's speed reference is read between the steps, and each
     workload is predicted at the machine's speed around its own steps against its speed during calibration
-    (`emulator.speed`); each case records that speed. A GPU is measured once, by its median.
+    (`emulator.measure.speed`); each case records that speed. A GPU is measured once, by its median.
     """
     import sys
 
@@ -162,8 +164,7 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
             m = measure_workload(w, dev, target_time_s=0.5 if dev.type == "cuda" else 0.4, reference=reference)
             samples[w.name] += m["samples_s"]
             readings[w.name] += m.get("reference_s", [])
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+            release_memory(dev)
     cases = []
     for w in chosen:
         times = samples[w.name]

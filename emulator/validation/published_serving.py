@@ -13,21 +13,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import statistics
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from emulator.errors import EmulatorError
+from emulator.files import shipped
 from emulator.hardware import load_system
 from emulator.published import load_cases
-from emulator.scenario import Scenario
+from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import ServingPrediction, predict_serving
-from emulator.serving.scenario import ServingSpec, parse_inference
 from emulator.workloads.config import DLRMConfig
 from emulator.workloads.presets import preset
 
-RULES = Path(__file__).resolve().parent.parent / "data" / "mlperf_inference_rules.yaml"
+RULES = shipped("data") / "mlperf_inference_rules.yaml"
 SYSTEM = "hgx-h100"
 TP_CHOICES = (1, 2, 4, 8)
 

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from emulator.calibrate import CalPoint, _runner
-from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.calibrate.points import CalPoint, runner
+from emulator.calibrate.sweeps import BenchPoint
+from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.roofline import matrix_rate, memory_rate, vector_rate, wave_efficiency
+from emulator.engine.trace import trace_callable
 from emulator.hardware import DeviceProfile
-from emulator.roofline import matrix_rate, memory_rate, vector_rate, wave_efficiency
-from emulator.sweeps import BenchPoint
-from emulator.trace import trace_callable
 from kernels import KernelCall
 from kernels.matmul import gemm_dims
 from kernels.references import torch_dtype
@@ -48,7 +48,7 @@ def point_calls(p: CalPoint) -> list[KernelCall]:
 
     A 'tf32' point holds fp32 tensors that the tensor cores multiply as tf32: its GEMMs are labelled tf32.
     """
-    fn, make_inputs = _runner(BenchPoint(p.family, p.name, dict(p.params), p.dtype))
+    fn, make_inputs = runner(BenchPoint(p.family, p.name, dict(p.params), p.dtype))
     inputs = make_inputs(p.params, device="meta", dtype=torch_dtype(p.dtype))
     trace = trace_callable(fn, *inputs)
     calls = [c for c in trace.calls if c.family != "view"]

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 import torch
 
-from emulator.efficiency import EfficiencyTable
-from emulator.measure import time_callable
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.measure.timer import time_callable
 
 REFERENCE_DIM = 384
 REFERENCE_CALLS = 3

@@ -1,7 +1,7 @@
 """Run a scenario for real on this machine and set the prediction of the same program beside it.
 
 `run_scenario` builds the scenario's model with random weights and inputs on the local CPU or CUDA GPU,
-measures one step with `measure.time_callable` (median with p20/p80), samples power where NVML can, takes a
+measures one step with `time_callable` (median with p20/p80), samples power where NVML can, takes a
 per-kernel profile, and predicts exactly what ran (same shapes, dtype and layer count) for this machine from
 its calibration. What is measured:
 - training: ONE micro-batch (forward, backward, AdamW); the scenario's gradient accumulation is not repeated,
@@ -13,26 +13,28 @@ A model too large for the free memory runs as a stated scale model: fewer layers
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from emulator import measure
-from emulator.calibration import efficiency_for, local_calibration, profile_for_fingerprint
+from emulator.calibrate.local import local_calibration
+from emulator.engine.calibration import efficiency_for, profile_for_fingerprint
+from emulator.engine.memory import inference_memory, training_memory
+from emulator.engine.predict import TORCH_DTYPES, combine_timings, scale_timing, time_trace
+from emulator.engine.timing import KernelTiming, Timing
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
-from emulator.memory import inference_memory, training_memory
-from emulator.predict import TORCH_DTYPES, combine_timings, scale_timing, time_trace
-from emulator.scenario import Scenario, load_scenario
-from emulator.timing import KernelTiming, Timing
-from emulator.trace import trace_workload
-from emulator.units import fmt_bytes, fmt_seconds
+from emulator.measure.device import OutOfMemory, parse_device, release_memory
+from emulator.measure.machine import device_fingerprint, free_memory_bytes
+from emulator.measure.power import PowerReading, steady_power
+from emulator.measure.profiler import profile_kernels
+from emulator.measure.timer import time_callable
+from emulator.scenario import Scenario
+from emulator.units import fmt_bytes
 from emulator.workloads.config import DLRMConfig, ModelConfig
 from emulator.workloads.program import build_step
 from kernels import Cost
@@ -43,7 +45,6 @@ from kernels.registry import classify
 CUDA_MEMORY_FRACTION = 0.8
 HOST_MEMORY_FRACTION = 0.5
 POWER_TIME_S = 2.0  # NVML averages power over about 1 s, so the steady loop lasts at least twice that
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # GPU kernel names -> family, first match wins (index_add before index, norm before vectorized).
 _KERNEL_FAMILIES = (
     ("optimizer", ("adam", "foreach")), ("scatter", ("index_add", "scatter")),
@@ -113,27 +114,10 @@ class RunResult:
 # --------------------------------------------------------------------------------------------- device
 
 
-def parse_device(text: str) -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N' as a torch device this machine has; an EmulatorError naming the fix otherwise."""
-    if not _DEVICE_RE.match(text or ""):
-        raise EmulatorError(f"'{text}' is not a device `run` can measure on. Fix: use --device cpu, or --device cuda "
-                            "(or cuda:N) on a machine with an NVIDIA GPU.", field="--device")
-    dev = torch.device(text)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EmulatorError(f"'{text}' was asked for, but this torch sees no CUDA GPU (torch {torch.__version__}, "
-                                f"CUDA build: {torch.version.cuda or 'none'}). Fix: use --device cpu, or install a "
-                                "CUDA build of torch on a machine with an NVIDIA GPU.", field="--device")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise EmulatorError(f"'{text}' does not exist: this machine has {torch.cuda.device_count()} CUDA "
-                                "device(s), numbered from 0. Fix: pick one of them.", field="--device")
-    return dev
-
-
 def available_memory_bytes(device: torch.device) -> float:
     """What a run may plan to use: a fraction of the free device (or host) memory."""
     fraction = CUDA_MEMORY_FRACTION if device.type == "cuda" else HOST_MEMORY_FRACTION
-    return measure.free_memory_bytes(device) * fraction
+    return free_memory_bytes(device) * fraction
 
 
 # ------------------------------------------------------------------------------------------- planning
@@ -253,7 +237,7 @@ def kernel_family(name: str, device_type: str) -> str:
 class _Measured:
     timing: Timing  # one call of the part
     rows: tuple[dict[str, Any], ...]  # profiler rows per call
-    power: measure.PowerReading
+    power: PowerReading
     energy_per_call_j: float | None
 
 
@@ -261,15 +245,15 @@ def _measure_part(model: ModelConfig, part: _Part, dtype: torch.dtype, device: t
                   target_time_s: float, profile: bool) -> _Measured:
     step = build_step(model, part.phase, batch_size=part.batch_size, seq_len=part.seq_len,  # type: ignore[arg-type]
                       kv_len=part.kv_len, dtype=dtype, device=device)
-    m = measure.time_callable(step, device=device, warmup=2, min_reps=5, max_reps=50, target_time_s=target_time_s,
+    m = time_callable(step, device=device, warmup=2, min_reps=5, max_reps=50, target_time_s=target_time_s,
                               flush_l2=False)  # a whole step streams far more than any cache
-    reading, num_steps = measure.steady_power(step, device, min_time_s=POWER_TIME_S)
+    reading, num_steps = steady_power(step, device, min_time_s=POWER_TIME_S)
     energy = reading.energy_counter_j or reading.energy_j
-    rows = tuple(measure.profile_kernels(step, device, top=None)) if profile else ()
+    rows = tuple(profile_kernels(step, device, top=None)) if profile else ()
     del step
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        release_memory(device)
     timing = Timing(total_s=m.median_s, provenance="measured", error_band=m.spread / 2, device=str(device),
                     device_s=m.median_s, p20_s=m.p20_s, p80_s=m.p80_s)
     return _Measured(timing, rows, reading, energy / num_steps if energy and num_steps else None)
@@ -311,7 +295,7 @@ def _local_prediction_setup(device: torch.device) -> tuple[Any, Any, str | None]
         profile, table = local_calibration(str(device))
         return profile, table, None
     except EmulatorError:
-        shipped = profile_for_fingerprint(measure.device_fingerprint(device))
+        shipped = profile_for_fingerprint(device_fingerprint(device))
         if shipped is not None:  # a known GPU: its shipped profile with spec or transferred efficiencies
             return shipped, efficiency_for(shipped), None
         return None, None, (f"prediction: not available (no calibration of this {device.type}; run `emulator "
@@ -340,7 +324,7 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
     for part in parts:
         try:
             measured.append(_measure_part(model, part, dtype, dev, target_time_s=target_time_s, profile=profile))
-        except torch.cuda.OutOfMemoryError:
+        except OutOfMemory:
             raise EmulatorError(f"ran out of {dev} memory although the estimate fit ({fmt_bytes(free)} planned). "
                                 "Fix: lower the batch size or sequence length in a copy of the scenario.",
                                 file=scenario.path) from None
@@ -350,7 +334,7 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
     p20 = sum((x.timing.p20_s or 0.0) * p.count for p, x in zip(parts, measured, strict=True))
     p80 = sum((x.timing.p80_s or 0.0) * p.count for p, x in zip(parts, measured, strict=True))
     power, energy = _power_summary(parts, measured, step.total_s)
-    fingerprint = measure.device_fingerprint(dev)
+    fingerprint = device_fingerprint(dev)
     timing = dataclasses.replace(step, p20_s=p20, p80_s=p80, energy_j=energy, power=power, notes=tuple(notes),
                                  device=str(fingerprint.get("name", dev)),
                                  kernels=_families(parts, measured, dev))
@@ -378,84 +362,4 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
     return result
 
 
-# ------------------------------------------------------------------------------------------------ cli
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `emulator run SCENARIO --device cpu|cuda[:N]` to the CLI's subparsers."""
-    p = subparsers.add_parser("run", help="run a scenario for real here and compare with its prediction")
-    p.add_argument("scenario")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads to run with (default 1, as calibrate)")
-    p.add_argument("--target-time", type=float, default=1.0, help="timed seconds per measured phase (at most)")
-    p.add_argument("--no-profile", action="store_true", help="skip the per-kernel profile")
-    p.add_argument("--no-record", dest="record", action="store_false", help="do not write the run to the results store")
-    p.add_argument("--nproc", type=int, default=1, help="ranks to launch through torchrun (gloo on CPU, NCCL on GPU)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=command)
-    return p
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "  ".join("-" * w for w in widths)]
-    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows])
-
-
-def render(out: dict[str, Any]) -> str:
-    """The human table of a `RunResult.to_json()`: measured and predicted side by side."""
-    m, p = out["measured"], out["predicted"]
-    label = f"predicted ({p['provenance']}, ±{p['error_band'] * 100:.0f}%)" if p else "predicted"
-    power = m["power"]
-    if isinstance(power, str):
-        power_text = power  # "not measured (reason)"
-    else:
-        power_text = (f"{power['mean_power_w'] or 0:.0f} W mean, {power['peak_power_w'] or 0:.0f} W peak, SM clock "
-                      f"{power['mean_sm_clock_mhz'] or 0:.0f} MHz, max {power['max_temperature_c'] or 0:.0f} °C")
-    rows = [["step time", f"{fmt_seconds(m['step_time_s'])} (p20 {fmt_seconds(m['p20_s'])}, p80 "
-             f"{fmt_seconds(m['p80_s'])})", fmt_seconds(p["step_time_s"]) if p else "n/a"],
-            ["tokens/s", f"{m['tokens_per_s']:,.1f}", f"{p['tokens_per_s']:,.1f}" if p else "n/a"],
-            ["power", power_text, ""]]
-    if m["energy_per_step_j"] is not None:
-        rows.append(["energy", f"{m['energy_per_step_j']:.3g} J/step, {m['energy_per_token_j']:.3g} J/token", ""])
-    for name, ph in out.get("phases", {}).items():
-        rows.append([f"  {name}", fmt_seconds(ph["measured_s"]),
-                     fmt_seconds(ph["predicted_s"]) if ph["predicted_s"] is not None else "n/a"])
-    lines = [f"{out['model']} ({out['mode']}) on {out['device']}", "",
-             _table(rows, ["", "measured", label])]
-    if out["error"] is not None:
-        lines.append(f"\nerror (predicted / measured - 1): {out['error']:+.1%}")
-    predicted = p["kernels"] if p else {}
-    families = list(dict.fromkeys([*m["families"], *predicted]))
-    if m["families"] or predicted:
-        fam_rows = [[f, fmt_seconds(m["families"][f]) if f in m["families"] else "-",
-                     fmt_seconds(predicted[f]["time_s"]) if f in predicted else "-"] for f in families]
-        lines += ["", _table(fam_rows, ["family", "measured", "predicted"]),
-                  "(measured: the profiler's self time per step, which includes its own per-op overhead)"]
-    lines += [f"note: {n}" for n in out["notes"]]
-    return "\n".join(lines)
-
-
-def command(args: argparse.Namespace) -> None:
-    """`emulator run`: parse, run, render (several ranks go through torchrun: `emulator.distributed`)."""
-    if args.nproc > 1:
-        from emulator.distributed import launch
-
-        device = parse_device(args.device).type
-        measured = launch(args.scenario, args.nproc, device)
-        if args.record:
-            from emulator.measure import device_fingerprint
-            from emulator.results import ResultsStore
-
-            ResultsStore().record_run("run", device_fingerprint(device), {"scenario": args.scenario,
-                                                                          "nproc": args.nproc}, measured)
-        print(json.dumps(measured, indent=2, default=str))
-        return
-    result = run_scenario(load_scenario(args.scenario), args.device, target_time_s=args.target_time,
-                          profile=not args.no_profile, record=args.record)
-    out = result.to_json()
-    print(json.dumps(out, indent=2, default=str) if args.json else render(out))
-
-
-__all__ = ["RunResult", "add_parser", "available_memory_bytes", "command", "kernel_family", "parse_device",
-           "render", "run_scenario", "scale_to_fit"]
+__all__ = ["RunResult", "available_memory_bytes", "kernel_family", "run_scenario", "scale_to_fit"]

@@ -7,7 +7,7 @@ the plan's communicators (Megatron's rank order: tp fastest, then cp, dp, pp), t
 Results are gathered to rank 0 and written as JSON; `launch` starts torchrun as a subprocess and never hangs:
 the process group has a timeout, and the launch kills its process group when the wall-clock limit passes.
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 -m emulator.distributed \
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m emulator.validation.distributed \
         --scenario examples/x.yaml --device cpu --out result.json
 """
 
@@ -26,7 +26,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
+from emulator.cluster.plan import check_plan, plan_from
+from emulator.cluster.shard import collectives, shard_config, stage_params
 from emulator.errors import EmulatorError
+from emulator.measure.device import synchronize, use_gpu
+from emulator.scenario import load_scenario
+from emulator.workloads.program import build_step
 
 FAIL_ENV = "EMULATOR_DIST_FAIL_RANK"  # tests: this rank exits at once, as a crashed rank would
 MAX_PAYLOAD_BYTES = 64 * 2**20  # larger collectives are measured at this size and scaled (recorded as such)
@@ -58,28 +66,19 @@ def _rank_groups(plan: Any) -> dict[str, list[list[int]]]:
     return groups
 
 
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(fn: Any, device: Any, repeats: int) -> float:
     fn()  # warm-up
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter_ns()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append((time.perf_counter_ns() - start) * 1e-9)
     return statistics.median(times)
 
 
 def _collective_fn(op: str, payload: int, group: Any, members: list[int], rank: int, device: Any) -> Any:
-    import torch
-    import torch.distributed as dist
 
     p = len(members)
     elements = max(payload // 4, p)
@@ -112,21 +111,11 @@ def _collective_fn(op: str, payload: int, group: Any, members: list[int], rank: 
 
 def run_rank(scenario_path: str, device_name: str, repeats: int = 3) -> dict[str, Any] | None:
     """The body of one torchrun rank; rank 0 returns the gathered results."""
-    import torch
-    import torch.distributed as dist
 
-    from emulator.cluster.plan import check_plan, plan_from
-    from emulator.cluster.shard import collectives, shard_config, stage_params
-    from emulator.scenario import load_scenario
-    from emulator.workloads.program import build_step
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if device_name == "cuda":
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
+    device = use_gpu(local) if device_name == "cuda" else torch.device("cpu")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         dist.init_process_group(backend, timeout=timedelta(seconds=120), device_id=device)
@@ -193,9 +182,9 @@ def launch(scenario_path: str, nproc: int, device: str, *, timeout_s: float = 30
         out = Path(tmp) / "result.json"
         log = Path(tmp) / "torchrun.log"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "--max-restarts=0", "-m", "emulator.distributed", "--scenario", str(scenario_path),
+               "--max-restarts=0", "-m", "emulator.validation.distributed", "--scenario", str(scenario_path),
                "--device", device, "--out", str(out)]
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         with open(log, "w") as sink:
@@ -229,7 +218,7 @@ def _tail(log: Path, lines: int = 6) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator.distributed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m emulator.validation.distributed", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True)

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from emulator.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.errors import EmulatorError
+from emulator.files import shipped
 from emulator.hardware import DeviceProfile, list_devices, load_device
 
 SCHEMA_VERSION = 1
@@ -35,7 +36,7 @@ _FAMILY_KEYS = {f for f in FamilyEfficiency.__slots__}  # type: ignore[attr-defi
 
 
 def shipped_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "calibrations"
+    return shipped("calibrations")
 
 
 def user_dir() -> Path:
@@ -231,24 +232,3 @@ def local_profile(data: Mapping[str, Any]) -> DeviceProfile:
         power=Power(tdp_w=100.0, idle_w=10.0), price=Price(capex_usd=1.0, rental_usd_per_hour=1.0),
         launch_year=2020, sources=sources,
     )
-
-
-def local_calibration(device: str) -> tuple[DeviceProfile, EfficiencyTable]:
-    """This machine's device and calibrated table, for run and validate; a clear error when uncalibrated."""
-    from emulator.measure import device_fingerprint
-
-    fp = device_fingerprint(device)
-    path = user_dir() / f"{fp['key']}.json"
-    if not path.exists():
-        shipped = shipped_dir() / f"{fp['key']}.json"
-        if not shipped.exists():
-            raise EmulatorError(
-                f"this {fp['kind']} ({fp.get('name')}) has no calibration ({path} does not exist). Fix: run "
-                f"`emulator calibrate --device {device} --quick` first.", field="device")
-        path = shipped
-    table = load_for_device(str(path), None, fingerprint_key=fp["key"])
-    data = read_calibration(path)
-    profile = profile_for_fingerprint(fp) or local_profile(data)
-    if data.get("device"):
-        table = dataclasses.replace(table, peaks={})
-    return profile, table

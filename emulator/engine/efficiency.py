@@ -60,7 +60,7 @@ class EfficiencyTable:
     program_overhead_s: float = 0.0  # host time per op inside a model step (modules, Python): >= host_overhead_s
     synchronous: bool = False  # the host runs the kernels itself (CPU): dispatch adds to, not hides behind, them
     peaks: Mapping[str, float] = field(default_factory=dict)  # measured rates replacing the profile's (CPU)
-    # Seconds the speed reference took, on average, while the points were measured (CPU; see `emulator.speed`).
+    # Seconds the speed reference took, on average, while the points were measured (CPU; see `emulator.measure.speed`).
     reference_s: float | None = None
     # CPU: extra seconds a kernel call takes when the traffic since its last run evicted its code, page-table
     # entries and data: (bytes of traffic, seconds) pairs, measured (see `fit.cold_call_curve`).

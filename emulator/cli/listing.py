@@ -1,0 +1,87 @@
+"""Listings that need no torch: hardware profiles, model presets and the results store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emulator import hardware as hw
+from emulator.cli.render import print_json, table
+from emulator.errors import EmulatorError
+from emulator.results import ResultsStore
+from emulator.workloads.load import load_model
+from emulator.workloads.presets import list_models, preset
+
+
+def profiles(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        devices = [hw.load_device(n) for n in hw.list_devices()]
+        if args.json:
+            print_json({"devices": hw.list_devices(), "systems": hw.list_systems(), "sites": hw.list_sites()})
+            return
+        rows = [[d.name, d.display_name, f"{d.matrix_peak('bf16') / 1e12:.0f}" if "bf16" in d.matrix_flops_per_s else "-",
+                 f"{d.memory_bytes / 1e9:.0f}", f"{d.memory_bandwidth_bytes_per_s / 1e12:.2f}", f"{d.power.tdp_w:.0f}"]
+                for d in devices]
+        print(table(rows, ["device", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "TDP W"]))
+        print("\nsystems: " + ", ".join(hw.list_systems()) + "\nsites: " + ", ".join(hw.list_sites()))
+        return
+    if not args.name:
+        raise EmulatorError("needs a NAME. Fix: `emulator profiles show h100-sxm` (see `emulator profiles list`).")
+    name = args.name
+    for loader, names in ((hw.load_device, hw.list_devices()), (hw.load_system, hw.list_systems()),
+                          (hw.load_site, hw.list_sites())):
+        if name in names:
+            profile = loader(name)
+            break
+    else:
+        profile = hw.load_device(name)  # raises with the nearest names
+    summary = hw.profile_summary(profile)
+    if args.json:
+        print_json(summary)
+        return
+    sources = summary.pop("sources", {})
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    print("sources:")
+    for key, value in sources.items():
+        print(f"  {key}: {value}")
+
+
+
+def models(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        models = [preset(n) for n in list_models()]
+        if args.json:
+            print_json({m.name: m.summary() for m in models})
+            return
+        rows = [[m.name, type(m).__name__.removesuffix("Config"), f"{m.num_params() / 1e9:.2f}",
+                 f"{m.num_active_params() / 1e9:.2f}"] for m in models]
+        print(table(rows, ["model", "kind", "params (B)", "active (B)"]))
+        return
+    if not args.name:
+        raise EmulatorError("needs a NAME or a config.json path. Fix: `emulator models show llama3-8b`.")
+    m = load_model(args.name, origin="<command line>")
+    summary = m.summary()
+    if args.json:
+        print_json(summary)
+        return
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+
+
+
+def results(args: argparse.Namespace) -> None:
+    store = ResultsStore(args.db)
+    if args.action == "list":
+        runs = store.list_runs(args.limit)
+        if args.json:
+            print_json(runs)
+            return
+        rows = [[str(r["id"]), r["kind"], r["created_at"], r["device_key"]] for r in runs]
+        print(table(rows, ["id", "kind", "created", "device"]))
+    elif args.action == "show":
+        if args.id is None:
+            raise EmulatorError("needs a run id. Fix: `emulator results show ID` (see `emulator results list`).")
+        print_json(store.get_run(args.id))
+    else:
+        store.export(args.format, args.output or sys.stdout)

@@ -1,0 +1,55 @@
+"""`emulator calibrate` and `emulator validate`: measuring on this machine, and checking against published runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from emulator.calibrate.command import calibrate_device
+from emulator.cli.render import print_json, table
+from emulator.units import fmt_seconds
+from emulator.validation.published_serving import render as render_serving
+from emulator.validation.published_serving import validate_published as serving_cases
+from emulator.validation.published_training import render as render_training
+from emulator.validation.published_training import validate_published as training_cases
+from emulator.validation.validate import validate_device
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    path, data = calibrate_device(args.device, quick=args.quick, out=args.out, points_file=args.points,
+                                  record=not args.no_record, progress=not args.json,
+                                  only=args.only.split(",") if args.only else None)
+    if args.json:
+        print_json({"path": path, **data})
+        return
+    rows = [[fam, str(v["num_points"]), f"{v['error'] * 100:.1f}%", f"{v['math']:.2f}", f"{v['memory']:.2f}",
+             fmt_seconds(v["overhead_s"]), str(v["tile"])] for fam, v in sorted(data["families"].items())]
+    print(table(rows, ["family", "points", "held-out error", "math eff", "memory eff", "overhead", "tile"]))
+    print(f"\ncalibration of {data['fingerprint'].get('name')} ({data['device'] or 'no shipped profile'}) -> {path}")
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.published:
+        training, serving = training_cases(), serving_cases()
+        errors = sorted(abs(c["error"]) for c in (*training["cases"], *serving["cases"]))
+        result = {
+            "cases": [*training["cases"], *serving["cases"]],
+            "summary": {"median_abs_error": errors[len(errors) // 2] if len(errors) % 2 else
+                        (errors[len(errors) // 2 - 1] + errors[len(errors) // 2]) / 2,
+                        "max_abs_error": errors[-1], "num_cases": len(errors),
+                        "training": training["summary"], "inference": serving["summary"]},
+        }
+        if args.json:
+            print_json(result)
+        else:
+            print(render_training(training) + "\n\n" + render_serving(serving))
+        return
+    out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
+    if args.json:
+        print_json(out)
+        return
+    rows = [[c["id"], fmt_seconds(c["measured"]), fmt_seconds(c["predicted"]), f"{c['error']:+.1%}"]
+            for c in out["cases"]]
+    print(table(rows, ["workload", "measured", "predicted", "error"]))
+    s = out["summary"]
+    print(f"\nmedian |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
+          f"({out['provenance']} from {out['calibration']})")

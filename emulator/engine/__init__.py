@@ -1,0 +1,10 @@
+"""The engine: traced counts become seconds, on any device profile, without touching a device.
+
+    trace.py        a torch program on meta tensors -> kernel calls (de-duplicated, with counts)
+    efficiency.py   how close each kernel family gets to the peaks: spec defaults, calibrated tables
+    calibration.py  calibration files: reading, checking, lookup per profile (calibrated/transferred/spec)
+    roofline.py     the one place counts become seconds: kernel_time, predict_calls
+    timing.py       Timing, the one result type of emulate and run
+    memory.py       memory per device: model state, activations, KV cache, allowance
+    predict.py      one device: a scenario's step traced and timed
+"""

@@ -1,0 +1,57 @@
+"""Aggregated LLM serving: replicas of one layout under continuous batching, Offline, Server or a trace."""
+
+from __future__ import annotations
+
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.hardware import default_system
+from emulator.scenario import Scenario, ServingSpec, read_trace
+from emulator.serving.energy import device_power_w, energy_per_unit_j
+from emulator.serving.prediction import ServingPrediction, num_replicas
+from emulator.serving.replica import Replica, build_replica
+from emulator.serving.search import ScenarioResult, choose_batch, meets, run_offline, run_server
+from emulator.serving.simulator import Requests, SimResult, percentiles, simulate
+
+
+def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingPrediction:
+    path = spec.path or scenario.path
+    system = scenario.system
+    if system is None and spec.tp * spec.pp > 1:
+        system = default_system(scenario.device)
+    replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,  # type: ignore[arg-type]
+                            kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
+                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens, path=path)
+    replicas = num_replicas(scenario, replica.num_devices, path)
+    notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
+             f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "
+             f"{replica.max_batch_tokens}; KV cache {replica.kv_capacity_tokens} tokens per replica"]
+    if spec.trace is not None:
+        res, sc = _run_trace(replica, spec, replicas)
+    else:
+        offline = run_offline(replica, spec, replicas)
+        sc = offline if spec.scenario == "offline" else run_server(replica, spec, replicas, offline)
+        res = sc.result
+    if res.num_preemptions:
+        notes.append(f"{res.num_preemptions} preemption(s) (KV cache full; recomputed)")
+    if spec.pp > 1:
+        notes.append("pipeline stages are timed in sequence (no micro-batch overlap): throughput is a lower bound")
+    util = min(res.utilisation, 1.0)
+    power = device_power_w(scenario.device, util, table) * scenario.num_devices
+    tokens = sc.throughput_tokens_per_s
+    return ServingPrediction(
+        scenario=sc.scenario, throughput_tokens_per_s=tokens, throughput_samples_per_s=sc.throughput_samples_per_s,
+        ttft_s=percentiles(res.ttft_s), tpot_s=percentiles(res.tpot_s), latency_s=percentiles(res.latency_s),
+        kv_cache_bytes=replica.kv_cache_bytes * replicas, max_batch=sc.max_batch, replicas=replicas,
+        replica=replica.describe(), power_w=power, energy_per_token_j=energy_per_unit_j(power, tokens),
+        energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
+        arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes),
+        extra={"utilisation": util, "kv_cache_tokens_per_replica": replica.kv_capacity_tokens,
+               "num_preemptions": res.num_preemptions})
+
+
+def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimResult, ScenarioResult]:
+    arrival, inp, out = read_trace(spec.trace or "", spec.path)
+    batch = choose_batch(replica, spec)
+    res = simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, inp, out), max_batch=batch,
+                   max_batch_tokens=replica.max_batch_tokens, num_replicas=replicas, num_beams=spec.num_beams,
+                   path=spec.path)
+    return res, ScenarioResult("server", res, 1, batch, None, meets(res, spec.slo))

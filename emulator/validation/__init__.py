@@ -1,0 +1,8 @@
+"""Validation: run scenarios for real, compare measured with predicted, and predicted with published runs.
+
+    run.py                  `emulator run`: execute a scenario here, measured beside predicted
+    validate.py             `emulator validate`: whole workloads on this machine
+    distributed.py          torchrun entry: a plan's collectives measured on real ranks
+    published_training.py   predicted vs published Megatron-LM training runs
+    published_serving.py    predicted vs published MLPerf Inference results
+"""
