@@ -55,7 +55,8 @@ def run_one(w: Workload, device: torch.device, *, tiny: bool, target_time_s: flo
     model = from_hf_config(config, origin=f"workload {w.name}", name=w.name)
     record["predicted_cost"] = _predicted_cost(model, w, b, s, kv)
     t0 = time.perf_counter()
-    step = build_step(model, w.phase, batch_size=b, seq_len=s, kv_len=kv, dtype=DTYPES[w.dtype], device=device)
+    step = build_step(model, w.phase, batch_size=b, seq_len=s, kv_len=kv, dtype=DTYPES[w.dtype],  # type: ignore[arg-type]
+                      device=device)
     record["build_s"] = time.perf_counter() - t0
     m = time_callable(step, device=device, warmup=2, min_reps=5, max_reps=50, target_time_s=target_time_s,
                       flush_l2=False)  # a whole step streams far more than L2; flushing adds nothing

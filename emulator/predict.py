@@ -1,66 +1,57 @@
 """Predict any scenario: the thin dispatcher behind `emulator predict`.
 
-Transformer training goes through the cluster model (any plan, one device included); inference with serving
-keys through the serving model (beside the one-device batch view); everything else through the single-device
-engine (`emulator.engine.predict`).
+Transformer training goes through the cluster model (any plan, one device included); inference through the
+serving model, beside the one-device batch view it is built on; recommender training through the single-device
+engine (`emulator.engine.predict`). Every path returns a `Prediction`; `to_json()` is `--json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from emulator.cluster import predict_training
 from emulator.engine.efficiency import EfficiencyTable
-from emulator.engine.predict import _check_dtype, figure, figures_of, predict
-from emulator.errors import EmulatorError
+from emulator.engine.memory import ALLOCATOR_ALLOWANCE
+from emulator.engine.predict import check_precision, predict, predict_batch
+from emulator.engine.prediction import Memory, Prediction
 from emulator.scenario import Scenario
-from emulator.serving import predict_serving
-from emulator.units import DTYPE_BYTES
+from emulator.serving import ServingPrediction, predict_serving
 from emulator.workloads.config import TransformerConfig
 
 
-def predict_json(s: Scenario, table: EfficiencyTable | None = None) -> dict[str, Any]:
-    """What `emulator predict --json` prints: transformer training through the cluster model (any plan, one
-    device included), everything else through the single-device path."""
-    if s.training and isinstance(s.model, TransformerConfig):
-        _check_dtype(s, s.training.precision)
-        out = predict_training(s, table).to_json()
-        out["figures"] = figures_of(out)
-        return out
-    if s.inference is not None and s.serving is not None:
-        return _serving_json(s, table)
-    return predict(s, table).to_json()
+def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
+    """The prediction of any scenario file's content."""
+    if s.training is not None:
+        if isinstance(s.model, TransformerConfig):
+            return predict_training(s, table)
+        return predict(s, table)
+    return predict_served(s, table)
 
 
-def _serving_json(s: Scenario, table: EfficiencyTable | None) -> dict[str, Any]:
-    """Inference: the request-level serving simulation (throughput, latency percentiles, KV capacity, energy)
-    over the batch view of one device (`step_time_s`: one batch of `batch_size` requests end to end)."""
+def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> ServingPrediction:
+    """An inference scenario: the request-level serving simulation (throughput, latency percentiles, KV capacity,
+    energy) over the batch view of one device (`step_time_s`: one batch of `batch_size` requests end to end)."""
     inf = s.inference
-    assert inf is not None
-    _check_dtype(s, inf.precision)
-    serving = predict_serving(s, s.serving, table).to_json()
-    one_device = dataclasses.replace(s, num_devices=1, inference=dataclasses.replace(inf, parallel=type(inf.parallel)()))
-    try:
-        out = predict(one_device, table).to_json()
-    except EmulatorError:
-        out = {}
-    out.update(serving)
-    out["num_devices"] = s.num_devices
-    spec = s.serving
-    shards = spec.tp * spec.pp
-    if shards > 1 or s.num_devices > 1:
-        # A replica's devices each hold 1/(tp*pp) of the weights and of its KV cache (sized by the serving
-        # model to the memory left): the one-device batch view's memory does not apply.
-        weights = s.model.num_params() * DTYPE_BYTES[inf.precision] / shards
-        kv = float(serving.get("kv_cache_bytes") or 0.0) / max(serving.get("replicas") or 1, 1) / shards
-        out["memory_breakdown"] = {"weights": weights, "kv_cache": kv, "total": weights + kv}
-        out["memory_per_device_bytes"] = weights + kv
-        out["fits"] = True
-    out["tokens_per_s"] = serving["throughput_tokens_per_s"] or serving["throughput_samples_per_s"]
-    out["tokens_per_s_per_device"] = out["tokens_per_s"] / s.num_devices
-    out["figures"] = figures_of(out)
-    for key in ("ttft_s", "tpot_s", "latency_s", "throughput_tokens_per_s", "throughput_samples_per_s"):
-        if key in serving and serving[key] is not None:
-            out["figures"][key] = figure(serving[key], serving["provenance"], serving["error_band"])
-    return out
+    assert inf is not None and s.serving is not None  # load_scenario parses both from `inference:`
+    check_precision(s)
+    one_device = dataclasses.replace(s, num_devices=1,
+                                     inference=dataclasses.replace(inf, parallel=type(inf.parallel)()))
+    batch = predict_batch(one_device, table)
+    serving = predict_serving(s, s.serving, table)
+    memory = batch.memory
+    if serving.memory_parts is not None:  # a replica's device: weights, the KV pool it allocates, the workspace
+        memory = Memory(parts=serving.memory_parts, capacity_bytes=s.device.memory_bytes,
+                        error_band=ALLOCATOR_ALLOWANCE)
+    fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    fields |= {"num_devices": s.num_devices, "system": s.system.name if s.system else None, "memory": memory,
+               "provenance": serving.provenance, "error_band": serving.error_band,
+               "notes": batch.notes + serving.notes}
+    return ServingPrediction(**fields, serving=serving)
+
+
+def predict_json(s: Scenario, table: EfficiencyTable | None = None) -> dict[str, object]:
+    """What `emulator predict --json` prints."""
+    return predict_scenario(s, table).to_json()
+
+
+__all__ = ["predict_json", "predict_scenario", "predict_served"]

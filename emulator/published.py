@@ -10,9 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import yaml
-
-from emulator.files import shipped
+from emulator.files import read_yaml, shipped
 
 DATA = shipped("data")
 
@@ -33,9 +31,8 @@ DEVICE_ALIASES = {
 
 @functools.lru_cache(maxsize=8)
 def load_cases(kind: str) -> tuple[dict[str, Any], ...]:
-    """Cases of one file: 'kernels', 'training' or 'inference'."""
-    with open(DATA / f"published_{kind}.yaml") as f:
-        return tuple(yaml.safe_load(f))
+    """Cases of one file: 'kernels', 'training' or 'inference' (read by the strict file layer, like every file)."""
+    return tuple(read_yaml(DATA / f"published_{kind}.yaml"))
 
 
 def profile_name(published_device: str) -> str | None:

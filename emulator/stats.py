@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,3 +18,22 @@ def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
 def median(values: Sequence[float] | np.ndarray) -> float:
     """The 50th percentile."""
     return percentile(values, 50)
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """The p50, p90 and p99 of a distribution (latencies in seconds); zeros for no values."""
+
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: Sequence[float] | np.ndarray) -> Percentiles:
+        if len(values) == 0:
+            return cls(0.0, 0.0, 0.0)
+        p50, p90, p99 = np.percentile(np.asarray(values, dtype=float), [50, 90, 99])
+        return cls(float(p50), float(p90), float(p99))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99}

@@ -20,21 +20,6 @@ DAY_S = 86400.0
 KWH_J = 3.6e6
 MW = 1e6
 
-DTYPE_BYTES: dict[str, float] = {
-    "fp64": 8,
-    "fp32": 4,
-    "tf32": 4,
-    "bf16": 2,
-    "fp16": 2,
-    "fp8": 1,
-    "int8": 1,
-    "fp4": 0.5,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "bool": 1,
-    "uint8": 1,
-}
 
 
 def fmt_seconds(t_s: float) -> str:

@@ -86,7 +86,8 @@ def _scatter(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
     rest = list(flat_tensors(args[1:]))
     floats = [t for t in rest if t.is_floating_point()]
     index_bytes = sum(nbytes(t) for t in rest if not t.is_floating_point())
-    moved = sum(nbytes(t) for t in floats) if floats else max((t.numel() for t in rest), default=0) * dest.element_size()
+    largest = max((t.numel() for t in rest), default=0)
+    moved = sum(nbytes(t) for t in floats) if floats else largest * dest.element_size()
     functional = not _in_place(args, out)
     # The functional form copies the destination first.
     copy = 2.0 * nbytes(dest) if functional else 0.0

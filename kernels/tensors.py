@@ -53,7 +53,7 @@ def distinct_numel(t: torch.Tensor) -> int:
     """Elements actually stored behind `t`: broadcast (stride-0) dimensions count once."""
     if t.dim() == 0:
         return 1
-    return math.prod(s for s, st in zip(t.shape, t.stride()) if st != 0 or s == 0)
+    return math.prod(s for s, st in zip(t.shape, t.stride(), strict=True) if st != 0 or s == 0)
 
 
 def nbytes(t: torch.Tensor) -> float:

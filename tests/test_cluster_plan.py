@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.cluster.plan import Plan, check_plan, plan_warnings
-from emulator.cluster.shard import collectives, rank_program, shard_config, stage_params
+from emulator.cluster.shard import collectives, rank_program, rank_shard, shard_config, stage_params
 from emulator.errors import EmulatorError
 from emulator.workloads.presets import preset
 
@@ -42,6 +42,28 @@ def test_experts_must_divide_by_ep() -> None:
         check_plan(LLAMA, _plan(dp=2, ep=2), 2)
 
 
+def test_expert_parallelism_folds_tensor_context_and_data_ranks() -> None:
+    """Megatron-Core's rule: ep x etp divides tp x cp x dp, so experts may span tensor-parallel ranks (ep 8 on
+    tp 4 x dp 2 runs; the old dp x cp rule refused it), and edp is what is left."""
+    plan = _plan(tp=4, dp=2, ep=8, sequence_parallel=True, global_batch_size=8)
+    check_plan(MIXTRAL, plan, 8)
+    assert plan.edp == 1 and _plan(tp=4, dp=4, ep=2, etp=2, global_batch_size=8).edp == 4
+    with pytest.raises(EmulatorError, match=r"ep\*etp = 8\*2 must divide tp\*cp\*dp = 8"):
+        check_plan(MIXTRAL, _plan(tp=4, dp=2, ep=8, etp=2, global_batch_size=8), 8)
+    with pytest.raises(EmulatorError, match="dense"):
+        check_plan(LLAMA, _plan(tp=2, etp=2), 2)
+
+
+def test_etp_splits_the_experts_a_rank_holds() -> None:
+    """With etp 1 a tp-2 rank holds its experts whole; with etp 2 half of each: memory follows etp."""
+    whole, split = _plan(tp=2, dp=4, ep=4, etp=1), _plan(tp=2, dp=4, ep=4, etp=2)
+    _, experts_whole = stage_params(MIXTRAL, rank_shard(MIXTRAL, whole), whole)
+    _, experts_split = stage_params(MIXTRAL, rank_shard(MIXTRAL, split), split)
+    per_expert = 3 * MIXTRAL.hidden_size * MIXTRAL.moe_ffn_hidden_size * MIXTRAL.num_layers
+    assert experts_whole == 2 * per_expert  # 8 experts over ep 4: two a rank, whole
+    assert experts_split == per_expert  # the same two, half each
+
+
 def test_uneven_pipeline_is_a_warning() -> None:
     """126 layers over 16 stages predicts (the slowest stage sets the pace) and says so."""
     model = preset("llama3.1-405b")
@@ -52,7 +74,7 @@ def test_uneven_pipeline_is_a_warning() -> None:
 
 def test_shard_config_is_one_ranks_slice() -> None:
     """tp 8 gives each rank 8 query heads, 1 KV head, ffn/8, vocab/8, and the stage's layers."""
-    shard = shard_config(LLAMA, _plan(tp=8, pp=4))
+    shard = rank_shard(LLAMA, _plan(tp=8, pp=4))
     assert (shard.num_heads, shard.num_kv_heads, shard.head_dim) == (8, 1, 128)
     assert shard.ffn_hidden_size == LLAMA.ffn_hidden_size // 8
     assert shard.vocab_size == LLAMA.vocab_size // 8
@@ -62,18 +84,28 @@ def test_shard_config_is_one_ranks_slice() -> None:
 def test_stage_params_sum_to_the_model() -> None:
     """With pp 1 and tp 1 the rank holds every parameter."""
     plan = _plan()
-    params, experts = stage_params(LLAMA, shard_config(LLAMA, plan), plan)
+    params, experts = stage_params(LLAMA, rank_shard(LLAMA, plan), plan)
     assert params == LLAMA.num_params() and experts == 0
 
 
 def test_moe_shard_holds_its_experts() -> None:
     """ep 4 leaves 2 of Mixtral's 8 experts on each rank, top-2 kept."""
-    shard = shard_config(MIXTRAL, _plan(dp=4, ep=4))
+    shard = rank_shard(MIXTRAL, _plan(dp=4, ep=4))
     assert (shard.num_experts, shard.num_experts_per_token) == (2, 2)
 
 
+def test_one_shard_config_for_training_and_serving() -> None:
+    """A serving replica's rank and a training rank are the same slice: tp-split heads, ffn and vocabulary, ep
+    groups of experts split `expert_tp` ways."""
+    from emulator.serving.replica import shard as replica_shard
+
+    assert replica_shard(MIXTRAL, 4, 2) == shard_config(MIXTRAL, tp=4, ep=2, expert_tp=2)
+    assert rank_shard(MIXTRAL, _plan(tp=4, dp=2, ep=2, sequence_parallel=True)) == shard_config(
+        MIXTRAL, tp=4, ep=2, expert_tp=4, num_layers=MIXTRAL.num_layers)
+
+
 def _ops(plan: Plan, model=LLAMA) -> dict[tuple[str, str, str], int]:  # type: ignore[no-untyped-def]
-    shard = shard_config(model, plan)
+    shard = rank_shard(model, plan)
     params, experts = stage_params(model, shard, plan)
     out: dict[tuple[str, str, str], int] = {}
     for c in collectives(model, shard, plan, "bf16", params, experts):

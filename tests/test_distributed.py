@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -37,22 +36,26 @@ def test_rank_groups_follow_megatron_order() -> None:
 
 
 def test_two_gloo_ranks_measure_the_plans_collectives(scenario: str) -> None:
-    """Two CPU ranks run their shard and the tp collectives; rank 0 gathers both ranks' timings."""
+    """Two CPU ranks run their shard and the tp collectives of sequence parallelism (all-gather and
+    reduce-scatter, nothing else at dp 1); each rank's step is its micro-batches' compute plus its collectives,
+    and rank 0 gathers both ranks, the slower one setting the step."""
     out = launch(scenario, 2, "cpu", timeout_s=240)
     assert out["num_ranks"] == 2 and out["backend"] == "gloo"
-    assert len(out["ranks"]) == 2
-    ops = {(c["group"], c["op"]) for c in out["ranks"][0]["collectives"]}
-    assert ("tp", "all_gather") in ops and ("tp", "reduce_scatter") in ops
-    assert all(r["compute_microbatch_s"] > 0 for r in out["ranks"]) and out["step_s"] > 0
+    assert [r["rank"] for r in out["ranks"]] == [0, 1]
+    for r in out["ranks"]:
+        assert {(c["group"], c["op"]) for c in r["collectives"]} == {("tp", "all_gather"), ("tp", "reduce_scatter")}
+        assert r["compute_microbatch_s"] > 0
+        collectives_s = sum(c["total_s"] for c in r["collectives"])
+        assert r["step_s"] == pytest.approx(out["plan"]["num_microbatches"] * r["compute_microbatch_s"] + collectives_s)
+    assert out["step_s"] == max(r["step_s"] for r in out["ranks"])
 
 
 def test_a_dead_rank_fails_the_launch_quickly(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rank that exits makes launch raise EmulatorError with a clear message, without hanging."""
+    """A rank that exits makes launch raise EmulatorError saying a rank died, without waiting for the time limit
+    (which would say the launch did not finish)."""
     monkeypatch.setenv(FAIL_ENV, "1")
-    start = time.monotonic()
     with pytest.raises(EmulatorError, match="a rank died"):
         launch(scenario, 2, "cpu", timeout_s=180)
-    assert time.monotonic() - start < 150
 
 
 def test_timeout_kills_the_launch(scenario: str) -> None:

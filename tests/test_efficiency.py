@@ -8,7 +8,8 @@ from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.hardware import load_device
 from emulator.published import load_cases, profile_name
 
-MAMF = [c for c in load_cases("kernels") if c["id"].startswith("kernel-mamf-") and profile_name(c["hardware"]["device"])]
+MAMF = [c for c in load_cases("kernels")
+        if c["id"].startswith("kernel-mamf-") and profile_name(c["hardware"]["device"])]
 STREAM = [c for c in load_cases("kernels") if c["id"].startswith("kernel-hbm-stream-")]
 
 

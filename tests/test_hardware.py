@@ -12,6 +12,8 @@ import yaml
 from emulator.errors import EmulatorError
 from emulator.hardware import (
     DeviceProfile,
+    Site,
+    SystemProfile,
     list_devices,
     list_sites,
     list_systems,
@@ -77,7 +79,12 @@ def test_every_shipped_device_system_and_site_loads() -> None:
 def test_every_number_has_a_nonempty_source(profile: Any) -> None:
     """Each non-null number in every shipped profile is cited under `sources` by its dotted path."""
     numbers = _numbers(profile_summary(profile))
-    assert numbers
+    required = {DeviceProfile: {"power.tdp_w", "power.idle_w", "usable_memory_bytes", "launch_overhead_s",
+                                "vector_flops_per_s.fp32", "price.capex_usd"},
+                SystemProfile: {"devices_per_node", "scale_up.bandwidth_bytes_per_s", "scale_out.nics_per_node",
+                                "scale_out.nic_bandwidth_bytes_per_s", "power.host_w"},
+                Site: {"pue", "electricity_usd_per_kwh", "amortization_years"}}[type(profile)]
+    assert required <= set(numbers)
     for path, value in numbers.items():
         if value is not None:
             assert profile.sources.get(path, "").strip(), f"{profile.name}: {path} has no source"
@@ -267,3 +274,14 @@ def test_bad_site_and_system_numbers_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError) as error:
         load_system(_write(tmp_path, _sourceless(system, "scale_up.latency_s"), "system.yaml"))
     assert error.value.field == "scale_up.latency_s"
+
+
+def test_a_key_written_twice_names_both_lines(tmp_path: Path) -> None:
+    """A profile that repeats a key is refused naming the key and both lines, never the last one silently winning."""
+    text = yaml.safe_dump(_h100(), sort_keys=False)
+    path = _write(tmp_path, text + "launch_year: 1999\n")
+    first = 1 + text.splitlines().index(next(line for line in text.splitlines() if line.startswith("launch_year:")))
+    with pytest.raises(EmulatorError) as error:
+        load_device(path)
+    assert error.value.field == "launch_year"
+    assert f"lines {first} and {len(text.splitlines()) + 1}" in str(error.value)

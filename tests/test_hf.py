@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from emulator.errors import EmulatorError
-from emulator.workloads import DLRMConfig, TransformerConfig, from_hf_config, load_model, preset
+from emulator.workloads import DLRMConfig, TransformerConfig, from_hf_config, list_models, load_model, preset
 
 LLAMA = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
          "num_key_value_heads": 2,
@@ -46,7 +46,8 @@ def test_each_model_type_imports_from_a_file(tmp_path: Path, model_type: str) ->
     path = _write(tmp_path, CONFIGS[model_type])
     config = load_model(str(path), origin="scenario.yaml")
     assert isinstance(config, DLRMConfig if model_type == "dlrm" else TransformerConfig)
-    assert config.num_params() > 0
+    direct = from_hf_config(CONFIGS[model_type], origin="inline", name=config.name)
+    assert config == direct and config.num_params() == direct.num_params()
 
 
 def test_architecture_details() -> None:
@@ -146,3 +147,105 @@ def test_dlrm_bottom_mlp_must_end_at_embedding_dim() -> None:
     """The bottom MLP's last width must equal the embedding width."""
     with pytest.raises(EmulatorError, match="bottom_mlp"):
         from_hf_config({**CONFIGS["dlrm"], "bottom_mlp": [16, 4]}, origin="d.json")
+
+
+# --- Hugging Face's defaults for keys a config.json leaves out -----------------------------------------------------
+
+# model_type -> the defaulted keys dropped from CONFIGS and the values transformers' config classes take for them
+# (configuration_<type>.py; GPT-2 and GPT-J inherit tie_word_embeddings=True from PretrainedConfig).
+HF_TAKEN: dict[str, dict[str, Any]] = {
+    "llama": {"max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+              "tie_word_embeddings": False},
+    "mistral": {"max_position_embeddings": 4096 * 32, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                "tie_word_embeddings": False},
+    "qwen2": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+              "tie_word_embeddings": False},
+    "qwen3": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+              "tie_word_embeddings": False},
+    "qwen3_moe": {"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                  "tie_word_embeddings": False, "decoder_sparse_step": 1},
+    "mixtral": {"max_position_embeddings": 4096 * 32, "rms_norm_eps": 1e-5, "rope_theta": 1e6,
+                "tie_word_embeddings": False},
+    "deepseek_v3": {"max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                    "tie_word_embeddings": False},
+    "gpt2": {"n_positions": 1024, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
+    "gptj": {"n_positions": 2048, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
+}
+FULL_LLAMA = {**LLAMA, "rope_theta": 10000.0, "tie_word_embeddings": False}  # every defaulted key written out
+
+
+@pytest.mark.parametrize("model_type", sorted(HF_TAKEN))
+def test_left_out_keys_take_hugging_face_defaults(model_type: str) -> None:
+    """Context length, norm epsilon, RoPE theta and tying may be left out: HF's defaults are used and recorded."""
+    taken = HF_TAKEN[model_type]
+    config = from_hf_config({k: v for k, v in CONFIGS[model_type].items() if k not in taken}, origin="c.json")
+    assert isinstance(config, TransformerConfig) and dict(config.assumed) == taken
+    assert config.max_seq_len == taken.get("max_position_embeddings", taken.get("n_positions"))
+    assert config.norm_eps == taken.get("rms_norm_eps", taken.get("layer_norm_epsilon"))
+    assert config.tie_embeddings == taken["tie_word_embeddings"]
+    assert config.rope_theta == taken.get("rope_theta", 10000.0)  # GPT: the field's default, never used
+
+
+def test_written_out_keys_assume_nothing_and_compare_equal() -> None:
+    """A config that writes every key assumes nothing, and equals (and hashes like) the one whose keys were assumed."""
+    written = from_hf_config(FULL_LLAMA, origin="c.json")
+    assumed = from_hf_config({k: v for k, v in FULL_LLAMA.items() if k != "max_position_embeddings"}, origin="c.json")
+    assert dict(written.assumed) == {}  # type: ignore[union-attr]
+    written_2048 = from_hf_config({**FULL_LLAMA, "max_position_embeddings": 2048}, origin="c.json")
+    assert written_2048 == assumed and hash(written_2048) == hash(assumed)
+    assert json.loads(json.dumps(assumed.summary()))["assumed"] == {"max_position_embeddings": 2048}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_presets_state_their_values(name: str) -> None:
+    """Presets write their values out, so nothing is assumed for them."""
+    assert dict(preset(name).assumed) == {}
+
+
+def test_key_value_heads_follow_each_config_class() -> None:
+    """Mistral's class defaults to 8 KV heads (assumed); null means one per head, as in Llama's class (not assumed)."""
+    base = {**CONFIGS["mistral"], "num_attention_heads": 32, "hidden_size": 256}
+    del base["num_key_value_heads"]
+    mistral = from_hf_config(base, origin="c.json")
+    assert mistral.num_kv_heads == 8 and mistral.assumed["num_key_value_heads"] == 8  # type: ignore[union-attr]
+    assert from_hf_config({**base, "num_key_value_heads": None}, origin="c.json").num_kv_heads == 32  # type: ignore
+    llama = from_hf_config({**base, "model_type": "llama"}, origin="c.json")
+    assert llama.num_kv_heads == 32 and "num_key_value_heads" not in llama.assumed  # type: ignore[union-attr]
+
+
+def test_qwen3_head_dim_defaults_to_128() -> None:
+    """Qwen3's class fixes head_dim at 128 rather than deriving it from the hidden size."""
+    mapping = {k: v for k, v in CONFIGS["qwen3"].items() if k != "head_dim"}
+    assert from_hf_config(mapping, origin="c.json").head_dim == 128  # type: ignore[union-attr]
+
+
+def test_a_clash_with_an_assumed_default_says_it_was_assumed() -> None:
+    """When a default the file never wrote breaks a rule, the error says it was assumed and how to fix it."""
+    mapping = {k: v for k, v in CONFIGS["mistral"].items() if k != "num_key_value_heads"}  # 4 heads, default 8
+    with pytest.raises(EmulatorError, match="num_key_value_heads") as info:
+        from_hf_config(mapping, origin="c.json")
+    assert "Hugging Face's default for mistral, 8, was assumed" in str(info.value) and "Fix" in str(info.value)
+
+
+def test_rope_theta_is_read_from_rope_parameters() -> None:
+    """transformers 5 writes rope_theta inside rope_parameters; it is read there, not assumed."""
+    mapping = {**LLAMA, "rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}}
+    config = from_hf_config(mapping, origin="c.json")
+    assert config.rope_theta == 5e5 and "rope_theta" not in config.assumed  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size"])
+def test_sizes_stay_required(key: str) -> None:
+    """Sizes have no default here: borrowing a reference checkpoint's would plan the wrong model."""
+    with pytest.raises(EmulatorError, match="no default") as info:
+        from_hf_config({k: v for k, v in LLAMA.items() if k != key}, origin="c.json")
+    assert info.value.field == key
+
+
+def test_models_show_json_reports_what_was_assumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`emulator models show config.json --json` prints the assumed keys with their values."""
+    from emulator.cli import main
+
+    path = _write(tmp_path, {k: v for k, v in FULL_LLAMA.items() if k != "max_position_embeddings"})
+    assert main(["models", "show", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["assumed"] == {"max_position_embeddings": 2048}

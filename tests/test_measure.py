@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+import emulator.measure.timer as timer
 from emulator.measure.machine import device_fingerprint
 from emulator.measure.power import PowerSampler
 from emulator.measure.timer import Measurement, time_callable
@@ -23,16 +24,73 @@ def test_cpu_timing_orders_percentiles() -> None:
     assert len(m.samples_s) == m.num_reps
 
 
+class FakeClock:
+    """A clock for `emulator.measure.timer` that moves only when a timed call advances it."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def advance(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+    def perf_counter(self) -> float:
+        return self.ns * 1e-9
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(timer, "time", fake)
+    return fake
+
+
 def test_cpu_timing_measures_a_sleep() -> None:
-    """A 2 ms sleep is timed as about 2 ms (never less)."""
+    """A 2 ms sleep is timed as at least 2 ms, in seconds (a sleep never ends early)."""
     m = time_callable(lambda: time.sleep(0.002), device="cpu", min_reps=5, max_reps=10, warmup=1)
-    assert 0.002 <= m.median_s < 0.05
+    assert 0.002 <= m.p20_s <= m.median_s < 1.0
 
 
-def test_timing_stops_at_max_reps() -> None:
-    """The repetition count never exceeds max_reps, even for a very fast callable."""
-    m = time_callable(lambda: None, device="cpu", min_reps=3, max_reps=7, rel_spread=0.0, target_time_s=10)
+def test_each_repetition_is_the_clock_time_of_one_call(clock: FakeClock) -> None:
+    """Calls that take 2, 3, 2, 3, ... ms on the clock give exactly those samples, after the warm-up calls."""
+    durations = iter([0.01, 0.01] + [0.002, 0.003] * 10)  # two warm-up calls, then the timed ones
+    m = time_callable(lambda: clock.advance(next(durations)), device="cpu", warmup=2, min_reps=6, max_reps=6,
+                      target_time_s=10)
+    assert m.samples_s == pytest.approx((0.002, 0.003) * 3)
+    assert m.median_s == pytest.approx(0.0025) and m.mean_s == pytest.approx(0.0025)
+
+
+def test_a_slow_call_ends_the_warm_up(clock: FakeClock) -> None:
+    """One warm-up call longer than target_time_s is warm-up enough: the next call is already timed."""
+    durations = iter([0.5] + [0.001] * 10)
+    m = time_callable(lambda: clock.advance(next(durations)), device="cpu", warmup=3, min_reps=5, max_reps=5,
+                      target_time_s=0.2)
+    assert m.samples_s == pytest.approx((0.001,) * 5)
+
+
+def test_timing_stops_at_max_reps(clock: FakeClock) -> None:
+    """However long the budget and however wide the spread, repetitions stop at max_reps."""
+    durations = iter([1e-6, 3e-6] * 10)
+    m = time_callable(lambda: clock.advance(next(durations)), device="cpu", warmup=0, min_reps=3, max_reps=7,
+                      rel_spread=0.0, target_time_s=10)
     assert m.num_reps == 7
+
+
+def test_timing_stops_when_the_budget_is_spent(clock: FakeClock) -> None:
+    """Calls of 5 and 15 ms with a 99 ms budget stop at the tenth call, the first to reach the budget."""
+    durations = iter([0.005, 0.015] * 50)
+    m = time_callable(lambda: clock.advance(next(durations)), device="cpu", warmup=0, min_reps=3, max_reps=100,
+                      target_time_s=0.099)
+    assert m.num_reps == 10
+
+
+def test_timing_stops_once_the_spread_is_small(clock: FakeClock) -> None:
+    """Equal calls have no spread: the timer stops at min_reps."""
+    m = time_callable(lambda: clock.advance(0.001), device="cpu", warmup=0, min_reps=4, max_reps=100,
+                      target_time_s=10)
+    assert m.num_reps == 4 and m.spread == 0.0
 
 
 def test_bad_rep_bounds_are_rejected() -> None:

@@ -33,18 +33,16 @@ def scenario(tmp_path: Path, body: str, model: str | None = None, layers: int = 
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test uses its own results store, an empty calibrations folder and one intra-op thread.
+def one_thread() -> Iterator[None]:
+    """One intra-op thread (the results store and calibrations folder are the test's own: see conftest.py).
 
     One thread because these tests check what is reported, not how fast: on a busy 2-core machine a second
     OpenMP thread that is descheduled makes every tiny matmul wait a scheduler quantum (~15 ms).
     """
-    monkeypatch.setenv("EMULATOR_RESULTS", str(tmp_path / "results.sqlite"))
-    monkeypatch.setenv("EMULATOR_CALIBRATIONS", str(tmp_path / "calibrations"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield tmp_path
+        yield
     finally:
         torch.set_num_threads(threads)
 

@@ -13,7 +13,7 @@ from emulator.serving.simulator import Requests, make_requests, simulate
 GRID = (1.0, 64.0, 1024.0, 8192.0)
 # dense: 20 ms of weight streaming, then ~40 us per token once compute bound
 STEP = StepModel(grid=GRID, dense_s=(0.020, 0.021, 0.045, 0.33), head_s=(1e-4, 1.2e-4, 4e-4, 2.5e-3),
-                 kv_s_per_token=2e-8, pair_s=3e-9, overhead_s=1e-3)
+                 kv_s_per_token=2e-8, pair_s=3e-9, overhead_s=1e-3, error_band=0.1)
 INPUTS = Distribution(kind="normal", mean=300, std=100, minimum=10, maximum=900)
 OUTPUTS = Distribution(kind="normal", mean=100, std=40, minimum=2, maximum=400)
 
@@ -62,7 +62,7 @@ def test_kv_cache_too_small_for_one_request_is_a_clear_error() -> None:
 def test_small_kv_cache_preempts_and_still_finishes_every_request() -> None:
     """When decodes outgrow the cache, requests are preempted, recomputed and all complete in order of time."""
     res = _run(None, n=300, cap=8_000, batch=64)
-    assert res.num_preemptions > 0
+    assert res.num_preemptions == 90  # seeded: the same requests preempt the same way every run
     assert np.all(np.isfinite(res.finish_s)) and np.all(res.finish_s >= res.first_token_s)
     assert np.all(res.first_token_s >= res.arrival_s)
 

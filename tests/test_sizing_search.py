@@ -65,6 +65,24 @@ def test_search_agrees_with_predict_training(tmp_path: Path) -> None:
         assert abs(out["memory_per_device_bytes"] / row["memory_per_device_bytes"] - 1) < 1e-9
 
 
+def test_zero_3_plans_are_searched_with_the_same_step(tmp_path: Path) -> None:
+    """ZeRO-3 plans go through the one training step: the search's step time and memory are predict_training's."""
+    path = tmp_path / "z3.yaml"
+    path.write_text(SIZING.replace("zero: [0, 1]", "zero: [3]"))
+    sz = load_sizing(str(path))
+    res = size(sz)
+    rows = [r for r in res.rows if r["plan"]["zero"] == 3]
+    assert rows
+    cand = sz.candidates[0]
+    row = next(r for r in rows if r["device"] == cand.device.name)
+    p = row["plan"]
+    plan = Plan(tp=p["tp"], pp=p["pp"], dp=p["dp"], microbatch_size=p["microbatch_size"], zero=3,
+                sequence_parallel=p["sequence_parallel"], recompute=p["recompute"], global_batch_size=256, seq_len=4096)
+    pred = predict_training(_scenario(sz, cand, plan))
+    assert pred.step_time_s == row["step_time_s"] and pred.step.fsdp_exposed_s >= 0
+    assert sum(pred.memory.parts.values()) == row["memory_per_device_bytes"]
+
+
 def test_pareto_and_best_are_consistent(tmp_path: Path) -> None:
     """No feasible plan dominates a Pareto plan, and each objective's best is minimal on its axis."""
     res = size(load_sizing(_sizing(tmp_path)))

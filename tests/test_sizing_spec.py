@@ -94,3 +94,27 @@ candidates: [{device: h100-sxm}]
 """
     with pytest.raises(EmulatorError, match="slo"):
         load_sizing(_write(tmp_path, text))
+
+
+def test_serve_errors_name_the_serve_fields(tmp_path: Path) -> None:
+    """A bad value in the serve section is reported at its serve.* field, with the file."""
+    text = """goal: serve
+model: llama3-8b
+serve: {traffic: {arrival_rate_per_s: 10, input_tokens: 128, output_tokens: 16}, slo: {ttft_p99_s: -2},
+        precision: fp9}
+candidates: [{device: h100-sxm}]
+"""
+    path = _write(tmp_path, text)
+    with pytest.raises(EmulatorError) as info:
+        load_sizing(path)
+    assert (info.value.file, info.value.field) == (path, "serve.precision") and "'fp8'" in str(info.value)
+
+
+def test_exponent_numbers_and_duplicate_keys(tmp_path: Path) -> None:
+    """`total_tokens: 1e12` is a number; a key written twice is refused naming both lines."""
+    sz = load_sizing(_train(tmp_path))
+    assert sz.train is not None and sz.train.total_tokens == 1e12
+    path = _write(tmp_path, TRAIN.format(target="deadline_days: 30", device="h100-sxm", extra="goal: serve"))
+    with pytest.raises(EmulatorError, match="lines 1 and 5") as info:
+        load_sizing(path)
+    assert info.value.field == "goal"

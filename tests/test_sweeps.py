@@ -144,12 +144,12 @@ def test_adamw_matches_torch_optim() -> None:
     params, grads, m, v, steps = _inputs("adamw", {"numel": 12, "num_tensors": 2})
     ref = [p.clone().requires_grad_(True) for p in params]
     opt = torch.optim.AdamW(ref, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, foreach=False)
-    for p, g, mm, vv in zip(ref, grads, m, v):
+    for p, g, mm, vv in zip(ref, grads, m, v, strict=True):
         p.grad = g.clone()
         opt.state[p] = {"step": torch.tensor(9.0), "exp_avg": mm.clone(), "exp_avg_sq": vv.clone()}
     opt.step()
     R.adamw(params, grads, m, v, steps)
-    for got, want in zip(params, ref):
+    for got, want in zip(params, ref, strict=True):
         torch.testing.assert_close(got, want.detach())
 
 
@@ -170,8 +170,9 @@ def test_collect_measures_and_round_trips(tmp_path: Path) -> None:
     assert [p.name for p in got] == ["gemm", "copy"]
     for p in got:
         assert 0 < p.p20_s <= p.median_s <= p.p80_s and p.num_reps >= 5
-    if got[0].matrix_flops is not None:  # filled when emulator.engine.trace is present
-        assert got[0].matrix_flops == 2 * 32**3
+    gemm, copy = got
+    assert (gemm.matrix_flops, gemm.bytes_read, gemm.bytes_written) == (2 * 32**3, 2 * 32 * 32 * 4, 32 * 32 * 4)
+    assert (copy.bytes_read, copy.bytes_written) == (65536, 65536)
     write_points_json(got, {"key": "cpu-test"}, tmp_path / "raw.json")
     fingerprint, back = read_points_json(tmp_path / "raw.json")
     assert fingerprint == {"key": "cpu-test"} and back == got

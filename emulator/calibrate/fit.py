@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,10 @@ import torch
 from emulator.calibrate.points import CalPoint, runner
 from emulator.calibrate.sweeps import BenchPoint
 from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
-from emulator.engine.roofline import matrix_rate, memory_rate, vector_rate, wave_efficiency
+from emulator.engine.roofline import CallTerms, call_seconds, call_terms
 from emulator.engine.trace import trace_callable
 from emulator.hardware import DeviceProfile
 from kernels import KernelCall
-from kernels.matmul import gemm_dims
 from kernels.references import torch_dtype
 
 HOLD_OUT_EVERY = 5
@@ -71,59 +70,27 @@ def split_keys(points: Sequence[CalPoint]) -> set[str]:
     return {key for key, n in counts.items() if n >= 3}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Call:
-    """Per-unit-efficiency time terms of one kernel signature on one device."""
+    """One kernel signature of a point: the efficiency key it is fitted under and its roofline terms."""
 
     family: str  # the efficiency key: "gemm", or "gemm.fp8" where that dtype is fitted on its own
-    count: int
-    t_matrix: float  # seconds at 100% of the matrix peak (before wave quantisation)
-    waves: dict[int, float]  # tile -> wave efficiency
-    min_dim: float  # smallest GEMM dimension (inf for other kernels)
-    t_vector: float  # seconds at 100% of the vector peak
-    t_bytes: float  # seconds at 100% of main-memory bandwidth
-    in_cache: bool
-    launch_s: float
-
-
-def cache_capacity(device: DeviceProfile) -> float | None:
-    return next((t.capacity_bytes for t in device.memory if t.kind == "cache"), None)
+    terms: CallTerms
 
 
 def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], keys: set[str],
            cold: bool = False) -> _Call:
-    """`cold`: the point cycled through copies of its inputs, so its bytes came from main memory."""
+    """`cold`: the point cycled through copies of its inputs (or flushed the cache), so its bytes came from
+    main memory."""
     table = dataclasses.replace(SPEC_DEFAULTS, peaks=dict(peaks))
-    cache_bytes = None if cold else cache_capacity(device)
-    c = call.cost
     key = f"{call.family}.{call.dtype}"
-    return _Call(
-        family=key if key in keys else call.family,
-        count=call.count,
-        t_matrix=(c.matrix_flops + c.recompute_flops) / matrix_rate(device, table, call.dtype),
-        waves={t: wave_efficiency(call, device, t) for t in TILES},
-        min_dim=_min_dim(call),
-        t_vector=c.vector_flops / vector_rate(device, table, call.dtype),
-        t_bytes=c.bytes / memory_rate(device, table),
-        in_cache=bool(cache_bytes) and c.bytes <= (cache_bytes or 0),
-        launch_s=device.launch_overhead_s,
-    )
-
-
-def _min_dim(call: KernelCall) -> float:
-    if call.family != "gemm" or len(call.shapes) < 2:
-        return math.inf
-    _, m, n, k = gemm_dims(call.op, call.shapes)
-    return float(min(m, n, k))
+    return _Call(family=key if key in keys else call.family, terms=call_terms(call, device, table, cold=cold))
 
 
 def _call_time(t: _Call, e: FamilyEfficiency) -> float:
-    wave = t.waves.get(e.tile, 1.0) if e.tile else 1.0
-    if e.half_dim > 0 and t.min_dim != math.inf:
-        wave *= t.min_dim / (t.min_dim + e.half_dim)
-    t_math = max(t.t_matrix / (e.math * wave) if t.t_matrix else 0.0, t.t_vector / e.vector if t.t_vector else 0.0)
-    t_mem = t.t_bytes / (e.memory * (e.cache_speedup if t.in_cache else 1.0))
-    return (max(t_math, t_mem) + t.launch_s + e.overhead_s) * t.count
+    """Seconds of all calls of one signature: the predictor's `call_seconds`, summed as `kernel_time` does."""
+    t_math, t_mem, t_over = call_seconds(t.terms, e)
+    return (max(t_math, t_mem) + t_over) * t.terms.call.count
 
 
 def _point_time(calls: list[_Call], effs: Mapping[str, FamilyEfficiency]) -> float:
@@ -137,13 +104,13 @@ def _loss(points: list[tuple[list[_Call], float]], effs: Mapping[str, FamilyEffi
 
 
 def _search(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], family: str,
-            grids: dict[str, Sequence[Any]]) -> None:
+            grids: Mapping[str, Iterable[Any]]) -> None:
     """Exhaustive search of `grids` (parameter -> values) for one family, others held fixed."""
     best = (_loss(points, effs), effs[family])
     names = list(grids)
     for values in itertools.product(*(grids[n] for n in names)):
-        trial = dataclasses.replace(effs[family], **{n: (int(v) if n == "tile" else float(v))
-                                                     for n, v in zip(names, values)})
+        changes: dict[str, Any] = {n: (int(v) if n == "tile" else float(v)) for n, v in zip(names, values, strict=True)}
+        trial = dataclasses.replace(effs[family], **changes)
         effs[family] = trial
         loss = _loss(points, effs)
         if loss < best[0]:
@@ -164,7 +131,8 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
             current = getattr(effs[family], name)
             base = current if current > 0 else 1e-7
             for f in _REFINE_FACTORS:
-                trial = dataclasses.replace(effs[family], **{name: base * f})
+                change: dict[str, Any] = {name: base * f}
+                trial = dataclasses.replace(effs[family], **change)
                 old, effs[family] = effs[family], trial
                 loss = _loss(points, effs)
                 if loss < best - 1e-12:
@@ -207,9 +175,9 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     peaks = dict(peaks or {})
     keys = split_keys(points)
     terms = [[_terms(c, device, peaks, keys, flushed or bool(p.params.get("cold"))) for c in cs]
-             for p, cs in zip(points, traced)]
+             for p, cs in zip(points, traced, strict=True)]
     by_family: dict[str, list[int]] = {}
-    for i, (p, ts) in enumerate(zip(points, terms)):
+    for i, (p, ts) in enumerate(zip(points, terms, strict=True)):
         own = [t.family for t in ts if t.family.split(".")[0] == p.family]
         by_family.setdefault(own[0] if own else p.family, []).append(i)
     held = {i for idx in by_family.values() for j, i in enumerate(sorted(idx, key=lambda i: _order(points[i])))
@@ -222,7 +190,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             mine = [(ts, m) for ts, m in train if any(t.family == fam for t in ts)]
             if not mine:
                 continue
-            has_matrix = any(t.t_matrix for ts, _ in mine for t in ts if t.family == fam)
+            has_matrix = any(t.terms.matrix_s for ts, _ in mine for t in ts if t.family == fam)
             _search(mine, effs, fam, {"memory": MEMORY_GRID, "overhead_s": OVERHEAD_GRID})
             # Jointly: a cold point's bytes and a warm one's differ only by the speed-up, so searched alone
             # either parameter sticks where the other started (a slow memory efficiency fits cold points only
@@ -239,9 +207,9 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
                     else ("vector", "memory", "overhead_s", "cache_speedup"))
     out: dict[str, Any] = {}
     for fam in families:
-        own = by_family.get(fam, [])
-        errors = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in own if i in held]
-        fitted = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in own if i not in held]
+        mine_idx = by_family.get(fam, [])
+        errors = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i in held]
+        fitted = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i not in held]
         e = effs[fam]
         out[fam] = {
             "math": e.math, "memory": e.memory, "vector": e.vector, "overhead_s": e.overhead_s,
@@ -250,11 +218,11 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             "error": float(np.median(errors)) if errors else None,
             "held_out_max_error": float(max(errors)) if errors else None,
             "fit_median_error": float(np.median(fitted)) if fitted else None,
-            "num_points": len(own),
+            "num_points": len(mine_idx),
             "num_held_out": len(errors),
         }
     known = [v["error"] for v in out.values() if v["error"] is not None]
-    fallback = max(known) if known else SPEC_DEFAULTS.error_band
+    fallback = max(known) if known else SPEC_DEFAULTS.get("default").error
     for v in out.values():
         if v["error"] is None:
             v["error"] = fallback

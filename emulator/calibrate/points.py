@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +20,7 @@ import torch
 from emulator.calibrate.sweeps import BenchPoint, sweep
 from emulator.engine.trace import trace_callable
 from emulator.errors import EmulatorError
-from emulator.files import write_json_atomic
+from emulator.files import read_json, write_json_atomic
 from emulator.measure.device import OutOfMemory, fp8_supported, parse_device, release_memory
 from emulator.measure.machine import last_level_cache_bytes
 from emulator.measure.speed import Reference, at_reference_speed
@@ -74,7 +74,7 @@ class CalPoint:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CalPoint:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]  # as write_points_json saved them
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -289,14 +289,11 @@ def write_points_json(points: Iterable[CalPoint], fingerprint: dict[str, Any], p
 
 def read_points_json(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[CalPoint]]:
     """Load what `write_points_json` wrote: (fingerprint, points)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EmulatorError(f"cannot read calibration points: {exc}", file=str(path)) from exc
-    if data.get("schema_version") != POINTS_SCHEMA_VERSION:
+    data = read_json(path, fix="re-run `emulator calibrate` to measure the points again")
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != POINTS_SCHEMA_VERSION:
         raise EmulatorError(
-            f"schema_version {data.get('schema_version')!r} is not {POINTS_SCHEMA_VERSION}; re-run calibrate",
+            f"schema_version {version!r} is not {POINTS_SCHEMA_VERSION}; re-run calibrate",
             file=str(path),
             field="schema_version",
         )

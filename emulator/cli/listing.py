@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from emulator import hardware as hw
-from emulator.cli.render import print_json, table
+from emulator.cli.output import print_json, table
 from emulator.errors import EmulatorError
 from emulator.results import ResultsStore
 from emulator.workloads.load import load_model
@@ -19,7 +19,8 @@ def profiles(args: argparse.Namespace) -> None:
         if args.json:
             print_json({"devices": hw.list_devices(), "systems": hw.list_systems(), "sites": hw.list_sites()})
             return
-        rows = [[d.name, d.display_name, f"{d.matrix_peak('bf16') / 1e12:.0f}" if "bf16" in d.matrix_flops_per_s else "-",
+        rows = [[d.name, d.display_name,
+                 f"{d.matrix_peak('bf16') / 1e12:.0f}" if "bf16" in d.matrix_flops_per_s else "-",
                  f"{d.memory_bytes / 1e9:.0f}", f"{d.memory_bandwidth_bytes_per_s / 1e12:.2f}", f"{d.power.tdp_w:.0f}"]
                 for d in devices]
         print(table(rows, ["device", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "TDP W"]))

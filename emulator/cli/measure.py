@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from emulator.calibrate.command import calibrate_device
-from emulator.cli.render import print_json, table
+from emulator.cli.output import print_json, table
+from emulator.stats import median
 from emulator.units import fmt_seconds
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
@@ -30,12 +31,10 @@ def calibrate(args: argparse.Namespace) -> None:
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving = training_cases(), serving_cases()
-        errors = sorted(abs(c["error"]) for c in (*training["cases"], *serving["cases"]))
+        errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
-            "summary": {"median_abs_error": errors[len(errors) // 2] if len(errors) % 2 else
-                        (errors[len(errors) // 2 - 1] + errors[len(errors) // 2]) / 2,
-                        "max_abs_error": errors[-1], "num_cases": len(errors),
+            "summary": {"median_abs_error": median(errors), "max_abs_error": max(errors), "num_cases": len(errors),
                         "training": training["summary"], "inference": serving["summary"]},
         }
         if args.json:

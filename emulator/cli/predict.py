@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli.render import print_json, render_prediction
-from emulator.predict import predict_json
+from emulator.cli.output import print_json
+from emulator.cli.render import render_prediction
+from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 
 
 def command(args: argparse.Namespace) -> None:
-    out = predict_json(load_scenario(args.scenario))
+    prediction = predict_scenario(load_scenario(args.scenario))
     if args.json:
-        print_json(out)
+        print_json(prediction.to_json())
     else:
-        print(render_prediction(out))
+        print(render_prediction(prediction))

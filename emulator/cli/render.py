@@ -1,74 +1,81 @@
-"""Rendering for people: tables of predictions, runs and listings (JSON goes out as it is)."""
+"""Tables for people: the one table rendering of every prediction, and of a run (measured beside predicted)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from emulator.cli.output import table
+from emulator.cluster.training import NO_SINGLE_FIX, TrainingPrediction
+from emulator.engine.prediction import InferencePrediction, Prediction
+from emulator.serving import ServingPrediction
 from emulator.units import fmt_bytes, fmt_flops, fmt_seconds
 
 
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False, default=str))
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def render_prediction(out: dict[str, Any]) -> str:
+def render_prediction(p: Prediction) -> str:
+    """The human table of any prediction (training on a cluster, one device, serving)."""
+    low, high = p.step_time_range_s
     lines = [
-        f"{out['model']} on {out['device']} ({out['mode']}, {out['num_devices']} device(s))",
-        f"  step time            {fmt_seconds(out['step_time_s'])}  (range {fmt_seconds(out['step_time_range_s'][0])}"
-        f" .. {fmt_seconds(out['step_time_range_s'][1])}; provenance: {out['provenance']}, "
-        f"±{out['error_band'] * 100:.0f}%)",
-        f"  tokens/s             {out['tokens_per_s']:,.0f}  ({out['tokens_per_s_per_device']:,.0f} per device)",
-        f"  model FLOPs/step     {fmt_flops(out['flops_per_step'])}  (MFU {out['mfu'] * 100:.1f}%)",
-        f"  memory per device    {fmt_bytes(out['memory_per_device_bytes'])} of "
-        f"{fmt_bytes(out['memory_capacity_bytes'])}: {'fits' if out['fits'] else 'DOES NOT FIT'}",
-        f"  bound                {out['bound']}",
+        f"{p.model} on {p.device} ({p.mode}, {p.num_devices} device(s){f', {p.system}' if p.system else ''})",
+        f"  step time            {fmt_seconds(p.step_time_s)}  (range {fmt_seconds(low)} .. {fmt_seconds(high)}; "
+        f"provenance: {p.provenance}, ±{p.error_band * 100:.0f}%)",
+        f"  tokens/s             {p.tokens_per_s:,.0f}  ({p.tokens_per_s_per_device:,.0f} per device)",
+        f"  model FLOPs/step     {fmt_flops(p.flops_per_step)}  (MFU {p.mfu * 100:.1f}%)",
+        f"  memory per device    {fmt_bytes(p.memory.total_bytes)} of {fmt_bytes(p.memory.capacity_bytes)}: "
+        f"{'fits' if p.fits else 'DOES NOT FIT'}",
+        f"  bound                {p.bound}",
     ]
-    if "breakdown" in out:
-        b = out["breakdown"]
-        lines.append(f"  step breakdown       compute {fmt_seconds(b['compute_s'])}, exposed communication "
-                     f"{fmt_seconds(b['exposed_communication_s'])}, pipeline bubble {fmt_seconds(b['bubble_s'])}")
-        lines.append(f"  MFU without attn     {out['mfu_without_attention'] * 100:.1f}%;  HFU {out['hfu'] * 100:.1f}%")
-    if out.get("time_to_train_s"):
-        g = out["goodput"]
-        lines.append(f"  time to train        {fmt_seconds(out['time_to_train_s'])} ({out['device_hours']:,.0f} "
-                     f"device-hours); with failures and checkpoints {fmt_seconds(out['effective_time_to_train_s'])} "
-                     f"(goodput {g['goodput'] * 100:.1f}%)")
-    for fix in (out.get("fit_advice") or {}).get("fixes", [])[:4]:
-        lines.append(f"  would fit with       {fix['change']} ({fmt_bytes(fix['memory_per_device_bytes'])})")
-    if "prefill_s" in out:
-        lines.append(f"  one batch            prefill {fmt_seconds(out['prefill_s'])}, then decode steps of "
-                     f"{fmt_seconds(out['decode_step_s'])}")
-    if "serving_scenario" in out:
-        lines.append(f"  serving ({out['serving_scenario']})    {out['replicas']} replica(s) of tp={out['replica']['tp']}: "
-                     f"{out['throughput_tokens_per_s'] or 0:,.0f} output tokens/s, "
-                     f"{out['throughput_samples_per_s']:,.1f} samples/s, max batch {out['max_batch']}")
-        for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("latency_s", "latency")):
-            if out.get(key):
-                p = out[key]
-                lines.append(f"  {label:20s} p50 {fmt_seconds(p['p50'])}, p90 {fmt_seconds(p['p90'])}, "
-                             f"p99 {fmt_seconds(p['p99'])}")
-        energy = out.get("energy_per_token_j") or out.get("energy_per_query_j")
-        lines.append(f"  power                {out['power_w']:,.0f} W for {out['num_devices']} device(s); {energy or 0:.3g} J per "
-                     f"{'token' if out.get('energy_per_token_j') else 'query'}; SLO met: {out.get('meets_slo')}")
-    rows = [[fam, fmt_seconds(k["time_s"]), f"{k['time_s'] / out['step_time_s'] * 100:.1f}%" if out["step_time_s"] else "-",
-             fmt_flops(k["flops"]), fmt_bytes(k["bytes"]), k["bound"]] for fam, k in out["kernels"].items()]
+    if isinstance(p, TrainingPrediction):
+        lines += _training_lines(p)
+    if isinstance(p, InferencePrediction) and "decode" in p.phases:
+        lines.append(f"  one batch            prefill {fmt_seconds(p.phases['prefill'].total_s)}, then decode steps "
+                     f"of {fmt_seconds(p.phases['decode'].total_s)}")
+    if isinstance(p, ServingPrediction):
+        lines += _serving_lines(p)
+    rows = [[fam, fmt_seconds(k.time_s), f"{k.time_s / p.step_time_s * 100:.1f}%" if p.step_time_s else "-",
+             fmt_flops(k.flops), fmt_bytes(k.bytes), k.bound] for fam, k in p.kernels.items()]
     lines += ["", table(rows, ["family", "time", "share", "FLOPs", "bytes", "bound"])]
-    if out["unknown_ops"]:
-        lines.append("\nunknown ops (not costed): " + ", ".join(f"{k} x{v}" for k, v in out["unknown_ops"].items()))
-    for note in out.get("notes", []):
-        lines.append(f"note: {note}")
-    lines.append("memory: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in out["memory_breakdown"].items() if k != "total"))
+    if p.unknown_ops:
+        lines.append("\nunknown ops (not costed): " + ", ".join(f"{k} x{v}" for k, v in p.unknown_ops.items()))
+    if p.assumed:
+        lines.append("assumed (Hugging Face defaults): " + ", ".join(f"{k} = {v}" for k, v in p.assumed.items()))
+    lines += [f"note: {note}" for note in p.notes]
+    lines.append("memory: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in p.memory.parts.items()))
     return "\n".join(lines)
 
+
+def _training_lines(p: TrainingPrediction) -> list[str]:
+    s, plan = p.step, p.plan
+    layout = ", ".join(f"{k} {getattr(plan, k)}" for k in ("tp", "pp", "dp", "cp", "ep") if getattr(plan, k) > 1)
+    lines = [f"  plan                 {layout or 'one device'}; {plan.num_microbatches} micro-batch(es) of "
+             f"{plan.microbatch_size}; ZeRO {plan.shard_stage}; recompute {plan.recompute}",
+             f"  step breakdown       compute {fmt_seconds(s.compute_s)}, exposed communication "
+             f"{fmt_seconds(s.exposed_communication_s)}, pipeline bubble {fmt_seconds(s.bubble_s)}",
+             f"  MFU without attn     {p.mfu_without_attention * 100:.1f}%;  HFU {p.hfu * 100:.1f}%"]
+    ttt, effective = p.time_to_train_s, p.goodput.effective_time_s
+    if ttt and effective:
+        lines.append(f"  time to train        {fmt_seconds(ttt)} ({p.device_hours or 0:,.0f} device-hours); with "
+                     f"failures and checkpoints {fmt_seconds(effective)} (goodput {p.goodput.fraction * 100:.1f}%)")
+    if p.fit_advice is not None:
+        over = p.fit_advice
+        lines.append(f"  over memory by       {fmt_bytes(over.over_by_bytes)} ({over.over_by_fraction:+.0%})")
+        lines += [f"  would fit with       {change} ({fmt_bytes(need)})" for change, need in over.fixes[:4]]
+        if not over.fixes:
+            lines.append(f"  would fit with       {NO_SINGLE_FIX}")
+    return lines
+
+
+def _serving_lines(p: ServingPrediction) -> list[str]:
+    s = p.serving
+    lines = [f"  serving ({s.scenario})    {s.replicas} replica(s) of tp={s.replica.tp}: "
+             f"{s.throughput_tokens_per_s:,.0f} output tokens/s, {s.throughput_samples_per_s:,.1f} samples/s, "
+             f"max batch {s.max_batch}"]
+    for label, q in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s), ("latency", s.latency_s)):
+        if q.p99:
+            lines.append(f"  {label:20s} p50 {fmt_seconds(q.p50)}, p90 {fmt_seconds(q.p90)}, p99 {fmt_seconds(q.p99)}")
+    energy, unit = (s.energy_per_token_j, "token") if s.energy_per_token_j else (s.energy_per_query_j, "query")
+    lines.append(f"  power                {s.power_w:,.0f} W for {p.num_devices} device(s); {energy or 0:.3g} J per "
+                 f"{unit}; SLO met: {s.meets_slo}")
+    return lines
 
 
 def render_run(out: dict[str, Any]) -> str:

@@ -5,11 +5,12 @@
     network.py   collective times on the system's scale-up domain and scale-out fabric
     memory.py    memory per device: sharded model state, activations in flight (Korthikanti et al. 2022)
     schedule.py  pipeline bubble and communication overlap
-    training.py  predict_training: step time, throughput, MFU/HFU, time-to-train
+    step.py      the one training step: stage times, collectives, schedule -> StepBreakdown
+    training.py  predict_training: step time, throughput, MFU/HFU, memory, time-to-train
     goodput.py   failures, checkpoints and restarts -> effective time-to-train
 """
 
 from emulator.cluster.plan import Plan, check_plan, plan_from
-from emulator.cluster.training import ClusterPrediction, predict_training
+from emulator.cluster.training import TrainingPrediction, predict_training
 
-__all__ = ["ClusterPrediction", "Plan", "check_plan", "plan_from", "predict_training"]
+__all__ = ["TrainingPrediction", "Plan", "check_plan", "plan_from", "predict_training"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-HOUR_S = 3600.0
+from emulator.units import HOUR_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,24 +33,48 @@ class Reliability:
     checkpoint_interval_s: float | None = None  # None: Young/Daly optimum
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Goodput:
+    """Expected goodput of a run and every input it came from."""
+
+    fraction: float  # useful time / total time
+    job_mtbf_s: float
+    checkpoint_time_s: float
+    checkpoint_interval_s: float
+    restart_time_s: float
+    failures_per_device_hour: float
+    ideal_time_s: float | None
+
+    ASSUMPTIONS: ClassVar[str] = ("failure rate: Llama 3 (419 interruptions / 54 days / 16,384 GPUs); checkpoint: "
+                                  "14 B/param at "
+                   "2 TB/s aggregate storage; restart 600 s; interval: Young/Daly sqrt(2*delta*MTBF)")
+
+    @property
+    def effective_time_s(self) -> float | None:
+        """The ideal time to train divided by the goodput: failures, checkpoints and restarts included."""
+        return self.ideal_time_s / self.fraction if self.ideal_time_s else None
+
+    @property
+    def expected_failures(self) -> float | None:
+        effective = self.effective_time_s
+        return effective / self.job_mtbf_s if effective else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"goodput": self.fraction, "job_mtbf_s": self.job_mtbf_s, "checkpoint_time_s": self.checkpoint_time_s,
+                "checkpoint_interval_s": self.checkpoint_interval_s, "restart_time_s": self.restart_time_s,
+                "failures_per_device_hour": self.failures_per_device_hour,
+                "expected_failures": self.expected_failures, "effective_time_to_train_s": self.effective_time_s,
+                "assumptions": self.ASSUMPTIONS}
+
+
 def goodput(num_params: float, num_devices: int, ideal_time_s: float | None,
-            reliability: Reliability = Reliability()) -> dict[str, Any]:
-    """Expected goodput and effective time-to-train (JSON-able, every input stated)."""
+            reliability: Reliability = Reliability()) -> Goodput:
+    """Expected goodput and effective time-to-train of a run of `ideal_time_s` on `num_devices` devices."""
     r = reliability
     mtbf_s = HOUR_S / (r.failures_per_device_hour * num_devices)
     checkpoint_s = num_params * r.checkpoint_bytes_per_param / r.storage_bytes_per_s
     interval_s = r.checkpoint_interval_s or math.sqrt(2 * checkpoint_s * mtbf_s)
     overhead = checkpoint_s / interval_s + (interval_s / 2 + r.restart_s) / mtbf_s
-    fraction = 1 / (1 + overhead)
-    return {
-        "goodput": fraction,
-        "job_mtbf_s": mtbf_s,
-        "checkpoint_time_s": checkpoint_s,
-        "checkpoint_interval_s": interval_s,
-        "restart_time_s": r.restart_s,
-        "failures_per_device_hour": r.failures_per_device_hour,
-        "expected_failures": (ideal_time_s / fraction / mtbf_s) if ideal_time_s else None,
-        "effective_time_to_train_s": ideal_time_s / fraction if ideal_time_s else None,
-        "assumptions": "failure rate: Llama 3 (419 interruptions / 54 days / 16,384 GPUs); checkpoint: 14 B/param at "
-                       "2 TB/s aggregate storage; restart 600 s; interval: Young/Daly sqrt(2*delta*MTBF)",
-    }
+    return Goodput(fraction=1 / (1 + overhead), job_mtbf_s=mtbf_s, checkpoint_time_s=checkpoint_s,
+                   checkpoint_interval_s=interval_s, restart_time_s=r.restart_s,
+                   failures_per_device_hour=r.failures_per_device_hour, ideal_time_s=ideal_time_s)

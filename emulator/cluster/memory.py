@@ -1,10 +1,9 @@
 """Memory per device under a plan: sharded model state, activations in flight, temporaries, allocator allowance.
 
-Model state (mixed-precision AdamW; Rajbhandari et al. 2020, ZeRO, Sec. 3.1): 2 B/param weights, 2 B/param
-gradients, 12 B/param optimizer states (fp32 master weights and two moments), for the parameters on the rank
-(its tensor-parallel shard of its stage, its experts). ZeRO-1 divides the optimizer states by the data-parallel
-size (dp*cp; experts by dp*cp/ep), ZeRO-2 also the gradients, ZeRO-3 and FSDP also the weights (plus two
-layers' gathered weights: the one running and the one prefetched).
+Model state follows the one memory model (`engine.memory`) for the parameters on the rank (its tensor-parallel
+shard of its stage, its experts split etp ways): ZeRO-1 divides the optimizer states by the data-parallel size
+(dp*cp; experts by the expert-data-parallel size tp*cp*dp/(ep*etp)), ZeRO-2 also the gradients, ZeRO-3 and FSDP
+also the weights (plus two layers' gathered weights: the one running and the one prefetched).
 
 Activations of one layer and one micro-batch, Korthikanti et al. 2022 ("Reducing Activation Recomputation in
 Large Transformer Models", Sec. 4), written per saved tensor so that it covers GQA and SwiGLU (16-bit
@@ -27,10 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.cluster.plan import Plan
-from emulator.engine.memory import ADAM_STATE_BYTES_PER_PARAM, ALLOCATOR_ALLOWANCE
+from emulator.engine.memory import training_memory
 from emulator.workloads.config import TransformerConfig
-
-GRADIENT_BYTES_PER_PARAM = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,36 +90,22 @@ def microbatches_in_flight(plan: Plan) -> float:
     return max(held, 1.0)
 
 
-def training_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
-                    precision: str, num_layers: int) -> dict[str, float]:
-    """Bytes per device by component (the busiest pipeline rank)."""
-    width = 4.0 if precision == "fp32" else 2.0
-    dp, edp = plan.dp * plan.cp, max(plan.dp * plan.cp // plan.ep, 1)
-    dense = stage_params - expert_params
-
-    def sharded(per_param: float, on: bool) -> float:
-        return per_param * (dense / dp + expert_params / edp) if on else per_param * stage_params
-
-    stage = plan.shard_stage
-    layer_params = stage_params / max(num_layers, 1)
-    parts = {
-        "weights": sharded(width, stage >= 3) + (2 * layer_params * width if stage >= 3 else 0.0),
-        "gradients": sharded(GRADIENT_BYTES_PER_PARAM if width == 2 else 4.0, stage >= 2),
-        "optimizer_states": sharded(ADAM_STATE_BYTES_PER_PARAM, stage >= 1),
-    }
+def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
+                precision: str, num_layers: int) -> dict[str, float]:
+    """Bytes per device by component (the busiest pipeline rank), through the one memory model
+    (`engine.memory.training_memory`) with this plan's sharding, activations in flight and temporaries."""
     seq = plan.seq_len // plan.cp
     per_layer = layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
                                        sequence_parallel=plan.sequence_parallel, recompute=plan.recompute)
-    layers_per_chunk = num_layers
-    activations = per_layer * layers_per_chunk * microbatches_in_flight(plan)
+    activations = per_layer * num_layers * microbatches_in_flight(plan)
     if plan.recompute == "full":  # the layer being recomputed holds its full working set once
         activations += layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
                                               sequence_parallel=plan.sequence_parallel)
-    parts["activations"] = activations
     # Temporaries: the last stage's fp32 logits and their gradient for one micro-batch (vocab-parallel).
     vocab = -(-model.vocab_size // plan.tp)
-    parts["temporary_buffers"] = 2 * 4.0 * plan.microbatch_size * seq * vocab
-    subtotal = sum(parts.values())
-    parts["allocator_allowance"] = subtotal * ALLOCATOR_ALLOWANCE
-    parts["total"] = subtotal * (1 + ALLOCATOR_ALLOWANCE)
-    return parts
+    zero = plan.shard_stage
+    return training_memory(
+        dense_params=stage_params - expert_params, expert_params=expert_params, precision=precision,
+        activations=activations, zero=zero, dp=plan.dp * plan.cp, edp=plan.edp,
+        gathered_params=2 * stage_params / max(num_layers, 1) if zero >= 3 else 0.0,  # running + prefetched layer
+        temporaries=2 * 4.0 * plan.microbatch_size * seq * vocab)

@@ -1,8 +1,10 @@
 """Parallel plans: one training layout (tp, pp, dp, cp, ep, ZeRO/FSDP, recompute, micro-batches), validated.
 
-Rank order (Megatron-LM's): tensor parallel varies fastest, then context, then data (expert parallel is carved
-out of data x context), then pipeline. So a tp group is consecutive ranks (inside one node when tp divides it),
-a dp group has stride tp*cp, and pipeline neighbours are tp*cp*dp ranks apart.
+Rank order (Megatron-LM's): tensor parallel varies fastest, then context, then data, then pipeline. So a tp group
+is consecutive ranks (inside one node when tp divides it), a dp group has stride tp*cp, and pipeline neighbours are
+tp*cp*dp ranks apart. Expert layers fold the same tp*cp*dp ranks of a stage into their own layout (Megatron-Core's
+MoE parallel folding): expert tensor parallel `etp` fastest, then expert parallel `ep`, then expert data parallel
+edp = tp*cp*dp / (ep*etp); `etp` defaults to 1, as Megatron-Core's `--expert-tensor-parallel-size`.
 
 `check_plan` raises one `EmulatorError` naming the field and a fix; `plan_warnings` returns advice that does
 not stop a prediction (uneven pipeline stages, for instance).
@@ -10,6 +12,7 @@ not stop a prediction (uneven pipeline stages, for instance).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,11 @@ class Plan(Parallel):
     seq_len: int = 1
 
     @property
+    def edp(self) -> int:
+        """Expert data parallel size: the ranks holding the same experts (tp*cp*dp / (ep*etp))."""
+        return max(self.tp * self.cp * self.dp // (self.ep * self.etp), 1)
+
+    @property
     def shard_stage(self) -> int:
         """The ZeRO stage in effect (FSDP shards weights, gradients and optimizer states, like ZeRO-3)."""
         return 3 if self.fsdp else self.zero
@@ -45,8 +53,9 @@ class Plan(Parallel):
         return "interleaved" if self.virtual_stages > 1 else "1f1b"
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__} | {  # type: ignore[attr-defined]
-            "num_devices": self.num_devices, "num_microbatches": self.num_microbatches, "schedule": self.schedule}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
+            "num_devices": self.num_devices, "num_microbatches": self.num_microbatches, "schedule": self.schedule,
+            "edp": self.edp}
 
 
 def plan_from(s: Scenario) -> Plan:
@@ -57,7 +66,7 @@ def plan_from(s: Scenario) -> Plan:
     p, t = s.training.parallel, s.training
     return Plan(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, virtual_stages=p.virtual_stages,
                 microbatch_size=p.microbatch_size, sequence_parallel=p.sequence_parallel, zero=p.zero, fsdp=p.fsdp,
-                recompute=t.recompute, global_batch_size=t.global_batch_size, seq_len=t.seq_len)
+                recompute=t.recompute, global_batch_size=t.global_batch_size, seq_len=t.seq_len, etp=p.etp)
 
 
 def _fail(message: str, field: str, path: str | None) -> EmulatorError:
@@ -78,9 +87,11 @@ def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | Non
                         "one device (all sizes 1).", "tp", path)
         return
     if plan.num_devices != num_devices:
+        others = plan.tp * plan.pp * plan.cp
+        dp_fix = (f", or dp: {num_devices // others} to use all {num_devices}"
+                  if num_devices >= others and num_devices % others == 0 else "")
         raise _fail(f"tp*pp*dp*cp = {plan.tp}*{plan.pp}*{plan.dp}*{plan.cp} = {plan.num_devices} but num_devices is "
-                    f"{num_devices}. Fix: set hardware.num_devices: {plan.num_devices}, or dp: "
-                    f"{num_devices // max(plan.tp * plan.pp * plan.cp, 1)} if that divides evenly.", "", path)
+                    f"{num_devices}. Fix: set hardware.num_devices: {plan.num_devices}{dp_fix}.", "", path)
     if model.num_heads % plan.tp:
         raise _fail(f"{model.num_heads} attention heads are not divisible by tp {plan.tp}. Fix: use a tp that "
                     f"divides the heads ({_divisors_near(model.num_heads, plan.tp)}).", "tp", path)
@@ -92,9 +103,9 @@ def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | Non
     if kv < plan.tp and plan.tp % kv:
         raise _fail(f"tp {plan.tp} is not a multiple of the {kv} key/value heads, so they cannot be replicated "
                     f"evenly. Fix: use tp {kv * (plan.tp // kv or 1)} or a divisor of {kv}.", "tp", path)
-    if model.ffn_hidden_size % plan.tp or (model.is_moe and model.moe_ffn_hidden_size % plan.tp):
-        raise _fail(f"the feed-forward width ({model.ffn_hidden_size}, experts {model.moe_ffn_hidden_size}) is not "
-                    f"divisible by tp {plan.tp}. Fix: use a tp that divides it.", "tp", path)
+    if model.ffn_hidden_size % plan.tp:
+        raise _fail(f"the feed-forward width {model.ffn_hidden_size} is not divisible by tp {plan.tp}. Fix: use a tp "
+                    "that divides it.", "tp", path)
     chunks = plan.pp * plan.virtual_stages
     if model.num_layers < chunks:
         raise _fail(f"{model.num_layers} layers cannot fill pp*virtual_stages = {chunks} model chunks. Fix: use at "
@@ -108,9 +119,18 @@ def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | Non
     if plan.ep > 1 and not model.is_moe:
         raise _fail(f"ep {plan.ep} needs a mixture-of-experts model; {model.name} is dense. Fix: set ep: 1.", "ep",
                     path)
-    if (plan.dp * plan.cp) % plan.ep:
-        raise _fail(f"ep {plan.ep} must divide dp*cp = {plan.dp * plan.cp} (expert parallel ranks are taken from the "
-                    "data- and context-parallel ranks). Fix: pick an ep that divides it.", "ep", path)
+    if plan.etp > 1 and not model.is_moe:
+        raise _fail(f"etp {plan.etp} needs a mixture-of-experts model; {model.name} is dense. Fix: set etp: 1.",
+                    "etp", path)
+    folded = plan.tp * plan.cp * plan.dp
+    if folded % (plan.ep * plan.etp):
+        raise _fail(f"ep*etp = {plan.ep}*{plan.etp} must divide tp*cp*dp = {folded} (Megatron-Core folds a stage's "
+                    "tensor-, context- and data-parallel ranks into expert tensor x expert x expert data parallel). "
+                    f"Fix: use an ep that divides {folded // plan.etp} ({_divisors_near(folded // plan.etp, plan.ep)})"
+                    ", or change etp.", "ep", path)
+    if model.is_moe and model.moe_ffn_hidden_size % plan.etp:
+        raise _fail(f"the experts' feed-forward width {model.moe_ffn_hidden_size} is not divisible by etp "
+                    f"{plan.etp}. Fix: use an etp that divides it.", "etp", path)
     if plan.seq_len % (2 * plan.cp if plan.cp > 1 else 1):
         raise _fail(f"seq_len {plan.seq_len} is not divisible by 2*cp = {2 * plan.cp} (ring attention splits each "
                     "sequence into 2*cp load-balanced chunks). Fix: change cp or seq_len.", "cp", path)

@@ -32,18 +32,12 @@ import torch
 
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
-from emulator.engine.trace import Trace, trace_workload
-from emulator.units import DTYPE_BYTES
+from emulator.engine.trace import Trace, trace_workload, traced_dtype
+from emulator.precision import activation_dtype, dtype_bytes
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall
 
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ELEMENTWISE_FAMILIES = ("norm", "elementwise", "copy", "reduction")
-
-
-def torch_dtype(precision: str) -> torch.dtype:
-    # Low-precision GEMMs are traced in bf16 and re-costed by the roofline in the requested dtype.
-    return TORCH_DTYPES.get(precision, torch.bfloat16)
 
 
 def layers_per_stage(model: TransformerConfig, plan: Plan) -> int:
@@ -51,24 +45,36 @@ def layers_per_stage(model: TransformerConfig, plan: Plan) -> int:
     return math.ceil(model.num_layers / (plan.pp * plan.virtual_stages)) * plan.virtual_stages
 
 
-def shard_config(model: TransformerConfig, plan: Plan) -> TransformerConfig:
-    """The config one rank runs: its tensor-parallel shard, its experts, the layers of its (busiest) stage."""
-    tp, n = plan.tp, layers_per_stage(model, plan)
+def shard_config(model: TransformerConfig, *, tp: int = 1, ep: int = 1, expert_tp: int = 1,
+                 num_layers: int | None = None) -> TransformerConfig:
+    """The config one rank runs: its tensor-parallel shard of attention, the dense MLP and the vocabulary, its
+    `num_experts / ep` experts with their feed-forward width split `expert_tp` ways, and its stage's layers.
+
+    KV heads are split over tp, replicated when fewer than tp. The busiest stage is the one furthest from the
+    input: it holds the most MoE layers (DeepSeek's dense layers come first).
+    """
+    n = model.num_layers if num_layers is None else num_layers
     changes: dict[str, object] = {
         "num_heads": model.num_heads // tp,
         "num_kv_heads": max(model.num_kv_heads // tp, 1) if model.attention == "gqa" else model.num_heads // tp,
         "head_dim": model.head_dim,
-        "ffn_hidden_size": model.ffn_hidden_size // tp,
+        "ffn_hidden_size": max(model.ffn_hidden_size // tp, 1),
         "vocab_size": math.ceil(model.vocab_size / tp),
         "num_layers": n,
-        # The stage furthest from the input: the one with the most MoE layers (DeepSeek's dense layers come first).
         "num_dense_layers": max(0, model.num_dense_layers - (model.num_layers - n)),
     }
     if model.is_moe:
-        local = model.num_experts // plan.ep
+        local = model.num_experts // ep
         changes |= {"num_experts": local, "num_experts_per_token": min(model.num_experts_per_token, local),
-                    "moe_ffn_hidden_size": model.moe_ffn_hidden_size // tp}
+                    "moe_ffn_hidden_size": max(model.moe_ffn_hidden_size // expert_tp, 1)}
     return model.scaled(**changes)
+
+
+def rank_shard(model: TransformerConfig, plan: Plan) -> TransformerConfig:
+    """The shard a training rank of `plan` traces. Its routed experts are traced split over tp whatever the plan's
+    etp: with sequence parallelism each tp rank routes 1/tp of the tokens, so an expert's FLOPs per rank are those
+    of tp-split experts on all the tokens; memory and gradient reduction count the experts etp really splits."""
+    return shard_config(model, tp=plan.tp, ep=plan.ep, expert_tp=plan.tp, num_layers=layers_per_stage(model, plan))
 
 
 @functools.lru_cache(maxsize=512)
@@ -111,7 +117,7 @@ def unfused_attention(shard: TransformerConfig, plan: Plan, precision: str, *, d
     parallelism), d = head dim, w = bytes per element. Selective recompute reruns QK^T, softmax and dropout in
     the backward (Korthikanti et al. 2022, Sec. 5); full recompute reruns the whole forward (added elsewhere).
     """
-    w = float(DTYPE_BYTES.get(precision, 2)) if precision in ("bf16", "fp16", "fp32") else 2.0
+    w = dtype_bytes(activation_dtype(precision))
     big, q, d = plan.microbatch_size * shard.num_heads, plan.seq_len // plan.cp, shard.head_dim
     k = q * plan.cp
     n = shard.num_layers
@@ -170,20 +176,19 @@ def _shard_compute(model: TransformerConfig, plan: Plan, trace: Trace, shard: Tr
 
 
 def stage_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan) -> tuple[float, float]:
-    """(parameters, routed-expert parameters) on the busiest rank: its layers plus embedding or head."""
+    """(parameters, routed-expert parameters) on the busiest rank: its layers plus embedding or head, with its
+    experts split etp ways."""
     h, v = shard.hidden_size, shard.vocab_size
     positions = shard.max_seq_len * h if shard.positions == "learned" else 0
     norm = h * (2 if shard.norm == "layernorm" else 1)
     embed = v * h + positions
     head = v * h + norm
     tied = v * h if shard.tie_embeddings else 0
-    layers = shard.num_params() - embed - head + tied
-    if plan.pp == 1:
-        total = layers + embed + head - tied
-    else:
-        total = layers + max(embed, head)
-    moe_layers = shard.num_moe_layers
-    experts = (3 if shard.mlp == "swiglu" else 2) * h * shard.moe_ffn_hidden_size * shard.num_experts * moe_layers
+    per_expert = (3 if shard.mlp == "swiglu" else 2) * h
+    traced_experts = per_expert * shard.moe_ffn_hidden_size * shard.num_experts * shard.num_moe_layers
+    experts = per_expert * (model.moe_ffn_hidden_size // plan.etp) * shard.num_experts * shard.num_moe_layers
+    layers = shard.num_params() - embed - head + tied - traced_experts + experts
+    total = layers + embed + head - tied if plan.pp == 1 else layers + max(embed, head)
     return float(total), float(experts)
 
 
@@ -196,13 +201,14 @@ def _collective(op: str, payload: float, count: float, group: str, slot: str, ph
 
 
 def groups_of(plan: Plan) -> dict[str, Group]:
-    """Communicators in Megatron's rank order (tp fastest, then cp, dp, pp; ep within dp*cp)."""
+    """Communicators in Megatron's rank order (tp fastest, then cp, dp, pp; expert layers fold tp*cp*dp into
+    etp, then ep, then edp)."""
     return {
         "tp": Group(plan.tp, 1),
         "cp": Group(plan.cp, plan.tp),
-        "ep": Group(plan.ep, plan.tp),
+        "ep": Group(plan.ep, plan.etp),
         "dp": Group(plan.dp * plan.cp, plan.tp),
-        "edp": Group(plan.dp * plan.cp // plan.ep, plan.tp * plan.ep),
+        "edp": Group(plan.edp, plan.etp * plan.ep),
         "pp": Group(2 if plan.pp > 1 else 1, plan.tp * plan.cp * plan.dp),
     }
 
@@ -210,7 +216,7 @@ def groups_of(plan: Plan) -> dict[str, Group]:
 def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
                 params: float, expert_params: float) -> tuple[KernelCall, ...]:
     """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step')."""
-    w = DTYPE_BYTES.get(precision, 2) if precision in ("bf16", "fp16", "fp32") else 2
+    w = dtype_bytes(activation_dtype(precision))
     dt = precision
     b, s, h, n = plan.microbatch_size, plan.seq_len // plan.cp, model.hidden_size, shard.num_layers
     act = b * s * h * w  # one [b, s, h] activation of the rank's sequence chunk
@@ -239,7 +245,7 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
             out.append(_collective("send_recv", p2p, plan.virtual_stages, "pp", "microbatch", phase, dt, "pipeline"))
     dense = params - expert_params
     stage = plan.shard_stage
-    if plan.dp * plan.cp > 1 or plan.dp * plan.cp // plan.ep > 1:
+    if plan.dp * plan.cp > 1 or plan.edp > 1:
         for group, size in (("dp", dense), ("edp", expert_params)):
             if size <= 0:
                 continue
@@ -259,13 +265,23 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
 ATTENTION = ("fused", "unfused")
 
 
+@functools.lru_cache(maxsize=2048)
+def _rank_compute(model: TransformerConfig, plan: Plan, precision: str,
+                  attention: str) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
+    """(shard, its trace, one micro-batch's compute calls) of a rank: the same for plans that differ only in
+    dp, ZeRO stage, global batch or etp, which the caller normalises away."""
+    shard = rank_shard(model, plan)
+    trace = _stage_trace(shard, plan.microbatch_size, plan.seq_len // plan.cp, traced_dtype(precision))
+    return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
+
+
 def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention: str = "fused") -> RankProgram:
-    """The program one rank of `plan` runs (traces are cached: plans that differ only in dp reuse them)."""
-    shard = shard_config(model, plan)
-    trace = _stage_trace(shard, plan.microbatch_size, plan.seq_len // plan.cp, torch_dtype(precision))
+    """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch)."""
+    compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1)
+    shard, trace, compute = _rank_compute(model, compute_plan, precision, attention)
     params, experts = stage_params(model, shard, plan)
     return RankProgram(
-        shard=shard, plan=plan, compute=_shard_compute(model, plan, trace, shard, precision, attention),
+        shard=shard, plan=plan, compute=compute,
         collectives=collectives(model, shard, plan, precision, params, experts), groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, attention=attention)

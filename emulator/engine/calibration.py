@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.errors import EmulatorError
-from emulator.files import shipped
+from emulator.files import read_json, shipped
 from emulator.hardware import DeviceProfile, list_devices, load_device
 
 SCHEMA_VERSION = 1
@@ -50,9 +49,11 @@ def search_dirs() -> list[Path]:
     return [user_dir(), shipped_dir()]
 
 
+_FIX = "re-run `emulator calibrate` on that device to rewrite it, or delete the file"
+
+
 def _bad(path: str, field: str, why: str) -> EmulatorError:
-    return EmulatorError(f"{why} Fix: re-run `emulator calibrate` on that device to rewrite it, or delete the file.",
-                         file=path, field=field)
+    return EmulatorError(f"{why} Fix: {_FIX}.", file=path, field=field)
 
 
 def parse_calibration(data: Any, path: str) -> dict[str, Any]:
@@ -91,16 +92,9 @@ def parse_calibration(data: Any, path: str) -> dict[str, Any]:
 
 
 def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A calibration file, read by the strict file layer (duplicate keys refused) and validated."""
     path = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise EmulatorError(f"cannot be read ({e.strerror}). Fix: check the path.", file=path) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _bad(path, f"line {e.lineno}", f"is not valid JSON ({e.msg}); the file is corrupted or truncated.") from None
-    return parse_calibration(data, path)
+    return parse_calibration(read_json(path, fix=_FIX), path)
 
 
 def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated", extra_error: float = 0.0,
@@ -132,10 +126,10 @@ def _files() -> list[Path]:
 
 
 @functools.lru_cache(maxsize=64)
-def _index(signature: tuple[tuple[str, float], ...]) -> dict[str, tuple[str, dict[str, Any]]]:
+def _index(signature: tuple[tuple[str, int, int], ...]) -> dict[str, tuple[str, dict[str, Any]]]:
     """device name -> (path, data) of the first valid calibration found for it (user files win)."""
     index: dict[str, tuple[str, dict[str, Any]]] = {}
-    for path, _ in signature:
+    for path, _, _ in signature:
         if path.endswith(".points.json"):
             continue
         data = read_calibration(path)
@@ -145,8 +139,10 @@ def _index(signature: tuple[tuple[str, float], ...]) -> dict[str, tuple[str, dic
     return index
 
 
-def _signature() -> tuple[tuple[str, float], ...]:
-    return tuple((str(p), p.stat().st_mtime) for p in _files())
+def _signature() -> tuple[tuple[str, int, int], ...]:
+    """Each calibration file with its version (modification time in ns and size): a rewrite within one tick of a
+    coarse clock still changes the size or the ns, so the index is never served stale."""
+    return tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in _files())
 
 
 def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> EfficiencyTable:

@@ -91,12 +91,6 @@ class EfficiencyTable:
             or _DEFAULT
         )
 
-    @property
-    def error_band(self) -> float:
-        """A step-level error band: the median of the families' kernel errors."""
-        errors = sorted(f.error for f in self.families.values())
-        return errors[len(errors) // 2] if errors else _DEFAULT.error
-
 
 _DEFAULT = FamilyEfficiency(math=0.5, memory=0.8, vector=0.5)
 

@@ -1,123 +1,39 @@
 """Predict one scenario on one device: trace the workload, time its kernels on the profile, add memory.
 
-Conventions (also in the README):
-- `flops_per_step` counts *model* FLOPs: the matrix FLOPs of every GEMM and of fused attention (forward
-  2*pairs*(Dqk+Dv) per head; backward twice that, *without* the score recompute FlashAttention performs).
-  Vector FLOPs (norms, softmax, elementwise) are excluded, as in the Megatron/PaLM MFU convention.
-  `hardware_flops_per_step` adds the attention recompute and the vector FLOPs.
-- MFU = flops_per_step / (step_time_s * num_devices * dense matrix peak of the precision's dtype).
-- Training step: forward and backward of every micro-batch, then one AdamW step.
+- Training step: forward and backward of every micro-batch, then one AdamW step (transformers on any plan go
+  through `cluster.training`; this path serves the recommender and direct single-device use).
 - Inference: one batch of `batch_size` requests: a prefill of `input_tokens`, then `output_tokens` decode
   steps; decode is traced at the mean context length (input + output/2), exact for attention's linear cost.
-  `step_time_s` is that batch's end-to-end time and `tokens_per_s` counts output tokens (MLPerf convention).
+  `step_time_s` is that batch's end-to-end time and `tokens_per_step` counts output tokens (MLPerf convention).
+Conventions of the reported figures are in `engine.prediction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-import torch
 
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
-from emulator.engine.memory import ALLOCATOR_ALLOWANCE, inference_memory, training_memory
-from emulator.engine.roofline import predict_calls
+from emulator.engine.memory import (
+    ALLOCATOR_ALLOWANCE,
+    dlrm_workspace_bytes,
+    inference_memory,
+    kv_bytes_per_token,
+    serving_weight_bytes,
+    training_memory,
+    workspace_bytes,
+)
+from emulator.engine.prediction import InferencePrediction, Memory, Prediction
+from emulator.engine.roofline import error_band, predict_calls
 from emulator.engine.timing import Timing
-from emulator.engine.trace import Trace, trace_workload
+from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
+from emulator.precision import LOW_PRECISIONS, kv_dtype
 from emulator.scenario import Scenario
-from emulator.units import DTYPE_BYTES
-from emulator.workloads.config import DLRMConfig
+from emulator.workloads.config import DLRMConfig, ModelConfig
 from kernels import KernelCall
-
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """What `emulator predict` reports for one scenario."""
-
-    scenario: Scenario
-    timing: Timing
-    step_time_s: float
-    tokens_per_step: float
-    flops_per_step: float
-    hardware_flops_per_step: float
-    memory: Mapping[str, float]
-    fits: bool
-    unknown_ops: Mapping[str, int]
-    phases: Mapping[str, Timing] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def num_devices(self) -> int:
-        return self.scenario.num_devices
-
-    @property
-    def peak_flops_per_s(self) -> float:
-        s = self.scenario
-        precision = s.training.precision if s.training else s.inference.precision  # type: ignore[union-attr]
-        dtype = precision if precision in s.device.matrix_flops_per_s else "bf16"
-        return s.device.matrix_peak(dtype)
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.scenario
-        t = self.step_time_s
-        tokens_per_s = self.tokens_per_step / t if t > 0 else 0.0
-        per_device = self.flops_per_step / t / self.num_devices if t > 0 else 0.0
-        band = self.timing.error_band
-        out: dict[str, Any] = {
-            "scenario": s.path,
-            "model": s.model.name,
-            "device": s.device.name,
-            "num_devices": self.num_devices,
-            "mode": "training" if s.training else "inference",
-            "step_time_s": t,
-            "tokens_per_step": self.tokens_per_step,
-            "tokens_per_s": tokens_per_s,
-            "tokens_per_s_per_device": tokens_per_s / self.num_devices,
-            "flops_per_step": self.flops_per_step,
-            "flops_convention": "model FLOPs: GEMM + fused-attention matrix FLOPs, attention backward = 2x forward "
-                                "(no recompute); vector FLOPs excluded",
-            "hardware_flops_per_step": self.hardware_flops_per_step,
-            "model_flops_per_s_per_device": per_device,
-            "mfu": per_device / self.peak_flops_per_s,
-            "memory_per_device_bytes": self.memory["total"],
-            "memory_breakdown": dict(self.memory),
-            "memory_capacity_bytes": s.device.memory_bytes,
-            "fits": self.fits,
-            "provenance": self.timing.provenance,
-            "error_band": band,
-            "step_time_range_s": [t * (1 - band), t * (1 + band)],
-            "bound": self.timing.bound,
-            "unknown_ops": dict(self.unknown_ops),
-            "kernels": {fam: ft.as_dict() for fam, ft in self.timing.by_family().items()},
-            "notes": list(self.notes),
-        }
-        out["figures"] = figures_of(out, self.phases)
-        if self.phases:
-            out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance} for name, p in self.phases.items()}
-        if s.inference and "decode" in self.phases:
-            out["prefill_s"] = self.phases["prefill"].total_s
-            out["decode_step_s"] = self.phases["decode"].total_s
-        elif s.inference:
-            out["batch_latency_s"] = self.phases["prefill"].total_s
-        return out
-
-
-# Figures derived from counts alone (FLOPs, bytes of state) are exact for the traced program.
-_COUNTED = {"flops_per_step", "hardware_flops_per_step", "tokens_per_step"}
-_TIMED = {"step_time_s", "tokens_per_s", "tokens_per_s_per_device", "model_flops_per_s_per_device", "mfu",
-          "prefill_s", "decode_step_s", "batch_latency_s"}
-
-
-def figure(value: float, provenance: str, error_band: float) -> dict[str, Any]:
-    """One reported number with where it came from and its fractional error band."""
-    return {"value": value, "provenance": provenance, "error_band": error_band}
 
 
 def scale_timing(timing: Timing, k: float) -> Timing:
@@ -129,24 +45,29 @@ def scale_timing(timing: Timing, k: float) -> Timing:
 
 
 def combine_timings(parts: list[Timing]) -> Timing:
-    """Timings that run one after another, as one (provenance and error band of the first)."""
+    """Timings that run one after another, as one: times add, the error band is their time-weighted mean (as
+    `roofline.error_band` weights kernels), provenance is the first's."""
     first = parts[0]
+    device_s = sum(p.device_s for p in parts)
+    band = sum(p.error_band * p.device_s for p in parts) / device_s if device_s > 0 else first.error_band
     return dataclasses.replace(
         first,
         kernels=tuple(k for p in parts for k in p.kernels),
         total_s=sum(p.total_s for p in parts),
-        device_s=sum(p.device_s for p in parts),
+        device_s=device_s,
         host_s=sum(p.host_s for p in parts),
+        error_band=band,
     )
 
 
-def model_flops(trace: Trace) -> float:
-    """Model FLOPs of a trace: matrix FLOPs of GEMMs and attention (no recompute)."""
-    return sum(c.total.matrix_flops for c in trace.calls)
+def model_flops(calls: tuple[KernelCall, ...] | list[KernelCall]) -> float:
+    """Model FLOPs of kernel calls: matrix FLOPs of GEMMs and attention (no recompute)."""
+    return sum(c.total.matrix_flops for c in calls)
 
 
-def hardware_flops(trace: Trace) -> float:
-    return sum(c.total.matrix_flops + c.total.recompute_flops + c.total.vector_flops for c in trace.calls)
+def hardware_flops(calls: tuple[KernelCall, ...] | list[KernelCall]) -> float:
+    """FLOPs the device executes: matrix, recompute and vector."""
+    return sum(c.total.matrix_flops + c.total.recompute_flops + c.total.vector_flops for c in calls)
 
 
 def time_trace(trace: Trace, device: DeviceProfile, table: EfficiencyTable, precision: str | None,
@@ -155,16 +76,35 @@ def time_trace(trace: Trace, device: DeviceProfile, table: EfficiencyTable, prec
     calls: list[KernelCall] = []
     for c in trace.calls:
         k = (scale_phases or {}).get(c.phase, 1)
-        calls.append(dataclasses.replace(c, count=c.count * k) if k != 1 else c)
+        calls.append(dataclasses.replace(c, count=int(c.count * k)) if k != 1 else c)
     return predict_calls(calls, device, table, precision)
 
 
-def _torch_dtype(precision: str) -> torch.dtype:
-    # Low-precision GEMMs are traced in bf16 and re-costed by the roofline in the requested dtype.
-    return TORCH_DTYPES.get(precision, torch.bfloat16)
+def check_precision(s: Scenario) -> None:
+    """A low precision the device has no matrix format for is an error naming what it has."""
+    section = s.training or s.inference
+    assert section is not None  # load_scenario guarantees exactly one
+    precision = section.precision
+    if precision in LOW_PRECISIONS and precision not in s.device.matrix_flops_per_s:
+        have = [d for d in ("fp8", "fp4", "int8", "bf16") if d in s.device.matrix_flops_per_s]
+        raise EmulatorError(
+            f"'{precision}' is not supported by {s.device.name} (it has {', '.join(have)}). Fix: pick one of those "
+            "or a device with this precision.", file=s.path, field=f"{'training' if s.training else 'inference'}"
+                                                                    ".precision")
 
 
-def _check_plan(s: Scenario) -> None:
+def check_context(s: Scenario, model: ModelConfig, input_tokens: int, output_tokens: int) -> None:
+    """A request longer than the model's context window is an error, as a serving engine would refuse it."""
+    if isinstance(model, DLRMConfig) or input_tokens + output_tokens <= model.max_seq_len:
+        return
+    raise EmulatorError(
+        f"input_tokens + output_tokens = {input_tokens + output_tokens} exceeds {model.name}'s context of "
+        f"{model.max_seq_len} tokens (max_position_embeddings). Fix: shorten the request (e.g. input_tokens: "
+        f"{max(model.max_seq_len - output_tokens, 1)}) or use a model with a longer context.", file=s.path,
+        field="inference.input_tokens")
+
+
+def _check_one_device(s: Scenario) -> None:
     parallel = (s.training or s.inference).parallel  # type: ignore[union-attr]
     used = parallel.tp * parallel.pp * parallel.cp * (parallel.dp if s.training else 1)
     if s.num_devices != 1 or used != 1:
@@ -172,111 +112,110 @@ def _check_plan(s: Scenario) -> None:
         raise EmulatorError(
             f"this path predicts one device (num_devices {s.num_devices}, tp*pp*dp*cp = {used}); plans over several "
             f"devices are predicted for {what} by the cluster model. Fix: set hardware.num_devices: 1 and "
-            "parallel sizes of 1.",
-            file=s.path,
-            field="hardware.num_devices",
-        )
-
-
-def _check_dtype(s: Scenario, precision: str) -> None:
-    if precision in ("fp8", "fp4", "int8") and precision not in s.device.matrix_flops_per_s:
-        have = [d for d in ("fp8", "fp4", "int8", "bf16") if d in s.device.matrix_flops_per_s]
-        section = "training" if s.training else "inference"
-        raise EmulatorError(
-            f"'{precision}' is not supported by {s.device.name} (it has {', '.join(have)}). Fix: pick one of those "
-            "or a device with this precision.",
-            file=s.path,
-            field=f"{section}.precision",
-        )
+            "parallel sizes of 1.", file=s.path, field="hardware.num_devices")
 
 
 def predict(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
-    """Predict the step time, throughput, FLOPs and memory of a scenario on one device (see `predict_json`)."""
-    _check_plan(s)
+    """Predict the step time, throughput, FLOPs and memory of a scenario on one device."""
+    _check_one_device(s)
+    check_precision(s)
     table = table or efficiency_for(s.device)
     if s.training:
         return _predict_training(s, table)
-    return _predict_inference(s, table)
+    return predict_batch(s, table)
 
 
-def figures_of(out: Mapping[str, Any], phases: Mapping[str, Timing] | None = None) -> dict[str, dict[str, Any]]:
-    """Each reported number with its provenance and error band (timed figures share the step's)."""
-    figs = {}
-    for key in sorted(_TIMED & set(out)):
-        phase = {"ttft_s": "prefill", "tpot_s": "decode"}.get(key)
-        timing = (phases or {}).get(phase) if phase else None
-        provenance = timing.provenance if timing else out["provenance"]
-        band = timing.error_band if timing else out["error_band"]
-        figs[key] = figure(out[key], provenance, band)
-    for key in sorted(_COUNTED & set(out)):
-        figs[key] = figure(out[key], "traced", 0.0)
-    # Memory: counted from the program, plus an allocator allowance whose size is the uncertainty.
-    figs["memory_per_device_bytes"] = figure(out["memory_per_device_bytes"], "traced", ALLOCATOR_ALLOWANCE)
-    for key in ("time_to_train_s", "device_hours", "effective_time_to_train_s"):
-        if out.get(key) is not None:
-            figs[key] = figure(out[key], out["provenance"], out["error_band"])
-    return figs
+def training_memory_of(model: ModelConfig, trace: Trace, precision: str) -> dict[str, float]:
+    """One device's training memory: the whole model's state and the activations autograd saved while tracing."""
+    sparse = float(model.num_embedding_params()) if isinstance(model, DLRMConfig) else 0.0
+    return training_memory(dense_params=float(model.num_params()) - sparse, sparse_params=sparse,
+                           precision=precision, activations=float(trace.meta.get("activation_bytes", 0.0)))
+
+
+def _common(s: Scenario, timing: Timing, parts: dict[str, float]) -> dict[str, object]:
+    return {
+        "scenario": s.path, "model": s.model.name, "device": s.device.name,
+        "system": s.system.name if s.system else None, "num_devices": s.num_devices,
+        "step_time_s": timing.total_s, "provenance": timing.provenance, "error_band": timing.error_band,
+        "bound": timing.bound, "kernels": timing.by_family(),
+        "memory": Memory(parts=parts, capacity_bytes=s.device.memory_bytes, error_band=ALLOCATOR_ALLOWANCE),
+        "assumed": getattr(s.model, "assumed", {}),
+    }
 
 
 def _predict_training(s: Scenario, table: EfficiencyTable) -> Prediction:
     tr = s.training
     assert tr is not None
-    _check_dtype(s, tr.precision)
     micro = min(tr.parallel.microbatch_size, tr.global_batch_size)
     if tr.global_batch_size % micro:
         raise EmulatorError(
             f"global_batch_size {tr.global_batch_size} is not a multiple of microbatch_size {micro}. Fix: make it one.",
             file=s.path, field="training.parallel.microbatch_size")
     num_micro = tr.global_batch_size // micro
-    trace = trace_workload(s.model, "train", micro, tr.seq_len, 0, _torch_dtype(tr.precision))
-    scale = {"forward": num_micro, "backward": num_micro}
-    timing = time_trace(trace, s.device, table, tr.precision, scale)
-    flops = model_flops(trace) * num_micro - sum(c.total.matrix_flops for c in trace.calls if c.phase == "optimizer") * (num_micro - 1)
-    memory = training_memory(s.model, trace, tr.precision)
+    trace = trace_workload(s.model, "train", micro, tr.seq_len, 0, traced_dtype(tr.precision))
+    timing = time_trace(trace, s.device, table, tr.precision, {"forward": num_micro, "backward": num_micro})
+    optimizer = [c for c in trace.calls if c.phase == "optimizer"]
+    flops = model_flops(trace.calls) * num_micro - model_flops(optimizer) * (num_micro - 1)
     tokens = tr.global_batch_size * (1 if isinstance(s.model, DLRMConfig) else tr.seq_len)
     notes = []
     if num_micro > 1:
         notes.append(f"{num_micro} micro-batches of {micro} sequence(s) accumulate gradients before one AdamW step")
     return Prediction(
-        scenario=s, timing=timing, step_time_s=timing.total_s, tokens_per_step=tokens, flops_per_step=flops,
-        hardware_flops_per_step=hardware_flops(trace) * num_micro, memory=memory,
-        fits=memory["total"] <= s.device.memory_bytes, unknown_ops=trace.unknown_ops, notes=tuple(notes),
+        **_common(s, timing, training_memory_of(s.model, trace, tr.precision)),  # type: ignore[arg-type]
+        tokens_per_step=float(tokens), flops_per_step=flops,
+        hardware_flops_per_step=hardware_flops(trace.calls) * num_micro,
+        peak_flops_per_s=s.device.mfu_peak(tr.precision), unknown_ops=trace.unknown_ops, notes=tuple(notes),
     )
 
 
-def _predict_inference(s: Scenario, table: EfficiencyTable) -> Prediction:
+def batch_memory(model: ModelConfig, s: Scenario) -> dict[str, float]:
+    """One device's memory for one batch of the scenario's requests: weights, the batch's KV cache at full
+    length, the prefill's workspace."""
     inf = s.inference
     assert inf is not None
-    _check_dtype(s, inf.precision)
-    dtype = _torch_dtype(inf.precision)
+    b = inf.batch_size
+    weights = serving_weight_bytes(model, inf.precision)
+    if isinstance(model, DLRMConfig):
+        return inference_memory(weights=weights, workspace=dlrm_workspace_bytes(model, b))
+    kv = b * (inf.input_tokens + inf.output_tokens) * kv_bytes_per_token(model, kv_dtype(inf.precision,
+                                                                                          inf.kv_precision))
+    return inference_memory(weights=weights, kv_cache=kv, workspace=workspace_bytes(model, b * inf.input_tokens, b))
+
+
+def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> InferencePrediction:
+    """One batch of `batch_size` requests of an inference scenario on one device of its kind."""
+    inf = s.inference
+    assert inf is not None
+    check_precision(s)
+    check_context(s, s.model, inf.input_tokens, inf.output_tokens)
+    table = table or efficiency_for(s.device)
+    dtype = traced_dtype(inf.precision)
     b = inf.batch_size
     prefill = trace_workload(s.model, "prefill", b, inf.input_tokens, 0, dtype)
     t_prefill = time_trace(prefill, s.device, table, inf.precision)
     phases = {"prefill": t_prefill}
     parts = [t_prefill]
-    flops = model_flops(prefill)
-    hw = hardware_flops(prefill)
+    flops, hardware = model_flops(prefill.calls), hardware_flops(prefill.calls)
     unknown = dict(prefill.unknown_ops)
-    if isinstance(s.model, DLRMConfig):
-        tokens = float(b)
-    else:
-        kv = inf.input_tokens + inf.output_tokens // 2
-        decode = trace_workload(s.model, "decode", b, 1, kv, dtype)
+    tokens = float(b)
+    if not isinstance(s.model, DLRMConfig):
+        decode = trace_workload(s.model, "decode", b, 1, inf.input_tokens + inf.output_tokens // 2, dtype)
         t_decode = time_trace(decode, s.device, table, inf.precision)
         phases["decode"] = t_decode
         parts.append(scale_timing(t_decode, inf.output_tokens))
-        flops += model_flops(decode) * inf.output_tokens
-        hw += hardware_flops(decode) * inf.output_tokens
+        flops += model_flops(decode.calls) * inf.output_tokens
+        hardware += hardware_flops(decode.calls) * inf.output_tokens
         for op, n in decode.unknown_ops.items():
             unknown[op] = unknown.get(op, 0) + n
         tokens = float(b * inf.output_tokens)
     timing = combine_timings(parts)
-    memory = inference_memory(s.model, prefill, inf)
-    return Prediction(
-        scenario=s, timing=timing, step_time_s=timing.total_s, tokens_per_step=tokens, flops_per_step=flops,
-        hardware_flops_per_step=hw, memory=memory, fits=memory["total"] <= s.device.memory_bytes,
-        unknown_ops=unknown, phases=phases,
+    one_device = dataclasses.replace(s, num_devices=1)
+    return InferencePrediction(
+        **_common(one_device, timing, batch_memory(s.model, s)),  # type: ignore[arg-type]
+        tokens_per_step=tokens, flops_per_step=flops, hardware_flops_per_step=hardware,
+        peak_flops_per_s=s.device.mfu_peak(inf.precision), unknown_ops=unknown, phases=phases, batch_size=b,
     )
 
 
-__all__ = ["DTYPE_BYTES", "Prediction", "predict"]
+__all__ = ["check_context", "check_precision", "combine_timings", "error_band", "hardware_flops", "model_flops",
+           "predict", "predict_batch", "scale_timing", "time_trace", "training_memory_of"]

@@ -18,57 +18,50 @@ A step's time is max(sum of kernel times, host dispatch time): the host enqueues
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
-from emulator.units import DTYPE_BYTES
+from emulator.precision import DTYPE_BYTES, LOW_PRECISIONS
 from kernels import KernelCall
 from kernels.matmul import gemm_dims
 
-# Dtypes the precision setting may put GEMMs in (weights and activations of the matmul, W8A8-style).
-LOW_PRECISIONS = ("fp8", "int8", "fp4")
-
 
 def matrix_rate(device: DeviceProfile, table: EfficiencyTable, dtype: str) -> float:
-    """Peak FLOP/s for matrix work in `dtype`: the matrix unit's, else (fp32 without TF32) the vector unit's."""
-    measured = table.peaks.get(f"matrix.{dtype}")
-    if measured:
-        return measured
-    if dtype in device.matrix_flops_per_s:
-        return device.matrix_flops_per_s[dtype]
-    return device.vector_peak(dtype if dtype in device.vector_flops_per_s else "fp32")
+    """Peak FLOP/s for matrix work in `dtype`: a measured rate (a profile-less CPU), else the profile's."""
+    return table.peaks.get(f"matrix.{dtype}") or device.compute_peak(dtype)
 
 
 def vector_rate(device: DeviceProfile, table: EfficiencyTable, dtype: str) -> float:
-    measured = table.peaks.get(f"vector.{dtype}") or table.peaks.get("vector.fp32")
-    # Integer and index math (int64 routing, masks) runs at about the fp32 vector rate.
-    return measured or device.vector_peak(dtype if dtype in device.vector_flops_per_s else "fp32")
+    """Peak FLOP/s of the vector units in `dtype`: a measured rate, else the profile's."""
+    return table.peaks.get(f"vector.{dtype}") or table.peaks.get("vector.fp32") or device.vector_peak(dtype)
 
 
 def memory_rate(device: DeviceProfile, table: EfficiencyTable) -> float:
+    """Main-memory bytes/s: a measured rate, else the profile's."""
     return table.peaks.get("memory") or device.memory_bandwidth_bytes_per_s
 
 
-def wave_efficiency(call: KernelCall, device: DeviceProfile, tile: int) -> float:
-    """Fraction of the matrix units doing useful work on a GEMM: tile and wave quantisation.
+@functools.lru_cache(maxsize=65536)
+def wave_efficiency(batch: int, m: int, n: int, units: int, tile: int) -> float:
+    """Fraction of the matrix units doing useful work on a [batch x] m x n GEMM output: tile and wave quantisation.
 
     The output is cut into tile x tile blocks; a partial block at an edge computes padding (a 16-row GEMM on
     64-row tiles uses a quarter of the units' work), and the blocks run in waves over the compute units, where
     a partial last wave leaves units idle.
     """
-    if tile <= 0 or call.family != "gemm" or len(call.shapes) < 2:
+    if tile <= 0:
         return 1.0
-    batch, m, n, _ = gemm_dims(call.op, call.shapes)
     # Libraries pick narrower tiles for narrow operands (down to 16), so a dimension smaller than the tile
     # pads only to the next power of two.
     tile_m, tile_n = _tile_for(m, tile), _tile_for(n, tile)
     tiles_m, tiles_n = math.ceil(m / tile_m), math.ceil(n / tile_n)
     padding = (m * n) / (tiles_m * tiles_n * tile_m * tile_n)
     tiles = batch * tiles_m * tiles_n
-    units = device.num_compute_units
     waves = math.ceil(tiles / units)
     return padding * tiles / (waves * units)
 
@@ -77,42 +70,10 @@ def _tile_for(dim: int, tile: int) -> int:
     return min(tile, max(16, 1 << max(dim - 1, 0).bit_length()))
 
 
-def size_efficiency(call: KernelCall, half_dim: float) -> float:
+def size_efficiency(min_dim: float, half_dim: float) -> float:
     """Small-matrix penalty of GEMM libraries: dim / (dim + half_dim) for the smallest of M, N and K (small
     products run other, less efficient kernels and cannot amortise loading their operands)."""
-    if half_dim <= 0 or call.family != "gemm" or len(call.shapes) < 2:
-        return 1.0
-    _, m, n, k = gemm_dims(call.op, call.shapes)
-    dim = min(m, n, k)
-    return dim / (dim + half_dim)
-
-
-def _tier_rate(call: KernelCall, device: DeviceProfile, table: EfficiencyTable, eff: FamilyEfficiency) -> float:
-    """Effective bytes/s for the call's traffic, by where its data can live.
-
-    Model state (weights, optimizer state) streams from main memory: a step touches far more state than any
-    cache holds, so a layer's weights are gone from the cache by the time they are used again. Transient data
-    (activations) that fits the software-managed SRAM streams at its bandwidth, or at `cache_speedup` times
-    main memory when it fits a hardware cache.
-    """
-    main = memory_rate(device, table) * eff.memory
-    total = call.cost.bytes
-    if total <= 0:
-        return main
-    state = min(call.weight_bytes, total) if call.phase != "optimizer" else total
-    transient = total - state
-    for tier in device.memory:
-        if tier.main or transient > tier.capacity_bytes:
-            continue
-        if tier.kind == "sram" and tier.bandwidth_bytes_per_s:
-            return total / (state / main + transient / (tier.bandwidth_bytes_per_s * eff.memory))
-        if tier.kind == "cache":
-            # Reads of what earlier ops left in the cache run at its speed; the output goes to a freshly
-            # allocated buffer that no recent op touched, so a hardware cache first fetches those lines from
-            # main memory (write-allocate). A microbenchmark loop hands the same hot buffer back every call.
-            written = min(call.cost.bytes_written, transient)
-            return total / ((state + written) / main + (transient - written) / (main * eff.cache_speedup))
-    return main
+    return min_dim / (min_dim + half_dim) if half_dim > 0 else 1.0
 
 
 def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -> str:
@@ -122,6 +83,103 @@ def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -
     return call.dtype
 
 
+@dataclass(frozen=True, slots=True)
+class CallTerms:
+    """The efficiency-free parts of one kernel signature's time on one device: each unit's and each memory
+    tier's seconds at 100% of its peak. `call_seconds` turns them into seconds with a `FamilyEfficiency`; the
+    predictor and the calibration fit both go through it, so they fit and predict one model."""
+
+    call: KernelCall  # as it runs: in its run dtype, a low-precision GEMM's operand bytes shrunk
+    matrix_s: float  # matrix and recompute FLOPs at the matrix peak (before tile and size quantisation)
+    vector_s: float  # vector FLOPs at the vector peak
+    main_s: float  # bytes that stream from main memory (model state, outputs to fresh buffers) at its bandwidth
+    cache_s: float  # bytes a hardware cache may hold, at main memory's bandwidth (sped up by `cache_speedup`)
+    sram_s: float  # bytes held in a software-managed SRAM, at its bandwidth
+    launch_s: float  # the profile's fixed cost per call
+    gemm: tuple[int, int, int] | None  # (batch, M, N) of a GEMM's output, for tile and wave quantisation
+    min_dim: float  # a GEMM's smallest dimension (inf for other kernels)
+    num_units: int
+
+    @property
+    def dtype(self) -> str:
+        return self.call.dtype
+
+
+def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable = SPEC_DEFAULTS,
+               precision: str | None = None, *, cold: bool = False) -> CallTerms:
+    """The terms of `call` on `device`. `cold`: every byte came from main memory (a calibration point that
+    cycled through copies of its inputs, or was timed with the cache flushed)."""
+    dtype = call_dtype(call, precision, device)
+    cost = call.cost
+    if dtype != call.dtype and call.dtype in DTYPE_BYTES:
+        # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
+        scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
+        cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
+        call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
+    call = dataclasses.replace(call, dtype=dtype) if dtype != call.dtype else call
+    main, cache, sram, sram_bytes_per_s = _tier_bytes(call, device, cold)
+    rate = memory_rate(device, table)
+    gemm, min_dim = None, math.inf
+    if call.family == "gemm" and len(call.shapes) >= 2:
+        batch, m, n, k = gemm_dims(call.op, call.shapes)
+        gemm, min_dim = (batch, m, n), float(min(m, n, k))
+    matrix = cost.matrix_flops + cost.recompute_flops
+    return CallTerms(
+        call=call,
+        matrix_s=matrix / matrix_rate(device, table, dtype) if matrix else 0.0,
+        vector_s=cost.vector_flops / vector_rate(device, table, dtype) if cost.vector_flops else 0.0,
+        main_s=main / rate, cache_s=cache / rate, sram_s=sram / sram_bytes_per_s if sram else 0.0,
+        launch_s=device.launch_overhead_s if call.family != "view" else 0.0,
+        gemm=gemm, min_dim=min_dim, num_units=device.num_compute_units,
+    )
+
+
+def _tier_bytes(call: KernelCall, device: DeviceProfile, cold: bool) -> tuple[float, float, float, float]:
+    """(main-memory, cache-resident, SRAM-resident bytes, the SRAM's bytes/s) of one call, by where its data
+    can live.
+
+    Model state (weights, optimizer state) streams from main memory: a step touches far more state than any
+    cache holds, so a layer's weights are gone from the cache by the time they are used again. Transient data
+    (activations) that fits the software-managed SRAM streams at its bandwidth, or may be read from a hardware
+    cache when it fits one. Outputs go to freshly allocated buffers that no recent op touched, so a hardware
+    cache first fetches those lines from main memory (write-allocate); a microbenchmark loop hands the same
+    hot buffer back every call.
+    """
+    total = call.cost.bytes
+    if total <= 0 or cold:
+        return max(total, 0.0), 0.0, 0.0, 0.0
+    state = min(call.weight_bytes, total) if call.phase != "optimizer" else total
+    transient = total - state
+    for tier in device.memory:
+        if tier.main or transient > tier.capacity_bytes:
+            continue
+        if tier.kind == "sram" and tier.bandwidth_bytes_per_s:
+            return state, 0.0, transient, tier.bandwidth_bytes_per_s
+        if tier.kind == "cache":
+            written = min(call.cost.bytes_written, transient)
+            return state + written, transient - written, 0.0, 0.0
+    return total, 0.0, 0.0, 0.0
+
+
+def call_seconds(t: CallTerms, eff: FamilyEfficiency) -> tuple[float, float, float]:
+    """(t_math, t_mem, t_overhead) of one call under the family's efficiency.
+
+    t_matrix = matrix_s / (eff.math * tile/wave * size quantisation);  t_vector = vector_s / eff.vector
+    t_math = max(t_matrix, t_vector) (the units run concurrently inside a kernel)
+    t_mem = (main_s + cache_s / eff.cache_speedup + sram_s) / eff.memory
+    """
+    t_matrix = 0.0
+    if t.matrix_s:
+        quantised = 1.0
+        if t.gemm is not None:
+            quantised = wave_efficiency(*t.gemm, t.num_units, eff.tile) * size_efficiency(t.min_dim, eff.half_dim)
+        t_matrix = t.matrix_s / (eff.math * quantised)
+    t_vector = t.vector_s / eff.vector if t.vector_s else 0.0
+    t_mem = (t.main_s + t.cache_s / eff.cache_speedup + t.sram_s) / eff.memory
+    t_over = t.launch_s + eff.overhead_s if t.call.family != "view" else 0.0
+    return max(t_matrix, t_vector), t_mem, t_over
+
+
 def kernel_time(
     call: KernelCall,
     device: DeviceProfile,
@@ -129,25 +187,11 @@ def kernel_time(
     precision: str | None = None,
 ) -> KernelTiming:
     """Roofline time of all `call.count` calls of one kernel signature."""
-    cost = call.cost
-    dtype = call_dtype(call, precision, device)
-    eff = table.get(call.family, dtype)
-    if dtype != call.dtype and call.dtype in DTYPE_BYTES:
-        # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
-        scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
-        cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
-        call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
-    matrix = cost.matrix_flops + cost.recompute_flops
-    quantised = wave_efficiency(call, device, eff.tile) * size_efficiency(call, eff.half_dim)
-    t_matrix = matrix / (matrix_rate(device, table, dtype) * eff.math * quantised) if matrix else 0.0
-    t_vector = cost.vector_flops / (vector_rate(device, table, dtype) * eff.vector) if cost.vector_flops else 0.0
-    t_math = max(t_matrix, t_vector)
-    t_mem = cost.bytes / _tier_rate(call, device, table, eff) if cost.bytes else 0.0
-    t_over = device.launch_overhead_s + eff.overhead_s if call.family != "view" else 0.0
+    terms = call_terms(call, device, table, precision)
+    call = terms.call
+    t_math, t_mem, t_over = call_seconds(terms, table.get(call.family, call.dtype))
     busy = max(t_math, t_mem)
-    if call.family == "view":
-        bound = "overhead"
-    elif busy < t_over:
+    if call.family == "view" or busy < t_over:
         bound = "overhead"
     else:
         bound = "compute" if t_math >= t_mem else "memory"
@@ -156,7 +200,7 @@ def kernel_time(
         op=call.op,
         module=call.module,
         phase=call.phase,
-        dtype=dtype,
+        dtype=call.dtype,
         shapes=call.shapes,
         count=call.count,
         time_s=(busy + t_over) * call.count,
@@ -209,15 +253,22 @@ def predict_calls(
     else:
         host_s = ops * per_op
         total_s = max(device_s, host_s)
-    # The step's error band: each kernel's held-out (or documented) error, weighted by its share of the time.
-    band = (sum(k.time_s * table.get(k.family, k.dtype).error for k in kernels) / device_s if device_s
-            else table.error_band)
     return Timing(
         total_s=total_s,
         provenance=table.provenance,
-        error_band=band,
+        error_band=error_band(kernels, table),
         device=device.name,
         kernels=kernels,
         device_s=device_s,
         host_s=host_s,
     )
+
+
+def error_band(kernels: Iterable[KernelTiming], table: EfficiencyTable) -> float:
+    """The one error band of a prediction: each kernel's held-out (or documented) relative error, weighted by its
+    share of the time. A fractional half-width: the truth is expected within time * (1 +- band)."""
+    weighted = total = 0.0
+    for k in kernels:
+        weighted += k.time_s * table.get(k.family, k.dtype).error
+        total += k.time_s
+    return weighted / total if total > 0 else table.get("default").error

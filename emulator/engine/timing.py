@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,22 +32,40 @@ class KernelTiming:
 
 @dataclass(frozen=True, slots=True)
 class FamilyTiming:
-    """Kernels of one family summed."""
+    """Kernels of one family summed: seconds, calls, FLOPs (matrix + vector), bytes moved, the dominant bound."""
 
     family: str
     time_s: float
     count: int
-    cost: Cost
+    flops: float
+    bytes: float
     bound: str  # the bound holding the most time in this family
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "time_s": self.time_s,
-            "count": self.count,
-            "flops": self.cost.flops,
-            "bytes": self.cost.bytes,
-            "bound": self.bound,
-        }
+        return {"time_s": self.time_s, "count": self.count, "flops": self.flops, "bytes": self.bytes,
+                "bound": self.bound}
+
+    def scaled(self, k: float) -> FamilyTiming:
+        """The same family repeated `k` times (micro-batches of a step)."""
+        return FamilyTiming(self.family, self.time_s * k, int(self.count * k), self.flops * k, self.bytes * k,
+                            self.bound)
+
+
+def family_totals(kernels: Iterable[KernelTiming]) -> dict[str, FamilyTiming]:
+    """Kernel timings summed per family, longest family first; each family's bound is the one holding most time."""
+    groups: dict[str, list[KernelTiming]] = {}
+    for k in kernels:
+        groups.setdefault(k.family, []).append(k)
+    out = {}
+    for fam, ks in sorted(groups.items(), key=lambda kv: -sum(k.time_s for k in kv[1])):
+        per_bound: dict[str, float] = {}
+        cost = Cost()
+        for k in ks:
+            per_bound[k.bound] = per_bound.get(k.bound, 0.0) + k.time_s
+            cost = cost + k.cost
+        out[fam] = FamilyTiming(family=fam, time_s=sum(k.time_s for k in ks), count=sum(k.count for k in ks),
+                                flops=cost.flops, bytes=cost.bytes, bound=max(per_bound, key=per_bound.__getitem__))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,24 +92,7 @@ class Timing:
     notes: tuple[str, ...] = ()
 
     def by_family(self) -> dict[str, FamilyTiming]:
-        groups: dict[str, list[KernelTiming]] = {}
-        for k in self.kernels:
-            groups.setdefault(k.family, []).append(k)
-        out = {}
-        for fam, ks in sorted(groups.items(), key=lambda kv: -sum(k.time_s for k in kv[1])):
-            per_bound: dict[str, float] = {}
-            cost = Cost()
-            for k in ks:
-                per_bound[k.bound] = per_bound.get(k.bound, 0.0) + k.time_s
-                cost = cost + k.cost
-            out[fam] = FamilyTiming(
-                family=fam,
-                time_s=sum(k.time_s for k in ks),
-                count=sum(k.count for k in ks),
-                cost=cost,
-                bound=max(per_bound, key=per_bound.__getitem__),
-            )
-        return out
+        return family_totals(self.kernels)
 
     @property
     def bound(self) -> str:

@@ -17,17 +17,17 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from emulator.precision import activation_dtype
 from emulator.workloads.ops import tracing
+from emulator.workloads.program import Program, build_program, make_optimizer
 from kernels import Cost, KernelCall, rule_for
+from kernels.references import torch_dtype
 from kernels.tensors import dtype_name, first_float, flat_tensors, nbytes
-
-if TYPE_CHECKING:
-    from emulator.workloads.program import Program
 
 _current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
 
@@ -207,22 +207,20 @@ class _SavedBytes:
         return t
 
 
-def _fused_adamw(rec: _Recorder, params: list[torch.Tensor]) -> None:
+def _fused_adamw(rec: _Recorder, params: list[torch.nn.Parameter]) -> None:
     """Record the fused AdamW update the real runs use (`make_optimizer`), one kernel over all parameters.
 
     torch.optim refuses fused=True for meta tensors, so the op is called directly with meta states.
     """
-    from emulator.workloads.program import make_optimizer
-
     chosen = {id(p) for g in make_optimizer(params).param_groups for p in g["params"]}  # what AdamW updates
     params = [p for p in params if id(p) in chosen]
-    grads = [p.grad for p in params]
+    grads = [p.grad for p in params if p.grad is not None]
     exp_avgs = [torch.empty_like(p) for p in params]
     exp_avg_sqs = [torch.empty_like(p) for p in params]
     steps = [torch.empty((), dtype=torch.float32, device=p.device) for p in params]
     rec.state_ids |= {id(t) for t in (*grads, *exp_avgs, *exp_avg_sqs)}
     with rec:
-        torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=1e-4, beta1=0.9, beta2=0.999,
+        torch._fused_adamw_(list(params), grads, exp_avgs, exp_avg_sqs, [], steps, lr=1e-4, beta1=0.9, beta2=0.999,
                             weight_decay=0.1, eps=1e-8, amsgrad=False, maximize=False)
 
 
@@ -280,7 +278,11 @@ def trace_program(program: Program) -> Trace:
 @functools.lru_cache(maxsize=256)
 def trace_workload(model: Any, phase: str, batch_size: int, seq_len: int, kv_len: int, dtype: torch.dtype) -> Trace:
     """Cached trace of a model's phase at given shapes (models are frozen, hashable configs)."""
-    from emulator.workloads.program import build_program
-
     program = build_program(model, phase, batch_size=batch_size, seq_len=seq_len, kv_len=kv_len, dtype=dtype)  # type: ignore[arg-type]
     return trace_program(program)
+
+
+def traced_dtype(precision: str) -> torch.dtype:
+    """The torch dtype a program runs in under a precision: low-precision GEMMs are traced in bf16 and re-costed
+    by the roofline in their own dtype (`precision.activation_dtype`)."""
+    return torch_dtype(activation_dtype(precision))

@@ -1,8 +1,9 @@
 """Finding and loading hardware profiles: YAML files under `hw_profiles/` into validated, frozen dataclasses.
 
-The loader refuses unknown keys, missing keys and values of the wrong type with an `EmulatorError` naming the
-file, the field and the fix (`hw_profiles/README.md` documents the schema); the dataclasses in `profiles` check
-the values themselves. Profiles are cached per file version.
+Files are read by the strict file layer (`emulator.files`: YAML 1.2 numbers such as `989.4e12`, duplicate keys
+refused); `Fields` refuses unknown and missing keys, and `_convert` values of the wrong type, each with an
+`EmulatorError` naming the file, the field and the fix (`hw_profiles/README.md` documents the schema); the
+dataclasses in `profiles` check the values themselves. Profiles are cached per file version.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.errors import EmulatorError, nearest
-from emulator.files import shipped
+from emulator.fields import Fields
+from emulator.files import read_yaml, shipped
 from emulator.hardware.profiles import (
     _SCHEMA_DOC,
     DeviceProfile,
@@ -47,37 +46,7 @@ _NESTED: dict[str, type] = {
 # --- YAML to dataclasses --------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `989.4e12` and `50e6` as floats (YAML 1.2; PyYAML 1.1 leaves them strings)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def _read_yaml(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(Path(path).read_text(), Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise EmulatorError(
-            f"is not valid YAML{where}: {problem}. Fix: check indentation, colons and brackets there.", file=path
-        ) from None
-    if not isinstance(data, dict):
-        raise EmulatorError(
-            f"must be a YAML mapping of keys to values, got {type(data).__name__}. "
-            f"Fix: see {_SCHEMA_DOC} for the schema.",
-            file=path,
-        )
-    return data
-
-
-def _convert(annotation: str, value: Any, path: str) -> Any:
+def _convert(annotation: str, value: Any, path: str, file: str) -> Any:
     kind = annotation.split(" ")[0]
     if kind in ("float", "int"):
         if value is None and "None" in annotation:
@@ -97,7 +66,7 @@ def _convert(annotation: str, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             _fail(path, f"must be a mapping, got {value!r}. Fix: write `{{key: value, ...}}`.")
         item = "float" if "float" in annotation else "str"
-        return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
+        return {str(k): _convert(item, v, _join(path, str(k)), file) for k, v in value.items()}
     if kind.startswith("tuple["):
         if not isinstance(value, list) or not value:
             _fail(path, "must be a non-empty list of tiers. Fix: see the schema in " + _SCHEMA_DOC + ".")
@@ -105,28 +74,22 @@ def _convert(annotation: str, value: Any, path: str) -> Any:
             str(t["name"]) if isinstance(t, dict) and isinstance(t.get("name"), str) else f"[{i}]"
             for i, t in enumerate(value)
         ]
-        return tuple(_build(MemoryTier, tier, _join(path, label)) for tier, label in zip(value, labels))
+        return tuple(_build(MemoryTier, tier, _join(path, label), file)
+                     for tier, label in zip(value, labels, strict=True))
     cls = _NESTED[kind]
-    return value if isinstance(value, cls) else _build(cls, value, path)
+    return value if isinstance(value, cls) else _build(cls, value, path, file)
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, file: str) -> Any:
     """Construct `cls` from a YAML mapping: unknown and missing keys are errors; values are type-checked."""
-    if not isinstance(data, dict):
-        _fail(prefix or None, f"must be a mapping of keys to values, got {data!r}. Fix: see {_SCHEMA_DOC}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            _fail(
-                _join(prefix, str(key)),
-                f"unknown key; {nearest(str(key), fields)} Fix: remove or rename it ({_SCHEMA_DOC} lists the keys).",
-            )
+    r = Fields(data, file=file, allowed=fields, prefix=prefix, doc=_SCHEMA_DOC)
     kwargs = {}
     for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _convert(str(f.type), data[name], _join(prefix, name))
+        if r.has(name):
+            kwargs[name] = _convert(str(f.type), r.get(name), _join(prefix, name), file)
         elif f.default is dataclasses.MISSING:
-            _fail(_join(prefix, name), f"is missing. Fix: add it ({_SCHEMA_DOC} lists the keys).")
+            r.required(name)
     with _under(prefix):
         return cls(**kwargs)
 
@@ -184,7 +147,9 @@ def _resolve(
 @functools.lru_cache(maxsize=256)
 def _load_file(folder: str, path: str, mtime_ns: int, expected: str | None) -> Any:
     """Parse and validate one profile file; cached per file version (`mtime_ns` is part of the key)."""
-    data = _read_yaml(path)
+    cls = {"devices": DeviceProfile, "systems": SystemProfile, "sites": Site}[folder]
+    data = dict(Fields(read_yaml(path), file=path, allowed=[f.name for f in dataclasses.fields(cls)],
+                       doc=_SCHEMA_DOC).data)
     with _in_file(path):
         if expected is not None and data.get("name") != expected:
             _fail("name", f"is {data.get('name')!r} but the file is {expected}.yaml. Fix: make them equal.")
@@ -196,8 +161,7 @@ def _load_file(folder: str, path: str, mtime_ns: int, expected: str | None) -> A
             data = {**data, "device": _load_file("devices", *device)}
         elif folder == "systems" and "device" in data:
             _fail("device", f"must be a device name such as 'h100-sxm', got {data['device']!r}. Fix it.")
-        cls = {"devices": DeviceProfile, "systems": SystemProfile, "sites": Site}[folder]
-        return _build(cls, data, "")
+        return _build(cls, data, "", path)
 
 
 def _load(folder: str, name_or_path: str | os.PathLike[str]) -> Any:

@@ -21,6 +21,8 @@ from emulator.errors import EmulatorError, nearest
 from emulator.units import GB, GiB
 
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8")
+# Integer and boolean tensors of routing, masks and indices: their math runs on the vector units.
+INDEX_DTYPES = ("int64", "int32", "int16", "uint8", "bool")
 DEVICE_KINDS = ("gpu", "asic")
 MEMORY_KINDS = ("cache", "sram", "dram")
 SCALE_UP_TOPOLOGIES = ("switch", "mesh", "pcie")
@@ -255,12 +257,23 @@ class DeviceProfile:
         return self.matrix_flops_per_s[dtype]
 
     def vector_peak(self, dtype: str) -> float:
-        """Vector-unit FLOP/s for `dtype`, falling back to the fp32 vector rate for a dtype it lacks."""
+        """Vector-unit FLOP/s for `dtype`, falling back to the fp32 vector rate for a dtype it lacks (integer and
+        index math, int64 routing and masks, runs at about the fp32 rate); an error for an unknown dtype."""
         if dtype in self.vector_flops_per_s:
             return self.vector_flops_per_s[dtype]
-        if dtype in DTYPES:
+        if dtype in DTYPES or dtype in INDEX_DTYPES:
             return self.vector_flops_per_s["fp32"]
         self._missing("vector_flops_per_s", dtype)
+
+    def compute_peak(self, dtype: str) -> float:
+        """FLOP/s for matrix work in `dtype`: the matrix unit's, else (fp32 without TF32, a chip without that
+        format) the vector unit's."""
+        return self.matrix_flops_per_s.get(dtype) or self.vector_peak(dtype)
+
+    def mfu_peak(self, precision: str) -> float:
+        """The dense matrix peak MFU and HFU divide by: the precision's own, else bf16's (a chip without the
+        precision's matrix format is credited as if it ran bf16)."""
+        return self.matrix_peak(precision if precision in self.matrix_flops_per_s else "bf16")
 
     def _missing(self, unit: str, dtype: str) -> NoReturn:
         have = [d for d in DTYPES if d in getattr(self, unit)]

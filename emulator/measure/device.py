@@ -18,7 +18,8 @@ def parse_device(device: str | torch.device) -> torch.device:
     """'cpu', 'cuda' or 'cuda:N' as a torch device this machine has; an EmulatorError naming the fix otherwise."""
     text = str(device)
     if not _DEVICE_RE.match(text or ""):
-        raise EmulatorError(f"'{text}' is not a device this command can measure on. Fix: use --device cpu, or --device cuda "
+        raise EmulatorError(f"'{text}' is not a device this command can measure on. Fix: use --device cpu, or "
+                            "--device cuda "
                             "(or cuda:N) on a machine with an NVIDIA GPU.", field="--device")
     dev = torch.device(text)
     if dev.type == "cuda":

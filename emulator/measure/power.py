@@ -141,7 +141,7 @@ class PowerSampler:
         if self._reason is not None or not s:
             reason = self._reason or "power: not measured (NVML returned no samples)"
             return PowerReading(0, duration_s, None, None, None, None, None, None, None, reason)
-        energy = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0, _, _), (t1, w1, _, _) in zip(s, s[1:]))
+        energy = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0, _, _), (t1, w1, _, _) in zip(s, s[1:], strict=False))
         span = s[-1][0] - s[0][0]
         mean_w = energy / span if span > 0 else s[0][1]
         clocks = [c for _, _, c, _ in s if c is not None]

@@ -33,8 +33,8 @@ class Measurement:
 
     @property
     def mean_s(self) -> float:
-        """Mean of the samples: the statistic CPU calibrations and validations use (see the note above
-        `percentile`)."""
+        """Mean of the samples: the statistic CPU calibrations and validations use (see the note below
+        the class)."""
         return sum(self.samples_s) / len(self.samples_s) if self.samples_s else self.median_s
 
     @property
@@ -61,16 +61,6 @@ class Measurement:
 # averages it, so only the mean is additive: a step's expected time is the sum of its kernels' expected times.
 # Fast-tail statistics (a 10th percentile, a minimum) are steadier, but on short kernels they catch the
 # interference-free instants that no long step ever sees, and predicted steps came out 10-25% fast.
-
-
-# The statistic CPU calibrations and validations use: the mean of every repetition, pooled over passes spread
-# across the run. On shared and virtual machines a core's speed swings by up to 1.8x from moment to moment (a
-# co-tenant on its sibling hardware thread): the same 512^3 GEMM timed every 0.2 s for two minutes ranged from
-# 3.3 to 6.7 ms. A short kernel's repetitions sample that interference instant by instant, a long model step
-# averages it, so only the mean is additive: a step's expected time is the sum of its kernels' expected times.
-# Fast-tail statistics (a 10th percentile, a minimum) are steadier, but on short kernels they catch the
-# interference-free instants that no long step ever sees, and predicted steps came out 10-25% fast.
-
 
 
 def _summarize(samples: Sequence[float]) -> Measurement:

@@ -18,7 +18,7 @@ inference:
   scheduler_overhead_s: 0.001    # per-iteration host overhead (default: replica.DEFAULT_SCHEDULER_OVERHEAD_S)
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
-Every key is checked; errors name the file, the field and the fix.
+Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -32,16 +32,26 @@ from typing import Any
 
 import numpy as np
 
-from emulator.errors import EmulatorError, nearest
+from emulator.errors import EmulatorError
+from emulator.fields import Fields, check_number
+from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
 
-PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32")
-KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8")
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
 SCENARIOS = ("offline", "server")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
         "disaggregation", "num_beams", "samples_per_query")
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
+# Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
+# typo (1e300) meets them. Lengths: more tokens than any model's context (Llama 4 Scout's is 10M).
+MAX_TOKENS = 2**31
+MAX_DEVICES = 2**20  # more devices than any cluster built or planned (hardware.num_devices, every parallel size)
+MAX_BATCH = 2**20  # concurrent sequences of one replica
+MAX_BATCH_TOKENS = 2**30  # tokens of one continuous-batching iteration
+MAX_REQUESTS = 2**24  # simulated requests (the default is a few thousand)
+MAX_BEAMS = 1024
+MAX_RATE_PER_S = 1e12  # requests (queries) per second past any service
+MAX_OVERHEAD_S = 1.0  # a host overhead per iteration past any serving engine's (about a millisecond)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,67 +140,37 @@ class ServingSpec:
 
     @property
     def kv(self) -> str:
-        """The KV-cache precision in effect: as given, else the weights' 16-bit type, else bf16."""
-        return self.kv_precision or (self.precision if self.precision in ("bf16", "fp16") else "bf16")
+        """The KV-cache precision in effect (`precision.kv_dtype`)."""
+        return kv_dtype(self.precision, self.kv_precision)
 
 
 def _err(path: str, key: str, message: str) -> EmulatorError:
     return EmulatorError(message, file=path, field=f"inference.{key}")
 
 
-def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: str, prefix: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise _err(path, f"{prefix}{key}", f"unknown key '{key}'; {nearest(str(key), allowed)} Fix: use one of "
-                       f"{', '.join(allowed)}.")
-
-
-def _number(value: Any, path: str, key: str, *, integer: bool = False, minimum: float = 0.0,
-            strict: bool = True) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if ok and integer:
-        ok = float(value).is_integer()
-    if not ok:
-        kind = "a whole number" if integer else "a number"
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise _err(path, key, f"is {value!r}; it must be {kind} {bound}. Fix: give e.g. {max(1, int(minimum) + 1)}.")
-    return int(value) if integer else float(value)
-
-
-def _choice(value: Any, choices: tuple[str, ...], path: str, key: str) -> str:
-    if str(value) not in choices:
-        raise _err(path, key, f"'{value}' is not allowed; {nearest(str(value), choices)} Fix: use one of "
-                   f"{', '.join(choices)}.")
-    return str(value)
-
-
-def parse_distribution(value: Any, path: str, key: str) -> Distribution:
+def parse_distribution(value: Any, path: str, key: str, *, prefix: str = "inference") -> Distribution:
     """A number (fixed) or {distribution, mean, std, min, max}."""
+    top, why = MAX_TOKENS, "more than any context"
     if not isinstance(value, Mapping):
-        return Distribution(mean=_number(value, path, key, integer=True))
-    _check_keys(value, ("distribution", "mean", "std", "min", "max"), path, f"{key}.")
-    kind = _choice(value.get("distribution", "fixed"), DISTRIBUTIONS, path, f"{key}.distribution")
-    lo = _number(value.get("min", 1), path, f"{key}.min", minimum=1, strict=False)
-    hi = _number(value["max"], path, f"{key}.max") if "max" in value else math.inf
+        return Distribution(mean=check_number(value, file=path, field=f"{prefix}.{key}", integer=True, maximum=top,
+                                              why=why))
+    d = Fields(value, file=path, prefix=f"{prefix}.{key}", allowed=("distribution", "mean", "std", "min", "max"))
+    kind = d.choice("distribution", DISTRIBUTIONS, "fixed")
+    lo = d.number("min", 1.0, minimum=1, strict=False, maximum=top, why=why) or 1.0
+    hi = d.number("max", math.inf, maximum=top, why=why) or math.inf
     if kind == "uniform":
-        if "max" not in value:
-            raise _err(path, f"{key}.max", "is missing for a uniform distribution. Fix: add max (and min).")
+        if not d.has("max"):
+            raise d.error("max", "is missing for a uniform distribution. Fix: add max (and min).")
         mean = (lo + hi) / 2
     else:
-        if "mean" not in value:
-            raise _err(path, f"{key}.mean", f"is missing for a {kind} distribution. Fix: add e.g. mean: 512.")
-        mean = _number(value["mean"], path, f"{key}.mean")
-    std = _number(value.get("std", 0.0), path, f"{key}.std", strict=False)
+        if not d.has("mean"):
+            raise d.error("mean", f"is missing for a {kind} distribution. Fix: add e.g. mean: 512.")
+        mean = d.number("mean", maximum=top, why=why) or 1.0  # present, so a number > 0
+    std = d.number("std", 0.0, strict=False, maximum=top, why=why) or 0.0
     if kind in ("normal", "lognormal") and std <= 0:
-        raise _err(path, f"{key}.std", f"must be > 0 for a {kind} distribution. Fix: add std, or use a fixed number.")
+        raise d.error("std", f"must be > 0 for a {kind} distribution. Fix: add std, or use a fixed number.")
     if hi < lo:
-        raise _err(path, f"{key}.max", f"{hi:g} is below min {lo:g}. Fix: swap them.")
+        raise d.error("max", f"{hi:g} is below min {lo:g}. Fix: swap them.")
     return Distribution(kind=kind, mean=mean, std=std, minimum=lo, maximum=hi)
 
 
@@ -200,24 +180,30 @@ def read_trace(path: str, origin: str = "") -> tuple[np.ndarray, np.ndarray, np.
     if not file.is_absolute() and origin:
         file = Path(origin).parent / file
     try:
-        rows = list(csv.reader(file.read_text().splitlines()))
+        rows = list(csv.reader(file.read_text(encoding="utf-8").splitlines()))
     except OSError as e:
         raise _err(origin, "trace", f"cannot read '{file}' ({e.strerror}). Fix: check the path (relative paths are "
                    "relative to the scenario file).") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise _err(origin, "trace", f"'{file}' is not CSV text. Fix: name a CSV file of 'arrival_s,input_tokens,"
+                   "output_tokens' lines.") from None
     out: list[tuple[float, int, int]] = []
     for i, row in enumerate(rows):
         if not row or row[0].strip().startswith("#"):
             continue
         try:
-            t, a, b = float(row[0]), int(float(row[1])), int(float(row[2]))
+            t, a, b = float(row[0]), float(row[1]), float(row[2])
+            if not (math.isfinite(t) and a.is_integer() and b.is_integer()):
+                raise ValueError(row)
         except (ValueError, IndexError):
             if i == 0:
                 continue  # a header line
             raise _err(origin, "trace", f"line {i + 1} of '{file}' is {row!r}. Fix: write "
                        "'arrival_s,input_tokens,output_tokens' per line.") from None
-        if t < 0 or a < 1 or b < 1:
-            raise _err(origin, "trace", f"line {i + 1} of '{file}' has a negative time or a length < 1. Fix it.")
-        out.append((t, a, b))
+        if t < 0 or not 1 <= a <= MAX_TOKENS or not 1 <= b <= MAX_TOKENS:
+            raise _err(origin, "trace", f"line {i + 1} of '{file}' has a negative time or a length outside 1 to "
+                       f"{MAX_TOKENS:,}. Fix it.")
+        out.append((t, int(a), int(b)))
     if not out:
         raise _err(origin, "trace", f"'{file}' holds no requests. Fix: add "
                    "'arrival_s,input_tokens,output_tokens' lines.")
@@ -226,66 +212,57 @@ def read_trace(path: str, origin: str = "") -> tuple[np.ndarray, np.ndarray, np.
     return arr[:, 0], arr[:, 1].astype(np.int64), arr[:, 2].astype(np.int64)
 
 
-def parse_inference(data: Mapping[str, Any], path: str) -> ServingSpec:
-    """Validate the `inference:` mapping of a scenario file into a ServingSpec."""
-    if not isinstance(data, Mapping):
-        raise EmulatorError("must be a mapping of keys to values. Fix: write 'inference: {...}'.", file=path,
-                            field="inference")
-    _check_keys(data, KEYS, path, "")
+def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "inference") -> ServingSpec:
+    """Validate the `inference:` mapping of a scenario file into a ServingSpec (`prefix` names the section in
+    errors: a sizing file's `serve:` section is parsed here too)."""
+    r = Fields(data, file=path, prefix=prefix, allowed=KEYS)
     kw: dict[str, Any] = {"path": path}
-    if "precision" in data:
-        kw["precision"] = _choice(data["precision"], PRECISIONS, path, "precision")
-    if "kv_precision" in data:
-        kw["kv_precision"] = _choice(data["kv_precision"], KV_PRECISIONS, path, "kv_precision")
-    parallel = data.get("parallel", {}) or {}
-    if not isinstance(parallel, Mapping):
-        raise _err(path, "parallel", "must be a mapping such as {tp: 2, pp: 1, ep: 1}. Fix it.")
-    _check_keys(parallel, ("tp", "pp", "ep"), path, "parallel.")
+    if r.has("precision"):
+        kw["precision"] = r.choice("precision", SERVE_PRECISIONS)
+    if r.has("kv_precision"):
+        kw["kv_precision"] = r.choice("kv_precision", KV_PRECISIONS)
+    parallel = r.section("parallel", ("tp", "pp", "ep"))
     for k in ("tp", "pp", "ep"):
-        if k in parallel:
-            kw[k] = _number(parallel[k], path, f"parallel.{k}", integer=True)
-    if "input_tokens" not in data and "trace" not in data:
-        raise _err(path, "input_tokens", "is missing. Fix: add e.g. input_tokens: 1024 (or a distribution, or trace:).")
+        if parallel.has(k):
+            kw[k] = parallel.integer(k, maximum=MAX_DEVICES, why="devices in the largest plan")
+    if not r.has("input_tokens") and not r.has("trace"):
+        raise r.error("input_tokens", "is missing. Fix: add e.g. input_tokens: 1024 (or a distribution, or trace:).")
     for key in ("input_tokens", "output_tokens", "samples_per_query"):
-        if key in data:
-            kw[key] = parse_distribution(data[key], path, key)
-    for key in ("batch_size", "max_batch_tokens", "num_requests", "num_beams"):
-        if key in data:
-            kw[key] = _number(data[key], path, key, integer=True)
-    if "seed" in data:
-        kw["seed"] = _number(data["seed"], path, "seed", integer=True, strict=False)
-    kw["scenario"] = _choice(data.get("scenario", "offline"), SCENARIOS, path, "scenario")
-    if "arrival_rate_per_s" in data:
-        kw["arrival_rate_per_s"] = _number(data["arrival_rate_per_s"], path, "arrival_rate_per_s")
-    if "trace" in data:
-        if "arrival_rate_per_s" in data:
-            raise _err(path, "trace", "give arrival_rate_per_s or trace, not both. Fix: delete one.")
-        kw["trace"] = str(data["trace"])
+        if r.has(key):
+            kw[key] = parse_distribution(r.get(key), path, key, prefix=prefix)
+    limits = {"batch_size": (MAX_BATCH, "concurrent sequences of one replica"),
+              "max_batch_tokens": (MAX_BATCH_TOKENS, "tokens of one iteration"),
+              "num_requests": (MAX_REQUESTS, "requests one simulation holds"), "num_beams": (MAX_BEAMS, "beams")}
+    for key, (top, why) in limits.items():
+        if r.has(key):
+            kw[key] = r.integer(key, maximum=top, why=why)
+    if r.has("seed"):
+        kw["seed"] = r.integer("seed", minimum=0)
+    kw["scenario"] = r.choice("scenario", SCENARIOS, "offline")
+    if r.has("arrival_rate_per_s"):
+        kw["arrival_rate_per_s"] = r.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S,
+                                            why="requests per second past any service")
+    if r.has("trace"):
+        if r.has("arrival_rate_per_s"):
+            raise r.error("trace", "give arrival_rate_per_s or trace, not both. Fix: delete one.")
+        kw["trace"] = r.text("trace", hint="trace: requests.csv")
         read_trace(kw["trace"], path)  # fail early on a bad file
-    if "scheduler_overhead_s" in data:
-        kw["scheduler_overhead_s"] = _number(data["scheduler_overhead_s"], path, "scheduler_overhead_s", strict=False)
-    if "slo" in data:
-        slo = data["slo"]
-        if not isinstance(slo, Mapping):
-            raise _err(path, "slo", "must be a mapping such as {ttft_p99_s: 2, tpot_p99_s: 0.2}. Fix it.")
-        _check_keys(slo, SLO_KEYS, path, "slo.")
-        kw["slo"] = Slo(**{k: _number(v, path, f"slo.{k}") for k, v in slo.items()})
-    if "disaggregation" in data:
-        d = data["disaggregation"]
-        if not isinstance(d, Mapping):
-            raise _err(path, "disaggregation", "must be {prefill_replicas: N, decode_replicas: M}. Fix it.")
-        _check_keys(d, ("prefill_replicas", "decode_replicas"), path, "disaggregation.")
-        for k in ("prefill_replicas", "decode_replicas"):
-            if k not in d:
-                raise _err(path, f"disaggregation.{k}", "is missing. Fix: add it (a whole number >= 1).")
+    if r.has("scheduler_overhead_s"):
+        kw["scheduler_overhead_s"] = r.number("scheduler_overhead_s", strict=False, maximum=MAX_OVERHEAD_S,
+                                              why="seconds per iteration")
+    if r.has("slo"):
+        slo = r.section("slo", SLO_KEYS)
+        kw["slo"] = Slo(**{k: slo.number(k) for k in SLO_KEYS if slo.has(k)})
+    if r.has("disaggregation"):
+        d = r.section("disaggregation", ("prefill_replicas", "decode_replicas"))
         kw["disaggregation"] = Disaggregation(
-            prefill_replicas=_number(d["prefill_replicas"], path, "disaggregation.prefill_replicas", integer=True),
-            decode_replicas=_number(d["decode_replicas"], path, "disaggregation.decode_replicas", integer=True))
+            prefill_replicas=d.integer("prefill_replicas", hint="prefill_replicas: 1 (a whole number >= 1)"),
+            decode_replicas=d.integer("decode_replicas", hint="decode_replicas: 1 (a whole number >= 1)"))
     if kw["scenario"] == "server" and "arrival_rate_per_s" not in kw and "trace" not in kw:
         slo = kw.get("slo", Slo())
         if slo.ttft_p99_s is None and slo.tpot_p99_s is None and slo.latency_p99_s is None:
-            raise _err(path, "slo", "is needed to search the highest Server rate (no arrival_rate_per_s or trace). "
-                       "Fix: add slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}, or give arrival_rate_per_s.")
+            raise r.error("slo", "is needed to search the highest Server rate (no arrival_rate_per_s or trace). "
+                                 "Fix: add slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}, or give arrival_rate_per_s.")
     return ServingSpec(**kw)
 
 

@@ -9,8 +9,9 @@ training:                         # or `inference:`
   precision: bf16                 # bf16 | fp16 | fp8 | fp4 (where the device has it)
   parallel: {tp: 1, pp: 1, dp: 1}
 ```
-Every key is checked: unknown keys are errors with the nearest known key, sizes must be positive integers,
-and each error names the file, the field and the fix.
+The file is read by the strict file layer (`emulator.files`: YAML 1.2 numbers such as `15e12`, duplicate keys
+refused) and every key is checked through `Fields`: unknown keys are errors with the nearest known key, sizes must
+be positive integers, and each error names the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -18,18 +19,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from emulator.errors import EmulatorError, nearest
+from emulator.errors import EmulatorError
+from emulator.fields import Fields
+from emulator.files import read_yaml
 from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_device, load_system
-from emulator.workloads.config import ModelConfig
+from emulator.precision import TRAIN_PRECISIONS
+from emulator.scenario.inference import MAX_DEVICES, parse_inference
+from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 
-TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "fp32")
-PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "virtual_stages", "microbatch_size", "sequence_parallel", "zero", "fsdp")
+# A global batch far past any published one (Llama 3: 2,048 sequences), so that only a typo such as 1e300 meets it;
+# the sizing search enumerates every data-parallel size that divides it. Devices: `inference.MAX_DEVICES`.
+MAX_BATCH_SEQUENCES = 2**24
+MAX_TOTAL_TOKENS = 1e18  # tokens to train on: a thousand times any corpus yet assembled (Llama 3: 15e12)
+PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "etp", "virtual_stages", "microbatch_size", "sequence_parallel",
+                 "zero", "fsdp")
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -42,6 +48,7 @@ class Parallel:
     dp: int = 1
     cp: int = 1
     ep: int = 1
+    etp: int = 1  # expert tensor parallel (Megatron-Core's --expert-tensor-parallel-size, default 1)
     virtual_stages: int = 1
     microbatch_size: int = 1
     sequence_parallel: bool = False
@@ -86,148 +93,62 @@ class Scenario:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
-class _Reader:
-    """Strict access to one mapping of a scenario file: every key used or reported."""
+def _parallel(r: Fields, key: str) -> Parallel:
+    p = r.section(key, PARALLEL_KEYS)
+    zero = p.integer("zero", 0, minimum=0, maximum=3, why="the ZeRO stage")
 
-    def __init__(self, data: Any, path: str, prefix: str, allowed: tuple[str, ...]) -> None:
-        if not isinstance(data, Mapping):
-            raise EmulatorError(
-                f"must be a mapping of keys to values, got {type(data).__name__}. Fix: write it as "
-                f"'{prefix or 'key'}: {{...}}' with keys {', '.join(allowed)}.",
-                file=path,
-                field=prefix or None,
-            )
-        for key in data:
-            if key not in allowed:
-                raise EmulatorError(
-                    f"unknown key '{key}'; {nearest(str(key), allowed)} Fix: use one of {', '.join(allowed)}.",
-                    file=path,
-                    field=self._join(prefix, str(key)),
-                )
-        self.data, self.path, self.prefix = data, path, prefix
+    def size(name: str, why: str = "devices in the largest plan") -> int:
+        return p.integer(name, 1, maximum=MAX_DEVICES, why=why)
 
-    @staticmethod
-    def _join(prefix: str, key: str) -> str:
-        return f"{prefix}.{key}" if prefix else key
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def required(self, key: str, hint: str) -> Any:
-        if key not in self.data:
-            raise EmulatorError(f"is missing. Fix: add it, e.g. {hint}.", file=self.path, field=self._join(self.prefix, key))
-        return self.data[key]
-
-    def int(self, key: str, default: int | None = None, *, minimum: int = 1, hint: str = "") -> int:
-        value = self.data.get(key, default) if default is not None else self.required(key, hint or f"{key}: 1")
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise EmulatorError(
-                f"is {value!r}; it must be an integer >= {minimum}. Fix: give a whole number such as {max(minimum, 1)}.",
-                file=self.path,
-                field=self._join(self.prefix, key),
-            )
-        return value
-
-    def number(self, key: str) -> float | None:
-        if key not in self.data:
-            return None
-        value = self.data[key]
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise EmulatorError(
-                f"is {value!r}; it must be a positive number (e.g. 15e12). Fix: give a number.",
-                file=self.path,
-                field=self._join(self.prefix, key),
-            )
-        return float(value)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = str(self.data.get(key, default))
-        if value not in choices:
-            raise EmulatorError(
-                f"'{value}' is not allowed; {nearest(value, choices)} Fix: use one of {', '.join(choices)}.",
-                file=self.path,
-                field=self._join(self.prefix, key),
-            )
-        return value
-
-    def bool(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            raise EmulatorError(f"is {value!r}; use true or false.", file=self.path, field=self._join(self.prefix, key))
-        return value
-
-
-def read_yaml(path: str) -> Any:
-    """Parse a YAML file into plain data, with errors that name the file and line."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise EmulatorError(f"no such file. Fix: check the path (working directory is {os.getcwd()}).", file=path) from None
-    except OSError as e:
-        raise EmulatorError(f"cannot be read ({e.strerror}). Fix: check its permissions.", file=path) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise EmulatorError(
-            f"is not valid YAML{where}: {problem}. Fix: check the indentation and the ':' after each key there.",
-            file=path,
-        ) from None
-
-
-def _parallel(r: _Reader, key: str) -> Parallel:
-    if not r.has(key):
-        return Parallel()
-    p = _Reader(r.data[key], r.path, r._join(r.prefix, key), PARALLEL_KEYS)
-    zero = p.int("zero", 0, minimum=0)
-    if zero > 3:
-        raise EmulatorError("must be 0, 1, 2 or 3 (the ZeRO stage). Fix: pick one.", file=r.path, field=f"{p.prefix}.zero")
     return Parallel(
-        tp=p.int("tp", 1),
-        pp=p.int("pp", 1),
-        dp=p.int("dp", 1),
-        cp=p.int("cp", 1),
-        ep=p.int("ep", 1),
-        virtual_stages=p.int("virtual_stages", 1),
-        microbatch_size=p.int("microbatch_size", 1),
-        sequence_parallel=p.bool("sequence_parallel", False),
+        tp=size("tp"),
+        pp=size("pp"),
+        dp=size("dp"),
+        cp=size("cp"),
+        ep=size("ep"),
+        etp=size("etp"),
+        virtual_stages=size("virtual_stages", "more pipeline chunks than any model has layers"),
+        microbatch_size=p.integer("microbatch_size", 1, maximum=MAX_BATCH_SEQUENCES, why="sequences in the largest "
+                                  "global batch"),
+        sequence_parallel=p.boolean("sequence_parallel", False),
         zero=zero,
-        fsdp=p.bool("fsdp", False),
+        fsdp=p.boolean("fsdp", False),
     )
 
 
-def global_batch_sequences(r: _Reader, seq_len: int, *, required: bool) -> int:
+def global_batch_sequences(r: Fields, seq_len: int, *, required: bool) -> int:
     """Sequences per step from `global_batch_size` or `global_batch_tokens` (a multiple of seq_len); one
     sequence when neither is given and the section does not require it."""
-    field = f"{r.prefix}.global_batch_tokens"
     if r.has("global_batch_size") and r.has("global_batch_tokens"):
-        raise EmulatorError("give global_batch_size or global_batch_tokens, not both. Fix: delete one.",
-                            file=r.path, field=field)
+        raise r.error("global_batch_tokens", "give global_batch_size or global_batch_tokens, not both. Fix: delete "
+                                             "one.")
     if r.has("global_batch_tokens"):
-        tokens = r.int("global_batch_tokens")
+        tokens = r.integer("global_batch_tokens", maximum=MAX_BATCH_SEQUENCES * seq_len,
+                           why=f"{MAX_BATCH_SEQUENCES:,} sequences of seq_len {seq_len}")
         if tokens % seq_len:
-            raise EmulatorError(f"{tokens} is not a multiple of seq_len {seq_len}. Fix: use "
-                                f"{max(tokens // seq_len, 1) * seq_len} (whole sequences).", file=r.path, field=field)
+            raise r.error("global_batch_tokens", f"{tokens} is not a multiple of seq_len {seq_len}. Fix: use "
+                                                 f"{max(tokens // seq_len, 1) * seq_len} (whole sequences).")
         return tokens // seq_len
     if required and not r.has("global_batch_size"):
-        raise EmulatorError("needs global_batch_size (sequences) or global_batch_tokens. Fix: e.g. "
-                            "global_batch_tokens: 16777216.", file=r.path, field=field)
-    return r.int("global_batch_size", 1)
+        raise r.error("global_batch_tokens", "needs global_batch_size (sequences) or global_batch_tokens. Fix: "
+                                             "e.g. global_batch_tokens: 16777216.")
+    return r.integer("global_batch_size", 1, maximum=MAX_BATCH_SEQUENCES, why="sequences in the largest global "
+                     "batch")
 
 
-def _training(data: Any, path: str) -> Training:
-    r = _Reader(data, path, "training", ("seq_len", "global_batch_size", "global_batch_tokens", "precision",
-                                         "parallel", "recompute", "total_tokens"))
-    seq_len = r.int("seq_len", hint="seq_len: 4096")
+def check_seq_len(model: ModelConfig, seq_len: int, path: str, field: str) -> None:
+    """A training sequence longer than a transformer's context (max_position_embeddings) is an error."""
+    if isinstance(model, TransformerConfig) and seq_len > model.max_seq_len:
+        raise EmulatorError(f"is {seq_len:,}, longer than {model.name}'s context of {model.max_seq_len:,} tokens "
+                            f"(max_position_embeddings). Fix: use seq_len <= {model.max_seq_len}, or a model with a "
+                            "longer context.", file=path, field=field)
+
+
+def _training(data: Any, path: str, model: ModelConfig) -> Training:
+    r = Fields(data, file=path, prefix="training", allowed=("seq_len", "global_batch_size", "global_batch_tokens",
+                                                            "precision", "parallel", "recompute", "total_tokens"))
+    seq_len = r.integer("seq_len", hint="seq_len: 4096")
+    check_seq_len(model, seq_len, path, "training.seq_len")
     batch = global_batch_sequences(r, seq_len, required=False)
     return Training(
         seq_len=seq_len,
@@ -235,20 +156,19 @@ def _training(data: Any, path: str) -> Training:
         precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"),
         parallel=_parallel(r, "parallel"),
         recompute=r.choice("recompute", RECOMPUTE, "none"),
-        total_tokens=r.number("total_tokens"),
+        total_tokens=r.number("total_tokens", maximum=MAX_TOTAL_TOKENS, why="more than any corpus"),
     )
 
 
 def _inference(data: Any, path: str) -> tuple[Inference, Any]:
     """The `inference:` section, validated by the serving model's parser (it owns the serving keys: scenario,
     arrival rate or trace, SLOs, length distributions); the batch view of it uses the mean lengths."""
-    from emulator.scenario.inference import parse_inference
-
     try:
         spec = parse_inference(data, path)
     except EmulatorError as e:
-        field = e.field if (e.field or "").startswith("inference") else f"inference.{e.field}" if e.field else "inference"
-        raise EmulatorError(e.message, file=path, field=field) from None
+        if (e.field or "").startswith("inference"):
+            raise
+        raise EmulatorError(e.message, file=path, field=f"inference.{e.field}" if e.field else "inference") from None
     batch = Inference(
         input_tokens=max(1, round(spec.input_tokens.mean)),
         output_tokens=max(1, round(spec.output_tokens.mean)),
@@ -261,16 +181,17 @@ def _inference(data: Any, path: str) -> tuple[Inference, Any]:
 
 
 def _hardware(data: Any, path: str) -> tuple[DeviceProfile, SystemProfile | None, int]:
-    r = _Reader(data, path, "hardware", ("device", "system", "num_devices"))
-    name = r.required("device", f"device: h100-sxm (one of {', '.join(list_devices())})")
+    r = Fields(data, file=path, prefix="hardware", allowed=("device", "system", "num_devices"))
+    name = r.text("device", hint=f"device: h100-sxm (one of {', '.join(list_devices())})")
     try:
-        device = load_device(str(name))
+        device = load_device(name)
     except EmulatorError as e:
         raise EmulatorError(str(e), file=path, field="hardware.device") from None
     system = None
     if r.has("system"):
+        system_name = r.text("system", hint="system: hgx-h100 (`emulator profiles list`)")
         try:
-            system = load_system(str(r.data["system"]))
+            system = load_system(system_name)
         except EmulatorError as e:
             raise EmulatorError(str(e), file=path, field="hardware.system") from None
         if system.device.name != device.name:
@@ -280,14 +201,14 @@ def _hardware(data: Any, path: str) -> tuple[DeviceProfile, SystemProfile | None
                 file=path,
                 field="hardware.system",
             )
-    return device, system, r.int("num_devices", 1)
+    return device, system, r.integer("num_devices", 1, maximum=MAX_DEVICES, why="more than any cluster")
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate a scenario file."""
     path = str(path)
     data = read_yaml(path)
-    r = _Reader(data, path, "", ("model", "hardware", "training", "inference", "name", "description"))
+    r = Fields(data, file=path, allowed=("model", "hardware", "training", "inference", "name", "description"))
     spec = r.required("model", "model: llama3-8b")
     try:
         model = load_model(spec, origin=path)
@@ -302,7 +223,7 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
             file=path,
             field="training" if r.has("training") else None,
         )
-    training = _training(r.data["training"], path) if r.has("training") else None
-    inference, serving = _inference(r.data["inference"], path) if r.has("inference") else (None, None)
+    training = _training(r.get("training"), path, model) if r.has("training") else None
+    inference, serving = _inference(r.get("inference"), path) if r.has("inference") else (None, None)
     return Scenario(path=path, model=model, device=device, system=system, num_devices=num_devices,
                     training=training, inference=inference, serving=serving, raw=data)

@@ -10,7 +10,8 @@ disaggregation.py separate prefill and decode pools, KV moved over the fabric
 recommender.py    DLRM queries under a p99 bound, embedding tables placed by tier
 energy.py         power from utilisation, joules per token and per query
 ```
-`predict_serving(scenario, spec)` is the entry point; `ServingPrediction.to_json()` is what `predict --json` adds.
+`predict_serving(scenario, spec)` is the entry point (a `ServingResult`); `emulator.predict` puts it beside the
+one-device batch view in a `ServingPrediction`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.disaggregation import predict_disaggregated
 from emulator.serving.llm import predict_llm
-from emulator.serving.prediction import ServingPrediction
+from emulator.serving.prediction import ServingPrediction, ServingResult
 from emulator.serving.recommender import predict_recommender
 from emulator.workloads.config import DLRMConfig
 
 
-def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingPrediction:
+def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingResult:
     """Predict a serving scenario: Offline or Server, LLM or recommender, aggregated or disaggregated."""
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
@@ -35,4 +36,4 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
     return predict_llm(scenario, spec, table)
 
 
-__all__ = ["ServingPrediction", "predict_serving"]
+__all__ = ["ServingPrediction", "ServingResult", "predict_serving"]

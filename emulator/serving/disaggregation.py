@@ -11,28 +11,27 @@ the same replica layout and the same simulator as aggregated serving.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.memory import kv_bytes_per_token
 from emulator.errors import EmulatorError
 from emulator.hardware import default_system
+from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.energy import device_power_w, energy_per_unit_j
-from emulator.serving.prediction import ServingPrediction
-from emulator.serving.replica import build_replica
-from emulator.serving.search import WARMUP_FRACTION, choose_batch, meets
-from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
-from emulator.units import DTYPE_BYTES
+from emulator.serving.prediction import ServingResult
+from emulator.serving.replica import Replica, build_replica
+from emulator.serving.search import WARMUP_FRACTION, choose_batch, highest_rate, meets
+from emulator.serving.simulator import Requests, SimResult, make_requests, simulate
+from emulator.stats import Percentiles
+from emulator.workloads.config import TransformerConfig
 
-SEARCH_ITERATIONS = 9
 
-
-def kv_transfer_s(scenario: Any, replica: Any, total_devices: int, input_tokens: np.ndarray, kv_precision: str
-                  ) -> np.ndarray:
+def kv_transfer_s(scenario: Scenario, replica: Replica, total_devices: int, input_tokens: np.ndarray,
+                  kv_precision: str) -> np.ndarray:
     """Seconds to move each request's prompt cache from its prefill replica to a decode replica."""
     system = scenario.system
-    per_token = scenario.model.kv_bytes_per_token(DTYPE_BYTES[kv_precision])
+    per_token = kv_bytes_per_token(replica.model, kv_precision)
     if system is None:
         link, latency = scenario.device.links.host_bytes_per_s, 0.0
     elif total_devices <= system.scale_up.domain_size and system.scale_up.bandwidth_bytes_per_s:
@@ -44,14 +43,15 @@ def kv_transfer_s(scenario: Any, replica: Any, total_devices: int, input_tokens:
     return input_tokens * per_token / (link * replica.num_devices) + latency
 
 
-def predict_disaggregated(scenario: Any, spec: Any, table: Any) -> Any:
-
+def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
+    """Separate prefill and decode pools of one replica layout, Offline or Server (see the module docstring)."""
     path = spec.path or scenario.path
-    d = spec.disaggregation
+    d, model = spec.disaggregation, scenario.model
+    assert d is not None and isinstance(model, TransformerConfig)  # predict_serving dispatches only these here
     system = scenario.system
     if system is None:
         system = default_system(scenario.device)
-    replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,
+    replica = build_replica(model, scenario.device, system, table, precision=spec.precision,
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens, path=path)
     devices = (d.prefill_replicas + d.decode_replicas) * replica.num_devices
@@ -96,15 +96,12 @@ def predict_disaggregated(scenario: Any, spec: Any, table: Any) -> Any:
             rate = spec.arrival_rate_per_s
             res = combined(rate)[0].steady(WARMUP_FRACTION)
             ok = meets(res, spec.slo)
-        else:  # the highest stable rate meeting the SLO, by bisection in log rate
-            lo, hi, found = math.log(capacity / 64), math.log(capacity), None
-            for _ in range(SEARCH_ITERATIONS):
-                mid = (lo + hi) / 2
-                trial = combined(math.exp(mid))[0].steady(WARMUP_FRACTION)
-                if meets(trial, spec.slo):
-                    lo, found = mid, (math.exp(mid), trial)
-                else:
-                    hi = mid
+        else:  # the highest stable rate meeting the SLO
+            def trial(rate: float) -> tuple[bool, SimResult]:
+                steady = combined(rate)[0].steady(WARMUP_FRACTION)
+                return meets(steady, spec.slo), steady
+
+            found = highest_rate(capacity / 64, capacity, trial)
             if found is None:
                 rate = capacity / 64
                 res, ok = combined(rate)[0].steady(WARMUP_FRACTION), False
@@ -118,16 +115,16 @@ def predict_disaggregated(scenario: Any, spec: Any, table: Any) -> Any:
     notes = (f"disaggregated: {d.prefill_replicas} prefill and {d.decode_replicas} decode replica(s) of "
              f"tp={spec.tp}, pp={spec.pp}; mean prompt-cache transfer {transfer * 1e3:.2f} ms",
              f"KV cache {replica.kv_capacity_tokens} tokens per replica; batch {batch}")
-    return ServingPrediction(
+    return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=tokens, throughput_samples_per_s=samples,
-        ttft_s=percentiles(res.ttft_s), tpot_s=percentiles(res.tpot_s), latency_s=percentiles(res.latency_s),
+        ttft_s=Percentiles.of(res.ttft_s), tpot_s=Percentiles.of(res.tpot_s), latency_s=Percentiles.of(res.latency_s),
         kv_cache_bytes=replica.kv_cache_bytes * (d.prefill_replicas + d.decode_replicas), max_batch=batch,
         replicas=d.prefill_replicas + d.decode_replicas, replica=replica.describe(), power_w=power,
         energy_per_token_j=energy_per_unit_j(power, tokens), energy_per_query_j=None,
         provenance=replica.provenance, error_band=replica.error_band, arrival_rate_per_s=rate, meets_slo=ok,
-        notes=notes, extra={"utilisation": util, "kv_cache_tokens_per_replica": replica.kv_capacity_tokens,
-                            "num_preemptions": res.num_preemptions, "kv_transfer_s": transfer,
-                            "prefill_replicas": d.prefill_replicas, "decode_replicas": d.decode_replicas})
+        notes=notes, utilisation=util, memory_parts=replica.memory_parts(),
+        kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=res.num_preemptions,
+        kv_transfer_s=transfer, prefill_replicas=d.prefill_replicas, decode_replicas=d.decode_replicas)
 
 
 __all__ = ["kv_transfer_s", "predict_disaggregated"]

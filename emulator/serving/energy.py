@@ -10,22 +10,31 @@ query likewise. Host and network power are left to the economics stage.
 
 from __future__ import annotations
 
+import functools
+import os
+
+from emulator.engine.calibration import read_calibration
 from emulator.engine.efficiency import EfficiencyTable
+from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
+
+
+@functools.lru_cache(maxsize=32)
+def _measured_power_w(path: str, mtime_ns: int) -> float | None:
+    """`power_w` of a calibration file (cached per file version: serving searches ask once per candidate)."""
+    try:
+        measured = read_calibration(path).get("power_w")
+    except EmulatorError:  # changed since its table was loaded: the table stays in use, with the TDP
+        return None
+    return float(measured) if isinstance(measured, (int, float)) and not isinstance(measured, bool) else None
 
 
 def full_load_w(device: DeviceProfile, table: EfficiencyTable | None = None) -> float:
     """Board power at full load: a calibration's measured power where it has one, else the profile's TDP."""
-    import json
-    from pathlib import Path
-
-    if table is not None and table.source.endswith(".json") and Path(table.source).is_file():
-        try:
-            measured = json.loads(Path(table.source).read_text()).get("power_w")
-        except (OSError, ValueError):
-            measured = None
-        if isinstance(measured, (int, float)) and device.power.idle_w < measured <= device.power.tdp_w * 1.2:
-            return float(measured)
+    if table is not None and table.source.endswith(".json") and os.path.isfile(table.source):
+        measured = _measured_power_w(table.source, os.stat(table.source).st_mtime_ns)
+        if measured is not None and device.power.idle_w < measured <= device.power.tdp_w * 1.2:
+            return measured
     return device.power.tdp_w
 
 

@@ -6,13 +6,14 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.hardware import default_system
 from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
-from emulator.serving.prediction import ServingPrediction, num_replicas
+from emulator.serving.prediction import ServingResult, num_replicas
 from emulator.serving.replica import Replica, build_replica
 from emulator.serving.search import ScenarioResult, choose_batch, meets, run_offline, run_server
-from emulator.serving.simulator import Requests, SimResult, percentiles, simulate
+from emulator.serving.simulator import Requests, SimResult, simulate
+from emulator.stats import Percentiles
 
 
-def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingPrediction:
+def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
     path = spec.path or scenario.path
     system = scenario.system
     if system is None and spec.tp * spec.pp > 1:
@@ -37,15 +38,15 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
     util = min(res.utilisation, 1.0)
     power = device_power_w(scenario.device, util, table) * scenario.num_devices
     tokens = sc.throughput_tokens_per_s
-    return ServingPrediction(
+    return ServingResult(
         scenario=sc.scenario, throughput_tokens_per_s=tokens, throughput_samples_per_s=sc.throughput_samples_per_s,
-        ttft_s=percentiles(res.ttft_s), tpot_s=percentiles(res.tpot_s), latency_s=percentiles(res.latency_s),
+        ttft_s=Percentiles.of(res.ttft_s), tpot_s=Percentiles.of(res.tpot_s), latency_s=Percentiles.of(res.latency_s),
         kv_cache_bytes=replica.kv_cache_bytes * replicas, max_batch=sc.max_batch, replicas=replicas,
         replica=replica.describe(), power_w=power, energy_per_token_j=energy_per_unit_j(power, tokens),
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
-        arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes),
-        extra={"utilisation": util, "kv_cache_tokens_per_replica": replica.kv_capacity_tokens,
-               "num_preemptions": res.num_preemptions})
+        arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes), utilisation=util,
+        memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
+        num_preemptions=res.num_preemptions)
 
 
 def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimResult, ScenarioResult]:

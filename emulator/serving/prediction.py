@@ -1,53 +1,125 @@
-"""What serving predicts for a scenario: `ServingPrediction`, and how devices split into replicas."""
+"""What serving predicts: `ServingResult` (throughput, latency percentiles, KV capacity, power, per scenario) and
+`ServingPrediction`, the whole `emulator predict` answer for an inference scenario: the serving result beside the
+one-device batch view it is built on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from emulator.engine.prediction import Figure, InferencePrediction
 from emulator.errors import EmulatorError
 from emulator.scenario import Scenario
+from emulator.stats import Percentiles
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServingPrediction:
-    """What serving adds to `emulator predict`; latencies are {p50, p90, p99} in seconds."""
+class ReplicaLayout:
+    """One replica's devices and formats."""
 
-    scenario: str
-    throughput_tokens_per_s: float
-    throughput_samples_per_s: float
-    ttft_s: dict[str, float]
-    tpot_s: dict[str, float]
-    latency_s: dict[str, float]
-    kv_cache_bytes: float
+    tp: int
+    pp: int
+    ep: int
+    precision: str
+    kv_precision: str | None
+    num_devices: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tp": self.tp, "pp": self.pp, "ep": self.ep, "precision": self.precision,
+                "kv_precision": self.kv_precision, "num_devices": self.num_devices}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingResult:
+    """The serving model's answer for one scenario (Offline or Server; LLM, disaggregated or recommender)."""
+
+    scenario: str  # offline | server
+    throughput_tokens_per_s: float  # output tokens, all devices (0 for recommenders)
+    throughput_samples_per_s: float  # requests (queries) per second, all devices
+    ttft_s: Percentiles
+    tpot_s: Percentiles
+    latency_s: Percentiles
+    kv_cache_bytes: float  # all replicas
     max_batch: int
     replicas: int
-    replica: dict[str, Any]
-    power_w: float
+    replica: ReplicaLayout
+    power_w: float  # all devices
     energy_per_token_j: float | None
     energy_per_query_j: float | None
     provenance: str
     error_band: float
+    utilisation: float  # busy share of the devices' time
     arrival_rate_per_s: float | None = None
     meets_slo: bool = True
     notes: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    memory_parts: Mapping[str, float] | None = None  # one device of a replica; None: the batch view's
+    kv_cache_tokens_per_replica: int | None = None
+    num_preemptions: int | None = None
+    kv_transfer_s: float | None = None  # disaggregated: the mean prompt-cache transfer
+    prefill_replicas: int | None = None
+    decode_replicas: int | None = None
+    embedding_placement: tuple[str, ...] | None = None  # recommenders: the tier of each table
+    lookup_s_per_pair: float | None = None
+    pairs_per_query: float | None = None
+
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "num_preemptions", "kv_transfer_s",
+                                            "prefill_replicas", "decode_replicas", "embedding_placement",
+                                            "lookup_s_per_pair", "pairs_per_query")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "serving_scenario": self.scenario,
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
             "throughput_samples_per_s": self.throughput_samples_per_s,
-            "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s.as_dict(), "tpot_s": self.tpot_s.as_dict(), "latency_s": self.latency_s.as_dict(),
             "kv_cache_bytes": self.kv_cache_bytes, "max_batch": self.max_batch, "replicas": self.replicas,
-            "replica": self.replica, "power_w": self.power_w, "energy_per_token_j": self.energy_per_token_j,
+            "replica": self.replica.as_dict(), "power_w": self.power_w, "energy_per_token_j": self.energy_per_token_j,
             "provenance": self.provenance, "error_band": self.error_band,
             "arrival_rate_per_s": self.arrival_rate_per_s, "meets_slo": self.meets_slo, "notes": list(self.notes),
+            "utilisation": self.utilisation,
         }
         if self.energy_per_query_j is not None:
             out["energy_per_query_j"] = self.energy_per_query_j
-        out.update(self.extra)
+        for key in self._OPTIONAL:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingPrediction(InferencePrediction):
+    """An inference scenario's prediction: the serving result (throughput, latencies, power at its rate) over
+    the batch view of one device (`step_time_s`: one batch of `batch_size` requests end to end). Provenance and
+    error band are the serving model's; memory is one device of a replica."""
+
+    serving: ServingResult
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.serving.throughput_tokens_per_s or self.serving.throughput_samples_per_s
+
+    @property
+    def model_flops_per_s_per_device(self) -> float:
+        """Model FLOPs of the requests served per second (each request's prefill and decode), per device."""
+        per_request = self.flops_per_step / self.batch_size
+        return per_request * self.serving.throughput_samples_per_s / self.num_devices
+
+    @property
+    def mfu(self) -> float:
+        return self.model_flops_per_s_per_device / self.peak_flops_per_s
+
+    def _figures(self) -> dict[str, Figure]:
+        s = self.serving
+        serving = {key: Figure(value=value, provenance=s.provenance, error_band=s.error_band) for key, value in
+                   (("throughput_tokens_per_s", s.throughput_tokens_per_s),
+                    ("throughput_samples_per_s", s.throughput_samples_per_s), ("ttft_s", s.ttft_s.as_dict()),
+                    ("tpot_s", s.tpot_s.as_dict()), ("latency_s", s.latency_s.as_dict()))}
+        return InferencePrediction._figures(self) | serving
+
+    def _json(self) -> dict[str, Any]:
+        return InferencePrediction._json(self) | self.serving.to_json()
 
 
 def num_replicas(scenario: Scenario, devices_per_replica: int, path: str) -> int:

@@ -14,21 +14,24 @@ Server: Poisson queries, round-robin to devices; an idle device takes every wait
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.predict import time_trace
-from emulator.engine.trace import trace_workload
+from emulator.engine.roofline import error_band
+from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
+from emulator.precision import embedding_table_bytes
+from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.energy import device_power_w, energy_per_unit_j
-from emulator.serving.prediction import ServingPrediction
+from emulator.serving.prediction import ReplicaLayout, ServingResult
 from emulator.serving.replica import DEFAULT_SCHEDULER_OVERHEAD_S
-from emulator.serving.simulator import percentiles
+from emulator.serving.search import highest_rate
+from emulator.stats import Percentiles
 from emulator.workloads.config import DLRMConfig
 
 MAX_BATCH_PAIRS = 65536  # pairs per device batch (Offline, and the Server batcher's cap)
@@ -48,7 +51,7 @@ class Placement:
 def place_tables(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable, precision: str,
                  path: str | None = None) -> Placement:
     """Greedy placement by lookups per byte into SRAM tiers, then main memory."""
-    width = 1.0 if precision in ("int8", "fp8", "fp4") else 2.0
+    width = embedding_table_bytes(precision)
     sizes = [rows * model.embedding_dim * width for rows in model.embedding_rows]
     tiers = [t for t in device.memory if t.kind == "sram" and not t.main] + [device.main_memory]
     room = {t.name: (t.capacity_bytes if not t.main else device.memory_bytes) for t in tiers}
@@ -71,13 +74,17 @@ def place_tables(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTabl
     return Placement(tuple(where), per_pair, used)
 
 
-def mlp_times(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable, precision: str) -> tuple[float, ...]:
-    """Seconds of the non-embedding kernels at each batch of BATCH_GRID."""
-    out = []
+def mlp_times(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable,
+              precision: str) -> tuple[tuple[float, ...], float]:
+    """(seconds of the non-embedding kernels at each batch of BATCH_GRID, their time-weighted error band)."""
+    out, kernels = [], []
     for b in BATCH_GRID:
-        timing = time_trace(trace_workload(model, "prefill", b, 1, 0, torch.bfloat16), device, table, precision)
-        out.append(sum(k.time_s for k in timing.kernels if k.family not in ("embedding", "elementwise", "copy")))
-    return tuple(out)
+        trace = trace_workload(model, "prefill", b, 1, 0, traced_dtype(precision))
+        timing = time_trace(trace, device, table, precision)
+        kept = [k for k in timing.kernels if k.family not in ("embedding", "elementwise", "copy")]
+        kernels += kept
+        out.append(sum(k.time_s for k in kept))
+    return tuple(out), error_band(kernels, table)
 
 
 def batch_time(s: float, mlp: tuple[float, ...], placement: Placement, overhead_s: float) -> float:
@@ -89,7 +96,8 @@ def batch_time(s: float, mlp: tuple[float, ...], placement: Placement, overhead_
     return overhead_s + base + s * placement.lookup_s_per_pair
 
 
-def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: object, cap: int) -> tuple[np.ndarray, float]:
+def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: Callable[[float], float],
+                  cap: int) -> tuple[np.ndarray, float]:
     """Finish times of one device's queries under the greedy batcher, and its busy seconds."""
     finish = np.empty(len(arrival))
     t = busy = 0.0
@@ -101,7 +109,7 @@ def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: object, cap: int
         while j < n and arr[j] <= t and (s + prs[j] <= cap or j == i):
             s += prs[j]
             j += 1
-        dt = step(s)  # type: ignore[operator]
+        dt = step(s)
         t += dt
         busy += dt
         finish[i:j] = t
@@ -109,67 +117,67 @@ def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: object, cap: int
     return finish, busy
 
 
-def predict_recommender(scenario: object, spec: object, table: EfficiencyTable) -> object:
+def predict_recommender(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
     """Offline or Server queries/s of a DLRM on `num_devices` devices (one replica each)."""
-
-    model, device, devices = scenario.model, scenario.device, scenario.num_devices  # type: ignore[attr-defined]
-    path = spec.path or scenario.path  # type: ignore[attr-defined]
-    precision = spec.precision  # type: ignore[attr-defined]
+    model, device, devices = scenario.model, scenario.device, scenario.num_devices
+    assert isinstance(model, DLRMConfig)  # predict_serving dispatches here only for recommenders
+    path = spec.path or scenario.path
+    precision = spec.precision
     placement = place_tables(model, device, table, precision, path)
-    mlp = mlp_times(model, device, table, precision)
-    overhead = spec.scheduler_overhead_s if spec.scheduler_overhead_s is not None else DEFAULT_SCHEDULER_OVERHEAD_S  # type: ignore[attr-defined]
-    cap = spec.max_batch_tokens or MAX_BATCH_PAIRS  # type: ignore[attr-defined]
+    mlp, band = mlp_times(model, device, table, precision)
+    overhead = spec.scheduler_overhead_s if spec.scheduler_overhead_s is not None else DEFAULT_SCHEDULER_OVERHEAD_S
+    cap = spec.max_batch_tokens or MAX_BATCH_PAIRS
 
     def step(s: float) -> float:
         return batch_time(s, mlp, placement, overhead)
 
-    rng = np.random.default_rng(spec.seed)  # type: ignore[attr-defined]
-    offline_qps = cap / step(cap) / spec.samples_per_query.expected  # type: ignore[attr-defined]
+    rng = np.random.default_rng(spec.seed)
+    offline_qps = cap / step(cap) / spec.samples_per_query.expected
     # Enough queries that a device runs for RUN_S seconds: overload shows as a growing queue, not a short run.
-    n = spec.num_requests or max(QUERIES_PER_DEVICE, int(offline_qps * RUN_S))  # type: ignore[attr-defined]
+    n = spec.num_requests or max(QUERIES_PER_DEVICE, int(offline_qps * RUN_S))
     gaps = rng.exponential(1.0, n)
-    pairs = spec.samples_per_query.sample(rng, n)  # type: ignore[attr-defined]
+    pairs = spec.samples_per_query.sample(rng, n)
 
-    def run(rate: float) -> tuple[np.ndarray, float, float]:
+    def run(rate: float) -> tuple[np.ndarray, float]:
+        """(latencies after the warm-up quarter, device utilisation) at a whole-system rate."""
         arrival = np.cumsum(gaps) / (rate / devices)  # this device's share of a round-robin stream
         finish, busy = serve_queries(arrival, pairs, step, cap)
-        keep = slice(n // 4, None)
-        return (finish - arrival)[keep], busy / (finish.max() - arrival.min()), rate
+        return (finish - arrival)[n // 4:], busy / (finish.max() - arrival.min())
 
-    bound = spec.slo.latency_p99_s  # type: ignore[attr-defined]
-    if spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None):  # type: ignore[attr-defined]
-        lat = np.full(1, step(cap))
-        qps, util, meets = offline_qps * devices, 1.0, True
-    elif spec.arrival_rate_per_s is not None:  # type: ignore[attr-defined]
-        lat, util, qps = run(spec.arrival_rate_per_s)  # type: ignore[attr-defined]
-        meets = bound is None or percentiles(lat)["p99"] <= bound
+    bound = spec.slo.latency_p99_s
+    if spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None):
+        lat, util, qps, meets = np.full(1, step(cap)), 1.0, offline_qps * devices, True
+    elif spec.arrival_rate_per_s is not None:
+        qps = spec.arrival_rate_per_s
+        lat, util = run(qps)
+        meets = bound is None or Percentiles.of(lat).p99 <= bound
     else:
-        lo, hi = math.log(offline_qps * devices / 1000), math.log(offline_qps * devices * 1.2)
-        best = None
-        for _ in range(SEARCH_ITERATIONS):
-            mid = (lo + hi) / 2
-            got = run(math.exp(mid))
-            if percentiles(got[0])["p99"] <= bound:
-                lo, best = mid, got
-            else:
-                hi = mid
-        meets = best is not None
-        lat, util, qps = best or run(math.exp(lo))
+        assert bound is not None
+
+        def trial(rate: float) -> tuple[bool, tuple[np.ndarray, float]]:
+            got = run(rate)
+            return Percentiles.of(got[0]).p99 <= bound, got
+
+        low = offline_qps * devices / 1000
+        found = highest_rate(low, offline_qps * devices * 1.2, trial, SEARCH_ITERATIONS)
+        meets = found is not None
+        qps, (lat, util) = found if found is not None else (low, run(low))
     power = device_power_w(device, util, table) * devices
     mean_pairs = float(pairs.mean())
     tiers = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in placement.bytes_by_tier.items())
-    return ServingPrediction(
-        scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,  # type: ignore[attr-defined]
-        ttft_s=percentiles(lat), tpot_s=percentiles(np.zeros(0)), latency_s=percentiles(lat), kv_cache_bytes=0.0,
-        max_batch=cap, replicas=devices, replica={"tp": 1, "pp": 1, "ep": 1, "precision": precision,
-                                                  "kv_precision": None, "num_devices": 1},
+    return ServingResult(
+        scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,
+        ttft_s=Percentiles.of(lat), tpot_s=Percentiles.of(np.zeros(0)), latency_s=Percentiles.of(lat),
+        kv_cache_bytes=0.0, max_batch=cap, replicas=devices,
+        replica=ReplicaLayout(tp=1, pp=1, ep=1, precision=precision, kv_precision=None, num_devices=1),
         power_w=power, energy_per_token_j=None, energy_per_query_j=energy_per_unit_j(power, qps),
-        provenance=table.provenance, error_band=table.error_band, arrival_rate_per_s=qps, meets_slo=meets,
+        provenance=table.provenance, error_band=band, utilisation=min(util, 1.0), arrival_rate_per_s=qps,
+        meets_slo=meets,
         notes=(f"embedding tables by tier: {tiers}",
                f"a query holds {mean_pairs:.0f} user-item pairs on average; throughput counts queries "
                "(MLPerf samples)"),
-        extra={"embedding_placement": list(placement.tier_of_table),
-               "lookup_s_per_pair": placement.lookup_s_per_pair, "pairs_per_query": mean_pairs})
+        embedding_placement=placement.tier_of_table, lookup_s_per_pair=placement.lookup_s_per_pair,
+        pairs_per_query=mean_pairs)
 
 
 __all__ = ["Placement", "batch_time", "place_tables", "predict_recommender", "serve_queries"]

@@ -28,20 +28,26 @@ iteration's activations and logits, times `FREE_MEMORY_FRACTION`, in whole paged
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from emulator.cluster.shard import shard_config
 from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.memory import (
+    INFERENCE_ACTIVATION_BYTES,
+    kv_bytes_per_token,
+    serving_weight_bytes,
+    workspace_bytes,
+)
 from emulator.engine.predict import time_trace
-from emulator.engine.roofline import predict_calls
-from emulator.engine.timing import Timing
-from emulator.engine.trace import trace_workload
+from emulator.engine.roofline import error_band, predict_calls
+from emulator.engine.timing import KernelTiming, Timing
+from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
-from emulator.units import DTYPE_BYTES
+from emulator.precision import DTYPE_BYTES, activation_dtype
+from emulator.serving.prediction import ReplicaLayout
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall
 
@@ -57,7 +63,6 @@ KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
 # Token budget of one iteration: TensorRT-LLM's default max_num_tokens (8192).
 DEFAULT_MAX_BATCH_TOKENS = 8192
 TOKEN_GRID = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-ACTIVATION_BYTES = 2  # activations and all-reduce payloads in bf16
 # Kernel families of the layers that serving engines replace by fused kernels (`fused_layer_calls`).
 FUSED_FAMILIES = ("elementwise", "norm", "reduction", "copy")
 
@@ -72,6 +77,7 @@ class StepModel:
     kv_s_per_token: float
     pair_s: float
     overhead_s: float
+    error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
 
     def dense(self, n: float) -> float:
         return _interp(n, self.grid, self.dense_s)
@@ -139,32 +145,28 @@ class Replica:
         """KV-cache bytes of the whole replica."""
         return self.kv_capacity_tokens * self.kv_bytes_per_token * self.num_devices
 
-    def describe(self) -> dict[str, object]:
-        return {"tp": self.tp, "pp": self.pp, "ep": self.ep, "precision": self.precision,
-                "kv_precision": self.kv_precision, "num_devices": self.num_devices}
+    def memory_parts(self) -> dict[str, float]:
+        """One device's memory as the engine allocates it: weights, the KV pool, the iteration's workspace."""
+        return {"weights": self.weight_bytes, "kv_cache": self.kv_capacity_tokens * self.kv_bytes_per_token,
+                "activations": self.workspace_bytes}
+
+    def describe(self) -> ReplicaLayout:
+        return ReplicaLayout(tp=self.tp, pp=self.pp, ep=self.ep, precision=self.precision,
+                             kv_precision=self.kv_precision, num_devices=self.num_devices)
 
 
-def shard(model: TransformerConfig, tp: int, ep: int) -> TransformerConfig:
-    """The config one tensor-parallel rank runs (all layers: stages are timed in sequence)."""
+def shard(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -> TransformerConfig:
+    """The config one tensor-parallel rank of a replica runs (all layers: stages are timed in sequence). Experts
+    spread over the tensor-parallel ranks: ep groups of them, each expert split tp/ep ways (TensorRT-LLM's
+    moe_tp x moe_ep = tp)."""
     if model.num_heads % tp:
         raise EmulatorError(f"tp {tp} does not divide {model.name}'s {model.num_heads} heads. Fix: use a divisor.",
-                            field="inference.parallel.tp")
+                            file=path, field="inference.parallel.tp")
     if ep > 1 and (not model.is_moe or model.num_experts % ep or tp % ep):
         raise EmulatorError(f"ep {ep} needs a MoE model whose experts it divides and a tp it divides (experts are "
                             "spread over the tensor-parallel ranks). Fix: use ep 1 or a divisor of both.",
-                            field="inference.parallel.ep")
-    changes: dict[str, object] = {
-        "num_heads": model.num_heads // tp,
-        "num_kv_heads": max(model.num_kv_heads // tp, 1) if model.attention == "gqa" else model.num_heads // tp,
-        "head_dim": model.head_dim,
-        "ffn_hidden_size": max(model.ffn_hidden_size // tp, 1),
-        "vocab_size": math.ceil(model.vocab_size / tp),
-    }
-    if model.is_moe:
-        local = model.num_experts // ep
-        changes |= {"num_experts": local, "num_experts_per_token": min(model.num_experts_per_token, local),
-                    "moe_ffn_hidden_size": max(model.moe_ffn_hidden_size // (tp // ep), 1)}
-    return model.scaled(**changes)
+                            file=path, field="inference.parallel.ep")
+    return shard_config(model, tp=tp, ep=ep, expert_tp=tp // ep)
 
 
 def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float) -> float:
@@ -174,7 +176,7 @@ def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp:
     from emulator.cluster.network import Group, Network
 
     net = Network.of(system)
-    payload = n * model.hidden_size * ACTIVATION_BYTES
+    payload = n * model.hidden_size * INFERENCE_ACTIVATION_BYTES
     t = 2 * model.num_layers * net.time("all_reduce", payload, Group(tp)) if tp > 1 else 0.0
     if ep > 1:
         t += 2 * model.num_moe_layers * net.time("all_to_all", payload * model.num_experts_per_token, Group(ep))
@@ -192,7 +194,7 @@ def fused_layer_calls(part: TransformerConfig, n: int) -> list[KernelCall]:
         silu_and_mul: read gate and up [m, f], write [m, f]              -> 3*m*f*2 B
     with m = n tokens (dense) or n*k routed tokens (MoE experts, plus shared experts).
     """
-    b, h = ACTIVATION_BYTES, part.hidden_size
+    b, h = INFERENCE_ACTIVATION_BYTES, part.hidden_size
     rows, width = (n * (part.num_experts_per_token + part.num_shared_experts), part.moe_ffn_hidden_size) \
         if part.is_moe else (n, part.ffn_hidden_size)
     layers = part.num_layers
@@ -225,20 +227,28 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         return _CACHE[key]
     part = shard(model, tp, ep)
     table = serving_table(table)
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    dtype = traced_dtype(precision)
+
+    kernels: list[KernelTiming] = []
 
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
-        return time_trace(trace_workload(part, phase, b, s, kv, dtype), device, table, precision)
+        timing = time_trace(trace_workload(part, phase, b, s, kv, dtype), device, table, precision)
+        kernels.extend(timing.kernels)
+        return timing
 
     dense, head = [], []
     for n in TOKEN_GRID:
         body, h = _split(timed("decode", n, 1, 1))
-        fused = predict_calls(fused_layer_calls(part, n), device, table, precision).device_s
+        fused_timing = predict_calls(fused_layer_calls(part, n), device, table, precision)
+        kernels.extend(fused_timing.kernels)
+        fused = fused_timing.device_s
         dense.append(body + fused + _comm_s(model, system, tp, pp, ep, n))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
-    kv_slope = max(t2 - t1, 0.0) / (b0 * (l2 - l1)) * DTYPE_BYTES[kv_precision] / 2
+    # The traced cache is in the activation dtype; decode attention streams it, so its time scales with the KV bytes.
+    kv_scale = DTYPE_BYTES[kv_precision] / DTYPE_BYTES[activation_dtype(precision)]
+    kv_slope = max(t2 - t1, 0.0) / (b0 * (l2 - l1)) * kv_scale
     s1, s2 = 256, min(4096, model.max_seq_len)
 
     def attention(s: int) -> float:
@@ -246,18 +256,10 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 
     pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
     out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
-                    kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s)
+                    kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s,
+                    error_band=error_band(kernels, table))
     _CACHE[key] = out
     return out
-
-
-def kv_bytes_per_token(model: TransformerConfig, kv_precision: str, tp: int, pp: int) -> float:
-    """KV bytes one token occupies on one device (GQA heads split over tp, replicated when fewer than tp)."""
-    layers = math.ceil(model.num_layers / pp)
-    width = DTYPE_BYTES[kv_precision]
-    if model.attention == "mla":
-        return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * width
-    return layers * 2 * max(model.num_kv_heads // tp, 1) * model.head_dim * width
 
 
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
@@ -273,12 +275,11 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")
+    shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
     budget = max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS
     overhead = DEFAULT_SCHEDULER_OVERHEAD_S if overhead_s is None else overhead_s
-    weights = model.num_params() * DTYPE_BYTES[precision] / (tp * pp)
-    ffn = max(model.ffn_hidden_size, model.moe_ffn_hidden_size) // tp
-    workspace = budget * ACTIVATION_BYTES * (4 * model.hidden_size + 3 * ffn) + min(budget, 2048) * \
-        math.ceil(model.vocab_size / tp) * 4
+    weights = serving_weight_bytes(model, precision, tp * pp)
+    workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
     pool = FREE_MEMORY_FRACTION * (device.memory_bytes - weights - workspace)
     capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS)
@@ -291,7 +292,7 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
-                   provenance=table.provenance, error_band=table.error_band)
+                   provenance=table.provenance, error_band=steps.error_band)
 
 
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:
@@ -300,4 +301,4 @@ def with_overhead(replica: Replica, overhead_s: float) -> Replica:
 
 
 __all__ = ["DEFAULT_MAX_BATCH_TOKENS", "DEFAULT_SCHEDULER_OVERHEAD_S", "FREE_MEMORY_FRACTION", "KV_BLOCK_TOKENS",
-           "Replica", "StepModel", "build_replica", "kv_bytes_per_token", "shard", "step_model"]
+           "Replica", "StepModel", "build_replica", "shard", "step_model"]

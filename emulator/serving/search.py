@@ -13,19 +13,23 @@ simulated and system throughput is R times its own: exact in distribution, and R
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from emulator.scenario import ServingSpec, Slo
 from emulator.serving.replica import Replica
-from emulator.serving.simulator import Requests, SimResult, make_requests, percentiles, simulate
+from emulator.serving.simulator import Requests, SimResult, make_requests, simulate
+from emulator.stats import Percentiles
 
 WARMUP_FRACTION = 0.25
 OFFLINE_REQUESTS_PER_SLOT = 6  # requests per batch slot of one replica: tails are a small share of the run
 SERVER_REQUESTS_PER_REPLICA = 600
 SERVER_REQUESTS_PER_SLOT = 6  # a run spans several lifetimes of a full batch, so the queue reaches steady state
 SEARCH_ITERATIONS = 9
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> Scena
 def meets(result: SimResult, slo: Slo) -> bool:
     """Whether the p99s of a run meet every bound the SLO sets."""
     checks = ((slo.ttft_p99_s, result.ttft_s), (slo.tpot_p99_s, result.tpot_s), (slo.latency_p99_s, result.latency_s))
-    return all(bound is None or percentiles(x)["p99"] <= bound for bound, x in checks)
+    return all(bound is None or Percentiles.of(x).p99 <= bound for bound, x in checks)
 
 
 def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: float, batch: int,
@@ -99,6 +103,22 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
     res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
     return res.steady(WARMUP_FRACTION)
+
+
+def highest_rate(low: float, high: float, trial: Callable[[float], tuple[bool, T]],
+                 iterations: int = SEARCH_ITERATIONS) -> tuple[float, T] | None:
+    """The highest rate in [low, high] whose trial passes, and that trial's result, by bisection in log rate (a
+    rate passes the SLO when every lower rate does); None when even `low` fails."""
+    lo, hi = math.log(low), math.log(high)
+    found: tuple[float, T] | None = None
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ok, result = trial(math.exp(mid))
+        if ok:
+            lo, found = mid, (math.exp(mid), result)
+        else:
+            hi = mid
+    return found
 
 
 def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
@@ -116,17 +136,12 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
     for batch in sorted({offline.max_batch, max(offline.max_batch // 2, 1)}, reverse=True):
         # A queue is stable only below the service capacity (utilisation < 1): the Offline throughput bounds any
         # sustainable Server rate, however well a finite simulated run happens to meet the latency bounds.
-        lo, hi = math.log(offline.throughput_samples_per_s / 64), math.log(offline.throughput_samples_per_s)
-        found: tuple[float, SimResult] | None = None
-        for _ in range(SEARCH_ITERATIONS):
-            mid = (lo + hi) / 2
-            rate = math.exp(mid)
+        def trial(rate: float, batch: int = batch) -> tuple[bool, SimResult]:
             reqs = Requests(unit.arrival_s / rate, unit.input_tokens, unit.output_tokens)
             res = run_at_rate(replica, spec, num_replicas, rate, batch, reqs)
-            if meets(res, spec.slo):
-                lo, found = mid, (rate, res)
-            else:
-                hi = mid
+            return meets(res, spec.slo), res
+
+        found = highest_rate(offline.throughput_samples_per_s / 64, offline.throughput_samples_per_s, trial)
         if found and (best is None or found[0] > (best.rate_per_s or 0.0)):
             best = ScenarioResult("server", found[1], num_replicas, batch, found[0], True)
     if best is None:  # even a light load misses the bounds: report the lightest load tried
@@ -136,5 +151,5 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
     return best
 
 
-__all__ = ["ScenarioResult", "choose_batch", "meets", "run_at_rate", "run_offline", "run_server",
+__all__ = ["ScenarioResult", "choose_batch", "highest_rate", "meets", "run_at_rate", "run_offline", "run_server",
            "steady_throughput"]

@@ -102,13 +102,6 @@ class SimResult:
                          self.num_preemptions, self.max_concurrency)
 
 
-def percentiles(x: np.ndarray) -> dict[str, float]:
-    if len(x) == 0:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0}
-    p = np.percentile(x, [50, 90, 99])
-    return {"p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2])}
-
-
 def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
     """A clear error when one request cannot fit the KV cache on its own."""
     need = int((requests.input_tokens + requests.output_tokens).max() + KV_BLOCK_TOKENS) * num_beams
@@ -265,4 +258,4 @@ def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:
     return max(1, math.ceil(k - 1e-9))
 
 
-__all__ = ["Requests", "SimResult", "check_capacity", "make_requests", "percentiles", "simulate"]
+__all__ = ["Requests", "SimResult", "check_capacity", "make_requests", "simulate"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emulator.predict import predict_json
+from emulator.engine.predict import predict_batch
+from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario
 from emulator.sizing.search import SearchResult
 from emulator.sizing.spec import Sizing
@@ -54,7 +55,7 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
         if sz.goal == "train":
             for r in result.rows:
                 if r["device"] == name and r["num_devices"] == row["num_devices"] and r["plan"] == row["plan"]:
-                    out[name] = dict(result.details[name][r["anchor"]].kernels)
+                    out[name] = {f: k.as_dict() for f, k in result.details[name][r["anchor"]].kernels.items()}
                     break
         else:
             cand = next(c for c in sz.candidates if c.device.name == name)
@@ -65,8 +66,8 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
                              output_tokens=int(spec.output_tokens.expected), batch_size=8, precision=spec.precision,
                              parallel=Parallel(tp=row["plan"]["tp"])))
             try:
-                out[name] = predict_json(s)["kernels"]
-            except Exception:  # noqa: BLE001 - a device the one-batch predictor cannot time is left off the plot
+                out[name] = {f: k.as_dict() for f, k in predict_batch(s).kernels.items()}
+            except EmulatorError:  # a device the one-batch view cannot time (its context, its formats) is left off
                 continue
     return out
 

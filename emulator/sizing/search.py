@@ -4,11 +4,11 @@ Training: for each candidate (device, system) every plan tp x pp x dp x microbat
 enumerated (tp: powers of two within the scale-up domain; pp: divisors of the layer count; dp: divisors of the
 global batch; sequence parallelism on whenever tp > 1), then pruned in order: over the device cap, failing
 `check_plan` (divisibility), over the device's memory by the cluster model's memory formula. Survivors are
-evaluated exactly as `predict_training` would, but cheaply: plans that differ only in dp and ZeRO stage
-(0-2) share a micro-batch's compute and tensor-parallel time, so `predict_training` runs once per (device, tp,
-pp, microbatch, recompute) anchor and each plan adds its own micro-batch count, pipeline bubble and send/recv,
-data-parallel gradient reduction (the network model on its real group) and optimizer step. Time, power and
-cost are then numpy arrays over all plans of a device.
+timed by the one training step `predict_training` uses (`cluster.step.training_step`, ZeRO-3 included): plans
+that differ only in dp, ZeRO stage and batch share their traced rank program and stage times (cached), so each
+plan adds only its micro-batch count, pipeline bubble and send/recv, data-parallel collectives (the network
+model on its real group) and optimizer step. Time, power and cost are then numpy arrays over all plans of a
+device.
 Serving: each replica layout (tp) is simulated once at the highest rate that meets the SLO (`predict_serving`);
 replicas scale linearly, so the count is ceil(target rate / rate per replica).
 """
@@ -19,20 +19,19 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 import emulator.sizing.economics as economics
 from emulator.cluster import Plan, check_plan, predict_training
 from emulator.cluster.goodput import goodput
-from emulator.cluster.memory import training_memory
 from emulator.cluster.network import Network
-from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
-from emulator.cluster.shard import collectives, groups_of, shard_config, stage_params
-from emulator.cluster.training import _model_flops, optimizer_time
+from emulator.cluster.shard import rank_program
+from emulator.cluster.step import training_step
+from emulator.cluster.training import memory_of, model_flops_per_microbatch
 from emulator.engine.calibration import efficiency_for
+from emulator.engine.prediction import mfu
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario, Training
 from emulator.serving import predict_serving
@@ -44,7 +43,6 @@ from emulator.workloads.config import DLRMConfig, TransformerConfig
 DEFAULT_MAX_DEVICES = 65536
 DEFAULT_MAX_TP = 16  # tensor parallelism past 16 ranks leaves GEMMs too thin to pay (Megatron-LM practice: tp <= 8)
 DEFAULT_MIN_LAYERS_PER_STAGE = 4  # fewer layers per pipeline stage make the send/recv and bubble dominate
-_COLLECTIVES: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # plan -> collectives (device-independent)
 Progress = Callable[[str, int, int], None]
 
 
@@ -74,21 +72,6 @@ def _powers(limit: int) -> list[int]:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _comm(net: Network, calls: tuple[Any, ...], groups: dict[str, Any], group: str, ops: tuple[str, ...] | None,
-          cache: dict[Any, float]) -> float:
-    """Seconds of a rank's collectives in `group` (as `emulator.cluster.training._comm`), memoised per call."""
-    total = 0.0
-    for c in calls:
-        if dict(c.params)["group"] != group or (ops and c.op not in ops):
-            continue
-        key = (c.op, c.cost.comm_bytes, groups[group])
-        t = cache.get(key)
-        if t is None:
-            t = cache[key] = net.time(c.op, c.cost.comm_bytes, groups[group])
-        total += c.count * t
-    return total
 
 
 def _scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
@@ -141,11 +124,7 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
                             key = (tp, pp, dp, mb, rec, zero)
                             need = memory_cache.get(key)
                             if need is None:
-                                shard = shard_config(model, plan)
-                                params, experts = stage_params(model, shard, plan)
-                                need = training_memory(model, plan, stage_params=params, expert_params=experts,
-                                                       precision=tr.precision, num_layers=shard.num_layers)["total"]
-                                memory_cache[key] = need
+                                need = memory_cache[key] = sum(memory_of(model, plan, tr.precision).values())
                             if need > capacity:
                                 _reject(rejected, "memory", f"tp {tp} pp {pp} dp {dp} mb {mb} recompute {rec} zero "
                                         f"{zero}: needs {need / GiB:.0f} GiB, {cand.device.name} has "
@@ -157,63 +136,42 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
 
 def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float]],
                       progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[tuple[Any, ...], Any]]:
-    """Rows of step time, throughput, time-to-train, power and cost for each plan; the anchors' predictions."""
+    """Rows of step time, throughput, MFU and utilisation for each plan, every one timed by the same
+    `training_step` as `emulator predict`; the best plan's full prediction per anchor (tp, pp, micro-batch,
+    recompute) for the report's kernel plots."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
     table = efficiency_for(cand.device)
     net = Network.of(cand.system)
-    groups_by_anchor: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
-    for plan, need in plans:
-        groups_by_anchor.setdefault((plan.tp, plan.pp, plan.microbatch_size, plan.recompute), []).append((plan, need))
-    anchors: dict[tuple[Any, ...], Any] = {}
-    comm_cache: dict[Any, float] = {}
-    opt_cache: dict[tuple[int, ...], float] = {}
-    peak = cand.device.matrix_peak(tr.precision if tr.precision in cand.device.matrix_flops_per_s else "bf16")
+    peak = cand.device.mfu_peak(tr.precision)
     tokens_per_step = float(tr.global_batch_size * tr.seq_len)
+    by_anchor: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
+    for plan, need in plans:
+        by_anchor.setdefault((plan.tp, plan.pp, plan.microbatch_size, plan.recompute), []).append((plan, need))
+    anchors: dict[tuple[Any, ...], Any] = {}
     rows: list[dict[str, Any]] = []
-    for i, (key, members) in enumerate(sorted(groups_by_anchor.items())):
+    for i, (key, members) in enumerate(sorted(by_anchor.items())):
         if progress:
-            progress(cand.device.name, i + 1, len(groups_by_anchor))
-        pred = predict_training(_scenario(sz, cand, members[0][0]), table)
-        anchors[key] = pred
-        mb_s, layers_b = pred.stage["microbatch_s"], pred.stage["layers_backward_s"]
-        compute_mb = mb_s - pred.breakdown["tensor_parallel_s"] / pred.plan.num_microbatches
-        full_flops, _ = _model_flops(model, members[0][0].microbatch_size, tr.seq_len, tr.precision)
-        shard = shard_config(model, members[0][0])
-        params, experts = stage_params(model, shard, members[0][0])
+            progress(cand.device.name, i + 1, len(by_anchor))
+        anchors[key] = predict_training(_scenario(sz, cand, members[0][0]), table)
+        flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
+                                                             tr.precision)
         for plan, need in members:
-            ckey = (id(model), tr.precision, plan.tp, plan.pp, plan.dp, plan.microbatch_size, plan.recompute, plan.zero)
-            calls = _COLLECTIVES.get(ckey)
-            if calls is None:
-                calls = _COLLECTIVES[ckey] = collectives(model, shard, plan, tr.precision, params, experts)
-            grp = groups_of(plan)
-            m = plan.num_microbatches
-            pp_s = _comm(net, calls, grp, "pp", None, comm_cache) * pipeline_slots(plan.pp, m) if plan.pp > 1 else 0.0
-            bubble = bubble_s(plan.pp, plan.virtual_stages, mb_s)
-            dp_s = 0.0
-            for g in ("dp", "edp"):
-                reduce = _comm(net, calls, grp, g, ("all_reduce", "reduce_scatter"), comm_cache)
-                gather = _comm(net, calls, grp, g, ("all_gather",), comm_cache)
-                dp_s += exposed(reduce, layers_b) + gather
-            okey = (plan.tp, plan.pp, plan.dp if plan.zero else 1, min(plan.zero, 1))
-            opt_s = opt_cache.get(okey)
-            if opt_s is None:
-                fake = SimpleNamespace(plan=plan, stage_params=params, expert_params=experts)
-                opt_s = opt_cache[okey] = optimizer_time(cast(Any, fake), cand.device, table)
-            step = m * mb_s + bubble + pp_s + dp_s + opt_s
-            compute_s = m * compute_mb + opt_s
+            step = training_step(rank_program(model, plan, tr.precision), net, cand.device, table, tr.precision)
+            flops = flops_per_microbatch * plan.num_microbatches * plan.dp
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": plan.num_devices,
                 "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "microbatch_size": plan.microbatch_size,
                          "recompute": plan.recompute, "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
-                         "num_microbatches": m},
-                "step_time_s": step, "tokens_per_s": tokens_per_step / step,
-                "mfu": full_flops * tr.global_batch_size / plan.microbatch_size / step / plan.num_devices / peak,
+                         "num_microbatches": plan.num_microbatches},
+                "step_time_s": step.step_s, "tokens_per_s": tokens_per_step / step.step_s,
+                "mfu": mfu(flops, step.step_s, plan.num_devices, peak),
                 "memory_per_device_bytes": need, "memory_capacity_bytes": cand.device.memory_bytes,
-                "utilisation": compute_s / step,
-                "breakdown": {"compute_s": compute_s - opt_s, "exposed_communication_s": step - compute_s - bubble,
-                              "bubble_s": bubble, "optimizer_s": opt_s},
-                "provenance": pred.provenance, "error_band": pred.error_band, "anchor": key,
+                "utilisation": step.utilisation,
+                "breakdown": {"compute_s": step.compute_s - step.optimizer_s,
+                              "exposed_communication_s": step.exposed_communication_s, "bubble_s": step.bubble_s,
+                              "optimizer_s": step.optimizer_s},
+                "provenance": table.provenance, "error_band": step.error_band, "anchor": key,
             })
     return rows, anchors
 
@@ -227,7 +185,7 @@ def finish_training(sz: Sizing, cand: Candidate, rows: list[dict[str, Any]]) -> 
     n = np.array([r["num_devices"] for r in rows], dtype=float)
     ideal = tr.total_tokens / np.array([r["tokens_per_s"] for r in rows])
     params = float(sz.model.num_params())
-    fraction = {k: goodput(params, int(k), 1.0)["goodput"] for k in sorted(set(n.tolist()))}
+    fraction = {k: goodput(params, int(k), 1.0).fraction for k in sorted(set(n.tolist()))}
     good = np.array([fraction[k] for k in n.tolist()])
     effective = ideal / good
     hours = effective / 3600
@@ -288,7 +246,7 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 _reject(rejected, "device count", f"{cand.device.name} tp {tp}: {n} devices over the cap of {cap}")
                 continue
             load = target.arrival_rate_per_s / (replicas * rate)
-            util = min(float(pred.extra.get("utilisation", 1.0)) * load, 1.0)
+            util = min(pred.utilisation * load, 1.0)
             econ = economics.rollup(economics.rates(cand.device, cand.system, sz.site, sz.pricing),
                                     np.array([n]), np.array([util]), np.array([1.0]))
             per_hour = {k: float(v[0]) for k, v in econ.items()}
@@ -296,12 +254,12 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                                     np.array([n]), np.array([util]), np.array([economics.HOURS_PER_YEAR]))
             queries_h = target.arrival_rate_per_s * 3600
             tokens_h = queries_h * spec.output_tokens.expected
-            p99 = pred.latency_s.get("p99", 0.0) if dlrm else pred.ttft_s.get("p99", 0.0)
+            p99 = pred.latency_s.p99 if dlrm else pred.ttft_s.p99
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": n,
                 "plan": {"tp": tp, "replicas": replicas}, "rate_per_replica_per_s": rate,
                 "throughput_per_device_per_s": rate / tp, "utilisation": util, "latency_p99_s": p99,
-                "ttft_s": pred.ttft_s, "tpot_s": pred.tpot_s, "latency_s": pred.latency_s,
+                "ttft_s": pred.ttft_s.as_dict(), "tpot_s": pred.tpot_s.as_dict(), "latency_s": pred.latency_s.as_dict(),
                 "device_w": per_hour["device_w"], "nodes": int(per_hour["nodes"]), "it_mw": per_hour["it_mw"],
                 "facility_mw": per_hour["facility_mw"], "energy_mwh_per_hour": per_hour["mwh"],
                 "capex_usd": per_hour["capex_usd"], "cost_usd_per_hour": per_hour["cost_usd"],

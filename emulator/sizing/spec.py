@@ -21,7 +21,8 @@ pricing: capex                   # capex (amortised over the site's years, plus 
 site: default
 search: {tp: [1, 2, 4, 8], pp: [1, 2, 4, 8], microbatch_size: [1, 2], recompute: [none, full], zero: [1]}
 ```
-Every key is checked; errors name the file, the field and the fix.
+The file is read by the strict file layer (YAML 1.2 numbers such as `15e12`, duplicate keys refused) and every
+key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.errors import EmulatorError
+from emulator.fields import Fields
+from emulator.files import read_yaml
 from emulator.hardware import (
     DeviceProfile,
     Site,
@@ -41,15 +44,15 @@ from emulator.hardware import (
     load_site,
     load_system,
 )
+from emulator.precision import TRAIN_PRECISIONS
 from emulator.scenario import (
     RECOMPUTE,
-    TRAIN_PRECISIONS,
     ServingSpec,
     global_batch_sequences,
     parse_inference,
-    read_yaml,
 )
-from emulator.scenario.load import _Reader
+from emulator.scenario.inference import MAX_DEVICES, MAX_RATE_PER_S
+from emulator.scenario.load import MAX_TOTAL_TOKENS, check_seq_len
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 
@@ -58,6 +61,7 @@ OBJECTIVES = ("cost", "energy", "devices", "time")
 PRICING = ("capex", "rental")
 SEARCH_KEYS = ("tp", "pp", "microbatch_size", "recompute", "zero", "counts")
 SCHEMA_HINT = "see the README's 'Sizing reports' section"
+MAX_DEADLINE_DAYS = 36525.0  # a century: the report's time axis is logarithmic, and 1e300 days overflows it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,15 +130,16 @@ def _candidates(data: Any, path: str) -> tuple[Candidate, ...]:
     out: list[Candidate] = []
     for i, item in enumerate(data):
         where = f"candidates[{i}]"
-        r = _Reader(item, path, where, ("device", "system"))
-        name = str(r.required("device", f"device: h100-sxm (one of {', '.join(list_devices())})"))
+        r = Fields(item, file=path, prefix=where, allowed=("device", "system"))
+        name = r.text("device", hint=f"device: h100-sxm (one of {', '.join(list_devices())})")
         try:
             device = load_device(name)
         except EmulatorError as e:
             raise EmulatorError(str(e), file=path, field=f"{where}.device") from None
         if r.has("system"):
+            system_name = r.text("system", hint="system: hgx-h100 (`emulator profiles list`)")
             try:
-                system = load_system(str(r.data["system"]))
+                system = load_system(system_name)
             except EmulatorError as e:
                 raise EmulatorError(str(e), file=path, field=f"{where}.system") from None
         else:
@@ -154,56 +159,65 @@ def _candidates(data: Any, path: str) -> tuple[Candidate, ...]:
     return tuple(out)
 
 
+def _max_devices(r: Fields) -> int:
+    return r.integer("max_devices", maximum=MAX_DEVICES, why="more than any cluster")
+
+
 def _constraints(data: Any, path: str) -> Constraints:
-    r = _Reader(data if data is not None else {}, path, "constraints", ("max_devices", "power_cap_mw", "budget_usd"))
-    return Constraints(max_devices=r.int("max_devices") if r.has("max_devices") else None,
+    r = Fields(data if data is not None else {}, file=path, prefix="constraints",
+               allowed=("max_devices", "power_cap_mw", "budget_usd"))
+    return Constraints(max_devices=_max_devices(r) if r.has("max_devices") else None,
                        power_cap_mw=r.number("power_cap_mw"), budget_usd=r.number("budget_usd"))
 
 
 def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
-    r = _Reader(data, path, "train", ("total_tokens", "deadline_days", "max_devices", "seq_len", "global_batch_size",
-                                      "global_batch_tokens", "precision"))
+    r = Fields(data, file=path, prefix="train", allowed=("total_tokens", "deadline_days", "max_devices", "seq_len",
+                                                         "global_batch_size", "global_batch_tokens", "precision"))
     if not isinstance(model, TransformerConfig):
         raise EmulatorError(f"{model.name} is not a transformer; training sizing plans transformers. Fix: use "
                             "goal: serve, or a transformer model.", file=path, field="goal")
-    total = r.number("total_tokens")
+    total = r.number("total_tokens", maximum=MAX_TOTAL_TOKENS, why="more than any corpus")
     if total is None:
-        raise EmulatorError("is missing. Fix: add e.g. total_tokens: 15e12.", file=path, field="train.total_tokens")
+        raise r.error("total_tokens", "is missing. Fix: add e.g. total_tokens: 15e12.")
     if r.has("deadline_days") == r.has("max_devices"):
         raise EmulatorError("needs exactly one of deadline_days (finish by a date) or max_devices (a device "
                             "budget). Fix: keep one; a cap beside a deadline goes in constraints.max_devices.",
                             file=path, field="train.deadline_days")
-    seq = r.int("seq_len", hint="seq_len: 8192")
+    seq = r.integer("seq_len", hint="seq_len: 8192")
+    check_seq_len(model, seq, path, "train.seq_len")
     batch = global_batch_sequences(r, seq, required=True)
-    return TrainTarget(total_tokens=total, deadline_days=r.number("deadline_days"),
-                       max_devices=r.int("max_devices") if r.has("max_devices") else None, seq_len=seq,
+    return TrainTarget(total_tokens=total, deadline_days=r.number("deadline_days", maximum=MAX_DEADLINE_DAYS,
+                                                                  why="a century"),
+                       max_devices=_max_devices(r) if r.has("max_devices") else None, seq_len=seq,
                        global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"))
 
 
 def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
-    r = _Reader(data, path, "serve", ("traffic", "slo", "precision", "kv_precision", "seed", "num_requests"))
-    t = _Reader(r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}"),
-                path, "serve.traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
-    rate = t.number("arrival_rate_per_s")
+    r = Fields(data, file=path, prefix="serve", allowed=("traffic", "slo", "precision", "kv_precision", "seed",
+                                                         "num_requests"))
+    r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}")
+    t = r.section("traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
+    rate = t.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S, why="requests per second past any service")
     if rate is None:
-        raise EmulatorError("is missing. Fix: add the requests (queries) per second to serve, e.g. 50.", file=path,
-                            field="serve.traffic.arrival_rate_per_s")
+        raise t.error("arrival_rate_per_s", "is missing. Fix: add the requests (queries) per second to serve, e.g. 50.")
     slo = r.required("slo", "slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1} (recommenders: {latency_p99_s: 0.01})")
     dlrm = isinstance(model, DLRMConfig)
     inference: dict[str, Any] = {"scenario": "server", "slo": slo,
-                                 "input_tokens": t.data.get("input_tokens", 1 if dlrm else None),
-                                 "output_tokens": t.data.get("output_tokens", 1 if dlrm else None)}
+                                 "input_tokens": t.get("input_tokens", 1 if dlrm else None),
+                                 "output_tokens": t.get("output_tokens", 1 if dlrm else None)}
     for key in ("precision", "kv_precision", "seed", "num_requests"):
         if r.has(key):
-            inference[key] = r.data[key]
+            inference[key] = r.get(key)
     for key in ("input_tokens", "output_tokens"):
         if inference[key] is None:
-            raise EmulatorError("is missing. Fix: add the tokens per request, e.g. 1024.", file=path,
-                                field=f"serve.traffic.{key}")
+            raise t.error(key, "is missing. Fix: add the tokens per request, e.g. 1024.")
     try:
-        spec = parse_inference(inference, path)
-    except EmulatorError as e:  # its fields are named inference.*; here they live under serve.*
-        raise EmulatorError(str(e).replace("field 'inference.", "field 'serve."), file=None) from None
+        spec = parse_inference(inference, path, prefix="serve")  # its errors name the serve.* fields
+    except EmulatorError as e:  # the lengths were read from serve.traffic
+        field = e.field or ""
+        if not field.startswith(("serve.input_tokens", "serve.output_tokens")):
+            raise
+        raise EmulatorError(e.message, file=path, field="serve.traffic." + field.removeprefix("serve.")) from None
     if dlrm and spec.slo.latency_p99_s is None:
         raise EmulatorError("a recommender's SLO is a p99 query latency. Fix: slo: {latency_p99_s: 0.01}.", file=path,
                             field="serve.slo")
@@ -213,26 +227,26 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     return ServeTarget(arrival_rate_per_s=rate, spec=spec)
 
 
-def _ints(r: _Reader, key: str, minimum: int = 1) -> tuple[int, ...]:
-    value = r.data.get(key)
+def _ints(r: Fields, key: str, minimum: int = 1) -> tuple[int, ...]:
+    value = r.get(key)
     if value is None:
         return ()
     if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
-                                                       for v in value):
-        raise EmulatorError(f"is {value!r}; it must be a list of whole numbers >= {minimum}. Fix: e.g. [1, 2, 4].",
-                            file=r.path, field=f"search.{key}")
+                                                       or v > MAX_DEVICES for v in value):
+        raise r.error(key, f"is {value!r}; it must be a list of whole numbers from {minimum} to {MAX_DEVICES:,}. "
+                           "Fix: e.g. [1, 2, 4].")
     return tuple(sorted(set(value)))
 
 
 def _search(data: Any, path: str) -> SearchSpace:
-    r = _Reader(data if data is not None else {}, path, "search", SEARCH_KEYS)
+    r = Fields(data if data is not None else {}, file=path, prefix="search", allowed=SEARCH_KEYS)
     kw: dict[str, Any] = {k: _ints(r, k, 0 if k == "zero" else 1) for k in ("tp", "pp", "microbatch_size", "zero",
                                                                               "counts")}
-    if any(z > 2 for z in kw["zero"]):
-        raise EmulatorError("ZeRO stages 0, 1 and 2 are searched (ZeRO-3/FSDP is not). Fix: use [0, 1, 2].",
+    if any(z > 3 for z in kw["zero"]):
+        raise EmulatorError(f"ZeRO stages are 0 to 3, got {list(kw['zero'])}. Fix: pick from [0, 1, 2, 3].",
                             file=path, field="search.zero")
     if r.has("recompute"):
-        rec = r.data["recompute"]
+        rec = r.get("recompute")
         if not isinstance(rec, list) or not rec or any(v not in RECOMPUTE for v in rec):
             raise EmulatorError(f"is {rec!r}. Fix: a list drawn from {', '.join(RECOMPUTE)}.", file=path,
                                 field="search.recompute")
@@ -243,8 +257,8 @@ def _search(data: Any, path: str) -> SearchSpace:
 def load_sizing(path: str | os.PathLike[str]) -> Sizing:
     """Read and validate a sizing file; every error names the file, the field and the fix."""
     path = str(path)
-    r = _Reader(read_yaml(path), path, "", ("goal", "model", "train", "serve", "candidates", "constraints",
-                                            "objective", "pricing", "site", "search", "name", "description"))
+    r = Fields(read_yaml(path), file=path, allowed=("goal", "model", "train", "serve", "candidates", "constraints",
+                                                    "objective", "pricing", "site", "search", "name", "description"))
     goal = r.choice("goal", GOALS, str(r.required("goal", "goal: train (or serve)")))
     spec = r.required("model", "model: llama3-70b")
     try:
@@ -260,7 +274,7 @@ def load_sizing(path: str | os.PathLike[str]) -> Sizing:
     section = r.required(goal, f"{goal}: {{...}} ({SCHEMA_HINT})")
     train = _train(section, path, model) if goal == "train" else None
     serve = _serve(section, path, model) if goal == "serve" else None
-    constraints = _constraints(r.data.get("constraints"), path)
+    constraints = _constraints(r.get("constraints"), path)
     if train and train.max_devices and constraints.max_devices and train.max_devices != constraints.max_devices:
         raise EmulatorError(f"train.max_devices is {train.max_devices} but constraints.max_devices is "
                             f"{constraints.max_devices}: the two caps contradict each other. Fix: give the device "
@@ -271,15 +285,16 @@ def load_sizing(path: str | os.PathLike[str]) -> Sizing:
                             "budget without a deadline, so every plan could shrink to one device. Fix: give "
                             "deadline_days instead, or pick objective time, cost or energy.", file=path,
                             field="objective")
+    site_name = r.text("site", "default", hint="site: default")
     try:
-        site = load_site(str(r.data.get("site", "default")))
+        site = load_site(site_name)
     except EmulatorError as e:
         raise EmulatorError(str(e), file=path, field="site") from None
     return Sizing(path=path, goal=goal, model=model, model_name=spec if isinstance(spec, str) else model.name,
                   candidates=_candidates(r.required("candidates", "candidates: [{device: h100-sxm, system: hgx-h100}]"),
                                          path),
                   constraints=constraints, objective=objective, pricing=r.choice("pricing", PRICING, "capex"),
-                  site=site, train=train, serve=serve, search=_search(r.data.get("search"), path))
+                  site=site, train=train, serve=serve, search=_search(r.get("search"), path))
 
 
 __all__ = ["Candidate", "Constraints", "SearchSpace", "ServeTarget", "Sizing", "TrainTarget", "load_sizing"]

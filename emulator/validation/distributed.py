@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,11 @@ import torch
 import torch.distributed as dist
 
 from emulator.cluster.plan import check_plan, plan_from
-from emulator.cluster.shard import collectives, shard_config, stage_params
+from emulator.cluster.shard import collectives, rank_shard, stage_params
 from emulator.errors import EmulatorError
 from emulator.measure.device import synchronize, use_gpu
 from emulator.scenario import load_scenario
+from emulator.stats import median
 from emulator.workloads.program import build_step
 
 FAIL_ENV = "EMULATOR_DIST_FAIL_RANK"  # tests: this rank exits at once, as a crashed rank would
@@ -75,7 +75,7 @@ def _time(fn: Any, device: Any, repeats: int) -> float:
         fn()
         synchronize(device)
         times.append((time.perf_counter_ns() - start) * 1e-9)
-    return statistics.median(times)
+    return median(times)
 
 
 def _collective_fn(op: str, payload: int, group: Any, members: list[int], rank: int, device: Any) -> Any:
@@ -127,7 +127,7 @@ def run_rank(scenario_path: str, device_name: str, repeats: int = 3) -> dict[str
     plan = plan_from(s)
     check_plan(s.model, plan, world, s.path)
     model = s.model
-    shard = shard_config(model, plan)  # type: ignore[arg-type]
+    shard = rank_shard(model, plan)  # type: ignore[arg-type]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     step = build_step(shard, "train", batch_size=plan.microbatch_size, seq_len=plan.seq_len // plan.cp, dtype=dtype,
                       device=device, seed=rank)
@@ -218,7 +218,8 @@ def _tail(log: Path, lines: int = 6) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator.validation.distributed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m emulator.validation.distributed",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", required=True)

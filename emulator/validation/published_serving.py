@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import statistics
 from typing import Any
 
-import yaml
-
 from emulator.errors import EmulatorError
-from emulator.files import shipped
+from emulator.files import read_yaml, shipped
 from emulator.hardware import load_system
 from emulator.published import load_cases
 from emulator.scenario import Scenario, ServingSpec, parse_inference
-from emulator.serving import ServingPrediction, predict_serving
+from emulator.serving import ServingResult, predict_serving
+from emulator.stats import median
 from emulator.workloads.config import DLRMConfig
 from emulator.workloads.presets import preset
 
@@ -33,8 +31,7 @@ TP_CHOICES = (1, 2, 4, 8)
 
 @functools.lru_cache(maxsize=1)
 def rules() -> dict[str, Any]:
-    with open(RULES) as f:
-        return dict(yaml.safe_load(f))
+    return dict(read_yaml(RULES))
 
 
 def workload_of(case_id: str) -> str:
@@ -73,7 +70,7 @@ def best_tp(name: str) -> int:
     return best
 
 
-def predict_case(case: dict[str, Any]) -> tuple[float, ServingPrediction]:
+def predict_case(case: dict[str, Any]) -> tuple[float, ServingResult]:
     name = workload_of(case["id"])
     scenario = _scenario(rules()[name]["model"])
     spec = case_spec(name, case["config"]["scenario"].lower())
@@ -91,9 +88,9 @@ def validate_published() -> dict[str, Any]:
         predicted, pred = predict_case(case)
         cases.append({"id": case["id"], "published": float(case["value"]), "predicted": predicted,
                       "error": predicted / float(case["value"]) - 1, "unit": case["metric"]["unit"],
-                      "replica": pred.replica, "max_batch": pred.max_batch, "meets_slo": pred.meets_slo})
+                      "replica": pred.replica.as_dict(), "max_batch": pred.max_batch, "meets_slo": pred.meets_slo})
     errors = [abs(c["error"]) for c in cases]
-    return {"cases": cases, "summary": {"median_abs_error": statistics.median(errors) if errors else None,
+    return {"cases": cases, "summary": {"median_abs_error": median(errors) if errors else None,
                                         "max_abs_error": max(errors) if errors else None,
                                         "num_cases": len(cases), "system": SYSTEM,
                                         "parameters": "one set: efficiency_for(h100-sxm), replica.py defaults"}}

@@ -20,14 +20,14 @@ error = predicted / published - 1.
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
-from emulator.cluster.training import default_system, predict_training
+from emulator.cluster.training import predict_training
 from emulator.engine.calibration import efficiency_for
-from emulator.hardware import load_device
+from emulator.hardware import default_system, load_device
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
+from emulator.stats import median
 from emulator.workloads.config import TransformerConfig
 
 # The published runs (Megatron-LM 2021, Korthikanti et al. 2022) predate fused (Flash) attention in Megatron-LM:
@@ -79,15 +79,14 @@ def predict_case(case: dict[str, Any]) -> float:
     if metric == "achieved_tflops_per_gpu":
         return 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h)) / (t * n) / 1e12
     if metric == "mfu":
-        peak = scenario.device.matrix_peak(tr.precision if tr.precision in scenario.device.matrix_flops_per_s
-                                           else "bf16")
+        peak = scenario.device.mfu_peak(tr.precision)
         return 72 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h)) / (t * n * peak)
     if metric == "iteration_time":
         return t
     if metric == "layer_fwd_plus_bwd_time":
-        st = pred.stage
-        per_layer = (st["layers_forward_s"] + st["layers_backward_s"]) / st["layers"]
-        tp_per_layer = pred.breakdown["tensor_parallel_s"] / pred.plan.num_microbatches / st["layers"]
+        st = pred.step
+        per_layer = (st.layers_forward_s + st.layers_backward_s) / pred.num_layers
+        tp_per_layer = st.tensor_parallel_s / pred.plan.num_microbatches / pred.num_layers
         return (per_layer + tp_per_layer) * 1e3
     raise ValueError(f"unknown metric {metric!r}")
 
@@ -114,7 +113,7 @@ def validate_published(*, json_only: bool = False) -> dict[str, Any]:
         cases.append({"id": case["id"], "metric": metric, "unit": case["metric"].get("unit", ""),
                       "published": published, "predicted": predicted, "error": predicted / published - 1})
     errors = [abs(c["error"]) for c in cases]
-    summary = {"num_cases": len(cases), "median_abs_error": statistics.median(errors) if errors else None,
+    summary = {"num_cases": len(cases), "median_abs_error": median(errors) if errors else None,
                "max_abs_error": max(errors) if errors else None,
                "device_parameters": "efficiency_for(device): one table for every case (spec defaults for A100)"}
     return {"cases": cases, "summary": summary}

@@ -23,16 +23,17 @@ import torch
 
 from emulator.calibrate.local import local_calibration
 from emulator.engine.calibration import efficiency_for, profile_for_fingerprint
-from emulator.engine.memory import inference_memory, training_memory
-from emulator.engine.predict import TORCH_DTYPES, combine_timings, scale_timing, time_trace
+from emulator.engine.predict import batch_memory, combine_timings, scale_timing, time_trace, training_memory_of
 from emulator.engine.timing import KernelTiming, Timing
-from emulator.engine.trace import trace_workload
+from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.measure.device import OutOfMemory, parse_device, release_memory
 from emulator.measure.machine import device_fingerprint, free_memory_bytes
 from emulator.measure.power import PowerReading, steady_power
 from emulator.measure.profiler import profile_kernels
 from emulator.measure.timer import time_callable
+from emulator.precision import TRACED_DTYPES
+from emulator.results import ResultsStore
 from emulator.scenario import Scenario
 from emulator.units import fmt_bytes
 from emulator.workloads.config import DLRMConfig, ModelConfig
@@ -140,8 +141,8 @@ def _plan(s: Scenario) -> tuple[list[_Part], torch.dtype, float, list[str]]:
     notes: list[str] = []
     section = s.training or s.inference
     assert section is not None  # load_scenario guarantees exactly one
-    dtype = TORCH_DTYPES.get(section.precision, torch.bfloat16)
-    if section.precision not in TORCH_DTYPES:
+    dtype = traced_dtype(section.precision)
+    if section.precision not in TRACED_DTYPES:
         notes.append(f"{section.precision} is not run by `run`: the model ran in bf16 (predicted in bf16 too)")
     if s.num_devices > 1 or section.parallel.num_devices > 1:
         notes.append(f"the scenario's plan spans {max(s.num_devices, section.parallel.num_devices)} devices; `run` "
@@ -172,11 +173,8 @@ def _memory_bytes(s: Scenario, model: ModelConfig, dtype: torch.dtype) -> float:
         micro = min(s.training.parallel.microbatch_size, s.training.global_batch_size)
         seq = 1 if isinstance(model, DLRMConfig) else s.training.seq_len
         trace = trace_workload(model, "train", micro, seq, 0, dtype)
-        return training_memory(model, trace, s.training.precision)["total"]
-    inf = s.inference
-    assert inf is not None
-    seq = 1 if isinstance(model, DLRMConfig) else inf.input_tokens
-    return inference_memory(model, trace_workload(model, "prefill", inf.batch_size, seq, 0, dtype), inf)["total"]
+        return sum(training_memory_of(model, trace, s.training.precision).values())
+    return sum(batch_memory(model, s).values())
 
 
 def _too_big(s: Scenario, need: float, free: float, what: str) -> EmulatorError:
@@ -355,8 +353,6 @@ def run_scenario(scenario: Scenario, device: str, *, target_time_s: float = 1.0,
         measured_phases=m_phases if len(parts) > 1 else {}, predicted_phases=p_phases if len(parts) > 1 else {},
         scale_model=scale, top_kernels=tuple(top[:20]), notes=tuple(notes))
     if record:
-        from emulator.results import ResultsStore
-
         ResultsStore(store_path).record_run("run", fingerprint, {"path": scenario.path, "device": device,
                                                                  "scenario": dict(scenario.raw)}, result.to_json())
     return result

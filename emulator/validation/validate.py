@@ -11,7 +11,7 @@ on CPU they are narrow models sized for a 2-core machine.
 
 from __future__ import annotations
 
-import statistics
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from emulator.engine.trace import trace_workload
 from emulator.measure.device import release_memory
 from emulator.measure.speed import Reference, around, at_speed, speed_vs
 from emulator.measure.timer import time_callable
-from emulator.stats import percentile
+from emulator.stats import median, percentile
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.program import build_step
 
@@ -150,8 +150,6 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
     workload is predicted at the machine's speed around its own steps against its speed during calibration
     (`emulator.measure.speed`); each case records that speed. A GPU is measured once, by its median.
     """
-    import sys
-
     dev = torch.device(device)
     profile, table = local_calibration(device)
     chosen = [w for w in workloads_for(dev) if not only or w.name in only]
@@ -168,12 +166,12 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
     cases = []
     for w in chosen:
         times = samples[w.name]
-        median = percentile(times, 50)
-        measured = median if dev.type == "cuda" else sum(times) / len(times)
+        middle = median(times)
+        measured = middle if dev.type == "cuda" else sum(times) / len(times)
         speed = speed_vs(table.reference_s, readings[w.name]) if reference and table.reference_s else None
         predicted = predict_workload(w, profile, at_speed(table, speed))
         case: dict[str, Any] = {
-            "id": w.name, "phase": w.phase, "measured": measured, "measured_median": median,
+            "id": w.name, "phase": w.phase, "measured": measured, "measured_median": middle,
             "measured_p20": percentile(times, 20), "measured_p80": percentile(times, 80), "num_steps": len(times),
             "predicted": predicted, "error": predicted / measured - 1,
         }
@@ -191,7 +189,7 @@ def validate_device(device: str, *, only: list[str] | None = None, progress: boo
         "provenance": table.provenance,
         "rounds": rounds,
         "cases": cases,
-        "summary": {"median_abs_error": statistics.median(errors) if errors else None,
+        "summary": {"median_abs_error": median(errors) if errors else None,
                     "max_abs_error": max(errors) if errors else None, "num_cases": len(cases)},
     }
 
@@ -205,5 +203,5 @@ def replay(measured_cases: list[dict[str, Any]], profile: Any, table: Any) -> di
         predicted = predict_workload(by_id[c["id"]], profile, table)
         cases.append({**c, "predicted": predicted, "error": predicted / c["measured"] - 1})
     errors = [abs(c["error"]) for c in cases]
-    return {"cases": cases, "summary": {"median_abs_error": statistics.median(errors),
+    return {"cases": cases, "summary": {"median_abs_error": median(errors),
                                         "max_abs_error": max(errors), "num_cases": len(cases)}}

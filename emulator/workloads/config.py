@@ -9,25 +9,41 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from emulator.errors import EmulatorError
+from emulator.fields import MAX_INTEGER
 
 
 def _positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise EmulatorError(f"must be an integer, got {value!r}; write a whole number.", field=name)
-        if value < 0 or (value == 0 and name not in allow_zero):
-            bound = "zero or positive" if name in allow_zero else "positive"
-            raise EmulatorError(f"must be {bound}, got {value}; check the model's config.json.", field=name)
+        _size(getattr(obj, name), name, zero=name in allow_zero)
+
+
+def _size(value: Any, name: str, *, zero: bool = False) -> None:
+    """A whole number > 0 (>= 0 with `zero`) and at most MAX_INTEGER, else an error naming the field."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EmulatorError(f"must be an integer, got {value!r}. Fix: write a whole number.", field=name)
+    if value < 0 or (value == 0 and not zero) or value > MAX_INTEGER:
+        bound = "zero or positive" if zero else "positive"
+        raise EmulatorError(f"must be {bound} and at most {MAX_INTEGER:,}, got {value}. Fix: check the model's "
+                            "config.json.", field=name)
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise EmulatorError(f"is {value!r}; use one of {', '.join(choices)}.", field=name)
+        raise EmulatorError(f"is {value!r}. Fix: use one of {', '.join(choices)}.", field=name)
+
+
+def _assumed() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+def _freeze_assumed(obj: Any) -> None:
+    object.__setattr__(obj, "assumed", MappingProxyType(dict(obj.assumed)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,10 +83,15 @@ class TransformerConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    # config.json keys the file left out, each with the Hugging Face default taken for it (workloads/hf.py). Left
+    # out of equality and hashing: the model is the same whether a default was written out or assumed, so caches
+    # keyed by the config are unaffected.
+    assumed: Mapping[str, object] = dataclasses.field(default_factory=_assumed, compare=False)
 
     def __post_init__(self) -> None:
+        _freeze_assumed(self)
         if not self.name:
-            raise EmulatorError("is empty; give the model a name.", field="name")
+            raise EmulatorError("is empty. Fix: give the model a name.", field="name")
         _positive(self, "num_layers", "hidden_size", "num_heads", "ffn_hidden_size", "vocab_size", "max_seq_len")
         _positive(self, "num_kv_heads", "head_dim", "num_experts", "num_experts_per_token", "moe_ffn_hidden_size",
                   "num_shared_experts", "num_dense_layers", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
@@ -86,38 +107,39 @@ class TransformerConfig:
         if self.head_dim == 0:
             if self.hidden_size % self.num_heads:
                 raise EmulatorError(
-                    f"{self.num_heads} heads do not divide hidden_size {self.hidden_size}; choose a head count that "
-                    "divides it or give head_dim explicitly.", field="num_heads")
+                    f"{self.num_heads} heads do not divide hidden_size {self.hidden_size}. Fix: choose a head count "
+                    "that divides it, or give head_dim explicitly.", field="num_heads")
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
         if self.num_kv_heads == 0:
             object.__setattr__(self, "num_kv_heads", self.num_heads)
         if self.num_heads % self.num_kv_heads:
             raise EmulatorError(
-                f"{self.num_kv_heads} key/value heads do not divide {self.num_heads} query heads; grouped-query "
-                "attention needs num_heads to be a multiple of num_kv_heads.", field="num_kv_heads")
+                f"{self.num_kv_heads} key/value heads do not divide {self.num_heads} query heads, as grouped-query "
+                "attention needs. Fix: make num_heads a multiple of num_kv_heads.", field="num_kv_heads")
         if self.positions == "rope" and self.attention == "gqa" and self.head_dim % 2:
-            raise EmulatorError(f"head_dim {self.head_dim} is odd; rotary embeddings need an even head_dim.",
-                                field="head_dim")
+            raise EmulatorError(f"head_dim {self.head_dim} is odd, but rotary embeddings rotate pairs. Fix: use an "
+                                "even head_dim.", field="head_dim")
         if self.num_experts:
             if not 0 < self.num_experts_per_token <= self.num_experts:
                 raise EmulatorError(
-                    f"is {self.num_experts_per_token} with {self.num_experts} experts; each token must go to between "
-                    "1 and num_experts experts.", field="num_experts_per_token")
+                    f"is {self.num_experts_per_token} with {self.num_experts} experts. Fix: route each token to "
+                    "between 1 and num_experts experts.", field="num_experts_per_token")
             if self.moe_ffn_hidden_size == 0:
                 object.__setattr__(self, "moe_ffn_hidden_size", self.ffn_hidden_size)
             if self.num_dense_layers > self.num_layers:
-                raise EmulatorError(f"is {self.num_dense_layers} but the model has only {self.num_layers} layers.",
-                                    field="num_dense_layers")
+                raise EmulatorError(f"is {self.num_dense_layers} but the model has only {self.num_layers} layers. "
+                                    "Fix: use at most num_layers.", field="num_dense_layers")
         elif self.num_experts_per_token or self.num_shared_experts:
-            raise EmulatorError("is set but num_experts is 0; set num_experts for a mixture-of-experts model.",
-                                field="num_experts")
+            raise EmulatorError("is 0 but the experts per token or shared experts are set. Fix: set num_experts "
+                                "for a mixture-of-experts model.", field="num_experts")
         if self.attention == "mla":
             _positive(self, "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
             if self.qk_rope_head_dim % 2:
-                raise EmulatorError("must be even for rotary embeddings.", field="qk_rope_head_dim")
+                raise EmulatorError("is odd, but rotary embeddings rotate pairs. Fix: use an even size.",
+                                    field="qk_rope_head_dim")
             if self.num_kv_heads != self.num_heads:
-                raise EmulatorError("MLA decompresses one key/value per query head; set num_kv_heads = num_heads.",
-                                    field="num_kv_heads")
+                raise EmulatorError("differs from num_heads, but MLA decompresses one key/value per query head. "
+                                    "Fix: set num_kv_heads = num_heads.", field="num_kv_heads")
 
     # ---- structure -------------------------------------------------------------------------------------------
     @property
@@ -220,6 +242,7 @@ class TransformerConfig:
         """A JSON-able description for `emulator models show`."""
         out: dict[str, Any] = {"kind": "transformer", **{f.name: getattr(self, f.name) for f in
                                                           dataclasses.fields(self)}}
+        out["assumed"] = dict(self.assumed)
         out.update(num_params=self.num_params(), num_active_params=self.num_active_params(),
                    num_matmul_params=self.num_matmul_params(),
                    num_active_matmul_params=self.num_active_matmul_params(),
@@ -248,27 +271,34 @@ class DLRMConfig:
     interaction: Literal["dot", "dcn"] = "dot"
     dcn_num_layers: int = 3
     dcn_low_rank_dim: int = 512
+    # Always empty (DLRM keys are ours, with no Hugging Face defaults); present so every model config has it.
+    assumed: Mapping[str, object] = dataclasses.field(default_factory=_assumed, compare=False)
 
     def __post_init__(self) -> None:
+        _freeze_assumed(self)
         if not self.name:
-            raise EmulatorError("is empty; give the model a name.", field="name")
+            raise EmulatorError("is empty. Fix: give the model a name.", field="name")
         _positive(self, "num_dense_features", "embedding_dim", "pooling_factor", "dcn_num_layers",
                   "dcn_low_rank_dim")
         for field in ("embedding_rows", "bottom_mlp", "top_mlp", "multi_hot_sizes"):
             values = tuple(getattr(self, field))
             object.__setattr__(self, field, values)
-            if any(not isinstance(v, int) or v <= 0 for v in values):
-                raise EmulatorError(f"must list positive integers, got {list(values)}.", field=field)
+            for v in values:
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_INTEGER:
+                    raise EmulatorError(f"must list positive whole numbers, got {list(values)}. Fix: correct "
+                                        f"{v!r}.", field=field)
             if not values and field != "multi_hot_sizes":
-                raise EmulatorError("is empty; list at least one size.", field=field)
+                raise EmulatorError("is empty. Fix: list at least one size.", field=field)
         if self.multi_hot_sizes and len(self.multi_hot_sizes) != len(self.embedding_rows):
-            raise EmulatorError(f"has {len(self.multi_hot_sizes)} entries for {len(self.embedding_rows)} tables; "
-                                "give one lookup count per table.", field="multi_hot_sizes")
+            raise EmulatorError(f"has {len(self.multi_hot_sizes)} entries for {len(self.embedding_rows)} tables. "
+                                "Fix: give one lookup count per table.", field="multi_hot_sizes")
         if self.bottom_mlp[-1] != self.embedding_dim:
-            raise EmulatorError(f"ends with {self.bottom_mlp[-1]} but embedding_dim is {self.embedding_dim}; the "
-                                "bottom MLP's last width must equal embedding_dim.", field="bottom_mlp")
+            raise EmulatorError(f"ends with {self.bottom_mlp[-1]} but embedding_dim is {self.embedding_dim}. Fix: end "
+                                "the bottom MLP with embedding_dim (its output joins the embeddings).",
+                                field="bottom_mlp")
         if self.top_mlp[-1] != 1:
-            raise EmulatorError("must end with 1 (one click probability per sample).", field="top_mlp")
+            raise EmulatorError(f"ends with {self.top_mlp[-1]}. Fix: end it with 1 (one click probability per "
+                                "sample).", field="top_mlp")
         _choice(self.interaction, "interaction", ("dot", "dcn"))
 
     @property
@@ -327,6 +357,7 @@ class DLRMConfig:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "dlrm", **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        out["assumed"] = dict(self.assumed)
         for key in ("embedding_rows", "bottom_mlp", "top_mlp", "multi_hot_sizes"):
             out[key] = list(out[key])
         out.update(num_params=self.num_params(), num_matmul_params=self.num_matmul_params(),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from emulator.errors import EmulatorError, nearest
+from emulator.files import read_json
 from emulator.workloads.config import ModelConfig
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.presets import PRESETS, preset
@@ -16,16 +16,12 @@ from emulator.workloads.presets import PRESETS, preset
 def _read_json(path: str) -> tuple[dict[str, Any], str]:
     if os.path.isdir(path):  # a downloaded Hugging Face model folder
         path = os.path.join(path, "config.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise EmulatorError("does not exist; give a preset name or the path of a config.json.", file=path) from None
-    except json.JSONDecodeError as error:
-        raise EmulatorError(f"is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the "
-                            "file or download it again.", file=path) from None
+    if not os.path.exists(path):
+        raise EmulatorError("does not exist. Fix: give a preset name or the path of a config.json.", file=path)
+    data = read_json(path, fix="correct the file, or download it again")  # duplicate keys refused there
     if not isinstance(data, dict):
-        raise EmulatorError("must hold a JSON object of config keys.", file=path)
+        raise EmulatorError("must hold a JSON object of config keys. Fix: use the model's config.json.", file=path,
+                            field="(top level)")
     return data, path
 
 
@@ -36,8 +32,9 @@ def load_model(spec: str | Mapping[str, Any], *, origin: str) -> ModelConfig:
     if isinstance(spec, Mapping):
         return from_hf_config(spec, origin=origin)
     if not isinstance(spec, str):
-        raise EmulatorError(f"must be a preset name, a config.json path or a mapping, got {type(spec).__name__}.",
-                            file=origin, field="model")
+        raise EmulatorError(f"must be a preset name, a config.json path or a mapping of config.json keys, got "
+                            f"{spec!r}. Fix: write e.g. 'model: llama3-8b' (`emulator models list`).", file=origin,
+                            field="model")
     if spec in PRESETS:
         return preset(spec)
     path = os.path.expanduser(spec)

@@ -48,12 +48,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "mlp_only_layers": [],
     },
     "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
-                  "vocab_size": 50257,
-                      "n_positions": 2048},
+                  "vocab_size": 50257, "n_positions": 2048, "layer_norm_epsilon": 1e-5,
+                  "tie_word_embeddings": True},
     # GPT-J (MLPerf inference): approximated with GPT keys and rotary positions; see hf._gptj.
     "gpt-j-6b": {"model_type": "gptj", "n_layer": 28, "n_embd": 4096, "n_head": 16, "n_inner": None,
-                 "vocab_size": 50400,
-                     "n_positions": 2048, "rotary_dim": 64, "tie_word_embeddings": False},
+                 "vocab_size": 50400, "n_positions": 2048, "rotary_dim": 64, "tie_word_embeddings": False,
+                 "layer_norm_epsilon": 1e-5},
     # MLPerf DLRM-v2 (DLRM-DCNv2) on Criteo 1TB: 13 dense features, 26 tables of dim 128 capped at 40M rows,
     # multi-hot lookups per table, 3 low-rank (512) DCNv2 cross layers, bottom 512-256-128, top 1024-1024-512-256-1.
     "dlrm-v2": {

@@ -155,8 +155,8 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
 
 
 def make_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """AdamW(lr=1e-4, weight_decay=0.1): the fused kernel (one pass over each parameter's state) on CPU and CUDA. Sparse-updated embedding tables are
-    left out (see recommender.py)."""
+    """AdamW(lr=1e-4, weight_decay=0.1): the fused kernel (one pass over each parameter's state) on CPU and CUDA.
+    Sparse-updated embedding tables are left out (see recommender.py)."""
     chosen = [p for p in params if p.requires_grad and not getattr(p, "_emulator_sparse", False)]
     if not chosen:
         raise EmulatorError("there are no trainable parameters to optimise.")

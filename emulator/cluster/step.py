@@ -1,0 +1,227 @@
+"""The one training step: a rank's compute (roofline), its collectives (network) and the schedule, in seconds.
+
+    step = m * (stage compute + exposed tp/ep/cp/fsdp comm per micro-batch)      m micro-batches per step
+         + pipeline bubble + pipeline send/recv on the critical path
+         + exposed data-parallel gradient reduction + optimizer
+The slowest pipeline stage sets the pace: the busiest rank's layers plus the embedding (first stage) or the
+head (last stage), whichever is larger. Compute seconds come only from `roofline.kernel_time` on the rank's
+traced calls; collective seconds only from `network.Network`. `predict_training` and the sizing search both
+time plans with `training_step`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.cluster.network import Group, Network
+from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
+from emulator.cluster.shard import RankProgram, part_of
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.roofline import error_band, kernel_time
+from emulator.engine.timing import FamilyTiming, KernelTiming, family_totals
+from emulator.errors import EmulatorError
+from emulator.hardware import DeviceProfile
+from emulator.precision import ADAM_STATE_BYTES_PER_PARAM
+from kernels import Cost, KernelCall
+
+# Mixed-precision AdamW streams per parameter: the 16-bit gradient twice (global-norm clipping, then the update),
+# fp32 master weights and two moments read and written (12 + 12), and the new 16-bit weights written (2)
+# (Megatron-LM's FP16/BF16 optimizer; ZeRO paper Sec. 3.1 for the 16 bytes of state).
+ADAM_STREAM_BYTES_PER_PARAM = 2 + 2 + 2 * ADAM_STATE_BYTES_PER_PARAM + 2
+ADAM_VECTOR_FLOPS_PER_PARAM = 12.0  # moments, bias corrections, the update (a few FLOPs each)
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds of one micro-batch on the busiest rank, by part and phase; per-family totals for reporting."""
+
+    seconds: Mapping[tuple[str, str], float]  # (embed|layers|head, forward|backward) -> s
+    attention: Mapping[str, float]  # phase -> s of attention kernels
+    families: Mapping[str, FamilyTiming]  # one micro-batch, forward and backward
+    hardware_flops: Mapping[str, float]  # part -> FLOPs executed (matrix + recompute + vector), one micro-batch
+    layer_forward_flops: float
+    error_band: float  # time-weighted over the micro-batch's kernels (`roofline.error_band`)
+
+    def get(self, part: str, phase: str) -> float:
+        return self.seconds.get((part, phase), 0.0)
+
+
+_TIMES: dict[tuple[Any, ...], tuple[RankProgram, StageTimes]] = {}
+
+
+def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable, precision: str) -> StageTimes:
+    """Roofline times of a rank's calls, cached per (traced shard, corrections, device, table, precision)."""
+    p = prog.plan
+    key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.recompute, p.microbatch_size, p.seq_len,
+           prog.attention, device.name, id(table), precision)
+    hit = _TIMES.get(key)
+    if hit is not None and hit[0].trace is prog.trace:
+        return hit[1]
+    seconds: dict[tuple[str, str], float] = {}
+    attention: dict[str, float] = {}
+    hardware: dict[str, float] = {}
+    timed: list[KernelTiming] = []
+    layer_forward = 0.0
+    for call in prog.compute:
+        # The optimizer runs once a step, on the rank's (ZeRO) shard: `optimizer_kernel` times it.
+        if call.family == "view" or call.phase == "optimizer":
+            continue
+        kt = kernel_time(call, device, table, precision)
+        timed.append(kt)
+        part = part_of(call)
+        seconds[(part, call.phase)] = seconds.get((part, call.phase), 0.0) + kt.time_s
+        if call.family == "attention" or call.module == "layers.attention":
+            attention[call.phase] = attention.get(call.phase, 0.0) + kt.time_s
+        cost = call.total
+        executed = cost.matrix_flops + cost.recompute_flops + cost.vector_flops
+        hardware[part] = hardware.get(part, 0.0) + executed
+        if part == "layers" and call.phase == "forward":
+            layer_forward += executed
+    out = StageTimes(seconds, attention, family_totals(timed), hardware, layer_forward, error_band(timed, table))
+    if len(_TIMES) > 4096:
+        _TIMES.clear()
+    _TIMES[key] = (prog, out)
+    return out
+
+
+def optimizer_kernel(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable) -> KernelTiming:
+    """The rank's AdamW step over the parameters it updates (its ZeRO shard when sharded), one fused kernel."""
+    plan = prog.plan
+    dense, experts = prog.stage_params - prog.expert_params, prog.expert_params
+    if plan.shard_stage >= 1:
+        dense, experts = dense / (plan.dp * plan.cp), experts / plan.edp
+    params = dense + experts
+    moved = params * ADAM_STREAM_BYTES_PER_PARAM
+    call = KernelCall(family="optimizer", op="aten._fused_adamw_", shapes=((int(params),),), dtype="fp32",
+                      cost=Cost(vector_flops=params * ADAM_VECTOR_FLOPS_PER_PARAM, bytes_read=moved * 14 / 30,
+                                bytes_written=moved * 16 / 30), phase="optimizer", weight_bytes=moved)
+    return kernel_time(call, device, table)
+
+
+@functools.lru_cache(maxsize=65536)
+def _collective_s(net: Network, op: str, size_bytes: float, group: Group) -> float:
+    return net.time(op, size_bytes, group)
+
+
+def comm_time(prog: RankProgram, net: Network | None, group: str, phase: str | None = None,
+              ops: tuple[str, ...] | None = None) -> float:
+    """Seconds of a rank's collectives in `group` (and `phase`, `ops`) for one micro-batch or one step."""
+    total = 0.0
+    for c in prog.collectives:
+        params = dict(c.params)
+        if params["group"] != group or (phase and c.phase != phase) or (ops and c.op not in ops):
+            continue
+        if net is None:
+            raise EmulatorError("a plan over several devices needs a system profile for its network. Fix: set "
+                                "hardware.system to a system built from this device.", field="hardware.system")
+        total += c.count * _collective_s(net, c.op, c.cost.comm_bytes, prog.groups[group])
+    return total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepBreakdown:
+    """Where one training step's seconds go (whole step unless named per micro-batch)."""
+
+    step_s: float
+    compute_s: float  # kernels of all micro-batches and the optimizer
+    exposed_communication_s: float
+    bubble_s: float
+    optimizer_s: float
+    tensor_parallel_s: float
+    expert_parallel_s: float
+    context_parallel_exposed_s: float
+    fsdp_exposed_s: float
+    pipeline_p2p_s: float
+    data_parallel_exposed_s: float
+    data_parallel_total_s: float
+    communication_total_s: float  # every collective, hidden or not
+    recompute_s: float
+    microbatch_s: float  # one micro-batch of the busiest stage, compute and exposed comm
+    layers_forward_s: float  # per micro-batch
+    layers_backward_s: float  # per micro-batch, the recomputed forward included
+    embed_s: float
+    head_s: float
+    optimizer: KernelTiming
+    error_band: float  # of the compute, time-weighted over its kernels (the optimizer's included)
+
+    @property
+    def utilisation(self) -> float:
+        """The share of the step the devices compute (power follows it)."""
+        return self.compute_s / self.step_s if self.step_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        """The `breakdown` of `--json`."""
+        return {"compute_s": self.compute_s, "exposed_communication_s": self.exposed_communication_s,
+                "bubble_s": self.bubble_s, "optimizer_s": self.optimizer_s,
+                "tensor_parallel_s": self.tensor_parallel_s, "expert_parallel_s": self.expert_parallel_s,
+                "context_parallel_exposed_s": self.context_parallel_exposed_s,
+                "fsdp_exposed_s": self.fsdp_exposed_s, "pipeline_p2p_s": self.pipeline_p2p_s,
+                "data_parallel_exposed_s": self.data_parallel_exposed_s,
+                "data_parallel_total_s": self.data_parallel_total_s,
+                "communication_total_s": self.communication_total_s, "recompute_s": self.recompute_s}
+
+
+def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile, table: EfficiencyTable,
+                  precision: str, *, overlap_grad_reduce: bool = True) -> StepBreakdown:
+    """The step time of a rank program on its network (see the module docstring for the schedule).
+
+    `overlap_grad_reduce`: the data-parallel gradient reduction overlaps the last backward (default) or not.
+    """
+    plan = prog.plan
+    st = stage_times(prog, device, table, precision)
+    m = plan.num_microbatches
+    full = plan.recompute == "full"
+    layers_f = st.get("layers", "forward")
+    layers_b = st.get("layers", "backward") + (layers_f if full else 0.0)
+    first = st.get("embed", "forward") + st.get("embed", "backward")
+    last = st.get("head", "forward") + st.get("head", "backward")
+    ends = max(first, last) if plan.pp > 1 else first + last
+    compute_mb = layers_f + layers_b + ends
+
+    tp_s = comm_time(prog, net, "tp")
+    ep_s = comm_time(prog, net, "ep")
+    cp_s = exposed(comm_time(prog, net, "cp", "forward"), st.attention.get("forward", 0.0) * plan.cp) + exposed(
+        comm_time(prog, net, "cp", "backward"), st.attention.get("backward", 0.0) * plan.cp)
+    fsdp_s = 0.0
+    if plan.shard_stage >= 3:
+        for group in ("dp", "edp"):
+            fsdp_s += exposed(comm_time(prog, net, group, "forward"), layers_f)
+            fsdp_s += exposed(comm_time(prog, net, group, "backward"), layers_b)
+    microbatch_s = compute_mb + tp_s + ep_s + cp_s + fsdp_s
+    pp_s = comm_time(prog, net, "pp") * pipeline_slots(plan.pp, m) if plan.pp > 1 else 0.0
+    bubble = bubble_s(plan.pp, plan.virtual_stages, microbatch_s)
+
+    optimizer = optimizer_kernel(prog, device, table)
+    optimizer_s = optimizer.time_s
+    dp_s = dp_total = 0.0
+    if plan.shard_stage < 3:
+        for group in ("dp", "edp"):
+            reduce = comm_time(prog, net, group, "optimizer", ("all_reduce", "reduce_scatter"))
+            gather = comm_time(prog, net, group, "optimizer", ("all_gather",))
+            dp_total += reduce + gather
+            dp_s += (exposed(reduce, layers_b) if overlap_grad_reduce else reduce) + gather
+    step = m * microbatch_s + bubble + pp_s + dp_s + optimizer_s
+    hidden = 0.0
+    if net is not None:
+        hidden = comm_time(prog, net, "cp") + (comm_time(prog, net, "dp") + comm_time(prog, net, "edp")) * (
+            m if plan.shard_stage >= 3 else 1)
+    return StepBreakdown(
+        step_s=step, compute_s=m * compute_mb + optimizer_s,
+        exposed_communication_s=m * (tp_s + ep_s + cp_s + fsdp_s) + pp_s + dp_s, bubble_s=bubble,
+        optimizer_s=optimizer_s, tensor_parallel_s=m * tp_s, expert_parallel_s=m * ep_s,
+        context_parallel_exposed_s=m * cp_s, fsdp_exposed_s=m * fsdp_s, pipeline_p2p_s=pp_s,
+        data_parallel_exposed_s=dp_s, data_parallel_total_s=dp_total,
+        communication_total_s=m * (tp_s + ep_s) + pp_s + hidden, recompute_s=m * layers_f if full else 0.0,
+        microbatch_s=microbatch_s, layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first,
+        head_s=last, optimizer=optimizer,
+        error_band=_weighted((st.error_band, m * compute_mb), (error_band([optimizer], table), optimizer_s)))
+
+
+def _weighted(*bands: tuple[float, float]) -> float:
+    """Error bands of parts timed in sequence, weighted by their seconds (as `roofline.error_band` weights)."""
+    total = sum(s for _, s in bands)
+    return sum(b * s for b, s in bands) / total if total > 0 else bands[0][0]
+
