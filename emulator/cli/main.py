@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare_measuring(args: argparse.Namespace) -> None:
+    """Settings a measuring command needs before torch loads; imported here so that the other commands never
+    load torch."""
     os.environ.setdefault("KMP_BLOCKTIME", "0")
     if str(getattr(args, "device", "")).startswith("cpu") and getattr(args, "threads", None):
         # One core by default: with several threads every parallel kernel waits at a barrier for the slowest

@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from emulator.hardware import DeviceProfile, SystemProfile
+from emulator.hardware import DeviceProfile, SystemProfile, load_device
 from emulator.published import load_cases, profile_name
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
@@ -118,8 +118,6 @@ class EfficiencyCurve:
 @functools.lru_cache(maxsize=64)
 def efficiency_curve(device: DeviceProfile) -> EfficiencyCurve:
     """The device's NCCL efficiency curve (its own published sweep, else the mean of the shipped sweeps)."""
-    from emulator.hardware import load_device
-
     sweeps = _published_sweeps()
 
     def relative(name: str) -> dict[float, float]:

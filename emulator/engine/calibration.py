@@ -26,7 +26,7 @@ from typing import Any
 from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.errors import EmulatorError
 from emulator.files import read_json, shipped
-from emulator.hardware import DeviceProfile, list_devices, load_device
+from emulator.hardware import DeviceProfile, Links, MemoryTier, Power, Price, list_devices, load_device
 
 SCHEMA_VERSION = 1
 # Extra relative error for efficiencies carried to a sibling chip (different clocks, memory, power limits).
@@ -191,8 +191,6 @@ def profile_for_fingerprint(fingerprint: Mapping[str, Any]) -> DeviceProfile | N
 
 def local_profile(data: Mapping[str, Any]) -> DeviceProfile:
     """A profile for a device known only through its calibration (the local CPU): measured peaks and sizes."""
-    from emulator.hardware import Links, MemoryTier, Power, Price
-
     fp = data["fingerprint"]
     peaks = data.get("peaks", {})
     measured = f"measured by `emulator calibrate` on {fp.get('key')} ({data.get('created')})"

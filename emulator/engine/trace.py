@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from emulator.precision import activation_dtype
@@ -175,8 +176,6 @@ def _module_paths(recorder: _Recorder, root: torch.nn.Module, prefix: str) -> It
             return
         _label_nodes([t.grad_fn for t in flat_tensors(output)], boundaries.pop() if boundaries else set(), name)
         recorder.module = stack.pop() if stack else prefix
-
-    from torch.nn.modules import module as nn_module
 
     h1 = nn_module.register_module_forward_pre_hook(pre)
     h2 = nn_module.register_module_forward_hook(post)

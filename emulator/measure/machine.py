@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import re
@@ -22,9 +24,6 @@ def keep_freed_memory() -> bool:
     avoids. Turning trimming and per-block mmap off keeps steps repeatable. Returns whether it applied
     (glibc only; other C libraries keep their own behaviour).
     """
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from emulator.measure.timer import as_device
 
@@ -16,8 +17,6 @@ def profile_kernels(step: Callable[[], Any], device: str | torch.device, num_ste
 
     Each row is {"name", "total_s" (per step), "calls" (per step)}, longest first; `top=None` keeps all.
     """
-    from torch.profiler import ProfilerActivity, profile
-
     dev = as_device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:

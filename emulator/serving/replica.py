@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emulator.cluster.network import Group, Network
 from emulator.cluster.shard import shard_config
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import (
@@ -173,8 +174,6 @@ def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp:
     """Collectives of one iteration of n tokens: TP all-reduces, EP all-to-alls, PP hand-offs."""
     if tp * pp == 1 or system is None:
         return 0.0
-    from emulator.cluster.network import Group, Network
-
     net = Network.of(system)
     payload = n * model.hidden_size * INFERENCE_ACTIVATION_BYTES
     t = 2 * model.num_layers * net.time("all_reduce", payload, Group(tp)) if tp > 1 else 0.0

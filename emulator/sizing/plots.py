@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emulator.engine.predict import predict_batch
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario
@@ -24,6 +26,7 @@ DPI = 100
 
 
 def _plt() -> Any:
+    # matplotlib loads only when a report draws, and its Agg backend (no display) is chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,8 +76,6 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
 
 
 def roofline(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
-    import numpy as np
-
     kernels = _kernels(result, sz, report)
     fig, ax = plt.subplots(figsize=(8, 5.2))
     prec = sz.train.precision if sz.train else sz.serve.spec.precision  # type: ignore[union-attr]
