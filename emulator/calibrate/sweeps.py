@@ -160,7 +160,7 @@ def _vector(device_kind: str, quick: bool) -> list[BenchPoint]:
         # size): in a model step every op follows other layers' traffic, which evicts its code, page-table
         # entries and data, and a 16x512 op that takes 3-7 us repeated took 60-220 us after a 16-64 MB stream
         # on our 2-core VM. These points measure that per-call cost and how much traffic it takes (see
-        # `emulator.fit.cold_call_curve`); they are not fitted into their families.
+        # `emulator.calibrate.fit.cold_call_curve`); they are not fitted into their families.
         for evict in (0.125, 0.25, 0.5, 2.0):
             for n in ("mul", "silu", "rms_norm"):
                 points.append(BenchPoint("elementwise" if n != "rms_norm" else "norm", n,

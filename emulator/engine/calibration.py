@@ -11,7 +11,8 @@ Lookup for a profile D, in order:
    with the error band widened by `TRANSFER_ERROR`
 3. otherwise the spec defaults                -> `spec`
 Files are searched in the user's data directory (`$EMULATOR_CALIBRATIONS`, else
-`$XDG_DATA_HOME/emulator/calibrations`) before the ones shipped in the repository's `calibrations/`.
+`$XDG_DATA_HOME/emulator/calibrations`) before the shipped ones (`files.shipped("calibrations")`: the package's, or
+the repository's `calibrations/` in a checkout).
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ def _build(cls: type, data: Any, prefix: str, file: str) -> Any:
 
 
 def profiles_root() -> Path:
-    """The folder holding devices/, systems/ and sites/ (`$EMULATOR_PROFILES`, else the repo's hw_profiles/)."""
+    """The folder holding devices/, systems/ and sites/ (`$EMULATOR_PROFILES`, else the shipped
+    `hw_profiles/`: the package's, or the repository's in a checkout)."""
     env = os.environ.get("EMULATOR_PROFILES")
     return Path(env).expanduser() if env else shipped("hw_profiles")
 
