@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,7 @@ def test_bad_scenarios_give_one_clear_paragraph(tmp_path: Path, capsys: pytest.C
     assert err.startswith("error: ")
     assert "Traceback" not in err
     assert err.strip().count("\n") == 0, "one paragraph"
-    assert any(w in err for w in ("Fix", "did you mean", "use one of", "Add ", "Use ", "use ", "choose", "give")), \
-        "gives a fix"
+    assert "Fix" in err or "did you mean" in err, "gives a fix"
     assert str(tmp_path) in err, "names the file"
     for word in words:
         assert word in err, (word, err)
@@ -83,6 +83,7 @@ def test_predict_json_has_the_contract_fields(tmp_path: Path, capsys: pytest.Cap
                 "unknown_ops", "kernels", "error_band"):
         assert key in out, key
     assert out["step_time_s"] > 0 and 0 < out["mfu"] < 1
+    assert out["tokens_per_s"] == pytest.approx(out["tokens_per_step"] / out["step_time_s"], rel=1e-12)
     for fam in out["kernels"].values():
         assert set(fam) >= {"time_s", "flops", "bytes", "bound"}
 
@@ -108,7 +109,8 @@ def test_every_shipped_example_predicts(example: str, capsys: pytest.CaptureFixt
     """Every example under examples/ predicts without error."""
     assert main(["predict", str(ROOT / "examples" / example), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["step_time_s"] > 0
+    assert 0 < out["step_time_s"] < math.inf and not out["unknown_ops"]
+    assert out["memory_per_device_bytes"] == pytest.approx(out["memory_breakdown"]["total"], rel=1e-12)
 
 
 # --- every rendering path, as a table and as --json --------------------------------------------------------------
@@ -217,7 +219,7 @@ def test_every_prediction_renders_as_json(tmp_path: Path, capsys: pytest.Capture
                 assert got[key] == expected, (key, got[key])
     if got.get("fit_advice"):
         advice = got["fit_advice"]
-        assert advice["over_by_bytes"] > 0
+        assert advice["over_by_bytes"] == got["memory_per_device_bytes"] - got["memory_capacity_bytes"] > 0
         assert advice["fixes"] or advice["advice"]
         assert all(fix["memory_per_device_bytes"] <= got["memory_capacity_bytes"] for fix in advice["fixes"])
 

@@ -86,7 +86,7 @@ def test_missing_field_names_file_and_field(tmp_path: Path) -> None:
     path = _write(tmp_path, mapping)
     with pytest.raises(EmulatorError, match="intermediate_size") as info:
         load_model(str(path), origin="s.yaml")
-    assert str(path) in str(info.value) and "Add" in str(info.value)
+    assert str(path) in str(info.value) and "Fix: add" in str(info.value)
 
 
 def test_unknown_model_type_lists_nearest() -> None:

@@ -86,7 +86,7 @@ class _Reader:
             return defaults[key]
         why = ", and Hugging Face has no default for it" if self.model_type in HF_DEFAULTS else ""
         raise EmulatorError(
-            f"is {'missing' if value is _MISSING else 'null'}; a '{self.model_type}' config needs it{why}. Add "
+            f"is {'missing' if value is _MISSING else 'null'}; a '{self.model_type}' config needs it{why}. Fix: add "
             f"\"{key}\" to the config (copy it from the model's Hugging Face config.json).", file=self.origin,
             field=key)
 
