@@ -12,7 +12,7 @@ import dataclasses
 from emulator.cluster import predict_training
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import ALLOCATOR_ALLOWANCE
-from emulator.engine.predict import check_precision, predict, predict_batch
+from emulator.engine.predict import predict, predict_batch
 from emulator.engine.prediction import Memory, Prediction
 from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
@@ -33,7 +33,6 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     energy) over the batch view of one device (`step_time_s`: one batch of `batch_size` requests end to end)."""
     inf = s.inference
     assert inf is not None and s.serving is not None  # load_scenario parses both from `inference:`
-    check_precision(s)
     one_device = dataclasses.replace(s, num_devices=1,
                                      inference=dataclasses.replace(inf, parallel=type(inf.parallel)()))
     batch = predict_batch(one_device, table)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from emulator.cluster import Plan, predict_training
 from emulator.sizing import load_sizing, size, write_report
 from emulator.sizing.pareto import dominates, pareto_mask
-from emulator.sizing.search import _scenario
+from emulator.sizing.search import training_scenario
 
 SIZING = """goal: train
 model: llama3-8b
@@ -60,7 +60,7 @@ def test_search_agrees_with_predict_training(tmp_path: Path) -> None:
         plan = Plan(tp=p["tp"], pp=p["pp"], dp=p["dp"], microbatch_size=p["microbatch_size"], zero=p["zero"],
                     sequence_parallel=p["sequence_parallel"], recompute=p["recompute"], global_batch_size=256,
                     seq_len=4096)
-        out = predict_training(_scenario(sz, cands[row["device"]], plan)).to_json()
+        out = predict_training(training_scenario(sz, cands[row["device"]], plan)).to_json()
         assert abs(out["step_time_s"] / row["step_time_s"] - 1) < 1e-9
         assert abs(out["memory_per_device_bytes"] / row["memory_per_device_bytes"] - 1) < 1e-9
 
@@ -78,7 +78,7 @@ def test_zero_3_plans_are_searched_with_the_same_step(tmp_path: Path) -> None:
     p = row["plan"]
     plan = Plan(tp=p["tp"], pp=p["pp"], dp=p["dp"], microbatch_size=p["microbatch_size"], zero=3,
                 sequence_parallel=p["sequence_parallel"], recompute=p["recompute"], global_batch_size=256, seq_len=4096)
-    pred = predict_training(_scenario(sz, cand, plan))
+    pred = predict_training(training_scenario(sz, cand, plan))
     assert pred.step_time_s == row["step_time_s"] and pred.step.fsdp_exposed_s >= 0
     assert sum(pred.memory.parts.values()) == row["memory_per_device_bytes"]
 

@@ -28,8 +28,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
-
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
@@ -75,11 +73,6 @@ def rank_shard(model: TransformerConfig, plan: Plan) -> TransformerConfig:
     etp: with sequence parallelism each tp rank routes 1/tp of the tokens, so an expert's FLOPs per rank are those
     of tp-split experts on all the tokens; memory and gradient reduction count the experts etp really splits."""
     return shard_config(model, tp=plan.tp, ep=plan.ep, expert_tp=plan.tp, num_layers=layers_per_stage(model, plan))
-
-
-@functools.lru_cache(maxsize=512)
-def _stage_trace(shard: TransformerConfig, microbatch: int, seq: int, dtype: torch.dtype) -> Trace:
-    return trace_workload(shard, "train", microbatch, seq, 0, dtype)
 
 
 def part_of(call: KernelCall) -> str:
@@ -271,7 +264,7 @@ def _rank_compute(model: TransformerConfig, plan: Plan, precision: str,
     """(shard, its trace, one micro-batch's compute calls) of a rank: the same for plans that differ only in
     dp, ZeRO stage, global batch or etp, which the caller normalises away."""
     shard = rank_shard(model, plan)
-    trace = _stage_trace(shard, plan.microbatch_size, plan.seq_len // plan.cp, traced_dtype(precision))
+    trace = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0, traced_dtype(precision))
     return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
 
 

@@ -20,7 +20,7 @@ from emulator.cluster.network import Group, Network
 from emulator.cluster.schedule import bubble_s, exposed, pipeline_slots
 from emulator.cluster.shard import RankProgram, part_of
 from emulator.engine.efficiency import EfficiencyTable
-from emulator.engine.roofline import error_band, kernel_time
+from emulator.engine.roofline import combined_band, error_band, kernel_time
 from emulator.engine.timing import FamilyTiming, KernelTiming, family_totals
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
@@ -217,11 +217,6 @@ def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile,
         communication_total_s=m * (tp_s + ep_s) + pp_s + hidden, recompute_s=m * layers_f if full else 0.0,
         microbatch_s=microbatch_s, layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first,
         head_s=last, optimizer=optimizer,
-        error_band=_weighted((st.error_band, m * compute_mb), (error_band([optimizer], table), optimizer_s)))
-
-
-def _weighted(*bands: tuple[float, float]) -> float:
-    """Error bands of parts timed in sequence, weighted by their seconds (as `roofline.error_band` weights)."""
-    total = sum(s for _, s in bands)
-    return sum(b * s for b, s in bands) / total if total > 0 else bands[0][0]
+        error_band=combined_band([(st.error_band, m * compute_mb), (error_band([optimizer], table), optimizer_s)],
+                                 st.error_band))
 

@@ -25,12 +25,12 @@ from emulator.engine.memory import (
     workspace_bytes,
 )
 from emulator.engine.prediction import InferencePrediction, Memory, Prediction
-from emulator.engine.roofline import error_band, predict_calls
+from emulator.engine.roofline import combined_band, predict_calls
 from emulator.engine.timing import Timing
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.precision import LOW_PRECISIONS, kv_dtype
+from emulator.precision import kv_dtype
 from emulator.scenario import Scenario
 from emulator.workloads.config import DLRMConfig, ModelConfig
 from kernels import KernelCall
@@ -48,15 +48,13 @@ def combine_timings(parts: list[Timing]) -> Timing:
     """Timings that run one after another, as one: times add, the error band is their time-weighted mean (as
     `roofline.error_band` weights kernels), provenance is the first's."""
     first = parts[0]
-    device_s = sum(p.device_s for p in parts)
-    band = sum(p.error_band * p.device_s for p in parts) / device_s if device_s > 0 else first.error_band
     return dataclasses.replace(
         first,
         kernels=tuple(k for p in parts for k in p.kernels),
         total_s=sum(p.total_s for p in parts),
-        device_s=device_s,
+        device_s=sum(p.device_s for p in parts),
         host_s=sum(p.host_s for p in parts),
-        error_band=band,
+        error_band=combined_band(((p.error_band, p.device_s) for p in parts), first.error_band),
     )
 
 
@@ -84,13 +82,8 @@ def check_precision(s: Scenario) -> None:
     """A low precision the device has no matrix format for is an error naming what it has."""
     section = s.training or s.inference
     assert section is not None  # load_scenario guarantees exactly one
-    precision = section.precision
-    if precision in LOW_PRECISIONS and precision not in s.device.matrix_flops_per_s:
-        have = [d for d in ("fp8", "fp4", "int8", "bf16") if d in s.device.matrix_flops_per_s]
-        raise EmulatorError(
-            f"'{precision}' is not supported by {s.device.name} (it has {', '.join(have)}). Fix: pick one of those "
-            "or a device with this precision.", file=s.path, field=f"{'training' if s.training else 'inference'}"
-                                                                    ".precision")
+    s.device.check_precision(section.precision, file=s.path,
+                             field=f"{'training' if s.training else 'inference'}.precision")
 
 
 def check_context(s: Scenario, model: ModelConfig, input_tokens: int, output_tokens: int) -> None:
@@ -118,7 +111,6 @@ def _check_one_device(s: Scenario) -> None:
 def predict(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
     """Predict the step time, throughput, FLOPs and memory of a scenario on one device."""
     _check_one_device(s)
-    check_precision(s)
     table = table or efficiency_for(s.device)
     if s.training:
         return _predict_training(s, table)
@@ -146,6 +138,7 @@ def _common(s: Scenario, timing: Timing, parts: dict[str, float]) -> dict[str, o
 def _predict_training(s: Scenario, table: EfficiencyTable) -> Prediction:
     tr = s.training
     assert tr is not None
+    check_precision(s)
     micro = min(tr.parallel.microbatch_size, tr.global_batch_size)
     if tr.global_batch_size % micro:
         raise EmulatorError(
@@ -217,5 +210,5 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> Inferenc
     )
 
 
-__all__ = ["check_context", "check_precision", "combine_timings", "error_band", "hardware_flops", "model_flops",
+__all__ = ["check_context", "check_precision", "combine_timings", "hardware_flops", "model_flops",
            "predict", "predict_batch", "scale_timing", "time_trace", "training_memory_of"]

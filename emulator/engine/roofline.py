@@ -267,8 +267,15 @@ def predict_calls(
 def error_band(kernels: Iterable[KernelTiming], table: EfficiencyTable) -> float:
     """The one error band of a prediction: each kernel's held-out (or documented) relative error, weighted by its
     share of the time. A fractional half-width: the truth is expected within time * (1 +- band)."""
+    return combined_band([(table.get(k.family, k.dtype).error, k.time_s) for k in kernels],
+                         table.get("default").error)
+
+
+def combined_band(parts: Iterable[tuple[float, float]], empty: float) -> float:
+    """The band of parts timed in sequence, from (band, seconds) pairs: their time-weighted mean (`empty` when
+    no part takes time)."""
     weighted = total = 0.0
-    for k in kernels:
-        weighted += k.time_s * table.get(k.family, k.dtype).error
-        total += k.time_s
-    return weighted / total if total > 0 else table.get("default").error
+    for band, seconds in parts:
+        weighted += band * seconds
+        total += seconds
+    return weighted / total if total > 0 else empty

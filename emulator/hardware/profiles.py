@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from emulator.errors import EmulatorError, nearest
+from emulator.precision import LOW_PRECISIONS
 from emulator.units import GB, GiB
 
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8")
@@ -249,6 +250,13 @@ class DeviceProfile:
     def has_dtype(self, dtype: str) -> bool:
         """True when the chip computes in `dtype` on its matrix or vector units."""
         return dtype in self.matrix_flops_per_s or dtype in self.vector_flops_per_s
+
+    def check_precision(self, precision: str, *, file: str | None, field: str) -> None:
+        """A low precision (a GEMM format) this chip's matrix units lack is an error naming the ones it has."""
+        if precision in LOW_PRECISIONS and precision not in self.matrix_flops_per_s:
+            have = [d for d in (*LOW_PRECISIONS, "bf16") if d in self.matrix_flops_per_s]
+            raise EmulatorError(f"'{precision}' is not supported by {self.name} (it has {', '.join(have)}). Fix: pick "
+                                "one of those or a device with this precision.", file=file, field=field)
 
     def matrix_peak(self, dtype: str) -> float:
         """Dense matrix-unit FLOP/s for `dtype`; an error listing the dtypes the chip has when absent."""

@@ -28,6 +28,7 @@ from emulator.workloads.config import DLRMConfig
 
 def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingResult:
     """Predict a serving scenario: Offline or Server, LLM or recommender, aggregated or disaggregated."""
+    scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
         return predict_recommender(scenario, spec, table)

@@ -266,11 +266,6 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
                   path: str | None = None) -> Replica:
     """A replica with its step model and KV capacity; an error when the weights leave no room for KV."""
-    if precision not in ("bf16", "fp16", "fp32") and precision not in device.matrix_flops_per_s:
-        have = [d for d in ("fp8", "fp4", "int8") if d in device.matrix_flops_per_s]
-        raise EmulatorError(f"'{precision}' is not supported by {device.name} (low precisions it has: "
-                            f"{', '.join(have) or 'none'}). Fix: choose one of those or bf16.", file=path,
-                            field="inference.precision")
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")

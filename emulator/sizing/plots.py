@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from emulator.cluster import predict_training
+from emulator.engine.calibration import efficiency_for
 from emulator.engine.predict import predict_batch
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario
-from emulator.sizing.search import SearchResult
+from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
 from emulator.workloads.config import DLRMConfig
 
@@ -50,18 +52,16 @@ def _save(plt: Any, fig: Any, folder: Path, name: str, caption: str) -> dict[str
 
 
 def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """family -> {time_s, flops, bytes} of the best plan's anchor prediction per device."""
+    """family -> {time_s, flops, bytes} of the best plan's prediction per device."""
     out: dict[str, dict[str, Any]] = {}
     for name, row in report["per_device"].items():
         if row is None:
             continue
+        cand = next(c for c in sz.candidates if c.device.name == name)
         if sz.goal == "train":
-            for r in result.rows:
-                if r["device"] == name and r["num_devices"] == row["num_devices"] and r["plan"] == row["plan"]:
-                    out[name] = {f: k.as_dict() for f, k in result.details[name][r["anchor"]].kernels.items()}
-                    break
+            pred = predict_training(training_scenario(sz, cand, plan_of(sz, row)), efficiency_for(cand.device))
+            out[name] = {f: k.as_dict() for f, k in pred.kernels.items()}
         else:
-            cand = next(c for c in sz.candidates if c.device.name == name)
             spec = sz.serve.spec  # type: ignore[union-attr]
             s = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
                          num_devices=row["plan"]["tp"], inference=Inference(
@@ -82,7 +82,7 @@ def roofline(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any],
     x = np.logspace(-1, 4, 200)
     for k, cand in enumerate(sz.candidates):
         d = cand.device
-        peak = d.matrix_peak(prec if d.has_dtype(prec) else "bf16")
+        peak = d.mfu_peak(prec)
         color = f"C{k}"
         ax.plot(x, np.minimum(peak, d.memory_bandwidth_bytes_per_s * x), color=color, label=f"{d.name} roofline")
         for fam, f in sorted(kernels.get(d.name, {}).items()):

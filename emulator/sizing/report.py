@@ -40,10 +40,6 @@ def _round(x: Any) -> Any:
     return x
 
 
-def _row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "anchor"}
-
-
 def _time_key(goal: str) -> str:
     return "effective_time_to_train_s" if goal == "train" else "latency_p99_s"
 
@@ -60,8 +56,8 @@ def build_report(result: SearchResult, sz: Sizing) -> dict[str, Any]:
         name = cand.device.name
         mine = [i for i in ranked if rows[i]["device"] == name]
         every = sorted((i for i, r in enumerate(rows) if r["device"] == name), key=lambda i: rows[i][tkey])
-        per_device[name] = _row(rows[mine[0]]) | {"feasible": True} if mine else (
-            _row(rows[every[0]]) | {"feasible": False} if every else None)
+        per_device[name] = rows[mine[0]] | {"feasible": True} if mine else (
+            rows[every[0]] | {"feasible": False} if every else None)
         best_at: dict[int, float] = {}
         for i in every:
             best_at.setdefault(rows[i]["num_devices"], rows[i][tkey])
@@ -87,10 +83,10 @@ def build_report(result: SearchResult, sz: Sizing) -> dict[str, Any]:
         "search": {"enumerated": result.num_enumerated, "evaluated": result.num_evaluated,
                    "feasible": len(result.feasible), "pareto": len(result.pareto),
                    "rejected": {k: dict(v) for k, v in sorted(result.rejected.items())}},
-        "recommended": _row(rows[result.best[sz.objective]]),
-        "best": {k: _row(rows[i]) for k, i in sorted(result.best.items())},
-        "pareto": [_row(rows[i]) for i in result.pareto],
-        "top": [_row(rows[i]) for i in ranked[:TOP_N]],
+        "recommended": rows[result.best[sz.objective]],
+        "best": {k: rows[i] for k, i in sorted(result.best.items())},
+        "pareto": [rows[i] for i in result.pareto],
+        "top": [rows[i] for i in ranked[:TOP_N]],
         "per_device": per_device,
         "scaling": scaling,
         "economics_inputs": {x.device.name: economics.inputs(x.device, x.system, sz.site, sz.pricing)

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import emulator.sizing.economics as economics
-from emulator.cluster import Plan, check_plan, predict_training
+from emulator.cluster import Plan, check_plan
 from emulator.cluster.goodput import goodput
 from emulator.cluster.network import Network
 from emulator.cluster.shard import rank_program
@@ -58,7 +58,6 @@ class SearchResult:
     rejected: dict[str, dict[str, Any]]  # reason -> {count, example}
     num_enumerated: int
     num_evaluated: int
-    details: dict[str, Any] = field(default_factory=dict)  # per device: the best plan's full prediction
 
 
 def _reject(rejected: dict[str, dict[str, Any]], reason: str, example: str) -> None:
@@ -74,7 +73,8 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
+def training_scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
+    """The training scenario one plan of a sizing stands for (what `emulator predict` would read)."""
     tr = sz.train
     assert tr is not None
     par = Parallel(tp=plan.tp, pp=plan.pp, dp=plan.dp, microbatch_size=plan.microbatch_size,
@@ -134,26 +134,33 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
     return n_enum, kept
 
 
+def plan_of(sz: Sizing, row: dict[str, Any]) -> Plan:
+    """The plan a training row was evaluated for."""
+    assert sz.train is not None
+    p = row["plan"]
+    return Plan(tp=p["tp"], pp=p["pp"], dp=p["dp"], microbatch_size=p["microbatch_size"], recompute=p["recompute"],
+                zero=p["zero"], sequence_parallel=p["sequence_parallel"], global_batch_size=sz.train.global_batch_size,
+                seq_len=sz.train.seq_len)
+
+
 def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float]],
-                      progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[tuple[Any, ...], Any]]:
+                      progress: Progress | None = None) -> list[dict[str, Any]]:
     """Rows of step time, throughput, MFU and utilisation for each plan, every one timed by the same
-    `training_step` as `emulator predict`; the best plan's full prediction per anchor (tp, pp, micro-batch,
-    recompute) for the report's kernel plots."""
+    `training_step` as `emulator predict` (progress is reported per group of plans sharing tp, pp, micro-batch
+    and recompute, whose traced rank program and stage times are computed once)."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
     table = efficiency_for(cand.device)
     net = Network.of(cand.system)
     peak = cand.device.mfu_peak(tr.precision)
     tokens_per_step = float(tr.global_batch_size * tr.seq_len)
-    by_anchor: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
     for plan, need in plans:
-        by_anchor.setdefault((plan.tp, plan.pp, plan.microbatch_size, plan.recompute), []).append((plan, need))
-    anchors: dict[tuple[Any, ...], Any] = {}
+        groups.setdefault((plan.tp, plan.pp, plan.microbatch_size, plan.recompute), []).append((plan, need))
     rows: list[dict[str, Any]] = []
-    for i, (key, members) in enumerate(sorted(by_anchor.items())):
+    for i, (_, members) in enumerate(sorted(groups.items())):
         if progress:
-            progress(cand.device.name, i + 1, len(by_anchor))
-        anchors[key] = predict_training(_scenario(sz, cand, members[0][0]), table)
+            progress(cand.device.name, i + 1, len(groups))
         flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
                                                              tr.precision)
         for plan, need in members:
@@ -171,9 +178,9 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
                 "breakdown": {"compute_s": step.compute_s - step.optimizer_s,
                               "exposed_communication_s": step.exposed_communication_s, "bubble_s": step.bubble_s,
                               "optimizer_s": step.optimizer_s},
-                "provenance": table.provenance, "error_band": step.error_band, "anchor": key,
+                "provenance": table.provenance, "error_band": step.error_band,
             })
-    return rows, anchors
+    return rows
 
 
 def finish_training(sz: Sizing, cand: Candidate, rows: list[dict[str, Any]]) -> None:
@@ -204,13 +211,12 @@ def finish_training(sz: Sizing, cand: Candidate, rows: list[dict[str, Any]]) -> 
 
 
 def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, Any],
-                                                                          dict[str, Any], int]:
+                                                                          int]:
     """One simulation per (device, replica layout); replicas to carry the target rate; power and cost per hour."""
     target = sz.serve
     assert target is not None
     rows: list[dict[str, Any]] = []
     rejected: dict[str, dict[str, Any]] = {}
-    details: dict[str, Any] = {}
     n_enum = 0
     dlrm = isinstance(sz.model, DLRMConfig)
     cap = sz.constraints.max_devices or DEFAULT_MAX_DEVICES
@@ -228,8 +234,6 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
             scenario = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
                                 num_devices=tp, inference=inference)
             try:
-                if not cand.device.has_dtype(spec.precision):
-                    raise EmulatorError(f"{cand.device.name} has no {spec.precision} matrix unit")
                 pred = predict_serving(scenario, dataclasses.replace(spec, tp=tp), efficiency_for(cand.device))
             except EmulatorError as e:
                 text = str(e).split(". Fix")[0].split(": ", 1)[-1]
@@ -269,8 +273,7 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 "energy_per_million_queries_mwh": economics.per_million(per_hour["mwh"], queries_h),
                 "provenance": pred.provenance, "error_band": pred.error_band,
             })
-            details.setdefault(cand.device.name, []).append({"tp": tp, **pred.to_json()})
-    return rows, rejected, details, n_enum
+    return rows, rejected, n_enum
 
 
 __all__ = ["DEFAULT_MAX_DEVICES", "SearchResult", "enumerate_plans", "evaluate_training", "finish_training",

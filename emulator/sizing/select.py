@@ -97,7 +97,6 @@ def _round_up(x: float) -> str:
 def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
     """Search the sizing file's candidates; raise an `EmulatorError` naming the binding constraint when none fits."""
     rejected: dict[str, dict[str, Any]] = {}
-    details: dict[str, Any] = {}
     if sz.goal == "train":
         rows: list[dict[str, Any]] = []
         n_enum = 0
@@ -105,12 +104,11 @@ def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
         for cand in sz.candidates:
             n, plans = enumerate_plans(sz, cand, rejected, memory_cache)
             n_enum += n
-            got, anchors = evaluate_training(sz, cand, plans, progress)
+            got = evaluate_training(sz, cand, plans, progress)
             finish_training(sz, cand, got)
             rows.extend(got)
-            details[cand.device.name] = anchors
     else:
-        rows, rejected, details, n_enum = search_serving(sz, progress)
+        rows, rejected, n_enum = search_serving(sz, progress)
     n_eval = len(rows)
     flags = _constraint_flags(sz, rows)
     ok = np.ones(len(rows), dtype=bool)
@@ -134,7 +132,7 @@ def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
 
     best = {obj: best_by(OBJECTIVE_KEYS[obj]) for obj in OBJECTIVE_KEYS}
     return SearchResult(goal=sz.goal, rows=rows, feasible=feasible, pareto=pareto, best=best, rejected=rejected,
-                        num_enumerated=n_enum, num_evaluated=n_eval, details=details)
+                        num_enumerated=n_enum, num_evaluated=n_eval)
 
 
 def _order(row: dict[str, Any]) -> tuple[Any, ...]:
