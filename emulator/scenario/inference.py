@@ -2,6 +2,7 @@
 
 ```yaml
 inference:
+  engine: trtllm                 # serving stack of stack_profiles/serving (default: trtllm; eager matches `run`)
   precision: fp8                 # weights/GEMMs: bf16 | fp16 | fp8 | fp4 | int8
   kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: bf16, or the precision if 16-bit)
   parallel: {tp: 2, pp: 1, ep: 1}
@@ -35,12 +36,13 @@ import numpy as np
 from emulator.errors import EmulatorError
 from emulator.fields import Fields, check_number
 from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
+from emulator.stacks import list_stacks, load_stack
 
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
 SCENARIOS = ("offline", "server")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
-        "disaggregation", "num_beams", "samples_per_query")
+        "disaggregation", "num_beams", "samples_per_query", "engine")
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
 # Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
 # typo (1e300) meets them. Lengths: more tokens than any model's context (Llama 4 Scout's is 10M).
@@ -136,6 +138,7 @@ class ServingSpec:
     disaggregation: Disaggregation | None = None
     num_beams: int = 1
     samples_per_query: Distribution = field(default_factory=Distribution)
+    engine: str | None = None  # a serving stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
     path: str = ""
 
     @property
@@ -217,6 +220,9 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     errors: a sizing file's `serve:` section is parsed here too)."""
     r = Fields(data, file=path, prefix=prefix, allowed=KEYS)
     kw: dict[str, Any] = {"path": path}
+    if r.has("engine"):
+        kw["engine"] = r.choice("engine", list_stacks("serving"))
+        load_stack(kw["engine"], "serving", file=path)  # a broken shipped profile fails here, naming its file
     if r.has("precision"):
         kw["precision"] = r.choice("precision", SERVE_PRECISIONS)
     if r.has("kv_precision"):

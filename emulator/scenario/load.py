@@ -7,6 +7,7 @@ training:                         # or `inference:`
   seq_len: 8192
   global_batch_size: 1            # sequences (or global_batch_tokens)
   precision: bf16                 # bf16 | fp16 | fp8 | fp4 (where the device has it)
+  framework: megatron-core        # training stack of stack_profiles/training (default; eager matches `run`)
   parallel: {tp: 1, pp: 1, dp: 1}
 ```
 The file is read by the strict file layer (`emulator.files`: YAML 1.2 numbers such as `15e12`, duplicate keys
@@ -27,6 +28,7 @@ from emulator.files import read_yaml
 from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_device, load_system
 from emulator.precision import TRAIN_PRECISIONS
 from emulator.scenario.inference import MAX_DEVICES, parse_inference
+from emulator.stacks import list_stacks, load_stack
 from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 
@@ -68,6 +70,8 @@ class Training:
     parallel: Parallel = field(default_factory=Parallel)
     recompute: str = "none"
     total_tokens: float | None = None
+    framework: str | None = None  # a training stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +150,8 @@ def check_seq_len(model: ModelConfig, seq_len: int, path: str, field: str) -> No
 
 def _training(data: Any, path: str, model: ModelConfig) -> Training:
     r = Fields(data, file=path, prefix="training", allowed=("seq_len", "global_batch_size", "global_batch_tokens",
-                                                            "precision", "parallel", "recompute", "total_tokens"))
+                                                            "precision", "parallel", "recompute", "total_tokens",
+                                                            "framework"))
     seq_len = r.integer("seq_len", hint="seq_len: 4096")
     check_seq_len(model, seq_len, path, "training.seq_len")
     batch = global_batch_sequences(r, seq_len, required=False)
@@ -157,7 +162,18 @@ def _training(data: Any, path: str, model: ModelConfig) -> Training:
         parallel=_parallel(r, "parallel"),
         recompute=r.choice("recompute", RECOMPUTE, "none"),
         total_tokens=r.number("total_tokens", maximum=MAX_TOTAL_TOKENS, why="more than any corpus"),
+        framework=_stack(r, "framework", "training"),
+        path=path,
     )
+
+
+def _stack(r: Fields, key: str, kind: str) -> str | None:
+    """A stack name, checked against the shipped profiles of its kind (None: the kind's default)."""
+    if not r.has(key):
+        return None
+    name = r.choice(key, list_stacks(kind))
+    load_stack(name, kind, file=r.file)  # a broken shipped profile fails here, naming its file
+    return name
 
 
 def _inference(data: Any, path: str) -> tuple[Inference, Any]:

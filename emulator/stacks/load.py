@@ -1,0 +1,84 @@
+"""Finding and loading stack profiles: `stack_profiles/<kind>/<name>.yaml` into frozen `StackProfile`s.
+
+Files are read by the strict file layer; unknown items, items of the other kind of stack, a missing source and
+values of the wrong type are each an `EmulatorError` naming the file, the item and the fix.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, NoReturn
+
+from emulator.errors import EmulatorError, nearest
+from emulator.fields import Fields
+from emulator.files import read_yaml, shipped
+from emulator.stacks.profile import ITEMS, STACK_KINDS, Item, StackProfile, check_value
+
+# What a scenario gets when it names no stack: the production stacks planners size for (README, "Software stacks").
+DEFAULT_STACK = {"training": "megatron-core", "serving": "trtllm"}
+SCENARIO_KEY = {"training": "training.framework", "serving": "inference.engine"}
+
+
+def _folder(kind: str) -> Path:
+    return shipped("stack_profiles") / kind
+
+
+def list_stacks(kind: str) -> list[str]:
+    """Names of the shipped stacks of a kind (`training` or `serving`)."""
+    return sorted(p.stem for p in _folder(kind).glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int) -> StackProfile:
+    data = read_yaml(path)
+    r = Fields(data, file=path, allowed=("name", "kind", "title", "versions", "items"))
+    name = r.text("name", hint="name: megatron-core")
+    kind = r.choice("kind", STACK_KINDS)
+    if Path(path).stem != name or Path(path).parent.name != kind:
+        raise r.error("name", f"is '{name}' of kind '{kind}' but the file is {Path(path).parent.name}/"
+                              f"{Path(path).name}. Fix: name the file <kind>/<name>.yaml.")
+    raw = r.get("items", {}) or {}
+    if not isinstance(raw, dict):
+        raise r.error("items", "must be a mapping of item: {value, source}. Fix: see stack_profiles/README.md.")
+    items: dict[str, Item] = {}
+    for key, entry in raw.items():
+        field = f"items.{key}"
+
+        def fail(message: str, field: str = field) -> NoReturn:
+            raise EmulatorError(message, file=path, field=field)
+
+        if key not in ITEMS:
+            fail(f"is not a stack item; {nearest(str(key), ITEMS)} Fix: use an item of stack_profiles/README.md.")
+        value_kind, kinds, _, _ = ITEMS[key]
+        if kind not in kinds:
+            fail(f"applies to {' and '.join(kinds)} stacks, not {kind}. Fix: delete it.")
+        e = Fields(entry, file=path, prefix=field, allowed=("value", "source", "fit"))
+        if e.has("source") == e.has("fit"):
+            fail("needs exactly one of source (where the value comes from) or fit (the fit record). Fix: add "
+                 "source: '<document, section>' or fit: '<fit record path>: <held-out error>'.")
+        origin = e.text("source" if e.has("source") else "fit", hint="source: 'Megatron-Core docs, ...'")
+        items[key] = Item(check_value(value_kind, e.required("value"), fail), origin)
+    return StackProfile(name=name, kind=kind, title=r.text("title", hint="title: Megatron-Core with TE"),
+                        versions=r.text("versions", hint="versions: 'Megatron-Core 0.8-0.14'"), items=items,
+                        path=path)
+
+
+def load_stack(name: str | None, kind: str, *, file: str | None = None) -> StackProfile:
+    """The stack profile `name` of `kind` (the kind's default when None); an unknown name is an error naming
+    the scenario key and the shipped stacks."""
+    if kind not in STACK_KINDS:
+        raise EmulatorError(f"unknown stack kind {kind!r}")
+    name = name or DEFAULT_STACK[kind]
+    path = _folder(kind) / f"{name}.yaml"
+    if not path.is_file():
+        known = list_stacks(kind)
+        raise EmulatorError(f"is '{name}', not a shipped {kind} stack; {nearest(name, known)} Fix: use one of "
+                            f"{', '.join(known)}.", file=file, field=SCENARIO_KEY[kind])
+    return _load(str(path), path.stat().st_mtime_ns)
+
+
+def stack_of(section: Any, kind: str) -> StackProfile:
+    """The stack a scenario section names (`framework` of training, `engine` of a ServingSpec)."""
+    name = getattr(section, "framework" if kind == "training" else "engine", None)
+    return load_stack(name, kind, file=getattr(section, "path", None) or None)

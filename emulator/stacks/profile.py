@@ -1,0 +1,144 @@
+"""A software stack as data: what a framework or serving engine does to the traced program, item by item.
+
+A stack profile (`stack_profiles/<kind>/<name>.yaml`, documented in `stack_profiles/README.md`) states, per item,
+a value and where it comes from: a `source` (documentation, code, a paper) or a `fit` (the data, the method and
+the held-out error of a fit on measured runs). The engine reads the items through `StackProfile.get`; nothing in
+code holds a stack's numbers.
+
+Items (the schema; `KINDS` says which kind of stack has which):
+- `fusion.families`: the non-GEMM kernel families the stack runs fused, one kernel per module region and phase
+  (`engine.stack.fuse`): what the region reads from outside and writes for later use, its intermediates kept
+  on chip. Empty for `eager`.
+- `recipe.fp8_cast_fused`: low-precision casts of GEMM inputs are written by the kernel that produced them
+  (Transformer Engine's fused norm + quantize, SwiGLU + quantize), so a fused region writes fp8 for a GEMM.
+- `overlap.<class>`: the fraction of a collective class's time the stack runs concurrently with compute (0: all
+  exposed; 1: hidden as far as the compute beside it lasts). Classes: `dp_grad_reduce`, `dp_param_gather`,
+  `tp`, `pp`, `ep`, `cp`.
+- `defaults.*`: what a user of the stack gets without asking (sequence parallelism with tp, the ZeRO stage of the
+  distributed optimizer, KV-cache precision per weight precision, token budget, batch limit, KV memory fraction).
+- `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, and the launch cost of a kernel
+  when it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.errors import EmulatorError
+from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS
+
+STACK_KINDS = ("training", "serving")
+OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
+FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
+
+# item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
+ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
+    "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
+    "recipe.fp8_cast_fused": ("bool", STACK_KINDS, False, "fp8 casts of GEMM inputs fused into their producers"),
+    **{f"overlap.{c}": ("fraction", STACK_KINDS, 0.0, f"share of {c} collectives run beside compute")
+       for c in OVERLAP_CLASSES},
+    "defaults.sequence_parallel": ("bool", ("training",), False, "sequence parallelism whenever tp > 1"),
+    "defaults.zero": ("zero", ("training",), 0, "ZeRO stage of the default optimizer (1: distributed optimizer)"),
+    "defaults.kv_precision": ("kv_map", ("serving",), {}, "KV-cache precision per weight precision"),
+    "defaults.max_batch_tokens": ("count", ("serving",), 8192, "token budget of one iteration"),
+    "defaults.max_batch_size": ("count", ("serving",), 2048, "sequences one iteration holds at most"),
+    "defaults.kv_memory_fraction": ("fraction", ("serving",), 0.9, "share of free memory given to the KV cache"),
+    "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
+    "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
+    "host.kernel_launch_s": ("seconds", ("serving",), 0.0, "host time per kernel without CUDA graphs"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    value: Any
+    source: str  # a citation, or the fit record's path and summary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackProfile:
+    """A framework (`kind: training`) or serving engine (`kind: serving`) with its sourced items."""
+
+    name: str
+    kind: str
+    title: str
+    versions: str  # the version range the items describe
+    items: Mapping[str, Item] = field(default_factory=dict)
+    path: str = ""
+
+    def get(self, key: str) -> Any:
+        """The item's value, or the schema's default when the profile leaves it out."""
+        if key not in ITEMS:
+            raise KeyError(key)
+        item = self.items.get(key)
+        return item.value if item is not None else ITEMS[key][2]
+
+    def source(self, key: str) -> str:
+        item = self.items.get(key)
+        return item.source if item is not None else "schema default (stack_profiles/README.md)"
+
+    def overlap(self, klass: str) -> float:
+        return float(self.get(f"overlap.{klass}"))
+
+    @property
+    def fused_families(self) -> tuple[str, ...]:
+        return tuple(self.get("fusion.families"))
+
+    @property
+    def label(self) -> str:
+        """What a prediction names: the stack and its version range."""
+        return f"{self.name} ({self.versions})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `stack` of `--json`: name, versions and every item with its value and source."""
+        values = {k: {"value": _plain(self.get(k)), "source": self.source(k)} for k in ITEMS
+                  if self.kind in ITEMS[k][1]}
+        return {"name": self.name, "kind": self.kind, "title": self.title, "versions": self.versions,
+                "items": values}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, Mapping):
+        return dict(v)
+    return v
+
+
+def check_value(kind: str, value: Any, fail: Any) -> Any:
+    """The value of an item of `kind`, or `fail(message)` (which raises) when it is not one."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            fail(f"must be true or false, got {value!r}. Fix: write true or false.")
+        return value
+    if kind == "families":
+        if not isinstance(value, list) or any(v not in FUSIBLE_FAMILIES for v in value):
+            fail(f"must be a list of kernel families out of {', '.join(FUSIBLE_FAMILIES)}, got {value!r}. Fix: "
+                 "list only those.")
+        return tuple(value)
+    if kind == "kv_map":
+        if not isinstance(value, Mapping) or any(k not in SERVE_PRECISIONS or v not in KV_PRECISIONS
+                                                 for k, v in value.items()):
+            fail(f"must map weight precisions ({', '.join(SERVE_PRECISIONS)}) to KV precisions "
+                 f"({', '.join(KV_PRECISIONS)}), got {value!r}. Fix: e.g. {{fp8: fp8, bf16: bf16}}.")
+        return dict(value)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "zero":
+        if not numeric or value not in (0, 1, 2, 3):
+            fail(f"must be a ZeRO stage 0-3, got {value!r}. Fix: write 0, 1, 2 or 3.")
+        return int(value)
+    if kind == "count":
+        if not numeric or value < 1 or not float(value).is_integer():
+            fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
+        return int(value)
+    if kind == "fraction":
+        if not numeric or not 0.0 <= value <= 1.0:
+            fail(f"must be a number from 0 to 1, got {value!r}. Fix: e.g. 0.9.")
+        return float(value)
+    if kind == "seconds":
+        if not numeric or not 0.0 <= value <= 1.0:
+            fail(f"must be seconds from 0 to 1, got {value!r}. Fix: e.g. 0.001 for a millisecond.")
+        return float(value)
+    raise EmulatorError(f"unknown item kind {kind!r}")  # a schema bug, not a user's
