@@ -1,7 +1,7 @@
 """Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
 
 Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
-Qwen/Qwen3-235B-A22B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al. 2020, table 2.1; DLRM-v2 from the MLPerf
+Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al. 2020, table 2.1; DLRM-v2 from the MLPerf
 Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot, tables capped at 40M rows).
 """
 
@@ -30,6 +30,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "llama2-70b": _llama(80, 8192, 64, 8, 28672, 32000, 4096, 10000.0),
     "llama3-8b": _llama(32, 4096, 32, 8, 14336, 128256, 8192, 500000.0),
     "llama3-70b": _llama(80, 8192, 64, 8, 28672, 128256, 8192, 500000.0),
+    "llama3.1-8b": _llama(32, 4096, 32, 8, 14336, 128256, 131072, 500000.0),
+    "llama3.1-70b": _llama(80, 8192, 64, 8, 28672, 128256, 131072, 500000.0),
     "llama3.1-405b": _llama(126, 16384, 128, 8, 53248, 128256, 131072, 500000.0),
     "mixtral-8x7b": {**_llama(32, 4096, 32, 8, 14336, 32000, 32768, 1e6), "model_type": "mixtral",
                      "num_local_experts": 8, "num_experts_per_tok": 2},
@@ -45,6 +47,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "qwen3-235b-a22b": {
         **_llama(94, 4096, 64, 4, 12288, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3_moe", "head_dim": 128,
         "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 1536, "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+    },
+    "qwen3-32b": {**_llama(64, 5120, 64, 8, 25600, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3", "head_dim": 128},
+    "qwen3-30b-a3b": {
+        **_llama(48, 2048, 32, 4, 6144, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3_moe", "head_dim": 128,
+        "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768, "decoder_sparse_step": 1,
         "mlp_only_layers": [],
     },
     "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
