@@ -87,12 +87,12 @@ def test_default_system_is_the_devices_first() -> None:
 
 def test_plan_that_does_not_fit_gets_advice() -> None:
     """An 8B plan replicating its 16 B/param of state misses 80 GB: by how much, and that ZeRO would fit."""
-    out = predict_training(_scenario("llama3-8b", dp=8, batch=8, total_tokens=None)).to_json()
+    out = predict_training(_scenario("llama3-8b", dp=8, batch=8, total_tokens=None, zero=0)).to_json()
     assert not out["fits"]
     advice = out["fit_advice"]
     assert advice["over_by_bytes"] == out["memory_per_device_bytes"] - out["memory_capacity_bytes"] > 0
     assert any("zero" in f["change"] for f in advice["fixes"])
-    seventy = predict_training(_scenario("llama3-70b", dp=8, batch=8)).fit_advice
+    seventy = predict_training(_scenario("llama3-70b", dp=8, batch=8, zero=0)).fit_advice
     assert seventy is not None and seventy.fixes == ()  # even ZeRO-3 over 8 ranks holds 140 GB of state
 
 

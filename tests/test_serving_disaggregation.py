@@ -37,7 +37,7 @@ def test_disaggregated_pools_run_and_separate_prefill_from_decode(tmp_path: Path
     assert split["replicas"] == 4 and split["prefill_replicas"] == 1 and split["decode_replicas"] == 3
     assert 0 < split["kv_transfer_s"] < 1e-3  # 512 tokens of KV over 2x450 GB/s NVLink: microseconds
     assert split["ttft_s"]["p50"] > 0 and split["latency_s"]["p99"] >= split["ttft_s"]["p99"]
-    assert split["ttft_s"]["p50"] >= aggregated["ttft_s"]["p50"]
+    assert split["ttft_s"]["p50"] >= aggregated["ttft_s"]["p50"] * (1 - 1e-9)  # equal at a light load
     assert split["throughput_samples_per_s"] == pytest.approx(40.0)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from emulator.errors import EmulatorError
 from emulator.scenario import Parallel, Scenario
+from emulator.stacks import StackProfile
 from emulator.workloads.config import ModelConfig, TransformerConfig
 
 SCHEDULES = ("1f1b", "interleaved")
@@ -29,6 +30,8 @@ class Plan(Parallel):
     """One training layout: the scenario's `Parallel` sizes (tp * pp * dp * cp devices) with the recompute
     policy and the batch it runs."""
 
+    sequence_parallel: bool = False  # resolved: the scenario's choice or the stack's default (`plan_from`)
+    zero: int = 0
     recompute: str = "none"  # none | selective | full
     global_batch_size: int = 1  # sequences per step
     seq_len: int = 1
@@ -58,14 +61,22 @@ class Plan(Parallel):
             "edp": self.edp}
 
 
-def plan_from(s: Scenario) -> Plan:
-    """The plan a training scenario asks for (its parallel section, recompute and batch)."""
+def plan_from(s: Scenario, stack: StackProfile | None = None) -> Plan:
+    """The plan a training scenario asks for (its parallel section, recompute and batch); what the section
+    leaves out, the software stack's defaults fill in (sequence parallelism with tp, the distributed
+    optimizer's ZeRO stage over data-parallel ranks)."""
     if s.training is None:
         raise EmulatorError("the cluster training model needs a 'training:' section. Fix: add one.", file=s.path,
                             field="training")
     p, t = s.training.parallel, s.training
+    sequence_parallel = p.sequence_parallel
+    if sequence_parallel is None:
+        sequence_parallel = bool(stack and stack.get("defaults.sequence_parallel")) and p.tp > 1
+    zero = p.zero
+    if zero is None:
+        zero = int(stack.get("defaults.zero")) if stack and p.dp * p.cp > 1 and not p.fsdp else 0
     return Plan(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, virtual_stages=p.virtual_stages,
-                microbatch_size=p.microbatch_size, sequence_parallel=p.sequence_parallel, zero=p.zero, fsdp=p.fsdp,
+                microbatch_size=p.microbatch_size, sequence_parallel=sequence_parallel, zero=zero, fsdp=p.fsdp,
                 recompute=t.recompute, global_batch_size=t.global_batch_size, seq_len=t.seq_len, etp=p.etp)
 
 

@@ -11,6 +11,7 @@ time plans with `training_step`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from emulator.engine.timing import FamilyTiming, KernelTiming, family_totals
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
 from emulator.precision import ADAM_STATE_BYTES_PER_PARAM
+from emulator.stacks import OVERLAP_CLASSES, StackProfile
 from kernels import Cost, KernelCall
 
 # Mixed-precision AdamW streams per parameter: the 16-bit gradient twice (global-norm clipping, then the update),
@@ -32,6 +34,31 @@ from kernels import Cost, KernelCall
 # (Megatron-LM's FP16/BF16 optimizer; ZeRO paper Sec. 3.1 for the 16 bytes of state).
 ADAM_STREAM_BYTES_PER_PARAM = 2 + 2 + 2 * ADAM_STATE_BYTES_PER_PARAM + 2
 ADAM_VECTOR_FLOPS_PER_PARAM = 12.0  # moments, bias corrections, the update (a few FLOPs each)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overlap:
+    """The share of each collective class a software stack runs beside compute (`overlap.*` of its profile):
+    0 leaves it exposed, 1 hides it as far as the compute beside it lasts (`hide`)."""
+
+    dp_grad_reduce: float = 1.0
+    dp_param_gather: float = 0.0
+    tp: float = 0.0
+    pp: float = 0.0
+    ep: float = 0.0
+    cp: float = 1.0
+
+    @classmethod
+    def of(cls, stack: StackProfile, *, overlap_grad_reduce: bool | None = None) -> Overlap:
+        """The stack's overlap; `overlap_grad_reduce` False turns the gradient reduction's off (a run that says
+        so)."""
+        o = cls(**{c: stack.overlap(c) for c in OVERLAP_CLASSES})
+        return o if overlap_grad_reduce is not False else dataclasses.replace(o, dp_grad_reduce=0.0)
+
+
+def hide(comm_s: float, fraction: float, cover_s: float) -> float:
+    """Exposed seconds of a collective whose `fraction` runs beside `cover_s` of compute."""
+    return (1.0 - fraction) * comm_s + exposed(fraction * comm_s, cover_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +76,7 @@ class StageTimes:
         return self.seconds.get((part, phase), 0.0)
 
 
-_TIMES: dict[tuple[Any, ...], tuple[RankProgram, StageTimes]] = {}
+_TIMES: dict[tuple[Any, ...], tuple[RankProgram, EfficiencyTable, StageTimes]] = {}
 
 
 def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable, precision: str) -> StageTimes:
@@ -58,8 +85,8 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
     key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.recompute, p.microbatch_size, p.seq_len,
            prog.attention, device.name, id(table), precision)
     hit = _TIMES.get(key)
-    if hit is not None and hit[0].trace is prog.trace:
-        return hit[1]
+    if hit is not None and hit[0].trace is prog.trace and hit[1] is table:  # ids are reused once objects die
+        return hit[2]
     seconds: dict[tuple[str, str], float] = {}
     attention: dict[str, float] = {}
     hardware: dict[str, float] = {}
@@ -83,7 +110,7 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
     out = StageTimes(seconds, attention, family_totals(timed), hardware, layer_forward, error_band(timed, table))
     if len(_TIMES) > 4096:
         _TIMES.clear()
-    _TIMES[key] = (prog, out)
+    _TIMES[key] = (prog, table, out)
     return out
 
 
@@ -165,10 +192,13 @@ class StepBreakdown:
 
 
 def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile, table: EfficiencyTable,
-                  precision: str, *, overlap_grad_reduce: bool = True) -> StepBreakdown:
+                  precision: str, *, overlap: Overlap = Overlap()) -> StepBreakdown:
     """The step time of a rank program on its network (see the module docstring for the schedule).
 
-    `overlap_grad_reduce`: the data-parallel gradient reduction overlaps the last backward (default) or not.
+    `overlap`: what the software stack runs beside compute. Tensor- and expert-parallel collectives hide behind
+    the micro-batch's compute, pipeline sends behind the schedule's, context-parallel KV exchange behind
+    attention, the gradient reduction behind the last micro-batch's backward and the parameter all-gather
+    behind the first one's forward.
     """
     plan = prog.plan
     st = stage_times(prog, device, table, precision)
@@ -181,18 +211,19 @@ def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile,
     ends = max(first, last) if plan.pp > 1 else first + last
     compute_mb = layers_f + layers_b + ends
 
-    tp_s = comm_time(prog, net, "tp")
-    ep_s = comm_time(prog, net, "ep")
-    cp_s = exposed(comm_time(prog, net, "cp", "forward"), st.attention.get("forward", 0.0) * plan.cp) + exposed(
-        comm_time(prog, net, "cp", "backward"), st.attention.get("backward", 0.0) * plan.cp)
+    tp_total, ep_total = comm_time(prog, net, "tp"), comm_time(prog, net, "ep")
+    tp_s, ep_s = hide(tp_total, overlap.tp, compute_mb), hide(ep_total, overlap.ep, compute_mb)
+    cp_s = hide(comm_time(prog, net, "cp", "forward"), overlap.cp, st.attention.get("forward", 0.0) * plan.cp) + hide(
+        comm_time(prog, net, "cp", "backward"), overlap.cp, st.attention.get("backward", 0.0) * plan.cp)
     fsdp_s = 0.0
     if plan.shard_stage >= 3:
         for group in ("dp", "edp"):
             fsdp_s += exposed(comm_time(prog, net, group, "forward"), layers_f)
             fsdp_s += exposed(comm_time(prog, net, group, "backward"), layers_b)
     microbatch_s = compute_mb + tp_s + ep_s + cp_s + fsdp_s
-    pp_s = comm_time(prog, net, "pp") * pipeline_slots(plan.pp, m) if plan.pp > 1 else 0.0
     bubble = bubble_s(plan.pp, plan.virtual_stages, microbatch_s)
+    pp_total = comm_time(prog, net, "pp") * pipeline_slots(plan.pp, m) if plan.pp > 1 else 0.0
+    pp_s = hide(pp_total, overlap.pp, m * microbatch_s)
 
     optimizer = optimizer_kernel(prog, device, table)
     optimizer_s = optimizer.time_s
@@ -202,7 +233,7 @@ def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile,
             reduce = comm_time(prog, net, group, "optimizer", ("all_reduce", "reduce_scatter"))
             gather = comm_time(prog, net, group, "optimizer", ("all_gather",))
             dp_total += reduce + gather
-            dp_s += (exposed(reduce, layers_b) if overlap_grad_reduce else reduce) + gather
+            dp_s += hide(reduce, overlap.dp_grad_reduce, layers_b) + hide(gather, overlap.dp_param_gather, layers_f)
     step = m * microbatch_s + bubble + pp_s + dp_s + optimizer_s
     hidden = 0.0
     if net is not None:
@@ -214,7 +245,7 @@ def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile,
         optimizer_s=optimizer_s, tensor_parallel_s=m * tp_s, expert_parallel_s=m * ep_s,
         context_parallel_exposed_s=m * cp_s, fsdp_exposed_s=m * fsdp_s, pipeline_p2p_s=pp_s,
         data_parallel_exposed_s=dp_s, data_parallel_total_s=dp_total,
-        communication_total_s=m * (tp_s + ep_s) + pp_s + hidden, recompute_s=m * layers_f if full else 0.0,
+        communication_total_s=m * (tp_total + ep_total) + pp_total + hidden, recompute_s=m * layers_f if full else 0.0,
         microbatch_s=microbatch_s, layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first,
         head_s=last, optimizer=optimizer,
         error_band=combined_band([(st.error_band, m * compute_mb), (error_band([optimizer], table), optimizer_s)],

@@ -20,17 +20,19 @@ from emulator.cluster.memory import plan_memory
 from emulator.cluster.network import Network
 from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings
 from emulator.cluster.shard import layers_per_stage, rank_program, rank_shard, stage_params
-from emulator.cluster.step import StepBreakdown, stage_times, training_step
+from emulator.cluster.step import Overlap, StepBreakdown, stage_times, training_step
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import ALLOCATOR_ALLOWANCE
 from emulator.engine.predict import check_precision
 from emulator.engine.prediction import Figure, Memory, Prediction
+from emulator.engine.stack import sustained
 from emulator.engine.timing import FamilyTiming, family_totals
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import default_system
 from emulator.scenario import Scenario
+from emulator.stacks import StackProfile, stack_of
 from emulator.units import HOUR_S
 from emulator.workloads.config import TransformerConfig
 
@@ -179,10 +181,13 @@ def _kernels(families: dict[str, FamilyTiming], m: int, step: StepBreakdown, num
 
 
 def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *,
-                     overlap_grad_reduce: bool = True, attention: str = "fused") -> TrainingPrediction:
+                     overlap_grad_reduce: bool | None = None, attention: str = "fused",
+                     stack: StackProfile | None = None) -> TrainingPrediction:
     """Predict step time, throughput, MFU, memory and time-to-train of a training scenario on its cluster.
 
-    `overlap_grad_reduce`: the data-parallel gradient reduction overlaps the last backward (default) or not.
+    `stack`: the software stack (default: the scenario's `training.framework`); it fuses the traced program's
+    kernels, sets what overlaps and fills the plan's defaults.
+    `overlap_grad_reduce`: False when a run says its gradient reduction did not overlap backward.
     `attention`: "fused" runs the traced FlashAttention-style kernel; "unfused" the batched-GEMM + softmax
     kernels of Megatron-LM 2021-22 (for reproducing runs made before fused attention).
     """
@@ -193,14 +198,17 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         raise EmulatorError("the cluster model predicts training of transformers. Fix: give a 'training:' section "
                             "and a transformer model.", file=s.path, field="training")
     check_precision(s)
-    plan = plan_from(s)
+    stack = stack or stack_of(tr, "training")
+    plan = plan_from(s, stack)
     check_plan(model, plan, s.num_devices, s.path)
-    table = table or efficiency_for(s.device)
+    table = sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family))
     system = s.system or default_system(s.device)
     net = Network.of(system) if system is not None else None
     device, precision = s.device, tr.precision
-    prog = rank_program(model, plan, precision, attention)
-    step = training_step(prog, net, device, table, precision, overlap_grad_reduce=overlap_grad_reduce)
+    prog = rank_program(model, plan, precision, attention, stack.fused_families,
+                        stack.get("recipe.cast_bytes_per_element"))
+    step = training_step(prog, net, device, table, precision,
+                         overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))
     st = stage_times(prog, device, table, precision)
     m = plan.num_microbatches
 
@@ -239,7 +247,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         unknown_ops=prog.trace.unknown_ops, notes=tuple(notes), assumed=getattr(model, "assumed", {}),
         plan=plan, step=step, attention_flops_per_step=attention_flops * replicas_mb, total_tokens=tr.total_tokens,
         goodput=goodput(float(model.num_params()), plan.num_devices, ideal), num_layers=prog.num_layers,
-        stage_params=prog.stage_params, fit_advice=advice)
+        stage_params=prog.stage_params, fit_advice=advice, stack=stack.as_dict())
 
 
 __all__ = ["FitAdvice", "TrainingPrediction", "fit_advice", "memory_of", "model_flops_per_microbatch",

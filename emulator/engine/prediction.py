@@ -93,6 +93,7 @@ class Prediction:
     notes: tuple[str, ...] = ()
     assumed: Mapping[str, object] = field(default_factory=dict)  # model fields taken from Hugging Face defaults
     phases: Mapping[str, Timing] = field(default_factory=dict)  # parts timed on their own (prefill, decode)
+    stack: Mapping[str, Any] = field(default_factory=dict)  # the software stack modelled (`StackProfile.as_dict`)
 
     mode: ClassVar[str] = "training"
     flops_convention: ClassVar[str] = FLOPS_CONVENTION
@@ -167,6 +168,8 @@ class Prediction:
             "kernels": {fam: k.as_dict() for fam, k in self.kernels.items()},
             "assumed": dict(self.assumed), "notes": list(self.notes),
         }
+        if self.stack:
+            out["stack"] = dict(self.stack)
         if self.phases:
             out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance}
                              for name, p in self.phases.items()}

@@ -31,6 +31,7 @@ from kernels.references import torch_dtype
 from kernels.tensors import dtype_name, first_float, flat_tensors, nbytes
 
 _current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
+Flow = tuple[tuple[str, str], str, tuple[tuple[int, float], ...], tuple[tuple[int, float], ...], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,10 @@ class Trace:
     phase: str = "forward"
     tokens: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # Every op execution's data flow, in program order: ((module, phase), family, reads, writes, repeats) with
+    # reads and writes as (storage id, bytes). A stack's fusion pass (`engine.stack.fuse`) reads it to find what
+    # a fused region takes from outside and hands on; ids are unique within one trace.
+    flows: tuple[Flow, ...] = field(default=(), compare=False, repr=False)
 
     def total_cost(self, family: str | None = None, phase: str | None = None) -> Cost:
         total = Cost()
@@ -86,6 +91,8 @@ class _Recorder(TorchDispatchMode):
         self.enabled = True
         self._costs: dict[tuple[Any, ...], tuple[str, Cost, str]] = {}
         self.state_ids: set[int] = set()
+        self.flows: list[Flow] = []
+        self._alive: dict[int, torch.Tensor] = {}  # a tensor per storage seen, so that storage ids stay unique
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -116,6 +123,9 @@ class _Recorder(TorchDispatchMode):
             label = getattr(node, "metadata", {}).get("module") if node is not None else None
             if label:
                 self.module = label
+        if costed[0] != "view":
+            self.flows.append(((self.module, self.phase), costed[0], self._refs((args, kwargs)), self._refs(out),
+                               self.multiplier))
         key = (sig, self.module, self.phase)
         entry = self.calls.get(key)
         if entry is None:
@@ -124,6 +134,16 @@ class _Recorder(TorchDispatchMode):
             self.calls[key] = [costed, op, shapes, self.module, self.phase, self.multiplier, weight]
         else:
             entry[5] += self.multiplier
+
+    def _refs(self, x: Any) -> tuple[tuple[int, float], ...]:
+        """(storage id, bytes) of each tensor in x: views and autograd's unpacked saved tensors are new Python
+        objects over the same storage, so memory is named by its storage (kept alive, so ids stay unique)."""
+        out = []
+        for t in flat_tensors(x):
+            sid = t.untyped_storage()._cdata
+            self._alive[sid] = t
+            out.append((sid, float(nbytes(t))))
+        return tuple(out)
 
     def _is_state(self, t: torch.Tensor) -> bool:
         base = t._base if t._base is not None else t
@@ -136,7 +156,7 @@ class _Recorder(TorchDispatchMode):
             )
             for (fam, cost, dt), op, shapes, mod, ph, n, w in self.calls.values()
         )
-        return Trace(calls=calls, unknown_ops=dict(self.unknown), **meta)
+        return Trace(calls=calls, unknown_ops=dict(self.unknown), flows=tuple(self.flows), **meta)
 
 
 def _label_nodes(roots: list[Any], boundary: set[Any], name: str) -> None:

@@ -4,19 +4,19 @@
 inference:
   engine: trtllm                 # serving stack of stack_profiles/serving (default: trtllm; eager matches `run`)
   precision: fp8                 # weights/GEMMs: bf16 | fp16 | fp8 | fp4 | int8
-  kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: bf16, or the precision if 16-bit)
+  kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: the engine's defaults.kv_precision)
   parallel: {tp: 2, pp: 1, ep: 1}
   input_tokens: {distribution: normal, mean: 1024, std: 300, min: 16, max: 2048}   # or a number
   output_tokens: 256
   batch_size: 64                 # max concurrent sequences per replica (Offline: searched when absent)
-  max_batch_tokens: 8192         # token budget of one continuous-batching iteration
+  max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens)
   scenario: server               # offline | server
   arrival_rate_per_s: 20         # Server: a fixed rate; absent: search the highest rate meeting the SLO
   trace: requests.csv            # or a trace file: arrival_s,input_tokens,output_tokens per line
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}          # recommenders: latency_p99_s
   seed: 0
   num_requests: 2000
-  scheduler_overhead_s: 0.001    # per-iteration host overhead (default: replica.DEFAULT_SCHEDULER_OVERHEAD_S)
+  scheduler_overhead_s: 0.001    # per-iteration host overhead (default: the engine's host.scheduler_overhead_s)
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
 Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
@@ -143,8 +143,10 @@ class ServingSpec:
 
     @property
     def kv(self) -> str:
-        """The KV-cache precision in effect (`precision.kv_dtype`)."""
-        return kv_dtype(self.precision, self.kv_precision)
+        """The KV-cache precision in effect: as given, else the engine's default for the weight precision
+        (`defaults.kv_precision`: TensorRT-LLM's FP8 checkpoints carry an FP8 cache), else the activations'."""
+        engine = load_stack(self.engine, "serving", file=self.path or None)
+        return kv_dtype(self.precision, self.kv_precision or engine.get("defaults.kv_precision").get(self.precision))
 
 
 def _err(path: str, key: str, message: str) -> EmulatorError:

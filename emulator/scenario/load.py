@@ -53,8 +53,8 @@ class Parallel:
     etp: int = 1  # expert tensor parallel (Megatron-Core's --expert-tensor-parallel-size, default 1)
     virtual_stages: int = 1
     microbatch_size: int = 1
-    sequence_parallel: bool = False
-    zero: int = 0
+    sequence_parallel: bool | None = None  # None: the training stack's default
+    zero: int | None = None  # None: the training stack's default
     fsdp: bool = False
 
     @property
@@ -99,7 +99,7 @@ class Scenario:
 
 def _parallel(r: Fields, key: str) -> Parallel:
     p = r.section(key, PARALLEL_KEYS)
-    zero = p.integer("zero", 0, minimum=0, maximum=3, why="the ZeRO stage")
+    zero = p.integer("zero", 0, minimum=0, maximum=3, why="the ZeRO stage") if p.has("zero") else None
 
     def size(name: str, why: str = "devices in the largest plan") -> int:
         return p.integer(name, 1, maximum=MAX_DEVICES, why=why)
@@ -114,7 +114,7 @@ def _parallel(r: Fields, key: str) -> Parallel:
         virtual_stages=size("virtual_stages", "more pipeline chunks than any model has layers"),
         microbatch_size=p.integer("microbatch_size", 1, maximum=MAX_BATCH_SEQUENCES, why="sequences in the largest "
                                   "global batch"),
-        sequence_parallel=p.boolean("sequence_parallel", False),
+        sequence_parallel=p.boolean("sequence_parallel", False) if p.has("sequence_parallel") else None,
         zero=zero,
         fsdp=p.boolean("fsdp", False),
     )

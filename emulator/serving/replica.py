@@ -42,30 +42,19 @@ from emulator.engine.memory import (
     workspace_bytes,
 )
 from emulator.engine.predict import time_trace
-from emulator.engine.roofline import error_band, predict_calls
+from emulator.engine.roofline import error_band
+from emulator.engine.stack import fuse
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
 from emulator.precision import DTYPE_BYTES, activation_dtype
 from emulator.serving.prediction import ReplicaLayout
+from emulator.stacks import StackProfile, load_stack
 from emulator.workloads.config import TransformerConfig
-from kernels import Cost, KernelCall
 
-# Per-iteration host time of the scheduler (batch formation, sampling, detokenisation not overlapped with the
-# GPU). Assumption: ~1 ms for a C++ in-flight batcher with overlapped scheduling (TensorRT-LLM); vLLM before
-# v0.6 spent several ms per step on the CPU (vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x throughput
-# improvement"). Override per scenario with `inference.scheduler_overhead_s`.
-DEFAULT_SCHEDULER_OVERHEAD_S = 1.0e-3
-# Fraction of the memory left after weights and workspace given to the KV cache: TensorRT-LLM's default
-# `kv_cache_free_gpu_mem_fraction` 0.9 (vLLM's `gpu_memory_utilization` 0.9 is of the whole memory).
-FREE_MEMORY_FRACTION = 0.90
 KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
-# Token budget of one iteration: TensorRT-LLM's default max_num_tokens (8192).
-DEFAULT_MAX_BATCH_TOKENS = 8192
 TOKEN_GRID = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-# Kernel families of the layers that serving engines replace by fused kernels (`fused_layer_calls`).
-FUSED_FAMILIES = ("elementwise", "norm", "reduction", "copy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,44 +173,25 @@ def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp:
     return t
 
 
-def fused_layer_calls(part: TransformerConfig, n: int) -> list[KernelCall]:
-    """The fused elementwise kernels a serving engine runs per layer instead of eager PyTorch's chain.
-
-    vLLM and TensorRT-LLM fuse residual add + RMSNorm (twice per layer) and SiLU x up (once per layer); rotary
-    embedding runs inside the attention kernel. Bytes (bf16 activations), each input read and output written once:
-        add + norm: read x and the residual [n, h], write both           -> 4*n*h*2 B
-        silu_and_mul: read gate and up [m, f], write [m, f]              -> 3*m*f*2 B
-    with m = n tokens (dense) or n*k routed tokens (MoE experts, plus shared experts).
-    """
-    b, h = INFERENCE_ACTIVATION_BYTES, part.hidden_size
-    rows, width = (n * (part.num_experts_per_token + part.num_shared_experts), part.moe_ffn_hidden_size) \
-        if part.is_moe else (n, part.ffn_hidden_size)
-    layers = part.num_layers
-    return [
-        KernelCall(family="elementwise", op="serving.fused_add_rmsnorm", shapes=((n, h),), dtype="bf16",
-                   cost=Cost(vector_flops=4.0 * n * h, bytes_read=2.0 * n * h * b, bytes_written=2.0 * n * h * b),
-                   count=2 * layers, module="layers"),
-        KernelCall(family="elementwise", op="serving.silu_and_mul", shapes=((rows, 2 * width),), dtype="bf16",
-                   cost=Cost(vector_flops=4.0 * rows * width, bytes_read=2.0 * rows * width * b,
-                             bytes_written=1.0 * rows * width * b), count=layers, module="layers"),
-    ]
-
-
 def _split(timing: Timing) -> tuple[float, float]:
-    """(seconds outside the head without the eager elementwise chain of the layers, seconds of the head)."""
+    """(seconds outside the head, seconds of the head) of a timed step."""
     head = sum(k.time_s for k in timing.kernels if k.module.startswith("head"))
-    eager = sum(k.time_s for k in timing.kernels if k.family in FUSED_FAMILIES and not k.module.startswith("head"))
-    return timing.total_s - head - eager, head
+    return timing.total_s - head, head
 
 
 _CACHE: dict[tuple[object, ...], StepModel] = {}
 
 
 def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None, table: EfficiencyTable,
-               precision: str, kv_precision: str, tp: int, pp: int, ep: int, overhead_s: float) -> StepModel:
-    """Fit the step model from traces of the shard (cached per configuration)."""
+               precision: str, kv_precision: str, tp: int, pp: int, ep: int, overhead_s: float,
+               engine: StackProfile | None = None) -> StepModel:
+    """Fit the step model from traces of the shard as the engine runs them (its fused kernels; without CUDA
+    graphs, a launch per kernel on the host), cached per configuration."""
+    engine = engine or load_stack(None, "serving")
+    fused = engine.fused_families
+    launch_s = 0.0 if engine.get("host.cuda_graphs") else float(engine.get("host.kernel_launch_s"))
     key = (model, device.name, system.name if system else None, table.source, table.provenance, precision,
-           kv_precision, tp, pp, ep, overhead_s)
+           kv_precision, tp, pp, ep, overhead_s, fused, launch_s)
     if key in _CACHE:
         return _CACHE[key]
     part = shard(model, tp, ep)
@@ -231,17 +201,17 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     kernels: list[KernelTiming] = []
 
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
-        timing = time_trace(trace_workload(part, phase, b, s, kv, dtype), device, table, precision)
+        trace = fuse(trace_workload(part, phase, b, s, kv, dtype), fused)
+        timing = time_trace(trace, device, table, precision)
         kernels.extend(timing.kernels)
         return timing
 
     dense, head = [], []
     for n in TOKEN_GRID:
-        body, h = _split(timed("decode", n, 1, 1))
-        fused_timing = predict_calls(fused_layer_calls(part, n), device, table, precision)
-        kernels.extend(fused_timing.kernels)
-        fused = fused_timing.device_s
-        dense.append(body + fused + _comm_s(model, system, tp, pp, ep, n))
+        timing = timed("decode", n, 1, 1)
+        body, h = _split(timing)
+        launches = launch_s * sum(k.count for k in timing.kernels)
+        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
@@ -264,25 +234,27 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
-                  path: str | None = None) -> Replica:
-    """A replica with its step model and KV capacity; an error when the weights leave no room for KV."""
+                  path: str | None = None, engine: str | None = None) -> Replica:
+    """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
+    None: the default) runs it; an error when the weights leave no room for KV."""
+    stack = load_stack(engine, "serving", file=path)
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
-    budget = max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS
-    overhead = DEFAULT_SCHEDULER_OVERHEAD_S if overhead_s is None else overhead_s
+    budget = max_batch_tokens or int(stack.get("defaults.max_batch_tokens"))
+    overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
     weights = serving_weight_bytes(model, precision, tp * pp)
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
-    pool = FREE_MEMORY_FRACTION * (device.memory_bytes - weights - workspace)
+    pool = float(stack.get("defaults.kv_memory_fraction")) * (device.memory_bytes - weights - workspace)
     capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS)
     if capacity < KV_BLOCK_TOKENS:
         raise EmulatorError(
             f"{model.name} in {precision} needs {weights / 1e9:.1f} GB of weights per device at tp={tp}, pp={pp}, "
             f"leaving no room for a KV cache in {device.name}'s {device.memory_bytes / 1e9:.1f} GB. Fix: raise "
             "inference.parallel.tp (or pp), or use a lower precision.", file=path, field="inference.parallel.tp")
-    steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead)
+    steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead, stack)
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
@@ -294,5 +266,4 @@ def with_overhead(replica: Replica, overhead_s: float) -> Replica:
     return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
 
 
-__all__ = ["DEFAULT_MAX_BATCH_TOKENS", "DEFAULT_SCHEDULER_OVERHEAD_S", "FREE_MEMORY_FRACTION", "KV_BLOCK_TOKENS",
-           "Replica", "StepModel", "build_replica", "shard", "step_model"]
+__all__ = ["KV_BLOCK_TOKENS", "Replica", "StepModel", "build_replica", "shard", "step_model"]

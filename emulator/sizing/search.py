@@ -28,15 +28,17 @@ from emulator.cluster import Plan, check_plan
 from emulator.cluster.goodput import goodput
 from emulator.cluster.network import Network
 from emulator.cluster.shard import rank_program
-from emulator.cluster.step import training_step
+from emulator.cluster.step import Overlap, training_step
 from emulator.cluster.training import memory_of, model_flops_per_microbatch
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.prediction import mfu
+from emulator.engine.stack import sustained
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario, Training
 from emulator.serving import predict_serving
 from emulator.sizing.pareto import pareto_mask
 from emulator.sizing.spec import Candidate, Sizing
+from emulator.stacks import load_stack
 from emulator.units import GiB
 from emulator.workloads.config import DLRMConfig, TransformerConfig
 
@@ -81,8 +83,8 @@ def training_scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
                    sequence_parallel=plan.sequence_parallel, zero=plan.zero)
     return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=plan.num_devices,
                     training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size,
-                                      precision=tr.precision,
-                                      parallel=par, recompute=plan.recompute, total_tokens=tr.total_tokens))
+                                      precision=tr.precision, parallel=par, recompute=plan.recompute,
+                                      total_tokens=tr.total_tokens, framework=tr.framework))
 
 
 def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, Any]],
@@ -150,9 +152,11 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     and recompute, whose traced rank program and stage times are computed once)."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
-    table = efficiency_for(cand.device)
+    stack = load_stack(tr.framework, "training", file=sz.path)
+    table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family))
     net = Network.of(cand.system)
     peak = cand.device.mfu_peak(tr.precision)
+    overlap = Overlap.of(stack)
     tokens_per_step = float(tr.global_batch_size * tr.seq_len)
     groups: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
     for plan, need in plans:
@@ -164,7 +168,9 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
         flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
                                                              tr.precision)
         for plan, need in members:
-            step = training_step(rank_program(model, plan, tr.precision), net, cand.device, table, tr.precision)
+            prog = rank_program(model, plan, tr.precision, fused=stack.fused_families,
+                                cast_bytes=stack.get("recipe.cast_bytes_per_element"))
+            step = training_step(prog, net, cand.device, table, tr.precision, overlap=overlap)
             flops = flops_per_microbatch * plan.num_microbatches * plan.dp
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": plan.num_devices,

@@ -9,10 +9,12 @@ train:                           # goal: train
   seq_len: 8192
   global_batch_tokens: 16777216  # or global_batch_size (sequences)
   precision: bf16
+  framework: megatron-core       # training stack (stack_profiles/training; the default)
 serve:                           # goal: serve
   traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
   precision: bf16
+  engine: trtllm                 # serving stack (stack_profiles/serving; the default)
 candidates:
   - {device: h100-sxm, system: hgx-h100}
 constraints: {max_devices: 16384, power_cap_mw: 30, budget_usd: 5.0e8}
@@ -53,6 +55,7 @@ from emulator.scenario import (
 )
 from emulator.scenario.inference import MAX_DEVICES, MAX_RATE_PER_S
 from emulator.scenario.load import MAX_TOTAL_TOKENS, check_seq_len
+from emulator.stacks import list_stacks
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 
@@ -87,6 +90,7 @@ class TrainTarget:
     seq_len: int
     global_batch_size: int  # sequences
     precision: str = "bf16"
+    framework: str | None = None  # a training stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +176,8 @@ def _constraints(data: Any, path: str) -> Constraints:
 
 def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
     r = Fields(data, file=path, prefix="train", allowed=("total_tokens", "deadline_days", "max_devices", "seq_len",
-                                                         "global_batch_size", "global_batch_tokens", "precision"))
+                                                         "global_batch_size", "global_batch_tokens", "precision",
+                                                         "framework"))
     if not isinstance(model, TransformerConfig):
         raise EmulatorError(f"{model.name} is not a transformer; training sizing plans transformers. Fix: use "
                             "goal: serve, or a transformer model.", file=path, field="goal")
@@ -189,12 +194,13 @@ def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
     return TrainTarget(total_tokens=total, deadline_days=r.number("deadline_days", maximum=MAX_DEADLINE_DAYS,
                                                                   why="a century"),
                        max_devices=_max_devices(r) if r.has("max_devices") else None, seq_len=seq,
-                       global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"))
+                       global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"),
+                       framework=r.choice("framework", list_stacks("training")) if r.has("framework") else None)
 
 
 def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     r = Fields(data, file=path, prefix="serve", allowed=("traffic", "slo", "precision", "kv_precision", "seed",
-                                                         "num_requests"))
+                                                         "num_requests", "engine"))
     r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}")
     t = r.section("traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
     rate = t.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S, why="requests per second past any service")
@@ -205,7 +211,7 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     inference: dict[str, Any] = {"scenario": "server", "slo": slo,
                                  "input_tokens": t.get("input_tokens", 1 if dlrm else None),
                                  "output_tokens": t.get("output_tokens", 1 if dlrm else None)}
-    for key in ("precision", "kv_precision", "seed", "num_requests"):
+    for key in ("precision", "kv_precision", "seed", "num_requests", "engine"):
         if r.has(key):
             inference[key] = r.get(key)
     for key in ("input_tokens", "output_tokens"):

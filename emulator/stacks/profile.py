@@ -9,8 +9,12 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `fusion.families`: the non-GEMM kernel families the stack runs fused, one kernel per module region and phase
   (`engine.stack.fuse`): what the region reads from outside and writes for later use, its intermediates kept
   on chip. Empty for `eager`.
-- `recipe.fp8_cast_fused`: low-precision casts of GEMM inputs are written by the kernel that produced them
-  (Transformer Engine's fused norm + quantize, SwiGLU + quantize), so a fused region writes fp8 for a GEMM.
+- `recipe.cast_bytes_per_element`: with fp8 (or another low precision), the bytes per element of a GEMM's
+  activation operand that the recipe's cast kernels move (read 16-bit, write the fp8 copy and its transpose),
+  less what fused producers (norm + quantize, SwiGLU + quantize) write directly (`engine.stack.low_precision_casts`).
+- `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
+  and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
+  clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; 1 where none exists.
 - `overlap.<class>`: the fraction of a collective class's time the stack runs concurrently with compute (0: all
   exposed; 1: hidden as far as the compute beside it lasts). Classes: `dp_grad_reduce`, `dp_param_gather`,
   `tp`, `pp`, `ep`, `cp`.
@@ -36,7 +40,11 @@ FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
-    "recipe.fp8_cast_fused": ("bool", STACK_KINDS, False, "fp8 casts of GEMM inputs fused into their producers"),
+    "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
+                                      "bytes a low-precision recipe's casts move per GEMM activation element"),
+    "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
+                                  "share of the calibrated GEMM and attention math rate a step sustains, per "
+                                  "device family"),
     **{f"overlap.{c}": ("fraction", STACK_KINDS, 0.0, f"share of {c} collectives run beside compute")
        for c in OVERLAP_CLASSES},
     "defaults.sequence_parallel": ("bool", ("training",), False, "sequence parallelism whenever tp > 1"),
@@ -81,6 +89,10 @@ class StackProfile:
 
     def overlap(self, klass: str) -> float:
         return float(self.get(f"overlap.{klass}"))
+
+    def sustained_math(self, device_family: str) -> float:
+        """`efficiency.sustained_math` of a device family (1 where the profile has no fit for it)."""
+        return float(self.get("efficiency.sustained_math").get(device_family, 1.0))
 
     @property
     def fused_families(self) -> tuple[str, ...]:
@@ -136,6 +148,16 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
     if kind == "fraction":
         if not numeric or not 0.0 <= value <= 1.0:
             fail(f"must be a number from 0 to 1, got {value!r}. Fix: e.g. 0.9.")
+        return float(value)
+    if kind == "family_map":
+        if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)
+                                                 or not isinstance(v, (int, float)) or not 0.1 <= v <= 1.5
+                                                 for k, v in value.items()):
+            fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
+        return {str(k): float(v) for k, v in value.items()}
+    if kind == "bytes":
+        if not numeric or not 0.0 <= value <= 64.0:
+            fail(f"must be bytes per element from 0 to 64, got {value!r}. Fix: e.g. 3.0.")
         return float(value)
     if kind == "seconds":
         if not numeric or not 0.0 <= value <= 1.0:

@@ -27,12 +27,16 @@ from emulator.engine.calibration import efficiency_for
 from emulator.hardware import default_system, load_device
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
+from emulator.stacks import load_stack
 from emulator.stats import median
 from emulator.workloads.config import TransformerConfig
 
 # The published runs (Megatron-LM 2021, Korthikanti et al. 2022) predate fused (Flash) attention in Megatron-LM:
 # they ran QK^T and PV as batched GEMMs around a fused scale-mask-softmax kernel, with attention dropout.
 RUN_ATTENTION = "unfused"
+# Megatron-LM of 2021-22 ran its own fused kernels, but none of Transformer Engine's, no communication overlap beyond
+# the gradient all-reduce and no distributed optimizer: the eager stack's schedule, which these cases were fitted on.
+RUN_STACK = "eager"
 METRICS = ("achieved_tflops_per_gpu", "mfu", "iteration_time", "layer_fwd_plus_bwd_time")
 _PRECISIONS = {"fp16": "fp16", "bf16": "bf16"}
 
@@ -70,7 +74,7 @@ def predict_case(case: dict[str, Any]) -> float:
     """The predicted value of a case's published metric."""
     scenario, overlap = case_scenario(case)
     pred = predict_training(scenario, efficiency_for(scenario.device), overlap_grad_reduce=overlap,
-                            attention=RUN_ATTENTION)
+                            attention=RUN_ATTENTION, stack=load_stack(RUN_STACK, "training"))
     model, tr = scenario.model, scenario.training
     assert isinstance(model, TransformerConfig) and tr is not None
     b, s, l, h, v = tr.global_batch_size, tr.seq_len, model.num_layers, model.hidden_size, model.vocab_size

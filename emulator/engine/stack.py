@@ -1,0 +1,180 @@
+"""A software stack applied to a traced program: its fused kernels replace the eager op chain.
+
+`fuse` turns every module region (one module path and phase, e.g. `layers.0.ffn_norm` forward) into one kernel
+over the stack's fusible families (`fusion.families` of its profile). The fused kernel reads what the region's
+ops take from outside it (the block's input, the weights, a GEMM's output) and writes what later code reads
+(the block's output, tensors saved for backward); everything the ops pass among themselves stays on chip. The
+traffic comes from the trace's data flow (`Trace.flows`: each op's tensors by identity), so the rule is the same
+for a norm, SwiGLU, RoPE, a residual add or a cross-entropy: the stack's fused kernel moves what a hand-written
+kernel for that region must move. FLOPs are the ops' own. GEMMs, attention, embeddings, collectives and the
+optimizer are left as traced (their kernels are already single calls).
+
+The fused kernel is costed by the roofline in the family that moved the most bytes in the region (elementwise
+for a norm or an activation, softmax for a cross-entropy), named `fused(<module>)` so that per-kernel tables show
+the stack's kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.trace import Trace
+from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
+from kernels import Cost, KernelCall
+
+Region = tuple[str, str]  # (module path, phase)
+
+
+def _recomputed(producer: Region, reader: Region) -> bool:
+    """A forward intermediate read by the same module's backward: fused kernels keep only the block's inputs
+    (and per-row statistics) for backward and recompute the rest (Transformer Engine's and Apex's norms, fused
+    SwiGLU, fused cross-entropy), where eager autograd stores every intermediate it needs."""
+    return producer[0] == reader[0] and producer[1] == "forward" and reader[1] == "backward"
+
+
+def _region_traffic(trace: Trace, fusible: frozenset[str]) -> dict[Region, tuple[float, float, int]]:
+    """(bytes read from outside, bytes written for later use, repeats) per region, summed over its repeats."""
+    traffic: dict[Region, list[float]] = {}
+    repeats: dict[Region, int] = {}
+    pending: dict[int, tuple[Region, float, int]] = {}  # written inside a region, not yet read from outside
+    used: set[int] = set()  # pending tensors the region itself read
+
+    def escape(tid: int) -> None:
+        region, size, n = pending.pop(tid)
+        traffic[region][1] += size * n
+
+    for region, family, reads, writes, n in trace.flows:
+        fused = family in fusible
+        for tid, size in reads:
+            held = pending.get(tid)
+            if held is not None and fused and held[0] == region:
+                used.add(tid)
+                continue  # passed between the region's own ops: on chip
+            if held is not None and fused and _recomputed(held[0], region):
+                del pending[tid]  # the fused backward recomputes it from the forward's inputs
+                continue
+            if held is not None:
+                escape(tid)
+            if fused:
+                traffic.setdefault(region, [0.0, 0.0])[0] += size * n
+        if not fused:
+            for tid, _ in writes:  # overwritten outside the region (in place): the region's value was stored
+                if tid in pending:
+                    escape(tid)
+            continue
+        traffic.setdefault(region, [0.0, 0.0])
+        repeats[region] = n
+        for tid, size in writes:
+            held = pending.get(tid)
+            if held is not None and held[0] != region:
+                escape(tid)
+            pending[tid] = (region, size, n)
+    for tid in list(pending):  # never read at all: the step's results (gradients, the loss) are stored
+        if tid not in used:
+            escape(tid)
+    return {r: (t[0], t[1], repeats.get(r, 1)) for r, t in traffic.items()}
+
+
+_FUSED: dict[tuple[int, tuple[str, ...]], tuple[Trace, Trace]] = {}
+
+
+def fuse(trace: Trace, families: tuple[str, ...]) -> Trace:
+    """The trace as a stack runs it: each region's calls of `families` become one fused kernel (see module doc).
+    A trace without data flow (hand-built) or a stack without fusions is returned as it is."""
+    if not families or not trace.flows:
+        return trace
+    hit = _FUSED.get((id(trace), families))
+    if hit is not None and hit[0] is trace:
+        return hit[1]
+    out = _fuse(trace, families)
+    if len(_FUSED) > 1024:
+        _FUSED.clear()
+    _FUSED[(id(trace), families)] = (trace, out)
+    return out
+
+
+def _fuse(trace: Trace, families: tuple[str, ...]) -> Trace:
+    fusible = frozenset(families)
+    traffic = _region_traffic(trace, fusible)
+    members: dict[Region, list[KernelCall]] = {}
+    kept: list[KernelCall] = []
+    for c in trace.calls:
+        region = (c.module, c.phase)
+        if c.family in fusible and region in traffic:
+            members.setdefault(region, []).append(c)
+        else:
+            kept.append(c)
+    fused = []
+    for region, calls in members.items():
+        read, written, n = traffic[region]
+        moved: dict[str, float] = {}
+        for c in calls:
+            moved[c.family] = moved.get(c.family, 0.0) + c.total.bytes
+        dtypes = Counter(c.dtype for c in calls)
+        shapes = tuple(dict.fromkeys(s for c in calls for s in c.shapes))
+        cost = Cost(vector_flops=sum(c.total.vector_flops for c in calls) / n, bytes_read=read / n,
+                    bytes_written=written / n)
+        fused.append(KernelCall(family=max(moved, key=moved.__getitem__), op=f"fused({region[0]})",
+                                shapes=shapes, dtype=dtypes.most_common(1)[0][0], cost=cost, count=n,
+                                module=region[0], phase=region[1],
+                                weight_bytes=sum(c.weight_bytes for c in calls) / n))
+    return dataclasses.replace(trace, calls=tuple(kept) + tuple(fused))
+
+
+def low_precision_casts(trace: Trace, precision: str, bytes_per_element: float) -> Trace:
+    """The trace with the casts a low-precision recipe adds: every GEMM that takes a weight (forward and
+    activation-gradient GEMMs; weight-gradient GEMMs reuse those casts' transposed copies) gets a cast kernel
+    over its activation operand that moves `bytes_per_element` per element (`recipe.cast_bytes_per_element` of
+    the stack: reading 16-bit, writing the low-precision copy and its transpose, less what fused producers
+    write directly)."""
+    if precision not in LOW_PRECISIONS or bytes_per_element <= 0:
+        return trace
+    width = dtype_bytes(activation_dtype(precision))
+    casts = []
+    for c in trace.calls:
+        if c.family != "gemm" or c.weight_bytes <= 0 or c.phase == "optimizer":
+            continue
+        elements = max(c.cost.bytes_read - c.weight_bytes, 0.0) / width
+        if elements <= 0:
+            continue
+        casts.append(KernelCall(family="elementwise", op=f"cast_{precision}", shapes=((int(elements),),),
+                                dtype=activation_dtype(precision), count=c.count, module=c.module, phase=c.phase,
+                                cost=Cost(vector_flops=2.0 * elements, bytes_read=elements * width,
+                                          bytes_written=elements * max(bytes_per_element - width, 0.0))))
+    return dataclasses.replace(trace, calls=trace.calls + tuple(casts)) if casts else trace
+
+
+SUSTAINED_FAMILIES = ("gemm", "attention")
+
+
+_SUSTAINED: dict[tuple[int, float], tuple[EfficiencyTable, EfficiencyTable]] = {}
+
+
+def sustained(table: EfficiencyTable, factor: float) -> EfficiencyTable:
+    """The table with GEMM and attention math efficiencies scaled by `factor` (`efficiency.sustained_math`); the
+    same object for the same inputs, so that caches keyed by table stay warm."""
+    if factor == 1.0:
+        return table
+    hit = _SUSTAINED.get((id(table), factor))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    if len(_SUSTAINED) > 256:
+        _SUSTAINED.clear()
+    out = _scaled(table, factor)
+    _SUSTAINED[(id(table), factor)] = (table, out)
+    return out
+
+
+def _scaled(table: EfficiencyTable, factor: float) -> EfficiencyTable:
+    families = {name: (dataclasses.replace(eff, math=eff.math * factor)
+                       if name.split(".")[0] in SUSTAINED_FAMILIES else eff) for name, eff in table.families.items()}
+    for name in SUSTAINED_FAMILIES:  # a family the table leaves to its default still gets the factor
+        if name not in families:
+            base = table.get(name)
+            families[name] = dataclasses.replace(base, math=base.math * factor)
+    return dataclasses.replace(table, families=families)
+
+
+__all__ = ["fuse", "low_precision_casts", "sustained"]

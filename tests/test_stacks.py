@@ -1,0 +1,167 @@
+"""Stack profiles: the shipped files load with a source per item, bad files fail clearly, and the engine applies
+a stack: fused regions move only what crosses their boundary, fp8 recipes add casts, overlap hides collectives,
+defaults fill the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from emulator.cluster import predict_training
+from emulator.cluster.step import Overlap, hide
+from emulator.engine.efficiency import SPEC_DEFAULTS
+from emulator.engine.stack import fuse, low_precision_casts, sustained
+from emulator.engine.trace import trace_workload
+from emulator.errors import EmulatorError
+from emulator.hardware import load_system
+from emulator.scenario import Parallel, Scenario, Training, load_scenario
+from emulator.stacks import ITEMS, STACK_KINDS, list_stacks, load_stack
+from emulator.stacks import load as stack_load
+from emulator.workloads.presets import preset
+
+FUSIBLE = ("elementwise", "copy", "reduction", "softmax", "norm")
+
+
+@pytest.mark.parametrize("kind", STACK_KINDS)
+def test_every_shipped_stack_loads_with_a_source_per_item(kind: str) -> None:
+    names = list_stacks(kind)
+    assert "eager" in names and len(names) >= 3
+    for name in names:
+        stack = load_stack(name, kind)
+        assert stack.kind == kind and stack.versions
+        for key, item in stack.items.items():
+            assert kind in ITEMS[key][1] and item.source.strip(), (name, key)
+        assert stack.as_dict()["items"].keys() == {k for k in ITEMS if kind in ITEMS[k][1]}
+
+
+def test_defaults_and_unknown_names() -> None:
+    assert load_stack(None, "training").name == "megatron-core"
+    assert load_stack(None, "serving").name == "trtllm"
+    with pytest.raises(EmulatorError, match="training.framework.*megatron-core") as e:
+        load_stack("megatron", "training", file="x.yaml")
+    assert "Fix:" in str(e.value)
+
+
+def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    (tmp_path / "training").mkdir(exist_ok=True)
+    (tmp_path / "training" / "mine.yaml").write_text(body)
+    monkeypatch.setattr(stack_load, "shipped", lambda folder: tmp_path)
+
+
+@pytest.mark.parametrize(("items", "needle"), [
+    ("  overlap.tp: {value: 0.5}", "needs exactly one of source"),
+    ("  overlap.tp: {value: 1.5, source: x}", "from 0 to 1"),
+    ("  overlap.tpp: {value: 0.5, source: x}", "did you mean 'overlap.tp'"),
+    ("  defaults.kv_precision: {value: {fp8: fp8}, source: x}", "applies to serving stacks"),
+    ("  fusion.families: {value: [gemm], source: x}", "list of kernel families"),
+])
+def test_bad_profile_items_name_the_field_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items: str,
+                                                   needle: str) -> None:
+    _write(tmp_path, monkeypatch, f"name: mine\nkind: training\ntitle: t\nversions: v\nitems:\n{items}\n")
+    with pytest.raises(EmulatorError, match=needle) as e:
+        load_stack("mine", "training")
+    assert "mine.yaml" in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_fused_norm_moves_its_input_and_output_only() -> None:
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=1)
+    trace = trace_workload(model, "train", 1, 256, 0, torch.bfloat16)
+    fused = fuse(trace, FUSIBLE)
+    act = 256 * model.hidden_size * 2  # one bf16 [tokens, hidden] activation
+    norm = [c for c in fused.calls if c.module.endswith("attention_norm") and c.phase == "forward"
+            and c.family != "view"]
+    assert len(norm) == 1 and norm[0].op.startswith("fused(")
+    # reads x (and the tiny weight), writes y: the fp32 intermediates of eager RMSNorm stay on chip
+    assert norm[0].cost.bytes_read == pytest.approx(act, rel=0.01)
+    assert norm[0].cost.bytes_written == pytest.approx(act, rel=0.01)
+    eager_norm = [c for c in trace.calls if c.module.endswith("attention_norm") and c.phase == "forward"
+                  and c.family != "view"]
+    assert len(eager_norm) > 4 and sum(c.total.bytes for c in eager_norm) > 4 * act
+    # GEMMs and attention are untouched; the vector FLOPs are kept
+    gemms = sorted(c.total.matrix_flops for c in trace.calls if c.family == "gemm")
+    assert gemms == sorted(c.total.matrix_flops for c in fused.calls if c.family == "gemm")
+    assert sum(c.total.vector_flops for c in fused.calls) == pytest.approx(sum(c.total.vector_flops
+                                                                               for c in trace.calls))
+    assert fuse(trace, ()) is trace and fuse(trace, FUSIBLE) is fused  # cached per trace
+
+
+def test_fused_swiglu_reads_gate_and_up_and_writes_one() -> None:
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=1)
+    fused = fuse(trace_workload(model, "prefill", 1, 128, 0, torch.bfloat16), FUSIBLE)
+    (mlp,) = [c for c in fused.calls if c.module.endswith("feed_forward") and c.op.startswith("fused(")]
+    width = 128 * model.ffn_hidden_size * 2
+    assert mlp.cost.bytes_read == pytest.approx(2 * width, rel=0.01)
+    assert mlp.cost.bytes_written == pytest.approx(width, rel=0.01)
+
+
+def test_fp8_casts_cover_each_weight_gemm_operand() -> None:
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=1)
+    trace = trace_workload(model, "train", 1, 256, 0, torch.bfloat16)
+    assert low_precision_casts(trace, "bf16", 3.0) is trace
+    cast = low_precision_casts(trace, "fp8", 3.0)
+    added = [c for c in cast.calls if c.op == "cast_fp8"]
+    weight_gemms = [c for c in trace.calls if c.family == "gemm" and c.weight_bytes > 0]
+    assert len(added) == len(weight_gemms) > 0
+    for c, g in zip(added, weight_gemms, strict=True):
+        elements = (g.cost.bytes_read - g.weight_bytes) / 2
+        assert c.cost.bytes == pytest.approx(3.0 * elements)
+
+
+def test_hide_and_overlap_of_a_stack() -> None:
+    assert hide(2.0, 0.0, 10.0) == 2.0 and hide(2.0, 1.0, 10.0) == 0.0 and hide(2.0, 1.0, 0.5) == 1.5
+    assert hide(2.0, 0.5, 10.0) == pytest.approx(1.0)
+    eager = Overlap.of(load_stack("eager", "training"))
+    assert eager == Overlap()  # the eager profile is the step's default schedule
+    mc = Overlap.of(load_stack("megatron-core", "training"))
+    assert mc.dp_param_gather == 1.0 and mc.pp == 1.0 and 0 < mc.tp <= 1
+    assert Overlap.of(load_stack("megatron-core", "training"), overlap_grad_reduce=False).dp_grad_reduce == 0.0
+
+
+def test_sustained_scales_compute_families_only() -> None:
+    table = sustained(SPEC_DEFAULTS, 0.5)
+    assert table.get("gemm").math == pytest.approx(0.5 * SPEC_DEFAULTS.get("gemm").math)
+    assert table.get("attention").math == pytest.approx(0.5 * SPEC_DEFAULTS.get("attention").math)
+    assert table.get("elementwise") == SPEC_DEFAULTS.get("elementwise")
+    assert sustained(SPEC_DEFAULTS, 0.5) is table and sustained(SPEC_DEFAULTS, 1.0) is SPEC_DEFAULTS
+
+
+def _scenario(**parallel: int) -> Scenario:
+    system = load_system("hgx-h100")
+    par = Parallel(**parallel)
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=4)
+    return Scenario(path="t", model=model, device=system.device, system=system, num_devices=par.num_devices,
+                    training=Training(seq_len=2048, global_batch_size=16, precision="bf16", parallel=par))
+
+
+def test_megatron_core_defaults_fill_the_plan_and_run_faster_than_eager() -> None:
+    s = _scenario(tp=2, dp=4)
+    eager = predict_training(s, stack=load_stack("eager", "training"))
+    mc = predict_training(s, stack=load_stack("megatron-core", "training"))
+    assert (eager.plan.sequence_parallel, eager.plan.zero) == (False, 0)
+    assert (mc.plan.sequence_parallel, mc.plan.zero) == (True, 1)
+    assert mc.step_time_s < eager.step_time_s
+    assert mc.kernels["elementwise"].time_s < eager.kernels["elementwise"].time_s
+    assert mc.to_json()["stack"]["name"] == "megatron-core"
+    explicit = predict_training(_scenario(tp=2, dp=4, zero=0, sequence_parallel=False),
+                                stack=load_stack("megatron-core", "training"))
+    assert (explicit.plan.sequence_parallel, explicit.plan.zero) == (False, 0)  # the file's choice wins
+
+
+def test_scenario_keys_name_the_stack(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\ntraining: {seq_len: 2048, framework: eager}\n")
+    assert load_scenario(path).training.framework == "eager"  # type: ignore[union-attr]
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\ntraining: {seq_len: 2048, framework: nemo}\n")
+    with pytest.raises(EmulatorError, match="training.framework") as e:
+        load_scenario(path)
+    assert "Fix:" in str(e.value)
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\n"
+                    "inference: {input_tokens: 128, output_tokens: 8, engine: vllm}\n")
+    spec = load_scenario(path).serving
+    assert spec.engine == "vllm" and spec.kv == "bf16"
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\n"
+                    "inference: {input_tokens: 128, output_tokens: 8, precision: fp8}\n")
+    assert load_scenario(path).serving.kv == "fp8"  # trtllm's FP8 checkpoints carry an FP8 cache
