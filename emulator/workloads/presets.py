@@ -1,8 +1,9 @@
 """Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
 
 Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
-Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al. 2020, table 2.1; DLRM-v2 from the MLPerf
-Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot, tables capped at 40M rows).
+Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al.
+2020, table 2.1; DLRM-v2 from the MLPerf Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB
+multi-hot, tables capped at 40M rows).
 """
 
 from __future__ import annotations
