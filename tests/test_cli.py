@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import subprocess
@@ -9,8 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import emulator
 from emulator.cli import main
+from emulator.stacks import STACK_KINDS, list_stacks, load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +105,70 @@ def test_profiles_and_models_commands(capsys: pytest.CaptureFixture[str]) -> Non
     assert json.loads(capsys.readouterr().out)["num_params"] > 6e11
     assert main(["profiles", "show", "h100"]) == 2
     assert "h100-sxm" in capsys.readouterr().err
+
+
+def test_stacks_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    """`stacks list` names every shipped stack of each kind; `stacks show` prints every item with its value and
+    source, and its JSON is the profile's own `as_dict`."""
+    assert main(["stacks", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(s["kind"], s["name"]) for s in listed] == [(k, n) for k in STACK_KINDS for n in list_stacks(k)]
+    assert main(["stacks", "list", "--kind", "serving"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in list_stacks("serving")) and "megatron-core" not in out
+    assert main(["stacks", "show", "megatron-core", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == load_stack("megatron-core", "training").as_dict()
+    assert main(["stacks", "show", "vllm"]) == 0
+    out = capsys.readouterr().out
+    vllm = load_stack("vllm", "serving")
+    assert out.startswith(vllm.label)
+    for key, item in vllm.as_dict()["items"].items():
+        assert f"  {key}: {json.dumps(item['value'])}\n      source: {item['source']}\n" in out, key
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["stacks", "show", "eager"], ["--kind training", "--kind serving"]),
+    (["stacks", "show", "vllm", "--kind", "training"], ["serving stack", "--kind serving"]),
+    (["stacks", "show", "vlm"], ["'vllm'", "emulator stacks list"]),
+    (["stacks", "show"], ["NAME"]),
+])
+def test_stacks_mistakes_say_how_to_fix_them(argv: list[str], words: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An ambiguous, misplaced, misspelled or missing stack name exits 2 with one paragraph saying the fix."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Fix:" in err and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_stack_kinds_offered_are_the_schemas(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--kind` accepts each stack kind the schema knows, and refuses another."""
+    for kind in STACK_KINDS:
+        assert main(["stacks", "list", "--kind", kind]) == 0
+    assert main(["stacks", "list", "--kind", "inference"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_version_names_the_emulator_and_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--version` prints one line: the installed emulator's version and the installed torch's."""
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"emulator {emulator.__version__} (torch {torch.__version__})\n"
+
+
+def test_version_without_torch_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Where torch is not installed, `--version` says so rather than failing."""
+    installed = importlib.metadata.version
+
+    def version(dist: str) -> str:
+        if dist == "torch":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return installed(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"emulator {emulator.__version__} (torch not installed)\n"
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")

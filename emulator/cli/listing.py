@@ -1,14 +1,16 @@
-"""Listings that need no torch: hardware profiles, model presets and the results store."""
+"""Listings that need no torch: hardware profiles, model presets, software stacks and the results store."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from emulator import hardware as hw
 from emulator.cli.output import print_json, table
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, nearest
 from emulator.results import ResultsStore
+from emulator.stacks import STACK_KINDS, StackProfile, list_stacks, load_stack
 from emulator.workloads.load import load_model
 from emulator.workloads.presets import list_models, preset
 
@@ -69,6 +71,42 @@ def models(args: argparse.Namespace) -> None:
     for key, value in summary.items():
         print(f"{key}: {value}")
 
+
+def _stack(name: str, kind: str | None) -> StackProfile:
+    """The shipped stack `name`, of `kind` when given; without one, the only kind that has the name."""
+    kinds = [k for k in STACK_KINDS if name in list_stacks(k)]
+    if kind in kinds or (kind is None and len(kinds) == 1):
+        return load_stack(name, kind or kinds[0])
+    if kind is None and kinds:
+        raise EmulatorError(f"'{name}' is a {' and a '.join(kinds)} stack. Fix: add "
+                            f"{' or '.join(f'--kind {k}' for k in kinds)}.")
+    if kinds:
+        raise EmulatorError(f"'{name}' is a {kinds[0]} stack, not a {kind} one. Fix: use --kind {kinds[0]}, or a "
+                            f"name from `emulator stacks list --kind {kind}`.")
+    hint = nearest(name, {n for k in STACK_KINDS for n in list_stacks(k)})
+    raise EmulatorError(f"'{name}' is not a shipped stack; {hint}{'' if hint.endswith('?') else '.'} Fix: use a "
+                        f"name from `emulator stacks list`.")
+
+
+def stacks(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        profiles = [load_stack(n, k) for k in ([args.kind] if args.kind else STACK_KINDS) for n in list_stacks(k)]
+        if args.json:
+            print_json([{"name": s.name, "kind": s.kind, "title": s.title, "versions": s.versions} for s in profiles])
+            return
+        print(table([[s.kind, s.name, s.title, s.versions] for s in profiles], ["kind", "stack", "title", "versions"]))
+        return
+    if not args.name:
+        raise EmulatorError("needs a NAME. Fix: `emulator stacks show megatron-core` (see `emulator stacks list`).")
+    stack = _stack(args.name, args.kind)
+    shown = stack.as_dict()
+    if args.json:
+        print_json(shown)
+        return
+    print(f"{stack.label}\ntitle: {stack.title}\nkind: {stack.kind}\nfile: {stack.path}\nitems:")
+    for key, item in shown["items"].items():
+        # Values as the profile writes them (JSON is YAML's flow style); sources run long, so each has its line.
+        print(f"  {key}: {json.dumps(item['value'])}\n      source: {item['source']}")
 
 
 def results(args: argparse.Namespace) -> None:

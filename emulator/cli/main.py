@@ -1,7 +1,7 @@
 """The parser of every subcommand and the dispatch to its module, imported only when that command runs.
 
 Commands import what they need at the top of their own module; this one imports none of them, so `--help`,
-`profiles`, `models` and `results` never load torch.
+`--version`, `profiles`, `models`, `stacks` and `results` never load torch.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from emulator.errors import EmulatorError
 COMMANDS = {
     "profiles": "emulator.cli.listing:profiles",
     "models": "emulator.cli.listing:models",
+    "stacks": "emulator.cli.listing:stacks",
     "results": "emulator.cli.listing:results",
     "predict": "emulator.cli.predict:command",
     "calibrate": "emulator.cli.measure:calibrate",
@@ -33,9 +34,39 @@ COMMANDS = {
 MEASURING = ("run", "calibrate", "validate")
 
 
+def version_line() -> str:
+    """`emulator --version`: this package's and torch's installed versions, one line. Both come from package
+    metadata, so torch is never imported (importing it takes one to two seconds)."""
+    # Imported here, not at the top: the metadata machinery costs every other command ~20 ms and only this
+    # option reads it.
+    import importlib.metadata
+
+    def installed(dist: str, otherwise: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return otherwise
+
+    # A source checkout run without installing has no metadata of its own: its __version__ says the same.
+    return f"emulator {installed('emulator', __version__)} (torch {installed('torch', 'not installed')})"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's `version` action, with the line built only when the option is given (see `version_line`)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emulator", description="Predict and measure AI workloads on accelerators.")
-    parser.add_argument("--version", action="version", version=f"emulator {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="print the emulator's and torch's versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("profiles", help="list or show hardware profiles")
@@ -46,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list or show model presets (or a config.json)")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stacks", help="list or show software stack profiles (frameworks, serving engines)")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--kind", choices=["training", "serving"],
+                   help="training framework or serving engine (needed where a name is both, such as eager)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("predict", help="predict a scenario on its device")
