@@ -1,8 +1,10 @@
 """Published measurements shipped with the project (copied from public sources, each case with its source).
 
 `emulator/data/published_kernels.yaml`: kernel-level results (best achievable matmul, STREAM bandwidth, NCCL
-bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthikanti et al. 2022;
-`published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100 system).
+bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthikanti et al. 2022 (A100);
+`published_training_hopper.yaml`: NeMo and Megatron-Bridge performance tables of Megatron-Core on H100 (dense,
+MoE, long context; pretraining, SFT and LoRA); `published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100
+system).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from emulator.files import read_yaml, shipped
 
 DATA = shipped("data")
+KINDS = ("kernels", "training", "training_hopper", "inference")  # published_<kind>.yaml
 
 # Device names in the published files -> shipped profile names.
 DEVICE_ALIASES = {
@@ -31,7 +34,9 @@ DEVICE_ALIASES = {
 
 @functools.lru_cache(maxsize=8)
 def load_cases(kind: str) -> tuple[dict[str, Any], ...]:
-    """Cases of one file: 'kernels', 'training' or 'inference' (read by the strict file layer, like every file)."""
+    """Cases of one file, a kind of `KINDS` (read by the strict file layer, like every file)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of published cases {kind!r}; one of {', '.join(KINDS)}")
     return tuple(read_yaml(DATA / f"published_{kind}.yaml"))
 
 

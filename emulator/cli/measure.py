@@ -8,6 +8,8 @@ from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
+from emulator.validation.published_hopper import render as render_hopper
+from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_training import render as render_training
@@ -30,17 +32,19 @@ def calibrate(args: argparse.Namespace) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     if args.published:
-        training, serving = training_cases(), serving_cases()
+        training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
             "summary": {"median_abs_error": median(errors), "max_abs_error": max(errors), "num_cases": len(errors),
                         "training": training["summary"], "inference": serving["summary"]},
+            # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
+            "megatron_core_h100": hopper,
         }
         if args.json:
             print_json(result)
         else:
-            print(render_training(training) + "\n\n" + render_serving(serving))
+            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

@@ -3,7 +3,10 @@
 Model state follows the one memory model (`engine.memory`) for the parameters on the rank (its tensor-parallel
 shard of its stage, its experts split etp ways): ZeRO-1 divides the optimizer states by the data-parallel size
 (dp*cp; experts by the expert-data-parallel size tp*cp*dp/(ep*etp)), ZeRO-2 also the gradients, ZeRO-3 and FSDP
-also the weights (plus two layers' gathered weights: the one running and the one prefetched).
+also the weights (plus two layers' gathered weights: the one running and the one prefetched). Under LoRA only the
+adapters train: they carry gradients, fp32 master weights and moments, and the frozen base weights are weights
+alone (sharded by ZeRO-3/FSDP like the rest). LoRA activations are counted as full training's: the default
+targets' adapters keep every adapted Linear's input, as its weight gradient would.
 
 Activations of one layer and one micro-batch, Korthikanti et al. 2022 ("Reducing Activation Recomputation in
 Large Transformer Models", Sec. 4), written per saved tensor so that it covers GQA and SwiGLU (16-bit
@@ -91,9 +94,12 @@ def microbatches_in_flight(plan: Plan) -> float:
 
 
 def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
-                precision: str, num_layers: int) -> dict[str, float]:
+                precision: str, num_layers: int, trainable: tuple[float, float] | None = None) -> dict[str, float]:
     """Bytes per device by component (the busiest pipeline rank), through the one memory model
-    (`engine.memory.training_memory`) with this plan's sharding, activations in flight and temporaries."""
+    (`engine.memory.training_memory`) with this plan's sharding, activations in flight and temporaries.
+
+    `trainable`: (parameters, routed-expert parameters) trained when they are LoRA adapters, which come on top of
+    the frozen `stage_params` (None: the stage's parameters all train)."""
     seq = plan.seq_len // plan.cp
     per_layer = layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
                                        sequence_parallel=plan.sequence_parallel, recompute=plan.recompute)
@@ -104,8 +110,16 @@ def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, ex
     # Temporaries: the last stage's fp32 logits and their gradient for one micro-batch (vocab-parallel).
     vocab = -(-model.vocab_size // plan.tp)
     zero = plan.shard_stage
+    dp = plan.dp * plan.cp
+    trained, trained_experts, frozen, weights = stage_params, expert_params, 0.0, stage_params
+    if trainable is not None:
+        trained, trained_experts = trainable
+        weights += trained
+        # Frozen weights keep no gradient or optimizer state: the memory model's weights-only parameters.
+        sharded = zero >= 3
+        frozen = (stage_params - expert_params) / (dp if sharded else 1) + expert_params / (plan.edp if sharded else 1)
     return training_memory(
-        dense_params=stage_params - expert_params, expert_params=expert_params, precision=precision,
-        activations=activations, zero=zero, dp=plan.dp * plan.cp, edp=plan.edp,
-        gathered_params=2 * stage_params / max(num_layers, 1) if zero >= 3 else 0.0,  # running + prefetched layer
+        dense_params=trained - trained_experts, expert_params=trained_experts, sparse_params=frozen,
+        precision=precision, activations=activations, zero=zero, dp=dp, edp=plan.edp,
+        gathered_params=2 * weights / max(num_layers, 1) if zero >= 3 else 0.0,  # running + prefetched layer
         temporaries=2 * 4.0 * plan.microbatch_size * seq * vocab)

@@ -18,6 +18,8 @@ The collectives Megatron-LM issues are then listed as explicit `KernelCall`s of 
          Megatron's scatter/gather optimisation)
     dp   per step: gradient all-reduce (ZeRO-0), reduce-scatter + parameter all-gather (ZeRO-1/2); ZeRO-3/FSDP
          per layer and micro-batch parameter all-gathers forward and backward and a gradient reduce-scatter.
+Gradients (and the parameters the optimizer rewrites) are those of the trainable parameters: all of them, or under
+LoRA the adapters alone (`trainable_params`); ZeRO-3/FSDP still gathers the frozen base weights it shards.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from emulator.cluster.plan import Plan
 from emulator.engine.stack import fuse, low_precision_casts
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.precision import activation_dtype, dtype_bytes
+from emulator.workloads.adapters import adapter_params
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall
 
@@ -95,6 +98,8 @@ class RankProgram:
     stage_params: float  # parameters on the busiest rank
     expert_params: float  # of which routed-expert weights
     trace: Trace
+    trainable_params: float  # parameters the rank's optimizer updates (`trainable_params`)
+    trainable_expert_params: float  # of which routed-expert weights
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
 
     @property
@@ -186,6 +191,14 @@ def stage_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan)
     return float(total), float(experts)
 
 
+def trainable_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan) -> tuple[float, float]:
+    """(parameters, routed-expert parameters) the busiest rank trains: all of `stage_params`, or under LoRA only
+    its layers' adapters (on top of the frozen stage weights; the embedding and head are frozen too)."""
+    if model.lora is None:
+        return stage_params(model, shard, plan)
+    return float(adapter_params(shard, model.lora)), 0.0
+
+
 def _collective(op: str, payload: float, count: float, group: str, slot: str, phase: str, dtype: str,
                 module: str = "layers") -> KernelCall:
     cost = Cost(comm_bytes=payload, comm_steps=1.0, bytes_read=payload, bytes_written=payload)
@@ -208,8 +221,13 @@ def groups_of(plan: Plan) -> dict[str, Group]:
 
 
 def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
-                params: float, expert_params: float) -> tuple[KernelCall, ...]:
-    """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step')."""
+                params: float, expert_params: float,
+                trainable: tuple[float, float] | None = None) -> tuple[KernelCall, ...]:
+    """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step').
+
+    `params`, `expert_params`: the rank's weights; `trainable`: (parameters, routed-expert parameters) it trains
+    when not all of them (LoRA adapters): gradients are reduced, and ZeRO-1/2 parameters gathered, for those only.
+    """
     w = dtype_bytes(activation_dtype(precision))
     dt = precision
     b, s, h, n = plan.microbatch_size, plan.seq_len // plan.cp, model.hidden_size, shard.num_layers
@@ -237,22 +255,20 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
         p2p = act / plan.tp
         for phase in ("forward", "backward"):
             out.append(_collective("send_recv", p2p, plan.virtual_stages, "pp", "microbatch", phase, dt, "pipeline"))
-    dense = params - expert_params
+    trained, trained_experts = trainable if trainable is not None else (params, expert_params)
     stage = plan.shard_stage
     if plan.dp * plan.cp > 1 or plan.edp > 1:
-        for group, size in (("dp", dense), ("edp", expert_params)):
-            if size <= 0:
-                continue
-            if stage == 0:
-                out.append(_collective("all_reduce", size * w, 1, group, "step", "optimizer", dt, "step"))
-            elif stage in (1, 2):
-                out.append(_collective("reduce_scatter", size * w, 1, group, "step", "optimizer", dt, "step"))
-                out.append(_collective("all_gather", size * w, 1, group, "step", "optimizer", dt, "step"))
-            else:  # ZeRO-3 / FSDP: per layer, per micro-batch (prefetched one layer ahead)
-                per_layer = size * w / max(n, 1)
-                out.append(_collective("all_gather", per_layer, n, group, "layer", "forward", dt))
-                out.append(_collective("all_gather", per_layer, n, group, "layer", "backward", dt))
-                out.append(_collective("reduce_scatter", per_layer, n, group, "layer", "backward", dt))
+        for group, size, grads in (("dp", params - expert_params, trained - trained_experts),
+                                   ("edp", expert_params, trained_experts)):
+            if stage == 0 and grads > 0:
+                out.append(_collective("all_reduce", grads * w, 1, group, "step", "optimizer", dt, "step"))
+            elif stage in (1, 2) and grads > 0:
+                out.append(_collective("reduce_scatter", grads * w, 1, group, "step", "optimizer", dt, "step"))
+                out.append(_collective("all_gather", grads * w, 1, group, "step", "optimizer", dt, "step"))
+            elif stage >= 3 and size > 0:  # ZeRO-3 / FSDP: per layer, per micro-batch (prefetched one layer ahead)
+                out.append(_collective("all_gather", size * w / max(n, 1), n, group, "layer", "forward", dt))
+                out.append(_collective("all_gather", size * w / max(n, 1), n, group, "layer", "backward", dt))
+                out.append(_collective("reduce_scatter", grads * w / max(n, 1), n, group, "layer", "backward", dt))
     return tuple(c for c in out if c.count > 0 and c.cost.comm_bytes > 0)
 
 
@@ -278,8 +294,10 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1)
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes)
     params, experts = stage_params(model, shard, plan)
+    trained = trainable_params(model, shard, plan)
     return RankProgram(
         shard=shard, plan=plan, compute=compute,
-        collectives=collectives(model, shard, plan, precision, params, experts), groups=groups_of(plan),
+        collectives=collectives(model, shard, plan, precision, params, experts, trained), groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
-        expert_params=experts, trace=trace, attention=attention)
+        expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
+        attention=attention)

@@ -115,9 +115,10 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
 
 
 def optimizer_kernel(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable) -> KernelTiming:
-    """The rank's AdamW step over the parameters it updates (its ZeRO shard when sharded), one fused kernel."""
+    """The rank's AdamW step over the parameters it updates (its ZeRO shard when sharded; under LoRA the
+    adapters), one fused kernel."""
     plan = prog.plan
-    dense, experts = prog.stage_params - prog.expert_params, prog.expert_params
+    dense, experts = prog.trainable_params - prog.trainable_expert_params, prog.trainable_expert_params
     if plan.shard_stage >= 1:
         dense, experts = dense / (plan.dp * plan.cp), experts / plan.edp
     params = dense + experts

@@ -6,6 +6,8 @@ Figures (conventions as in `emulator.engine.prediction`, per step, whole cluster
 - mfu_without_attention: the same without attention FLOPs (the 6*N*T convention).
 - hardware_flops_per_step / hfu: what the ranks execute, recompute included (FlashAttention's backward score
   recompute, full-recompute forwards, vector FLOPs).
+Under LoRA (`training.task: lora`) the model is traced with its adapters on a frozen base, so model FLOPs are the
+forward, the activation gradients and the adapters' GEMMs: no weight gradient of a base weight.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from emulator.cluster.goodput import Goodput, goodput
 from emulator.cluster.memory import plan_memory
 from emulator.cluster.network import Network
 from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings
-from emulator.cluster.shard import layers_per_stage, rank_program, rank_shard, stage_params
+from emulator.cluster.shard import layers_per_stage, rank_program, rank_shard, stage_params, trainable_params
 from emulator.cluster.step import Overlap, StepBreakdown, stage_times, training_step
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
@@ -31,10 +33,11 @@ from emulator.engine.timing import FamilyTiming, family_totals
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
 from emulator.hardware import default_system
-from emulator.scenario import Scenario
+from emulator.scenario import Scenario, Training
 from emulator.stacks import StackProfile, stack_of
 from emulator.units import HOUR_S
 from emulator.workloads.config import TransformerConfig
+from emulator.workloads.lora import LoraConfig
 
 FLOPS_CONVENTION = ("model FLOPs of the unsharded model: GEMM + fused-attention matrix FLOPs (causal), attention "
                     "backward = 2x forward, no recompute; vector FLOPs excluded; summed over all micro-batches")
@@ -55,7 +58,16 @@ def memory_of(model: TransformerConfig, plan: Plan, precision: str) -> dict[str,
     shard = rank_shard(model, plan)
     params, experts = stage_params(model, shard, plan)
     return plan_memory(model, plan, stage_params=params, expert_params=experts, precision=precision,
-                       num_layers=layers_per_stage(model, plan))
+                       num_layers=layers_per_stage(model, plan),
+                       trainable=trainable_params(model, shard, plan) if model.lora else None)
+
+
+def trained_model(model: TransformerConfig, training: Training) -> TransformerConfig:
+    """The model a training section trains: with task: lora its adapters on the frozen base (the section's, or
+    LoRA's defaults), else as given."""
+    if training.task != "lora" or model.lora is not None:
+        return model
+    return dataclasses.replace(model, lora=training.lora or LoraConfig())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +211,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
                             "and a transformer model.", file=s.path, field="training")
     check_precision(s)
     stack = stack or stack_of(tr, "training")
+    model = trained_model(model, tr)
     plan = plan_from(s, stack)
     check_plan(model, plan, s.num_devices, s.path)
     table = sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family))
@@ -232,6 +245,14 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     if plan.recompute == "selective":
         notes.append("selective recompute: the attention core is recomputed in backward, which the fused attention "
                      "kernel already does (its backward recompute is in the trace); no extra forward")
+    if model.lora is not None:
+        notes.append(f"LoRA rank {model.lora.rank} on {', '.join(model.lora.targets)}: base weights frozen (no "
+                     "weight gradients, optimizer state or gradient reduction for them); adapters trained")
+    if tr.task == "sft":
+        notes.append("sft: full fine-tuning, timed as pretraining")
+    if tr.packed_sequences:
+        notes.append("packed sequences: attention spans each whole seq_len sequence (real packing masks it per "
+                     "document, which does less attention work)")
     if model.is_moe and model.num_experts_per_token > model.num_experts // plan.ep:
         notes.append("top-k exceeds the experts per rank: the shard routes each token to all its local experts")
     tokens = float(tr.global_batch_size * tr.seq_len)
@@ -251,4 +272,4 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
 
 
 __all__ = ["FitAdvice", "TrainingPrediction", "fit_advice", "memory_of", "model_flops_per_microbatch",
-           "predict_training"]
+           "predict_training", "trained_model"]

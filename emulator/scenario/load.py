@@ -8,6 +8,9 @@ training:                         # or `inference:`
   global_batch_size: 1            # sequences (or global_batch_tokens)
   precision: bf16                 # bf16 | fp16 | fp8 | fp4 (where the device has it)
   framework: megatron-core        # training stack of stack_profiles/training (default; eager matches `run`)
+  task: lora                      # pretrain (default) | sft (full fine-tuning) | lora (adapters, frozen base)
+  lora: {rank: 16, alpha: 32, targets: [qkv, proj, fc1, fc2]}   # task: lora only; these are the defaults
+  packed_sequences: true          # sft/lora samples packed into seq_len sequences (timed as whole sequences)
   parallel: {tp: 1, pp: 1, dp: 1}
 ```
 The file is read by the strict file layer (`emulator.files`: YAML 1.2 numbers such as `15e12`, duplicate keys
@@ -17,6 +20,7 @@ be positive integers, and each error names the file, the field and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from emulator.scenario.inference import MAX_DEVICES, parse_inference
 from emulator.stacks import list_stacks, load_stack
 from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
+from emulator.workloads.lora import DEFAULT_ALPHA, DEFAULT_RANK, MAX_RANK, TARGETS, LoraConfig, check_targets
 
 # A global batch far past any published one (Llama 3: 2,048 sequences), so that only a typo such as 1e300 meets it;
 # the sizing search enumerates every data-parallel size that divides it. Devices: `inference.MAX_DEVICES`.
@@ -39,6 +44,10 @@ MAX_TOTAL_TOKENS = 1e18  # tokens to train on: a thousand times any corpus yet a
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "etp", "virtual_stages", "microbatch_size", "sequence_parallel",
                  "zero", "fsdp")
 RECOMPUTE = ("none", "selective", "full")
+# What a training step trains: everything from scratch, everything from a checkpoint (supervised fine-tuning: timed
+# as pretraining), or LoRA adapters on a frozen base (emulator/workloads/lora.py).
+TASKS = ("pretrain", "sft", "lora")
+LORA_KEYS = ("rank", "alpha", "targets")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +80,9 @@ class Training:
     recompute: str = "none"
     total_tokens: float | None = None
     framework: str | None = None  # a training stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
+    task: str = "pretrain"  # one of TASKS
+    lora: LoraConfig | None = None  # the adapters of task: lora (None there: LoraConfig's defaults)
+    packed_sequences: bool = False  # fine-tuning samples packed into each seq_len sequence (a label for timing)
     path: str = ""
 
 
@@ -151,10 +163,16 @@ def check_seq_len(model: ModelConfig, seq_len: int, path: str, field: str) -> No
 def _training(data: Any, path: str, model: ModelConfig) -> Training:
     r = Fields(data, file=path, prefix="training", allowed=("seq_len", "global_batch_size", "global_batch_tokens",
                                                             "precision", "parallel", "recompute", "total_tokens",
-                                                            "framework"))
+                                                            "framework", "task", "lora", "packed_sequences"))
     seq_len = r.integer("seq_len", hint="seq_len: 4096")
     check_seq_len(model, seq_len, path, "training.seq_len")
     batch = global_batch_sequences(r, seq_len, required=False)
+    task = r.choice("task", TASKS, "pretrain")
+    packed = r.boolean("packed_sequences", False)
+    if packed and task == "pretrain":
+        raise r.error("packed_sequences", "packs fine-tuning samples into sequences, but task is pretrain (whose "
+                                          "sequences are always full). Fix: set task: sft or task: lora, or delete "
+                                          "packed_sequences.")
     return Training(
         seq_len=seq_len,
         global_batch_size=batch,
@@ -163,8 +181,35 @@ def _training(data: Any, path: str, model: ModelConfig) -> Training:
         recompute=r.choice("recompute", RECOMPUTE, "none"),
         total_tokens=r.number("total_tokens", maximum=MAX_TOTAL_TOKENS, why="more than any corpus"),
         framework=_stack(r, "framework", "training"),
+        task=task,
+        lora=_lora(r, task, model),
+        packed_sequences=packed,
         path=path,
     )
+
+
+def _lora(r: Fields, task: str, model: ModelConfig) -> LoraConfig | None:
+    """The `lora:` section of task: lora (its defaults when absent); an error with any other task."""
+    if task != "lora":
+        if r.has("lora"):
+            raise r.error("lora", f"sets adapters but task is {task}. Fix: set task: lora, or delete the lora "
+                                  "section.")
+        return None
+    if not isinstance(model, TransformerConfig):
+        raise r.error("task", f"is lora, but {model.name} is not a transformer (LoRA adapts a transformer's linear "
+                              "layers). Fix: use task: pretrain or sft for this model.")
+    lo = r.section("lora", LORA_KEYS)
+    rank = lo.integer("rank", DEFAULT_RANK, maximum=MAX_RANK, why="wider than any model's hidden size")
+    alpha = lo.number("alpha", DEFAULT_ALPHA, maximum=1e6, why="a scale of alpha / rank past any recipe's")
+    targets = lo.get("targets", list(TARGETS))
+    if not isinstance(targets, list):
+        raise lo.error("targets", f"is {targets!r}; it must be a list of target names. Fix: write e.g. targets: "
+                                  f"[{', '.join(TARGETS)}].")
+    try:
+        check_targets(targets)
+    except EmulatorError as e:
+        raise lo.error("targets", e.message) from None
+    return LoraConfig(rank=rank, alpha=DEFAULT_ALPHA if alpha is None else alpha, targets=tuple(targets))
 
 
 def _stack(r: Fields, key: str, kind: str) -> str | None:
@@ -240,6 +285,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
             field="training" if r.has("training") else None,
         )
     training = _training(r.get("training"), path, model) if r.has("training") else None
+    if training is not None and training.lora is not None and isinstance(model, TransformerConfig):
+        model = dataclasses.replace(model, lora=training.lora)  # the model as trained: frozen base plus adapters
     inference, serving = _inference(r.get("inference"), path) if r.has("inference") else (None, None)
     return Scenario(path=path, model=model, device=device, system=system, num_devices=num_devices,
                     training=training, inference=inference, serving=serving, raw=data)

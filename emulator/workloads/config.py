@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from emulator.errors import EmulatorError
 from emulator.fields import MAX_INTEGER
+from emulator.workloads.lora import LoraConfig
 
 
 def _positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
@@ -83,6 +84,9 @@ class TransformerConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    # LoRA adapters trained on the frozen base (`lora.py`); None: every weight trains. Set from a training
+    # scenario's `task: lora`; the traced training program then has the adapters (`adapters.py`).
+    lora: LoraConfig | None = None
     # config.json keys the file left out, each with the Hugging Face default taken for it (workloads/hf.py). Left
     # out of equality and hashing: the model is the same whether a default was written out or assumed, so caches
     # keyed by the config are unaffected.
@@ -243,6 +247,7 @@ class TransformerConfig:
         out: dict[str, Any] = {"kind": "transformer", **{f.name: getattr(self, f.name) for f in
                                                           dataclasses.fields(self)}}
         out["assumed"] = dict(self.assumed)
+        out["lora"] = self.lora.as_dict() if self.lora else None
         out.update(num_params=self.num_params(), num_active_params=self.num_active_params(),
                    num_matmul_params=self.num_matmul_params(),
                    num_active_matmul_params=self.num_active_matmul_params(),

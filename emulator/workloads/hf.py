@@ -1,10 +1,10 @@
 """Import Hugging Face `config.json` files (and our own DLRM keys) into model configs.
 
 Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v2, deepseek_v3, gpt2, gptj,
-and `dlrm` (ours). Keys a model type does not use are ignored (config.json files carry many). A key Hugging Face's
-config class defaults (`HF_DEFAULTS`: context length, norm epsilon, RoPE theta, tied embeddings...) may be left
-out: its default is taken and recorded in the config's `assumed` mapping, which `--json` output shows. Sizes stay
-required. `dlrm` keys are all ours, so an unknown one is an error:
+nemotron, gpt_oss, and `dlrm` (ours). Keys a model type does not use are ignored (config.json files carry many).
+A key Hugging Face's config class defaults (`HF_DEFAULTS`: context length, norm epsilon, RoPE theta, tied
+embeddings...) may be left out: its default is taken and recorded in the config's `assumed` mapping, which
+`--json` output shows. Sizes stay required. `dlrm` keys are all ours, so an unknown one is an error:
 
     model_type: "dlrm"                  (required)
     name: str                           (optional; defaults to the file name or "dlrm")
@@ -36,12 +36,13 @@ _MISSING = object()
 # absent, from transformers' src/transformers/models/<type>/configuration_<type>.py (configuration_llama.py,
 # configuration_mistral.py, configuration_qwen2.py, configuration_qwen3.py, configuration_qwen3_moe.py,
 # configuration_mixtral.py, configuration_deepseek_v2.py, configuration_deepseek_v3.py, configuration_gpt2.py,
-# configuration_gptj.py; RoPE theta 10000 is `default_theta` unless the class sets its own, and GPT-2 and GPT-J
-# inherit tie_word_embeddings=True from PretrainedConfig). Sizes (hidden_size, num_hidden_layers, vocab_size,
-# intermediate_size, expert counts and widths) are left out on purpose: HF defaults them to one reference
-# checkpoint, and planning a model with another model's sizes would be silently wrong. A default of None in HF
-# means "derived" (head_dim = hidden / heads, num_key_value_heads = heads, n_inner = 4 x n_embd): that is the
-# architecture's definition, not an assumption, so those keys are not listed.
+# configuration_gptj.py, configuration_nemotron.py, configuration_gpt_oss.py; RoPE theta 10000 is `default_theta`
+# unless the class sets its own, and GPT-2 and GPT-J inherit tie_word_embeddings=True from PretrainedConfig).
+# Sizes (hidden_size, num_hidden_layers, vocab_size, intermediate_size, expert counts and widths) are left out on
+# purpose: HF defaults them to one reference checkpoint, and planning a model with another model's sizes would be
+# silently wrong; head dims are listed where the class defaults a number rather than hidden / heads (Qwen3,
+# GPT-OSS). A default of None in HF means "derived" (head_dim = hidden / heads, num_key_value_heads = heads,
+# n_inner = 4 x n_embd): that is the architecture's definition, not an assumption, so those keys are not listed.
 _LLAMA_LIKE = {"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False}
 _QWEN = {**_LLAMA_LIKE, "max_position_embeddings": 32768}
 HF_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
@@ -56,6 +57,10 @@ HF_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
                     "q_lora_rank": 1536},
     "deepseek_v3": {**_LLAMA_LIKE, "max_position_embeddings": 4096, "n_shared_experts": 1, "first_k_dense_replace": 3,
                     "q_lora_rank": 1536},
+    "nemotron": {"norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
+                 "max_position_embeddings": 4096, "attention_bias": False, "mlp_bias": False},
+    "gpt_oss": {"rms_norm_eps": 1e-5, "rope_theta": 150000.0, "tie_word_embeddings": False,
+                "max_position_embeddings": 131072, "head_dim": 64, "attention_bias": True},
     "gpt2": {"n_positions": 1024, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
     "gptj": {"n_positions": 2048, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
 })
@@ -110,7 +115,7 @@ def _build(reader: _Reader, cls: Callable[..., ModelConfig], **kwargs: Any) -> M
                             file=reader.origin) from None
 
 
-def _llama_like(r: _Reader, name: str, **extra: Any) -> dict[str, Any]:
+def _llama_like(r: _Reader, name: str, eps_key: str = "rms_norm_eps", **extra: Any) -> dict[str, Any]:
     heads = r.get("num_attention_heads", field="num_heads")
     return dict(
         name=name,
@@ -122,7 +127,7 @@ def _llama_like(r: _Reader, name: str, **extra: Any) -> dict[str, Any]:
         ffn_hidden_size=r.get("intermediate_size", field="ffn_hidden_size"),
         vocab_size=r.get("vocab_size", field="vocab_size"),
         max_seq_len=r.get("max_position_embeddings", field="max_seq_len"),
-        norm_eps=_positive(r, "rms_norm_eps", "norm_eps"),
+        norm_eps=_positive(r, eps_key, "norm_eps"),
         rope_theta=_positive(r, "rope_theta", "rope_theta"),
         tie_embeddings=bool(r.get("tie_word_embeddings", field="tie_embeddings")),
         **extra,
@@ -206,6 +211,28 @@ def _deepseek_v3(r: _Reader, name: str) -> ModelConfig:
     return _deepseek(r, name)
 
 
+def _nemotron(r: _Reader, name: str) -> ModelConfig:
+    # Nemotron-4: LayerNorm (Megatron's layernorm1p, the same kernel), a non-gated MLP with squared ReLU (modelled as
+    # the non-gated 2-GEMM MLP, whose one elementwise activation costs the same), RoPE on half of each head
+    # (partial_rotary_factor 0.5; rotated here over the whole head: a little more elementwise work).
+    bias = bool(r.get("attention_bias", field="qkv_bias"))
+    return _build(r, TransformerConfig, **_llama_like(r, name, eps_key="norm_eps", norm="layernorm", mlp="gelu",
+                                                      qkv_bias=bias, out_bias=bias,
+                                                      mlp_bias=bool(r.get("mlp_bias", field="mlp_bias"))))
+
+
+def _gpt_oss(r: _Reader, name: str) -> ModelConfig:
+    # GPT-OSS approximated: the alternating sliding-window (128-token) layers and the attention sinks (a learned
+    # logit per head) run as full causal attention (more attention work in half the layers); the clamped SwiGLU
+    # experts as SwiGLU; YaRN scaling as plain RoPE (same cost); the experts' and the router's biases are left out.
+    bias = bool(r.get("attention_bias", field="qkv_bias"))
+    kwargs = _llama_like(r, name, qkv_bias=bias, out_bias=bias)
+    kwargs.update(num_experts=r.get("num_local_experts", field="num_experts"),
+                  num_experts_per_token=r.get("num_experts_per_tok", field="num_experts_per_token"),
+                  moe_ffn_hidden_size=kwargs["ffn_hidden_size"])
+    return _build(r, TransformerConfig, **kwargs)
+
+
 def _gpt(r: _Reader, name: str, *, rope: bool) -> dict[str, Any]:
     hidden = r.get("n_embd", field="hidden_size")
     inner = r.get("n_inner", None, field="ffn_hidden_size")
@@ -266,7 +293,7 @@ def _sizes(r: _Reader, key: str) -> tuple[Any, ...]:
 _IMPORTERS: dict[str, Callable[[_Reader, str], ModelConfig]] = {
     "llama": _llama, "mistral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
     "qwen3_moe": _qwen3_moe, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
-    "gptj": _gptj, "dlrm": _dlrm,
+    "gptj": _gptj, "nemotron": _nemotron, "gpt_oss": _gpt_oss, "dlrm": _dlrm,
 }
 
 

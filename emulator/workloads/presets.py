@@ -1,9 +1,12 @@
 """Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
 
 Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
-Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b); GPT-3 175B from Brown et al. 2020,
-table 2.1; DLRM-v2 from the MLPerf Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot, tables
-capped at 40M rows).
+Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b, openai/gpt-oss-120b); GPT-3 175B
+from Brown et al. 2020, table 2.1; Nemotron-4 340B from its technical report (NVIDIA 2024, arXiv 2406.11704,
+Table 1: 96 layers, hidden 18432, 96 heads, 8 KV heads, squared-ReLU MLP of 73728, vocab 256000, RoPE, 4096
+context); DLRM-v2 from the MLPerf Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot,
+tables capped at 40M rows). What the Nemotron and GPT-OSS importers approximate is said in `hf._nemotron` and
+`hf._gpt_oss`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ _PRESETS: dict[str, dict[str, Any]] = {
         **_llama(48, 2048, 32, 4, 6144, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3_moe", "head_dim": 128,
         "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768, "decoder_sparse_step": 1,
         "mlp_only_layers": [],
+    },
+    "nemotron4-340b": {"model_type": "nemotron", "num_hidden_layers": 96, "hidden_size": 18432,
+                       "num_attention_heads": 96, "num_key_value_heads": 8, "intermediate_size": 73728,
+                       "vocab_size": 256000, "max_position_embeddings": 4096, "hidden_act": "relu2",
+                       "partial_rotary_factor": 0.5, "norm_eps": 1e-5, "rope_theta": 10000.0,
+                       "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
+    "gpt-oss-120b": {
+        **_llama(36, 2880, 64, 8, 2880, 201088, 131072, 150000.0), "model_type": "gpt_oss", "head_dim": 64,
+        "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True, "sliding_window": 128,
     },
     "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
                   "vocab_size": 50257, "n_positions": 2048, "layer_norm_epsilon": 1e-5,

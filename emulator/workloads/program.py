@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from emulator.errors import EmulatorError
+from emulator.workloads.adapters import apply_lora
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
+from emulator.workloads.lora import LoraConfig
 from emulator.workloads.recommender import DLRM, dlrm_inputs
 from emulator.workloads.transformer import (
     Block,
@@ -97,11 +99,24 @@ def _generator(device: torch.device, seed: int) -> torch.Generator | None:
     return None if device.type == "meta" else torch.Generator(device=device).manual_seed(seed)
 
 
-def _prepare(module: nn.Module, train: bool) -> nn.Module:
+def _prepare(module: nn.Module, train: bool, lora: LoraConfig | None = None) -> nn.Module:
+    """Set train or eval mode; inference freezes every weight, LoRA training all but the adapters it adds."""
     module.train(train)
     if not train:
         module.requires_grad_(False)
+    elif lora is not None:
+        apply_lora(module, lora)
     return module
+
+
+class FrozenEmbedding(Embedding):
+    """The embedding stage of a LoRA program, frozen like every base weight. The tracer runs backward through
+    every stage of a training program, so the output is marked as a leaf that wants a gradient: autograd then
+    stores the incoming gradient on it (one [B, S, H] copy in the trace) where a frozen embedding's backward does
+    nothing at all, and full training scatters the gradient into the table."""
+
+    def forward(self, tokens: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        return super().forward(tokens, start_pos).requires_grad_(True)
 
 
 def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len: int, kv_len: int = 0,
@@ -120,6 +135,8 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
 
     c: TransformerConfig = model
     start = kv_len
+    # LoRA adapts training only: served, a LoRA model runs its base (adapters merged into the weights).
+    lora = c.lora if train else None
 
     def hidden() -> torch.Tensor:
         return _random((b, s, c.hidden_size), dtype, device, gen, requires_grad=train)
@@ -134,7 +151,7 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
             return (hidden(), _tokens((b, s), c.vocab_size, device, gen)), {}
         return (hidden(),), {"last_only": phase == "prefill"}
 
-    embed = _prepare(Embedding(c, dtype=dtype, device=device), train)
+    embed = _prepare((FrozenEmbedding if lora else Embedding)(c, dtype=dtype, device=device), train, lora)
     stages = [Stage("embed", embed, 1, lambda: ((_tokens((b, s), c.vocab_size, device, gen),), {"start_pos": start}),
                     returns_loss=False)]
     rotary = make_rotary(c, start + s, dtype=dtype, device=device)
@@ -143,12 +160,12 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
     while first < c.num_layers:  # runs of identical blocks: dense then MoE (DeepSeek), or one run
         moe = kinds[first][1]
         count = sum(1 for _, m in kinds[first:] if m == moe)
-        block = _prepare(Block(c, rotary, moe=moe, dtype=dtype, device=device), train)
+        block = _prepare(Block(c, rotary, moe=moe, dtype=dtype, device=device), train, lora)
         caches = () if train else tuple(range(1, 1 + len(kv_cache_shapes(c, b, start + s))))
         stages.append(Stage(f"layers.{first}", block, count, block_inputs, returns_loss=False,
                             state_args=caches))
         first += count
-    head = _prepare(Head(c, dtype=dtype, device=device), train)
+    head = _prepare(Head(c, dtype=dtype, device=device), train, lora)
     stages.append(Stage("head", head, 1, head_inputs, returns_loss=train))
     tokens = b if phase == "decode" else b * s
     return Program(c, phase, b, s, kv_len, dtype, tuple(stages), train, tokens)
@@ -204,6 +221,8 @@ def build_step(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len: in
         args, kwargs = dlrm_inputs(model, b, dtype=dtype, device=device, generator=gen, labels=train)
     else:
         net = Transformer(model, num_positions=kv_len + s, dtype=dtype, device=device)
+        if train and model.lora is not None:
+            apply_lora(net, model.lora)  # frozen base, trained adapters: the optimizer takes what requires grad
         tokens = _tokens((b, s), model.vocab_size, device, gen)
         if train:
             args, kwargs = (tokens, _tokens((b, s), model.vocab_size, device, gen)), {}

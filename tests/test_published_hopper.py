@@ -1,0 +1,235 @@
+"""Published Megatron-Core runs on H100 as validation cases: how each case maps to a scenario and how the published
+metric is computed from a predicted step (never how close the predictions are)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from contextlib import redirect_stdout
+from typing import Any
+
+import pytest
+
+from emulator.cli import main
+from emulator.published import load_cases
+from emulator.validation.published_hopper import (
+    MODEL_PRESETS,
+    STACK,
+    Unmodelled,
+    case_model,
+    case_scenario,
+    counts_causal,
+    error_summary,
+    model_flops_per_token,
+    number,
+    render,
+    validate_published,
+)
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.hf import from_hf_config
+from emulator.workloads.presets import preset
+
+CASES = load_cases("training_hopper")
+IDS = [c["id"] for c in CASES]
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    return validate_published()
+
+
+def _case(case_id: str) -> dict[str, Any]:
+    return next(c for c in CASES if c["id"] == case_id)
+
+
+def test_the_shipped_file_holds_forty_distinct_cases() -> None:
+    """The package ships the 40 H100 cases, each id once."""
+    assert len(CASES) == 40 and len(set(IDS)) == 40
+
+
+def test_every_case_is_predicted_or_skipped_with_a_reason(result: dict[str, Any]) -> None:
+    """Each case id appears exactly once, as a prediction or as a skip that says why."""
+    seen = [c["id"] for c in result["cases"]] + [s["id"] for s in result["skipped"]]
+    assert sorted(seen) == sorted(IDS)
+    assert all(s["reason"] for s in result["skipped"])
+
+
+def test_case_records_carry_the_asked_fields(result: dict[str, Any]) -> None:
+    """Every record names its id, metric, published and predicted values, error, stack and source."""
+    for c in result["cases"]:
+        assert {"id", "metric", "published", "predicted", "error", "stack", "source"} <= set(c)
+        assert c["stack"] == STACK
+        assert c["error"] == pytest.approx(c["predicted"] / c["published"] - 1)
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_plan_sizes_multiply_to_the_gpu_count(case_id: str) -> None:
+    """tp * pp * dp * cp is the case's GPU count; a dp the case states is the one used."""
+    case = _case(case_id)
+    s = case_scenario(case)
+    assert s.training is not None
+    p = s.training.parallel
+    count = case["hardware"]["count"]
+    assert p.tp * p.pp * p.dp * p.cp == count == s.num_devices
+    stated = number(case["config"]["parallelism"].get("dp"))
+    assert stated in (None, p.dp)
+    assert s.training.framework == "megatron-core"
+    assert s.system is not None and s.system.name == "hgx-h100" and s.device.name == "h100-sxm"
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_case_fields_map_to_the_scenario(case_id: str) -> None:
+    """vp becomes virtual stages ('n/a' is 1), fsdp > 0 turns FSDP on, FP8 variants are fp8 and BF16 bf16, and the
+    task and micro-batch are the case's."""
+    case = _case(case_id)
+    cfg, par = case["config"], case["config"]["parallelism"]
+    tr = case_scenario(case).training
+    assert tr is not None
+    assert tr.parallel.virtual_stages == (number(par.get("vp")) or 1)
+    assert tr.parallel.ep == (number(par.get("ep")) or 1)
+    assert tr.parallel.fsdp == bool(number(par.get("fsdp")))
+    assert tr.parallel.microbatch_size == (cfg.get("micro_batch_size") or 1)
+    assert tr.precision == ("fp8" if str(cfg["precision"]).startswith("FP8") else "bf16")
+    assert tr.task == str(cfg.get("task", "pretrain")).lower()
+    assert (tr.lora is not None) == (tr.task == "lora")
+    assert tr.seq_len == number(cfg["seq_len"]) and tr.global_batch_size == cfg["global_batch_size"]
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_case_models_are_their_presets_at_the_stated_sizes(case_id: str) -> None:
+    """A case's model is its preset; only GPT-3's padded vocabulary and long contexts change a size."""
+    case = _case(case_id)
+    model, changes = case_model(case)
+    assert set(changes) <= {"vocab_size", "max_seq_len"}
+    base = preset(MODEL_PRESETS[case["model"]["name"]])
+    assert isinstance(base, TransformerConfig)
+    assert model.vocab_size == (number(case["model"].get("vocab")) or base.vocab_size)
+    assert model.max_seq_len >= (number(case["config"]["seq_len"]) or 0)
+    for key, field in (("layers", "num_layers"), ("hidden", "hidden_size"), ("heads", "num_heads")):
+        assert getattr(model, field) == case["model"][key]
+
+
+def test_an_unknown_model_or_task_is_unmodelled_with_a_reason() -> None:
+    """A case the emulator has no preset or task for raises `Unmodelled` saying which."""
+    case = CASES[0]
+    with pytest.raises(Unmodelled, match="no preset"):
+        case_scenario({**case, "model": {**case["model"], "name": "Mystery 1T"}})
+    with pytest.raises(Unmodelled, match="task"):
+        case_scenario({**case, "config": {**case["config"], "task": "distillation"}})
+
+
+def test_tokens_per_gpu_is_the_global_batch_over_step_and_gpus(result: dict[str, Any]) -> None:
+    """tokens/s/GPU = global_batch * seq_len / (step_time * GPUs)."""
+    for c in result["cases"]:
+        if c["metric"] != "tokens_per_sec_per_gpu":
+            continue
+        plan = c["plan"]
+        expected = plan["global_batch_size"] * plan["seq_len"] / (c["step_time_s"] * plan["num_devices"])
+        assert c["predicted"] == pytest.approx(expected)
+
+
+def test_model_tflops_use_the_flops_per_token_of_the_source(result: dict[str, Any]) -> None:
+    """Model TFLOP/s/GPU = model FLOPs per token (the source's convention) x tokens/s/GPU."""
+    for c in result["cases"]:
+        if c["metric"] != "model_tflops_per_gpu":
+            continue
+        case = _case(c["id"])
+        model, _ = case_model(case)
+        plan = c["plan"]
+        tokens = plan["global_batch_size"] * plan["seq_len"] / (c["step_time_s"] * plan["num_devices"])
+        flops = model_flops_per_token(model, plan["seq_len"], causal=counts_causal(case))
+        assert c["predicted"] == pytest.approx(tokens * flops / 1e12)
+
+
+def test_flops_per_token_counts_weights_three_times_and_attention_over_the_keys() -> None:
+    """The count on a tiny model, term by term."""
+    m = TransformerConfig(name="tiny", num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2,
+                          ffn_hidden_size=96, vocab_size=100, max_seq_len=128)
+    s, h, d, kv = 32, 64, 16, 2
+    weights = 2 * (h * h + 2 * h * kv * d + h * h + 3 * h * 96) + h * 100  # q, k, v, o, SwiGLU; logits
+    attention = 2 * 6 * s * 4 * (d + d)  # per layer: 3 passes x 2 FLOPs x keys x heads x (qk + v widths)
+    assert model_flops_per_token(m, s, causal=False) == 6 * weights + attention
+    assert model_flops_per_token(m, s, causal=True) == 6 * weights + attention / 2
+
+
+def test_flops_per_token_leaves_out_the_router_and_counts_routed_top_k() -> None:
+    """A MoE token passes through its top-k experts, not all of them, and the router is not counted."""
+    m = preset("qwen3-30b-a3b")
+    assert isinstance(m, TransformerConfig)
+    router = m.num_moe_layers * m.hidden_size * m.num_experts
+    expected = 6 * (m.num_active_matmul_params() - router)
+    assert model_flops_per_token(m, 1, causal=True) == pytest.approx(expected, rel=1e-3)
+
+
+_TFLOPS_NOTE = re.compile(r"Model TFLOP/s/GPU = ([\d.]+)")
+# Pretraining cases whose table counts differently: Megatron-Bridge counts GPT-OSS's gated experts as two GEMMs,
+# and DeepSeek-V3's figure includes its multi-token-prediction module.
+_OTHER_COUNTS = ("gpt-oss", "deepseek")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if _TFLOPS_NOTE.search(c.get("notes", ""))
+                                  and str(c["config"].get("task", "pretrain")) == "pretrain"
+                                  and not any(k in c["id"] for k in _OTHER_COUNTS)], ids=lambda c: c["id"])
+def test_flops_per_token_reproduces_each_tables_own_tflops(case: dict[str, Any]) -> None:
+    """The published tokens/s times our count gives the table's own model TFLOP/s (NeMo's square attention,
+    Megatron-Bridge's causal half) within the tables' rounding; one 26.04.01 pair differs by 2.3%."""
+    model, _ = case_model(case)
+    flops = model_flops_per_token(model, number(case["config"]["seq_len"]) or 0, causal=counts_causal(case))
+    published_tflops = float(_TFLOPS_NOTE.search(case["notes"]).group(1))  # type: ignore[union-attr]
+    assert case["value"] * flops / 1e12 == pytest.approx(published_tflops, rel=0.03)
+
+
+def test_summary_groups_every_case_by_task_and_family(result: dict[str, Any]) -> None:
+    """Per-task and per-family counts add up to all cases; each group's figures are its cases' own."""
+    s = result["summary"]
+    assert set(s["by_task"]) <= {"pretrain", "sft", "lora"}
+    assert sum(g["num_cases"] for g in s["by_task"].values()) == s["num_cases"] == len(result["cases"])
+    assert sum(g["num_cases"] for g in s["by_family"].values()) == s["num_cases"]
+    for task, group in s["by_task"].items():
+        assert group == error_summary([c for c in result["cases"] if c["task"] == task])
+    assert "all" in render(result) and result["cases"][0]["id"] in render(result)
+
+
+def test_error_summary_is_median_max_and_signed_mean() -> None:
+    """Median and max of |error| and the signed mean, on three known errors."""
+    s = error_summary([{"error": -0.2}, {"error": 0.1}, {"error": 0.4}])
+    assert s == {"num_cases": 3, "median_abs_error": pytest.approx(0.2), "max_abs_error": pytest.approx(0.4),
+                 "mean_error": pytest.approx(0.1)}
+
+
+def test_cli_adds_the_section_and_keeps_the_others() -> None:
+    """`emulator validate --published --json` keeps its cases and summary and adds `megatron_core_h100`."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["validate", "--published", "--json"]) == 0
+    data = json.loads(out.getvalue())
+    assert set(data) == {"cases", "summary", "megatron_core_h100"}
+    assert set(data["summary"]) == {"median_abs_error", "max_abs_error", "num_cases", "training", "inference"}
+    assert len(data["cases"]) == data["summary"]["num_cases"]
+    assert {c["id"] for c in data["megatron_core_h100"]["cases"]} <= set(IDS)
+
+
+def test_new_presets_have_their_published_sizes() -> None:
+    """nemotron4-340b has 341B parameters; gpt-oss-120b 116.8B, 5.1B active without the embedding table."""
+    nemotron, oss = preset("nemotron4-340b"), preset("gpt-oss-120b")
+    assert isinstance(nemotron, TransformerConfig) and isinstance(oss, TransformerConfig)
+    assert nemotron.num_params() == pytest.approx(341e9, rel=0.01)
+    assert (nemotron.norm, nemotron.mlp, nemotron.num_kv_heads) == ("layernorm", "gelu", 8)
+    assert oss.num_params() == pytest.approx(116.8e9, rel=0.01)
+    assert oss.num_active_params() - oss.vocab_size * oss.hidden_size == pytest.approx(5.13e9, rel=0.01)
+    assert (oss.head_dim, oss.num_experts, oss.num_experts_per_token, oss.qkv_bias) == (64, 128, 4, True)
+
+
+def test_importers_take_hugging_face_defaults_for_nemotron_and_gpt_oss() -> None:
+    """Left-out keys take the config class's defaults and are recorded as assumed."""
+    sizes = {"num_hidden_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 512,
+             "vocab_size": 1000}
+    nemotron = from_hf_config({"model_type": "nemotron", **sizes}, origin="test")
+    assert isinstance(nemotron, TransformerConfig)
+    assert nemotron.max_seq_len == 4096 and nemotron.norm == "layernorm" and "norm_eps" in nemotron.assumed
+    oss = from_hf_config({"model_type": "gpt_oss", "num_local_experts": 8, "num_experts_per_tok": 2, **sizes},
+                         origin="test")
+    assert isinstance(oss, TransformerConfig)
+    assert (oss.head_dim, oss.rope_theta, oss.moe_ffn_hidden_size) == (64, 150000.0, 512)
+    assert oss.assumed["head_dim"] == 64
