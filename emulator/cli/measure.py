@@ -8,6 +8,8 @@ from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
+from emulator.validation.published_aic import SAMPLE_ROWS, validate_aic
+from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_training import render as render_training
@@ -31,16 +33,18 @@ def calibrate(args: argparse.Namespace) -> None:
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving = training_cases(), serving_cases()
+        aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
             "summary": {"median_abs_error": median(errors), "max_abs_error": max(errors), "num_cases": len(errors),
                         "training": training["summary"], "inference": serving["summary"]},
+            "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
         }
         if args.json:
             print_json(result)
         else:
-            print(render_training(training) + "\n\n" + render_serving(serving))
+            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_aic(aic))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:
