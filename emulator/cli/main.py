@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads to measure with (default 1; part of the calibration key)")
     p.add_argument("--only", help="comma-separated workload ids")
     p.add_argument("--published", action="store_true", help="against published results")
+    p.add_argument("--aic-all", action="store_true",
+                   help="with --published: every usable AIConfigurator row, not the stratified sample")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="run a scenario for real here and compare with its prediction")

@@ -8,6 +8,8 @@ from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
+from emulator.validation.published_aic import SAMPLE_ROWS, validate_aic
+from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_serving import render as render_serving
@@ -33,6 +35,7 @@ def calibrate(args: argparse.Namespace) -> None:
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
+        aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
@@ -40,11 +43,13 @@ def validate(args: argparse.Namespace) -> None:
                         "training": training["summary"], "inference": serving["summary"]},
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
+            "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
         }
         if args.json:
             print_json(result)
         else:
-            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper))
+            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
+                  + "\n\n" + render_aic(aic))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

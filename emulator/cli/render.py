@@ -66,12 +66,24 @@ def _training_lines(p: TrainingPrediction) -> list[str]:
 
 def _serving_lines(p: ServingPrediction) -> list[str]:
     s = p.serving
-    lines = [f"  serving ({s.scenario})    {s.replicas} replica(s) of tp={s.replica.tp}: "
+    engine = f" on {s.engine}" if s.engine else ""
+    lines = [f"  serving ({s.scenario})    {s.replicas} replica(s) of tp={s.replica.tp}{engine}: "
              f"{s.throughput_tokens_per_s:,.0f} output tokens/s, {s.throughput_samples_per_s:,.1f} samples/s, "
              f"max batch {s.max_batch}"]
-    for label, q in (("TTFT", s.ttft_s), ("TPOT", s.tpot_s), ("latency", s.latency_s)):
-        if q.p99:
-            lines.append(f"  {label:20s} p50 {fmt_seconds(q.p50)}, p90 {fmt_seconds(q.p90)}, p99 {fmt_seconds(q.p99)}")
+    c = s.closed_loop
+    if c is not None:
+        lines.append(f"  closed loop          {c.concurrency} in flight: {c.tokens_per_s_per_device:,.1f} tokens/s per "
+                     f"device, {c.tokens_per_s_per_user:,.1f} tokens/s per user; {c.num_measured_requests} "
+                     "steady-state requests")
+    means = {"TTFT": c.ttft_mean_s, "TPOT": c.tpot_mean_s, "ITL": c.itl_mean_s, "latency": c.latency_mean_s} \
+        if c is not None else {}
+    rows = (("TTFT", s.ttft_s), ("TPOT", s.tpot_s), ("ITL", c.itl_s if c is not None else None),
+            ("latency", s.latency_s))
+    for label, q in rows:
+        if q is not None and q.p99:
+            mean = f", mean {fmt_seconds(means[label])}" if label in means else ""
+            lines.append(f"  {label:20s} p50 {fmt_seconds(q.p50)}, p90 {fmt_seconds(q.p90)}, p99 {fmt_seconds(q.p99)}"
+                         f"{mean}")
     energy, unit = (s.energy_per_token_j, "token") if s.energy_per_token_j else (s.energy_per_query_j, "query")
     lines.append(f"  power                {s.power_w:,.0f} W for {p.num_devices} device(s); {energy or 0:.3g} J per "
                  f"{unit}; SLO met: {s.meets_slo}")

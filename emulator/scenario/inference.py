@@ -10,8 +10,10 @@ inference:
   output_tokens: 256
   batch_size: 64                 # max concurrent sequences per replica (Offline: searched when absent)
   max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens)
-  scenario: server               # offline | server
+  scenario: server               # offline | server | concurrency (implied by concurrency:)
   arrival_rate_per_s: 20         # Server: a fixed rate; absent: search the highest rate meeting the SLO
+  concurrency: 64                # or a closed loop: 64 requests in flight per deployment, a new one sent as each
+                                 #   finishes (aiperf, genai-perf, `vllm bench serve --max-concurrency`)
   trace: requests.csv            # or a trace file: arrival_s,input_tokens,output_tokens per line
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}          # recommenders: latency_p99_s
   seed: 0
@@ -20,6 +22,14 @@ inference:
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
 Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
+
+Load modes. `offline` (all requests at t=0) and `server` (Poisson arrivals) are MLPerf's open loops. `concurrency:
+N` is a closed loop: N clients each send a request, wait for its last token and send the next at once (no think
+time), so N requests are in flight across the deployment's replicas (client i on replica i mod R). It sets
+`scenario: concurrency` (writing that is optional) and excludes `offline`/`server`, an arrival rate, a trace and
+disaggregation (whose pools are simulated one after the other, an open loop). `batch_size` stays the engine's
+cap on running sequences per replica (default: the replica's share of N); requests past it queue in the engine.
+`num_requests`, when given, counts the whole run: at least 3 x N (a warm-up wave, measured waves, a drain wave).
 """
 
 from __future__ import annotations
@@ -39,10 +49,10 @@ from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
 from emulator.stacks import list_stacks, load_stack
 
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
-SCENARIOS = ("offline", "server")
+SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
-        "disaggregation", "num_beams", "samples_per_query", "engine")
+        "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency")
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
 # Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
 # typo (1e300) meets them. Lengths: more tokens than any model's context (Llama 4 Scout's is 10M).
@@ -52,6 +62,9 @@ MAX_BATCH = 2**20  # concurrent sequences of one replica
 MAX_BATCH_TOKENS = 2**30  # tokens of one continuous-batching iteration
 MAX_REQUESTS = 2**24  # simulated requests (the default is a few thousand)
 MAX_BEAMS = 1024
+MAX_CONCURRENCY = 2**20  # requests in flight in one deployment (a closed loop's clients)
+# A closed loop simulates a warm-up wave, measured waves and a drain wave of `concurrency` requests each.
+MIN_CLOSED_LOOP_WAVES = 3
 MAX_RATE_PER_S = 1e12  # requests (queries) per second past any service
 MAX_OVERHEAD_S = 1.0  # a host overhead per iteration past any serving engine's (about a millisecond)
 
@@ -139,6 +152,7 @@ class ServingSpec:
     num_beams: int = 1
     samples_per_query: Distribution = field(default_factory=Distribution)
     engine: str | None = None  # a serving stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
+    concurrency: int | None = None  # closed loop: requests in flight per deployment (scenario "concurrency")
     path: str = ""
 
     @property
@@ -246,7 +260,10 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
             kw[key] = r.integer(key, maximum=top, why=why)
     if r.has("seed"):
         kw["seed"] = r.integer("seed", minimum=0)
-    kw["scenario"] = r.choice("scenario", SCENARIOS, "offline")
+    if r.has("concurrency"):
+        kw["concurrency"] = r.integer("concurrency", maximum=MAX_CONCURRENCY, why="requests in flight",
+                                      hint="concurrency: 64 (requests in flight, a whole number >= 1)")
+    kw["scenario"] = r.choice("scenario", SCENARIOS, "concurrency" if "concurrency" in kw else "offline")
     if r.has("arrival_rate_per_s"):
         kw["arrival_rate_per_s"] = r.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S,
                                             why="requests per second past any service")
@@ -266,12 +283,41 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
         kw["disaggregation"] = Disaggregation(
             prefill_replicas=d.integer("prefill_replicas", hint="prefill_replicas: 1 (a whole number >= 1)"),
             decode_replicas=d.integer("decode_replicas", hint="decode_replicas: 1 (a whole number >= 1)"))
+    _check_closed_loop(r, kw)
     if kw["scenario"] == "server" and "arrival_rate_per_s" not in kw and "trace" not in kw:
         slo = kw.get("slo", Slo())
         if slo.ttft_p99_s is None and slo.tpot_p99_s is None and slo.latency_p99_s is None:
             raise r.error("slo", "is needed to search the highest Server rate (no arrival_rate_per_s or trace). "
                                  "Fix: add slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}, or give arrival_rate_per_s.")
     return ServingSpec(**kw)
+
+
+def _check_closed_loop(r: Fields, kw: dict[str, Any]) -> None:
+    """`concurrency` (a closed loop) against the open-loop keys: one load mode per section."""
+    n = kw.get("concurrency")
+    if n is None:
+        if kw["scenario"] == "concurrency":
+            raise r.error("concurrency", "is missing for scenario: concurrency. Fix: add e.g. concurrency: 64 "
+                                         "(requests in flight), or use scenario: offline or server.")
+        return
+    if kw["scenario"] != "concurrency":
+        raise r.error("scenario", f"is '{kw['scenario']}', but concurrency: {n} runs a closed loop (a new request as "
+                                  "each finishes), not an open one. Fix: delete scenario (or write scenario: "
+                                  "concurrency), or delete concurrency.")
+    why = {"arrival_rate_per_s": "a closed loop sends each request as one finishes, so it has no arrival rate",
+           "trace": "a closed loop sends each request as one finishes, not at a trace's arrival times",
+           "disaggregation": "the closed loop is modelled for aggregated replicas only (disaggregated pools are "
+                             "simulated one after the other, an open loop)"}
+    for key, reason in why.items():
+        if key in kw:
+            raise r.error(key, f"cannot be combined with concurrency: {n}: {reason}. Fix: delete {key}, or delete "
+                               "concurrency.")
+    requests = kw.get("num_requests")
+    if requests is not None and requests < MIN_CLOSED_LOOP_WAVES * n:
+        raise r.error("num_requests", f"is {requests}, fewer than {MIN_CLOSED_LOOP_WAVES} x concurrency "
+                                      f"({MIN_CLOSED_LOOP_WAVES * n}): a closed loop needs a warm-up wave, measured "
+                                      f"requests and a drain wave of {n} each. Fix: raise num_requests to at least "
+                                      f"{MIN_CLOSED_LOOP_WAVES * n}, or delete it.")
 
 
 __all__ = ["Distribution", "Disaggregation", "ServingSpec", "Slo", "parse_distribution", "parse_inference",

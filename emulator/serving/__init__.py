@@ -2,10 +2,10 @@
 
 ```
 prediction.py     ServingPrediction: what serving adds to `emulator predict`
-llm.py            aggregated LLM serving (Offline, Server, trace)
+llm.py            aggregated LLM serving (Offline, Server, closed loop at a concurrency, trace)
 replica.py        step time of a continuous-batching iteration + KV capacity, from traced kernels
-simulator.py      discrete-event: arrivals, continuous batching, chunked prefill, preemption
-search.py         Offline batch choice, Server highest rate within the SLO
+simulator.py      discrete-event: arrivals (or a closed loop), continuous batching, chunked prefill, preemption
+search.py         Offline batch choice, Server highest rate within the SLO, closed-loop steady state
 disaggregation.py separate prefill and decode pools, KV moved over the fabric
 recommender.py    DLRM queries under a p99 bound, embedding tables placed by tier
 energy.py         power from utilisation, joules per token and per query
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
+from emulator.errors import EmulatorError
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.disaggregation import predict_disaggregated
 from emulator.serving.llm import predict_llm
-from emulator.serving.prediction import ServingPrediction, ServingResult
+from emulator.serving.prediction import ClosedLoopStats, ServingPrediction, ServingResult
 from emulator.serving.recommender import predict_recommender
 from emulator.workloads.config import DLRMConfig
 
@@ -31,10 +32,14 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
     scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
+        if spec.concurrency is not None:
+            raise EmulatorError(f"concurrency: {spec.concurrency} sets a closed loop of LLM requests; recommender "
+                                "queries are served Offline or Server. Fix: delete concurrency (and use scenario: "
+                                "offline or server).", file=spec.path or scenario.path, field="inference.concurrency")
         return predict_recommender(scenario, spec, table)
     if spec.disaggregation is not None:
         return predict_disaggregated(scenario, spec, table)
     return predict_llm(scenario, spec, table)
 
 
-__all__ = ["ServingPrediction", "ServingResult", "predict_serving"]
+__all__ = ["ClosedLoopStats", "ServingPrediction", "ServingResult", "predict_serving"]

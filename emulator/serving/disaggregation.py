@@ -125,7 +125,8 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         provenance=replica.provenance, error_band=replica.error_band, arrival_rate_per_s=rate, meets_slo=ok,
         notes=notes, utilisation=util, memory_parts=replica.memory_parts(),
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=res.num_preemptions,
-        kv_transfer_s=transfer, prefill_replicas=d.prefill_replicas, decode_replicas=d.decode_replicas)
+        kv_transfer_s=transfer, prefill_replicas=d.prefill_replicas, decode_replicas=d.decode_replicas,
+        engine=spec.engine)
 
 
 __all__ = ["kv_transfer_s", "predict_disaggregated"]

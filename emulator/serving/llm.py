@@ -1,4 +1,5 @@
-"""Aggregated LLM serving: replicas of one layout under continuous batching, Offline, Server or a trace."""
+"""Aggregated LLM serving: replicas of one layout under continuous batching, Offline, Server, a closed loop
+(`concurrency`) or a trace."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ServingResult, num_replicas
 from emulator.serving.replica import Replica, build_replica
-from emulator.serving.search import ScenarioResult, choose_batch, meets, run_offline, run_server
+from emulator.serving.search import ScenarioResult, choose_batch, meets, run_closed, run_offline, run_server
 from emulator.serving.simulator import Requests, SimResult, simulate
 from emulator.stats import Percentiles
+
+PIPELINE_NOTE = "pipeline stages are timed in sequence (no micro-batch overlap): throughput is a lower bound"
 
 
 def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
@@ -26,6 +29,8 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
              f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "
              f"{replica.max_batch_tokens}; KV cache {replica.kv_capacity_tokens} tokens per replica"]
+    if spec.concurrency is not None:
+        return _closed_loop(scenario, spec, table, replica, replicas, notes)
     if spec.trace is not None:
         res, sc = _run_trace(replica, spec, replicas)
     else:
@@ -35,7 +40,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
     if res.num_preemptions:
         notes.append(f"{res.num_preemptions} preemption(s) (KV cache full; recomputed)")
     if spec.pp > 1:
-        notes.append("pipeline stages are timed in sequence (no micro-batch overlap): throughput is a lower bound")
+        notes.append(PIPELINE_NOTE)
     util = min(res.utilisation, 1.0)
     power = device_power_w(scenario.device, util, table) * scenario.num_devices
     tokens = sc.throughput_tokens_per_s
@@ -47,7 +52,31 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes), utilisation=util,
         memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
-        num_preemptions=res.num_preemptions)
+        num_preemptions=res.num_preemptions, engine=spec.engine)
+
+
+def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, replica: Replica, replicas: int,
+                 notes: list[str]) -> ServingResult:
+    run = run_closed(replica, spec, replicas)
+    notes.append(f"closed loop: {spec.concurrency} request(s) in flight over {replicas} replica(s), a new one sent "
+                 f"as each finishes; {run.stats.num_measured_requests} steady-state request(s) measured "
+                 "(warm-up and drain waves excluded)")
+    if run.num_preemptions:
+        notes.append(f"{run.num_preemptions} preemption(s) (KV cache full; recomputed)")
+    if spec.pp > 1:
+        notes.append(PIPELINE_NOTE)
+    util = min(run.utilisation, 1.0)
+    power = device_power_w(scenario.device, util, table) * scenario.num_devices
+    tokens = run.throughput_tokens_per_s
+    return ServingResult(
+        scenario="concurrency", throughput_tokens_per_s=tokens, throughput_samples_per_s=run.throughput_samples_per_s,
+        ttft_s=run.ttft_s, tpot_s=run.tpot_s, latency_s=run.latency_s,
+        kv_cache_bytes=replica.kv_cache_bytes * replicas, max_batch=run.max_batch, replicas=replicas,
+        replica=replica.describe(), power_w=power, energy_per_token_j=energy_per_unit_j(power, tokens),
+        energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
+        meets_slo=run.meets_slo, notes=tuple(notes), utilisation=util, memory_parts=replica.memory_parts(),
+        kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=run.num_preemptions,
+        engine=spec.engine, closed_loop=run.stats)
 
 
 def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimResult, ScenarioResult]:

@@ -31,10 +31,39 @@ class ReplicaLayout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServingResult:
-    """The serving model's answer for one scenario (Offline or Server; LLM, disaggregated or recommender)."""
+class ClosedLoopStats:
+    """Steady-state figures of a closed loop (`inference.concurrency`), its warm-up and drain waves excluded.
 
-    scenario: str  # offline | server
+    TPOT is each request's mean time per output token after its first, (end - first token) / (output - 1); ITL is
+    the gap between consecutive tokens over all tokens (vLLM's `bench serve` definitions). tokens/s/user is
+    1 / mean TPOT (NVIDIA AIConfigurator's 1000 / TPOT_ms); tokens/s/device is the deployment's output tokens per
+    second over its devices.
+    """
+
+    concurrency: int  # requests in flight in the deployment
+    ttft_mean_s: float
+    tpot_mean_s: float
+    itl_s: Percentiles
+    itl_mean_s: float
+    latency_mean_s: float
+    tokens_per_s_per_device: float
+    tokens_per_s_per_user: float
+    num_measured_requests: int  # per simulated replica load, all loads together
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "ttft_mean_s": self.ttft_mean_s, "tpot_mean_s": self.tpot_mean_s,
+                "itl_s": self.itl_s.as_dict(), "itl_mean_s": self.itl_mean_s, "latency_mean_s": self.latency_mean_s,
+                "throughput_tokens_per_s_per_device": self.tokens_per_s_per_device,
+                "throughput_tokens_per_s_per_user": self.tokens_per_s_per_user,
+                "num_measured_requests": self.num_measured_requests}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingResult:
+    """The serving model's answer for one scenario (Offline, Server or a closed loop; LLM, disaggregated or
+    recommender)."""
+
+    scenario: str  # offline | server | concurrency
     throughput_tokens_per_s: float  # output tokens, all devices (0 for recommenders)
     throughput_samples_per_s: float  # requests (queries) per second, all devices
     ttft_s: Percentiles
@@ -62,10 +91,12 @@ class ServingResult:
     embedding_placement: tuple[str, ...] | None = None  # recommenders: the tier of each table
     lookup_s_per_pair: float | None = None
     pairs_per_query: float | None = None
+    engine: str | None = None  # the serving stack the scenario names (inference.engine)
+    closed_loop: ClosedLoopStats | None = None  # scenario "concurrency"
 
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "num_preemptions", "kv_transfer_s",
                                             "prefill_replicas", "decode_replicas", "embedding_placement",
-                                            "lookup_s_per_pair", "pairs_per_query")
+                                            "lookup_s_per_pair", "pairs_per_query", "engine")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +116,8 @@ class ServingResult:
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if isinstance(value, tuple) else value
+        if self.closed_loop is not None:
+            out["closed_loop"] = self.closed_loop.as_dict()
         return out
 
 

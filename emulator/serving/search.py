@@ -8,6 +8,14 @@ simulated and system throughput is R times its own: exact in distribution, and R
 - Server: Poisson arrivals; the highest rate whose p99 TTFT, p99 TPOT (and p99 latency) meet the bounds, by
   bisection in log rate on common random numbers (the same seed at every rate), for the Offline batch and
   half of it (a smaller batch shortens TPOT). The first `WARMUP_FRACTION` of requests are not counted.
+- Closed loop (`concurrency`): N clients spread over the replicas (client i on replica i mod R, so each replica
+  holds N // R or N // R + 1; each distinct load is simulated once). A replica's run sends a warm-up wave (its
+  clients' first requests, all at t=0: a burst no steady state has), then `CLOSED_MEASURED_WAVES` waves
+  (at least `CLOSED_MIN_MEASURED` requests), then a drain wave. From the first send after the warm-up wave to the
+  last send every client has a request in flight; throughput is the output tokens produced in whole waves of sends
+  within that span over their length (counting completions instead would depend on where the window's ends fall in
+  the bursts of equal-length requests), requests/s is that over the mean output length, and the latencies are
+  those of the measured requests, pooled over the replicas' loads by how many replicas carry each.
 """
 
 from __future__ import annotations
@@ -20,8 +28,17 @@ from typing import TypeVar
 import numpy as np
 
 from emulator.scenario import ServingSpec, Slo
+from emulator.serving.prediction import ClosedLoopStats
 from emulator.serving.replica import Replica
-from emulator.serving.simulator import Requests, SimResult, make_requests, simulate
+from emulator.serving.simulator import (
+    Requests,
+    SimResult,
+    TokenGaps,
+    make_requests,
+    repeated_percentiles,
+    simulate,
+    simulate_closed,
+)
 from emulator.stats import Percentiles
 
 WARMUP_FRACTION = 0.25
@@ -29,6 +46,8 @@ OFFLINE_REQUESTS_PER_SLOT = 6  # requests per batch slot of one replica: tails a
 SERVER_REQUESTS_PER_REPLICA = 600
 SERVER_REQUESTS_PER_SLOT = 6  # a run spans several lifetimes of a full batch, so the queue reaches steady state
 SEARCH_ITERATIONS = 9
+CLOSED_MEASURED_WAVES = 2  # waves of a replica's clients' requests measured, between the warm-up and drain waves
+CLOSED_MIN_MEASURED = 64  # measured requests per replica at least: a low concurrency's waves are a few requests
 T = TypeVar("T")
 
 
@@ -90,8 +109,14 @@ def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> Scena
 
 def meets(result: SimResult, slo: Slo) -> bool:
     """Whether the p99s of a run meet every bound the SLO sets."""
-    checks = ((slo.ttft_p99_s, result.ttft_s), (slo.tpot_p99_s, result.tpot_s), (slo.latency_p99_s, result.latency_s))
-    return all(bound is None or Percentiles.of(x).p99 <= bound for bound, x in checks)
+    return meets_percentiles(slo, Percentiles.of(result.ttft_s), Percentiles.of(result.tpot_s),
+                             Percentiles.of(result.latency_s))
+
+
+def meets_percentiles(slo: Slo, ttft: Percentiles, tpot: Percentiles, latency: Percentiles) -> bool:
+    """Whether these p99s meet every bound the SLO sets."""
+    checks = ((slo.ttft_p99_s, ttft), (slo.tpot_p99_s, tpot), (slo.latency_p99_s, latency))
+    return all(bound is None or q.p99 <= bound for bound, q in checks)
 
 
 def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: float, batch: int,
@@ -151,5 +176,92 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
     return best
 
 
-__all__ = ["ScenarioResult", "choose_batch", "highest_rate", "meets", "run_at_rate", "run_offline", "run_server",
-           "steady_throughput"]
+@dataclass(frozen=True, slots=True)
+class ClosedLoopRun:
+    """A closed loop over all replicas: steady-state latencies pooled over the replicas' loads, summed throughput."""
+
+    ttft_s: Percentiles
+    tpot_s: Percentiles
+    latency_s: Percentiles
+    stats: ClosedLoopStats
+    throughput_tokens_per_s: float
+    throughput_samples_per_s: float
+    max_batch: int
+    utilisation: float
+    num_preemptions: int
+    meets_slo: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    """One replica's closed loop with `clients` clients: its measured requests and steady rates."""
+
+    measured: SimResult
+    gaps: TokenGaps
+    requests_per_s: float
+    tokens_per_s: float
+
+
+def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -> _Load:
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed)
+    res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
+                          max_batch=spec.batch_size or clients, max_batch_tokens=replica.max_batch_tokens,
+                          num_beams=spec.num_beams, path=spec.path)
+    # Every client has a request in flight from the first send after the warm-up wave to the last send; the window
+    # spans whole waves of sends (a multiple of `clients`) so that it starts and ends at the same phase of the
+    # bursts equal-length requests keep (prefill iterations then decode runs).
+    last = clients + (n - 1 - clients) // clients * clients
+    start, end = float(res.arrival_s[clients]), float(res.arrival_s[last])
+    window = max(end - start, 1e-12)
+    gaps = res.gaps.within(start, end) if res.gaps is not None else TokenGaps(*(np.zeros(0),) * 3)
+    firsts = int(np.count_nonzero((res.first_token_s > start) & (res.first_token_s <= end)))
+    tokens_per_s = (gaps.num_tokens + firsts) / window
+    keep = np.arange(clients, n - clients)  # sent after the warm-up wave, before the drain wave
+    measured = SimResult(res.arrival_s[keep], res.first_token_s[keep], res.finish_s[keep], res.input_tokens[keep],
+                         res.output_tokens[keep], res.busy_s, res.makespan_s, 1, res.num_steps, res.num_preemptions,
+                         res.max_concurrency)
+    return _Load(measured, gaps, tokens_per_s / float(measured.output_tokens.mean()), tokens_per_s)
+
+
+def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> ClosedLoopRun:
+    """`spec.concurrency` clients in a closed loop over `num_replicas` replicas (see the module docstring)."""
+    total = spec.concurrency or 1
+    share, extra = divmod(total, num_replicas)
+    loads: list[tuple[_Load, int]] = []  # (a replica's load, replicas carrying it)
+    for clients, count in ((share + 1, extra), (share, num_replicas - extra)):
+        if clients and count:
+            n = (spec.num_requests * clients // total if spec.num_requests else
+                 2 * clients + max(CLOSED_MEASURED_WAVES * clients, CLOSED_MIN_MEASURED))
+            loads.append((_closed_replica(replica, spec, clients, n), count))
+
+    unit = math.gcd(*(count for _, count in loads))  # one load alone: each request counts once
+
+    def pooled(get: Callable[[SimResult], np.ndarray]) -> tuple[Percentiles, float]:
+        values = np.concatenate([get(load.measured) for load, _ in loads])
+        weights = np.concatenate([np.full(len(get(load.measured)), count // unit) for load, count in loads])
+        mean = float(np.dot(values, weights) / weights.sum()) if len(values) else 0.0
+        return repeated_percentiles(values, weights), mean
+
+    (ttft, ttft_mean), (tpot, tpot_mean), (latency, latency_mean) = (
+        pooled(lambda r: r.ttft_s), pooled(lambda r: r.tpot_s), pooled(lambda r: r.latency_s))
+    gaps = TokenGaps.join([TokenGaps(load.gaps.end_s, load.gaps.gap_s, load.gaps.count * (count // unit))
+                           for load, count in loads])
+    tokens = sum(load.tokens_per_s * count for load, count in loads)
+    stats = ClosedLoopStats(
+        concurrency=total, ttft_mean_s=ttft_mean, tpot_mean_s=tpot_mean, itl_s=gaps.percentiles(),
+        itl_mean_s=gaps.mean_s, latency_mean_s=latency_mean,
+        tokens_per_s_per_device=tokens / (num_replicas * replica.num_devices),
+        tokens_per_s_per_user=1.0 / tpot_mean if tpot_mean > 0 else 0.0,
+        num_measured_requests=sum(len(load.measured.arrival_s) for load, _ in loads))
+    return ClosedLoopRun(
+        ttft_s=ttft, tpot_s=tpot, latency_s=latency, stats=stats, throughput_tokens_per_s=tokens,
+        throughput_samples_per_s=sum(load.requests_per_s * count for load, count in loads),
+        max_batch=spec.batch_size or share + (extra > 0),
+        utilisation=sum(min(load.measured.busy_s / load.measured.makespan_s, 1.0) * count
+                        for load, count in loads) / num_replicas,
+        num_preemptions=sum(load.measured.num_preemptions * count for load, count in loads),
+        meets_slo=meets_percentiles(spec.slo, ttft, tpot, latency))
+
+
+__all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "meets", "meets_percentiles",
+           "run_at_rate", "run_closed", "run_offline", "run_server", "steady_throughput"]

@@ -11,6 +11,12 @@ iteration that completes its prefill; TPOT = (end-to-end - TTFT) / (output token
 Speed: iterations without prefill work change only by the growing KV read, so runs of them are advanced in
 closed form up to the next completion, KV overflow or admissible arrival (sum of an arithmetic series).
 Requests go to replicas round-robin (a load balancer's simplest deterministic policy).
+
+Closed loop (`simulate_closed`): `concurrency` clients each send a request and the next one the moment it finishes,
+so request i >= concurrency is sent at the (i - concurrency + 1)-th completion. The same iteration loop runs it:
+a request's send time is set when the completion that frees its client happens.
+Token gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
+preempted request's wait from its last token to the first token after its recompute counts once.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
+from emulator.stats import Percentiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,55 @@ def make_requests(inputs: Distribution, outputs: Distribution, n: int, rate_per_
     return Requests(arrival, lin, lout)
 
 
+def repeated_percentiles(values: np.ndarray, counts: np.ndarray) -> Percentiles:
+    """`Percentiles.of(np.repeat(values, counts))` (numpy's linear interpolation) without building the repeated
+    array: the token gaps of a run are one value per iteration, counted once per token it gave."""
+    keep = counts > 0
+    v, c = np.asarray(values, dtype=float)[keep], np.asarray(counts)[keep]
+    if len(v) == 0:
+        return Percentiles(0.0, 0.0, 0.0)
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(c[order])
+    total = float(cum[-1])
+    out = []
+    for q in (50.0, 90.0, 99.0):
+        pos = q / 100 * (total - 1)
+        low = math.floor(pos)
+        a, b = (float(v[np.searchsorted(cum, i, side="right")]) for i in (low, min(low + 1, total - 1)))
+        out.append(a + (b - a) * (pos - low))
+    return Percentiles(*out)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGaps:
+    """Gaps between consecutive tokens of requests (ITL), one entry per iteration (or preemption wait) with the
+    number of tokens that came after a gap of that length."""
+
+    end_s: np.ndarray  # when the later token came
+    gap_s: np.ndarray
+    count: np.ndarray
+
+    def within(self, start_s: float, end_s: float) -> TokenGaps:
+        """The gaps whose later token came in (start_s, end_s]."""
+        keep = (self.end_s > start_s) & (self.end_s <= end_s)
+        return TokenGaps(self.end_s[keep], self.gap_s[keep], self.count[keep])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def mean_s(self) -> float:
+        return float(np.dot(self.gap_s, self.count) / self.num_tokens) if self.num_tokens else 0.0
+
+    def percentiles(self) -> Percentiles:
+        return repeated_percentiles(self.gap_s, self.count)
+
+    @staticmethod
+    def join(parts: list[TokenGaps]) -> TokenGaps:
+        return TokenGaps(*(np.concatenate([getattr(g, k) for g in parts]) for k in ("end_s", "gap_s", "count")))
+
+
 @dataclass(frozen=True, slots=True)
 class SimResult:
     """Per-request times and run totals, all replicas together."""
@@ -62,6 +118,7 @@ class SimResult:
     num_steps: int
     num_preemptions: int
     max_concurrency: int
+    gaps: TokenGaps | None = None  # every replica's token gaps (None: a result assembled from other runs)
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -99,7 +156,7 @@ class SimResult:
         keep = order[int(len(order) * warmup_fraction):]
         return SimResult(self.arrival_s[keep], self.first_token_s[keep], self.finish_s[keep], self.input_tokens[keep],
                          self.output_tokens[keep], self.busy_s, self.makespan_s, self.num_replicas, self.num_steps,
-                         self.num_preemptions, self.max_concurrency)
+                         self.num_preemptions, self.max_concurrency, self.gaps)
 
 
 def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
@@ -126,23 +183,57 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     busy = 0.0
     steps = preempt = conc = 0
     end = 0.0
+    gaps = []
     for k in range(num_replicas):
         idx = np.arange(k, n, num_replicas)
         if len(idx) == 0:
             continue
-        f, e, b, s, p, c = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
-                                    requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled)
-        first[idx], finish[idx] = f, e
-        busy, steps, preempt, conc = busy + b, steps + s, preempt + p, max(conc, c)
-        end = max(end, float(e.max()))
+        run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
+                       requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled)
+        first[idx], finish[idx] = run.first_s, run.finish_s
+        busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
+            max(conc, run.max_concurrency)
+        end = max(end, float(run.finish_s.max()))
+        gaps.append(run.gaps)
     return SimResult(requests.arrival_s, first, finish, requests.input_tokens, requests.output_tokens, busy, end,
-                     num_replicas, steps, preempt, conc)
+                     num_replicas, steps, preempt, conc, TokenGaps.join(gaps))
 
 
-def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False) -> tuple[np.ndarray, np.ndarray, float, int, int, int]:
-    n = len(arr)
-    arrival, lin, lout = arr.tolist(), inp.tolist(), out.tolist()
+def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
+                    max_batch_tokens: int, num_beams: int = 1, path: str | None = None) -> SimResult:
+    """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
+    `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
+    ignored; the result's `arrival_s` holds the send times."""
+    check_capacity(requests, kv_capacity_tokens, num_beams, path)
+    run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)))
+    return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
+                     run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
+                     run.max_concurrency, run.gaps)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One replica's simulation."""
+
+    arrival_s: np.ndarray
+    first_s: np.ndarray
+    finish_s: np.ndarray
+    busy_s: float
+    num_steps: int
+    num_preemptions: int
+    max_concurrency: int
+    gaps: TokenGaps
+
+
+def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0) -> _Run:
+    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop."""
+    n = len(inp)
+    lin, lout = inp.tolist(), out.tolist()
+    # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
+    arrival = arr.tolist() if arr is not None else [0.0] * closed + [math.inf] * (n - closed)
+    issued = closed
     first, finish = [math.nan] * n, [math.nan] * n
     gen = [0] * n  # tokens generated so far
     block = KV_BLOCK_TOKENS * beams
@@ -151,6 +242,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
     dec: dict[int, tuple[int, int, int]] = {}  # request -> (g at start, generated at start, context at start)
     fin_heap: list[tuple[int, int]] = []  # (g at which it finishes, request)
     lifo: list[tuple[int, int]] = []  # (-admission number, request) for preemption
+    stalled: dict[int, float] = {}  # preempted request -> time of its last token
+    runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
+    waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
     t = busy = 0.0
     g = used = dec_kv = 0
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
@@ -181,6 +275,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
             dec_kv -= kv
             gen[r] = gen0 + g - g0
             waiting.appendleft((r, lin[r] + gen[r]))
+            stalled[r] = t
             num_preempt += 1
         ntok = len(dec) * beams
         left = budget - ntok
@@ -202,15 +297,18 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
         if ptok:
             dt = step.step_s(ptok + ntok, pairs, len(completing) * beams + ntok, dec_kv)
             k = 1
+            if dec:
+                runs.append((t, 1, dt, 0.0, len(dec)))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k = 0.0, 0
         else:  # decode only: advance k identical-shape iterations at once
             a = step.step_s(ntok, 0.0, ntok, 0.0)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
-            if ptr < n and len(prefill) + len(dec) < max_batch:
+            if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
                 k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
             k = max(k, 1)
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
+            runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
         t += dt
         busy += dt
         num_steps += k
@@ -228,23 +326,49 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray, inp: np.ndarray, out: n
             dec_kv -= kv
             finish[r] = t
             done += 1
+            if issued < n:  # closed loop: its client sends the next request
+                arrival[issued] = t
+                issued += 1
         for entry in completing:
             prefill.remove(entry)
             r, _, total = entry
             if math.isnan(first[r]):
                 first[r] = t
+            elif r in stalled:
+                waits.append((t, t - stalled.pop(r)))
             gen[r] += 1
             if gen[r] >= lout[r]:
                 used -= total * beams + block
                 finish[r] = t
                 done += 1
+                if issued < n:
+                    arrival[issued] = t
+                    issued += 1
                 continue
             dec[r] = (g, gen[r], total)
             dec_kv += total * beams
             heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
             admitted += 1
             heapq.heappush(lifo, (-admitted, r))
-    return np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc
+    return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
+                _gaps(runs, waits))
+
+
+def _gaps(runs: list[tuple[float, int, float, float, int]], waits: list[tuple[float, float]]) -> TokenGaps:
+    """Expand runs of iterations (start, k, first duration, increment per iteration, sequences) into one gap per
+    iteration: iteration j of a run lasts first + increment * j and ends at start + (j+1) first + increment j(j+1)/2."""
+    if runs:
+        start, k, dur, inc, seqs = (np.array(x) for x in zip(*runs, strict=True))
+    else:
+        start, k, dur, inc, seqs = (np.zeros(0) for _ in range(5))
+    k = k.astype(np.int64)
+    run = np.repeat(np.arange(len(k)), k)
+    j = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+    wait_end, wait_gap = (np.array(x, dtype=float) for x in zip(*waits, strict=True)) if waits else \
+        (np.zeros(0), np.zeros(0))
+    return TokenGaps(np.concatenate([start[run] + (j + 1) * dur[run] + inc[run] * j * (j + 1) / 2, wait_end]),
+                     np.concatenate([dur[run] + inc[run] * j, wait_gap]),
+                     np.concatenate([seqs[run].astype(np.int64), np.ones(len(wait_gap), dtype=np.int64)]))
 
 
 def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:
@@ -258,4 +382,5 @@ def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:
     return max(1, math.ceil(k - 1e-9))
 
 
-__all__ = ["Requests", "SimResult", "check_capacity", "make_requests", "simulate"]
+__all__ = ["Requests", "SimResult", "TokenGaps", "check_capacity", "make_requests", "repeated_percentiles", "simulate",
+           "simulate_closed"]

@@ -1,0 +1,228 @@
+"""NVIDIA AIConfigurator's measured Hopper serving points (emulator/data/aic_silicon_hopper.csv) against the serving
+model's closed loop, with one set of parameters (`efficiency_for(device)`; nothing tuned per row).
+
+Each usable row is one engine deployment measured under a closed loop (`batch_size` = requests in flight) and
+becomes a scenario:
+- model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
+- hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile) with tp x pp devices: the deployment is one replica;
+- layout: tp = tp_size, pp = pp_size; MoE models take ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
+  (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
+  ignore the moe_* columns. attention_dp_size > 1 (attention data parallelism) has no counterpart: skipped;
+- precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree; nvfp4 and
+  int4_wo on Hopper are 4-bit weights run through 16- or 8-bit math, a weight-only format the serving model does not
+  have: skipped. The KV cache takes the engine's default for that precision (its stack profile's
+  `defaults.kv_precision`): the rows do not state it;
+- `engine` = backend; input and output lengths fixed at isl and osl; `concurrency` = batch_size;
+- mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
+  has one layout for both pools and no closed loop).
+Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
+`<row id>:ttft` (mean TTFT, ms), error = predicted / published - 1.
+
+Sample (`select`): the usable rows are grouped by (engine, model, system); the `SAMPLE_ROWS` rows are shared
+between groups as evenly as their sizes allow (a group smaller than its share gives all its rows, the rest is shared
+again), and a group's share is taken at evenly spaced positions of its rows sorted by (concurrency, isl, osl, tp,
+id): every engine, model and device, from the lowest concurrency to the highest. No randomness: the same file gives
+the same sample. `validate_aic(limit=None)` runs every usable row.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from emulator.errors import EmulatorError
+from emulator.files import shipped
+from emulator.hardware import load_system
+from emulator.scenario import Scenario, ServingSpec, parse_inference
+from emulator.serving import predict_serving
+from emulator.stacks import load_stack
+from emulator.stats import median
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.presets import preset
+
+CSV = shipped("data") / "aic_silicon_hopper.csv"
+SOURCE = "ai-dynamo/aiconfigurator silicon_sample.csv (Apache-2.0, snapshot 2026-08-21)"
+SAMPLE_ROWS = 150
+MODELS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama3.1-8b",
+    "meta-llama/Llama-3.1-70B": "llama3.1-70b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3",
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200"}
+PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
+METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
+
+
+@functools.lru_cache(maxsize=1)
+def rows() -> tuple[dict[str, str], ...]:
+    """Every row of the shipped CSV, as text."""
+    with open(CSV, encoding="utf-8", newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+@functools.lru_cache(maxsize=16)
+def _preset(name: str) -> TransformerConfig | str:
+    """The preset, or why it cannot be used."""
+    try:
+        model = preset(name)
+    except EmulatorError as e:
+        return f"preset '{name}' is not available ({e.message.split(';')[0]})"
+    return model if isinstance(model, TransformerConfig) else f"preset '{name}' is not a transformer"
+
+
+def _int(text: str) -> int:
+    return int(text) if text.strip() else 0
+
+
+def skip_reason(row: dict[str, str]) -> str | None:
+    """Why a row cannot be predicted (None: it maps to a scenario), checked in the module docstring's order."""
+    if row["mode"] != "agg":
+        return ("disaggregated (mode disagg): pools of different layouts and worker counts; the disaggregation model "
+                "has one layout for both pools and no closed loop")
+    name = MODELS.get(row["model_path"])
+    if name is None:
+        return f"no preset for {row['model_path']}"
+    model = _preset(name)
+    if isinstance(model, str):
+        return model
+    gemm, moe = row["gemm_quant_mode"], row["moe_quant_mode"]
+    if gemm not in PRECISIONS:
+        return f"gemm_quant_mode {gemm} on Hopper: 4-bit weights with 8/16-bit math (weight-only) are not modelled"
+    if model.is_moe and PRECISIONS.get(moe) != PRECISIONS[gemm]:
+        return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
+    if _int(row["attention_dp_size"]) > 1:
+        return "attention data parallelism (attention_dp_size > 1): the replica model has none"
+    tp = _int(row["tp_size"])
+    if model.is_moe and _int(row["moe_tp_size"]) * _int(row["moe_ep_size"]) != tp:
+        return "moe_tp_size x moe_ep_size != tp_size: experts are spread over the tensor-parallel ranks only"
+    if _int(row["batch_size"]) < 1 or _int(row["isl"]) < 1 or _int(row["osl"]) < 1:
+        return "no concurrency or lengths"
+    return None
+
+
+def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
+    """The scenario and serving spec a usable row describes."""
+    model = _preset(MODELS[row["model_path"]])
+    assert isinstance(model, TransformerConfig)  # skip_reason passed the row
+    system = load_system(SYSTEMS[row["system"]])
+    precision = PRECISIONS[row["gemm_quant_mode"]]
+    tp, pp = _int(row["tp_size"]), max(_int(row["pp_size"]), 1)
+    engine = row["backend"]
+    where = f"{CSV.name} row {row['id']}"
+    kv = load_stack(engine, "serving").get("defaults.kv_precision").get(precision)
+    inference: dict[str, Any] = {
+        "engine": engine, "precision": precision, "parallel": {"tp": tp, "pp": pp,
+                                                               "ep": _int(row["moe_ep_size"]) if model.is_moe else 1},
+        "input_tokens": _int(row["isl"]), "output_tokens": _int(row["osl"]), "concurrency": _int(row["batch_size"])}
+    if kv:
+        inference["kv_precision"] = kv
+    spec = parse_inference(inference, where)
+    return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
+
+
+def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> list[dict[str, str]]:
+    """The deterministic stratified sample of the module docstring (all rows when `limit` is None)."""
+    if limit is None or limit >= len(usable):
+        return list(usable)
+    groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in usable:
+        groups[(row["backend"], MODELS[row["model_path"]], row["system"])].append(row)
+    shares, left = {}, limit
+    for n, key in enumerate(sorted(groups, key=lambda k: (len(groups[k]), k))):  # smallest first: water-filling
+        shares[key] = min(len(groups[key]), left // (len(groups) - n))
+        left -= shares[key]
+    chosen: list[dict[str, str]] = []
+    for key in sorted(groups):
+        ordered = sorted(groups[key], key=lambda r: (_int(r["batch_size"]), _int(r["isl"]), _int(r["osl"]),
+                                                      _int(r["tp_size"]), r["id"]))
+        picks = sorted({int(round(x)) for x in np.linspace(0, len(ordered) - 1, shares[key])}) if shares[key] else []
+        chosen += [ordered[i] for i in picks]
+    return chosen
+
+
+def _summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    errors = [c["error"] for c in cases]
+    if not errors:
+        return {"num_cases": 0, "median_abs_error": None, "max_abs_error": None, "mean_error": None}
+    return {"num_cases": len(errors), "median_abs_error": median([abs(e) for e in errors]),
+            "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
+
+
+def validate_aic(limit: int | None = SAMPLE_ROWS) -> dict[str, Any]:
+    """Predicted vs measured TPOT and TTFT for the sampled rows (every usable row when `limit` is None); the
+    skipped rows with their reasons; per engine and overall, the median and maximum |error| and the mean error."""
+    t0 = time.perf_counter()
+    skipped: list[dict[str, str]] = []
+    usable = []
+    for row in rows():
+        reason = skip_reason(row)
+        if reason is None:
+            usable.append(row)
+        else:
+            skipped.append({"id": row["id"], "reason": reason})
+    sample = select(usable, limit)
+    cases: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for row in sample:
+        try:
+            scenario, spec = scenario_of(row)
+            loop = predict_serving(scenario, spec).closed_loop
+        except EmulatorError as e:  # the layout does not fit the model or the device: a fact about the row
+            failed.append({"id": row["id"], "reason": f"not predictable: {e.message.split('. Fix')[0]}"})
+            continue
+        assert loop is not None  # a concurrency spec is always a closed loop
+        predicted = {"tpot_ms": loop.tpot_mean_s * 1e3, "ttft_ms": loop.ttft_mean_s * 1e3}
+        for suffix, metric in METRICS:
+            published = float(row[f"silicon_{metric}"])
+            cases.append({"id": f"{row['id']}:{suffix}", "metric": metric, "published": published,
+                          "predicted": predicted[metric], "error": predicted[metric] / published - 1,
+                          "stack": row["backend"], "source": f"{SOURCE}; {row['silicon_data_source']}",
+                          "model": MODELS[row["model_path"]], "system": SYSTEMS[row["system"]],
+                          "concurrency": _int(row["batch_size"])})
+    metrics: dict[str, dict[str, Any]] = {}
+    for _, metric in METRICS:
+        mine = [c for c in cases if c["metric"] == metric]
+        engines = sorted({c["stack"] for c in mine})
+        metrics[metric] = {"all": _summary(mine)} | {e: _summary([c for c in mine if c["stack"] == e]) for e in engines}
+    reasons = Counter(s["reason"] for s in skipped + failed)
+    summary = {"num_rows": len(rows()), "num_usable": len(usable), "num_sampled": len(sample),
+               "num_predicted": len(sample) - len(failed), "num_cases": len(cases),
+               "sample": "all usable rows" if limit is None else f"stratified: up to {limit} rows over (engine, "
+                         "model, system), evenly spaced in concurrency (published_aic.select)",
+               "skipped_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+               "metrics": metrics, "run_time_s": time.perf_counter() - t0,
+               "parameters": "one set: efficiency_for(device), replica.py and the engines' stack profiles"}
+    return {"cases": cases, "skipped": skipped + failed, "summary": summary}
+
+
+def render(result: dict[str, Any]) -> str:
+    """A plain table of predicted versus measured, then the summaries and the skip counts."""
+    width = max([len(c["id"]) for c in result["cases"]] + [4])
+    lines = [f"{'case':{width}s} {'stack':7s} {'published':>10s} {'predicted':>10s} {'error':>8s}"]
+    for c in result["cases"]:
+        lines.append(f"{c['id']:{width}s} {c['stack']:7s} {c['published']:10.2f} {c['predicted']:10.2f} "
+                     f"{c['error']:+8.1%}")
+    s = result["summary"]
+    lines.append(f"AIConfigurator Hopper points: {s['num_predicted']} of {s['num_usable']} usable rows predicted "
+                 f"({s['sample']}), {s['num_rows']} rows in all; {s['run_time_s']:.0f} s")
+    for metric, groups in s["metrics"].items():
+        for group, g in groups.items():
+            if g["num_cases"]:
+                lines.append(f"  {metric:8s} {group:7s} {g['num_cases']:4d} cases: median |error| "
+                             f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
+    lines += ["skipped rows:"] + [f"  {n:5d}  {reason}" for reason, n in s["skipped_by_reason"].items()]
+    return "\n".join(lines)
+
+
+__all__ = ["CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "render", "rows", "scenario_of", "select",
+           "skip_reason", "validate_aic"]

@@ -1,0 +1,147 @@
+"""AIConfigurator's Hopper serving points: the shipped CSV, how rows map to closed-loop scenarios, why rows are
+skipped, the deterministic stratified sample, a small end-to-end validation and its `validate --published` wiring.
+Accuracy figures belong to the validate report, not here."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from emulator.cli import measure
+from emulator.cli.main import main
+from emulator.validation.published_aic import (
+    CSV,
+    MODELS,
+    SAMPLE_ROWS,
+    render,
+    rows,
+    scenario_of,
+    select,
+    skip_reason,
+    validate_aic,
+)
+
+
+def _row(row_id: str) -> dict[str, str]:
+    return next(r for r in rows() if r["id"] == row_id)
+
+
+def _usable() -> list[dict[str, str]]:
+    return [r for r in rows() if skip_reason(r) is None]
+
+
+def test_the_csv_ships_with_its_source() -> None:
+    """The package holds all 1,884 rows with unique ids, and its README states where they come from."""
+    assert len(rows()) == 1884 and len({r["id"] for r in rows()}) == 1884
+    readme = (CSV.parent / "README.md").read_text(encoding="utf-8")
+    assert CSV.name in readme and "ai-dynamo/aiconfigurator" in readme and "Apache-2.0" in readme
+
+
+def test_a_row_maps_to_its_closed_loop_scenario() -> None:
+    """An aggregated MoE row becomes its system, layout (ep from moe_ep_size), precision, engine, lengths and
+    concurrency; the KV cache takes the engine's default for the precision."""
+    row = next(r for r in _usable() if r["backend"] == "trtllm" and r["model_path"] == "Qwen/Qwen3-235B-A22B-FP8"
+               and int(r["moe_ep_size"]) > 1)
+    scenario, spec = scenario_of(row)
+    assert scenario.system is not None and scenario.system.name == "hgx-h100"
+    assert (spec.tp, spec.pp, spec.ep) == (int(row["tp_size"]), 1, int(row["moe_ep_size"]))
+    assert scenario.num_devices == spec.tp and scenario.model.name == "qwen3-235b-a22b"  # type: ignore[union-attr]
+    assert (spec.precision, spec.kv, spec.engine, spec.scenario) == ("fp8", "fp8", "trtllm", "concurrency")
+    assert spec.concurrency == int(row["batch_size"])
+    assert (spec.input_tokens.mean, spec.output_tokens.mean) == (int(row["isl"]), int(row["osl"]))
+    dense = next(r for r in _usable() if r["model_path"] == "meta-llama/Llama-3.1-8B-Instruct"
+                 and r["gemm_quant_mode"] == "")
+    assert scenario_of(dense)[1].precision == "bf16" and scenario_of(dense)[1].ep == 1
+
+
+@pytest.mark.parametrize(("select_row", "reason"), [
+    (lambda r: r["mode"] == "disagg", "disaggregated"),
+    (lambda r: r["model_path"] == "MiniMaxAI/MiniMax-M2.5", "no preset for MiniMaxAI/MiniMax-M2.5"),
+    (lambda r: r["model_path"] == "moonshotai/Kimi-K2.5", "no preset for moonshotai/Kimi-K2.5"),
+    (lambda r: r["mode"] == "agg" and r["model_path"] in MODELS and r["model_path"] != "openai/gpt-oss-120b"
+     and r["attention_dp_size"] not in ("", "1"), "attention data parallelism"),
+    (lambda r: r["mode"] == "agg" and r["model_path"] == "Qwen/Qwen3-235B-A22B-FP8" and r["tp_size"] == "1"
+     and r["moe_tp_size"] == "2", "moe_tp_size x moe_ep_size != tp_size"),
+])
+def test_rows_the_model_cannot_express_are_skipped_with_a_reason(select_row, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """Disaggregated rows, models without a preset, attention data parallelism and expert layouts other than
+    moe_tp x moe_ep = tp are skipped, each with its stated reason."""
+    chosen = [r for r in rows() if select_row(r)]
+    assert chosen and all(reason in (skip_reason(r) or "") for r in chosen)
+
+
+def test_four_bit_weights_on_hopper_are_never_predicted() -> None:
+    """nvfp4 and int4_wo rows are skipped whether or not their model has a preset."""
+    low = [r for r in rows() if r["gemm_quant_mode"] in ("nvfp4", "int4_wo")]
+    assert low and all(skip_reason(r) is not None for r in low)
+
+
+def test_the_sample_is_deterministic_and_spread() -> None:
+    """The sample repeats exactly, holds SAMPLE_ROWS distinct rows, draws from every (engine, model, system) group
+    of the usable rows, and spans each large group's lowest and highest concurrency."""
+    usable = _usable()
+    first, second = select(usable), select(list(reversed(usable)))
+    assert [r["id"] for r in first] == [r["id"] for r in second]
+    assert len({r["id"] for r in first}) == len(first) == SAMPLE_ROWS
+    group = lambda r: (r["backend"], MODELS[r["model_path"]], r["system"])  # noqa: E731
+    sizes = Counter(group(r) for r in usable)
+    assert set(Counter(group(r) for r in first)) == set(sizes)
+    for key, size in sizes.items():
+        if size >= SAMPLE_ROWS // len(sizes):
+            levels = [int(r["batch_size"]) for r in usable if group(r) == key]
+            picked = [int(r["batch_size"]) for r in first if group(r) == key]
+            assert min(picked) == min(levels) and max(picked) == max(levels)
+    assert select(usable, None) == usable
+
+
+def test_small_validation_reports_two_cases_per_row_and_summaries() -> None:
+    """A six-row validation gives `<row id>:tpot` and `<row id>:ttft` for each predicted row with the published
+    value of the CSV, error = predicted / published - 1, the stack, a source, per-engine summaries of both metrics
+    and a count for every skipped row."""
+    out = validate_aic(6)
+    by_id = {r["id"]: r for r in rows()}
+    ids = [c["id"] for c in out["cases"]]
+    assert len(ids) == 12 and len(set(ids)) == 12
+    for c in out["cases"]:
+        row_id, suffix = c["id"].rsplit(":", 1)
+        assert suffix in ("tpot", "ttft") and f"{row_id}:{'ttft' if suffix == 'tpot' else 'tpot'}" in ids
+        assert c["metric"] == f"{suffix}_ms" and c["published"] == float(by_id[row_id][f"silicon_{suffix}_ms"])
+        assert c["error"] == pytest.approx(c["predicted"] / c["published"] - 1)
+        assert c["stack"] == by_id[row_id]["backend"] and "aiconfigurator" in c["source"] and c["predicted"] > 0
+    s = out["summary"]
+    engines = {c["stack"] for c in out["cases"]}
+    for metric in ("tpot_ms", "ttft_ms"):
+        assert set(s["metrics"][metric]) == {"all", *engines}
+        assert s["metrics"][metric]["all"]["num_cases"] == 6
+        assert set(s["metrics"][metric]["all"]) == {"num_cases", "median_abs_error", "max_abs_error", "mean_error"}
+    assert sum(s["skipped_by_reason"].values()) == len(out["skipped"]) == s["num_rows"] - s["num_predicted"] - (
+        s["num_usable"] - s["num_sampled"])
+    text = render(out)
+    assert all(i in text for i in ids) and "median |error|" in text and "skipped rows" in text
+
+
+def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`emulator validate --published --json` keeps the training and MLPerf fields and adds `aic` with its cases;
+    `--aic-all` asks for every usable row instead of the sample."""
+    training = {"cases": [{"id": "t", "error": 0.1}], "summary": {"num_cases": 1}}
+    serving = {"cases": [{"id": "s", "error": -0.2}], "summary": {"num_cases": 1}}
+    asked: list[int | None] = []
+    monkeypatch.setattr(measure, "training_cases", lambda: training)
+    monkeypatch.setattr(measure, "serving_cases", lambda: serving)
+    def small(limit: int | None) -> dict:
+        asked.append(limit)
+        return validate_aic(2)
+
+    monkeypatch.setattr(measure, "validate_aic", small)
+    monkeypatch.setattr(measure, "render_training", lambda result: "training table")
+    monkeypatch.setattr(measure, "render_serving", lambda result: "mlperf table")
+    assert main(["validate", "--published", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [c["id"] for c in out["cases"]] == ["t", "s"]
+    assert out["summary"]["training"] == training["summary"] and out["summary"]["inference"] == serving["summary"]
+    assert out["summary"]["num_cases"] == 2 and len(out["aic"]["cases"]) == 4 and "skipped_by_reason" in \
+        out["aic"]["summary"]
+    assert main(["validate", "--published", "--aic-all"]) == 0
+    assert asked == [SAMPLE_ROWS, None] and "AIConfigurator" in capsys.readouterr().out
