@@ -19,7 +19,7 @@ from kernels.tensors import nbytes
 def gemm_dims(op: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, int, int, int]:
     """(batch, M, N, K) of a traced GEMM call from its argument shapes."""
     if op in ("aten.addmm", "aten.baddbmm"):
-        shapes = shapes[1:]
+        shapes = shapes[1:]  # grouped_mm (a stack's grouped expert GEMM) is [G, M, K] x [G, K, N], like bmm
     a, b = shapes[0], shapes[1]
     if len(a) == 3:
         return a[0], a[1], b[2], a[2]

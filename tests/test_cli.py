@@ -123,7 +123,8 @@ def test_stacks_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     vllm = load_stack("vllm", "serving")
     assert out.startswith(vllm.label)
     for key, item in vllm.as_dict()["items"].items():
-        assert f"  {key}: {json.dumps(item['value'])}\n      source: {item['source']}\n" in out, key
+        origin = "fit" if "fit" in item else "source"  # a fitted item cites its fit record
+        assert f"  {key}: {json.dumps(item['value'])}\n      {origin}: {item[origin]}\n" in out, key
 
 
 @pytest.mark.parametrize(("argv", "words"), [

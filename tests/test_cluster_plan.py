@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from emulator.cluster.plan import Plan, check_plan, plan_warnings
@@ -96,10 +98,12 @@ def test_moe_shard_holds_its_experts() -> None:
 
 def test_one_shard_config_for_training_and_serving() -> None:
     """A serving replica's rank and a training rank are the same slice: tp-split heads, ffn and vocabulary, ep
-    groups of experts split `expert_tp` ways."""
+    groups of experts split `expert_tp` ways; a replica's expert-parallel rank routes 1/ep of the batch's
+    assignments (its tp ranks share one batch), a training rank all of its own tokens'."""
     from emulator.serving.replica import shard as replica_shard
 
-    assert replica_shard(MIXTRAL, 4, 2) == shard_config(MIXTRAL, tp=4, ep=2, expert_tp=2)
+    assert replica_shard(MIXTRAL, 4, 2) == dataclasses.replace(shard_config(MIXTRAL, tp=4, ep=2, expert_tp=2),
+                                                               num_experts_per_token=1)
     assert rank_shard(MIXTRAL, _plan(tp=4, dp=2, ep=2, sequence_parallel=True)) == shard_config(
         MIXTRAL, tp=4, ep=2, expert_tp=4, num_layers=MIXTRAL.num_layers)
 

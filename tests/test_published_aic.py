@@ -125,8 +125,10 @@ def test_small_validation_reports_two_cases_per_row_and_summaries() -> None:
 def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """`emulator validate --published --json` keeps the training and MLPerf fields and adds `aic` with its cases;
     `--aic-all` asks for every usable row instead of the sample."""
-    training = {"cases": [{"id": "t", "error": 0.1}], "summary": {"num_cases": 1}}
-    serving = {"cases": [{"id": "s", "error": -0.2}], "summary": {"num_cases": 1}}
+    training = {"cases": [{"id": "t", "metric": "mfu", "published": 0.5, "predicted": 0.55, "error": 0.1}],
+                "summary": {"num_cases": 1}}
+    serving = {"cases": [{"id": "s", "unit": "tokens/s", "published": 10.0, "predicted": 8.0, "error": -0.2}],
+               "summary": {"num_cases": 1}}
     asked: list[int | None] = []
     monkeypatch.setattr(measure, "training_cases", lambda: training)
     monkeypatch.setattr(measure, "serving_cases", lambda: serving)
@@ -143,5 +145,9 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     assert out["summary"]["training"] == training["summary"] and out["summary"]["inference"] == serving["summary"]
     assert out["summary"]["num_cases"] == 2 and len(out["aic"]["cases"]) == 4 and "skipped_by_reason" in \
         out["aic"]["summary"]
+    assert {"t", "s"} <= {c["id"] for c in out["all_cases"]}  # every section's cases, with stack and source
+    assert all(set(c) == {"id", "metric", "published", "predicted", "error", "stack", "source"}
+               for c in out["all_cases"])
+    assert {(r["source"], r["stack"]) for r in out["by_source"]} >= {("MLPerf Inference v4.1 H100", "trtllm")}
     assert main(["validate", "--published", "--aic-all"]) == 0
     assert asked == [SAMPLE_ROWS, None] and "AIConfigurator" in capsys.readouterr().out

@@ -11,14 +11,19 @@ import pytest
 import torch
 
 from emulator.cluster import predict_training
+from emulator.cluster.network import Group, Network
 from emulator.cluster.step import Overlap, hide
+from emulator.engine.calibration import table_from
 from emulator.engine.efficiency import SPEC_DEFAULTS
-from emulator.engine.stack import fuse, low_precision_casts, sustained
+from emulator.engine.predict import time_trace
+from emulator.engine.stack import fuse, group_experts, low_precision_casts, sustained
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import load_system
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
-from emulator.stacks import ITEMS, STACK_KINDS, list_stacks, load_stack
+from emulator.serving.replica import _all_reduce_s, step_model
+from emulator.serving.replica import shard as serving_shard
+from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack
 from emulator.stacks import load as stack_load
 from emulator.workloads.presets import preset
 
@@ -34,6 +39,9 @@ def test_every_shipped_stack_loads_with_a_source_per_item(kind: str) -> None:
         assert stack.kind == kind and stack.versions
         for key, item in stack.items.items():
             assert kind in ITEMS[key][1] and item.source.strip(), (name, key)
+            if item.fitted:  # a fit names its record, which exists
+                record = item.source.split(" ")[0]
+                assert (Path(__file__).resolve().parent.parent / record).is_file(), (name, key, record)
         assert stack.as_dict()["items"].keys() == {k for k in ITEMS if kind in ITEMS[k][1]}
 
 
@@ -165,3 +173,73 @@ def test_scenario_keys_name_the_stack(tmp_path: Path) -> None:
     path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\n"
                     "inference: {input_tokens: 128, output_tokens: 8, precision: fp8}\n")
     assert load_scenario(path).serving.kv == "fp8"  # trtllm's FP8 checkpoints carry an FP8 cache
+
+
+def test_grouped_experts_launch_once_per_block_with_the_same_work() -> None:
+    model = dataclasses.replace(preset("qwen3-30b-a3b"), num_layers=2)
+    trace = trace_workload(model, "decode", 8, 1, 64, torch.bfloat16)
+    grouped = group_experts(trace)
+    total = trace.total_cost()
+    assert grouped.total_cost().matrix_flops == pytest.approx(total.matrix_flops)
+    assert grouped.total_cost().bytes == pytest.approx(total.bytes)
+    assert grouped.num_kernel_calls < trace.num_kernel_calls * 0.6  # the eager elementwise chain is not fused here
+    experts = [c for c in grouped.calls if c.op == "grouped_mm"]
+    routers = [c for c in grouped.calls if c.module.endswith(".router")]
+    assert experts and all(c.count == routers[0].count for c in experts)
+    assert all(len(c.shapes[0]) == 3 and c.shapes[0][0] > 1 for c in experts)  # [experts, M, K]
+    dense = trace_workload(dataclasses.replace(preset("llama3-8b"), num_layers=1), "decode", 8, 1, 64,
+                           torch.bfloat16)
+    assert group_experts(dense) is dense  # no MoE block: nothing to group
+
+
+def test_grouped_experts_make_moe_decode_faster_on_a_gpu() -> None:
+    system = load_system("hgx-h100")
+    model = dataclasses.replace(preset("qwen3-30b-a3b"), num_layers=2)
+    trace = fuse(trace_workload(model, "decode", 8, 1, 64, torch.bfloat16), FUSIBLE)
+    loop = time_trace(trace, system.device, SPEC_DEFAULTS, "bf16").total_s
+    grouped = time_trace(group_experts(trace), system.device, SPEC_DEFAULTS, "bf16").total_s
+    assert grouped < loop / 2  # the per-expert launches dominated the eager loop
+
+
+def test_cuda_graphs_replace_the_launch_overhead_by_the_engine_gap() -> None:
+    system = load_system("hgx-h100")
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=2)
+    engine = load_stack("trtllm", "serving")
+    items = dict(engine.items)
+    slow = dataclasses.replace(engine, items={**items, "host.graph_kernel_gap_s": Item(8e-6, "test")})
+    fast = dataclasses.replace(engine, items={**items, "host.graph_kernel_gap_s": Item(1e-6, "test")})
+    args = (model, system.device, system, SPEC_DEFAULTS, "bf16", "bf16", 1, 1, 1, 0.0)
+    assert step_model(*args, fast).step_s(1, 0, 1, 64) < step_model(*args, slow).step_s(1, 0, 1, 64)
+    eager = step_model(*args, load_stack("eager", "serving"))
+    assert eager.step_s(1, 0, 1, 64) > step_model(*args, engine).step_s(1, 0, 1, 64)  # launches, no fusion
+
+
+def test_a_low_precision_gemm_fitted_on_few_shapes_takes_the_base_shape_response() -> None:
+    data = {"families": {
+        "gemm": {"math": 0.76, "memory": 0.78, "tile": 64, "half_dim": 0.0003, "overhead_s": 3e-6, "error": 0.1,
+                 "num_points": 98},
+        "gemm.fp8": {"math": 0.70, "memory": 0.25, "tile": 128, "half_dim": 97.0, "overhead_s": 1e-6,
+                     "error": 0.03, "num_points": 6}}}
+    table = table_from(data, "test.json")
+    fp8, base = table.get("gemm", "fp8"), table.get("gemm")
+    assert fp8.math == pytest.approx(0.70)  # its own large-GEMM rate
+    assert (fp8.memory, fp8.tile, fp8.half_dim, fp8.overhead_s) == (base.memory, base.tile, base.half_dim,
+                                                                    base.overhead_s)
+    assert fp8.error > base.error > 0.03  # widened for the shapes it never saw
+    data["families"]["gemm.fp8"]["num_points"] = 60
+    assert table_from(data, "test.json").get("gemm", "fp8").half_dim == 97.0  # enough shapes: its own fit
+
+
+def test_one_shot_all_reduce_for_small_messages_inside_a_domain() -> None:
+    net = Network.of(load_system("hgx-h100"))
+    small, big = 16 * 8192 * 2.0, 64e6  # a 16-token decode of a 8192-wide model; a prefill chunk
+    assert _all_reduce_s(net, small, 8, 524288) < net.time("all_reduce", small, Group(8)) / 2
+    assert _all_reduce_s(net, small, 8, 0) == net.time("all_reduce", small, Group(8))  # no custom kernel: NCCL
+    assert _all_reduce_s(net, big, 8, 524288) == net.time("all_reduce", big, Group(8))  # past the threshold
+
+
+def test_expert_parallel_ranks_of_a_replica_take_their_share_of_the_assignments() -> None:
+    model = preset("qwen3-235b-a22b")  # 128 experts, top-8
+    assert serving_shard(model, 8, 1).num_experts_per_token == 8  # experts split tp ways: every rank, every token
+    part = serving_shard(model, 8, 8)
+    assert part.num_experts == 16 and part.num_experts_per_token == 1  # 8 assignments per token over 8 ranks

@@ -106,7 +106,8 @@ def stacks(args: argparse.Namespace) -> None:
     print(f"{stack.label}\ntitle: {stack.title}\nkind: {stack.kind}\nfile: {stack.path}\nitems:")
     for key, item in shown["items"].items():
         # Values as the profile writes them (JSON is YAML's flow style); sources run long, so each has its line.
-        print(f"  {key}: {json.dumps(item['value'])}\n      source: {item['source']}")
+        origin = "fit" if "fit" in item else "source"
+        print(f"  {key}: {json.dumps(item['value'])}\n      {origin}: {item[origin]}")
 
 
 def results(args: argparse.Namespace) -> None:

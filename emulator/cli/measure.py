@@ -16,6 +16,8 @@ from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_training import render as render_training
 from emulator.validation.published_training import validate_published as training_cases
+from emulator.validation.sources import by_source, case_records
+from emulator.validation.sources import render as render_sources
 from emulator.validation.validate import validate_device
 
 
@@ -45,11 +47,17 @@ def validate(args: argparse.Namespace) -> None:
             "megatron_core_h100": hopper,
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
         }
+        records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
+                   + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
+                   + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
+                   + case_records(aic, source="AIConfigurator Hopper sample", stack=""))
+        sources = by_source(records)
+        result["all_cases"], result["by_source"] = records, sources
         if args.json:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
-                  + "\n\n" + render_aic(aic))
+                  + "\n\n" + render_aic(aic) + "\n\n" + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
-from emulator.engine.stack import fuse, low_precision_casts
+from emulator.engine.stack import fuse, group_experts, low_precision_casts
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.precision import activation_dtype, dtype_bytes
 from emulator.workloads.adapters import adapter_params
@@ -277,22 +277,25 @@ ATTENTION = ("fused", "unfused")
 
 @functools.lru_cache(maxsize=2048)
 def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attention: str, fused: tuple[str, ...],
-                  cast_bytes: float) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
+                  cast_bytes: float, grouped: bool) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
     """(shard, its trace as the stack runs it, one micro-batch's compute calls) of a rank: the same for plans that
     differ only in dp, ZeRO stage, global batch or etp, which the caller normalises away."""
     shard = rank_shard(model, plan)
     traced = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0, traced_dtype(precision))
     trace = low_precision_casts(fuse(traced, fused), precision, cast_bytes)
+    trace = group_experts(trace) if grouped else trace
     return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
 
 
 def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention: str = "fused",
-                 fused: tuple[str, ...] = (), cast_bytes: float = 0.0) -> RankProgram:
+                 fused: tuple[str, ...] = (), cast_bytes: float = 0.0, grouped: bool = False) -> RankProgram:
     """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch).
     The software stack's part: `fused`, the kernel families it fuses per module region (`engine.stack.fuse`);
-    `cast_bytes`, its low-precision recipe's cast traffic (`engine.stack.low_precision_casts`)."""
+    `cast_bytes`, its low-precision recipe's cast traffic (`engine.stack.low_precision_casts`); `grouped`, MoE
+    experts as grouped kernels (`engine.stack.group_experts`)."""
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1)
-    shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes)
+    shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
+                                          grouped)
     params, experts = stage_params(model, shard, plan)
     trained = trainable_params(model, shard, plan)
     return RankProgram(

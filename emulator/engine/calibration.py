@@ -98,13 +98,35 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_calibration(read_json(path, fix=_FIX), path)
 
 
+# A low-precision GEMM family fitted on fewer points than this has seen too few shapes to say how small, skinny or
+# decode-shaped GEMMs run (the shipped H100/H200 fp8 sweeps: 6 squares, 512^3 to 16384^3).
+MIN_SHAPE_POINTS = 24
+
+
+def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
+                     families: Mapping[str, FamilyEfficiency]) -> FamilyEfficiency:
+    """A `gemm.<dtype>` family fitted on too few shapes, transferred from the 16-bit `gemm` family: its large-GEMM
+    math fraction is its own; how the rate falls for small and skinny shapes (small-matrix half size, wave tile,
+    call overhead) and how fast weights stream (memory) are the base family's, since a low-precision GEMM runs the
+    same tiles over fewer bytes. Its error widens by the share of evidence it lacks."""
+    base = families.get("gemm")
+    if base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS:
+        return eff
+    lacking = 1.0 - int(p.get("num_points", 0)) / MIN_SHAPE_POINTS
+    return dataclasses.replace(eff, memory=max(eff.memory, base.memory), half_dim=base.half_dim, tile=base.tile,
+                               overhead_s=base.overhead_s, cache_speedup=base.cache_speedup,
+                               error=max(eff.error, base.error) + lacking * base.error)
+
+
 def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated", extra_error: float = 0.0,
                keep_peaks: bool = True) -> EfficiencyTable:
     families = {
         fam: FamilyEfficiency(**{**{k: v for k, v in p.items() if k in _FAMILY_KEYS},
-                                 "error": float(p.get("error", 0.25)) + extra_error})
+                                 "error": float(p.get("error", 0.25))})
         for fam, p in data["families"].items()
     }
+    families = {fam: _with_base_shape(fam, eff, data["families"][fam], families) for fam, eff in families.items()}
+    families = {fam: dataclasses.replace(eff, error=eff.error + extra_error) for fam, eff in families.items()}
     return EfficiencyTable(
         families=families,
         provenance=provenance,

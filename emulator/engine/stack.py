@@ -146,6 +146,34 @@ def low_precision_casts(trace: Trace, precision: str, bytes_per_element: float) 
     return dataclasses.replace(trace, calls=trace.calls + tuple(casts)) if casts else trace
 
 
+GROUPED_FAMILIES = ("gemm", "scatter", "embedding", "copy")  # expert GEMMs, un-permute adds, permute gathers
+
+
+def group_experts(trace: Trace) -> Trace:
+    """The trace with each MoE block's per-expert kernels run as grouped kernels (`moe.grouped_gemm`): the eager
+    program loops over experts (a GEMM, a gather and an index-add each), where the engines and Megatron-Core launch
+    one grouped GEMM per projection over all experts and one permute and un-permute kernel per layer. The work and
+    bytes are unchanged; the launches, and the per-call fixed cost of each, become one per block execution.
+
+    An MoE block is a module with a `router` child; its executions per step are its router's calls."""
+    routers = {(c.module.rpartition(".")[0], c.phase): c.count for c in trace.calls
+               if c.family == "gemm" and c.module.endswith(".router")}
+    if not routers:
+        return trace
+    calls = []
+    for c in trace.calls:
+        runs = routers.get((c.module, c.phase))
+        if runs and c.family in GROUPED_FAMILIES and c.count > runs:
+            group = c.count / runs
+            c = dataclasses.replace(c, cost=c.cost * group, count=runs, weight_bytes=c.weight_bytes * group)
+            if c.family == "gemm" and c.op == "aten.mm" and len(c.shapes) >= 2:
+                # One launch over all experts' tiles: the waves fill with every expert's tiles together.
+                (m, k), (_, n) = c.shapes[0][-2:], c.shapes[1][-2:]
+                c = dataclasses.replace(c, op="grouped_mm", shapes=((round(group), m, k), (round(group), k, n)))
+        calls.append(c)
+    return dataclasses.replace(trace, calls=tuple(calls))
+
+
 SUSTAINED_FAMILIES = ("gemm", "attention")
 
 
@@ -177,4 +205,4 @@ def _scaled(table: EfficiencyTable, factor: float) -> EfficiencyTable:
     return dataclasses.replace(table, families=families)
 
 
-__all__ = ["fuse", "low_precision_casts", "sustained"]
+__all__ = ["fuse", "group_experts", "low_precision_casts", "sustained"]

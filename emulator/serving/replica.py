@@ -43,7 +43,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse
+from emulator.engine.stack import fuse, group_experts
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
@@ -156,16 +156,31 @@ def shard(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -
         raise EmulatorError(f"ep {ep} needs a MoE model whose experts it divides and a tp it divides (experts are "
                             "spread over the tensor-parallel ranks). Fix: use ep 1 or a divisor of both.",
                             file=path, field="inference.parallel.ep")
-    return shard_config(model, tp=tp, ep=ep, expert_tp=tp // ep)
+    part = shard_config(model, tp=tp, ep=ep, expert_tp=tp // ep)
+    if ep > 1:
+        # Every tensor-parallel rank sees the replica's whole batch, so each expert-parallel rank receives 1/ep of
+        # the batch's T * k expert assignments: k / ep per token (at least one; below that it overstates).
+        part = dataclasses.replace(part, num_experts_per_token=max(model.num_experts_per_token // ep, 1))
+    return part
 
 
-def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float) -> float:
+def _all_reduce_s(net: Network, payload: float, tp: int, one_shot_bytes: float) -> float:
+    """An iteration's tensor-parallel all-reduce: the engine's one-shot kernel for a small message inside one
+    scale-up domain (every rank reads its peers' copies in one step: one hop, (tp - 1) payloads over its links),
+    NCCL's ring above it."""
+    if payload <= one_shot_bytes and tp <= net.domain_size:
+        return net.scale_up_latency_s + (tp - 1) * payload / net.scale_up_bytes_per_s
+    return net.time("all_reduce", payload, Group(tp))
+
+
+def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float,
+            one_shot_bytes: float = 0.0) -> float:
     """Collectives of one iteration of n tokens: TP all-reduces, EP all-to-alls, PP hand-offs."""
     if tp * pp == 1 or system is None:
         return 0.0
     net = Network.of(system)
     payload = n * model.hidden_size * INFERENCE_ACTIVATION_BYTES
-    t = 2 * model.num_layers * net.time("all_reduce", payload, Group(tp)) if tp > 1 else 0.0
+    t = 2 * model.num_layers * _all_reduce_s(net, payload, tp, one_shot_bytes) if tp > 1 else 0.0
     if ep > 1:
         t += 2 * model.num_moe_layers * net.time("all_to_all", payload * model.num_experts_per_token, Group(ep))
     if pp > 1:
@@ -188,10 +203,14 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     """Fit the step model from traces of the shard as the engine runs them (its fused kernels; without CUDA
     graphs, a launch per kernel on the host), cached per configuration."""
     engine = engine or load_stack(None, "serving")
-    fused = engine.fused_families
-    launch_s = 0.0 if engine.get("host.cuda_graphs") else float(engine.get("host.kernel_launch_s"))
-    key = (model, device.name, system.name if system else None, table.source, table.provenance, precision,
-           kv_precision, tp, pp, ep, overhead_s, fused, launch_s)
+    fused, grouped = engine.fused_families, bool(engine.get("moe.grouped_gemm"))
+    graphs = bool(engine.get("host.cuda_graphs"))
+    one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
+    launch_s = 0.0 if graphs else float(engine.get("host.kernel_launch_s"))
+    if graphs:  # a replayed graph's kernels follow each other without host launches: a device-side gap each
+        device = dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s")))
+    key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
+           table.provenance, precision, kv_precision, tp, pp, ep, overhead_s, fused, grouped, launch_s, one_shot)
     if key in _CACHE:
         return _CACHE[key]
     part = shard(model, tp, ep)
@@ -202,6 +221,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
         trace = fuse(trace_workload(part, phase, b, s, kv, dtype), fused)
+        trace = group_experts(trace) if grouped else trace
         timing = time_trace(trace, device, table, precision)
         kernels.extend(timing.kernels)
         return timing
@@ -211,7 +231,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         timing = timed("decode", n, 1, 1)
         body, h = _split(timing)
         launches = launch_s * sum(k.count for k in timing.kernels)
-        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n))
+        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))

@@ -58,7 +58,7 @@ def _load(path: str, mtime_ns: int) -> StackProfile:
             fail("needs exactly one of source (where the value comes from) or fit (the fit record). Fix: add "
                  "source: '<document, section>' or fit: '<fit record path>: <held-out error>'.")
         origin = e.text("source" if e.has("source") else "fit", hint="source: 'Megatron-Core docs, ...'")
-        items[key] = Item(check_value(value_kind, e.required("value"), fail), origin)
+        items[key] = Item(check_value(value_kind, e.required("value"), fail), origin, fitted=e.has("fit"))
     return StackProfile(name=name, kind=kind, title=r.text("title", hint="title: Megatron-Core with TE"),
                         versions=r.text("versions", hint="versions: 'Megatron-Core 0.8-0.14'"), items=items,
                         path=path)

@@ -12,6 +12,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `recipe.cast_bytes_per_element`: with fp8 (or another low precision), the bytes per element of a GEMM's
   activation operand that the recipe's cast kernels move (read 16-bit, write the fp8 copy and its transpose),
   less what fused producers (norm + quantize, SwiGLU + quantize) write directly (`engine.stack.low_precision_casts`).
+- `moe.grouped_gemm`: an MoE block's experts run as one grouped GEMM per projection, with one permute and one
+  un-permute kernel, instead of a loop of per-expert kernels (`engine.stack.group_experts`).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
   clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; 1 where none exists.
@@ -20,8 +22,12 @@ Items (the schema; `KINDS` says which kind of stack has which):
   `tp`, `pp`, `ep`, `cp`.
 - `defaults.*`: what a user of the stack gets without asking (sequence parallelism with tp, the ZeRO stage of the
   distributed optimizer, KV-cache precision per weight precision, token budget, batch limit, KV memory fraction).
-- `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, and the launch cost of a kernel
-  when it does not.
+- `comm.one_shot_allreduce_bytes`: all-reduces up to this size inside one scale-up domain run as the engine's
+  one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
+  all-reduce).
+- `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel inside a
+  replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a kernel
+  without graphs.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
+    "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
     "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
                                   "share of the calibrated GEMM and attention math rate a step sustains, per "
                                   "device family"),
@@ -54,8 +61,12 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "defaults.max_batch_size": ("count", ("serving",), 2048, "sequences one iteration holds at most"),
     "defaults.kv_memory_fraction": ("fraction", ("serving",), 0.9, "share of free memory given to the KV cache"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
+    "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
+                                      "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
     "host.kernel_launch_s": ("seconds", ("serving",), 0.0, "host time per kernel without CUDA graphs"),
+    "host.graph_kernel_gap_s": ("seconds", ("serving",), 4.0e-6,
+                                "fixed device time per kernel when a CUDA graph replays the iteration"),
 }
 
 
@@ -63,6 +74,7 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
 class Item:
     value: Any
     source: str  # a citation, or the fit record's path and summary
+    fitted: bool = False  # `fit:` (measured runs decided it) rather than `source:` (a document states it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +99,10 @@ class StackProfile:
         item = self.items.get(key)
         return item.source if item is not None else "schema default (stack_profiles/README.md)"
 
+    def fitted(self, key: str) -> bool:
+        item = self.items.get(key)
+        return item is not None and item.fitted
+
     def overlap(self, klass: str) -> float:
         return float(self.get(f"overlap.{klass}"))
 
@@ -105,8 +121,8 @@ class StackProfile:
 
     def as_dict(self) -> dict[str, Any]:
         """The `stack` of `--json`: name, versions and every item with its value and source."""
-        values = {k: {"value": _plain(self.get(k)), "source": self.source(k)} for k in ITEMS
-                  if self.kind in ITEMS[k][1]}
+        values = {k: {"value": _plain(self.get(k)), ("fit" if self.fitted(k) else "source"): self.source(k)}
+                  for k in ITEMS if self.kind in ITEMS[k][1]}
         return {"name": self.name, "kind": self.kind, "title": self.title, "versions": self.versions,
                 "items": values}
 
@@ -155,6 +171,10 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
                                                  for k, v in value.items()):
             fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
         return {str(k): float(v) for k, v in value.items()}
+    if kind == "bytes_count":
+        if not numeric or not 0.0 <= value <= 2**40:
+            fail(f"must be a size in bytes from 0 to 2**40, got {value!r}. Fix: e.g. 524288.")
+        return float(value)
     if kind == "bytes":
         if not numeric or not 0.0 <= value <= 64.0:
             fail(f"must be bytes per element from 0 to 64, got {value!r}. Fix: e.g. 3.0.")

@@ -31,6 +31,7 @@ import csv
 import functools
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -158,9 +159,11 @@ def _summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
 
 
-def validate_aic(limit: int | None = SAMPLE_ROWS) -> dict[str, Any]:
-    """Predicted vs measured TPOT and TTFT for the sampled rows (every usable row when `limit` is None); the
-    skipped rows with their reasons; per engine and overall, the median and maximum |error| and the mean error."""
+def validate_aic(limit: int | None = SAMPLE_ROWS, *,
+                 only: Callable[[dict[str, str]], bool] | None = None) -> dict[str, Any]:
+    """Predicted vs measured TPOT and TTFT for the sampled rows (every usable row when `limit` is None; of those,
+    the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and maximum
+    |error| and the mean error."""
     t0 = time.perf_counter()
     skipped: list[dict[str, str]] = []
     usable = []
@@ -170,7 +173,7 @@ def validate_aic(limit: int | None = SAMPLE_ROWS) -> dict[str, Any]:
             usable.append(row)
         else:
             skipped.append({"id": row["id"], "reason": reason})
-    sample = select(usable, limit)
+    sample = [row for row in select(usable, limit) if only is None or only(row)]
     cases: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     for row in sample:

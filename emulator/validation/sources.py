@@ -1,0 +1,48 @@
+"""Every published comparison in one list, summarised per source and per software stack.
+
+Each section of `validate --published` keeps its own cases and summary; this module gives the view across them
+that the error is judged by: one record per case, `{id, metric, published, predicted, error, stack, source}`
+(`id` exactly as in the reference file), and per (source, stack) the median and maximum |error| and the signed mean
+error (a signed bias is a mechanism not modelled yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.stats import median
+
+CASE_KEYS = ("id", "metric", "published", "predicted", "error", "stack", "source")
+
+
+def case_records(section: dict[str, Any], *, source: str, stack: str) -> list[dict[str, Any]]:
+    """A section's cases as records, `source` and `stack` filled where the section leaves them out."""
+    out = []
+    for c in section["cases"]:
+        metric = c.get("metric") or c.get("unit", "")
+        out.append({"id": c["id"], "metric": metric, "published": c["published"], "predicted": c["predicted"],
+                    "error": c["error"], "stack": c.get("stack") or stack, "source": source})
+    return out
+
+
+def by_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (source, stack, metric): cases, median and max |error|, signed mean error."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for r in records:
+        groups.setdefault((r["source"], r["stack"], r["metric"]), []).append(r["error"])
+    return [{"source": s, "stack": k, "metric": m, "num_cases": len(e), "median_abs_error": median([abs(x) for x in e]),
+             "max_abs_error": max(abs(x) for x in e), "mean_error": sum(e) / len(e)}
+            for (s, k, m), e in sorted(groups.items())]
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = ["Summary per source and stack (error = predicted / published - 1)",
+             f"{'source':34s} {'stack':14s} {'metric':24s} {'cases':>5s} {'median|e|':>9s} {'max|e|':>8s} "
+             f"{'mean e':>8s}"]
+    for r in rows:
+        lines.append(f"{r['source'][:34]:34s} {r['stack']:14s} {r['metric'][:24]:24s} {r['num_cases']:5d} "
+                     f"{r['median_abs_error']:9.1%} {r['max_abs_error']:8.1%} {r['mean_error']:+8.1%}")
+    return "\n".join(lines)
+
+
+__all__ = ["CASE_KEYS", "by_source", "case_records", "render"]

@@ -1,0 +1,161 @@
+"""Fit a software stack's free parameters on the published measurements, with leave-one-model-out errors.
+
+    python scripts/fit_stacks.py training            # megatron-core on H100: 40 NeMo / Megatron-Bridge runs
+    python scripts/fit_stacks.py serving trtllm      # an engine on H100/H200: AIConfigurator's measured points
+
+Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
+point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
+cases. The fitted value is the grid point of least loss on all cases. The held-out error of each case is its error
+under the grid point fitted without its model family (training) or its model (serving): leave-one-model-out. The
+record (data, grid, method, fitted values, held-out and in-sample errors per case and in summary) is written to
+stack_profiles/fits/<stack>-hopper.json; the profile's items cite it. Nothing is tuned per case.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import emulator.stacks.load as stack_load
+from emulator.files import shipped
+
+ROOT = Path(__file__).resolve().parent.parent
+FITS = ROOT / "stack_profiles" / "fits"
+
+TRAINING_GRID = {
+    "efficiency.sustained_math": [{"hopper": v} for v in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)],
+    "overlap.tp": [0.0, 0.25, 0.5, 0.75, 1.0],
+    "overlap.cp": [0.5, 0.75, 1.0],
+}
+SERVING_GRID = {
+    "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],
+    "host.graph_kernel_gap_s": [1e-6, 2e-6, 4e-6],
+}
+
+
+class Profiles:
+    """A writable copy of the shipped stack profiles that the loader reads instead of the shipped ones."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="stack-fit-"))
+        shutil.copytree(shipped("stack_profiles"), self.root / "stack_profiles")
+        original = stack_load.shipped
+        stack_load.shipped = lambda folder: (self.root / folder if folder == "stack_profiles"  # type: ignore[assignment]
+                                             else original(folder))
+        self.version = 0
+
+    def set(self, kind: str, name: str, values: dict[str, Any]) -> None:
+        src = self.root / "stack_profiles" / kind / f"{name}.yaml"
+        data = yaml.safe_load(src.read_text())
+        for key, value in values.items():
+            data["items"][key] = {"value": value, "fit": "candidate of scripts/fit_stacks.py"}
+        self.version += 1  # a new file name each time: the loader caches by path and modification time
+        folder = self.root / f"v{self.version}" / "stack_profiles"
+        shutil.copytree(self.root / "stack_profiles", folder, dirs_exist_ok=True)
+        (folder / kind / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        stack_load.shipped = lambda f, folder=folder: folder if f == "stack_profiles" else shipped(f)  # type: ignore[assignment]
+
+
+def _loss(errors: Sequence[float]) -> float:
+    return statistics.fmean(abs(math.log1p(e)) for e in errors) if errors else math.inf
+
+
+def _summary(errors: Sequence[float]) -> dict[str, float]:
+    return {"num_cases": len(errors), "median_abs_error": statistics.median(abs(e) for e in errors),
+            "max_abs_error": max(abs(e) for e in errors), "mean_error": statistics.fmean(errors)}
+
+
+def grid_fit(grid: dict[str, list[Any]], evaluate: Callable[[dict[str, Any]], list[dict[str, Any]]],
+             group_of: str) -> dict[str, Any]:
+    """Every grid point's case errors; the best point on all cases; leave-one-group-out held-out errors."""
+    keys = list(grid)
+    points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    table: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for i, point in enumerate(points):
+        t0 = time.perf_counter()
+        table.append((point, evaluate(point)))
+        print(f"  [{i + 1}/{len(points)}] {point}: loss {_loss([c['error'] for c in table[-1][1]]):.4f} "
+              f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    ids = [c["id"] for c in table[0][1]]
+
+    def best(keep: Callable[[dict[str, Any]], bool]) -> int:
+        return min(range(len(table)), key=lambda j: _loss([c["error"] for c in table[j][1] if keep(c)]))
+
+    fitted = best(lambda c: True)
+    held: dict[str, dict[str, Any]] = {}
+    for group in sorted({c[group_of] for c in table[0][1]}):
+        j = best(lambda c, g=group: c[group_of] != g)
+        for c in table[j][1]:
+            if c[group_of] == group:
+                held[c["id"]] = {**c, "fitted_without_group": table[j][0]}
+    in_sample = {c["id"]: c for c in table[fitted][1]}
+    cases = [{"id": i, "metric": in_sample[i]["metric"], "published": in_sample[i]["published"],
+              "predicted_in_sample": in_sample[i]["predicted"], "error_in_sample": in_sample[i]["error"],
+              "predicted_held_out": held[i]["predicted"], "error_held_out": held[i]["error"],
+              group_of: in_sample[i][group_of], "stack": in_sample[i]["stack"]} for i in ids]
+    return {"fitted": table[fitted][0], "grid": grid, "loss": "mean |log(predicted / published)|",
+            "held_out": f"leave one {group_of} out", "cases": cases,
+            "summary": {"in_sample": _summary([c["error_in_sample"] for c in cases]),
+                        "held_out": _summary([c["error_held_out"] for c in cases])}}
+
+
+def fit_training() -> dict[str, Any]:
+    from emulator.validation.published_hopper import validate_published  # noqa: PLC0415 - after the loader patch
+
+    profiles = Profiles()
+
+    def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
+        profiles.set("training", "megatron-core", point)
+        return validate_published()["cases"]
+
+    record = grid_fit(TRAINING_GRID, evaluate, "family")
+    return {"stack": "megatron-core", "device_family": "hopper",
+            "data": "emulator/data/published_training_hopper.yaml (40 NeMo / Megatron-Bridge runs on H100)", **record}
+
+
+def fit_serving(engine: str) -> dict[str, Any]:
+    from emulator.validation import published_aic  # noqa: PLC0415 - after the loader patch
+
+    profiles = Profiles()
+    usable = [r for r in published_aic.rows() if published_aic.skip_reason(r) is None]
+    chosen = {r["id"] for r in published_aic.select(usable) if r["backend"] == engine}
+    keep = {f"{i}:{s}" for i in chosen for s, _ in published_aic.METRICS}
+
+    def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
+        profiles.set("serving", engine, point)
+        only = published_aic.validate_aic(only=lambda row: row["id"] in chosen)["cases"]
+        return [c for c in only if c["id"] in keep]
+
+    record = grid_fit(SERVING_GRID, evaluate, "model")
+    return {"stack": engine, "device_family": "hopper",
+            "data": f"emulator/data/aic_silicon_hopper.csv: the validate sample's {engine} rows "
+                    f"({len(chosen)} rows, TPOT and TTFT)", **record}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["training"]:
+        record, name = fit_training(), "megatron-core-hopper"
+    elif len(argv) == 2 and argv[0] == "serving":
+        record, name = fit_serving(argv[1]), f"{argv[1]}-hopper"
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    FITS.mkdir(parents=True, exist_ok=True)
+    (FITS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({"fitted": record["fitted"], "summary": record["summary"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
