@@ -16,6 +16,7 @@ from emulator.engine.predict import predict, predict_batch
 from emulator.engine.prediction import Memory, Prediction
 from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
+from emulator.stacks import load_stack
 from emulator.workloads.config import TransformerConfig
 
 
@@ -44,7 +45,8 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
     fields |= {"num_devices": s.num_devices, "system": s.system.name if s.system else None, "memory": memory,
                "provenance": serving.provenance, "error_band": serving.error_band,
-               "notes": batch.notes + serving.notes}
+               "notes": batch.notes + serving.notes,
+               "stack": load_stack(serving.engine, "serving").as_dict() if serving.engine else {}}
     return ServingPrediction(**fields, serving=serving)
 
 

@@ -77,3 +77,17 @@ def test_replicas_split_requests_round_robin() -> None:
     res = simulate(STEP, 200_000, make_requests(INPUTS, OUTPUTS, 800, 40.0, 1), max_batch=64, max_batch_tokens=4096,
                    num_replicas=4)
     assert res.num_replicas == 4 and np.all(np.isfinite(res.finish_s))
+
+
+def test_reserving_outputs_never_preempts_and_makes_requests_wait() -> None:
+    """An engine that keeps each admitted request's remaining output free (TensorRT-LLM's GUARANTEED_NO_EVICT)
+    never preempts where an optimistic one (vLLM) does; the wait moves into TTFT, and every request finishes."""
+    reqs = make_requests(INPUTS, OUTPUTS, 300, None, 0)
+    optimistic = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096)
+    reserved = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, reserve=1.0)
+    assert optimistic.num_preemptions > 0 and reserved.num_preemptions == 0
+    assert np.all(np.isfinite(reserved.finish_s))
+    assert reserved.max_concurrency < optimistic.max_concurrency
+    assert float(np.mean(reserved.ttft_s)) > float(np.mean(optimistic.ttft_s))
+    half = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, reserve=0.5)
+    assert reserved.max_concurrency <= half.max_concurrency <= optimistic.max_concurrency

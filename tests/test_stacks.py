@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from emulator.cli.render import render_prediction
 from emulator.cluster import predict_training
 from emulator.cluster.network import Group, Network
 from emulator.cluster.step import Overlap, hide
@@ -20,8 +21,9 @@ from emulator.engine.stack import fuse, group_experts, low_precision_casts, sust
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import load_system
+from emulator.predict import predict_scenario
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
-from emulator.serving.replica import _all_reduce_s, step_model
+from emulator.serving.replica import _all_reduce_s, build_replica, step_model
 from emulator.serving.replica import shard as serving_shard
 from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack
 from emulator.stacks import load as stack_load
@@ -243,3 +245,30 @@ def test_expert_parallel_ranks_of_a_replica_take_their_share_of_the_assignments(
     assert serving_shard(model, 8, 1).num_experts_per_token == 8  # experts split tp ways: every rank, every token
     part = serving_shard(model, 8, 8)
     assert part.num_experts == 16 and part.num_experts_per_token == 1  # 8 assignments per token over 8 ranks
+
+
+def test_kv_pool_of_the_whole_memory_or_of_what_is_free() -> None:
+    """TensorRT-LLM gives the KV cache a share of what weights leave; vLLM's share is of the whole memory."""
+    system = load_system("hgx-h100")
+    model = preset("llama3.1-8b")
+    common = {"precision": "bf16", "kv_precision": "bf16"}
+    trt = build_replica(model, system.device, system, SPEC_DEFAULTS, engine="trtllm", **common)
+    vllm = build_replica(model, system.device, system, SPEC_DEFAULTS, engine="vllm", **common)
+    free = system.device.memory_bytes - trt.weight_bytes - trt.workspace_bytes
+    assert trt.kv_capacity_tokens * trt.kv_bytes_per_token == pytest.approx(0.9 * free, rel=0.01)
+    assert vllm.kv_capacity_tokens * vllm.kv_bytes_per_token == pytest.approx(
+        0.9 * system.device.memory_bytes - vllm.weight_bytes - vllm.workspace_bytes, rel=0.01)
+    assert (trt.reserve_output, vllm.reserve_output) == (1.0, 0.0)
+
+
+def test_every_prediction_names_its_stack_in_json_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm, system: hgx-h100}\n"
+                    "inference: {input_tokens: 128, output_tokens: 8, batch_size: 4}\n")
+    serving = predict_scenario(load_scenario(path))
+    assert serving.to_json()["stack"]["name"] == serving.to_json()["engine"] == "trtllm"
+    assert "software stack       trtllm (TensorRT-LLM" in render_prediction(serving)
+    path.write_text("model: llama3-8b\nhardware: {device: h100-sxm}\ntraining: {seq_len: 1024, framework: eager}\n")
+    training = predict_scenario(load_scenario(path))
+    assert training.to_json()["stack"]["name"] == "eager" and "software stack       eager" in \
+        render_prediction(training)

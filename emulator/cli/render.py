@@ -24,6 +24,8 @@ def render_prediction(p: Prediction) -> str:
         f"{'fits' if p.fits else 'DOES NOT FIT'}",
         f"  bound                {p.bound}",
     ]
+    if p.stack:
+        lines.append(f"  software stack       {p.stack['name']} ({p.stack['versions']})")
     if isinstance(p, TrainingPrediction):
         lines += _training_lines(p)
     if isinstance(p, InferencePrediction) and "decode" in p.phases:

@@ -16,6 +16,8 @@ one-device batch view in a `ServingPrediction`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.errors import EmulatorError
@@ -24,12 +26,14 @@ from emulator.serving.disaggregation import predict_disaggregated
 from emulator.serving.llm import predict_llm
 from emulator.serving.prediction import ClosedLoopStats, ServingPrediction, ServingResult
 from emulator.serving.recommender import predict_recommender
+from emulator.stacks import load_stack
 from emulator.workloads.config import DLRMConfig
 
 
 def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingResult:
     """Predict a serving scenario: Offline or Server, LLM or recommender, aggregated or disaggregated."""
     scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
+    spec = dataclasses.replace(spec, engine=load_stack(spec.engine, "serving", file=spec.path or None).name)
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
         if spec.concurrency is not None:

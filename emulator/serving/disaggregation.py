@@ -70,13 +70,13 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         arrival = np.zeros(n) if rate is None else unit.arrival_s / rate
         pre = simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
                        max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
-                       num_replicas=d.prefill_replicas, path=path)
+                       num_replicas=d.prefill_replicas, path=path, reserve=replica.reserve_output)
         ready = pre.first_token_s + kv_transfer_s(scenario, replica, devices, unit.input_tokens, spec.kv)
         order = np.argsort(ready, kind="stable")
         dec = simulate(replica.step, replica.kv_capacity_tokens,
                        Requests(ready[order], unit.input_tokens[order], unit.output_tokens[order]),
                        max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
-                       num_replicas=d.decode_replicas, path=path, prefilled=True)
+                       num_replicas=d.decode_replicas, path=path, prefilled=True, reserve=replica.reserve_output)
         finish = np.empty(n)
         finish[order] = dec.finish_s
         return pre, dec, finish

@@ -125,6 +125,7 @@ class Replica:
     max_batch_tokens: int
     provenance: str
     error_band: float
+    reserve_output: float = 0.0  # the engine's admission reserve for outputs (`scheduler.reserve_output`)
 
     @property
     def num_devices(self) -> int:
@@ -267,7 +268,11 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     weights = serving_weight_bytes(model, precision, tp * pp)
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
-    pool = float(stack.get("defaults.kv_memory_fraction")) * (device.memory_bytes - weights - workspace)
+    fraction = float(stack.get("defaults.kv_memory_fraction"))
+    if stack.get("defaults.kv_memory_of_total"):  # vLLM, SGLang: a share of the whole memory, weights inside it
+        pool = fraction * device.memory_bytes - weights - workspace
+    else:  # TensorRT-LLM: a share of what the weights and workspace leave
+        pool = fraction * (device.memory_bytes - weights - workspace)
     capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS)
     if capacity < KV_BLOCK_TOKENS:
         raise EmulatorError(
@@ -278,7 +283,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
-                   provenance=table.provenance, error_band=steps.error_band)
+                   provenance=table.provenance, error_band=steps.error_band,
+                   reserve_output=float(stack.get("scheduler.reserve_output")))
 
 
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:

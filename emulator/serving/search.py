@@ -103,7 +103,8 @@ def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> Scena
     n = spec.num_requests or num_replicas * max(OFFLINE_REQUESTS_PER_SLOT * batch, 200)
     reqs = _share(make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed), num_replicas)
     res = simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=batch,
-                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
+                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
+                   reserve=replica.reserve_output)
     return ScenarioResult("offline", res, num_replicas, batch, None, True)
 
 
@@ -126,7 +127,8 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
         n = spec.num_requests or num_replicas * max(SERVER_REQUESTS_PER_REPLICA, SERVER_REQUESTS_PER_SLOT * batch)
         requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed)
     res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
-                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path)
+                   max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
+                   reserve=replica.reserve_output)
     return res.steady(WARMUP_FRACTION)
 
 
@@ -206,7 +208,7 @@ def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -
     reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed)
     res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
                           max_batch=spec.batch_size or clients, max_batch_tokens=replica.max_batch_tokens,
-                          num_beams=spec.num_beams, path=spec.path)
+                          num_beams=spec.num_beams, path=spec.path, reserve=replica.reserve_output)
     # Every client has a request in flight from the first send after the warm-up wave to the last send; the window
     # spans whole waves of sends (a multiple of `clients`) so that it starts and ends at the same phase of the
     # bursts equal-length requests keep (prefill iterations then decode runs).

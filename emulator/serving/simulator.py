@@ -171,11 +171,14 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
 
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
-             num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False) -> SimResult:
+             num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
+             reserve: float = 0.0) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
+    `reserve`: the share of each admitted request's remaining output tokens the engine's admission keeps free in
+    the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
     """
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     n = len(requests)
@@ -189,7 +192,8 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
         if len(idx) == 0:
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
-                       requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled)
+                       requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
+                       reserve=reserve)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -200,13 +204,14 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
 
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
-                    max_batch_tokens: int, num_beams: int = 1, path: str | None = None) -> SimResult:
+                    max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
+                    reserve: float = 0.0) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)))
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps)
@@ -227,8 +232,9 @@ class _Run:
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0) -> _Run:
-    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop."""
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0) -> _Run:
+    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
+    `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -247,6 +253,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
     t = busy = 0.0
     g = used = dec_kv = 0
+    future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
     kv_s = step.kv_s_per_token
     while done < n:
@@ -259,11 +266,13 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         while waiting and len(prefill) + len(dec) < max_batch:
             r, plen = waiting[0]
             need = plen * beams + block
-            if used + need > cap:
+            ahead = (lout[r] - gen[r]) * beams
+            if used + need > cap or (reserve and used + need + reserve * (future + ahead) > cap):
                 break
             waiting.popleft()
             prefill.append([r, 0, plen])
             used += need
+            future += ahead
         max_conc = max(max_conc, len(prefill) + len(dec))
         while dec and used + len(dec) * beams > cap:  # preempt the latest admitted decoding request
             _, r = heapq.heappop(lifo)
@@ -274,6 +283,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             used -= kv + block
             dec_kv -= kv
             gen[r] = gen0 + g - g0
+            future -= (lout[r] - gen[r]) * beams
             waiting.appendleft((r, lin[r] + gen[r]))
             stalled[r] = t
             num_preempt += 1
@@ -315,6 +325,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         g += k
         dec_kv += ntok * k
         used += ntok * k
+        future -= ntok * k
         while fin_heap and fin_heap[0][0] <= g:
             gf, r = heapq.heappop(fin_heap)
             state = dec.get(r)
@@ -337,6 +348,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r)))
             gen[r] += 1
+            future -= beams
             if gen[r] >= lout[r]:
                 used -= total * beams + block
                 finish[r] = t

@@ -25,6 +25,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `comm.one_shot_allreduce_bytes`: all-reduces up to this size inside one scale-up domain run as the engine's
   one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
   all-reduce).
+- `scheduler.reserve_output`: the share of each admitted request's remaining output tokens the engine keeps
+  free in the KV cache before it admits another (1: no request is ever evicted; 0: admit on the prompt, preempt
+  when the cache runs out). Requests wait in the queue instead, which is TTFT.
 - `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel inside a
   replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a kernel
   without graphs.
@@ -60,6 +63,10 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "defaults.max_batch_tokens": ("count", ("serving",), 8192, "token budget of one iteration"),
     "defaults.max_batch_size": ("count", ("serving",), 2048, "sequences one iteration holds at most"),
     "defaults.kv_memory_fraction": ("fraction", ("serving",), 0.9, "share of free memory given to the KV cache"),
+    "defaults.kv_memory_of_total": ("bool", ("serving",), False,
+                                    "the fraction is of the whole memory (weights inside it), not of what is free"),
+    "scheduler.reserve_output": ("fraction", ("serving",), 0.0,
+                                 "share of a request's remaining output tokens kept free in the KV cache at admission"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
