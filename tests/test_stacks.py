@@ -272,3 +272,15 @@ def test_every_prediction_names_its_stack_in_json_and_text(tmp_path: Path) -> No
     training = predict_scenario(load_scenario(path))
     assert training.to_json()["stack"]["name"] == "eager" and "software stack       eager" in \
         render_prediction(training)
+
+
+def test_the_step_model_cache_tells_tables_of_one_source_apart() -> None:
+    """Two tables from one calibration file that differ (a stack's transform, a test's) get their own step model."""
+    system = load_system("hgx-h100")
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=2)
+    slow = dataclasses.replace(SPEC_DEFAULTS, families={name: dataclasses.replace(eff, overhead_s=50e-6)
+                                                        for name, eff in SPEC_DEFAULTS.families.items()})
+    args = (model, system.device, system)
+    fast_step = step_model(*args, SPEC_DEFAULTS, "bf16", "bf16", 1, 1, 1, 0.0).step_s(1, 0, 1, 64)
+    slow_step = step_model(*args, slow, "bf16", "bf16", 1, 1, 1, 0.0).step_s(1, 0, 1, 64)
+    assert slow_step > fast_step + 20 * 50e-6

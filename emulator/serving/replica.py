@@ -210,8 +210,10 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     launch_s = 0.0 if graphs else float(engine.get("host.kernel_launch_s"))
     if graphs:  # a replayed graph's kernels follow each other without host launches: a device-side gap each
         device = dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s")))
+    # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
-           table.provenance, precision, kv_precision, tp, pp, ep, overhead_s, fused, grouped, launch_s, one_shot)
+           table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
+           fused, grouped, launch_s, one_shot)
     if key in _CACHE:
         return _CACHE[key]
     part = shard(model, tp, ep)
@@ -248,6 +250,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
                     kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s,
                     error_band=error_band(kernels, table))
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
     _CACHE[key] = out
     return out
 
