@@ -284,3 +284,11 @@ def test_the_step_model_cache_tells_tables_of_one_source_apart() -> None:
     fast_step = step_model(*args, SPEC_DEFAULTS, "bf16", "bf16", 1, 1, 1, 0.0).step_s(1, 0, 1, 64)
     slow_step = step_model(*args, slow, "bf16", "bf16", 1, 1, 1, 0.0).step_s(1, 0, 1, 64)
     assert slow_step > fast_step + 20 * 50e-6
+
+
+def test_a_family_without_its_own_sustained_share_takes_the_transferred_one() -> None:
+    stack = load_stack("megatron-core", "training")
+    shares = stack.get("efficiency.sustained_math")
+    assert stack.sustained_math("hopper") == shares["hopper"]
+    assert stack.sustained_math("blackwell") == shares["*"]  # transferred, said so in the profile
+    assert load_stack("eager", "training").sustained_math("blackwell") == 1.0

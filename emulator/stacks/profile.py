@@ -16,7 +16,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
   un-permute kernel, instead of a loop of per-expert kernels (`engine.stack.group_experts`).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
-  clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; 1 where none exists.
+  clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; the entry `"*"` states
+  what transfers to families without one; 1 where neither exists.
 - `overlap.<class>`: the fraction of a collective class's time the stack runs concurrently with compute (0: all
   exposed; 1: hidden as far as the compute beside it lasts). Classes: `dp_grad_reduce`, `dp_param_gather`,
   `tp`, `pp`, `ep`, `cp`.
@@ -114,8 +115,10 @@ class StackProfile:
         return float(self.get(f"overlap.{klass}"))
 
     def sustained_math(self, device_family: str) -> float:
-        """`efficiency.sustained_math` of a device family (1 where the profile has no fit for it)."""
-        return float(self.get("efficiency.sustained_math").get(device_family, 1.0))
+        """`efficiency.sustained_math` of a device family: its own entry, else the `"*"` entry (what transfers to
+        families without a fit), else 1."""
+        shares = self.get("efficiency.sustained_math")
+        return float(shares.get(device_family, shares.get("*", 1.0)))
 
     @property
     def fused_families(self) -> tuple[str, ...]:
