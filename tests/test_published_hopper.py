@@ -20,12 +20,12 @@ from emulator.validation.published_hopper import (
     case_model,
     case_scenario,
     counts_causal,
-    error_summary,
     model_flops_per_token,
     number,
     render,
     validate_published,
 )
+from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.presets import preset

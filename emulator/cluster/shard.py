@@ -35,6 +35,7 @@ from emulator.cluster.plan import Plan
 from emulator.engine.stack import fuse, group_experts, low_precision_casts
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.precision import activation_dtype, dtype_bytes
+from emulator.stacks import StackProfile
 from emulator.workloads.adapters import adapter_params
 from emulator.workloads.config import TransformerConfig
 from kernels import Cost, KernelCall
@@ -288,11 +289,14 @@ def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attentio
 
 
 def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention: str = "fused",
-                 fused: tuple[str, ...] = (), cast_bytes: float = 0.0, grouped: bool = False) -> RankProgram:
-    """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch).
-    The software stack's part: `fused`, the kernel families it fuses per module region (`engine.stack.fuse`);
-    `cast_bytes`, its low-precision recipe's cast traffic (`engine.stack.low_precision_casts`); `grouped`, MoE
-    experts as grouped kernels (`engine.stack.group_experts`)."""
+                 stack: StackProfile | None = None) -> RankProgram:
+    """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch), as
+    the software `stack` runs it (None: the traced eager program): the kernel families it fuses per module region
+    (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`) and its grouped
+    MoE kernels (`engine.stack.group_experts`)."""
+    fused = stack.fused_families if stack else ()
+    cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
+    grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1)
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
                                           grouped)

@@ -218,8 +218,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     system = s.system or default_system(s.device)
     net = Network.of(system) if system is not None else None
     device, precision = s.device, tr.precision
-    prog = rank_program(model, plan, precision, attention, stack.fused_families,
-                        stack.get("recipe.cast_bytes_per_element"), stack.get("moe.grouped_gemm"))
+    prog = rank_program(model, plan, precision, attention, stack)
     step = training_step(prog, net, device, table, precision,
                          overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))
     st = stage_times(prog, device, table, precision)

@@ -168,9 +168,7 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
         flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
                                                              tr.precision)
         for plan, need in members:
-            prog = rank_program(model, plan, tr.precision, fused=stack.fused_families,
-                                cast_bytes=stack.get("recipe.cast_bytes_per_element"),
-                                grouped=stack.get("moe.grouped_gemm"))
+            prog = rank_program(model, plan, tr.precision, stack=stack)
             step = training_step(prog, net, cand.device, table, tr.precision, overlap=overlap)
             flops = flops_per_microbatch * plan.num_microbatches * plan.dp
             rows.append({

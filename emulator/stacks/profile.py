@@ -78,6 +78,15 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
 }
 
 
+# Numeric item kinds that take a number from 0 to a bound: (what it is, the bound, as written, an example).
+RANGES: dict[str, tuple[str, float, str, str]] = {
+    "fraction": ("a number", 1.0, "1", "0.9"),
+    "seconds": ("seconds", 1.0, "1", "0.001 for a millisecond"),
+    "bytes": ("bytes per element", 64.0, "64", "3.0"),
+    "bytes_count": ("a size in bytes", 2.0**40, "2**40", "524288"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     value: Any
@@ -171,26 +180,15 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
         if not numeric or value < 1 or not float(value).is_integer():
             fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
         return int(value)
-    if kind == "fraction":
-        if not numeric or not 0.0 <= value <= 1.0:
-            fail(f"must be a number from 0 to 1, got {value!r}. Fix: e.g. 0.9.")
-        return float(value)
     if kind == "family_map":
         if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)
                                                  or not isinstance(v, (int, float)) or not 0.1 <= v <= 1.5
                                                  for k, v in value.items()):
             fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
         return {str(k): float(v) for k, v in value.items()}
-    if kind == "bytes_count":
-        if not numeric or not 0.0 <= value <= 2**40:
-            fail(f"must be a size in bytes from 0 to 2**40, got {value!r}. Fix: e.g. 524288.")
-        return float(value)
-    if kind == "bytes":
-        if not numeric or not 0.0 <= value <= 64.0:
-            fail(f"must be bytes per element from 0 to 64, got {value!r}. Fix: e.g. 3.0.")
-        return float(value)
-    if kind == "seconds":
-        if not numeric or not 0.0 <= value <= 1.0:
-            fail(f"must be seconds from 0 to 1, got {value!r}. Fix: e.g. 0.001 for a millisecond.")
+    if kind in RANGES:
+        what, top, shown, example = RANGES[kind]
+        if not numeric or not 0.0 <= value <= top:
+            fail(f"must be {what} from 0 to {shown}, got {value!r}. Fix: e.g. {example}.")
         return float(value)
     raise EmulatorError(f"unknown item kind {kind!r}")  # a schema bug, not a user's

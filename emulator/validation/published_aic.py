@@ -41,8 +41,7 @@ from emulator.files import shipped
 from emulator.hardware import load_system
 from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import predict_serving
-from emulator.stacks import load_stack
-from emulator.stats import median
+from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
 
@@ -120,13 +119,10 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     tp, pp = _int(row["tp_size"]), max(_int(row["pp_size"]), 1)
     engine = row["backend"]
     where = f"{CSV.name} row {row['id']}"
-    kv = load_stack(engine, "serving").get("defaults.kv_precision").get(precision)
     inference: dict[str, Any] = {
         "engine": engine, "precision": precision, "parallel": {"tp": tp, "pp": pp,
                                                                "ep": _int(row["moe_ep_size"]) if model.is_moe else 1},
         "input_tokens": _int(row["isl"]), "output_tokens": _int(row["osl"]), "concurrency": _int(row["batch_size"])}
-    if kv:
-        inference["kv_precision"] = kv
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
 
@@ -149,14 +145,6 @@ def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> lis
         picks = sorted({int(round(x)) for x in np.linspace(0, len(ordered) - 1, shares[key])}) if shares[key] else []
         chosen += [ordered[i] for i in picks]
     return chosen
-
-
-def _summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    errors = [c["error"] for c in cases]
-    if not errors:
-        return {"num_cases": 0, "median_abs_error": None, "max_abs_error": None, "mean_error": None}
-    return {"num_cases": len(errors), "median_abs_error": median([abs(e) for e in errors]),
-            "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
 
 
 def validate_aic(limit: int | None = SAMPLE_ROWS, *,
@@ -196,7 +184,8 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *,
     for _, metric in METRICS:
         mine = [c for c in cases if c["metric"] == metric]
         engines = sorted({c["stack"] for c in mine})
-        metrics[metric] = {"all": _summary(mine)} | {e: _summary([c for c in mine if c["stack"] == e]) for e in engines}
+        metrics[metric] = {"all": error_summary(mine)} | {e: error_summary([c for c in mine if c["stack"] == e])
+                                                         for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
     summary = {"num_rows": len(rows()), "num_usable": len(usable), "num_sampled": len(sample),
                "num_predicted": len(sample) - len(failed), "num_cases": len(cases),

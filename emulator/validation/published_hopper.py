@@ -35,7 +35,7 @@ from emulator.engine.calibration import efficiency_for
 from emulator.hardware import load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
-from emulator.stats import median
+from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import LoraConfig
 from emulator.workloads.presets import preset
@@ -184,15 +184,6 @@ def predict_case(case: dict[str, Any]) -> dict[str, Any]:
             "task": tr.task, "family": FAMILIES[preset_of(case)], "model": preset_of(case),
             "model_overrides": changes, "precision": tr.precision, "plan": pred.plan.as_dict(),
             "step_time_s": pred.step_time_s, "fits": pred.memory.fits}
-
-
-def error_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median and max |error| and the signed mean error of some cases."""
-    errors = [c["error"] for c in cases]
-    if not errors:
-        return {"num_cases": 0, "median_abs_error": None, "max_abs_error": None, "mean_error": None}
-    return {"num_cases": len(errors), "median_abs_error": median([abs(e) for e in errors]),
-            "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
 
 
 def _grouped(cases: list[dict[str, Any]], key: str) -> dict[str, Any]:

@@ -25,14 +25,22 @@ def case_records(section: dict[str, Any], *, source: str, stack: str) -> list[di
     return out
 
 
+def error_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cases, median and max |error| and the signed mean error of some cases (None for none)."""
+    errors = [c["error"] for c in cases]
+    if not errors:
+        return {"num_cases": 0, "median_abs_error": None, "max_abs_error": None, "mean_error": None}
+    return {"num_cases": len(errors), "median_abs_error": median([abs(e) for e in errors]),
+            "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
+
+
 def by_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (source, stack, metric): cases, median and max |error|, signed mean error."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
+    """Per (source, stack, metric): `error_summary` of its cases."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["source"], r["stack"], r["metric"]), []).append(r["error"])
-    return [{"source": s, "stack": k, "metric": m, "num_cases": len(e), "median_abs_error": median([abs(x) for x in e]),
-             "max_abs_error": max(abs(x) for x in e), "mean_error": sum(e) / len(e)}
-            for (s, k, m), e in sorted(groups.items())]
+        groups.setdefault((r["source"], r["stack"], r["metric"]), []).append(r)
+    return [{"source": s, "stack": k, "metric": m, **error_summary(cases)}
+            for (s, k, m), cases in sorted(groups.items())]
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -45,4 +53,4 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CASE_KEYS", "by_source", "case_records", "render"]
+__all__ = ["CASE_KEYS", "by_source", "case_records", "error_summary", "render"]
