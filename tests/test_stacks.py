@@ -292,3 +292,23 @@ def test_a_family_without_its_own_sustained_share_takes_the_transferred_one() ->
     assert stack.sustained_math("hopper") == shares["hopper"]
     assert stack.sustained_math("blackwell") == shares["*"]  # transferred, said so in the profile
     assert load_stack("eager", "training").sustained_math("blackwell") == 1.0
+
+
+def test_low_precision_gemms_take_the_16_bit_shape_response() -> None:
+    """`recipe.low_precision_gemm_shape`: an fp8 family keeps its large-GEMM math rate and takes the bf16 family's
+    small-shape response and weight streaming; other families are untouched."""
+    from emulator.engine.efficiency import EfficiencyTable, FamilyEfficiency
+    from emulator.engine.stack import low_precision_from_base
+
+    base = FamilyEfficiency(math=0.74, memory=0.78, overhead_s=2.5e-6, tile=64, half_dim=0.3, error=0.13)
+    fp8 = FamilyEfficiency(math=0.70, memory=0.60, overhead_s=3.2e-6, tile=128, half_dim=97.0, error=0.06)
+    norm = FamilyEfficiency(math=0.5, memory=0.5, tile=0, error=0.1)
+    table = EfficiencyTable(families={"gemm": base, "gemm.fp8": fp8, "norm": norm}, provenance="calibrated",
+                           source="test")
+    out = low_precision_from_base(table).families
+    assert out["gemm.fp8"].math == 0.70
+    assert (out["gemm.fp8"].memory, out["gemm.fp8"].overhead_s, out["gemm.fp8"].tile, out["gemm.fp8"].half_dim) == (
+        0.78, 2.5e-6, 64, 0.3)
+    assert out["gemm"] == base and out["norm"] == norm
+    assert load_stack("trtllm", "serving").get("recipe.low_precision_gemm_shape") is True
+    assert load_stack("eager", "serving").get("recipe.low_precision_gemm_shape") is False

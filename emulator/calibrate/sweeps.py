@@ -73,9 +73,7 @@ def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
     for batch, mn, k in bs:
         points.append(BenchPoint("gemm", "bmm", {"batch": batch, "m": mn, "n": mn, "k": k}, bdt))
     if gpu:
-        # fp8 on the tensor cores; the calibrator skips these where torch._scaled_mm cannot run.
-        sizes = [1024, 4096, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384]
-        points += [BenchPoint("gemm", "scaled_mm", {"m": s, "n": s, "k": s}, "fp8") for s in sizes]
+        points += _gemm_fp8() + _grouped_experts()
     if not gpu:
         # Layer-shaped products of small models: few tokens (decode) to many (prefill, training).
         for m in (16, 128, 512):
@@ -87,6 +85,34 @@ def _gemm(device_kind: str, quick: bool) -> list[BenchPoint]:
     if not gpu and quick:
         points.append(BenchPoint("gemm", "gemm", {"m": 256, "n": 256, "k": 256}, "bf16"))
     return points
+
+
+# fp8 GEMMs over the shape classes of bf16 (squares, odd, skinny, decode- and prefill-shaped layers): a family
+# fitted on squares alone has no evidence for decode's skinny products (issue 12, item 2). cuBLASLt's fp8 kernels
+# need every dimension divisible by 16, as the engines pad their token counts to.
+FP8_SQUARES = (256, 512, 1024, 2048, 4096, 8192, 16384)
+FP8_SHAPES = (
+    (1008, 1008, 1008), (4160, 4096, 4096), (3008, 5008, 7008),                       # odd
+    *((m, 16384, 16384) for m in (16, 32, 64, 128, 256)), (16, 8192, 8192), (64, 8192, 8192),  # skinny
+    (16, 6144, 4096), (64, 28672, 4096), (128, 4096, 14336), (256, 10240, 8192),      # decode-shaped layers
+    (8192, 4096, 4096), (8192, 14336, 4096), (8192, 4096, 14336), (2048, 10240, 8192),  # prefill/training
+    (4096, 28672, 8192), (16384, 2048, 2048),
+)
+
+# Expert GEMMs as the engines run them: one batched product over [experts, tokens per expert, hidden], timed as
+# `grouped_mm` calls are predicted (see `emulator.engine.stack.group_experts`). Shapes of Mixtral (8 x 14336),
+# Qwen3-30B-A3B (128 x 768) and DeepSeek-V3 (256 x 2048) experts at decode and prefill token counts.
+EXPERT_SHAPES = ((8, 512, 14336, 4096), (8, 2048, 4096, 14336), (128, 16, 768, 2048), (128, 256, 768, 2048),
+                 (128, 64, 2048, 768), (32, 128, 2048, 7168), (256, 16, 2048, 7168), (64, 512, 2048, 7168))
+
+
+def _gemm_fp8() -> list[BenchPoint]:
+    shapes = [(s, s, s) for s in FP8_SQUARES] + list(FP8_SHAPES)
+    return [BenchPoint("gemm", "scaled_mm", {"m": m, "n": n, "k": k}, "fp8") for m, n, k in shapes]
+
+
+def _grouped_experts() -> list[BenchPoint]:
+    return [BenchPoint("gemm", "bmm", {"batch": g, "m": m, "n": n, "k": k}, "bf16") for g, m, n, k in EXPERT_SHAPES]
 
 
 def _attention(device_kind: str, quick: bool) -> list[BenchPoint]:

@@ -8,6 +8,9 @@ from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
+from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
+from emulator.validation.measured_stack import render as render_measured_stack
+from emulator.validation.measured_stack import validate_measured_stack
 from emulator.validation.published_aic import SAMPLE_ROWS, validate_aic
 from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_hopper import render as render_hopper
@@ -38,6 +41,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
+        measured = validate_measured_stack()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
@@ -46,18 +50,21 @@ def validate(args: argparse.Namespace) -> None:
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
+            "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
         }
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
-                   + case_records(aic, source="AIConfigurator Hopper sample", stack=""))
+                   + case_records(aic, source="AIConfigurator Hopper sample", stack="")
+                   + case_records(measured, source=MEASURED_STACK_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
         if args.json:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
-                  + "\n\n" + render_aic(aic) + "\n\n" + render_sources(sources))
+                  + "\n\n" + render_aic(aic) + "\n\n" + render_measured_stack(measured) + "\n\n"
+                  + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

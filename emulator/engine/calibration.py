@@ -103,19 +103,24 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
 MIN_SHAPE_POINTS = 24
 
 
-def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
-                     families: Mapping[str, FamilyEfficiency]) -> FamilyEfficiency:
-    """A `gemm.<dtype>` family fitted on too few shapes, transferred from the 16-bit `gemm` family: its large-GEMM
-    math fraction is its own; how the rate falls for small and skinny shapes (small-matrix half size, wave tile,
-    call overhead) and how fast weights stream (memory) are the base family's, since a low-precision GEMM runs the
-    same tiles over fewer bytes. Its error widens by the share of evidence it lacks."""
-    base = families.get("gemm")
-    if base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS:
-        return eff
-    lacking = 1.0 - int(p.get("num_points", 0)) / MIN_SHAPE_POINTS
+def base_shaped(eff: FamilyEfficiency, base: FamilyEfficiency, lacking: float = 0.0) -> FamilyEfficiency:
+    """A low-precision GEMM family with the 16-bit family's shape response: its large-GEMM math fraction is its
+    own; how the rate falls for small and skinny shapes (small-matrix half size, wave tile, call overhead) and how
+    fast weights stream (memory) are the base family's, since a low-precision GEMM can run the same tiles over fewer
+    bytes. `lacking`: the share of evidence the family lacks, which widens its error by as much of the base's."""
     return dataclasses.replace(eff, memory=max(eff.memory, base.memory), half_dim=base.half_dim, tile=base.tile,
                                overhead_s=base.overhead_s, cache_speedup=base.cache_speedup,
                                error=max(eff.error, base.error) + lacking * base.error)
+
+
+def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
+                     families: Mapping[str, FamilyEfficiency]) -> FamilyEfficiency:
+    """A `gemm.<dtype>` family fitted on too few shapes takes the 16-bit `gemm` family's shape response
+    (`base_shaped`), its error widened by the share of evidence it lacks."""
+    base = families.get("gemm")
+    if base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS:
+        return eff
+    return base_shaped(eff, base, 1.0 - int(p.get("num_points", 0)) / MIN_SHAPE_POINTS)
 
 
 def table_from(data: Mapping[str, Any], path: str, provenance: str = "calibrated", extra_error: float = 0.0,

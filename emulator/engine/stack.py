@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+from emulator.engine.calibration import base_shaped
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.trace import Trace
 from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
@@ -172,6 +173,19 @@ def group_experts(trace: Trace) -> Trace:
                 c = dataclasses.replace(c, op="grouped_mm", shapes=((round(group), m, k), (round(group), k, n)))
         calls.append(c)
     return dataclasses.replace(trace, calls=tuple(calls))
+
+
+def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:
+    """The table with every `gemm.<dtype>` family on the 16-bit family's shape response
+    (`recipe.low_precision_gemm_shape`): the serving engines pick their fp8 GEMM tiles per M bucket (swap-AB for
+    small M), so their decode-shaped fp8 products stream weights as the 16-bit ones do, where the calibrated torch
+    `_scaled_mm` (cuBLASLt) reaches half the bandwidth at M = 16."""
+    base = table.families.get("gemm")
+    if base is None:
+        return table
+    families = {name: (base_shaped(eff, base) if name.startswith("gemm.") else eff)
+                for name, eff in table.families.items()}
+    return dataclasses.replace(table, families=families)
 
 
 SUSTAINED_FAMILIES = ("gemm", "attention")

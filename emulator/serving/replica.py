@@ -43,7 +43,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse, group_experts
+from emulator.engine.stack import fuse, group_experts, low_precision_from_base
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
@@ -81,21 +81,6 @@ class StepModel:
             return 0.0
         return (self.overhead_s + self.dense(tokens) + self.head(logit_rows) + self.pair_s * pairs
                 + self.kv_s_per_token * kv_tokens)
-
-
-def serving_table(table: EfficiencyTable) -> EfficiencyTable:
-    """The table with low-precision GEMMs streaming weights as fast as the base GEMM family does.
-
-    Streaming bytes costs the same whatever the math dtype, and a calibration's low-precision sweep may hold
-    only square, compute-bound GEMMs (the shipped H200 fp8 sweep: 512^3..16384^3), which leave its memory
-    efficiency unidentified; decode GEMMs are weight streams, so they take the base family's fitted value.
-    """
-    base = table.families.get("gemm")
-    if base is None:
-        return table
-    families = {name: (dataclasses.replace(eff, memory=max(eff.memory, base.memory))
-                       if name.startswith("gemm.") else eff) for name, eff in table.families.items()}
-    return dataclasses.replace(table, families=families)
 
 
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
@@ -195,6 +180,16 @@ def _split(timing: Timing) -> tuple[float, float]:
     return timing.total_s - head, head
 
 
+def engine_device(device: DeviceProfile, engine: StackProfile) -> tuple[DeviceProfile, float]:
+    """The device as the engine's kernels run on it, and the host's launch cost per kernel on top of their time.
+
+    With CUDA graphs a replayed graph's kernels follow each other on the device, a gap each
+    (`host.graph_kernel_gap_s`) and no host launch; without, every kernel costs a launch (`host.kernel_launch_s`)."""
+    if engine.get("host.cuda_graphs"):
+        return dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s"))), 0.0
+    return device, float(engine.get("host.kernel_launch_s"))
+
+
 _CACHE: dict[tuple[object, ...], StepModel] = {}
 
 
@@ -205,19 +200,17 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     graphs, a launch per kernel on the host), cached per configuration."""
     engine = engine or load_stack(None, "serving")
     fused, grouped = engine.fused_families, bool(engine.get("moe.grouped_gemm"))
-    graphs = bool(engine.get("host.cuda_graphs"))
+    base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
     one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
-    launch_s = 0.0 if graphs else float(engine.get("host.kernel_launch_s"))
-    if graphs:  # a replayed graph's kernels follow each other without host launches: a device-side gap each
-        device = dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s")))
+    device, launch_s = engine_device(device, engine)
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot)
+           fused, grouped, launch_s, one_shot, base_shape)
     if key in _CACHE:
         return _CACHE[key]
+    table = low_precision_from_base(table) if base_shape else table
     part = shard(model, tp, ep)
-    table = serving_table(table)
     dtype = traced_dtype(precision)
 
     kernels: list[KernelTiming] = []

@@ -53,6 +53,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
+    "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
+                                        "low-precision GEMMs follow the 16-bit GEMM's shape response (tiles picked per "
+                                        "M bucket), with their own large-GEMM math rate"),
     "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
                                   "share of the calibrated GEMM and attention math rate a step sustains, per "
                                   "device family"),
