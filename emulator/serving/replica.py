@@ -266,6 +266,9 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
     fraction = float(stack.get("defaults.kv_memory_fraction"))
+    held_back = float(stack.get("defaults.kv_memory_reserve_bytes"))
+    if held_back:  # SGLang: a fixed reserve for its activations and graphs, the rest for weights and the KV pool
+        workspace = held_back
     if stack.get("defaults.kv_memory_of_total"):  # vLLM, SGLang: a share of the whole memory, weights inside it
         pool = fraction * device.memory_bytes - weights - workspace
     else:  # TensorRT-LLM: a share of what the weights and workspace leave

@@ -69,6 +69,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "defaults.kv_memory_fraction": ("fraction", ("serving",), 0.9, "share of free memory given to the KV cache"),
     "defaults.kv_memory_of_total": ("bool", ("serving",), False,
                                     "the fraction is of the whole memory (weights inside it), not of what is free"),
+    "defaults.kv_memory_reserve_bytes": ("bytes_count", ("serving",), 0.0,
+                                         "memory held back from the weights and KV pool whatever the device's size "
+                                         "(prefill activations, CUDA-graph buffers); replaces the workspace estimate"),
     "scheduler.reserve_output": ("fraction", ("serving",), 0.0,
                                  "share of a request's remaining output tokens kept free in the KV cache at admission"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
