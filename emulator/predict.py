@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from emulator.cluster import predict_training
+from emulator.cluster import TrainingPrediction, predict_training
+from emulator.cluster.timeline import training_timeline
+from emulator.cluster.training import training_setup
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import ALLOCATOR_ALLOWANCE
 from emulator.engine.predict import predict, predict_batch
 from emulator.engine.prediction import Memory, Prediction
+from emulator.engine.timeline import Timeline
+from emulator.errors import EmulatorError
 from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
+from emulator.serving.records import RequestLog
 from emulator.stacks import load_stack
 from emulator.workloads.config import TransformerConfig
 
@@ -50,9 +55,41 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     return ServingPrediction(**fields, serving=serving)
 
 
+def prediction_timeline(s: Scenario, p: Prediction, table: EfficiencyTable | None = None) -> Timeline:
+    """The timeline of a prediction (`emulator predict --trace`): a training step per pipeline stage, or a serving
+    run's iterations and requests."""
+    about = {"scenario": s.path, "model": p.model, "device": p.device, "system": p.system,
+             "num_devices": p.num_devices, "provenance": p.provenance, "error_band": p.error_band}
+    if isinstance(p, TrainingPrediction):
+        return training_timeline(training_setup(s, table), p.step, **about)
+    if isinstance(p, ServingPrediction) and p.serving.log is not None:
+        return p.serving.log.timeline(**about)
+    raise EmulatorError(f"no timeline for this scenario: {_no_log(p)}. Fix: drop --trace, or use a transformer "
+                        "training scenario or an aggregated LLM serving scenario.", file=s.path, field="--trace")
+
+
+def _no_log(p: Prediction) -> str:
+    """Why a prediction has no per-step timeline or request records."""
+    if isinstance(p, ServingPrediction):
+        if p.serving.prefill_replicas is not None:
+            return "disaggregated serving simulates its prefill and decode pools apart, with no shared timeline"
+        return "recommender queries are simulated in batches, without per-request records or iterations kept"
+    return "a recommender training step is timed on one device, without a cluster schedule"
+
+
+def request_log(s: Scenario, p: Prediction) -> RequestLog:
+    """The per-request records behind a serving prediction (`emulator predict --requests`, `--cdf`)."""
+    if isinstance(p, ServingPrediction) and p.serving.log is not None:
+        return p.serving.log
+    why = _no_log(p) if isinstance(p, ServingPrediction) else "a training scenario serves no requests"
+    raise EmulatorError(f"no per-request records for this scenario: {why}. Fix: use an aggregated LLM serving "
+                        "scenario (inference: with offline, server, concurrency or a trace).", file=s.path,
+                        field="inference")
+
+
 def predict_json(s: Scenario, table: EfficiencyTable | None = None) -> dict[str, object]:
     """What `emulator predict --json` prints."""
     return predict_scenario(s, table).to_json()
 
 
-__all__ = ["predict_json", "predict_scenario", "predict_served"]
+__all__ = ["predict_json", "predict_scenario", "predict_served", "prediction_timeline", "request_log"]

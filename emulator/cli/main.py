@@ -22,6 +22,7 @@ COMMANDS = {
     "stacks": "emulator.cli.listing:stacks",
     "results": "emulator.cli.listing:results",
     "predict": "emulator.cli.predict:command",
+    "compare": "emulator.cli.compare:command",
     "calibrate": "emulator.cli.measure:calibrate",
     "validate": "emulator.cli.measure:validate",
     "run": "emulator.cli.run:command",
@@ -88,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict a scenario on its device")
     p.add_argument("scenario")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--trace", metavar="FILE.json",
+                   help="write a Chrome/Perfetto trace: a training step per pipeline stage, or a serving run")
+    p.add_argument("--requests", metavar="FILE.csv", help="serving: write the simulated per-request records as CSV")
+    p.add_argument("--cdf", metavar="FILE.png", help="serving: plot the CDFs of TTFT and end-to-end latency")
+    p.add_argument("--sweep-concurrency", metavar="LEVELS",
+                   help="serving: the closed loop at each level, e.g. 1,2,4,...,256 ('...' doubles)")
+    p.add_argument("--plot", metavar="FILE.png", help="with --sweep-concurrency: tokens/s per device against per user")
+
+    p = sub.add_parser("compare", help="predict several scenarios and print them side by side")
+    p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("calibrate", help="measure kernel sweeps on this machine and fit its efficiencies")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.cli.layout import layout_lines
 from emulator.cli.output import table
 from emulator.cluster.training import NO_SINGLE_FIX, TrainingPrediction
 from emulator.engine.prediction import InferencePrediction, Prediction
@@ -63,7 +64,7 @@ def _training_lines(p: TrainingPrediction) -> list[str]:
         lines += [f"  would fit with       {change} ({fmt_bytes(need)})" for change, need in over.fixes[:4]]
         if not over.fixes:
             lines.append(f"  would fit with       {NO_SINGLE_FIX}")
-    return lines
+    return lines + layout_lines(p.layout, plan.pp)
 
 
 def _serving_lines(p: ServingPrediction) -> list[str]:

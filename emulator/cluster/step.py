@@ -238,7 +238,7 @@ def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile,
     step = m * microbatch_s + bubble + pp_s + dp_s + optimizer_s
     hidden = 0.0
     if net is not None:
-        hidden = comm_time(prog, net, "cp") + (comm_time(prog, net, "dp") + comm_time(prog, net, "edp")) * (
+        hidden = m * comm_time(prog, net, "cp") + (comm_time(prog, net, "dp") + comm_time(prog, net, "edp")) * (
             m if plan.shard_stage >= 3 else 1)
     return StepBreakdown(
         step_s=step, compute_s=m * compute_mb + optimizer_s,

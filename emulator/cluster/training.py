@@ -18,10 +18,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from emulator.cluster.goodput import Goodput, goodput
+from emulator.cluster.layout import Layout, plan_layout
 from emulator.cluster.memory import plan_memory
 from emulator.cluster.network import Network
 from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings
-from emulator.cluster.shard import layers_per_stage, rank_program, rank_shard, stage_params, trainable_params
+from emulator.cluster.shard import (
+    RankProgram,
+    layers_per_stage,
+    rank_program,
+    rank_shard,
+    stage_params,
+    trainable_params,
+)
 from emulator.cluster.step import Overlap, StepBreakdown, stage_times, training_step
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
@@ -32,7 +40,7 @@ from emulator.engine.stack import sustained
 from emulator.engine.timing import FamilyTiming, family_totals
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
-from emulator.hardware import default_system
+from emulator.hardware import DeviceProfile, SystemProfile, default_system
 from emulator.scenario import Scenario, Training
 from emulator.stacks import StackProfile, stack_of
 from emulator.units import HOUR_S
@@ -129,6 +137,7 @@ class TrainingPrediction(Prediction):
     num_layers: int  # on the busiest stage
     stage_params: float
     fit_advice: FitAdvice | None = None
+    layout: Layout | None = None  # ranks on nodes and collectives on links (None: no system profile)
 
     mode: ClassVar[str] = "training"
     flops_convention: ClassVar[str] = FLOPS_CONVENTION
@@ -174,6 +183,8 @@ class TrainingPrediction(Prediction):
         }
         if self.fit_advice is not None:
             out["fit_advice"] = self.fit_advice.as_dict()
+        if self.layout is not None:
+            out["layout"] = self.layout.as_dict()
         return out
 
 
@@ -192,17 +203,32 @@ def _kernels(families: dict[str, FamilyTiming], m: int, step: StepBreakdown, num
     return dict(sorted(out.items(), key=lambda kv: -kv[1].time_s))
 
 
-def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *,
-                     overlap_grad_reduce: bool | None = None, attention: str = "fused",
-                     stack: StackProfile | None = None) -> TrainingPrediction:
-    """Predict step time, throughput, MFU, memory and time-to-train of a training scenario on its cluster.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingSetup:
+    """What a training scenario's step is timed from: the model it trains, the plan, the software stack, the
+    efficiency table at the stack's sustained math rate, the system and its network, one rank's program and what
+    the stack overlaps."""
 
-    `stack`: the software stack (default: the scenario's `training.framework`); it fuses the traced program's
-    kernels, sets what overlaps and fills the plan's defaults.
-    `overlap_grad_reduce`: False when a run says its gradient reduction did not overlap backward.
-    `attention`: "fused" runs the traced FlashAttention-style kernel; "unfused" the batched-GEMM + softmax
-    kernels of Megatron-LM 2021-22 (for reproducing runs made before fused attention).
-    """
+    training: Training
+    model: TransformerConfig
+    device: DeviceProfile
+    plan: Plan
+    stack: StackProfile
+    table: EfficiencyTable
+    system: SystemProfile | None
+    network: Network | None
+    program: RankProgram
+    overlap: Overlap
+
+    def step(self) -> StepBreakdown:
+        return training_step(self.program, self.network, self.device, self.table, self.training.precision,
+                             overlap=self.overlap)
+
+
+def training_setup(scenario: Scenario, table: EfficiencyTable | None = None, *,
+                   overlap_grad_reduce: bool | None = None, attention: str = "fused",
+                   stack: StackProfile | None = None) -> TrainingSetup:
+    """A training scenario's setup (arguments as `predict_training`'s), its plan checked against the model."""
     s = scenario
     tr = s.training
     model = s.model
@@ -214,13 +240,30 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     model = trained_model(model, tr)
     plan = plan_from(s, stack)
     check_plan(model, plan, s.num_devices, s.path)
-    table = sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family))
     system = s.system or default_system(s.device)
-    net = Network.of(system) if system is not None else None
-    device, precision = s.device, tr.precision
-    prog = rank_program(model, plan, precision, attention, stack)
-    step = training_step(prog, net, device, table, precision,
-                         overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))
+    return TrainingSetup(
+        training=tr, model=model, device=s.device, plan=plan, stack=stack,
+        table=sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family)), system=system,
+        network=Network.of(system) if system is not None else None,
+        program=rank_program(model, plan, tr.precision, attention, stack),
+        overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))
+
+
+def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *,
+                     overlap_grad_reduce: bool | None = None, attention: str = "fused",
+                     stack: StackProfile | None = None) -> TrainingPrediction:
+    """Predict step time, throughput, MFU, memory and time-to-train of a training scenario on its cluster.
+
+    `stack`: the software stack (default: the scenario's `training.framework`); it fuses the traced program's
+    kernels, sets what overlaps and fills the plan's defaults.
+    `overlap_grad_reduce`: False when a run says its gradient reduction did not overlap backward.
+    `attention`: "fused" runs the traced FlashAttention-style kernel; "unfused" the batched-GEMM + softmax
+    kernels of Megatron-LM 2021-22 (for reproducing runs made before fused attention).
+    """
+    setup = training_setup(scenario, table, overlap_grad_reduce=overlap_grad_reduce, attention=attention, stack=stack)
+    s, tr, model, plan, table = scenario, setup.training, setup.model, setup.plan, setup.table
+    device, precision, system, net, prog = setup.device, tr.precision, setup.system, setup.network, setup.program
+    step = setup.step()
     st = stage_times(prog, device, table, precision)
     m = plan.num_microbatches
 
@@ -267,8 +310,9 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         unknown_ops=prog.trace.unknown_ops, notes=tuple(notes), assumed=getattr(model, "assumed", {}),
         plan=plan, step=step, attention_flops_per_step=attention_flops * replicas_mb, total_tokens=tr.total_tokens,
         goodput=goodput(float(model.num_params()), plan.num_devices, ideal), num_layers=prog.num_layers,
-        stage_params=prog.stage_params, fit_advice=advice, stack=stack.as_dict())
+        stage_params=prog.stage_params, fit_advice=advice, stack=setup.stack.as_dict(),
+        layout=plan_layout(prog, net, system) if net is not None and system is not None else None)
 
 
-__all__ = ["FitAdvice", "TrainingPrediction", "fit_advice", "memory_of", "model_flops_per_microbatch",
-           "predict_training", "trained_model"]
+__all__ = ["FitAdvice", "TrainingPrediction", "TrainingSetup", "fit_advice", "memory_of", "model_flops_per_microbatch",
+           "predict_training", "trained_model", "training_setup"]

@@ -8,6 +8,7 @@ from emulator.hardware import default_system
 from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ServingResult, num_replicas
+from emulator.serving.records import RequestLog
 from emulator.serving.replica import Replica, build_replica
 from emulator.serving.search import ScenarioResult, choose_batch, meets, run_closed, run_offline, run_server
 from emulator.serving.simulator import Requests, SimResult, simulate
@@ -33,10 +34,13 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         return _closed_loop(scenario, spec, table, replica, replicas, notes)
     if spec.trace is not None:
         res, sc = _run_trace(replica, spec, replicas)
+        which = f"every request of the trace on all {replicas} replica(s)"
     else:
         offline = run_offline(replica, spec, replicas)
         sc = offline if spec.scenario == "offline" else run_server(replica, spec, replicas, offline)
         res = sc.result
+        which = (f"replica 0 of {replicas}: its share of the requests" if sc.scenario == "offline" else
+                 f"replica 0 of {replicas} at {sc.rate_per_s or 0:.4g} requests/s: its requests after the warm-up")
     if res.num_preemptions:
         notes.append(f"{res.num_preemptions} preemption(s) (KV cache full; recomputed)")
     if spec.pp > 1:
@@ -52,7 +56,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes), utilisation=util,
         memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
-        num_preemptions=res.num_preemptions, engine=spec.engine)
+        num_preemptions=res.num_preemptions, engine=spec.engine, log=RequestLog.of(res, f"{sc.scenario}, {which}"))
 
 
 def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, replica: Replica, replicas: int,
@@ -76,7 +80,7 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         meets_slo=run.meets_slo, notes=tuple(notes), utilisation=util, memory_parts=replica.memory_parts(),
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=run.num_preemptions,
-        engine=spec.engine, closed_loop=run.stats)
+        engine=spec.engine, closed_loop=run.stats, log=run.log)
 
 
 def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimResult, ScenarioResult]:

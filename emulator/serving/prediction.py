@@ -5,12 +5,13 @@ one-device batch view it is built on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emulator.engine.prediction import Figure, InferencePrediction
 from emulator.errors import EmulatorError
 from emulator.scenario import Scenario
+from emulator.serving.records import RequestLog
 from emulator.stats import Percentiles
 
 
@@ -93,6 +94,8 @@ class ServingResult:
     pairs_per_query: float | None = None
     engine: str | None = None  # the serving stack the scenario names (inference.engine)
     closed_loop: ClosedLoopStats | None = None  # scenario "concurrency"
+    # The requests behind the percentiles and their iterations (`--requests`, `--trace`); not in `to_json`.
+    log: RequestLog | None = field(default=None, compare=False, repr=False)
 
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "num_preemptions", "kv_transfer_s",
                                             "prefill_replicas", "decode_replicas", "embedding_placement",

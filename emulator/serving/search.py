@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
 from emulator.scenario import ServingSpec, Slo
 from emulator.serving.prediction import ClosedLoopStats
+from emulator.serving.records import RequestLog
 from emulator.serving.replica import Replica
 from emulator.serving.simulator import (
     Requests,
@@ -192,6 +193,7 @@ class ClosedLoopRun:
     utilisation: float
     num_preemptions: int
     meets_slo: bool
+    log: RequestLog = field(compare=False, repr=False)  # the first replica load's measured requests and iterations
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -
     keep = np.arange(clients, n - clients)  # sent after the warm-up wave, before the drain wave
     measured = SimResult(res.arrival_s[keep], res.first_token_s[keep], res.finish_s[keep], res.input_tokens[keep],
                          res.output_tokens[keep], res.busy_s, res.makespan_s, 1, res.num_steps, res.num_preemptions,
-                         res.max_concurrency)
+                         res.max_concurrency, iterations=res.iterations)
     return _Load(measured, gaps, tokens_per_s / float(measured.output_tokens.mean()), tokens_per_s)
 
 
@@ -262,7 +264,9 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
         utilisation=sum(min(load.measured.busy_s / load.measured.makespan_s, 1.0) * count
                         for load, count in loads) / num_replicas,
         num_preemptions=sum(load.measured.num_preemptions * count for load, count in loads),
-        meets_slo=meets_percentiles(spec.slo, ttft, tpot, latency))
+        meets_slo=meets_percentiles(spec.slo, ttft, tpot, latency),
+        log=RequestLog.of(loads[0][0].measured, f"concurrency, one replica's closed loop of {share + (extra > 0)} "
+                          "client(s): its measured requests (warm-up and drain waves left out)"))
 
 
 __all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "meets", "meets_percentiles",

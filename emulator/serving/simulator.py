@@ -30,6 +30,7 @@ import numpy as np
 
 from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
+from emulator.serving.iterations import Iterations, Run
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
 from emulator.stats import Percentiles
 
@@ -119,6 +120,7 @@ class SimResult:
     num_preemptions: int
     max_concurrency: int
     gaps: TokenGaps | None = None  # every replica's token gaps (None: a result assembled from other runs)
+    iterations: tuple[Iterations, ...] = ()  # each simulated replica's iteration log (the serving timeline)
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -156,7 +158,7 @@ class SimResult:
         keep = order[int(len(order) * warmup_fraction):]
         return SimResult(self.arrival_s[keep], self.first_token_s[keep], self.finish_s[keep], self.input_tokens[keep],
                          self.output_tokens[keep], self.busy_s, self.makespan_s, self.num_replicas, self.num_steps,
-                         self.num_preemptions, self.max_concurrency, self.gaps)
+                         self.num_preemptions, self.max_concurrency, self.gaps, self.iterations)
 
 
 def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
@@ -186,7 +188,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     busy = 0.0
     steps = preempt = conc = 0
     end = 0.0
-    gaps = []
+    gaps, logs = [], []
     for k in range(num_replicas):
         idx = np.arange(k, n, num_replicas)
         if len(idx) == 0:
@@ -199,8 +201,9 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
             max(conc, run.max_concurrency)
         end = max(end, float(run.finish_s.max()))
         gaps.append(run.gaps)
+        logs.append(run.iterations)
     return SimResult(requests.arrival_s, first, finish, requests.input_tokens, requests.output_tokens, busy, end,
-                     num_replicas, steps, preempt, conc, TokenGaps.join(gaps))
+                     num_replicas, steps, preempt, conc, TokenGaps.join(gaps), tuple(logs))
 
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
@@ -214,7 +217,7 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
                    max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
-                     run.max_concurrency, run.gaps)
+                     run.max_concurrency, run.gaps, (run.iterations,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,7 @@ class _Run:
     num_preemptions: int
     max_concurrency: int
     gaps: TokenGaps
+    iterations: Iterations
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
@@ -249,7 +253,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     fin_heap: list[tuple[int, int]] = []  # (g at which it finishes, request)
     lifo: list[tuple[int, int]] = []  # (-admission number, request) for preemption
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
-    runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
+    log: list[Run] = []  # every iteration, runs of decode-only ones together (`Iterations`)
     waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
     t = busy = 0.0
     g = used = dec_kv = 0
@@ -307,8 +311,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         if ptok:
             dt = step.step_s(ptok + ntok, pairs, len(completing) * beams + ntok, dec_kv)
             k = 1
-            if dec:
-                runs.append((t, 1, dt, 0.0, len(dec)))
+            log.append((t, 1, dt, 0.0, len(dec), ptok))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k = 0.0, 0
         else:  # decode only: advance k identical-shape iterations at once
@@ -318,7 +321,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
             k = max(k, 1)
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
-            runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
+            log.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec), 0))
         t += dt
         busy += dt
         num_steps += k
@@ -362,25 +365,19 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
             admitted += 1
             heapq.heappush(lifo, (-admitted, r))
+    iterations = Iterations.of(log)
     return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                _gaps(runs, waits))
+                _gaps(iterations, waits), iterations)
 
 
-def _gaps(runs: list[tuple[float, int, float, float, int]], waits: list[tuple[float, float]]) -> TokenGaps:
-    """Expand runs of iterations (start, k, first duration, increment per iteration, sequences) into one gap per
-    iteration: iteration j of a run lasts first + increment * j and ends at start + (j+1) first + increment j(j+1)/2."""
-    if runs:
-        start, k, dur, inc, seqs = (np.array(x) for x in zip(*runs, strict=True))
-    else:
-        start, k, dur, inc, seqs = (np.zeros(0) for _ in range(5))
-    k = k.astype(np.int64)
-    run = np.repeat(np.arange(len(k)), k)
-    j = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+def _gaps(iterations: Iterations, waits: list[tuple[float, float]]) -> TokenGaps:
+    """One gap per iteration that advanced decoding sequences (each gains a token), and one per preemption wait."""
+    end, dur, seqs, _ = iterations.expand()
+    keep = seqs > 0
     wait_end, wait_gap = (np.array(x, dtype=float) for x in zip(*waits, strict=True)) if waits else \
         (np.zeros(0), np.zeros(0))
-    return TokenGaps(np.concatenate([start[run] + (j + 1) * dur[run] + inc[run] * j * (j + 1) / 2, wait_end]),
-                     np.concatenate([dur[run] + inc[run] * j, wait_gap]),
-                     np.concatenate([seqs[run].astype(np.int64), np.ones(len(wait_gap), dtype=np.int64)]))
+    return TokenGaps(np.concatenate([end[keep], wait_end]), np.concatenate([dur[keep], wait_gap]),
+                     np.concatenate([seqs[keep], np.ones(len(wait_gap), dtype=np.int64)]))
 
 
 def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:

@@ -1,0 +1,52 @@
+"""The iteration log of one simulated replica: every continuous-batching iteration, when it ran and what it held.
+
+The simulator advances runs of identical decode-only iterations in closed form, so the log keeps runs: run i is
+`count[i]` iterations from `start_s[i]`, the j-th lasting `first_s[i] + increment_s[i] * j` (each decode-only
+iteration reads one more token of KV cache per sequence), with `decode_seqs[i]` sequences decoding and
+`prefill_tokens[i]` prompt tokens prefilled in each. Token gaps (ITL) and the serving timeline both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (start_s, iterations, first duration_s, increment_s per iteration, decoding sequences, prefill tokens)
+Run = tuple[float, int, float, float, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Iterations:
+    """A replica's iterations as runs (see the module docstring)."""
+
+    start_s: np.ndarray
+    count: np.ndarray
+    first_s: np.ndarray
+    increment_s: np.ndarray
+    decode_seqs: np.ndarray
+    prefill_tokens: np.ndarray
+
+    @classmethod
+    def of(cls, runs: list[Run]) -> Iterations:
+        if not runs:
+            return cls(*(np.zeros(0, dtype=dtype) for dtype in (float, np.int64, float, float, np.int64, np.int64)))
+        start, count, first, inc, seqs, prefill = zip(*runs, strict=True)
+        return cls(np.array(start, dtype=float), np.array(count, dtype=np.int64), np.array(first, dtype=float),
+                   np.array(inc, dtype=float), np.array(seqs, dtype=np.int64), np.array(prefill, dtype=np.int64))
+
+    @property
+    def num_iterations(self) -> int:
+        return int(self.count.sum())
+
+    def expand(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One entry per iteration: (end_s, duration_s, decoding sequences, prefill tokens). Iteration j of a run
+        ends at start + (j+1) first + increment j(j+1)/2 (the sum of the durations before it and its own)."""
+        run = np.repeat(np.arange(len(self.count)), self.count)
+        j = np.arange(self.num_iterations) - np.repeat(np.cumsum(self.count) - self.count, self.count)
+        first, inc = self.first_s[run], self.increment_s[run]
+        end = self.start_s[run] + (j + 1) * first + inc * j * (j + 1) / 2
+        return end, first + inc * j, self.decode_seqs[run], self.prefill_tokens[run]
+
+
+__all__ = ["Iterations", "Run"]
