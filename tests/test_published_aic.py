@@ -64,6 +64,9 @@ def test_a_row_maps_to_its_closed_loop_scenario() -> None:
      and r["attention_dp_size"] not in ("", "1"), "attention data parallelism"),
     (lambda r: r["mode"] == "agg" and r["model_path"] == "Qwen/Qwen3-235B-A22B-FP8" and r["tp_size"] == "1"
      and r["moe_tp_size"] == "2", "moe_tp_size x moe_ep_size != tp_size"),
+    (lambda r: r["mode"] == "agg" and r["tp_size"] == "64" and r["model_path"].startswith("deepseek-ai")
+     and r["gemm_quant_mode"] == "fp8",
+     "is more than the 8 GPUs of the one"),
 ])
 def test_rows_the_model_cannot_express_are_skipped_with_a_reason(select_row, reason: str) -> None:  # type: ignore[no-untyped-def]
     """Disaggregated rows, models without a preset, attention data parallelism and expert layouts other than

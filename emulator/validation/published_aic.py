@@ -5,7 +5,8 @@ Each usable row is one engine deployment measured under a closed loop (`batch_si
 becomes a scenario:
 - model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile) with tp x pp devices: the deployment is one replica;
-- layout: tp = tp_size, pp = pp_size; MoE models take ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
+- layout: tp = tp_size, pp = pp_size, at most the node's GPUs (29 DeepSeek rows give tp_size 64 with
+  moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
   ignore the moe_* columns. attention_dp_size > 1 (attention data parallelism) has no counterpart: skipped;
 - precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree; nvfp4 and
@@ -103,6 +104,10 @@ def skip_reason(row: dict[str, str]) -> str | None:
     if _int(row["attention_dp_size"]) > 1:
         return "attention data parallelism (attention_dp_size > 1): the replica model has none"
     tp = _int(row["tp_size"])
+    node = load_system(SYSTEMS[row["system"]]).devices_per_node
+    if tp * max(_int(row["pp_size"]), 1) > node:
+        return (f"tp_size x pp_size = {tp * max(_int(row['pp_size']), 1)} is more than the {node} GPUs of the one "
+                f"{row['system']} node the row names (a one-node aggregated deployment cannot hold it)")
     if model.is_moe and _int(row["moe_tp_size"]) * _int(row["moe_ep_size"]) != tp:
         return "moe_tp_size x moe_ep_size != tp_size: experts are spread over the tensor-parallel ranks only"
     if _int(row["batch_size"]) < 1 or _int(row["isl"]) < 1 or _int(row["osl"]) < 1:
