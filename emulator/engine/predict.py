@@ -207,6 +207,7 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> Inferenc
         **_common(one_device, timing, batch_memory(s.model, s)),  # type: ignore[arg-type]
         tokens_per_step=tokens, flops_per_step=flops, hardware_flops_per_step=hardware,
         peak_flops_per_s=s.device.mfu_peak(inf.precision), unknown_ops=unknown, phases=phases, batch_size=b,
+        peak_memory_bytes_per_s=s.device.memory_bandwidth_bytes_per_s,
     )
 
 
