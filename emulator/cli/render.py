@@ -7,7 +7,7 @@ from typing import Any
 from emulator.cli.output import table
 from emulator.cluster.training import NO_SINGLE_FIX, TrainingPrediction
 from emulator.engine.prediction import InferencePrediction, Prediction
-from emulator.scenario import ServingSpec
+from emulator.scenario import ServingSpec, Slo
 from emulator.serving import ServingPrediction, ServingResult
 from emulator.units import fmt_bytes, fmt_flops, fmt_seconds
 
@@ -16,13 +16,13 @@ def render_prediction(p: Prediction, spec: ServingSpec | None = None) -> str:
     """The human table of any prediction (training on a cluster, one device, serving); `spec`, the scenario's
     serving keys, lets a serving table say which batch, rate and SLO were given and which were searched."""
     low, high = p.step_time_range_s
-    inference = isinstance(p, InferencePrediction)
-    what = f"one batch of {p.batch_size} request(s) end to end on one device; " if inference else ""
+    what = f"one batch of {p.batch_size} request(s) end to end on one device; " \
+        if isinstance(p, InferencePrediction) else ""
     lines = [
         f"{p.model} on {p.device} ({p.mode}, {p.num_devices} device(s){f', {p.system}' if p.system else ''})",
         f"  step time            {fmt_seconds(p.step_time_s)}  ({what}range {fmt_seconds(low)} .. "
         f"{fmt_seconds(high)}; provenance: {p.provenance}, ±{p.error_band * 100:.0f}%)",
-        f"  {'output tokens/s' if isinstance(p, ServingPrediction) else 'tokens/s':21s}{p.tokens_per_s:,.0f}  "
+        f"  {_throughput_label(p):21s}{p.tokens_per_s:,.0f}  "
         f"(all {p.num_devices} device(s); {p.tokens_per_s_per_device:,.0f} per device)",
     ]
     if isinstance(p, InferencePrediction):
@@ -51,6 +51,13 @@ def render_prediction(p: Prediction, spec: ServingSpec | None = None) -> str:
     lines += [f"note: {note}" for note in p.notes]
     lines.append(_memory_line(p))
     return "\n".join(lines)
+
+
+def _throughput_label(p: Prediction) -> str:
+    """What the throughput row counts: trained tokens, served output tokens, or a recommender's queries."""
+    if not isinstance(p, ServingPrediction):
+        return "tokens/s"
+    return "output tokens/s" if p.serving.throughput_tokens_per_s else "queries/s"
 
 
 def _utilisation_lines(p: InferencePrediction) -> list[str]:
@@ -109,8 +116,9 @@ def serving_lines(p: ServingPrediction, spec: ServingSpec | None = None) -> list
     s = p.serving
     engine = f" on {s.engine}" if s.engine else ""
     lines = [f"  {f'serving ({s.scenario})':21s}{s.replicas} replica(s) of tp={s.replica.tp}{engine}: "
-             f"{s.throughput_tokens_per_s:,.0f} output tokens/s, {s.throughput_samples_per_s:,.1f} requests/s "
-             f"(all {p.num_devices} device(s)), max batch {s.max_batch}"]
+             + (f"{s.throughput_tokens_per_s:,.0f} output tokens/s, " if s.throughput_tokens_per_s else "")
+             + f"{s.throughput_samples_per_s:,.1f} samples/s (requests or queries; all {p.num_devices} device(s)), "
+             f"max batch {s.max_batch}"]
     lines.append(f"  ran at               {_batch_and_rate(s, spec)}")
     c = s.closed_loop
     if c is not None:
@@ -166,10 +174,10 @@ def slo_text(s: ServingResult, spec: ServingSpec | None) -> str:
     """Whether the run met its SLO, with each p99 against its bound; 'no SLO' where there is none to meet."""
     if s.scenario == "offline":
         return "no SLO (offline)"
-    slo = spec.slo if spec is not None else None
+    slo = spec.slo if spec is not None else Slo()
     checks = [(label, q.p99, bound) for label, q, bound in
-              (("TTFT", s.ttft_s, slo and slo.ttft_p99_s), ("TPOT", s.tpot_s, slo and slo.tpot_p99_s),
-               ("latency", s.latency_s, slo and slo.latency_p99_s)) if bound is not None]
+              (("TTFT", s.ttft_s, slo.ttft_p99_s), ("TPOT", s.tpot_s, slo.tpot_p99_s),
+               ("latency", s.latency_s, slo.latency_p99_s)) if bound is not None]
     if spec is not None and not checks:
         return "no SLO set"
     verdict = "met" if s.meets_slo else "MISSED"
