@@ -60,7 +60,8 @@ def test_inference_shows_phase_utilisation_not_a_deployment_mfu(tmp_path: Path) 
     pred = predict_scenario(scenario)
     util = pred.to_json()["utilisation_by_phase"]
     decode = pred.phases["decode"]
-    moved = sum(k.cost.bytes for k in decode.kernels)
+    moved = sum(k.main_memory_bytes for k in decode.kernels)
+    assert 0 < moved <= sum(k.cost.bytes for k in decode.kernels)
     assert util["decode"]["memory_bandwidth_utilisation"] == pytest.approx(
         moved / decode.total_s / scenario.device.memory_bandwidth_bytes_per_s)
     prefill = pred.phases["prefill"]
@@ -112,3 +113,17 @@ def test_size_prints_ttft_not_p99_latency(tmp_path: Path, capsys: pytest.Capture
     assert main(["size", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "p99 TTFT" in out and "p99 TPOT" in out and "p99 end-to-end" in out and "p99 latency" not in out
+
+
+def test_sram_traffic_is_not_counted_against_main_memory(tmp_path: Path) -> None:
+    """On a chip with a software-managed SRAM, bytes the SRAM serves are left out of memory-bandwidth utilisation,
+    so it stays a fraction of the main memory's bandwidth."""
+    path = tmp_path / "s.yaml"
+    path.write_text("model: dlrm-v2\nhardware: {device: mtia-v2}\n"
+                    "inference: {precision: int8, input_tokens: 1, output_tokens: 1, batch_size: 2048, "
+                    "num_requests: 4096}\n")
+    pred = predict_scenario(load_scenario(path))
+    util = pred.to_json()["utilisation_by_phase"]["prefill"]
+    kernels = pred.phases["prefill"].kernels
+    assert sum(k.main_memory_bytes for k in kernels) < sum(k.cost.bytes for k in kernels)
+    assert 0 < util["memory_bandwidth_utilisation"] <= 1 and 0 < util["mfu"] <= 1

@@ -206,7 +206,7 @@ class InferencePrediction(Prediction):
         out = {}
         for name, timing in self.phases.items():
             flops = sum(k.cost.matrix_flops for k in timing.kernels)
-            moved = sum(k.cost.bytes for k in timing.kernels)
+            moved = sum(k.main_memory_bytes for k in timing.kernels)
             out[name] = {"mfu": mfu(flops, timing.total_s, 1, self.peak_flops_per_s),
                          "memory_bandwidth_utilisation": bandwidth_utilisation(moved, timing.total_s, 1,
                                                                                self.peak_memory_bytes_per_s)}
