@@ -84,15 +84,20 @@ def test_layouts_that_leave_devices_idle_warn(tmp_path: Path) -> None:
              "            disaggregation: {prefill_replicas: 1, decode_replicas: 2}}\n")
     (warning,) = load_scenario(_write(tmp_path, pools)).warnings
     assert "use 3 of the 8 devices; 5 stay idle" in warning and "hardware.num_devices: 3" in warning
+    assert load_scenario(_write(tmp_path, pools.replace("num_devices: 8", "num_devices: 3"))).warnings == ()
     loop = (f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm, num_devices: 4}}\n"
-            "inference: {input_tokens: 64, output_tokens: 8, concurrency: 2}\n")
+            "inference: {input_tokens: 64, output_tokens: 8, concurrency: 2, num_requests: 6}\n")
     (warning,) = load_scenario(_write(tmp_path, loop)).warnings
     assert "concurrency 2 is below the 4 replicas" in warning and "hardware.num_devices: 2" in warning
+    assert "concurrency to at least 4 (and num_requests to at least 12)" in warning
     assert load_scenario(_write(tmp_path, loop.replace("num_devices: 4", "num_devices: 2"))).warnings == ()
+    raised = loop.replace("concurrency: 2", "concurrency: 4").replace("num_requests: 6", "num_requests: 12")
+    assert load_scenario(_write(tmp_path, raised)).warnings == ()  # the other fix loads and warns no more
     offline = (f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm}}\n"
                "inference: {input_tokens: 64, output_tokens: 8, slo: {ttft_p99_s: 1}}\n")
     (warning,) = load_scenario(_write(tmp_path, offline)).warnings
     assert "scenario is offline" in warning and "scenario: server" in warning
+    assert load_scenario(_write(tmp_path, offline.replace("8, slo", "8, scenario: server, slo"))).warnings == ()
 
 
 def test_dp_is_inferred_from_num_devices_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ stderr and list them under `warnings` in `--json`.
 from __future__ import annotations
 
 from emulator.hardware import DeviceProfile, SystemProfile, default_system
-from emulator.scenario.inference import ServingSpec, Slo
+from emulator.scenario.inference import MIN_CLOSED_LOOP_WAVES, ServingSpec, Slo
 from emulator.units import fmt_seconds
 
 # MLPerf Inference's interactive bounds are 0.45-6 s TTFT and 25-200 ms TPOT (emulator/data/
@@ -82,9 +82,12 @@ def serving_warnings(spec: ServingSpec, num_devices: int, domain: tuple[int, str
                        f"hardware.num_devices: {used}")
     replicas = num_devices // per_replica if num_devices % per_replica == 0 else 0
     if spec.concurrency is not None and replicas > spec.concurrency:
+        # A closed loop needs num_requests >= MIN_CLOSED_LOOP_WAVES x concurrency, so a raised concurrency may need it.
+        requests = MIN_CLOSED_LOOP_WAVES * replicas
+        more = f" (and num_requests to at least {requests})" if (spec.num_requests or requests) < requests else ""
         out.append(f"inference.concurrency {spec.concurrency} is below the {replicas} replicas: "
                    f"{replicas - spec.concurrency} replica(s) get no client and stay idle. Raise concurrency to at "
-                   f"least {replicas} or set hardware.num_devices: {spec.concurrency * per_replica}")
+                   f"least {replicas}{more} or set hardware.num_devices: {spec.concurrency * per_replica}")
     return out
 
 
