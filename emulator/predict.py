@@ -26,12 +26,12 @@ from emulator.workloads.config import TransformerConfig
 
 
 def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
-    """The prediction of any scenario file's content."""
+    """The prediction of any scenario file's content (what loading decided for the user among its notes)."""
     if s.training is not None:
-        if isinstance(s.model, TransformerConfig):
-            return predict_training(s, table)
-        return predict(s, table)
-    return predict_served(s, table)
+        pred = predict_training(s, table) if isinstance(s.model, TransformerConfig) else predict(s, table)
+    else:
+        pred = predict_served(s, table)
+    return dataclasses.replace(pred, notes=s.notes + pred.notes) if s.notes else pred
 
 
 def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> ServingPrediction:

@@ -225,7 +225,8 @@ RENDERED = [
     ("llm serving server with an slo", f"model: {TINY_LLAMA}\nhardware: {{device: h100-sxm, num_devices: 2}}\n"
      "inference: {input_tokens: 128, output_tokens: 16, scenario: server, num_requests: 200,\n"
      "            slo: {ttft_p99_s: 0.5, tpot_p99_s: 0.05}}\n",
-     ["serving (server)", "2 replica(s) of tp=1", "SLO met: True"],
+     ["serving (server)", "2 replica(s) of tp=1", "SLO                  met: p99 TTFT",
+      "searched: the highest Poisson rate meeting the SLO"],
      {"serving_scenario": "server", "meets_slo": True, "replicas": 2, "arrival_rate_per_s": None}),
     ("recommender serving", f"model: {TINY_DLRM}\nhardware: {{device: h100-sxm}}\n"
      "inference: {input_tokens: 1, output_tokens: 1, batch_size: 256, num_requests: 1000}\n",

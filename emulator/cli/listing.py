@@ -11,6 +11,7 @@ from emulator.cli.output import print_json, table
 from emulator.errors import EmulatorError, nearest
 from emulator.results import ResultsStore
 from emulator.stacks import STACK_KINDS, StackProfile, list_stacks, load_stack
+from emulator.units import TB, GiB
 from emulator.workloads.load import load_model
 from emulator.workloads.presets import list_models, preset
 
@@ -23,9 +24,13 @@ def profiles(args: argparse.Namespace) -> None:
             return
         rows = [[d.name, d.display_name,
                  f"{d.matrix_peak('bf16') / 1e12:.0f}" if "bf16" in d.matrix_flops_per_s else "-",
-                 f"{d.memory_bytes / 1e9:.0f}", f"{d.memory_bandwidth_bytes_per_s / 1e12:.2f}", f"{d.power.tdp_w:.0f}"]
+                 f"{d.physical_memory_bytes / GiB:.0f}", f"{d.memory_bytes / GiB:.1f}",
+                 f"{d.memory_bandwidth_bytes_per_s / TB:.2f}", f"{d.power.tdp_w:.0f}"]
                 for d in devices]
-        print(table(rows, ["device", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "TDP W"]))
+        # Per device. A datasheet's "80 GB" of HBM is 80 GiB of chips; "usable" is what the runtime can allocate.
+        print(table(rows, ["device", "name", "bf16 TFLOP/s", "memory GiB", "usable GiB", "memory TB/s", "TDP W"]))
+        print("\nper device; memory as the datasheet means it (its \"80 GB\" is 80 GiB), usable as the runtime "
+              "reports it; sources: `emulator profiles show NAME`")
         print("\nsystems: " + ", ".join(hw.list_systems()) + "\nsites: " + ", ".join(hw.list_sites()))
         return
     if not args.name:

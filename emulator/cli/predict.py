@@ -54,6 +54,8 @@ OUTPUTS: tuple[tuple[str, str, Callable[[Scenario, Prediction, str], str]], ...]
 
 def command(args: argparse.Namespace) -> None:
     scenario = load_scenario(args.scenario)
+    for warning in scenario.warnings:  # plausibility: never fatal, never silent
+        print(f"warning: {warning}", file=sys.stderr)
     if args.sweep_concurrency:
         if args.trace or args.requests or args.cdf:
             raise EmulatorError("--trace, --requests and --cdf describe one prediction, not a sweep. Fix: run them "
@@ -73,8 +75,8 @@ def command(args: argparse.Namespace) -> None:
             with writing(path, flag):
                 wrote.append(f"wrote {path}: {write(scenario, prediction, path)}")
     if args.json:
-        print_json(prediction.to_json())
+        print_json(prediction.to_json() | {"warnings": list(scenario.warnings)})
     else:
-        print(render_prediction(prediction))
+        print(render_prediction(prediction, scenario.serving))
     for line in wrote:
         print(line, file=sys.stderr if args.json else sys.stdout)

@@ -8,23 +8,31 @@ from emulator.cli.layout import layout_lines
 from emulator.cli.output import table
 from emulator.cluster.training import NO_SINGLE_FIX, TrainingPrediction
 from emulator.engine.prediction import InferencePrediction, Prediction
-from emulator.serving import ServingPrediction
+from emulator.scenario import ServingSpec, Slo
+from emulator.serving import ServingPrediction, ServingResult
 from emulator.units import fmt_bytes, fmt_flops, fmt_seconds
 
 
-def render_prediction(p: Prediction) -> str:
-    """The human table of any prediction (training on a cluster, one device, serving)."""
+def render_prediction(p: Prediction, spec: ServingSpec | None = None) -> str:
+    """The human table of any prediction (training on a cluster, one device, serving); `spec`, the scenario's
+    serving keys, lets a serving table say which batch, rate and SLO were given and which were searched."""
     low, high = p.step_time_range_s
+    what = f"one batch of {p.batch_size} request(s) end to end on one device; " \
+        if isinstance(p, InferencePrediction) else ""
     lines = [
         f"{p.model} on {p.device} ({p.mode}, {p.num_devices} device(s){f', {p.system}' if p.system else ''})",
-        f"  step time            {fmt_seconds(p.step_time_s)}  (range {fmt_seconds(low)} .. {fmt_seconds(high)}; "
-        f"provenance: {p.provenance}, ±{p.error_band * 100:.0f}%)",
-        f"  tokens/s             {p.tokens_per_s:,.0f}  ({p.tokens_per_s_per_device:,.0f} per device)",
-        f"  model FLOPs/step     {fmt_flops(p.flops_per_step)}  (MFU {p.mfu * 100:.1f}%)",
-        f"  memory per device    {fmt_bytes(p.memory.total_bytes)} of {fmt_bytes(p.memory.capacity_bytes)}: "
-        f"{'fits' if p.fits else 'DOES NOT FIT'}",
-        f"  bound                {p.bound}",
+        f"  step time            {fmt_seconds(p.step_time_s)}  ({what}range {fmt_seconds(low)} .. "
+        f"{fmt_seconds(high)}; provenance: {p.provenance}, ±{p.error_band * 100:.0f}%)",
+        f"  {_throughput_label(p):21s}{p.tokens_per_s:,.0f}  "
+        f"(all {p.num_devices} device(s); {p.tokens_per_s_per_device:,.0f} per device)",
     ]
+    if isinstance(p, InferencePrediction):
+        lines += _utilisation_lines(p)
+    else:
+        lines.append(f"  model FLOPs/step     {fmt_flops(p.flops_per_step)}  (MFU {p.mfu * 100:.1f}%)")
+    lines += [f"  memory per device    {fmt_bytes(p.memory.total_bytes)} of {fmt_bytes(p.memory.capacity_bytes)}: "
+              f"{'fits' if p.fits else 'DOES NOT FIT'}",
+              f"  bound                {p.bound}"]
     if p.stack:
         lines.append(f"  software stack       {p.stack['name']} ({p.stack['versions']})")
     if isinstance(p, TrainingPrediction):
@@ -33,7 +41,7 @@ def render_prediction(p: Prediction) -> str:
         lines.append(f"  one batch            prefill {fmt_seconds(p.phases['prefill'].total_s)}, then decode steps "
                      f"of {fmt_seconds(p.phases['decode'].total_s)}")
     if isinstance(p, ServingPrediction):
-        lines += _serving_lines(p)
+        lines += serving_lines(p, spec)
     rows = [[fam, fmt_seconds(k.time_s), f"{k.time_s / p.step_time_s * 100:.1f}%" if p.step_time_s else "-",
              fmt_flops(k.flops), fmt_bytes(k.bytes), k.bound] for fam, k in p.kernels.items()]
     lines += ["", table(rows, ["family", "time", "share", "FLOPs", "bytes", "bound"])]
@@ -42,8 +50,44 @@ def render_prediction(p: Prediction) -> str:
     if p.assumed:
         lines.append("assumed (Hugging Face defaults): " + ", ".join(f"{k} = {v}" for k, v in p.assumed.items()))
     lines += [f"note: {note}" for note in p.notes]
-    lines.append("memory: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in p.memory.parts.items()))
+    lines.append(_memory_line(p))
     return "\n".join(lines)
+
+
+def _throughput_label(p: Prediction) -> str:
+    """What the throughput row counts: trained tokens, served output tokens, or a recommender's queries."""
+    if not isinstance(p, ServingPrediction):
+        return "tokens/s"
+    return "output tokens/s" if p.serving.throughput_tokens_per_s else "queries/s"
+
+
+def _utilisation_lines(p: InferencePrediction) -> list[str]:
+    """Model FLOPs of the batch and the utilisation that means something per phase: MFU where the phase is compute
+    bound (prefill), memory-bandwidth utilisation where it streams weights and KV cache (decode)."""
+    lines = [f"  model FLOPs/batch    {fmt_flops(p.flops_per_step)}  (one batch of {p.batch_size} request(s); "
+             f"counted from the trace)"]
+    parts = []
+    for name, u in p.phase_utilisation().items():
+        label = "batch" if name == "prefill" and "decode" not in p.phases else name
+        mfu, mbu = f"MFU {u['mfu'] * 100:.1f}%", f"memory bandwidth {u['memory_bandwidth_utilisation'] * 100:.1f}%"
+        parts.append(f"{label} {mbu}, {mfu}" if name == "decode" else f"{label} {mfu}, {mbu}")
+    lines.append(f"  utilisation          {'; '.join(parts)} (one device; of its dense matrix peak and main-memory "
+                 "bandwidth)")
+    return lines
+
+
+def _memory_line(p: Prediction) -> str:
+    """One device's memory by component; a serving replica's KV pool also in tokens, as the serving model sizes it."""
+    s = p.serving if isinstance(p, ServingPrediction) else None
+    parts = []
+    for key, value in p.memory.parts.items():
+        text = f"{key} {fmt_bytes(value)}"
+        if key == "kv_cache" and s is not None and s.kv_cache_tokens_per_replica:
+            text += (f" (the KV pool: {s.kv_cache_tokens_per_replica:,} tokens per replica of {s.replica.num_devices} "
+                     "device(s))")
+        parts.append(text)
+    where = "one device of a replica" if s is not None and s.memory_parts is not None else "one device"
+    return f"memory per device ({where}): " + ", ".join(parts)
 
 
 def _training_lines(p: TrainingPrediction) -> list[str]:
@@ -67,12 +111,16 @@ def _training_lines(p: TrainingPrediction) -> list[str]:
     return lines + layout_lines(p.layout, plan.pp)
 
 
-def _serving_lines(p: ServingPrediction) -> list[str]:
+def serving_lines(p: ServingPrediction, spec: ServingSpec | None = None) -> list[str]:
+    """The serving result: layout, throughput, the batch and rate it ran at (and whether each was given or
+    searched), latency percentiles (TTFT, TPOT, end to end), the SLO and power."""
     s = p.serving
     engine = f" on {s.engine}" if s.engine else ""
-    lines = [f"  serving ({s.scenario})    {s.replicas} replica(s) of tp={s.replica.tp}{engine}: "
-             f"{s.throughput_tokens_per_s:,.0f} output tokens/s, {s.throughput_samples_per_s:,.1f} samples/s, "
+    lines = [f"  {f'serving ({s.scenario})':21s}{s.replicas} replica(s) of tp={s.replica.tp}{engine}: "
+             + (f"{s.throughput_tokens_per_s:,.0f} output tokens/s, " if s.throughput_tokens_per_s else "")
+             + f"{s.throughput_samples_per_s:,.1f} samples/s (requests or queries; all {p.num_devices} device(s)), "
              f"max batch {s.max_batch}"]
+    lines.append(f"  ran at               {_batch_and_rate(s, spec)}")
     c = s.closed_loop
     if c is not None:
         lines.append(f"  closed loop          {c.concurrency} in flight: {c.tokens_per_s_per_device:,.1f} tokens/s per "
@@ -80,17 +128,63 @@ def _serving_lines(p: ServingPrediction) -> list[str]:
                      "steady-state requests")
     means = {"TTFT": c.ttft_mean_s, "TPOT": c.tpot_mean_s, "ITL": c.itl_mean_s, "latency": c.latency_mean_s} \
         if c is not None else {}
-    rows = (("TTFT", s.ttft_s), ("TPOT", s.tpot_s), ("ITL", c.itl_s if c is not None else None),
-            ("latency", s.latency_s))
-    for label, q in rows:
+    rows = (("TTFT", "TTFT (first token)", s.ttft_s), ("TPOT", "TPOT (per token)", s.tpot_s),
+            ("ITL", "ITL (token gaps)", c.itl_s if c is not None else None),
+            ("latency", "end-to-end latency" if s.tpot_s.p99 else "query latency", s.latency_s))
+    for key, label, q in rows:
         if q is not None and q.p99:
-            mean = f", mean {fmt_seconds(means[label])}" if label in means else ""
+            mean = f", mean {fmt_seconds(means[key])}" if key in means else ""
             lines.append(f"  {label:20s} p50 {fmt_seconds(q.p50)}, p90 {fmt_seconds(q.p90)}, p99 {fmt_seconds(q.p99)}"
                          f"{mean}")
+    lines.append(f"  SLO                  {slo_text(s, spec)}")
+    floor = s.latency_floor
+    if floor is not None:
+        lines.append(f"  latency floor        p99 TTFT {fmt_seconds(floor.ttft_s)}, p99 TPOT "
+                     f"{fmt_seconds(floor.tpot_s)} with one request at a time (concurrency 1): no load does better, "
+                     "so an SLO below these cannot be met on this layout")
     energy, unit = (s.energy_per_token_j, "token") if s.energy_per_token_j else (s.energy_per_query_j, "query")
-    lines.append(f"  power                {s.power_w:,.0f} W for {p.num_devices} device(s); {energy or 0:.3g} J per "
-                 f"{unit}; SLO met: {s.meets_slo}")
+    lines.append(f"  power                {s.power_w:,.0f} W for all {p.num_devices} device(s) "
+                 f"({s.power_w / p.num_devices:,.0f} W per device); {energy or 0:.3g} J per {unit}")
     return lines
+
+
+def _batch_and_rate(s: ServingResult, spec: ServingSpec | None) -> str:
+    """The batch each replica ran and the request rate of the whole deployment, each with where it came from."""
+    given_batch = spec is not None and spec.batch_size is not None
+    batch_source = "given: batch_size" if given_batch else "searched: the highest-throughput batch whose contexts fit"
+    if s.scenario == "concurrency" and not given_batch:
+        batch_source = "the replica's share of the requests in flight"
+    batch = f"batch {s.max_batch} per replica ({batch_source})"
+    rate = s.arrival_rate_per_s if s.arrival_rate_per_s is not None else s.throughput_samples_per_s
+    if s.scenario == "offline":
+        source = "what the replicas sustain with every request queued at t=0"
+    elif s.scenario == "concurrency":
+        source = f"what {s.closed_loop.concurrency if s.closed_loop else '?'} requests in flight sustain"
+    elif spec is not None and spec.trace is not None:
+        source = f"the trace {spec.trace}"
+    elif spec is not None and spec.arrival_rate_per_s is not None:
+        source = "given: arrival_rate_per_s"
+    elif not s.meets_slo:
+        source = "the lightest load the search tried; it misses the SLO"
+    else:
+        source = "searched: the highest Poisson rate meeting the SLO"
+    return f"{batch}; rate {rate:,.3g} requests/s ({source})"
+
+
+def slo_text(s: ServingResult, spec: ServingSpec | None) -> str:
+    """Whether the run met its SLO, with each p99 against its bound; 'no SLO' where there is none to meet."""
+    if s.scenario == "offline":
+        return "no SLO (offline)"
+    slo = spec.slo if spec is not None else Slo()
+    checks = [(label, q.p99, bound) for label, q, bound in
+              (("TTFT", s.ttft_s, slo.ttft_p99_s), ("TPOT", s.tpot_s, slo.tpot_p99_s),
+               ("latency", s.latency_s, slo.latency_p99_s)) if bound is not None]
+    if spec is not None and not checks:
+        return "no SLO set"
+    verdict = "met" if s.meets_slo else "MISSED"
+    return verdict + "".join(f"{', ' if i else ': '}p99 {label} {fmt_seconds(value)} "
+                             f"{'<=' if value <= bound else '>'} {fmt_seconds(bound)}"
+                             for i, (label, value, bound) in enumerate(checks))
 
 
 def render_run(out: dict[str, Any]) -> str:

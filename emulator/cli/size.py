@@ -12,6 +12,7 @@ from pathlib import Path
 
 from emulator.sizing import load_sizing, size, write_report
 from emulator.sizing.report import canonical_json
+from emulator.units import fmt_seconds
 
 
 class _Progress:
@@ -36,6 +37,8 @@ class _Progress:
 
 def command(args: argparse.Namespace) -> None:
     sz = load_sizing(args.sizing)
+    for warning in sz.warnings:  # plausibility: never fatal, never silent
+        print(f"warning: {warning}", file=sys.stderr)
     progress = None if args.quiet else _Progress()
     result = size(sz, progress)
     out = args.out or str(Path("reports") / Path(args.sizing).stem)
@@ -44,14 +47,20 @@ def command(args: argparse.Namespace) -> None:
         progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "
                       f"{time.perf_counter() - progress.start:.1f} s; report in {out}/")
     if args.json:
-        sys.stdout.write(canonical_json(report))
+        sys.stdout.write(canonical_json(report | {"warnings": list(sz.warnings)}))
         return
     rec = report["recommended"]
     train = sz.goal == "train"
-    t = rec["effective_time_to_train_s"] / 86400 if train else rec["latency_p99_s"] * 1e3
     print(f"recommended ({sz.objective}): {rec['device']} x {rec['num_devices']} "
           f"({', '.join(f'{k} {v}' for k, v in rec['plan'].items())})")
-    print(f"  {'time-to-train' if train else 'p99 latency'} {t:.1f} {'days' if train else 'ms'}, "
+    if train:
+        time_text = f"time-to-train {rec['effective_time_to_train_s'] / 86400:.1f} days"
+    elif rec["tpot_s"]["p99"]:  # an LLM: the row's latency_p99_s is its p99 time to first token
+        time_text = (f"p99 TTFT {fmt_seconds(rec['ttft_s']['p99'])}, p99 TPOT {fmt_seconds(rec['tpot_s']['p99'])}, "
+                     f"p99 end-to-end {fmt_seconds(rec['latency_s']['p99'])}")
+    else:
+        time_text = f"p99 query latency {fmt_seconds(rec['latency_s']['p99'])}"
+    print(f"  {time_text}, "
           f"{rec['facility_mw']:.3f} MW at the meter, {rec['energy_mwh']:,.0f} MWh, {rec['cost_usd']:,.0f} USD"
           f"{'' if train else ' per year'}; provenance {rec['provenance']}, error band ±{rec['error_band']:.0%}")
     for obj, r in report["best"].items():

@@ -90,6 +90,29 @@ def _divisors_near(n: int, target: int) -> str:
     return ", ".join(str(d) for d in sorted(near))
 
 
+def _device_count_fixes(model: TransformerConfig, plan: Plan, num_devices: int) -> list[str]:
+    """Changes that reconcile the plan with the device count, each one checked by `check_plan` itself (a dp that
+    does not divide the global batch, or the device count it implies, is never suggested): the dp that uses every
+    device, the whole multiples of tp*pp*cp just below and above, the plan's own count."""
+    others = plan.tp * plan.pp * plan.cp
+    low, high = num_devices // others, -(-num_devices // others)
+    options = [] if num_devices % others else [(f"set training.parallel.dp: {low} to use all {num_devices} devices",
+                                                low, num_devices)]
+    options += [(f"set hardware.num_devices: {dp * others} (dp {dp})", dp, dp * others)
+                for dp in sorted({low, high}) if dp >= 1 and dp * others != num_devices]
+    options.append((f"set hardware.num_devices: {plan.num_devices} (the plan as written)", plan.dp,
+                    plan.num_devices))
+    fixes: list[str] = []
+    for text, dp, devices in options:
+        try:
+            check_plan(model, dataclasses.replace(plan, dp=dp), devices)
+        except EmulatorError:
+            continue
+        if text not in fixes:
+            fixes.append(text)
+    return fixes[:3]
+
+
 def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | None = None) -> None:
     """Raise an `EmulatorError` with advice when the plan cannot run this model on these devices."""
     if not isinstance(model, TransformerConfig):
@@ -98,11 +121,11 @@ def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | Non
                         "one device (all sizes 1).", "tp", path)
         return
     if plan.num_devices != num_devices:
-        others = plan.tp * plan.pp * plan.cp
-        dp_fix = (f", or dp: {num_devices // others} to use all {num_devices}"
-                  if num_devices >= others and num_devices % others == 0 else "")
+        fixes = _device_count_fixes(model, plan, num_devices)
+        fix = (" or ".join(fixes) if fixes else f"change tp, pp or cp: no data-parallel size near "
+               f"{num_devices} / (tp*pp*cp) passes this model's other checks")
         raise _fail(f"tp*pp*dp*cp = {plan.tp}*{plan.pp}*{plan.dp}*{plan.cp} = {plan.num_devices} but num_devices is "
-                    f"{num_devices}. Fix: set hardware.num_devices: {plan.num_devices}{dp_fix}.", "", path)
+                    f"{num_devices}. Fix: {fix}.", "", path)
     if model.num_heads % plan.tp:
         raise _fail(f"{model.num_heads} attention heads are not divisible by tp {plan.tp}. Fix: use a tp that "
                     f"divides the heads ({_divisors_near(model.num_heads, plan.tp)}).", "tp", path)

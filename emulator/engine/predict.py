@@ -38,8 +38,8 @@ from kernels import KernelCall
 
 def scale_timing(timing: Timing, k: float) -> Timing:
     """The timing of `k` repetitions (kernel counts, times and costs multiplied)."""
-    kernels = tuple(dataclasses.replace(kt, count=int(kt.count * k), time_s=kt.time_s * k, cost=kt.cost * k)
-                    for kt in timing.kernels)
+    kernels = tuple(dataclasses.replace(kt, count=int(kt.count * k), time_s=kt.time_s * k, cost=kt.cost * k,
+                                        main_memory_bytes=kt.main_memory_bytes * k) for kt in timing.kernels)
     return dataclasses.replace(timing, kernels=kernels, total_s=timing.total_s * k, device_s=timing.device_s * k,
                                host_s=timing.host_s * k)
 
@@ -207,6 +207,7 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> Inferenc
         **_common(one_device, timing, batch_memory(s.model, s)),  # type: ignore[arg-type]
         tokens_per_step=tokens, flops_per_step=flops, hardware_flops_per_step=hardware,
         peak_flops_per_s=s.device.mfu_peak(inf.precision), unknown_ops=unknown, phases=phases, batch_size=b,
+        peak_memory_bytes_per_s=s.device.memory_bandwidth_bytes_per_s,
     )
 
 

@@ -34,6 +34,14 @@ def mfu(flops_per_step: float, step_time_s: float, num_devices: int, peak_flops_
     return flops_per_step / step_time_s / num_devices / peak_flops_per_s
 
 
+def bandwidth_utilisation(bytes_moved: float, time_s: float, num_devices: int, peak_bytes_per_s: float) -> float:
+    """Memory-bandwidth utilisation (MBU): bytes moved per second per device over the main-memory bandwidth, the
+    measure of a memory-bound phase such as decode (0 for no time or no bandwidth)."""
+    if time_s <= 0 or not math.isfinite(time_s) or peak_bytes_per_s <= 0:
+        return 0.0
+    return bytes_moved / time_s / num_devices / peak_bytes_per_s
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figure:
     """One reported number with where it came from and its fractional error band."""
@@ -188,8 +196,21 @@ class InferencePrediction(Prediction):
     phases `prefill` and `decode`; a recommender has only its batch)."""
 
     batch_size: int  # requests in the batch
+    peak_memory_bytes_per_s: float = 0.0  # the device's main-memory bandwidth (`DeviceProfile`), for MBU
 
     mode: ClassVar[str] = "inference"
+
+    def phase_utilisation(self) -> dict[str, dict[str, float]]:
+        """Per phase of the batch (one device): MFU, which means something where the phase is compute bound
+        (prefill), and memory-bandwidth utilisation, which does where it streams weights and KV cache (decode)."""
+        out = {}
+        for name, timing in self.phases.items():
+            flops = sum(k.cost.matrix_flops for k in timing.kernels)
+            moved = sum(k.main_memory_bytes for k in timing.kernels)
+            out[name] = {"mfu": mfu(flops, timing.total_s, 1, self.peak_flops_per_s),
+                         "memory_bandwidth_utilisation": bandwidth_utilisation(moved, timing.total_s, 1,
+                                                                               self.peak_memory_bytes_per_s)}
+        return out
 
     def _figures(self) -> dict[str, Figure]:
         return {key: self.timed(value, phase) for key, (value, phase) in self._phase_times().items()}
@@ -201,4 +222,5 @@ class InferencePrediction(Prediction):
         return {"batch_latency_s": (self.phases["prefill"].total_s, "prefill")}
 
     def _json(self) -> dict[str, Any]:
-        return {key: value for key, (value, _) in self._phase_times().items()}
+        return {key: value for key, (value, _) in self._phase_times().items()} | {
+            "utilisation_by_phase": self.phase_utilisation()}

@@ -209,6 +209,7 @@ def kernel_time(
         t_overhead_s=t_over,
         bound=bound,
         cost=call.total,
+        main_memory_bytes=(terms.main_s + terms.cache_s) * memory_rate(device, table) * call.count,
     )
 
 

@@ -28,6 +28,9 @@ class KernelTiming:
     t_overhead_s: float  # per call
     bound: str
     cost: Cost  # all calls
+    # All calls' bytes at main memory's rate (state, outputs, cache-resident data); a software-managed SRAM's are not:
+    # the numerator of memory-bandwidth utilisation.
+    main_memory_bytes: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,8 +219,7 @@ class DeviceProfile:
         sizes = [tier.capacity_bytes for tier in self.memory]
         if sizes != sorted(sizes):
             _fail("memory", f"tiers must go from smallest to largest, got {names}. Fix: reorder them.")
-        # Marketing "80 GB" of HBM is 80 GiB of chips, so the runtime may see up to GiB/GB times more.
-        if self.usable_memory_bytes > self.main_memory.capacity_bytes * GiB / GB * 1.001:
+        if self.usable_memory_bytes > self.physical_memory_bytes * 1.001:
             _fail(
                 "usable_memory_bytes",
                 f"{self.usable_memory_bytes:.4g} exceeds the main tier's capacity. "
@@ -234,6 +233,12 @@ class DeviceProfile:
     def main_memory(self) -> MemoryTier:
         """The tier marked `main` (HBM, GDDR, LPDDR): where weights and activations live."""
         return next(tier for tier in self.memory if tier.main)
+
+    @property
+    def physical_memory_bytes(self) -> float:
+        """The main memory the chips hold: a datasheet's "80 GB" of HBM is 80 GiB (memory dies come in binary
+        sizes), so the runtime may see up to GiB/GB times the decimal figure."""
+        return self.main_memory.capacity_bytes * GiB / GB
 
     @property
     def memory_bytes(self) -> float:

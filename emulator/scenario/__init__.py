@@ -2,6 +2,8 @@
 
     load.py        the file: model, hardware, `training:` or `inference:`; Scenario, Training, Inference, Parallel
     inference.py   the serving keys of `inference:` (ServingSpec: lengths, rates, SLOs, disaggregation)
+    plausibility.py warnings for settings that run but are probably not meant (an SLO in milliseconds, a tp past
+                   the scale-up domain, idle devices); never fatal
 """
 
 from emulator.scenario.inference import (

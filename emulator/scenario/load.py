@@ -32,6 +32,7 @@ from emulator.files import read_yaml
 from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_device, load_system
 from emulator.precision import TRAIN_PRECISIONS
 from emulator.scenario.inference import MAX_DEVICES, parse_inference
+from emulator.scenario.plausibility import domain_of, group_warnings, serving_warnings
 from emulator.stacks import list_stacks, load_stack
 from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
@@ -107,6 +108,8 @@ class Scenario:
     inference: Inference | None = None
     serving: Any = None  # emulator.serving.scenario.ServingSpec of an `inference:` section
     raw: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what loading decided for the user (a data-parallel size inferred)
+    warnings: tuple[str, ...] = ()  # plausibility: settings that run but are probably not meant (`plausibility.py`)
 
 
 def _parallel(r: Fields, key: str) -> Parallel:
@@ -158,6 +161,19 @@ def check_seq_len(model: ModelConfig, seq_len: int, path: str, field: str) -> No
         raise EmulatorError(f"is {seq_len:,}, longer than {model.name}'s context of {model.max_seq_len:,} tokens "
                             f"(max_position_embeddings). Fix: use seq_len <= {model.max_seq_len}, or a model with a "
                             "longer context.", file=path, field=field)
+
+
+def infer_dp(parallel: Parallel, data: Any, num_devices: int, model: ModelConfig) -> tuple[Parallel, str | None]:
+    """A transformer plan that leaves out `dp` takes num_devices / (tp x pp x cp) when that is whole (the data
+    parallelism Megatron-LM derives from the world size), with a note saying so; otherwise it stays as given."""
+    given = isinstance(data, Mapping) and isinstance(data.get("parallel"), Mapping) and "dp" in data["parallel"]
+    others = parallel.tp * parallel.pp * parallel.cp
+    if given or not isinstance(model, TransformerConfig) or num_devices <= others or num_devices % others:
+        return parallel, None
+    dp = num_devices // others
+    return dataclasses.replace(parallel, dp=dp), (
+        f"dp {dp} inferred from hardware.num_devices {num_devices} / (tp {parallel.tp} x pp {parallel.pp} x cp "
+        f"{parallel.cp}) (training.parallel gives no dp)")
 
 
 def _training(data: Any, path: str, model: ModelConfig) -> Training:
@@ -285,8 +301,20 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
             field="training" if r.has("training") else None,
         )
     training = _training(r.get("training"), path, model) if r.has("training") else None
+    notes: list[str] = []
+    domain = domain_of(device, system)
+    warnings: list[str] = []
+    if training is not None:
+        parallel, note = infer_dp(training.parallel, r.get("training"), num_devices, model)
+        training = dataclasses.replace(training, parallel=parallel)
+        notes += [note] if note else []
+        experts = {"ep x etp" if parallel.etp > 1 else "ep": parallel.ep * parallel.etp} if parallel.ep > 1 else {}
+        warnings += group_warnings({"tp": parallel.tp, **experts}, domain, "training.parallel:")
     if training is not None and training.lora is not None and isinstance(model, TransformerConfig):
         model = dataclasses.replace(model, lora=training.lora)  # the model as trained: frozen base plus adapters
     inference, serving = _inference(r.get("inference"), path) if r.has("inference") else (None, None)
+    if serving is not None:
+        warnings += serving_warnings(serving, num_devices, domain)
     return Scenario(path=path, model=model, device=device, system=system, num_devices=num_devices,
-                    training=training, inference=inference, serving=serving, raw=data)
+                    training=training, inference=inference, serving=serving, raw=data, notes=tuple(notes),
+                    warnings=tuple(warnings))

@@ -7,10 +7,18 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.hardware import default_system
 from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
-from emulator.serving.prediction import ServingResult, num_replicas
+from emulator.serving.prediction import LatencyFloor, ServingResult, num_replicas
 from emulator.serving.records import RequestLog
 from emulator.serving.replica import Replica, build_replica
-from emulator.serving.search import ScenarioResult, choose_batch, meets, run_closed, run_offline, run_server
+from emulator.serving.search import (
+    ScenarioResult,
+    choose_batch,
+    latency_floor,
+    meets,
+    run_closed,
+    run_offline,
+    run_server,
+)
 from emulator.serving.simulator import Requests, SimResult, simulate
 from emulator.stats import Percentiles
 
@@ -56,7 +64,15 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes), utilisation=util,
         memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
-        num_preemptions=res.num_preemptions, engine=spec.engine, log=RequestLog.of(res, f"{sc.scenario}, {which}"))
+        num_preemptions=res.num_preemptions, engine=spec.engine, log=RequestLog.of(res, f"{sc.scenario}, {which}"),
+        latency_floor=_floor(replica, spec, sc.scenario, sc.meets_slo))
+
+
+def _floor(replica: Replica, spec: ServingSpec, scenario: str, met: bool) -> LatencyFloor | None:
+    """The latency floor of a run that misses the SLO it has (Offline has none)."""
+    slo = spec.slo
+    has_slo = any(b is not None for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.latency_p99_s))
+    return latency_floor(replica, spec) if has_slo and not met and scenario != "offline" else None
 
 
 def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, replica: Replica, replicas: int,
@@ -80,7 +96,8 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         meets_slo=run.meets_slo, notes=tuple(notes), utilisation=util, memory_parts=replica.memory_parts(),
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=run.num_preemptions,
-        engine=spec.engine, closed_loop=run.stats, log=run.log)
+        engine=spec.engine, closed_loop=run.stats, log=run.log,
+        latency_floor=_floor(replica, spec, "concurrency", run.meets_slo))
 
 
 def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimResult, ScenarioResult]:

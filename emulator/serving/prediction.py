@@ -60,6 +60,20 @@ class ClosedLoopStats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyFloor:
+    """The best p99 latencies a replica layout gives: one request at a time (a closed loop at concurrency 1), so
+    no load and no batch does better; reported when an SLO is missed."""
+
+    ttft_s: float
+    tpot_s: float
+    latency_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"concurrency": 1, "ttft_p99_s": self.ttft_s, "tpot_p99_s": self.tpot_s,
+                "latency_p99_s": self.latency_s}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServingResult:
     """The serving model's answer for one scenario (Offline, Server or a closed loop; LLM, disaggregated or
     recommender)."""
@@ -96,6 +110,7 @@ class ServingResult:
     closed_loop: ClosedLoopStats | None = None  # scenario "concurrency"
     # The requests behind the percentiles and their iterations (`--requests`, `--trace`); not in `to_json`.
     log: RequestLog | None = field(default=None, compare=False, repr=False)
+    latency_floor: LatencyFloor | None = None  # aggregated LLM replicas that miss their SLO
 
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "num_preemptions", "kv_transfer_s",
                                             "prefill_replicas", "decode_replicas", "embedding_placement",
@@ -121,6 +136,8 @@ class ServingResult:
                 out[key] = list(value) if isinstance(value, tuple) else value
         if self.closed_loop is not None:
             out["closed_loop"] = self.closed_loop.as_dict()
+        if self.latency_floor is not None:
+            out["latency_floor"] = self.latency_floor.as_dict()
         return out
 
 
@@ -159,8 +176,11 @@ class ServingPrediction(InferencePrediction):
 
 
 def num_replicas(scenario: Scenario, devices_per_replica: int, path: str) -> int:
-    if scenario.num_devices % devices_per_replica:
+    n = scenario.num_devices
+    if n % devices_per_replica:
+        counts = [k * devices_per_replica for k in (n // devices_per_replica, n // devices_per_replica + 1) if k]
         raise EmulatorError(
-            f"num_devices {scenario.num_devices} is not a multiple of the replica's tp x pp = {devices_per_replica}. "
-            "Fix: make hardware.num_devices a multiple of it.", file=path, field="hardware.num_devices")
+            f"num_devices {n} is not a multiple of the replica's tp x pp = {devices_per_replica}. Fix: set "
+            "hardware.num_devices: " + " or ".join(f"{c} ({c // devices_per_replica} replica(s))" for c in counts)
+            + ".", file=path, field="hardware.num_devices")
     return scenario.num_devices // devices_per_replica

@@ -20,6 +20,7 @@ simulated and system throughput is R times its own: exact in distribution, and R
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 
 from emulator.scenario import ServingSpec, Slo
-from emulator.serving.prediction import ClosedLoopStats
+from emulator.serving.prediction import ClosedLoopStats, LatencyFloor
 from emulator.serving.records import RequestLog
 from emulator.serving.replica import Replica
 from emulator.serving.simulator import (
@@ -72,6 +73,15 @@ class ScenarioResult:
     def throughput_samples_per_s(self) -> float:
         return self.rate_per_s if self.rate_per_s is not None else self.result.throughput_samples_per_s * \
             self.num_replicas
+
+
+def latency_floor(replica: Replica, spec: ServingSpec) -> LatencyFloor:
+    """The p99 latencies of one request at a time on one replica (a closed loop at concurrency 1): the floor under
+    every load, so an SLO below it cannot be met on this layout whatever the rate or batch."""
+    alone = dataclasses.replace(spec, scenario="concurrency", concurrency=1, num_requests=None, batch_size=None,
+                                arrival_rate_per_s=None, trace=None, disaggregation=None)
+    run = run_closed(replica, alone, 1)
+    return LatencyFloor(ttft_s=run.ttft_s.p99, tpot_s=run.tpot_s.p99, latency_s=run.latency_s.p99)
 
 
 def steady_throughput(replica: Replica, batch: int, mean_in: float, mean_out: float, beams: int) -> float:
@@ -269,5 +279,6 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
                           "client(s): its measured requests (warm-up and drain waves left out)"))
 
 
-__all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "meets", "meets_percentiles",
+__all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "latency_floor", "meets",
+           "meets_percentiles",
            "run_at_rate", "run_closed", "run_offline", "run_server", "steady_throughput"]

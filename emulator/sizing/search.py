@@ -36,10 +36,11 @@ from emulator.engine.stack import sustained
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario, Training
 from emulator.serving import predict_serving
+from emulator.serving.prediction import LatencyFloor
 from emulator.sizing.pareto import pareto_mask
-from emulator.sizing.spec import Candidate, Sizing
+from emulator.sizing.spec import Candidate, Sizing, precision_of
 from emulator.stacks import load_stack
-from emulator.units import GiB
+from emulator.units import GiB, fmt_seconds
 from emulator.workloads.config import DLRMConfig, TransformerConfig
 
 DEFAULT_MAX_DEVICES = 65536
@@ -83,7 +84,7 @@ def training_scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
                    sequence_parallel=plan.sequence_parallel, zero=plan.zero)
     return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=plan.num_devices,
                     training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size,
-                                      precision=tr.precision, parallel=par, recompute=plan.recompute,
+                                      precision=precision_of(sz, cand), parallel=par, recompute=plan.recompute,
                                       total_tokens=tr.total_tokens, framework=tr.framework))
 
 
@@ -99,6 +100,7 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
     pps = space.pp or [p for p in _divisors(model.num_layers) if model.num_layers // p >= DEFAULT_MIN_LAYERS_PER_STAGE]
     dps = _divisors(tr.global_batch_size)
     counts = set(space.counts)
+    precision = precision_of(sz, cand)
     kept: list[tuple[Plan, float]] = []
     n_enum = 0
     for tp in tps:
@@ -123,10 +125,10 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
                             except EmulatorError as e:
                                 _reject(rejected, "divisibility", str(e).split(". Fix")[0].split(": ", 1)[-1])
                                 continue
-                            key = (tp, pp, dp, mb, rec, zero)
+                            key = (tp, pp, dp, mb, rec, zero, precision)
                             need = memory_cache.get(key)
                             if need is None:
-                                need = memory_cache[key] = sum(memory_of(model, plan, tr.precision).values())
+                                need = memory_cache[key] = sum(memory_of(model, plan, precision).values())
                             if need > capacity:
                                 _reject(rejected, "memory", f"tp {tp} pp {pp} dp {dp} mb {mb} recompute {rec} zero "
                                         f"{zero}: needs {need / GiB:.0f} GiB, {cand.device.name} has "
@@ -155,7 +157,8 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     stack = load_stack(tr.framework, "training", file=sz.path)
     table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family))
     net = Network.of(cand.system)
-    peak = cand.device.mfu_peak(tr.precision)
+    precision = precision_of(sz, cand)
+    peak = cand.device.mfu_peak(precision)
     overlap = Overlap.of(stack)
     tokens_per_step = float(tr.global_batch_size * tr.seq_len)
     groups: dict[tuple[Any, ...], list[tuple[Plan, float]]] = {}
@@ -166,16 +169,16 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
         if progress:
             progress(cand.device.name, i + 1, len(groups))
         flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
-                                                             tr.precision)
+                                                             precision)
         for plan, need in members:
-            prog = rank_program(model, plan, tr.precision, stack=stack)
-            step = training_step(prog, net, cand.device, table, tr.precision, overlap=overlap)
+            prog = rank_program(model, plan, precision, stack=stack)
+            step = training_step(prog, net, cand.device, table, precision, overlap=overlap)
             flops = flops_per_microbatch * plan.num_microbatches * plan.dp
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": plan.num_devices,
                 "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "microbatch_size": plan.microbatch_size,
                          "recompute": plan.recompute, "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
-                         "num_microbatches": plan.num_microbatches},
+                         "num_microbatches": plan.num_microbatches, "precision": precision},
                 "step_time_s": step.step_s, "tokens_per_s": tokens_per_step / step.step_s,
                 "mfu": mfu(flops, step.step_s, plan.num_devices, peak),
                 "memory_per_device_bytes": need, "memory_capacity_bytes": cand.device.memory_bytes,
@@ -225,8 +228,8 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
     n_enum = 0
     dlrm = isinstance(sz.model, DLRMConfig)
     cap = sz.constraints.max_devices or DEFAULT_MAX_DEVICES
-    spec = target.spec
     for ci, cand in enumerate(sz.candidates):
+        spec = dataclasses.replace(target.spec, precision=precision_of(sz, cand))
         tps = [1] if dlrm else [t for t in _powers(cand.system.scale_up.domain_size)
                                 if t <= getattr(sz.model, "num_heads", 1)][:4]
         for tp in tps:
@@ -247,7 +250,8 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 continue
             rate = pred.arrival_rate_per_s or 0.0
             if not pred.meets_slo or rate <= 0:
-                _reject(rejected, "slo", f"{cand.device.name} tp {tp}: even a light load misses the SLO")
+                _reject(rejected, "slo", f"{cand.device.name} tp {tp}: even a light load misses the SLO"
+                        f"{_floor_text(pred.latency_floor)}")
                 continue
             replicas = math.ceil(target.arrival_rate_per_s / rate - 1e-9)
             n = replicas * tp
@@ -266,7 +270,8 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
             p99 = pred.latency_s.p99 if dlrm else pred.ttft_s.p99
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": n,
-                "plan": {"tp": tp, "replicas": replicas}, "rate_per_replica_per_s": rate,
+                "plan": {"tp": tp, "replicas": replicas, "precision": spec.precision},
+                "rate_per_replica_per_s": rate,
                 "throughput_per_device_per_s": rate / tp, "utilisation": util, "latency_p99_s": p99,
                 "ttft_s": pred.ttft_s.as_dict(), "tpot_s": pred.tpot_s.as_dict(), "latency_s": pred.latency_s.as_dict(),
                 "device_w": per_hour["device_w"], "nodes": int(per_hour["nodes"]), "it_mw": per_hour["it_mw"],
@@ -279,6 +284,14 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 "provenance": pred.provenance, "error_band": pred.error_band,
             })
     return rows, rejected, n_enum
+
+
+def _floor_text(floor: LatencyFloor | None) -> str:
+    """The best p99s one request alone gets, which any SLO must allow (recommenders have no floor here)."""
+    if floor is None:
+        return ""
+    return (f"; its floor, one request at a time, is p99 TTFT {fmt_seconds(floor.ttft_s)} and TPOT "
+            f"{fmt_seconds(floor.tpot_s)}, so an SLO below these cannot be met with this device and tp")
 
 
 __all__ = ["DEFAULT_MAX_DEVICES", "SearchResult", "enumerate_plans", "evaluate_training", "finish_training",

@@ -15,8 +15,9 @@ serve:                           # goal: serve
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
   precision: bf16
   engine: trtllm                 # serving stack (stack_profiles/serving; the default)
-candidates:
-  - {device: h100-sxm, system: hgx-h100}
+candidates:                      # a device name, or {device, system, precision}
+  - {device: h100-sxm, system: hgx-h100, precision: fp8}   # precision: this candidate's own (default: the target's)
+  - mtia-v2                      # the first shipped system holding it, at the target's precision
 constraints: {max_devices: 16384, power_cap_mw: 30, budget_usd: 5.0e8}
 objective: cost                  # cost | energy | devices | time
 pricing: capex                   # capex (amortised over the site's years, plus energy) | rental
@@ -46,7 +47,7 @@ from emulator.hardware import (
     load_site,
     load_system,
 )
-from emulator.precision import TRAIN_PRECISIONS
+from emulator.precision import LOW_PRECISIONS, SERVE_PRECISIONS, TRAIN_PRECISIONS
 from emulator.scenario import (
     RECOMPUTE,
     ServingSpec,
@@ -55,6 +56,7 @@ from emulator.scenario import (
 )
 from emulator.scenario.inference import MAX_DEVICES, MAX_RATE_PER_S
 from emulator.scenario.load import MAX_TOTAL_TOKENS, check_seq_len
+from emulator.scenario.plausibility import slo_warnings
 from emulator.stacks import list_stacks
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
@@ -69,10 +71,13 @@ MAX_DEADLINE_DAYS = 36525.0  # a century: the report's time axis is logarithmic,
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate:
-    """One hardware option: a device inside a system (node or rack) that sets its network, power and price."""
+    """One hardware option: a device inside a system (node or rack) that sets its network, power and price, and
+    the precision it runs (None: the target's `precision`), so that an fp8 GPU and an int8 accelerator are each
+    sized in their own format in one search."""
 
     device: DeviceProfile
     system: SystemProfile
+    precision: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,42 +130,75 @@ class Sizing:
     train: TrainTarget | None = None
     serve: ServeTarget | None = None
     search: SearchSpace = field(default_factory=SearchSpace)
+    warnings: tuple[str, ...] = ()  # plausibility (`emulator.scenario.plausibility`): printed, never fatal
 
 
-def _candidates(data: Any, path: str) -> tuple[Candidate, ...]:
+def _candidates(data: Any, path: str, goal: str) -> tuple[Candidate, ...]:
+    """`candidates:`, each a device name or {device, system, precision}; a low precision is checked against the
+    device's matrix formats here, so that a wrong pairing is an error naming the candidate, not a failed search."""
     if not isinstance(data, list) or not data:
-        raise EmulatorError("must be a non-empty list of {device, system}. Fix: write e.g. "
-                            "'candidates: [{device: h100-sxm, system: hgx-h100}]'.", file=path, field="candidates")
+        raise EmulatorError("must be a non-empty list of devices or {device, system, precision}. Fix: write e.g. "
+                            "'candidates: [{device: h100-sxm, system: hgx-h100}, {device: mtia-v2, precision: int8}]'.",
+                            file=path, field="candidates")
     out: list[Candidate] = []
     for i, item in enumerate(data):
         where = f"candidates[{i}]"
-        r = Fields(item, file=path, prefix=where, allowed=("device", "system"))
+        r = Fields({"device": item} if isinstance(item, str) else item, file=path, prefix=where,
+                   allowed=("device", "system", "precision"))
         name = r.text("device", hint=f"device: h100-sxm (one of {', '.join(list_devices())})")
         try:
             device = load_device(name)
         except EmulatorError as e:
             raise EmulatorError(str(e), file=path, field=f"{where}.device") from None
-        if r.has("system"):
-            system_name = r.text("system", hint="system: hgx-h100 (`emulator profiles list`)")
-            try:
-                system = load_system(system_name)
-            except EmulatorError as e:
-                raise EmulatorError(str(e), file=path, field=f"{where}.system") from None
-        else:
-            found = [s for s in list_systems() if load_system(s).device.name == device.name]
-            if not found:
-                raise EmulatorError(f"no shipped system holds '{device.name}'. Fix: name a system profile built "
-                                    "from it (hw_profiles/systems).", file=path, field=f"{where}.system")
-            system = load_system(found[0])
-        if system.device.name != device.name:
-            raise EmulatorError(f"system '{system.name}' holds '{system.device.name}' devices, not '{device.name}'. "
-                                f"Fix: set device: {system.device.name}, or pick a system built from {device.name}.",
-                                file=path, field=f"{where}.system")
-        if any(c.device.name == device.name and c.system.name == system.name for c in out):
-            raise EmulatorError(f"{device.name} in {system.name} is listed twice. Fix: delete the repeat.",
-                                file=path, field=where)
-        out.append(Candidate(device=device, system=system))
+        system = _system(r, device, path, where)
+        precision = None
+        if r.has("precision"):
+            goal_choices = TRAIN_PRECISIONS if goal == "train" else SERVE_PRECISIONS
+            precision = r.choice("precision", goal_choices)
+            # What the fix may name: this goal's formats that the chip's matrix units run (16/32-bit always run).
+            runs = [p for p in goal_choices if p not in LOW_PRECISIONS or p in device.matrix_flops_per_s]
+            if precision not in runs:
+                raise r.error("precision", f"'{precision}' is not supported by {device.name} (its matrix units lack "
+                                           f"it). Fix: use one of {', '.join(runs)} for {goal}, or a device with "
+                                           f"{precision}.")
+        if any(c.device.name == device.name and c.system.name == system.name and c.precision == precision
+               for c in out):
+            raise EmulatorError(f"{device.name} in {system.name}{f' at {precision}' if precision else ''} is listed "
+                                "twice. Fix: delete the repeat (or give each a different precision).", file=path,
+                                field=where)
+        out.append(Candidate(device=device, system=system, precision=precision))
     return tuple(out)
+
+
+def _system(r: Fields, device: DeviceProfile, path: str, where: str) -> SystemProfile:
+    """The candidate's system: as named (it must hold the device), else the first shipped one that holds it."""
+    if r.has("system"):
+        system_name = r.text("system", hint="system: hgx-h100 (`emulator profiles list`)")
+        try:
+            system = load_system(system_name)
+        except EmulatorError as e:
+            raise EmulatorError(str(e), file=path, field=f"{where}.system") from None
+    else:
+        found = [s for s in list_systems() if load_system(s).device.name == device.name]
+        if not found:
+            raise EmulatorError(f"no shipped system holds '{device.name}'. Fix: name a system profile built "
+                                "from it (hw_profiles/systems).", file=path, field=f"{where}.system")
+        system = load_system(found[0])
+    if system.device.name != device.name:
+        raise EmulatorError(f"system '{system.name}' holds '{system.device.name}' devices, not '{device.name}'. "
+                            f"Fix: set device: {system.device.name}, or pick a system built from {device.name}.",
+                            file=path, field=f"{where}.system")
+    return system
+
+
+def precision_of(sz: Sizing, cand: Candidate) -> str:
+    """The precision a candidate is sized at: its own, else the target's."""
+    if cand.precision is not None:
+        return cand.precision
+    if sz.train is not None:
+        return sz.train.precision
+    assert sz.serve is not None
+    return sz.serve.spec.precision
 
 
 def _max_devices(r: Fields) -> int:
@@ -298,9 +336,11 @@ def load_sizing(path: str | os.PathLike[str]) -> Sizing:
         raise EmulatorError(str(e), file=path, field="site") from None
     return Sizing(path=path, goal=goal, model=model, model_name=spec if isinstance(spec, str) else model.name,
                   candidates=_candidates(r.required("candidates", "candidates: [{device: h100-sxm, system: hgx-h100}]"),
-                                         path),
+                                         path, goal),
                   constraints=constraints, objective=objective, pricing=r.choice("pricing", PRICING, "capex"),
-                  site=site, train=train, serve=serve, search=_search(r.get("search"), path))
+                  site=site, train=train, serve=serve, search=_search(r.get("search"), path),
+                  warnings=tuple(slo_warnings(serve.spec.slo, "serve") if serve else ()))
 
 
-__all__ = ["Candidate", "Constraints", "SearchSpace", "ServeTarget", "Sizing", "TrainTarget", "load_sizing"]
+__all__ = ["Candidate", "Constraints", "SearchSpace", "ServeTarget", "Sizing", "TrainTarget", "load_sizing",
+           "precision_of"]

@@ -6,7 +6,8 @@ becomes a scenario:
 - model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile) with tp x pp devices: the deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the node's GPUs (29 DeepSeek rows give tp_size 64 with
-  moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
+  moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take
+  ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
   ignore the moe_* columns. attention_dp_size > 1 (attention data parallelism) has no counterpart: skipped;
 - precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree; nvfp4 and

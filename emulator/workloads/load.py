@@ -43,5 +43,6 @@ def load_model(spec: str | Mapping[str, Any], *, origin: str) -> ModelConfig:
     if spec.endswith(".json") or os.path.exists(path) or os.sep in spec:
         data, path = _read_json(path)
         return from_hf_config(data, origin=path)
-    raise EmulatorError(f"'{spec}' is neither a preset nor a file; {nearest(spec, PRESETS)}", file=origin,
-                        field="model")
+    raise EmulatorError(f"'{spec}' is neither a preset nor a file; {nearest(spec, PRESETS)} Fix: use a preset "
+                        "(`emulator models list`), a path to a Hugging Face config.json, or an inline mapping of its "
+                        "keys.", file=origin, field="model")
