@@ -43,7 +43,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse, group_experts, low_precision_from_base
+from emulator.engine.stack import fuse, group_experts, group_gemms, low_precision_from_base
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
@@ -201,12 +201,13 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     engine = engine or load_stack(None, "serving")
     fused, grouped = engine.fused_families, bool(engine.get("moe.grouped_gemm"))
     base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
+    gemm_groups = bool(engine.get("fusion.gemm_groups"))
     one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
     device, launch_s = engine_device(device, engine)
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot, base_shape)
+           fused, grouped, launch_s, one_shot, base_shape, gemm_groups)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -218,6 +219,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
         trace = fuse(trace_workload(part, phase, b, s, kv, dtype), fused)
         trace = group_experts(trace) if grouped else trace
+        trace = group_gemms(trace) if gemm_groups else trace
         timing = time_trace(trace, device, table, precision)
         kernels.extend(timing.kernels)
         return timing

@@ -50,6 +50,8 @@ FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
+    "fusion.gemm_groups": ("bool", ("serving",), False,
+                           "sibling Linears reading one input run as one GEMM (q, k, v; gate and up)"),
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
