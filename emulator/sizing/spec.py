@@ -159,7 +159,7 @@ def _candidates(data: Any, path: str) -> tuple[Candidate, ...]:
         if any(c.device.name == device.name and c.system.name == system.name for c in out):
             raise EmulatorError(f"{device.name} in {system.name} is listed twice. Fix: delete the repeat.",
                                 file=path, field=where)
-        out.append(Candidate(device=device, system=system))
+        out.append(Candidate(device=system.device, system=system))  # the system's power limit, if any, applies
     return tuple(out)
 
 
