@@ -12,6 +12,7 @@ import dataclasses
 from emulator.cluster import TrainingPrediction, predict_training
 from emulator.cluster.timeline import training_timeline
 from emulator.cluster.training import training_setup
+from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import ALLOCATOR_ALLOWANCE
 from emulator.engine.predict import predict, predict_batch
@@ -26,12 +27,16 @@ from emulator.workloads.config import TransformerConfig
 
 
 def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
-    """The prediction of any scenario file's content (what loading decided for the user among its notes)."""
+    """The prediction of any scenario file's content, naming what its device efficiencies rest on (a transfer's
+    ratios, a power limit and the clock share it leaves) under `efficiency` and in its notes, after what loading
+    decided for the user among its notes."""
+    table = table or efficiency_for(s.device)
     if s.training is not None:
-        pred = predict_training(s, table) if isinstance(s.model, TransformerConfig) else predict(s, table)
+        p: Prediction = predict_training(s, table) if isinstance(s.model, TransformerConfig) else predict(s, table)
     else:
-        pred = predict_served(s, table)
-    return dataclasses.replace(pred, notes=s.notes + pred.notes) if s.notes else pred
+        p = predict_served(s, table)
+    notes = (f"device efficiencies: {table.basis}",) if table.basis else ()
+    return dataclasses.replace(p, efficiency=table.summary(), notes=s.notes + p.notes + notes)
 
 
 def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> ServingPrediction:

@@ -27,16 +27,19 @@ RUNS = {"h200-sxm": shipped_dir() / "runs" / "h200-2026-11-26-v2",
         "h100-sxm": shipped_dir() / "runs" / "h100-2026-11-26"}
 
 
-def test_h100_and_h200_are_calibrated_others_spec() -> None:
-    """The shipped H100 and H200 calibrations make their predictions calibrated; other devices use the spec."""
+def test_h100_and_h200_are_calibrated_others_transferred_or_spec() -> None:
+    """The shipped H100 and H200 calibrations make their predictions calibrated; a chip that publishes achievable
+    rates takes a measured sibling's, transferred; one that publishes none keeps the spec defaults."""
     assert efficiency_for(load_device("h200-sxm")).provenance == "calibrated"
     assert efficiency_for(load_device("h100-sxm")).provenance == "calibrated"
-    assert efficiency_for(load_device("a100-sxm")).provenance == "spec"
+    assert efficiency_for(load_device("a100-sxm")).provenance == "transferred"
+    assert efficiency_for(load_device("l40s")).provenance == "spec"
 
 
 def test_a_sibling_without_a_calibration_is_transferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With only the H200 calibration on disk, the H100 (same family) is predicted from it, transferred, with every
-    family's error widened by TRANSFER_ERROR; a device of another family stays on the spec defaults."""
+    family's error widened by TRANSFER_ERROR; a device of another family without achievable rates stays on the spec
+    defaults."""
     only_h200 = tmp_path / "shipped"
     only_h200.mkdir()
     (only_h200 / SHIPPED.name).write_text(SHIPPED.read_text())
@@ -46,7 +49,7 @@ def test_a_sibling_without_a_calibration_is_transferred(tmp_path: Path, monkeypa
     assert set(h100.families) == set(h200.families)
     for family, own in h200.families.items():
         assert h100.families[family].error == pytest.approx(own.error + TRANSFER_ERROR), family
-    assert efficiency_for(load_device("b200")).provenance == "spec"
+    assert efficiency_for(load_device("l40s")).provenance == "spec"
 
 
 @pytest.mark.parametrize("device", ["h200-sxm", "h100-sxm"])

@@ -24,7 +24,8 @@ from emulator.hardware import (
 )
 
 DEVICES = ["a100-sxm", "h100-sxm", "h200-sxm", "b200", "gb200", "l40s", "mi300x", "mtia-v2"]
-SYSTEMS = ["hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "gb200-nvl72", "l40s-node", "mi300x-node", "mtia-rack"]
+SYSTEMS = ["hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "hgx-b200-700w", "gb200-nvl72", "l40s-node", "mi300x-node",
+           "mtia-rack"]
 
 
 def _numbers(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -220,6 +221,13 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
     no_main["memory"] = [dict(tier, main=False) for tier in no_main["memory"]]
     stale = _h100()
     stale["sources"] = dict(stale["sources"], **{"power.tdp": "x"})
+    too_fast = _h100()
+    too_fast["achievable"]["matrix_flops_per_s"]["bf16"] = 1978.9e12
+    no_peak = _h100()
+    no_peak["achievable"]["matrix_flops_per_s"]["fp4"] = 1e15
+    no_peak["sources"]["achievable.matrix_flops_per_s.fp4"] = "x"
+    over_tdp = _h100() | {"power_limit_w": 800}
+    over_tdp["sources"]["power_limit_w"] = "x"
     return [
         ("unknown key", unknown_key, "launch_overhead", "did you mean 'launch_overhead_s'"),
         ("unknown dtype", unknown_dtype, "matrix_flops_per_s.bf61", "unknown dtype 'bf61'; did you mean 'bf16'"),
@@ -234,6 +242,9 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
         ),
         ("no main tier", no_main, "memory", "exactly one tier"),
         ("stale source key", stale, "sources.power.tdp", "did you mean 'power.tdp_w'"),
+        ("achievable above the peak", too_fast, "achievable.matrix_flops_per_s.bf16", "exceeds the dense peak"),
+        ("achievable without a peak", no_peak, "achievable.matrix_flops_per_s.fp4", "has no matrix peak"),
+        ("power limit above the TDP", over_tdp, "power_limit_w", "outside h100-sxm's range (200 W to its 700 W"),
     ]
 
 

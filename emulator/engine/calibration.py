@@ -6,10 +6,14 @@ for devices without a profile, such as the local CPU) and the held-out error of 
 
 Lookup for a profile D, in order:
 1. a calibration whose `device` is D          -> provenance `calibrated`
-2. one whose device is of D's family (an H100's for an H200): its efficiencies are fractions of the
-   calibrated device's peaks, applied to D's own peaks (utilisation-space transfer) -> `transferred`,
-   with the error band widened by `TRANSFER_ERROR`
-3. otherwise the spec defaults                -> `spec`
+2. a measured sibling's (`_sibling`): the newest calibrated device of D's family (an H100's for an H200), else, when
+   D publishes achievable rates, the newest calibrated device that does too, D's vendor first. Its efficiencies
+   keep their shape response and have their ceilings moved to D's achievable rates (`engine.transfer`)
+   -> `transferred`, every family's error band widened by `TRANSFER_ERROR` (same family) or
+   `CROSS_FAMILY_TRANSFER_ERROR` (another family)
+3. otherwise the spec defaults, moved to D's achievable rates where it publishes some -> `spec`
+A power limit on D (`DeviceProfile.power_limit_w`) then scales the math rates by the clock share it leaves
+(`engine.power_limit`).
 Files are searched in the user's data directory (`$EMULATOR_CALIBRATIONS`, else
 `$XDG_DATA_HOME/emulator/calibrations`) before the shipped ones (`files.shipped("calibrations")`: the package's, or
 the repository's `calibrations/` in a checkout).
@@ -25,13 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.power_limit import power_limited
+from emulator.engine.transfer import spec_for, transferred
 from emulator.errors import EmulatorError
 from emulator.files import read_json, shipped
 from emulator.hardware import DeviceProfile, Links, MemoryTier, Power, Price, list_devices, load_device
 
 SCHEMA_VERSION = 1
-# Extra relative error for efficiencies carried to a sibling chip (different clocks, memory, power limits).
+# Extra relative error for efficiencies carried to a sibling chip (different clocks, memory, power limits): the
+# H100's measured steps predicted from the H200's calibration and back came within 4.8-6.8% median (README).
 TRANSFER_ERROR = 0.05
+# Another family's shape response (small-GEMM efficiency, per-call overheads, attention against GEMM) rests on no
+# measurement of the chip; its achievable rates fix the ceilings only. Estimate: twice the in-family widening.
+CROSS_FAMILY_TRANSFER_ERROR = 0.10
 _FAMILY_KEYS = {f for f in FamilyEfficiency.__slots__}  # type: ignore[attr-defined]
 
 
@@ -174,7 +184,27 @@ def _signature() -> tuple[tuple[str, int, int], ...]:
 
 
 def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> EfficiencyTable:
-    """The best efficiency table for a device profile: calibrated, transferred, or spec."""
+    """The best efficiency table for a device profile (calibrated, transferred, or spec), under its power limit."""
+    return power_limited(_at_tdp(device, use_calibrations), device)
+
+
+def _sibling(device: DeviceProfile, index: Mapping[str, tuple[str, dict[str, Any]]]
+             ) -> tuple[DeviceProfile, str, dict[str, Any]] | None:
+    """The measured device whose calibration `device` takes: the newest of its family, else, when `device`
+    publishes achievable rates, the newest that does too (its own vendor's first); None when there is none."""
+    options = []
+    for name, (path, data) in index.items():
+        other = load_device(name)
+        same = other.family == device.family
+        if same or (device.achievable is not None and other.achievable is not None):
+            options.append(((same, other.vendor == device.vendor, other.launch_year, name), other, path, data))
+    if not options:
+        return None
+    _, other, path, data = max(options, key=lambda option: option[0])
+    return other, path, data
+
+
+def _at_tdp(device: DeviceProfile, use_calibrations: bool) -> EfficiencyTable:
     if not use_calibrations:
         return SPEC_DEFAULTS
     index = _index(_signature())
@@ -185,10 +215,16 @@ def efficiency_for(device: DeviceProfile, *, use_calibrations: bool = True) -> E
         # dispatch): the eager-mode host overhead measured here applies to `run` and `validate` only.
         return dataclasses.replace(table_from(data, path, "calibrated", keep_peaks=False), host_overhead_s=0.0,
                                    program_overhead_s=0.0)
-    for name, (path, data) in sorted(index.items()):
-        if load_device(name).family == device.family:
-            return table_from(data, path, "transferred", TRANSFER_ERROR, keep_peaks=False)
-    return SPEC_DEFAULTS
+    found = _sibling(device, index)
+    if found is None:
+        return spec_for(device)
+    sibling, path, data = found
+    same = sibling.family == device.family
+    table = table_from(data, path, "transferred", TRANSFER_ERROR if same else CROSS_FAMILY_TRANSFER_ERROR,
+                       keep_peaks=False)
+    why = (f"same family, band +{TRANSFER_ERROR:.0%}" if same else
+           f"family {sibling.family} for {device.family}, band +{CROSS_FAMILY_TRANSFER_ERROR:.0%}")
+    return transferred(table, device, sibling, why)
 
 
 def load_for_device(path: str, device: DeviceProfile | None, fingerprint_key: str | None = None) -> EfficiencyTable:

@@ -5,7 +5,8 @@ A `FamilyEfficiency` says, for one kernel family on one device, what fraction of
 costs beyond the profile's launch overhead, how much faster working sets that fit the last-level cache
 stream, and the GEMM tile edge used for wave quantisation. `roofline` is the only consumer.
 
-Until a device has a calibration, `SPEC_DEFAULTS` applies to every device: one explicit table, each value
+A device without a calibration of its own takes a measured sibling's, moved to its own achievable rates
+(`emulator.engine.transfer`); with no calibration to take, `SPEC_DEFAULTS`: one explicit table, each value
 checked against the published measurements copied into `emulator/data/published_kernels.yaml`
 (tests/test_efficiency.py):
 - GEMM math 0.80: best achievable bf16 matmul (MAMF) is 794.5/989 = 0.80 of peak on H100 SXM,
@@ -25,6 +26,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 PROVENANCES = ("measured", "calibrated", "transferred", "spec")
 
@@ -65,6 +67,11 @@ class EfficiencyTable:
     # CPU: extra seconds a kernel call takes when the traffic since its last run evicted its code, page-table
     # entries and data: (bytes of traffic, seconds) pairs, measured (see `fit.cold_call_curve`).
     cold_call_curve: tuple[tuple[float, float], ...] = ()
+    # What the efficiencies rest on, in words: a transfer's ratios and fallbacks, a power limit ("" for a device's
+    # own calibration at its TDP, and for the plain spec defaults).
+    basis: str = ""
+    clock_share: float = 1.0  # sustained clock under the device's power limit over its clock at the TDP
+    power_limit_w: float | None = None  # the power limit the table holds for (None: the TDP)
 
     def cold_call_s(self, traffic_bytes: float) -> float:
         """The cold-call cost after `traffic_bytes`: linear between the measured pairs and from (0, 0), flat
@@ -75,6 +82,11 @@ class EfficiencyTable:
                 return prev_s + (s - prev_s) * (traffic_bytes - prev_b) / (b - prev_b) if b > prev_b else s
             prev_b, prev_s = b, s
         return prev_s
+
+    def summary(self) -> dict[str, Any]:
+        """What a prediction reports under `efficiency`: where the efficiencies come from and the power limit."""
+        return {"provenance": self.provenance, "source": self.source, "basis": self.basis,
+                "power_limit_w": self.power_limit_w, "clock_share": self.clock_share}
 
     def __post_init__(self) -> None:
         if self.provenance not in PROVENANCES:

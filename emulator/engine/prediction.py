@@ -102,6 +102,7 @@ class Prediction:
     assumed: Mapping[str, object] = field(default_factory=dict)  # model fields taken from Hugging Face defaults
     phases: Mapping[str, Timing] = field(default_factory=dict)  # parts timed on their own (prefill, decode)
     stack: Mapping[str, Any] = field(default_factory=dict)  # the software stack modelled (`StackProfile.as_dict`)
+    efficiency: Mapping[str, Any] = field(default_factory=dict)  # what the device efficiencies rest on (`summary`)
 
     mode: ClassVar[str] = "training"
     flops_convention: ClassVar[str] = FLOPS_CONVENTION
@@ -178,6 +179,8 @@ class Prediction:
         }
         if self.stack:
             out["stack"] = dict(self.stack)
+        if self.efficiency:
+            out["efficiency"] = dict(self.efficiency)
         if self.phases:
             out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance}
                              for name, p in self.phases.items()}

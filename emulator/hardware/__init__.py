@@ -1,5 +1,6 @@
 """Hardware as data: device, system and site profiles (`profiles`) and their loader (`load`).
 
+    checks.py    errors that carry a field path; the checks every profile passes (positive, sourced numbers)
     profiles.py  frozen, validated dataclasses: DeviceProfile, SystemProfile, Site and their parts
     load.py      finding profiles by name or path, YAML to dataclasses, the default system of a device
 """
@@ -17,6 +18,7 @@ from emulator.hardware.load import (
 )
 from emulator.hardware.profiles import (
     DTYPES,
+    Achievable,
     DeviceProfile,
     Links,
     MemoryTier,
@@ -31,7 +33,7 @@ from emulator.hardware.profiles import (
 )
 
 __all__ = [
-    "DTYPES", "DeviceProfile", "Links", "MemoryTier", "Power", "Price", "ScaleOut", "ScaleUp", "Site", "SystemPower",
-    "SystemPrice", "SystemProfile", "default_system", "list_devices", "list_sites", "list_systems", "load_device",
-    "load_site", "load_system", "profile_summary", "profiles_root",
+    "DTYPES", "Achievable", "DeviceProfile", "Links", "MemoryTier", "Power", "Price", "ScaleOut", "ScaleUp", "Site",
+    "SystemPower", "SystemPrice", "SystemProfile", "default_system", "list_devices", "list_sites", "list_systems",
+    "load_device", "load_site", "load_system", "profile_summary", "profiles_root",
 ]

@@ -18,8 +18,9 @@ from typing import Any
 from emulator.errors import EmulatorError, nearest
 from emulator.fields import Fields
 from emulator.files import read_yaml, shipped
+from emulator.hardware.checks import _SCHEMA_DOC, _fail, _FieldError, _in_file, _join, _under
 from emulator.hardware.profiles import (
-    _SCHEMA_DOC,
+    Achievable,
     DeviceProfile,
     Links,
     MemoryTier,
@@ -31,16 +32,11 @@ from emulator.hardware.profiles import (
     SystemPower,
     SystemPrice,
     SystemProfile,
-    _fail,
-    _FieldError,
-    _in_file,
-    _join,
-    _under,
 )
 
 _NESTED: dict[str, type] = {
     cls.__name__: cls
-    for cls in (MemoryTier, Links, Power, Price, DeviceProfile, ScaleUp, ScaleOut, SystemPower, SystemPrice)
+    for cls in (MemoryTier, Links, Power, Price, Achievable, DeviceProfile, ScaleUp, ScaleOut, SystemPower, SystemPrice)
 }
 
 # --- YAML to dataclasses --------------------------------------------------------------------------------
@@ -76,6 +72,8 @@ def _convert(annotation: str, value: Any, path: str, file: str) -> Any:
         ]
         return tuple(_build(MemoryTier, tier, _join(path, label), file)
                      for tier, label in zip(value, labels, strict=True))
+    if value is None and "None" in annotation:  # an optional section left out or written as null
+        return None
     cls = _NESTED[kind]
     return value if isinstance(value, cls) else _build(cls, value, path, file)
 

@@ -10,14 +10,12 @@ schema is documented in `hw_profiles/README.md`.
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from emulator.errors import EmulatorError, nearest
+from emulator.hardware.checks import _check_profile, _choice, _fail, _FieldError, _freeze
 from emulator.precision import LOW_PRECISIONS
 from emulator.units import GB, GiB
 
@@ -27,104 +25,6 @@ INDEX_DTYPES = ("int64", "int32", "int16", "uint8", "bool")
 DEVICE_KINDS = ("gpu", "asic")
 MEMORY_KINDS = ("cache", "sram", "dram")
 SCALE_UP_TOPOLOGIES = ("switch", "mesh", "pcie")
-_SCHEMA_DOC = "hw_profiles/README.md"
-
-
-# --- errors carrying a field path; the loader adds the file -------------------------------------------
-
-
-class _FieldError(EmulatorError):
-    """A validation error whose field path is completed as it propagates out of nested values."""
-
-    def __init__(self, message: str, field: str | None) -> None:
-        super().__init__(message, field=field)
-        self.message = message
-
-
-def _fail(field: str | None, message: str) -> NoReturn:
-    raise _FieldError(message, field)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-@contextmanager
-def _under(prefix: str) -> Iterator[None]:
-    try:
-        yield
-    except _FieldError as e:
-        raise _FieldError(e.message, _join(prefix, e.field) if e.field else prefix or None) from None
-
-
-@contextmanager
-def _in_file(path: str) -> Iterator[None]:
-    try:
-        yield
-    except _FieldError as e:
-        raise EmulatorError(e.message, file=path, field=e.field) from None
-
-
-def _choice(value: str, choices: tuple[str, ...], field: str) -> None:
-    if value not in choices:
-        _fail(field, f"'{value}' is not allowed; {nearest(value, choices)} Fix: use one of {', '.join(choices)}.")
-
-
-def _number_fields(obj: Any, prefix: str = "") -> dict[str, tuple[Any, bool]]:
-    """{dotted path: (value, may be null)} for every number inside a profile (memory tiers by name)."""
-    out: dict[str, tuple[Any, bool]] = {}
-    for f in dataclasses.fields(obj):
-        value, path, annotation = getattr(obj, f.name), _join(prefix, f.name), str(f.type)
-        if f.name == "sources" or isinstance(value, DeviceProfile):
-            continue  # a system's device carries its own sources
-        if dataclasses.is_dataclass(value):
-            out |= _number_fields(value, path)
-        elif isinstance(value, tuple):
-            for tier in value:
-                out |= _number_fields(tier, _join(path, tier.name))
-        elif isinstance(value, Mapping):
-            out |= {_join(path, key): (item, False) for key, item in value.items()}
-        elif annotation.split(" ")[0] in ("float", "int"):
-            out[path] = (value, "None" in annotation)
-    return out
-
-
-def _check_profile(obj: Any) -> None:
-    """Every number is finite and positive (null only where allowed) and every non-null number has a source."""
-    numbers = _number_fields(obj)
-    for path, (value, nullable) in numbers.items():
-        if value is None and nullable:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            _fail(
-                path,
-                f"must be a positive number in SI units, got {value!r}. Fix: correct the value "
-                "(FLOP/s, bytes, bytes/s, W, s, USD; e.g. 989.4e12).",
-            )
-    for key, text in obj.sources.items():
-        if key not in numbers:
-            _fail(
-                f"sources.{key}",
-                f"names no number in this profile; {nearest(key, numbers)} "
-                "Fix: key each source by the dotted path of the field it supports.",
-            )
-        if not isinstance(text, str) or not text.strip():
-            _fail(
-                f"sources.{key}",
-                "is empty. Fix: cite a document (and quote it briefly) or write 'estimate: <reasoning>'.",
-            )
-    for path in sorted(p for p, (value, _) in numbers.items() if value is not None and p not in obj.sources):
-        _fail(
-            path,
-            f"has no source. Fix: add `{path}: \"<document and quote, or 'estimate: <reasoning>'>\"` under `sources:`.",
-        )
-
-
-def _freeze(obj: Any, *names: str) -> None:
-    """Store mappings as read-only proxies and sequences as tuples, so profiles stay immutable."""
-    for name in names:
-        value = getattr(obj, name)
-        object.__setattr__(obj, name, MappingProxyType(dict(value)) if isinstance(value, Mapping) else tuple(value))
 
 
 # --- profiles -------------------------------------------------------------------------------------------
@@ -156,10 +56,11 @@ class Links:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Power:
-    """Device board power at full load (TDP) and idle."""
+    """Device board power at full load (TDP) and idle, and the lowest power limit the board accepts."""
 
     tdp_w: float
     idle_w: float
+    min_limit_w: float | None = None  # lowest settable power limit (nvidia-smi -pl, amd-smi); None: unpublished
 
     def __post_init__(self) -> None:
         if self.idle_w > self.tdp_w:
@@ -173,6 +74,17 @@ class Price:
     capex_usd: float
     rental_usd_per_hour: float
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Achievable:
+    """What the chip reaches in published kernel benchmarks at its TDP: its own evidence, the ceiling a measured
+    sibling's efficiencies are scaled to when it has no calibration (`emulator.engine.transfer`)."""
+
+    matrix_flops_per_s: Mapping[str, float]  # best dense matmul rate found per dtype (MAMF-style shape search)
+    memory_bytes_per_s: float | None = None  # STREAM-style copy of main memory: bytes read + written per second
+
+    def __post_init__(self) -> None:
+        _freeze(self, "matrix_flops_per_s")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceProfile:
@@ -194,6 +106,8 @@ class DeviceProfile:
     price: Price
     launch_year: int
     sources: Mapping[str, str]
+    achievable: Achievable | None = None  # published achievable rates (absent: none published)
+    power_limit_w: float | None = None  # a power limit below the TDP (MaxQ systems, `nvidia-smi -pl`); None: the TDP
 
     def __post_init__(self) -> None:
         _freeze(self, "matrix_flops_per_s", "vector_flops_per_s", "sources", "memory")
@@ -209,6 +123,8 @@ class DeviceProfile:
             _fail("vector_flops_per_s.fp32", "is required: other vector dtypes fall back to it. Fix: add it.")
         _check_profile(self)
         self._check_memory()
+        self._check_achievable()
+        self._check_power_limit()
 
     def _check_memory(self) -> None:
         names = [tier.name for tier in self.memory]
@@ -226,8 +142,48 @@ class DeviceProfile:
                 "Fix: check the units (bytes, not MiB or GB).",
             )
 
+    def _check_achievable(self) -> None:
+        """Achievable rates are measured on the chip's own units and memory, so never above its datasheet."""
+        if self.achievable is None:
+            return
+        for dtype, rate in self.achievable.matrix_flops_per_s.items():
+            field = f"achievable.matrix_flops_per_s.{dtype}"
+            if dtype not in self.matrix_flops_per_s:
+                _fail(field, f"'{dtype}' has no matrix peak on this chip. Fix: use one of "
+                      f"{', '.join(self.matrix_flops_per_s)}, or add the peak under matrix_flops_per_s.")
+            if rate > self.matrix_flops_per_s[dtype]:
+                _fail(field, f"{rate:.4g} exceeds the dense peak {self.matrix_flops_per_s[dtype]:.4g}. Fix: check the "
+                      "units (FLOP/s) and that the peak is dense, not 2:4 sparse.")
+        copy = self.achievable.memory_bytes_per_s
+        if copy is not None and copy > self.memory_bandwidth_bytes_per_s:
+            _fail("achievable.memory_bytes_per_s", f"{copy:.4g} exceeds the main memory's "
+                  f"{self.memory_bandwidth_bytes_per_s:.4g} bytes/s. Fix: check the units (bytes/s, read + write).")
+
+    def _check_power_limit(self) -> None:
+        limit = self.power_limit_w
+        if limit is None:
+            return
+        # The datasheet rates hold at the TDP; below the board's lowest settable limit (else its idle power) the
+        # clock model of `engine.power_limit` has no ground.
+        low = self.power.min_limit_w
+        above_floor = limit >= low if low is not None else limit > self.power.idle_w
+        if not above_floor or limit > self.power.tdp_w:
+            floor = f"{low:g} W" if low is not None else f"above its {self.power.idle_w:g} W idle power"
+            _fail("power_limit_w", f"{limit:g} W is outside {self.name}'s range ({floor} to its {self.power.tdp_w:g} W "
+                  "TDP). Fix: pick a limit in that range, or leave it out to run at the TDP.")
+
+    def with_power_limit(self, limit_w: float | None, source: str) -> DeviceProfile:
+        """This chip run under a power limit (`source`: where the setting comes from); None: at its TDP."""
+        sources = {**self.sources, "power_limit_w": source} if limit_w is not None else self.sources
+        return dataclasses.replace(self, power_limit_w=limit_w, sources=sources)
+
+    @property
+    def max_power_w(self) -> float:
+        """Board power at full load: the power limit where one is set, else the TDP."""
+        return self.power_limit_w if self.power_limit_w is not None else self.power.tdp_w
+
     def __hash__(self) -> int:
-        return hash(("device", self.name, self.display_name))
+        return hash(("device", self.name, self.display_name, self.power_limit_w))
 
     @property
     def main_memory(self) -> MemoryTier:
@@ -353,10 +309,17 @@ class SystemProfile:
     power: SystemPower
     price: SystemPrice
     sources: Mapping[str, str]
+    power_limit_w: float | None = None  # every device's power limit (MaxQ-style systems); None: their TDP
 
     def __post_init__(self) -> None:
         _freeze(self, "sources")
         _check_profile(self)
+        if self.power_limit_w is not None:  # the system's setting is its devices' limit
+            try:
+                device = self.device.with_power_limit(self.power_limit_w, self.sources["power_limit_w"])
+            except _FieldError as e:
+                _fail("power_limit_w", e.message)
+            object.__setattr__(self, "device", device)
         domain, node = self.scale_up.domain_size, self.devices_per_node
         if domain % node and node % domain:
             _fail(

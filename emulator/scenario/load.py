@@ -2,7 +2,7 @@
 
 ```yaml
 model: llama3-70b                 # preset | path to a config.json | inline mapping with config.json keys
-hardware: {device: h100-sxm, system: hgx-h100, num_devices: 1}
+hardware: {device: h100-sxm, system: hgx-h100, num_devices: 1}   # power_limit_w: 500 (below the TDP; optional)
 training:                         # or `inference:`
   seq_len: 8192
   global_batch_size: 1            # sequences (or global_batch_tokens)
@@ -258,7 +258,7 @@ def _inference(data: Any, path: str) -> tuple[Inference, Any]:
 
 
 def _hardware(data: Any, path: str) -> tuple[DeviceProfile, SystemProfile | None, int]:
-    r = Fields(data, file=path, prefix="hardware", allowed=("device", "system", "num_devices"))
+    r = Fields(data, file=path, prefix="hardware", allowed=("device", "system", "num_devices", "power_limit_w"))
     name = r.text("device", hint=f"device: h100-sxm (one of {', '.join(list_devices())})")
     try:
         device = load_device(name)
@@ -278,6 +278,13 @@ def _hardware(data: Any, path: str) -> tuple[DeviceProfile, SystemProfile | None
                 file=path,
                 field="hardware.system",
             )
+        device = system.device  # a MaxQ-style system runs its devices under its power limit
+    if r.has("power_limit_w"):
+        try:
+            device = device.with_power_limit(r.number("power_limit_w"), f"scenario {path}: hardware.power_limit_w")
+        except EmulatorError as e:
+            raise EmulatorError(e.message, file=path, field="hardware.power_limit_w") from None
+        system = dataclasses.replace(system, device=device, power_limit_w=None) if system is not None else None
     return device, system, r.integer("num_devices", 1, maximum=MAX_DEVICES, why="more than any cluster")
 
 

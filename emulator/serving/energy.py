@@ -30,12 +30,13 @@ def _measured_power_w(path: str, mtime_ns: int) -> float | None:
 
 
 def full_load_w(device: DeviceProfile, table: EfficiencyTable | None = None) -> float:
-    """Board power at full load: a calibration's measured power where it has one, else the profile's TDP."""
+    """Board power at full load: a calibration's measured power where it has one, else the profile's TDP; never
+    above the device's power limit."""
     if table is not None and table.source.endswith(".json") and os.path.isfile(table.source):
         measured = _measured_power_w(table.source, os.stat(table.source).st_mtime_ns)
         if measured is not None and device.power.idle_w < measured <= device.power.tdp_w * 1.2:
-            return measured
-    return device.power.tdp_w
+            return min(measured, device.max_power_w)
+    return device.max_power_w
 
 
 def device_power_w(device: DeviceProfile, utilisation: float, table: EfficiencyTable | None = None) -> float:

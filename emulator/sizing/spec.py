@@ -166,7 +166,8 @@ def _candidates(data: Any, path: str, goal: str) -> tuple[Candidate, ...]:
             raise EmulatorError(f"{device.name} in {system.name}{f' at {precision}' if precision else ''} is listed "
                                 "twice. Fix: delete the repeat (or give each a different precision).", file=path,
                                 field=where)
-        out.append(Candidate(device=device, system=system, precision=precision))
+        # The system's device: its power limit, if any, applies.
+        out.append(Candidate(device=system.device, system=system, precision=precision))
     return tuple(out)
 
 

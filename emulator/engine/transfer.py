@@ -1,0 +1,125 @@
+"""What carries over from a measured sibling to a chip without its own calibration: the transfer model.
+
+A calibration fits, per kernel family, the fraction of the measured chip's peaks that large kernels reach (`math`,
+`memory`) and how the rate falls below it for small, skinny and short kernels: GEMM tile and small-matrix half
+size, per-call overhead, cache speed-up, vector efficiency (its shape response). A chip T without a calibration
+takes a measured sibling S's efficiencies with their shape response unchanged, and moves their ceilings by what
+each chip reaches in the same published benchmarks (`DeviceProfile.achievable`, each figure sourced):
+
+    math_T(f)   = min(1, math_S(f)   * r_d),    r_d   = (A_T[d] / P_T[d]) / (A_S[d] / P_S[d])
+    memory_T(f) = min(1, memory_S(f) * r_mem),  r_mem = (B_T / W_T) / (B_S / W_S)
+
+A: the best dense matmul rate of a shape search (MAMF), P: the datasheet dense peak, B: a STREAM-style copy
+bandwidth, W: the datasheet main-memory bandwidth; d: the dtype whose matrix units family f runs on (`gemm.fp8`:
+fp8; `gemm`, attention and every other family: bf16, the 16-bit ceiling). The fit thus sits at the same fraction of
+T's achievable rates as it does of S's: the achievable rates, measured the same way on both chips, set the
+ceilings; the sibling says how far below them real kernels run. Efficiencies are capped at 1 (no kernel beats the
+datasheet).
+
+A figure missing on either chip falls back, and the basis says so: a dtype without one takes bf16's ratio; no bf16
+figure, or no bandwidth, leaves that ratio at 1 (the sibling's fractions applied to T's datasheet, the plain
+utilisation transfer). With no calibration to take at all, the spec defaults are moved the same way, their GEMM
+math and copy memory efficiencies standing for the achievable fractions they were set from (`efficiency.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable
+from emulator.hardware import DeviceProfile
+from emulator.precision import LOW_PRECISIONS
+
+REFERENCE_DTYPE = "bf16"  # the dtype of the 16-bit ceiling, and the fallback of a dtype without a figure
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ceilings:
+    """Fractions of its datasheet a chip reaches in the achievable benchmarks."""
+
+    name: str  # whose: a device, or the spec defaults
+    matrix: Mapping[str, float]  # dtype -> achievable matmul / dense peak
+    memory: float | None  # achievable copy / main-memory bandwidth (None: unpublished)
+
+
+def ceilings(device: DeviceProfile) -> Ceilings:
+    """A device's achievable fractions (empty where it publishes none)."""
+    a = device.achievable
+    if a is None:
+        return Ceilings(name=device.name, matrix={}, memory=None)
+    matrix = {d: rate / device.matrix_peak(d) for d, rate in a.matrix_flops_per_s.items()}
+    copy = a.memory_bytes_per_s / device.memory_bandwidth_bytes_per_s if a.memory_bytes_per_s else None
+    return Ceilings(name=device.name, matrix=matrix, memory=copy)
+
+
+# The spec defaults' GEMM math and copy memory efficiencies were set from published achievable fractions
+# (MAMF and STREAM on H100-class chips, see `efficiency.py`): they are the ceilings the spec table stands on.
+SPEC_CEILINGS = Ceilings(name="the spec defaults", matrix={REFERENCE_DTYPE: SPEC_DEFAULTS.get("gemm").math},
+                         memory=SPEC_DEFAULTS.get("copy").memory)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scaling:
+    """The ratios a table's ceilings move by, and what each rests on in words."""
+
+    math: Mapping[str, float]  # dtype -> r_d (absent: falls back to bf16's, then 1)
+    memory: float
+    words: tuple[str, ...]
+
+    def math_ratio(self, family: str) -> float:
+        dtype = family.split(".", 1)[1] if family.startswith("gemm.") else REFERENCE_DTYPE
+        return self.math.get(dtype, self.math.get(REFERENCE_DTYPE, 1.0))
+
+
+def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
+    """The ratios that move `reference`'s ceilings to `target`'s achievable fractions."""
+    mine = ceilings(target)
+    math = {d: mine.matrix[d] / reference.matrix[d] for d in mine.matrix if d in reference.matrix}
+    words = [f"{d} matmul x{r:.3f} ({mine.matrix[d]:.3f} vs {reference.matrix[d]:.3f} of peak)"
+             for d, r in sorted(math.items())]
+    if REFERENCE_DTYPE not in math:
+        words.append(f"matmul x1 (no {REFERENCE_DTYPE} achievable rate on both {target.name} and {reference.name})")
+    # Low-precision GEMMs are fitted as families of their own (`gemm.fp8`); 16-bit, tf32 and fp32 GEMMs share
+    # `gemm` and so the bf16 ratio by design.
+    lacking = [d for d in LOW_PRECISIONS if d in target.matrix_flops_per_s and d not in math]
+    if lacking and REFERENCE_DTYPE in math:
+        verb = "takes" if len(lacking) == 1 else "take"
+        words.append(f"{', '.join(lacking)} {verb} the {REFERENCE_DTYPE} ratio (no achievable rate on both)")
+    if mine.memory is not None and reference.memory is not None:
+        memory = mine.memory / reference.memory
+        words.append(f"memory x{memory:.3f} ({mine.memory:.3f} vs {reference.memory:.3f} of bandwidth)")
+    else:
+        memory = 1.0
+        missing = target.name if mine.memory is None else reference.name
+        words.append(f"memory x1 ({missing} publishes no STREAM-style copy bandwidth)")
+    return Scaling(math=math, memory=memory, words=tuple(words))
+
+
+def moved(table: EfficiencyTable, scale: Scaling, basis: str) -> EfficiencyTable:
+    """`table` with every family's math and memory ceilings moved by `scale`; its shape response unchanged."""
+    families = {
+        name: dataclasses.replace(eff, math=min(eff.math * scale.math_ratio(name), 1.0),
+                                  memory=min(eff.memory * scale.memory, 1.0))
+        for name, eff in table.families.items()
+    }
+    return dataclasses.replace(table, families=families, basis=f"{basis}: {'; '.join(scale.words)}")
+
+
+def transferred(table: EfficiencyTable, target: DeviceProfile, sibling: DeviceProfile, why: str) -> EfficiencyTable:
+    """A sibling's calibrated table (already `transferred`, its band widened) carried to `target`."""
+    return moved(table, scaling(target, ceilings(sibling)),
+                 f"{sibling.name}'s calibration ({why}), ceilings moved to {target.name}'s achievable rates")
+
+
+def spec_for(target: DeviceProfile) -> EfficiencyTable:
+    """The spec defaults, their ceilings moved to the device's achievable rates where it publishes some."""
+    if target.achievable is None:
+        return dataclasses.replace(SPEC_DEFAULTS, basis=f"spec defaults: no calibration to transfer and no published "
+                                   f"achievable rates for {target.name}")
+    return moved(SPEC_DEFAULTS, scaling(target, SPEC_CEILINGS),
+                 f"spec defaults (no calibration to transfer), ceilings moved to {target.name}'s achievable rates")
+
+
+__all__ = ["SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling", "spec_for", "transferred"]

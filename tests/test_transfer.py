@@ -1,0 +1,156 @@
+"""The transfer model (emulator/engine/transfer.py): a measured sibling's shape response, its ceilings moved to the
+target chip's own published achievable rates, and the achievable figures themselves (hw_profiles/devices)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emulator.engine.calibration import (
+    CROSS_FAMILY_TRANSFER_ERROR,
+    TRANSFER_ERROR,
+    efficiency_for,
+    read_calibration,
+    shipped_dir,
+    table_from,
+)
+from emulator.engine.efficiency import SPEC_DEFAULTS
+from emulator.engine.roofline import kernel_time
+from emulator.engine.trace import trace_callable
+from emulator.engine.transfer import ceilings, transferred
+from emulator.hardware import list_devices, load_device
+from emulator.published import load_cases
+from emulator.validation.validate import replay
+
+H200_CAL = shipped_dir() / "cuda-nvidia-h200-sm90.json"
+SHAPE_RESPONSE = ("tile", "half_dim", "overhead_s", "cache_speedup", "vector")
+
+
+def _only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *files: Path) -> None:
+    """Make `files` the only shipped calibrations."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).write_text(f.read_text())
+    monkeypatch.setattr("emulator.engine.calibration.shipped_dir", lambda: folder)
+
+
+def _gemm_rate(device: str, n: int) -> float:
+    """Predicted FLOP/s of one n^3 bf16 matmul on a shipped device, with its efficiency table."""
+    a = torch.empty(n, n, device="meta", dtype=torch.bfloat16)
+    call = next(c for c in trace_callable(torch.matmul, a, a).calls if c.family == "gemm")
+    profile = load_device(device)
+    return 2 * n**3 / kernel_time(call, profile, efficiency_for(profile)).time_s
+
+
+def test_blackwell_takes_the_h200_shape_response_with_its_own_ceilings() -> None:
+    """B200 has no calibration of its family: it takes the H200's, every family's math moved by the ratio of the two
+    chips' achievable/peak matmul fractions (fp8 GEMMs by fp8's), its shape response unchanged, its band widened by
+    the cross-family transfer error."""
+    h200, b200 = efficiency_for(load_device("h200-sxm")), efficiency_for(load_device("b200"))
+    assert (h200.provenance, b200.provenance) == ("calibrated", "transferred")
+    mine, sibling = ceilings(load_device("b200")), ceilings(load_device("h200-sxm"))
+    for family, own in h200.families.items():
+        dtype = "fp8" if family == "gemm.fp8" else "bf16"
+        moved = b200.families[family]
+        assert moved.math == pytest.approx(min(own.math * mine.matrix[dtype] / sibling.matrix[dtype], 1.0)), family
+        assert moved.memory == pytest.approx(own.memory), family  # B200 publishes no copy bandwidth: ratio 1
+        assert moved.error == pytest.approx(own.error + CROSS_FAMILY_TRANSFER_ERROR), family
+        for name in SHAPE_RESPONSE:
+            assert getattr(moved, name) == getattr(own, name), (family, name)
+    assert "b200 publishes no STREAM-style copy bandwidth" in b200.basis and "h200-sxm" in b200.basis
+
+
+def test_large_gemms_sit_at_the_same_share_of_each_chips_achievable_rate() -> None:
+    """An 8192^3 bf16 GEMM is predicted at the same fraction of the chip's published MAMF on B200, GB200 and MI300X
+    (transferred) as on the H200 whose calibration they take (within wave quantisation on other unit counts)."""
+    def share(device: str) -> float:
+        return _gemm_rate(device, 8192) / load_device(device).achievable.matrix_flops_per_s["bf16"]  # type: ignore[union-attr]
+
+    reference = share("h200-sxm")
+    for device in ("b200", "gb200", "mi300x"):
+        assert share(device) == pytest.approx(reference, rel=0.03), device
+
+
+def test_memory_ceilings_move_with_published_copy_bandwidth() -> None:
+    """MI300X publishes a BabelStream copy: its memory efficiencies are the H200's times the ratio of the two chips'
+    copy/bandwidth fractions."""
+    h200, mi300x = efficiency_for(load_device("h200-sxm")), efficiency_for(load_device("mi300x"))
+    ratio = ceilings(load_device("mi300x")).memory / ceilings(load_device("h200-sxm")).memory  # type: ignore[operator]
+    assert ratio < 1
+    for family, own in h200.families.items():
+        assert mi300x.families[family].memory == pytest.approx(min(own.memory * ratio, 1.0)), family
+
+
+def test_a_chip_moved_to_its_own_ceilings_is_unchanged() -> None:
+    """Transferring a calibration to the chip it was measured on moves nothing (every ratio is 1)."""
+    data = read_calibration(H200_CAL)
+    table = table_from(data, str(H200_CAL), "transferred", TRANSFER_ERROR, keep_peaks=False)
+    h200 = load_device("h200-sxm")
+    same = transferred(table, h200, h200, "itself")
+    for family, eff in table.families.items():
+        assert same.families[family] == eff, family
+
+
+def test_same_family_sibling_first_and_chips_without_figures_keep_todays_behaviour(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only the H200 calibration, the H100 takes it (same family, band +TRANSFER_ERROR, ceilings moved: bf16 x1,
+    fp8 and memory by their published ratios); L40S, which publishes no achievable rates and has no calibrated
+    sibling, keeps the spec defaults and says why."""
+    _only(monkeypatch, tmp_path, H200_CAL)
+    h100, h200 = efficiency_for(load_device("h100-sxm")), efficiency_for(load_device("h200-sxm"))
+    assert h100.provenance == "transferred" and "same family" in h100.basis
+    assert h100.get("gemm").math == pytest.approx(h200.get("gemm").math)  # both publish the same bf16 MAMF
+    assert h100.get("gemm").error == pytest.approx(h200.get("gemm").error + TRANSFER_ERROR)
+    assert h100.get("copy").memory > h200.get("copy").memory  # H100 copies at 0.866 of its bandwidth, H200 at 0.835
+    l40s = efficiency_for(load_device("l40s"))
+    assert l40s.provenance == "spec" and l40s.families == SPEC_DEFAULTS.families
+    assert "no published achievable rates" in l40s.basis
+
+
+def test_without_any_calibration_the_spec_defaults_move_to_the_chips_ceilings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no calibration on disk, a chip with achievable rates gets the spec defaults moved to them: GEMM math at
+    its own MAMF fraction, copies at its own STREAM fraction."""
+    _only(monkeypatch, tmp_path)
+    mi300x = load_device("mi300x")
+    table = efficiency_for(mi300x)
+    assert table.provenance == "spec"
+    assert table.get("gemm").math == pytest.approx(ceilings(mi300x).matrix["bf16"])
+    assert table.get("copy").memory == pytest.approx(ceilings(mi300x).memory)
+
+
+def test_the_moved_h200_calibration_predicts_the_h100s_measured_steps() -> None:
+    """The H100's own measured whole-model steps (never fitted), predicted from the H200 calibration moved to the
+    H100's achievable rates, stay within the GPU target: 10% median, 25% max |error|."""
+    data = read_calibration(H200_CAL)
+    runs = shipped_dir() / "runs" / "h100-2026-11-26" / "validate.json"
+    table = transferred(table_from(data, str(H200_CAL), "transferred", TRANSFER_ERROR, keep_peaks=False),
+                        load_device("h100-sxm"), load_device("h200-sxm"), "same family")
+    out = replay(json.loads(runs.read_text())["cases"], load_device("h100-sxm"), table)
+    assert out["summary"]["median_abs_error"] <= 0.10, out
+    assert out["summary"]["max_abs_error"] <= 0.25, out
+
+
+def test_achievable_figures_quote_the_shipped_published_cases() -> None:
+    """Every achievable figure a profile cites from published_kernels.yaml is that case's value (one number, one
+    place of truth: a change to either file fails here)."""
+    cases = {c["id"]: c for c in load_cases("kernels")}
+    unit = {"TFLOP/s": 1e12, "TB/s": 1e12}
+    checked = 0
+    for name in list_devices():
+        device = load_device(name)
+        for key, text in device.sources.items():
+            if not key.startswith("achievable.") or not text.startswith("published_kernels.yaml "):
+                continue
+            case = cases[text.split()[1].rstrip(":")]
+            a = device.achievable
+            assert a is not None
+            value = a.memory_bytes_per_s if key == "achievable.memory_bytes_per_s" else \
+                a.matrix_flops_per_s[key.rsplit(".", 1)[1]]
+            assert value == pytest.approx(case["value"] * unit[case["metric"]["unit"]]), (name, key)
+            checked += 1
+    assert checked >= 12
