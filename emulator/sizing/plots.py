@@ -169,16 +169,19 @@ def pareto(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], f
     feasible = bool(result.feasible)
     cloud = [result.rows[i] for i in result.feasible] if feasible else result.rows
     front = report["pareto"]
+    repeated = len({c.device.name for c in sz.candidates}) < len(sz.candidates)
     for k, cand in enumerate(sz.candidates):
-        mine = [r for r in cloud if r["device"] == cand.device.name]
-        ours = [r for r in front if r["device"] == cand.device.name]
+        key = (cand.device.name, cand.system.name)
+        mine = [r for r in cloud if (r["device"], r["system"]) == key]
+        ours = [r for r in front if (r["device"], r["system"]) == key]
+        name = f"{key[0]} in {key[1]}" if repeated else key[0]
         style = {"color": f"C{k}", "marker": MARKERS[k % len(MARKERS)]}
         for ax, key in ((cost_ax, "cost_usd"), (mw_ax, "facility_mw")):
             ax.scatter([r[tkey] / scale for r in mine], [r[key] for r in mine], s=6, alpha=0.18, linewidths=0,
                        **style)
             ax.scatter([r[tkey] / scale for r in ours], [r[key] for r in ours], s=30, edgecolors="k",
-                       linewidths=0.5, label=f"{cand.device.name} ({len(ours)} on the front)" if feasible
-                       else f"{cand.device.name} ({len(mine)} evaluated)", **style)
+                       linewidths=0.5, label=f"{name} ({len(ours)} on the front)" if feasible
+                       else f"{name} ({len(mine)} evaluated)", **style)
     limits = [(cost_ax, sz.constraints.budget_usd, "budget"), (mw_ax, sz.constraints.power_cap_mw, "power cap")]
     for ax, value, what in limits:
         if value is not None:

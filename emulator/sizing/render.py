@@ -94,12 +94,12 @@ def _candidates(report: dict[str, Any]) -> list[Block]:
         if r is None:
             body.append([name, c["status"]] + ["-"] * (len(head) - 3) + [c["verdict"]])
             continue
-        cells = [name, c["status"], f"{r['num_devices']:,} ({r['nodes']:,} nodes)"]
+        cells = [name, c["status"], f"{r['num_devices']:,} ({r['nodes']:,} node{'s' if r['nodes'] != 1 else ''})"]
         if train:
             cells += [_plan(r), _time(r["effective_time_to_train_s"])]
         else:
-            cells += [f"{r['plan']['replicas']:,} x tp {r['plan']['tp']}", f"{r['rate_per_replica_per_s']:,.3g}",
-                      _time(r["latency_p99_s"])]
+            cells += [f"{r['plan']['replicas']:,} replicas x tp {r['plan']['tp']}",
+                      f"{r['rate_per_replica_per_s']:,.3g}", _time(r["latency_p99_s"])]
         unit = r.get("cost_per_million_tokens_usd")
         unit = r.get("cost_per_million_queries_usd") if per_m.endswith("queries") else unit
         cells += [f"{r['facility_mw']:,.3f}", f"{r['energy_mwh']:,.1f}", _usd(r["capex_usd"]), _usd(r["cost_usd"]),
@@ -109,12 +109,13 @@ def _candidates(report: dict[str, Any]) -> list[Block]:
     counts = [[f"{c['device']} in {c['system']}"] + [f"{c['plans'][k]:,}" for k in ("enumerated", "evaluated",
                                                                                    "feasible")]
               + [f"{c['rejected'].get(k, 0):,}" for k in reasons] for c in report["candidates"]]
+    cost = (f"the cost is {'the run' if train else 'a year of service'}'s amortised share of it plus energy"
+            if report["sizing"]["pricing"] == "capex" else "the cost is rental")
     return [Heading(2, "Per candidate"),
             Para("Each candidate's best plan by the objective (a candidate with no feasible plan shows its closest "
-                 "plan and the limits it misses). capex is the upfront purchase of the whole cluster; "
-                 + ("the run's cost is its amortised share plus energy." if report["sizing"]["pricing"] == "capex"
-                    else "the cost is rental.") + " Figures come from the models named in the provenance column "
-                 "and the profile inputs listed under Economics inputs."),
+                 f"plan and the limits it misses). capex is the upfront purchase of the whole cluster; {cost}. "
+                 "Figures come from the models named in the provenance column and the profile inputs listed under "
+                 "Economics inputs."),
             Table(head, body), Heading(3, "Plans rejected per candidate, by reason"),
             Table(["candidate", "enumerated", "evaluated", "feasible"] + reasons, counts)]
 
