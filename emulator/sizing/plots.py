@@ -171,10 +171,10 @@ def pareto(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], f
     front = report["pareto"]
     repeated = len({c.device.name for c in sz.candidates}) < len(sz.candidates)
     for k, cand in enumerate(sz.candidates):
-        key = (cand.device.name, cand.system.name)
-        mine = [r for r in cloud if (r["device"], r["system"]) == key]
-        ours = [r for r in front if (r["device"], r["system"]) == key]
-        name = f"{key[0]} in {key[1]}" if repeated else key[0]
+        which = (cand.device.name, cand.system.name)
+        mine = [r for r in cloud if (r["device"], r["system"]) == which]
+        ours = [r for r in front if (r["device"], r["system"]) == which]
+        name = f"{which[0]} in {which[1]}" if repeated else which[0]
         style = {"color": f"C{k}", "marker": MARKERS[k % len(MARKERS)]}
         for ax, key in ((cost_ax, "cost_usd"), (mw_ax, "facility_mw")):
             ax.scatter([r[tkey] / scale for r in mine], [r[key] for r in mine], s=6, alpha=0.18, linewidths=0,
