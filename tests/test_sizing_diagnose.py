@@ -143,3 +143,21 @@ def test_cli_writes_the_report_then_exits_2(tmp_path: Path, capsys: pytest.Captu
     assert "\n" not in err and "Traceback" not in err
     assert "power_cap_mw binds" in err and "constraints.power_cap_mw >=" in err and f"{out}/report.md" in err
     assert (out / "report.html").is_file()
+
+
+def test_nothing_fits_in_memory_says_so(tmp_path: Path) -> None:
+    """When every plan is pruned by memory, the report answers the candidate ('no plan', memory named), suggests no
+    limit change, and says which change would help (not re-evaluated); the empty plots still draw."""
+    text = """goal: train
+model: llama3-70b
+train: {total_tokens: 1e12, deadline_days: 30, seq_len: 4096, global_batch_size: 64}
+candidates: [{device: h100-sxm, system: hgx-h100}]
+search: {tp: [1], pp: [1], microbatch_size: [1], recompute: [none], zero: [0]}
+"""
+    report = _report_of_impossible(_write(tmp_path, text), tmp_path / "out")
+    cand = report["candidates"][0]
+    assert cand["status"] == "no plan" and cand["best"] is None and "memory" in cand["verdict"]
+    d = report["infeasible"]
+    assert d["smallest_change"] is None and d["alternatives"] == []
+    assert any(n.startswith("memory:") and "not re-evaluated" in n for n in d["notes"])
+    assert "memory" in d["message"] and "no plan survives pruning" in (tmp_path / "out" / "report.md").read_text()

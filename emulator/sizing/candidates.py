@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.sizing.constraints import BY_NAME, shown
-from emulator.sizing.diagnose import by_how_much, closest, misses, plan_text
+from emulator.sizing.diagnose import by_how_much, closest, misses
 from emulator.sizing.search import SearchResult
 from emulator.sizing.spec import Sizing
 
@@ -60,12 +60,12 @@ def answers(result: SearchResult, sz: Sizing, ranked: list[int], objective_key: 
         elif mine:
             near = mine[closest(sz, mine) or 0]
             missed = misses(sz, near)
+            gaps = "; ".join(f"{c.name}: {shown(v, c.unit)} against {shown(lim, c.unit)} ({by_how_much(v, lim)})"
+                             for c, v, lim in missed)
             entry |= {"status": "misses constraints", "best": near,
                       "misses": [{"constraint": c.name, "field": c.field, "value": v, "limit": lim, "unit": c.unit}
                                  for c, v, lim in missed],
-                      "verdict": "no plan meets every constraint; the closest, " + plan_text(near) + ", misses " +
-                                 "; ".join(f"{c.name}: {shown(v, c.unit)} against {shown(lim, c.unit)} "
-                                           f"({by_how_much(v, lim)})" for c, v, lim in missed)}
+                      "verdict": f"no plan meets every constraint; the closest (shown) misses {gaps}"}
         else:
             entry |= {"status": "no plan", "best": None, "verdict": _pruned(reasons)}
         out.append(entry)

@@ -31,6 +31,7 @@ from emulator.sizing.constraints import (
 )
 from emulator.sizing.search import DEFAULT_MAX_DEVICES, enumerate_plans, evaluate_training, finish_training
 from emulator.sizing.spec import Sizing
+from emulator.units import GiB
 
 Row = dict[str, Any]
 
@@ -169,7 +170,7 @@ def _unfixable(sz: Sizing, rejected: Mapping[str, Mapping[str, Any]]) -> list[st
     """What keeps every plan out before any limit is checked, and the change that would help (not re-evaluated)."""
     notes = []
     if "memory" in rejected:
-        biggest = max(c.device.memory_bytes for c in sz.candidates) / 2**30
+        biggest = max(c.device.memory_bytes for c in sz.candidates) / GiB
         notes.append(f"memory: {rejected['memory']['count']:,} plans do not fit (e.g. {rejected['memory']['example']}; "
                      f"the largest device has {biggest:,.0f} GiB). Fix: add a device with more memory"
                      + (", or widen search (recompute: [full], more pp, zero: [0, 1, 2, 3])" if sz.train else

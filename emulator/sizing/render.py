@@ -109,8 +109,9 @@ def _candidates(report: dict[str, Any]) -> list[Block]:
     counts = [[f"{c['device']} in {c['system']}"] + [f"{c['plans'][k]:,}" for k in ("enumerated", "evaluated",
                                                                                    "feasible")]
               + [f"{c['rejected'].get(k, 0):,}" for k in reasons] for c in report["candidates"]]
-    cost = (f"the cost is {'the run' if train else 'a year of service'}'s amortised share of it plus energy"
-            if report["sizing"]["pricing"] == "capex" else "the cost is rental")
+    cost = ("the cost is the share of it amortised over the run's hours, plus energy" if train else
+            "the cost per year is one year's amortised share of it, plus a year's energy")
+    cost = cost if report["sizing"]["pricing"] == "capex" else "the cost is rental"
     return [Heading(2, "Per candidate"),
             Para("Each candidate's best plan by the objective (a candidate with no feasible plan shows its closest "
                  f"plan and the limits it misses). capex is the upfront purchase of the whole cluster; {cost}. "
@@ -191,9 +192,10 @@ def blocks(report: dict[str, Any]) -> list[Block]:
     out += [Heading(2, "Search"),
             Para(f"{search['enumerated']:,} plans enumerated, {search['evaluated']:,} evaluated, "
                  f"{search['feasible']:,} feasible; {search['pareto']:,} plans on the Pareto front (time, cost, MW) "
-                 f"at {search['pareto_points']:,} distinct points."),
-            Table(["rejected because", "count", "example"],
-                  [[k, f"{v['count']:,}", v["example"]] for k, v in search["rejected"].items()])]
+                 f"at {search['pareto_points']:,} distinct points.")]
+    if search["rejected"]:
+        out.append(Table(["rejected because", "count", "example"],
+                         [[k, f"{v['count']:,}", v["example"]] for k, v in search["rejected"].items()]))
     if report["pareto"]:
         n = len(report["pareto"])
         out += [Heading(2, "Pareto front"),
