@@ -66,6 +66,10 @@ def _plan(row: Row) -> str:
     return " ".join(f"{k}={v}" for k, v in row["plan"].items() if k != "sequence_parallel")
 
 
+def _rate(per_s: float) -> str:
+    return f"{per_s:,.0f}" if per_s >= 100 else f"{per_s:.3g}"
+
+
 def _usd(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
@@ -99,7 +103,7 @@ def _candidates(report: dict[str, Any]) -> list[Block]:
             cells += [_plan(r), _time(r["effective_time_to_train_s"])]
         else:
             cells += [f"{r['plan']['replicas']:,} replicas x tp {r['plan']['tp']}",
-                      f"{r['rate_per_replica_per_s']:,.3g}", _time(r["latency_p99_s"])]
+                      _rate(r["rate_per_replica_per_s"]), _time(r["latency_p99_s"])]
         unit = r.get("cost_per_million_tokens_usd")
         unit = r.get("cost_per_million_queries_usd") if per_m.endswith("queries") else unit
         cells += [f"{r['facility_mw']:,.3f}", f"{r['energy_mwh']:,.1f}", _usd(r["capex_usd"]), _usd(r["cost_usd"]),
