@@ -102,7 +102,8 @@ def _candidates(report: dict[str, Any]) -> list[Block]:
         if train:
             cells += [_plan(r), _time(r["effective_time_to_train_s"])]
         else:
-            cells += [f"{r['plan']['replicas']:,} replicas x tp {r['plan']['tp']}",
+            n = r["plan"]["replicas"]
+            cells += [f"{n:,} replica{'s' if n != 1 else ''} x tp {r['plan']['tp']}",
                       _rate(r["rate_per_replica_per_s"]), _time(r["latency_p99_s"])]
         unit = r.get("cost_per_million_tokens_usd")
         unit = r.get("cost_per_million_queries_usd") if per_m.endswith("queries") else unit
