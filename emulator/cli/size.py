@@ -1,6 +1,7 @@
 """`emulator size SIZING.yaml [--out DIR] [--json] [--quiet]`: search, then write the report folder.
 
-Progress goes to stderr (one updating line per candidate device) unless --quiet; --json prints report.json.
+Progress goes to stderr (one updating line per candidate device) unless --quiet; --json prints report.json. A
+target no plan meets still writes its report, then exits 2 with the binding constraint and the fix.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from emulator.sizing import load_sizing, size, write_report
+from emulator.errors import EmulatorError
+from emulator.sizing import Infeasible, load_sizing, size, write_report
 from emulator.sizing.report import canonical_json
 from emulator.units import fmt_seconds
 
@@ -40,8 +42,16 @@ def command(args: argparse.Namespace) -> None:
     for warning in sz.warnings:  # plausibility: never fatal, never silent
         print(f"warning: {warning}", file=sys.stderr)
     progress = None if args.quiet else _Progress()
-    result = size(sz, progress)
     out = args.out or str(Path("reports") / Path(args.sizing).stem)
+    try:
+        result = size(sz, progress)
+    except Infeasible as e:  # the report still shows what binds per candidate; the error names the fix
+        report = write_report(e.result, sz, out, e.diagnosis)
+        if progress:
+            progress.done(f"no plan meets every constraint; report in {out}/")
+        if args.json:
+            sys.stdout.write(canonical_json(report))
+        raise EmulatorError(f"{e.message} Report: {out}/report.md.", file=e.file, field=e.field) from None
     report = write_report(result, sz, out)
     if progress:
         progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "

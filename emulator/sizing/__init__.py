@@ -3,16 +3,22 @@
     spec.py       the sizing file: goal, model, candidates, constraints, objective (strict parsing)
     search.py     devices x counts x plans (serving: replica layouts), pruned early, evaluated in process
     economics.py  power device -> node -> facility -> MW; MWh; capex amortised plus energy, or rental
-    pareto.py     the non-dominated set over time, cost and MW
-    report.py     report.json (canonical), report.md, report.html and PNG plots
-    select.py     constraints, Pareto front, best per objective, the binding constraint when none fits
+    constraints.py  the limits (deadline, power cap, budget, serving device cap) checked on evaluated plans
+    pareto.py     the non-dominated set over time, cost and MW; plans reaching the same point folded into one
+    diagnose.py   when nothing fits: what binds, by how much, the smallest change that meets every limit (re-checked)
+    select.py     limits applied, Pareto front, best per objective; `Infeasible` (with the diagnosis) if none fits
+    candidates.py one answer per candidate: its best plan and what it takes, or its closest plan and what it misses
+    plots.py      PNG plots (rooflines, breakdown, scaling, Pareto front, latency-throughput)
+    render.py     report.md and report.html from one list of blocks
+    report.py     report.json (canonical) and the folder
 
-`size(load_sizing(path))` returns a `SearchResult`; `write_report(result, sizing, out_dir)` writes the folder.
+`size(load_sizing(path))` returns a `SearchResult` or raises `Infeasible`; `write_report(result, sizing, out_dir)`
+writes the folder (`write_report(e.result, sizing, out_dir, e.diagnosis)` for a target no plan meets).
 """
 
 from emulator.sizing.report import write_report
 from emulator.sizing.search import SearchResult
-from emulator.sizing.select import size
+from emulator.sizing.select import Infeasible, size
 from emulator.sizing.spec import Sizing, load_sizing
 
-__all__ = ["SearchResult", "Sizing", "load_sizing", "size", "write_report"]
+__all__ = ["Infeasible", "SearchResult", "Sizing", "load_sizing", "size", "write_report"]

@@ -3,9 +3,14 @@
 Vectorised: candidates sorted by the first axis (ties by the others); a candidate is dominated when an earlier
 one is no worse on every axis and strictly better on one. O(n^2 / 2) comparisons in numpy blocks, which for the
 few thousand feasible plans of a sizing run is milliseconds.
+
+Plans that differ only where the model sees no difference (a ZeRO stage or a recompute mode that costs nothing at
+that size) reach the same point; `distinct` folds them into one entry that lists what varies.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -33,4 +38,20 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-__all__ = ["dominates", "pareto_mask"]
+def distinct(rows: list[dict[str, Any]], axes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows folded by outcome (device, system, device count and every axis to 6 significant digits, as the report
+    prints them), in first-seen order; each kept row gains `equivalent`: how many plans share its outcome and, per
+    plan field, the values they take where those differ."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["device"], r["system"], r["num_devices"], *(float(f"{r[a]:.6g}") for a in axes))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        vary = {k: sorted({m["plan"][k] for m in members}, key=str) for k in members[0]["plan"]}
+        out.append(members[0] | {"equivalent": {"num_plans": len(members),
+                                                "vary": {k: v for k, v in vary.items() if len(v) > 1}}})
+    return out
+
+
+__all__ = ["distinct", "dominates", "pareto_mask"]

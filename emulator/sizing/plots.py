@@ -1,11 +1,14 @@
 """PNG plots of a sizing report (matplotlib, Agg backend, no `Software` metadata: identical bytes per input).
 
-roofline.png             the workload's kernels (best plan per device) on each device's roofline
+roofline.png             the workload's kernels (best plan per device) on each device's roofline: colour per
+                         device, marker per kernel family (a legend, not labels that overlap)
 breakdown.png            step-time breakdown of the best plan per device (serving: p99 TTFT and decode time)
 scaling.png              devices against time-to-train, per device (training)
-pareto.png               cost against time, the Pareto front coloured by MW at the meter
+pareto.png               cost and MW at the meter against time: the Pareto front, colour and marker per device
 latency_throughput.png   p99 latency against throughput per device, per replica layout (serving)
-Each figure's caption states the provenance and error band of the predictions it plots.
+Device k is drawn in colour C{k} with marker MARKERS[k] in every plot. Each figure's caption (returned, and
+printed once under it by the report) states the provenance and error band of the predictions it plots; the PNG
+holds only the plot.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from emulator.sizing.spec import Sizing
 from emulator.workloads.config import DLRMConfig
 
 DPI = 100
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 
 
 def _plt() -> Any:
@@ -45,10 +49,17 @@ def _band(rows: list[dict[str, Any]]) -> str:
 
 
 def _save(plt: Any, fig: Any, folder: Path, name: str, caption: str) -> dict[str, str]:
-    fig.text(0.01, 0.005, caption, fontsize=7, color="#444", wrap=True)
     fig.savefig(folder / name, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
     return {"file": name, "title": name[:-4].replace("_", " "), "caption": caption}
+
+
+def _log_axes(ax: Any, has_points: bool) -> None:
+    """Log axes, or a note where no plan was evaluated (a log axis needs a positive point to place its ticks)."""
+    if has_points:
+        ax.set(xscale="log", yscale="log")
+    else:
+        ax.text(0.5, 0.5, "no evaluated plan", transform=ax.transAxes, ha="center", color="#666")
 
 
 def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -80,19 +91,24 @@ def roofline(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any],
     fig, ax = plt.subplots(figsize=(8, 5.2))
     prec = sz.train.precision if sz.train else sz.serve.spec.precision  # type: ignore[union-attr]
     x = np.logspace(-1, 4, 200)
+    families = sorted({f for per in kernels.values() for f in per})
+    shapes = {f: MARKERS[k % len(MARKERS)] for k, f in enumerate(families)}
     for k, cand in enumerate(sz.candidates):
         d = cand.device
-        peak = d.mfu_peak(prec)
         color = f"C{k}"
-        ax.plot(x, np.minimum(peak, d.memory_bandwidth_bytes_per_s * x), color=color, label=f"{d.name} roofline")
+        ax.plot(x, np.minimum(d.mfu_peak(prec), d.memory_bandwidth_bytes_per_s * x), color=color, label=d.name)
         for fam, f in sorted(kernels.get(d.name, {}).items()):
             if f.get("flops", 0) > 0 and f.get("bytes", 0) > 0 and f.get("time_s", 0) > 0:
-                ax.scatter(f["flops"] / f["bytes"], f["flops"] / f["time_s"], color=color, s=14)
-                ax.annotate(fam, (f["flops"] / f["bytes"], f["flops"] / f["time_s"]), fontsize=6, color=color)
+                ax.scatter(f["flops"] / f["bytes"], f["flops"] / f["time_s"], color=color, marker=shapes[fam], s=28,
+                           edgecolors="k", linewidths=0.4)
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP/byte)", ylabel="FLOP/s",
            title="kernels of the best plan per device on each roofline")
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(bottom=0.16)
+    devices = ax.legend(title="device (roofline)", fontsize=7, title_fontsize=7, loc="upper left")
+    ax.add_artist(devices)
+    handles = [plt.Line2D([], [], ls="", marker=shapes[f], color="#888", markeredgecolor="k", markeredgewidth=0.4,
+                          label=f) for f in families]
+    if handles:
+        ax.legend(handles=handles, title="kernel family", fontsize=7, title_fontsize=7, loc="lower right")
     return _save(plt, fig, folder, "roofline.png",
                  f"Kernel families of each device's best plan (achieved FLOP/s at their intensity) under the "
                  f"device's {prec} roofline; {_band(result.rows)}.")
@@ -121,42 +137,72 @@ def breakdown(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any]
         ax.barh(labels, decode, left=ttft, color="C1", label="p99 TPOT x output tokens")
         ax.set_xlabel("seconds")
         what = "Request latency of each device's best layout at its highest in-SLO rate"
-    ax.legend(fontsize=7)
+    if rows:
+        ax.legend(fontsize=7)
     fig.subplots_adjust(bottom=0.3 if len(rows) < 3 else 0.2, left=0.2)
     return _save(plt, fig, folder, "breakdown.png", f"{what}; {_band(rows)}.")
 
 
 def scaling(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(8, 5))
-    for k, (name, points) in enumerate(sorted(report["scaling"].items())):
+    for k, cand in enumerate(sz.candidates):
+        points = report["scaling"].get(cand.device.name, [])
         if points:
-            ax.plot([p[0] for p in points], [p[1] / 86400 for p in points], "o-", color=f"C{k}", label=name, ms=3)
+            ax.plot([p[0] for p in points], [p[1] / 86400 for p in points], "-", marker=MARKERS[k % len(MARKERS)],
+                    color=f"C{k}", label=cand.device.name, ms=3)
     if sz.train and sz.train.deadline_days:
         ax.axhline(sz.train.deadline_days, color="k", ls="--", lw=0.8, label="deadline")
-    ax.set(xscale="log", yscale="log", xlabel="devices", ylabel="effective time-to-train (days)",
+    _log_axes(ax, any(report["scaling"].values()))
+    ax.set(xlabel="devices", ylabel="effective time-to-train (days)",
            title="scaling: the fastest plan at each device count")
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(bottom=0.16)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _save(plt, fig, folder, "scaling.png", f"Fastest evaluated plan per device count (failures and "
                  f"checkpoints included); {_band(result.rows)}.")
 
 
 def pareto(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], folder: Path) -> dict[str, str]:
-    tkey = "effective_time_to_train_s" if sz.goal == "train" else "latency_p99_s"
-    scale, unit = (86400, "days") if sz.goal == "train" else (1e-3, "ms")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    feas = [result.rows[i] for i in result.feasible]
-    ax.scatter([r[tkey] / scale for r in feas], [r["cost_usd"] for r in feas], color="#ccc", s=6, label="feasible")
+    train = sz.goal == "train"
+    tkey = "effective_time_to_train_s" if train else "latency_p99_s"
+    scale, unit = (86400, "days") if train else (1e-3, "ms")
+    fig, (cost_ax, mw_ax) = plt.subplots(1, 2, figsize=(10, 4.8))
+    feasible = bool(result.feasible)
+    cloud = [result.rows[i] for i in result.feasible] if feasible else result.rows
     front = report["pareto"]
-    sc = ax.scatter([r[tkey] / scale for r in front], [r["cost_usd"] for r in front],
-                    c=[r["facility_mw"] for r in front], cmap="viridis", s=22, label="Pareto front")
-    fig.colorbar(sc, ax=ax, label="MW at the meter")
-    ax.set(xscale="log", yscale="log", xlabel=f"{'time-to-train' if sz.goal == 'train' else 'p99 latency'} ({unit})",
-           ylabel="cost (USD)" + ("" if sz.goal == "train" else " per year"), title="cost against time")
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(bottom=0.16)
-    return _save(plt, fig, folder, "pareto.png", f"Feasible candidates and the Pareto front over time, cost and MW; "
-                 f"{_band(feas)}.")
+    repeated = len({c.device.name for c in sz.candidates}) < len(sz.candidates)
+    for k, cand in enumerate(sz.candidates):
+        which = (cand.device.name, cand.system.name)
+        mine = [r for r in cloud if (r["device"], r["system"]) == which]
+        ours = [r for r in front if (r["device"], r["system"]) == which]
+        name = f"{which[0]} in {which[1]}" if repeated else which[0]
+        style = {"color": f"C{k}", "marker": MARKERS[k % len(MARKERS)]}
+        for ax, key in ((cost_ax, "cost_usd"), (mw_ax, "facility_mw")):
+            ax.scatter([r[tkey] / scale for r in mine], [r[key] for r in mine], s=6, alpha=0.18, linewidths=0,
+                       **style)
+            ax.scatter([r[tkey] / scale for r in ours], [r[key] for r in ours], s=30, edgecolors="k",
+                       linewidths=0.5, label=f"{name} ({len(ours)} on the front)" if feasible
+                       else f"{name} ({len(mine)} evaluated)", **style)
+    limits = [(cost_ax, sz.constraints.budget_usd, "budget"), (mw_ax, sz.constraints.power_cap_mw, "power cap")]
+    for ax, value, what in limits:
+        if value is not None:
+            ax.axhline(value, color="k", ls="--", lw=0.8, label=what)
+    if train and sz.train and sz.train.deadline_days:
+        for ax in (cost_ax, mw_ax):
+            ax.axvline(sz.train.deadline_days, color="k", ls=":", lw=0.8, label="deadline")
+    xlabel = f"{'time-to-train' if train else 'p99 latency'} ({unit})"
+    for ax in (cost_ax, mw_ax):
+        _log_axes(ax, bool(cloud))
+    cost_ax.set(xlabel=xlabel, ylabel="cost (USD)" + ("" if train else " per year"),
+                title="cost against time")
+    mw_ax.set(xlabel=xlabel, ylabel="MW at the meter", title="power against time")
+    for ax in (cost_ax, mw_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    what = ("Every feasible plan (faint) and the Pareto front over time, cost and MW (outlined), one colour and "
+            "marker per device" if feasible else "No plan meets every constraint: every evaluated plan, one colour "
+                                                 "and marker per device, against the limits (dashed, dotted)")
+    return _save(plt, fig, folder, "pareto.png", f"{what}; {_band(cloud)}.")
 
 
 def latency_throughput(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any],
@@ -165,15 +211,15 @@ def latency_throughput(plt: Any, result: SearchResult, sz: Sizing, report: dict[
     for k, cand in enumerate(sz.candidates):
         mine = sorted((r for r in result.rows if r["device"] == cand.device.name), key=lambda r: r["plan"]["tp"])
         if mine:
-            ax.plot([r["throughput_per_device_per_s"] for r in mine], [r["latency_p99_s"] * 1e3 for r in mine], "o-",
-                    color=f"C{k}", label=cand.device.name)
+            ax.plot([r["throughput_per_device_per_s"] for r in mine], [r["latency_p99_s"] * 1e3 for r in mine], "-",
+                    marker=MARKERS[k % len(MARKERS)], color=f"C{k}", label=cand.device.name)
             for r in mine:
                 ax.annotate(f"tp{r['plan']['tp']}", (r["throughput_per_device_per_s"], r["latency_p99_s"] * 1e3),
                             fontsize=7)
     ax.set(xlabel="requests per second per device (highest rate in SLO)", ylabel="p99 latency (ms)",
            title="serving: latency against throughput per replica layout")
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(bottom=0.16)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _save(plt, fig, folder, "latency_throughput.png", f"p99 TTFT (recommender: query latency) at the highest "
                  f"per-replica rate meeting the SLO; {_band(result.rows)}.")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,8 @@ class SearchResult:
     rejected: dict[str, dict[str, Any]]  # reason -> {count, example}
     num_enumerated: int
     num_evaluated: int
+    # (device, system) -> reason -> {count, example}: the same rejections, per candidate
+    rejected_by_candidate: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _reject(rejected: dict[str, dict[str, Any]], reason: str, example: str) -> None:
