@@ -30,7 +30,6 @@ from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ReplicaLayout, ServingResult
 from emulator.serving.search import highest_rate
-from emulator.stacks import load_stack
 from emulator.stats import Percentiles
 from emulator.workloads.config import DLRMConfig
 
@@ -125,8 +124,10 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
     precision = spec.precision
     placement = place_tables(model, device, table, precision, path)
     mlp, band = mlp_times(model, device, table, precision)
-    overhead = (spec.scheduler_overhead_s if spec.scheduler_overhead_s is not None
-                else float(load_stack(spec.engine, "serving", file=spec.path).get("host.scheduler_overhead_s")))
+    # The LLM engines' iteration scheduler (`host.scheduler_overhead_s`, fitted on LLM serving) is no recommender's:
+    # a DLRM harness (TensorRT, MLPerf's) queues the next batch while this one runs, so the only host time per batch
+    # is what the scenario states.
+    overhead = spec.scheduler_overhead_s or 0.0
     cap = spec.max_batch_tokens or MAX_BATCH_PAIRS
 
     def step(s: float) -> float:
