@@ -35,8 +35,16 @@ from kernels.references import torch_dtype
 
 HOLD_OUT_EVERY = 5
 TILES = (16, 32, 64, 128, 256)
-MATH_GRID = np.geomspace(0.03, 1.3, 24)
-MEMORY_GRID = np.geomspace(0.03, 1.5, 24)
+# A CPU's BLAS has no smallest matrix-unit tile (a GPU's MMA pads a 1-row product to 16 rows): its matrix-vector and
+# small-row kernels take any M, so its fit may also choose no tile quantisation at all (0).
+HOST_TILES = (0, *TILES)
+# Efficiencies are fractions of measured or datasheet peaks, so a fit never goes above 1: a family that wants more
+# ran faster than the peak says (its data stayed in a cache the model counts as main memory, or the peak was
+# measured low) and is reported at 1 with a note (`clamped`), never as a rate above the peak.
+EFFICIENCY_CAP = 1.0
+CAPPED = ("math", "memory", "vector")
+MATH_GRID = np.geomspace(0.03, EFFICIENCY_CAP, 24)
+MEMORY_GRID = np.geomspace(0.03, EFFICIENCY_CAP, 24)
 OVERHEAD_GRID = np.concatenate([[0.0], np.geomspace(2e-7, 2e-4, 19)])
 HALF_DIM_GRID = np.array([0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
 SPEEDUP_GRID = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
@@ -59,13 +67,15 @@ def point_calls(p: CalPoint) -> list[KernelCall]:
 # Dtypes whose kernels take other paths through the matrix units than bf16 (block scaling, other tile
 # shapes); fp16, tf32 and fp32 behave like bf16 relative to their own peaks and share its efficiency.
 SPLIT_DTYPES = ("fp8", "int8", "fp4")
+# On a CPU fp32 products run in the BLAS and bf16 ones in oneDNN's AVX-512 BF16 / AMX kernels: two libraries.
+HOST_SPLIT_DTYPES = ("bf16", *SPLIT_DTYPES)
 
 
-def split_keys(points: Sequence[CalPoint]) -> set[str]:
-    """Family.dtype keys fitted on their own: a low-precision dtype with at least three points."""
+def split_keys(points: Sequence[CalPoint], dtypes: Sequence[str] = SPLIT_DTYPES) -> set[str]:
+    """Family.dtype keys fitted on their own: a dtype of `dtypes` with at least three points."""
     counts: dict[str, int] = {}
     for p in points:
-        if p.dtype in SPLIT_DTYPES:
+        if p.dtype in dtypes:
             counts[f"{p.family}.{p.dtype}"] = counts.get(f"{p.family}.{p.dtype}", 0) + 1
     return {key for key, n in counts.items() if n >= 3}
 
@@ -122,8 +132,8 @@ _REFINE_FACTORS = (0.7, 0.85, 0.93, 0.97, 0.99, 1.01, 1.03, 1.07, 1.15, 1.4)
 
 
 def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], family: str,
-            names: Sequence[str], rounds: int = 12) -> None:
-    """Coordinate descent with multiplicative steps below the grid's resolution."""
+            names: Sequence[str], rounds: int = 12, cap: float = EFFICIENCY_CAP) -> None:
+    """Coordinate descent with multiplicative steps below the grid's resolution; efficiencies stay <= `cap`."""
     best = _loss(points, effs)
     for _ in range(rounds):
         improved = False
@@ -131,7 +141,7 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
             current = getattr(effs[family], name)
             base = current if current > 0 else 1e-7
             for f in _REFINE_FACTORS:
-                change: dict[str, Any] = {name: base * f}
+                change: dict[str, Any] = {name: min(base * f, cap) if name in CAPPED else base * f}
                 trial = dataclasses.replace(effs[family], **change)
                 old, effs[family] = effs[family], trial
                 loss = _loss(points, effs)
@@ -146,17 +156,22 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
 def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
                    cache_bytes: float | None = None) -> dict[str, float]:
     """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and the bytes/s of streams larger than
-    twice the last-level cache (main memory, not cache, bandwidth)."""
+    twice the last-level cache (main memory, not cache, bandwidth). The optimizer's in-place update counts among
+    the streams: it writes back the lines it read, so no output buffer is fetched first, and it came within the
+    DRAM's bandwidth where copies to fresh buffers stayed at half of it (an AdamW over 4M parameters reached
+    1.5x a 64 MB copy's bytes/s on our 2-core AMD EPYC, and fitted a memory efficiency of 1.54 against it)."""
     peaks: dict[str, float] = {}
     for p, cs in zip(points, calls, strict=True):
         matrix = sum(c.total.matrix_flops for c in cs)
         if p.family == "gemm" and matrix:
             key = f"matrix.{p.dtype}"
             peaks[key] = max(peaks.get(key, 0.0), matrix / p.time_s)
-        if p.family in ("elementwise", "copy"):
+        if p.family in ("elementwise", "copy", "optimizer"):
             moved = sum(c.total.bytes for c in cs)
             if not cache_bytes or moved > 2 * cache_bytes:
                 peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.time_s)
+            if p.family == "optimizer":
+                continue
             vector = sum(c.total.vector_flops for c in cs)
             if vector:
                 peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.time_s)
@@ -164,16 +179,19 @@ def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]
 
 
 def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
-               peaks: Mapping[str, float] | None = None, passes: int = 2, flushed: bool = False) -> dict[str, Any]:
+               peaks: Mapping[str, float] | None = None, passes: int = 2, flushed: bool = False,
+               host: bool = False) -> dict[str, Any]:
     """Fit every family's efficiency; returns {family: params with held-out error and point counts}.
 
     `flushed`: every point was timed with the cache flushed before each repetition (GPUs), so all its bytes
     came from main memory and the points say nothing of a cache speed-up (it stays at 1). Otherwise only
     points marked `cold` are; the rest ran with their data left in the cache by the repetition before.
+    `host`: the points ran on a CPU (`HOST_TILES`, `HOST_SPLIT_DTYPES`).
     """
     traced = [point_calls(p) for p in points]
     peaks = dict(peaks or {})
-    keys = split_keys(points)
+    keys = split_keys(points, HOST_SPLIT_DTYPES if host else SPLIT_DTYPES)
+    tiles = HOST_TILES if host else TILES
     terms = [[_terms(c, device, peaks, keys, flushed or bool(p.params.get("cold"))) for c in cs]
              for p, cs in zip(points, traced, strict=True)]
     by_family: dict[str, list[int]] = {}
@@ -197,7 +215,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             # with a speed-up that keeps warm ones compute-bound).
             _search(mine, effs, fam, {"memory": MEMORY_GRID, "cache_speedup": SPEEDUP_GRID})
             if has_matrix:
-                _search(mine, effs, fam, {"math": MATH_GRID, "tile": TILES})
+                _search(mine, effs, fam, {"math": MATH_GRID, "tile": tiles})
                 _search(mine, effs, fam, {"math": MATH_GRID, "half_dim": HALF_DIM_GRID})
                 _search(mine, effs, fam, {"math": MATH_GRID, "overhead_s": OVERHEAD_GRID})
             else:
@@ -208,6 +226,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     out: dict[str, Any] = {}
     for fam in families:
         mine_idx = by_family.get(fam, [])
+        clamped = _clamped(train, effs, fam)
         errors = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i in held]
         fitted = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i not in held]
         e = effs[fam]
@@ -221,12 +240,32 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             "num_points": len(mine_idx),
             "num_held_out": len(errors),
         }
+        dims = [min(t.terms.gemm[1:]) for i in mine_idx for t in terms[i] if t.family == fam and t.terms.gemm]
+        if dims:  # how narrow the products it has seen were (`engine.calibration` reads it)
+            out[fam]["min_output_dim"] = min(dims)
+        if clamped:
+            out[fam]["clamped"] = clamped
     known = [v["error"] for v in out.values() if v["error"] is not None]
     fallback = max(known) if known else SPEC_DEFAULTS.get("default").error
     for v in out.values():
         if v["error"] is None:
             v["error"] = fallback
         v["error"] = max(v["error"], 0.02)  # timing noise floor: never claim better than 2%
+    return out
+
+
+def _clamped(train: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], fam: str
+             ) -> dict[str, float]:
+    """{efficiency: the value an unbounded fit gives} for each of the family's efficiencies held at the cap."""
+    mine = [(ts, m) for ts, m in train if any(t.family == fam for t in ts)]
+    out = {}
+    for name in CAPPED:
+        if getattr(effs[fam], name) < EFFICIENCY_CAP or not mine:
+            continue
+        free = dict(effs)
+        _refine(mine, free, fam, (name,), cap=math.inf)
+        if getattr(free[fam], name) > EFFICIENCY_CAP:
+            out[name] = float(getattr(free[fam], name))
     return out
 
 

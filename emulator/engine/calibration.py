@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,8 +100,10 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # A low-precision GEMM family fitted on fewer points than this has seen too few shapes to say how small, skinny or
-# decode-shaped GEMMs run (the shipped H100/H200 fp8 sweeps: 6 squares, 512^3 to 16384^3).
+# decode-shaped GEMMs run (the shipped H100/H200 fp8 sweeps: 6 squares, 512^3 to 16384^3), unless its points
+# include products this narrow (a CPU's bf16 sweep: down to one row).
 MIN_SHAPE_POINTS = 24
+SKINNY_DIM = 16
 
 
 def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
@@ -110,7 +113,8 @@ def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
     call overhead) and how fast weights stream (memory) are the base family's, since a low-precision GEMM runs the
     same tiles over fewer bytes. Its error widens by the share of evidence it lacks."""
     base = families.get("gemm")
-    if base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS:
+    if (base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS
+            or float(p.get("min_output_dim", math.inf)) <= SKINNY_DIM):
         return eff
     lacking = 1.0 - int(p.get("num_points", 0)) / MIN_SHAPE_POINTS
     return dataclasses.replace(eff, memory=max(eff.memory, base.memory), half_dim=base.half_dim, tile=base.tile,
