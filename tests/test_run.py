@@ -17,6 +17,7 @@ from emulator.measure.device import parse_device
 from emulator.results import ResultsStore
 from emulator.scenario import load_scenario
 from emulator.validation import run as run_module
+from emulator.validation import runplan
 from emulator.validation.run import RunResult, kernel_family, run_scenario, scale_to_fit
 
 LLAMA = ("{model_type: llama, num_hidden_layers: %d, hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, "
@@ -68,7 +69,7 @@ def test_without_calibration_the_prediction_is_not_available(tmp_path: Path, mon
     def no_calibration(device: str) -> Any:
         raise EmulatorError("no calibration")
 
-    monkeypatch.setattr(run_module, "local_calibration", no_calibration)
+    monkeypatch.setattr(runplan, "local_calibration", no_calibration)
     result = run_scenario(load_scenario(scenario(tmp_path, TRAIN)), "cpu", record=False, **FAST)
     assert result.predicted is None and result.error is None
     assert any("prediction: not available" in n and "emulator calibrate --device cpu --quick" in n

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-record", dest="record", action="store_false",
                    help="do not write the run to the results store")
     p.add_argument("--nproc", type=int, default=1, help="ranks to launch through torchrun (gloo on CPU, NCCL on GPU)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="run a scale model with this fraction of the layers (DLRM: table rows), e.g. 0.25")
+    p.add_argument("--yes", action="store_true", help="run even when estimated past a minute (no question asked)")
+    p.add_argument("--quiet", action="store_true", help="no estimate or progress on stderr")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("size", help="size a cluster for a target: a ranked, costed plan and a report folder",
