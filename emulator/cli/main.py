@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict a scenario on its device")
     p.add_argument("scenario")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--launch", metavar="DIR", help="also write the plan's launch files (torchrun + Megatron-LM or "
+                   "torchtitan TOML; vllm / trtllm-serve / SGLang commands) into DIR")
 
     p = sub.add_parser("calibrate", help="measure kernel sweeps on this machine and fit its efficiencies")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from emulator.launch import sizing_launch_files, write_launch
 from emulator.sizing import load_sizing, size, write_report
 from emulator.sizing.report import canonical_json
 
@@ -40,6 +41,7 @@ def command(args: argparse.Namespace) -> None:
     result = size(sz, progress)
     out = args.out or str(Path("reports") / Path(args.sizing).stem)
     report = write_report(result, sz, out)
+    launch = write_launch(Path(out) / "launch", sizing_launch_files(sz, result)) if result.best else []
     if progress:
         progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "
                       f"{time.perf_counter() - progress.start:.1f} s; report in {out}/")
@@ -58,6 +60,8 @@ def command(args: argparse.Namespace) -> None:
         print(f"  best {obj:8s}: {r['device']} x {r['num_devices']}, cost {r['cost_usd']:,.0f} USD, "
               f"{r['facility_mw']:.2f} MW")
     print(f"report: {out}/report.html, report.md, report.json ({len(report['figures'])} figures)")
+    if launch:
+        print(f"launch files of the recommended plan: {', '.join(str(p) for p in launch)}")
 
 
 __all__ = ["command"]
