@@ -70,8 +70,8 @@ def command(args: argparse.Namespace) -> None:
         print(json.dumps(measured, indent=2, default=str))
         return
     scenario = load_scenario(args.scenario)
-    device = parse_device(args.device)
-    plan = plan_run(scenario, device, free_bytes=available_memory_bytes(device), scale=args.scale,
+    dev = parse_device(args.device)
+    plan = plan_run(scenario, dev, free_bytes=available_memory_bytes(dev), scale=args.scale,
                     target_time_s=args.target_time, profile=not args.no_profile)
     if not confirm(scenario, plan, args):
         return
