@@ -26,8 +26,8 @@ import torch
 
 from emulator.calibrate.points import CalPoint, runner
 from emulator.calibrate.sweeps import BenchPoint
-from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
-from emulator.engine.roofline import CallTerms, call_seconds, call_terms
+from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.roofline import CallTerms, call_seconds, call_terms, efficiency_key
 from emulator.engine.trace import trace_callable
 from emulator.hardware import DeviceProfile
 from kernels import KernelCall
@@ -71,20 +71,37 @@ SPLIT_DTYPES = ("fp8", "int8", "fp4")
 HOST_SPLIT_DTYPES = ("bf16", *SPLIT_DTYPES)
 
 
-def split_keys(points: Sequence[CalPoint], dtypes: Sequence[str] = SPLIT_DTYPES) -> set[str]:
-    """Family.dtype keys fitted on their own: a dtype of `dtypes` with at least three points."""
+def split_keys(points: Sequence[CalPoint], dtypes: Sequence[str] = SPLIT_DTYPES,
+               calls: Sequence[list[KernelCall]] | None = None) -> set[str]:
+    """Efficiency keys fitted on their own, each with at least three points: a dtype of `dtypes` ("gemm.fp8") and,
+    given the points' `calls`, matrix-vector products (`MATRIX_VECTOR`, "gemv.bf16")."""
     counts: dict[str, int] = {}
-    for p in points:
-        if p.dtype in dtypes:
-            counts[f"{p.family}.{p.dtype}"] = counts.get(f"{p.family}.{p.dtype}", 0) + 1
+    for i, p in enumerate(points):
+        base = p.family
+        own = [c for c in calls[i] if c.family == p.family] if calls is not None else []
+        if own and all(efficiency_key(c.family, c.op, c.shapes) == MATRIX_VECTOR for c in own):
+            base = MATRIX_VECTOR
+        key = f"{base}.{p.dtype}" if p.dtype in dtypes else base
+        if key != p.family:
+            counts[key] = counts.get(key, 0) + 1
     return {key for key, n in counts.items() if n >= 3}
+
+
+def fitted_key(call: KernelCall, keys: set[str] | Sequence[str]) -> str:
+    """The key a call is fitted and predicted under, in `EfficiencyTable.get`'s order: a matrix-vector product's
+    dtype entry, the GEMM's dtype entry, the matrix-vector entry, then the family."""
+    base = efficiency_key(call.family, call.op, call.shapes)
+    for key in (f"{base}.{call.dtype}", f"{call.family}.{call.dtype}", base):
+        if key in keys:
+            return key
+    return call.family
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
     """One kernel signature of a point: the efficiency key it is fitted under and its roofline terms."""
 
-    family: str  # the efficiency key: "gemm", or "gemm.fp8" where that dtype is fitted on its own
+    family: str  # the efficiency key: "gemm", or "gemm.fp8" / "gemv" where those are fitted on their own
     terms: CallTerms
 
 
@@ -93,8 +110,7 @@ def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], 
     """`cold`: the point cycled through copies of its inputs (or flushed the cache), so its bytes came from
     main memory."""
     table = dataclasses.replace(SPEC_DEFAULTS, peaks=dict(peaks))
-    key = f"{call.family}.{call.dtype}"
-    return _Call(family=key if key in keys else call.family, terms=call_terms(call, device, table, cold=cold))
+    return _Call(family=fitted_key(call, keys), terms=call_terms(call, device, table, cold=cold))
 
 
 def _call_time(t: _Call, e: FamilyEfficiency) -> float:
@@ -190,13 +206,14 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     """
     traced = [point_calls(p) for p in points]
     peaks = dict(peaks or {})
-    keys = split_keys(points, HOST_SPLIT_DTYPES if host else SPLIT_DTYPES)
+    # A CPU's matrix-vector products are fitted on their own (`MATRIX_VECTOR`); a GPU's sweep has few of them.
+    keys = split_keys(points, HOST_SPLIT_DTYPES if host else SPLIT_DTYPES, traced if host else None)
     tiles = HOST_TILES if host else TILES
     terms = [[_terms(c, device, peaks, keys, flushed or bool(p.params.get("cold"))) for c in cs]
              for p, cs in zip(points, traced, strict=True)]
     by_family: dict[str, list[int]] = {}
     for i, (p, ts) in enumerate(zip(points, terms, strict=True)):
-        own = [t.family for t in ts if t.family.split(".")[0] == p.family]
+        own = [t.family for t in ts if t.terms.call.family == p.family]
         by_family.setdefault(own[0] if own else p.family, []).append(i)
     held = {i for idx in by_family.values() for j, i in enumerate(sorted(idx, key=lambda i: _order(points[i])))
             if j % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1}
@@ -296,7 +313,7 @@ def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, de
                           flushed: bool = False) -> list[float]:
     """What the fitted table predicts for each point (for reports and tests)."""
     effs = dict(table.families)
-    keys = {k for k in effs if "." in k}
+    keys = set(effs)
     return [_point_time([_terms(c, device, table.peaks, keys, flushed or bool(p.params.get("cold")))
                          for c in point_calls(p)], effs) for p in points]
 

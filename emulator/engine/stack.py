@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
 from emulator.engine.trace import Trace
 from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
 from kernels import Cost, KernelCall
@@ -174,7 +174,7 @@ def group_experts(trace: Trace) -> Trace:
     return dataclasses.replace(trace, calls=tuple(calls))
 
 
-SUSTAINED_FAMILIES = ("gemm", "attention")
+SUSTAINED_FAMILIES = ("gemm", MATRIX_VECTOR, "attention")
 
 
 _SUSTAINED: dict[tuple[int, float], tuple[EfficiencyTable, EfficiencyTable]] = {}
