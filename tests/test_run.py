@@ -260,7 +260,7 @@ def test_past_the_limit_the_command_refuses_without_yes(tmp_path: Path, monkeypa
         command(build_parser().parse_args(base))
     command(build_parser().parse_args([*base, "--yes"]))
     err = capsys.readouterr().err
-    assert err.startswith("estimated run time: about ")
+    assert err.startswith("estimated run time: about ")  # the whole model: no scale model named
     assert "prefill: building the model" in err and "elapsed, ETA" in err and "measured; predicting" in err
     command(build_parser().parse_args([*base, "--yes", "--quiet"]))
     assert capsys.readouterr().err == ""

@@ -40,7 +40,9 @@ def confirm(s: Scenario, plan: RunPlan, args: argparse.Namespace) -> bool:
     """Whether to go ahead: always under a minute or with --yes; else ask at a terminal, refuse elsewhere."""
     est = plan.estimate
     if not args.quiet:
-        print(f"estimated run time: about {est.describe()}", file=sys.stderr)
+        scale = plan.scale_model
+        what = (f" for a {next(iter(scale.values())):,}-of-{scale['of']:,} scale model" if scale else "")
+        print(f"estimated run time{what}: about {est.describe()}", file=sys.stderr)
     if est.total_s <= CONFIRM_ABOVE_S or args.yes:
         return True
     advice = _smaller(s, plan, args)
