@@ -196,3 +196,24 @@ search: {tp: [1, 2], pp: [1], microbatch_size: [1], recompute: [none], zero: [1]
     assert _value(words, "--tensor-model-parallel-size") == str(row["plan"]["tp"])
     assert "emulator size, the recommended plan" in f.text
     assert [p.name for p in write_launch(tmp_path / "l", (f,))] == ["train_megatron.sh"]
+
+
+def test_a_served_sizing_caps_the_batch_at_the_engines_limit(tmp_path: Path) -> None:
+    """Without a batch size the simulation fills the KV capacity; the command sets the engine's own cap and says so."""
+    path = tmp_path / "serve.yaml"
+    path.write_text("""goal: serve
+model: {model_type: llama, num_hidden_layers: 2, hidden_size: 512, num_attention_heads: 8, num_key_value_heads: 8,
+        intermediate_size: 1024, vocab_size: 4096, max_position_embeddings: 2048}
+serve:
+  traffic: {arrival_rate_per_s: 200, input_tokens: 128, output_tokens: 16}
+  slo: {ttft_p99_s: 0.5, tpot_p99_s: 0.05}
+  precision: fp8
+  engine: vllm
+  num_requests: 300
+candidates: [{device: h100-sxm, system: hgx-h100}]
+""")
+    sz = load_sizing(str(path))
+    (f,) = sizing_launch_files(sz, size(sz))
+    words = _command(f)
+    assert _value(words, "--max-num-seqs") == "1024" and "defaults.max_batch_size" in f.text
+    assert _value(words, "--quantization") == "fp8" and _value(words, "--max-model-len") == "144"
