@@ -225,7 +225,9 @@ class ResultsStore:
         return d
 
     def export(self, fmt: str, out: str | os.PathLike[str] | IO[str]) -> None:
-        """Write every point joined with its run: 'csv' (one row per point) or 'json' (runs with points)."""
+        """Write every run with its points: 'json' (runs with their points) or 'csv' (one row per point, joined with
+        its run; a run without points, such as `emulator run`'s, is one row with empty point columns). Every CSV
+        row ends with its run's scenario and summary as JSON text."""
         if fmt not in ("csv", "json"):
             raise EmulatorError(f"export format '{fmt}' is not 'csv' or 'json'", field="format")
         if isinstance(out, (str, os.PathLike)):
@@ -241,7 +243,8 @@ class ResultsStore:
             cursor = conn.execute(
                 "SELECT r.id AS run_id, r.kind, r.created_at, r.device_key, "
                 + ", ".join(f"p.{c}" for c in POINT_COLUMNS)
-                + " FROM points p JOIN runs r ON r.id = p.run_id ORDER BY p.id"
+                + ", r.scenario_json, r.summary_json FROM runs r LEFT JOIN points p ON p.run_id = r.id"
+                " ORDER BY r.id, p.id"
             )
             writer = csv.writer(out)
             writer.writerow([d[0] for d in cursor.description])

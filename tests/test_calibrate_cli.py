@@ -66,7 +66,8 @@ def test_cpu_calibrate_quick_then_validate(tmp_path: Path, cpu_validation: Any) 
     that calibration, with finite errors and a median |error| under a loose guard (the table is printed;
     `cpu_validation` in conftest.py runs both commands)."""
     fitted = cpu_validation.calibration["families"]
-    assert set(fitted) == set(FAMILIES)
+    # Every family, plus a CPU's own keys for bf16 products and matrix-vector products (gemm.bf16, gemv, ...).
+    assert {key.split(".")[0] for key in fitted} - {"gemv"} == set(FAMILIES)
     assert all(f["num_points"] > 0 and math.isfinite(f["error"]) for f in fitted.values()), fitted
     result, table = cpu_validation.result, cpu_validation.table
     assert result["provenance"] == "calibrated"

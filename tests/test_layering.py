@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Top-level parts of `emulator` in pipeline order: a module may import its own part and the parts before it.
 LAYERS = ("errors", "units", "precision", "stats", "files", "fields", "published", "hardware", "stacks", "workloads",
-          "scenario", "engine", "cluster", "serving", "predict", "sizing", "results", "measure", "calibrate",
+          "scenario", "engine", "cluster", "serving", "predict", "sizing", "launch", "results", "measure", "calibrate",
           "validation", "cli", "__main__")
 LINE_BUDGET = 400
 DEVICE_OWNER = "emulator.measure"

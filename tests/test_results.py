@@ -77,6 +77,22 @@ def test_export_csv_and_json(tmp_path: Path) -> None:
         store.export("xml", tmp_path / "out.xml")
 
 
+def test_export_includes_runs_without_points(tmp_path: Path) -> None:
+    """A run recorded without points (`emulator run`) is one CSV row with its summary, and a JSON entry."""
+    store = ResultsStore(tmp_path / "r.sqlite")
+    store.record_run("calibration", FINGERPRINT, {"quick": True}, {"families": {}}, points=[_point(1)])
+    run_id = store.record_run("run", FINGERPRINT, {"path": "s.yaml"}, {"measured": {"step_time_s": 0.5}, "error": 0.1})
+    store.export("csv", tmp_path / "out.csv")
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [r["kind"] for r in rows] == ["calibration", "run"]
+    assert rows[1]["run_id"] == str(run_id) and rows[1]["family"] == "" and rows[1]["median_s"] == ""
+    assert json.loads(rows[1]["summary_json"])["measured"]["step_time_s"] == 0.5
+    assert json.loads(rows[1]["scenario_json"]) == {"path": "s.yaml"}
+    store.export("json", tmp_path / "out.json")
+    runs = json.load(open(tmp_path / "out.json"))
+    assert [r["kind"] for r in runs] == ["calibration", "run"] and runs[1]["summary"]["error"] == 0.1
+
+
 def test_default_path_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EMULATOR_RESULTS wins; else XDG_DATA_HOME/emulator/results.sqlite."""
     monkeypatch.delenv("EMULATOR_RESULTS", raising=False)

@@ -17,6 +17,7 @@ from emulator.measure.device import parse_device
 from emulator.results import ResultsStore
 from emulator.scenario import load_scenario
 from emulator.validation import run as run_module
+from emulator.validation import runplan
 from emulator.validation.run import RunResult, kernel_family, run_scenario, scale_to_fit
 
 LLAMA = ("{model_type: llama, num_hidden_layers: %d, hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, "
@@ -68,7 +69,7 @@ def test_without_calibration_the_prediction_is_not_available(tmp_path: Path, mon
     def no_calibration(device: str) -> Any:
         raise EmulatorError("no calibration")
 
-    monkeypatch.setattr(run_module, "local_calibration", no_calibration)
+    monkeypatch.setattr(runplan, "local_calibration", no_calibration)
     result = run_scenario(load_scenario(scenario(tmp_path, TRAIN)), "cpu", record=False, **FAST)
     assert result.predicted is None and result.error is None
     assert any("prediction: not available" in n and "emulator calibrate --device cpu --quick" in n
@@ -211,3 +212,55 @@ def test_prediction_of_the_same_program_with_a_calibration(tmp_path: Path) -> No
     assert set(result.predicted_phases) == {"prefill", "decode"}
     out = result.to_json()
     assert out["predicted"]["kernels"] and "gemm" in out["predicted"]["kernels"]
+
+
+def test_scale_runs_a_smaller_scale_model_and_the_plan_estimates_its_time(tmp_path: Path) -> None:
+    """`--scale 0.5` runs 2 of 4 layers; the plan estimates each part's steps, build and total before running."""
+    s = load_scenario(scenario(tmp_path, INFER, layers=4))
+    dev = parse_device("cpu")
+    plan = runplan.plan_run(s, dev, free_bytes=1e12, scale=0.5, target_time_s=0.02, profile=False)
+    assert plan.model.num_layers == 2 and dict(plan.scale_model or {}) == {"num_layers": 2, "of": 4}  # type: ignore[union-attr]
+    assert any(n.endswith("2 of 4 layers (--scale 0.5)") for n in plan.notes)
+    est = plan.estimate
+    assert [p.name for p in est.parts] == ["prefill", "decode"]
+    assert all(p.step_s > 0 and p.num_calls >= runplan.MIN_REPS and p.build_s > 0 for p in est.parts)
+    assert est.total_s == pytest.approx(sum(p.build_s + p.num_calls * p.step_s for p in est.parts))
+    assert "step times from" in est.describe()
+    with pytest.raises(EmulatorError, match="--scale"):
+        runplan.plan_run(s, dev, free_bytes=1e12, scale=1.5)
+
+
+def test_a_smaller_scale_is_suggested_within_the_limit(tmp_path: Path) -> None:
+    """The suggested --scale keeps whole layers and its estimate is within the limit; none when even one layer
+    takes longer."""
+    s = load_scenario(scenario(tmp_path, INFER, layers=8))
+    dev = parse_device("cpu")
+    plan = runplan.plan_run(s, dev, free_bytes=1e12, target_time_s=0.02, profile=False)
+    one = runplan.suggested_scale(s, plan, dev, 1e9, target_time_s=0.02, profile=False)
+    assert one is not None and one[0] == 1.0
+    assert runplan.suggested_scale(s, plan, dev, 0.0, target_time_s=0.02, profile=False) is None
+    limit = plan.estimate.total_s * 0.6
+    found = runplan.suggested_scale(s, plan, dev, limit, target_time_s=0.02, profile=False)
+    if found is not None:  # the build and per-layer costs may leave no scale under 60% of the full run
+        scale, est = found
+        assert 0 < scale < 1 and runplan.scaled(s.model, scale).num_layers == round(scale * 8)  # type: ignore[union-attr]
+        assert est.total_s <= plan.estimate.total_s
+
+
+def test_past_the_limit_the_command_refuses_without_yes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Non-interactively, a run estimated past the limit is refused with a message naming --yes and --scale (or
+    what to lower); --yes runs it, printing the estimate and progress on stderr."""
+    from emulator.cli import run as cli_run
+
+    monkeypatch.setattr(cli_run, "CONFIRM_ABOVE_S", 0.0)
+    path = str(scenario(tmp_path, INFER))
+    base = ["run", path, "--target-time", "0.02", "--no-profile", "--no-record"]
+    with pytest.raises(EmulatorError, match=r"estimated at about .*Fix: add --yes.*(--scale|lower batch_size)"):
+        command(build_parser().parse_args(base))
+    command(build_parser().parse_args([*base, "--yes"]))
+    err = capsys.readouterr().err
+    assert err.startswith("estimated run time: about ")  # the whole model: no scale model named
+    assert "prefill: building the model" in err and "elapsed, ETA" in err and "measured; predicting" in err
+    command(build_parser().parse_args([*base, "--yes", "--quiet"]))
+    assert capsys.readouterr().err == ""

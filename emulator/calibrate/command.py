@@ -28,6 +28,24 @@ from emulator.results import ResultsStore
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.program import build_step
 
+# A family whose held-out error passes this predicts poorly enough that calibrate says so.
+HIGH_ERROR = 0.30
+
+
+def fit_warnings(families: dict[str, Any]) -> list[str]:
+    """One line per fitted family that predicts poorly (held-out error over `HIGH_ERROR`) or whose efficiency the
+    fit held at 1 (`fit.EFFICIENCY_CAP`)."""
+    out = []
+    for fam, v in sorted(families.items()):
+        if v["error"] > HIGH_ERROR:
+            out.append(f"{fam}: held-out error {v['error']:.0%} (over {HIGH_ERROR:.0%}) on {v['num_points']} points; "
+                       "predictions that use it carry that error band. Re-run without --quick (more points) or on "
+                       "a quieter machine.")
+        for name, wanted in v.get("clamped", {}).items():
+            out.append(f"{fam}: {name} efficiency held at 1.0 (unbounded, the fit gives {wanted:.2f}): its points "
+                       "ran faster than the measured peak, their data left in a cache or the peak measured low.")
+    return out
+
 
 def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
                       host: dict[str, float] | None = None) -> dict[str, Any]:
@@ -62,7 +80,9 @@ def build_calibration(points: Sequence[CalPoint], fingerprint: dict[str, Any],
         profile = local_profile(data)
     # GPU timings flush the L2 before every repetition (`measure.time_callable`); CPU ones keep the cache warm
     # except for the points that cycle cold copies of their inputs.
-    data["families"] = fit_points(points, profile, peaks=data.get("peaks"), flushed=fingerprint.get("kind") == "cuda")
+    gpu = fingerprint.get("kind") == "cuda"
+    data["families"] = fit_points(points, profile, peaks=data.get("peaks"), flushed=gpu, host=not gpu)
+    data["warnings"] = fit_warnings(data["families"])
     if evicted and data["cache_bytes"]:
         data["cold_call_curve"] = cold_call_curve(evicted, table_from(data, "(fit)"), profile,
                                                   float(data["cache_bytes"]))

@@ -26,8 +26,8 @@ import torch
 
 from emulator.calibrate.points import CalPoint, runner
 from emulator.calibrate.sweeps import BenchPoint
-from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
-from emulator.engine.roofline import CallTerms, call_seconds, call_terms
+from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.roofline import CallTerms, call_seconds, call_terms, efficiency_key
 from emulator.engine.trace import trace_callable
 from emulator.hardware import DeviceProfile
 from kernels import KernelCall
@@ -35,8 +35,16 @@ from kernels.references import torch_dtype
 
 HOLD_OUT_EVERY = 5
 TILES = (16, 32, 64, 128, 256)
-MATH_GRID = np.geomspace(0.03, 1.3, 24)
-MEMORY_GRID = np.geomspace(0.03, 1.5, 24)
+# A CPU's BLAS has no smallest matrix-unit tile (a GPU's MMA pads a 1-row product to 16 rows): its matrix-vector and
+# small-row kernels take any M, so its fit may also choose no tile quantisation at all (0).
+HOST_TILES = (0, *TILES)
+# Efficiencies are fractions of measured or datasheet peaks, so a fit never goes above 1: a family that wants more
+# ran faster than the peak says (its data stayed in a cache the model counts as main memory, or the peak was
+# measured low) and is reported at 1 with a note (`clamped`), never as a rate above the peak.
+EFFICIENCY_CAP = 1.0
+CAPPED = ("math", "memory", "vector")
+MATH_GRID = np.geomspace(0.03, EFFICIENCY_CAP, 24)
+MEMORY_GRID = np.geomspace(0.03, EFFICIENCY_CAP, 24)
 OVERHEAD_GRID = np.concatenate([[0.0], np.geomspace(2e-7, 2e-4, 19)])
 HALF_DIM_GRID = np.array([0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
 SPEEDUP_GRID = np.array([1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
@@ -59,22 +67,41 @@ def point_calls(p: CalPoint) -> list[KernelCall]:
 # Dtypes whose kernels take other paths through the matrix units than bf16 (block scaling, other tile
 # shapes); fp16, tf32 and fp32 behave like bf16 relative to their own peaks and share its efficiency.
 SPLIT_DTYPES = ("fp8", "int8", "fp4")
+# On a CPU fp32 products run in the BLAS and bf16 ones in oneDNN's AVX-512 BF16 / AMX kernels: two libraries.
+HOST_SPLIT_DTYPES = ("bf16", *SPLIT_DTYPES)
 
 
-def split_keys(points: Sequence[CalPoint]) -> set[str]:
-    """Family.dtype keys fitted on their own: a low-precision dtype with at least three points."""
+def split_keys(points: Sequence[CalPoint], dtypes: Sequence[str] = SPLIT_DTYPES,
+               calls: Sequence[list[KernelCall]] | None = None) -> set[str]:
+    """Efficiency keys fitted on their own, each with at least three points: a dtype of `dtypes` ("gemm.fp8") and,
+    given the points' `calls`, matrix-vector products (`MATRIX_VECTOR`, "gemv.bf16")."""
     counts: dict[str, int] = {}
-    for p in points:
-        if p.dtype in SPLIT_DTYPES:
-            counts[f"{p.family}.{p.dtype}"] = counts.get(f"{p.family}.{p.dtype}", 0) + 1
+    for i, p in enumerate(points):
+        base = p.family
+        own = [c for c in calls[i] if c.family == p.family] if calls is not None else []
+        if own and all(efficiency_key(c.family, c.op, c.shapes) == MATRIX_VECTOR for c in own):
+            base = MATRIX_VECTOR
+        key = f"{base}.{p.dtype}" if p.dtype in dtypes else base
+        if key != p.family:
+            counts[key] = counts.get(key, 0) + 1
     return {key for key, n in counts.items() if n >= 3}
+
+
+def fitted_key(call: KernelCall, keys: set[str] | Sequence[str]) -> str:
+    """The key a call is fitted and predicted under, in `EfficiencyTable.get`'s order: a matrix-vector product's
+    dtype entry, the GEMM's dtype entry, the matrix-vector entry, then the family."""
+    base = efficiency_key(call.family, call.op, call.shapes)
+    for key in (f"{base}.{call.dtype}", f"{call.family}.{call.dtype}", base):
+        if key in keys:
+            return key
+    return call.family
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
     """One kernel signature of a point: the efficiency key it is fitted under and its roofline terms."""
 
-    family: str  # the efficiency key: "gemm", or "gemm.fp8" where that dtype is fitted on its own
+    family: str  # the efficiency key: "gemm", or "gemm.fp8" / "gemv" where those are fitted on their own
     terms: CallTerms
 
 
@@ -83,8 +110,7 @@ def _terms(call: KernelCall, device: DeviceProfile, peaks: Mapping[str, float], 
     """`cold`: the point cycled through copies of its inputs (or flushed the cache), so its bytes came from
     main memory."""
     table = dataclasses.replace(SPEC_DEFAULTS, peaks=dict(peaks))
-    key = f"{call.family}.{call.dtype}"
-    return _Call(family=key if key in keys else call.family, terms=call_terms(call, device, table, cold=cold))
+    return _Call(family=fitted_key(call, keys), terms=call_terms(call, device, table, cold=cold))
 
 
 def _call_time(t: _Call, e: FamilyEfficiency) -> float:
@@ -122,8 +148,8 @@ _REFINE_FACTORS = (0.7, 0.85, 0.93, 0.97, 0.99, 1.01, 1.03, 1.07, 1.15, 1.4)
 
 
 def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], family: str,
-            names: Sequence[str], rounds: int = 12) -> None:
-    """Coordinate descent with multiplicative steps below the grid's resolution."""
+            names: Sequence[str], rounds: int = 12, cap: float = EFFICIENCY_CAP) -> None:
+    """Coordinate descent with multiplicative steps below the grid's resolution; efficiencies stay <= `cap`."""
     best = _loss(points, effs)
     for _ in range(rounds):
         improved = False
@@ -131,7 +157,7 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
             current = getattr(effs[family], name)
             base = current if current > 0 else 1e-7
             for f in _REFINE_FACTORS:
-                change: dict[str, Any] = {name: base * f}
+                change: dict[str, Any] = {name: min(base * f, cap) if name in CAPPED else base * f}
                 trial = dataclasses.replace(effs[family], **change)
                 old, effs[family] = effs[family], trial
                 loss = _loss(points, effs)
@@ -146,17 +172,22 @@ def _refine(points: list[tuple[list[_Call], float]], effs: dict[str, FamilyEffic
 def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]],
                    cache_bytes: float | None = None) -> dict[str, float]:
     """Best achieved rates: matrix FLOP/s per dtype, vector FLOP/s, and the bytes/s of streams larger than
-    twice the last-level cache (main memory, not cache, bandwidth)."""
+    twice the last-level cache (main memory, not cache, bandwidth). The optimizer's in-place update counts among
+    the streams: it writes back the lines it read, so no output buffer is fetched first, and it came within the
+    DRAM's bandwidth where copies to fresh buffers stayed at half of it (an AdamW over 4M parameters reached
+    1.5x a 64 MB copy's bytes/s on our 2-core AMD EPYC, and fitted a memory efficiency of 1.54 against it)."""
     peaks: dict[str, float] = {}
     for p, cs in zip(points, calls, strict=True):
         matrix = sum(c.total.matrix_flops for c in cs)
         if p.family == "gemm" and matrix:
             key = f"matrix.{p.dtype}"
             peaks[key] = max(peaks.get(key, 0.0), matrix / p.time_s)
-        if p.family in ("elementwise", "copy"):
+        if p.family in ("elementwise", "copy", "optimizer"):
             moved = sum(c.total.bytes for c in cs)
             if not cache_bytes or moved > 2 * cache_bytes:
                 peaks["memory"] = max(peaks.get("memory", 0.0), moved / p.time_s)
+            if p.family == "optimizer":
+                continue
             vector = sum(c.total.vector_flops for c in cs)
             if vector:
                 peaks["vector.fp32"] = max(peaks.get("vector.fp32", 0.0), vector / p.time_s)
@@ -164,21 +195,25 @@ def measured_peaks(points: Sequence[CalPoint], calls: Sequence[list[KernelCall]]
 
 
 def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
-               peaks: Mapping[str, float] | None = None, passes: int = 2, flushed: bool = False) -> dict[str, Any]:
+               peaks: Mapping[str, float] | None = None, passes: int = 2, flushed: bool = False,
+               host: bool = False) -> dict[str, Any]:
     """Fit every family's efficiency; returns {family: params with held-out error and point counts}.
 
     `flushed`: every point was timed with the cache flushed before each repetition (GPUs), so all its bytes
     came from main memory and the points say nothing of a cache speed-up (it stays at 1). Otherwise only
     points marked `cold` are; the rest ran with their data left in the cache by the repetition before.
+    `host`: the points ran on a CPU (`HOST_TILES`, `HOST_SPLIT_DTYPES`).
     """
     traced = [point_calls(p) for p in points]
     peaks = dict(peaks or {})
-    keys = split_keys(points)
+    # A CPU's matrix-vector products are fitted on their own (`MATRIX_VECTOR`); a GPU's sweep has few of them.
+    keys = split_keys(points, HOST_SPLIT_DTYPES if host else SPLIT_DTYPES, traced if host else None)
+    tiles = HOST_TILES if host else TILES
     terms = [[_terms(c, device, peaks, keys, flushed or bool(p.params.get("cold"))) for c in cs]
              for p, cs in zip(points, traced, strict=True)]
     by_family: dict[str, list[int]] = {}
     for i, (p, ts) in enumerate(zip(points, terms, strict=True)):
-        own = [t.family for t in ts if t.family.split(".")[0] == p.family]
+        own = [t.family for t in ts if t.terms.call.family == p.family]
         by_family.setdefault(own[0] if own else p.family, []).append(i)
     held = {i for idx in by_family.values() for j, i in enumerate(sorted(idx, key=lambda i: _order(points[i])))
             if j % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1}
@@ -197,7 +232,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             # with a speed-up that keeps warm ones compute-bound).
             _search(mine, effs, fam, {"memory": MEMORY_GRID, "cache_speedup": SPEEDUP_GRID})
             if has_matrix:
-                _search(mine, effs, fam, {"math": MATH_GRID, "tile": TILES})
+                _search(mine, effs, fam, {"math": MATH_GRID, "tile": tiles})
                 _search(mine, effs, fam, {"math": MATH_GRID, "half_dim": HALF_DIM_GRID})
                 _search(mine, effs, fam, {"math": MATH_GRID, "overhead_s": OVERHEAD_GRID})
             else:
@@ -208,6 +243,7 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
     out: dict[str, Any] = {}
     for fam in families:
         mine_idx = by_family.get(fam, [])
+        clamped = _clamped(train, effs, fam)
         errors = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i in held]
         fitted = [abs(_point_time(terms[i], effs) / points[i].time_s - 1) for i in mine_idx if i not in held]
         e = effs[fam]
@@ -221,12 +257,32 @@ def fit_points(points: Sequence[CalPoint], device: DeviceProfile, *,
             "num_points": len(mine_idx),
             "num_held_out": len(errors),
         }
+        dims = [min(t.terms.gemm[1:]) for i in mine_idx for t in terms[i] if t.family == fam and t.terms.gemm]
+        if dims:  # how narrow the products it has seen were (`engine.calibration` reads it)
+            out[fam]["min_output_dim"] = min(dims)
+        if clamped:
+            out[fam]["clamped"] = clamped
     known = [v["error"] for v in out.values() if v["error"] is not None]
     fallback = max(known) if known else SPEC_DEFAULTS.get("default").error
     for v in out.values():
         if v["error"] is None:
             v["error"] = fallback
         v["error"] = max(v["error"], 0.02)  # timing noise floor: never claim better than 2%
+    return out
+
+
+def _clamped(train: list[tuple[list[_Call], float]], effs: dict[str, FamilyEfficiency], fam: str
+             ) -> dict[str, float]:
+    """{efficiency: the value an unbounded fit gives} for each of the family's efficiencies held at the cap."""
+    mine = [(ts, m) for ts, m in train if any(t.family == fam for t in ts)]
+    out = {}
+    for name in CAPPED:
+        if getattr(effs[fam], name) < EFFICIENCY_CAP or not mine:
+            continue
+        free = dict(effs)
+        _refine(mine, free, fam, (name,), cap=math.inf)
+        if getattr(free[fam], name) > EFFICIENCY_CAP:
+            out[name] = float(getattr(free[fam], name))
     return out
 
 
@@ -257,7 +313,7 @@ def predicted_point_times(points: Sequence[CalPoint], table: EfficiencyTable, de
                           flushed: bool = False) -> list[float]:
     """What the fitted table predicts for each point (for reports and tests)."""
     effs = dict(table.families)
-    keys = {k for k in effs if "." in k}
+    keys = set(effs)
     return [_point_time([_terms(c, device, table.peaks, keys, flushed or bool(p.params.get("cold")))
                          for c in point_calls(p)], effs) for p in points]
 

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-concurrency", metavar="LEVELS",
                    help="serving: the closed loop at each level, e.g. 1,2,4,...,256 ('...' doubles)")
     p.add_argument("--plot", metavar="FILE.png", help="with --sweep-concurrency: tokens/s per device against per user")
+    p.add_argument("--launch", metavar="DIR", help="also write the plan's launch files (torchrun + Megatron-LM or "
+                   "torchtitan TOML; vllm / trtllm-serve / SGLang commands) into DIR")
 
     p = sub.add_parser("compare", help="predict several scenarios and print them side by side")
     p.add_argument("scenarios", nargs="+", metavar="SCENARIO")
@@ -132,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-record", dest="record", action="store_false",
                    help="do not write the run to the results store")
     p.add_argument("--nproc", type=int, default=1, help="ranks to launch through torchrun (gloo on CPU, NCCL on GPU)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="run a scale model with this fraction of the layers (DLRM: table rows), e.g. 0.25")
+    p.add_argument("--yes", action="store_true", help="run even when estimated past a minute (no question asked)")
+    p.add_argument("--quiet", action="store_true", help="no estimate or progress on stderr")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("size", help="size a cluster for a target: a ranked, costed plan and a report folder",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
@@ -35,6 +36,8 @@ def calibrate(args: argparse.Namespace) -> None:
              fmt_seconds(v["overhead_s"]), str(v["tile"])] for fam, v in sorted(data["families"].items())]
     print(table(rows, ["family", "points", "held-out error", "math eff", "memory eff", "overhead", "tile"]))
     print(f"\ncalibration of {data['fingerprint'].get('name')} ({data['device'] or 'no shipped profile'}) -> {path}")
+    for line in data.get("warnings", []):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def validate(args: argparse.Namespace) -> None:

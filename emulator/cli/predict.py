@@ -15,6 +15,7 @@ from emulator.cli.sweep import sweep_command
 from emulator.engine.prediction import Prediction
 from emulator.errors import EmulatorError
 from emulator.files import write_json_atomic
+from emulator.launch import launch_files, write_launch
 from emulator.predict import predict_scenario, prediction_timeline, request_log
 from emulator.scenario import Scenario, load_scenario
 
@@ -74,6 +75,9 @@ def command(args: argparse.Namespace) -> None:
         if path:
             with writing(path, flag):
                 wrote.append(f"wrote {path}: {write(scenario, prediction, path)}")
+    if getattr(args, "launch", None):
+        paths = write_launch(args.launch, launch_files(scenario, prediction))
+        print(f"launch files: {', '.join(str(p) for p in paths)}", file=sys.stderr)
     if args.json:
         print_json(prediction.to_json() | {"warnings": list(scenario.warnings)})
     else:

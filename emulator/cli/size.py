@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from emulator.errors import EmulatorError
+from emulator.launch import sizing_launch_files, write_launch
 from emulator.sizing import Infeasible, load_sizing, size, write_report
 from emulator.sizing.report import canonical_json
 from emulator.units import fmt_seconds
@@ -53,6 +54,7 @@ def command(args: argparse.Namespace) -> None:
             sys.stdout.write(canonical_json(report))
         raise EmulatorError(f"{e.message} Report: {out}/report.md.", file=e.file, field=e.field) from None
     report = write_report(result, sz, out)
+    launch = write_launch(Path(out) / "launch", sizing_launch_files(sz, result)) if result.best else []
     if progress:
         progress.done(f"searched {result.num_evaluated:,} of {result.num_enumerated:,} plans in "
                       f"{time.perf_counter() - progress.start:.1f} s; report in {out}/")
@@ -77,6 +79,8 @@ def command(args: argparse.Namespace) -> None:
         print(f"  best {obj:8s}: {r['device']} x {r['num_devices']}, cost {r['cost_usd']:,.0f} USD, "
               f"{r['facility_mw']:.2f} MW")
     print(f"report: {out}/report.html, report.md, report.json ({len(report['figures'])} figures)")
+    if launch:
+        print(f"launch files of the recommended plan: {', '.join(str(p) for p in launch)}")
 
 
 __all__ = ["command"]

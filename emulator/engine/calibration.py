@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -109,8 +110,10 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # A low-precision GEMM family fitted on fewer points than this has seen too few shapes to say how small, skinny or
-# decode-shaped GEMMs run (the shipped H100/H200 fp8 sweeps: 6 squares, 512^3 to 16384^3).
+# decode-shaped GEMMs run (the shipped H100/H200 fp8 sweeps: 6 squares, 512^3 to 16384^3), unless its points
+# include products this narrow (a CPU's bf16 sweep: down to one row).
 MIN_SHAPE_POINTS = 24
+SKINNY_DIM = 16
 
 
 def base_shaped(eff: FamilyEfficiency, base: FamilyEfficiency, lacking: float = 0.0) -> FamilyEfficiency:
@@ -126,9 +129,11 @@ def base_shaped(eff: FamilyEfficiency, base: FamilyEfficiency, lacking: float = 
 def _with_base_shape(fam: str, eff: FamilyEfficiency, p: Mapping[str, Any],
                      families: Mapping[str, FamilyEfficiency]) -> FamilyEfficiency:
     """A `gemm.<dtype>` family fitted on too few shapes takes the 16-bit `gemm` family's shape response
-    (`base_shaped`), its error widened by the share of evidence it lacks."""
+    (`base_shaped`), its error widened by the share of evidence it lacks; not one whose points include products as
+    narrow as decode's (a CPU's bf16 sweep)."""
     base = families.get("gemm")
-    if base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS:
+    if (base is None or not fam.startswith("gemm.") or int(p.get("num_points", MIN_SHAPE_POINTS)) >= MIN_SHAPE_POINTS
+            or float(p.get("min_output_dim", math.inf)) <= SKINNY_DIM):
         return eff
     return base_shaped(eff, base, 1.0 - int(p.get("num_points", 0)) / MIN_SHAPE_POINTS)
 

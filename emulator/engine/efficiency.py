@@ -95,16 +95,26 @@ class EfficiencyTable:
         object.__setattr__(self, "peaks", MappingProxyType(dict(self.peaks)))
 
     def get(self, family: str, dtype: str | None = None) -> FamilyEfficiency:
-        """The efficiency of `family` in `dtype` ("gemm.fp8"), else of the family, else the default."""
+        """The efficiency of `family` in `dtype` ("gemm.fp8"), else of the family, else the default. A key with a
+        fallback (`FALLBACK`: matrix-vector products fall back to GEMMs) tries the fallback's dtype entry before
+        its own plain one: a dtype fitted on its own is another library, whatever the shape."""
+        fallback = FALLBACK.get(family)
         return (
             (self.families.get(f"{family}.{dtype}") if dtype else None)
+            or (self.families.get(f"{fallback}.{dtype}") if dtype and fallback else None)
             or self.families.get(family)
+            or (self.families.get(fallback) if fallback else None)
             or self.families.get("default")
             or _DEFAULT
         )
 
 
 _DEFAULT = FamilyEfficiency(math=0.5, memory=0.8, vector=0.5)
+# Matrix-vector products (a GEMM with one output row or column: decode at batch 1) have their own efficiency key
+# where a calibration fitted one: BLAS libraries run them as another kernel class (sgemv streams the matrix once; no
+# row tiles). Without one they take the GEMM's.
+MATRIX_VECTOR = "gemv"
+FALLBACK = {MATRIX_VECTOR: "gemm"}
 
 SPEC_DEFAULTS = EfficiencyTable(
     families={

@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from emulator.engine.efficiency import SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
+from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES, LOW_PRECISIONS
@@ -74,6 +74,16 @@ def size_efficiency(min_dim: float, half_dim: float) -> float:
     """Small-matrix penalty of GEMM libraries: dim / (dim + half_dim) for the smallest of M, N and K (small
     products run other, less efficient kernels and cannot amortise loading their operands)."""
     return min_dim / (min_dim + half_dim) if half_dim > 0 else 1.0
+
+
+def efficiency_key(family: str, op: str, shapes: tuple[tuple[int, ...], ...]) -> str:
+    """The efficiency-table key of a call: `MATRIX_VECTOR` for a GEMM with a single output row or column, else
+    its family."""
+    if family == "gemm" and len(shapes) >= 2:
+        _, m, n, _ = gemm_dims(op, shapes)
+        if min(m, n) == 1:
+            return MATRIX_VECTOR
+    return family
 
 
 def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -> str:
@@ -189,7 +199,8 @@ def kernel_time(
     """Roofline time of all `call.count` calls of one kernel signature."""
     terms = call_terms(call, device, table, precision)
     call = terms.call
-    t_math, t_mem, t_over = call_seconds(terms, table.get(call.family, call.dtype))
+    t_math, t_mem, t_over = call_seconds(terms, table.get(efficiency_key(call.family, call.op, call.shapes),
+                                                          call.dtype))
     busy = max(t_math, t_mem)
     if call.family == "view" or busy < t_over:
         bound = "overhead"
@@ -268,7 +279,8 @@ def predict_calls(
 def error_band(kernels: Iterable[KernelTiming], table: EfficiencyTable) -> float:
     """The one error band of a prediction: each kernel's held-out (or documented) relative error, weighted by its
     share of the time. A fractional half-width: the truth is expected within time * (1 +- band)."""
-    return combined_band([(table.get(k.family, k.dtype).error, k.time_s) for k in kernels],
+    return combined_band([(table.get(efficiency_key(k.family, k.op, k.shapes), k.dtype).error, k.time_s)
+                          for k in kernels],
                          table.get("default").error)
 
 

@@ -20,7 +20,7 @@ import dataclasses
 from collections import Counter
 
 from emulator.engine.calibration import base_shaped
-from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
 from emulator.engine.trace import Trace
 from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
 from kernels import Cost, KernelCall
@@ -235,7 +235,7 @@ def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:
     return dataclasses.replace(table, families=families)
 
 
-SUSTAINED_FAMILIES = ("gemm", "attention")
+SUSTAINED_FAMILIES = ("gemm", MATRIX_VECTOR, "attention")
 
 
 _SUSTAINED: dict[tuple[int, float], tuple[EfficiencyTable, EfficiencyTable]] = {}

@@ -60,6 +60,19 @@ class Reference:
         return m.mean_s
 
 
+def probed_peaks(device: torch.device | str = "cpu") -> dict[str, float]:
+    """Rough peak rates of an uncalibrated device, for estimates only (about 20 ms): the reference's GEMM rate
+    (taken for every matrix dtype) and the bytes/s of a 64 MiB copy (read and write)."""
+    dev = torch.device(device)
+    matrix = 2 * REFERENCE_DIM**3 / Reference(dev).read()
+    src = torch.rand(1 << 24, device=dev)
+    dst = torch.empty_like(src)
+    m = time_callable(lambda: dst.copy_(src), device=dev, warmup=1, min_reps=3, max_reps=3, target_time_s=0.0,
+                      flush_l2=False)
+    return {"matrix.fp32": matrix, "matrix.bf16": matrix, "matrix.fp16": matrix,
+            "memory": 2 * src.numel() * src.element_size() / m.median_s}
+
+
 def around(readings: Sequence[float]) -> list[float]:
     """The reference around each of n measurements from the n+1 readings taken before, between and after them:
     the mean of the reading before and the one after."""
