@@ -179,8 +179,15 @@ class _Watch:
         self.misses = [0, 0, 0]
 
     def missed(self, which: int) -> bool:
+        """Count a miss of bound `which` (0 TTFT, 1 TPOT, 2 latency); whether the p99 now misses it."""
         self.misses[which] += 1
         return self.misses[which] >= self.fail[which]
+
+    def finish_missed(self, latency_s: float, tpot_s: float, out: int) -> bool:
+        """Count a finished request's latency and TPOT misses; whether a p99 now misses its bound."""
+        if latency_s > self.latency_s and self.missed(2):
+            return True
+        return out > 1 and tpot_s > self.tpot_s and self.missed(1)
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
@@ -198,22 +205,24 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     gen = [0] * n  # tokens generated so far
     block = KV_BLOCK_TOKENS * beams
     waiting: deque[tuple[int, int]] = deque()  # (request, tokens to prefill)
-    prefill: list[list[int]] = []  # [request, done, total]
+    prefill: list[list[int]] = []  # [request, done, total], in admission order
     dec: dict[int, tuple[int, int, int]] = {}  # request -> (g at start, generated at start, context at start)
     fin_heap: list[tuple[int, int]] = []  # (g at which it finishes, request)
-    lifo: list[tuple[int, int]] = []  # (-admission number, request) for preemption
+    lifo: list[int] = []  # requests in order of admission to decoding (stale entries skipped): preempted from the top
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
     runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
     waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
     t = busy = 0.0
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
-    ptr = done = num_steps = num_preempt = max_conc = admitted = 0
+    ptr = done = num_steps = num_preempt = max_conc = 0
     kv_s, pair_s = step.kv_s_per_token, step.pair_s
     table = step_table(step, max(budget, max_batch * beams))
     size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
     w = _Watch(watch, lout) if watch is not None else None
     watched = w.first if w is not None else n  # requests from here on are judged by the watch
+    ttft_s, tpot_s, latency_s = (w.ttft_s, w.tpot_s, w.latency_s) if w is not None else (math.inf,) * 3
+    heappush, heappop, isnan, inf = heapq.heappush, heapq.heappop, math.isnan, math.inf
     while done < n:
         while ptr < n and arrival[ptr] <= t:
             waiting.append((ptr, lin[ptr]))
@@ -221,7 +230,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         if not waiting and not prefill and not dec:
             t = arrival[ptr]
             continue
-        while waiting and len(prefill) + len(dec) < max_batch:
+        active = len(prefill) + len(dec)
+        while waiting and active < max_batch:
             r, plen = waiting[0]
             need = plen * beams + block
             ahead = (lout[r] - gen[r]) * beams
@@ -229,12 +239,13 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 break
             waiting.popleft()
             prefill.append([r, 0, plen])
+            active += 1
             used += need
             future += ahead
-        if len(prefill) + len(dec) > max_conc:
-            max_conc = len(prefill) + len(dec)
+        if active > max_conc:
+            max_conc = active
         while dec and used + len(dec) * beams > cap:  # preempt the latest admitted decoding request
-            _, r = heapq.heappop(lifo)
+            r = lifo.pop()
             if r not in dec:
                 continue
             g0, gen0, ctx0 = dec.pop(r)
@@ -246,44 +257,62 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             waiting.appendleft((r, lin[r] + gen[r]))
             stalled[r] = t
             num_preempt += 1
-        ntok = len(dec) * beams
-        left = budget - ntok
-        ptok, pairs = 0, 0.0
-        completing: list[list[int]] = []
-        for entry in prefill:
-            if prefilled:  # the prompt's cache came over the fabric: nothing to compute
-                entry[1] = entry[2]
-                completing.append(entry)
-                continue
-            if left <= 0:
-                break
-            c = min(entry[2] - entry[1], left)
-            pairs += c * entry[1] + c * (c + 1) / 2
-            ptok += c
-            left -= c
-            entry[1] += c
-            if entry[1] == entry[2]:
-                completing.append(entry)
+            active -= 1
+        ndec = len(dec)
+        ntok = ndec * beams
+        ptok, pairs, completing = 0, 0.0, 0  # `completing`: how many of the first prefills finish their prompt
+        if prefill:
+            left = budget - ntok
+            for entry in prefill:
+                if prefilled:  # the prompt's cache came over the fabric: nothing to compute
+                    entry[1] = entry[2]
+                    completing += 1
+                    continue
+                if left <= 0:
+                    break
+                c = min(entry[2] - entry[1], left)
+                pairs += c * entry[1] + c * (c + 1) / 2
+                ptok += c
+                left -= c
+                entry[1] += c
+                if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
+                    completing += 1
         if ptok:
-            tokens, rows = ptok + ntok, len(completing) * beams + ntok
+            tokens, rows = ptok + ntok, completing * beams + ntok
             if tokens < size and rows < size:  # StepModel.step_s, its terms in the same order
                 dt = base[tokens] + head[rows] + pair_s * pairs + kv_s * dec_kv
             else:
                 dt = step.step_s(tokens, pairs, rows, dec_kv)
             k = 1
-            if gaps and dec:
-                runs.append((t, 1, dt, 0.0, len(dec)))
+            if gaps and ndec:
+                runs.append((t, 1, dt, 0.0, ndec))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k = 0.0, 0
         else:  # decode only: advance k identical-shape iterations at once
             a = decode[ntok] if ntok < size else step.step_s(ntok, 0.0, ntok, 0.0)
-            k = min(fin_heap[0][0] - g, (cap - used) // ntok)
-            if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
-                k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
-            k = max(k, 1)
+            k = fin_heap[0][0] - g
+            room = (cap - used) // ntok
+            if room < k:
+                k = room
+            if ptr < n and arrival[ptr] < inf and active < max_batch:
+                # Fewest iterations whose summed time k (a + base) + slope k (k - 1) / 2 reaches the arrival.
+                gap_s = arrival[ptr] - t
+                if gap_s <= 0:
+                    until = 1
+                else:
+                    slope = kv_s * ntok
+                    b = a + kv_s * dec_kv - slope / 2
+                    if slope <= 0:
+                        until = max(1, math.ceil(gap_s / max(b, 1e-12)))
+                    else:
+                        until = max(1, math.ceil((-b + math.sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9))
+                if until < k:
+                    k = until
+            if k < 1:
+                k = 1
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
             if gaps:
-                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
+                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, ndec))
         t += dt
         busy += dt
         num_steps += k
@@ -292,7 +321,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         used += ntok * k
         future -= ntok * k
         while fin_heap and fin_heap[0][0] <= g:
-            gf, r = heapq.heappop(fin_heap)
+            gf, r = heappop(fin_heap)
             state = dec.get(r)
             if state is None or state[0] + lout[r] - state[1] != gf:
                 continue  # a stale entry of a preempted request
@@ -305,14 +334,18 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if issued < n:  # closed loop: its client sends the next request
                 arrival[issued] = t
                 issued += 1
-            if r >= watched and _finish_missed(w, t, arrival[r], first[r], lout[r]):
+            if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
+                                 > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) / max(lout[r] - 1, 1),
+                                                               lout[r]):  # type: ignore[union-attr]
                 return _Run.missed_at(max_conc)
-        for entry in completing:
-            prefill.remove(entry)
-            r, _, total = entry
-            if math.isnan(first[r]):
+        if not completing:
+            continue
+        finished = prefill[:completing]
+        del prefill[:completing]
+        for r, _, total in finished:
+            if isnan(first[r]):
                 first[r] = t
-                if r >= watched and t - arrival[r] > w.ttft_s and w.missed(0):  # type: ignore[union-attr]
+                if r >= watched and t - arrival[r] > ttft_s and w.missed(0):  # type: ignore[union-attr]
                     return _Run.missed_at(max_conc)
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r)))
@@ -325,35 +358,17 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if issued < n:
                     arrival[issued] = t
                     issued += 1
-                if r >= watched and _finish_missed(w, t, arrival[r], first[r], lout[r]):
+                if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
+                                     > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) /
+                                                                   max(lout[r] - 1, 1), lout[r]):  # type: ignore[union-attr]
                     return _Run.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)
             dec_kv += total * beams
-            heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
-            admitted += 1
-            heapq.heappush(lifo, (-admitted, r))
+            heappush(fin_heap, (g + lout[r] - gen[r], r))
+            lifo.append(r)
     return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
                 expand_gaps(runs, waits) if gaps else TokenGaps(*(np.zeros(0),) * 3))
-
-
-def _finish_missed(w: _Watch | None, t: float, arrival: float, first: float, out: int) -> bool:
-    """Whether a watched request's finish at t takes its latency or TPOT misses to the failing count."""
-    assert w is not None
-    if t - arrival > w.latency_s and w.missed(2):
-        return True
-    return out > 1 and (t - first) / (out - 1) > w.tpot_s and w.missed(1)
-
-
-def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:
-    """Fewest iterations whose summed time k*(a + base) + slope*k(k-1)/2 reaches `gap_s`."""
-    if gap_s <= 0:
-        return 1
-    b = a + base - slope / 2
-    if slope <= 0:
-        return max(1, math.ceil(gap_s / max(b, 1e-12)))
-    k = (-b + math.sqrt(b * b + 2 * slope * gap_s)) / slope
-    return max(1, math.ceil(k - 1e-9))
 
 
 __all__ = ["Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity", "make_requests",
