@@ -167,10 +167,10 @@ class _Run:
 class _Watch:
     """Misses of measured requests against each bound, and how many make the p99 miss."""
 
-    def __init__(self, watch: SloWatch, out: list[int]) -> None:
-        self.first = watch.first_measured
+    def __init__(self, watch: SloWatch | None, out: list[int]) -> None:
+        self.first = watch.first_measured if watch is not None else len(out)  # None: no request is judged
         measured = out[self.first:]
-        slo = watch.slo
+        slo = watch.slo if watch is not None else Slo()
         limit = [math.inf if b is None else b * (1 + MISS_MARGIN)
                  for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.latency_p99_s)]
         self.ttft_s, self.tpot_s, self.latency_s = limit
@@ -219,9 +219,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     kv_s, pair_s = step.kv_s_per_token, step.pair_s
     table = step_table(step, max(budget, max_batch * beams))
     size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
-    w = _Watch(watch, lout) if watch is not None else None
-    watched = w.first if w is not None else n  # requests from here on are judged by the watch
-    ttft_s, tpot_s, latency_s = (w.ttft_s, w.tpot_s, w.latency_s) if w is not None else (math.inf,) * 3
+    w = _Watch(watch, lout)
+    watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
     heappush, heappop, isnan, inf = heapq.heappush, heapq.heappop, math.isnan, math.inf
     while done < n:
         while ptr < n and arrival[ptr] <= t:
@@ -336,7 +335,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 issued += 1
             if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
                                  > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) / max(lout[r] - 1, 1),
-                                                               lout[r]):  # type: ignore[union-attr]
+                                                               lout[r]):
                 return _Run.missed_at(max_conc)
         if not completing:
             continue
@@ -345,7 +344,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         for r, _, total in finished:
             if isnan(first[r]):
                 first[r] = t
-                if r >= watched and t - arrival[r] > ttft_s and w.missed(0):  # type: ignore[union-attr]
+                if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
                     return _Run.missed_at(max_conc)
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r)))
@@ -360,7 +359,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     issued += 1
                 if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
                                      > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) /
-                                                                   max(lout[r] - 1, 1), lout[r]):  # type: ignore[union-attr]
+                                                                   max(lout[r] - 1, 1), lout[r]):
                     return _Run.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)
