@@ -144,7 +144,8 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
     bound = spec.slo.latency_p99_s
     offline = spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None)
     fixed = spec.samples_per_query.kind == "fixed"  # every query the same pairs: one number, not n
-    unit = unit_arrivals(rng, n, keep=not offline)  # drawn before the pairs, even when unused
+    # The gaps are drawn before the pairs: Offline draws them only to leave the generator where the pairs start.
+    unit = None if offline and fixed else unit_arrivals(rng, n, keep=not offline)
     pairs: np.ndarray | int = (int(spec.samples_per_query.sample(rng, 1)[0]) if fixed
                                else spec.samples_per_query.sample(rng, n))
     mean_pairs = float(pairs) if isinstance(pairs, int) else float(pairs.mean())
