@@ -256,6 +256,24 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
         p2p = act / plan.tp
         for phase in ("forward", "backward"):
             out.append(_collective("send_recv", p2p, plan.virtual_stages, "pp", "microbatch", phase, dt, "pipeline"))
+    kept = tuple(c for c in out if c.count > 0 and c.cost.comm_bytes > 0)
+    return kept + data_parallel_collectives(plan, precision, n, params, expert_params, trainable)
+
+
+def data_parallel_collectives(plan: Plan, precision: str, num_layers: int, params: float, expert_params: float,
+                              trainable: tuple[float, float] | None = None) -> tuple[KernelCall, ...]:
+    """The data-parallel (dp, edp) part of `collectives`: what differs between plans that share a rank's compute
+    (only dp, the ZeRO stage and the batch). Cached by the sizes it reads."""
+    sizes = Plan(tp=plan.tp, cp=plan.cp, dp=plan.dp, ep=plan.ep, etp=plan.etp, zero=plan.zero, fsdp=plan.fsdp)
+    return _data_parallel_collectives(sizes, precision, num_layers, params, expert_params, trainable)
+
+
+@functools.lru_cache(maxsize=16384)
+def _data_parallel_collectives(plan: Plan, precision: str, num_layers: int, params: float, expert_params: float,
+                               trainable: tuple[float, float] | None) -> tuple[KernelCall, ...]:
+    w = dtype_bytes(activation_dtype(precision))
+    dt, n = precision, num_layers
+    out: list[KernelCall] = []
     trained, trained_experts = trainable if trainable is not None else (params, expert_params)
     stage = plan.shard_stage
     if plan.dp * plan.cp > 1 or plan.edp > 1:
