@@ -85,7 +85,7 @@ _TIMES: dict[tuple[Any, ...], tuple[RankProgram, EfficiencyTable, StageTimes]] =
 def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable, precision: str) -> StageTimes:
     """Roofline times of a rank's calls, cached per (traced shard, corrections, device, table, precision)."""
     p = prog.plan
-    key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.recompute, p.microbatch_size, p.seq_len,
+    key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.microbatch_size, p.seq_len,
            prog.attention, device.name, id(table), precision)
     hit = _TIMES.get(key)
     if hit is not None and hit[0].trace is prog.trace and hit[1] is table:  # ids are reused once objects die
@@ -214,8 +214,28 @@ class _DataParallel:
     optimizer_band: float
 
 
+_DATA_PARALLEL: dict[tuple[Any, ...], tuple[tuple[Any, ...], _DataParallel]] = {}
+
+
 def _data_parallel(prog: RankProgram, plan: Plan, net: Network | None, device: DeviceProfile,
                    table: EfficiencyTable, precision: str) -> _DataParallel:
+    """Cached by what it reads: the plan's sizes and ZeRO stage and the rank's parameter counts (rank programs of
+    other micro-batch sizes and recompute policies share them)."""
+    key = (plan.tp, plan.cp, plan.dp, plan.ep, plan.etp, plan.shard_stage, prog.num_layers, prog.stage_params,
+           prog.expert_params, prog.trainable_params, prog.trainable_expert_params, id(net), id(device), id(table),
+           precision)
+    hit = _DATA_PARALLEL.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], (net, device, table), strict=True)):  # ids are
+        return hit[1]  # reused once objects die
+    out = _data_parallel_of(prog, plan, net, device, table, precision)
+    if len(_DATA_PARALLEL) > 65536:
+        _DATA_PARALLEL.clear()
+    _DATA_PARALLEL[key] = ((net, device, table), out)
+    return out
+
+
+def _data_parallel_of(prog: RankProgram, plan: Plan, net: Network | None, device: DeviceProfile,
+                      table: EfficiencyTable, precision: str) -> _DataParallel:
     calls, groups = prog.collectives, prog.groups
     if plan != prog.plan:  # the rank program's other collectives, this plan's data-parallel ones
         calls = tuple(c for c in calls if dict(c.params)["group"] not in ("dp", "edp")) + data_parallel_collectives(
