@@ -144,12 +144,17 @@ def comm_time(prog: RankProgram, net: Network | None, group: str, phase: str | N
     return _comm_s(prog.collectives, prog.groups, net, group, phase, ops)
 
 
+def _group(call: KernelCall) -> str:
+    """A collective's group (`shard._collective` puts it first in its params)."""
+    key, value = call.params[0]
+    return str(value) if key == "group" else str(dict(call.params)["group"])
+
+
 def _comm_s(collectives: Iterable[KernelCall], groups: Mapping[str, Group], net: Network | None, group: str,
             phase: str | None = None, ops: tuple[str, ...] | None = None) -> float:
     total = 0.0
     for c in collectives:
-        params = dict(c.params)
-        if params["group"] != group or (phase and c.phase != phase) or (ops and c.op not in ops):
+        if _group(c) != group or (phase and c.phase != phase) or (ops and c.op not in ops):
             continue
         if net is None:
             raise EmulatorError("a plan over several devices needs a system profile for its network. Fix: set "
@@ -238,7 +243,7 @@ def _data_parallel_of(prog: RankProgram, plan: Plan, net: Network | None, device
                       table: EfficiencyTable, precision: str) -> _DataParallel:
     calls, groups = prog.collectives, prog.groups
     if plan != prog.plan:  # the rank program's other collectives, this plan's data-parallel ones
-        calls = tuple(c for c in calls if dict(c.params)["group"] not in ("dp", "edp")) + data_parallel_collectives(
+        calls = tuple(c for c in calls if _group(c) not in ("dp", "edp")) + data_parallel_collectives(
             plan, precision, prog.num_layers, prog.stage_params, prog.expert_params,
             (prog.trainable_params, prog.trainable_expert_params))
         groups = groups_of(plan)
