@@ -221,10 +221,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
     w = _Watch(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
-    heappush, heappop, isnan, inf = heapq.heappush, heapq.heappop, math.isnan, math.inf
+    heappush, heappop, inf = heapq.heappush, heapq.heappop, math.inf
+    wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
         while ptr < n and arrival[ptr] <= t:
-            waiting.append((ptr, lin[ptr]))
+            wait((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
             t = arrival[ptr]
@@ -237,7 +238,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if used + need > cap or (reserve and used + need + reserve * (future + ahead) > cap):
                 break
             waiting.popleft()
-            prefill.append([r, 0, plen])
+            admit([r, 0, plen])
             active += 1
             used += need
             future += ahead
@@ -269,7 +270,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     continue
                 if left <= 0:
                     break
-                c = min(entry[2] - entry[1], left)
+                c = entry[2] - entry[1]
+                if c > left:
+                    c = left
                 pairs += c * entry[1] + c * (c + 1) / 2
                 ptok += c
                 left -= c
@@ -339,10 +342,14 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 return _Run.missed_at(max_conc)
         if not completing:
             continue
-        finished = prefill[:completing]
-        del prefill[:completing]
+        if completing == len(prefill):
+            finished = prefill[:]
+            prefill.clear()
+        else:
+            finished = prefill[:completing]
+            del prefill[:completing]
         for r, _, total in finished:
-            if isnan(first[r]):
+            if not gen[r]:  # its first token (a preempted request had one before)
                 first[r] = t
                 if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
                     return _Run.missed_at(max_conc)
@@ -365,7 +372,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             dec[r] = (g, gen[r], total)
             dec_kv += total * beams
             heappush(fin_heap, (g + lout[r] - gen[r], r))
-            lifo.append(r)
+            decoded(r)
     return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
                 expand_gaps(runs, waits) if gaps else TokenGaps(*(np.zeros(0),) * 3))
 
