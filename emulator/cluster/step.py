@@ -328,7 +328,12 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
     tp_s, ep_s = hide(tp_total, overlap.tp, compute_mb), hide(ep_total, overlap.ep, compute_mb)
     cp_s = hide(comm_time(prog, net, "cp", "forward"), overlap.cp, st.attention.get("forward", 0.0) * plan.cp) + hide(
         comm_time(prog, net, "cp", "backward"), overlap.cp, st.attention.get("backward", 0.0) * plan.cp)
-    pp_comm = comm_time(prog, net, "pp") if plan.pp > 1 else 0.0
+    # Pipeline neighbours are tp * cp * dp ranks apart: whether they share a scale-up domain depends on dp.
+    pp_by_dp: dict[int, float] = {}
+    if plan.pp > 1:
+        for p in plans:
+            if p.dp not in pp_by_dp:
+                pp_by_dp[p.dp] = _comm_s(prog.collectives, prog.groups if p.dp == plan.dp else groups_of(p), net, "pp")
     cp_all = comm_time(prog, net, "cp") if net is not None else 0.0
 
     parts = [_data_parallel(prog, p, net, device, table, precision) for p in plans]
@@ -343,6 +348,7 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
         column(lambda d: d.fsdp[3]), layers_b), 0.0)
     microbatch_s = compute_mb + tp_s + ep_s + cp_s + fsdp_s
     bubble = bubble_s(plan.pp, plan.virtual_stages, microbatch_s)
+    pp_comm = np.array([pp_by_dp.get(p.dp, 0.0) for p in plans])
     pp_total = pp_comm * pipeline_slots(plan.pp, m) if plan.pp > 1 else np.zeros(len(plans))
     pp_s = hide(pp_total, overlap.pp, m * microbatch_s)
     optimizer_s = column(lambda d: d.optimizer.time_s)
