@@ -200,6 +200,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
     arrival = arr.tolist() if arr is not None else [0.0] * closed + [math.inf] * (n - closed)
+    arrival.append(math.inf)  # past the last request: no arrival to wait for
     issued = closed
     first, finish = [math.nan] * n, [math.nan] * n
     gen = [0] * n  # tokens generated so far
@@ -221,10 +222,10 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
     w = _Watch(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
-    heappush, heappop, inf = heapq.heappush, heapq.heappop, math.inf
+    heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
-        while ptr < n and arrival[ptr] <= t:
+        while arrival[ptr] <= t:
             wait((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
@@ -296,7 +297,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             room = (cap - used) // ntok
             if room < k:
                 k = room
-            if ptr < n and arrival[ptr] < inf and active < max_batch:
+            if arrival[ptr] < inf and active < max_batch:
                 # Fewest iterations whose summed time k (a + base) + slope k (k - 1) / 2 reaches the arrival.
                 gap_s = arrival[ptr] - t
                 if gap_s <= 0:
@@ -305,9 +306,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     slope = kv_s * ntok
                     b = a + kv_s * dec_kv - slope / 2
                     if slope <= 0:
-                        until = max(1, math.ceil(gap_s / max(b, 1e-12)))
+                        until = ceil(gap_s / max(b, 1e-12))
                     else:
-                        until = max(1, math.ceil((-b + math.sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9))
+                        until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
                 if until < k:
                     k = until
             if k < 1:
@@ -373,7 +374,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             dec_kv += total * beams
             heappush(fin_heap, (g + lout[r] - gen[r], r))
             decoded(r)
-    return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
+    return _Run(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
                 expand_gaps(runs, waits) if gaps else TokenGaps(*(np.zeros(0),) * 3))
 
 
