@@ -320,14 +320,16 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         busy += dt
         num_steps += k
         g += k
-        dec_kv += ntok * k
-        used += ntok * k
-        future -= ntok * k
+        grown = ntok * k
+        dec_kv += grown
+        used += grown
+        future -= grown
         while fin_heap and fin_heap[0][0] <= g:
             gf, r = heappop(fin_heap)
-            state = dec.get(r)
-            if state is None or state[0] + lout[r] - state[1] != gf:
-                continue  # a stale entry of a preempted request
+            if num_preempt:  # only a preempted request leaves stale entries
+                state = dec.get(r)
+                if state is None or state[0] + lout[r] - state[1] != gf:
+                    continue
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
             used -= kv + block
