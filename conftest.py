@@ -2,9 +2,10 @@
 
 From the start of the session (before test modules are collected, since some load profiles at import), every
 `EMULATOR_*` variable of the caller's shell is removed (`EMULATOR_PROFILES` would replace the shipped devices)
-and `EMULATOR_CALIBRATIONS`, `EMULATOR_RESULTS` and `XDG_DATA_HOME` point into an empty temporary folder: what
-session- and module-scoped fixtures see. Each test then gets its own (`tmp_path / "calibrations"`,
-`tmp_path / "results.sqlite"`). Subprocesses inherit the same environment. The repository's shipped
+and `EMULATOR_CALIBRATIONS`, `EMULATOR_RESULTS`, `XDG_DATA_HOME` and the disk cache `EMULATOR_CACHE` point into an
+empty temporary folder: what session- and module-scoped fixtures see. Each test then gets its own
+(`tmp_path / "calibrations"`, `tmp_path / "results.sqlite"`, `tmp_path / "cache"`). Subprocesses inherit the same
+environment. The repository's shipped
 calibrations (`calibrations/*.json`) are part of the product and stay visible. `EMULATOR_ACCURACY`, the
 benchmarks' switch, is the harness's own and is kept.
 
@@ -42,6 +43,7 @@ def isolate(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setenv("EMULATOR_CALIBRATIONS", str(folder / "calibrations"))
     monkeypatch.setenv("EMULATOR_RESULTS", str(folder / "results.sqlite"))
     monkeypatch.setenv("XDG_DATA_HOME", str(folder / "xdg-data"))
+    monkeypatch.setenv("EMULATOR_CACHE", str(folder / "cache"))
 
 
 def forget_calibrations() -> None:

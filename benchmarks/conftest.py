@@ -64,3 +64,17 @@ def within(capsys: pytest.CaptureFixture[str]) -> Callable[[str, float, float], 
         assert seconds < limit, f"{what}: {seconds:.3f} s, over {limit:g} s"
 
     return check
+
+
+@pytest.fixture
+def versus(capsys: pytest.CaptureFixture[str]) -> Callable[[str, float, str, float, str], None]:
+    """`versus(what, value, unit, anchor, anchor_name)`: print a figure beside the figure another tool is known for
+    (issue 13's anchors: AIConfigurator's 0.05 s per warm serving estimate, Calculon's 140 training plans/s), as
+    their ratio. Nothing is asserted: `within` holds the bounds."""
+
+    def show(what: str, value: float, unit: str, anchor: float, anchor_name: str) -> None:
+        with capsys.disabled():
+            print(f"\n{what}: {value:.4g} {unit} beside {anchor_name}'s {anchor:g} {unit}: {value / anchor:.3g}x")
+
+    return show
+

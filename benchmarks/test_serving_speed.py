@@ -1,6 +1,7 @@
-"""Serving speed: 10,000 simulated requests in under 5 s; a Server capacity search in under 30 s (2-core CPU).
+"""Serving speed: 10,000 simulated requests in under 5 s; a Server capacity search on one 8-GPU system in under 2 s
+(issue 13; it took about 30 s before the step table, the SLO watch and run reuse), on a 2-core CPU.
 
-The bounds are the issue's, asserted with `EMULATOR_ACCURACY=1`, else 3x looser (conftest).
+The bounds are the issues', asserted with `EMULATOR_ACCURACY=1`, else 3x looser (conftest).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def test_ten_thousand_requests_under_five_seconds(within) -> None:  # type: igno
     within(f"10,000 simulated requests, {res.num_steps} iterations", elapsed, 5.0)
 
 
-def test_server_capacity_search_under_thirty_seconds(within) -> None:  # type: ignore[no-untyped-def]
+def test_server_capacity_search_under_two_seconds(within, versus) -> None:  # type: ignore[no-untyped-def]
     from emulator.serving import predict_serving
     from emulator.workloads.presets import preset
 
@@ -40,4 +41,6 @@ def test_server_capacity_search_under_thirty_seconds(within) -> None:  # type: i
     t0 = time.perf_counter()  # the replica's traces are cached above: this times the search itself
     out = predict_serving(sc, spec)
     elapsed = time.perf_counter() - t0
-    within(f"Server capacity search, rate {out.arrival_rate_per_s:.1f}/s", elapsed, 30.0)
+    versus(f"Server capacity search on 8 H100s, rate {out.arrival_rate_per_s:.1f}/s", elapsed, "s", 0.05,
+           "AIConfigurator (one estimate)")
+    within(f"Server capacity search, rate {out.arrival_rate_per_s:.1f}/s", elapsed, 2.0)

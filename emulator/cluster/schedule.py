@@ -15,23 +15,33 @@ Overlap rules (what hides behind what):
 - data-parallel gradient reduction (ZeRO-0/1/2) overlaps the backward of the last micro-batch, bucket by bucket
   (PyTorch DDP, Megatron --overlap-grad-reduce): exposed max(0, comm - backward of one micro-batch), unless
   overlap is off; the ZeRO-1/2 parameter all-gather after the optimizer is exposed.
+
+Every function takes numpy arrays as well as numbers (the sizing search times plans that share a rank program as
+arrays over them).
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
 
-def bubble_s(pp: int, virtual_stages: int, microbatch_s: float) -> float:
+import numpy as np
+
+Seconds = TypeVar("Seconds", float, np.ndarray)
+Count = TypeVar("Count", int, np.ndarray)
+
+
+def bubble_s(pp: int, virtual_stages: int, microbatch_s: Seconds) -> Seconds:
     """Idle time per step of one stage under 1F1B (v = 1) or the interleaved schedule (v > 1)."""
     if pp <= 1:
-        return 0.0
+        return microbatch_s * 0.0
     return (pp - 1) * microbatch_s / max(virtual_stages, 1)
 
 
-def pipeline_slots(pp: int, num_microbatches: int) -> int:
+def pipeline_slots(pp: int, num_microbatches: Count) -> Count:
     """Micro-batch slots a stage passes through in one step (busy plus bubble)."""
     return num_microbatches + pp - 1 if pp > 1 else num_microbatches
 
 
-def exposed(comm_s: float, hidden_behind_s: float) -> float:
+def exposed(comm_s: Seconds, hidden_behind_s: Seconds | float) -> Seconds:
     """Communication left on the critical path when it runs concurrently with `hidden_behind_s` of compute."""
-    return max(0.0, comm_s - hidden_behind_s)
+    return np.maximum(0.0, comm_s - hidden_behind_s)  # type: ignore[return-value]

@@ -48,6 +48,7 @@ def layers_per_stage(model: TransformerConfig, plan: Plan) -> int:
     return math.ceil(model.num_layers / (plan.pp * plan.virtual_stages)) * plan.virtual_stages
 
 
+@functools.lru_cache(maxsize=4096)
 def shard_config(model: TransformerConfig, *, tp: int = 1, ep: int = 1, expert_tp: int = 1,
                  num_layers: int | None = None) -> TransformerConfig:
     """The config one rank runs: its tensor-parallel shard of attention, the dense MLP and the vocabulary, its
@@ -178,6 +179,11 @@ def _shard_compute(model: TransformerConfig, plan: Plan, trace: Trace, shard: Tr
 def stage_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan) -> tuple[float, float]:
     """(parameters, routed-expert parameters) on the busiest rank: its layers plus embedding or head, with its
     experts split etp ways."""
+    return _stage_params(model, shard, plan.etp, plan.pp > 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_params(model: TransformerConfig, shard: TransformerConfig, etp: int, staged: bool) -> tuple[float, float]:
     h, v = shard.hidden_size, shard.vocab_size
     positions = shard.max_seq_len * h if shard.positions == "learned" else 0
     norm = h * (2 if shard.norm == "layernorm" else 1)
@@ -186,9 +192,9 @@ def stage_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan)
     tied = v * h if shard.tie_embeddings else 0
     per_expert = (3 if shard.mlp == "swiglu" else 2) * h
     traced_experts = per_expert * shard.moe_ffn_hidden_size * shard.num_experts * shard.num_moe_layers
-    experts = per_expert * (model.moe_ffn_hidden_size // plan.etp) * shard.num_experts * shard.num_moe_layers
+    experts = per_expert * (model.moe_ffn_hidden_size // etp) * shard.num_experts * shard.num_moe_layers
     layers = shard.num_params() - embed - head + tied - traced_experts + experts
-    total = layers + embed + head - tied if plan.pp == 1 else layers + max(embed, head)
+    total = layers + max(embed, head) if staged else layers + embed + head - tied
     return float(total), float(experts)
 
 
@@ -256,6 +262,24 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
         p2p = act / plan.tp
         for phase in ("forward", "backward"):
             out.append(_collective("send_recv", p2p, plan.virtual_stages, "pp", "microbatch", phase, dt, "pipeline"))
+    kept = tuple(c for c in out if c.count > 0 and c.cost.comm_bytes > 0)
+    return kept + data_parallel_collectives(plan, precision, n, params, expert_params, trainable)
+
+
+def data_parallel_collectives(plan: Plan, precision: str, num_layers: int, params: float, expert_params: float,
+                              trainable: tuple[float, float] | None = None) -> tuple[KernelCall, ...]:
+    """The data-parallel (dp, edp) part of `collectives`: what differs between plans that share a rank's compute
+    (only dp, the ZeRO stage and the batch). Cached by the sizes it reads."""
+    sizes = Plan(tp=plan.tp, cp=plan.cp, dp=plan.dp, ep=plan.ep, etp=plan.etp, zero=plan.zero, fsdp=plan.fsdp)
+    return _data_parallel_collectives(sizes, precision, num_layers, params, expert_params, trainable)
+
+
+@functools.lru_cache(maxsize=16384)
+def _data_parallel_collectives(plan: Plan, precision: str, num_layers: int, params: float, expert_params: float,
+                               trainable: tuple[float, float] | None) -> tuple[KernelCall, ...]:
+    w = dtype_bytes(activation_dtype(precision))
+    dt, n = precision, num_layers
+    out: list[KernelCall] = []
     trained, trained_experts = trainable if trainable is not None else (params, expert_params)
     stage = plan.shard_stage
     if plan.dp * plan.cp > 1 or plan.edp > 1:
@@ -297,7 +321,10 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     fused = stack.fused_families if stack else ()
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
-    compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1)
+    # Only unfused attention's recomputed scores read the recompute policy: otherwise plans of every policy share
+    # one compute (recompute changes the schedule, `training_step`, not the traced calls).
+    compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
+                                       recompute=plan.recompute if attention == "unfused" else "none")
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
                                           grouped)
     params, experts = stage_params(model, shard, plan)

@@ -1,6 +1,7 @@
 """The engine: traced counts become seconds, on any device profile, without touching a device.
 
     trace.py        a torch program on meta tensors -> kernel calls (de-duplicated, with counts)
+    diskcache.py    traces kept on disk between processes, keyed by their inputs and the code
     efficiency.py   how close each kernel family gets to the peaks: spec defaults, calibrated tables
     calibration.py  calibration files: reading, checking, lookup per profile (calibrated/transferred/spec)
     roofline.py     the one place counts become seconds: kernel_time, predict_calls

@@ -23,6 +23,7 @@ import torch
 from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from emulator.engine import diskcache
 from emulator.precision import activation_dtype
 from emulator.workloads.ops import tracing
 from emulator.workloads.program import Program, build_program, make_optimizer
@@ -296,9 +297,10 @@ def trace_program(program: Program) -> Trace:
 
 @functools.lru_cache(maxsize=256)
 def trace_workload(model: Any, phase: str, batch_size: int, seq_len: int, kv_len: int, dtype: torch.dtype) -> Trace:
-    """Cached trace of a model's phase at given shapes (models are frozen, hashable configs)."""
-    program = build_program(model, phase, batch_size=batch_size, seq_len=seq_len, kv_len=kv_len, dtype=dtype)  # type: ignore[arg-type]
-    return trace_program(program)
+    """Cached trace of a model's phase at given shapes (models are frozen, hashable configs), in the process and on
+    disk (`diskcache`)."""
+    return diskcache.cached("trace", (model, phase, batch_size, seq_len, kv_len, str(dtype)), lambda: trace_program(
+        build_program(model, phase, batch_size=batch_size, seq_len=seq_len, kv_len=kv_len, dtype=dtype)))  # type: ignore[arg-type]
 
 
 def traced_dtype(precision: str) -> torch.dtype:

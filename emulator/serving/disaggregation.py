@@ -66,11 +66,14 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
     unit = make_requests(spec.input_tokens, spec.output_tokens, n, 1.0, spec.seed)
     ones = np.ones_like(unit.output_tokens)
 
-    def run(rate: float | None) -> tuple[SimResult, SimResult, np.ndarray]:
+    def prefill_pool(rate: float | None) -> SimResult:
         arrival = np.zeros(n) if rate is None else unit.arrival_s / rate
-        pre = simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
-                       max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
-                       num_replicas=d.prefill_replicas, path=path, reserve=replica.reserve_output)
+        return simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
+                        max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
+                        num_replicas=d.prefill_replicas, path=path, reserve=replica.reserve_output)
+
+    def run(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, SimResult, np.ndarray]:
+        pre = pre or prefill_pool(rate)
         ready = pre.first_token_s + kv_transfer_s(scenario, replica, devices, unit.input_tokens, spec.kv)
         order = np.argsort(ready, kind="stable")
         dec = simulate(replica.step, replica.kv_capacity_tokens,
@@ -81,8 +84,8 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         finish[order] = dec.finish_s
         return pre, dec, finish
 
-    def combined(rate: float | None) -> tuple[SimResult, float]:
-        pre, dec, finish = run(rate)
+    def combined(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, float]:
+        pre, dec, finish = run(rate, pre)
         res = SimResult(pre.arrival_s, pre.first_token_s, finish, unit.input_tokens, unit.output_tokens,
                         pre.busy_s + dec.busy_s, float(finish.max()), d.prefill_replicas + d.decode_replicas,
                         pre.num_steps + dec.num_steps, pre.num_preemptions + dec.num_preemptions,
@@ -98,8 +101,12 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
             res = combined(rate)[0].steady(WARMUP_FRACTION)
             ok = meets(res, spec.slo)
         else:  # the highest stable rate meeting the SLO
-            def trial(rate: float) -> tuple[bool, SimResult]:
-                steady = combined(rate)[0].steady(WARMUP_FRACTION)
+            def trial(rate: float) -> tuple[bool, SimResult | None]:
+                pre = prefill_pool(rate)
+                bound = spec.slo.ttft_p99_s
+                if bound is not None and Percentiles.of(pre.steady(WARMUP_FRACTION).ttft_s).p99 > bound:
+                    return False, None  # TTFT is decided in the prefill pool: the decode pool cannot save it
+                steady = combined(rate, pre)[0].steady(WARMUP_FRACTION)
                 return meets(steady, spec.slo), steady
 
             found = highest_rate(capacity / 64, capacity, trial)
@@ -107,7 +114,9 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
                 rate = capacity / 64
                 res, ok = combined(rate)[0].steady(WARMUP_FRACTION), False
             else:
-                rate, res = found
+                rate, steady = found
+                assert steady is not None  # a passing trial keeps its run
+                res = steady
     samples = rate if rate is not None else res.throughput_samples_per_s
     tokens = samples * float(res.output_tokens.mean())
     util = min(res.utilisation, 1.0)

@@ -14,7 +14,6 @@ Server: Poisson queries, round-robin to devices; an idle device takes every wait
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +26,7 @@ from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
 from emulator.precision import embedding_table_bytes
 from emulator.scenario import Scenario, ServingSpec
+from emulator.serving.batcher import Batches, serve_queries
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ReplicaLayout, ServingResult
 from emulator.serving.search import highest_rate
@@ -38,6 +38,7 @@ BATCH_GRID = (256, 1024, 4096, 16384, 65536)
 QUERIES_PER_DEVICE = 3000
 RUN_S = 2.0  # simulated seconds per device in the Server search
 SEARCH_ITERATIONS = 12
+ARRIVAL_CHUNK = 1 << 20  # Poisson gaps drawn at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,25 +96,29 @@ def batch_time(s: float, mlp: tuple[float, ...], placement: Placement, overhead_
     return overhead_s + base + s * placement.lookup_s_per_pair
 
 
-def serve_queries(arrival: np.ndarray, pairs: np.ndarray, step: Callable[[float], float],
-                  cap: int) -> tuple[np.ndarray, float]:
-    """Finish times of one device's queries under the greedy batcher, and its busy seconds."""
-    finish = np.empty(len(arrival))
-    t = busy = 0.0
-    i, n = 0, len(arrival)
-    arr, prs = arrival.tolist(), pairs.tolist()
-    while i < n:
-        t = max(t, arr[i])
-        j, s = i, 0
-        while j < n and arr[j] <= t and (s + prs[j] <= cap or j == i):
-            s += prs[j]
-            j += 1
-        dt = step(s)
-        t += dt
-        busy += dt
-        finish[i:j] = t
-        i = j
-    return finish, busy
+def batch_times(mlp: tuple[float, ...], placement: Placement, overhead_s: float, cap: int) -> list[float]:
+    """`batch_time` of every batch of 0 .. cap pairs, vectorised (the same arithmetic, element by element)."""
+    grid = BATCH_GRID
+    s = np.arange(cap + 1, dtype=float)
+    base = np.interp(s, grid, mlp)
+    past = s >= grid[-1]
+    base[past] = mlp[-1] + (mlp[-1] - mlp[-2]) / (grid[-1] - grid[-2]) * (s[past] - grid[-1])
+    return (overhead_s + base + s * placement.lookup_s_per_pair).tolist()
+
+
+def unit_arrivals(rng: np.random.Generator, n: int, keep: bool = True) -> np.ndarray | None:
+    """Arrival times of n Poisson queries at one per second (`np.cumsum` of the exponential gaps, drawn in chunks so
+    that all the gaps are never held at once: the same draws and sums); None with `keep` False, when only the
+    generator's state after them is wanted."""
+    out = np.empty(n) if keep else None
+    carry = 0.0
+    for start in range(0, n, ARRIVAL_CHUNK):
+        gaps = rng.exponential(1.0, min(ARRIVAL_CHUNK, n - start))
+        if out is not None:
+            part = np.cumsum(gaps) if start == 0 else np.cumsum(np.concatenate(([carry], gaps)))[1:]
+            out[start:start + len(part)] = part
+            carry = float(part[-1])
+    return out
 
 
 def predict_recommender(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
@@ -137,35 +142,55 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
     offline_qps = cap / step(cap) / spec.samples_per_query.expected
     # Enough queries that a device runs for RUN_S seconds: overload shows as a growing queue, not a short run.
     n = spec.num_requests or max(QUERIES_PER_DEVICE, int(offline_qps * RUN_S))
-    gaps = rng.exponential(1.0, n)
-    pairs = spec.samples_per_query.sample(rng, n)
-
-    def run(rate: float) -> tuple[np.ndarray, float]:
-        """(latencies after the warm-up quarter, device utilisation) at a whole-system rate."""
-        arrival = np.cumsum(gaps) / (rate / devices)  # this device's share of a round-robin stream
-        finish, busy = serve_queries(arrival, pairs, step, cap)
-        return (finish - arrival)[n // 4:], busy / (finish.max() - arrival.min())
-
     bound = spec.slo.latency_p99_s
-    if spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None):
+    offline = spec.scenario == "offline" or (bound is None and spec.arrival_rate_per_s is None)
+    fixed = spec.samples_per_query.kind == "fixed"  # every query the same pairs: one number, not n
+    # The gaps are drawn before the pairs: Offline draws them only to leave the generator where the pairs start.
+    unit = None if offline and fixed else unit_arrivals(rng, n, keep=not offline)
+    pairs: np.ndarray | int = (int(spec.samples_per_query.sample(rng, 1)[0]) if fixed
+                               else spec.samples_per_query.sample(rng, n))
+    mean_pairs = float(pairs) if isinstance(pairs, int) else float(pairs.mean())
+    steps = batch_times(mlp, placement, overhead, cap) if not offline else []
+    first = n // 4  # the warm-up quarter is not measured
+
+    arrival = np.empty(0 if offline else n)  # one buffer for every rate's arrival times
+
+    def run(rate: float, judge: float | None = None) -> Batches | None:
+        """The batches at a whole-system rate (`arrival` holds its arrival times); None as soon as the p99 latency
+        must miss `judge`."""
+        assert unit is not None
+        np.divide(unit, rate / devices, out=arrival)  # this device's share of a round-robin stream
+        return serve_queries(arrival, pairs, steps, step, cap, judge, first)
+
+    def measured(batches: Batches | None) -> tuple[np.ndarray, float]:
+        """(latencies after the warm-up quarter, device utilisation) of the run whose arrivals `arrival` holds."""
+        assert batches is not None
+        busy = batches.busy_s / (float(batches.finish_s.max()) - float(arrival.min()))
+        return batches.latency_s(arrival, first), busy
+
+    if offline:
         lat, util, qps, meets = np.full(1, step(cap)), 1.0, offline_qps * devices, True
     elif spec.arrival_rate_per_s is not None:
         qps = spec.arrival_rate_per_s
-        lat, util = run(qps)
+        lat, util = measured(run(qps))
         meets = bound is None or Percentiles.of(lat).p99 <= bound
     else:
         assert bound is not None
 
-        def trial(rate: float) -> tuple[bool, tuple[np.ndarray, float]]:
-            got = run(rate)
-            return Percentiles.of(got[0]).p99 <= bound, got
+        def trial(rate: float) -> tuple[bool, Batches | None]:
+            got = run(rate, bound)
+            return got is not None and got.meets(arrival, first, bound), got
 
         low = offline_qps * devices / 1000
         found = highest_rate(low, offline_qps * devices * 1.2, trial, SEARCH_ITERATIONS)
         meets = found is not None
-        qps, (lat, util) = found if found is not None else (low, run(low))
+        qps = found[0] if found is not None else low
+        if found is not None:  # its batches are kept; its arrival times are recomputed
+            np.divide(unit, qps / devices, out=arrival)  # type: ignore[arg-type]
+        got = found[1] if found is not None else run(low)
+        unit = None  # the latencies below take the memory
+        lat, util = measured(got)
     power = device_power_w(device, util, table) * devices
-    mean_pairs = float(pairs.mean())
     tiers = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in placement.bytes_by_tier.items())
     return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,
@@ -182,4 +207,4 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
         pairs_per_query=mean_pairs)
 
 
-__all__ = ["Placement", "batch_time", "place_tables", "predict_recommender", "serve_queries"]
+__all__ = ["Placement", "batch_time", "batch_times", "place_tables", "predict_recommender", "unit_arrivals"]

@@ -35,11 +35,14 @@ from emulator.serving.replica import Replica
 from emulator.serving.simulator import (
     Requests,
     SimResult,
+    SloWatch,
     TokenGaps,
+    Watched,
     make_requests,
     repeated_percentiles,
     simulate,
     simulate_closed,
+    simulate_watched,
 )
 from emulator.stats import Percentiles
 
@@ -143,13 +146,34 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
     return res.steady(WARMUP_FRACTION)
 
 
+def watched_run(replica: Replica, spec: ServingSpec, num_replicas: int, batch: int, requests: Requests) -> Watched:
+    """`run_at_rate`'s steady run when it meets the SLO (`Watched.result`, else None). The run stops as soon as
+    enough measured requests miss a bound that its p99 must miss it (`simulator.SloWatch`): the verdict `meets`
+    gives on the whole run."""
+    share = _share(requests, num_replicas)
+    # SimResult.steady keeps the requests from int(n * WARMUP_FRACTION) on in arrival order: Poisson arrivals are
+    # sorted, so the same indices.
+    watch = SloWatch(spec.slo, int(len(share) * WARMUP_FRACTION))
+    run = simulate_watched(replica.step, replica.kv_capacity_tokens, share, watch, max_batch=batch,
+                           max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
+                           reserve=replica.reserve_output)
+    if run.result is None:
+        return run
+    steady = run.result.steady(WARMUP_FRACTION)
+    return Watched(steady if meets(steady, spec.slo) else None, run.max_concurrency)
+
+
 def highest_rate(low: float, high: float, trial: Callable[[float], tuple[bool, T]],
-                 iterations: int = SEARCH_ITERATIONS) -> tuple[float, T] | None:
+                 iterations: int = SEARCH_ITERATIONS, beat: float | None = None) -> tuple[float, T] | None:
     """The highest rate in [low, high] whose trial passes, and that trial's result, by bisection in log rate (a
-    rate passes the SLO when every lower rate does); None when even `low` fails."""
+    rate passes the SLO when every lower rate does); None when even `low` fails. With `beat`, None as soon as the
+    answer cannot exceed that rate (every later answer lies below the failing upper end): the caller keeps a
+    better one."""
     lo, hi = math.log(low), math.log(high)
     found: tuple[float, T] | None = None
     for _ in range(iterations):
+        if beat is not None and math.exp(hi) <= beat:
+            return None
         mid = (lo + hi) / 2
         ok, result = trial(math.exp(mid))
         if ok:
@@ -171,16 +195,21 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
                                                    SERVER_REQUESTS_PER_SLOT * offline.max_batch)
     unit = make_requests(spec.input_tokens, spec.output_tokens, base, 1.0, spec.seed)  # rate 1: rescale below
     best: ScenarioResult | None = None
+    runs: dict[float, Watched] = {}  # the larger batch's runs by rate
     for batch in sorted({offline.max_batch, max(offline.max_batch // 2, 1)}, reverse=True):
         # A queue is stable only below the service capacity (utilisation < 1): the Offline throughput bounds any
         # sustainable Server rate, however well a finite simulated run happens to meet the latency bounds.
-        def trial(rate: float, batch: int = batch) -> tuple[bool, SimResult]:
-            reqs = Requests(unit.arrival_s / rate, unit.input_tokens, unit.output_tokens)
-            res = run_at_rate(replica, spec, num_replicas, rate, batch, reqs)
-            return meets(res, spec.slo), res
+        def trial(rate: float, batch: int = batch) -> tuple[bool, SimResult | None]:
+            run = runs.get(rate)
+            if run is None or run.max_concurrency >= batch:  # else the larger batch's run is this one
+                run = watched_run(replica, spec, num_replicas, batch,
+                                  Requests(unit.arrival_s / rate, unit.input_tokens, unit.output_tokens))
+                runs.setdefault(rate, run)
+            return run.result is not None, run.result
 
-        found = highest_rate(offline.throughput_samples_per_s / 64, offline.throughput_samples_per_s, trial)
-        if found and (best is None or found[0] > (best.rate_per_s or 0.0)):
+        found = highest_rate(offline.throughput_samples_per_s / 64, offline.throughput_samples_per_s, trial,
+                             beat=best.rate_per_s if best is not None else None)
+        if found and found[1] is not None and (best is None or found[0] > (best.rate_per_s or 0.0)):
             best = ScenarioResult("server", found[1], num_replicas, batch, found[0], True)
     if best is None:  # even a light load misses the bounds: report the lightest load tried
         rate = offline.throughput_samples_per_s / 64

@@ -9,7 +9,11 @@ front with prompt + generated tokens to prefill again. A request's first token c
 iteration that completes its prefill; TPOT = (end-to-end - TTFT) / (output tokens - 1) (MLPerf's definition).
 
 Speed: iterations without prefill work change only by the growing KV read, so runs of them are advanced in
-closed form up to the next completion, KV overflow or admissible arrival (sum of an arithmetic series).
+closed form up to the next completion, KV overflow or admissible arrival (sum of an arithmetic series). Iteration
+times are looked up in the step model's table over whole token counts (`steptable`), equal to `StepModel.step_s`
+to the bit. Token gaps are kept only when asked for (a closed loop reports ITL). A run with an `SloWatch` stops
+as soon as enough measured requests have missed a bound that the p99 must miss it too: the SLO search needs only
+a failing run's verdict.
 Requests go to replicas round-robin (a load balancer's simplest deterministic policy).
 
 Closed loop (`simulate_closed`): `concurrency` clients each send a request and the next one the moment it finishes,
@@ -29,136 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.errors import EmulatorError
-from emulator.scenario import Distribution
+from emulator.scenario import Slo
 from emulator.serving.iterations import Iterations, Run
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
-from emulator.stats import Percentiles
+from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
+from emulator.serving.steptable import step_table
 
-
-@dataclass(frozen=True, slots=True)
-class Requests:
-    arrival_s: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.arrival_s)
-
-
-def make_requests(inputs: Distribution, outputs: Distribution, n: int, rate_per_s: float | None,
-                  seed: int) -> Requests:
-    """n requests: Poisson arrivals at `rate_per_s` (all at t=0 when None, the Offline scenario)."""
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0, n)  # drawn first so the lengths do not depend on the rate
-    lin, lout = inputs.sample(rng, n), outputs.sample(rng, n)
-    arrival = np.zeros(n) if rate_per_s is None else np.cumsum(gaps) / rate_per_s
-    return Requests(arrival, lin, lout)
-
-
-def repeated_percentiles(values: np.ndarray, counts: np.ndarray) -> Percentiles:
-    """`Percentiles.of(np.repeat(values, counts))` (numpy's linear interpolation) without building the repeated
-    array: the token gaps of a run are one value per iteration, counted once per token it gave."""
-    keep = counts > 0
-    v, c = np.asarray(values, dtype=float)[keep], np.asarray(counts)[keep]
-    if len(v) == 0:
-        return Percentiles(0.0, 0.0, 0.0)
-    order = np.argsort(v, kind="stable")
-    v, cum = v[order], np.cumsum(c[order])
-    total = float(cum[-1])
-    out = []
-    for q in (50.0, 90.0, 99.0):
-        pos = q / 100 * (total - 1)
-        low = math.floor(pos)
-        a, b = (float(v[np.searchsorted(cum, i, side="right")]) for i in (low, min(low + 1, total - 1)))
-        out.append(a + (b - a) * (pos - low))
-    return Percentiles(*out)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGaps:
-    """Gaps between consecutive tokens of requests (ITL), one entry per iteration (or preemption wait) with the
-    number of tokens that came after a gap of that length."""
-
-    end_s: np.ndarray  # when the later token came
-    gap_s: np.ndarray
-    count: np.ndarray
-
-    def within(self, start_s: float, end_s: float) -> TokenGaps:
-        """The gaps whose later token came in (start_s, end_s]."""
-        keep = (self.end_s > start_s) & (self.end_s <= end_s)
-        return TokenGaps(self.end_s[keep], self.gap_s[keep], self.count[keep])
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.count.sum())
-
-    @property
-    def mean_s(self) -> float:
-        return float(np.dot(self.gap_s, self.count) / self.num_tokens) if self.num_tokens else 0.0
-
-    def percentiles(self) -> Percentiles:
-        return repeated_percentiles(self.gap_s, self.count)
-
-    @staticmethod
-    def join(parts: list[TokenGaps]) -> TokenGaps:
-        return TokenGaps(*(np.concatenate([getattr(g, k) for g in parts]) for k in ("end_s", "gap_s", "count")))
-
-
-@dataclass(frozen=True, slots=True)
-class SimResult:
-    """Per-request times and run totals, all replicas together."""
-
-    arrival_s: np.ndarray
-    first_token_s: np.ndarray
-    finish_s: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-    busy_s: float  # sum over replicas of time spent in iterations
-    makespan_s: float
-    num_replicas: int
-    num_steps: int
-    num_preemptions: int
-    max_concurrency: int
-    gaps: TokenGaps | None = None  # every replica's token gaps (None: a result assembled from other runs)
-    iterations: tuple[Iterations, ...] = ()  # each simulated replica's iteration log (the serving timeline)
-
-    @property
-    def ttft_s(self) -> np.ndarray:
-        return self.first_token_s - self.arrival_s
-
-    @property
-    def latency_s(self) -> np.ndarray:
-        return self.finish_s - self.arrival_s
-
-    @property
-    def tpot_s(self) -> np.ndarray:
-        many = self.output_tokens > 1
-        return (self.finish_s[many] - self.first_token_s[many]) / (self.output_tokens[many] - 1)
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.makespan_s - self.arrival_s.min())
-
-    @property
-    def throughput_tokens_per_s(self) -> float:
-        return float(self.output_tokens.sum()) / self.duration_s
-
-    @property
-    def throughput_samples_per_s(self) -> float:
-        return len(self.arrival_s) / self.duration_s
-
-    @property
-    def utilisation(self) -> float:
-        """Busy fraction of the replicas over the run."""
-        return self.busy_s / (self.duration_s * self.num_replicas)
-
-    def steady(self, warmup_fraction: float) -> SimResult:
-        """The requests after the first `warmup_fraction` of arrivals (queues start empty)."""
-        order = np.argsort(self.arrival_s, kind="stable")
-        keep = order[int(len(order) * warmup_fraction):]
-        return SimResult(self.arrival_s[keep], self.first_token_s[keep], self.finish_s[keep], self.input_tokens[keep],
-                         self.output_tokens[keep], self.busy_s, self.makespan_s, self.num_replicas, self.num_steps,
-                         self.num_preemptions, self.max_concurrency, self.gaps, self.iterations)
+# A value counts as a miss only this far past its bound, so that numpy's interpolated p99 (which may round an ulp
+# below the value it starts from) is over the bound whenever the counted misses say it must be.
+MISS_MARGIN = 1e-12
 
 
 def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
@@ -172,15 +55,35 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
             file=path, field="inference.input_tokens")
 
 
+@dataclass(frozen=True, slots=True)
+class SloWatch:
+    """The SLO a one-replica open-loop run is judged by over its requests from `first_measured` on (in arrival
+    order: `SimResult.steady` keeps the same ones)."""
+
+    slo: Slo
+    first_measured: int
+
+
+def misses_to_fail(num_values: int) -> float:
+    """The fewest of `num_values` values over a bound that put their p99 (numpy's linear interpolation between
+    sorted positions floor(0.99 (n - 1)) and the next) over it: from there the lower position holds a miss. One
+    position lower is taken, so that the float rounding of that position never matters."""
+    if num_values <= 0:
+        return math.inf
+    return num_values - max(math.floor(0.99 * (num_values - 1)) - 1, 0)
+
+
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
              num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
-             reserve: float = 0.0) -> SimResult:
+             reserve: float = 0.0, gaps: bool = False) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
     `reserve`: the share of each admitted request's remaining output tokens the engine's admission keeps free in
     the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
+    `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). Every replica's iteration log is kept
+    (`SimResult.iterations`, the serving timeline).
     """
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     n = len(requests)
@@ -188,22 +91,46 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     busy = 0.0
     steps = preempt = conc = 0
     end = 0.0
-    gaps, logs = [], []
+    parts, logs = [], []
     for k in range(num_replicas):
         idx = np.arange(k, n, num_replicas)
         if len(idx) == 0:
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve)
+                       reserve=reserve, gaps=gaps)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
         end = max(end, float(run.finish_s.max()))
-        gaps.append(run.gaps)
+        parts.append(run.gaps)
         logs.append(run.iterations)
     return SimResult(requests.arrival_s, first, finish, requests.input_tokens, requests.output_tokens, busy, end,
-                     num_replicas, steps, preempt, conc, TokenGaps.join(gaps), tuple(logs))
+                     num_replicas, steps, preempt, conc, TokenGaps.join(parts) if gaps else None, tuple(logs))
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A watched run: its result, or None where it stopped on a missed SLO; and the most sequences it held (until
+    it stopped). A run under a larger batch cap that never held `max_batch` sequences is, step for step, the run
+    under that cap: its verdict serves both."""
+
+    result: SimResult | None
+    max_concurrency: int
+
+
+def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Requests, watch: SloWatch, *, max_batch: int,
+                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
+                     reserve: float = 0.0) -> Watched:
+    """`simulate` on one replica, stopped as soon as the run's p99s cannot meet `watch.slo` (see SloWatch)."""
+    check_capacity(requests, kv_capacity_tokens, num_beams, path)
+    run = _replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens, requests.output_tokens,
+                   max_batch, max_batch_tokens, num_beams, reserve=reserve, watch=watch, log=False)
+    if run.missed:
+        return Watched(None, run.max_concurrency)
+    return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
+                             requests.output_tokens, run.busy_s, float(run.finish_s.max()), 1, run.num_steps,
+                             run.num_preemptions, run.max_concurrency), run.max_concurrency)
 
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
@@ -214,7 +141,7 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve)
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve, gaps=True)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,))
@@ -232,54 +159,101 @@ class _Run:
     num_preemptions: int
     max_concurrency: int
     gaps: TokenGaps
-    iterations: Iterations
+    iterations: Iterations  # its iteration log (empty when not kept)
+    missed: bool = False  # a watched run stopped: its SLO is missed (the arrays are empty)
+
+    @staticmethod
+    def missed_at(max_concurrency: int) -> _Run:
+        empty = np.zeros(0)
+        return _Run(empty, empty, empty, 0.0, 0, 0, max_concurrency, TokenGaps(empty, empty, empty),
+                    Iterations.of([]), missed=True)
+
+
+class _Watch:
+    """Misses of measured requests against each bound, and how many make the p99 miss."""
+
+    def __init__(self, watch: SloWatch | None, out: list[int]) -> None:
+        self.first = watch.first_measured if watch is not None else len(out)  # None: no request is judged
+        measured = out[self.first:]
+        slo = watch.slo if watch is not None else Slo()
+        limit = [math.inf if b is None else b * (1 + MISS_MARGIN)
+                 for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.latency_p99_s)]
+        self.ttft_s, self.tpot_s, self.latency_s = limit
+        self.fail = [misses_to_fail(len(measured)), misses_to_fail(sum(1 for o in measured if o > 1)),
+                     misses_to_fail(len(measured))]
+        self.misses = [0, 0, 0]
+
+    def missed(self, which: int) -> bool:
+        """Count a miss of bound `which` (0 TTFT, 1 TPOT, 2 latency); whether the p99 now misses it."""
+        self.misses[which] += 1
+        return self.misses[which] >= self.fail[which]
+
+    def finish_missed(self, latency_s: float, tpot_s: float, out: int) -> bool:
+        """Count a finished request's latency and TPOT misses; whether a p99 now misses its bound."""
+        if latency_s > self.latency_s and self.missed(2):
+            return True
+        return out > 1 and tpot_s > self.tpot_s and self.missed(1)
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0) -> _Run:
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
+             gaps: bool = False, watch: SloWatch | None = None, log: bool = True) -> _Run:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
-    `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
+    `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
+    A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
+    trial runs need none)."""
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
     arrival = arr.tolist() if arr is not None else [0.0] * closed + [math.inf] * (n - closed)
+    arrival.append(math.inf)  # past the last request: no arrival to wait for
     issued = closed
     first, finish = [math.nan] * n, [math.nan] * n
     gen = [0] * n  # tokens generated so far
     block = KV_BLOCK_TOKENS * beams
     waiting: deque[tuple[int, int]] = deque()  # (request, tokens to prefill)
-    prefill: list[list[int]] = []  # [request, done, total]
+    prefill: list[list[int]] = []  # [request, done, total], in admission order
     dec: dict[int, tuple[int, int, int]] = {}  # request -> (g at start, generated at start, context at start)
     fin_heap: list[tuple[int, int]] = []  # (g at which it finishes, request)
-    lifo: list[tuple[int, int]] = []  # (-admission number, request) for preemption
+    lifo: list[int] = []  # requests in order of admission to decoding (stale entries skipped): preempted from the top
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
-    log: list[Run] = []  # every iteration, runs of decode-only ones together (`Iterations`)
+    keep = log or gaps
+    runs: list[Run] = []  # the iteration log: every iteration, runs of decode-only ones together (`Iterations`)
     waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
     t = busy = 0.0
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
-    ptr = done = num_steps = num_preempt = max_conc = admitted = 0
-    kv_s = step.kv_s_per_token
+    ptr = done = num_steps = num_preempt = max_conc = 0
+    kv_s, pair_s = step.kv_s_per_token, step.pair_s
+    table = step_table(step, max(budget, max_batch * beams))
+    size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
+    w = _Watch(watch, lout)
+    watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
+    heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
+    wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
-        while ptr < n and arrival[ptr] <= t:
-            waiting.append((ptr, lin[ptr]))
+        while arrival[ptr] <= t:
+            wait((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
             t = arrival[ptr]
             continue
-        while waiting and len(prefill) + len(dec) < max_batch:
+        active = len(prefill) + len(dec)
+        while waiting and active < max_batch:
             r, plen = waiting[0]
             need = plen * beams + block
             ahead = (lout[r] - gen[r]) * beams
             if used + need > cap or (reserve and used + need + reserve * (future + ahead) > cap):
                 break
             waiting.popleft()
-            prefill.append([r, 0, plen])
+            admit([r, 0, plen])
+            active += 1
             used += need
             future += ahead
-        max_conc = max(max_conc, len(prefill) + len(dec))
+        if active > max_conc:
+            max_conc = active
         while dec and used + len(dec) * beams > cap:  # preempt the latest admitted decoding request
-            _, r = heapq.heappop(lifo)
+            r = lifo.pop()
             if r not in dec:
                 continue
             g0, gen0, ctx0 = dec.pop(r)
@@ -291,49 +265,78 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             waiting.appendleft((r, lin[r] + gen[r]))
             stalled[r] = t
             num_preempt += 1
-        ntok = len(dec) * beams
-        left = budget - ntok
-        ptok, pairs, completing = 0, 0.0, []
-        for entry in prefill:
-            if prefilled:  # the prompt's cache came over the fabric: nothing to compute
-                entry[1] = entry[2]
-                completing.append(entry)
-                continue
-            if left <= 0:
-                break
-            c = min(entry[2] - entry[1], left)
-            pairs += c * entry[1] + c * (c + 1) / 2
-            ptok += c
-            left -= c
-            entry[1] += c
-            if entry[1] == entry[2]:
-                completing.append(entry)
+            active -= 1
+        ndec = len(dec)
+        ntok = ndec * beams
+        ptok, pairs, completing = 0, 0.0, 0  # `completing`: how many of the first prefills finish their prompt
+        if prefill:
+            left = budget - ntok
+            for entry in prefill:
+                if prefilled:  # the prompt's cache came over the fabric: nothing to compute
+                    entry[1] = entry[2]
+                    completing += 1
+                    continue
+                if left <= 0:
+                    break
+                c = entry[2] - entry[1]
+                if c > left:
+                    c = left
+                pairs += c * entry[1] + c * (c + 1) / 2
+                ptok += c
+                left -= c
+                entry[1] += c
+                if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
+                    completing += 1
         if ptok:
-            dt = step.step_s(ptok + ntok, pairs, len(completing) * beams + ntok, dec_kv)
+            tokens, rows = ptok + ntok, completing * beams + ntok
+            if tokens < size and rows < size:  # StepModel.step_s, its terms in the same order
+                dt = base[tokens] + head[rows] + pair_s * pairs + kv_s * dec_kv
+            else:
+                dt = step.step_s(tokens, pairs, rows, dec_kv)
             k = 1
-            log.append((t, 1, dt, 0.0, len(dec), ptok))
+            if keep:
+                runs.append((t, 1, dt, 0.0, ndec, ptok))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k = 0.0, 0
         else:  # decode only: advance k identical-shape iterations at once
-            a = step.step_s(ntok, 0.0, ntok, 0.0)
-            k = min(fin_heap[0][0] - g, (cap - used) // ntok)
-            if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
-                k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
-            k = max(k, 1)
+            a = decode[ntok] if ntok < size else step.step_s(ntok, 0.0, ntok, 0.0)
+            k = fin_heap[0][0] - g
+            room = (cap - used) // ntok
+            if room < k:
+                k = room
+            if arrival[ptr] < inf and active < max_batch:
+                # Fewest iterations whose summed time k (a + base) + slope k (k - 1) / 2 reaches the arrival.
+                gap_s = arrival[ptr] - t
+                if gap_s <= 0:
+                    until = 1
+                else:
+                    slope = kv_s * ntok
+                    b = a + kv_s * dec_kv - slope / 2
+                    if slope <= 0:
+                        until = ceil(gap_s / max(b, 1e-12))
+                    else:
+                        until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
+                if until < k:
+                    k = until
+            if k < 1:
+                k = 1
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
-            log.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec), 0))
+            if keep:
+                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, ndec, 0))
         t += dt
         busy += dt
         num_steps += k
         g += k
-        dec_kv += ntok * k
-        used += ntok * k
-        future -= ntok * k
+        grown = ntok * k
+        dec_kv += grown
+        used += grown
+        future -= grown
         while fin_heap and fin_heap[0][0] <= g:
-            gf, r = heapq.heappop(fin_heap)
-            state = dec.get(r)
-            if state is None or state[0] + lout[r] - state[1] != gf:
-                continue  # a stale entry of a preempted request
+            gf, r = heappop(fin_heap)
+            if num_preempt:  # only a preempted request leaves stale entries
+                state = dec.get(r)
+                if state is None or state[0] + lout[r] - state[1] != gf:
+                    continue
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
             used -= kv + block
@@ -343,11 +346,23 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if issued < n:  # closed loop: its client sends the next request
                 arrival[issued] = t
                 issued += 1
-        for entry in completing:
-            prefill.remove(entry)
-            r, _, total = entry
-            if math.isnan(first[r]):
+            if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
+                                 > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) / max(lout[r] - 1, 1),
+                                                               lout[r]):
+                return _Run.missed_at(max_conc)
+        if not completing:
+            continue
+        if completing == len(prefill):
+            finished = prefill[:]
+            prefill.clear()
+        else:
+            finished = prefill[:completing]
+            del prefill[:completing]
+        for r, _, total in finished:
+            if not gen[r]:  # its first token (a preempted request had one before)
                 first[r] = t
+                if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
+                    return _Run.missed_at(max_conc)
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r)))
             gen[r] += 1
@@ -359,37 +374,19 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if issued < n:
                     arrival[issued] = t
                     issued += 1
+                if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
+                                     > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) /
+                                                                   max(lout[r] - 1, 1), lout[r]):
+                    return _Run.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)
             dec_kv += total * beams
-            heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
-            admitted += 1
-            heapq.heappush(lifo, (-admitted, r))
-    iterations = Iterations.of(log)
-    return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                _gaps(iterations, waits), iterations)
+            heappush(fin_heap, (g + lout[r] - gen[r], r))
+            decoded(r)
+    iterations = Iterations.of(runs)
+    return _Run(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
+                expand_gaps(iterations, waits) if gaps else TokenGaps(*(np.zeros(0),) * 3), iterations)
 
 
-def _gaps(iterations: Iterations, waits: list[tuple[float, float]]) -> TokenGaps:
-    """One gap per iteration that advanced decoding sequences (each gains a token), and one per preemption wait."""
-    end, dur, seqs, _ = iterations.expand()
-    keep = seqs > 0
-    wait_end, wait_gap = (np.array(x, dtype=float) for x in zip(*waits, strict=True)) if waits else \
-        (np.zeros(0), np.zeros(0))
-    return TokenGaps(np.concatenate([end[keep], wait_end]), np.concatenate([dur[keep], wait_gap]),
-                     np.concatenate([seqs[keep], np.ones(len(wait_gap), dtype=np.int64)]))
-
-
-def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:
-    """Fewest iterations whose summed time k*(a + base) + slope*k(k-1)/2 reaches `gap_s`."""
-    if gap_s <= 0:
-        return 1
-    b = a + base - slope / 2
-    if slope <= 0:
-        return max(1, math.ceil(gap_s / max(b, 1e-12)))
-    k = (-b + math.sqrt(b * b + 2 * slope * gap_s)) / slope
-    return max(1, math.ceil(k - 1e-9))
-
-
-__all__ = ["Requests", "SimResult", "TokenGaps", "check_capacity", "make_requests", "repeated_percentiles", "simulate",
-           "simulate_closed"]
+__all__ = ["Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity", "make_requests",
+           "misses_to_fail", "repeated_percentiles", "simulate", "simulate_closed", "simulate_watched"]

@@ -28,7 +28,7 @@ from emulator.cluster import Plan, check_plan
 from emulator.cluster.goodput import goodput
 from emulator.cluster.network import Network
 from emulator.cluster.shard import rank_program
-from emulator.cluster.step import Overlap, training_step
+from emulator.cluster.step import Overlap, training_steps
 from emulator.cluster.training import memory_of, model_flops_per_microbatch
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.prediction import mfu
@@ -151,9 +151,9 @@ def plan_of(sz: Sizing, row: dict[str, Any]) -> Plan:
 
 def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float]],
                       progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Rows of step time, throughput, MFU and utilisation for each plan, every one timed by the same
-    `training_step` as `emulator predict` (progress is reported per group of plans sharing tp, pp, micro-batch
-    and recompute, whose traced rank program and stage times are computed once)."""
+    """Rows of step time, throughput, MFU and utilisation for each plan, every one timed by the same step as
+    `emulator predict` (`training_steps`, arrays over each group of plans sharing tp, pp, micro-batch and
+    recompute, whose rank program and stage times are computed once; progress is reported per group)."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
     stack = load_stack(tr.framework, "training", file=sz.path)
@@ -172,23 +172,28 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
             progress(cand.device.name, i + 1, len(groups))
         flops_per_microbatch, _ = model_flops_per_microbatch(model, members[0][0].microbatch_size, tr.seq_len,
                                                              precision)
-        for plan, need in members:
-            prog = rank_program(model, plan, precision, stack=stack)
-            step = training_step(prog, net, cand.device, table, precision, overlap=overlap)
+        # The group's plans differ only in dp and ZeRO stage: one rank program, their steps as arrays.
+        group = [plan for plan, _ in members]
+        prog = rank_program(model, group[0], precision, stack=stack)
+        steps = training_steps(prog, group, net, cand.device, table, precision, overlap=overlap)
+        step_s, util, band = steps.step_s.tolist(), steps.utilisation.tolist(), steps.error_band.tolist()
+        compute = (steps.compute_s - steps.optimizer_s).tolist()
+        exposed, bubble = steps.exposed_communication_s.tolist(), steps.bubble_s.tolist()
+        optimizer = steps.optimizer_s.tolist()
+        for j, (plan, need) in enumerate(members):
             flops = flops_per_microbatch * plan.num_microbatches * plan.dp
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": plan.num_devices,
                 "plan": {"tp": plan.tp, "pp": plan.pp, "dp": plan.dp, "microbatch_size": plan.microbatch_size,
                          "recompute": plan.recompute, "zero": plan.zero, "sequence_parallel": plan.sequence_parallel,
                          "num_microbatches": plan.num_microbatches, "precision": precision},
-                "step_time_s": step.step_s, "tokens_per_s": tokens_per_step / step.step_s,
-                "mfu": mfu(flops, step.step_s, plan.num_devices, peak),
+                "step_time_s": step_s[j], "tokens_per_s": tokens_per_step / step_s[j],
+                "mfu": mfu(flops, step_s[j], plan.num_devices, peak),
                 "memory_per_device_bytes": need, "memory_capacity_bytes": cand.device.memory_bytes,
-                "utilisation": step.utilisation,
-                "breakdown": {"compute_s": step.compute_s - step.optimizer_s,
-                              "exposed_communication_s": step.exposed_communication_s, "bubble_s": step.bubble_s,
-                              "optimizer_s": step.optimizer_s},
-                "provenance": table.provenance, "error_band": step.error_band,
+                "utilisation": util[j],
+                "breakdown": {"compute_s": compute[j], "exposed_communication_s": exposed[j], "bubble_s": bubble[j],
+                              "optimizer_s": optimizer[j]},
+                "provenance": table.provenance, "error_band": band[j],
             })
     return rows
 

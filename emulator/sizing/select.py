@@ -106,7 +106,12 @@ def size(sz: Sizing, progress: Progress | None = None) -> SearchResult:
 
     def best_by(metric: str) -> int:
         key = tkey if metric == "time" else metric
-        return min(feasible, key=lambda i: (rows[i][key], rows[i][tkey], rows[i]["cost_usd"], _order(rows[i])))
+
+        def rank(i: int) -> tuple[Any, ...]:
+            return rows[i][key], rows[i][tkey], rows[i]["cost_usd"]
+        # The plan's order breaks ties only: built for the tied rows, not for every row.
+        top = min(rank(i) for i in feasible)
+        return min((i for i in feasible if rank(i) == top), key=lambda i: _order(rows[i]))
 
     best = {obj: best_by(OBJECTIVE_KEYS[obj]) for obj in OBJECTIVE_KEYS}
     return SearchResult(goal=sz.goal, rows=rows, feasible=feasible, pareto=pareto, best=best, rejected=rejected,

@@ -1,0 +1,156 @@
+"""What a serving simulation takes and gives: the requests, each request's times, and the gaps between tokens.
+
+`Requests` are drawn once per seed (`make_requests`: Poisson gaps first, so the lengths do not depend on the rate);
+`SimResult` holds every request's first-token and finish times and the run's totals; `TokenGaps` the inter-token
+latencies, kept as runs of iterations until a closed loop asks for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from emulator.scenario import Distribution
+from emulator.serving.iterations import Iterations
+from emulator.stats import Percentiles
+
+
+@dataclass(frozen=True, slots=True)
+class Requests:
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def make_requests(inputs: Distribution, outputs: Distribution, n: int, rate_per_s: float | None,
+                  seed: int) -> Requests:
+    """n requests: Poisson arrivals at `rate_per_s` (all at t=0 when None, the Offline scenario)."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1.0, n)  # drawn first so the lengths do not depend on the rate
+    lin, lout = inputs.sample(rng, n), outputs.sample(rng, n)
+    arrival = np.zeros(n) if rate_per_s is None else np.cumsum(gaps) / rate_per_s
+    return Requests(arrival, lin, lout)
+
+
+def repeated_percentiles(values: np.ndarray, counts: np.ndarray) -> Percentiles:
+    """`Percentiles.of(np.repeat(values, counts))` (numpy's linear interpolation) without building the repeated
+    array: the token gaps of a run are one value per iteration, counted once per token it gave."""
+    keep = counts > 0
+    v, c = np.asarray(values, dtype=float)[keep], np.asarray(counts)[keep]
+    if len(v) == 0:
+        return Percentiles(0.0, 0.0, 0.0)
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(c[order])
+    total = float(cum[-1])
+    out = []
+    for q in (50.0, 90.0, 99.0):
+        pos = q / 100 * (total - 1)
+        low = math.floor(pos)
+        a, b = (float(v[np.searchsorted(cum, i, side="right")]) for i in (low, min(low + 1, total - 1)))
+        out.append(a + (b - a) * (pos - low))
+    return Percentiles(*out)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGaps:
+    """Gaps between consecutive tokens of requests (ITL), one entry per iteration (or preemption wait) with the
+    number of tokens that came after a gap of that length."""
+
+    end_s: np.ndarray  # when the later token came
+    gap_s: np.ndarray
+    count: np.ndarray
+
+    def within(self, start_s: float, end_s: float) -> TokenGaps:
+        """The gaps whose later token came in (start_s, end_s]."""
+        keep = (self.end_s > start_s) & (self.end_s <= end_s)
+        return TokenGaps(self.end_s[keep], self.gap_s[keep], self.count[keep])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def mean_s(self) -> float:
+        return float(np.dot(self.gap_s, self.count) / self.num_tokens) if self.num_tokens else 0.0
+
+    def percentiles(self) -> Percentiles:
+        return repeated_percentiles(self.gap_s, self.count)
+
+    @staticmethod
+    def join(parts: list[TokenGaps]) -> TokenGaps:
+        return TokenGaps(*(np.concatenate([getattr(g, k) for g in parts]) for k in ("end_s", "gap_s", "count")))
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """Per-request times and run totals, all replicas together."""
+
+    arrival_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    busy_s: float  # sum over replicas of time spent in iterations
+    makespan_s: float
+    num_replicas: int
+    num_steps: int
+    num_preemptions: int
+    max_concurrency: int
+    gaps: TokenGaps | None = None  # every replica's token gaps (None: a result assembled from other runs)
+    iterations: tuple[Iterations, ...] = ()  # each simulated replica's iteration log (the serving timeline)
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        return self.first_token_s - self.arrival_s
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.finish_s - self.arrival_s
+
+    @property
+    def tpot_s(self) -> np.ndarray:
+        many = self.output_tokens > 1
+        return (self.finish_s[many] - self.first_token_s[many]) / (self.output_tokens[many] - 1)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.makespan_s - self.arrival_s.min())
+
+    @property
+    def throughput_tokens_per_s(self) -> float:
+        return float(self.output_tokens.sum()) / self.duration_s
+
+    @property
+    def throughput_samples_per_s(self) -> float:
+        return len(self.arrival_s) / self.duration_s
+
+    @property
+    def utilisation(self) -> float:
+        """Busy fraction of the replicas over the run."""
+        return self.busy_s / (self.duration_s * self.num_replicas)
+
+    def steady(self, warmup_fraction: float) -> SimResult:
+        """The requests after the first `warmup_fraction` of arrivals (queues start empty)."""
+        order = np.argsort(self.arrival_s, kind="stable")
+        keep = order[int(len(order) * warmup_fraction):]
+        return SimResult(self.arrival_s[keep], self.first_token_s[keep], self.finish_s[keep], self.input_tokens[keep],
+                         self.output_tokens[keep], self.busy_s, self.makespan_s, self.num_replicas, self.num_steps,
+                         self.num_preemptions, self.max_concurrency, self.gaps, self.iterations)
+
+
+def expand_gaps(iterations: Iterations, waits: list[tuple[float, float]]) -> TokenGaps:
+    """One gap per iteration that advanced decoding sequences (each gains a token), and one per preemption wait."""
+    end, dur, seqs, _ = iterations.expand()
+    keep = seqs > 0
+    wait_end, wait_gap = (np.array(x, dtype=float) for x in zip(*waits, strict=True)) if waits else \
+        (np.zeros(0), np.zeros(0))
+    return TokenGaps(np.concatenate([end[keep], wait_end]), np.concatenate([dur[keep], wait_gap]),
+                     np.concatenate([seqs[keep], np.ones(len(wait_gap), dtype=np.int64)]))
+
+
+__all__ = ["Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]

@@ -1,0 +1,154 @@
+"""The serving fast path gives the slow path's predictions: the step table, the event loop, the watched Server search
+and the recommender batcher, against the implementations they replace (tests/slow_paths.py), on the shipped
+examples."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import slow_paths
+from slow_paths import assert_close
+
+import emulator.serving.recommender as recommender
+import emulator.serving.simulator as simulator
+from emulator.engine.calibration import efficiency_for
+from emulator.predict import predict_json
+from emulator.scenario import Distribution, Inference, Parallel, Scenario, ServingSpec, Slo, load_scenario
+from emulator.serving import predict_serving
+from emulator.serving.batcher import Batches
+from emulator.serving.iterations import Iterations
+from emulator.serving.replica import Replica, StepModel, build_replica
+from emulator.serving.search import choose_batch
+from emulator.serving.simulator import make_requests, simulate, simulate_closed
+from emulator.serving.steptable import step_table
+from emulator.sizing import load_sizing
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SERVED = sorted(p.name for p in EXAMPLES.glob("*.yaml") if "inference:" in p.read_text())
+LLM = [name for name in SERVED if not name.startswith("dlrm")]
+
+
+def _replica(name: str) -> tuple[Replica, ServingSpec, Scenario]:
+    """The replica `predict` builds for a shipped example."""
+    s = load_scenario(EXAMPLES / name)
+    spec = s.serving
+    assert spec is not None
+    replica = build_replica(s.model, s.device, s.system, efficiency_for(s.device),  # type: ignore[arg-type]
+                            precision=spec.precision, kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
+                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
+                            engine=spec.engine)
+    return replica, spec, s
+
+
+def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
+                  max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
+                  reserve: float = 0.0, gaps: bool = False, watch: object = None, log: bool = True) -> Any:
+    """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
+    iteration log: the compared predictions do not read it)."""
+    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve)
+    return simulator._Run(run.arrival_s, run.first_s, run.finish_s, run.busy_s, run.num_steps, run.num_preemptions,
+                          run.max_concurrency, run.gaps, Iterations.of([]))
+
+
+def _slow_batcher(arrival: np.ndarray, pairs: np.ndarray | int, step_s: list[float], step: Any, cap: int,
+                  bound_s: float | None = None, first_measured: int = 0) -> Batches:
+    """The query-by-query batcher behind the fast one's signature: never stops early, verdicts from percentiles."""
+    per_query = np.full(len(arrival), pairs) if isinstance(pairs, int) else pairs
+    finish, busy = slow_paths.serve_queries_slow(arrival, per_query, step, cap)
+    ends = np.append(np.flatnonzero(np.diff(finish)) + 1, len(finish))
+    return Batches(ends, finish[ends - 1], busy, 0, len(arrival))
+
+
+@pytest.mark.parametrize("name", LLM)
+def test_step_table_is_the_step_model_to_the_bit(name: str) -> None:
+    """Every looked-up iteration time of a shipped example's replica equals StepModel.step_s exactly."""
+    replica = _replica(name)[0]
+    step = replica.step
+    table = step_table(step, replica.max_batch_tokens)
+    rng = np.random.default_rng(0)
+    for n in range(1, table.size):
+        assert table.decode_s[n] == step.step_s(n, 0.0, n, 0.0)
+    for tokens, rows, pairs, kv in zip(rng.integers(1, 2 * table.size, 500), rng.integers(0, 2 * table.size, 500),
+                                       rng.uniform(0, 1e8, 500), rng.integers(0, 10**7, 500), strict=True):
+        assert table.step_s(int(tokens), float(pairs), int(rows), int(kv)) == step.step_s(int(tokens), float(pairs),
+                                                                                            int(rows), int(kv))
+
+
+@pytest.mark.parametrize("name", LLM)
+def test_event_loop_runs_as_the_slow_one(name: str) -> None:
+    """Offline, Poisson, closed-loop and preempting runs of a shipped example equal the slow loop's, request by
+    request (closed loops: token gaps too)."""
+    replica, spec, _ = _replica(name)
+    batch = choose_batch(replica, spec)
+    common = {"max_batch": batch, "max_batch_tokens": replica.max_batch_tokens, "reserve": replica.reserve_output}
+    cap = replica.kv_capacity_tokens
+    tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)  # preempts
+    for rate, kv in ((None, cap), (40.0, cap), (None, min(cap, tight))):
+        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
+        fast = simulate(replica.step, kv, reqs, **common, gaps=True)  # type: ignore[arg-type]
+        slow = slow_paths.simulate_slow(replica.step, kv, reqs, **common)  # type: ignore[arg-type]
+        for field in ("first_token_s", "finish_s"):
+            assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+        assert (fast.busy_s, fast.num_steps, fast.num_preemptions, fast.max_concurrency) == \
+            (slow.busy_s, slow.num_steps, slow.num_preemptions, slow.max_concurrency)
+        assert fast.gaps is not None and slow.gaps is not None
+        assert all(np.array_equal(getattr(fast.gaps, f), getattr(slow.gaps, f)) for f in ("end_s", "gap_s", "count"))
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    fast = simulate_closed(replica.step, cap, reqs, concurrency=24, **common)  # type: ignore[arg-type]
+    slow = slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)  # type: ignore[arg-type]
+    assert np.array_equal(fast.arrival_s, slow.arrival_s) and np.array_equal(fast.finish_s, slow.finish_s)
+    assert fast.gaps is not None and slow.gaps is not None and np.array_equal(fast.gaps.gap_s, slow.gaps.gap_s)
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_shipped_serving_predictions_equal_the_slow_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`predict --json` of every shipped serving example is the slow path's, to 1e-9."""
+    fast = predict_json(load_scenario(EXAMPLES / name))
+    monkeypatch.setattr(simulator, "_replica", _slow_replica)
+    monkeypatch.setattr(recommender, "serve_queries", _slow_batcher)
+    assert_close(fast, predict_json(load_scenario(EXAMPLES / name)))
+
+
+def _server(sizing: str, device: str, tp: int) -> tuple[Scenario, ServingSpec]:
+    sz = load_sizing(EXAMPLES / sizing)
+    cand = next(c for c in sz.candidates if c.device.name == device)
+    spec = dataclasses.replace(sz.serve.spec, tp=tp)  # type: ignore[union-attr]
+    inference = Inference(input_tokens=int(spec.input_tokens.expected), output_tokens=int(spec.output_tokens.expected),
+                          precision=spec.precision, parallel=Parallel(tp=tp))
+    return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=tp,
+                    inference=inference), spec
+
+
+@pytest.mark.parametrize(("device", "tp"), [("mtia-v2", 1), ("mtia-v2", 2), ("h100-sxm", 1)])
+def test_server_search_equals_the_slow_search(device: str, tp: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Server rate search of examples/sizing-serve-llm.yaml (runs stopped on a missed SLO, the half batch
+    reusing the full batch's runs) finds the slow search's rate and latencies."""
+    scenario, spec = _server("sizing-serve-llm.yaml", device, tp)
+    fast = predict_serving(scenario, spec).to_json()
+    monkeypatch.setattr(simulator, "_replica", _slow_replica)
+    assert_close(fast, predict_serving(scenario, spec).to_json())
+
+
+@pytest.mark.parametrize("device", ["mtia-v2", "h100-sxm"])
+@pytest.mark.parametrize("pairs", [Distribution(mean=1), Distribution(kind="uniform", minimum=100, maximum=700)])
+def test_recommender_search_equals_the_slow_search(device: str, pairs: Distribution,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/sizing-serve-dlrm.yaml's latency search (fewer queries) finds the query-by-query batcher's rate."""
+    scenario, spec = _server("sizing-serve-dlrm.yaml", device, 1)
+    spec = dataclasses.replace(spec, num_requests=40_000, samples_per_query=pairs, slo=Slo(latency_p99_s=0.002))
+    fast = predict_serving(scenario, spec).to_json()
+    monkeypatch.setattr(recommender, "serve_queries", _slow_batcher)
+    assert_close(fast, predict_serving(scenario, spec).to_json())
+
+
+def test_unit_arrivals_are_one_cumsum_of_the_gaps() -> None:
+    """Gaps drawn and summed in chunks are np.cumsum of one draw, and leave the generator in the same state."""
+    n = 2 * recommender.ARRIVAL_CHUNK + 17
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    chunked = recommender.unit_arrivals(a, n)
+    assert chunked is not None and np.array_equal(chunked, np.cumsum(b.exponential(1.0, n)))
+    assert a.uniform() == b.uniform()
