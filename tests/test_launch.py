@@ -217,3 +217,15 @@ candidates: [{device: h100-sxm, system: hgx-h100}]
     words = _command(f)
     assert _value(words, "--max-num-seqs") == "1024" and "defaults.max_batch_size" in f.text
     assert _value(words, "--quantization") == "fp8" and _value(words, "--max-model-len") == "144"
+
+
+def test_a_recommender_sizing_writes_no_launch_files() -> None:
+    """No LLM serving engine runs a DLRM: `emulator size` of a recommender writes no launch files (and no error)."""
+    from types import SimpleNamespace
+
+    from emulator.launch import sizing_launch_files
+    from emulator.workloads.presets import preset
+
+    model = preset("dlrm-v2")
+    sz = SimpleNamespace(model=model, objective="cost", goal="serve")
+    assert sizing_launch_files(sz, SimpleNamespace(rows=[], best={})) == ()  # type: ignore[arg-type]

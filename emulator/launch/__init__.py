@@ -25,6 +25,7 @@ from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
 from emulator.stacks import StackProfile, stack_of
 from emulator.units import fmt_seconds
+from emulator.workloads.config import DLRMConfig
 
 TRAINERS: dict[str, Callable[[Scenario, Plan, StackProfile, list[str]], tuple[LaunchFile, ...]]] = {
     "megatron-core": megatron_files, "torchtitan": torchtitan_files}
@@ -79,7 +80,10 @@ def launch_files(s: Scenario, prediction: Any = None, *, source: str = "emulator
 
 
 def sizing_launch_files(sz: Sizing, result: SearchResult) -> tuple[LaunchFile, ...]:
-    """The launch files of the plan a sizing recommends (its objective's best row)."""
+    """The launch files of the plan a sizing recommends (its objective's best row); none for a recommender, which
+    no LLM serving engine runs."""
+    if isinstance(sz.model, DLRMConfig):
+        return ()
     row = result.rows[result.best[sz.objective]]
     cand = next(c for c in sz.candidates if c.device.name == row["device"] and c.system.name == row["system"])
     source = f"emulator size, the recommended plan ({sz.objective})"
