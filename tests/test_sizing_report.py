@@ -205,6 +205,9 @@ def test_serving_report_puts_custom_accelerator_beside_gpu(tmp_path: Path) -> No
     report = write_report(res, sz, tmp_path / "out")
     assert (tmp_path / "out" / "latency_throughput.png").is_file()
     assert report["recommended"]["cost_per_million_queries_usd"] > 0
+    # An LLM row's latency_p99_s is its p99 time to first token: the report says so, never "p99 latency".
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "p99 TTFT" in md and "p99 latency" not in md
 
 
 def _chromium() -> str | None:

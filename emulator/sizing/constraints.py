@@ -105,6 +105,12 @@ def round_up(x: float, unit: str) -> float:
     return out if out >= x else float(f"{out + step:.{digits}f}")
 
 
+def latency_name(row: dict[str, Any]) -> str:
+    """What a serving row's `latency_p99_s` is: an LLM's p99 time to first token (its TPOT is apart), a
+    recommender's p99 query latency."""
+    return "p99 TTFT" if (row.get("tpot_s") or {}).get("p99") else "p99 query latency"
+
+
 def shown(value: float, unit: str) -> str:
     """A limit or a need as text, in its unit."""
     if unit in ("USD", "devices"):

@@ -25,6 +25,7 @@ from emulator.sizing.constraints import (
     active,
     device_cap_field,
     flags,
+    latency_name,
     relaxed,
     round_up,
     shown,
@@ -195,7 +196,7 @@ def describe(sz: Sizing, change: Change) -> str:
     """A change as one sentence: the new limits and what they admit, with how it was checked."""
     r = change.row
     time = (f"{shown(DEADLINE.value(r), 'days')} to train" if sz.goal == "train"
-            else f"p99 latency {r['latency_p99_s'] * 1e3:,.1f} ms")
+            else f"{latency_name(r)} {r['latency_p99_s'] * 1e3:,.1f} ms")
     how = "the plans over the old cap evaluated for this" if change.beyond_cap else "re-checked on the evaluated plans"
     return (f"{change_text(sz, change)}: admits {plan_text(r)}, {time}, {r['facility_mw']:,.4g} MW, "
             f"{r['cost_usd']:,.0f} USD ({change.num_feasible:,} plan{'s' if change.num_feasible != 1 else ''} then meet"

@@ -23,6 +23,7 @@ from emulator.engine.calibration import efficiency_for
 from emulator.engine.predict import predict_batch
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario
+from emulator.sizing.constraints import latency_name
 from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
 from emulator.workloads.config import DLRMConfig
@@ -189,7 +190,7 @@ def pareto(plt: Any, result: SearchResult, sz: Sizing, report: dict[str, Any], f
     if train and sz.train and sz.train.deadline_days:
         for ax in (cost_ax, mw_ax):
             ax.axvline(sz.train.deadline_days, color="k", ls=":", lw=0.8, label="deadline")
-    xlabel = f"{'time-to-train' if train else 'p99 latency'} ({unit})"
+    xlabel = f"{'time-to-train' if train else latency_name(result.rows[0]) if result.rows else 'p99 latency'} ({unit})"
     for ax in (cost_ax, mw_ax):
         _log_axes(ax, bool(cloud))
     cost_ax.set(xlabel=xlabel, ylabel="cost (USD)" + ("" if train else " per year"),
@@ -216,7 +217,8 @@ def latency_throughput(plt: Any, result: SearchResult, sz: Sizing, report: dict[
             for r in mine:
                 ax.annotate(f"tp{r['plan']['tp']}", (r["throughput_per_device_per_s"], r["latency_p99_s"] * 1e3),
                             fontsize=7)
-    ax.set(xlabel="requests per second per device (highest rate in SLO)", ylabel="p99 latency (ms)",
+    ax.set(xlabel="requests per second per device (highest rate in SLO)",
+           ylabel=f"{latency_name(result.rows[0]) if result.rows else 'p99 latency'} (ms)",
            title="serving: latency against throughput per replica layout")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.sizing.constraints import shown
+from emulator.sizing.constraints import latency_name, shown
 from emulator.sizing.diagnose import by_how_much
 
 Row = dict[str, Any]
@@ -82,13 +82,18 @@ def _row_time(report: dict[str, Any], r: Row) -> float:
     return float(r["effective_time_to_train_s"] if _train(report) else r["latency_p99_s"])
 
 
+def _latency_head(report: dict[str, Any]) -> str:
+    rows = [c["best"] for c in report["candidates"] if c["best"]]
+    return latency_name(rows[0]) if rows else "p99 latency"
+
+
 def _candidates(report: dict[str, Any]) -> list[Block]:
     train = _train(report)
     per_m = "USD per M tokens"
     if not train and all((c["best"] or {}).get("cost_per_million_tokens_usd") is None for c in report["candidates"]):
         per_m = "USD per M queries"
     head = (["candidate", "status", "devices", "plan", "time-to-train"] if train else
-            ["candidate", "status", "devices", "layout", "req/s per replica", "p99 latency"])
+            ["candidate", "status", "devices", "layout", "req/s per replica", _latency_head(report)])
     head += ["MW at the meter", "MWh" + ("" if train else " per year"), "capex (USD)",
              "cost of the run (USD)" if train else "cost per year (USD)", per_m, "provenance", "verdict"]
     body = []
@@ -163,7 +168,7 @@ def _summary(report: dict[str, Any]) -> Para:
     train = _train(report)
     return Para(f"{rec['device']} x {rec['num_devices']:,} ({_plan(rec)}), "
                 + (f"time-to-train {_time(rec['effective_time_to_train_s'])} (MFU {rec['mfu']:.1%}), " if train
-                   else f"p99 latency {_time(rec['latency_p99_s'])}, ")
+                   else f"{latency_name(rec)} {_time(rec['latency_p99_s'])}, ")
                 + f"{rec['facility_mw']:.3f} MW at the meter, {rec['energy_mwh']:,.1f} MWh, capex "
                 f"{rec['capex_usd']:,.0f} USD, cost {rec['cost_usd']:,.0f} USD{'' if train else ' per year'} "
                 f"(provenance {rec['provenance']}, error band ±{rec['error_band']:.0%}).",
@@ -189,7 +194,7 @@ def blocks(report: dict[str, Any]) -> list[Block]:
     out += _infeasible(report) + _candidates(report)
     if report["best"]:
         out += [Heading(2, "Best per objective"), Table(
-            ["objective", "device", "devices", "plan", "time-to-train" if train else "p99 latency", "MW",
+            ["objective", "device", "devices", "plan", "time-to-train" if train else _latency_head(report), "MW",
              "capex (USD)", "cost (USD)", "MWh"],
             [[obj, r["device"], f"{r['num_devices']:,}", _plan(r), _time(_row_time(report, r)),
               f"{r['facility_mw']:.3f}", _usd(r["capex_usd"]), _usd(r["cost_usd"]), f"{r['energy_mwh']:,.1f}"]
