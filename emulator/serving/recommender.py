@@ -31,6 +31,7 @@ from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ReplicaLayout, ServingResult
 from emulator.serving.search import highest_rate
 from emulator.stats import Percentiles
+from emulator.units import fmt_bytes
 from emulator.workloads.config import DLRMConfig
 
 MAX_BATCH_PAIRS = 65536  # pairs per device batch (Offline, and the Server batcher's cap)
@@ -191,7 +192,7 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
         unit = None  # the latencies below take the memory
         lat, util = measured(got)
     power = device_power_w(device, util, table) * devices
-    tiers = ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in placement.bytes_by_tier.items())
+    tiers = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in placement.bytes_by_tier.items())  # binary, as the memory line
     return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,
         ttft_s=Percentiles.of(lat), tpot_s=Percentiles.of(np.zeros(0)), latency_s=Percentiles.of(lat),
