@@ -70,7 +70,7 @@ def serve_queries_slow(arrival: np.ndarray, pairs: np.ndarray, step: Callable[[f
 
 def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int,
                   max_batch_tokens: int, num_replicas: int = 1, num_beams: int = 1, path: str | None = None,
-                  prefilled: bool = False, reserve: float = 0.0) -> SimResult:
+                  prefilled: bool = False, reserve: float = 0.0, mixed: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
@@ -90,7 +90,7 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve)
+                       reserve=reserve, mixed=mixed)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -102,12 +102,13 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
 
 def simulate_closed_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int,
                          max_batch: int, max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                         reserve: float = 0.0) -> SimResult:
+                         reserve: float = 0.0, mixed: bool = True) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve)
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve,
+                   mixed=mixed)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps)
@@ -128,8 +129,11 @@ class _Run:
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0) -> _Run:
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
+             mixed: bool = True) -> _Run:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
+    `mixed` False: prefill-only iterations first, decodes wait; every token's gap is then taken one sequence at a
+    time from its own previous token (`last`), independently of the fast path's grouping.
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
@@ -146,7 +150,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     lifo: list[tuple[int, int]] = []  # (-admission number, request) for preemption
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
     runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
-    waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
+    waits: list[tuple[float, float, int]] = []  # token gaps counted apart: (end, gap, tokens)
+    last: dict[int, float] = {}  # not mixed: each decoding sequence's last token time
     t = busy = 0.0
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
@@ -184,7 +189,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             stalled[r] = t
             num_preempt += 1
         ntok = len(dec) * beams
-        left = budget - ntok
+        left = budget - ntok if mixed else budget
         ptok, pairs, completing = 0, 0.0, []
         for entry in prefill:
             if prefilled:  # the prompt's cache came over the fabric: nothing to compute
@@ -200,28 +205,37 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             entry[1] += c
             if entry[1] == entry[2]:
                 completing.append(entry)
-        if ptok:
+        if ptok and not mixed:
+            dt = step.step_s(ptok, pairs, len(completing) * beams, 0.0)
+            k, adv = 1, 0
+        elif ptok:
             dt = step.step_s(ptok + ntok, pairs, len(completing) * beams + ntok, dec_kv)
-            k = 1
+            k = adv = 1
             if dec:
                 runs.append((t, 1, dt, 0.0, len(dec)))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
-            dt, k = 0.0, 0
+            dt, k, adv = 0.0, 0, 0
         else:  # decode only: advance k identical-shape iterations at once
             a = step.step_s(ntok, 0.0, ntok, 0.0)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
                 k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
-            k = max(k, 1)
+            k = max(k, 1) if mixed else 1
+            adv = k
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
-            runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
+            if mixed:
+                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
+            else:
+                for r in dec:
+                    waits.append((t + dt, t + dt - last[r], 1))
+                    last[r] = t + dt
         t += dt
         busy += dt
         num_steps += k
-        g += k
-        dec_kv += ntok * k
-        used += ntok * k
-        future -= ntok * k
+        g += adv
+        dec_kv += ntok * adv
+        used += ntok * adv
+        future -= ntok * adv
         while fin_heap and fin_heap[0][0] <= g:
             gf, r = heapq.heappop(fin_heap)
             state = dec.get(r)
@@ -242,7 +256,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if math.isnan(first[r]):
                 first[r] = t
             elif r in stalled:
-                waits.append((t, t - stalled.pop(r)))
+                waits.append((t, t - stalled.pop(r), 1))
             gen[r] += 1
             future -= beams
             if gen[r] >= lout[r]:
@@ -254,6 +268,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     issued += 1
                 continue
             dec[r] = (g, gen[r], total)
+            last[r] = t
             dec_kv += total * beams
             heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
             admitted += 1

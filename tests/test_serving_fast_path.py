@@ -46,10 +46,11 @@ def _replica(name: str) -> tuple[Replica, ServingSpec, Scenario]:
 
 def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
                   max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
-                  reserve: float = 0.0, gaps: bool = False, watch: object = None, log: bool = True) -> Any:
+                  reserve: float = 0.0, gaps: bool = False, watch: object = None, log: bool = True,
+                  mixed: bool = True) -> Any:
     """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
     iteration log: the compared predictions do not read it)."""
-    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve)
+    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve, mixed)
     return simulator._Run(run.arrival_s, run.first_s, run.finish_s, run.busy_s, run.num_steps, run.num_preemptions,
                           run.max_concurrency, run.gaps, Iterations.of([]))
 
@@ -152,3 +153,31 @@ def test_unit_arrivals_are_one_cumsum_of_the_gaps() -> None:
     chunked = recommender.unit_arrivals(a, n)
     assert chunked is not None and np.array_equal(chunked, np.cumsum(b.exponential(1.0, n)))
     assert a.uniform() == b.uniform()
+
+
+@pytest.mark.parametrize("name", ["llama3-8b-h100-serve.yaml"])
+def test_unmixed_event_loop_runs_as_the_slow_one(name: str) -> None:
+    """Prefill-only iterations (an engine that does not mix prefill and decode): offline, Poisson, preempting and
+    closed-loop runs give the slow loop's times and token gaps, the slow loop taking each token's gap from that
+    sequence's own previous token."""
+    replica, spec, _ = _replica(name)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "reserve": replica.reserve_output, "mixed": False}
+    cap = replica.kv_capacity_tokens
+    tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)
+    runs = []
+    for rate, kv in ((None, cap), (40.0, cap), (None, min(cap, tight))):
+        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
+        runs.append((simulate(replica.step, kv, reqs, **common, gaps=True),  # type: ignore[arg-type]
+                     slow_paths.simulate_slow(replica.step, kv, reqs, **common)))  # type: ignore[arg-type]
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    runs.append((simulate_closed(replica.step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
+                 slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
+    for fast, slow in runs:
+        for field in ("arrival_s", "first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert (fast.num_steps, fast.num_preemptions) == (slow.num_steps, slow.num_preemptions)
+        assert fast.gaps is not None and slow.gaps is not None
+        assert fast.gaps.num_tokens == slow.gaps.num_tokens
+        assert fast.gaps.mean_s == pytest.approx(slow.gaps.mean_s, rel=1e-12)
+        assert_close(fast.gaps.percentiles().as_dict(), slow.gaps.percentiles().as_dict())

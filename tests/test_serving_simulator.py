@@ -91,3 +91,28 @@ def test_reserving_outputs_never_preempts_and_makes_requests_wait() -> None:
     assert float(np.mean(reserved.ttft_s)) > float(np.mean(optimistic.ttft_s))
     half = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, reserve=0.5)
     assert reserved.max_concurrency <= half.max_concurrency <= optimistic.max_concurrency
+
+
+def test_unmixed_prefill_stalls_the_decoding_request_and_its_token_gap_spans_it() -> None:
+    """Not mixed (SGLang's default): a prompt arriving while another request decodes runs alone in one iteration;
+    the decoding request gains no token in it, so that token's gap is the prefill plus the next decode."""
+    reqs = Requests(np.array([0.0, 0.05]), np.array([500, 2000]), np.array([40, 5]))
+    common = {"max_batch": 8, "max_batch_tokens": 4096, "gaps": True}
+    mixed = simulate(STEP, 100_000, reqs, **common)  # type: ignore[arg-type]
+    alone = simulate(STEP, 100_000, reqs, **common, mixed=False)  # type: ignore[arg-type]
+    prefill = STEP.step_s(2000, 2000 * 2001 / 2, 1, 0)
+    assert alone.ttft_s[1] < mixed.ttft_s[1]  # no decode rides along with its prefill
+    assert alone.finish_s[0] > mixed.finish_s[0]  # the decoding request waited through it
+    assert alone.gaps is not None and mixed.gaps is not None
+    assert alone.gaps.num_tokens == mixed.gaps.num_tokens  # every token after the first, counted once
+    assert float(alone.gaps.gap_s.max()) > prefill  # one gap spans the prefill-only iteration
+    assert float(mixed.gaps.gap_s.max()) < prefill + STEP.step_s(1, 0, 1, 600)
+
+
+def test_unmixed_burst_prefills_every_prompt_before_any_second_token() -> None:
+    """Prefill first: of a burst of prompts, every one gets its first token before any gets a second (each
+    request's TTFT is below the earliest second token)."""
+    reqs = Requests(np.zeros(6), np.full(6, 3000), np.full(6, 20))
+    res = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, gaps=True, mixed=False)
+    assert res.gaps is not None
+    assert float(res.first_token_s.max()) < float(res.gaps.end_s.min())

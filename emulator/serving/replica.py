@@ -111,6 +111,7 @@ class Replica:
     provenance: str
     error_band: float
     reserve_output: float = 0.0  # the engine's admission reserve for outputs (`scheduler.reserve_output`)
+    mixed_batches: bool = True  # prefill and decode share an iteration (`scheduler.mixed_batches`)
 
     @property
     def num_devices(self) -> int:
@@ -286,7 +287,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
                    provenance=table.provenance, error_band=steps.error_band,
-                   reserve_output=float(stack.get("scheduler.reserve_output")))
+                   reserve_output=float(stack.get("scheduler.reserve_output")),
+                   mixed_batches=bool(stack.get("scheduler.mixed_batches")))
 
 
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:

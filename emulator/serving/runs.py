@@ -143,14 +143,21 @@ class SimResult:
                          self.num_preemptions, self.max_concurrency, self.gaps, self.iterations)
 
 
-def expand_gaps(iterations: Iterations, waits: list[tuple[float, float]]) -> TokenGaps:
-    """One gap per iteration that advanced decoding sequences (each gains a token), and one per preemption wait."""
+def expand_gaps(iterations: Iterations, waits: list[tuple[float, float, int]], regrouped: tuple[int, ...] = ()
+                ) -> TokenGaps:
+    """One gap per iteration that advanced decoding sequences (each gains a token), and the `waits` (end, gap,
+    tokens): a preempted request's wait across its recompute, and, where an iteration's sequences waited through
+    prefill-only iterations before it (an engine that does not mix prefill and decode), its tokens' gaps from each
+    one's previous token; the runs listed in `regrouped` (one iteration each) are counted there instead."""
     end, dur, seqs, _ = iterations.expand()
     keep = seqs > 0
-    wait_end, wait_gap = (np.array(x, dtype=float) for x in zip(*waits, strict=True)) if waits else \
-        (np.zeros(0), np.zeros(0))
+    if regrouped:
+        keep &= ~np.isin(np.repeat(np.arange(len(iterations.count)), iterations.count), regrouped)
+    wait_end, wait_gap, wait_count = (np.array(x, dtype=dtype) for x, dtype in
+                                      zip(zip(*waits, strict=True), (float, float, np.int64), strict=True)) \
+        if waits else (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
     return TokenGaps(np.concatenate([end[keep], wait_end]), np.concatenate([dur[keep], wait_gap]),
-                     np.concatenate([seqs[keep], np.ones(len(wait_gap), dtype=np.int64)]))
+                     np.concatenate([seqs[keep], wait_count]))
 
 
 __all__ = ["Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]

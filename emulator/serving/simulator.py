@@ -33,15 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.errors import EmulatorError
-from emulator.scenario import Slo
 from emulator.serving.iterations import Iterations, Run
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
+from emulator.serving.slowatch import MISS_MARGIN, MissCount, SloWatch, misses_to_fail
 from emulator.serving.steptable import step_table
-
-# A value counts as a miss only this far past its bound, so that numpy's interpolated p99 (which may round an ulp
-# below the value it starts from) is over the bound whenever the counted misses say it must be.
-MISS_MARGIN = 1e-12
 
 
 def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
@@ -55,33 +51,17 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
             file=path, field="inference.input_tokens")
 
 
-@dataclass(frozen=True, slots=True)
-class SloWatch:
-    """The SLO a one-replica open-loop run is judged by over its requests from `first_measured` on (in arrival
-    order: `SimResult.steady` keeps the same ones)."""
-
-    slo: Slo
-    first_measured: int
-
-
-def misses_to_fail(num_values: int) -> float:
-    """The fewest of `num_values` values over a bound that put their p99 (numpy's linear interpolation between
-    sorted positions floor(0.99 (n - 1)) and the next) over it: from there the lower position holds a miss. One
-    position lower is taken, so that the float rounding of that position never matters."""
-    if num_values <= 0:
-        return math.inf
-    return num_values - max(math.floor(0.99 * (num_values - 1)) - 1, 0)
-
-
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
              num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
-             reserve: float = 0.0, gaps: bool = False) -> SimResult:
+             reserve: float = 0.0, gaps: bool = False, mixed: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
     `reserve`: the share of each admitted request's remaining output tokens the engine's admission keeps free in
     the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
+    `mixed`: prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM); False: an iteration runs either
+    prefill chunks or decodes, prefill first, and decoding sequences wait through it (SGLang's default).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). Every replica's iteration log is kept
     (`SimResult.iterations`, the serving timeline).
     """
@@ -98,7 +78,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, gaps=gaps)
+                       reserve=reserve, gaps=gaps, mixed=mixed)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -121,11 +101,12 @@ class Watched:
 
 def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Requests, watch: SloWatch, *, max_batch: int,
                      max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                     reserve: float = 0.0) -> Watched:
+                     reserve: float = 0.0, mixed: bool = True) -> Watched:
     """`simulate` on one replica, stopped as soon as the run's p99s cannot meet `watch.slo` (see SloWatch)."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens, requests.output_tokens,
-                   max_batch, max_batch_tokens, num_beams, reserve=reserve, watch=watch, log=False)
+                   max_batch, max_batch_tokens, num_beams, reserve=reserve, watch=watch, log=False,
+                   mixed=mixed)
     if run.missed:
         return Watched(None, run.max_concurrency)
     return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
@@ -135,13 +116,14 @@ def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Request
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                    reserve: float = 0.0) -> SimResult:
+                    reserve: float = 0.0, mixed: bool = True) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve, gaps=True)
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve, gaps=True,
+                   mixed=mixed)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,))
@@ -169,39 +151,13 @@ class _Run:
                     Iterations.of([]), missed=True)
 
 
-class _Watch:
-    """Misses of measured requests against each bound, and how many make the p99 miss."""
-
-    def __init__(self, watch: SloWatch | None, out: list[int]) -> None:
-        self.first = watch.first_measured if watch is not None else len(out)  # None: no request is judged
-        measured = out[self.first:]
-        slo = watch.slo if watch is not None else Slo()
-        limit = [math.inf if b is None else b * (1 + MISS_MARGIN)
-                 for b in (slo.ttft_p99_s, slo.tpot_p99_s, slo.latency_p99_s)]
-        self.ttft_s, self.tpot_s, self.latency_s = limit
-        self.fail = [misses_to_fail(len(measured)), misses_to_fail(sum(1 for o in measured if o > 1)),
-                     misses_to_fail(len(measured))]
-        self.misses = [0, 0, 0]
-
-    def missed(self, which: int) -> bool:
-        """Count a miss of bound `which` (0 TTFT, 1 TPOT, 2 latency); whether the p99 now misses it."""
-        self.misses[which] += 1
-        return self.misses[which] >= self.fail[which]
-
-    def finish_missed(self, latency_s: float, tpot_s: float, out: int) -> bool:
-        """Count a finished request's latency and TPOT misses; whether a p99 now misses its bound."""
-        if latency_s > self.latency_s and self.missed(2):
-            return True
-        return out > 1 and tpot_s > self.tpot_s and self.missed(1)
-
-
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
-             gaps: bool = False, watch: SloWatch | None = None, log: bool = True) -> _Run:
+             gaps: bool = False, watch: SloWatch | None = None, log: bool = True, mixed: bool = True) -> _Run:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
-    trial runs need none)."""
+    trial runs need none). `mixed`: see `simulate`."""
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -219,7 +175,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
     keep = log or gaps
     runs: list[Run] = []  # the iteration log: every iteration, runs of decode-only ones together (`Iterations`)
-    waits: list[tuple[float, float]] = []  # token gaps across a preemption: (end, gap)
+    waits: list[tuple[float, float, int]] = []  # token gaps counted apart (`expand_gaps`): (end, gap, tokens)
+    # Not mixed: the decoding sequences that waited through prefill-only iterations, as (time of their last token,
+    # how many), and the runs whose token gaps these replace.
+    held: list[list[float]] = []
+    regrouped: list[int] = []
     t = busy = 0.0
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
@@ -227,7 +187,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     kv_s, pair_s = step.kv_s_per_token, step.pair_s
     table = step_table(step, max(budget, max_batch * beams))
     size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
-    w = _Watch(watch, lout)
+    w = MissCount(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
@@ -270,7 +230,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         ntok = ndec * beams
         ptok, pairs, completing = 0, 0.0, 0  # `completing`: how many of the first prefills finish their prompt
         if prefill:
-            left = budget - ntok
+            left = budget - ntok if mixed else budget
             for entry in prefill:
                 if prefilled:  # the prompt's cache came over the fabric: nothing to compute
                     entry[1] = entry[2]
@@ -287,17 +247,28 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 entry[1] += c
                 if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
                     completing += 1
-        if ptok:
+        if ptok and not mixed:  # a prefill-only iteration: the decoding sequences wait
+            tokens, rows = ptok, completing * beams
+            if tokens < size and rows < size:
+                dt = base[tokens] + head[rows] + pair_s * pairs
+            else:
+                dt = step.step_s(tokens, pairs, rows, 0.0)
+            k, adv = 1, 0
+            if keep:
+                runs.append((t, 1, dt, 0.0, 0, ptok))
+                if ndec and not held:
+                    held.append([t, ndec])
+        elif ptok:
             tokens, rows = ptok + ntok, completing * beams + ntok
             if tokens < size and rows < size:  # StepModel.step_s, its terms in the same order
                 dt = base[tokens] + head[rows] + pair_s * pairs + kv_s * dec_kv
             else:
                 dt = step.step_s(tokens, pairs, rows, dec_kv)
-            k = 1
+            k = adv = 1
             if keep:
                 runs.append((t, 1, dt, 0.0, ndec, ptok))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
-            dt, k = 0.0, 0
+            dt, k, adv = 0.0, 0, 0
         else:  # decode only: advance k identical-shape iterations at once
             a = decode[ntok] if ntok < size else step.step_s(ntok, 0.0, ntok, 0.0)
             k = fin_heap[0][0] - g
@@ -318,16 +289,26 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                         until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
                 if until < k:
                     k = until
-            if k < 1:
+            if k < 1 or held:  # after held iterations: one iteration alone, its token gaps counted apart
                 k = 1
+            adv = k
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
             if keep:
+                if held:
+                    regrouped.append(len(runs))
+                    end, extra = t + dt, sum(c for _, c in held) - ndec
+                    for last, count in held:  # preempted sequences left: taken from the earliest groups
+                        drop = min(count, max(extra, 0))
+                        extra -= drop
+                        if count > drop:
+                            waits.append((end, end - last, int(count - drop)))
+                    held.clear()
                 runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, ndec, 0))
         t += dt
         busy += dt
         num_steps += k
-        g += k
-        grown = ntok * k
+        g += adv
+        grown = ntok * adv
         dec_kv += grown
         used += grown
         future -= grown
@@ -364,7 +345,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
                     return _Run.missed_at(max_conc)
             elif r in stalled:
-                waits.append((t, t - stalled.pop(r)))
+                waits.append((t, t - stalled.pop(r), 1))
             gen[r] += 1
             future -= beams
             if gen[r] >= lout[r]:
@@ -380,13 +361,19 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     return _Run.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)
+            if held:  # its first token came during held iterations: its next gap runs from now
+                if held[-1][0] == t:
+                    held[-1][1] += 1
+                else:
+                    held.append([t, 1])
             dec_kv += total * beams
             heappush(fin_heap, (g + lout[r] - gen[r], r))
             decoded(r)
     iterations = Iterations.of(runs)
     return _Run(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                expand_gaps(iterations, waits) if gaps else TokenGaps(*(np.zeros(0),) * 3), iterations)
+                expand_gaps(iterations, waits, tuple(regrouped)) if gaps else TokenGaps(*(np.zeros(0),) * 3),
+                iterations)
 
 
-__all__ = ["Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity", "make_requests",
-           "misses_to_fail", "repeated_percentiles", "simulate", "simulate_closed", "simulate_watched"]
+__all__ = ["MISS_MARGIN", "Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity",
+           "make_requests", "misses_to_fail", "repeated_percentiles", "simulate", "simulate_closed", "simulate_watched"]

@@ -28,7 +28,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
   all-reduce).
 - `scheduler.reserve_output`: the share of each admitted request's remaining output tokens the engine keeps
   free in the KV cache before it admits another (1: no request is ever evicted; 0: admit on the prompt, preempt
-  when the cache runs out). Requests wait in the queue instead, which is TTFT.
+  when the cache runs out). Requests wait in the queue instead, which is TTFT. `scheduler.mixed_batches`: whether
+  an iteration carries prefill chunks and decodes together (chunked prefill piggybacked on decodes) or runs one
+  or the other, prefill first, the decoding sequences waiting through it.
 - `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel inside a
   replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a kernel
   without graphs.
@@ -76,6 +78,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                                          "(prefill activations, CUDA-graph buffers); replaces the workspace estimate"),
     "scheduler.reserve_output": ("fraction", ("serving",), 0.0,
                                  "share of a request's remaining output tokens kept free in the KV cache at admission"),
+    "scheduler.mixed_batches": ("bool", ("serving",), True,
+                                "prefill chunks and decodes share an iteration; false: an iteration runs one or the "
+                                "other, prefill first"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
