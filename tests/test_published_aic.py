@@ -15,6 +15,7 @@ from emulator.validation.published_aic import (
     CSV,
     MODELS,
     SAMPLE_ROWS,
+    client,
     render,
     rows,
     scenario_of,
@@ -54,6 +55,25 @@ def test_a_row_maps_to_its_closed_loop_scenario() -> None:
     dense = next(r for r in _usable() if r["model_path"] == "meta-llama/Llama-3.1-8B-Instruct"
                  and r["gemm_quant_mode"] == "")
     assert scenario_of(dense)[1].precision == "bf16" and scenario_of(dense)[1].ep == 1
+
+
+def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request() -> None:
+    """InferenceX rows (its dated campaign) are drawn as InferenceMAX's client draws them: lengths uniform in
+    [0.8 x isl, isl] and [0.8 x osl, osl], 10 prompts per client, every request measured; aiperf rows keep fixed
+    lengths and the steady state."""
+    usable = _usable()
+    ix = next(r for r in usable if r["silicon_data_source"].startswith("source_file=2026-04-06.csv"))
+    aiperf = next(r for r in usable if "gap-analysis" in r["silicon_data_source"])
+    assert (client(ix), client(aiperf)) == ("inferencex", "aiperf")
+    assert {client(r) for r in usable if r["silicon_data_source"].startswith("db-dump/")} == {"inferencex"}
+    spec = scenario_of(ix)[1]
+    isl, osl, n = int(ix["isl"]), int(ix["osl"]), int(ix["batch_size"])
+    assert (spec.input_tokens.kind, spec.input_tokens.minimum, spec.input_tokens.maximum) == \
+        ("uniform", int(0.8 * isl), isl)
+    assert (spec.output_tokens.minimum, spec.output_tokens.maximum) == (int(0.8 * osl), osl)
+    assert (spec.num_requests, spec.measured_requests) == (10 * n, "all")
+    fixed = scenario_of(aiperf)[1]
+    assert (fixed.input_tokens.kind, fixed.measured_requests, fixed.num_requests) == ("fixed", "steady", None)
 
 
 @pytest.mark.parametrize(("select_row", "reason"), [

@@ -61,6 +61,9 @@ def test_concurrency_implies_the_closed_loop_scenario() -> None:
     ({"concurrency": 8, "arrival_rate_per_s": 5}, "inference.arrival_rate_per_s"),
     ({"concurrency": 8, "disaggregation": {"prefill_replicas": 1, "decode_replicas": 1}}, "inference.disaggregation"),
     ({"concurrency": 8, "num_requests": 23}, "inference.num_requests"),
+    ({"concurrency": 8, "measured_requests": "warm"}, "inference.measured_requests"),
+    ({"concurrency": 8, "measured_requests": "all", "num_requests": 7}, "inference.num_requests"),
+    ({"measured_requests": "all"}, "inference.measured_requests"),
 ])
 def test_bad_concurrency_names_file_field_and_fix(data: dict, field: str) -> None:
     """Each bad closed-loop setting is an EmulatorError naming the file, the field and a fix."""
@@ -146,6 +149,23 @@ def test_warm_up_wave_is_excluded() -> None:
                             Requests(np.zeros(n), np.full(n, 1024), np.full(n, 256)), concurrency=c, max_batch=c,
                             max_batch_tokens=replica.max_batch_tokens)
     assert run.stats.ttft_mean_s < float(first.ttft_s[:c].mean())
+
+
+def test_measuring_all_requests_counts_the_first_burst_and_the_whole_run() -> None:
+    """`measured_requests: all` (benchmark_serving's report): every request is measured, so the first wave's queued
+    prompts raise the mean TTFT above the steady state's, and the throughput is the run's tokens over its length."""
+    replica, c = _replica(), 32
+    spec = _spec(c, num_requests=4 * c, measured_requests="all")
+    every, steady = run_closed(replica, spec, 1), run_closed(replica, _spec(c, num_requests=4 * c), 1)
+    assert every.stats.num_measured_requests == 4 * c and steady.stats.num_measured_requests == 2 * c
+    assert every.stats.ttft_mean_s > steady.stats.ttft_mean_s
+    res = simulate_closed(replica.step, replica.kv_capacity_tokens,
+                          Requests(np.zeros(4 * c), np.full(4 * c, 1024), np.full(4 * c, 256)), concurrency=c,
+                          max_batch=c, max_batch_tokens=replica.max_batch_tokens)
+    assert every.throughput_tokens_per_s == pytest.approx(4 * c * 256 / res.makespan_s, rel=1e-9)
+    assert every.stats.ttft_mean_s == pytest.approx(float(res.ttft_s.mean()), rel=1e-9)
+    assert parse_inference({"input_tokens": 10, "concurrency": 8, "measured_requests": "all", "num_requests": 8},
+                           "s.yaml").measured_requests == "all"
 
 
 def test_clients_spread_over_replicas() -> None:

@@ -14,6 +14,7 @@ inference:
   arrival_rate_per_s: 20         # Server: a fixed rate; absent: search the highest rate meeting the SLO
   concurrency: 64                # or a closed loop: 64 requests in flight per deployment, a new one sent as each
                                  #   finishes (aiperf, genai-perf, `vllm bench serve --max-concurrency`)
+  measured_requests: steady      # closed loop: steady (warm-up and drain waves left out) | all (every request)
   trace: requests.csv            # or a trace file: arrival_s,input_tokens,output_tokens per line
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}          # recommenders: latency_p99_s
   seed: 0
@@ -30,6 +31,9 @@ time), so N requests are in flight across the deployment's replicas (client i on
 disaggregation (whose pools are simulated one after the other, an open loop). `batch_size` stays the engine's
 cap on running sequences per replica (default: the replica's share of N); requests past it queue in the engine.
 `num_requests`, when given, counts the whole run: at least 3 x N (a warm-up wave, measured waves, a drain wave).
+`measured_requests: all` counts every request of the run in the latencies and the throughput, the first burst of
+N and the drain included, as benchmark clients that report over all their requests do (`vllm bench serve`,
+InferenceMAX's benchmark_serving); `num_requests` is then at least N.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
 SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
-        "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency")
+        "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests")
+MEASURED = ("steady", "all")
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
 # Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
 # typo (1e300) meets them. Lengths: more tokens than any model's context (Llama 4 Scout's is 10M).
@@ -153,6 +158,7 @@ class ServingSpec:
     samples_per_query: Distribution = field(default_factory=Distribution)
     engine: str | None = None  # a serving stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
     concurrency: int | None = None  # closed loop: requests in flight per deployment (scenario "concurrency")
+    measured_requests: str = "steady"  # closed loop: "steady" (warm-up and drain waves left out) or "all"
     path: str = ""
 
     @property
@@ -263,6 +269,8 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     if r.has("concurrency"):
         kw["concurrency"] = r.integer("concurrency", maximum=MAX_CONCURRENCY, why="requests in flight",
                                       hint="concurrency: 64 (requests in flight, a whole number >= 1)")
+    if r.has("measured_requests"):
+        kw["measured_requests"] = r.choice("measured_requests", MEASURED)
     kw["scenario"] = r.choice("scenario", SCENARIOS, "concurrency" if "concurrency" in kw else "offline")
     if r.has("arrival_rate_per_s"):
         kw["arrival_rate_per_s"] = r.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S,
@@ -296,6 +304,9 @@ def _check_closed_loop(r: Fields, kw: dict[str, Any]) -> None:
     """`concurrency` (a closed loop) against the open-loop keys: one load mode per section."""
     n = kw.get("concurrency")
     if n is None:
+        if "measured_requests" in kw:
+            raise r.error("measured_requests", "applies to a closed loop only. Fix: delete measured_requests, or "
+                                               "add concurrency: N.")
         if kw["scenario"] == "concurrency":
             raise r.error("concurrency", "is missing for scenario: concurrency. Fix: add e.g. concurrency: 64 "
                                          "(requests in flight), or use scenario: offline or server.")
@@ -313,6 +324,11 @@ def _check_closed_loop(r: Fields, kw: dict[str, Any]) -> None:
             raise r.error(key, f"cannot be combined with concurrency: {n}: {reason}. Fix: delete {key}, or delete "
                                "concurrency.")
     requests = kw.get("num_requests")
+    if kw.get("measured_requests") == "all":
+        if requests is not None and requests < n:
+            raise r.error("num_requests", f"is {requests}, fewer than concurrency ({n}): every client sends at "
+                                          f"least one request. Fix: raise num_requests to at least {n}.")
+        return
     if requests is not None and requests < MIN_CLOSED_LOOP_WAVES * n:
         raise r.error("num_requests", f"is {requests}, fewer than {MIN_CLOSED_LOOP_WAVES} x concurrency "
                                       f"({MIN_CLOSED_LOOP_WAVES * n}): a closed loop needs a warm-up wave, measured "

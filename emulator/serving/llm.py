@@ -78,9 +78,10 @@ def _floor(replica: Replica, spec: ServingSpec, scenario: str, met: bool) -> Lat
 def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, replica: Replica, replicas: int,
                  notes: list[str]) -> ServingResult:
     run = run_closed(replica, spec, replicas)
+    which = ("request(s) measured, every one (first burst and drain included)" if spec.measured_requests == "all"
+             else "steady-state request(s) measured (warm-up and drain waves excluded)")
     notes.append(f"closed loop: {spec.concurrency} request(s) in flight over {replicas} replica(s), a new one sent "
-                 f"as each finishes; {run.stats.num_measured_requests} steady-state request(s) measured "
-                 "(warm-up and drain waves excluded)")
+                 f"as each finishes; {run.stats.num_measured_requests} {which}")
     if run.num_preemptions:
         notes.append(f"{run.num_preemptions} preemption(s) (KV cache full; recomputed)")
     if spec.pp > 1:

@@ -16,6 +16,8 @@ simulated and system throughput is R times its own: exact in distribution, and R
   within that span over their length (counting completions instead would depend on where the window's ends fall in
   the bursts of equal-length requests), requests/s is that over the mean output length, and the latencies are
   those of the measured requests, pooled over the replicas' loads by how many replicas carry each.
+  `measured_requests: all` measures every request instead (the first burst and the drain too) and the throughput
+  over the whole run, as clients that report over all their requests do.
 """
 
 from __future__ import annotations
@@ -254,13 +256,17 @@ def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -
     # Every client has a request in flight from the first send after the warm-up wave to the last send; the window
     # spans whole waves of sends (a multiple of `clients`) so that it starts and ends at the same phase of the
     # bursts equal-length requests keep (prefill iterations then decode runs).
-    last = clients + (n - 1 - clients) // clients * clients
-    start, end = float(res.arrival_s[clients]), float(res.arrival_s[last])
+    if spec.measured_requests == "all":  # every request, from the first burst to the last completion
+        start, end = 0.0, float(res.makespan_s)
+        keep = np.arange(n)
+    else:
+        last = clients + (n - 1 - clients) // clients * clients
+        start, end = float(res.arrival_s[clients]), float(res.arrival_s[last])
+        keep = np.arange(clients, n - clients)  # sent after the warm-up wave, before the drain wave
     window = max(end - start, 1e-12)
     gaps = res.gaps.within(start, end) if res.gaps is not None else TokenGaps(*(np.zeros(0),) * 3)
     firsts = int(np.count_nonzero((res.first_token_s > start) & (res.first_token_s <= end)))
     tokens_per_s = (gaps.num_tokens + firsts) / window
-    keep = np.arange(clients, n - clients)  # sent after the warm-up wave, before the drain wave
     measured = SimResult(res.arrival_s[keep], res.first_token_s[keep], res.finish_s[keep], res.input_tokens[keep],
                          res.output_tokens[keep], res.busy_s, res.makespan_s, 1, res.num_steps, res.num_preemptions,
                          res.max_concurrency, iterations=res.iterations)

@@ -14,7 +14,14 @@ becomes a scenario:
   int4_wo on Hopper are 4-bit weights run through 16- or 8-bit math, a weight-only format the serving model does not
   have: skipped. The KV cache takes the engine's default for that precision (its stack profile's
   `defaults.kv_precision`): the rows do not state it;
-- `engine` = backend; input and output lengths fixed at isl and osl; `concurrency` = batch_size;
+- `engine` = backend; `concurrency` = batch_size; the load as the row's benchmark client ran it (`client`):
+  - rows of the InferenceX campaign (source `db-dump/...` or `source_file=<date>.csv`; ISL/OSL 1k/1k, 1k/8k, 8k/1k,
+    DeepSeek-R1, Llama 3.1 70B, gpt-oss) were measured by InferenceMAX's client (kimbochen/bench_serving
+    benchmark_serving.py: `--random-range-ratio 0.8`, so each input and output length is drawn uniformly from
+    [0.8 x isl, isl] and [0.8 x osl, osl]; `--num-prompts` 10 x concurrency; mean TTFT and TPOT over every request):
+    uniform lengths, num_requests 10 x concurrency, `measured_requests: all`;
+  - the others (AIConfigurator's own collection, aiperf with fixed lengths, 2 x concurrency warm-up requests, then 20
+    rounds): lengths fixed at isl and osl, the steady-state closed loop;
 - mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
   has one layout for both pools and no closed loop).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -50,6 +58,8 @@ from emulator.workloads.presets import preset
 CSV = shipped("data") / "aic_silicon_hopper.csv"
 SOURCE = "ai-dynamo/aiconfigurator silicon_sample.csv (Apache-2.0, snapshot 2026-08-21)"
 SAMPLE_ROWS = 150
+RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
+INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
 MODELS = {
     "meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b",
     "nvidia/Llama-3.1-8B-Instruct-FP8": "llama3.1-8b",
@@ -128,9 +138,25 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     inference: dict[str, Any] = {
         "engine": engine, "precision": precision, "parallel": {"tp": tp, "pp": pp,
                                                                "ep": _int(row["moe_ep_size"]) if model.is_moe else 1},
-        "input_tokens": _int(row["isl"]), "output_tokens": _int(row["osl"]), "concurrency": _int(row["batch_size"])}
+        "concurrency": _int(row["batch_size"]), **_load(row)}
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
+
+
+def client(row: dict[str, str]) -> str:
+    """The benchmark client that measured the row: `inferencex` or `aiperf` (see the module docstring)."""
+    source = row["silicon_data_source"]
+    return "inferencex" if source.startswith("db-dump/") or re.match(r"source_file=\d{4}-\d\d-\d\d\.csv", source) \
+        else "aiperf"
+
+
+def _load(row: dict[str, str]) -> dict[str, Any]:
+    isl, osl, n = _int(row["isl"]), _int(row["osl"]), _int(row["batch_size"])
+    if client(row) == "aiperf":
+        return {"input_tokens": isl, "output_tokens": osl}
+    return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
+            "output_tokens": {"distribution": "uniform", "min": int(osl * RANGE_RATIO), "max": osl},
+            "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
 
 
 def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> list[dict[str, str]]:
