@@ -9,7 +9,8 @@ simulator never traces):
   piecewise-linearly over a token grid. It holds the GEMMs' weight streaming at small n (memory bound until
   n reaches the device's ridge point), their compute at large n, MoE expert loading (balanced routing), and
   the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`).
-- head(r): the output projection for the r sequences that produce a token this iteration.
+- head(r): the output projection for the r sequences that produce a token this iteration, plus the engine's host
+  time per token produced (`host.per_token_s`: sampling, detokenizing and streaming each, per request).
 - p_kv: decode attention and cache traffic per KV token (slope between two decode traces of different context),
   scaled by the KV precision's bytes (decode attention is memory bound).
 - p_pair: prefill attention per (query, key) pair (slope between two prefill traces); a chunk of c tokens after
@@ -204,11 +205,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
     gemm_groups = bool(engine.get("fusion.gemm_groups"))
     one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
+    per_token_s = float(engine.get("host.per_token_s"))
     device, launch_s = engine_device(device, engine)
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot, base_shape, gemm_groups)
+           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -231,7 +233,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         body, h = _split(timing)
         launches = launch_s * sum(k.count for k in timing.kernels)
         dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot))
-        head.append(h)
+        head.append(h + per_token_s * n)  # the host's work per token produced rides with the output head
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
     # The traced cache is in the activation dtype; decode attention streams it, so its time scales with the KV bytes.
