@@ -22,7 +22,7 @@ from collections import Counter
 from emulator.engine.calibration import base_shaped
 from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
 from emulator.engine.trace import Trace
-from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
+from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS, activation_dtype, dtype_bytes
 from kernels import Cost, KernelCall
 
 Region = tuple[str, str]  # (module path, phase)
@@ -129,13 +129,13 @@ def low_precision_casts(trace: Trace, precision: str, bytes_per_element: float) 
     activation-gradient GEMMs; weight-gradient GEMMs reuse those casts' transposed copies) gets a cast kernel
     over its activation operand that moves `bytes_per_element` per element (`recipe.cast_bytes_per_element` of
     the stack: reading 16-bit, writing the low-precision copy and its transpose, less what fused producers
-    write directly)."""
+    write directly). GEMMs marked `KEEP_DTYPE` (LoRA adapters) stay 16-bit and take no cast."""
     if precision not in LOW_PRECISIONS or bytes_per_element <= 0:
         return trace
     width = dtype_bytes(activation_dtype(precision))
     casts = []
     for c in trace.calls:
-        if c.family != "gemm" or c.weight_bytes <= 0 or c.phase == "optimizer":
+        if c.family != "gemm" or c.weight_bytes <= 0 or c.phase == "optimizer" or KEEP_DTYPE in c.params:
             continue
         elements = max(c.cost.bytes_read - c.weight_bytes, 0.0) / width
         if elements <= 0:

@@ -16,6 +16,12 @@ from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import TARGET_ATTRIBUTES, LoraConfig
 
 
+class AdapterLinear(nn.Linear):
+    """A LoRA adapter's Linear (A or B): low-precision recipes leave its GEMMs in 16-bit (`precision.KEEP_DTYPE`)."""
+
+    keeps_dtype = True
+
+
 class LoraLinear(nn.Linear):
     """A frozen Linear plus a trained low-rank update: y = x W^T (+ b) + (alpha / r) * B(A(x)).
 
@@ -31,8 +37,8 @@ class LoraLinear(nn.Linear):
         self.weight = base.weight
         self.bias = base.bias
         self.requires_grad_(False)
-        self.lora_a = nn.Linear(base.in_features, lora.rank, bias=False, dtype=w.dtype, device=w.device)
-        self.lora_b = nn.Linear(lora.rank, base.out_features, bias=False, dtype=w.dtype, device=w.device)
+        self.lora_a = AdapterLinear(base.in_features, lora.rank, bias=False, dtype=w.dtype, device=w.device)
+        self.lora_b = AdapterLinear(lora.rank, base.out_features, bias=False, dtype=w.dtype, device=w.device)
         self.scale = lora.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,4 +89,4 @@ def adapter_params(c: TransformerConfig, lora: LoraConfig) -> int:
     return (c.num_layers - c.num_moe_layers) * dense + c.num_moe_layers * moe
 
 
-__all__ = ["LoraLinear", "adapter_params", "apply_lora"]
+__all__ = ["AdapterLinear", "LoraLinear", "adapter_params", "apply_lora"]
