@@ -47,7 +47,8 @@ class Trace:
     meta: Mapping[str, Any] = field(default_factory=dict)
     # Every op execution's data flow, in program order: ((module, phase), family, reads, writes, repeats) with
     # reads and writes as (storage id, bytes). A stack's fusion pass (`engine.stack.fuse`) reads it to find what
-    # a fused region takes from outside and hands on; ids are unique within one trace.
+    # a fused region takes from outside and hands on, its GEMM grouping (`engine.gemm_groups`) to find the sums of
+    # input gradients; ids are unique within one trace.
     flows: tuple[Flow, ...] = field(default=(), compare=False, repr=False)
 
     def total_cost(self, family: str | None = None, phase: str | None = None) -> Cost:

@@ -76,12 +76,20 @@ def _mlp_linears(c: TransformerConfig, ffn: int) -> dict[str, list[tuple[int, in
     return {"fc1": [(c.hidden_size, ffn)] * gated, "fc2": [(ffn, c.hidden_size)]}
 
 
-def adapter_params(c: TransformerConfig, lora: LoraConfig) -> int:
-    """Trainable parameters of the adapters on all of `c`'s layers: r * (in + out) per adapted Linear."""
+def adapter_params(c: TransformerConfig, lora: LoraConfig, *, grouped: bool = False) -> int:
+    """Trainable parameters of the adapters on all of `c`'s layers: r * (in + out) per adapted Linear. `grouped`
+    (a stack's `fusion.gemm_groups`, `engine.gemm_groups`): q, k and v (gate and up) are one Linear with one
+    adapter, r * (in + the summed out)."""
     attention = _attention_linears(c)
     shared = c.moe_ffn_hidden_size * c.num_shared_experts
 
+    def joined(linears: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(linears[0][0], sum(o for _, o in linears))] if linears else []
+
     def per_layer(linears: dict[str, list[tuple[int, int]]]) -> int:
+        if grouped:  # the groups of `engine.gemm_groups`: q, k, v of GQA attention (MLA's stay apart), gate and up
+            linears = {t: (joined(ls) if t == "fc1" or (t == "qkv" and c.attention != "mla") else ls)
+                       for t, ls in linears.items()}
         return sum(lora.rank * (i + o) for t in lora.targets for i, o in linears.get(t, []))
 
     dense = per_layer({**attention, **_mlp_linears(c, c.ffn_hidden_size)})
