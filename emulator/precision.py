@@ -30,6 +30,13 @@ SERVE_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32")
 KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8")
 # GEMM formats on the matrix units (W8A8-style): traced in bf16, re-costed in their own dtype by the roofline.
 LOW_PRECISIONS = ("fp8", "int8", "fp4")
+# A KernelCall param (key, value) marking a GEMM that runs in its traced dtype under every precision: a recipe's
+# low-precision GEMMs are the base model's Linears, and LoRA adapters stay 16-bit (NeMo's ParallelLinearAdapter
+# builds linear_in and linear_out from megatron.core.tensor_parallel ColumnParallelLinear/RowParallelLinear, plain
+# torch GEMMs that Transformer Engine's fp8_autocast does not touch: NeMo nemo/collections/nlp/modules/common/
+# megatron/adapters/parallel_adapters.py). The tracer sets it on the kernels of modules that declare
+# `keeps_dtype = True` (`workloads.adapters.AdapterLinear`).
+KEEP_DTYPE = ("keep_dtype", True)
 # Dtypes a program is traced and run in (torch has real kernels for them everywhere).
 TRACED_DTYPES = ("bf16", "fp16", "fp32")
 # Bytes per optimizer-state entry of mixed-precision AdamW: fp32 master weights and two fp32 moments

@@ -11,9 +11,12 @@ import torch
 from emulator.cluster.plan import Plan
 from emulator.cluster.shard import rank_program
 from emulator.cluster.training import memory_of, predict_training, trained_model
+from emulator.engine.roofline import call_dtype
+from emulator.engine.stack import low_precision_casts
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import load_system
+from emulator.precision import KEEP_DTYPE
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
 from emulator.workloads.adapters import adapter_params, apply_lora
 from emulator.workloads.config import TransformerConfig
@@ -218,3 +221,18 @@ def test_lora_on_a_recommender_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError, match="not a transformer") as e:
         load_scenario(path)
     assert e.value.field == "training.task" and "Fix:" in str(e.value)
+
+
+def test_adapter_gemms_stay_16_bit_under_an_fp8_recipe() -> None:
+    """NeMo's adapters are plain 16-bit GEMMs outside Transformer Engine's fp8: an fp8 recipe casts only the base
+    GEMMs' operands, and the roofline runs only the base GEMMs in fp8."""
+    device = load_system("hgx-h100").device
+    step = trace_workload(dataclasses.replace(_model(), lora=LORA), "train", 1, 64, 0, torch.bfloat16)
+    adapters = [c for c in step.calls if c.family == "gemm" and c.module.endswith((".lora_a", ".lora_b"))]
+    base = [c for c in step.calls if c.family == "gemm" and c.phase == "forward" and c.module.endswith(".wq")]
+    assert adapters and base and all(KEEP_DTYPE in c.params for c in adapters) and KEEP_DTYPE not in base[0].params
+    assert {call_dtype(c, "fp8", device) for c in adapters} == {"bf16"}
+    assert call_dtype(base[0], "fp8", device) == "fp8"
+    casts = [c for c in low_precision_casts(step, "fp8", 3.0).calls if c.op == "cast_fp8"]
+    assert {c.module for c in casts} >= {base[0].module}
+    assert not [c for c in casts if c.module.endswith((".lora_a", ".lora_b"))]

@@ -66,7 +66,6 @@ def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     ("  overlap.tp: {value: 1.5, source: x}", "from 0 to 1"),
     ("  overlap.tpp: {value: 0.5, source: x}", "did you mean 'overlap.tp'"),
     ("  defaults.kv_precision: {value: {fp8: fp8}, source: x}", "applies to serving stacks"),
-    ("  fusion.gemm_groups: {value: true, source: x}", "applies to serving stacks"),
     ("  fusion.families: {value: [gemm], source: x}", "list of kernel families"),
 ])
 def test_bad_profile_items_name_the_field_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items: str,
@@ -313,27 +312,3 @@ def test_low_precision_gemms_take_the_16_bit_shape_response() -> None:
     assert out["gemm"] == base and out["norm"] == norm
     assert load_stack("trtllm", "serving").get("recipe.low_precision_gemm_shape") is True
     assert load_stack("eager", "serving").get("recipe.low_precision_gemm_shape") is False
-
-
-def test_sibling_linears_run_as_one_gemm() -> None:
-    """`fusion.gemm_groups`: q, k, v (and gate, up) become one forward GEMM over their summed width with the same
-    FLOPs, the shared input read once, and fewer launches; backward calls are left apart."""
-    from emulator.engine.stack import group_gemms
-    from emulator.workloads.presets import preset
-
-    model = preset("llama3.1-8b")
-    decode = trace_workload(model, "decode", 16, 1, 512, torch.bfloat16)
-    grouped = group_gemms(decode)
-    qkv = [c for c in grouped.calls if c.module.endswith("attention.wq+wk+wv")]
-    up = [c for c in grouped.calls if c.module.endswith("feed_forward.w1+w3")]
-    assert qkv and up and qkv[0].shapes == ((16, 4096), (4096, 4096 + 2 * 1024))
-    assert up[0].shapes == ((16, 4096), (4096, 2 * 14336))
-    assert not [c for c in grouped.calls if c.family == "gemm" and c.module.rpartition(".")[2] in ("wq", "wk", "w3")]
-    before, after = decode.total_cost(), grouped.total_cost()
-    assert after.matrix_flops == pytest.approx(before.matrix_flops)
-    shared = (2 + 1) * 16 * 4096 * 2 * sum(c.count for c in qkv)  # x read by wk, wv and w3 no more
-    assert after.bytes_read == pytest.approx(before.bytes_read - shared)
-    train = trace_workload(model, "train", 1, 64, 0, torch.bfloat16)
-    backward = [c for c in group_gemms(train).calls if c.phase == "backward" and "+" in c.module]
-    assert not backward
-    assert load_stack("vllm", "serving").get("fusion.gemm_groups") is True

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
+from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.stack import fuse, group_experts, low_precision_casts
 from emulator.engine.trace import Trace, trace_workload, traced_dtype
 from emulator.precision import activation_dtype, dtype_bytes
@@ -198,12 +199,14 @@ def _stage_params(model: TransformerConfig, shard: TransformerConfig, etp: int, 
     return float(total), float(experts)
 
 
-def trainable_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan) -> tuple[float, float]:
+def trainable_params(model: TransformerConfig, shard: TransformerConfig, plan: Plan, *,
+                     gemm_groups: bool = False) -> tuple[float, float]:
     """(parameters, routed-expert parameters) the busiest rank trains: all of `stage_params`, or under LoRA only
-    its layers' adapters (on top of the frozen stage weights; the embedding and head are frozen too)."""
+    its layers' adapters (on top of the frozen stage weights; the embedding and head are frozen too), one per
+    fused Linear under a stack's `fusion.gemm_groups`."""
     if model.lora is None:
         return stage_params(model, shard, plan)
-    return float(adapter_params(shard, model.lora)), 0.0
+    return float(adapter_params(shard, model.lora, grouped=gemm_groups)), 0.0
 
 
 def _collective(op: str, payload: float, count: float, group: str, slot: str, phase: str, dtype: str,
@@ -302,11 +305,13 @@ ATTENTION = ("fused", "unfused")
 
 @functools.lru_cache(maxsize=2048)
 def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attention: str, fused: tuple[str, ...],
-                  cast_bytes: float, grouped: bool) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
+                  cast_bytes: float, grouped: bool, gemm_groups: bool
+                  ) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
     """(shard, its trace as the stack runs it, one micro-batch's compute calls) of a rank: the same for plans that
     differ only in dp, ZeRO stage, global batch or etp, which the caller normalises away."""
     shard = rank_shard(model, plan)
     traced = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0, traced_dtype(precision))
+    traced = group_gemms(traced) if gemm_groups else traced  # before fuse, which reads the grouped data flow
     trace = low_precision_casts(fuse(traced, fused), precision, cast_bytes)
     trace = group_experts(trace) if grouped else trace
     return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
@@ -316,19 +321,20 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
                  stack: StackProfile | None = None) -> RankProgram:
     """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch), as
     the software `stack` runs it (None: the traced eager program): the kernel families it fuses per module region
-    (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`) and its grouped
-    MoE kernels (`engine.stack.group_experts`)."""
+    (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`), its grouped
+    MoE kernels (`engine.stack.group_experts`) and its fused sibling Linears (`engine.gemm_groups`)."""
     fused = stack.fused_families if stack else ()
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
+    gemm_groups = bool(stack.get("fusion.gemm_groups")) if stack else False
     # Only unfused attention's recomputed scores read the recompute policy: otherwise plans of every policy share
     # one compute (recompute changes the schedule, `training_step`, not the traced calls).
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
                                        recompute=plan.recompute if attention == "unfused" else "none")
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
-                                          grouped)
+                                          grouped, gemm_groups)
     params, experts = stage_params(model, shard, plan)
-    trained = trainable_params(model, shard, plan)
+    trained = trainable_params(model, shard, plan, gemm_groups=gemm_groups)
     return RankProgram(
         shard=shard, plan=plan, compute=compute,
         collectives=collectives(model, shard, plan, precision, params, experts, trained), groups=groups_of(plan),

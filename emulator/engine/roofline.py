@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
-from emulator.precision import DTYPE_BYTES, LOW_PRECISIONS
+from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS
 from kernels import KernelCall
 from kernels.matmul import gemm_dims
 
@@ -87,8 +87,10 @@ def efficiency_key(family: str, op: str, shapes: tuple[tuple[int, ...], ...]) ->
 
 
 def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -> str:
-    """GEMMs on weights run in the requested low precision when the device has it (else as traced)."""
-    if precision in LOW_PRECISIONS and call.family == "gemm" and precision in device.matrix_flops_per_s:
+    """GEMMs on weights run in the requested low precision when the device has it (else as traced); a GEMM marked
+    `KEEP_DTYPE` (a LoRA adapter's) runs as traced whatever the precision."""
+    if (precision in LOW_PRECISIONS and call.family == "gemm" and precision in device.matrix_flops_per_s
+            and KEEP_DTYPE not in call.params):
         return precision
     return call.dtype
 

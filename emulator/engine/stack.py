@@ -22,7 +22,7 @@ from collections import Counter
 from emulator.engine.calibration import base_shaped
 from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
 from emulator.engine.trace import Trace
-from emulator.precision import LOW_PRECISIONS, activation_dtype, dtype_bytes
+from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS, activation_dtype, dtype_bytes
 from kernels import Cost, KernelCall
 
 Region = tuple[str, str]  # (module path, phase)
@@ -129,13 +129,13 @@ def low_precision_casts(trace: Trace, precision: str, bytes_per_element: float) 
     activation-gradient GEMMs; weight-gradient GEMMs reuse those casts' transposed copies) gets a cast kernel
     over its activation operand that moves `bytes_per_element` per element (`recipe.cast_bytes_per_element` of
     the stack: reading 16-bit, writing the low-precision copy and its transpose, less what fused producers
-    write directly)."""
+    write directly). GEMMs marked `KEEP_DTYPE` (LoRA adapters) stay 16-bit and take no cast."""
     if precision not in LOW_PRECISIONS or bytes_per_element <= 0:
         return trace
     width = dtype_bytes(activation_dtype(precision))
     casts = []
     for c in trace.calls:
-        if c.family != "gemm" or c.weight_bytes <= 0 or c.phase == "optimizer":
+        if c.family != "gemm" or c.weight_bytes <= 0 or c.phase == "optimizer" or KEEP_DTYPE in c.params:
             continue
         elements = max(c.cost.bytes_read - c.weight_bytes, 0.0) / width
         if elements <= 0:
@@ -173,53 +173,6 @@ def group_experts(trace: Trace) -> Trace:
                 c = dataclasses.replace(c, op="grouped_mm", shapes=((round(group), m, k), (round(group), k, n)))
         calls.append(c)
     return dataclasses.replace(trace, calls=tuple(calls))
-
-
-# Linears that read one input and that the stacks run as one GEMM over their concatenated outputs: Megatron-Core's
-# linear_qkv and linear_fc1 (gate and up), vLLM's QKVParallelLinear and MergedColumnParallelLinear, TensorRT-LLM's
-# fused QKV and gated-MLP weights. Our modules keep them apart (wq, wk, wv; w1, w3).
-GEMM_GROUPS = (("wq", "wk", "wv"), ("w1", "w3"))
-
-
-def group_gemms(trace: Trace) -> Trace:
-    """The trace with each group of sibling Linears (`GEMM_GROUPS`) run as one GEMM (`fusion.gemm_groups`): the
-    forward calls of every member, in one module, become one call [M, K] x [K, sum of N] that reads the shared input
-    once; one launch replaces several and the work is unchanged. Forward passes only (serving): the backward's
-    input- and weight-gradient GEMMs are left apart, so a training stack cannot set the item yet."""
-    members = {name: group for group in GEMM_GROUPS for name in group}
-    found: dict[tuple[str, tuple[str, ...]], dict[str, list[int]]] = {}
-    for i, c in enumerate(trace.calls):
-        parent, _, name = c.module.rpartition(".")
-        if (c.family == "gemm" and c.op == "aten.mm" and c.phase == "forward" and name in members
-                and len(c.shapes) == 2):
-            found.setdefault((parent, members[name]), {}).setdefault(name, []).append(i)
-    merged: dict[int, KernelCall | None] = {}
-    for (parent, group), by_name in found.items():
-        lists = [by_name.get(name, []) for name in group]
-        if len({len(x) for x in lists}) != 1 or not lists[0]:
-            continue  # a member missing or called a different number of times: left as it is
-        for indices in zip(*lists, strict=True):
-            calls = [trace.calls[i] for i in indices]
-            if len({(c.count, c.shapes[0]) for c in calls}) != 1:
-                continue  # not one input read the same number of times
-            merged[indices[0]] = _merged(calls, f"{parent}.{'+'.join(group)}")
-            merged.update((i, None) for i in indices[1:])
-    if not merged:
-        return trace
-    calls = [merged.get(i, c) for i, c in enumerate(trace.calls)]
-    return dataclasses.replace(trace, calls=tuple(c for c in calls if c is not None))
-
-
-def _merged(calls: list[KernelCall], module: str) -> KernelCall:
-    """One forward GEMM [M, K] x [K, sum of N_i] for the members' [M, K] x [K, N_i]: the input read once."""
-    c0 = calls[0]
-    (m, k), _ = c0.shapes
-    cost = Cost()
-    for c in calls:
-        cost = cost + c.cost
-    cost = dataclasses.replace(cost, bytes_read=cost.bytes_read - (len(calls) - 1) * m * k * dtype_bytes(c0.dtype))
-    return dataclasses.replace(c0, shapes=((m, k), (k, sum(c.shapes[1][1] for c in calls))), cost=cost,
-                               module=module, weight_bytes=sum(c.weight_bytes for c in calls))
 
 
 def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:

@@ -8,7 +8,8 @@ is why a 405B training step traces in well under a second.
 Module paths: forward ops take the innermost module running them (module hooks). Backward ops take the
 module whose forward produced the autograd node being executed (`torch._C._current_autograd_node`), with
 nodes created by functional code inheriting the last labelled node's module, since backward runs in
-reverse order of the forward.
+reverse order of the forward. A module that declares `keeps_dtype = True` (a LoRA adapter) has its kernels marked
+`precision.KEEP_DTYPE`: a low-precision recipe leaves them in the traced dtype.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from emulator.engine import diskcache
-from emulator.precision import activation_dtype
+from emulator.precision import KEEP_DTYPE, activation_dtype
 from emulator.workloads.ops import tracing
 from emulator.workloads.program import Program, build_program, make_optimizer
 from kernels import Cost, KernelCall, rule_for
@@ -46,7 +47,8 @@ class Trace:
     meta: Mapping[str, Any] = field(default_factory=dict)
     # Every op execution's data flow, in program order: ((module, phase), family, reads, writes, repeats) with
     # reads and writes as (storage id, bytes). A stack's fusion pass (`engine.stack.fuse`) reads it to find what
-    # a fused region takes from outside and hands on; ids are unique within one trace.
+    # a fused region takes from outside and hands on, its GEMM grouping (`engine.gemm_groups`) to find the sums of
+    # input gradients; ids are unique within one trace.
     flows: tuple[Flow, ...] = field(default=(), compare=False, repr=False)
 
     def total_cost(self, family: str | None = None, phase: str | None = None) -> Cost:
@@ -94,6 +96,7 @@ class _Recorder(TorchDispatchMode):
         self.state_ids: set[int] = set()
         self.flows: list[Flow] = []
         self._alive: dict[int, torch.Tensor] = {}  # a tensor per storage seen, so that storage ids stay unique
+        self.keeps_dtype: set[str] = set()  # module paths whose kernels run in the traced dtype (`KEEP_DTYPE`)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -132,7 +135,8 @@ class _Recorder(TorchDispatchMode):
         if entry is None:
             shapes = tuple(tuple(t.shape) for t in flat_tensors(args))
             weight = sum(nbytes(t) for t in flat_tensors(args) if self._is_state(t))
-            self.calls[key] = [costed, op, shapes, self.module, self.phase, self.multiplier, weight]
+            params = (KEEP_DTYPE,) if self.module in self.keeps_dtype else ()
+            self.calls[key] = [costed, op, shapes, self.module, self.phase, self.multiplier, weight, params]
         else:
             entry[5] += self.multiplier
 
@@ -153,9 +157,10 @@ class _Recorder(TorchDispatchMode):
     def trace(self, **meta: Any) -> Trace:
         calls = tuple(
             KernelCall(
-                family=fam, op=op, shapes=shapes, dtype=dt, cost=cost, count=n, module=mod, phase=ph, weight_bytes=w
+                family=fam, op=op, shapes=shapes, dtype=dt, cost=cost, count=n, module=mod, phase=ph, weight_bytes=w,
+                params=params,
             )
-            for (fam, cost, dt), op, shapes, mod, ph, n, w in self.calls.values()
+            for (fam, cost, dt), op, shapes, mod, ph, n, w, params in self.calls.values()
         )
         return Trace(calls=calls, unknown_ops=dict(self.unknown), flows=tuple(self.flows), **meta)
 
@@ -180,6 +185,7 @@ def _label_nodes(roots: list[Any], boundary: set[Any], name: str) -> None:
 def _module_paths(recorder: _Recorder, root: torch.nn.Module, prefix: str) -> Iterator[None]:
     """Label forward ops with the innermost running module and autograd nodes with their module."""
     names = {id(m): (f"{prefix}.{n}" if n else prefix) for n, m in root.named_modules()}
+    recorder.keeps_dtype |= {names[id(m)] for m in root.modules() if getattr(m, "keeps_dtype", False)}
     stack: list[str] = []
 
     boundaries: list[set[Any]] = []

@@ -36,6 +36,7 @@ import numpy as np
 from emulator.cluster.network import Group, Network
 from emulator.cluster.shard import shard_config
 from emulator.engine.efficiency import EfficiencyTable
+from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.memory import (
     INFERENCE_ACTIVATION_BYTES,
     kv_bytes_per_token,
@@ -44,7 +45,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse, group_experts, group_gemms, low_precision_from_base
+from emulator.engine.stack import fuse, group_experts, low_precision_from_base
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload, traced_dtype
 from emulator.errors import EmulatorError
@@ -220,9 +221,9 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     kernels: list[KernelTiming] = []
 
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
-        trace = fuse(trace_workload(part, phase, b, s, kv, dtype), fused)
+        trace = trace_workload(part, phase, b, s, kv, dtype)
+        trace = fuse(group_gemms(trace) if gemm_groups else trace, fused)  # grouped first: fuse reads its flows
         trace = group_experts(trace) if grouped else trace
-        trace = group_gemms(trace) if gemm_groups else trace
         timing = time_trace(trace, device, table, precision)
         kernels.extend(timing.kernels)
         return timing

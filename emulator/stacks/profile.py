@@ -12,6 +12,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `recipe.cast_bytes_per_element`: with fp8 (or another low precision), the bytes per element of a GEMM's
   activation operand that the recipe's cast kernels move (read 16-bit, write the fp8 copy and its transpose),
   less what fused producers (norm + quantize, SwiGLU + quantize) write directly (`engine.stack.low_precision_casts`).
+- `fusion.gemm_groups`: the Linears that read one input (q, k, v; gate and up) run as one GEMM over their summed
+  width in every pass: forward, input gradient (the adds of the members' input gradients gone) and weight gradient;
+  LoRA adapters on them as one adapter (`engine.gemm_groups`).
 - `moe.grouped_gemm`: an MoE block's experts run as one grouped GEMM per projection, with one permute and one
   un-permute kernel, instead of a loop of per-expert kernels (`engine.stack.group_experts`).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
@@ -52,8 +55,9 @@ FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
-    "fusion.gemm_groups": ("bool", ("serving",), False,
-                           "sibling Linears reading one input run as one GEMM (q, k, v; gate and up)"),
+    "fusion.gemm_groups": ("bool", STACK_KINDS, False,
+                           "sibling Linears reading one input run as one GEMM per pass (q, k, v; gate and up), their "
+                           "LoRA adapters as one adapter"),
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),

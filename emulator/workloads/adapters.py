@@ -16,6 +16,12 @@ from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import TARGET_ATTRIBUTES, LoraConfig
 
 
+class AdapterLinear(nn.Linear):
+    """A LoRA adapter's Linear (A or B): low-precision recipes leave its GEMMs in 16-bit (`precision.KEEP_DTYPE`)."""
+
+    keeps_dtype = True
+
+
 class LoraLinear(nn.Linear):
     """A frozen Linear plus a trained low-rank update: y = x W^T (+ b) + (alpha / r) * B(A(x)).
 
@@ -31,8 +37,8 @@ class LoraLinear(nn.Linear):
         self.weight = base.weight
         self.bias = base.bias
         self.requires_grad_(False)
-        self.lora_a = nn.Linear(base.in_features, lora.rank, bias=False, dtype=w.dtype, device=w.device)
-        self.lora_b = nn.Linear(lora.rank, base.out_features, bias=False, dtype=w.dtype, device=w.device)
+        self.lora_a = AdapterLinear(base.in_features, lora.rank, bias=False, dtype=w.dtype, device=w.device)
+        self.lora_b = AdapterLinear(lora.rank, base.out_features, bias=False, dtype=w.dtype, device=w.device)
         self.scale = lora.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,12 +76,20 @@ def _mlp_linears(c: TransformerConfig, ffn: int) -> dict[str, list[tuple[int, in
     return {"fc1": [(c.hidden_size, ffn)] * gated, "fc2": [(ffn, c.hidden_size)]}
 
 
-def adapter_params(c: TransformerConfig, lora: LoraConfig) -> int:
-    """Trainable parameters of the adapters on all of `c`'s layers: r * (in + out) per adapted Linear."""
+def adapter_params(c: TransformerConfig, lora: LoraConfig, *, grouped: bool = False) -> int:
+    """Trainable parameters of the adapters on all of `c`'s layers: r * (in + out) per adapted Linear. `grouped`
+    (a stack's `fusion.gemm_groups`, `engine.gemm_groups`): q, k and v (gate and up) are one Linear with one
+    adapter, r * (in + the summed out)."""
     attention = _attention_linears(c)
     shared = c.moe_ffn_hidden_size * c.num_shared_experts
 
+    def joined(linears: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(linears[0][0], sum(o for _, o in linears))] if linears else []
+
     def per_layer(linears: dict[str, list[tuple[int, int]]]) -> int:
+        if grouped:  # the groups of `engine.gemm_groups`: q, k, v of GQA attention (MLA's stay apart), gate and up
+            linears = {t: (joined(ls) if t == "fc1" or (t == "qkv" and c.attention != "mla") else ls)
+                       for t, ls in linears.items()}
         return sum(lora.rank * (i + o) for t in lora.targets for i, o in linears.get(t, []))
 
     dense = per_layer({**attention, **_mlp_linears(c, c.ffn_hidden_size)})
@@ -83,4 +97,4 @@ def adapter_params(c: TransformerConfig, lora: LoraConfig) -> int:
     return (c.num_layers - c.num_moe_layers) * dense + c.num_moe_layers * moe
 
 
-__all__ = ["LoraLinear", "adapter_params", "apply_lora"]
+__all__ = ["AdapterLinear", "LoraLinear", "adapter_params", "apply_lora"]

@@ -15,8 +15,10 @@ Targets (Megatron-Core's module names, as NeMo's and Megatron-Bridge's `target_m
     fc1    the first MLP linear of dense layers and shared experts: w1 and, gated, w3 (linear_fc1: gate and up)
     fc2    the second MLP linear w2 of dense layers and shared experts (linear_fc2)
 Routed experts and the router get no adapters. Our modules keep q, k, v (and gate, up) as separate Linears, so
-`qkv` adds three adapters and gated `fc1` two, each with its own A, where Megatron fuses them into one adapter with
-one A: (n - 1) * in * r more parameters per layer, a fraction of a percent of a layer's work.
+`qkv` adds three adapters and gated `fc1` two, each with its own A. A stack that fuses those Linears
+(`fusion.gemm_groups`: Megatron-Core's linear_qkv and linear_fc1, which NeMo adapts with one adapter each) runs
+them as one adapter with one A (`engine.gemm_groups`; `adapters.adapter_params(grouped=True)` counts it).
+Adapters stay 16-bit under an fp8 recipe (`precision.KEEP_DTYPE`).
 """
 
 from __future__ import annotations
