@@ -8,7 +8,8 @@ Backward model FLOPs: twice the forward (dV = P^T dO, dP = dO V^T, dQ = dS K, dK
 recomputes S = Q K^T: 2*B*Hq*pairs*Dqk more, counted as `recompute_flops` (hardware, not model, FLOPs).
 Vector FLOPs: about 5 per score in forward (scale, max, subtract, exp, sum) and 6 in backward.
 Bytes: q, k, v (and o, dO, lse in backward) read once, outputs written once; K/V re-reads across query
-tiles hit in cache.
+tiles hit in cache. Values that are a view into the keys' storage (MLA's absorbed decode: V is the first
+kv_lora_rank columns of the latent K) are read with the keys, once (FlashMLA reads the latent cache once).
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def attention_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], dv: int,
     return 2.0 * b * hq * pairs * (dqk + dv)
 
 
+def shares_storage(a: Any, b: Any) -> bool:
+    """Whether two tensors are views of one storage (MLA's absorbed decode reads its values as the first columns of
+    the latent keys: one read serves both)."""
+    try:
+        return bool(a.untyped_storage()._cdata == b.untyped_storage()._cdata)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def kv_bytes(k: Any, v: Any) -> float:
+    """Bytes of keys and values read: values that are a view into the keys' storage are read with them."""
+    return float(max(nbytes(k), nbytes(v)) if shares_storage(k, v) else nbytes(k) + nbytes(v))
+
+
 def forward_cost(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost:
     """Cost of one fused forward writing `out_bytes` (the output, and the log-sum-exp where kept)."""
     b, hq, sq, _ = q.shape
@@ -42,7 +57,7 @@ def forward_cost(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost
     return Cost(
         matrix_flops=attention_flops(tuple(q.shape), tuple(k.shape), v.shape[-1], causal),
         vector_flops=5.0 * b * hq * pairs,
-        bytes_read=nbytes(q) + nbytes(k) + nbytes(v),
+        bytes_read=nbytes(q) + kv_bytes(k, v),
         bytes_written=out_bytes,
     )
 
@@ -64,7 +79,7 @@ def _backward(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
         matrix_flops=2.0 * fwd,
         recompute_flops=2.0 * b * hq * pairs * dqk,
         vector_flops=6.0 * b * hq * pairs,
-        bytes_read=nbytes(grad_out) + nbytes(q) + nbytes(k) + nbytes(v) + nbytes(o) + 4.0 * b * hq * sq,
+        bytes_read=nbytes(grad_out) + nbytes(q) + kv_bytes(k, v) + nbytes(o) + 4.0 * b * hq * sq,
         bytes_written=sum(nbytes(t) for t in out),
     )
 

@@ -111,6 +111,23 @@ def test_gqa_attention_reads_only_kv_heads() -> None:
     assert call.cost.matrix_flops == 2 * 8 * 16 * (16 + 16)
 
 
+def test_mla_values_viewed_from_the_latent_keys_are_read_once() -> None:
+    """MLA's absorbed decode takes V as the first columns of the latent K (one storage): the kernel reads the latent
+    once, as FlashMLA does; separate K and V of the same shapes are read both."""
+    from emulator.workloads.ops import attention
+
+    def absorbed(q, cache):  # type: ignore[no-untyped-def]
+        kv = cache.unsqueeze(1)
+        return attention(q, kv, kv[..., :48], causal=False)
+
+    q, cache = _meta(2, 8, 1, 64), _meta(2, 10, 64)
+    call = _only(trace_callable(absorbed, q, cache), "attention")
+    assert call.cost.bytes_read == (2 * 8 * 64 + 2 * 10 * 64) * 2  # q and the latent, once
+    k, v = _meta(2, 1, 10, 64), _meta(2, 1, 10, 48)
+    apart = _only(trace_callable(lambda q, k, v: attention(q, k, v, causal=False), q, k, v), "attention")
+    assert apart.cost.bytes_read == (2 * 8 * 64 + 2 * 10 * 64 + 2 * 10 * 48) * 2
+
+
 def test_embedding_reads_only_looked_up_rows() -> None:
     """An embedding lookup reads the indices and the looked-up rows, never the whole table."""
     table, idx = _meta(1000, 64), torch.empty(2, 3, dtype=torch.long, device="meta")
