@@ -54,3 +54,22 @@ def test_predict_serving_reports_the_json_fields() -> None:
     assert out["replicas"] == 4 and out["replica"]["tp"] == 2
     assert set(out["ttft_s"]) == {"p50", "p90", "p99"} and out["ttft_s"]["p99"] <= 0.5
     assert system.device.power.idle_w * 8 <= out["power_w"] <= system.device.power.tdp_w * 8
+
+
+def test_host_time_per_token_rides_with_each_produced_token() -> None:
+    """`host.per_token_s` adds that time per token an iteration produces (the output-head rows) and nothing to the
+    rest of the step."""
+    import dataclasses
+
+    from emulator.serving.replica import step_model
+    from emulator.stacks import load_stack
+
+    system = load_system("hgx-h100")
+    base = load_stack("vllm", "serving")
+    items = dict(base.items)
+    items["host.per_token_s"] = dataclasses.replace(items["host.per_token_s"], value=5e-5)
+    slow = dataclasses.replace(base, items=items)
+    args = (preset("llama3.1-8b"), system.device, system, efficiency_for(system.device), "bf16", "bf16", 1, 1, 1, 0.0)
+    a, b = step_model(*args, engine=base), step_model(*args, engine=slow)
+    assert b.head(64) - a.head(64) == pytest.approx(64 * 5e-5, rel=1e-9)
+    assert b.dense(64) == a.dense(64) and b.kv_s_per_token == a.kv_s_per_token
