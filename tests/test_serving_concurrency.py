@@ -217,7 +217,8 @@ def test_prediction_json_and_text_carry_the_closed_loop(tmp_path) -> None:  # ty
     assert out["serving_scenario"] == "concurrency" and out["engine"] == "vllm" and loop["concurrency"] == 16
     assert set(loop) == {"concurrency", "ttft_mean_s", "tpot_mean_s", "itl_s", "itl_mean_s", "latency_mean_s",
                          "throughput_tokens_per_s_per_device", "throughput_tokens_per_s_per_user",
-                         "num_measured_requests"}
+                         "num_measured_requests", "measured_requests"}
+    assert loop["measured_requests"] == "steady"
     assert loop["throughput_tokens_per_s_per_device"] == pytest.approx(out["throughput_tokens_per_s"] / 2)
     text = render_prediction(pred)
     assert "closed loop" in text and "tokens/s per user" in text and "ITL" in text and "on vllm" in text

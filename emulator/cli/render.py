@@ -125,7 +125,8 @@ def serving_lines(p: ServingPrediction, spec: ServingSpec | None = None) -> list
     if c is not None:
         lines.append(f"  closed loop          {c.concurrency} in flight: {c.tokens_per_s_per_device:,.1f} tokens/s per "
                      f"device, {c.tokens_per_s_per_user:,.1f} tokens/s per user; {c.num_measured_requests} "
-                     "steady-state requests")
+                     + ("requests, every one measured (first burst and drain too)" if c.measured == "all"
+                        else "steady-state requests"))
     means = {"TTFT": c.ttft_mean_s, "TPOT": c.tpot_mean_s, "ITL": c.itl_mean_s, "latency": c.latency_mean_s} \
         if c is not None else {}
     rows = (("TTFT", "TTFT (first token)", s.ttft_s), ("TPOT", "TPOT (per token)", s.tpot_s),

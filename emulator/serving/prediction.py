@@ -33,7 +33,8 @@ class ReplicaLayout:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClosedLoopStats:
-    """Steady-state figures of a closed loop (`inference.concurrency`), its warm-up and drain waves excluded.
+    """Figures of a closed loop (`inference.concurrency`): the steady state, its warm-up and drain waves excluded,
+    or every request (`measured_requests: all`, `measured`).
 
     TPOT is each request's mean time per output token after its first, (end - first token) / (output - 1); ITL is
     the gap between consecutive tokens over all tokens (vLLM's `bench serve` definitions). tokens/s/user is
@@ -50,13 +51,14 @@ class ClosedLoopStats:
     tokens_per_s_per_device: float
     tokens_per_s_per_user: float
     num_measured_requests: int  # per simulated replica load, all loads together
+    measured: str = "steady"  # which requests: "steady" or "all" (`inference.measured_requests`)
 
     def as_dict(self) -> dict[str, Any]:
         return {"concurrency": self.concurrency, "ttft_mean_s": self.ttft_mean_s, "tpot_mean_s": self.tpot_mean_s,
                 "itl_s": self.itl_s.as_dict(), "itl_mean_s": self.itl_mean_s, "latency_mean_s": self.latency_mean_s,
                 "throughput_tokens_per_s_per_device": self.tokens_per_s_per_device,
                 "throughput_tokens_per_s_per_user": self.tokens_per_s_per_user,
-                "num_measured_requests": self.num_measured_requests}
+                "num_measured_requests": self.num_measured_requests, "measured_requests": self.measured}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -302,7 +302,7 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
         itl_mean_s=gaps.mean_s, latency_mean_s=latency_mean,
         tokens_per_s_per_device=tokens / (num_replicas * replica.num_devices),
         tokens_per_s_per_user=1.0 / tpot_mean if tpot_mean > 0 else 0.0,
-        num_measured_requests=sum(len(load.measured.arrival_s) for load, _ in loads))
+        num_measured_requests=sum(len(load.measured.arrival_s) for load, _ in loads), measured=spec.measured_requests)
     return ClosedLoopRun(
         ttft_s=ttft, tpot_s=tpot, latency_s=latency, stats=stats, throughput_tokens_per_s=tokens,
         throughput_samples_per_s=sum(load.requests_per_s * count for load, count in loads),
