@@ -207,11 +207,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     gemm_groups = bool(engine.get("fusion.gemm_groups"))
     one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
     per_token_s = float(engine.get("host.per_token_s"))
+    moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
     device, launch_s = engine_device(device, engine)
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s)
+           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -232,6 +233,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     for n in TOKEN_GRID:
         timing = timed("decode", n, 1, 1)
         body, h = _split(timing)
+        body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
         launches = launch_s * sum(k.count for k in timing.kernels)
         dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot))
         head.append(h + per_token_s * n)  # the host's work per token produced rides with the output head

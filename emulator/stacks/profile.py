@@ -61,6 +61,8 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
+    "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
+                                    "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
     "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
                                         "low-precision GEMMs follow the 16-bit GEMM's shape response (tiles picked per "
                                         "M bucket), with their own large-GEMM math rate"),
@@ -103,6 +105,7 @@ RANGES: dict[str, tuple[str, float, str, str]] = {
     "seconds": ("seconds", 1.0, "1", "0.001 for a millisecond"),
     "bytes": ("bytes per element", 64.0, "64", "3.0"),
     "bytes_count": ("a size in bytes", 2.0**40, "2**40", "524288"),
+    "factor": ("a factor", 10.0, "10", "1.25"),
 }
 
 
