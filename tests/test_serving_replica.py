@@ -73,3 +73,24 @@ def test_host_time_per_token_rides_with_each_produced_token() -> None:
     a, b = step_model(*args, engine=base), step_model(*args, engine=slow)
     assert b.head(64) - a.head(64) == pytest.approx(64 * 5e-5, rel=1e-9)
     assert b.dense(64) == a.dense(64) and b.kv_s_per_token == a.kv_s_per_token
+
+
+def test_moe_kernel_scale_slows_only_the_grouped_expert_gemms() -> None:
+    """`moe.grouped_gemm_time_scale` scales the grouped expert GEMMs' time: an MoE step grows, a dense one does
+    not, and the KV and attention slopes stay."""
+    import dataclasses
+
+    from emulator.serving.replica import step_model
+    from emulator.stacks import load_stack
+
+    system = load_system("hgx-h100")
+    base = load_stack("trtllm", "serving")
+    items = dict(base.items)
+    items["moe.grouped_gemm_time_scale"] = dataclasses.replace(items["moe.grouped_gemm"], value=1.5)
+    slow = dataclasses.replace(base, items=items)
+    table = efficiency_for(system.device)
+    for name, grows in (("mixtral-8x7b", True), ("llama3.1-8b", False)):
+        args = (preset(name), system.device, system, table, "bf16", "bf16", 2, 1, 1, 0.0)
+        a, b = step_model(*args, engine=base), step_model(*args, engine=slow)
+        assert (b.dense(256) > a.dense(256)) is grows and b.dense(256) >= a.dense(256)
+        assert b.kv_s_per_token == a.kv_s_per_token and b.pair_s == a.pair_s
