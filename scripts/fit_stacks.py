@@ -41,7 +41,6 @@ TRAINING_GRID = {
 SERVING_GRID = {
     "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],
     "host.per_token_s": [0.0, 10e-6, 20e-6, 40e-6],
-    "moe.grouped_gemm_time_scale": [0.8, 1.0, 1.25, 1.5],
 }
 
 
