@@ -21,10 +21,10 @@ import numpy as np
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.trace import trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.precision import embedding_table_bytes
+from emulator.precision import activation_dtype, embedding_table_bytes
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.batcher import Batches, serve_queries
 from emulator.serving.energy import device_power_w, energy_per_unit_j
@@ -80,7 +80,7 @@ def mlp_times(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable,
     """(seconds of the non-embedding kernels at each batch of BATCH_GRID, their time-weighted error band)."""
     out, kernels = [], []
     for b in BATCH_GRID:
-        trace = trace_workload(model, "prefill", b, 1, 0, traced_dtype(precision))
+        trace = trace_workload(model, "prefill", b, 1, 0, activation_dtype(precision))
         timing = time_trace(trace, device, table, precision)
         kept = [k for k in timing.kernels if k.family not in ("embedding", "elementwise", "copy")]
         kernels += kept

@@ -1,6 +1,6 @@
 """LoRA: low-rank adapters trained on a frozen base model (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large
 Language Models"). This module is the configuration (no torch, so that model configs stay importable without it);
-`adapters.py` holds the torch modules and the closed-form count of their parameters.
+`adapters.py` holds the torch modules and `lora_params.py` the closed-form count of their parameters.
 
 An adapter on a Linear(in -> out) adds y += (alpha / r) * B(A(x)) with A: in x r and B: r x out, both trained; the
 base weight W is frozen. Training then runs, per adapted Linear, the base GEMM forward and its activation
