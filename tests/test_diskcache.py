@@ -1,4 +1,5 @@
-"""The disk cache of traces: keyed by every input and the code, and read without torch.
+"""The disk cache of traces and of the NCCL tables: keyed by every input and the code (the data file's content for
+the tables), and read without torch.
 
 A second `emulator predict` of a serving scenario finds its traces on disk and never imports torch (one to two
 seconds of a two-second answer); the first traces them and imports it. Each run is a fresh interpreter.
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from emulator import published
+from emulator.cluster import network
 from emulator.engine import diskcache
 from emulator.engine.trace import trace_workload
 from emulator.workloads.presets import preset
@@ -91,3 +94,38 @@ def test_a_dtype_by_name_or_as_torch_dtype_is_one_trace() -> None:
     model = preset("llama3-8b")
     assert trace_workload(model, "decode", 4, 1, 64, "bf16") is trace_workload(model, "decode", 4, 1, 64,
                                                                                  torch.bfloat16)
+
+
+def test_the_collective_tables_follow_the_shipped_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The NCCL tables kept on disk are named by the data file's content: an unchanged file is not parsed again, an
+    edited one is read afresh."""
+    data = tmp_path / "data"
+    data.mkdir()
+    text = (published.DATA / "published_kernels.yaml").read_text()
+    (data / "published_kernels.yaml").write_text(text)
+
+    def unparsed(kind: str) -> tuple[dict, ...]:
+        raise AssertionError(f"published_{kind}.yaml parsed although its tables are on disk")
+
+    def forget() -> None:
+        published.load_cases.cache_clear()
+        network._published.cache_clear()
+
+    try:
+        monkeypatch.setattr(published, "DATA", data)
+        monkeypatch.setattr(network, "DATA", data)
+        forget()
+        first = network._published()
+        forget()
+        monkeypatch.setattr(network, "load_cases", unparsed)
+        assert network._published() == first
+        one_mib = [p for p in first[0]["a100-sxm"] if p[0] == 2**20]
+        assert one_mib == [(2**20, 36.22e9)]
+        (data / "published_kernels.yaml").write_text(text.replace("  value: 36.22\n", "  value: 18.11\n", 1))
+        monkeypatch.setattr(network, "load_cases", published.load_cases)
+        forget()
+        edited = network._published()
+        assert (2**20, 18.11e9) in edited[0]["a100-sxm"] and edited[1] == first[1]
+    finally:
+        monkeypatch.undo()
+        forget()
