@@ -193,9 +193,10 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
         lat, util = measured(got)
     power = device_power_w(device, util, table) * devices
     tiers = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in placement.bytes_by_tier.items())  # binary, as the memory line
+    latency = Percentiles.of(lat)  # once: a Server run measures millions of queries (a query's first token is its end)
     return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,
-        ttft_s=Percentiles.of(lat), tpot_s=Percentiles.of(np.zeros(0)), latency_s=Percentiles.of(lat),
+        ttft_s=latency, tpot_s=Percentiles.of(np.zeros(0)), latency_s=latency,
         kv_cache_bytes=0.0, max_batch=cap, replicas=devices,
         replica=ReplicaLayout(tp=1, pp=1, ep=1, precision=precision, kv_precision=None, num_devices=1),
         power_w=power, energy_per_token_j=None, energy_per_query_j=energy_per_unit_j(power, qps),
