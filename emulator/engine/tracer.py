@@ -1,4 +1,4 @@
-"""Trace: run a program on meta tensors under a dispatch mode and record every aten op as kernel calls.
+"""The tracer: run a program on meta tensors under a dispatch mode and record every aten op as kernel calls.
 
 Each op is classified by `kernels.registry` into a family and costed once per signature (op, argument
 shapes and dtypes, module path, phase); repeats only bump a count. A program's stages are traced once
