@@ -46,8 +46,7 @@ def _predict(scenario: Path, cache: Path, folder: Path) -> dict:
     return report
 
 
-@pytest.mark.parametrize("name", ["llama3-8b-h100-serve.yaml", "dlrm-v2-h100-serve.yaml",
-                                  "llama3-70b-h100x8-disaggregated.yaml"])
+@pytest.mark.parametrize("name", ["llama3-70b-h100x8-disaggregated.yaml", "dlrm-v2-h100-serve.yaml"])
 def test_serving_predict_with_traces_on_disk_never_imports_torch(name: str, tmp_path: Path) -> None:
     """The first run traces (torch imported) and leaves its traces; the second reads them without torch and
     prints the same prediction."""
