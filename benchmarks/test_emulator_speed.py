@@ -12,7 +12,7 @@ import torch
 
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.predict import predict
-from emulator.engine.trace import trace_program
+from emulator.engine.tracer import trace_program
 from emulator.hardware import load_device
 from emulator.scenario import Scenario, Training
 from emulator.workloads.presets import preset

@@ -78,3 +78,14 @@ class KernelCall:
     @property
     def total(self) -> Cost:
         return self.cost * self.count
+
+
+def gemm_dims(op: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, int, int, int]:
+    """(batch, M, N, K) of a traced GEMM call (`matmul.py`'s ops) from its argument shapes. Here, not beside the
+    cost rules, because the roofline reads it on traces loaded from disk, without torch (which the rules import)."""
+    if op in ("aten.addmm", "aten.baddbmm"):
+        shapes = shapes[1:]  # grouped_mm (a stack's grouped expert GEMM) is [G, M, K] x [G, K, N], like bmm
+    a, b = shapes[0], shapes[1]
+    if len(a) == 3:
+        return a[0], a[1], b[2], a[2]
+    return 1, a[0], b[1], a[1]

@@ -16,16 +16,6 @@ from kernels.registry import register
 from kernels.tensors import nbytes
 
 
-def gemm_dims(op: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, int, int, int]:
-    """(batch, M, N, K) of a traced GEMM call from its argument shapes."""
-    if op in ("aten.addmm", "aten.baddbmm"):
-        shapes = shapes[1:]  # grouped_mm (a stack's grouped expert GEMM) is [G, M, K] x [G, K, N], like bmm
-    a, b = shapes[0], shapes[1]
-    if len(a) == 3:
-        return a[0], a[1], b[2], a[2]
-    return 1, a[0], b[1], a[1]
-
-
 @register("gemm", "aten.mm", "aten._scaled_mm")
 def _mm(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
     a, b = args[0], args[1]

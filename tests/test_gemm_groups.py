@@ -20,9 +20,9 @@ from emulator.engine.trace import Trace, trace_workload
 from emulator.hardware import load_system
 from emulator.precision import KEEP_DTYPE
 from emulator.stacks import Item, load_stack
-from emulator.workloads.adapters import adapter_params
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import LoraConfig
+from emulator.workloads.lora_params import adapter_params
 from emulator.workloads.presets import preset
 
 FUSIBLE = ("elementwise", "copy", "reduction", "softmax", "norm")
@@ -139,14 +139,15 @@ def test_grouped_adapters_stay_16_bit_under_an_fp8_recipe() -> None:
 
 
 def test_a_training_stack_may_group_and_its_rank_program_does() -> None:
-    """A training stack may set the item (megatron-core leaves it off until its fitted items are refitted; see its
-    profile); torchtitan keeps its Linears apart. The rank program of a grouped stack has the merged GEMMs and counts
-    one adapter per fused Linear."""
+    """A training stack may set the item (megatron-core does: linear_qkv and linear_fc1); torchtitan keeps its Linears
+    apart. The rank program of a grouped stack has the merged GEMMs and counts one adapter per fused Linear."""
     assert load_stack("torchtitan", "training").get("fusion.gemm_groups") is False
     assert load_stack("eager", "training").get("fusion.gemm_groups") is False
     assert load_stack("vllm", "serving").get("fusion.gemm_groups") is True
-    ungrouped = load_stack("megatron-core", "training")
-    stack = dataclasses.replace(ungrouped, items={**ungrouped.items, "fusion.gemm_groups": Item(True, "test")})
+    megatron = load_stack("megatron-core", "training")
+    assert megatron.get("fusion.gemm_groups") is True
+    stack = dataclasses.replace(megatron, items={**megatron.items, "fusion.gemm_groups": Item(True, "test")})
+    ungrouped = dataclasses.replace(megatron, items={**megatron.items, "fusion.gemm_groups": Item(False, "test")})
     model, plan = _model(lora=LoraConfig()), Plan(global_batch_size=1, seq_len=512)
     on, off = rank_program(model, plan, "bf16", stack=stack), rank_program(model, plan, "bf16", stack=ungrouped)
     assert any(c.module.endswith("wq+wk+wv") for c in on.compute)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emulator.engine.trace import trace_callable
+from emulator.engine.tracer import trace_callable
 from kernels import Cost, classify
 from kernels.attention import attention_flops, causal_pairs
 from kernels.registry import FAMILIES, register, registered_ops

@@ -18,9 +18,10 @@ from emulator.errors import EmulatorError
 from emulator.hardware import load_system
 from emulator.precision import KEEP_DTYPE
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
-from emulator.workloads.adapters import adapter_params, apply_lora
+from emulator.workloads.adapters import apply_lora
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import TARGETS, LoraConfig
+from emulator.workloads.lora_params import adapter_params
 from emulator.workloads.presets import preset
 from emulator.workloads.program import build_program, build_step
 from emulator.workloads.transformer import Block, make_rotary

@@ -12,7 +12,7 @@ import torch
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.power_limit import DVFS_EXPONENT, MEASURED_EXPONENT, clock_share, power_limited
 from emulator.engine.roofline import kernel_time
-from emulator.engine.trace import trace_callable
+from emulator.engine.tracer import trace_callable
 from emulator.errors import EmulatorError
 from emulator.hardware import load_device, load_system
 from emulator.predict import predict_json

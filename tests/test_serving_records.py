@@ -39,6 +39,18 @@ def test_iterations_expand_runs_into_back_to_back_iterations() -> None:
     assert Iterations.of([]).num_iterations == 0
 
 
+def test_iterations_hold_every_logged_value_exactly() -> None:
+    """The log built from the simulator's tuples holds each value bit for bit, counts and sizes as integers."""
+    rng = np.random.default_rng(0)
+    runs = [(float(rng.uniform(0, 1e4)), int(rng.integers(1, 10**6)), float(rng.uniform(0, 1)),
+             float(rng.uniform(0, 1e-6)), int(rng.integers(0, 10**5)), int(rng.integers(0, 2**40))) for _ in range(500)]
+    log = Iterations.of(runs)
+    columns = (log.start_s, log.count, log.first_s, log.increment_s, log.decode_seqs, log.prefill_tokens)
+    for i, (column, dtype) in enumerate(zip(columns, (float, np.int64, float, float, np.int64, np.int64), strict=True)):
+        assert column.dtype == dtype and column.flags.c_contiguous
+        assert column.tolist() == [r[i] for r in runs]
+
+
 @pytest.mark.parametrize("rate,cap", [(None, 200_000), (20.0, 200_000), (None, 6_000)],
                          ids=["offline", "server", "preempting"])
 def test_the_iteration_log_accounts_for_busy_time_and_tokens(rate: float | None, cap: int) -> None:
@@ -55,6 +67,23 @@ def test_the_iteration_log_accounts_for_busy_time_and_tokens(rate: float | None,
     assert int(prefill.sum()) >= int(reqs.input_tokens.sum())
     # A recompute's prefill gives the preempted request its next token, so each preemption decodes one fewer.
     assert int(seqs.sum()) == int((reqs.output_tokens - 1).sum()) - res.num_preemptions
+
+
+@pytest.mark.parametrize("prefilled", [False, True], ids=["prefill", "prefilled"])
+def test_a_run_without_its_log_is_the_same_run(prefilled: bool) -> None:
+    """`log=False` (a disaggregated search's pools) leaves every request's times and the run's totals as they are
+    and keeps empty logs, one per replica."""
+    reqs = make_requests(INPUTS, OUTPUTS, 300, 40.0, seed=4)
+    kwargs = {"max_batch": 32, "max_batch_tokens": 4096, "num_replicas": 2, "prefilled": prefilled}
+    logged = simulate(STEP, 8_000, reqs, **kwargs)  # type: ignore[arg-type]
+    bare = simulate(STEP, 8_000, reqs, log=False, **kwargs)  # type: ignore[arg-type]
+    assert logged.num_preemptions > 0 or prefilled
+    for field in ("first_token_s", "finish_s"):
+        assert np.array_equal(getattr(bare, field), getattr(logged, field))
+    for field in ("busy_s", "makespan_s", "num_steps", "num_preemptions", "max_concurrency"):
+        assert getattr(bare, field) == getattr(logged, field)
+    assert [log.num_iterations for log in bare.iterations] == [0, 0]
+    assert all(log.num_iterations for log in logged.iterations)
 
 
 def test_a_closed_loop_logs_its_one_replica() -> None:

@@ -7,7 +7,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from emulator.engine.trace import trace_program, trace_workload
+from emulator.engine.trace import trace_workload
+from emulator.engine.tracer import trace_program
 from emulator.workloads import TransformerConfig, ops
 from emulator.workloads.hf import from_hf_config
 from emulator.workloads.presets import preset

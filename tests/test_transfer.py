@@ -19,7 +19,7 @@ from emulator.engine.calibration import (
 )
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.roofline import kernel_time
-from emulator.engine.trace import trace_callable
+from emulator.engine.tracer import trace_callable
 from emulator.engine.transfer import ceilings, transferred
 from emulator.hardware import list_devices, load_device
 from emulator.published import load_cases

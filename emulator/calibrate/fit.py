@@ -28,7 +28,7 @@ from emulator.calibrate.points import CalPoint, runner
 from emulator.calibrate.sweeps import BenchPoint
 from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.roofline import CallTerms, call_seconds, call_terms, efficiency_key
-from emulator.engine.trace import trace_callable
+from emulator.engine.tracer import trace_callable
 from emulator.hardware import DeviceProfile
 from kernels import KernelCall
 from kernels.references import torch_dtype

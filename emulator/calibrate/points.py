@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from emulator.calibrate.sweeps import BenchPoint, sweep
-from emulator.engine.trace import trace_callable
+from emulator.engine.tracer import trace_callable
 from emulator.errors import EmulatorError
 from emulator.files import read_json, write_json_atomic
 from emulator.measure.device import OutOfMemory, fp8_supported, parse_device, release_memory

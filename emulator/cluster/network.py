@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from emulator.engine import diskcache
 from emulator.hardware import DeviceProfile, SystemProfile, load_device
-from emulator.published import load_cases, profile_name
+from emulator.published import DATA, load_cases, profile_name
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMG]?)B?\s*$", re.IGNORECASE)
@@ -53,8 +55,20 @@ def _size_bytes(label: object) -> float:
     return float(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
+Sweeps = Mapping[str, tuple[tuple[float, float], ...]]
+NicRatios = tuple[tuple[str, float], ...]
+
+
 @functools.lru_cache(maxsize=1)
-def _published_sweeps() -> Mapping[str, tuple[tuple[float, float], ...]]:
+def _published() -> tuple[Sweeps, NicRatios]:
+    """The NCCL sweeps and per-NIC ratios of the shipped kernel results, kept on disk (`diskcache`) by the file's
+    content: parsing its YAML costs a serving prediction 0.1-0.2 s in every process, loading the two tables 1 ms."""
+    path = DATA / "published_kernels.yaml"
+    digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    return diskcache.cached("published-collectives", (path.name, digest), lambda: (_read_sweeps(), _read_nic_ratios()))
+
+
+def _read_sweeps() -> Sweeps:
     """{device profile: ((message bytes, all-reduce bus bytes/s), ...)} from the shipped NCCL sweeps."""
     out: dict[str, list[tuple[float, float]]] = {}
     for case in load_cases("kernels"):
@@ -72,8 +86,7 @@ def _published_sweeps() -> Mapping[str, tuple[tuple[float, float], ...]]:
     return {d: tuple(sorted(points)) for d, points in out.items()}
 
 
-@functools.lru_cache(maxsize=1)
-def _nic_ratios() -> tuple[tuple[str, float], ...]:
+def _read_nic_ratios() -> NicRatios:
     """(device class, measured per-NIC bus bandwidth / NIC line rate) from the shipped inter-node reports."""
     out = []
     for case in load_cases("kernels"):
@@ -88,7 +101,7 @@ def _nic_ratios() -> tuple[tuple[str, float], ...]:
 
 def scale_out_ratio(device: DeviceProfile) -> float:
     """Fraction of NIC line rate NCCL reaches on large messages between nodes (the device's class, else the mean)."""
-    ratios = _nic_ratios()
+    ratios = _published()[1]
     name = device.display_name.replace("-", " ").upper()
     mine = [r for cls, r in ratios if cls and cls.replace("-", " ").upper() in name]
     pool = mine or [r for _, r in ratios]
@@ -118,7 +131,7 @@ class EfficiencyCurve:
 @functools.lru_cache(maxsize=64)
 def efficiency_curve(device: DeviceProfile) -> EfficiencyCurve:
     """The device's NCCL efficiency curve (its own published sweep, else the mean of the shipped sweeps)."""
-    sweeps = _published_sweeps()
+    sweeps = _published()[0]
 
     def relative(name: str) -> dict[float, float]:
         line = load_device(name).links.scale_up_bytes_per_s or 1.0

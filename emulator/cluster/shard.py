@@ -32,13 +32,14 @@ from dataclasses import dataclass
 
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
+from emulator.engine.calls import Trace
 from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.stack import fuse, group_experts, low_precision_casts
-from emulator.engine.trace import Trace, trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.precision import activation_dtype, dtype_bytes
 from emulator.stacks import StackProfile
-from emulator.workloads.adapters import adapter_params
 from emulator.workloads.config import TransformerConfig
+from emulator.workloads.lora_params import adapter_params
 from kernels import Cost, KernelCall
 
 ELEMENTWISE_FAMILIES = ("norm", "elementwise", "copy", "reduction")
@@ -310,7 +311,8 @@ def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attentio
     """(shard, its trace as the stack runs it, one micro-batch's compute calls) of a rank: the same for plans that
     differ only in dp, ZeRO stage, global batch or etp, which the caller normalises away."""
     shard = rank_shard(model, plan)
-    traced = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0, traced_dtype(precision))
+    traced = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0,
+                            activation_dtype(precision))
     traced = group_gemms(traced) if gemm_groups else traced  # before fuse, which reads the grouped data flow
     trace = low_precision_casts(fuse(traced, fused), precision, cast_bytes)
     trace = group_experts(trace) if grouped else trace

@@ -38,9 +38,10 @@ from emulator.engine.predict import check_precision
 from emulator.engine.prediction import Figure, Memory, Prediction
 from emulator.engine.stack import sustained
 from emulator.engine.timing import FamilyTiming, family_totals
-from emulator.engine.trace import trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile, default_system
+from emulator.precision import activation_dtype
 from emulator.scenario import Scenario, Training
 from emulator.stacks import StackProfile, stack_of
 from emulator.units import HOUR_S
@@ -55,7 +56,7 @@ NO_SINGLE_FIX = "no single change fits: add devices or use a device with more me
 @functools.lru_cache(maxsize=256)
 def model_flops_per_microbatch(model: TransformerConfig, micro: int, seq: int, precision: str) -> tuple[float, float]:
     """(model FLOPs, attention FLOPs) of one micro-batch of the unsharded model, forward and backward."""
-    trace = trace_workload(model, "train", micro, seq, 0, traced_dtype(precision))
+    trace = trace_workload(model, "train", micro, seq, 0, activation_dtype(precision))
     total = sum(c.total.matrix_flops for c in trace.calls if c.phase != "optimizer")
     attention = sum(c.total.matrix_flops for c in trace.calls if c.family == "attention")
     return total, attention

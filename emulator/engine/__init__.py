@@ -1,6 +1,8 @@
 """The engine: traced counts become seconds, on any device profile, without touching a device.
 
-    trace.py        a torch program on meta tensors -> kernel calls (de-duplicated, with counts)
+    tracer.py       a torch program on meta tensors -> kernel calls (de-duplicated, with counts)
+    calls.py        Trace, those kernel calls (torch-free, as every later stage reads them)
+    trace.py        a workload's trace by shape: in memory, on disk, or traced (torch only then)
     diskcache.py    traces kept on disk between processes, keyed by their inputs and the code
     efficiency.py   how close each kernel family gets to the peaks: spec defaults, calibrated tables
     calibration.py  calibration files: reading, checking, lookup per profile (calibrated/transferred/spec)

@@ -3,10 +3,10 @@ scenario it has seen without tracing (tracing a first program also imports torch
 
 Folder: `$EMULATOR_CACHE` (`off` turns the cache off), else `$XDG_CACHE_HOME/emulator`, else `~/.cache/emulator`.
 An entry's file name hashes its key (the inputs' repr) together with the version of the code that builds it: the
-source of the `emulator` and `kernels` packages and the torch, numpy and Python versions, so an edited checkout or
-an upgraded torch never reads an old entry. Entries are pickles written atomically (a killed process leaves none
-half-written), so the folder must be the user's own; an entry that cannot be read is rebuilt and rewritten, and a
-folder that cannot be written costs only the speed.
+source of the `emulator` and `kernels` packages, torch's version file and the numpy and Python versions, so an edited
+checkout or an upgraded torch never reads an old entry. Entries are pickles written atomically (a killed process
+leaves none half-written), so the folder must be the user's own; an entry that cannot be read is rebuilt and
+rewritten, and a folder that cannot be written costs only the speed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import os
 import pickle
 import sys
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import torch
 
 T = TypeVar("T")
 _ROOT = Path(__file__).resolve().parents[2]  # holds the emulator and kernels packages
@@ -46,8 +46,18 @@ def code_version() -> str:
         for path in sorted((_ROOT / package).rglob("*.py")):
             digest.update(str(path.relative_to(_ROOT)).encode())
             digest.update(path.read_bytes())
-    digest.update(f"{torch.__version__} {np.__version__} {sys.version}".encode())
+    digest.update(f"{_torch_version()} {np.__version__} {sys.version}".encode())
     return digest.hexdigest()
+
+
+def _torch_version() -> str:
+    """torch's version file (its version and git commit), read rather than imported: a process that finds every
+    entry it needs on disk never loads torch (one to two seconds)."""
+    spec = importlib.util.find_spec("torch")
+    try:
+        return (Path(spec.origin).parent / "version.py").read_text() if spec and spec.origin else "no torch"
+    except OSError:
+        return "torch version unknown"
 
 
 def _path(folder: Path, kind: str, key: object) -> Path:

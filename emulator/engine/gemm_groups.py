@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.engine.trace import Flow, Trace
+from emulator.engine.calls import Flow, Trace
 from emulator.precision import dtype_bytes
 from kernels import Cost, KernelCall
 

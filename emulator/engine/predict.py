@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from emulator.engine.calibration import efficiency_for
+from emulator.engine.calls import Trace
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import (
     ALLOCATOR_ALLOWANCE,
@@ -27,10 +28,10 @@ from emulator.engine.memory import (
 from emulator.engine.prediction import InferencePrediction, Memory, Prediction
 from emulator.engine.roofline import combined_band, predict_calls
 from emulator.engine.timing import Timing
-from emulator.engine.trace import Trace, trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.precision import kv_dtype
+from emulator.precision import activation_dtype, kv_dtype
 from emulator.scenario import Scenario
 from emulator.workloads.config import DLRMConfig, ModelConfig
 from kernels import KernelCall
@@ -145,7 +146,7 @@ def _predict_training(s: Scenario, table: EfficiencyTable) -> Prediction:
             f"global_batch_size {tr.global_batch_size} is not a multiple of microbatch_size {micro}. Fix: make it one.",
             file=s.path, field="training.parallel.microbatch_size")
     num_micro = tr.global_batch_size // micro
-    trace = trace_workload(s.model, "train", micro, tr.seq_len, 0, traced_dtype(tr.precision))
+    trace = trace_workload(s.model, "train", micro, tr.seq_len, 0, activation_dtype(tr.precision))
     timing = time_trace(trace, s.device, table, tr.precision, {"forward": num_micro, "backward": num_micro})
     optimizer = [c for c in trace.calls if c.phase == "optimizer"]
     flops = model_flops(trace.calls) * num_micro - model_flops(optimizer) * (num_micro - 1)
@@ -182,7 +183,7 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> Inferenc
     check_precision(s)
     check_context(s, s.model, inf.input_tokens, inf.output_tokens)
     table = table or efficiency_for(s.device)
-    dtype = traced_dtype(inf.precision)
+    dtype = activation_dtype(inf.precision)
     b = inf.batch_size
     prefill = trace_workload(s.model, "prefill", b, inf.input_tokens, 0, dtype)
     t_prefill = time_trace(prefill, s.device, table, inf.precision)

@@ -28,7 +28,7 @@ from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS
 from kernels import KernelCall
-from kernels.matmul import gemm_dims
+from kernels.cost import gemm_dims
 
 
 def matrix_rate(device: DeviceProfile, table: EfficiencyTable, dtype: str) -> float:

@@ -20,8 +20,8 @@ import dataclasses
 from collections import Counter
 
 from emulator.engine.calibration import base_shaped
+from emulator.engine.calls import Trace
 from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
-from emulator.engine.trace import Trace
 from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS, activation_dtype, dtype_bytes
 from kernels import Cost, KernelCall
 

@@ -6,7 +6,8 @@ the cache precision) then crosses the system's links: the scale-up domain when b
 NICs of the prefill replica's devices; time = bytes / (per-device link bandwidth x devices per replica) + one link
 latency. The decode pool admits the request at that moment with its prompt already cached (no prefill runs
 there) and generates the remaining tokens; TPOT and the end of each request are decided there. Both pools use
-the same replica layout and the same simulator as aggregated serving.
+the same replica layout and the same simulator as aggregated serving. The pools' runs keep no iteration log: the
+result is assembled from both, with no shared timeline.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         return simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
                         max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                         num_replicas=d.prefill_replicas, path=path,
-                        reserve=replica.reserve_output, mixed=replica.mixed_batches)
+                        reserve=replica.reserve_output, mixed=replica.mixed_batches, log=False)
 
     def run(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, SimResult, np.ndarray]:
         pre = pre or prefill_pool(rate)
@@ -81,7 +82,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
                        Requests(ready[order], unit.input_tokens[order], unit.output_tokens[order]),
                        max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                        num_replicas=d.decode_replicas, path=path, prefilled=True,
-                       reserve=replica.reserve_output, mixed=replica.mixed_batches)
+                       reserve=replica.reserve_output, mixed=replica.mixed_batches, log=False)
         finish = np.empty(n)
         finish[order] = dec.finish_s
         return pre, dec, finish

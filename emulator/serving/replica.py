@@ -47,7 +47,7 @@ from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
 from emulator.engine.stack import fuse, group_experts, low_precision_from_base
 from emulator.engine.timing import KernelTiming, Timing
-from emulator.engine.trace import trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
 from emulator.precision import DTYPE_BYTES, activation_dtype
@@ -217,7 +217,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
     part = shard(model, tp, ep)
-    dtype = traced_dtype(precision)
+    dtype = activation_dtype(precision)
 
     kernels: list[KernelTiming] = []
 

@@ -53,7 +53,7 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
              num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
-             reserve: float = 0.0, gaps: bool = False, mixed: bool = True) -> SimResult:
+             reserve: float = 0.0, gaps: bool = False, mixed: bool = True, log: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
@@ -62,8 +62,9 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
     `mixed`: prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM); False: an iteration runs either
     prefill chunks or decodes, prefill first, and decoding sequences wait through it (SGLang's default).
-    `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). Every replica's iteration log is kept
-    (`SimResult.iterations`, the serving timeline).
+    `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
+    (`SimResult.iterations`, the serving timeline; else empty logs), which a caller that assembles its own result
+    from runs (a disaggregated search's trials) never reads.
     """
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     n = len(requests)
@@ -78,7 +79,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, gaps=gaps, mixed=mixed)
+                       reserve=reserve, gaps=gaps, mixed=mixed, log=log)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)

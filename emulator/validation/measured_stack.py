@@ -24,9 +24,11 @@ import functools
 from typing import Any
 
 from emulator.engine.calibration import efficiency_for
+from emulator.engine.calls import Trace
 from emulator.engine.predict import time_trace
 from emulator.engine.stack import fuse
-from emulator.engine.trace import Trace, trace_callable, trace_workload
+from emulator.engine.trace import trace_workload
+from emulator.engine.tracer import trace_callable
 from emulator.files import read_json, shipped
 from emulator.hardware import DeviceProfile, load_device
 from emulator.serving.replica import engine_device

@@ -24,7 +24,8 @@ from emulator.engine.calibration import efficiency_for, local_profile, profile_f
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.predict import batch_memory, time_trace, training_memory_of
 from emulator.engine.timing import Timing
-from emulator.engine.trace import trace_workload, traced_dtype
+from emulator.engine.trace import trace_workload
+from emulator.engine.tracer import traced_dtype
 from emulator.errors import EmulatorError
 from emulator.measure.machine import device_fingerprint, free_memory_bytes, last_level_cache_bytes
 from emulator.measure.speed import Reference, at_speed, probed_peaks, speed_vs

@@ -1,6 +1,6 @@
 """LoRA: low-rank adapters trained on a frozen base model (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large
 Language Models"). This module is the configuration (no torch, so that model configs stay importable without it);
-`adapters.py` holds the torch modules and the closed-form count of their parameters.
+`adapters.py` holds the torch modules and `lora_params.py` the closed-form count of their parameters.
 
 An adapter on a Linear(in -> out) adds y += (alpha / r) * B(A(x)) with A: in x r and B: r x out, both trained; the
 base weight W is frozen. Training then runs, per adapted Linear, the base GEMM forward and its activation
@@ -17,7 +17,7 @@ Targets (Megatron-Core's module names, as NeMo's and Megatron-Bridge's `target_m
 Routed experts and the router get no adapters. Our modules keep q, k, v (and gate, up) as separate Linears, so
 `qkv` adds three adapters and gated `fc1` two, each with its own A. A stack that fuses those Linears
 (`fusion.gemm_groups`: Megatron-Core's linear_qkv and linear_fc1, which NeMo adapts with one adapter each) runs
-them as one adapter with one A (`engine.gemm_groups`; `adapters.adapter_params(grouped=True)` counts it).
+them as one adapter with one A (`engine.gemm_groups`; `lora_params.adapter_params(grouped=True)` counts it).
 Adapters stay 16-bit under an fp8 recipe (`precision.KEEP_DTYPE`).
 """
 
