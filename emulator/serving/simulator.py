@@ -21,6 +21,12 @@ so request i >= concurrency is sent at the (i - concurrency + 1)-th completion. 
 a request's send time is set when the completion that frees its client happens.
 Token gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
 preempted request's wait from its last token to the first token after its recompute counts once.
+
+Engines that do not mix (`mixed=False`, SGLang's default): while any admitted prompt has prefill left, an iteration
+runs prefill chunks only (the whole token budget, no decode tokens, no KV read by decodes) and the decoding
+sequences gain nothing; decoding resumes when no prefill is pending. The first decode iteration after such a
+stretch runs alone (not folded into a closed-form run) and its tokens' gaps are counted from each sequence's own
+previous token (`held`: the decoders' last token time, and each newly prefilled group's first-token time).
 """
 
 from __future__ import annotations
