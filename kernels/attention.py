@@ -18,7 +18,7 @@ from typing import Any
 
 from kernels.cost import Cost
 from kernels.registry import register
-from kernels.tensors import nbytes
+from kernels.tensors import nbytes, storage_id
 
 
 def causal_pairs(sq: int, skv: int, causal: bool) -> float:
@@ -36,18 +36,10 @@ def attention_flops(q_shape: tuple[int, ...], k_shape: tuple[int, ...], dv: int,
     return 2.0 * b * hq * pairs * (dqk + dv)
 
 
-def shares_storage(a: Any, b: Any) -> bool:
-    """Whether two tensors are views of one storage (MLA's absorbed decode reads its values as the first columns of
-    the latent keys: one read serves both)."""
-    try:
-        return bool(a.untyped_storage()._cdata == b.untyped_storage()._cdata)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
-
-
 def kv_bytes(k: Any, v: Any) -> float:
-    """Bytes of keys and values read: values that are a view into the keys' storage are read with them."""
-    return float(max(nbytes(k), nbytes(v)) if shares_storage(k, v) else nbytes(k) + nbytes(v))
+    """Bytes of keys and values read: values that are a view into the keys' storage (MLA's absorbed decode reads its
+    values as the first columns of the latent keys) are read with them, once."""
+    return float(max(nbytes(k), nbytes(v)) if storage_id(k) == storage_id(v) else nbytes(k) + nbytes(v))
 
 
 def forward_cost(q: Any, k: Any, v: Any, causal: bool, out_bytes: float) -> Cost:

@@ -61,6 +61,12 @@ def nbytes(t: torch.Tensor) -> float:
     return float(distinct_numel(t) * t.element_size())
 
 
+def storage_id(t: torch.Tensor) -> int:
+    """The identity of the storage behind `t`: views of one tensor (and autograd's unpacked saved tensors, new Python
+    objects) share it; unique while the storage lives."""
+    return int(t.untyped_storage()._cdata)
+
+
 def bytes_of(x: Any) -> float:
     """Bytes of every tensor in nested args."""
     return sum(nbytes(t) for t in flat_tensors(x))

@@ -28,7 +28,7 @@ from emulator.workloads.ops import tracing
 from emulator.workloads.program import Program, make_optimizer
 from kernels import Cost, KernelCall, rule_for
 from kernels.references import torch_dtype
-from kernels.tensors import dtype_name, first_float, flat_tensors, nbytes
+from kernels.tensors import dtype_name, first_float, flat_tensors, nbytes, storage_id
 
 _current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
 
@@ -109,7 +109,7 @@ class _Recorder(TorchDispatchMode):
         objects over the same storage, so memory is named by its storage (kept alive, so ids stay unique)."""
         out = []
         for t in flat_tensors(x):
-            sid = t.untyped_storage()._cdata
+            sid = storage_id(t)
             self._alive[sid] = t
             out.append((sid, float(nbytes(t))))
         return tuple(out)
