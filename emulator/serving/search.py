@@ -5,9 +5,10 @@ simulated and system throughput is R times its own: exact in distribution, and R
 - Offline: all requests at t=0. Unless `batch_size` is given, the batch (max concurrent sequences) maximises a
   steady-state estimate of throughput, B / step(B), among batches whose full contexts fit the KV cache
   (larger batches only trade admissions for preemptions).
-- Server: Poisson arrivals; the highest rate whose p99 TTFT, p99 TPOT (and p99 latency) meet the bounds, by
-  bisection in log rate on common random numbers (the same seed at every rate), for the Offline batch and
-  half of it (a smaller batch shortens TPOT). The first `WARMUP_FRACTION` of requests are not counted.
+- Server: Poisson arrivals; the highest rate whose p99 TTFT, p99 TPOT (and p99 latency) meet the bounds, on a
+  grid in log rate (`highest_rate`: down from capacity, then bisection) on common random numbers (the same seed at
+  every rate), for the Offline batch and half of it (a smaller batch shortens TPOT). The first `WARMUP_FRACTION` of
+  requests are not counted.
 - Closed loop (`concurrency`): N clients spread over the replicas (client i on replica i mod R, so each replica
   holds N // R or N // R + 1; each distinct load is simulated once). A replica's run sends a warm-up wave (its
   clients' first requests, all at t=0: a burst no steady state has), then `CLOSED_MEASURED_WAVES` waves
@@ -52,8 +53,8 @@ WARMUP_FRACTION = 0.25
 OFFLINE_REQUESTS_PER_SLOT = 6  # requests per batch slot of one replica: tails are a small share of the run
 SERVER_REQUESTS_PER_REPLICA = 600
 SERVER_REQUESTS_PER_SLOT = 6  # a run spans several lifetimes of a full batch, so the queue reaches steady state
-# Bisections of [capacity / 64, capacity] in log rate: the rate found is within 64 ** (1 / 2**8) - 1 = 1.6% below the
-# highest passing one, a tenth of a prediction's error band; each bisection more halves that and costs a trial.
+# A grid of 2**8 rates over [capacity / 64, capacity] in log rate: the rate found is within 64 ** (1 / 2**8) - 1 = 1.6%
+# below the highest passing one, a tenth of a prediction's error band; each doubling of the grid halves that.
 SEARCH_ITERATIONS = 8
 CLOSED_MEASURED_WAVES = 2  # waves of a replica's clients' requests measured, between the warm-up and drain waves
 CLOSED_MIN_MEASURED = 64  # measured requests per replica at least: a low concurrency's waves are a few requests
@@ -169,22 +170,44 @@ def watched_run(replica: Replica, spec: ServingSpec, num_replicas: int, batch: i
 
 def highest_rate(low: float, high: float, trial: Callable[[float], tuple[bool, T]],
                  iterations: int = SEARCH_ITERATIONS, beat: float | None = None) -> tuple[float, T] | None:
-    """The highest rate in [low, high] whose trial passes, and that trial's result, by bisection in log rate (a
-    rate passes the SLO when every lower rate does); None when even `low` fails. With `beat`, None as soon as the
-    answer cannot exceed that rate (every later answer lies below the failing upper end): the caller keeps a
+    """The highest rate of the grid low * (high / low) ** (k / 2**iterations), k = 1 .. 2**iterations - 1, whose
+    trial passes, and that trial's result: what `iterations` bisections of [low, high] in log rate find (a rate
+    passes the SLO when every lower rate does); None when even the lowest fails. The search gallops down from the
+    top of the grid (k = 2**iterations - 1, then 2, 4, 8 ... steps lower) to the first pass, then bisects between
+    it and the failing point above: a rate near capacity passes in one trial, and a failing trial is cheap (a
+    watched run stops at its first sure miss), where plain bisection runs half its trials to the end. With `beat`,
+    None as soon as the answer cannot exceed that rate (it lies below the lowest failing rate): the caller keeps a
     better one."""
-    lo, hi = math.log(low), math.log(high)
-    found: tuple[float, T] | None = None
-    for _ in range(iterations):
-        if beat is not None and math.exp(hi) <= beat:
+    n = 2**iterations
+    base, span = math.log(low), math.log(high) - math.log(low)
+
+    def rate(k: int) -> float:
+        return math.exp(base + span * k / n)
+
+    # The lowest grid point worth a trial: 1, or the first above `beat` (an answer at or below it is not wanted).
+    floor = 1 if beat is None else min(max(math.floor((math.log(beat) - base) / span * n) + 1, 1), n)
+    hi, step, k = n, 1, n - 1  # hi: the lowest grid point known to fail (n: `high`, never tried)
+    while True:
+        if k < floor or (beat is not None and rate(hi) <= beat):
             return None
-        mid = (lo + hi) / 2
-        ok, result = trial(math.exp(mid))
+        ok, result = trial(rate(k))
         if ok:
-            lo, found = mid, (math.exp(mid), result)
+            break
+        if k == floor:
+            return None
+        hi, step = k, step * 2
+        k = max(n - step, floor)
+    lo, found = k, result
+    while hi - lo > 1:
+        if beat is not None and rate(hi) <= beat:
+            return None
+        mid = (lo + hi) // 2
+        ok, result = trial(rate(mid))
+        if ok:
+            lo, found = mid, result
         else:
             hi = mid
-    return found
+    return rate(lo), found
 
 
 def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
