@@ -40,7 +40,7 @@ TRAINING_GRID = {
 }
 SERVING_GRID = {
     "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],
-    "host.per_token_s": [0.0, 10e-6, 20e-6, 40e-6],
+    "host.per_token_s": [0.0, 10e-6, 20e-6, 40e-6, 60e-6, 80e-6],
 }
 
 

@@ -181,3 +181,31 @@ def test_unmixed_event_loop_runs_as_the_slow_one(name: str) -> None:
         assert fast.gaps.num_tokens == slow.gaps.num_tokens
         assert fast.gaps.mean_s == pytest.approx(slow.gaps.mean_s, rel=1e-12)
         assert_close(fast.gaps.percentiles().as_dict(), slow.gaps.percentiles().as_dict())
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
+    """An engine whose host work hides behind the device's (`host.overlap`), host bound at large batches: the step
+    table is its step model to the bit, and offline, Poisson and closed-loop runs give the slow loop's times."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    step = dataclasses.replace(replica.step, overhead_s=2e-3, host_per_row_s=4e-5, overlap_host=True)
+    table = step_table(step, replica.max_batch_tokens)
+    assert any(table.host_s[n] > table.base_s[n] + table.head_s[n] for n in range(1, table.size))  # host bound
+    assert any(table.host_s[n] < table.base_s[n] + table.head_s[n] for n in range(1, table.size))  # device bound
+    for n in range(1, table.size):
+        assert table.decode_s[n] == step.step_s(n, 0.0, n, 0.0)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "reserve": replica.reserve_output, "mixed": mixed}
+    cap = replica.kv_capacity_tokens
+    runs = []
+    for rate in (None, 40.0):
+        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
+        runs.append((simulate(step, cap, reqs, **common, gaps=True),  # type: ignore[arg-type]
+                     slow_paths.simulate_slow(step, cap, reqs, **common)))  # type: ignore[arg-type]
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    runs.append((simulate_closed(step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
+                 slow_paths.simulate_closed_slow(step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
+    for fast, slow in runs:
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps

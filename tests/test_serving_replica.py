@@ -56,23 +56,52 @@ def test_predict_serving_reports_the_json_fields() -> None:
     assert system.device.power.idle_w * 8 <= out["power_w"] <= system.device.power.tdp_w * 8
 
 
-def test_host_time_per_token_rides_with_each_produced_token() -> None:
-    """`host.per_token_s` adds that time per token an iteration produces (the output-head rows) and nothing to the
-    rest of the step."""
+def _vllm_with(**values: object):  # type: ignore[no-untyped-def]
+    """The vLLM stack profile with some items' values replaced."""
     import dataclasses
 
-    from emulator.serving.replica import step_model
     from emulator.stacks import load_stack
 
-    system = load_system("hgx-h100")
     base = load_stack("vllm", "serving")
     items = dict(base.items)
-    items["host.per_token_s"] = dataclasses.replace(items["host.per_token_s"], value=5e-5)
-    slow = dataclasses.replace(base, items=items)
+    for key, value in values.items():
+        items[key.replace("__", ".")] = dataclasses.replace(items[key.replace("__", ".")], value=value)
+    return dataclasses.replace(base, items=items)
+
+
+def test_host_time_per_token_rides_with_each_produced_token() -> None:
+    """`host.per_token_s` adds that time per token an iteration produces (the output-head rows) and nothing to the
+    device's work."""
+    from emulator.serving.replica import step_model
+
+    system = load_system("hgx-h100")
     args = (preset("llama3.1-8b"), system.device, system, efficiency_for(system.device), "bf16", "bf16", 1, 1, 1, 0.0)
-    a, b = step_model(*args, engine=base), step_model(*args, engine=slow)
-    assert b.head(64) - a.head(64) == pytest.approx(64 * 5e-5, rel=1e-9)
-    assert b.dense(64) == a.dense(64) and b.kv_s_per_token == a.kv_s_per_token
+    a = step_model(*args, engine=_vllm_with(host__per_token_s=0.0))
+    b = step_model(*args, engine=_vllm_with(host__per_token_s=5e-5))
+    assert b.step_s(64, 0.0, 64, 1e5) - a.step_s(64, 0.0, 64, 1e5) == pytest.approx(64 * 5e-5, rel=1e-9)
+    assert b.step_s(512, 1e5, 0, 0.0) == a.step_s(512, 1e5, 0, 0.0)  # a prefill chunk that produces no token
+    assert b.head(64) == a.head(64) and b.dense(64) == a.dense(64) and b.kv_s_per_token == a.kv_s_per_token
+
+
+def test_an_overlapping_engine_takes_the_longer_of_host_and_device_time() -> None:
+    """`host.overlap`: the iteration takes the longer of the host's time and the device's dense and head work, and
+    the attention terms follow; without it, the sum."""
+    from emulator.serving.replica import step_model
+    from emulator.serving.steptable import step_table
+
+    system = load_system("hgx-h100")
+    args = (preset("llama3.1-8b"), system.device, system, efficiency_for(system.device), "bf16", "bf16", 1, 1, 1, 2e-3)
+    serial = step_model(*args, engine=_vllm_with(host__per_token_s=1e-4))
+    overlapped = step_model(*args, engine=_vllm_with(host__per_token_s=1e-4, host__overlap=True))
+    for rows, kv in ((8, 0.0), (256, 3e5)):
+        device = serial.dense(rows) + serial.head(rows)
+        host = 2e-3 + 1e-4 * rows
+        attention = serial.kv_s_per_token * kv
+        assert serial.step_s(rows, 0.0, rows, kv) == pytest.approx(host + device + attention, rel=1e-12)
+        assert overlapped.step_s(rows, 0.0, rows, kv) == pytest.approx(max(host, device) + attention, rel=1e-12)
+        table = step_table(overlapped, 1024)
+        assert table.step_s(rows, 0.0, rows, kv) == overlapped.step_s(rows, 0.0, rows, kv)
+    assert host > device  # the last case is host bound: the device's time is hidden
 
 
 def test_moe_kernel_scale_slows_only_the_grouped_expert_gemms() -> None:

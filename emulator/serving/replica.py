@@ -2,23 +2,29 @@
 
 Step-time model (built once per model, device, precision and layout from traced and predicted kernels; the
 simulator never traces):
-    step = overhead + dense(tokens) + head(logit rows) + p_pair * attention pairs of prefill chunks
+    step = combine(host(logit rows), dense(tokens) + head(logit rows)) + p_pair * attention pairs of prefill chunks
                     + p_kv * KV tokens read by decodes
+    host(r) = overhead + per_token * r;  combine = max when the engine overlaps its host work with the device's
+    (`host.overlap`), else the sum
 - dense(n): every kernel of the tensor-parallel shard except the output head, for n tokens in the batch
   (prefill chunk tokens + one per decoding sequence), taken from decode traces at batch n and interpolated
   piecewise-linearly over a token grid. It holds the GEMMs' weight streaming at small n (memory bound until
   n reaches the device's ridge point), their compute at large n, MoE expert loading (balanced routing), and
   the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`).
-- head(r): the output projection for the r sequences that produce a token this iteration, plus the engine's host
-  time per token produced (`host.per_token_s`: sampling, detokenizing and streaming each, per request).
+- head(r): the output projection for the r sequences that produce a token this iteration.
 - p_kv: decode attention and cache traffic per KV token (slope between two decode traces of different context),
   scaled by the KV precision's bytes (decode attention is memory bound).
 - p_pair: prefill attention per (query, key) pair (slope between two prefill traces); a chunk of c tokens after
   p cached ones has c*p + c(c+1)/2 pairs.
 - the eager elementwise chain of each layer (norms, residual adds, activation, rotary, casts, cache copies) is
   replaced by the fused kernels serving engines run (`fused_layer_calls`), timed by the roofline.
-- overhead: the scheduler's per-iteration host time, `DEFAULT_SCHEDULER_OVERHEAD_S` unless the scenario sets
-  `scheduler_overhead_s`.
+- host(r): the engine's host time per iteration: the scheduler's (`host.scheduler_overhead_s` unless the scenario sets
+  `scheduler_overhead_s`) plus its time per token produced (`host.per_token_s`: sampling, detokenizing and
+  streaming each, per request). An engine that schedules iteration i + 1 while the device runs i (`host.overlap`:
+  SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler, vLLM's async scheduling) takes the longer of its
+  host time and the device's dense and head work; the attention terms that grow with the context follow it (the
+  bound is the device's time apart from them: a simplification that keeps a decode run's time linear in its
+  length, so the simulator advances whole runs at once).
 Pipeline parallel replicas are timed as the sum of their stages plus the activation hand-offs (no micro-batch
 overlap between iterations: a pessimistic throughput).
 
@@ -70,6 +76,8 @@ class StepModel:
     pair_s: float
     overhead_s: float
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
+    host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
+    overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
 
     def dense(self, n: float) -> float:
         return _interp(n, self.grid, self.dense_s)
@@ -81,8 +89,10 @@ class StepModel:
         """Seconds of one iteration with `tokens` in the batch (prefill + decode)."""
         if tokens <= 0:
             return 0.0
-        return (self.overhead_s + self.dense(tokens) + self.head(logit_rows) + self.pair_s * pairs
-                + self.kv_s_per_token * kv_tokens)
+        device = self.dense(tokens) + self.head(logit_rows)
+        host = self.overhead_s + self.host_per_row_s * logit_rows
+        core = (device if device > host else host) if self.overlap_host else host + device
+        return core + self.pair_s * pairs + self.kv_s_per_token * kv_tokens
 
 
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
@@ -207,12 +217,14 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     gemm_groups = bool(engine.get("fusion.gemm_groups"))
     one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
     per_token_s = float(engine.get("host.per_token_s"))
+    overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
     device, launch_s = engine_device(device, engine)
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale)
+           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
+           overlap_host)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -236,7 +248,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
         launches = launch_s * sum(k.count for k in timing.kernels)
         dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot))
-        head.append(h + per_token_s * n)  # the host's work per token produced rides with the output head
+        head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
     # The traced cache is in the activation dtype; decode attention streams it, so its time scales with the KV bytes.
@@ -250,7 +262,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
     out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
                     kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s,
-                    error_band=error_band(kernels, table))
+                    error_band=error_band(kernels, table), host_per_row_s=per_token_s, overlap_host=overlap_host)
     if len(_CACHE) > 4096:
         _CACHE.clear()
     _CACHE[key] = out

@@ -193,7 +193,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     ptr = done = num_steps = num_preempt = max_conc = 0
     kv_s, pair_s = step.kv_s_per_token, step.pair_s
     table = step_table(step, max(budget, max_batch * beams))
-    size, base, head, decode = table.size, table.base_s, table.head_s, table.decode_s
+    size, base, head, host, decode = table.size, table.base_s, table.head_s, table.host_s, table.decode_s
+    overlap = step.overlap_host
     w = MissCount(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
@@ -256,8 +257,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     completing += 1
         if ptok and not mixed:  # a prefill-only iteration: the decoding sequences wait
             tokens, rows = ptok, completing * beams
-            if tokens < size and rows < size:
-                dt = base[tokens] + head[rows] + pair_s * pairs
+            if tokens < size and rows < size:  # StepTable.step_s, its terms in the same order
+                dev, h = base[tokens] + head[rows], host[rows]
+                dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs
             else:
                 dt = step.step_s(tokens, pairs, rows, 0.0)
             k, adv = 1, 0
@@ -267,8 +269,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     held.append([t, ndec])
         elif ptok:
             tokens, rows = ptok + ntok, completing * beams + ntok
-            if tokens < size and rows < size:  # StepModel.step_s, its terms in the same order
-                dt = base[tokens] + head[rows] + pair_s * pairs + kv_s * dec_kv
+            if tokens < size and rows < size:  # StepTable.step_s, its terms in the same order
+                dev, h = base[tokens] + head[rows], host[rows]
+                dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs + kv_s * dec_kv
             else:
                 dt = step.step_s(tokens, pairs, rows, dec_kv)
             k = adv = 1

@@ -24,13 +24,19 @@ class StepTable:
     """One replica's iteration time by token count n = 0 .. size - 1."""
 
     model: StepModel
-    base_s: list[float]  # overhead + dense(n): the first two terms of `StepModel.step_s`
+    base_s: list[float]  # dense(n): the device's work for n tokens but the output head
     head_s: list[float]  # head(n) for n logit rows (0 for none)
-    decode_s: list[float]  # a decode-only iteration of n sequences: base_s[n] + head_s[n]
+    host_s: list[float]  # the host's time with n logit rows: overhead + per-row time x n
+    decode_s: list[float]  # a decode-only iteration of n sequences (`core`), without its KV term
 
     @property
     def size(self) -> int:
         return len(self.base_s)
+
+    def core(self, tokens: int, logit_rows: int) -> float:
+        """An iteration's host and device time but its attention terms (`StepModel.step_s`'s `core`)."""
+        device, host = self.base_s[tokens] + self.head_s[logit_rows], self.host_s[logit_rows]
+        return (device if device > host else host) if self.model.overlap_host else host + device
 
     def step_s(self, tokens: int, pairs: float, logit_rows: int, kv_tokens: float) -> float:
         """`StepModel.step_s`, to the bit."""
@@ -38,8 +44,7 @@ class StepTable:
             return self.model.step_s(tokens, pairs, logit_rows, kv_tokens)
         if tokens <= 0:
             return 0.0
-        return self.base_s[tokens] + self.head_s[logit_rows] + self.model.pair_s * pairs \
-            + self.model.kv_s_per_token * kv_tokens
+        return self.core(tokens, logit_rows) + self.model.pair_s * pairs + self.model.kv_s_per_token * kv_tokens
 
 
 def _curve(n: np.ndarray, xs: tuple[float, ...], ys: tuple[float, ...]) -> np.ndarray:
@@ -62,10 +67,13 @@ def step_table(model: StepModel, max_tokens: int) -> StepTable:
     table = _TABLES.get(key)
     if table is None:
         n = np.arange(size, dtype=float)
-        base = model.overhead_s + _curve(n, model.grid, model.dense_s)
+        base = _curve(n, model.grid, model.dense_s)
         head = _curve(n, model.grid, model.head_s)
         head[0] = 0.0
-        table = StepTable(model, base.tolist(), head.tolist(), (base + head).tolist())
+        host = model.overhead_s + model.host_per_row_s * n
+        device = base + head
+        decode = np.maximum(device, host) if model.overlap_host else host + device
+        table = StepTable(model, base.tolist(), head.tolist(), host.tolist(), decode.tolist())
         if len(_TABLES) > 256:
             _TABLES.clear()
         _TABLES[key] = table

@@ -90,6 +90,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "host.per_token_s": ("seconds", ("serving",), 0.0,
                          "host time per token an iteration produces (per-request sampling, detokenizing, streaming)"),
+    "host.overlap": ("bool", ("serving",), False,
+                     "the engine prepares iteration i + 1 on the host while the device runs i: an iteration takes the "
+                     "longer of its host and device time, not their sum"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
