@@ -31,13 +31,14 @@ def _predict(tmp_path: Path, extra: str = "") -> dict:
 
 def test_disaggregated_pools_run_and_separate_prefill_from_decode(tmp_path: Path) -> None:
     """Both pools run at the given rate, the prompt-cache transfer over NVLink is reported, TTFT is bounded by
-    the whole latency, and one prefill replica serving the load alone answers slower than four mixed ones."""
+    the whole latency, and at a light load the prefill pool answers no slower than four mixed replicas: a prompt
+    there shares its iteration with no decoding sequence (whose rows add host and head time)."""
     aggregated = _predict(tmp_path)
     split = _predict(tmp_path, "  disaggregation: {prefill_replicas: 1, decode_replicas: 3}\n")
     assert split["replicas"] == 4 and split["prefill_replicas"] == 1 and split["decode_replicas"] == 3
     assert 0 < split["kv_transfer_s"] < 1e-3  # 512 tokens of KV over 2x450 GB/s NVLink: microseconds
     assert split["ttft_s"]["p50"] > 0 and split["latency_s"]["p99"] >= split["ttft_s"]["p99"]
-    assert split["ttft_s"]["p50"] >= aggregated["ttft_s"]["p50"] * (1 - 1e-9)  # equal at a light load
+    assert split["ttft_s"]["p50"] <= aggregated["ttft_s"]["p50"] * (1 + 1e-9)
     assert split["throughput_samples_per_s"] == pytest.approx(40.0)
 
 
