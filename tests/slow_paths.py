@@ -70,7 +70,7 @@ def serve_queries_slow(arrival: np.ndarray, pairs: np.ndarray, step: Callable[[f
 
 def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int,
                   max_batch_tokens: int, num_replicas: int = 1, num_beams: int = 1, path: str | None = None,
-                  prefilled: bool = False, reserve: float = 0.0, mixed: bool = True) -> SimResult:
+                  prefilled: bool = False, reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
@@ -90,7 +90,7 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, mixed=mixed)
+                       reserve=reserve, mixed=mixed, chunked=chunked)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -102,13 +102,13 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
 
 def simulate_closed_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int,
                          max_batch: int, max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                         reserve: float = 0.0, mixed: bool = True) -> SimResult:
+                         reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
                    max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve,
-                   mixed=mixed)
+                   mixed=mixed, chunked=chunked)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps)
@@ -130,7 +130,7 @@ class _Run:
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
-             mixed: bool = True) -> _Run:
+             mixed: bool = True, chunked: bool = True) -> _Run:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
     `mixed` False: prefill-only iterations first, decodes wait; every token's gap is then taken one sequence at a
     time from its own previous token (`last`), independently of the fast path's grouping.
@@ -196,9 +196,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 entry[1] = entry[2]
                 completing.append(entry)
                 continue
-            if left <= 0:
+            c = entry[2] - entry[1]  # not chunked: whole prompts, the first of an iteration even past the budget
+            if c > left and (not chunked and ptok or chunked and left <= 0):
                 break
-            c = min(entry[2] - entry[1], left)
+            if chunked:
+                c = min(c, left)
             pairs += c * entry[1] + c * (c + 1) / 2
             ptok += c
             left -= c

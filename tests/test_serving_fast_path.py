@@ -47,10 +47,11 @@ def _replica(name: str) -> tuple[Replica, ServingSpec, Scenario]:
 def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
                   max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
                   reserve: float = 0.0, gaps: bool = False, watch: object = None, log: bool = True,
-                  mixed: bool = True) -> Any:
+                  mixed: bool = True, chunked: bool = True) -> Any:
     """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
     iteration log: the compared predictions do not read it)."""
-    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve, mixed)
+    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve, mixed,
+                              chunked)
     return simulator._Run(run.arrival_s, run.first_s, run.finish_s, run.busy_s, run.num_steps, run.num_preemptions,
                           run.max_concurrency, run.gaps, Iterations.of([]))
 
@@ -209,3 +210,29 @@ def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
         for field in ("first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert fast.num_steps == slow.num_steps
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
+    """Whole prompts only (`scheduler.chunked_prefill` false) under a budget that one to two prompts fill: offline,
+    Poisson and closed-loop runs give the slow loop's times, and some prompt did wait for a later iteration."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    budget = int(spec.input_tokens.upper * 1.5)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": budget, "reserve": replica.reserve_output,
+              "mixed": mixed, "chunked": False}
+    cap = replica.kv_capacity_tokens
+    runs = []
+    for rate in (None, 40.0):
+        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
+        runs.append((simulate(replica.step, cap, reqs, **common, gaps=True),  # type: ignore[arg-type]
+                     slow_paths.simulate_slow(replica.step, cap, reqs, **common)))  # type: ignore[arg-type]
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    runs.append((simulate_closed(replica.step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
+                 slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
+    for fast, slow in runs:
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+    chunked = simulate(replica.step, cap, make_requests(spec.input_tokens, spec.output_tokens, 300, None, 1),
+                       **(common | {"chunked": True}))  # type: ignore[arg-type]
+    assert not np.array_equal(chunked.first_token_s, runs[0][0].first_token_s)

@@ -116,3 +116,19 @@ def test_unmixed_burst_prefills_every_prompt_before_any_second_token() -> None:
     res = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, gaps=True, mixed=False)
     assert res.gaps is not None
     assert float(res.first_token_s.max()) < float(res.gaps.end_s.min())
+
+
+def test_unchunked_prompts_run_whole_and_wait_for_room() -> None:
+    """Two 3,000-token prompts under a 4,096-token budget: chunked, the second starts in the first iteration and
+    finishes in the second; whole prompts only, it waits for the second iteration entirely, and a prompt longer
+    than the budget still runs, whole, alone."""
+    reqs = Requests(np.zeros(2), np.full(2, 3000), np.full(2, 4))
+    split = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
+    whole = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, chunked=False)
+    one = STEP.step_s(3000, 3000 * 3001 / 2, 1, 0.0)
+    assert whole.first_token_s[0] == pytest.approx(one, rel=1e-12)  # the first prompt alone
+    assert split.first_token_s[0] > one  # shares its iteration with the second prompt's first chunk
+    assert whole.first_token_s[1] > split.first_token_s[1]
+    long = simulate(STEP, 100_000, Requests(np.zeros(1), np.full(1, 6000), np.full(1, 4)), max_batch=8,
+                    max_batch_tokens=4096, chunked=False)
+    assert long.first_token_s[0] == pytest.approx(STEP.step_s(6000, 6000 * 6001 / 2, 1, 0.0), rel=1e-12)

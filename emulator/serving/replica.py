@@ -124,6 +124,7 @@ class Replica:
     error_band: float
     reserve_output: float = 0.0  # the engine's admission reserve for outputs (`scheduler.reserve_output`)
     mixed_batches: bool = True  # prefill and decode share an iteration (`scheduler.mixed_batches`)
+    chunked_prefill: bool = True  # prompts split over iterations (`scheduler.chunked_prefill`)
 
     @property
     def num_devices(self) -> int:
@@ -305,7 +306,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
                    provenance=table.provenance, error_band=steps.error_band,
                    reserve_output=float(stack.get("scheduler.reserve_output")),
-                   mixed_batches=bool(stack.get("scheduler.mixed_batches")))
+                   mixed_batches=bool(stack.get("scheduler.mixed_batches")),
+                   chunked_prefill=bool(stack.get("scheduler.chunked_prefill")))
 
 
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:

@@ -59,7 +59,8 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
              num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
-             reserve: float = 0.0, gaps: bool = False, mixed: bool = True, log: bool = True) -> SimResult:
+             reserve: float = 0.0, gaps: bool = False, mixed: bool = True, log: bool = True,
+             chunked: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
@@ -68,6 +69,10 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
     `mixed`: prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM); False: an iteration runs either
     prefill chunks or decodes, prefill first, and decoding sequences wait through it (SGLang's default).
+    `chunked`: a prompt longer than what is left of the token budget is split over iterations (vLLM, SGLang); False:
+    prompts run whole, in admission order, and one that does not fit waits for the next iteration; one that is
+    first in its iteration runs whole even past the budget (TensorRT-LLM without chunked prefill, whose budget a
+    deployment sets at least as large as its longest prompt).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs), which a caller that assembles its own result
     from runs (a disaggregated search's trials) never reads.
@@ -85,7 +90,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, gaps=gaps, mixed=mixed, log=log)
+                       reserve=reserve, gaps=gaps, mixed=mixed, log=log, chunked=chunked)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -108,12 +113,12 @@ class Watched:
 
 def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Requests, watch: SloWatch, *, max_batch: int,
                      max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                     reserve: float = 0.0, mixed: bool = True) -> Watched:
+                     reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> Watched:
     """`simulate` on one replica, stopped as soon as the run's p99s cannot meet `watch.slo` (see SloWatch)."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens, requests.output_tokens,
                    max_batch, max_batch_tokens, num_beams, reserve=reserve, watch=watch, log=False,
-                   mixed=mixed)
+                   mixed=mixed, chunked=chunked)
     if run.missed:
         return Watched(None, run.max_concurrency)
     return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
@@ -123,14 +128,14 @@ def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Request
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                    reserve: float = 0.0, mixed: bool = True) -> SimResult:
+                    reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
                    max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve, gaps=True,
-                   mixed=mixed)
+                   mixed=mixed, chunked=chunked)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,))
@@ -160,11 +165,12 @@ class _Run:
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
-             gaps: bool = False, watch: SloWatch | None = None, log: bool = True, mixed: bool = True) -> _Run:
+             gaps: bool = False, watch: SloWatch | None = None, log: bool = True, mixed: bool = True,
+             chunked: bool = True) -> _Run:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
-    trial runs need none). `mixed`: see `simulate`."""
+    trial runs need none). `mixed`, `chunked`: see `simulate`."""
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -244,11 +250,14 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     entry[1] = entry[2]
                     completing += 1
                     continue
-                if left <= 0:
-                    break
                 c = entry[2] - entry[1]
                 if c > left:
-                    c = left
+                    if chunked:
+                        if left <= 0:
+                            break
+                        c = left
+                    elif ptok:  # whole prompts only: this one waits for the next iteration
+                        break
                 pairs += c * entry[1] + c * (c + 1) / 2
                 ptok += c
                 left -= c

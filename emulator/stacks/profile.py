@@ -87,6 +87,10 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "scheduler.mixed_batches": ("bool", ("serving",), True,
                                 "prefill chunks and decodes share an iteration; false: an iteration runs one or the "
                                 "other, prefill first"),
+    "scheduler.chunked_prefill": ("bool", ("serving",), True,
+                                  "a prompt longer than what is left of an iteration's token budget is split over "
+                                  "iterations; false: prompts run whole, in order (one that does not fit waits for "
+                                  "the next iteration, and one alone may exceed the budget)"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "host.per_token_s": ("seconds", ("serving",), 0.0,
                          "host time per token an iteration produces (per-request sampling, detokenizing, streaming)"),
