@@ -27,7 +27,7 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.roofline import combined_band, error_band
 from emulator.hardware import DeviceProfile
 from emulator.serving.iterations import Iterations
-from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
+from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps
 
 
@@ -70,13 +70,12 @@ def serve_queries_slow(arrival: np.ndarray, pairs: np.ndarray, step: Callable[[f
 
 def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int,
                   max_batch_tokens: int, num_replicas: int = 1, num_beams: int = 1, path: str | None = None,
-                  prefilled: bool = False, reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
+                  prefilled: bool = False, scheduling: Scheduling = DEFAULT_SCHEDULING) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
-    `reserve`: the share of each admitted request's remaining output tokens the engine's admission keeps free in
-    the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
+    `scheduling`: the engine's policy (see `simulator.simulate`).
     """
     n = len(requests)
     first, finish = np.full(n, np.nan), np.full(n, np.nan)
@@ -90,7 +89,7 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, mixed=mixed, chunked=chunked)
+                       scheduling=scheduling)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -102,13 +101,12 @@ def simulate_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, 
 
 def simulate_closed_slow(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int,
                          max_batch: int, max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                         reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
+                         scheduling: Scheduling = DEFAULT_SCHEDULING) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve,
-                   mixed=mixed, chunked=chunked)
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps)
@@ -129,12 +127,13 @@ class _Run:
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
-             mixed: bool = True, chunked: bool = True) -> _Run:
-    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
-    `mixed` False: prefill-only iterations first, decodes wait; every token's gap is then taken one sequence at a
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0,
+             scheduling: Scheduling = DEFAULT_SCHEDULING) -> _Run:
+    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
+    not mixed: prefill-only iterations first, decodes wait; every token's gap is then taken one sequence at a
     time from its own previous token (`last`), independently of the fast path's grouping.
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
+    reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.

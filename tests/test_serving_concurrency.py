@@ -161,8 +161,7 @@ def test_measuring_all_requests_counts_the_first_burst_and_the_whole_run() -> No
     assert every.stats.ttft_mean_s > steady.stats.ttft_mean_s
     res = simulate_closed(replica.step, replica.kv_capacity_tokens,
                           Requests(np.zeros(4 * c), np.full(4 * c, 1024), np.full(4 * c, 256)), concurrency=c,
-                          max_batch=c, max_batch_tokens=replica.max_batch_tokens, reserve=replica.reserve_output,
-                          mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                          max_batch=c, max_batch_tokens=replica.max_batch_tokens, scheduling=replica.scheduling)
     assert every.throughput_tokens_per_s == pytest.approx(4 * c * 256 / res.makespan_s, rel=1e-9)
     assert every.stats.ttft_mean_s == pytest.approx(float(res.ttft_s.mean()), rel=1e-9)
     assert parse_inference({"input_tokens": 10, "concurrency": 8, "measured_requests": "all", "num_requests": 8},

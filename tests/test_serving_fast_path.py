@@ -21,7 +21,7 @@ from emulator.scenario import Distribution, Inference, Parallel, Scenario, Servi
 from emulator.serving import predict_serving
 from emulator.serving.batcher import Batches
 from emulator.serving.iterations import Iterations
-from emulator.serving.replica import Replica, StepModel, build_replica
+from emulator.serving.replica import DEFAULT_SCHEDULING, Replica, Scheduling, StepModel, build_replica
 from emulator.serving.search import choose_batch
 from emulator.serving.simulator import make_requests, simulate, simulate_closed
 from emulator.serving.steptable import step_table
@@ -46,12 +46,11 @@ def _replica(name: str) -> tuple[Replica, ServingSpec, Scenario]:
 
 def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
                   max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
-                  reserve: float = 0.0, gaps: bool = False, watch: object = None, log: bool = True,
-                  mixed: bool = True, chunked: bool = True) -> Any:
+                  scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: object = None,
+                  log: bool = True) -> Any:
     """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
     iteration log: the compared predictions do not read it)."""
-    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, reserve, mixed,
-                              chunked)
+    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, scheduling)
     return simulator._Run(run.arrival_s, run.first_s, run.finish_s, run.busy_s, run.num_steps, run.num_preemptions,
                           run.max_concurrency, run.gaps, Iterations.of([]))
 
@@ -86,7 +85,7 @@ def test_event_loop_runs_as_the_slow_one(name: str) -> None:
     request (closed loops: token gaps too)."""
     replica, spec, _ = _replica(name)
     batch = choose_batch(replica, spec)
-    common = {"max_batch": batch, "max_batch_tokens": replica.max_batch_tokens, "reserve": replica.reserve_output}
+    common = {"max_batch": batch, "max_batch_tokens": replica.max_batch_tokens, "scheduling": replica.scheduling}
     cap = replica.kv_capacity_tokens
     tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)  # preempts
     for rate, kv in ((None, cap), (40.0, cap), (None, min(cap, tight))):
@@ -163,7 +162,7 @@ def test_unmixed_event_loop_runs_as_the_slow_one(name: str) -> None:
     sequence's own previous token."""
     replica, spec, _ = _replica(name)
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
-              "reserve": replica.reserve_output, "mixed": False}
+              "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=False)}
     cap = replica.kv_capacity_tokens
     tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)
     runs = []
@@ -196,7 +195,7 @@ def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     for n in range(1, table.size):
         assert table.decode_s[n] == step.step_s(n, 0.0, n, 0.0)
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
-              "reserve": replica.reserve_output, "mixed": mixed}
+              "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=mixed)}
     cap = replica.kv_capacity_tokens
     runs = []
     for rate in (None, 40.0):
@@ -218,8 +217,8 @@ def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     Poisson and closed-loop runs give the slow loop's times, and some prompt did wait for a later iteration."""
     replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
     budget = int(spec.input_tokens.upper * 1.5)
-    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": budget, "reserve": replica.reserve_output,
-              "mixed": mixed, "chunked": False}
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": budget,
+              "scheduling": Scheduling(replica.scheduling.reserve_output, mixed, chunked_prefill=False)}
     cap = replica.kv_capacity_tokens
     runs = []
     for rate in (None, 40.0):
@@ -234,5 +233,5 @@ def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert fast.num_steps == slow.num_steps
     chunked = simulate(replica.step, cap, make_requests(spec.input_tokens, spec.output_tokens, 300, None, 1),
-                       **(common | {"chunked": True}))  # type: ignore[arg-type]
+                       **(common | {"scheduling": Scheduling(replica.scheduling.reserve_output, mixed)}))  # type: ignore[arg-type]
     assert not np.array_equal(chunked.first_token_s, runs[0][0].first_token_s)

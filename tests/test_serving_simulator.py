@@ -7,7 +7,7 @@ import pytest
 
 from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
-from emulator.serving.replica import StepModel
+from emulator.serving.replica import Scheduling, StepModel
 from emulator.serving.simulator import Requests, make_requests, simulate
 
 GRID = (1.0, 64.0, 1024.0, 8192.0)
@@ -84,12 +84,12 @@ def test_reserving_outputs_never_preempts_and_makes_requests_wait() -> None:
     never preempts where an optimistic one (vLLM) does; the wait moves into TTFT, and every request finishes."""
     reqs = make_requests(INPUTS, OUTPUTS, 300, None, 0)
     optimistic = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096)
-    reserved = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, reserve=1.0)
+    reserved = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, scheduling=Scheduling(1.0))
     assert optimistic.num_preemptions > 0 and reserved.num_preemptions == 0
     assert np.all(np.isfinite(reserved.finish_s))
     assert reserved.max_concurrency < optimistic.max_concurrency
     assert float(np.mean(reserved.ttft_s)) > float(np.mean(optimistic.ttft_s))
-    half = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, reserve=0.5)
+    half = simulate(STEP, 8_000, reqs, max_batch=64, max_batch_tokens=4096, scheduling=Scheduling(0.5))
     assert reserved.max_concurrency <= half.max_concurrency <= optimistic.max_concurrency
 
 
@@ -99,7 +99,7 @@ def test_unmixed_prefill_stalls_the_decoding_request_and_its_token_gap_spans_it(
     reqs = Requests(np.array([0.0, 0.05]), np.array([500, 2000]), np.array([40, 5]))
     common = {"max_batch": 8, "max_batch_tokens": 4096, "gaps": True}
     mixed = simulate(STEP, 100_000, reqs, **common)  # type: ignore[arg-type]
-    alone = simulate(STEP, 100_000, reqs, **common, mixed=False)  # type: ignore[arg-type]
+    alone = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(mixed_batches=False))  # type: ignore[arg-type]
     prefill = STEP.step_s(2000, 2000 * 2001 / 2, 1, 0)
     assert alone.ttft_s[1] < mixed.ttft_s[1]  # no decode rides along with its prefill
     assert alone.finish_s[0] > mixed.finish_s[0]  # the decoding request waited through it
@@ -113,7 +113,8 @@ def test_unmixed_burst_prefills_every_prompt_before_any_second_token() -> None:
     """Prefill first: of a burst of prompts, every one gets its first token before any gets a second (each
     request's TTFT is below the earliest second token)."""
     reqs = Requests(np.zeros(6), np.full(6, 3000), np.full(6, 20))
-    res = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, gaps=True, mixed=False)
+    res = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, gaps=True,
+                   scheduling=Scheduling(mixed_batches=False))
     assert res.gaps is not None
     assert float(res.first_token_s.max()) < float(res.gaps.end_s.min())
 
@@ -124,11 +125,12 @@ def test_unchunked_prompts_run_whole_and_wait_for_room() -> None:
     than the budget still runs, whole, alone."""
     reqs = Requests(np.zeros(2), np.full(2, 3000), np.full(2, 4))
     split = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
-    whole = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, chunked=False)
+    whole = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096,
+                     scheduling=Scheduling(chunked_prefill=False))
     one = STEP.step_s(3000, 3000 * 3001 / 2, 1, 0.0)
     assert whole.first_token_s[0] == pytest.approx(one, rel=1e-12)  # the first prompt alone
     assert split.first_token_s[0] > one  # shares its iteration with the second prompt's first chunk
     assert whole.first_token_s[1] > split.first_token_s[1]
     long = simulate(STEP, 100_000, Requests(np.zeros(1), np.full(1, 6000), np.full(1, 4)), max_batch=8,
-                    max_batch_tokens=4096, chunked=False)
+                    max_batch_tokens=4096, scheduling=Scheduling(chunked_prefill=False))
     assert long.first_token_s[0] == pytest.approx(STEP.step_s(6000, 6000 * 6001 / 2, 1, 0.0), rel=1e-12)

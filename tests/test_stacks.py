@@ -258,7 +258,7 @@ def test_kv_pool_of_the_whole_memory_or_of_what_is_free() -> None:
     assert trt.kv_capacity_tokens * trt.kv_bytes_per_token == pytest.approx(0.9 * free, rel=0.01)
     assert vllm.kv_capacity_tokens * vllm.kv_bytes_per_token == pytest.approx(
         0.9 * system.device.memory_bytes - vllm.weight_bytes - vllm.workspace_bytes, rel=0.01)
-    assert (trt.reserve_output, vllm.reserve_output) == (1.0, 0.0)
+    assert (trt.scheduling.reserve_output, vllm.scheduling.reserve_output) == (1.0, 0.0)
 
 
 def test_every_prediction_names_its_stack_in_json_and_text(tmp_path: Path) -> None:

@@ -72,8 +72,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         return simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
                         max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                         num_replicas=d.prefill_replicas, path=path,
-                        reserve=replica.reserve_output, mixed=replica.mixed_batches,
-                        chunked=replica.chunked_prefill, log=False)
+                        scheduling=replica.scheduling, log=False)
 
     def run(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, SimResult, np.ndarray]:
         pre = pre or prefill_pool(rate)
@@ -83,8 +82,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
                        Requests(ready[order], unit.input_tokens[order], unit.output_tokens[order]),
                        max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                        num_replicas=d.decode_replicas, path=path, prefilled=True,
-                       reserve=replica.reserve_output, mixed=replica.mixed_batches,
-                       chunked=replica.chunked_prefill, log=False)
+                       scheduling=replica.scheduling, log=False)
         finish = np.empty(n)
         finish[order] = dec.finish_s
         return pre, dec, finish

@@ -107,5 +107,5 @@ def _run_trace(replica: Replica, spec: ServingSpec, replicas: int) -> tuple[SimR
     res = simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, inp, out), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_replicas=replicas, num_beams=spec.num_beams,
                    path=spec.path,
-                   reserve=replica.reserve_output, mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                   scheduling=replica.scheduling)
     return res, ScenarioResult("server", res, 1, batch, None, meets(res, spec.slo))

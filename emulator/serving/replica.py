@@ -102,6 +102,23 @@ def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
     return float(np.interp(x, xs, ys))
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """How the engine's scheduler fills an iteration: its stack profile's `scheduler.*` items."""
+
+    reserve_output: float = 0.0  # share of each admitted request's remaining output kept free in the KV cache
+    mixed_batches: bool = True  # prefill chunks and decodes share an iteration (else prefill first, decodes wait)
+    chunked_prefill: bool = True  # a prompt is split over iterations (else it runs whole, waiting for room)
+
+    @classmethod
+    def of(cls, stack: StackProfile) -> Scheduling:
+        return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
+                   bool(stack.get("scheduler.chunked_prefill")))
+
+
+DEFAULT_SCHEDULING = Scheduling()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Replica:
     """A replica's layout, memory and step model."""
@@ -122,9 +139,7 @@ class Replica:
     max_batch_tokens: int
     provenance: str
     error_band: float
-    reserve_output: float = 0.0  # the engine's admission reserve for outputs (`scheduler.reserve_output`)
-    mixed_batches: bool = True  # prefill and decode share an iteration (`scheduler.mixed_batches`)
-    chunked_prefill: bool = True  # prompts split over iterations (`scheduler.chunked_prefill`)
+    scheduling: Scheduling = DEFAULT_SCHEDULING  # the engine's scheduler policy (`scheduler.*`)
 
     @property
     def num_devices(self) -> int:
@@ -305,9 +320,7 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
                    provenance=table.provenance, error_band=steps.error_band,
-                   reserve_output=float(stack.get("scheduler.reserve_output")),
-                   mixed_batches=bool(stack.get("scheduler.mixed_batches")),
-                   chunked_prefill=bool(stack.get("scheduler.chunked_prefill")))
+                   scheduling=Scheduling.of(stack))
 
 
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:
@@ -315,4 +328,5 @@ def with_overhead(replica: Replica, overhead_s: float) -> Replica:
     return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
 
 
-__all__ = ["KV_BLOCK_TOKENS", "Replica", "StepModel", "build_replica", "shard", "step_model"]
+__all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "StepModel", "build_replica", "shard",
+           "step_model"]

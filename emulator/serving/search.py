@@ -123,7 +123,7 @@ def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> Scena
     reqs = _share(make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed), num_replicas)
     res = simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
-                   reserve=replica.reserve_output, mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                   scheduling=replica.scheduling)
     return ScenarioResult("offline", res, num_replicas, batch, None, True)
 
 
@@ -147,7 +147,7 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
         requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed)
     res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
-                   reserve=replica.reserve_output, mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                   scheduling=replica.scheduling)
     return res.steady(WARMUP_FRACTION)
 
 
@@ -161,7 +161,7 @@ def watched_run(replica: Replica, spec: ServingSpec, num_replicas: int, batch: i
     watch = SloWatch(spec.slo, int(len(share) * WARMUP_FRACTION))
     run = simulate_watched(replica.step, replica.kv_capacity_tokens, share, watch, max_batch=batch,
                            max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
-                           reserve=replica.reserve_output, mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                           scheduling=replica.scheduling)
     if run.result is None:
         return run
     steady = run.result.steady(WARMUP_FRACTION)
@@ -277,7 +277,7 @@ def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -
     res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
                           max_batch=spec.batch_size or clients, max_batch_tokens=replica.max_batch_tokens,
                           num_beams=spec.num_beams, path=spec.path,
-                          reserve=replica.reserve_output, mixed=replica.mixed_batches, chunked=replica.chunked_prefill)
+                          scheduling=replica.scheduling)
     # Every client has a request in flight from the first send after the warm-up wave to the last send; the window
     # spans whole waves of sends (a multiple of `clients`) so that it starts and ends at the same phase of the
     # bursts equal-length requests keep (prefill iterations then decode runs).

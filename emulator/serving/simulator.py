@@ -22,11 +22,12 @@ a request's send time is set when the completion that frees its client happens.
 Token gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
 preempted request's wait from its last token to the first token after its recompute counts once.
 
-Engines that do not mix (`mixed=False`, SGLang's default): while any admitted prompt has prefill left, an iteration
-runs prefill chunks only (the whole token budget, no decode tokens, no KV read by decodes) and the decoding
-sequences gain nothing; decoding resumes when no prefill is pending. The first decode iteration after such a
-stretch runs alone (not folded into a closed-form run) and its tokens' gaps are counted from each sequence's own
-previous token (`held`: the decoders' last token time, and each newly prefilled group's first-token time).
+Engines that do not mix (`Scheduling.mixed_batches` false, SGLang's default): while any admitted prompt has
+prefill left, an iteration runs prefill chunks only (the whole token budget, no decode tokens, no KV read by
+decodes) and the decoding sequences gain nothing; decoding resumes when no prefill is pending. The first decode
+iteration after such a stretch runs alone (not folded into a closed-form run) and its tokens' gaps are counted
+from each sequence's own previous token (`held`: the decoders' last token time, and each newly prefilled group's
+first-token time).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 
 from emulator.errors import EmulatorError
 from emulator.serving.iterations import Iterations, Run
-from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
+from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
 from emulator.serving.slowatch import MISS_MARGIN, MissCount, SloWatch, misses_to_fail
 from emulator.serving.steptable import step_table
@@ -59,20 +60,19 @@ def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int =
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
              num_replicas: int = 1, num_beams: int = 1, path: str | None = None, prefilled: bool = False,
-             reserve: float = 0.0, gaps: bool = False, mixed: bool = True, log: bool = True,
-             chunked: bool = True) -> SimResult:
+             scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, log: bool = True) -> SimResult:
     """Simulate all requests on `num_replicas` identical replicas (request i goes to replica i mod R).
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
-    `reserve`: the share of each admitted request's remaining output tokens the engine's admission keeps free in
-    the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts later).
-    `mixed`: prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM); False: an iteration runs either
-    prefill chunks or decodes, prefill first, and decoding sequences wait through it (SGLang's default).
-    `chunked`: a prompt longer than what is left of the token budget is split over iterations (vLLM, SGLang); False:
-    prompts run whole, in admission order, and one that does not fit waits for the next iteration; one that is
-    first in its iteration runs whole even past the budget (TensorRT-LLM without chunked prefill, whose budget a
-    deployment sets at least as large as its longest prompt).
+    `scheduling` (the engine's policy): `reserve_output`, the share of each admitted request's remaining output
+    tokens the admission keeps free in the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the
+    prompt and preempts later); `mixed_batches`, prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM),
+    else an iteration runs either prefill chunks or decodes, prefill first, and decoding sequences wait through it
+    (SGLang's default); `chunked_prefill`, a prompt longer than what is left of the token budget is split over
+    iterations (vLLM, SGLang), else prompts run whole, in admission order, and one that does not fit waits for the
+    next iteration, one first in its iteration running whole even past the budget (TensorRT-LLM without chunked
+    prefill, whose budget a deployment sets at least as large as its longest prompt).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs), which a caller that assembles its own result
     from runs (a disaggregated search's trials) never reads.
@@ -90,7 +90,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
             continue
         run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       reserve=reserve, gaps=gaps, mixed=mixed, log=log, chunked=chunked)
+                       scheduling=scheduling, gaps=gaps, log=log)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -113,12 +113,11 @@ class Watched:
 
 def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Requests, watch: SloWatch, *, max_batch: int,
                      max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                     reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> Watched:
+                     scheduling: Scheduling = DEFAULT_SCHEDULING) -> Watched:
     """`simulate` on one replica, stopped as soon as the run's p99s cannot meet `watch.slo` (see SloWatch)."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens, requests.output_tokens,
-                   max_batch, max_batch_tokens, num_beams, reserve=reserve, watch=watch, log=False,
-                   mixed=mixed, chunked=chunked)
+                   max_batch, max_batch_tokens, num_beams, scheduling=scheduling, watch=watch, log=False)
     if run.missed:
         return Watched(None, run.max_concurrency)
     return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
@@ -128,14 +127,14 @@ def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Request
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                    reserve: float = 0.0, mixed: bool = True, chunked: bool = True) -> SimResult:
+                    scheduling: Scheduling = DEFAULT_SCHEDULING) -> SimResult:
     """One replica under a closed loop of `concurrency` clients (see the module docstring): the first
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), reserve=reserve, gaps=True,
-                   mixed=mixed, chunked=chunked)
+                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling,
+                   gaps=True)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,))
@@ -164,13 +163,14 @@ class _Run:
 
 
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0, reserve: float = 0.0,
-             gaps: bool = False, watch: SloWatch | None = None, log: bool = True, mixed: bool = True,
-             chunked: bool = True) -> _Run:
-    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `reserve`: see `simulate`;
+             budget: int, beams: int, prefilled: bool = False, closed: int = 0,
+             scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
+             log: bool = True) -> _Run:
+    """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
-    trial runs need none). `mixed`, `chunked`: see `simulate`."""
+    trial runs need none)."""
+    reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
