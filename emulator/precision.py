@@ -26,7 +26,13 @@ DTYPE_BYTES: dict[str, float] = {
 }
 
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "fp32")
-SERVE_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32")
+SERVE_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32", "w4a16")
+# Weight-only formats, serving only: weights stored at fewer bits and widened in the GEMM's prologue, the math in
+# the activations' 16-bit dtype on any chip (what runs MXFP4 and INT4 checkpoints on chips without 4-bit matrix
+# units: Marlin/Machete, Triton MXFP4 MoE). Bytes per weight: 4 bits plus one 8-bit scale per 32 (MXFP4's E8M0 block
+# scale, the OCP Microscaling spec; INT4 with 128-wide group scales is close). Not a sizing candidate unless named:
+# it changes the model's weights.
+WEIGHT_ONLY_BYTES: dict[str, float] = {"w4a16": 0.5 + 1 / 32}
 KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8")
 # GEMM formats on the matrix units (W8A8-style): traced in bf16, re-costed in their own dtype by the roofline.
 LOW_PRECISIONS = ("fp8", "int8", "fp4")
@@ -47,6 +53,11 @@ ADAM_STATE_BYTES_PER_PARAM = 12.0
 def dtype_bytes(dtype: str) -> float:
     """Bytes per element of `dtype` ("bf16": 2, "fp4": 0.5)."""
     return float(DTYPE_BYTES[dtype])
+
+
+def weight_bytes_per_param(precision: str) -> float:
+    """Bytes per weight a serving replica stores in `precision` (weight-only formats: their packed width)."""
+    return WEIGHT_ONLY_BYTES.get(precision) or dtype_bytes(precision)
 
 
 def activation_dtype(precision: str) -> str:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.predict import predict
-from emulator.engine.roofline import kernel_time, wave_efficiency
+from emulator.engine.roofline import call_terms, kernel_time, wave_efficiency
 from emulator.hardware import list_devices, load_device
 from emulator.scenario import Inference, Scenario, Training
 from emulator.workloads.config import DLRMConfig
@@ -68,6 +68,25 @@ def test_low_precision_weights_speed_up_decode() -> None:
     fp8 = predict(_scenario("llama3-8b", "h100-sxm", batch_size=4, precision="fp8"), SPEC_DEFAULTS)
     assert fp8.phases["decode"].total_s < 0.8 * bf16.phases["decode"].total_s
     assert fp8.memory.parts["weights"] == pytest.approx(bf16.memory.parts["weights"] / 2)
+
+
+def test_weight_only_four_bit_streams_packed_weights_with_16_bit_math() -> None:
+    """w4a16 on a chip without 4-bit matrix units: a decode GEMM reads its weights at 4.25 bits (4 bits and an 8-bit
+    scale per 32), the rest of its traffic and its FLOPs unchanged; the replica holds 0.53 bytes per weight."""
+    w = 64e6  # a 4096 x 8192 bf16 weight
+    call = KernelCall(op="mm", family="gemm", dtype="bf16", shapes=((8, 4096), (4096, 8192)),
+                      cost=Cost(matrix_flops=2 * 8 * 4096 * 8192, bytes_read=w + 65536, bytes_written=131072),
+                      weight_bytes=w)
+    bf16 = kernel_time(call, load_device("h100-sxm"), SPEC_DEFAULTS)
+    packed = kernel_time(call, load_device("h100-sxm"), SPEC_DEFAULTS, "w4a16")
+    terms = call_terms(call, load_device("h100-sxm"), SPEC_DEFAULTS, "w4a16")
+    assert terms.call.weight_bytes == pytest.approx(w * (0.5 + 1 / 32) / 2)
+    assert terms.call.cost.bytes_read == pytest.approx(w * (0.5 + 1 / 32) / 2 + 65536)
+    assert terms.call.dtype == "bf16" and terms.call.cost.matrix_flops == call.cost.matrix_flops
+    assert packed.time_s < 0.4 * bf16.time_s  # memory bound: about a quarter of the bytes
+    bf16_run = predict(_scenario("llama3-8b", "h100-sxm", batch_size=4), SPEC_DEFAULTS)
+    w4 = predict(_scenario("llama3-8b", "h100-sxm", batch_size=4, precision="w4a16"), SPEC_DEFAULTS)
+    assert w4.memory.parts["weights"] == pytest.approx(bf16_run.memory.parts["weights"] * (0.5 + 1 / 32) / 2)
 
 
 def test_sram_tier_makes_small_working_sets_faster_on_the_custom_accelerator() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from emulator.precision import ADAM_STATE_BYTES_PER_PARAM, DTYPE_BYTES, training_weight_bytes
+from emulator.precision import ADAM_STATE_BYTES_PER_PARAM, DTYPE_BYTES, training_weight_bytes, weight_bytes_per_param
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 
 ALLOCATOR_ALLOWANCE = 0.05
@@ -59,7 +59,7 @@ def training_memory(*, dense_params: float, precision: str, activations: float, 
 
 def serving_weight_bytes(model: ModelConfig, precision: str, shards: int = 1) -> float:
     """Weights one device holds serving in `precision`, split over `shards` devices (tp x pp)."""
-    return model.num_params() * DTYPE_BYTES[precision] / shards
+    return model.num_params() * weight_bytes_per_param(precision) / shards
 
 
 def kv_bytes_per_token(model: TransformerConfig, kv_dtype: str, tp: int = 1, pp: int = 1) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
-from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS
+from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS, WEIGHT_ONLY_BYTES
 from kernels import KernelCall
 from kernels.cost import gemm_dims
 
@@ -128,6 +128,12 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
         scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
         call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
+    elif (precision in WEIGHT_ONLY_BYTES and call.family == "gemm" and call.weight_bytes
+          and KEEP_DTYPE not in call.params and call.dtype in DTYPE_BYTES):
+        # Weight-only format: the weights stream packed, the math stays in the traced dtype.
+        packed = call.weight_bytes * WEIGHT_ONLY_BYTES[precision] / DTYPE_BYTES[call.dtype]
+        cost = dataclasses.replace(cost, bytes_read=cost.bytes_read - call.weight_bytes + packed)
+        call = dataclasses.replace(call, cost=cost, weight_bytes=packed)
     call = dataclasses.replace(call, dtype=dtype) if dtype != call.dtype else call
     main, cache, sram, sram_bytes_per_s = _tier_bytes(call, device, cold)
     rate = memory_rate(device, table)

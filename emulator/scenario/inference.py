@@ -3,7 +3,7 @@
 ```yaml
 inference:
   engine: trtllm                 # serving stack of stack_profiles/serving (default: trtllm; eager matches `run`)
-  precision: fp8                 # weights/GEMMs: bf16 | fp16 | fp8 | fp4 | int8
+  precision: fp8                 # weights/GEMMs: bf16 | fp16 | fp8 | fp4 | int8 | w4a16 (4-bit weights, 16-bit math)
   kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: the engine's defaults.kv_precision)
   parallel: {tp: 2, pp: 1, ep: 1}
   input_tokens: {distribution: normal, mean: 1024, std: 300, min: 16, max: 2048}   # or a number
