@@ -195,11 +195,13 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 entry[1] = entry[2]
                 completing.append(entry)
                 continue
-            c = entry[2] - entry[1]  # not chunked: whole prompts, the first of an iteration even past the budget
-            if c > left and (not chunked and ptok or chunked and left <= 0):
-                break
+            c = entry[2] - entry[1]
             if chunked:
+                if left <= 0:
+                    break
                 c = min(c, left)
+            elif c > left and ptok:  # whole prompts only; the first of an iteration runs even past the budget
+                break
             pairs += c * entry[1] + c * (c + 1) / 2
             ptok += c
             left -= c

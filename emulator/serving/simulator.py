@@ -264,28 +264,19 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 entry[1] += c
                 if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
                     completing += 1
-        if ptok and not mixed:  # a prefill-only iteration: the decoding sequences wait
-            tokens, rows = ptok, completing * beams
+        if ptok:  # mixed: the decoding sequences join the prefill; else a prefill-only iteration, and they wait
+            joined, kv = (ndec, dec_kv) if mixed else (0, 0)
+            tokens, rows = ptok + joined * beams, (completing + joined) * beams
             if tokens < size and rows < size:  # StepTable.step_s, its terms in the same order
                 dev, h = base[tokens] + head[rows], host[rows]
-                dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs
+                dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs + kv_s * kv
             else:
-                dt = step.step_s(tokens, pairs, rows, 0.0)
-            k, adv = 1, 0
+                dt = step.step_s(tokens, pairs, rows, kv)
+            k, adv = 1, int(mixed)
             if keep:
-                runs.append((t, 1, dt, 0.0, 0, ptok))
-                if ndec and not held:
+                runs.append((t, 1, dt, 0.0, joined, ptok))
+                if ndec and not mixed and not held:
                     held.append([t, ndec])
-        elif ptok:
-            tokens, rows = ptok + ntok, completing * beams + ntok
-            if tokens < size and rows < size:  # StepTable.step_s, its terms in the same order
-                dev, h = base[tokens] + head[rows], host[rows]
-                dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs + kv_s * dec_kv
-            else:
-                dt = step.step_s(tokens, pairs, rows, dec_kv)
-            k = adv = 1
-            if keep:
-                runs.append((t, 1, dt, 0.0, ndec, ptok))
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k, adv = 0.0, 0, 0
         else:  # decode only: advance k identical-shape iterations at once
