@@ -64,6 +64,20 @@ def _slow_batcher(arrival: np.ndarray, pairs: np.ndarray | int, step_s: list[flo
     return Batches(ends, finish[ends - 1], busy, 0, len(arrival))
 
 
+def _fast_and_slow(step: StepModel, spec: ServingSpec, cap: int, common: dict[str, Any],
+                   tight: int | None = None) -> list[tuple[Any, Any]]:
+    """(fast, slow) runs of one configuration: offline and Poisson at 40/s with `cap` KV tokens, offline with
+    `tight` ones when given (it preempts), and a closed loop of 24 clients."""
+    runs = []
+    for rate, kv in [(None, cap), (40.0, cap)] + ([(None, tight)] if tight else []):
+        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
+        runs.append((simulate(step, kv, reqs, **common, gaps=True), slow_paths.simulate_slow(step, kv, reqs, **common)))
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    runs.append((simulate_closed(step, cap, reqs, concurrency=24, **common),
+                 slow_paths.simulate_closed_slow(step, cap, reqs, concurrency=24, **common)))
+    return runs
+
+
 @pytest.mark.parametrize("name", LLM)
 def test_step_table_is_the_step_model_to_the_bit(name: str) -> None:
     """Every looked-up iteration time of a shipped example's replica equals StepModel.step_s exactly."""
@@ -88,21 +102,16 @@ def test_event_loop_runs_as_the_slow_one(name: str) -> None:
     common = {"max_batch": batch, "max_batch_tokens": replica.max_batch_tokens, "scheduling": replica.scheduling}
     cap = replica.kv_capacity_tokens
     tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)  # preempts
-    for rate, kv in ((None, cap), (40.0, cap), (None, min(cap, tight))):
-        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
-        fast = simulate(replica.step, kv, reqs, **common, gaps=True)  # type: ignore[arg-type]
-        slow = slow_paths.simulate_slow(replica.step, kv, reqs, **common)  # type: ignore[arg-type]
+    *open_loops, (fast, slow) = _fast_and_slow(replica.step, spec, cap, common, min(cap, tight))
+    assert np.array_equal(fast.arrival_s, slow.arrival_s) and np.array_equal(fast.finish_s, slow.finish_s)
+    assert fast.gaps is not None and slow.gaps is not None and np.array_equal(fast.gaps.gap_s, slow.gaps.gap_s)
+    for fast, slow in open_loops:
         for field in ("first_token_s", "finish_s"):
             assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
         assert (fast.busy_s, fast.num_steps, fast.num_preemptions, fast.max_concurrency) == \
             (slow.busy_s, slow.num_steps, slow.num_preemptions, slow.max_concurrency)
         assert fast.gaps is not None and slow.gaps is not None
         assert all(np.array_equal(getattr(fast.gaps, f), getattr(slow.gaps, f)) for f in ("end_s", "gap_s", "count"))
-    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
-    fast = simulate_closed(replica.step, cap, reqs, concurrency=24, **common)  # type: ignore[arg-type]
-    slow = slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)  # type: ignore[arg-type]
-    assert np.array_equal(fast.arrival_s, slow.arrival_s) and np.array_equal(fast.finish_s, slow.finish_s)
-    assert fast.gaps is not None and slow.gaps is not None and np.array_equal(fast.gaps.gap_s, slow.gaps.gap_s)
 
 
 @pytest.mark.parametrize("name", SERVED)
@@ -165,15 +174,7 @@ def test_unmixed_event_loop_runs_as_the_slow_one(name: str) -> None:
               "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=False)}
     cap = replica.kv_capacity_tokens
     tight = int(((spec.input_tokens.upper + spec.output_tokens.upper) * 3 + 64) // 16 * 16)
-    runs = []
-    for rate, kv in ((None, cap), (40.0, cap), (None, min(cap, tight))):
-        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
-        runs.append((simulate(replica.step, kv, reqs, **common, gaps=True),  # type: ignore[arg-type]
-                     slow_paths.simulate_slow(replica.step, kv, reqs, **common)))  # type: ignore[arg-type]
-    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
-    runs.append((simulate_closed(replica.step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
-                 slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
-    for fast, slow in runs:
+    for fast, slow in _fast_and_slow(replica.step, spec, cap, common, min(cap, tight)):
         for field in ("arrival_s", "first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert (fast.num_steps, fast.num_preemptions) == (slow.num_steps, slow.num_preemptions)
@@ -196,16 +197,7 @@ def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
         assert table.decode_s[n] == step.step_s(n, 0.0, n, 0.0)
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
               "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=mixed)}
-    cap = replica.kv_capacity_tokens
-    runs = []
-    for rate in (None, 40.0):
-        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
-        runs.append((simulate(step, cap, reqs, **common, gaps=True),  # type: ignore[arg-type]
-                     slow_paths.simulate_slow(step, cap, reqs, **common)))  # type: ignore[arg-type]
-    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
-    runs.append((simulate_closed(step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
-                 slow_paths.simulate_closed_slow(step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
-    for fast, slow in runs:
+    for fast, slow in _fast_and_slow(step, spec, replica.kv_capacity_tokens, common):
         for field in ("first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert fast.num_steps == slow.num_steps
@@ -220,14 +212,7 @@ def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": budget,
               "scheduling": Scheduling(replica.scheduling.reserve_output, mixed, chunked_prefill=False)}
     cap = replica.kv_capacity_tokens
-    runs = []
-    for rate in (None, 40.0):
-        reqs = make_requests(spec.input_tokens, spec.output_tokens, 300, rate, 1)
-        runs.append((simulate(replica.step, cap, reqs, **common, gaps=True),  # type: ignore[arg-type]
-                     slow_paths.simulate_slow(replica.step, cap, reqs, **common)))  # type: ignore[arg-type]
-    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
-    runs.append((simulate_closed(replica.step, cap, reqs, concurrency=24, **common),  # type: ignore[arg-type]
-                 slow_paths.simulate_closed_slow(replica.step, cap, reqs, concurrency=24, **common)))  # type: ignore[arg-type]
+    runs = _fast_and_slow(replica.step, spec, cap, common)
     for fast, slow in runs:
         for field in ("first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
