@@ -22,7 +22,7 @@ from emulator.errors import EmulatorError
 from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
 from emulator.serving.records import RequestLog
-from emulator.stacks import load_stack
+from emulator.stacks import stack_of
 from emulator.workloads.config import TransformerConfig
 
 
@@ -56,7 +56,7 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     fields |= {"num_devices": s.num_devices, "system": s.system.name if s.system else None, "memory": memory,
                "provenance": serving.provenance, "error_band": serving.error_band,
                "notes": batch.notes + serving.notes,
-               "stack": load_stack(serving.engine, "serving").as_dict() if serving.engine else {}}
+               "stack": stack_of(serving, "serving").as_dict() if serving.engine else {}}
     return ServingPrediction(**fields, serving=serving)
 
 

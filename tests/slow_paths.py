@@ -134,6 +134,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     time from its own previous token (`last`), independently of the fast path's grouping.
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
+    waited = 0  # batch waiting: iterations the pending prompts have waited so far
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -189,7 +190,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             num_preempt += 1
         ntok = len(dec) * beams
         left = budget - ntok if mixed else budget
-        ptok, pairs, completing = 0, 0.0, []
+        ptok, pairs, completing, chunks = 0, 0.0, [], []
         for entry in prefill:
             if prefilled:  # the prompt's cache came over the fabric: nothing to compute
                 entry[1] = entry[2]
@@ -206,8 +207,18 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             ptok += c
             left -= c
             entry[1] += c
+            chunks.append((entry, c))
             if entry[1] == entry[2]:
                 completing.append(entry)
+        holding = (ptok > 0 and ntok > 0 and waited < scheduling.batch_wait_iters
+                   and ptok + ntok < scheduling.batch_wait_ratio * budget)
+        if holding:  # batch waiting: the prompts wait one more iteration, the decodes run
+            for entry, c in chunks:
+                entry[1] -= c
+            ptok, pairs, completing = 0, 0.0, []
+            waited += 1
+        elif ptok:
+            waited = 0
         if ptok and not mixed:
             dt = step.step_s(ptok, pairs, len(completing) * beams, 0.0)
             k, adv = 1, 0
@@ -223,7 +234,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
                 k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
-            k = max(k, 1) if mixed else 1
+            k = max(k, 1) if mixed and not holding else 1
             adv = k
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
             if mixed:

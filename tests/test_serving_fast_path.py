@@ -220,3 +220,23 @@ def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     chunked = simulate(replica.step, cap, make_requests(spec.input_tokens, spec.output_tokens, 300, None, 1),
                        **(common | {"scheduling": Scheduling(replica.scheduling.reserve_output, mixed)}))  # type: ignore[arg-type]
     assert not np.array_equal(chunked.first_token_s, runs[0][0].first_token_s)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_batch_waiting_event_loop_runs_as_the_slow_one(chunked: bool) -> None:
+    """Batch waiting (prompts held up to 20 iterations while an iteration holds under 0.9 of the budget), with
+    and without chunked prompts: offline, Poisson and closed-loop runs give the slow loop's times, and the closed
+    loop's prompts did wait (a longer mean TTFT than without waiting)."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    plain = Scheduling(replica.scheduling.reserve_output, True, chunked)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": dataclasses.replace(plain, batch_wait_iters=20, batch_wait_ratio=0.9)}
+    runs = _fast_and_slow(replica.step, spec, replica.kv_capacity_tokens, common)
+    for fast, slow in runs:
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    unheld = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=24,
+                             **(common | {"scheduling": plain}))  # type: ignore[arg-type]
+    assert float(runs[-1][0].ttft_s.mean()) > float(unheld.ttft_s.mean())

@@ -134,3 +134,21 @@ def test_unchunked_prompts_run_whole_and_wait_for_room() -> None:
     long = simulate(STEP, 100_000, Requests(np.zeros(1), np.full(1, 6000), np.full(1, 4)), max_batch=8,
                     max_batch_tokens=4096, scheduling=Scheduling(chunked_prefill=False))
     assert long.first_token_s[0] == pytest.approx(STEP.step_s(6000, 6000 * 6001 / 2, 1, 0.0), rel=1e-12)
+
+
+def test_batch_waiting_holds_a_lone_prompt_for_its_iterations() -> None:
+    """TensorRT-LLM's batch waiting: a prompt arriving while one sequence decodes waits `batch_wait_iters` decode
+    iterations (each of one decode row) before it runs; a prompt that already fills the token ratio, or one
+    with nothing decoding beside it, does not wait."""
+    reqs = Requests(np.array([0.0, 0.05]), np.array([100, 200]), np.array([1000, 4]))
+    common = {"max_batch": 8, "max_batch_tokens": 4096}
+    plain = simulate(STEP, 100_000, reqs, **common)  # type: ignore[arg-type]
+    held = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(batch_wait_iters=5,  # type: ignore[arg-type]
+                                                                            batch_wait_ratio=0.9))
+    delay = float(held.first_token_s[1] - plain.first_token_s[1])
+    one = STEP.step_s(1, 0.0, 1, 0.0)
+    assert 5 * one <= delay <= 5 * STEP.step_s(1, 0.0, 1, 2000.0)
+    assert held.first_token_s[0] == plain.first_token_s[0]  # alone at t = 0: nothing decodes beside it
+    full = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(batch_wait_iters=5,  # type: ignore[arg-type]
+                                                                            batch_wait_ratio=0.01))
+    assert np.array_equal(full.first_token_s, plain.first_token_s)

@@ -20,6 +20,8 @@ inference:
   seed: 0
   num_requests: 2000
   scheduler_overhead_s: 0.001    # per-iteration host overhead (default: the engine's host.scheduler_overhead_s)
+  engine_settings: {scheduler.batch_wait_iters: 20, host.overlap: true}   # the deployment's own values of the
+                                 #   engine's stack items (stack_profiles/README.md), in place of its defaults
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
 Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
@@ -50,13 +52,14 @@ import numpy as np
 from emulator.errors import EmulatorError
 from emulator.fields import Fields, check_number
 from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
-from emulator.stacks import list_stacks, load_stack
+from emulator.stacks import list_stacks, load_stack, parse_settings, stack_of
 
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
 SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
-        "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests")
+        "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests",
+        "engine_settings")
 MEASURED = ("steady", "all")
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
 # Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
@@ -153,6 +156,7 @@ class ServingSpec:
     seed: int = 0
     num_requests: int | None = None
     scheduler_overhead_s: float | None = None
+    engine_settings: tuple[tuple[str, Any], ...] = ()  # (stack item, value): the deployment's, over the engine's
     disaggregation: Disaggregation | None = None
     num_beams: int = 1
     samples_per_query: Distribution = field(default_factory=Distribution)
@@ -165,7 +169,7 @@ class ServingSpec:
     def kv(self) -> str:
         """The KV-cache precision in effect: as given, else the engine's default for the weight precision
         (`defaults.kv_precision`: TensorRT-LLM's FP8 checkpoints carry an FP8 cache), else the activations'."""
-        engine = load_stack(self.engine, "serving", file=self.path or None)
+        engine = stack_of(self, "serving")
         return kv_dtype(self.precision, self.kv_precision or engine.get("defaults.kv_precision").get(self.precision))
 
 
@@ -283,6 +287,9 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     if r.has("scheduler_overhead_s"):
         kw["scheduler_overhead_s"] = r.number("scheduler_overhead_s", strict=False, maximum=MAX_OVERHEAD_S,
                                               why="seconds per iteration")
+    if r.has("engine_settings"):
+        kw["engine_settings"] = parse_settings(r.get("engine_settings"), "serving", path,
+                                               f"{prefix}.engine_settings")
     if r.has("slo"):
         slo = r.section("slo", SLO_KEYS)
         kw["slo"] = Slo(**{k: slo.number(k) for k in SLO_KEYS if slo.has(k)})

@@ -54,7 +54,8 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         system = default_system(scenario.device)
     replica = build_replica(model, scenario.device, system, table, precision=spec.precision,
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
-                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens, path=path,
+                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
+                            settings=spec.engine_settings, path=path,
                             engine=spec.engine)
     devices = (d.prefill_replicas + d.decode_replicas) * replica.num_devices
     if devices > scenario.num_devices:

@@ -32,7 +32,8 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         system = default_system(scenario.device)
     replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,  # type: ignore[arg-type]
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
-                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens, path=path,
+                            overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
+                            settings=spec.engine_settings, path=path,
                             engine=spec.engine)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",

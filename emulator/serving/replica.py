@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,11 +110,17 @@ class Scheduling:
     reserve_output: float = 0.0  # share of each admitted request's remaining output kept free in the KV cache
     mixed_batches: bool = True  # prefill chunks and decodes share an iteration (else prefill first, decodes wait)
     chunked_prefill: bool = True  # a prompt is split over iterations (else it runs whole, waiting for room)
+    # Batch waiting (TensorRT-LLM's batch_wait_timeout_iters, batch_wait_max_tokens_ratio): while decodes run and
+    # the iteration would hold fewer than `batch_wait_ratio` x the token budget, prompts wait up to
+    # `batch_wait_iters` iterations for more to arrive. 0: prompts never wait.
+    batch_wait_iters: int = 0
+    batch_wait_ratio: float = 0.0
 
     @classmethod
     def of(cls, stack: StackProfile) -> Scheduling:
         return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
-                   bool(stack.get("scheduler.chunked_prefill")))
+                   bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
+                   float(stack.get("scheduler.batch_wait_tokens_ratio")))
 
 
 DEFAULT_SCHEDULING = Scheduling()
@@ -288,10 +295,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
-                  path: str | None = None, engine: str | None = None) -> Replica:
+                  settings: tuple[tuple[str, Any], ...] = (), path: str | None = None,
+                  engine: str | None = None) -> Replica:
     """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
-    None: the default) runs it; an error when the weights leave no room for KV."""
-    stack = load_stack(engine, "serving", file=path)
+    None: the default) runs it; an error when the weights leave no room for KV. `max_batch_tokens`, `overhead_s`
+    and `settings` (stack item, value): the deployment's values instead of the engine's."""
+    stack = load_stack(engine, "serving", file=path).with_settings(settings)
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")
@@ -323,10 +332,22 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                    scheduling=Scheduling.of(stack))
 
 
+def check_capacity(requests: Any, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
+    """A clear error when one request cannot fit the KV cache on its own."""
+    need = int((requests.input_tokens + requests.output_tokens).max() + KV_BLOCK_TOKENS) * num_beams
+    if need > kv_capacity_tokens:
+        raise EmulatorError(
+            f"one request needs {need} KV-cache tokens (input + output + one block"
+            f"{f', x{num_beams} beams' if num_beams > 1 else ''}) but a replica holds only {kv_capacity_tokens}. "
+            "Fix: raise inference.parallel.tp, use kv_precision: fp8, or shorten input_tokens/output_tokens.",
+            file=path, field="inference.input_tokens")
+
+
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:
     """The same replica under another scheduler overhead."""
     return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
 
 
-__all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "StepModel", "build_replica", "shard",
+__all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "StepModel", "build_replica",
+           "check_capacity", "shard",
            "step_model"]

@@ -39,23 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emulator.errors import EmulatorError
 from emulator.serving.iterations import Iterations, Run
-from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel
+from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel, check_capacity
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
 from emulator.serving.slowatch import MISS_MARGIN, MissCount, SloWatch, misses_to_fail
 from emulator.serving.steptable import step_table
-
-
-def check_capacity(requests: Requests, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:
-    """A clear error when one request cannot fit the KV cache on its own."""
-    need = int((requests.input_tokens + requests.output_tokens).max() + KV_BLOCK_TOKENS) * num_beams
-    if need > kv_capacity_tokens:
-        raise EmulatorError(
-            f"one request needs {need} KV-cache tokens (input + output + one block"
-            f"{f', x{num_beams} beams' if num_beams > 1 else ''}) but a replica holds only {kv_capacity_tokens}. "
-            "Fix: raise inference.parallel.tp, use kv_precision: fp8, or shorten input_tokens/output_tokens.",
-            file=path, field="inference.input_tokens")
 
 
 def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, max_batch: int, max_batch_tokens: int,
@@ -72,7 +60,9 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     (SGLang's default); `chunked_prefill`, a prompt longer than what is left of the token budget is split over
     iterations (vLLM, SGLang), else prompts run whole, in admission order, and one that does not fit waits for the
     next iteration, one first in its iteration running whole even past the budget (TensorRT-LLM without chunked
-    prefill, whose budget a deployment sets at least as large as its longest prompt).
+    prefill, whose budget a deployment sets at least as large as its longest prompt); `batch_wait_iters` and
+    `batch_wait_ratio`, TensorRT-LLM's batch waiting: while sequences decode and an iteration would hold under the
+    ratio x the token budget, its prompts wait, up to that many iterations.
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs), which a caller that assembles its own result
     from runs (a disaggregated search's trials) never reads.
@@ -171,6 +161,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
     trial runs need none)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
+    wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
+    waited = 0  # batch waiting: iterations the pending prompts have waited so far
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -243,6 +235,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         ndec = len(dec)
         ntok = ndec * beams
         ptok, pairs, completing = 0, 0.0, 0  # `completing`: how many of the first prefills finish their prompt
+        chunks: list[int] = []  # batch waiting: each prefill's chunk this iteration, in order
+        holding = False  # batch waiting: this iteration's prompts wait
         if prefill:
             left = budget - ntok if mixed else budget
             for entry in prefill:
@@ -262,8 +256,19 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 ptok += c
                 left -= c
                 entry[1] += c
+                if wait_iters:
+                    chunks.append(c)
                 if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
                     completing += 1
+            if wait_iters and ptok:  # batch waiting: a short iteration's prompts wait while decodes run
+                if ntok and waited < wait_iters and ptok + ntok < wait_tokens:
+                    for entry, c in zip(prefill, chunks, strict=False):  # chunks cover a prefix
+                        entry[1] -= c
+                    ptok, pairs, completing = 0, 0.0, 0
+                    waited += 1
+                    holding = True
+                else:
+                    waited = 0
         if ptok:  # mixed: the decoding sequences join the prefill; else a prefill-only iteration, and they wait
             joined, kv = (ndec, dec_kv) if mixed else (0, 0)
             tokens, rows = ptok + joined * beams, (completing + joined) * beams
@@ -299,6 +304,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                         until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
                 if until < k:
                     k = until
+            if holding:  # nothing changes the verdict before an arrival or completion: wait up to the timeout
+                k = max(min(k, wait_iters - waited + 1), 1)
+                waited += k - 1
             if k < 1 or held:  # after held iterations: one iteration alone, its token gaps counted apart
                 k = 1
             adv = k

@@ -7,6 +7,7 @@ values of the wrong type are each an `EmulatorError` naming the file, the item a
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +30,22 @@ def list_stacks(kind: str) -> list[str]:
     return sorted(p.stem for p in _folder(kind).glob("*.yaml"))
 
 
+def _failer(path: str, field: str) -> Callable[[str], NoReturn]:
+    def fail(message: str) -> NoReturn:
+        raise EmulatorError(message, file=path, field=field)
+    return fail
+
+
+def _item_kind(key: Any, kind: str, fail: Callable[[str], NoReturn]) -> str:
+    """The value kind of stack item `key`, which a `kind` stack may set (else `fail`)."""
+    if key not in ITEMS:
+        fail(f"is not a stack item; {nearest(str(key), ITEMS)} Fix: use an item of stack_profiles/README.md.")
+    value_kind, kinds, _, _ = ITEMS[key]
+    if kind not in kinds:
+        fail(f"applies to {' and '.join(kinds)} stacks, not {kind}. Fix: delete it.")
+    return str(value_kind)
+
+
 @functools.lru_cache(maxsize=64)
 def _load(path: str, mtime_ns: int) -> StackProfile:
     data = read_yaml(path)
@@ -44,15 +61,8 @@ def _load(path: str, mtime_ns: int) -> StackProfile:
     items: dict[str, Item] = {}
     for key, entry in raw.items():
         field = f"items.{key}"
-
-        def fail(message: str, field: str = field) -> NoReturn:
-            raise EmulatorError(message, file=path, field=field)
-
-        if key not in ITEMS:
-            fail(f"is not a stack item; {nearest(str(key), ITEMS)} Fix: use an item of stack_profiles/README.md.")
-        value_kind, kinds, _, _ = ITEMS[key]
-        if kind not in kinds:
-            fail(f"applies to {' and '.join(kinds)} stacks, not {kind}. Fix: delete it.")
+        fail = _failer(path, field)
+        value_kind = _item_kind(key, kind, fail)
         e = Fields(entry, file=path, prefix=field, allowed=("value", "source", "fit"))
         if e.has("source") == e.has("fit"):
             fail("needs exactly one of source (where the value comes from) or fit (the fit record). Fix: add "
@@ -79,6 +89,21 @@ def load_stack(name: str | None, kind: str, *, file: str | None = None) -> Stack
 
 
 def stack_of(section: Any, kind: str) -> StackProfile:
-    """The stack a scenario section names (`framework` of training, `engine` of a ServingSpec)."""
+    """The stack a scenario section names (`framework` of training, `engine` of a ServingSpec), with the section's
+    `engine_settings` in place of the profile's values."""
     name = getattr(section, "framework" if kind == "training" else "engine", None)
-    return load_stack(name, kind, file=getattr(section, "path", None) or None)
+    stack = load_stack(name, kind, file=getattr(section, "path", None) or None)
+    return stack.with_settings(getattr(section, "engine_settings", ()))
+
+
+def parse_settings(data: Any, kind: str, path: str, where: str) -> tuple[tuple[str, Any], ...]:
+    """A scenario's `engine_settings` mapping (stack item -> the deployment's value) checked against the item schema:
+    unknown items, items of the other kind of stack and values of the wrong type are errors naming the field."""
+    if not isinstance(data, dict) or not data:
+        raise EmulatorError("must map stack items to values, e.g. {host.overlap: true}. Fix: see the items of "
+                            "stack_profiles/README.md.", file=path, field=where)
+    out = []
+    for key, value in data.items():
+        fail = _failer(path, f"{where}.{key}")
+        out.append((str(key), check_value(_item_kind(key, kind, fail), value, fail)))
+    return tuple(sorted(out))

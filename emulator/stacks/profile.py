@@ -41,6 +41,7 @@ Items (the schema; `KINDS` says which kind of stack has which):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,12 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                                   "a prompt longer than what is left of an iteration's token budget is split over "
                                   "iterations; false: prompts run whole, in order (one that does not fit waits for "
                                   "the next iteration, and one alone may exceed the budget)"),
+    "scheduler.batch_wait_iters": ("iterations", ("serving",), 0,
+                                   "batch waiting: iterations a prompt may wait for more prompts while decodes run "
+                                   "and the iteration is short of the token ratio (0: never waits)"),
+    "scheduler.batch_wait_tokens_ratio": ("fraction", ("serving",), 0.0,
+                                          "batch waiting: share of the token budget an iteration must reach for its "
+                                          "prompts to run at once"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "host.per_token_s": ("seconds", ("serving",), 0.0,
                          "host time per token an iteration produces (per-request sampling, detokenizing, streaming)"),
@@ -140,6 +147,13 @@ class StackProfile:
             raise KeyError(key)
         item = self.items.get(key)
         return item.value if item is not None else ITEMS[key][2]
+
+    def with_settings(self, settings: tuple[tuple[str, Any], ...]) -> StackProfile:
+        """The same stack with a deployment's own item values (a scenario's `engine_settings`)."""
+        if not settings:
+            return self
+        mine = {k: Item(v, "the scenario's engine_settings (the deployment's setting)") for k, v in settings}
+        return dataclasses.replace(self, items={**self.items, **mine})
 
     def source(self, key: str) -> str:
         item = self.items.get(key)
@@ -208,6 +222,10 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
     if kind == "count":
         if not numeric or value < 1 or not float(value).is_integer():
             fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
+        return int(value)
+    if kind == "iterations":
+        if not numeric or not 0 <= value <= 10_000 or not float(value).is_integer():
+            fail(f"must be a whole number of iterations from 0 to 10000, got {value!r}. Fix: e.g. 20.")
         return int(value)
     if kind == "family_map":
         if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)

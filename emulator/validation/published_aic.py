@@ -25,6 +25,14 @@ becomes a scenario:
     uniform lengths, num_requests 10 x concurrency, `measured_requests: all`;
   - the others (AIConfigurator's own collection, aiperf with fixed lengths, 2 x concurrency warm-up requests, then 20
     rounds): lengths fixed at isl and osl, the steady-state closed loop;
+- the deployment's own engine settings where its launch script states them (`deployment`): InferenceX's TensorRT-LLM
+  Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh, unchanged from 2025-09-18 to
+  the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens 16384` and, at ISL = OSL = 1024
+  below tp 8, batch waiting (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`: the engine's
+  `scheduler.batch_wait_*` items). Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1 70B script
+  also sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit
+  cache (tp 2 on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's
+  does not (0.3 s)), so when those runs took these settings is in doubt and they are not stated;
 - mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
   has one layout for both pools and no closed loop).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
@@ -142,7 +150,7 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     inference: dict[str, Any] = {
         "engine": engine, "precision": precision, "parallel": {"tp": tp, "pp": pp,
                                                                "ep": _int(row["moe_ep_size"]) if model.is_moe else 1},
-        "concurrency": _int(row["batch_size"]), **_load(row)}
+        "concurrency": _int(row["batch_size"]), **_load(row), **deployment(row)}
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
 
@@ -152,6 +160,20 @@ def client(row: dict[str, str]) -> str:
     source = row["silicon_data_source"]
     return "inferencex" if source.startswith("db-dump/") or re.match(r"source_file=\d{4}-\d\d-\d\d\.csv", source) \
         else "aiperf"
+
+
+def deployment(row: dict[str, str]) -> dict[str, Any]:
+    """The engine settings the row's deployment script states where they differ from the engine's defaults
+    (`DEPLOYMENTS`; the module docstring): inference keys of its scenario."""
+    if client(row) != "inferencex":
+        return {}
+    model, engine = MODELS[row["model_path"]], row["backend"]
+    if (engine, model) == ("trtllm", "llama3.1-70b"):
+        out: dict[str, Any] = {"max_batch_tokens": 16384}
+        if _int(row["isl"]) == _int(row["osl"]) == 1024 and _int(row["tp_size"]) < 8:
+            out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
+        return out
+    return {}
 
 
 def _load(row: dict[str, str]) -> dict[str, Any]:

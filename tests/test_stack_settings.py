@@ -1,0 +1,42 @@
+"""A scenario's `engine_settings`: the deployment's own values of its engine's stack items, checked against the
+item schema, in place of the profile's values in the prediction and its `stack` record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emulator.errors import EmulatorError
+from emulator.scenario import parse_inference
+from emulator.serving.replica import Scheduling
+from emulator.stacks import load_stack, stack_of
+
+BASE: dict[str, Any] = {"engine": "trtllm", "precision": "fp8", "input_tokens": 1024, "output_tokens": 128,
+                        "concurrency": 8}
+
+
+def test_settings_replace_the_profile_values_and_say_so() -> None:
+    spec = parse_inference(BASE | {"engine_settings": {"scheduler.batch_wait_iters": 20,
+                                                       "scheduler.batch_wait_tokens_ratio": 0.9,
+                                                       "host.overlap": False}}, "s.yaml")
+    stack = stack_of(spec, "serving")
+    assert stack.get("scheduler.batch_wait_iters") == 20 and stack.get("host.overlap") is False
+    assert "engine_settings" in stack.source("host.overlap")
+    assert Scheduling.of(stack) == Scheduling(1.0, True, False, 20, 0.9)
+    assert load_stack("trtllm", "serving").get("host.overlap") is True  # the shipped profile is untouched
+    assert stack.as_dict()["items"]["scheduler.batch_wait_iters"]["value"] == 20
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"scheduler.batch_wait_iter": 3}, "is not a stack item"),
+    ({"defaults.zero": 1}, "applies to training stacks"),
+    ({"scheduler.batch_wait_iters": 2.5}, "whole number of iterations"),
+    ({"host.overlap": "yes"}, "true or false"),
+    ({}, "must map stack items"),
+])
+def test_bad_settings_name_the_field_and_the_fix(settings: dict[str, Any], words: str) -> None:
+    with pytest.raises(EmulatorError) as e:
+        parse_inference(BASE | {"engine_settings": settings}, "s.yaml")
+    assert words in e.value.message and "Fix:" in e.value.message
+    assert e.value.field is not None and e.value.field.startswith("inference.engine_settings")
