@@ -140,9 +140,10 @@ def test_serving_launch_per_engine(tmp_path: Path, engine: str, script: str, bat
     _bash_syntax_ok(files[script], tmp_path)
     if engine == "trtllm":
         options = yaml.safe_load(files["trtllm_options.yaml"].text)
-        assert {f"kv_cache_config.{k}" for k in options["kv_cache_config"]} <= set(TOOLS[
-            "trtllm-serve --extra_llm_api_options YAML"].flags)
-        assert options["kv_cache_config"]["dtype"] == "fp8"
+        keys = {f"kv_cache_config.{k}" for k in options.pop("kv_cache_config")} | set(options)
+        assert keys <= set(TOOLS["trtllm-serve --extra_llm_api_options YAML"].flags)
+        assert yaml.safe_load(files["trtllm_options.yaml"].text)["kv_cache_config"]["dtype"] == "fp8"
+        assert options == {"disable_overlap_scheduler": False, "enable_chunked_prefill": False}
     else:
         assert "fp8" in _value(words, "--kv-cache-dtype")
 
@@ -229,3 +230,15 @@ def test_a_recommender_sizing_writes_no_launch_files() -> None:
     model = preset("dlrm-v2")
     sz = SimpleNamespace(model=model, objective="cost", goal="serve")
     assert sizing_launch_files(sz, SimpleNamespace(rows=[], best={})) == ()  # type: ignore[arg-type]
+
+
+def test_trtllm_options_carry_the_deployment_engine_settings(tmp_path: Path) -> None:
+    """A scenario's engine_settings reach the launch files: batch waiting and the overlap scheduler as TensorRT-LLM's
+    LLM API arguments."""
+    text = SERVE.replace("ENGINE", "trtllm, engine_settings: {scheduler.batch_wait_iters: 20, "
+                         "scheduler.batch_wait_tokens_ratio: 0.9, host.overlap: false}")
+    s = _scenario(tmp_path, text)
+    files = {f.name: f for f in launch_files(s, predict_scenario(s))}
+    options = yaml.safe_load(files["trtllm_options.yaml"].text)
+    assert options["batch_wait_timeout_iters"] == 20 and options["batch_wait_max_tokens_ratio"] == 0.9
+    assert options["disable_overlap_scheduler"] is True

@@ -95,9 +95,11 @@ TRTLLM = Tool(
 # Keys of the YAML that --extra_llm_api_options merges into the LLM API's arguments.
 TRTLLM_OPTIONS = Tool(
     "trtllm-serve --extra_llm_api_options YAML",
-    "TensorRT-LLM LLM API KvCacheConfig (tensorrt_llm/llmapi/llm_args.py); 'The two valid values for "
+    "TensorRT-LLM LLM API arguments and KvCacheConfig (tensorrt_llm/llmapi/llm_args.py: disable_overlap_scheduler, "
+    "enable_chunked_prefill, batch_wait_timeout_iters, batch_wait_max_tokens_ratio); 'The two valid values for "
     "kv_cache_config.dtype are auto and fp8' (TensorRT-LLM docs, quantization)",
-    MappingProxyType(_frozen("kv_cache_config.dtype kv_cache_config.free_gpu_memory_fraction")))
+    MappingProxyType(_frozen("kv_cache_config.dtype kv_cache_config.free_gpu_memory_fraction disable_overlap_scheduler "
+                             "enable_chunked_prefill batch_wait_timeout_iters batch_wait_max_tokens_ratio")))
 
 SGLANG = Tool(
     "python -m sglang.launch_server",

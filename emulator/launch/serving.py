@@ -118,7 +118,12 @@ def trtllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
                       f"against {TRTLLM_OPTIONS.source}."]) + (
         "kv_cache_config:\n"
         f"  dtype: {'fp8' if r.kv_precision == 'fp8' else 'auto'}\n"
-        f"  free_gpu_memory_fraction: {r.memory_fraction}\n")
+        f"  free_gpu_memory_fraction: {r.memory_fraction}\n"
+        f"disable_overlap_scheduler: {str(not stack.get('host.overlap')).lower()}\n"
+        f"enable_chunked_prefill: {str(bool(stack.get('scheduler.chunked_prefill'))).lower()}\n")
+    if stack.get("scheduler.batch_wait_iters"):
+        options += (f"batch_wait_timeout_iters: {stack.get('scheduler.batch_wait_iters')}\n"
+                    f"batch_wait_max_tokens_ratio: {stack.get('scheduler.batch_wait_tokens_ratio')}\n")
     return (LaunchFile("serve_trtllm.sh", text, TRTLLM.name),
             LaunchFile("trtllm_options.yaml", options, TRTLLM_OPTIONS.name))
 
