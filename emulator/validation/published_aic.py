@@ -29,10 +29,13 @@ becomes a scenario:
   Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh, unchanged from 2025-09-18 to
   the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens 16384` and, at ISL = OSL = 1024
   below tp 8, batch waiting (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`: the engine's
-  `scheduler.batch_wait_*` items). Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1 70B script
-  also sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit
-  cache (tp 2 on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's
-  does not (0.3 s)), so when those runs took these settings is in doubt and they are not stated;
+  `scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows (benchmarks/dsr1_fp8_h200.sh, unchanged from
+  2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25 runs) ran `--chunked-prefill-size 32768
+  --max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k) `--mem-fraction-static 0.82` (an
+  explicit fraction: no computed reserve). Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1
+  70B script also sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed
+  match a 16-bit cache (tp 2 on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s)
+  and an 8-bit one's does not (0.3 s)), so when those runs took these settings is in doubt and they are not stated;
 - mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
   has one layout for both pools and no closed loop).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
@@ -168,11 +171,15 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
     if client(row) != "inferencex":
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
+    short = _int(row["isl"]) == _int(row["osl"]) == 1024
     if (engine, model) == ("trtllm", "llama3.1-70b"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
-        if _int(row["isl"]) == _int(row["osl"]) == 1024 and _int(row["tp_size"]) < 8:
+        if short and _int(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
+    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
+        return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
+                "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
     return {}
 
 
