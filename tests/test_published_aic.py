@@ -16,6 +16,7 @@ from emulator.validation.published_aic import (
     MODELS,
     SAMPLE_ROWS,
     client,
+    deployment,
     render,
     rows,
     scenario_of,
@@ -176,3 +177,19 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     assert {(r["source"], r["stack"]) for r in out["by_source"]} >= {("MLPerf Inference v4.1 H100", "trtllm")}
     assert main(["validate", "--published", "--aic-all"]) == 0
     assert asked == [SAMPLE_ROWS, None] and "AIConfigurator" in capsys.readouterr().out
+
+
+def test_deployments_state_what_their_launch_scripts_set() -> None:
+    """InferenceX's TensorRT-LLM Llama 3.1 70B rows carry --max_num_tokens 16384, and batch waiting only at 1k/1k
+    below tp 8; its SGLang DeepSeek-R1 H200 rows their chunk and memory settings; aiperf rows nothing."""
+    usable = [r for r in rows() if skip_reason(r) is None]
+    trt = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "llama3.1-70b"]
+    assert trt and all(deployment(r)["max_batch_tokens"] == 16384 for r in trt)
+    waiting = [r for r in trt if "engine_settings" in deployment(r)]
+    assert waiting and all(r["isl"] == r["osl"] == "1024" and int(r["tp_size"]) < 8 for r in waiting)
+    assert len(waiting) == sum(r["isl"] == r["osl"] == "1024" and int(r["tp_size"]) < 8 for r in trt)
+    spec = scenario_of(waiting[0])[1]
+    assert dict(spec.engine_settings)["scheduler.batch_wait_iters"] == 20 and spec.max_batch_tokens == 16384
+    sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
+    assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
+    assert all(deployment(r) == {} for r in usable if client(r) == "aiperf")
