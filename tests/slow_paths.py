@@ -158,11 +158,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
     kv_s = step.kv_s_per_token
     while done < n:
-        while ptr < n and arrival[ptr] <= t:
+        while ptr < n and arrival[ptr] + scheduling.ingress_s <= t:
             waiting.append((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
-            t = arrival[ptr]
+            t = arrival[ptr] + scheduling.ingress_s
             continue
         while waiting and len(prefill) + len(dec) < max_batch:
             r, plen = waiting[0]
@@ -233,7 +233,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             a = step.step_s(ntok, 0.0, ntok, 0.0)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
-                k = min(k, _steps_until(arrival[ptr] - t, a, kv_s * ntok, kv_s * dec_kv))
+                k = min(k, _steps_until(arrival[ptr] + scheduling.ingress_s - t, a, kv_s * ntok, kv_s * dec_kv))
             k = max(k, 1) if mixed and not holding else 1
             adv = k
             dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)

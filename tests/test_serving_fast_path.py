@@ -240,3 +240,15 @@ def test_batch_waiting_event_loop_runs_as_the_slow_one(chunked: bool) -> None:
     unheld = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=24,
                              **(common | {"scheduling": plain}))  # type: ignore[arg-type]
     assert float(runs[-1][0].ttft_s.mean()) > float(unheld.ttft_s.mean())
+
+
+def test_ingress_event_loop_runs_as_the_slow_one() -> None:
+    """Requests reaching the scheduler 30 ms after they are sent (`host.request_s`): offline, Poisson and closed-loop
+    runs give the slow loop's times."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": dataclasses.replace(replica.scheduling, ingress_s=0.03)}
+    for fast, slow in _fast_and_slow(replica.step, spec, replica.kv_capacity_tokens, common):
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps

@@ -8,7 +8,7 @@ import pytest
 from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
 from emulator.serving.replica import Scheduling, StepModel
-from emulator.serving.simulator import Requests, make_requests, simulate
+from emulator.serving.simulator import Requests, make_requests, simulate, simulate_closed
 
 GRID = (1.0, 64.0, 1024.0, 8192.0)
 # dense: 20 ms of weight streaming, then ~40 us per token once compute bound
@@ -152,3 +152,18 @@ def test_batch_waiting_holds_a_lone_prompt_for_its_iterations() -> None:
     full = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(batch_wait_iters=5,  # type: ignore[arg-type]
                                                                             batch_wait_ratio=0.01))
     assert np.array_equal(full.first_token_s, plain.first_token_s)
+
+
+def test_ingress_adds_to_every_first_token_and_spaces_a_closed_loop() -> None:
+    """`Scheduling.ingress_s`: a lone request's TTFT is one prefill plus the ingress; in a closed loop of one client
+    each request is sent when the last finishes and reaches the engine the ingress later."""
+    reqs = Requests(np.zeros(1), np.full(1, 500), np.full(1, 4))
+    plain = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
+    late = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096, scheduling=Scheduling(ingress_s=0.05))
+    assert late.ttft_s[0] == pytest.approx(plain.ttft_s[0] + 0.05, rel=1e-12)
+    assert late.finish_s[0] - late.first_token_s[0] == pytest.approx(plain.finish_s[0] - plain.first_token_s[0])
+    three = Requests(np.zeros(3), np.full(3, 500), np.full(3, 4))
+    loop = simulate_closed(STEP, 100_000, three, concurrency=1, max_batch=8, max_batch_tokens=4096,
+                           scheduling=Scheduling(ingress_s=0.05))
+    assert np.array_equal(loop.arrival_s[1:], loop.finish_s[:-1])
+    assert np.allclose(loop.ttft_s, late.ttft_s[0], rtol=1e-12)

@@ -115,12 +115,13 @@ class Scheduling:
     # `batch_wait_iters` iterations for more to arrive. 0: prompts never wait.
     batch_wait_iters: int = 0
     batch_wait_ratio: float = 0.0
+    ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
 
     @classmethod
     def of(cls, stack: StackProfile) -> Scheduling:
         return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
                    bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
-                   float(stack.get("scheduler.batch_wait_tokens_ratio")))
+                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")))
 
 
 DEFAULT_SCHEDULING = Scheduling()

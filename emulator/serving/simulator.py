@@ -162,6 +162,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     trial runs need none)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
+    ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
     waited = 0  # batch waiting: iterations the pending prompts have waited so far
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
@@ -198,11 +199,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
-        while arrival[ptr] <= t:
+        while arrival[ptr] + ingress <= t:
             wait((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
-            t = arrival[ptr]
+            t = arrival[ptr] + ingress
             continue
         active = len(prefill) + len(dec)
         while waiting and active < max_batch:
@@ -292,7 +293,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 k = room
             if arrival[ptr] < inf and active < max_batch:
                 # Fewest iterations whose summed time k (a + base) + slope k (k - 1) / 2 reaches the arrival.
-                gap_s = arrival[ptr] - t
+                gap_s = arrival[ptr] + ingress - t
                 if gap_s <= 0:
                     until = 1
                 else:

@@ -101,6 +101,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "host.per_token_s": ("seconds", ("serving",), 0.0,
                          "host time per token an iteration produces (per-request sampling, detokenizing, streaming)"),
+    "host.request_s": ("seconds", ("serving",), 0.0,
+                       "host time from a request's send to the engine's scheduler (the API server parses, tokenizes "
+                       "and routes it): on its TTFT and latency, not on the iterations"),
     "host.overlap": ("bool", ("serving",), False,
                      "the engine prepares iteration i + 1 on the host while the device runs i: an iteration takes the "
                      "longer of its host and device time, not their sum"),
