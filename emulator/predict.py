@@ -56,7 +56,7 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     fields |= {"num_devices": s.num_devices, "system": s.system.name if s.system else None, "memory": memory,
                "provenance": serving.provenance, "error_band": serving.error_band,
                "notes": batch.notes + serving.notes,
-               "stack": stack_of(serving, "serving").as_dict() if serving.engine else {}}
+               "stack": stack_of(s.serving, "serving").as_dict() if serving.engine else {}}
     return ServingPrediction(**fields, serving=serving)
 
 

@@ -3,12 +3,14 @@ item schema, in place of the profile's values in the prediction and its `stack` 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulator.errors import EmulatorError
-from emulator.scenario import parse_inference
+from emulator.predict import predict_json
+from emulator.scenario import load_scenario, parse_inference
 from emulator.serving.replica import Scheduling
 from emulator.stacks import load_stack, stack_of
 
@@ -40,3 +42,21 @@ def test_bad_settings_name_the_field_and_the_fix(settings: dict[str, Any], words
         parse_inference(BASE | {"engine_settings": settings}, "s.yaml")
     assert words in e.value.message and "Fix:" in e.value.message
     assert e.value.field is not None and e.value.field.startswith("inference.engine_settings")
+
+
+def test_the_prediction_json_names_the_deployment_settings(tmp_path: Path) -> None:
+    """`emulator predict --json`: the stack record shows the scenario's settings with their source, and batch
+    waiting lengthens the closed loop's TTFT."""
+    text = ("model: llama3-8b\nhardware: {device: h100-sxm, num_devices: 1}\ninference: {engine: trtllm, "
+            "precision: fp8, input_tokens: 512, output_tokens: {distribution: uniform, min: 32, max: 96}, "
+            "concurrency: 4, num_requests: 24SETTINGS}\n")
+    out = {}
+    for name, settings in (("plain", ""), ("held", ", engine_settings: {scheduler.batch_wait_iters: 20, "
+                                                   "scheduler.batch_wait_tokens_ratio: 0.9}")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text.replace("SETTINGS", settings))
+        out[name] = predict_json(load_scenario(str(path)))
+    item = out["held"]["stack"]["items"]["scheduler.batch_wait_iters"]
+    assert item["value"] == 20 and "engine_settings" in item["source"]
+    assert out["plain"]["stack"]["items"]["scheduler.batch_wait_iters"]["value"] == 0
+    assert out["held"]["ttft_s"]["p50"] > out["plain"]["ttft_s"]["p50"]
