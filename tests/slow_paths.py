@@ -156,7 +156,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
-    kv_s = step.kv_s_per_token
+    kvd = step.kv_decode_s_per_token  # decode-only iterations (per token gained, with speculation)
     while done < n:
         while ptr < n and arrival[ptr] + scheduling.ingress_s <= t:
             waiting.append((ptr, lin[ptr]))
@@ -230,15 +230,15 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k, adv = 0.0, 0, 0
         else:  # decode only: advance k identical-shape iterations at once
-            a = step.step_s(ntok, 0.0, ntok, 0.0)
+            a = step.decode_s(ntok)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
-                k = min(k, _steps_until(arrival[ptr] + scheduling.ingress_s - t, a, kv_s * ntok, kv_s * dec_kv))
+                k = min(k, _steps_until(arrival[ptr] + scheduling.ingress_s - t, a, kvd * ntok, kvd * dec_kv))
             k = max(k, 1) if mixed and not holding else 1
             adv = k
-            dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
+            dt = k * a + kvd * (k * dec_kv + ntok * k * (k - 1) / 2)
             if mixed:
-                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, len(dec)))
+                runs.append((t, k, a + kvd * dec_kv, kvd * ntok, len(dec)))
             else:
                 for r in dec:
                     waits.append((t + dt, t + dt - last[r], 1))

@@ -193,3 +193,6 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
     assert all(deployment(r) == {} for r in usable if client(r) == "aiperf")
+    mtp = [r for r in usable if "speculative" in deployment(r)]
+    assert mtp and all(r["backend"] == "trtllm" and "measured=2026-01-14" in r["silicon_data_source"] for r in mtp)
+    assert scenario_of(mtp[0])[1].speculative == (3, 0.85)

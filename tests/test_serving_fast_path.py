@@ -21,7 +21,7 @@ from emulator.scenario import Distribution, Inference, Parallel, Scenario, Servi
 from emulator.serving import predict_serving
 from emulator.serving.batcher import Batches
 from emulator.serving.iterations import Iterations
-from emulator.serving.replica import DEFAULT_SCHEDULING, Replica, Scheduling, StepModel, build_replica
+from emulator.serving.replica import DEFAULT_SCHEDULING, Replica, Scheduling, Speculation, StepModel, build_replica
 from emulator.serving.search import choose_batch
 from emulator.serving.simulator import make_requests, simulate, simulate_closed
 from emulator.serving.steptable import step_table
@@ -249,6 +249,21 @@ def test_ingress_event_loop_runs_as_the_slow_one() -> None:
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
               "scheduling": dataclasses.replace(replica.scheduling, ingress_s=0.03)}
     for fast, slow in _fast_and_slow(replica.step, spec, replica.kv_capacity_tokens, common):
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_speculative_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
+    """Speculative decoding (3 drafted tokens at 0.7): offline, Poisson, preempting and closed-loop runs give the
+    slow loop's times, mixed and unmixed."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    step = Speculation(3, 0.7).applied(replica.step, 32)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": Scheduling(replica.scheduling.reserve_output, mixed)}
+    tight = int(spec.input_tokens.upper + spec.output_tokens.upper) * 6
+    for fast, slow in _fast_and_slow(step, spec, replica.kv_capacity_tokens, common, tight):
         for field in ("first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert fast.num_steps == slow.num_steps

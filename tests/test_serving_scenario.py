@@ -18,6 +18,8 @@ def test_parses_every_key() -> None:
     assert (spec.tp, spec.precision, spec.kv, spec.seed, spec.max_batch_tokens) == (2, "fp8", "fp8", 7, 4096)
     assert spec.input_tokens.kind == "normal" and spec.output_tokens.mean == 128
     assert spec.slo.tpot_p99_s == 0.2 and spec.scheduler_overhead_s == 0.002
+    mtp = parse_inference({"input_tokens": 10, "speculative": {"draft_tokens": 3, "acceptance_rate": 0.85}}, "s.yaml")
+    assert mtp.speculative == (3, 0.85)
 
 
 @pytest.mark.parametrize(("data", "field"), [
@@ -27,6 +29,11 @@ def test_parses_every_key() -> None:
     ({"input_tokens": 10, "scenario": "server"}, "inference.slo"),
     ({"input_tokens": 10, "parallel": {"dp": 2}}, "inference.parallel.dp"),
     ({"input_tokens": -3}, "inference.input_tokens"),
+    ({"input_tokens": 10, "speculative": {"draft_tokens": 3}}, "inference.speculative.acceptance_rate"),
+    ({"input_tokens": 10, "speculative": {"draft_tokens": 40, "acceptance_rate": 0.8}},
+     "inference.speculative.draft_tokens"),
+    ({"input_tokens": 10, "speculative": {"draft_tokens": 3, "acceptance_rate": 1.2}},
+     "inference.speculative.acceptance_rate"),
 ])
 def test_bad_sections_name_file_field_and_fix(data: dict, field: str) -> None:
     """Each mistake is an EmulatorError naming the file and the field, with a fix."""
@@ -52,3 +59,24 @@ def test_trace_file_is_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "b.csv").write_text("0.0,100,20\n0.5,x,30\n")
     with pytest.raises(EmulatorError, match="line 2"):
         parse_inference({"trace": "b.csv"}, str(tmp_path / "s.yaml"))
+
+
+def test_speculative_decoding_shortens_tpot_and_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A scenario with speculative decoding predicts a shorter TPOT than without, the same TTFT at one client, and
+    notes its assumptions; the launch files say to configure the drafter."""
+    from emulator.launch import launch_files
+    from emulator.predict import predict_json, predict_scenario
+    from emulator.scenario import load_scenario
+
+    text = ("model: llama3-8b\nhardware: {device: h100-sxm, num_devices: 1}\ninference: {engine: trtllm, "
+            "precision: fp8, input_tokens: 512, output_tokens: 128, concurrency: 1, num_requests: 4SPEC}\n")
+    out = {}
+    for name, extra in (("plain", ""), ("mtp", ", speculative: {draft_tokens: 3, acceptance_rate: 0.8}")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text.replace("SPEC", extra))
+        out[name] = predict_json(load_scenario(str(path)))
+    assert out["mtp"]["tpot_s"]["p50"] < 0.7 * out["plain"]["tpot_s"]["p50"]
+    assert out["mtp"]["ttft_s"]["p50"] == pytest.approx(out["plain"]["ttft_s"]["p50"], rel=1e-9)
+    assert any("speculative decoding" in n for n in out["mtp"]["notes"])
+    s = load_scenario(str(tmp_path / "mtp.yaml"))
+    assert "speculative decoding" in launch_files(s, predict_scenario(s))[0].text

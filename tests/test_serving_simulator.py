@@ -7,7 +7,7 @@ import pytest
 
 from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
-from emulator.serving.replica import Scheduling, StepModel
+from emulator.serving.replica import Scheduling, Speculation, StepModel
 from emulator.serving.simulator import Requests, make_requests, simulate, simulate_closed
 
 GRID = (1.0, 64.0, 1024.0, 8192.0)
@@ -167,3 +167,28 @@ def test_ingress_adds_to_every_first_token_and_spaces_a_closed_loop() -> None:
                            scheduling=Scheduling(ingress_s=0.05))
     assert np.array_equal(loop.arrival_s[1:], loop.finish_s[:-1])
     assert np.allclose(loop.ttft_s, late.ttft_s[0], rtol=1e-12)
+
+
+def test_speculation_keeps_its_expected_run_of_tokens_per_verify_step() -> None:
+    """tokens_per_step = 1 + a + ... + a^k (the accepted run and the verify step's own token)."""
+    assert Speculation(3, 0.8).tokens_per_step == pytest.approx(1 + 0.8 + 0.64 + 0.512)
+    assert Speculation(2, 1.0).tokens_per_step == 3.0 and Speculation(4, 0.0).tokens_per_step == 1.0
+
+
+def test_speculative_decode_step_is_a_verify_and_drafts_per_token_kept() -> None:
+    """A lone request's TPOT under speculation is one verify step of (1 + k) rows plus k one-layer drafts, over the
+    tokens a step keeps; its KV read is once per step. Without drafts the decode step is the plain one."""
+    spec = Speculation(3, 0.8)
+    step = spec.applied(STEP, num_layers=40)
+    rows, k, n = 4, 3, 1
+    device = STEP.dense(rows) + STEP.head(rows) + k * (STEP.dense(n) / 40 + STEP.head(n))
+    host = STEP.overhead_s + STEP.host_per_row_s * n * spec.tokens_per_step
+    assert step.decode_s(1) == pytest.approx((device + host) / spec.tokens_per_step, rel=1e-12)
+    assert step.kv_decode_s_per_token == pytest.approx(STEP.kv_s_per_token / spec.tokens_per_step)
+    assert STEP.decode_s(5) == STEP.step_s(5, 0.0, 5, 0.0)
+    reqs = Requests(np.zeros(1), np.full(1, 100), np.full(1, 200))
+    plain = simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
+    fast = simulate(step, 100_000, reqs, max_batch=8, max_batch_tokens=4096)
+    assert fast.ttft_s[0] == plain.ttft_s[0]
+    assert fast.tpot_s[0] < plain.tpot_s[0] / 2
+    assert fast.tpot_s[0] == pytest.approx(step.decode_s(1), rel=0.05)

@@ -58,6 +58,10 @@ def replica_of(s: Scenario, stack: StackProfile, max_batch: int, replicas: int) 
 
 def _head(s: Scenario, r: Replica, stack: StackProfile, tool: Tool, predicted: list[str], notes: list[str]
           ) -> list[str]:
+    if s.serving is not None and s.serving.speculative:
+        k, a = s.serving.speculative
+        notes = [*notes, f"the prediction assumes speculative decoding ({k} drafted token(s) per step, acceptance "
+                         f"{a}): configure the engine's drafter (MTP or EAGLE) as the deployment runs it"]
     return [f"{s.model.name}: {r.replicas} replica(s) of tp {r.tp} x pp {r.pp} on {s.device.name}, from {s.path}.",
             f"Targets: {tool.name} ({stack.title}; stack profile {stack.name}: {stack.versions}); flags checked "
             f"against {tool.source}.", *predicted, *[f"Note: {n}." for n in notes],

@@ -22,6 +22,8 @@ inference:
   scheduler_overhead_s: 0.001    # per-iteration host overhead (default: the engine's host.scheduler_overhead_s)
   engine_settings: {scheduler.batch_wait_iters: 20, host.overlap: true}   # the deployment's own values of the
                                  #   engine's stack items (stack_profiles/README.md), in place of its defaults
+  speculative: {draft_tokens: 3, acceptance_rate: 0.8}   # speculative decoding (MTP, EAGLE): tokens drafted per
+                                 #   step by a one-layer drafter, each kept with this probability given the last
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
 Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
@@ -59,8 +61,9 @@ SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
         "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests",
-        "engine_settings")
+        "engine_settings", "speculative")
 MEASURED = ("steady", "all")
+MAX_DRAFT_TOKENS = 16
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
 # Upper bounds on what the request simulation allocates or loops over; each far past any real deployment, so only a
 # typo (1e300) meets them. Lengths: more tokens than any model's context (Llama 4 Scout's is 10M).
@@ -157,6 +160,7 @@ class ServingSpec:
     num_requests: int | None = None
     scheduler_overhead_s: float | None = None
     engine_settings: tuple[tuple[str, Any], ...] = ()  # (stack item, value): the deployment's, over the engine's
+    speculative: tuple[int, float] | None = None  # (draft tokens per step, acceptance rate); None: none
     disaggregation: Disaggregation | None = None
     num_beams: int = 1
     samples_per_query: Distribution = field(default_factory=Distribution)
@@ -290,6 +294,14 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     if r.has("engine_settings"):
         kw["engine_settings"] = parse_settings(r.get("engine_settings"), "serving", path,
                                                f"{prefix}.engine_settings")
+    if r.has("speculative"):
+        sp = r.section("speculative", ("draft_tokens", "acceptance_rate"))
+        sp.required("acceptance_rate", "acceptance_rate: 0.8 (the chance the verify step keeps a drafted token, "
+                                       "given the one before)")
+        kw["speculative"] = (sp.integer("draft_tokens", maximum=MAX_DRAFT_TOKENS, why="drafted tokens per step",
+                                        hint="draft_tokens: 3 (MTP or EAGLE tokens drafted per step)"),
+                             float(sp.number("acceptance_rate", strict=False, maximum=1.0,
+                                             why="probability that a drafted token is kept") or 0.0))
     if r.has("slo"):
         slo = r.section("slo", SLO_KEYS)
         kw["slo"] = Slo(**{k: slo.number(k) for k in SLO_KEYS if slo.has(k)})

@@ -9,7 +9,7 @@ from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import LatencyFloor, ServingResult, num_replicas
 from emulator.serving.records import RequestLog
-from emulator.serving.replica import Replica, build_replica
+from emulator.serving.replica import Replica, Speculation, build_replica
 from emulator.serving.search import (
     ScenarioResult,
     choose_batch,
@@ -33,12 +33,18 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
     replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,  # type: ignore[arg-type]
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
-                            settings=spec.engine_settings, path=path,
+                            settings=spec.engine_settings,
+                            speculation=Speculation(*spec.speculative) if spec.speculative else None, path=path,
                             engine=spec.engine)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
              f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "
              f"{replica.max_batch_tokens}; KV cache {replica.kv_capacity_tokens} tokens per replica"]
+    if replica.step.draft_tokens:
+        notes.append(f"speculative decoding: {replica.step.draft_tokens} token(s) drafted per step, "
+                     f"{replica.step.tokens_per_step:.2f} kept per verify step on average; a decode step is one "
+                     "verify of every drafted token and the drafts (one layer and the head each), timed per token "
+                     "kept; decodes sharing an iteration with prefill chunks gain one token")
     if spec.concurrency is not None:
         return _closed_loop(scenario, spec, table, replica, replicas, notes)
     if spec.trace is not None:

@@ -79,6 +79,12 @@ class StepModel:
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
     host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
     overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
+    # Speculative decoding (`Speculation`): each decode step verifies `draft_tokens` drafted tokens per sequence and
+    # keeps `tokens_per_step` of them on average; drafting one token costs `draft_share` of the dense work plus the
+    # output head.
+    draft_tokens: int = 0
+    tokens_per_step: float = 1.0
+    draft_share: float = 0.0
 
     def dense(self, n: float) -> float:
         return _interp(n, self.grid, self.dense_s)
@@ -94,6 +100,42 @@ class StepModel:
         host = self.overhead_s + self.host_per_row_s * logit_rows
         core = (device if device > host else host) if self.overlap_host else host + device
         return core + self.pair_s * pairs + self.kv_s_per_token * kv_tokens
+
+    def decode_s(self, n: int) -> float:
+        """A decode-only iteration of n sequences but its KV term, per token each sequence gains: with speculation,
+        one verify step of n x (1 + draft) tokens and the drafts, over the tokens a step keeps."""
+        if not self.draft_tokens:
+            return self.step_s(n, 0.0, n, 0.0)
+        rows, k = n * (1 + self.draft_tokens), self.draft_tokens
+        device = self.dense(rows) + self.head(rows) + k * (self.draft_share * self.dense(n) + self.head(n))
+        host = self.overhead_s + self.host_per_row_s * n * self.tokens_per_step
+        core = (device if device > host else host) if self.overlap_host else host + device
+        return core / self.tokens_per_step
+
+    @property
+    def kv_decode_s_per_token(self) -> float:
+        """A decode-only iteration's KV time per context token, per token each sequence gains (a verify step reads
+        each sequence's cache once)."""
+        return self.kv_s_per_token / self.tokens_per_step
+
+
+@dataclass(frozen=True, slots=True)
+class Speculation:
+    """Speculative decoding as a deployment runs it: `draft_tokens` drafted per sequence and step by a one-layer
+    drafter (DeepSeek's MTP module, an EAGLE head), each accepted with probability `acceptance_rate` given the one
+    before it (a verify step keeps the accepted run and one token of its own)."""
+
+    draft_tokens: int
+    acceptance_rate: float
+
+    @property
+    def tokens_per_step(self) -> float:
+        a, k = self.acceptance_rate, self.draft_tokens
+        return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+
+    def applied(self, step: StepModel, num_layers: int) -> StepModel:
+        return dataclasses.replace(step, draft_tokens=self.draft_tokens, tokens_per_step=self.tokens_per_step,
+                                   draft_share=1.0 / num_layers)
 
 
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
@@ -296,8 +338,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
-                  settings: tuple[tuple[str, Any], ...] = (), path: str | None = None,
-                  engine: str | None = None) -> Replica:
+                  settings: tuple[tuple[str, Any], ...] = (), speculation: Speculation | None = None,
+                  path: str | None = None, engine: str | None = None) -> Replica:
     """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
     None: the default) runs it; an error when the weights leave no room for KV. `max_batch_tokens`, `overhead_s`
     and `settings` (stack item, value): the deployment's values instead of the engine's."""
@@ -326,6 +368,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
             f"leaving no room for a KV cache in {device.name}'s {device.memory_bytes / 1e9:.1f} GB. Fix: raise "
             "inference.parallel.tp (or pp), or use a lower precision.", file=path, field="inference.parallel.tp")
     steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead, stack)
+    if speculation is not None:
+        steps = speculation.applied(steps, model.num_layers)
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
@@ -349,6 +393,5 @@ def with_overhead(replica: Replica, overhead_s: float) -> Replica:
     return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
 
 
-__all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "StepModel", "build_replica",
-           "check_capacity", "shard",
-           "step_model"]
+__all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "Speculation", "StepModel",
+           "build_replica", "check_capacity", "shard", "step_model"]

@@ -190,7 +190,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = 0
-    kv_s, pair_s = step.kv_s_per_token, step.pair_s
+    kv_s, pair_s, kvd = step.kv_s_per_token, step.pair_s, step.kv_decode_s_per_token
     table = step_table(step, max(budget, max_batch * beams))
     size, base, head, host, decode = table.size, table.base_s, table.head_s, table.host_s, table.decode_s
     overlap = step.overlap_host
@@ -286,7 +286,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         elif not ntok:  # only transferred prompts joining: they decode from the next iteration
             dt, k, adv = 0.0, 0, 0
         else:  # decode only: advance k identical-shape iterations at once
-            a = decode[ntok] if ntok < size else step.step_s(ntok, 0.0, ntok, 0.0)
+            a = decode[ntok] if ntok < size else step.decode_s(ntok)
             k = fin_heap[0][0] - g
             room = (cap - used) // ntok
             if room < k:
@@ -297,8 +297,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if gap_s <= 0:
                     until = 1
                 else:
-                    slope = kv_s * ntok
-                    b = a + kv_s * dec_kv - slope / 2
+                    slope = kvd * ntok
+                    b = a + kvd * dec_kv - slope / 2
                     if slope <= 0:
                         until = ceil(gap_s / max(b, 1e-12))
                     else:
@@ -311,7 +311,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if k < 1 or held:  # after held iterations: one iteration alone, its token gaps counted apart
                 k = 1
             adv = k
-            dt = k * a + kv_s * (k * dec_kv + ntok * k * (k - 1) / 2)
+            dt = k * a + kvd * (k * dec_kv + ntok * k * (k - 1) / 2)
             if keep:
                 if held:
                     regrouped.append(len(runs))
@@ -322,7 +322,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                         if count > drop:
                             waits.append((end, end - last, int(count - drop)))
                     held.clear()
-                runs.append((t, k, a + kv_s * dec_kv, kv_s * ntok, ndec, 0))
+                runs.append((t, k, a + kvd * dec_kv, kvd * ntok, ndec, 0))
         t += dt
         busy += dt
         num_steps += k

@@ -27,7 +27,7 @@ class StepTable:
     base_s: list[float]  # dense(n): the device's work for n tokens but the output head
     head_s: list[float]  # head(n) for n logit rows (0 for none)
     host_s: list[float]  # the host's time with n logit rows: overhead + per-row time x n
-    decode_s: list[float]  # a decode-only iteration of n sequences (`core`), without its KV term
+    decode_s: list[float]  # a decode-only iteration of n sequences (`StepModel.decode_s`), without its KV term
 
     @property
     def size(self) -> int:
@@ -73,7 +73,8 @@ def step_table(model: StepModel, max_tokens: int) -> StepTable:
         host = model.overhead_s + model.host_per_row_s * n
         device = base + head
         decode = np.maximum(device, host) if model.overlap_host else host + device
-        table = StepTable(model, base.tolist(), head.tolist(), host.tolist(), decode.tolist())
+        spoken = decode.tolist() if not model.draft_tokens else [model.decode_s(i) for i in range(size)]
+        table = StepTable(model, base.tolist(), head.tolist(), host.tolist(), spoken)
         if len(_TABLES) > 256:
             _TABLES.clear()
         _TABLES[key] = table

@@ -32,7 +32,12 @@ becomes a scenario:
   `scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows (benchmarks/dsr1_fp8_h200.sh, unchanged from
   2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25 runs) ran `--chunked-prefill-size 32768
   --max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k) `--mem-fraction-static 0.82` (an
-  explicit fraction: no computed reserve). Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1
+  explicit fraction: no computed reserve); its TensorRT-LLM DeepSeek-R1 rows of 2026-01-14 (tp 8, ep 8, image
+  1.1.0rc2.post2) are its `dsr1-fp8-h200-trt-mtp` configuration (.github/configs/nvidia-master.yaml at the time:
+  "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32 (8k/1k); the plain configuration stops at 64
+  clients for 1k/8k, and the rows include 128), so they state speculative decoding with three drafted tokens,
+  each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same model's November 2025 rows -17%).
+  Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1
   70B script also sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed
   match a 16-bit cache (tp 2 on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s)
   and an 8-bit one's does not (0.3 s)), so when those runs took these settings is in doubt and they are not stated;
@@ -87,6 +92,9 @@ MODELS = {
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200"}
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
+# DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
+# accepted 85-90% of the time; the low end, for each of three chained drafts
+MTP_ACCEPTANCE = 0.85
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,6 +185,8 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and _int(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
+    if (engine, model) == ("trtllm", "deepseek-v3") and "measured=2026-01-14" in row["silicon_data_source"]:
+        return {"speculative": {"draft_tokens": 3, "acceptance_rate": MTP_ACCEPTANCE}}
     if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
