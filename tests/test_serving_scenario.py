@@ -80,3 +80,19 @@ def test_speculative_decoding_shortens_tpot_and_says_so(tmp_path) -> None:  # ty
     assert any("speculative decoding" in n for n in out["mtp"]["notes"])
     s = load_scenario(str(tmp_path / "mtp.yaml"))
     assert "speculative decoding" in launch_files(s, predict_scenario(s))[0].text
+
+
+def test_recommenders_refuse_speculation() -> None:
+    """A recommender scenario with speculative decoding is an error naming the key and the fix."""
+    from emulator.hardware import load_device
+    from emulator.scenario import Scenario
+    from emulator.serving import predict_serving
+    from emulator.workloads.presets import preset
+
+    spec = parse_inference({"input_tokens": 1, "output_tokens": 1, "batch_size": 64,
+                            "speculative": {"draft_tokens": 2, "acceptance_rate": 0.7}}, "s.yaml")
+    scenario = Scenario(path="s.yaml", model=preset("dlrm-v2"), device=load_device("h100-sxm"), system=None,
+                        num_devices=1)
+    with pytest.raises(EmulatorError) as e:
+        predict_serving(scenario, spec)
+    assert e.value.field == "inference.speculative" and "Fix" in e.value.message

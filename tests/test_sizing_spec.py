@@ -118,3 +118,17 @@ def test_exponent_numbers_and_duplicate_keys(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError, match="lines 1 and 5") as info:
         load_sizing(path)
     assert info.value.field == "goal"
+
+
+def test_serve_targets_take_speculation_and_engine_settings(tmp_path: Path) -> None:
+    """A serving sizing file states its deployment as a scenario does: speculative decoding and engine settings
+    reach the target's serving spec, checked the same way."""
+    text = ("goal: serve\nmodel: llama3-8b\nserve: {traffic: {arrival_rate_per_s: 10, input_tokens: 512, "
+            "output_tokens: 64}, slo: {ttft_p99_s: 2.0}, speculative: {draft_tokens: 2, acceptance_rate: 0.7}, "
+            "engine_settings: {host.overlap: false}}\ncandidates: [h100-sxm]\n")
+    sz = load_sizing(_write(tmp_path, text))
+    assert sz.serve is not None and sz.serve.spec.speculative == (2, 0.7)
+    assert sz.serve.spec.engine_settings == (("host.overlap", False),)
+    with pytest.raises(EmulatorError) as e:
+        load_sizing(_write(tmp_path, text.replace("acceptance_rate: 0.7", "acceptance_rate: 7")))
+    assert e.value.field == "serve.speculative.acceptance_rate"

@@ -40,6 +40,10 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
             raise EmulatorError(f"concurrency: {spec.concurrency} sets a closed loop of LLM requests; recommender "
                                 "queries are served Offline or Server. Fix: delete concurrency (and use scenario: "
                                 "offline or server).", file=spec.path or scenario.path, field="inference.concurrency")
+        if spec.speculative is not None:
+            raise EmulatorError("speculative decoding drafts an LLM's next tokens; a recommender scores each query "
+                                "in one pass. Fix: delete speculative.", file=spec.path or scenario.path,
+                                field="inference.speculative")
         return predict_recommender(scenario, spec, table)
     if spec.disaggregation is not None:
         return predict_disaggregated(scenario, spec, table)

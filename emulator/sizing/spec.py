@@ -15,6 +15,7 @@ serve:                           # goal: serve
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
   precision: bf16
   engine: trtllm                 # serving stack (stack_profiles/serving; the default)
+  speculative: {draft_tokens: 3, acceptance_rate: 0.85}   # optional, as in scenario files (also engine_settings)
 candidates:                      # a device name, or {device, system, precision}
   - {device: h100-sxm, system: hgx-h100, precision: fp8}   # precision: this candidate's own (default: the target's)
   - mtia-v2                      # the first shipped system holding it, at the target's precision
@@ -239,7 +240,7 @@ def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
 
 def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     r = Fields(data, file=path, prefix="serve", allowed=("traffic", "slo", "precision", "kv_precision", "seed",
-                                                         "num_requests", "engine"))
+                                                         "num_requests", "engine", "engine_settings", "speculative"))
     r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}")
     t = r.section("traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
     rate = t.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S, why="requests per second past any service")
@@ -250,7 +251,7 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     inference: dict[str, Any] = {"scenario": "server", "slo": slo,
                                  "input_tokens": t.get("input_tokens", 1 if dlrm else None),
                                  "output_tokens": t.get("output_tokens", 1 if dlrm else None)}
-    for key in ("precision", "kv_precision", "seed", "num_requests", "engine"):
+    for key in ("precision", "kv_precision", "seed", "num_requests", "engine", "engine_settings", "speculative"):
         if r.has(key):
             inference[key] = r.get(key)
     for key in ("input_tokens", "output_tokens"):
