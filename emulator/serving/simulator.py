@@ -164,6 +164,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
     ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
     waited = 0  # batch waiting: iterations the pending prompts have waited so far
+    chunks: list[int] = []  # batch waiting: each prefill's chunk in the current iteration, in order
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -236,10 +237,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         ndec = len(dec)
         ntok = ndec * beams
         ptok, pairs, completing = 0, 0.0, 0  # `completing`: how many of the first prefills finish their prompt
-        chunks: list[int] = []  # batch waiting: each prefill's chunk this iteration, in order
         holding = False  # batch waiting: this iteration's prompts wait
         if prefill:
             left = budget - ntok if mixed else budget
+            if wait_iters:
+                chunks.clear()
             for entry in prefill:
                 if prefilled:  # the prompt's cache came over the fabric: nothing to compute
                     entry[1] = entry[2]
