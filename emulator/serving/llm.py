@@ -44,7 +44,8 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         notes.append(f"speculative decoding: {replica.step.draft_tokens} token(s) drafted per step, "
                      f"{replica.step.tokens_per_step:.2f} kept per verify step on average; a decode step is one "
                      "verify of every drafted token and the drafts (one layer and the head each), timed per token "
-                     "kept; decodes sharing an iteration with prefill chunks gain one token")
+                     "kept; decodes sharing an iteration with prefill chunks gain one token; the drafter adds one "
+                     "layer's weights and KV cache")
     if spec.concurrency is not None:
         return _closed_loop(scenario, spec, table, replica, replicas, notes)
     if spec.trace is not None:

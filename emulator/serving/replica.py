@@ -350,9 +350,10 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
     budget = max_batch_tokens or int(stack.get("defaults.max_batch_tokens"))
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
-    weights = serving_weight_bytes(model, precision, tp * pp)
+    drafter = 1.0 + (1.0 / model.num_layers if speculation is not None else 0.0)  # one more layer and its cache
+    weights = serving_weight_bytes(model, precision, tp * pp) * drafter
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
-    per_token = kv_bytes_per_token(model, kv_precision, tp, pp)
+    per_token = kv_bytes_per_token(model, kv_precision, tp, pp) * drafter
     fraction = float(stack.get("defaults.kv_memory_fraction"))
     held_back = float(stack.get("defaults.kv_memory_reserve_bytes"))
     if held_back:  # SGLang: a fixed reserve for its activations and graphs, the rest for weights and the KV pool
