@@ -259,7 +259,7 @@ def test_speculative_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     """Speculative decoding (3 drafted tokens at 0.7): offline, Poisson, preempting and closed-loop runs give the
     slow loop's times, mixed and unmixed."""
     replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
-    step = Speculation(3, 0.7).applied(replica.step, 32)
+    step = Speculation(3, 0.7).applied(replica.step, 1 / 32)  # a one-layer drafter of a 32-layer model
     common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
               "scheduling": Scheduling(replica.scheduling.reserve_output, mixed)}
     tight = int(spec.input_tokens.upper + spec.output_tokens.upper) * 6

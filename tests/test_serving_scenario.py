@@ -102,13 +102,13 @@ def test_the_drafter_takes_one_more_layer_of_memory() -> None:
     """With speculative decoding the replica holds one more layer's weights and KV cache per token."""
     from emulator.engine.calibration import efficiency_for
     from emulator.hardware import load_device
-    from emulator.serving.replica import Speculation, build_replica
+    from emulator.serving.replica import build_replica
     from emulator.workloads.presets import preset
 
     model, device = preset("llama3-8b"), load_device("h100-sxm")
     plain = build_replica(model, device, None, efficiency_for(device), precision="bf16", kv_precision="bf16")
     mtp = build_replica(model, device, None, efficiency_for(device), precision="bf16", kv_precision="bf16",
-                        speculation=Speculation(3, 0.8))
+                        speculative=(3, 0.8))
     grow = 1 + 1 / model.num_layers
     assert mtp.weight_bytes == pytest.approx(plain.weight_bytes * grow)
     assert mtp.kv_bytes_per_token == pytest.approx(plain.kv_bytes_per_token * grow)

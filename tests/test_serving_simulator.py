@@ -179,7 +179,7 @@ def test_speculative_decode_step_is_a_verify_and_drafts_per_token_kept() -> None
     """A lone request's TPOT under speculation is one verify step of (1 + k) rows plus k one-layer drafts, over the
     tokens a step keeps; its KV read is once per step. Without drafts the decode step is the plain one."""
     spec = Speculation(3, 0.8)
-    step = spec.applied(STEP, num_layers=40)
+    step = spec.applied(STEP, draft_share=1 / 40)  # a one-layer drafter of a 40-layer model
     rows, k, n = 4, 3, 1
     device = STEP.dense(rows) + STEP.head(rows) + k * (STEP.dense(n) / 40 + STEP.head(n))
     host = STEP.overhead_s + STEP.host_per_row_s * n * spec.tokens_per_step

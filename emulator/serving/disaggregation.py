@@ -21,7 +21,7 @@ from emulator.hardware import default_system
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ServingResult
-from emulator.serving.replica import Replica, Speculation, build_replica
+from emulator.serving.replica import Replica, build_replica
 from emulator.serving.search import WARMUP_FRACTION, choose_batch, highest_rate, meets
 from emulator.serving.simulator import Requests, SimResult, make_requests, simulate
 from emulator.stats import Percentiles
@@ -55,8 +55,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
     replica = build_replica(model, scenario.device, system, table, precision=spec.precision,
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
-                            settings=spec.engine_settings,
-                            speculation=Speculation(*spec.speculative) if spec.speculative else None, path=path,
+                            settings=spec.engine_settings, speculative=spec.speculative, path=path,
                             engine=spec.engine)
     devices = (d.prefill_replicas + d.decode_replicas) * replica.num_devices
     if devices > scenario.num_devices:

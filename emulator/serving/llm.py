@@ -9,7 +9,7 @@ from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import LatencyFloor, ServingResult, num_replicas
 from emulator.serving.records import RequestLog
-from emulator.serving.replica import Replica, Speculation, build_replica
+from emulator.serving.replica import Replica, build_replica
 from emulator.serving.search import (
     ScenarioResult,
     choose_batch,
@@ -33,8 +33,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
     replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,  # type: ignore[arg-type]
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
-                            settings=spec.engine_settings,
-                            speculation=Speculation(*spec.speculative) if spec.speculative else None, path=path,
+                            settings=spec.engine_settings, speculative=spec.speculative, path=path,
                             engine=spec.engine)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",

@@ -79,9 +79,8 @@ class StepModel:
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
     host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
     overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
-    # Speculative decoding (`Speculation`): each decode step verifies `draft_tokens` drafted tokens per sequence and
-    # keeps `tokens_per_step` of them on average; drafting one token costs `draft_share` of the dense work plus the
-    # output head.
+    # Speculative decoding (`Speculation`): a decode step verifies `draft_tokens` drafts per sequence, keeps
+    # `tokens_per_step` tokens; a draft costs `draft_share` of the dense work plus the head.
     draft_tokens: int = 0
     tokens_per_step: float = 1.0
     draft_share: float = 0.0
@@ -96,21 +95,21 @@ class StepModel:
         """Seconds of one iteration with `tokens` in the batch (prefill + decode)."""
         if tokens <= 0:
             return 0.0
-        device = self.dense(tokens) + self.head(logit_rows)
-        host = self.overhead_s + self.host_per_row_s * logit_rows
-        core = (device if device > host else host) if self.overlap_host else host + device
+        core = self.core(self.dense(tokens) + self.head(logit_rows), self.overhead_s + self.host_per_row_s * logit_rows)
         return core + self.pair_s * pairs + self.kv_s_per_token * kv_tokens
+
+    def core(self, device_s: float, host_s: float) -> float:
+        """An iteration's device and host time together: the longer when the host's work overlaps, else the sum."""
+        return (device_s if device_s > host_s else host_s) if self.overlap_host else host_s + device_s
 
     def decode_s(self, n: int) -> float:
         """A decode-only iteration of n sequences but its KV term, per token each sequence gains: with speculation,
         one verify step of n x (1 + draft) tokens and the drafts, over the tokens a step keeps."""
         if not self.draft_tokens:
             return self.step_s(n, 0.0, n, 0.0)
-        rows, k = n * (1 + self.draft_tokens), self.draft_tokens
+        k, kept, rows = self.draft_tokens, self.tokens_per_step, n * (1 + self.draft_tokens)
         device = self.dense(rows) + self.head(rows) + k * (self.draft_share * self.dense(n) + self.head(n))
-        host = self.overhead_s + self.host_per_row_s * n * self.tokens_per_step
-        core = (device if device > host else host) if self.overlap_host else host + device
-        return core / self.tokens_per_step
+        return self.core(device, self.overhead_s + self.host_per_row_s * n * kept) / kept
 
     @property
     def kv_decode_s_per_token(self) -> float:
@@ -133,9 +132,10 @@ class Speculation:
         a, k = self.acceptance_rate, self.draft_tokens
         return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
 
-    def applied(self, step: StepModel, num_layers: int) -> StepModel:
+    def applied(self, step: StepModel, draft_share: float) -> StepModel:
+        """`step` with this speculation, each draft costing `draft_share` of its dense work and the head."""
         return dataclasses.replace(step, draft_tokens=self.draft_tokens, tokens_per_step=self.tokens_per_step,
-                                   draft_share=1.0 / num_layers)
+                                   draft_share=draft_share)
 
 
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
@@ -338,11 +338,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
-                  settings: tuple[tuple[str, Any], ...] = (), speculation: Speculation | None = None,
+                  settings: tuple[tuple[str, Any], ...] = (), speculative: tuple[int, float] | None = None,
                   path: str | None = None, engine: str | None = None) -> Replica:
     """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
     None: the default) runs it; an error when the weights leave no room for KV. `max_batch_tokens`, `overhead_s`
-    and `settings` (stack item, value): the deployment's values instead of the engine's."""
+    and `settings` (stack item, value): the deployment's values instead of the engine's; `speculative`: (drafted
+    tokens, acceptance rate) of a `Speculation` by a one-layer drafter."""
     stack = load_stack(engine, "serving", file=path).with_settings(settings)
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
@@ -350,10 +351,10 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
     budget = max_batch_tokens or int(stack.get("defaults.max_batch_tokens"))
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
-    drafter = 1.0 + (1.0 / model.num_layers if speculation is not None else 0.0)  # one more layer and its cache
-    weights = serving_weight_bytes(model, precision, tp * pp) * drafter
+    draft_share = 1.0 / model.num_layers if speculative else 0.0  # the drafter: one more layer, its cache and time
+    weights = serving_weight_bytes(model, precision, tp * pp) * (1.0 + draft_share)
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
-    per_token = kv_bytes_per_token(model, kv_precision, tp, pp) * drafter
+    per_token = kv_bytes_per_token(model, kv_precision, tp, pp) * (1.0 + draft_share)
     fraction = float(stack.get("defaults.kv_memory_fraction"))
     held_back = float(stack.get("defaults.kv_memory_reserve_bytes"))
     if held_back:  # SGLang: a fixed reserve for its activations and graphs, the rest for weights and the KV pool
@@ -369,8 +370,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
             f"leaving no room for a KV cache in {device.name}'s {device.memory_bytes / 1e9:.1f} GB. Fix: raise "
             "inference.parallel.tp (or pp), or use a lower precision.", file=path, field="inference.parallel.tp")
     steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead, stack)
-    if speculation is not None:
-        steps = speculation.applied(steps, model.num_layers)
+    if speculative:
+        steps = Speculation(*speculative).applied(steps, draft_share)
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,

@@ -34,9 +34,8 @@ class StepTable:
         return len(self.base_s)
 
     def core(self, tokens: int, logit_rows: int) -> float:
-        """An iteration's host and device time but its attention terms (`StepModel.step_s`'s `core`)."""
-        device, host = self.base_s[tokens] + self.head_s[logit_rows], self.host_s[logit_rows]
-        return (device if device > host else host) if self.model.overlap_host else host + device
+        """An iteration's host and device time but its attention terms (`StepModel.core`)."""
+        return self.model.core(self.base_s[tokens] + self.head_s[logit_rows], self.host_s[logit_rows])
 
     def step_s(self, tokens: int, pairs: float, logit_rows: int, kv_tokens: float) -> float:
         """`StepModel.step_s`, to the bit."""
@@ -71,10 +70,11 @@ def step_table(model: StepModel, max_tokens: int) -> StepTable:
         head = _curve(n, model.grid, model.head_s)
         head[0] = 0.0
         host = model.overhead_s + model.host_per_row_s * n
-        device = base + head
-        decode = np.maximum(device, host) if model.overlap_host else host + device
-        spoken = decode.tolist() if not model.draft_tokens else [model.decode_s(i) for i in range(size)]
-        table = StepTable(model, base.tolist(), head.tolist(), host.tolist(), spoken)
+        if model.draft_tokens:  # speculation: a verify step of several rows per sequence, per token kept
+            decode = [model.decode_s(i) for i in range(size)]
+        else:  # `StepModel.core` over the array
+            decode = (np.maximum(base + head, host) if model.overlap_host else host + (base + head)).tolist()
+        table = StepTable(model, base.tolist(), head.tolist(), host.tolist(), decode)
         if len(_TABLES) > 256:
             _TABLES.clear()
         _TABLES[key] = table

@@ -174,8 +174,8 @@ def client(row: dict[str, str]) -> str:
 
 
 def deployment(row: dict[str, str]) -> dict[str, Any]:
-    """The engine settings the row's deployment script states where they differ from the engine's defaults
-    (`DEPLOYMENTS`; the module docstring): inference keys of its scenario."""
+    """The engine settings the row's deployment script states where they differ from the engine's defaults (the
+    module docstring says which and from where): inference keys of its scenario."""
     if client(row) != "inferencex":
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
