@@ -41,6 +41,7 @@ TRAINING_GRID = {
 SERVING_GRID = {
     "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],
     "host.per_token_s": [0.0, 10e-6, 20e-6, 40e-6, 60e-6, 80e-6],
+    "comm.rank_skew_s": [0.0, 2.5e-6, 5e-6, 7.5e-6, 10e-6, 15e-6],
 }
 # The time a request takes to reach the scheduler, fitted where the leave-one-model-out errors improve with it:
 # vLLM (TTFT median 33.7% -> 18.6%, TPOT 17.2% -> 17.1%). Tried on the others with the same grid and not kept:

@@ -27,8 +27,9 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.roofline import combined_band, error_band
 from emulator.hardware import DeviceProfile
 from emulator.serving.iterations import Iterations
-from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel
+from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps
+from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
 
 
 def assert_close(a: Any, b: Any, path: str = "") -> None:

@@ -79,6 +79,7 @@ def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request
 
 @pytest.mark.parametrize(("select_row", "reason"), [
     (lambda r: r["mode"] == "disagg", "disaggregated"),
+    (lambda r: r["mode"] == "agg" and "dynamo_version=" in r["silicon_data_source"], "served through NVIDIA Dynamo"),
     (lambda r: r["model_path"] == "MiniMaxAI/MiniMax-M2.5", "no preset for MiniMaxAI/MiniMax-M2.5"),
     (lambda r: r["model_path"] == "moonshotai/Kimi-K2.5", "no preset for moonshotai/Kimi-K2.5"),
     (lambda r: r["mode"] == "agg" and r["model_path"] in MODELS and r["model_path"] != "openai/gpt-oss-120b"

@@ -23,7 +23,7 @@ from emulator.errors import EmulatorError
 from emulator.hardware import load_system
 from emulator.predict import predict_scenario
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
-from emulator.serving.replica import _all_reduce_s, build_replica, step_model
+from emulator.serving.replica import _all_reduce_s, _comm_s, build_replica, step_model
 from emulator.serving.replica import shard as serving_shard
 from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack
 from emulator.stacks import load as stack_load
@@ -45,6 +45,22 @@ def test_every_shipped_stack_loads_with_a_source_per_item(kind: str) -> None:
                 record = item.source.split(" ")[0]
                 assert (Path(__file__).resolve().parent.parent / record).is_file(), (name, key, record)
         assert stack.as_dict()["items"].keys() == {k for k in ITEMS if kind in ITEMS[k][1]}
+
+
+@pytest.mark.parametrize("kind", STACK_KINDS)
+def test_every_fitted_item_holds_its_records_fitted_value(kind: str) -> None:
+    """A profile's fitted value is the one its fit record chose (a map item: the record's families)."""
+    import json
+
+    for name in list_stacks(kind):
+        for key, item in load_stack(name, kind).items.items():
+            if not item.fitted:
+                continue
+            record = json.loads((Path(__file__).resolve().parent.parent / item.source.split(" ")[0]).read_text())
+            if key in record["fitted"]:
+                fitted = record["fitted"][key]
+                value = {k: item.value[k] for k in fitted} if isinstance(fitted, dict) else item.value
+                assert value == fitted, (name, key, item.value, fitted)
 
 
 def test_defaults_and_unknown_names() -> None:
@@ -238,6 +254,30 @@ def test_one_shot_all_reduce_for_small_messages_inside_a_domain() -> None:
     assert _all_reduce_s(net, small, 8, 524288) < net.time("all_reduce", small, Group(8)) / 2
     assert _all_reduce_s(net, small, 8, 0) == net.time("all_reduce", small, Group(8))  # no custom kernel: NCCL
     assert _all_reduce_s(net, big, 8, 524288) == net.time("all_reduce", big, Group(8))  # past the threshold
+
+
+def test_expert_parallel_ranks_of_a_replica_move_no_tokens() -> None:
+    """Experts spread over the tensor-parallel ranks: every rank holds the whole batch after attention's all-reduce,
+    and the MoE block's all-reduce sums the experts' outputs, so ep adds no all-to-all."""
+    system, model = load_system("hgx-h100"), preset("qwen3-235b-a22b")
+    for n in (1, 64, 4096):
+        assert _comm_s(model, system, 8, 1, 8, n, 524288) == _comm_s(model, system, 8, 1, 1, n, 524288) > 0
+
+
+def test_each_all_reduce_waits_for_the_slowest_rank() -> None:
+    """`comm.rank_skew_s`: every tensor-parallel all-reduce of an iteration waits E[max of tp normals] x the skew;
+    one device has none to wait for."""
+    system, model = load_system("hgx-h100"), preset("llama3.1-8b")
+    for tp, slowest in ((2, 0.5642), (4, 1.0294), (8, 1.4236)):
+        extra = _comm_s(model, system, tp, 1, 1, 16, 524288, 5e-6) - _comm_s(model, system, tp, 1, 1, 16, 524288)
+        assert extra == pytest.approx(2 * model.num_layers * slowest * 5e-6, rel=1e-3)
+    assert _comm_s(model, system, 1, 1, 1, 16, 524288, 5e-6) == 0.0
+    base = load_stack("trtllm", "serving").with_settings((("comm.rank_skew_s", 0.0),))
+    skewed = base.with_settings((("comm.rank_skew_s", 5e-6),))
+    args = (model, system.device, system, SPEC_DEFAULTS, "bf16", "bf16", 4, 1, 1, 0.0)
+    a, b = step_model(*args, engine=base), step_model(*args, engine=skewed)
+    assert b.dense(16) - a.dense(16) == pytest.approx(2 * model.num_layers * 1.0294 * 5e-6, rel=1e-3)
+    assert b.kv_s_per_token == a.kv_s_per_token and b.pair_s == a.pair_s
 
 
 def test_expert_parallel_ranks_of_a_replica_take_their_share_of_the_assignments() -> None:

@@ -4,6 +4,7 @@
 prediction.py     ServingPrediction: what serving adds to `emulator predict`
 llm.py            aggregated LLM serving (Offline, Server, closed loop at a concurrency, trace)
 replica.py        step time of a continuous-batching iteration + KV capacity, from traced kernels
+scheduling.py     the engine's scheduling policy (scheduler.* items, request ingress) the simulator follows
 simulator.py      discrete-event: arrivals (or a closed loop), continuous batching, chunked prefill, preemption
 search.py         Offline batch choice, Server highest rate within the SLO, closed-loop steady state
 disaggregation.py separate prefill and decode pools, KV moved over the fabric

@@ -10,7 +10,8 @@ simulator never traces):
   (prefill chunk tokens + one per decoding sequence), taken from decode traces at batch n and interpolated
   piecewise-linearly over a token grid. It holds the GEMMs' weight streaming at small n (memory bound until
   n reaches the device's ridge point), their compute at large n, MoE expert loading (balanced routing), and
-  the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`).
+  the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`), each waiting
+  for the slowest rank (`comm.rank_skew_s`).
 - head(r): the output projection for the r sequences that produce a token this iteration.
 - p_kv: decode attention and cache traffic per KV token (slope between two decode traces of different context),
   scaled by the KV precision's bytes (decode attention is memory bound).
@@ -59,7 +60,9 @@ from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
 from emulator.precision import DTYPE_BYTES, activation_dtype
 from emulator.serving.prediction import ReplicaLayout
+from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
 from emulator.stacks import StackProfile, load_stack
+from emulator.stats import expected_max_normal
 from emulator.workloads.config import TransformerConfig
 
 KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
@@ -145,30 +148,6 @@ def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
     return float(np.interp(x, xs, ys))
 
 
-@dataclass(frozen=True, slots=True)
-class Scheduling:
-    """How the engine's scheduler fills an iteration: its stack profile's `scheduler.*` items."""
-
-    reserve_output: float = 0.0  # share of each admitted request's remaining output kept free in the KV cache
-    mixed_batches: bool = True  # prefill chunks and decodes share an iteration (else prefill first, decodes wait)
-    chunked_prefill: bool = True  # a prompt is split over iterations (else it runs whole, waiting for room)
-    # Batch waiting (TensorRT-LLM's batch_wait_timeout_iters, batch_wait_max_tokens_ratio): while decodes run and
-    # the iteration would hold fewer than `batch_wait_ratio` x the token budget, prompts wait up to
-    # `batch_wait_iters` iterations for more to arrive. 0: prompts never wait.
-    batch_wait_iters: int = 0
-    batch_wait_ratio: float = 0.0
-    ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
-
-    @classmethod
-    def of(cls, stack: StackProfile) -> Scheduling:
-        return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
-                   bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
-                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")))
-
-
-DEFAULT_SCHEDULING = Scheduling()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Replica:
     """A replica's layout, memory and step model."""
@@ -239,15 +218,17 @@ def _all_reduce_s(net: Network, payload: float, tp: int, one_shot_bytes: float) 
 
 
 def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float,
-            one_shot_bytes: float = 0.0) -> float:
-    """Collectives of one iteration of n tokens: TP all-reduces, EP all-to-alls, PP hand-offs."""
+            one_shot_bytes: float = 0.0, skew_s: float = 0.0) -> float:
+    """Collectives of one iteration of n tokens: TP all-reduces, each also waiting for the slowest of its ranks
+    (`comm.rank_skew_s`: skew_s x E[max of tp normals]), and PP hand-offs. Experts spread over the tensor-parallel
+    ranks (ep) move no tokens: every rank holds the whole batch after attention's all-reduce and the MoE block's
+    all-reduce sums the experts' outputs (all-to-all dispatch comes only with attention data parallelism)."""
     if tp * pp == 1 or system is None:
         return 0.0
     net = Network.of(system)
     payload = n * model.hidden_size * INFERENCE_ACTIVATION_BYTES
-    t = 2 * model.num_layers * _all_reduce_s(net, payload, tp, one_shot_bytes) if tp > 1 else 0.0
-    if ep > 1:
-        t += 2 * model.num_moe_layers * net.time("all_to_all", payload * model.num_experts_per_token, Group(ep))
+    reduce_s = _all_reduce_s(net, payload, tp, one_shot_bytes) + skew_s * expected_max_normal(tp)
+    t = 2 * model.num_layers * reduce_s if tp > 1 else 0.0
     if pp > 1:
         t += (pp - 1) * net.time("send_recv", payload / tp, Group(2, stride=tp))
     return t
@@ -281,7 +262,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     fused, grouped = engine.fused_families, bool(engine.get("moe.grouped_gemm"))
     base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
     gemm_groups = bool(engine.get("fusion.gemm_groups"))
-    one_shot = float(engine.get("comm.one_shot_allreduce_bytes"))
+    one_shot, skew = float(engine.get("comm.one_shot_allreduce_bytes")), float(engine.get("comm.rank_skew_s"))
     per_token_s = float(engine.get("host.per_token_s"))
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
@@ -290,7 +271,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host)
+           overlap_host, skew)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -313,7 +294,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         body, h = _split(timing)
         body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
         launches = launch_s * sum(k.count for k in timing.kernels)
-        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot))
+        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot, skew))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.serving.iterations import Iterations, Run
-from emulator.serving.replica import DEFAULT_SCHEDULING, KV_BLOCK_TOKENS, Scheduling, StepModel, check_capacity
+from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel, check_capacity
 from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
+from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
 from emulator.serving.slowatch import MISS_MARGIN, MissCount, SloWatch, misses_to_fail
 from emulator.serving.steptable import step_table
 
@@ -64,8 +65,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     `batch_wait_ratio`, TensorRT-LLM's batch waiting: while sequences decode and an iteration would hold under the
     ratio x the token budget, its prompts wait, up to that many iterations.
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
-    (`SimResult.iterations`, the serving timeline; else empty logs), which a caller that assembles its own result
-    from runs (a disaggregated search's trials) never reads.
+    (`SimResult.iterations`, the serving timeline; else empty logs; a disaggregated search's trials never read it).
     """
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     n = len(requests)

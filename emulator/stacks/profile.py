@@ -29,6 +29,10 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `comm.one_shot_allreduce_bytes`: all-reduces up to this size inside one scale-up domain run as the engine's
   one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
   all-reduce).
+- `comm.rank_skew_s`: the spread (standard deviation) of the ranks' arrival at a blocking collective of an
+  iteration: every tensor-parallel all-reduce and expert-parallel all-to-all waits for the slowest of its n ranks,
+  E[max of n standard normals] x this, on top of the collective's own time (a collective measured alone starts on
+  ranks in step; in a model the ranks' kernels drift between collectives).
 - `scheduler.reserve_output`: the share of each admitted request's remaining output tokens the engine keeps
   free in the KV cache before it admits another (1: no request is ever evicted; 0: admit on the prompt, preempt
   when the cache runs out). Requests wait in the queue instead, which is TTFT. `scheduler.mixed_batches`: whether
@@ -109,6 +113,8 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                      "longer of its host and device time, not their sum"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
+    "comm.rank_skew_s": ("seconds", ("serving",), 0.0,
+                         "spread of the ranks' arrival at a blocking collective: each one waits for the slowest rank"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
     "host.kernel_launch_s": ("seconds", ("serving",), 0.0, "host time per kernel without CUDA graphs"),
     "host.graph_kernel_gap_s": ("seconds", ("serving",), 4.0e-6,

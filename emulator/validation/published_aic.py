@@ -3,6 +3,10 @@ model's closed loop, with one set of parameters (`efficiency_for(device)`; nothi
 
 Each usable row is one engine deployment measured under a closed loop (`batch_size` = requests in flight) and
 becomes a scenario:
+- served through NVIDIA Dynamo (source names a `*-runtime` image and `dynamo_version=`: its frontend, router and
+  request handling in front of the engine, a serving stack the emulator does not model): skipped. These 13
+  aggregated rows are also far from the engine's own server (gpt-oss-120b at tp 4 on TensorRT-LLM 1.3: TPOT 47-49
+  ms at 40-96 clients; Qwen3-32B at tp 2 on vLLM: TPOT 11.6 ms at 48 clients with 4000-token prompts);
 - model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile) with tp x pp devices: the deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the node's GPUs (29 DeepSeek rows give tp_size 64 with
@@ -123,6 +127,9 @@ def skip_reason(row: dict[str, str]) -> str | None:
     if row["mode"] != "agg":
         return ("disaggregated (mode disagg): pools of different layouts and worker counts; the disaggregation model "
                 "has one layout for both pools and no closed loop")
+    if "dynamo_version=" in row["silicon_data_source"]:
+        return ("served through NVIDIA Dynamo (its frontend, router and request handling in front of the engine): "
+                "a serving stack the emulator does not model")
     name = MODELS.get(row["model_path"])
     if name is None:
         return f"no preset for {row['model_path']}"

@@ -1,0 +1,35 @@
+"""An engine's scheduling policy as the simulator follows it: its stack profile's `scheduler.*` items and the
+host's per-request ingress (`host.request_s`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.stacks import StackProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """How the engine's scheduler fills an iteration: its stack profile's `scheduler.*` items."""
+
+    reserve_output: float = 0.0  # share of each admitted request's remaining output kept free in the KV cache
+    mixed_batches: bool = True  # prefill chunks and decodes share an iteration (else prefill first, decodes wait)
+    chunked_prefill: bool = True  # a prompt is split over iterations (else it runs whole, waiting for room)
+    # Batch waiting (TensorRT-LLM's batch_wait_timeout_iters, batch_wait_max_tokens_ratio): while decodes run and
+    # the iteration would hold fewer than `batch_wait_ratio` x the token budget, prompts wait up to
+    # `batch_wait_iters` iterations for more to arrive. 0: prompts never wait.
+    batch_wait_iters: int = 0
+    batch_wait_ratio: float = 0.0
+    ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
+
+    @classmethod
+    def of(cls, stack: StackProfile) -> Scheduling:
+        return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
+                   bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
+                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")))
+
+
+DEFAULT_SCHEDULING = Scheduling()
+
+
+__all__ = ["DEFAULT_SCHEDULING", "Scheduling"]
