@@ -182,7 +182,8 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
 
 def test_deployments_state_what_their_launch_scripts_set() -> None:
     """InferenceX's TensorRT-LLM Llama 3.1 70B rows carry --max_num_tokens 16384, and batch waiting only at 1k/1k
-    below tp 8; its SGLang DeepSeek-R1 H200 rows their chunk and memory settings; aiperf rows nothing."""
+    below tp 8; its SGLang DeepSeek-R1 H200 rows their chunk and memory settings; AIConfigurator's own vLLM rows
+    the token budget and sequence limit its generator gives a vLLM server; the other aiperf rows nothing."""
     usable = [r for r in rows() if skip_reason(r) is None]
     trt = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "llama3.1-70b"]
     assert trt and all(deployment(r)["max_batch_tokens"] == 16384 for r in trt)
@@ -193,7 +194,12 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert dict(spec.engine_settings)["scheduler.batch_wait_iters"] == 20 and spec.max_batch_tokens == 16384
     sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
-    assert all(deployment(r) == {} for r in usable if client(r) == "aiperf")
+    aiperf = [r for r in usable if client(r) == "aiperf"]
+    assert all(deployment(r) == {} for r in aiperf if r["backend"] != "vllm")
+    vllm = [r for r in aiperf if r["backend"] == "vllm"]
+    assert vllm and all(deployment(r) == {"max_batch_tokens": 512 + int(r["isl"]) + 1500, "batch_size": 512}
+                        for r in vllm)
+    assert scenario_of(vllm[0])[1].max_batch_tokens == 2012 + int(vllm[0]["isl"])
     mtp = [r for r in usable if "speculative" in deployment(r)]
     assert mtp and all(r["backend"] == "trtllm" and "measured=2026-01-14" in r["silicon_data_source"] for r in mtp)
     assert scenario_of(mtp[0])[1].speculative == (3, 0.85)
