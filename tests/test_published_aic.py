@@ -143,10 +143,14 @@ def test_small_validation_reports_two_cases_per_row_and_summaries() -> None:
         assert set(s["metrics"][metric]) == {"all", *engines}
         assert s["metrics"][metric]["all"]["num_cases"] == 6
         assert set(s["metrics"][metric]["all"]) == {"num_cases", "median_abs_error", "max_abs_error", "mean_error"}
+        per = s["by_engine_model"][metric]
+        assert set(per) == engines and sum(g["num_cases"] for e in per.values() for g in e.values()) == 6
+        assert all(set(models) == {c["model"] for c in out["cases"] if c["stack"] == e} for e, models in per.items())
     assert sum(s["skipped_by_reason"].values()) == len(out["skipped"]) == s["num_rows"] - s["num_predicted"] - (
         s["num_usable"] - s["num_sampled"])
     text = render(out)
     assert all(i in text for i in ids) and "median |error|" in text and "skipped rows" in text
+    assert "per engine and model" in text
 
 
 def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

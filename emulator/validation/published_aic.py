@@ -278,18 +278,21 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *,
                           "model": MODELS[row["model_path"]], "system": SYSTEMS[row["system"]],
                           "concurrency": _int(row["batch_size"])})
     metrics: dict[str, dict[str, Any]] = {}
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}  # where a signed bias sits: engine -> model -> summary
     for _, metric in METRICS:
         mine = [c for c in cases if c["metric"] == metric]
         engines = sorted({c["stack"] for c in mine})
         metrics[metric] = {"all": error_summary(mine)} | {e: error_summary([c for c in mine if c["stack"] == e])
                                                          for e in engines}
+        by_model[metric] = {e: {m: error_summary([c for c in mine if c["stack"] == e and c["model"] == m])
+                                for m in sorted({c["model"] for c in mine if c["stack"] == e})} for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
     summary = {"num_rows": len(rows()), "num_usable": len(usable), "num_sampled": len(sample),
                "num_predicted": len(sample) - len(failed), "num_cases": len(cases),
                "sample": "all usable rows" if limit is None else f"stratified: up to {limit} rows over (engine, "
                          "model, system), evenly spaced in concurrency (published_aic.select)",
                "skipped_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-               "metrics": metrics, "run_time_s": time.perf_counter() - t0,
+               "metrics": metrics, "by_engine_model": by_model, "run_time_s": time.perf_counter() - t0,
                "parameters": "one set: efficiency_for(device), replica.py and the engines' stack profiles"}
     return {"cases": cases, "skipped": skipped + failed, "summary": summary}
 
@@ -309,6 +312,11 @@ def render(result: dict[str, Any]) -> str:
             if g["num_cases"]:
                 lines.append(f"  {metric:8s} {group:7s} {g['num_cases']:4d} cases: median |error| "
                              f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
+    lines.append("per engine and model (median |error|, signed mean):")
+    for metric, engines in s["by_engine_model"].items():
+        for engine, models in engines.items():
+            lines.append(f"  {metric:8s} {engine:7s} " + "; ".join(
+                f"{m} {g['median_abs_error']:.0%} ({g['mean_error']:+.0%})" for m, g in models.items()))
     lines += ["skipped rows:"] + [f"  {n:5d}  {reason}" for reason, n in s["skipped_by_reason"].items()]
     return "\n".join(lines)
 
