@@ -136,6 +136,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     waited = 0  # batch waiting: iterations the pending prompts have waited so far
+    decided = 0.0  # requests that reached the scheduler by then join the next iteration (its batch was decided then)
     n = len(inp)
     lin, lout = inp.tolist(), out.tolist()
     # Closed loop: a request not yet sent arrives at infinity until the completion that sends it.
@@ -159,11 +160,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
     kvd = step.kv_decode_s_per_token  # decode-only iterations (per token gained, with speculation)
     while done < n:
-        while ptr < n and arrival[ptr] + scheduling.ingress_s <= t:
+        while ptr < n and arrival[ptr] + scheduling.ingress_s <= decided:
             waiting.append((ptr, lin[ptr]))
             ptr += 1
-        if not waiting and not prefill and not dec:
-            t = arrival[ptr] + scheduling.ingress_s
+        if not waiting and not prefill and not dec:  # idle: the scheduler takes the next request at once
+            t = decided = max(arrival[ptr] + scheduling.ingress_s, t)
             continue
         while waiting and len(prefill) + len(dec) < max_batch:
             r, plen = waiting[0]
@@ -234,7 +235,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             a = step.decode_s(ntok)
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
-                k = min(k, _steps_until(arrival[ptr] + scheduling.ingress_s - t, a, kvd * ntok, kvd * dec_kv))
+                gap = arrival[ptr] + scheduling.ingress_s - t
+                # scheduled ahead, it joins the iteration after the one it arrives in
+                k = min(k, _steps_until(gap, a, kvd * ntok, kvd * dec_kv) + int(scheduling.ahead and gap > 0))
             k = max(k, 1) if mixed and not holding else 1
             adv = k
             dt = k * a + kvd * (k * dec_kv + ntok * k * (k - 1) / 2)
@@ -244,6 +247,12 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 for r in dec:
                     waits.append((t + dt, t + dt - last[r], 1))
                     last[r] = t + dt
+        if not scheduling.ahead:
+            decided = t + dt
+        elif k <= 1:
+            decided = t  # the next iteration was scheduled as this one started
+        else:  # ... as the last of the k started
+            decided = t + dt - (a + kvd * (dec_kv + ntok * (k - 1)))
         t += dt
         busy += dt
         num_steps += k

@@ -192,3 +192,17 @@ def test_speculative_decode_step_is_a_verify_and_drafts_per_token_kept() -> None
     assert fast.ttft_s[0] == plain.ttft_s[0]
     assert fast.tpot_s[0] < plain.tpot_s[0] / 2
     assert fast.tpot_s[0] == pytest.approx(step.decode_s(1), rel=0.05)
+
+
+def test_a_request_scheduled_ahead_joins_the_iteration_after_the_one_it_arrives_in() -> None:
+    """One request decodes alone; a second arrives half way through its third decode iteration. Scheduled at each
+    iteration's start it prefills in the fourth; scheduled ahead (`Scheduling.ahead`: the overlap schedulers
+    decide iteration i + 1 while i runs) in the fifth, one decode iteration later. The first request, finding the
+    engine idle, starts at once either way."""
+    prefill = STEP.step_s(1000, 1000 * 1001 / 2, 1, 0.0)
+    decode = STEP.step_s(1, 0.0, 1, 0.0)
+    reqs = Requests(np.array([0.0, prefill + 2.5 * decode]), np.array([1000, 200]), np.array([400, 5]))
+    first = {ahead: simulate(STEP, 100_000, reqs, max_batch=8, max_batch_tokens=4096,
+                             scheduling=Scheduling(ahead=ahead)).first_token_s for ahead in (False, True)}
+    assert first[False][0] == first[True][0] == pytest.approx(prefill, rel=1e-12)
+    assert first[True][1] - first[False][1] == pytest.approx(decode, rel=0.05)

@@ -160,4 +160,26 @@ def expand_gaps(iterations: Iterations, waits: list[tuple[float, float, int]], r
                      np.concatenate([seqs[keep], wait_count]))
 
 
-__all__ = ["Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]
+@dataclass(frozen=True, slots=True)
+class ReplicaRun:
+    """One replica's simulation (`simulator._replica`)."""
+
+    arrival_s: np.ndarray
+    first_s: np.ndarray
+    finish_s: np.ndarray
+    busy_s: float
+    num_steps: int
+    num_preemptions: int
+    max_concurrency: int
+    gaps: TokenGaps
+    iterations: Iterations  # its iteration log (empty when not kept)
+    missed: bool = False  # a watched run stopped: its SLO is missed (the arrays are empty)
+
+    @staticmethod
+    def missed_at(max_concurrency: int) -> ReplicaRun:
+        empty = np.zeros(0)
+        return ReplicaRun(empty, empty, empty, 0.0, 0, 0, max_concurrency, TokenGaps(empty, empty, empty),
+                    Iterations.of([]), missed=True)
+
+
+__all__ = ["ReplicaRun", "Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]

@@ -1,5 +1,5 @@
-"""An engine's scheduling policy as the simulator follows it: its stack profile's `scheduler.*` items and the
-host's per-request ingress (`host.request_s`)."""
+"""An engine's scheduling policy as the simulator follows it: its stack profile's `scheduler.*` items, the host's
+per-request ingress (`host.request_s`) and whether it schedules one iteration ahead (`host.overlap`)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ class Scheduling:
     batch_wait_iters: int = 0
     batch_wait_ratio: float = 0.0
     ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
+    # The engine schedules iteration i + 1 while the device runs i (`host.overlap`: TensorRT-LLM's and SGLang's
+    # overlap schedulers): a request that arrives during an iteration joins the one after next.
+    ahead: bool = False
 
     @classmethod
     def of(cls, stack: StackProfile) -> Scheduling:
         return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
                    bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
-                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")))
+                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")),
+                   bool(stack.get("host.overlap")))
 
 
 DEFAULT_SCHEDULING = Scheduling()

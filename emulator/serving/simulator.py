@@ -22,6 +22,10 @@ a request's send time is set when the completion that frees its client happens.
 Token gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
 preempted request's wait from its last token to the first token after its recompute counts once.
 
+Engines that schedule ahead (`Scheduling.ahead`: TensorRT-LLM's and SGLang's overlap schedulers, `host.overlap`)
+decide iteration i + 1's batch while the device runs i: a request that reaches the scheduler during an iteration
+joins the one after next (while the engine is idle, the next at once).
+
 Engines that do not mix (`Scheduling.mixed_batches` false, SGLang's default): while any admitted prompt has
 prefill left, an iteration runs prefill chunks only (the whole token budget, no decode tokens, no KV read by
 decodes) and the decoding sequences gain nothing; decoding resumes when no prefill is pending. The first decode
@@ -41,7 +45,15 @@ import numpy as np
 
 from emulator.serving.iterations import Iterations, Run
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel, check_capacity
-from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps, make_requests, repeated_percentiles
+from emulator.serving.runs import (
+    ReplicaRun,
+    Requests,
+    SimResult,
+    TokenGaps,
+    expand_gaps,
+    make_requests,
+    repeated_percentiles,
+)
 from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
 from emulator.serving.slowatch import MISS_MARGIN, MissCount, SloWatch, misses_to_fail
 from emulator.serving.steptable import step_table
@@ -130,32 +142,10 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
                      run.max_concurrency, run.gaps, (run.iterations,))
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """One replica's simulation."""
-
-    arrival_s: np.ndarray
-    first_s: np.ndarray
-    finish_s: np.ndarray
-    busy_s: float
-    num_steps: int
-    num_preemptions: int
-    max_concurrency: int
-    gaps: TokenGaps
-    iterations: Iterations  # its iteration log (empty when not kept)
-    missed: bool = False  # a watched run stopped: its SLO is missed (the arrays are empty)
-
-    @staticmethod
-    def missed_at(max_concurrency: int) -> _Run:
-        empty = np.zeros(0)
-        return _Run(empty, empty, empty, 0.0, 0, 0, max_concurrency, TokenGaps(empty, empty, empty),
-                    Iterations.of([]), missed=True)
-
-
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0,
              scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
-             log: bool = True) -> _Run:
+             log: bool = True) -> ReplicaRun:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
@@ -163,6 +153,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
     ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
+    # The next iteration's batch takes the requests that reached the scheduler by `fetch_t`: the end of this
+    # iteration, or (`ahead`: scheduled while this one runs) its start.
+    lookahead, fetch_t = scheduling.ahead, 0.0
     waited = 0  # batch waiting: iterations the pending prompts have waited so far
     chunks: list[int] = []  # batch waiting: each prefill's chunk in the current iteration, in order
     n = len(inp)
@@ -200,11 +193,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
-        while arrival[ptr] + ingress <= t:
+        while arrival[ptr] + ingress <= fetch_t:
             wait((ptr, lin[ptr]))
             ptr += 1
         if not waiting and not prefill and not dec:
-            t = arrival[ptr] + ingress
+            t = fetch_t = max(arrival[ptr] + ingress, t)
             continue
         active = len(prefill) + len(dec)
         while waiting and active < max_batch:
@@ -305,6 +298,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                         until = ceil(gap_s / max(b, 1e-12))
                     else:
                         until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
+                    until += lookahead  # ahead: it joins the iteration after the one it arrives in
                 if until < k:
                     k = until
             if holding:  # nothing changes the verdict before an arrival or completion: wait up to the timeout
@@ -325,6 +319,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                             waits.append((end, end - last, int(count - drop)))
                     held.clear()
                 runs.append((t, k, a + kvd * dec_kv, kvd * ntok, ndec, 0))
+        # ahead: the last iteration of this run started when the next one was scheduled
+        fetch_t = t + dt if not lookahead else t if k <= 1 else t + dt - a - kvd * (dec_kv + ntok * (k - 1))
         t += dt
         busy += dt
         num_steps += k
@@ -351,7 +347,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
                                  > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) / max(lout[r] - 1, 1),
                                                                lout[r]):
-                return _Run.missed_at(max_conc)
+                return ReplicaRun.missed_at(max_conc)
         if not completing:
             continue
         if completing == len(prefill):
@@ -364,7 +360,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             if not gen[r]:  # its first token (a preempted request had one before)
                 first[r] = t
                 if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
-                    return _Run.missed_at(max_conc)
+                    return ReplicaRun.missed_at(max_conc)
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r), 1))
             gen[r] += 1
@@ -379,7 +375,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
                                      > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) /
                                                                    max(lout[r] - 1, 1), lout[r]):
-                    return _Run.missed_at(max_conc)
+                    return ReplicaRun.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)
             if held:  # its first token came during held iterations: its next gap runs from now
@@ -391,7 +387,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             heappush(fin_heap, (g + lout[r] - gen[r], r))
             decoded(r)
     iterations = Iterations.of(runs)
-    return _Run(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
+    return ReplicaRun(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
                 expand_gaps(iterations, waits, tuple(regrouped)) if gaps else TokenGaps(*(np.zeros(0),) * 3),
                 iterations)
 

@@ -110,7 +110,8 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                        "and routes it): on its TTFT and latency, not on the iterations"),
     "host.overlap": ("bool", ("serving",), False,
                      "the engine prepares iteration i + 1 on the host while the device runs i: an iteration takes the "
-                     "longer of its host and device time, not their sum"),
+                     "longer of its host and device time, not their sum, and a request that arrives during an "
+                     "iteration joins the one after next"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
     "comm.rank_skew_s": ("seconds", ("serving",), 0.0,
