@@ -13,7 +13,6 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from emulator.engine.roofline import combined_band, error_band
 from emulator.hardware import DeviceProfile
 from emulator.serving.iterations import Iterations
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
-from emulator.serving.runs import Requests, SimResult, TokenGaps, expand_gaps
+from emulator.serving.runs import ReplicaRun, Requests, SimResult, TokenGaps, expand_gaps
 from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
 
 
@@ -113,23 +112,9 @@ def simulate_closed_slow(step: StepModel, kv_capacity_tokens: int, requests: Req
                      run.max_concurrency, run.gaps)
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """One replica's simulation."""
-
-    arrival_s: np.ndarray
-    first_s: np.ndarray
-    finish_s: np.ndarray
-    busy_s: float
-    num_steps: int
-    num_preemptions: int
-    max_concurrency: int
-    gaps: TokenGaps
-
-
 def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0,
-             scheduling: Scheduling = DEFAULT_SCHEDULING) -> _Run:
+             scheduling: Scheduling = DEFAULT_SCHEDULING) -> ReplicaRun:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     not mixed: prefill-only iterations first, decodes wait; every token's gap is then taken one sequence at a
     time from its own previous token (`last`), independently of the fast path's grouping.
@@ -297,8 +282,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             heapq.heappush(fin_heap, (g + lout[r] - gen[r], r))
             admitted += 1
             heapq.heappush(lifo, (-admitted, r))
-    return _Run(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                expand_gaps(Iterations.of([(*r, 0) for r in runs]), waits))
+    return ReplicaRun(np.array(arrival), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
+                      expand_gaps(Iterations.of([(*r, 0) for r in runs]), waits), Iterations.of([]))
 
 
 def _steps_until(gap_s: float, a: float, slope: float, base: float) -> int:

@@ -20,9 +20,7 @@ from emulator.predict import predict_json
 from emulator.scenario import Distribution, Inference, Parallel, Scenario, ServingSpec, Slo, load_scenario
 from emulator.serving import predict_serving
 from emulator.serving.batcher import Batches
-from emulator.serving.iterations import Iterations
 from emulator.serving.replica import DEFAULT_SCHEDULING, Replica, Scheduling, Speculation, StepModel, build_replica
-from emulator.serving.runs import ReplicaRun
 from emulator.serving.search import choose_batch
 from emulator.serving.simulator import make_requests, simulate, simulate_closed
 from emulator.serving.steptable import step_table
@@ -51,9 +49,7 @@ def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.nda
                   log: bool = True) -> Any:
     """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
     iteration log: the compared predictions do not read it)."""
-    run = slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, scheduling)
-    return ReplicaRun(run.arrival_s, run.first_s, run.finish_s, run.busy_s, run.num_steps, run.num_preemptions,
-                      run.max_concurrency, run.gaps, Iterations.of([]))
+    return slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, scheduling)
 
 
 def _slow_batcher(arrival: np.ndarray, pairs: np.ndarray | int, step_s: list[float], step: Any, cap: int,
