@@ -75,7 +75,8 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     next iteration, one first in its iteration running whole even past the budget (TensorRT-LLM without chunked
     prefill, whose budget a deployment sets at least as large as its longest prompt); `batch_wait_iters` and
     `batch_wait_ratio`, TensorRT-LLM's batch waiting: while sequences decode and an iteration would hold under the
-    ratio x the token budget, its prompts wait, up to that many iterations.
+    ratio x the token budget, its prompts wait, up to that many iterations; `ahead`, the overlap schedulers'
+    look-ahead (see the module docstring).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs; a disaggregated search's trials never read it).
     """
@@ -148,7 +149,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
              log: bool = True) -> ReplicaRun:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
-    A watched run returns as soon as it misses its SLO (`_Run.missed`). `log`: keep the iteration log (a search's
+    A watched run returns as soon as it misses its SLO (`ReplicaRun.missed`). `log`: keep the iteration log (a search's
     trial runs need none)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
