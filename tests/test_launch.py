@@ -200,7 +200,8 @@ search: {tp: [1, 2], pp: [1], microbatch_size: [1], recompute: [none], zero: [1]
 
 
 def test_a_served_sizing_caps_the_batch_at_the_engines_limit(tmp_path: Path) -> None:
-    """Without a batch size the simulation fills the KV capacity; the command sets the engine's own cap and says so."""
+    """Without a batch size the simulation fills the KV capacity up to the engine's own cap on running sequences
+    (vLLM's 1024 on an H100), which the command sets."""
     path = tmp_path / "serve.yaml"
     path.write_text("""goal: serve
 model: {model_type: llama, num_hidden_layers: 2, hidden_size: 512, num_attention_heads: 8, num_key_value_heads: 8,
@@ -216,7 +217,7 @@ candidates: [{device: h100-sxm, system: hgx-h100}]
     sz = load_sizing(str(path))
     (f,) = sizing_launch_files(sz, size(sz))
     words = _command(f)
-    assert _value(words, "--max-num-seqs") == "1024" and "defaults.max_batch_size" in f.text
+    assert _value(words, "--max-num-seqs") == "1024" and "at most 1024 running sequences" in f.text
     assert _value(words, "--quantization") == "fp8" and _value(words, "--max-model-len") == "144"
 
 

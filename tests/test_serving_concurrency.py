@@ -222,3 +222,13 @@ def test_prediction_json_and_text_carry_the_closed_loop(tmp_path) -> None:  # ty
     assert loop["throughput_tokens_per_s_per_device"] == pytest.approx(out["throughput_tokens_per_s"] / 2)
     text = render_prediction(pred)
     assert "closed loop" in text and "tokens/s per user" in text and "ITL" in text and "on vllm" in text
+
+
+def test_the_engines_own_cap_on_running_sequences_bounds_the_closed_loop() -> None:
+    """More clients than the engine runs at once (`Replica.max_sequences`, the engine's defaults.max_batch_size):
+    the rest queue, so TTFT grows and the loop reports the cap as its batch."""
+    replica = dataclasses.replace(_replica(), step=STEP)
+    spec = _spec(48, Distribution(mean=128), Distribution(mean=32))
+    free, capped = (run_closed(dataclasses.replace(replica, max_sequences=cap), spec, 1) for cap in (1024, 16))
+    assert (free.max_batch, capped.max_batch) == (48, 16)
+    assert capped.stats.ttft_mean_s > 2 * free.stats.ttft_mean_s

@@ -63,6 +63,33 @@ def test_every_fitted_item_holds_its_records_fitted_value(kind: str) -> None:
                 assert value == fitted, (name, key, item.value, fitted)
 
 
+def test_engine_defaults_follow_the_device_memory_and_family() -> None:
+    """vLLM's token budget and sequence cap are large from 70 GiB except on an A100; SGLang's chunk grows with the
+    memory tier; TensorRT-LLM's are one value everywhere. A map needs a 0 tier."""
+    from emulator.hardware import load_device
+    from emulator.stacks.profile import check_value
+
+    def on(engine: str, key: str, device: str) -> int:
+        d = load_device(device)
+        return load_stack(engine, "serving").count_for(f"defaults.{key}", d.family, d.memory_bytes)
+
+    assert [on("vllm", "max_batch_tokens", d) for d in ("a100-sxm", "l40s", "h100-sxm", "mi300x")] == [2048, 2048,
+                                                                                                     8192, 8192]
+    assert (on("vllm", "max_batch_size", "a100-sxm"), on("vllm", "max_batch_size", "h200-sxm")) == (256, 1024)
+    assert [on("sglang", "max_batch_tokens", d) for d in ("l40s", "h100-sxm", "h200-sxm", "b200", "mi300x")] == [
+        4096, 8192, 8192, 16384, 16384]
+    assert on("trtllm", "max_batch_tokens", "b200") == on("trtllm", "max_batch_tokens", "l40s") == 8192
+
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    assert check_value("count", {0: 2, "ampere": 3}, fail) == {0: 2, "ampere": 3}
+    with pytest.raises(ValueError, match="one of them 0"):
+        check_value("count", {70: 8192}, fail)
+    with pytest.raises(ValueError, match="whole number"):
+        check_value("count", {0: 0.5}, fail)
+
+
 def test_defaults_and_unknown_names() -> None:
     assert load_stack(None, "training").name == "megatron-core"
     assert load_stack(None, "serving").name == "trtllm"

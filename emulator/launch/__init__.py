@@ -69,7 +69,7 @@ def launch_files(s: Scenario, prediction: Any = None, *, source: str = "emulator
         raise _no_launcher(s, stack, sorted(ENGINES), "inference.engine")
     # The running-sequence cap: the scenario's batch_size, else what the simulation ran, within the engine's own
     # limit (without a batch_size the simulation fills the KV capacity, which for a small model passes any engine's).
-    cap = int(stack.get("defaults.max_batch_size"))
+    cap = stack.count_for("defaults.max_batch_size", s.device.family, s.device.memory_bytes)
     simulated = int(figures.get("max_batch") or 0)
     max_batch = spec.batch_size or (min(simulated, cap) if simulated else cap)
     if not spec.batch_size and simulated > cap:

@@ -51,7 +51,8 @@ def replica_of(s: Scenario, stack: StackProfile, max_batch: int, replicas: int) 
 
     length = min(m.max_seq_len, math.ceil(longest(spec.input_tokens) + longest(spec.output_tokens)))
     return Replica(tp=spec.tp, pp=spec.pp, ep=spec.ep, max_batch=max_batch,
-                   max_batch_tokens=spec.max_batch_tokens or int(stack.get("defaults.max_batch_tokens")),
+                   max_batch_tokens=spec.max_batch_tokens or stack.count_for("defaults.max_batch_tokens",
+                                                                             s.device.family, s.device.memory_bytes),
                    max_seq_len=length, kv_precision=spec.kv, precision=spec.precision,
                    memory_fraction=float(stack.get("defaults.kv_memory_fraction")), replicas=replicas)
 

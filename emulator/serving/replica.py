@@ -169,6 +169,7 @@ class Replica:
     provenance: str
     error_band: float
     scheduling: Scheduling = DEFAULT_SCHEDULING  # the engine's scheduler policy (`scheduler.*`)
+    max_sequences: int = 2048  # the engine's default cap on running sequences (`defaults.max_batch_size`)
 
     @property
     def num_devices(self) -> int:
@@ -330,7 +331,7 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
-    budget = max_batch_tokens or int(stack.get("defaults.max_batch_tokens"))
+    budget = max_batch_tokens or stack.count_for("defaults.max_batch_tokens", device.family, device.memory_bytes)
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
     draft_share = 1.0 / model.num_layers if speculative else 0.0  # the drafter: one more layer, its cache and time
     weights = serving_weight_bytes(model, precision, tp * pp) * (1.0 + draft_share)
@@ -356,8 +357,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
                    kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
-                   provenance=table.provenance, error_band=steps.error_band,
-                   scheduling=Scheduling.of(stack))
+                   provenance=table.provenance, error_band=steps.error_band, scheduling=Scheduling.of(stack),
+                   max_sequences=stack.count_for("defaults.max_batch_size", device.family, device.memory_bytes))
 
 
 def check_capacity(requests: Any, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:

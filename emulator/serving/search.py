@@ -102,12 +102,13 @@ def steady_throughput(replica: Replica, batch: int, mean_in: float, mean_out: fl
 
 
 def choose_batch(replica: Replica, spec: ServingSpec) -> int:
-    """`batch_size` when given; else the throughput-maximising batch whose full contexts fit the KV cache."""
+    """`batch_size` when given; else the throughput-maximising batch whose full contexts fit the KV cache, within
+    the engine's own cap on running sequences (`Replica.max_sequences`)."""
     if spec.batch_size:
         return spec.batch_size
     mean_in, mean_out = spec.input_tokens.expected, spec.output_tokens.expected
     fit = int(replica.kv_capacity_tokens // ((mean_in + mean_out) * spec.num_beams))
-    fit = max(fit, 1)
+    fit = min(max(fit, 1), replica.max_sequences)
     candidates = sorted({2**i for i in range(int(math.log2(fit)) + 1)} | {fit})
     return max(candidates, key=lambda b: steady_throughput(replica, b, mean_in, mean_out, spec.num_beams))
 
@@ -275,7 +276,8 @@ class _Load:
 def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -> _Load:
     reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed)
     res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
-                          max_batch=spec.batch_size or clients, max_batch_tokens=replica.max_batch_tokens,
+                          max_batch=spec.batch_size or min(clients, replica.max_sequences),
+                          max_batch_tokens=replica.max_batch_tokens,
                           num_beams=spec.num_beams, path=spec.path,
                           scheduling=replica.scheduling)
     # Every client has a request in flight from the first send after the warm-up wave to the last send; the window
@@ -331,7 +333,7 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
     return ClosedLoopRun(
         ttft_s=ttft, tpot_s=tpot, latency_s=latency, stats=stats, throughput_tokens_per_s=tokens,
         throughput_samples_per_s=sum(load.requests_per_s * count for load, count in loads),
-        max_batch=spec.batch_size or share + (extra > 0),
+        max_batch=spec.batch_size or min(share + (extra > 0), replica.max_sequences),
         utilisation=sum(min(load.measured.busy_s / load.measured.makespan_s, 1.0) * count
                         for load, count in loads) / num_replicas,
         num_preemptions=sum(load.measured.num_preemptions * count for load, count in loads),

@@ -26,6 +26,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
   `tp`, `pp`, `ep`, `cp`.
 - `defaults.*`: what a user of the stack gets without asking (sequence parallelism with tp, the ZeRO stage of the
   distributed optimizer, KV-cache precision per weight precision, token budget, batch limit, KV memory fraction).
+  The token budget and batch limit may differ by device, as engines size them by GPU memory: a map of memory tiers
+  (GiB from which an entry holds, one of them 0) and device families (which take precedence), `count_for`.
 - `comm.one_shot_allreduce_bytes`: all-reduces up to this size inside one scale-up domain run as the engine's
   one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
   all-reduce).
@@ -176,6 +178,17 @@ class StackProfile:
     def overlap(self, klass: str) -> float:
         return float(self.get(f"overlap.{klass}"))
 
+    def count_for(self, key: str, family: str, memory_bytes: float) -> int:
+        """A count item on a device: the value, or of a per-device map the device family's entry, else the entry of
+        the largest memory tier (GiB) the device reaches (engines that size their defaults by GPU memory)."""
+        value = self.get(key)
+        if not isinstance(value, Mapping):
+            return int(value)
+        if family in value:
+            return int(value[family])
+        gib = memory_bytes / 2**30
+        return int(value[max(k for k in value if not isinstance(k, str) and k <= gib)])
+
     def sustained_math(self, device_family: str) -> float:
         """`efficiency.sustained_math` of a device family: its own entry, else the `"*"` entry (what transfers to
         families without a fit), else 1."""
@@ -230,6 +243,13 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
             fail(f"must be a ZeRO stage 0-3, got {value!r}. Fix: write 0, 1, 2 or 3.")
         return int(value)
     if kind == "count":
+        if isinstance(value, Mapping):  # per device: memory tiers (GiB from which it holds) and device families
+            counts = {k: check_value("count", v, fail) for k, v in value.items()}
+            if 0 not in counts or any(isinstance(k, bool) or not (isinstance(k, str) or isinstance(k, (int, float))
+                                                                  and k >= 0) for k in counts):
+                fail(f"must map device memory in GiB (numbers, one of them 0) or device families to whole numbers, "
+                     f"got {value!r}. Fix: e.g. {{0: 2048, 70: 8192}}.")
+            return counts
         if not numeric or value < 1 or not float(value).is_integer():
             fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
         return int(value)
