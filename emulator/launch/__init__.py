@@ -67,14 +67,11 @@ def launch_files(s: Scenario, prediction: Any = None, *, source: str = "emulator
     stack = stack_of(spec, "serving")
     if stack.name not in ENGINES:
         raise _no_launcher(s, stack, sorted(ENGINES), "inference.engine")
-    # The running-sequence cap: the scenario's batch_size, else what the simulation ran, within the engine's own
-    # limit (without a batch_size the simulation fills the KV capacity, which for a small model passes any engine's).
+    # The running-sequence cap: the scenario's batch_size, else what the simulation ran (it stays within the
+    # engine's own cap, `Replica.max_sequences`), else that cap.
     cap = stack.count_for("defaults.max_batch_size", s.device.family, s.device.memory_bytes)
     simulated = int(figures.get("max_batch") or 0)
     max_batch = spec.batch_size or (min(simulated, cap) if simulated else cap)
-    if not spec.batch_size and simulated > cap:
-        predicted.append(f"Note: the simulation ran up to {simulated} sequences (the KV capacity); the engine's own "
-                         f"cap, {cap} (stack profile defaults.max_batch_size), is what the command sets.")
     replicas = int(figures.get("replicas") or max(s.num_devices // (spec.tp * spec.pp), 1))
     return ENGINES[stack.name](s, replica_of(s, stack, max_batch, replicas), stack, predicted)
 

@@ -179,7 +179,7 @@ class ReplicaRun:
     def missed_at(max_concurrency: int) -> ReplicaRun:
         empty = np.zeros(0)
         return ReplicaRun(empty, empty, empty, 0.0, 0, 0, max_concurrency, TokenGaps(empty, empty, empty),
-                    Iterations.of([]), missed=True)
+                          Iterations.of([]), missed=True)
 
 
 __all__ = ["ReplicaRun", "Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]

@@ -32,8 +32,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
   one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
   all-reduce).
 - `comm.rank_skew_s`: the spread (standard deviation) of the ranks' arrival at a blocking collective of an
-  iteration: every tensor-parallel all-reduce and expert-parallel all-to-all waits for the slowest of its n ranks,
-  E[max of n standard normals] x this, on top of the collective's own time (a collective measured alone starts on
+  iteration: every tensor-parallel all-reduce waits for the slowest of its tp ranks, E[max of tp standard
+  normals] x this, on top of the collective's own time (a collective measured alone starts on
   ranks in step; in a model the ranks' kernels drift between collectives).
 - `scheduler.reserve_output`: the share of each admitted request's remaining output tokens the engine keeps
   free in the KV cache before it admits another (1: no request is ever evicted; 0: admit on the prompt, preempt
