@@ -201,6 +201,33 @@ def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
 
 
 @pytest.mark.parametrize("mixed", [True, False])
+def test_prompt_launch_floor_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
+    """Iterations carrying prompt tokens launched kernel by kernel (`host.prompt_launch_s`), the floor above some
+    prompt iterations' device time and below others': the step table is its step model to the bit, offline,
+    Poisson and closed-loop runs give the slow loop's times, and (mixed) the closed loop's first tokens come later."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    plain = replica.step
+    small, large = (plain.step_s(n, n * (n + 1) / 2, 1, 0.0) for n in (64, replica.max_batch_tokens))
+    step = dataclasses.replace(plain, prompt_host_s=(small + large) / 2)
+    table = step_table(step, replica.max_batch_tokens)
+    for n in (64, 512, replica.max_batch_tokens):
+        assert table.step_s(n, n * (n + 1) / 2, 1, 0.0) == step.step_s(n, n * (n + 1) / 2, 1, 0.0)
+    assert step.step_s(64, 64 * 65 / 2, 1, 0.0) == step.prompt_host_s and step.decode_s(64) == plain.decode_s(64)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=mixed)}
+    runs = _fast_and_slow(step, spec, replica.kv_capacity_tokens, common)
+    for fast, slow in runs:
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    unfloored = simulate_closed(plain, replica.kv_capacity_tokens, reqs, concurrency=24, **common)  # type: ignore[arg-type]
+    floored_ttft, ttft = float(runs[-1][0].ttft_s.mean()), float(unfloored.ttft_s.mean())
+    # Unmixed, the closed loop's equal prompts fill whole budgets, above the floor.
+    assert floored_ttft > ttft if mixed else floored_ttft >= ttft
+
+
+@pytest.mark.parametrize("mixed", [True, False])
 def test_unchunked_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     """Whole prompts only (`scheduler.chunked_prefill` false) under a budget that one to two prompts fill: offline,
     Poisson and closed-loop runs give the slow loop's times, and some prompt did wait for a later iteration."""

@@ -123,3 +123,30 @@ def test_moe_kernel_scale_slows_only_the_grouped_expert_gemms() -> None:
         a, b = step_model(*args, engine=base), step_model(*args, engine=slow)
         assert (b.dense(256) > a.dense(256)) is grows and b.dense(256) >= a.dense(256)
         assert b.kv_s_per_token == a.kv_s_per_token and b.pair_s == a.pair_s
+
+
+def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() -> None:
+    """`host.prompt_launch_s`: an engine that replays graphs of decode-only batches launches a prompt's iteration
+    kernel by kernel, so that iteration takes at least its kernels (and tp all-reduces) times the launch cost; a
+    decode-only one is unchanged, and an engine without graphs (its launches already in every step) gets no floor."""
+    from emulator.serving.replica import step_model
+    from emulator.serving.steptable import step_table
+
+    system = load_system("hgx-h100")
+    model = preset("llama3.1-8b")
+    args = (model, system.device, system, efficiency_for(system.device), "bf16", "bf16", 8, 1, 1, 0.0)
+    graphed = step_model(*args, engine=_vllm_with(host__prompt_launch_s=0.0))
+    launched = step_model(*args, engine=_vllm_with(host__prompt_launch_s=2e-5))
+    assert graphed.prompt_host_s == 0.0
+    kernels = launched.prompt_host_s / 2e-5 - 2 * model.num_layers  # the shard's kernels; all-reduces on top
+    assert kernels == pytest.approx(round(kernels)) and 8 * model.num_layers < kernels < 20 * model.num_layers
+    small = (64, 64 * 65 / 2, 1, 0.0)  # a 64-token prompt: launch bound at tp 8
+    assert graphed.step_s(*small) < launched.prompt_host_s == launched.step_s(*small)
+    large = (16384, 16384 * 16385 / 2, 1, 0.0)  # device bound: the floor does not bind
+    assert launched.step_s(*large) == graphed.step_s(*large) > launched.prompt_host_s
+    assert launched.step_s(64, 0.0, 64, 1e4) == graphed.step_s(64, 0.0, 64, 1e4)  # decode only
+    assert step_table(launched, 1024).step_s(*small) == launched.step_s(*small)
+    from emulator.stacks import load_stack
+
+    eager = load_stack("eager", "serving").with_settings((("host.prompt_launch_s", 2e-5),))
+    assert not eager.get("host.cuda_graphs") and step_model(*args, engine=eager).prompt_host_s == 0.0

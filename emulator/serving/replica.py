@@ -3,7 +3,7 @@
 Step-time model (built once per model, device, precision and layout from traced and predicted kernels; the
 simulator never traces):
     step = combine(host(logit rows), dense(tokens) + head(logit rows)) + p_pair * attention pairs of prefill chunks
-                    + p_kv * KV tokens read by decodes
+                    + p_kv * KV tokens read by decodes;  at least the prompt launches with prompt tokens
     host(r) = overhead + per_token * r;  combine = max when the engine overlaps its host work with the device's
     (`host.overlap`), else the sum
 - dense(n): every kernel of the tensor-parallel shard except the output head, for n tokens in the batch
@@ -26,6 +26,10 @@ simulator never traces):
   host time and the device's dense and head work; the attention terms that grow with the context follow it (the
   bound is the device's time apart from them: a simplification that keeps a decode run's time linear in its
   length, so the simulator advances whole runs at once).
+- prompt launches: engines that replay CUDA graphs of decode-only batches (TensorRT-LLM, SGLang) launch an
+  iteration carrying prompt tokens kernel by kernel from the host, so it takes at least its kernels (and one
+  all-reduce per half layer at tp > 1) times `host.prompt_launch_s`: a floor that binds for small models at high
+  tp and on fast devices.
 Pipeline parallel replicas are timed as the sum of their stages plus the activation hand-offs (no micro-batch
 overlap between iterations: a pessimistic throughput).
 
@@ -81,6 +85,7 @@ class StepModel:
     overhead_s: float
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
     host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
+    prompt_host_s: float = 0.0  # host time to launch an iteration with prompt tokens kernel by kernel
     overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
     # Speculative decoding (`Speculation`): a decode step verifies `draft_tokens` drafts per sequence, keeps
     # `tokens_per_step` tokens; a draft costs `draft_share` of the dense work plus the head.
@@ -99,7 +104,13 @@ class StepModel:
         if tokens <= 0:
             return 0.0
         core = self.core(self.dense(tokens) + self.head(logit_rows), self.overhead_s + self.host_per_row_s * logit_rows)
-        return core + self.pair_s * pairs + self.kv_s_per_token * kv_tokens
+        return self.prompted(core + self.pair_s * pairs + self.kv_s_per_token * kv_tokens, pairs)
+
+    def prompted(self, step_s: float, pairs: float) -> float:
+        """An iteration's time once its launches are counted: one with prompt tokens (attention pairs) that the
+        engine launches kernel by kernel takes at least the host's time to launch them (the device runs each as it
+        comes)."""
+        return self.prompt_host_s if pairs > 0 and step_s < self.prompt_host_s else step_s
 
     def core(self, device_s: float, host_s: float) -> float:
         """An iteration's device and host time together: the longer when the host's work overlaps, else the sum."""
@@ -268,11 +279,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
     device, launch_s = engine_device(device, engine)
+    prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host, skew)
+           overlap_host, skew, prompt_launch_s)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -289,12 +301,13 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         kernels.extend(timing.kernels)
         return timing
 
-    dense, head = [], []
+    dense, head, launched = [], [], 0
     for n in TOKEN_GRID:
         timing = timed("decode", n, 1, 1)
+        launched = sum(k.count for k in timing.kernels)  # the same at every batch size; all-reduces come on top
         body, h = _split(timing)
         body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
-        launches = launch_s * sum(k.count for k in timing.kernels)
+        launches = launch_s * launched
         dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot, skew))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
@@ -310,7 +323,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
     out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
                     kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s,
-                    error_band=error_band(kernels, table), host_per_row_s=per_token_s, overlap_host=overlap_host)
+                    error_band=error_band(kernels, table), host_per_row_s=per_token_s, overlap_host=overlap_host,
+                    prompt_host_s=prompt_launch_s * (launched + (2 * model.num_layers if tp > 1 else 0)))
     if len(_CACHE) > 4096:
         _CACHE.clear()
     _CACHE[key] = out

@@ -43,7 +43,8 @@ class StepTable:
             return self.model.step_s(tokens, pairs, logit_rows, kv_tokens)
         if tokens <= 0:
             return 0.0
-        return self.core(tokens, logit_rows) + self.model.pair_s * pairs + self.model.kv_s_per_token * kv_tokens
+        return self.model.prompted(
+            self.core(tokens, logit_rows) + self.model.pair_s * pairs + self.model.kv_s_per_token * kv_tokens, pairs)
 
 
 def _curve(n: np.ndarray, xs: tuple[float, ...], ys: tuple[float, ...]) -> np.ndarray:

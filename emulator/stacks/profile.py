@@ -120,6 +120,10 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                          "spread of the ranks' arrival at a blocking collective: each one waits for the slowest rank"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
     "host.kernel_launch_s": ("seconds", ("serving",), 0.0, "host time per kernel without CUDA graphs"),
+    "host.prompt_launch_s": ("seconds", ("serving",), 0.0,
+                             "host time per kernel of an iteration that carries prompt tokens, which the engine "
+                             "launches kernel by kernel where it replays CUDA graphs of decode-only ones (0: its "
+                             "graphs cover those iterations too)"),
     "host.graph_kernel_gap_s": ("seconds", ("serving",), 4.0e-6,
                                 "fixed device time per kernel when a CUDA graph replays the iteration"),
 }
