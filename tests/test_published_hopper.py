@@ -233,3 +233,18 @@ def test_importers_take_hugging_face_defaults_for_nemotron_and_gpt_oss() -> None
     assert isinstance(oss, TransformerConfig)
     assert (oss.head_dim, oss.rope_theta, oss.moe_ffn_hidden_size) == (64, 150000.0, 512)
     assert oss.assumed["head_dim"] == 64
+
+
+def test_lora_cases_train_their_softwares_default_adapters() -> None:
+    """A NeMo 24.x table's LoRA ran the NeMo 1.0 launcher recipe (rank 32 on the qkv projection only); a
+    Megatron-Bridge one Megatron-Bridge's LoRA() (rank 32, alpha 32 on qkv, proj, fc1 and fc2)."""
+    from emulator.validation.published_hopper import lora_of
+
+    loras = {case_id: lora_of(_case(case_id)) for case_id in IDS if "lora" in case_id}
+    assert loras  # the file has LoRA cases
+    for case_id, lora in loras.items():
+        nemo1 = case_id.startswith("train-nemo24")
+        assert (lora.rank, lora.alpha) == (32, 32)
+        assert lora.targets == (("qkv",) if nemo1 else ("qkv", "proj", "fc1", "fc2")), case_id
+        tr = case_scenario(_case(case_id)).training
+        assert tr is not None and tr.lora == lora

@@ -13,8 +13,12 @@ nothing tuned per case:
   dp must agree), fsdp > 0 -> FSDP over the data-parallel ranks, micro-batch 1 where the case gives none. A
   case's `ga` (gradient accumulation) is not read: global batch / (micro-batch * dp) is the accumulation.
 - precision: FP8 (delayed or current scaling, 'FP8-CS') -> fp8; BF16 -> bf16.
-- task: pretrain, sft (full fine-tuning) or lora (`LoraConfig()`: rank 16, alpha 32 on qkv, proj, fc1 and fc2,
-  the Megatron-Bridge PEFT guide's example); fine-tuning runs pack SQuAD samples into seq_len sequences.
+- task: pretrain, sft (full fine-tuning) or lora, whose adapters are the LoRA defaults of the software that ran
+  the table (`lora_of`): NeMo 24.x containers ran the NeMo Framework Launcher's NeMo 1.0 PEFT recipe
+  (launcher_scripts/conf/peft/llama/squad.yaml sets adapter_dim 32 and no target_modules, so NeMo 1.0's default
+  ['attention_qkv'] applies: examples/nlp/language_modeling/tuning/conf/megatron_gpt_finetuning_config.yaml), rank
+  32 on qkv; Megatron-Bridge's LoRA() (megatron/bridge/peft/lora.py: dim 32, alpha 32 on linear_qkv,
+  linear_proj, linear_fc1 and linear_fc2) elsewhere. Fine-tuning runs pack SQuAD samples into seq_len sequences.
 - stack: `Training.framework = "megatron-core"`. What the recipes set without the tables stating it (sequence
   parallelism with tp, the distributed optimizer, communication overlap, fusions) is that stack profile's to apply.
 The predicted value is the published metric computed from the predicted step time:
@@ -110,6 +114,14 @@ def _size(par: dict[str, Any], key: str) -> int:
     return number(par.get(key)) or 1
 
 
+def lora_of(case: dict[str, Any]) -> LoraConfig:
+    """The adapters a LoRA case trained: its software's defaults (see the module docstring)."""
+    software = f"{case['config'].get('container', '')} {case.get('source', '')}"
+    if re.search(r"NeMo 24\.", software):
+        return LoraConfig(rank=32, alpha=32, targets=("qkv",))
+    return LoraConfig(rank=32, alpha=32)
+
+
 def case_scenario(case: dict[str, Any]) -> Scenario:
     """The scenario a published case describes (see the module docstring); `Unmodelled` when it cannot be built."""
     cfg, par = case["config"], case["config"].get("parallelism", {})
@@ -130,7 +142,7 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
     task = task_of(case)
     training = Training(seq_len=number(cfg["seq_len"]) or 0, global_batch_size=int(cfg["global_batch_size"]),
                         precision="fp8" if precision.startswith("FP8") else "bf16", parallel=parallel,
-                        framework=STACK, task=task, lora=LoraConfig() if task == "lora" else None,
+                        framework=STACK, task=task, lora=lora_of(case) if task == "lora" else None,
                         packed_sequences=task != "pretrain", path=str(case["id"]))
     device = load_device(profile_name(case["hardware"]["device"]) or case["hardware"]["device"])
     system = load_system(SYSTEM)
