@@ -150,3 +150,19 @@ def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() ->
 
     eager = load_stack("eager", "serving").with_settings((("host.prompt_launch_s", 2e-5),))
     assert not eager.get("host.cuda_graphs") and step_model(*args, engine=eager).prompt_host_s == 0.0
+
+
+def test_the_json_states_the_engines_limits_as_resolved_for_the_device() -> None:
+    """`max_batch_tokens_per_replica` and `max_sequences_per_replica`: the engine's per-device defaults resolved
+    (vLLM: 8192 tokens and 1024 sequences on an H100, 2048 and 256 on an A100), or the scenario's own budget."""
+    spec = ServingSpec(precision="bf16", input_tokens=Distribution(mean=256), output_tokens=Distribution(mean=32),
+                       scenario="concurrency", concurrency=8, engine="vllm")
+    for system_name, tokens, sequences in (("hgx-h100", 8192, 1024), ("hgx-a100", 2048, 256)):
+        system = load_system(system_name)
+        sc = Scenario(path="s.yaml", model=SMALL, device=system.device, system=system, num_devices=1)
+        out = predict_serving(sc, spec).to_json()
+        assert (out["max_batch_tokens_per_replica"], out["max_sequences_per_replica"]) == (tokens, sequences)
+    import dataclasses
+
+    own = predict_serving(sc, dataclasses.replace(spec, max_batch_tokens=4096)).to_json()
+    assert own["max_batch_tokens_per_replica"] == 4096

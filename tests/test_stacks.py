@@ -14,7 +14,7 @@ from emulator.cli.render import render_prediction
 from emulator.cluster import predict_training
 from emulator.cluster.network import Group, Network
 from emulator.cluster.step import Overlap, hide
-from emulator.engine.calibration import table_from
+from emulator.engine.calibration import efficiency_for, table_from
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.predict import time_trace
 from emulator.engine.stack import fuse, group_experts, low_precision_casts, sustained
@@ -286,9 +286,17 @@ def test_one_shot_all_reduce_for_small_messages_inside_a_domain() -> None:
 def test_expert_parallel_ranks_of_a_replica_move_no_tokens() -> None:
     """Experts spread over the tensor-parallel ranks: every rank holds the whole batch after attention's all-reduce,
     and the MoE block's all-reduce sums the experts' outputs, so ep adds no all-to-all."""
+    import inspect
+
+    from emulator.serving.replica import step_model
+
+    assert "ep" not in inspect.signature(_comm_s).parameters  # the iteration's collectives do not depend on ep
     system, model = load_system("hgx-h100"), preset("qwen3-235b-a22b")
-    for n in (1, 64, 4096):
-        assert _comm_s(model, system, 8, 1, 8, n, 524288) == _comm_s(model, system, 8, 1, 1, n, 524288) > 0
+    args = (model, system.device, system, efficiency_for(system.device), "fp8", "fp8", 8, 1)
+    spread, whole = step_model(*args, 8, 0.0), step_model(*args, 1, 0.0)
+    for n in (1, 64, 4096):  # 8-way ep spreads the experts' GEMMs, each on an eighth of the assignments
+        comm = _comm_s(model, system, 8, 1, n, 524288, 1e-5)
+        assert 0 < comm < spread.dense(n) and spread.dense(n) != whole.dense(n)
 
 
 def test_each_all_reduce_waits_for_the_slowest_rank() -> None:
@@ -296,9 +304,9 @@ def test_each_all_reduce_waits_for_the_slowest_rank() -> None:
     one device has none to wait for."""
     system, model = load_system("hgx-h100"), preset("llama3.1-8b")
     for tp, slowest in ((2, 0.5642), (4, 1.0294), (8, 1.4236)):
-        extra = _comm_s(model, system, tp, 1, 1, 16, 524288, 5e-6) - _comm_s(model, system, tp, 1, 1, 16, 524288)
+        extra = _comm_s(model, system, tp, 1, 16, 524288, 5e-6) - _comm_s(model, system, tp, 1, 16, 524288)
         assert extra == pytest.approx(2 * model.num_layers * slowest * 5e-6, rel=1e-3)
-    assert _comm_s(model, system, 1, 1, 1, 16, 524288, 5e-6) == 0.0
+    assert _comm_s(model, system, 1, 1, 16, 524288, 5e-6) == 0.0
     base = load_stack("trtllm", "serving").with_settings((("comm.rank_skew_s", 0.0),))
     skewed = base.with_settings((("comm.rank_skew_s", 5e-6),))
     args = (model, system.device, system, SPEC_DEFAULTS, "bf16", "bf16", 4, 1, 1, 0.0)

@@ -138,6 +138,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         provenance=replica.provenance, error_band=replica.error_band, arrival_rate_per_s=rate, meets_slo=ok,
         notes=notes, utilisation=util, memory_parts=replica.memory_parts(),
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=res.num_preemptions,
+        max_batch_tokens_per_replica=replica.max_batch_tokens, max_sequences_per_replica=replica.max_sequences,
         kv_transfer_s=transfer, prefill_replicas=d.prefill_replicas, decode_replicas=d.decode_replicas,
         engine=spec.engine)
 

@@ -71,6 +71,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         arrival_rate_per_s=sc.rate_per_s, meets_slo=sc.meets_slo, notes=tuple(notes), utilisation=util,
         memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
+        max_batch_tokens_per_replica=replica.max_batch_tokens, max_sequences_per_replica=replica.max_sequences,
         num_preemptions=res.num_preemptions, engine=spec.engine, log=RequestLog.of(res, f"{sc.scenario}, {which}"),
         latency_floor=_floor(replica, spec, sc.scenario, sc.meets_slo))
 
@@ -104,6 +105,7 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
         energy_per_query_j=None, provenance=replica.provenance, error_band=replica.error_band,
         meets_slo=run.meets_slo, notes=tuple(notes), utilisation=util, memory_parts=replica.memory_parts(),
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=run.num_preemptions,
+        max_batch_tokens_per_replica=replica.max_batch_tokens, max_sequences_per_replica=replica.max_sequences,
         engine=spec.engine, closed_loop=run.stats, log=run.log,
         latency_floor=_floor(replica, spec, "concurrency", run.meets_slo))
 

@@ -101,6 +101,9 @@ class ServingResult:
     notes: tuple[str, ...] = ()
     memory_parts: Mapping[str, float] | None = None  # one device of a replica; None: the batch view's
     kv_cache_tokens_per_replica: int | None = None
+    # The engine's limits as resolved for the device (an engine's per-device defaults, or the scenario's own)
+    max_batch_tokens_per_replica: int | None = None
+    max_sequences_per_replica: int | None = None
     num_preemptions: int | None = None
     kv_transfer_s: float | None = None  # disaggregated: the mean prompt-cache transfer
     prefill_replicas: int | None = None
@@ -114,7 +117,8 @@ class ServingResult:
     log: RequestLog | None = field(default=None, compare=False, repr=False)
     latency_floor: LatencyFloor | None = None  # aggregated LLM replicas that miss their SLO
 
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "num_preemptions", "kv_transfer_s",
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "max_batch_tokens_per_replica",
+                                            "max_sequences_per_replica", "num_preemptions", "kv_transfer_s",
                                             "prefill_replicas", "decode_replicas", "embedding_placement",
                                             "lookup_s_per_pair", "pairs_per_query", "engine")
 

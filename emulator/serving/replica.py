@@ -229,7 +229,7 @@ def _all_reduce_s(net: Network, payload: float, tp: int, one_shot_bytes: float) 
     return net.time("all_reduce", payload, Group(tp))
 
 
-def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, ep: int, n: float,
+def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, n: float,
             one_shot_bytes: float = 0.0, skew_s: float = 0.0) -> float:
     """Collectives of one iteration of n tokens: TP all-reduces, each also waiting for the slowest of its ranks
     (`comm.rank_skew_s`: skew_s x E[max of tp normals]), and PP hand-offs. Experts spread over the tensor-parallel
@@ -308,7 +308,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         body, h = _split(timing)
         body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
         launches = launch_s * launched
-        dense.append(body + launches + _comm_s(model, system, tp, pp, ep, n, one_shot, skew))
+        dense.append(body + launches + _comm_s(model, system, tp, pp, n, one_shot, skew))
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))

@@ -273,10 +273,16 @@ class _Load:
     tokens_per_s: float
 
 
+def closed_batch(replica: Replica, spec: ServingSpec, clients: int) -> int:
+    """Sequences a replica under `clients` closed-loop clients runs at once: `batch_size` when given, else every
+    client's request up to the engine's cap (`Replica.max_sequences`)."""
+    return spec.batch_size or min(clients, replica.max_sequences)
+
+
 def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -> _Load:
     reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed)
     res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
-                          max_batch=spec.batch_size or min(clients, replica.max_sequences),
+                          max_batch=closed_batch(replica, spec, clients),
                           max_batch_tokens=replica.max_batch_tokens,
                           num_beams=spec.num_beams, path=spec.path,
                           scheduling=replica.scheduling)
@@ -333,7 +339,7 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
     return ClosedLoopRun(
         ttft_s=ttft, tpot_s=tpot, latency_s=latency, stats=stats, throughput_tokens_per_s=tokens,
         throughput_samples_per_s=sum(load.requests_per_s * count for load, count in loads),
-        max_batch=spec.batch_size or min(share + (extra > 0), replica.max_sequences),
+        max_batch=closed_batch(replica, spec, share + (extra > 0)),
         utilisation=sum(min(load.measured.busy_s / load.measured.makespan_s, 1.0) * count
                         for load, count in loads) / num_replicas,
         num_preemptions=sum(load.measured.num_preemptions * count for load, count in loads),
