@@ -132,3 +132,15 @@ def test_serve_targets_take_speculation_and_engine_settings(tmp_path: Path) -> N
     with pytest.raises(EmulatorError) as e:
         load_sizing(_write(tmp_path, text.replace("acceptance_rate: 0.7", "acceptance_rate: 7")))
     assert e.value.field == "serve.speculative.acceptance_rate"
+
+
+def test_train_targets_take_framework_settings(tmp_path: Path) -> None:
+    """A training sizing file states its run's own stack values as a scenario does (`train.framework_settings`),
+    checked the same way."""
+    text = ("goal: train\nmodel: llama3-8b\ntrain: {total_tokens: 1e12, max_devices: 64, seq_len: 4096, "
+            "global_batch_size: 512, framework_settings: {overlap.tp: 0.5}}\ncandidates: [h100-sxm]\n")
+    sz = load_sizing(_write(tmp_path, text))
+    assert sz.train is not None and sz.train.framework_settings == (("overlap.tp", 0.5),)
+    with pytest.raises(EmulatorError) as e:
+        load_sizing(_write(tmp_path, text.replace("overlap.tp: 0.5", "host.overlap: true")))
+    assert e.value.field is not None and e.value.field.startswith("train.framework_settings")

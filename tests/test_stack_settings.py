@@ -1,5 +1,5 @@
-"""A scenario's `engine_settings`: the deployment's own values of its engine's stack items, checked against the
-item schema, in place of the profile's values in the prediction and its `stack` record."""
+"""A scenario's `engine_settings` (serving) and `framework_settings` (training): the run's own values of its stack's
+items, checked against the item schema, in place of the profile's values in the prediction and its `stack` record."""
 
 from __future__ import annotations
 
@@ -60,3 +60,42 @@ def test_the_prediction_json_names_the_deployment_settings(tmp_path: Path) -> No
     assert item["value"] == 20 and "engine_settings" in item["source"]
     assert out["plain"]["stack"]["items"]["scheduler.batch_wait_iters"]["value"] == 0
     assert out["held"]["ttft_s"]["p50"] > out["plain"]["ttft_s"]["p50"]
+
+
+TRAIN = ("model: mixtral-8x7b\nhardware: {device: h100-sxm, system: hgx-h100, num_devices: 16}\n"
+         "training: {seq_len: 4096, global_batch_size: 64, precision: bf16, parallel: {tp: 2, pp: 1, dp: 8, ep: 8}"
+         "SETTINGS}\n")
+
+
+def test_framework_settings_replace_the_training_stacks_values(tmp_path: Path) -> None:
+    """`training.framework_settings`: the run's own values (here its expert-parallel all-to-all hidden behind compute)
+    reach the stack the prediction uses and its record, and change the step where they should."""
+    out = {}
+    for name, settings in (("plain", ""), ("hidden", ", framework_settings: {overlap.ep: 1.0}")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(TRAIN.replace("SETTINGS", settings))
+        scenario = load_scenario(str(path))
+        assert scenario.training is not None
+        out[name] = predict_json(scenario)
+        if settings:
+            assert scenario.training.framework_settings == (("overlap.ep", 1.0),)
+            stack = stack_of(scenario.training, "training")
+            assert stack.get("overlap.ep") == 1.0 and "framework_settings" in stack.source("overlap.ep")
+    assert out["hidden"]["stack"]["items"]["overlap.ep"]["value"] == 1.0
+    assert out["plain"]["breakdown"]["expert_parallel_s"] > out["hidden"]["breakdown"]["expert_parallel_s"] >= 0.0
+    assert out["hidden"]["step_time_s"] < out["plain"]["step_time_s"]
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ("{overlap.epp: 1.0}", "is not a stack item"),
+    ("{host.overlap: true}", "applies to serving stacks"),
+    ("{overlap.ep: 2.0}", "Fix:"),
+    ("{}", "must map stack items"),
+])
+def test_bad_framework_settings_name_the_field_and_the_fix(tmp_path: Path, settings: str, words: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(TRAIN.replace("SETTINGS", f", framework_settings: {settings}"))
+    with pytest.raises(EmulatorError) as e:
+        load_scenario(str(path))
+    assert words in e.value.message and "Fix:" in e.value.message
+    assert e.value.field is not None and e.value.field.startswith("training.framework_settings")

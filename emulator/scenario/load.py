@@ -8,6 +8,7 @@ training:                         # or `inference:`
   global_batch_size: 1            # sequences (or global_batch_tokens)
   precision: bf16                 # bf16 | fp16 | fp8 | fp4 (where the device has it)
   framework: megatron-core        # training stack of stack_profiles/training (default; eager matches `run`)
+  framework_settings: {overlap.ep: 0.5}   # the run's own values of the stack's items (stack_profiles/README.md)
   task: lora                      # pretrain (default) | sft (full fine-tuning) | lora (adapters, frozen base)
   lora: {rank: 16, alpha: 32, targets: [qkv, proj, fc1, fc2]}   # task: lora only; these are the defaults
   packed_sequences: true          # sft/lora samples packed into seq_len sequences (timed as whole sequences)
@@ -33,7 +34,7 @@ from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_d
 from emulator.precision import TRAIN_PRECISIONS
 from emulator.scenario.inference import MAX_DEVICES, parse_inference
 from emulator.scenario.plausibility import domain_of, group_warnings, serving_warnings
-from emulator.stacks import list_stacks, load_stack
+from emulator.stacks import list_stacks, load_stack, parse_settings
 from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 from emulator.workloads.lora import DEFAULT_ALPHA, DEFAULT_RANK, MAX_RANK, TARGETS, LoraConfig, check_targets
@@ -84,6 +85,7 @@ class Training:
     task: str = "pretrain"  # one of TASKS
     lora: LoraConfig | None = None  # the adapters of task: lora (None there: LoraConfig's defaults)
     packed_sequences: bool = False  # fine-tuning samples packed into each seq_len sequence (a label for timing)
+    framework_settings: tuple[tuple[str, Any], ...] = ()  # (stack item, value): the run's, over the framework's
     path: str = ""
 
 
@@ -179,7 +181,8 @@ def infer_dp(parallel: Parallel, data: Any, num_devices: int, model: ModelConfig
 def _training(data: Any, path: str, model: ModelConfig) -> Training:
     r = Fields(data, file=path, prefix="training", allowed=("seq_len", "global_batch_size", "global_batch_tokens",
                                                             "precision", "parallel", "recompute", "total_tokens",
-                                                            "framework", "task", "lora", "packed_sequences"))
+                                                            "framework", "framework_settings", "task", "lora",
+                                                            "packed_sequences"))
     seq_len = r.integer("seq_len", hint="seq_len: 4096")
     check_seq_len(model, seq_len, path, "training.seq_len")
     batch = global_batch_sequences(r, seq_len, required=False)
@@ -200,6 +203,8 @@ def _training(data: Any, path: str, model: ModelConfig) -> Training:
         task=task,
         lora=_lora(r, task, model),
         packed_sequences=packed,
+        framework_settings=(parse_settings(r.get("framework_settings"), "training", path,
+                                           "training.framework_settings") if r.has("framework_settings") else ()),
         path=path,
     )
 

@@ -87,7 +87,8 @@ def training_scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
     return Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=plan.num_devices,
                     training=Training(seq_len=tr.seq_len, global_batch_size=tr.global_batch_size,
                                       precision=precision_of(sz, cand), parallel=par, recompute=plan.recompute,
-                                      total_tokens=tr.total_tokens, framework=tr.framework))
+                                      total_tokens=tr.total_tokens, framework=tr.framework,
+                                      framework_settings=tr.framework_settings))
 
 
 def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, Any]],
@@ -156,7 +157,7 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     recompute, whose rank program and stage times are computed once; progress is reported per group)."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
-    stack = load_stack(tr.framework, "training", file=sz.path)
+    stack = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings)
     table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family))
     net = Network.of(cand.system)
     precision = precision_of(sz, cand)

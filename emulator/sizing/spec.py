@@ -10,6 +10,7 @@ train:                           # goal: train
   global_batch_tokens: 16777216  # or global_batch_size (sequences)
   precision: bf16
   framework: megatron-core       # training stack (stack_profiles/training; the default)
+  framework_settings: {overlap.ep: 0.5}   # optional: the run's own values of the stack's items
 serve:                           # goal: serve
   traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
@@ -58,7 +59,7 @@ from emulator.scenario import (
 from emulator.scenario.inference import MAX_DEVICES, MAX_RATE_PER_S
 from emulator.scenario.load import MAX_TOTAL_TOKENS, check_seq_len
 from emulator.scenario.plausibility import slo_warnings
-from emulator.stacks import list_stacks
+from emulator.stacks import list_stacks, parse_settings
 from emulator.workloads.config import DLRMConfig, ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 
@@ -97,6 +98,7 @@ class TrainTarget:
     global_batch_size: int  # sequences
     precision: str = "bf16"
     framework: str | None = None  # a training stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
+    framework_settings: tuple[tuple[str, Any], ...] = ()  # (stack item, value): the run's, over the framework's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,7 +219,7 @@ def _constraints(data: Any, path: str) -> Constraints:
 def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
     r = Fields(data, file=path, prefix="train", allowed=("total_tokens", "deadline_days", "max_devices", "seq_len",
                                                          "global_batch_size", "global_batch_tokens", "precision",
-                                                         "framework"))
+                                                         "framework", "framework_settings"))
     if not isinstance(model, TransformerConfig):
         raise EmulatorError(f"{model.name} is not a transformer; training sizing plans transformers. Fix: use "
                             "goal: serve, or a transformer model.", file=path, field="goal")
@@ -235,7 +237,10 @@ def _train(data: Any, path: str, model: ModelConfig) -> TrainTarget:
                                                                   why="a century"),
                        max_devices=_max_devices(r) if r.has("max_devices") else None, seq_len=seq,
                        global_batch_size=batch, precision=r.choice("precision", TRAIN_PRECISIONS, "bf16"),
-                       framework=r.choice("framework", list_stacks("training")) if r.has("framework") else None)
+                       framework=r.choice("framework", list_stacks("training")) if r.has("framework") else None,
+                       framework_settings=(parse_settings(r.get("framework_settings"), "training", path,
+                                                          "train.framework_settings")
+                                           if r.has("framework_settings") else ()))
 
 
 def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:

@@ -90,17 +90,20 @@ def load_stack(name: str | None, kind: str, *, file: str | None = None) -> Stack
 
 def stack_of(section: Any, kind: str) -> StackProfile:
     """The stack a scenario section names (`framework` of training, `engine` of a ServingSpec), with the section's
-    `engine_settings` in place of the profile's values."""
-    name = getattr(section, "framework" if kind == "training" else "engine", None)
+    own item values (`framework_settings`, `engine_settings`) in place of the profile's."""
+    training = kind == "training"
+    name = getattr(section, "framework" if training else "engine", None)
     stack = load_stack(name, kind, file=getattr(section, "path", None) or None)
-    return stack.with_settings(getattr(section, "engine_settings", ()))
+    return stack.with_settings(getattr(section, "framework_settings" if training else "engine_settings", ()))
 
 
 def parse_settings(data: Any, kind: str, path: str, where: str) -> tuple[tuple[str, Any], ...]:
-    """A scenario's `engine_settings` mapping (stack item -> the deployment's value) checked against the item schema:
-    unknown items, items of the other kind of stack and values of the wrong type are errors naming the field."""
+    """A scenario's `engine_settings` or `framework_settings` mapping (stack item -> the run's value) checked against
+    the item schema: unknown items, items of the other kind of stack and values of the wrong type are errors naming
+    the field."""
     if not isinstance(data, dict) or not data:
-        raise EmulatorError("must map stack items to values, e.g. {host.overlap: true}. Fix: see the items of "
+        example = "{overlap.ep: 0.5}" if kind == "training" else "{host.overlap: true}"
+        raise EmulatorError(f"must map stack items to values, e.g. {example}. Fix: see the items of "
                             "stack_profiles/README.md.", file=path, field=where)
     out = []
     for key, value in data.items():

@@ -165,10 +165,10 @@ class StackProfile:
         return item.value if item is not None else ITEMS[key][2]
 
     def with_settings(self, settings: tuple[tuple[str, Any], ...]) -> StackProfile:
-        """The same stack with a deployment's own item values (a scenario's `engine_settings`)."""
+        """The same stack with a run's own item values (a scenario's `engine_settings` or `framework_settings`)."""
         if not settings:
             return self
-        mine = {k: Item(v, "the scenario's engine_settings (the deployment's setting)") for k, v in settings}
+        mine = {k: Item(v, "the scenario's own setting (engine_settings or framework_settings)") for k, v in settings}
         return dataclasses.replace(self, items={**self.items, **mine})
 
     def source(self, key: str) -> str:
