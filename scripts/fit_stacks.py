@@ -37,6 +37,7 @@ TRAINING_GRID = {
     "efficiency.sustained_math": [{"hopper": v} for v in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)],
     "overlap.tp": [0.0, 0.25, 0.5, 0.75, 1.0],
     "overlap.cp": [0.5, 0.75, 1.0],
+    "overlap.ep": [0.0, 0.25, 0.5, 0.75, 1.0],
 }
 SERVING_GRID = {
     "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],

@@ -248,3 +248,16 @@ def test_lora_cases_train_their_softwares_default_adapters() -> None:
         assert lora.targets == (("qkv",) if nemo1 else ("qkv", "proj", "fc1", "fc2")), case_id
         tr = case_scenario(_case(case_id)).training
         assert tr is not None and tr.lora == lora
+
+
+def test_runs_whose_recipe_overlapped_the_expert_all_to_all_state_it() -> None:
+    """The H100 runs whose Megatron-Bridge recipe set overlap_moe_expert_parallel_comm (DeepSeek-V3 in 25.09, Qwen3
+    MoE in 25.11, Qwen3 235B-A22B in 26.04.01) state defaults.ep_overlap; every other case keeps the profile's."""
+    from emulator.validation.published_hopper import recipe_settings
+
+    on = {case_id for case_id in IDS if dict(recipe_settings(_case(case_id))).get("defaults.ep_overlap")}
+    assert on == {i for i in IDS if ("deepseekv3" in i and "2509" in i) or ("qwen3" in i and "2511" in i)
+                  or ("qwen3-235b" in i and "260401" in i)}
+    for case_id in on:
+        tr = case_scenario(_case(case_id)).training
+        assert tr is not None and tr.framework_settings == (("defaults.ep_overlap", True),)

@@ -68,20 +68,23 @@ TRAIN = ("model: mixtral-8x7b\nhardware: {device: h100-sxm, system: hgx-h100, nu
 
 
 def test_framework_settings_replace_the_training_stacks_values(tmp_path: Path) -> None:
-    """`training.framework_settings`: the run's own values (here its expert-parallel all-to-all hidden behind compute)
-    reach the stack the prediction uses and its record, and change the step where they should."""
+    """`training.framework_settings`: the run's own values (here its expert-parallel all-to-all overlapped with
+    compute, which Megatron-Core leaves off) reach the stack the prediction uses and its record, and change the step
+    where they should."""
     out = {}
-    for name, settings in (("plain", ""), ("hidden", ", framework_settings: {overlap.ep: 1.0}")):
+    for name, settings in (("plain", ""), ("hidden", ", framework_settings: {defaults.ep_overlap: true}")):
         path = tmp_path / f"{name}.yaml"
         path.write_text(TRAIN.replace("SETTINGS", settings))
         scenario = load_scenario(str(path))
         assert scenario.training is not None
         out[name] = predict_json(scenario)
         if settings:
-            assert scenario.training.framework_settings == (("overlap.ep", 1.0),)
+            assert scenario.training.framework_settings == (("defaults.ep_overlap", True),)
             stack = stack_of(scenario.training, "training")
-            assert stack.get("overlap.ep") == 1.0 and "framework_settings" in stack.source("overlap.ep")
-    assert out["hidden"]["stack"]["items"]["overlap.ep"]["value"] == 1.0
+            assert stack.get("defaults.ep_overlap") is True
+            assert "framework_settings" in stack.source("defaults.ep_overlap")
+    assert out["hidden"]["stack"]["items"]["defaults.ep_overlap"]["value"] is True
+    assert out["plain"]["stack"]["items"]["defaults.ep_overlap"]["value"] is False
     assert out["plain"]["breakdown"]["expert_parallel_s"] > out["hidden"]["breakdown"]["expert_parallel_s"] >= 0.0
     assert out["hidden"]["step_time_s"] < out["plain"]["step_time_s"]
 

@@ -387,3 +387,13 @@ def test_low_precision_gemms_take_the_16_bit_shape_response() -> None:
     assert out["gemm"] == base and out["norm"] == norm
     assert load_stack("trtllm", "serving").get("recipe.low_precision_gemm_shape") is True
     assert load_stack("eager", "serving").get("recipe.low_precision_gemm_shape") is False
+
+
+def test_the_expert_all_to_all_hides_only_when_the_run_overlaps_it() -> None:
+    """`defaults.ep_overlap` off (Megatron-Core's default): the expert-parallel all-to-all is all exposed whatever
+    `overlap.ep` says; on: `overlap.ep` of it runs beside compute."""
+    stack = load_stack("megatron-core", "training")
+    assert stack.get("defaults.ep_overlap") is False and Overlap.of(stack).ep == 0.0
+    on = stack.with_settings((("defaults.ep_overlap", True),))
+    assert Overlap.of(on).ep == stack.get("overlap.ep") > 0.0
+    assert Overlap.of(on).tp == Overlap.of(stack).tp  # only the expert all-to-all changes

@@ -56,6 +56,8 @@ class Overlap:
         """The stack's overlap; `overlap_grad_reduce` False turns the gradient reduction's off (a run that says
         so)."""
         o = cls(**{c: stack.overlap(c) for c in OVERLAP_CLASSES})
+        if not stack.get("defaults.ep_overlap"):  # the run does not overlap its expert all-to-all at all
+            o = dataclasses.replace(o, ep=0.0)
         return o if overlap_grad_reduce is not False else dataclasses.replace(o, dp_grad_reduce=0.0)
 
 

@@ -8,7 +8,7 @@ training:                         # or `inference:`
   global_batch_size: 1            # sequences (or global_batch_tokens)
   precision: bf16                 # bf16 | fp16 | fp8 | fp4 (where the device has it)
   framework: megatron-core        # training stack of stack_profiles/training (default; eager matches `run`)
-  framework_settings: {overlap.ep: 0.5}   # the run's own values of the stack's items (stack_profiles/README.md)
+  framework_settings: {defaults.ep_overlap: true}   # the run's own values of stack items (stack_profiles/README.md)
   task: lora                      # pretrain (default) | sft (full fine-tuning) | lora (adapters, frozen base)
   lora: {rank: 16, alpha: 32, targets: [qkv, proj, fc1, fc2]}   # task: lora only; these are the defaults
   packed_sequences: true          # sft/lora samples packed into seq_len sequences (timed as whole sequences)

@@ -10,7 +10,7 @@ train:                           # goal: train
   global_batch_tokens: 16777216  # or global_batch_size (sequences)
   precision: bf16
   framework: megatron-core       # training stack (stack_profiles/training; the default)
-  framework_settings: {overlap.ep: 0.5}   # optional: the run's own values of the stack's items
+  framework_settings: {defaults.ep_overlap: true}   # optional: the run's own values of the stack's items
 serve:                           # goal: serve
   traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}

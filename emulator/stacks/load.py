@@ -102,7 +102,7 @@ def parse_settings(data: Any, kind: str, path: str, where: str) -> tuple[tuple[s
     the item schema: unknown items, items of the other kind of stack and values of the wrong type are errors naming
     the field."""
     if not isinstance(data, dict) or not data:
-        example = "{overlap.ep: 0.5}" if kind == "training" else "{host.overlap: true}"
+        example = "{defaults.ep_overlap: true}" if kind == "training" else "{host.overlap: true}"
         raise EmulatorError(f"must map stack items to values, e.g. {example}. Fix: see the items of "
                             "stack_profiles/README.md.", file=path, field=where)
     out = []

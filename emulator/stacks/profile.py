@@ -79,6 +79,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     **{f"overlap.{c}": ("fraction", STACK_KINDS, 0.0, f"share of {c} collectives run beside compute")
        for c in OVERLAP_CLASSES},
     "defaults.sequence_parallel": ("bool", ("training",), False, "sequence parallelism whenever tp > 1"),
+    "defaults.ep_overlap": ("bool", ("training",), True,
+                            "the run overlaps its expert-parallel all-to-all with compute (then `overlap.ep` of it "
+                            "hides; off: all of it is exposed)"),
     "defaults.zero": ("zero", ("training",), 0, "ZeRO stage of the default optimizer (1: distributed optimizer)"),
     "defaults.kv_precision": ("kv_map", ("serving",), {}, "KV-cache precision per weight precision"),
     "defaults.max_batch_tokens": ("count", ("serving",), 8192, "token budget of one iteration"),

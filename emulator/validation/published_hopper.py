@@ -20,7 +20,15 @@ nothing tuned per case:
   32 on qkv; Megatron-Bridge's LoRA() (megatron/bridge/peft/lora.py: dim 32, alpha 32 on linear_qkv,
   linear_proj, linear_fc1 and linear_fc2) elsewhere. Fine-tuning runs pack SQuAD samples into seq_len sequences.
 - stack: `Training.framework = "megatron-core"`. What the recipes set without the tables stating it (sequence
-  parallelism with tp, the distributed optimizer, communication overlap, fusions) is that stack profile's to apply.
+  parallelism with tp, the distributed optimizer, communication overlap, fusions) is that stack profile's to apply;
+  where a run's Megatron-Bridge performance recipe departs from Megatron-Core's defaults in a way the profile
+  models, the case states it as `framework_settings` (`recipe_settings`): the expert-parallel all-to-all overlapped
+  with another micro-batch's compute (`defaults.ep_overlap`, Megatron-Core's overlap_moe_expert_parallel_comm) in
+  the runs whose recipe set it on H100: DeepSeek-V3 in 25.09 (scripts/performance/run_script.py at v0.1.0rc4:
+  A2A_1F1B for h100), Qwen3 30B-A3B and 235B-A22B in 25.11 (scripts/performance/configs/qwen3/
+  workload_base_configs.py at v0.2.2: moe_a2a_overlap=True), Qwen3 235B-A22B in 26.04.01
+  (configs/qwen/qwen3_workload_base_configs.py at v0.4.2; its 30B-A3B turned it off there); the others keep the
+  recipes' default, off (WorkloadBaseConfig.moe_a2a_overlap = False; 25.09's Qwen3 runs set none).
 The predicted value is the published metric computed from the predicted step time:
 - tokens_per_sec_per_gpu = global_batch * seq_len / (step_time * GPUs);
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
@@ -114,6 +122,19 @@ def _size(par: dict[str, Any], key: str) -> int:
     return number(par.get(key)) or 1
 
 
+# (NeMo container, model preset) of the runs whose recipe overlapped the expert-parallel all-to-all (module docstring)
+EP_OVERLAP_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 25.11", "qwen3-30b-a3b"),
+                             ("NeMo 25.11", "qwen3-235b-a22b"), ("NeMo 26.04.01", "qwen3-235b-a22b")})
+
+
+def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The run's own values of megatron-core stack items, where its recipe departs from the profile (module
+    docstring)."""
+    if (case["config"].get("container"), preset_of(case)) in EP_OVERLAP_RUNS:
+        return (("defaults.ep_overlap", True),)
+    return ()
+
+
 def lora_of(case: dict[str, Any]) -> LoraConfig:
     """The adapters a LoRA case trained: its software's defaults (see the module docstring)."""
     software = f"{case['config'].get('container', '')} {case.get('source', '')}"
@@ -142,7 +163,8 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
     task = task_of(case)
     training = Training(seq_len=number(cfg["seq_len"]) or 0, global_batch_size=int(cfg["global_batch_size"]),
                         precision="fp8" if precision.startswith("FP8") else "bf16", parallel=parallel,
-                        framework=STACK, task=task, lora=lora_of(case) if task == "lora" else None,
+                        framework=STACK, framework_settings=recipe_settings(case), task=task,
+                        lora=lora_of(case) if task == "lora" else None,
                         packed_sequences=task != "pretrain", path=str(case["id"]))
     device = load_device(profile_name(case["hardware"]["device"]) or case["hardware"]["device"])
     system = load_system(SYSTEM)
