@@ -390,9 +390,9 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             heappush(fin_heap, (g + lout[r] - gen[r], r))
             decoded(r)
     iterations = Iterations.of(runs)
+    kept_gaps = expand_gaps(iterations, waits, tuple(regrouped)) if gaps else TokenGaps(*(np.zeros(0),) * 3)
     return ReplicaRun(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                expand_gaps(iterations, waits, tuple(regrouped)) if gaps else TokenGaps(*(np.zeros(0),) * 3),
-                iterations)
+                      kept_gaps, iterations)
 
 
 __all__ = ["MISS_MARGIN", "Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity",
