@@ -63,7 +63,7 @@ def test_oversubscription_slows_the_fabric() -> None:
     assert slow.time("reduce_scatter", 1e9, Group(16, 8)) > A100.time("reduce_scatter", 1e9, Group(16, 8))
 
 
-@given(st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"]),
+@given(st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "dispatch", "send_recv"]),
        st.floats(1e3, 1e10), st.sampled_from([2, 4, 8, 16, 64, 512]), st.sampled_from([1, 2, 8, 64]))
 def test_time_grows_with_message_size(op: str, size: float, p: int, stride: int) -> None:
     """Collective time is positive and never falls as the message grows."""
@@ -76,3 +76,22 @@ def test_all_reduce_costs_reduce_scatter_plus_all_gather() -> None:
     """Inside a node an all-reduce moves twice a reduce-scatter's bytes."""
     g = Group(8)
     assert A100.time("all_reduce", 1e9, g) == pytest.approx(2 * A100.time("reduce_scatter", 1e9, g))
+
+
+def test_a_deduplicating_dispatch_crosses_the_fabric_once_per_remote_domain() -> None:
+    """DeepEP-style dispatch of top-8 tokens over 64 ranks on 8 nodes: a token crosses the fabric to the
+    7 (1 - (7/8)^8) = 4.59 remote nodes it reaches on average, where the all-to-all sends 8 x 56/64 = 7 copies;
+    fabric-bound, the time falls by that ratio. With one copy per token it is the all-to-all's fabric share."""
+    h100 = Network.of(load_system("hgx-h100"))
+    g, payload = Group(64, 1), 8 * 64e6
+    a2a, flex = h100.time("all_to_all", payload, g), h100.time("dispatch", payload, g, fanout=8)
+    assert flex / a2a == pytest.approx(7 * (1 - (7 / 8) ** 8) / 7, rel=1e-9)
+    assert h100.time("dispatch", 64e6, g, fanout=1) == pytest.approx(h100.time("all_to_all", 64e6, g))
+
+
+def test_a_dispatch_inside_one_domain_sends_each_target_rank_one_copy() -> None:
+    """Inside one NVLink domain a token reaches 8 (1 - (7/8)^8) = 5.25 distinct ranks of 8, not 8 copies: the
+    dispatch moves that share of the all-to-all's bytes."""
+    g = Group(8)
+    a2a, flex = A100.time("all_to_all", 8 * 64e6, g), A100.time("dispatch", 8 * 64e6, g, fanout=8)
+    assert flex / a2a == pytest.approx(8 * (1 - (7 / 8) ** 8) / 8, rel=1e-9)

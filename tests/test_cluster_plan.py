@@ -148,6 +148,20 @@ def test_pipeline_context_and_expert_collectives() -> None:
     assert moe[("ep", "all_to_all", "forward")] == 2 * 32
 
 
+def test_the_flex_dispatcher_sends_deduplicated_dispatches() -> None:
+    """With `moe.token_dispatcher: flex` (DeepEP, HybridEP) each MoE layer's dispatch and combine are `dispatch`
+    calls carrying the model's top-k as their fanout, the payload the all-to-all's (one copy per routed expert)."""
+    plan = _plan(dp=8, ep=8)
+    shard = rank_shard(MIXTRAL, plan)
+    params, experts = stage_params(MIXTRAL, shard, plan)
+    a2a = [c for c in collectives(MIXTRAL, shard, plan, "bf16", params, experts) if c.op == "all_to_all"]
+    flex = [c for c in collectives(MIXTRAL, shard, plan, "bf16", params, experts, dispatcher="flex")
+            if dict(c.params)["group"] == "ep"]
+    assert [c.op for c in flex] == ["dispatch", "dispatch"] and [c.count for c in flex] == [c.count for c in a2a]
+    assert all(dict(c.params)["fanout"] == MIXTRAL.num_experts_per_token for c in flex)
+    assert [c.cost.comm_bytes for c in flex] == [c.cost.comm_bytes for c in a2a]
+
+
 def test_rank_program_reuses_traces_across_dp() -> None:
     """Plans that differ only in dp share one traced shard."""
     a = rank_program(LLAMA.scaled(num_layers=2), _plan(tp=8, dp=2), "bf16")

@@ -260,4 +260,16 @@ def test_runs_whose_recipe_overlapped_the_expert_all_to_all_state_it() -> None:
                   or ("qwen3-235b" in i and "260401" in i)}
     for case_id in on:
         tr = case_scenario(_case(case_id)).training
-        assert tr is not None and tr.framework_settings == (("defaults.ep_overlap", True),)
+        assert tr is not None and dict(tr.framework_settings)["defaults.ep_overlap"] is True
+
+
+def test_runs_whose_recipe_chose_the_flex_dispatcher_state_it() -> None:
+    """DeepSeek-V3 in 25.09 (DeepEP) and Qwen3 30B-A3B in 26.04.01 (HybridEP) ran Megatron-Core's flex token
+    dispatcher; every other MoE case the recipes' alltoall (the profile's)."""
+    from emulator.validation.published_hopper import recipe_settings
+
+    flex = {case_id for case_id in IDS if dict(recipe_settings(_case(case_id))).get("moe.token_dispatcher") == "flex"}
+    assert flex == {i for i in IDS if ("deepseekv3" in i and "2509" in i) or ("qwen3-30b" in i and "260401" in i)}
+    for case_id in flex:
+        tr = case_scenario(_case(case_id)).training
+        assert tr is not None and dict(tr.framework_settings)["moe.token_dispatcher"] == "flex"

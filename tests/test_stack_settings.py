@@ -89,7 +89,21 @@ def test_framework_settings_replace_the_training_stacks_values(tmp_path: Path) -
     assert out["hidden"]["step_time_s"] < out["plain"]["step_time_s"]
 
 
+def test_the_flex_dispatcher_shortens_the_expert_all_to_all(tmp_path: Path) -> None:
+    """`{moe.token_dispatcher: flex}` (DeepEP, HybridEP) sends a token once per target rank: Mixtral's top-2 over
+    8 ranks reaches 8 (1 - (7/8)^2) = 1.875 ranks, so the exposed expert-parallel time falls by that over 2."""
+    out = {}
+    for name, settings in (("alltoall", ""), ("flex", ", framework_settings: {moe.token_dispatcher: flex}")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(TRAIN.replace("SETTINGS", settings))
+        out[name] = predict_json(load_scenario(str(path)))
+    assert out["flex"]["stack"]["items"]["moe.token_dispatcher"]["value"] == "flex"
+    assert out["flex"]["breakdown"]["expert_parallel_s"] == pytest.approx(
+        out["alltoall"]["breakdown"]["expert_parallel_s"] * 1.875 / 2, rel=1e-6)
+
+
 @pytest.mark.parametrize(("settings", "words"), [
+    ("{moe.token_dispatcher: deepep}", "must be one of alltoall, flex"),
     ("{overlap.epp: 1.0}", "is not a stack item"),
     ("{host.overlap: true}", "applies to serving stacks"),
     ("{overlap.ep: 2.0}", "Fix:"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.cluster.network import Group, Network
+from emulator.cluster.network import Group, Network, call_s
 from emulator.cluster.plan import Plan
 from emulator.cluster.schedule import pipeline_slots
 from emulator.cluster.shard import RankProgram
@@ -142,7 +142,7 @@ def plan_layout(prog: RankProgram, net: Network, system: SystemProfile) -> Layou
         per_domain, domains = net.split(g)
         timings.append(CollectiveTiming(group=group, op=c.op, phase=c.phase, payload_bytes=c.cost.comm_bytes,
                                         calls_per_step=calls_per_step(c, plan),
-                                        time_per_call_s=net.time(c.op, c.cost.comm_bytes, g),
+                                        time_per_call_s=call_s(net, c, g),
                                         link=_link(per_domain, domains)))
     return Layout(system=system.name, num_ranks=plan.num_devices, devices_per_node=system.devices_per_node,
                   domain_size=net.domain_size, scale_up=system.scale_up.topology, scale_out=system.scale_out.topology,

@@ -19,6 +19,13 @@ domain and p/local domains. Two-level algorithms (NCCL's, and Megatron's for dat
     reduce_scatter / all_gather: intra-domain on S over `local`, then inter-domain on S/local over the domains
     all_reduce: reduce-scatter + all-reduce + all-gather, i.e. twice the two phases above
     all_to_all: the intra- and inter-domain shares run concurrently; the slower sets the time
+    dispatch: an expert-parallel token dispatch (or combine) of `fanout` copies per token (top-k routing, payload
+      = all copies) through a deduplicating dispatcher (DeepEP, HybridEP: Megatron-Core's flex dispatcher): a
+      token crosses the fabric once per remote domain that hosts one of its experts and reaches each target rank
+      once over the scale-up links (forwarded there from the rank its copy landed on). With experts spread evenly
+      and routing uniform, of d domains a token reaches d (1 - (1 - 1/d)^k) and of p ranks p (1 - (1 - 1/p)^k):
+      the fabric carries (d - 1)(1 - (1 - 1/d)^k) copies per token where the all-to-all carries k (d - 1)/d, the
+      scale-up links the distinct target ranks x (local - 1)/local. The two shares run concurrently.
     send_recv: over the scale-up link when both ranks share a domain, else over the fabric.
 Inter-domain bandwidth per rank is the node's NIC bandwidth shared by its devices (a rail-optimised fabric gives
 each GPU its NIC), divided by the fabric's oversubscription. The same relative efficiency curve is applied to
@@ -40,8 +47,9 @@ from dataclasses import dataclass
 from emulator.engine import diskcache
 from emulator.hardware import DeviceProfile, SystemProfile, load_device
 from emulator.published import DATA, load_cases, profile_name
+from kernels import KernelCall
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "dispatch", "send_recv")
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMG]?)B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}  # nccl-tests labels sizes in binary units
 
@@ -195,8 +203,9 @@ class Network:
         steps = 2 * math.ceil(math.log2(p)) if tree else p - 1
         return max(bus_bytes / (bandwidth * self.curve(message)), steps * latency)
 
-    def time(self, op: str, size_bytes: float, group: Group) -> float:
-        """Seconds one collective of `size_bytes` per rank (the payload) takes over `group`."""
+    def time(self, op: str, size_bytes: float, group: Group, fanout: int = 1) -> float:
+        """Seconds one collective of `size_bytes` per rank (the payload) takes over `group`; `fanout`: a dispatch's
+        copies per token (its top-k), which the payload counts."""
         if op not in OPS:
             raise ValueError(f"unknown collective {op!r}; use one of {', '.join(OPS)}")
         p = group.size
@@ -215,6 +224,13 @@ class Network:
             inter = self._phase((p - local) / p * size_bytes, size_bytes, domains, out * self.scale_out_ratio,
                                 lat_out, False)
             return max(intra, inter)
+        if op == "dispatch":
+            k, copy = max(fanout, 1), size_bytes / max(fanout, 1)
+            remote = (domains - 1) * (1.0 - (1.0 - 1.0 / domains) ** k)
+            targets = p * (1.0 - (1.0 - 1.0 / p) ** k)
+            intra = self._phase(copy * targets * (local - 1) / local, size_bytes, local, up, lat_up, False)
+            inter = self._phase(copy * remote, size_bytes, domains, out * self.scale_out_ratio, lat_out, False)
+            return max(intra, inter)
         passes = 2 if op == "all_reduce" else 1
         intra = self._phase(passes * (local - 1) / local * size_bytes, size_bytes, local, up, lat_up, False)
         shard = size_bytes / local
@@ -228,3 +244,14 @@ class Network:
         factor = {"all_reduce": 2 * (p - 1) / p, "send_recv": 1.0}.get(op, (p - 1) / p)
         t = self.time(op, size_bytes, group)
         return factor * size_bytes / t if t > 0 else 0.0
+
+
+def fanout_of(call: KernelCall) -> int:
+    """Copies per token a collective call carries (a dispatch's top-k; 1 for every other collective)."""
+    fanout = dict(call.params).get("fanout", 1)
+    return fanout if isinstance(fanout, int) else 1
+
+
+def call_s(net: Network, call: KernelCall, group: Group) -> float:
+    """Seconds one call of a rank program's collective takes over `group`."""
+    return net.time(call.op, call.cost.comm_bytes, group, fanout_of(call))

@@ -211,11 +211,12 @@ def trainable_params(model: TransformerConfig, shard: TransformerConfig, plan: P
 
 
 def _collective(op: str, payload: float, count: float, group: str, slot: str, phase: str, dtype: str,
-                module: str = "layers") -> KernelCall:
+                module: str = "layers", fanout: int = 0) -> KernelCall:
     cost = Cost(comm_bytes=payload, comm_steps=1.0, bytes_read=payload, bytes_written=payload)
+    params: tuple[tuple[str, object], ...] = (("group", group), ("slot", slot))
     return KernelCall(family="collective", op=op, shapes=((int(payload),),), dtype=dtype, cost=cost,
                       count=max(int(round(count)), 0), module=module, phase=phase,
-                      params=(("group", group), ("slot", slot)))
+                      params=params + ((("fanout", fanout),) if fanout else ()))
 
 
 def groups_of(plan: Plan) -> dict[str, Group]:
@@ -233,11 +234,13 @@ def groups_of(plan: Plan) -> dict[str, Group]:
 
 def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
                 params: float, expert_params: float,
-                trainable: tuple[float, float] | None = None) -> tuple[KernelCall, ...]:
+                trainable: tuple[float, float] | None = None, dispatcher: str = "alltoall") -> tuple[KernelCall, ...]:
     """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step').
 
     `params`, `expert_params`: the rank's weights; `trainable`: (parameters, routed-expert parameters) it trains
     when not all of them (LoRA adapters): gradients are reduced, and ZeRO-1/2 parameters gathered, for those only.
+    `dispatcher`: the MoE token dispatcher (`moe.token_dispatcher`): `alltoall` sends a token once per routed expert,
+    `flex` (DeepEP, HybridEP) once per remote domain and target rank (`network.Network.time`'s `dispatch`).
     """
     w = dtype_bytes(activation_dtype(precision))
     dt = precision
@@ -259,9 +262,14 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
         out.append(_collective("send_recv", kv, 2 * n * (plan.cp - 1), "cp", "layer", "backward", dt))
     if plan.ep > 1 and shard.num_moe_layers:
         tokens = b * s // (plan.tp if plan.sequence_parallel else 1)
-        a2a = tokens * model.num_experts_per_token * h * w
-        for phase in ("forward", "backward"):
-            out.append(_collective("all_to_all", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt))
+        k = model.num_experts_per_token
+        a2a = tokens * k * h * w  # one copy per routed expert
+        for phase in ("forward", "backward"):  # dispatch and combine
+            if dispatcher == "flex":  # DeepEP / HybridEP: copies deduplicated per remote domain and target rank
+                out.append(_collective("dispatch", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt,
+                                       fanout=k))
+            else:
+                out.append(_collective("all_to_all", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt))
     if plan.pp > 1:
         p2p = act / plan.tp
         for phase in ("forward", "backward"):
@@ -329,6 +337,7 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
     gemm_groups = bool(stack.get("fusion.gemm_groups")) if stack else False
+    dispatcher = str(stack.get("moe.token_dispatcher")) if stack else "alltoall"
     # Only unfused attention's recomputed scores read the recompute policy: otherwise plans of every policy share
     # one compute (recompute changes the schedule, `training_step`, not the traced calls).
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
@@ -339,7 +348,8 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     trained = trainable_params(model, shard, plan, gemm_groups=gemm_groups)
     return RankProgram(
         shard=shard, plan=plan, compute=compute,
-        collectives=collectives(model, shard, plan, precision, params, experts, trained), groups=groups_of(plan),
+        collectives=collectives(model, shard, plan, precision, params, experts, trained, dispatcher),
+        groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
         attention=attention)

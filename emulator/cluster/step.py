@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.cluster.network import Group, Network
+from emulator.cluster.network import Group, Network, fanout_of
 from emulator.cluster.plan import Plan
 from emulator.cluster.schedule import Seconds, bubble_s, exposed, pipeline_slots
 from emulator.cluster.shard import RankProgram, data_parallel_collectives, groups_of, part_of
@@ -136,8 +136,8 @@ def optimizer_kernel(prog: RankProgram, device: DeviceProfile, table: Efficiency
 
 
 @functools.lru_cache(maxsize=65536)
-def _collective_s(net: Network, op: str, size_bytes: float, group: Group) -> float:
-    return net.time(op, size_bytes, group)
+def _collective_s(net: Network, op: str, size_bytes: float, group: Group, fanout: int) -> float:
+    return net.time(op, size_bytes, group, fanout)
 
 
 def comm_time(prog: RankProgram, net: Network | None, group: str, phase: str | None = None,
@@ -161,7 +161,7 @@ def _comm_s(collectives: Iterable[KernelCall], groups: Mapping[str, Group], net:
         if net is None:
             raise EmulatorError("a plan over several devices needs a system profile for its network. Fix: set "
                                 "hardware.system to a system built from this device.", field="hardware.system")
-        total += c.count * _collective_s(net, c.op, c.cost.comm_bytes, groups[group])
+        total += c.count * _collective_s(net, c.op, c.cost.comm_bytes, groups[group], fanout_of(c))
     return total
 
 

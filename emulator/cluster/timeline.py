@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from emulator.cluster.layout import GROUP_NAMES, group_of
+from emulator.cluster.network import call_s
 from emulator.cluster.shard import part_of
 from emulator.cluster.step import StepBreakdown, stage_times
 from emulator.cluster.training import TrainingSetup
@@ -116,7 +117,7 @@ class _Stream:
 def collective_s(setup: TrainingSetup, call: KernelCall) -> float:
     """Seconds of all `count` calls of a collective on the setup's network."""
     net = setup.network
-    return call.count * net.time(call.op, call.cost.comm_bytes, setup.program.groups[group_of(call)]) if net else 0.0
+    return call.count * call_s(net, call, setup.program.groups[group_of(call)]) if net else 0.0
 
 
 def training_timeline(setup: TrainingSetup, step: StepBreakdown | None = None, **metadata: object) -> Timeline:

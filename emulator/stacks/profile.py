@@ -17,6 +17,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
   LoRA adapters on them as one adapter (`engine.gemm_groups`).
 - `moe.grouped_gemm`: an MoE block's experts run as one grouped GEMM per projection, with one permute and one
   un-permute kernel, instead of a loop of per-expert kernels (`engine.stack.group_experts`).
+- `moe.token_dispatcher`: how a training run moves tokens to their experts: `alltoall` (one copy per routed
+  expert) or `flex` (DeepEP / HybridEP: one copy per remote scale-up domain over the fabric, one per target rank
+  inside; `cluster.network`'s `dispatch`).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
   clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; the entry `"*"` states
@@ -58,6 +61,7 @@ from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS
 STACK_KINDS = ("training", "serving")
 OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
 FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
+DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type values the emulator models
 
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
@@ -68,6 +72,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
+    "moe.token_dispatcher": ("dispatcher", ("training",), "alltoall",
+                             "how expert-parallel tokens move: alltoall, one copy per routed expert; flex (DeepEP, "
+                             "HybridEP), one copy per remote domain and target rank"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
     "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
@@ -233,6 +240,11 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
         if not isinstance(value, bool):
             fail(f"must be true or false, got {value!r}. Fix: write true or false.")
         return value
+    if kind == "dispatcher":
+        if value not in DISPATCHERS:
+            fail(f"must be one of {', '.join(DISPATCHERS)}, got {value!r}. Fix: write alltoall (one copy of a token "
+                 "per routed expert) or flex (DeepEP or HybridEP).")
+        return str(value)
     if kind == "families":
         if not isinstance(value, list) or any(v not in FUSIBLE_FAMILIES for v in value):
             fail(f"must be a list of kernel families out of {', '.join(FUSIBLE_FAMILIES)}, got {value!r}. Fix: "

@@ -28,7 +28,12 @@ nothing tuned per case:
   A2A_1F1B for h100), Qwen3 30B-A3B and 235B-A22B in 25.11 (scripts/performance/configs/qwen3/
   workload_base_configs.py at v0.2.2: moe_a2a_overlap=True), Qwen3 235B-A22B in 26.04.01
   (configs/qwen/qwen3_workload_base_configs.py at v0.4.2; its 30B-A3B turned it off there); the others keep the
-  recipes' default, off (WorkloadBaseConfig.moe_a2a_overlap = False; 25.09's Qwen3 runs set none).
+  recipes' default, off (WorkloadBaseConfig.moe_a2a_overlap = False; 25.09's Qwen3 runs set none). The MoE token
+  dispatcher (`moe.token_dispatcher`) is the recipes' alltoall except where the performance recipe chose the flex
+  one: DeepSeek-V3 in 25.09 (DeepEP: run_script.py at v0.1.0rc4, enable_deepep for h100 unless token drop) and
+  Qwen3 30B-A3B in 26.04.01 (HybridEP: configs/qwen/qwen3_llm_pretrain.py at v0.4.2 sets
+  moe_token_dispatcher_type 'flex' for h100, its workload config moe_flex_dispatcher_backend 'hybridep'; the 235B
+  keeps 'alltoall' on h100).
 The predicted value is the published metric computed from the predicted step time:
 - tokens_per_sec_per_gpu = global_batch * seq_len / (step_time * GPUs);
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
@@ -127,12 +132,15 @@ EP_OVERLAP_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 25.11", "qwen
                              ("NeMo 25.11", "qwen3-235b-a22b"), ("NeMo 26.04.01", "qwen3-235b-a22b")})
 
 
+FLEX_DISPATCH_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 26.04.01", "qwen3-30b-a3b")})
+
+
 def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The run's own values of megatron-core stack items, where its recipe departs from the profile (module
     docstring)."""
-    if (case["config"].get("container"), preset_of(case)) in EP_OVERLAP_RUNS:
-        return (("defaults.ep_overlap", True),)
-    return ()
+    run = (case["config"].get("container"), preset_of(case))
+    out: tuple[tuple[str, Any], ...] = (("defaults.ep_overlap", True),) if run in EP_OVERLAP_RUNS else ()
+    return out + ((("moe.token_dispatcher", "flex"),) if run in FLEX_DISPATCH_RUNS else ())
 
 
 def lora_of(case: dict[str, Any]) -> LoraConfig:
