@@ -34,7 +34,7 @@ from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
 from emulator.engine.calls import Trace
 from emulator.engine.gemm_groups import group_gemms
-from emulator.engine.stack import fuse, group_experts, low_precision_casts
+from emulator.engine.stack import fuse, group_experts, keep_head_dtype, low_precision_casts
 from emulator.engine.trace import trace_workload
 from emulator.precision import activation_dtype, dtype_bytes
 from emulator.stacks import StackProfile
@@ -314,7 +314,7 @@ ATTENTION = ("fused", "unfused")
 
 @functools.lru_cache(maxsize=2048)
 def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attention: str, fused: tuple[str, ...],
-                  cast_bytes: float, grouped: bool, gemm_groups: bool
+                  cast_bytes: float, grouped: bool, gemm_groups: bool, low_head: bool = True
                   ) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
     """(shard, its trace as the stack runs it, one micro-batch's compute calls) of a rank: the same for plans that
     differ only in dp, ZeRO stage, global batch or etp, which the caller normalises away."""
@@ -322,6 +322,7 @@ def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attentio
     traced = trace_workload(shard, "train", plan.microbatch_size, plan.seq_len // plan.cp, 0,
                             activation_dtype(precision))
     traced = group_gemms(traced) if gemm_groups else traced  # before fuse, which reads the grouped data flow
+    traced = traced if low_head else keep_head_dtype(traced)
     trace = low_precision_casts(fuse(traced, fused), precision, cast_bytes)
     trace = group_experts(trace) if grouped else trace
     return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
@@ -332,18 +333,20 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch), as
     the software `stack` runs it (None: the traced eager program): the kernel families it fuses per module region
     (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`), its grouped
-    MoE kernels (`engine.stack.group_experts`) and its fused sibling Linears (`engine.gemm_groups`)."""
+    MoE kernels (`engine.stack.group_experts`), its fused sibling Linears (`engine.gemm_groups`), its LM head's
+    precision (`engine.stack.keep_head_dtype`) and its MoE token dispatcher."""
     fused = stack.fused_families if stack else ()
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
     gemm_groups = bool(stack.get("fusion.gemm_groups")) if stack else False
     dispatcher = str(stack.get("moe.token_dispatcher")) if stack else "alltoall"
+    low_head = bool(stack.get("recipe.low_precision_head")) if stack else True
     # Only unfused attention's recomputed scores read the recompute policy: otherwise plans of every policy share
     # one compute (recompute changes the schedule, `training_step`, not the traced calls).
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
                                        recompute=plan.recompute if attention == "unfused" else "none")
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
-                                          grouped, gemm_groups)
+                                          grouped, gemm_groups, low_head)
     params, experts = stage_params(model, shard, plan)
     trained = trainable_params(model, shard, plan, gemm_groups=gemm_groups)
     return RankProgram(

@@ -57,9 +57,16 @@ def training_memory(*, dense_params: float, precision: str, activations: float, 
     return with_allowance(parts)
 
 
-def serving_weight_bytes(model: ModelConfig, precision: str, shards: int = 1) -> float:
-    """Weights one device holds serving in `precision`, split over `shards` devices (tp x pp)."""
-    return model.num_params() * weight_bytes_per_param(precision) / shards
+def serving_weight_bytes(model: ModelConfig, precision: str, shards: int = 1, low_precision_head: bool = True) -> float:
+    """Weights one device holds serving in `precision`, split over `shards` devices (tp x pp). A low-precision
+    format quantizes a transformer's Linears: its embedding table stays 16-bit, and so does an untied LM head whose
+    stack leaves it out (`recipe.low_precision_head` false)."""
+    per_param = weight_bytes_per_param(precision)
+    total = model.num_params() * per_param
+    if isinstance(model, TransformerConfig) and per_param < DTYPE_BYTES["bf16"]:
+        tables = 1 if model.tie_embeddings or low_precision_head else 2
+        total += tables * model.vocab_size * model.hidden_size * (DTYPE_BYTES["bf16"] - per_param)
+    return total / shards
 
 
 def kv_bytes_per_token(model: TransformerConfig, kv_dtype: str, tp: int = 1, pp: int = 1) -> float:

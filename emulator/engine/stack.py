@@ -147,6 +147,20 @@ def low_precision_casts(trace: Trace, precision: str, bytes_per_element: float) 
     return dataclasses.replace(trace, calls=trace.calls + tuple(casts)) if casts else trace
 
 
+HEAD_MODULE = "head.output"  # the LM head's projection in the traced transformer (`workloads.transformer.Head`)
+
+
+def keep_head_dtype(trace: Trace) -> Trace:
+    """The trace with the LM head's GEMMs marked `KEEP_DTYPE` (`recipe.low_precision_head` false): the stacks
+    quantize the transformer body's Linears and leave the vocabulary projection 16-bit (Megatron-Core's output
+    layer is not a Transformer Engine module; torchtitan filters `output` from float8; the quantized checkpoints the
+    engines load leave `lm_head` out), so a low-precision recipe neither casts nor runs it in its format."""
+    calls = tuple(dataclasses.replace(c, params=c.params + (KEEP_DTYPE,))
+                  if c.family == "gemm" and c.module == HEAD_MODULE and KEEP_DTYPE not in c.params else c
+                  for c in trace.calls)
+    return dataclasses.replace(trace, calls=calls)
+
+
 GROUPED_FAMILIES = ("gemm", "scatter", "embedding", "copy")  # expert GEMMs, un-permute adds, permute gathers
 
 

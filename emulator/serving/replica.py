@@ -57,7 +57,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse, group_experts, low_precision_from_base
+from emulator.engine.stack import fuse, group_experts, keep_head_dtype, low_precision_from_base
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
@@ -278,13 +278,14 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     per_token_s = float(engine.get("host.per_token_s"))
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
+    low_head = bool(engine.get("recipe.low_precision_head"))
     device, launch_s = engine_device(device, engine)
     prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host, skew, prompt_launch_s)
+           overlap_host, skew, prompt_launch_s, low_head)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
@@ -295,6 +296,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 
     def timed(phase: str, b: int, s: int, kv: int) -> Timing:
         trace = trace_workload(part, phase, b, s, kv, dtype)
+        trace = trace if low_head else keep_head_dtype(trace)
         trace = fuse(group_gemms(trace) if gemm_groups else trace, fused)  # grouped first: fuse reads its flows
         trace = group_experts(trace) if grouped else trace
         timing = time_trace(trace, device, table, precision)
@@ -348,7 +350,8 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
     budget = max_batch_tokens or stack.count_for("defaults.max_batch_tokens", device.family, device.memory_bytes)
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
     draft_share = 1.0 / model.num_layers if speculative else 0.0  # the drafter: one more layer, its cache and time
-    weights = serving_weight_bytes(model, precision, tp * pp) * (1.0 + draft_share)
+    weights = serving_weight_bytes(model, precision, tp * pp, bool(stack.get("recipe.low_precision_head"))) * (
+        1.0 + draft_share)
     workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
     per_token = kv_bytes_per_token(model, kv_precision, tp, pp) * (1.0 + draft_share)
     fraction = float(stack.get("defaults.kv_memory_fraction"))

@@ -12,6 +12,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `recipe.cast_bytes_per_element`: with fp8 (or another low precision), the bytes per element of a GEMM's
   activation operand that the recipe's cast kernels move (read 16-bit, write the fp8 copy and its transpose),
   less what fused producers (norm + quantize, SwiGLU + quantize) write directly (`engine.stack.low_precision_casts`).
+- `recipe.low_precision_head`: under a low-precision recipe the LM head's GEMMs run in it too (the traced
+  program's own rule); false: the vocabulary projection stays 16-bit, neither cast nor quantized, and a serving
+  replica holds its weights 16-bit (`engine.stack.keep_head_dtype`).
 - `fusion.gemm_groups`: the Linears that read one input (q, k, v; gate and up) run as one GEMM over their summed
   width in every pass: forward, input gradient (the adds of the members' input gradients gone) and weight gradient;
   LoRA adapters on them as one adapter (`engine.gemm_groups`).
@@ -77,6 +80,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                              "HybridEP), one copy per remote domain and target rank"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
+    "recipe.low_precision_head": ("bool", STACK_KINDS, True,
+                                  "the LM head's GEMMs run in the low precision too (false: they stay 16-bit, as "
+                                  "the body's Linears alone are quantized)"),
     "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
                                         "low-precision GEMMs follow the 16-bit GEMM's shape response (tiles picked per "
                                         "M bucket), with their own large-GEMM math rate"),
