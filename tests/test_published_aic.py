@@ -15,6 +15,7 @@ from emulator.validation.published_aic import (
     CSV,
     MODELS,
     SAMPLE_ROWS,
+    attention_ranks,
     client,
     deployment,
     render,
@@ -82,8 +83,8 @@ def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request
     (lambda r: r["mode"] == "agg" and "dynamo_version=" in r["silicon_data_source"], "served through NVIDIA Dynamo"),
     (lambda r: r["model_path"] == "MiniMaxAI/MiniMax-M2.5", "no preset for MiniMaxAI/MiniMax-M2.5"),
     (lambda r: r["model_path"] == "moonshotai/Kimi-K2.5", "no preset for moonshotai/Kimi-K2.5"),
-    (lambda r: r["mode"] == "agg" and r["model_path"] in MODELS and r["model_path"] != "openai/gpt-oss-120b"
-     and r["attention_dp_size"] not in ("", "1"), "attention data parallelism"),
+    (lambda r: r["mode"] == "agg" and r["model_path"] in MODELS and r["attention_dp_size"] == "64",
+     "is more than the 8 GPUs of the one"),  # 64 attention ranks named for an 8-GPU measurement
     (lambda r: r["mode"] == "agg" and r["model_path"] == "Qwen/Qwen3-235B-A22B-FP8" and r["tp_size"] == "1"
      and r["moe_tp_size"] == "2", "moe_tp_size x moe_ep_size != tp_size"),
     (lambda r: r["mode"] == "agg" and r["tp_size"] == "64" and r["model_path"].startswith("deepseek-ai")
@@ -91,8 +92,8 @@ def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request
      "is more than the 8 GPUs of the one"),
 ])
 def test_rows_the_model_cannot_express_are_skipped_with_a_reason(select_row, reason: str) -> None:  # type: ignore[no-untyped-def]
-    """Disaggregated rows, models without a preset, attention data parallelism and expert layouts other than
-    moe_tp x moe_ep = tp are skipped, each with its stated reason."""
+    """Disaggregated rows, models without a preset, layouts beyond the node (64 attention ranks) and expert layouts
+    other than moe_tp x moe_ep = tp are skipped, each with its stated reason."""
     chosen = [r for r in rows() if select_row(r)]
     assert chosen and all(reason in (skip_reason(r) or "") for r in chosen)
 
@@ -204,6 +205,6 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert vllm and all(deployment(r) == {"max_batch_tokens": 512 + int(r["isl"]) + 1500, "batch_size": 512}
                         for r in vllm)
     assert scenario_of(vllm[0])[1].max_batch_tokens == 2012 + int(vllm[0]["isl"])
-    mtp = [r for r in usable if "speculative" in deployment(r)]
+    mtp = [r for r in usable if "speculative" in deployment(r) and attention_ranks(r) == 1]
     assert mtp and all(r["backend"] == "trtllm" and "measured=2026-01-14" in r["silicon_data_source"] for r in mtp)
     assert scenario_of(mtp[0])[1].speculative == (3, 0.85)

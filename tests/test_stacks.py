@@ -23,8 +23,10 @@ from emulator.errors import EmulatorError
 from emulator.hardware import load_system
 from emulator.predict import predict_scenario
 from emulator.scenario import Parallel, Scenario, Training, load_scenario
-from emulator.serving.replica import _all_reduce_s, _comm_s, build_replica, step_model
+from emulator.serving.replica import build_replica, step_model
 from emulator.serving.replica import shard as serving_shard
+from emulator.serving.stepcomm import all_reduce_s as _all_reduce_s
+from emulator.serving.stepcomm import comm_s as _comm_s
 from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack
 from emulator.stacks import load as stack_load
 from emulator.workloads.presets import preset

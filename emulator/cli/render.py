@@ -116,7 +116,8 @@ def serving_lines(p: ServingPrediction, spec: ServingSpec | None = None) -> list
     searched), latency percentiles (TTFT, TPOT, end to end), the SLO and power."""
     s = p.serving
     engine = f" on {s.engine}" if s.engine else ""
-    lines = [f"  {f'serving ({s.scenario})':21s}{s.replicas} replica(s) of tp={s.replica.tp}{engine}: "
+    dp = " (attention data parallel)" if s.replica.attention_dp else ""
+    lines = [f"  {f'serving ({s.scenario})':21s}{s.replicas} replica(s) of tp={s.replica.tp}{dp}{engine}: "
              + (f"{s.throughput_tokens_per_s:,.0f} output tokens/s, " if s.throughput_tokens_per_s else "")
              + f"{s.throughput_samples_per_s:,.1f} samples/s (requests or queries; all {p.num_devices} device(s)), "
              f"max batch {s.max_batch}"]

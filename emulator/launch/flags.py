@@ -79,9 +79,10 @@ TORCHTITAN_RUN = Tool(
 VLLM = Tool(
     "vllm serve",
     "https://docs.vllm.ai/en/v0.8.5/serving/engine_args.html; --enable-expert-parallel: "
-    "https://docs.vllm.ai/en/v0.10.1.1/serving/expert_parallel_deployment.html",
+    "https://docs.vllm.ai/en/v0.10.1.1/serving/expert_parallel_deployment.html (--data-parallel-size with "
+    "--enable-expert-parallel: data-parallel attention, experts spread over every rank)",
     MappingProxyType(_frozen(
-        "--tensor-parallel-size --pipeline-parallel-size --enable-expert-parallel --max-num-seqs "
+        "--tensor-parallel-size --pipeline-parallel-size --data-parallel-size --enable-expert-parallel --max-num-seqs "
         "--max-num-batched-tokens --max-model-len --gpu-memory-utilization --kv-cache-dtype --dtype --quantization "
         "--host --port")))
 
@@ -96,17 +97,21 @@ TRTLLM = Tool(
 TRTLLM_OPTIONS = Tool(
     "trtllm-serve --extra_llm_api_options YAML",
     "TensorRT-LLM LLM API arguments and KvCacheConfig (tensorrt_llm/llmapi/llm_args.py: disable_overlap_scheduler, "
-    "enable_chunked_prefill, batch_wait_timeout_iters, batch_wait_max_tokens_ratio); 'The two valid values for "
+    "enable_chunked_prefill, batch_wait_timeout_iters, batch_wait_max_tokens_ratio, enable_attention_dp, "
+    "attention_dp_config: AttentionDpConfig enable_balance, timeout_iters); 'The two valid values for "
     "kv_cache_config.dtype are auto and fp8' (TensorRT-LLM docs, quantization)",
     MappingProxyType(_frozen("kv_cache_config.dtype kv_cache_config.free_gpu_memory_fraction disable_overlap_scheduler "
-                             "enable_chunked_prefill batch_wait_timeout_iters batch_wait_max_tokens_ratio")))
+                             "enable_chunked_prefill batch_wait_timeout_iters batch_wait_max_tokens_ratio "
+                             "enable_attention_dp attention_dp_config.enable_balance "
+                             "attention_dp_config.timeout_iters")))
 
 SGLANG = Tool(
     "python -m sglang.launch_server",
     "https://docs.sglang.io/advanced_features/server_arguments.html (python/sglang/srt/server_args.py)",
     MappingProxyType(_frozen(
         "--model-path --tp-size --pp-size --ep-size --max-running-requests --chunked-prefill-size --context-length "
-        "--mem-fraction-static --kv-cache-dtype --dtype --quantization --host --port")))
+        "--mem-fraction-static --kv-cache-dtype --dtype --quantization --enable-dp-attention --dp-size --host "
+        "--port")))
 
 TOOLS: Mapping[str, Tool] = MappingProxyType({t.name: t for t in (TORCHRUN, MEGATRON, TORCHTITAN, TORCHTITAN_RUN,
                                                                   VLLM, TRTLLM, TRTLLM_OPTIONS, SGLANG)})

@@ -35,6 +35,7 @@ class Replica:
     precision: str
     memory_fraction: float
     replicas: int
+    attention_dp: bool = False  # the tp ranks run attention data parallel; max_batch is then all ranks' together
 
 
 def replica_of(s: Scenario, stack: StackProfile, max_batch: int, replicas: int) -> Replica:
@@ -54,7 +55,8 @@ def replica_of(s: Scenario, stack: StackProfile, max_batch: int, replicas: int) 
                    max_batch_tokens=spec.max_batch_tokens or stack.count_for("defaults.max_batch_tokens",
                                                                              s.device.family, s.device.memory_bytes),
                    max_seq_len=length, kv_precision=spec.kv, precision=spec.precision,
-                   memory_fraction=float(stack.get("defaults.kv_memory_fraction")), replicas=replicas)
+                   memory_fraction=float(stack.get("defaults.kv_memory_fraction")), replicas=replicas,
+                   attention_dp=spec.attention_dp)
 
 
 def _head(s: Scenario, r: Replica, stack: StackProfile, tool: Tool, predicted: list[str], notes: list[str]
@@ -70,6 +72,12 @@ def _head(s: Scenario, r: Replica, stack: StackProfile, tool: Tool, predicted: l
             "load balancer."]
 
 
+def _per_rank(r: Replica) -> int:
+    """The running-sequence cap the engine takes: per attention rank under attention data parallelism (vLLM's
+    --max-num-seqs and TensorRT-LLM's --max_batch_size hold per data-parallel rank), else the replica's."""
+    return max(r.max_batch // r.tp, 1) if r.attention_dp else r.max_batch
+
+
 def _quantized(r: Replica, notes: list[str]) -> bool:
     """Whether the engine quantizes bf16 weights itself (fp8); other low precisions need a quantized checkpoint."""
     if r.precision in ("fp4", "int8"):
@@ -80,7 +88,9 @@ def _quantized(r: Replica, notes: list[str]) -> bool:
 
 def vllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[str]) -> tuple[LaunchFile, ...]:
     notes: list[str] = []
-    flags: list[tuple[str, object | None]] = [("--tensor-parallel-size", r.tp)]
+    flags: list[tuple[str, object | None]] = [("--tensor-parallel-size", 1 if r.attention_dp else r.tp)]
+    if r.attention_dp:  # attention data parallel over the ranks, experts over all of them
+        flags.append(("--data-parallel-size", r.tp))
     if r.pp > 1:
         flags.append(("--pipeline-parallel-size", r.pp))
     if r.ep > 1:
@@ -89,7 +99,7 @@ def vllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[str
             notes.append(f"vLLM's expert parallelism spans all {r.tp} tensor-parallel ranks, not ep {r.ep}")
     if r.kv_precision == "int8":
         notes.append("vLLM has no int8 KV cache: the model's dtype is used ('auto')")
-    flags += [("--max-num-seqs", r.max_batch), ("--max-num-batched-tokens", r.max_batch_tokens),
+    flags += [("--max-num-seqs", _per_rank(r)), ("--max-num-batched-tokens", r.max_batch_tokens),
               ("--max-model-len", r.max_seq_len), ("--gpu-memory-utilization", r.memory_fraction),
               ("--kv-cache-dtype", "fp8" if r.kv_precision == "fp8" else "auto"),
               ("--dtype", _TORCH_DTYPE.get(r.precision, "bfloat16"))]
@@ -112,7 +122,7 @@ def trtllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
         ("--backend", "pytorch"), ("--tp_size", r.tp), ("--pp_size", r.pp)]
     if isinstance(s.model, TransformerConfig) and s.model.is_moe:
         flags.append(("--ep_size", r.ep))
-    flags += [("--max_batch_size", r.max_batch), ("--max_num_tokens", r.max_batch_tokens),
+    flags += [("--max_batch_size", _per_rank(r)), ("--max_num_tokens", r.max_batch_tokens),
               ("--max_seq_len", r.max_seq_len), ("--kv_cache_free_gpu_memory_fraction", r.memory_fraction),
               ("--extra_llm_api_options", "$OPTIONS"), ("--host", "0.0.0.0"), ("--port", "$PORT")]
     text = shell_script(_head(s, r, stack, TRTLLM, predicted, notes),
@@ -129,6 +139,11 @@ def trtllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
     if stack.get("scheduler.batch_wait_iters"):
         options += (f"batch_wait_timeout_iters: {stack.get('scheduler.batch_wait_iters')}\n"
                     f"batch_wait_max_tokens_ratio: {stack.get('scheduler.batch_wait_tokens_ratio')}\n")
+    if r.attention_dp:
+        options += "enable_attention_dp: true\n"
+        if stack.get("scheduler.adp_balance_iters"):
+            options += ("attention_dp_config:\n  enable_balance: true\n"
+                        f"  timeout_iters: {stack.get('scheduler.adp_balance_iters')}\n")
     return (LaunchFile("serve_trtllm.sh", text, TRTLLM.name),
             LaunchFile("trtllm_options.yaml", options, TRTLLM_OPTIONS.name))
 
@@ -140,6 +155,8 @@ def sglang_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
         flags.append(("--pp-size", r.pp))
     if r.ep > 1:
         flags.append(("--ep-size", r.ep))
+    if r.attention_dp:
+        flags += [("--enable-dp-attention", None), ("--dp-size", r.tp)]
     if r.kv_precision == "int8":
         notes.append("SGLang has no int8 KV cache: the model's dtype is used ('auto')")
     flags += [("--max-running-requests", r.max_batch), ("--chunked-prefill-size", r.max_batch_tokens),

@@ -5,11 +5,12 @@ inference:
   engine: trtllm                 # serving stack of stack_profiles/serving (default: trtllm; eager matches `run`)
   precision: fp8                 # weights/GEMMs: bf16 | fp16 | fp8 | fp4 | int8 | w4a16 (4-bit weights, 16-bit math)
   kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: the engine's defaults.kv_precision)
-  parallel: {tp: 2, pp: 1, ep: 1}
+  parallel: {tp: 2, pp: 1, ep: 1} # attention_dp: true: the tp ranks run attention data parallel (serving.attention_dp)
   input_tokens: {distribution: normal, mean: 1024, std: 300, min: 16, max: 2048}   # or a number
   output_tokens: 256
   batch_size: 64                 # max concurrent sequences per replica (Offline: searched when absent)
-  max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens)
+  max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens;
+                                 #   with attention_dp, of one attention rank)
   scenario: server               # offline | server | concurrency (implied by concurrency:)
   arrival_rate_per_s: 20         # Server: a fixed rate; absent: search the highest rate meeting the SLO
   concurrency: 64                # or a closed loop: 64 requests in flight per deployment, a new one sent as each
@@ -148,6 +149,7 @@ class ServingSpec:
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    attention_dp: bool = False  # the tp ranks run attention data parallel (`serving.attention_dp`)
     input_tokens: Distribution = field(default_factory=lambda: Distribution(mean=1024))
     output_tokens: Distribution = field(default_factory=lambda: Distribution(mean=128))
     batch_size: int | None = None
@@ -257,10 +259,11 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
         kw["precision"] = r.choice("precision", SERVE_PRECISIONS)
     if r.has("kv_precision"):
         kw["kv_precision"] = r.choice("kv_precision", KV_PRECISIONS)
-    parallel = r.section("parallel", ("tp", "pp", "ep"))
+    parallel = r.section("parallel", ("tp", "pp", "ep", "attention_dp"))
     for k in ("tp", "pp", "ep"):
         if parallel.has(k):
             kw[k] = parallel.integer(k, maximum=MAX_DEVICES, why="devices in the largest plan")
+    kw["attention_dp"] = parallel.boolean("attention_dp", False)
     if not r.has("input_tokens") and not r.has("trace"):
         raise r.error("input_tokens", "is missing. Fix: add e.g. input_tokens: 1024 (or a distribution, or trace:).")
     for key in ("input_tokens", "output_tokens", "samples_per_query"):

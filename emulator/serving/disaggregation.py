@@ -56,7 +56,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
                             settings=spec.engine_settings, speculative=spec.speculative, path=path,
-                            engine=spec.engine)
+                            engine=spec.engine, attention_dp=spec.attention_dp)
     devices = (d.prefill_replicas + d.decode_replicas) * replica.num_devices
     if devices > scenario.num_devices:
         raise EmulatorError(

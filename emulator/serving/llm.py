@@ -34,7 +34,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
                             settings=spec.engine_settings, speculative=spec.speculative, path=path,
-                            engine=spec.engine)
+                            engine=spec.engine, attention_dp=spec.attention_dp)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
              f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "

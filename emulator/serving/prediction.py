@@ -25,10 +25,11 @@ class ReplicaLayout:
     precision: str
     kv_precision: str | None
     num_devices: int
+    attention_dp: bool = False  # the tp ranks run attention data parallel (`serving.attention_dp`)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tp": self.tp, "pp": self.pp, "ep": self.ep, "precision": self.precision,
-                "kv_precision": self.kv_precision, "num_devices": self.num_devices}
+                "kv_precision": self.kv_precision, "num_devices": self.num_devices, "attention_dp": self.attention_dp}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

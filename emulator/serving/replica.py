@@ -31,7 +31,7 @@ simulator never traces):
   all-reduce per half layer at tp > 1) times `host.prompt_launch_s`: a floor that binds for small models at high
   tp and on fast devices.
 Pipeline parallel replicas are timed as the sum of their stages plus the activation hand-offs (no micro-batch
-overlap between iterations: a pessimistic throughput).
+overlap between iterations: a pessimistic throughput). Attention data-parallel replicas: `serving.attention_dp`.
 
 KV capacity: usable memory minus weights (params x precision bytes / (tp x pp)) minus a workspace for one
 iteration's activations and logits, times `FREE_MEMORY_FRACTION`, in whole paged blocks of `KV_BLOCK_TOKENS`.
@@ -45,12 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from emulator.cluster.network import Group, Network
 from emulator.cluster.shard import shard_config
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.memory import (
-    INFERENCE_ACTIVATION_BYTES,
     kv_bytes_per_token,
     serving_weight_bytes,
     workspace_bytes,
@@ -63,10 +61,18 @@ from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile, SystemProfile
 from emulator.precision import DTYPE_BYTES, activation_dtype
+from emulator.serving.attention_dp import (
+    attention_rank,
+    check_attention_dp,
+    kv_bytes_per_token_per_rank,
+    routed_expert_s,
+)
+from emulator.serving.attention_dp import weight_bytes as attention_dp_weight_bytes
 from emulator.serving.prediction import ReplicaLayout
 from emulator.serving.scheduling import DEFAULT_SCHEDULING, Scheduling
+from emulator.serving.stepcomm import attention_dp_comm_s
+from emulator.serving.stepcomm import comm_s as _comm_s
 from emulator.stacks import StackProfile, load_stack
-from emulator.stats import expected_max_normal
 from emulator.workloads.config import TransformerConfig
 
 KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
@@ -181,6 +187,7 @@ class Replica:
     error_band: float
     scheduling: Scheduling = DEFAULT_SCHEDULING  # the engine's scheduler policy (`scheduler.*`)
     max_sequences: int = 2048  # the engine's default cap on running sequences (`defaults.max_batch_size`)
+    attention_dp: bool = False  # the tp ranks run attention data parallel: a token's KV lives on one device
 
     @property
     def num_devices(self) -> int:
@@ -189,16 +196,18 @@ class Replica:
     @property
     def kv_cache_bytes(self) -> float:
         """KV-cache bytes of the whole replica."""
-        return self.kv_capacity_tokens * self.kv_bytes_per_token * self.num_devices
+        return self.kv_capacity_tokens * self.kv_bytes_per_token * (self.pp if self.attention_dp else self.num_devices)
 
     def memory_parts(self) -> dict[str, float]:
         """One device's memory as the engine allocates it: weights, the KV pool, the iteration's workspace."""
-        return {"weights": self.weight_bytes, "kv_cache": self.kv_capacity_tokens * self.kv_bytes_per_token,
+        kv_tokens = self.kv_capacity_tokens // (self.tp if self.attention_dp else 1)  # a rank holds its own
+        return {"weights": self.weight_bytes, "kv_cache": kv_tokens * self.kv_bytes_per_token,
                 "activations": self.workspace_bytes}
 
     def describe(self) -> ReplicaLayout:
         return ReplicaLayout(tp=self.tp, pp=self.pp, ep=self.ep, precision=self.precision,
-                             kv_precision=self.kv_precision, num_devices=self.num_devices)
+                             kv_precision=self.kv_precision, num_devices=self.num_devices,
+                             attention_dp=self.attention_dp)
 
 
 def shard(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -> TransformerConfig:
@@ -218,32 +227,6 @@ def shard(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -
         # the batch's T * k expert assignments: k / ep per token (at least one; below that it overstates).
         part = dataclasses.replace(part, num_experts_per_token=max(model.num_experts_per_token // ep, 1))
     return part
-
-
-def _all_reduce_s(net: Network, payload: float, tp: int, one_shot_bytes: float) -> float:
-    """An iteration's tensor-parallel all-reduce: the engine's one-shot kernel for a small message inside one
-    scale-up domain (every rank reads its peers' copies in one step: one hop, (tp - 1) payloads over its links),
-    NCCL's ring above it."""
-    if payload <= one_shot_bytes and tp <= net.domain_size:
-        return net.scale_up_latency_s + (tp - 1) * payload / net.scale_up_bytes_per_s
-    return net.time("all_reduce", payload, Group(tp))
-
-
-def _comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, n: float,
-            one_shot_bytes: float = 0.0, skew_s: float = 0.0) -> float:
-    """Collectives of one iteration of n tokens: TP all-reduces, each also waiting for the slowest of its ranks
-    (`comm.rank_skew_s`: skew_s x E[max of tp normals]), and PP hand-offs. Experts spread over the tensor-parallel
-    ranks (ep) move no tokens: every rank holds the whole batch after attention's all-reduce and the MoE block's
-    all-reduce sums the experts' outputs (all-to-all dispatch comes only with attention data parallelism)."""
-    if tp * pp == 1 or system is None:
-        return 0.0
-    net = Network.of(system)
-    payload = n * model.hidden_size * INFERENCE_ACTIVATION_BYTES
-    reduce_s = _all_reduce_s(net, payload, tp, one_shot_bytes) + skew_s * expected_max_normal(tp)
-    t = 2 * model.num_layers * reduce_s if tp > 1 else 0.0
-    if pp > 1:
-        t += (pp - 1) * net.time("send_recv", payload / tp, Group(2, stride=tp))
-    return t
 
 
 def _split(timing: Timing) -> tuple[float, float]:
@@ -267,9 +250,10 @@ _CACHE: dict[tuple[object, ...], StepModel] = {}
 
 def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None, table: EfficiencyTable,
                precision: str, kv_precision: str, tp: int, pp: int, ep: int, overhead_s: float,
-               engine: StackProfile | None = None) -> StepModel:
+               engine: StackProfile | None = None, attention_dp: bool = False) -> StepModel:
     """Fit the step model from traces of the shard as the engine runs them (its fused kernels; without CUDA
-    graphs, a launch per kernel on the host), cached per configuration."""
+    graphs, a launch per kernel on the host), cached per configuration. `attention_dp`: the tp ranks run attention
+    data parallel (`serving.attention_dp`)."""
     engine = engine or load_stack(None, "serving")
     fused, grouped = engine.fused_families, bool(engine.get("moe.grouped_gemm"))
     base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
@@ -285,17 +269,19 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host, skew, prompt_launch_s, low_head)
+           overlap_host, skew, prompt_launch_s, low_head, attention_dp)
     if key in _CACHE:
         return _CACHE[key]
     table = low_precision_from_base(table) if base_shape else table
     part = shard(model, tp, ep)
+    ranks = tp if attention_dp else 1  # each rank's own tokens: 1/ranks of the iteration's
+    rank_part = attention_rank(model, tp) if attention_dp else part
     dtype = activation_dtype(precision)
 
     kernels: list[KernelTiming] = []
 
-    def timed(phase: str, b: int, s: int, kv: int) -> Timing:
-        trace = trace_workload(part, phase, b, s, kv, dtype)
+    def timed(phase: str, b: int, s: int, kv: int, of: TransformerConfig | None = None) -> Timing:
+        trace = trace_workload(of or rank_part, phase, b, s, kv, dtype)
         trace = trace if low_head else keep_head_dtype(trace)
         trace = fuse(group_gemms(trace) if gemm_groups else trace, fused)  # grouped first: fuse reads its flows
         trace = group_experts(trace) if grouped else trace
@@ -304,29 +290,36 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         return timing
 
     dense, head, launched = [], [], 0
-    for n in TOKEN_GRID:
-        timing = timed("decode", n, 1, 1)
+    for m in TOKEN_GRID:  # a rank's tokens; the iteration's are ranks x m
+        timing = timed("decode", m, 1, 1)
         launched = sum(k.count for k in timing.kernels)  # the same at every batch size; all-reduces come on top
         body, h = _split(timing)
-        body += (moe_scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
+        experts = timing
+        if attention_dp:  # the routed experts take every rank's tokens: the tp shard's experts at ranks x m
+            experts = timed("decode", ranks * m, 1, 1, part)
+            body += routed_expert_s(experts) - routed_expert_s(timing)
+        body += (moe_scale - 1.0) * sum(k.time_s for k in experts.kernels if k.op == "grouped_mm")
         launches = launch_s * launched
-        dense.append(body + launches + _comm_s(model, system, tp, pp, n, one_shot, skew))
+        comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else
+                _comm_s(model, system, tp, pp, m, one_shot, skew))
+        dense.append(body + launches + comm)
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)
     t1, t2 = (_split(timed("decode", b0, 1, kv))[0] for kv in (l1, l2))
     # The traced cache is in the activation dtype; decode attention streams it, so its time scales with the KV bytes.
     kv_scale = DTYPE_BYTES[kv_precision] / DTYPE_BYTES[activation_dtype(precision)]
-    kv_slope = max(t2 - t1, 0.0) / (b0 * (l2 - l1)) * kv_scale
+    kv_slope = max(t2 - t1, 0.0) / (b0 * (l2 - l1)) * kv_scale / ranks  # the ranks read their own caches at once
     s1, s2 = 256, min(4096, model.max_seq_len)
 
     def attention(s: int) -> float:
         return sum(k.time_s for k in timed("prefill", 1, s, 0).kernels if k.family == "attention")
 
-    pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2)
-    out = StepModel(grid=tuple(float(n) for n in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
-                    kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s,
-                    error_band=error_band(kernels, table), host_per_row_s=per_token_s, overlap_host=overlap_host,
-                    prompt_host_s=prompt_launch_s * (launched + (2 * model.num_layers if tp > 1 else 0)))
+    pair = max(attention(s2) - attention(s1), 0.0) / (s2 * (s2 + 1) / 2 - s1 * (s1 + 1) / 2) / ranks
+    collectives = 2 * (model.num_moe_layers if attention_dp else model.num_layers) if tp > 1 else 0
+    out = StepModel(grid=tuple(float(ranks * m) for m in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
+                    kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s, error_band=error_band(kernels, table),
+                    host_per_row_s=per_token_s / ranks, overlap_host=overlap_host,
+                    prompt_host_s=prompt_launch_s * (launched + collectives))
     if len(_CACHE) > 4096:
         _CACHE.clear()
     _CACHE[key] = out
@@ -337,23 +330,29 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
                   settings: tuple[tuple[str, Any], ...] = (), speculative: tuple[int, float] | None = None,
-                  path: str | None = None, engine: str | None = None) -> Replica:
+                  path: str | None = None, engine: str | None = None, attention_dp: bool = False) -> Replica:
     """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
     None: the default) runs it; an error when the weights leave no room for KV. `max_batch_tokens`, `overhead_s`
     and `settings` (stack item, value): the deployment's values instead of the engine's; `speculative`: (drafted
-    tokens, acceptance rate) of a `Speculation` by a one-layer drafter."""
+    tokens, acceptance rate) of a `Speculation` by a one-layer drafter; `attention_dp`: the tp ranks run attention
+    data parallel (`serving.attention_dp`: memory, KV cache, token budget and batch cap are per rank)."""
     stack = load_stack(engine, "serving", file=path).with_settings(settings)
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "
                             "hardware.system.", file=path, field="hardware.system")
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
+    if attention_dp:
+        check_attention_dp(model, tp, ep, path)
+    ranks = tp if attention_dp else 1
     budget = max_batch_tokens or stack.count_for("defaults.max_batch_tokens", device.family, device.memory_bytes)
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
     draft_share = 1.0 / model.num_layers if speculative else 0.0  # the drafter: one more layer, its cache and time
-    weights = serving_weight_bytes(model, precision, tp * pp, bool(stack.get("recipe.low_precision_head"))) * (
-        1.0 + draft_share)
-    workspace = workspace_bytes(model, budget, min(budget, 2048), tp)
-    per_token = kv_bytes_per_token(model, kv_precision, tp, pp) * (1.0 + draft_share)
+    low_head = bool(stack.get("recipe.low_precision_head"))
+    weights = (attention_dp_weight_bytes(model, precision, tp, low_head) if attention_dp else
+               serving_weight_bytes(model, precision, tp * pp, low_head)) * (1.0 + draft_share)
+    workspace = workspace_bytes(model, budget, min(budget, 2048), 1 if attention_dp else tp)
+    per_token = (kv_bytes_per_token_per_rank(model, kv_precision, pp) if attention_dp else
+                 kv_bytes_per_token(model, kv_precision, tp, pp)) * (1.0 + draft_share)
     fraction = float(stack.get("defaults.kv_memory_fraction"))
     held_back = float(stack.get("defaults.kv_memory_reserve_bytes"))
     if held_back:  # SGLang: a fixed reserve for its activations and graphs, the rest for weights and the KV pool
@@ -362,20 +361,22 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
         pool = fraction * device.memory_bytes - weights - workspace
     else:  # TensorRT-LLM: a share of what the weights and workspace leave
         pool = fraction * (device.memory_bytes - weights - workspace)
-    capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS)
+    capacity = int(max(pool, 0.0) // per_token // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS) * ranks
     if capacity < KV_BLOCK_TOKENS:
         raise EmulatorError(
             f"{model.name} in {precision} needs {weights / 1e9:.1f} GB of weights per device at tp={tp}, pp={pp}, "
             f"leaving no room for a KV cache in {device.name}'s {device.memory_bytes / 1e9:.1f} GB. Fix: raise "
             "inference.parallel.tp (or pp), or use a lower precision.", file=path, field="inference.parallel.tp")
-    steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead, stack)
+    steps = step_model(model, device, system, table, precision, kv_precision, tp, pp, ep, overhead, stack,
+                       attention_dp)
     if speculative:
         steps = Speculation(*speculative).applied(steps, draft_share)
     return Replica(model=model, device=device, system=system, precision=precision, kv_precision=kv_precision, tp=tp,
                    pp=pp, ep=ep, step=steps, weight_bytes=weights, workspace_bytes=workspace,
-                   kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget,
-                   provenance=table.provenance, error_band=steps.error_band, scheduling=Scheduling.of(stack),
-                   max_sequences=stack.count_for("defaults.max_batch_size", device.family, device.memory_bytes))
+                   kv_bytes_per_token=per_token, kv_capacity_tokens=capacity, max_batch_tokens=budget * ranks,
+                   provenance=table.provenance, error_band=steps.error_band, scheduling=Scheduling.of(stack, ranks),
+                   max_sequences=stack.count_for("defaults.max_batch_size", device.family, device.memory_bytes) * ranks,
+                   attention_dp=attention_dp)
 
 
 def check_capacity(requests: Any, kv_capacity_tokens: int, num_beams: int = 1, path: str | None = None) -> None:

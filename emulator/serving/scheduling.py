@@ -3,6 +3,8 @@ per-request ingress (`host.request_s`) and whether it schedules one iteration ah
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 from emulator.stacks import StackProfile
@@ -20,17 +22,27 @@ class Scheduling:
     # `batch_wait_iters` iterations for more to arrive. 0: prompts never wait.
     batch_wait_iters: int = 0
     batch_wait_ratio: float = 0.0
+    # TensorRT-LLM's attention-DP balance (attention_dp_config enable_balance, timeout_iters): prompts wait, up to
+    # `batch_wait_iters` iterations, until every attention rank has one; with completions landing on ranks at random,
+    # that takes ranks x H(ranks) of them (the coupon collector's expectation). 0: no such wait.
+    batch_wait_prompts: int = 0
     ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
     # The engine schedules iteration i + 1 while the device runs i (`host.overlap`: TensorRT-LLM's and SGLang's
     # overlap schedulers): a request that arrives during an iteration joins the one after next.
     ahead: bool = False
 
     @classmethod
-    def of(cls, stack: StackProfile) -> Scheduling:
-        return cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
-                   bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
-                   float(stack.get("scheduler.batch_wait_tokens_ratio")), float(stack.get("host.request_s")),
-                   bool(stack.get("host.overlap")))
+    def of(cls, stack: StackProfile, attention_ranks: int = 1) -> Scheduling:
+        """The stack's policy for a replica of `attention_ranks` attention data-parallel ranks (1: none)."""
+        balance = int(stack.get("scheduler.adp_balance_iters")) if attention_ranks > 1 else 0
+        out = cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
+                  bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
+                  float(stack.get("scheduler.batch_wait_tokens_ratio")), 0, float(stack.get("host.request_s")),
+                  bool(stack.get("host.overlap")))
+        if not balance:
+            return out
+        prompts = math.ceil(attention_ranks * sum(1.0 / i for i in range(1, attention_ranks + 1)))
+        return dataclasses.replace(out, batch_wait_iters=balance, batch_wait_prompts=prompts)
 
 
 DEFAULT_SCHEDULING = Scheduling()

@@ -75,8 +75,8 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     next iteration, one first in its iteration running whole even past the budget (TensorRT-LLM without chunked
     prefill, whose budget a deployment sets at least as large as its longest prompt); `batch_wait_iters` and
     `batch_wait_ratio`, TensorRT-LLM's batch waiting: while sequences decode and an iteration would hold under the
-    ratio x the token budget, its prompts wait, up to that many iterations; `ahead`, the overlap schedulers'
-    look-ahead (see the module docstring).
+    ratio x the token budget (or fewer than `batch_wait_prompts` prompts), its prompts wait, up to that many
+    iterations; `ahead`, the overlap schedulers' look-ahead (see the module docstring).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs; a disaggregated search's trials never read it).
     """
@@ -152,7 +152,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     A watched run returns as soon as it misses its SLO (`ReplicaRun.missed`). `log`: keep the iteration log (a search's
     trial runs need none)."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
-    wait_iters, wait_tokens = scheduling.batch_wait_iters, scheduling.batch_wait_ratio * budget
+    wait_iters, wait_prompts = scheduling.batch_wait_iters, scheduling.batch_wait_prompts
+    wait_tokens = scheduling.batch_wait_ratio * budget
     ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
     # The next iteration's batch takes the requests that reached the scheduler by `fetch_t`: the end of this
     # iteration, or (`ahead`: scheduled while this one runs) its start.
@@ -258,7 +259,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 if entry[1] == entry[2]:  # chunks fill the budget in order, so those that finish are a prefix
                     completing += 1
             if wait_iters and ptok:  # batch waiting: a short iteration's prompts wait while decodes run
-                if ntok and waited < wait_iters and ptok + ntok < wait_tokens:
+                if ntok and waited < wait_iters and (ptok + ntok < wait_tokens or len(prefill) < wait_prompts):
                     for entry, c in zip(prefill, chunks, strict=False):  # chunks cover a prefix
                         entry[1] -= c
                     ptok, pairs, completing = 0, 0.0, 0

@@ -117,6 +117,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "scheduler.batch_wait_iters": ("iterations", ("serving",), 0,
                                    "batch waiting: iterations a prompt may wait for more prompts while decodes run "
                                    "and the iteration is short of the token ratio (0: never waits)"),
+    "scheduler.adp_balance_iters": ("iterations", ("serving",), 0,
+                                    "attention data parallelism: prompts wait, up to this many iterations, until "
+                                    "every attention rank has one (0: they never wait)"),
     "scheduler.batch_wait_tokens_ratio": ("fraction", ("serving",), 0.0,
                                           "batch waiting: share of the token budget an iteration must reach for its "
                                           "prompts to run at once"),

@@ -13,7 +13,11 @@ becomes a scenario:
   moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take
   ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
-  ignore the moe_* columns. attention_dp_size > 1 (attention data parallelism) has no counterpart: skipped;
+  ignore the moe_* columns. attention_dp_size > 1 with tp_size 1 is attention data parallelism over that many
+  ranks (TensorRT-LLM's enable_attention_dp, InferenceX's DeepSeek-R1 "dep8" runs): a replica of
+  tp = attention_dp_size ranks with `attention_dp`, its batch_size per rank (concurrency = batch_size x
+  attention_dp_size, as the ids' c<N> say); with tp_size > 1 too (attention tensor parallel inside each data-parallel
+  rank) it is skipped;
 - precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree. nvfp4 and
   int4_wo on these Hopper systems (no 4-bit matrix units) are 4-bit checkpoints run weight-only (the `w4a16`
   precision: 4-bit weights widened in the GEMM, 16-bit math; gpt-oss's MXFP4 experts through Triton or Marlin MXFP4
@@ -21,7 +25,8 @@ becomes a scenario:
   vLLM comes out TPOT +15%, TTFT -55%, on TensorRT-LLM TPOT -44%, TTFT -80%), and fitting the engines' host items
   on them would absorb a kernel error. The KV cache takes the engine's default for that precision (its stack
   profile's `defaults.kv_precision`): the rows do not state it;
-- `engine` = backend; `concurrency` = batch_size; the load as the row's benchmark client ran it (`client`):
+- `engine` = backend; `concurrency` = batch_size (x attention_dp_size); the load as the row's benchmark client ran
+  it (`client`):
   - rows of the InferenceX campaign (source `db-dump/...` or `source_file=<date>.csv`; ISL/OSL 1k/1k, 1k/8k, 8k/1k,
     DeepSeek-R1, Llama 3.1 70B, gpt-oss) were measured by InferenceMAX's client (kimbochen/bench_serving
     benchmark_serving.py: `--random-range-ratio 0.8`, so each input and output length is drawn uniformly from
@@ -41,6 +46,12 @@ becomes a scenario:
   "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32 (8k/1k); the plain configuration stops at 64
   clients for 1k/8k, and the rows include 128), so they state speculative decoding with three drafted tokens,
   each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same model's November 2025 rows -17%).
+  Its DP-attention DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at
+  128-256 clients, 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64),
+  whose script (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention,
+  --max_batch_size CONC/TP and --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and
+  free_gpu_memory_fraction 0.75, and attention_dp_config enable_balance with timeout_iters 60: stated as one drafted
+  token, that per-rank token budget, that KV fraction and `scheduler.adp_balance_iters` 60.
   AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran servers its generator launched (its vLLM support came
   with vLLM 0.11-0.12 templates on 2025-12-04; generator/rule_plugin/vllm.rule: `--max-num-batched-tokens`
   max_batch_size + isl + 1500, `--max-num-seqs` 512 below 512 since 2026-01-30): stated as max_batch_tokens
@@ -154,9 +165,10 @@ def skip_reason(row: dict[str, str]) -> str | None:
                 "rates are not calibrated")
     if model.is_moe and PRECISIONS.get(moe) != PRECISIONS[gemm]:
         return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
-    if _int(row["attention_dp_size"]) > 1:
-        return "attention data parallelism (attention_dp_size > 1): the replica model has none"
-    tp = _int(row["tp_size"])
+    if attention_ranks(row) > 1 and _int(row["tp_size"]) > 1:
+        return ("attention data parallelism over tensor-parallel groups (tp_size x attention_dp_size): the replica's "
+                "attention ranks hold whole weights")
+    tp = replica_tp(row)
     node = load_system(SYSTEMS[row["system"]]).devices_per_node
     if tp * max(_int(row["pp_size"]), 1) > node:
         return (f"tp_size x pp_size = {tp * max(_int(row['pp_size']), 1)} is more than the {node} GPUs of the one "
@@ -168,19 +180,31 @@ def skip_reason(row: dict[str, str]) -> str | None:
     return None
 
 
+def attention_ranks(row: dict[str, str]) -> int:
+    """The row's attention data-parallel ranks (1: none)."""
+    return max(_int(row["attention_dp_size"]), 1)
+
+
+def replica_tp(row: dict[str, str]) -> int:
+    """The replica's ranks: tp_size, times the attention data-parallel ranks when the row runs them."""
+    return _int(row["tp_size"]) * attention_ranks(row)
+
+
 def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     """The scenario and serving spec a usable row describes."""
     model = _preset(MODELS[row["model_path"]])
     assert isinstance(model, TransformerConfig)  # skip_reason passed the row
     system = load_system(SYSTEMS[row["system"]])
     precision = PRECISIONS[row["gemm_quant_mode"]]
-    tp, pp = _int(row["tp_size"]), max(_int(row["pp_size"]), 1)
+    tp, pp, ranks = replica_tp(row), max(_int(row["pp_size"]), 1), attention_ranks(row)
     engine = row["backend"]
     where = f"{CSV.name} row {row['id']}"
+    parallel: dict[str, Any] = {"tp": tp, "pp": pp, "ep": _int(row["moe_ep_size"]) if model.is_moe else 1}
+    if ranks > 1:
+        parallel["attention_dp"] = True
     inference: dict[str, Any] = {
-        "engine": engine, "precision": precision, "parallel": {"tp": tp, "pp": pp,
-                                                               "ep": _int(row["moe_ep_size"]) if model.is_moe else 1},
-        "concurrency": _int(row["batch_size"]), **_load(row), **deployment(row)}
+        "engine": engine, "precision": precision, "parallel": parallel,
+        "concurrency": _int(row["batch_size"]) * ranks, **_load(row), **deployment(row)}
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
 
@@ -207,6 +231,12 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and _int(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
+    ranks = attention_ranks(row)
+    if (engine, model) == ("trtllm", "deepseek-v3") and ranks > 1:  # dsr1_fp8_h200_trt_mtp.sh with DP attention
+        per_rank = _int(row["batch_size"])  # MAX_BATCH_SIZE = CONC / TP
+        return {"speculative": {"draft_tokens": 1, "acceptance_rate": MTP_ACCEPTANCE},
+                "max_batch_tokens": (2 * per_rank + _int(row["isl"]) + 64 + 63) // 64 * 64,
+                "engine_settings": {"defaults.kv_memory_fraction": 0.75, "scheduler.adp_balance_iters": 60}}
     if (engine, model) == ("trtllm", "deepseek-v3") and "measured=2026-01-14" in row["silicon_data_source"]:
         return {"speculative": {"draft_tokens": 3, "acceptance_rate": MTP_ACCEPTANCE}}
     if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
@@ -216,7 +246,7 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
 
 
 def _load(row: dict[str, str]) -> dict[str, Any]:
-    isl, osl, n = _int(row["isl"]), _int(row["osl"]), _int(row["batch_size"])
+    isl, osl, n = _int(row["isl"]), _int(row["osl"]), _int(row["batch_size"]) * attention_ranks(row)
     if client(row) == "aiperf":
         return {"input_tokens": isl, "output_tokens": osl}
     return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
