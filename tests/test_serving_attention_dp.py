@@ -74,6 +74,10 @@ def test_attention_dp_needs_experts_and_ranks() -> None:
     with pytest.raises(EmulatorError) as e:
         build_replica(MOE, SYSTEM.device, None, TABLE, precision="fp8", kv_precision="fp8", attention_dp=True)
     assert e.value.field == "inference.parallel.attention_dp"
+    with pytest.raises(EmulatorError) as e:
+        build_replica(MOE, SYSTEM.device, SYSTEM, TABLE, precision="fp8", kv_precision="fp8", tp=4, pp=2, ep=4,
+                      attention_dp=True)
+    assert e.value.field == "inference.parallel.pp" and "Fix:" in e.value.message
 
 
 def test_the_balance_waits_for_a_prompt_per_rank() -> None:

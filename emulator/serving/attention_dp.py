@@ -31,8 +31,9 @@ from emulator.precision import weight_bytes_per_param
 from emulator.workloads.config import TransformerConfig
 
 
-def check_attention_dp(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -> None:
-    """Attention data parallelism needs a MoE model (it gathers tokens for the experts) over its ranks."""
+def check_attention_dp(model: TransformerConfig, tp: int, pp: int, path: str | None = None) -> None:
+    """Attention data parallelism needs a MoE model (it gathers tokens for the experts), several ranks and one
+    pipeline stage."""
     if not model.is_moe:
         raise EmulatorError(f"attention_dp runs attention data parallel beside expert-parallel MoE layers; "
                             f"{model.name} has no experts. Fix: drop attention_dp (a dense model's data parallelism "
@@ -42,6 +43,10 @@ def check_attention_dp(model: TransformerConfig, tp: int, ep: int, path: str | N
         raise EmulatorError("attention_dp spreads the requests over the replica's tp ranks; tp is 1. Fix: set "
                             "inference.parallel.tp to the number of attention ranks (e.g. 8 with ep 8).", file=path,
                             field="inference.parallel.attention_dp")
+    if pp > 1:
+        raise EmulatorError(f"attention_dp with pipeline stages (pp {pp}) is not modelled: its ranks' hand-offs and "
+                            "stage balance are not. Fix: use pp 1 (more replicas for more devices).", file=path,
+                            field="inference.parallel.pp")
 
 
 def attention_rank(model: TransformerConfig, tp: int) -> TransformerConfig:

@@ -342,7 +342,7 @@ def build_replica(model: TransformerConfig, device: DeviceProfile, system: Syste
                             "hardware.system.", file=path, field="hardware.system")
     shard(model, tp, ep, path)  # the layout is valid before anything is sized for it
     if attention_dp:
-        check_attention_dp(model, tp, ep, path)
+        check_attention_dp(model, tp, pp, path)
     ranks = tp if attention_dp else 1
     budget = max_batch_tokens or stack.count_for("defaults.max_batch_tokens", device.family, device.memory_bytes)
     overhead = float(stack.get("host.scheduler_overhead_s")) if overhead_s is None else overhead_s
