@@ -208,3 +208,6 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     mtp = [r for r in usable if "speculative" in deployment(r) and attention_ranks(r) == 1]
     assert mtp and all(r["backend"] == "trtllm" and "measured=2026-01-14" in r["silicon_data_source"] for r in mtp)
     assert scenario_of(mtp[0])[1].speculative == (3, 0.85)
+    for row in mtp:  # the MTP script's per-run token budget: (MTP + 1) x CONC + ISL + 64, rounded up to 64
+        assert deployment(row)["max_batch_tokens"] == (4 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
+        assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}

@@ -45,7 +45,9 @@ becomes a scenario:
   1.1.0rc2.post2) are its `dsr1-fp8-h200-trt-mtp` configuration (.github/configs/nvidia-master.yaml at the time:
   "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32 (8k/1k); the plain configuration stops at 64
   clients for 1k/8k, and the rows include 128), so they state speculative decoding with three drafted tokens,
-  each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same model's November 2025 rows -17%).
+  each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same model's November 2025 rows -17%),
+  and that script's (benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12) --max_num_tokens ((MTP + 1) x CONC
+  + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75.
   Its DP-attention DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at
   128-256 clients, 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64),
   whose script (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention,
@@ -238,7 +240,10 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
                 "max_batch_tokens": (2 * per_rank + _int(row["isl"]) + 64 + 63) // 64 * 64,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.75, "scheduler.adp_balance_iters": 60}}
     if (engine, model) == ("trtllm", "deepseek-v3") and "measured=2026-01-14" in row["silicon_data_source"]:
-        return {"speculative": {"draft_tokens": 3, "acceptance_rate": MTP_ACCEPTANCE}}
+        clients = _int(row["batch_size"])  # MAX_BATCH_SIZE = CONC without DP attention
+        return {"speculative": {"draft_tokens": 3, "acceptance_rate": MTP_ACCEPTANCE},
+                "max_batch_tokens": (4 * clients + _int(row["isl"]) + 64 + 63) // 64 * 64,
+                "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
     if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
