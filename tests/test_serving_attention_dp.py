@@ -149,3 +149,31 @@ def test_aiconfigurator_dp_attention_rows_map_to_replicas_of_attention_ranks() -
 
 def _ok(row: dict[str, str]) -> bool:
     return pa.skip_reason(row) is None
+
+
+SIZING = """goal: serve
+model: {model_type: mixtral, num_hidden_layers: 2, hidden_size: 512, num_attention_heads: 8, num_key_value_heads: 8,
+        intermediate_size: 1024, num_local_experts: 8, num_experts_per_tok: 2, vocab_size: 4096,
+        max_position_embeddings: 2048}
+serve:
+  traffic: {arrival_rate_per_s: 200, input_tokens: 128, output_tokens: 16}
+  slo: {ttft_p99_s: 0.5, tpot_p99_s: 0.05}
+  precision: fp8
+  num_requests: 300
+candidates: [{device: h100-sxm, system: hgx-h100}]
+"""
+
+
+def test_a_moe_serving_sizing_also_tries_attention_dp_layouts(tmp_path: Path) -> None:
+    """For a MoE model the serving search tries each layout of two or more ranks also with attention data
+    parallel and the experts over all ranks, and says so in the row's plan; a dense model's plans are unchanged."""
+    from emulator.sizing import load_sizing, size
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(SIZING)
+    rows = size(load_sizing(path)).rows
+    plans = [r["plan"] for r in rows]
+    adp_plans = [p for p in plans if p.get("attention_dp")]
+    assert adp_plans and all(p["ep"] == p["tp"] > 1 for p in adp_plans)
+    assert {p["tp"] for p in adp_plans} <= {p["tp"] for p in plans if not p.get("attention_dp")}
+    assert all("attention_dp" not in p and "ep" not in p for p in plans if not p.get("attention_dp"))

@@ -215,8 +215,8 @@ def latency_throughput(plt: Any, result: SearchResult, sz: Sizing, report: dict[
             ax.plot([r["throughput_per_device_per_s"] for r in mine], [r["latency_p99_s"] * 1e3 for r in mine], "-",
                     marker=MARKERS[k % len(MARKERS)], color=f"C{k}", label=cand.device.name)
             for r in mine:
-                ax.annotate(f"tp{r['plan']['tp']}", (r["throughput_per_device_per_s"], r["latency_p99_s"] * 1e3),
-                            fontsize=7)
+                label = f"tp{r['plan']['tp']}" + (" dp-attn" if r["plan"].get("attention_dp") else "")
+                ax.annotate(label, (r["throughput_per_device_per_s"], r["latency_p99_s"] * 1e3), fontsize=7)
     ax.set(xlabel="requests per second per device (highest rate in SLO)",
            ylabel=f"{latency_name(result.rows[0]) if result.rows else 'p99 latency'} (ms)",
            title="serving: latency against throughput per replica layout")

@@ -240,31 +240,32 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
         spec = dataclasses.replace(target.spec, precision=precision_of(sz, cand))
         tps = [1] if dlrm else [t for t in _powers(cand.system.scale_up.domain_size)
                                 if t <= getattr(sz.model, "num_heads", 1)][:4]
-        for tp in tps:
+        for tp, dp_attention in _serving_layouts(sz.model, tps):
             n_enum += 1
             if progress:
                 progress(cand.device.name, ci + 1, len(sz.candidates))
+            ep = tp if dp_attention else 1
+            layout = f"{cand.device.name} tp {tp}" + (" with attention DP" if dp_attention else "")
             inference = Inference(input_tokens=int(spec.input_tokens.expected),
                                   output_tokens=int(spec.output_tokens.expected), precision=spec.precision,
-                                  kv_precision=spec.kv_precision, parallel=Parallel(tp=tp))
+                                  kv_precision=spec.kv_precision, parallel=Parallel(tp=tp, ep=ep))
             scenario = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
                                 num_devices=tp, inference=inference)
             try:
-                pred = predict_serving(scenario, dataclasses.replace(spec, tp=tp), efficiency_for(cand.device))
+                pred = predict_serving(scenario, dataclasses.replace(spec, tp=tp, ep=ep, attention_dp=dp_attention),
+                                       efficiency_for(cand.device))
             except EmulatorError as e:
                 text = str(e).split(". Fix")[0].split(": ", 1)[-1]
-                _reject(rejected, "memory" if "fit" in text or "memory" in text else "unsupported",
-                        f"{cand.device.name} tp {tp}: {text}")
+                _reject(rejected, "memory" if "fit" in text or "memory" in text else "unsupported", f"{layout}: {text}")
                 continue
             rate = pred.arrival_rate_per_s or 0.0
             if not pred.meets_slo or rate <= 0:
-                _reject(rejected, "slo", f"{cand.device.name} tp {tp}: even a light load misses the SLO"
-                        f"{_floor_text(pred.latency_floor)}")
+                _reject(rejected, "slo", f"{layout}: even a light load misses the SLO{_floor_text(pred.latency_floor)}")
                 continue
             replicas = math.ceil(target.arrival_rate_per_s / rate - 1e-9)
             n = replicas * tp
             if n > cap:
-                _reject(rejected, "device count", f"{cand.device.name} tp {tp}: {n} devices over the cap of {cap}")
+                _reject(rejected, "device count", f"{layout}: {n} devices over the cap of {cap}")
                 continue
             load = target.arrival_rate_per_s / (replicas * rate)
             util = min(pred.utilisation * load, 1.0)
@@ -278,7 +279,8 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
             p99 = pred.latency_s.p99 if dlrm else pred.ttft_s.p99
             rows.append({
                 "device": cand.device.name, "system": cand.system.name, "num_devices": n,
-                "plan": {"tp": tp, "replicas": replicas, "precision": spec.precision},
+                "plan": {"tp": tp, "replicas": replicas, "precision": spec.precision,
+                         **({"ep": ep, "attention_dp": True} if dp_attention else {})},
                 "rate_per_replica_per_s": rate,
                 "throughput_per_device_per_s": rate / tp, "utilisation": util, "latency_p99_s": p99,
                 "ttft_s": pred.ttft_s.as_dict(), "tpot_s": pred.tpot_s.as_dict(), "latency_s": pred.latency_s.as_dict(),
@@ -292,6 +294,16 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 "provenance": pred.provenance, "error_band": pred.error_band,
             })
     return rows, rejected, n_enum
+
+
+def _serving_layouts(model: Any, tps: list[int]) -> list[tuple[int, bool]]:
+    """The replica layouts a serving search tries: (tp, attention data parallel). A MoE model's layouts of two or
+    more ranks are also tried with attention data parallel over them and the experts spread over all of them
+    (ep = tp: DeepSeek-style DP attention), where the experts divide."""
+    out = [(tp, False) for tp in tps]
+    if isinstance(model, TransformerConfig) and model.is_moe:
+        out += [(tp, True) for tp in tps if tp > 1 and model.num_experts % tp == 0]
+    return out
 
 
 def _floor_text(floor: LatencyFloor | None) -> str:
