@@ -48,7 +48,7 @@ class StepTable:
 
 
 def _curve(n: np.ndarray, xs: tuple[float, ...], ys: tuple[float, ...]) -> np.ndarray:
-    """`replica._interp` over an array: np.interp inside the grid, the last segment's line past it."""
+    """`stepmodel.interp` over an array: np.interp inside the grid, the last segment's line past it."""
     out = np.interp(n, xs, ys)
     past = n >= xs[-1]
     slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
