@@ -3,7 +3,6 @@ per-request ingress (`host.request_s`) and whether it schedules one iteration ah
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,16 +32,17 @@ class Scheduling:
 
     @classmethod
     def of(cls, stack: StackProfile, attention_ranks: int = 1) -> Scheduling:
-        """The stack's policy for a replica of `attention_ranks` attention data-parallel ranks (1: none)."""
+        """The stack's policy for a replica of `attention_ranks` attention data-parallel ranks (1: none); the
+        attention-DP balance, where on, takes the batch-waiting timeout."""
         balance = int(stack.get("scheduler.adp_balance_iters")) if attention_ranks > 1 else 0
-        out = cls(float(stack.get("scheduler.reserve_output")), bool(stack.get("scheduler.mixed_batches")),
-                  bool(stack.get("scheduler.chunked_prefill")), int(stack.get("scheduler.batch_wait_iters")),
-                  float(stack.get("scheduler.batch_wait_tokens_ratio")), 0, float(stack.get("host.request_s")),
-                  bool(stack.get("host.overlap")))
-        if not balance:
-            return out
-        prompts = math.ceil(attention_ranks * sum(1.0 / i for i in range(1, attention_ranks + 1)))
-        return dataclasses.replace(out, batch_wait_iters=balance, batch_wait_prompts=prompts)
+        ranks_h = attention_ranks * sum(1.0 / i for i in range(1, attention_ranks + 1))
+        return cls(reserve_output=float(stack.get("scheduler.reserve_output")),
+                   mixed_batches=bool(stack.get("scheduler.mixed_batches")),
+                   chunked_prefill=bool(stack.get("scheduler.chunked_prefill")),
+                   batch_wait_iters=balance or int(stack.get("scheduler.batch_wait_iters")),
+                   batch_wait_ratio=float(stack.get("scheduler.batch_wait_tokens_ratio")),
+                   batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
+                   ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")))
 
 
 DEFAULT_SCHEDULING = Scheduling()

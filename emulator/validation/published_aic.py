@@ -233,17 +233,17 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and _int(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
-    ranks = attention_ranks(row)
-    if (engine, model) == ("trtllm", "deepseek-v3") and ranks > 1:  # dsr1_fp8_h200_trt_mtp.sh with DP attention
-        per_rank = _int(row["batch_size"])  # MAX_BATCH_SIZE = CONC / TP
-        return {"speculative": {"draft_tokens": 1, "acceptance_rate": MTP_ACCEPTANCE},
-                "max_batch_tokens": (2 * per_rank + _int(row["isl"]) + 64 + 63) // 64 * 64,
-                "engine_settings": {"defaults.kv_memory_fraction": 0.75, "scheduler.adp_balance_iters": 60}}
-    if (engine, model) == ("trtllm", "deepseek-v3") and "measured=2026-01-14" in row["silicon_data_source"]:
-        clients = _int(row["batch_size"])  # MAX_BATCH_SIZE = CONC without DP attention
-        return {"speculative": {"draft_tokens": 3, "acceptance_rate": MTP_ACCEPTANCE},
-                "max_batch_tokens": (4 * clients + _int(row["isl"]) + 64 + 63) // 64 * 64,
-                "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
+    ranks, mtp_run = attention_ranks(row), "measured=2026-01-14" in row["silicon_data_source"]
+    if (engine, model) == ("trtllm", "deepseek-v3") and (ranks > 1 or mtp_run):
+        # dsr1_fp8_h200_trt_mtp(_slurm).sh: MTP=1 with DP attention, else 3; --max_batch_size CONC/TP, else CONC (the
+        # row's batch_size either way); --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
+        mtp = 1 if ranks > 1 else 3
+        settings: dict[str, Any] = {"defaults.kv_memory_fraction": 0.75}
+        if ranks > 1:
+            settings["scheduler.adp_balance_iters"] = 60
+        return {"speculative": {"draft_tokens": mtp, "acceptance_rate": MTP_ACCEPTANCE},
+                "max_batch_tokens": ((mtp + 1) * _int(row["batch_size"]) + _int(row["isl"]) + 64 + 63) // 64 * 64,
+                "engine_settings": settings}
     if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
