@@ -3,6 +3,7 @@ target chip's own published achievable rates, and the achievable figures themsel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from emulator.engine.calibration import (
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.roofline import kernel_time
 from emulator.engine.tracer import trace_callable
-from emulator.engine.transfer import ceilings, transferred
+from emulator.engine.transfer import BUILT_FROM, ceilings, transferred
 from emulator.hardware import list_devices, load_device
 from emulator.published import load_cases
 from emulator.validation.validate import replay
@@ -62,6 +63,64 @@ def test_blackwell_takes_the_h200_shape_response_with_its_own_ceilings() -> None
         for name in SHAPE_RESPONSE:
             assert getattr(moved, name) == getattr(own, name), (family, name)
     assert "b200 publishes no STREAM-style copy bandwidth" in b200.basis and "h200-sxm" in b200.basis
+
+
+def _fp4_rate(device: str, n: int, precision: str) -> float:
+    """Predicted FLOP/s of one n^3 matmul run in `precision` on a shipped device."""
+    a = torch.empty(n, n, device="meta", dtype=torch.bfloat16)
+    call = next(c for c in trace_callable(torch.matmul, a, a).calls if c.family == "gemm")
+    profile = load_device(device)
+    return 2 * n**3 / kernel_time(call, profile, efficiency_for(profile), precision).time_s
+
+
+def test_fp4_on_blackwell_is_built_from_the_siblings_fp8_gemms() -> None:
+    """The H200 has no fp4 units, so its table has no fp4 GEMMs: B200 and GB200 get a `gemm.fp4` family built from
+    the H200's `gemm.fp8` (its shape response), math moved by the target's fp4 fraction over the H200's fp8
+    fraction, rather than falling to the 16-bit family at bf16's ratio."""
+    h200 = efficiency_for(load_device("h200-sxm"))
+    assert "gemm.fp4" not in h200.families and BUILT_FROM == {"fp4": "fp8"}
+    sibling = ceilings(load_device("h200-sxm"))
+    for name in ("b200", "gb200"):
+        table, mine = efficiency_for(load_device(name)), ceilings(load_device(name))
+        built, base = table.families["gemm.fp4"], h200.families["gemm.fp8"]
+        assert built.math == pytest.approx(base.math * mine.matrix["fp4"] / sibling.matrix["fp8"]), name
+        assert built.math < table.get("gemm").math  # about half the fp4 peak against three quarters of bf16's
+        for field in SHAPE_RESPONSE:
+            assert getattr(built, field) == getattr(base, field), (name, field)
+        assert "fp4 matmul built from the fp8 GEMMs" in table.basis and "fp4 take" not in table.basis
+
+
+def test_a_large_fp4_gemm_sits_at_the_share_of_its_achievable_rate_that_fp8_does_on_the_sibling() -> None:
+    """An 8192^3 GEMM in fp4 on B200 is predicted at the share of B200's published fp4 rate that the H200's fp8 one
+    reaches of its fp8 rate (within wave quantisation on 148 against 132 units)."""
+    reference = _fp4_rate("h200-sxm", 8192, "fp8") / load_device("h200-sxm").achievable.matrix_flops_per_s["fp8"]  # type: ignore[union-attr]
+    mine = _fp4_rate("b200", 8192, "fp4") / load_device("b200").achievable.matrix_flops_per_s["fp4"]  # type: ignore[union-attr]
+    assert mine == pytest.approx(reference, rel=0.03)
+
+
+def test_without_an_fp4_figure_fp4_keeps_the_16_bit_fallback() -> None:
+    """A chip with fp4 units but no published fp4 rate builds no fp4 family: its fp4 GEMMs take the 16-bit `gemm`
+    family at bf16's ratio, and the basis says so."""
+    b200 = load_device("b200")
+    assert b200.achievable is not None
+    achievable = dataclasses.replace(b200.achievable, matrix_flops_per_s={
+        d: r for d, r in b200.achievable.matrix_flops_per_s.items() if d != "fp4"})
+    sources = {k: v for k, v in b200.sources.items() if k != "achievable.matrix_flops_per_s.fp4"}
+    bare = dataclasses.replace(b200, achievable=achievable, sources=sources)
+    table = transferred(efficiency_for(load_device("h200-sxm")), bare, load_device("h200-sxm"), "test")
+    assert "gemm.fp4" not in table.families and table.get("gemm", "fp4") is table.families["gemm"]
+    assert "fp4 take the bf16 ratio" in table.basis
+
+
+def test_a_sibling_with_its_own_fp4_gemms_is_moved_not_rebuilt() -> None:
+    """A sibling table that has fp4 GEMMs of its own (a Blackwell calibration) moves them by the two chips' fp4
+    fractions like any other family."""
+    gb200, b200 = load_device("gb200"), load_device("b200")
+    base = efficiency_for(b200)
+    assert "gemm.fp4" in base.families
+    table = transferred(base, gb200, b200, "test")
+    ratio = ceilings(gb200).matrix["fp4"] / ceilings(b200).matrix["fp4"]
+    assert table.families["gemm.fp4"].math == pytest.approx(min(base.families["gemm.fp4"].math * ratio, 1.0))
 
 
 def test_large_gemms_sit_at_the_same_share_of_each_chips_achievable_rate() -> None:

@@ -14,6 +14,9 @@ from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
 from emulator.validation.published_aic import SAMPLE_ROWS, validate_aic
 from emulator.validation.published_aic import render as render_aic
+from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
+from emulator.validation.published_gemm import render as render_gemm
+from emulator.validation.published_gemm import validate_gemm_tables
 from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_serving import render as render_serving
@@ -45,6 +48,7 @@ def validate(args: argparse.Namespace) -> None:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         measured = validate_measured_stack()
+        gemm = validate_gemm_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
@@ -54,12 +58,14 @@ def validate(args: argparse.Namespace) -> None:
             "megatron_core_h100": hopper,
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
+            "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
         }
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
                    + case_records(aic, source="AIConfigurator Hopper sample", stack="")
-                   + case_records(measured, source=MEASURED_STACK_SOURCE, stack=""))
+                   + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
+                   + case_records(gemm, source=GEMM_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
         if args.json:
@@ -67,7 +73,7 @@ def validate(args: argparse.Namespace) -> None:
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_measured_stack(measured) + "\n\n"
-                  + render_sources(sources))
+                  + render_gemm(gemm) + "\n\n" + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

@@ -20,6 +20,17 @@ A figure missing on either chip falls back, and the basis says so: a dtype witho
 figure, or no bandwidth, leaves that ratio at 1 (the sibling's fractions applied to T's datasheet, the plain
 utilisation transfer). With no calibration to take at all, the spec defaults are moved the same way, their GEMM
 math and copy memory efficiencies standing for the achievable fractions they were set from (`efficiency.py`).
+
+A narrower format T publishes a figure for and S has no matrix units for at all (fp4 on
+Blackwell from a Hopper sibling) gets a GEMM family of its own, built from S's next wider low-precision one
+(`BUILT_FROM`: fp4 from fp8, both block- or tensor-scaled tensor-core GEMMs with their operands quantised):
+
+    math_T(gemm.fp4) = min(1, math_S(gemm.fp8) * (A_T[fp4] / P_T[fp4]) / (A_S[fp8] / P_S[fp8]))
+
+Without it the fp4 GEMMs would fall to the 16-bit `gemm` family at bf16's ratio, i.e. at the 16-bit fraction of
+the fp4 peak: Blackwell's measured fp4 GEMMs reach about half of that peak where its bf16 ones reach three quarters
+(AIConfigurator's TensorRT-LLM Linear tables, published_kernels.yaml; `validation.published_gemm` checks the
+result against those tables).
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ from emulator.hardware import DeviceProfile
 from emulator.precision import LOW_PRECISIONS
 
 REFERENCE_DTYPE = "bf16"  # the dtype of the 16-bit ceiling, and the fallback of a dtype without a figure
+# A narrower format the sibling has no matrix units for takes the GEMM family of the sibling's next wider format.
+BUILT_FROM = {"fp4": "fp8"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +80,7 @@ class Scaling:
     math: Mapping[str, float]  # dtype -> r_d (absent: falls back to bf16's, then 1)
     memory: float
     words: tuple[str, ...]
+    built: Mapping[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # dtype -> (from, ratio)
 
     def math_ratio(self, family: str) -> float:
         dtype = family.split(".", 1)[1] if family.startswith("gemm.") else REFERENCE_DTYPE
@@ -83,7 +97,11 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
         words.append(f"matmul x1 (no {REFERENCE_DTYPE} achievable rate on both {target.name} and {reference.name})")
     # Low-precision GEMMs are fitted as families of their own (`gemm.fp8`); 16-bit, tf32 and fp32 GEMMs share
     # `gemm` and so the bf16 ratio by design.
-    lacking = [d for d in LOW_PRECISIONS if d in target.matrix_flops_per_s and d not in math]
+    built = {d: (wider, mine.matrix[d] / reference.matrix[wider]) for d, wider in BUILT_FROM.items()
+             if d in mine.matrix and d not in reference.matrix and wider in reference.matrix}
+    words += [f"{d} matmul built from the {wider} GEMMs x{r:.3f} ({mine.matrix[d]:.3f} of the {d} peak vs "
+              f"{reference.matrix[wider]:.3f} of the {wider} peak)" for d, (wider, r) in sorted(built.items())]
+    lacking = [d for d in LOW_PRECISIONS if d in target.matrix_flops_per_s and d not in math and d not in built]
     if lacking and REFERENCE_DTYPE in math:
         verb = "takes" if len(lacking) == 1 else "take"
         words.append(f"{', '.join(lacking)} {verb} the {REFERENCE_DTYPE} ratio (no achievable rate on both)")
@@ -94,16 +112,22 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
         memory = 1.0
         missing = target.name if mine.memory is None else reference.name
         words.append(f"memory x1 ({missing} publishes no STREAM-style copy bandwidth)")
-    return Scaling(math=math, memory=memory, words=tuple(words))
+    return Scaling(math=math, memory=memory, words=tuple(words), built=built)
 
 
 def moved(table: EfficiencyTable, scale: Scaling, basis: str) -> EfficiencyTable:
-    """`table` with every family's math and memory ceilings moved by `scale`; its shape response unchanged."""
+    """`table` with every family's math and memory ceilings moved by `scale`; its shape response unchanged. A format
+    `scale` builds (`BUILT_FROM`) and the table lacks is added as a GEMM family of its own."""
     families = {
         name: dataclasses.replace(eff, math=min(eff.math * scale.math_ratio(name), 1.0),
                                   memory=min(eff.memory * scale.memory, 1.0))
         for name, eff in table.families.items()
     }
+    for dtype, (wider, ratio) in scale.built.items():
+        base = table.families.get(f"gemm.{wider}")
+        if base is not None and f"gemm.{dtype}" not in families:
+            families[f"gemm.{dtype}"] = dataclasses.replace(base, math=min(base.math * ratio, 1.0),
+                                                            memory=min(base.memory * scale.memory, 1.0))
     return dataclasses.replace(table, families=families, basis=f"{basis}: {'; '.join(scale.words)}")
 
 
@@ -122,4 +146,5 @@ def spec_for(target: DeviceProfile) -> EfficiencyTable:
                  f"spec defaults (no calibration to transfer), ceilings moved to {target.name}'s achievable rates")
 
 
-__all__ = ["SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling", "spec_for", "transferred"]
+__all__ = ["BUILT_FROM", "SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling", "spec_for",
+           "transferred"]

@@ -1,0 +1,116 @@
+"""Device transfer at the kernel level: NVIDIA AIConfigurator's measured TensorRT-LLM GEMM tables
+(emulator/data/aic_gemm_trtllm.csv) against the emulator's efficiency table of each chip.
+
+The rows are TensorRT-LLM 1.3.0rc20 `Linear` forwards as AIConfigurator's collector times them
+(collector/trtllm/collect_gemm.py): replayed in a CUDA graph, over weight copies that outrun the L2, for bf16, fp8
+(per-tensor, the input scale computed at run time) and NVFP4 (static input scale), on H100, H200, B200 and GB200.
+Ten layer shapes (n, k) of dense and MoE models at eight token counts m, 1 to 8192, per chip and format.
+
+Each row is predicted as the Linear runs, kernel by kernel, on the chip as the engine runs it (`engine_device`:
+the graph's gap per kernel, no host launch):
+- bf16: the GEMM;
+- fp8: the input's absolute maximum (a reduction over its m x k bf16 values), its cast to fp8, the fp8 GEMM;
+- nvfp4: the input's cast to fp4 with one fp8 scale per 16 values, the fp4 GEMM.
+Nothing here is fitted: H100 and H200 run on their own calibrations (of torch's kernels), B200 and GB200 on the
+H200's moved to their achievable rates (`engine.transfer`), so the Blackwell rows are a held-out test of the
+transfer. Error = predicted / measured - 1, summarised per chip and format and per token-count band.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from emulator.engine.calibration import efficiency_for
+from emulator.engine.roofline import kernel_time
+from emulator.files import shipped
+from emulator.hardware import DeviceProfile, load_device
+from emulator.serving.replica import engine_device
+from emulator.stacks import load_stack
+from emulator.validation.sources import error_summary
+from kernels import Cost, KernelCall
+
+CSV = shipped("data") / "aic_gemm_trtllm.csv"
+SOURCE = "AIConfigurator GEMM tables (TRT)"
+ENGINE = "trtllm"
+FORMATS = {"bfloat16": None, "fp8": "fp8", "nvfp4": "fp4"}  # the table's gemm_dtype -> the emulator's precision
+BANDS = (("m <= 16", 1, 16), ("m 64-1024", 64, 1024), ("m >= 4096", 4096, 1 << 30))
+BF16_BYTES = 2.0
+FP8_BYTES = 1.0
+FP4_BYTES_WITH_SCALES = 0.5 + 1.0 / 16  # two values a byte, one fp8 scale per 16 values
+
+
+def rows() -> list[dict[str, Any]]:
+    with open(CSV, encoding="utf-8", newline="") as f:
+        return [{**r, "m": int(r["m"]), "n": int(r["n"]), "k": int(r["k"]), "latency_ms": float(r["latency_ms"])}
+                for r in csv.DictReader(f)]
+
+
+def linear_calls(m: int, n: int, k: int, gemm_dtype: str) -> list[KernelCall]:
+    """The kernels of one TensorRT-LLM Linear forward in the table's format (see the module docstring)."""
+    gemm = KernelCall(family="gemm", op="aten.mm", shapes=((m, k), (k, n)), dtype="bf16",
+                      cost=Cost(matrix_flops=2.0 * m * n * k, bytes_read=BF16_BYTES * (m * k + k * n),
+                                bytes_written=BF16_BYTES * m * n), weight_bytes=BF16_BYTES * k * n)
+    values = float(m * k)
+    if gemm_dtype == "fp8":
+        amax = KernelCall(family="reduction", op="aten.amax", shapes=((m, k),), dtype="bf16",
+                          cost=Cost(vector_flops=values, bytes_read=BF16_BYTES * values, bytes_written=4.0))
+        cast = KernelCall(family="elementwise", op="quantize_fp8", shapes=((m, k),), dtype="bf16",
+                          cost=Cost(vector_flops=values, bytes_read=BF16_BYTES * values,
+                                    bytes_written=FP8_BYTES * values))
+        return [amax, cast, gemm]
+    if gemm_dtype == "nvfp4":
+        cast = KernelCall(family="elementwise", op="quantize_nvfp4", shapes=((m, k),), dtype="bf16",
+                          cost=Cost(vector_flops=2.0 * values, bytes_read=BF16_BYTES * values,
+                                    bytes_written=FP4_BYTES_WITH_SCALES * values))
+        return [cast, gemm]
+    return [gemm]
+
+
+def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any]) -> float:
+    precision = FORMATS[row["gemm_dtype"]]
+    return sum(kernel_time(c, device, table, precision if c.family == "gemm" else None).time_s
+               for c in linear_calls(row["m"], row["n"], row["k"], row["gemm_dtype"]))
+
+
+def validate_gemm_tables() -> dict[str, Any]:
+    """Every row predicted; the `--json` section `aic_gemm` of `validate --published`."""
+    engine = load_stack(ENGINE, "serving")
+    chips: dict[str, tuple[DeviceProfile, Any]] = {}
+    cases = []
+    for r in rows():
+        if r["device"] not in chips:
+            profile = load_device(r["device"])
+            chips[r["device"]] = (engine_device(profile, engine)[0], efficiency_for(profile))
+        device, table = chips[r["device"]]
+        measured = r["latency_ms"] * 1e-3
+        predicted = predict_s(device, table, r)
+        cases.append({"id": f"aic-gemm:{r['device']}:{r['gemm_dtype']}:{r['m']}x{r['n']}x{r['k']}",
+                      "metric": f"{r['gemm_dtype']} s, {r['device']}", "published": measured,
+                      "predicted": predicted, "error": predicted / measured - 1, "stack": ENGINE, "source": SOURCE,
+                      "device": r["device"], "gemm_dtype": r["gemm_dtype"], "m": r["m"]})
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cases:
+        groups.setdefault((c["device"], c["gemm_dtype"]), []).append(c)
+    summary = []
+    for (name, fmt), cs in groups.items():
+        _, table = chips[name]
+        summary.append({"device": name, "gemm_dtype": fmt, "provenance": table.provenance, **error_summary(cs),
+                        "bands": {label: error_summary([c for c in cs if lo <= c["m"] <= hi])
+                                  for label, lo, hi in BANDS}})
+    return {"source": SOURCE, "cases": cases, "summary": error_summary(cases), "by_chip": summary}
+
+
+def render(section: dict[str, Any]) -> str:
+    lines = [f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 Linear forwards replayed in a CUDA graph (error = "
+             "predicted / measured - 1; Blackwell takes the H200's calibration moved to its achievable rates)",
+             f"{'chip':10s} {'format':9s} {'table':12s} {'rows':>4s} {'median|e|':>9s} {'mean e':>8s}   "
+             + "   ".join(f"{label} mean e" for label, _, _ in BANDS)]
+    for s in section["by_chip"]:
+        bands = "   ".join(f"{s['bands'][label]['mean_error']:+{len(label) + 7}.1%}" for label, _, _ in BANDS)
+        lines.append(f"{s['device']:10s} {s['gemm_dtype']:9s} {s['provenance']:12s} {s['num_cases']:4d} "
+                     f"{s['median_abs_error']:9.1%} {s['mean_error']:+8.1%}   {bands}")
+    return "\n".join(lines)
+
+
+__all__ = ["CSV", "SOURCE", "linear_calls", "render", "rows", "validate_gemm_tables"]
