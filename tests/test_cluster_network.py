@@ -31,8 +31,22 @@ def test_eight_gpu_all_reduce_reproduces_the_published_sweep() -> None:
 
 def test_curve_falls_back_to_the_mean_for_unmeasured_devices() -> None:
     """A device without a published sweep uses the mean of the shipped ones."""
-    assert "mean" in efficiency_curve(load_device("b200")).source
+    assert "mean" in efficiency_curve(load_device("mi300x")).source
     assert "a100-sxm" in efficiency_curve(load_device("a100-sxm")).source
+
+
+def test_blackwell_takes_its_own_measured_sweep() -> None:
+    """B200 (8 GPUs) and GB200 (4 GPUs) all-reduce on their own published NCCL sweeps (AIConfigurator's nccl-tests
+    runs), which reach a smaller share of NVLink 5's line rate than Hopper's of NVLink 4 (0.66 against 0.92 at
+    128-134 MiB): the 8-GPU B200 all-reduce reproduces its sweep."""
+    sizes = {"1M": 2**20, "16M": 16 * 2**20, "128M": 128 * 2**20, "512M": 512 * 2**20}
+    b200 = Network.of(load_system("hgx-b200"))
+    sweep = [(c["config"]["message_size"], c["value"]) for c in load_cases("kernels")
+             if c["id"].startswith("kernel-nccl-allreduce-8gpu-b200")]
+    assert len(sweep) == 4 and "b200" in b200.curve.source and "gb200" in NVL72.curve.source
+    for label, busbw in sweep:
+        assert b200.bus_bandwidth("all_reduce", sizes[label], Group(8)) / 1e9 == pytest.approx(busbw, rel=0.02)
+    assert b200.curve(128 * 2**20) < efficiency_curve(load_device("h200-sxm"))(134 * 2**20) - 0.2
 
 
 def test_groups_spanning_nodes_use_the_fabric() -> None:

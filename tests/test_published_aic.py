@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from emulator.cli import measure
 from emulator.cli.main import main
 from emulator.validation.published_aic import (
+    BLACKWELL_CSV,
+    BLACKWELL_SAMPLE_ROWS,
     CSV,
     MODELS,
     SAMPLE_ROWS,
     attention_ranks,
     client,
     deployment,
+    precision_of,
     render,
     rows,
     scenario_of,
@@ -161,12 +165,12 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
                 "summary": {"num_cases": 1}}
     serving = {"cases": [{"id": "s", "unit": "tokens/s", "published": 10.0, "predicted": 8.0, "error": -0.2}],
                "summary": {"num_cases": 1}}
-    asked: list[int | None] = []
+    asked: list[tuple[int | None, str]] = []
     monkeypatch.setattr(measure, "training_cases", lambda: training)
     monkeypatch.setattr(measure, "serving_cases", lambda: serving)
-    def small(limit: int | None) -> dict:
-        asked.append(limit)
-        return validate_aic(2)
+    def small(limit: int | None, path: Path = CSV) -> dict:
+        asked.append((limit, path.name))
+        return validate_aic(2, path=path)
 
     monkeypatch.setattr(measure, "validate_aic", small)
     monkeypatch.setattr(measure, "render_training", lambda result: "training table")
@@ -181,8 +185,11 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     assert all(set(c) == {"id", "metric", "published", "predicted", "error", "stack", "source"}
                for c in out["all_cases"])
     assert {(r["source"], r["stack"]) for r in out["by_source"]} >= {("MLPerf Inference v4.1 H100", "trtllm")}
+    assert len(out["aic_blackwell"]["cases"]) == 4 and out["aic_blackwell"]["summary"]["file"] == BLACKWELL_CSV.name
+    assert {r["source"] for r in out["by_source"]} >= {"AIConfigurator Blackwell (held out)"}
     assert main(["validate", "--published", "--aic-all"]) == 0
-    assert asked == [SAMPLE_ROWS, None] and "AIConfigurator" in capsys.readouterr().out
+    assert asked == [(SAMPLE_ROWS, CSV.name), (BLACKWELL_SAMPLE_ROWS, BLACKWELL_CSV.name), (None, CSV.name),
+                     (None, BLACKWELL_CSV.name)] and "AIConfigurator" in capsys.readouterr().out
 
 
 def test_deployments_state_what_their_launch_scripts_set() -> None:
@@ -211,3 +218,25 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     for row in mtp:  # the MTP script's per-run token budget: (MTP + 1) x CONC + ISL + 64, rounded up to 64
         assert deployment(row)["max_batch_tokens"] == (4 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
         assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
+
+
+def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
+    """The same sample's B200 and GB200 aggregated rows ship beside the Hopper ones; nvfp4 is the fp4 precision
+    there (fp4 matrix units) and stays a skipped weight-only format on Hopper; the launch-script settings read
+    from H200 scripts stay on H200 rows; a GB200 replica may span trays inside its 72-GPU NVLink domain; a small
+    validation of the file predicts Blackwell systems."""
+    blackwell = rows(BLACKWELL_CSV)
+    assert len(blackwell) == 1771 and {r["system"] for r in blackwell} == {"b200_sxm", "gb200"}
+    assert {r["mode"] for r in blackwell} == {"agg"}
+    fp4 = next(r for r in blackwell if r["gemm_quant_mode"] == "nvfp4" and r["system"] == "b200_sxm")
+    assert precision_of(fp4, "nvfp4") == "fp4" and precision_of(fp4, "fp8_block") == "fp8"
+    hopper = next(r for r in rows() if r["gemm_quant_mode"] == "nvfp4")
+    assert precision_of(hopper, "nvfp4") is None
+    llama = next(r for r in blackwell if r["backend"] == "trtllm" and r["model_path"] == "meta-llama/Llama-3.1-70B"
+                 and client(r) == "inferencex")
+    assert deployment(llama) == {} and deployment({**llama, "system": "h200_sxm"})["max_batch_tokens"] == 16384
+    wide = {**fp4, "system": "gb200", "tp_size": "8", "moe_tp_size": "1", "moe_ep_size": "8", "pp_size": "1"}
+    assert "NVLink domain" not in str(skip_reason(wide))
+    out = validate_aic(4, path=BLACKWELL_CSV)
+    assert out["cases"] and {c["system"] for c in out["cases"]} <= {"hgx-b200", "gb200-nvl72"}
+    assert out["summary"]["file"] == BLACKWELL_CSV.name and BLACKWELL_CSV.name in render(out)

@@ -12,7 +12,7 @@ from emulator.units import fmt_seconds
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
-from emulator.validation.published_aic import SAMPLE_ROWS, validate_aic
+from emulator.validation.published_aic import BLACKWELL_CSV, BLACKWELL_SAMPLE_ROWS, SAMPLE_ROWS, validate_aic
 from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
 from emulator.validation.published_gemm import render as render_gemm
@@ -47,6 +47,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
+        blackwell = validate_aic(None if args.aic_all else BLACKWELL_SAMPLE_ROWS, path=BLACKWELL_CSV)
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
@@ -57,6 +58,7 @@ def validate(args: argparse.Namespace) -> None:
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
+            "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
         }
@@ -64,6 +66,7 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
                    + case_records(aic, source="AIConfigurator Hopper sample", stack="")
+                   + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack=""))
         sources = by_source(records)
@@ -72,7 +75,8 @@ def validate(args: argparse.Namespace) -> None:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
-                  + "\n\n" + render_aic(aic) + "\n\n" + render_measured_stack(measured) + "\n\n"
+                  + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
+                  + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)

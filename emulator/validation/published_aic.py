@@ -8,8 +8,9 @@ becomes a scenario:
   aggregated rows are also far from the engine's own server (gpt-oss-120b at tp 4 on TensorRT-LLM 1.3: TPOT 47-49
   ms at 40-96 clients; Qwen3-32B at tp 2 on vLLM: TPOT 11.6 ms at 48 clients with 4000-token prompts);
 - model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
-- hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile) with tp x pp devices: the deployment is one replica;
-- layout: tp = tp_size, pp = pp_size, at most the node's GPUs (29 DeepSeek rows give tp_size 64 with
+- hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile; GB200 the NVL72 rack's) with tp x pp devices: the
+  deployment is one replica;
+- layout: tp = tp_size, pp = pp_size, at most the GPUs of one NVLink domain (29 DeepSeek rows give tp_size 64 with
   moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take
   ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
@@ -23,8 +24,9 @@ becomes a scenario:
   precision: 4-bit weights widened in the GEMM, 16-bit math; gpt-oss's MXFP4 experts through Triton or Marlin MXFP4
   kernels): skipped, because those kernels' rates are not calibrated (predicted at the 16-bit GEMM rate, gpt-oss on
   vLLM comes out TPOT +15%, TTFT -55%, on TensorRT-LLM TPOT -44%, TTFT -80%), and fitting the engines' host items
-  on them would absorb a kernel error. The KV cache takes the engine's default for that precision (its stack
-  profile's `defaults.kv_precision`): the rows do not state it;
+  on them would absorb a kernel error. On B200 and GB200 (fp4 matrix units) nvfp4 is the `fp4` precision. The KV
+  cache takes the engine's default for that precision (its stack profile's `defaults.kv_precision`): the rows do
+  not state it;
 - `engine` = backend; `concurrency` = batch_size (x attention_dp_size); the load as the row's benchmark client ran
   it (`client`):
   - rows of the InferenceX campaign (source `db-dump/...` or `source_file=<date>.csv`; ISL/OSL 1k/1k, 1k/8k, 8k/1k,
@@ -71,6 +73,10 @@ becomes a scenario:
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
 `<row id>:ttft` (mean TTFT, ms), error = predicted / published - 1.
 
+Held out (`BLACKWELL_CSV`): the same sample's B200 and GB200 aggregated rows, mapped by the same rules (the
+launch scripts `deployment` states are the H200 ones, so those rows keep their engine's defaults) and predicted
+with the Hopper-fitted stack profiles and the H200 calibration moved to Blackwell: a test, never fitted on.
+
 Sample (`select`): the usable rows are grouped by (engine, model, system); the `SAMPLE_ROWS` rows are shared
 between groups as evenly as their sizes allow (a group smaller than its share gives all its rows, the rest is shared
 again), and a group's share is taken at evenly spaced positions of its rows sorted by (concurrency, isl, osl, tp,
@@ -86,6 +92,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,8 +107,11 @@ from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
 
 CSV = shipped("data") / "aic_silicon_hopper.csv"
+# The same sample's B200 and GB200 aggregated rows: a held-out test of the transfer to Blackwell, never fitted on
+BLACKWELL_CSV = shipped("data") / "aic_silicon_blackwell.csv"
 SOURCE = "ai-dynamo/aiconfigurator silicon_sample.csv (Apache-2.0, snapshot 2026-08-21)"
 SAMPLE_ROWS = 150
+BLACKWELL_SAMPLE_ROWS = 100
 RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
 INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
 MODELS = {
@@ -114,8 +124,10 @@ MODELS = {
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "openai/gpt-oss-120b": "gpt-oss-120b",
 }
-SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200"}
+SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
+NATIVE_FP4 = {"nvfp4": "fp4"}
+BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
 # DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
 # accepted 85-90% of the time; the low end, for each of three chained drafts
@@ -126,11 +138,20 @@ AIC_PROMPT_MARGIN = 1500
 AIC_VLLM_MAX_SEQS = 512
 
 
-@functools.lru_cache(maxsize=1)
-def rows() -> tuple[dict[str, str], ...]:
-    """Every row of the shipped CSV, as text."""
-    with open(CSV, encoding="utf-8", newline="") as f:
+@functools.lru_cache(maxsize=2)
+def rows(path: Path = CSV) -> tuple[dict[str, str], ...]:
+    """Every row of a shipped CSV (the Hopper one unless named), as text."""
+    with open(path, encoding="utf-8", newline="") as f:
         return tuple(csv.DictReader(f))
+
+
+def precision_of(row: dict[str, str], quant: str) -> str | None:
+    """The emulator's precision of a row's quantisation mode (None: not one the row's device runs natively)."""
+    if quant in PRECISIONS:
+        return PRECISIONS[quant]
+    device = load_system(SYSTEMS[row["system"]]).device
+    native = NATIVE_FP4.get(quant)
+    return native if native in device.matrix_flops_per_s else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,19 +183,19 @@ def skip_reason(row: dict[str, str]) -> str | None:
     if isinstance(model, str):
         return model
     gemm, moe = row["gemm_quant_mode"], row["moe_quant_mode"]
-    if gemm not in PRECISIONS:
-        return (f"gemm_quant_mode {gemm} on Hopper: 4-bit weights run weight-only (w4a16), whose MXFP4/INT4 kernels' "
-                "rates are not calibrated")
-    if model.is_moe and PRECISIONS.get(moe) != PRECISIONS[gemm]:
+    if precision_of(row, gemm) is None:
+        return (f"gemm_quant_mode {gemm} on {row['system']}: 4-bit weights run weight-only (w4a16) without 4-bit "
+                "matrix units, whose MXFP4/INT4 kernels' rates are not calibrated")
+    if model.is_moe and precision_of(row, moe) != precision_of(row, gemm):
         return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
     if attention_ranks(row) > 1 and _int(row["tp_size"]) > 1:
         return ("attention data parallelism over tensor-parallel groups (tp_size x attention_dp_size): the replica's "
                 "attention ranks hold whole weights")
     tp = replica_tp(row)
-    node = load_system(SYSTEMS[row["system"]]).devices_per_node
+    node = load_system(SYSTEMS[row["system"]]).scale_up.domain_size
     if tp * max(_int(row["pp_size"]), 1) > node:
         return (f"tp_size x pp_size = {tp * max(_int(row['pp_size']), 1)} is more than the {node} GPUs of the one "
-                f"{row['system']} node the row names (a one-node aggregated deployment cannot hold it)")
+                f"{row['system']} NVLink domain the row names (a one-domain aggregated deployment cannot hold it)")
     if model.is_moe and _int(row["moe_tp_size"]) * _int(row["moe_ep_size"]) != tp:
         return "moe_tp_size x moe_ep_size != tp_size: experts are spread over the tensor-parallel ranks only"
     if _int(row["batch_size"]) < 1 or _int(row["isl"]) < 1 or _int(row["osl"]) < 1:
@@ -197,10 +218,10 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     model = _preset(MODELS[row["model_path"]])
     assert isinstance(model, TransformerConfig)  # skip_reason passed the row
     system = load_system(SYSTEMS[row["system"]])
-    precision = PRECISIONS[row["gemm_quant_mode"]]
+    precision = precision_of(row, row["gemm_quant_mode"])
     tp, pp, ranks = replica_tp(row), max(_int(row["pp_size"]), 1), attention_ranks(row)
     engine = row["backend"]
-    where = f"{CSV.name} row {row['id']}"
+    where = f"{(BLACKWELL_CSV if row['system'] in BLACKWELL_SYSTEMS else CSV).name} row {row['id']}"
     parallel: dict[str, Any] = {"tp": tp, "pp": pp, "ep": _int(row["moe_ep_size"]) if model.is_moe else 1}
     if ranks > 1:
         parallel["attention_dp"] = True
@@ -228,6 +249,8 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
     short = _int(row["isl"]) == _int(row["osl"]) == 1024
+    if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
+        return {}
     if (engine, model) == ("trtllm", "llama3.1-70b"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
         if short and _int(row["tp_size"]) < 8:
@@ -244,7 +267,7 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {"speculative": {"draft_tokens": mtp, "acceptance_rate": MTP_ACCEPTANCE},
                 "max_batch_tokens": ((mtp + 1) * _int(row["batch_size"]) + _int(row["isl"]) + 64 + 63) // 64 * 64,
                 "engine_settings": settings}
-    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "h200_sxm"):
+    if (engine, model) == ("sglang", "deepseek-v3"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
     return {}
@@ -279,15 +302,15 @@ def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> lis
     return chosen
 
 
-def validate_aic(limit: int | None = SAMPLE_ROWS, *,
-                 only: Callable[[dict[str, str]], bool] | None = None) -> dict[str, Any]:
-    """Predicted vs measured TPOT and TTFT for the sampled rows (every usable row when `limit` is None; of those,
-    the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and maximum
-    |error| and the mean error."""
+def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, str]], bool] | None = None,
+                 path: Path = CSV) -> dict[str, Any]:
+    """Predicted vs measured TPOT and TTFT for the sampled rows of `path` (every usable row when `limit` is None;
+    of those, the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and
+    maximum |error| and the mean error."""
     t0 = time.perf_counter()
     skipped: list[dict[str, str]] = []
     usable = []
-    for row in rows():
+    for row in rows(path):
         reason = skip_reason(row)
         if reason is None:
             usable.append(row)
@@ -322,7 +345,7 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *,
         by_model[metric] = {e: {m: error_summary([c for c in mine if c["stack"] == e and c["model"] == m])
                                 for m in sorted({c["model"] for c in mine if c["stack"] == e})} for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
-    summary = {"num_rows": len(rows()), "num_usable": len(usable), "num_sampled": len(sample),
+    summary = {"file": path.name, "num_rows": len(rows(path)), "num_usable": len(usable), "num_sampled": len(sample),
                "num_predicted": len(sample) - len(failed), "num_cases": len(cases),
                "sample": "all usable rows" if limit is None else f"stratified: up to {limit} rows over (engine, "
                          "model, system), evenly spaced in concurrency (published_aic.select)",
@@ -340,8 +363,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{c['id']:{width}s} {c['stack']:7s} {c['published']:10.2f} {c['predicted']:10.2f} "
                      f"{c['error']:+8.1%}")
     s = result["summary"]
-    lines.append(f"AIConfigurator Hopper points: {s['num_predicted']} of {s['num_usable']} usable rows predicted "
-                 f"({s['sample']}), {s['num_rows']} rows in all; {s['run_time_s']:.0f} s")
+    lines.append(f"AIConfigurator points of {s['file']}: {s['num_predicted']} of {s['num_usable']} usable rows "
+                 f"predicted ({s['sample']}), {s['num_rows']} rows in all; {s['run_time_s']:.0f} s")
     for metric, groups in s["metrics"].items():
         for group, g in groups.items():
             if g["num_cases"]:
@@ -356,5 +379,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "render", "rows",
-           "scenario_of", "select", "skip_reason", "validate_aic"]
+__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS",
+           "SAMPLE_ROWS", "SYSTEMS", "precision_of", "render", "rows", "scenario_of", "select", "skip_reason",
+           "validate_aic"]
