@@ -204,8 +204,8 @@ def test_cli_adds_the_section_and_keeps_the_others() -> None:
     with redirect_stdout(out):
         assert main(["validate", "--published", "--json"]) == 0
     data = json.loads(out.getvalue())
-    assert set(data) == {"cases", "summary", "megatron_core_h100", "aic", "h200_stack", "aic_gemm", "aic_blackwell",
-                         "all_cases", "by_source"}
+    assert set(data) == {"cases", "summary", "megatron_core_h100", "megatron_core_blackwell", "aic", "h200_stack",
+                         "aic_gemm", "aic_blackwell", "all_cases", "by_source"}
     assert set(data["summary"]) == {"median_abs_error", "max_abs_error", "num_cases", "training", "inference"}
     assert len(data["cases"]) == data["summary"]["num_cases"]
     assert {c["id"] for c in data["megatron_core_h100"]["cases"]} <= set(IDS)
@@ -274,3 +274,44 @@ def test_runs_whose_recipe_chose_the_flex_dispatcher_state_it() -> None:
     for case_id in flex:
         tr = case_scenario(_case(case_id)).training
         assert tr is not None and dict(tr.framework_settings)["moe.token_dispatcher"] == "flex"
+
+
+BLACKWELL_CASES = load_cases("training_blackwell")
+
+
+def test_blackwell_cases_are_b200_and_gb200_runs_of_known_models() -> None:
+    """The held-out file holds Megatron-Bridge's DGX B200 and GB200 rows of models with a preset, ids unique, each
+    with its source and the row as published."""
+    ids = [c["id"] for c in BLACKWELL_CASES]
+    assert len(ids) == len(set(ids)) >= 80
+    assert {c["hardware"]["device"] for c in BLACKWELL_CASES} == {"B200-SXM", "GB200"}
+    assert all(c["model"]["name"] in MODEL_PRESETS for c in BLACKWELL_CASES)
+    assert all("Megatron-Bridge" in c["source"] and "As published: | " in c["notes"] for c in BLACKWELL_CASES)
+
+
+@pytest.mark.parametrize(("precision", "ours"), [("MXFP8", "fp8"), ("FP8-MX", "fp8"), ("FP8-CS", "fp8"),
+                                                 ("NVFP4", "fp4"), ("BF16", "bf16")])
+def test_blackwell_precisions_and_systems(precision: str, ours: str) -> None:
+    """MXFP8 and both FP8 recipes run the fp8 GEMMs, NVFP4 the fp4 ones; B200 runs on hgx-b200 nodes, GB200 in
+    NVL72 racks; the H100 recipes' settings are not applied to Blackwell runs."""
+    from emulator.validation.published_hopper import recipe_settings
+
+    for device, system in (("B200-SXM", "hgx-b200"), ("GB200", "gb200-nvl72")):
+        case = next(c for c in BLACKWELL_CASES if c["hardware"]["device"] == device
+                    and c["model"]["name"] == "Qwen3-30B-A3B")
+        case = {**case, "config": {**case["config"], "precision": precision, "container": "NeMo 26.04.01"}}
+        scenario = case_scenario(case)
+        assert scenario.training is not None and scenario.training.precision == ours
+        assert scenario.system is not None and scenario.system.name == system
+        assert recipe_settings(case) == ()
+
+
+def test_blackwell_validation_predicts_or_says_why() -> None:
+    """Every held-out case is predicted or skipped with a reason (a pipeline of more chunks than layers is refused
+    by the plan model, not an exception); the render names the file."""
+    out = validate_published(kind="training_blackwell")
+    assert len(out["cases"]) + len(out["skipped"]) == len(BLACKWELL_CASES)
+    assert all(s["reason"] for s in out["skipped"]) and out["summary"]["file"] == "published_training_blackwell.yaml"
+    assert "published_training_blackwell.yaml" in render(out)
+    llama = out["summary"]["by_family"]["llama3"]
+    assert llama["num_cases"] >= 20 and llama["median_abs_error"] <= 0.2  # a loose guard; validate reports it

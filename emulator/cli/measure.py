@@ -17,6 +17,7 @@ from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
 from emulator.validation.published_gemm import render as render_gemm
 from emulator.validation.published_gemm import validate_gemm_tables
+from emulator.validation.published_hopper import BLACKWELL as BLACKWELL_TRAINING
 from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_serving import render as render_serving
@@ -46,6 +47,7 @@ def calibrate(args: argparse.Namespace) -> None:
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
+        blackwell_training = hopper_cases(kind=BLACKWELL_TRAINING)
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         blackwell = validate_aic(None if args.aic_all else BLACKWELL_SAMPLE_ROWS, path=BLACKWELL_CSV)
         measured = validate_measured_stack()
@@ -57,6 +59,7 @@ def validate(args: argparse.Namespace) -> None:
                         "training": training["summary"], "inference": serving["summary"]},
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
+            "megatron_core_blackwell": blackwell_training,  # the same on B200 and GB200: held out, never fitted on
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
             "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
@@ -65,6 +68,8 @@ def validate(args: argparse.Namespace) -> None:
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
+                   + case_records(blackwell_training, source="Megatron-Bridge B200/GB200 (held out)",
+                                  stack="megatron-core")
                    + case_records(aic, source="AIConfigurator Hopper sample", stack="")
                    + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
@@ -75,6 +80,7 @@ def validate(args: argparse.Namespace) -> None:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
+                  + "\n\n" + render_hopper(blackwell_training)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_sources(sources))

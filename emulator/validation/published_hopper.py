@@ -8,11 +8,12 @@ nothing tuned per case:
   attention) with the sizes the case states where it states them (layers, hidden, heads, KV heads, ffn, vocab,
   experts, top-k, expert width, dense layers; GPT-3's vocabulary is Megatron's padded 51,200). A context shorter
   than the case's seq_len is stretched to it (the long-context runs extend Llama 2's RoPE positions).
-- hardware: `count` h100-sxm devices in hgx-h100 nodes.
+- hardware: `count` h100-sxm devices in hgx-h100 nodes (`SYSTEMS`: B200 in hgx-b200 nodes, GB200 in NVL72 racks).
 - plan: tp, pp, cp, ep as given, vp -> virtual_stages, 'n/a' or absent -> 1, dp = count / (tp*pp*cp) (a case's own
   dp must agree), fsdp > 0 -> FSDP over the data-parallel ranks, micro-batch 1 where the case gives none. A
   case's `ga` (gradient accumulation) is not read: global batch / (micro-batch * dp) is the accumulation.
-- precision: FP8 (delayed or current scaling, 'FP8-CS') -> fp8; BF16 -> bf16.
+- precision: FP8 (delayed or current scaling, 'FP8-CS'; Blackwell's block-scaled MXFP8, 'FP8-MX') -> fp8; NVFP4 -> fp4;
+  BF16 -> bf16.
 - task: pretrain, sft (full fine-tuning) or lora, whose adapters are the LoRA defaults of the software that ran
   the table (`lora_of`): NeMo 24.x containers ran the NeMo Framework Launcher's NeMo 1.0 PEFT recipe
   (launcher_scripts/conf/peft/llama/squad.yaml sets adapter_dim 32 and no target_modules, so NeMo 1.0's default
@@ -39,6 +40,10 @@ The predicted value is the published metric computed from the predicted step tim
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
   source's convention (NeMo's tables count attention over the full square, Megatron-Bridge's the causal half).
 error = predicted / published - 1. A case the emulator cannot model yet is listed under `skipped` with the reason.
+
+The same rules run Megatron-Bridge's DGX B200 and GB200 rows (`BLACKWELL`, emulator/data/
+published_training_blackwell.yaml) with the profile fitted on H100 and the H200 calibration moved to Blackwell: a
+held-out test, never fitted on (the recipe settings above were read for H100 and are not applied there).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from typing import Any
 
 from emulator.cluster.training import predict_training
 from emulator.engine.calibration import efficiency_for
+from emulator.errors import EmulatorError
 from emulator.hardware import load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
@@ -58,8 +64,10 @@ from emulator.workloads.lora import LoraConfig
 from emulator.workloads.presets import preset
 
 KIND = "training_hopper"
+BLACKWELL = "training_blackwell"
 STACK = "megatron-core"
-SYSTEM = "hgx-h100"
+SYSTEMS = {"h100-sxm": "hgx-h100", "b200": "hgx-b200", "gb200": "gb200-nvl72"}  # device profile -> its system
+PRECISIONS = (("NVFP4", "fp4"), ("MXFP8", "fp8"), ("FP8", "fp8"), ("BF16", "bf16"))  # published prefix -> ours
 METRICS = ("tokens_per_sec_per_gpu", "model_tflops_per_gpu")
 TASKS = {"pretrain": "pretrain", "sft": "sft", "lora": "lora"}
 # The case's model name -> the shipped preset of its architecture.
@@ -138,6 +146,8 @@ FLEX_DISPATCH_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 26.04.01",
 def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The run's own values of megatron-core stack items, where its recipe departs from the profile (module
     docstring)."""
+    if profile_name(case["hardware"]["device"]) != "h100-sxm":  # the recipes were read for H100 runs
+        return ()
     run = (case["config"].get("container"), preset_of(case))
     out: tuple[tuple[str, Any], ...] = (("defaults.ep_overlap", True),) if run in EP_OVERLAP_RUNS else ()
     return out + ((("moe.token_dispatcher", "flex"),) if run in FLEX_DISPATCH_RUNS else ())
@@ -162,22 +172,23 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
     dp = count // (tp * pp * cp)
     if number(par.get("dp")) not in (None, dp):
         raise Unmodelled(f"the case's dp {par['dp']} differs from GPUs / (tp*pp*cp) = {dp}")
-    precision = str(cfg["precision"]).upper()
-    if not precision.startswith(("FP8", "BF16")):
-        raise Unmodelled(f"precision '{cfg['precision']}' is neither FP8 nor BF16")
+    published = str(cfg["precision"]).upper()
+    precision = next((ours for prefix, ours in PRECISIONS if published.startswith(prefix)), None)
+    if precision is None:
+        raise Unmodelled(f"precision '{cfg['precision']}' is none of {', '.join(p for p, _ in PRECISIONS)}")
     parallel = Parallel(tp=tp, pp=pp, cp=cp, dp=dp, ep=_size(par, "ep"), virtual_stages=_size(par, "vp"),
                         microbatch_size=number(cfg.get("micro_batch_size")) or 1,
                         fsdp=bool(number(par.get("fsdp"))))
     task = task_of(case)
     training = Training(seq_len=number(cfg["seq_len"]) or 0, global_batch_size=int(cfg["global_batch_size"]),
-                        precision="fp8" if precision.startswith("FP8") else "bf16", parallel=parallel,
+                        precision=precision, parallel=parallel,
                         framework=STACK, framework_settings=recipe_settings(case), task=task,
                         lora=lora_of(case) if task == "lora" else None,
                         packed_sequences=task != "pretrain", path=str(case["id"]))
     device = load_device(profile_name(case["hardware"]["device"]) or case["hardware"]["device"])
-    system = load_system(SYSTEM)
-    if system.device.name != device.name:
-        raise Unmodelled(f"the device {device.name} is not the {SYSTEM} system's")
+    if device.name not in SYSTEMS:
+        raise Unmodelled(f"no system of {device.name} nodes among {', '.join(SYSTEMS.values())}")
+    system = load_system(SYSTEMS[device.name])
     return Scenario(path=str(case["id"]), model=model, device=device, system=system, num_devices=count,
                     training=training)
 
@@ -232,19 +243,21 @@ def _grouped(cases: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {g: error_summary([c for c in cases if c[key] == g]) for g in sorted({c[key] for c in cases})}
 
 
-def validate_published(*, only: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-    """Every H100 case (or those `only` keeps): cases, skipped cases with reasons, and the error summary overall,
-    per task and per model family."""
+def validate_published(*, only: Callable[[dict[str, Any]], bool] | None = None, kind: str = KIND) -> dict[str, Any]:
+    """Every case of `kind` (the H100 ones unless named; or those `only` keeps): cases, skipped cases with reasons,
+    and the error summary overall, per task and per model family."""
     cases, skipped = [], []
-    for case in load_cases(KIND):
+    for case in load_cases(kind):
         if only is not None and not only(case):
             continue
         try:
             cases.append(predict_case(case))
         except Unmodelled as why:
             skipped.append({"id": case["id"], "reason": str(why)})
+        except EmulatorError as why:  # a layout the plan model refuses (e.g. more pipeline chunks than layers)
+            skipped.append({"id": case["id"], "reason": f"not predictable: {why.message.split('. Fix')[0]}"})
     summary = {**error_summary(cases), "by_task": _grouped(cases, "task"), "by_family": _grouped(cases, "family"),
-               "num_skipped": len(skipped), "stack": STACK,
+               "num_skipped": len(skipped), "stack": STACK, "file": f"published_{kind}.yaml",
                "device_parameters": "efficiency_for(device): one table for every case"}
     return {"cases": cases, "skipped": skipped, "summary": summary}
 
@@ -258,7 +271,7 @@ def _line(name: str, s: dict[str, Any]) -> str:
 
 def render(result: dict[str, Any]) -> str:
     """A plain table of predicted versus published, then the summary by task and by family."""
-    lines = [f"Megatron-Core on H100 (stack: {result['summary']['stack']})",
+    lines = [f"Megatron-Core, {result['summary']['file']} (stack: {result['summary']['stack']})",
              f"{'case':70s} {'metric':22s} {'published':>10s} {'predicted':>10s} {'error':>8s}"]
     for c in result["cases"]:
         lines.append(f"{c['id']:70s} {c['metric']:22s} {c['published']:10.4g} {c['predicted']:10.4g} "
