@@ -74,6 +74,20 @@ def test_uneven_pipeline_is_a_warning() -> None:
     assert any("slowest stage holds 8 layers" in w for w in plan_warnings(model, plan))
 
 
+def test_the_embedding_and_the_loss_may_take_a_chunk_each() -> None:
+    """Megatron-Core's account_for_embedding/loss_in_pipeline_split: 126 layers fill 16 x 8 = 128 chunks (the
+    busiest rank holds 8 layers, the ends' ranks 7 and the embedding or the loss); 129 chunks are refused."""
+    model = preset("llama3.1-405b")
+    plan = _plan(tp=4, pp=16, virtual_stages=8, dp=1, global_batch_size=16)
+    check_plan(model, plan, plan.num_devices)
+    program = rank_program(model, plan, "bf16")
+    assert (program.num_layers, program.end_chunks) == (8, 2)
+    assert rank_program(model, _plan(tp=8, pp=16, dp=2), "bf16").end_chunks == 0
+    with pytest.raises(EmulatorError, match="even with the embedding and the loss"):
+        bad = _plan(tp=4, pp=43, virtual_stages=3, dp=1, global_batch_size=43)
+        check_plan(model, bad, bad.num_devices)
+
+
 def test_shard_config_is_one_ranks_slice() -> None:
     """tp 8 gives each rank 8 query heads, 1 KV head, ffn/8, vocab/8, and the stage's layers."""
     shard = rank_shard(LLAMA, _plan(tp=8, pp=4))

@@ -67,3 +67,26 @@ def test_shipped_training_predictions_equal_the_slow_step(name: str, monkeypatch
 
     monkeypatch.setattr(training, "training_step", slow)
     assert_close(fast, predict_json(load_scenario(EXAMPLES / name)))
+
+
+def test_a_stage_whose_chunk_holds_the_embedding_carries_a_layer_fewer() -> None:
+    """With the ends in chunks of their own the micro-batch's compute is the busier of a full stage of layers and
+    an end stage (a layer fewer, plus the embedding or head), not a full stage plus the ends."""
+    from emulator.cluster.plan import Plan
+    from emulator.cluster.step import stage_times, training_step
+    from emulator.hardware import load_device, load_system
+    from emulator.workloads.presets import preset
+
+    model = preset("llama3.1-405b")
+    plan = Plan(seq_len=8192, global_batch_size=16, tp=4, pp=16, virtual_stages=8, dp=1)
+    device = load_device("gb200")
+    table = efficiency_for(device)
+    prog = rank_program(model, plan, "bf16")
+    st = stage_times(prog, device, table, "bf16")
+    layers = st.get("layers", "forward") + st.get("layers", "backward")
+    ends = max(st.get("embed", "forward") + st.get("embed", "backward"),
+               st.get("head", "forward") + st.get("head", "backward"))
+    step = training_step(prog, Network.of(load_system("gb200-nvl72")), device, table, "bf16")
+    expected = max(layers, layers * 7 / 8 + ends)
+    assert step.compute_s == pytest.approx(expected * plan.num_microbatches + step.optimizer_s, rel=1e-9)
+    assert expected < layers + ends

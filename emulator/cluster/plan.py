@@ -25,6 +25,9 @@ from emulator.workloads.config import ModelConfig, TransformerConfig
 SCHEDULES = ("1f1b", "interleaved")
 
 
+END_CHUNKS = 2  # pipeline chunks the embedding and the loss may take in place of layers (check_plan)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan(Parallel):
     """One training layout: the scenario's `Parallel` sizes (tp * pp * dp * cp devices) with the recompute
@@ -141,9 +144,12 @@ def check_plan(model: ModelConfig, plan: Plan, num_devices: int, path: str | Non
         raise _fail(f"the feed-forward width {model.ffn_hidden_size} is not divisible by tp {plan.tp}. Fix: use a tp "
                     "that divides it.", "tp", path)
     chunks = plan.pp * plan.virtual_stages
-    if model.num_layers < chunks:
-        raise _fail(f"{model.num_layers} layers cannot fill pp*virtual_stages = {chunks} model chunks. Fix: use at "
-                    f"most {model.num_layers} chunks.", "pp", path)
+    # Megatron-Core's account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_split let the
+    # embedding and the loss each take a chunk's place (Llama 3.1 405B's 126 layers in 16 x 8 chunks)
+    if model.num_layers + END_CHUNKS < chunks:
+        raise _fail(f"{model.num_layers} layers cannot fill pp*virtual_stages = {chunks} model chunks, even with the "
+                    f"embedding and the loss in a chunk each. Fix: use at most {model.num_layers + END_CHUNKS} "
+                    "chunks.", "pp", path)
     if plan.virtual_stages > 1 and plan.pp == 1:
         raise _fail("virtual_stages > 1 interleaves pipeline stages and needs pp > 1. Fix: set virtual_stages: 1 "
                     "or pp > 1.", "virtual_stages", path)

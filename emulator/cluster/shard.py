@@ -105,6 +105,7 @@ class RankProgram:
     trainable_params: float  # parameters the rank's optimizer updates (`trainable_params`)
     trainable_expert_params: float  # of which routed-expert weights
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
+    end_chunks: int = 0  # pipeline chunks the embedding and the loss take in place of layers (`plan.END_CHUNKS`)
 
     @property
     def activation_bytes(self) -> float:
@@ -355,4 +356,4 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
         groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
-        attention=attention)
+        attention=attention, end_chunks=max(plan.pp * plan.virtual_stages - model.num_layers, 0))

@@ -325,6 +325,10 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
     last = st.get("head", "forward") + st.get("head", "backward")
     ends = max(first, last) if plan.pp > 1 else first + last
     compute_mb = layers_f + layers_b + ends
+    if prog.end_chunks and prog.num_layers > 1:
+        # The embedding and the loss sit in chunks of their own: their stages hold a layer fewer than the busiest
+        per_layer = (layers_f + layers_b) / prog.num_layers
+        compute_mb = max(layers_f + layers_b, layers_f + layers_b - per_layer + ends)
 
     tp_total, ep_total = comm_time(prog, net, "tp"), comm_time(prog, net, "ep")
     tp_s, ep_s = hide(tp_total, overlap.tp, compute_mb), hide(ep_total, overlap.ep, compute_mb)
