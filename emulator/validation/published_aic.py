@@ -11,7 +11,8 @@ becomes a scenario:
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile; GB200 the NVL72 rack's) with tp x pp devices: the
   deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the GPUs of one NVLink domain (29 DeepSeek rows give tp_size 64 with
-  moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped); MoE models take
+  moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped), dividing the attention
+  heads (GB200 rows of 72, 36 or 28 ranks for DeepSeek's 128 heads: skipped); MoE models take
   ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
   ignore the moe_* columns. attention_dp_size > 1 with tp_size 1 is attention data parallelism over that many
@@ -126,8 +127,8 @@ MODELS = {
 }
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
-NATIVE_FP4 = {"nvfp4": "fp4"}
-BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
+NATIVE_FP4 = {"nvfp4": "fp4"}  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
+BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # the rows of BLACKWELL_CSV
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
 # DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
 # accepted 85-90% of the time; the low end, for each of three chained drafts
@@ -196,6 +197,8 @@ def skip_reason(row: dict[str, str]) -> str | None:
     if tp * max(_int(row["pp_size"]), 1) > node:
         return (f"tp_size x pp_size = {tp * max(_int(row['pp_size']), 1)} is more than the {node} GPUs of the one "
                 f"{row['system']} NVLink domain the row names (a one-domain aggregated deployment cannot hold it)")
+    if model.num_heads % tp:  # a GB200 rack's 72, 36, 28, ... ranks for DeepSeek's 128 heads
+        return f"tp {tp} does not divide the model's {model.num_heads} attention heads"
     if model.is_moe and _int(row["moe_tp_size"]) * _int(row["moe_ep_size"]) != tp:
         return "moe_tp_size x moe_ep_size != tp_size: experts are spread over the tensor-parallel ranks only"
     if _int(row["batch_size"]) < 1 or _int(row["isl"]) < 1 or _int(row["osl"]) < 1:
@@ -219,6 +222,7 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     assert isinstance(model, TransformerConfig)  # skip_reason passed the row
     system = load_system(SYSTEMS[row["system"]])
     precision = precision_of(row, row["gemm_quant_mode"])
+    assert precision is not None  # skip_reason passed the row
     tp, pp, ranks = replica_tp(row), max(_int(row["pp_size"]), 1), attention_ranks(row)
     engine = row["backend"]
     where = f"{(BLACKWELL_CSV if row['system'] in BLACKWELL_SYSTEMS else CSV).name} row {row['id']}"
