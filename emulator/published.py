@@ -29,6 +29,8 @@ DEVICE_ALIASES = {
     "H200-SXM-141GB": "h200-sxm",
     "B200-SXM": "b200",
     "GB200": "gb200",
+    "B300-SXM": "b300",
+    "GB300": "gb300",
     "MI300X": "mi300x",
 }
 

@@ -47,6 +47,9 @@ def test_blackwell_takes_its_own_measured_sweep() -> None:
     for label, busbw in sweep:
         assert b200.bus_bandwidth("all_reduce", sizes[label], Group(8)) / 1e9 == pytest.approx(busbw, rel=0.02)
     assert b200.curve(128 * 2**20) < efficiency_curve(load_device("h200-sxm"))(134 * 2**20) - 0.2
+    for system in ("hgx-b300", "gb300-nvl72"):  # Blackwell Ultra: their own sweeps (8 and 4 GPUs) as well
+        net = Network.of(load_system(system))
+        assert net.curve.source.startswith(f"published NCCL all-reduce sweep on {load_system(system).device.name}")
 
 
 def test_groups_spanning_nodes_use_the_fabric() -> None:

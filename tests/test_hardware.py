@@ -23,9 +23,9 @@ from emulator.hardware import (
     profile_summary,
 )
 
-DEVICES = ["a100-sxm", "h100-sxm", "h200-sxm", "b200", "gb200", "l40s", "mi300x", "mtia-v2"]
-SYSTEMS = ["hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "hgx-b200-700w", "gb200-nvl72", "l40s-node", "mi300x-node",
-           "mtia-rack"]
+DEVICES = ["a100-sxm", "h100-sxm", "h200-sxm", "b200", "gb200", "b300", "gb300", "l40s", "mi300x", "mtia-v2"]
+SYSTEMS = ["hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "hgx-b200-700w", "gb200-nvl72", "hgx-b300", "gb300-nvl72",
+           "l40s-node", "mi300x-node", "mtia-rack"]
 
 
 def _numbers(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -110,8 +110,8 @@ def test_dense_bf16_matrix_peaks_match_the_datasheets(name: str, bf16: float) ->
 
 
 def test_fp4_only_on_blackwell() -> None:
-    """Only b200 and gb200 list an fp4 peak; every other chip simply lacks the dtype."""
-    assert {d for d in DEVICES if load_device(d).has_dtype("fp4")} == {"b200", "gb200"}
+    """Only the Blackwell chips list an fp4 peak; every other chip simply lacks the dtype."""
+    assert {d for d in DEVICES if load_device(d).has_dtype("fp4")} == {"b200", "gb200", "b300", "gb300"}
     assert not load_device("a100-sxm").has_dtype("fp8") and load_device("h100-sxm").has_dtype("fp8")
 
 

@@ -280,11 +280,11 @@ BLACKWELL_CASES = load_cases("training_blackwell")
 
 
 def test_blackwell_cases_are_b200_and_gb200_runs_of_known_models() -> None:
-    """The held-out file holds Megatron-Bridge's DGX B200 and GB200 rows of models with a preset, ids unique, each
-    with its source and the row as published."""
+    """The held-out file holds Megatron-Bridge's DGX B200, GB200, B300 and GB300 rows of models with a preset, ids
+    unique, each with its source and the row as published."""
     ids = [c["id"] for c in BLACKWELL_CASES]
-    assert len(ids) == len(set(ids)) >= 80
-    assert {c["hardware"]["device"] for c in BLACKWELL_CASES} == {"B200-SXM", "GB200"}
+    assert len(ids) == len(set(ids)) >= 170
+    assert {c["hardware"]["device"] for c in BLACKWELL_CASES} == {"B200-SXM", "GB200", "B300-SXM", "GB300"}
     assert all(c["model"]["name"] in MODEL_PRESETS for c in BLACKWELL_CASES)
     assert all("Megatron-Bridge" in c["source"] and "As published: | " in c["notes"] for c in BLACKWELL_CASES)
 
@@ -296,7 +296,8 @@ def test_blackwell_precisions_and_systems(precision: str, ours: str) -> None:
     NVL72 racks; the H100 recipes' settings are not applied to Blackwell runs."""
     from emulator.validation.published_hopper import recipe_settings
 
-    for device, system in (("B200-SXM", "hgx-b200"), ("GB200", "gb200-nvl72")):
+    for device, system in (("B200-SXM", "hgx-b200"), ("GB200", "gb200-nvl72"), ("B300-SXM", "hgx-b300"),
+                           ("GB300", "gb300-nvl72")):
         case = next(c for c in BLACKWELL_CASES if c["hardware"]["device"] == device
                     and c["model"]["name"] == "Qwen3-30B-A3B")
         case = {**case, "config": {**case["config"], "precision": precision, "container": "NeMo 26.04.01"}}

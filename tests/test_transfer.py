@@ -80,7 +80,7 @@ def test_fp4_on_blackwell_is_built_from_the_siblings_fp8_gemms() -> None:
     h200 = efficiency_for(load_device("h200-sxm"))
     assert "gemm.fp4" not in h200.families and BUILT_FROM == {"fp4": "fp8"}
     sibling = ceilings(load_device("h200-sxm"))
-    for name in ("b200", "gb200"):
+    for name in ("b200", "gb200", "b300", "gb300"):
         table, mine = efficiency_for(load_device(name)), ceilings(load_device(name))
         built, base = table.families["gemm.fp4"], h200.families["gemm.fp8"]
         assert built.math == pytest.approx(base.math * mine.matrix["fp4"] / sibling.matrix["fp8"]), name

@@ -8,7 +8,8 @@ nothing tuned per case:
   attention) with the sizes the case states where it states them (layers, hidden, heads, KV heads, ffn, vocab,
   experts, top-k, expert width, dense layers; GPT-3's vocabulary is Megatron's padded 51,200). A context shorter
   than the case's seq_len is stretched to it (the long-context runs extend Llama 2's RoPE positions).
-- hardware: `count` h100-sxm devices in hgx-h100 nodes (`SYSTEMS`: B200 in hgx-b200 nodes, GB200 in NVL72 racks).
+- hardware: `count` h100-sxm devices in hgx-h100 nodes (`SYSTEMS`: B200 and B300 in HGX nodes, GB200 and GB300 in
+  NVL72 racks).
 - plan: tp, pp, cp, ep as given, vp -> virtual_stages, 'n/a' or absent -> 1, dp = count / (tp*pp*cp) (a case's own
   dp must agree), fsdp > 0 -> FSDP over the data-parallel ranks, micro-batch 1 where the case gives none. A
   case's `ga` (gradient accumulation) is not read: global batch / (micro-batch * dp) is the accumulation.
@@ -41,7 +42,7 @@ The predicted value is the published metric computed from the predicted step tim
   source's convention (NeMo's tables count attention over the full square, Megatron-Bridge's the causal half).
 error = predicted / published - 1. A case the emulator cannot model yet is listed under `skipped` with the reason.
 
-The same rules run Megatron-Bridge's DGX B200 and GB200 rows (`BLACKWELL`, emulator/data/
+The same rules run Megatron-Bridge's DGX B200, GB200, B300 and GB300 rows (`BLACKWELL`, emulator/data/
 published_training_blackwell.yaml) with the profile fitted on H100 and the H200 calibration moved to Blackwell: a
 held-out test, never fitted on (the recipe settings above were read for H100 and are not applied there).
 """
@@ -66,7 +67,8 @@ from emulator.workloads.presets import preset
 KIND = "training_hopper"
 BLACKWELL = "training_blackwell"
 STACK = "megatron-core"
-SYSTEMS = {"h100-sxm": "hgx-h100", "b200": "hgx-b200", "gb200": "gb200-nvl72"}  # device profile -> its system
+SYSTEMS = {"h100-sxm": "hgx-h100", "b200": "hgx-b200", "gb200": "gb200-nvl72", "b300": "hgx-b300",
+           "gb300": "gb300-nvl72"}  # device profile -> its system
 PRECISIONS = (("NVFP4", "fp4"), ("MXFP8", "fp8"), ("FP8", "fp8"), ("BF16", "bf16"))  # published prefix -> ours
 METRICS = ("tokens_per_sec_per_gpu", "model_tflops_per_gpu")
 TASKS = {"pretrain": "pretrain", "sft": "sft", "lora": "lora"}
