@@ -1,5 +1,5 @@
 """Device transfer at the kernel level (emulator/validation/published_gemm.py): AIConfigurator's measured
-TensorRT-LLM GEMM tables on H100, H200, B200 and GB200 against each chip's efficiency table."""
+TensorRT-LLM GEMM tables on H100, H200, B200, GB200, B300 and GB300 against each chip's efficiency table."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from emulator.validation.sources import CASE_KEYS
 def test_the_shipped_table_covers_every_chip_and_format_at_every_token_count() -> None:
     table = rows()
     chips = {(r["device"], r["gemm_dtype"]) for r in table}
-    assert chips == {(d, f) for d in ("h100-sxm", "h200-sxm", "b200", "gb200") for f in ("bfloat16", "fp8")} | {
-        ("b200", "nvfp4"), ("gb200", "nvfp4")}
+    blackwell = ("b200", "gb200", "b300", "gb300")
+    assert chips == {(d, f) for d in ("h100-sxm", "h200-sxm", *blackwell) for f in ("bfloat16", "fp8")} | {
+        (d, "nvfp4") for d in blackwell}
     assert {r["m"] for r in table} == {1, 8, 16, 64, 256, 1024, 4096, 8192}
     assert all(r["latency_ms"] > 0 for r in table)
 
@@ -48,7 +49,7 @@ def test_loose_guard_calibrated_chips_and_blackwell_16_bit_land_near_the_measure
     GEMMs within 25% on average (before fp4 had a family of its own they came out 33% fast)."""
     by = {(s["device"], s["gemm_dtype"]): s for s in validate_gemm_tables()["by_chip"]}
     for chip in (("h100-sxm", "bfloat16"), ("h100-sxm", "fp8"), ("h200-sxm", "bfloat16"), ("h200-sxm", "fp8"),
-                 ("b200", "bfloat16"), ("gb200", "bfloat16")):
+                 ("b200", "bfloat16"), ("gb200", "bfloat16"), ("b300", "bfloat16"), ("gb300", "bfloat16")):
         assert by[chip]["median_abs_error"] <= 0.15, chip
     for chip in ("b200", "gb200"):
         assert abs(by[(chip, "nvfp4")]["bands"]["m >= 4096"]["mean_error"]) <= 0.25, chip

@@ -3,7 +3,8 @@
 
 The rows are TensorRT-LLM 1.3.0rc20 `Linear` forwards as AIConfigurator's collector times them
 (collector/trtllm/collect_gemm.py): replayed in a CUDA graph, over weight copies that outrun the L2, for bf16, fp8
-(per-tensor, the input scale computed at run time) and NVFP4 (static input scale), on H100, H200, B200 and GB200.
+(per-tensor, the input scale computed at run time) and NVFP4 (static input scale), on H100, H200, B200, GB200, B300
+and GB300.
 Ten layer shapes (n, k) of dense and MoE models at eight token counts m, 1 to 8192, per chip and format.
 
 Each row is predicted as the Linear runs, kernel by kernel, on the chip as the engine runs it (`engine_device`:
@@ -11,9 +12,10 @@ the graph's gap per kernel, no host launch):
 - bf16: the GEMM;
 - fp8: the input's absolute maximum (a reduction over its m x k bf16 values), its cast to fp8, the fp8 GEMM;
 - nvfp4: the input's cast to fp4 with one fp8 scale per 16 values, the fp4 GEMM.
-Nothing here is fitted: H100 and H200 run on their own calibrations (of torch's kernels), B200 and GB200 on the
-H200's moved to their achievable rates (`engine.transfer`), so the Blackwell rows are a held-out test of the
-transfer. Error = predicted / measured - 1, summarised per chip and format and per token-count band.
+Nothing here is fitted: H100 and H200 run on their own calibrations (of torch's kernels), the Blackwell chips on
+the H200's moved to their achievable rates (`engine.transfer`; B300 and GB300 take theirs from these tables' best
+shapes, the rest of each table is still held out), so the Blackwell rows test the transfer. Error = predicted /
+measured - 1, summarised per chip and format and per token-count band.
 """
 
 from __future__ import annotations
