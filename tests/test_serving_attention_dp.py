@@ -17,7 +17,6 @@ from emulator.hardware import load_system
 from emulator.launch.serving import replica_of, sglang_files, trtllm_files, vllm_files
 from emulator.predict import predict_json
 from emulator.scenario import load_scenario
-from emulator.serving import attention_dp as adp
 from emulator.serving.replica import Scheduling, build_replica
 from emulator.serving.simulator import Requests, simulate
 from emulator.serving.stepcomm import attention_dp_comm_s
@@ -40,7 +39,7 @@ def test_each_rank_holds_whole_weights_but_its_experts_and_its_own_tokens() -> N
     which tensor parallelism replicates on every rank) lives on one rank, so the replica holds 8 pools; the token
     budget and the running-sequence cap are the engine's per rank, 8 times over."""
     tp, dp = _replica(False), _replica(True)
-    experts = adp.routed_expert_params(MOE) * 1.0  # fp8: a byte each
+    experts = MOE.num_routed_expert_params() * 1.0  # fp8: a byte each
     assert dp.weight_bytes == pytest.approx(serving_weight_bytes(MOE, "fp8", 1, False) - experts * 7 / 8)
     assert dp.kv_bytes_per_token == kv_bytes_per_token(MOE, "fp8", 1) == tp.kv_bytes_per_token  # MLA: replicated
     assert dp.kv_capacity_tokens % 8 == 0 and dp.kv_cache_bytes == pytest.approx(

@@ -194,7 +194,7 @@ def _stage_params(model: TransformerConfig, shard: TransformerConfig, etp: int, 
     head = v * h + norm
     tied = v * h if shard.tie_embeddings else 0
     per_expert = (3 if shard.mlp == "swiglu" else 2) * h
-    traced_experts = per_expert * shard.moe_ffn_hidden_size * shard.num_experts * shard.num_moe_layers
+    traced_experts = shard.num_routed_expert_params()
     experts = per_expert * (model.moe_ffn_hidden_size // etp) * shard.num_experts * shard.num_moe_layers
     layers = shard.num_params() - embed - head + tied - traced_experts + experts
     total = layers + max(embed, head) if staged else layers + embed + head - tied

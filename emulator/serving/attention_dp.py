@@ -67,16 +67,10 @@ def routed_expert_s(timing: Timing) -> float:
     return sum(k.time_s for k in timing.kernels if k.module in blocks)
 
 
-def routed_expert_params(model: TransformerConfig) -> int:
-    """Weights of every routed expert of the model."""
-    per_expert = (3 if model.mlp == "swiglu" else 2) * model.hidden_size * model.moe_ffn_hidden_size
-    return model.num_moe_layers * model.num_experts * per_expert
-
-
 def weight_bytes(model: TransformerConfig, precision: str, tp: int, low_precision_head: bool = True) -> float:
     """Weights one attention rank holds: the whole model but 1/tp of its routed experts."""
     whole = serving_weight_bytes(model, precision, 1, low_precision_head)
-    return whole - routed_expert_params(model) * weight_bytes_per_param(precision) * (1.0 - 1.0 / tp)
+    return whole - model.num_routed_expert_params() * weight_bytes_per_param(precision) * (1.0 - 1.0 / tp)
 
 
 def kv_bytes_per_token_per_rank(model: TransformerConfig, kv_precision: str, pp: int = 1) -> float:
@@ -84,5 +78,4 @@ def kv_bytes_per_token_per_rank(model: TransformerConfig, kv_precision: str, pp:
     return kv_bytes_per_token(model, kv_precision, 1, pp)
 
 
-__all__ = ["attention_rank", "check_attention_dp", "kv_bytes_per_token_per_rank", "routed_expert_params",
-           "routed_expert_s", "weight_bytes"]
+__all__ = ["attention_rank", "check_attention_dp", "kv_bytes_per_token_per_rank", "routed_expert_s", "weight_bytes"]

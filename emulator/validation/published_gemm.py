@@ -27,6 +27,7 @@ from emulator.engine.calibration import efficiency_for
 from emulator.engine.roofline import kernel_time
 from emulator.files import shipped
 from emulator.hardware import DeviceProfile, load_device
+from emulator.precision import DTYPE_BYTES
 from emulator.serving.replica import engine_device
 from emulator.stacks import load_stack
 from emulator.validation.sources import error_summary
@@ -37,9 +38,8 @@ SOURCE = "AIConfigurator GEMM tables (TRT)"
 ENGINE = "trtllm"
 FORMATS = {"bfloat16": None, "fp8": "fp8", "nvfp4": "fp4"}  # the table's gemm_dtype -> the emulator's precision
 BANDS = (("m <= 16", 1, 16), ("m 64-1024", 64, 1024), ("m >= 4096", 4096, 1 << 30))
-BF16_BYTES = 2.0
-FP8_BYTES = 1.0
-FP4_BYTES_WITH_SCALES = 0.5 + 1.0 / 16  # two values a byte, one fp8 scale per 16 values
+BF16_BYTES, FP8_BYTES = DTYPE_BYTES["bf16"], DTYPE_BYTES["fp8"]
+FP4_BYTES_WITH_SCALES = DTYPE_BYTES["fp4"] + FP8_BYTES / 16  # two values a byte, one fp8 scale per 16 values
 
 
 def rows() -> list[dict[str, Any]]:

@@ -208,6 +208,10 @@ class TransformerConfig:
         """Weights of every Linear, lm_head included; a MoE counts all its experts."""
         return self._matmul_params(active=False)
 
+    def num_routed_expert_params(self) -> int:
+        """Weights of every routed expert (not the shared experts or the router)."""
+        return self.num_moe_layers * self.num_experts * self._mlp_matmul_params(self.moe_ffn_hidden_size)
+
     def num_active_matmul_params(self) -> int:
         """Linear weights one token passes through: routed top-k plus shared experts plus the router."""
         return self._matmul_params(active=True)
