@@ -46,7 +46,10 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     assert inf is not None and s.serving is not None  # load_scenario parses both from `inference:`
     one_device = dataclasses.replace(s, num_devices=1,
                                      inference=dataclasses.replace(inf, parallel=type(inf.parallel)()))
-    batch = predict_batch(one_device, table)
+    engine = stack_of(s.serving, "serving")
+    # The batch view times the kernels the engine runs, as the serving model's steps do (eager: the eager program);
+    # it checks the request against the model's context first.
+    batch = predict_batch(one_device, table, None if engine.name == "eager" else engine)
     serving = predict_serving(s, s.serving, table)
     memory = batch.memory
     if serving.memory_parts is not None:  # a replica's device: weights, the KV pool it allocates, the workspace
@@ -56,7 +59,7 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     fields |= {"num_devices": s.num_devices, "system": s.system.name if s.system else None, "memory": memory,
                "provenance": serving.provenance, "error_band": serving.error_band,
                "notes": batch.notes + serving.notes,
-               "stack": stack_of(s.serving, "serving").as_dict() if serving.engine else {}}
+               "stack": engine.as_dict() if serving.engine else {}}
     return ServingPrediction(**fields, serving=serving)
 
 

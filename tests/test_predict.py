@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.engine.efficiency import SPEC_DEFAULTS
-from emulator.engine.predict import predict
+from emulator.engine.predict import predict, predict_batch
 from emulator.engine.roofline import call_terms, kernel_time, wave_efficiency
 from emulator.hardware import list_devices, load_device
 from emulator.scenario import Inference, Scenario, Training
+from emulator.stacks import load_stack
 from emulator.workloads.config import DLRMConfig
 from emulator.workloads.presets import list_models, preset
 from kernels import Cost, KernelCall
@@ -42,6 +43,24 @@ def test_every_device_predicts_every_preset_that_fits(device: str) -> None:
         assert not out["unknown_ops"], (model, out["unknown_ops"])
         assert out["provenance"] in ("spec", "calibrated", "transferred")
     assert predicted >= 2, f"{device} fits too few presets"
+
+
+def test_the_batch_view_times_the_kernels_the_serving_engine_runs() -> None:
+    """With a serving engine the one-batch view runs its fused kernels on CUDA graphs (what the serving model's steps
+    time): fewer kernels, less time off the GEMMs than the eager program, and the same model FLOPs; the eager engine's
+    view is the eager program itself (what `emulator run` measures)."""
+    s = _scenario("llama3-8b", "h100-sxm", batch_size=8)
+    eager = predict_batch(s, SPEC_DEFAULTS)
+    trt = predict_batch(s, SPEC_DEFAULTS, load_stack("trtllm", "serving"))
+    assert trt.flops_per_step == eager.flops_per_step
+    for phase in ("prefill", "decode"):
+        ours, theirs = trt.phases[phase], eager.phases[phase]
+        assert sum(k.count for k in ours.kernels) < sum(k.count for k in theirs.kernels)
+        assert any(k.op.startswith("fused(") for k in ours.kernels)
+        assert ours.total_s < theirs.total_s
+    assert trt.kernels["gemm"].time_s == pytest.approx(eager.kernels["gemm"].time_s, rel=0.1)
+    off_gemm = sum(k.time_s for f, k in trt.kernels.items() if f != "gemm")
+    assert off_gemm < sum(k.time_s for f, k in eager.kernels.items() if f != "gemm")
 
 
 def test_training_prediction_is_compute_bound_with_plausible_mfu() -> None:

@@ -17,8 +17,10 @@ def render_prediction(p: Prediction, spec: ServingSpec | None = None) -> str:
     """The human table of any prediction (training on a cluster, one device, serving); `spec`, the scenario's
     serving keys, lets a serving table say which batch, rate and SLO were given and which were searched."""
     low, high = p.step_time_range_s
-    what = f"one batch of {p.batch_size} request(s) end to end on one device; " \
-        if isinstance(p, InferencePrediction) else ""
+    what = ""
+    if isinstance(p, InferencePrediction):
+        kernels = f" as {p.stack['name']} runs it" if p.stack and p.stack["name"] != "eager" else ""
+        what = f"one batch of {p.batch_size} request(s) end to end on one device{kernels}; "
     lines = [
         f"{p.model} on {p.device} ({p.mode}, {p.num_devices} device(s){f', {p.system}' if p.system else ''})",
         f"  step time            {fmt_seconds(p.step_time_s)}  ({what}range {fmt_seconds(low)} .. "

@@ -27,12 +27,14 @@ from emulator.engine.memory import (
 )
 from emulator.engine.prediction import InferencePrediction, Memory, Prediction
 from emulator.engine.roofline import combined_band, predict_calls
+from emulator.engine.stack import engine_device, engine_table, engine_trace
 from emulator.engine.timing import Timing
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
 from emulator.precision import activation_dtype, kv_dtype
 from emulator.scenario import Scenario
+from emulator.stacks import StackProfile
 from emulator.workloads.config import DLRMConfig, ModelConfig
 from kernels import KernelCall
 
@@ -176,25 +178,38 @@ def batch_memory(model: ModelConfig, s: Scenario) -> dict[str, float]:
     return inference_memory(weights=weights, kv_cache=kv, workspace=workspace_bytes(model, b * inf.input_tokens, b))
 
 
-def predict_batch(s: Scenario, table: EfficiencyTable | None = None) -> InferencePrediction:
-    """One batch of `batch_size` requests of an inference scenario on one device of its kind."""
+def predict_batch(s: Scenario, table: EfficiencyTable | None = None,
+                  engine: StackProfile | None = None) -> InferencePrediction:
+    """One batch of `batch_size` requests of an inference scenario on one device of its kind: the eager program
+    (what `emulator run` executes), or with a serving `engine` (a transformer's), its kernels as the engine runs them
+    (`engine_trace`, `engine_table`, `engine_device`: the serving model's step view)."""
     inf = s.inference
     assert inf is not None
     check_precision(s)
     check_context(s, s.model, inf.input_tokens, inf.output_tokens)
     table = table or efficiency_for(s.device)
+    device = s.device
+    if engine is not None and not isinstance(s.model, DLRMConfig):
+        table = engine_table(table, engine)
+        device, launch_s = engine_device(device, engine)
+        if launch_s:  # no CUDA graphs: every kernel pays the host's launch on top
+            device = dataclasses.replace(device, launch_overhead_s=device.launch_overhead_s + launch_s)
+
+    def as_run(trace: Trace) -> Trace:
+        return engine_trace(trace, engine) if engine is not None and not isinstance(s.model, DLRMConfig) else trace
+
     dtype = activation_dtype(inf.precision)
     b = inf.batch_size
-    prefill = trace_workload(s.model, "prefill", b, inf.input_tokens, 0, dtype)
-    t_prefill = time_trace(prefill, s.device, table, inf.precision)
+    prefill = as_run(trace_workload(s.model, "prefill", b, inf.input_tokens, 0, dtype))
+    t_prefill = time_trace(prefill, device, table, inf.precision)
     phases = {"prefill": t_prefill}
     parts = [t_prefill]
     flops, hardware = model_flops(prefill.calls), hardware_flops(prefill.calls)
     unknown = dict(prefill.unknown_ops)
     tokens = float(b)
     if not isinstance(s.model, DLRMConfig):
-        decode = trace_workload(s.model, "decode", b, 1, inf.input_tokens + inf.output_tokens // 2, dtype)
-        t_decode = time_trace(decode, s.device, table, inf.precision)
+        decode = as_run(trace_workload(s.model, "decode", b, 1, inf.input_tokens + inf.output_tokens // 2, dtype))
+        t_decode = time_trace(decode, device, table, inf.precision)
         phases["decode"] = t_decode
         parts.append(scale_timing(t_decode, inf.output_tokens))
         flops += model_flops(decode.calls) * inf.output_tokens

@@ -22,7 +22,10 @@ from collections import Counter
 from emulator.engine.calibration import base_shaped
 from emulator.engine.calls import Trace
 from emulator.engine.efficiency import MATRIX_VECTOR, EfficiencyTable
+from emulator.engine.gemm_groups import group_gemms
+from emulator.hardware import DeviceProfile
 from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS, activation_dtype, dtype_bytes
+from emulator.stacks import StackProfile
 from kernels import Cost, KernelCall
 
 Region = tuple[str, str]  # (module path, phase)
@@ -202,6 +205,31 @@ def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:
     return dataclasses.replace(table, families=families)
 
 
+def engine_trace(trace: Trace, engine: StackProfile) -> Trace:
+    """A traced inference step as a serving engine runs it: the LM head 16-bit unless `recipe.low_precision_head`,
+    q/k/v and gate/up as one GEMM each (`fusion.gemm_groups`; grouped first: `fuse` reads their flows), the
+    engine's fused kernels (`fusion.families`), the experts as grouped kernels (`moe.grouped_gemm`)."""
+    trace = trace if engine.get("recipe.low_precision_head") else keep_head_dtype(trace)
+    trace = fuse(group_gemms(trace) if engine.get("fusion.gemm_groups") else trace, engine.fused_families)
+    return group_experts(trace) if engine.get("moe.grouped_gemm") else trace
+
+
+def engine_table(table: EfficiencyTable, engine: StackProfile) -> EfficiencyTable:
+    """The efficiencies the engine's kernels reach: low-precision GEMMs on the 16-bit shape response where the
+    engine picks their tiles per shape (`recipe.low_precision_gemm_shape`)."""
+    return low_precision_from_base(table) if engine.get("recipe.low_precision_gemm_shape") else table
+
+
+def engine_device(device: DeviceProfile, engine: StackProfile) -> tuple[DeviceProfile, float]:
+    """The device as the engine's kernels run on it, and the host's launch cost per kernel on top of their time.
+
+    With CUDA graphs a replayed graph's kernels follow each other on the device, a gap each
+    (`host.graph_kernel_gap_s`) and no host launch; without, every kernel costs a launch (`host.kernel_launch_s`)."""
+    if engine.get("host.cuda_graphs"):
+        return dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s"))), 0.0
+    return device, float(engine.get("host.kernel_launch_s"))
+
+
 SUSTAINED_FAMILIES = ("gemm", MATRIX_VECTOR, "attention")
 
 
@@ -233,4 +261,4 @@ def _scaled(table: EfficiencyTable, factor: float) -> EfficiencyTable:
     return dataclasses.replace(table, families=families)
 
 
-__all__ = ["fuse", "group_experts", "low_precision_casts", "sustained"]
+__all__ = ["engine_device", "engine_table", "engine_trace", "fuse", "group_experts", "low_precision_casts", "sustained"]

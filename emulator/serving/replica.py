@@ -45,7 +45,6 @@ from typing import Any
 
 from emulator.cluster.shard import shard_config
 from emulator.engine.efficiency import EfficiencyTable
-from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.memory import (
     kv_bytes_per_token,
     serving_weight_bytes,
@@ -53,7 +52,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.predict import time_trace
 from emulator.engine.roofline import error_band
-from emulator.engine.stack import fuse, group_experts, keep_head_dtype, low_precision_from_base
+from emulator.engine.stack import engine_device, engine_table, engine_trace
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
@@ -148,16 +147,6 @@ def _split(timing: Timing) -> tuple[float, float]:
     return timing.total_s - head, head
 
 
-def engine_device(device: DeviceProfile, engine: StackProfile) -> tuple[DeviceProfile, float]:
-    """The device as the engine's kernels run on it, and the host's launch cost per kernel on top of their time.
-
-    With CUDA graphs a replayed graph's kernels follow each other on the device, a gap each
-    (`host.graph_kernel_gap_s`) and no host launch; without, every kernel costs a launch (`host.kernel_launch_s`)."""
-    if engine.get("host.cuda_graphs"):
-        return dataclasses.replace(device, launch_overhead_s=float(engine.get("host.graph_kernel_gap_s"))), 0.0
-    return device, float(engine.get("host.kernel_launch_s"))
-
-
 _CACHE: dict[tuple[object, ...], StepModel] = {}
 
 
@@ -185,7 +174,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
            overlap_host, skew, prompt_launch_s, low_head, attention_dp)
     if key in _CACHE:
         return _CACHE[key]
-    table = low_precision_from_base(table) if base_shape else table
+    table = engine_table(table, engine)
     part = shard(model, tp, ep)
     ranks = tp if attention_dp else 1  # each rank's own tokens: 1/ranks of the iteration's
     rank_part = attention_rank(model, tp) if attention_dp else part
@@ -194,11 +183,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     kernels: list[KernelTiming] = []
 
     def timed(phase: str, b: int, s: int, kv: int, of: TransformerConfig | None = None) -> Timing:
-        trace = trace_workload(of or rank_part, phase, b, s, kv, dtype)
-        trace = trace if low_head else keep_head_dtype(trace)
-        trace = fuse(group_gemms(trace) if gemm_groups else trace, fused)  # grouped first: fuse reads its flows
-        trace = group_experts(trace) if grouped else trace
-        timing = time_trace(trace, device, table, precision)
+        timing = time_trace(engine_trace(trace_workload(of or rank_part, phase, b, s, kv, dtype), engine), device,
+                            table, precision)
         kernels.extend(timing.kernels)
         return timing
 

@@ -26,6 +26,7 @@ from emulator.scenario import Inference, Parallel, Scenario
 from emulator.sizing.constraints import latency_name
 from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
+from emulator.stacks import stack_of
 from emulator.workloads.config import DLRMConfig
 
 DPI = 100
@@ -81,7 +82,9 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
                              output_tokens=int(spec.output_tokens.expected), batch_size=8, precision=spec.precision,
                              parallel=Parallel(tp=row["plan"]["tp"])))
             try:
-                out[name] = {f: k.as_dict() for f, k in predict_batch(s).kernels.items()}
+                engine = stack_of(spec, "serving")  # the engine's kernels, as the serving model times them
+                batch = predict_batch(s, engine=None if engine.name == "eager" else engine)
+                out[name] = {f: k.as_dict() for f, k in batch.kernels.items()}
             except EmulatorError:  # a device the one-batch view cannot time (its context, its formats) is left off
                 continue
     return out

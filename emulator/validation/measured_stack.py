@@ -26,12 +26,11 @@ from typing import Any
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.calls import Trace
 from emulator.engine.predict import time_trace
-from emulator.engine.stack import fuse
+from emulator.engine.stack import engine_device, fuse
 from emulator.engine.trace import trace_workload
 from emulator.engine.tracer import trace_callable
 from emulator.files import read_json, shipped
 from emulator.hardware import DeviceProfile, load_device
-from emulator.serving.replica import engine_device
 from emulator.stacks import StackProfile, load_stack
 from emulator.validation.sources import error_summary
 from emulator.workloads.hf import from_hf_config

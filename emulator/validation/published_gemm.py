@@ -25,10 +25,10 @@ from typing import Any
 
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.roofline import kernel_time
+from emulator.engine.stack import engine_device
 from emulator.files import shipped
 from emulator.hardware import DeviceProfile, load_device
 from emulator.precision import DTYPE_BYTES
-from emulator.serving.replica import engine_device
 from emulator.stacks import load_stack
 from emulator.validation.sources import error_summary
 from kernels import Cost, KernelCall
