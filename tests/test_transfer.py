@@ -49,15 +49,18 @@ def _gemm_rate(device: str, n: int) -> float:
 
 def test_blackwell_takes_the_h200_shape_response_with_its_own_ceilings() -> None:
     """B200 has no calibration of its family: it takes the H200's, every family's math moved by the ratio of the two
-    chips' achievable/peak matmul fractions (fp8 GEMMs by fp8's), its shape response unchanged, its band widened by
-    the cross-family transfer error."""
+    chips' achievable/peak matmul fractions (fp8 GEMMs by fp8's, attention by the fused-attention ones), its shape
+    response unchanged, its band widened by the cross-family transfer error."""
     h200, b200 = efficiency_for(load_device("h200-sxm")), efficiency_for(load_device("b200"))
     assert (h200.provenance, b200.provenance) == ("calibrated", "transferred")
     mine, sibling = ceilings(load_device("b200")), ceilings(load_device("h200-sxm"))
+    assert mine.attention is not None and sibling.attention is not None
     for family, own in h200.families.items():
         dtype = "fp8" if family == "gemm.fp8" else "bf16"
+        ratio = (mine.attention / sibling.attention if family == "attention"
+                 else mine.matrix[dtype] / sibling.matrix[dtype])
         moved = b200.families[family]
-        assert moved.math == pytest.approx(min(own.math * mine.matrix[dtype] / sibling.matrix[dtype], 1.0)), family
+        assert moved.math == pytest.approx(min(own.math * ratio, 1.0)), family
         assert moved.memory == pytest.approx(own.memory), family  # B200 publishes no copy bandwidth: ratio 1
         assert moved.error == pytest.approx(own.error + CROSS_FAMILY_TRANSFER_ERROR), family
         for name in SHAPE_RESPONSE:
@@ -88,6 +91,32 @@ def test_fp4_on_blackwell_is_built_from_the_siblings_fp8_gemms() -> None:
         for field in SHAPE_RESPONSE:
             assert getattr(built, field) == getattr(base, field), (name, field)
         assert "fp4 matmul built from the fp8 GEMMs" in table.basis and "fp4 take" not in table.basis
+
+
+def test_attention_moves_by_the_measured_fused_attention_ceilings_where_both_chips_publish_them() -> None:
+    """Blackwell Ultra doubles the exponential units its softmax waits on at the tensor peaks of Blackwell: the
+    attention family moves by each chip's measured fused-attention fraction of its bf16 peak over the H200's, not by
+    the bf16 GEMM ratio, its shape response unchanged; a chip without the figure keeps the bf16 ratio."""
+    h200 = efficiency_for(load_device("h200-sxm"))
+    sibling = ceilings(load_device("h200-sxm"))
+    ratios = {}
+    for name in ("b200", "gb200", "b300", "gb300"):
+        table, mine = efficiency_for(load_device(name)), ceilings(load_device(name))
+        assert mine.attention is not None and sibling.attention is not None
+        ratios[name] = mine.attention / sibling.attention
+        assert table.get("attention").math == pytest.approx(h200.get("attention").math * ratios[name]), name
+        bf16 = mine.matrix["bf16"] / sibling.matrix["bf16"]
+        assert table.get("gemm").math == pytest.approx(h200.get("gemm").math * bf16)
+        for field in SHAPE_RESPONSE:
+            assert getattr(table.get("attention"), field) == getattr(h200.get("attention"), field), (name, field)
+        assert "in measured fused attention" in table.basis
+    assert ratios["b300"] > 1.1 * ratios["b200"] and ratios["gb300"] > 1.1 * ratios["gb200"]
+    without = dataclasses.replace(load_device("b200"), achievable=dataclasses.replace(
+        load_device("b200").achievable, attention_flops_per_s=None))  # type: ignore[arg-type]
+    mine = ceilings(without)
+    moved = transferred(h200, without, load_device("h200-sxm"), "test")
+    assert moved.get("attention").math == pytest.approx(
+        h200.get("attention").math * mine.matrix["bf16"] / sibling.matrix["bf16"])
 
 
 def test_a_large_fp4_gemm_sits_at_the_share_of_its_achievable_rate_that_fp8_does_on_the_sibling() -> None:
@@ -209,7 +238,8 @@ def test_achievable_figures_quote_the_shipped_published_cases() -> None:
             a = device.achievable
             assert a is not None
             value = a.memory_bytes_per_s if key == "achievable.memory_bytes_per_s" else \
+                a.attention_flops_per_s if key == "achievable.attention_flops_per_s" else \
                 a.matrix_flops_per_s[key.rsplit(".", 1)[1]]
             assert value == pytest.approx(case["value"] * unit[case["metric"]["unit"]]), (name, key)
             checked += 1
-    assert checked >= 12
+    assert checked >= 18

@@ -14,6 +14,9 @@ from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
 from emulator.validation.published_aic import BLACKWELL_CSV, BLACKWELL_SAMPLE_ROWS, SAMPLE_ROWS, validate_aic
 from emulator.validation.published_aic import render as render_aic
+from emulator.validation.published_attention import SOURCE as ATTENTION_SOURCE
+from emulator.validation.published_attention import render as render_attention
+from emulator.validation.published_attention import validate_attention_tables
 from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
 from emulator.validation.published_gemm import render as render_gemm
 from emulator.validation.published_gemm import validate_gemm_tables
@@ -52,6 +55,7 @@ def validate(args: argparse.Namespace) -> None:
         blackwell = validate_aic(None if args.aic_all else BLACKWELL_SAMPLE_ROWS, path=BLACKWELL_CSV)
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
+        attention = validate_attention_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
@@ -64,6 +68,7 @@ def validate(args: argparse.Namespace) -> None:
             "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
+            "aic_attention": attention,  # the same for measured context attention
         }
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
@@ -73,7 +78,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(aic, source="AIConfigurator Hopper sample", stack="")
                    + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
-                   + case_records(gemm, source=GEMM_SOURCE, stack=""))
+                   + case_records(gemm, source=GEMM_SOURCE, stack="")
+                   + case_records(attention, source=ATTENTION_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
         if args.json:
@@ -83,7 +89,7 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_hopper(blackwell_training)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
-                  + render_gemm(gemm) + "\n\n" + render_sources(sources))
+                  + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

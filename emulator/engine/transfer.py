@@ -11,10 +11,18 @@ each chip reaches in the same published benchmarks (`DeviceProfile.achievable`, 
 
 A: the best dense matmul rate of a shape search (MAMF), P: the datasheet dense peak, B: a STREAM-style copy
 bandwidth, W: the datasheet main-memory bandwidth; d: the dtype whose matrix units family f runs on (`gemm.fp8`:
-fp8; `gemm`, attention and every other family: bf16, the 16-bit ceiling). The fit thus sits at the same fraction of
-T's achievable rates as it does of S's: the achievable rates, measured the same way on both chips, set the
-ceilings; the sibling says how far below them real kernels run. Efficiencies are capped at 1 (no kernel beats the
-datasheet).
+fp8; `gemm` and every other family: bf16, the 16-bit ceiling). Attention moves by its own measured ceiling where
+both chips publish one (`achievable.attention_flops_per_s`, the best fused causal forward of a measured grid):
+
+    math_T(attention) = min(1, math_S(attention) * (F_T / P_T[bf16]) / (F_S / P_S[bf16]))
+
+because a fused attention kernel also waits on the exponential units of its softmax, which chips do not scale with
+their matrix units (Blackwell Ultra doubles them over Blackwell at equal tensor peaks: AIConfigurator's measured
+TensorRT-LLM context attention runs 15-17% faster on B300 and GB300 than on B200 and GB200, NVIDIA's 'Making
+Softmax More Efficient with NVIDIA Blackwell Ultra'); without both figures attention takes the bf16 ratio.
+The fit thus sits at the same fraction of T's achievable rates as it does of S's: the achievable rates, measured
+the same way on both chips, set the ceilings; the sibling says how far below them real kernels run. Efficiencies
+are capped at 1 (no kernel beats the datasheet).
 
 A figure missing on either chip falls back, and the basis says so: a dtype without one takes bf16's ratio; no bf16
 figure, or no bandwidth, leaves that ratio at 1 (the sibling's fractions applied to T's datasheet, the plain
@@ -55,6 +63,7 @@ class Ceilings:
     name: str  # whose: a device, or the spec defaults
     matrix: Mapping[str, float]  # dtype -> achievable matmul / dense peak
     memory: float | None  # achievable copy / main-memory bandwidth (None: unpublished)
+    attention: float | None = None  # achievable fused attention / bf16 dense peak (None: unpublished)
 
 
 def ceilings(device: DeviceProfile) -> Ceilings:
@@ -64,7 +73,8 @@ def ceilings(device: DeviceProfile) -> Ceilings:
         return Ceilings(name=device.name, matrix={}, memory=None)
     matrix = {d: rate / device.matrix_peak(d) for d, rate in a.matrix_flops_per_s.items()}
     copy = a.memory_bytes_per_s / device.memory_bandwidth_bytes_per_s if a.memory_bytes_per_s else None
-    return Ceilings(name=device.name, matrix=matrix, memory=copy)
+    attention = a.attention_flops_per_s / device.matrix_peak(REFERENCE_DTYPE) if a.attention_flops_per_s else None
+    return Ceilings(name=device.name, matrix=matrix, memory=copy, attention=attention)
 
 
 # The spec defaults' GEMM math and copy memory efficiencies were set from published achievable fractions
@@ -81,8 +91,11 @@ class Scaling:
     memory: float
     words: tuple[str, ...]
     built: Mapping[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # dtype -> (from, ratio)
+    attention: float | None = None  # the attention family's own ratio (None: it takes bf16's)
 
     def math_ratio(self, family: str) -> float:
+        if family == "attention" and self.attention is not None:
+            return self.attention
         dtype = family.split(".", 1)[1] if family.startswith("gemm.") else REFERENCE_DTYPE
         return self.math.get(dtype, self.math.get(REFERENCE_DTYPE, 1.0))
 
@@ -105,6 +118,11 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
     if lacking and REFERENCE_DTYPE in math:
         verb = "takes" if len(lacking) == 1 else "take"
         words.append(f"{', '.join(lacking)} {verb} the {REFERENCE_DTYPE} ratio (no achievable rate on both)")
+    attention = None
+    if mine.attention is not None and reference.attention is not None:
+        attention = mine.attention / reference.attention
+        words.append(f"attention x{attention:.3f} ({mine.attention:.3f} vs {reference.attention:.3f} of the "
+                     f"{REFERENCE_DTYPE} peak in measured fused attention)")
     if mine.memory is not None and reference.memory is not None:
         memory = mine.memory / reference.memory
         words.append(f"memory x{memory:.3f} ({mine.memory:.3f} vs {reference.memory:.3f} of bandwidth)")
@@ -112,7 +130,7 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
         memory = 1.0
         missing = target.name if mine.memory is None else reference.name
         words.append(f"memory x1 ({missing} publishes no STREAM-style copy bandwidth)")
-    return Scaling(math=math, memory=memory, words=tuple(words), built=built)
+    return Scaling(math=math, memory=memory, words=tuple(words), built=built, attention=attention)
 
 
 def moved(table: EfficiencyTable, scale: Scaling, basis: str) -> EfficiencyTable:

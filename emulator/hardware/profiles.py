@@ -82,6 +82,9 @@ class Achievable:
 
     matrix_flops_per_s: Mapping[str, float]  # best dense matmul rate found per dtype (MAMF-style shape search)
     memory_bytes_per_s: float | None = None  # STREAM-style copy of main memory: bytes read + written per second
+    # Best 16-bit fused causal attention forward (FlashAttention-style) of a measured grid, in model FLOP/s:
+    # attention runs on the matrix units but also on the exponential units, which chips scale differently.
+    attention_flops_per_s: float | None = None
 
     def __post_init__(self) -> None:
         _freeze(self, "matrix_flops_per_s")
@@ -154,6 +157,10 @@ class DeviceProfile:
             if rate > self.matrix_flops_per_s[dtype]:
                 _fail(field, f"{rate:.4g} exceeds the dense peak {self.matrix_flops_per_s[dtype]:.4g}. Fix: check the "
                       "units (FLOP/s) and that the peak is dense, not 2:4 sparse.")
+        attention = self.achievable.attention_flops_per_s
+        if attention is not None and attention > self.matrix_peak("bf16"):
+            _fail("achievable.attention_flops_per_s", f"{attention:.4g} exceeds the bf16 dense peak "
+                  f"{self.matrix_peak('bf16'):.4g}. Fix: check the units (model FLOP/s of a causal forward).")
         copy = self.achievable.memory_bytes_per_s
         if copy is not None and copy > self.memory_bandwidth_bytes_per_s:
             _fail("achievable.memory_bytes_per_s", f"{copy:.4g} exceeds the main memory's "

@@ -23,14 +23,12 @@ from __future__ import annotations
 import csv
 from typing import Any
 
-from emulator.engine.calibration import efficiency_for
 from emulator.engine.roofline import kernel_time
-from emulator.engine.stack import engine_device
 from emulator.files import shipped
-from emulator.hardware import DeviceProfile, load_device
+from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES
 from emulator.stacks import load_stack
-from emulator.validation.sources import error_summary
+from emulator.validation.kernel_tables import check, render_by_chip
 from kernels import Cost, KernelCall
 
 CSV = shipped("data") / "aic_gemm_trtllm.csv"
@@ -77,42 +75,16 @@ def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any]) -> float:
 
 def validate_gemm_tables() -> dict[str, Any]:
     """Every row predicted; the `--json` section `aic_gemm` of `validate --published`."""
-    engine = load_stack(ENGINE, "serving")
-    chips: dict[str, tuple[DeviceProfile, Any]] = {}
-    cases = []
-    for r in rows():
-        if r["device"] not in chips:
-            profile = load_device(r["device"])
-            chips[r["device"]] = (engine_device(profile, engine)[0], efficiency_for(profile))
-        device, table = chips[r["device"]]
-        measured = r["latency_ms"] * 1e-3
-        predicted = predict_s(device, table, r)
-        cases.append({"id": f"aic-gemm:{r['device']}:{r['gemm_dtype']}:{r['m']}x{r['n']}x{r['k']}",
-                      "metric": f"{r['gemm_dtype']} s, {r['device']}", "published": measured,
-                      "predicted": predicted, "error": predicted / measured - 1, "stack": ENGINE, "source": SOURCE,
-                      "device": r["device"], "gemm_dtype": r["gemm_dtype"], "m": r["m"]})
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for c in cases:
-        groups.setdefault((c["device"], c["gemm_dtype"]), []).append(c)
-    summary = []
-    for (name, fmt), cs in groups.items():
-        _, table = chips[name]
-        summary.append({"device": name, "gemm_dtype": fmt, "provenance": table.provenance, **error_summary(cs),
-                        "bands": {label: error_summary([c for c in cs if lo <= c["m"] <= hi])
-                                  for label, lo, hi in BANDS}})
-    return {"source": SOURCE, "cases": cases, "summary": error_summary(cases), "by_chip": summary}
+    return check(SOURCE, load_stack(ENGINE, "serving"), rows(), predict_s, lambda r: {
+        "id": f"aic-gemm:{r['device']}:{r['gemm_dtype']}:{r['m']}x{r['n']}x{r['k']}",
+        "metric": f"{r['gemm_dtype']} s, {r['device']}", "gemm_dtype": r["gemm_dtype"], "m": r["m"]},
+        "gemm_dtype", "m", BANDS)
 
 
 def render(section: dict[str, Any]) -> str:
-    lines = [f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 Linear forwards replayed in a CUDA graph (error = "
-             "predicted / measured - 1; Blackwell takes the H200's calibration moved to its achievable rates)",
-             f"{'chip':10s} {'format':9s} {'table':12s} {'rows':>4s} {'median|e|':>9s} {'mean e':>8s}   "
-             + "   ".join(f"{label} mean e" for label, _, _ in BANDS)]
-    for s in section["by_chip"]:
-        bands = "   ".join(f"{s['bands'][label]['mean_error']:+{len(label) + 7}.1%}" for label, _, _ in BANDS)
-        lines.append(f"{s['device']:10s} {s['gemm_dtype']:9s} {s['provenance']:12s} {s['num_cases']:4d} "
-                     f"{s['median_abs_error']:9.1%} {s['mean_error']:+8.1%}   {bands}")
-    return "\n".join(lines)
+    return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 Linear forwards replayed in a CUDA graph "
+                          "(error = predicted / measured - 1; Blackwell takes the H200's calibration moved to its "
+                          "achievable rates)", section, "gemm_dtype", BANDS)
 
 
 __all__ = ["CSV", "SOURCE", "linear_calls", "render", "rows", "validate_gemm_tables"]
