@@ -226,6 +226,8 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
     no_peak = _h100()
     no_peak["achievable"]["matrix_flops_per_s"]["fp4"] = 1e15
     no_peak["sources"]["achievable.matrix_flops_per_s.fp4"] = "x"
+    fast_attention = _h100()
+    fast_attention["achievable"]["attention_flops_per_s"] = 1200e12
     over_tdp = _h100() | {"power_limit_w": 800}
     over_tdp["sources"]["power_limit_w"] = "x"
     return [
@@ -244,6 +246,8 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
         ("stale source key", stale, "sources.power.tdp", "did you mean 'power.tdp_w'"),
         ("achievable above the peak", too_fast, "achievable.matrix_flops_per_s.bf16", "exceeds the dense peak"),
         ("achievable without a peak", no_peak, "achievable.matrix_flops_per_s.fp4", "has no matrix peak"),
+        ("attention above the bf16 peak", fast_attention, "achievable.attention_flops_per_s",
+         "exceeds the bf16 dense peak"),
         ("power limit above the TDP", over_tdp, "power_limit_w", "outside h100-sxm's range (200 W to its 700 W"),
     ]
 

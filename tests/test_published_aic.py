@@ -102,6 +102,17 @@ def test_rows_the_model_cannot_express_are_skipped_with_a_reason(select_row, rea
     assert chosen and all(reason in (skip_reason(r) or "") for r in chosen)
 
 
+def test_inferencex_gb200_rows_are_skipped_as_the_disaggregated_deployments_they_were() -> None:
+    """InferenceX's GB200 DeepSeek-R1 rows carry the deployment's GPU count as tp_size (12 to 72, most not dividing
+    the 128 heads): Dynamo disaggregated runs over several trays, skipped before any layout check; the GB200 rows of
+    AIConfigurator's own campaign are not."""
+    gb200 = [r for r in rows(BLACKWELL_CSV) if r["system"] == "gb200" and client(r) == "inferencex"]
+    assert len(gb200) >= 50 and {int(r["tp_size"]) for r in gb200} >= {12, 32, 64, 72}
+    assert all("Dynamo disaggregated deployments" in (skip_reason(r) or "") for r in gb200)
+    own = [r for r in rows(BLACKWELL_CSV) if r["system"] == "gb200" and client(r) == "aiperf"]
+    assert own and not any("Dynamo disaggregated deployments" in (skip_reason(r) or "") for r in own)
+
+
 def test_four_bit_weights_on_hopper_are_never_predicted() -> None:
     """nvfp4 and int4_wo rows are skipped whether or not their model has a preset: they would run weight-only
     (w4a16), whose 4-bit kernels are not calibrated."""

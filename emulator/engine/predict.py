@@ -189,14 +189,15 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None,
     check_context(s, s.model, inf.input_tokens, inf.output_tokens)
     table = table or efficiency_for(s.device)
     device = s.device
-    if engine is not None and not isinstance(s.model, DLRMConfig):
+    engine = None if isinstance(s.model, DLRMConfig) else engine  # the serving engines are LLM stacks
+    if engine is not None:
         table = engine_table(table, engine)
         device, launch_s = engine_device(device, engine)
         if launch_s:  # no CUDA graphs: every kernel pays the host's launch on top
             device = dataclasses.replace(device, launch_overhead_s=device.launch_overhead_s + launch_s)
 
     def as_run(trace: Trace) -> Trace:
-        return engine_trace(trace, engine) if engine is not None and not isinstance(s.model, DLRMConfig) else trace
+        return trace if engine is None else engine_trace(trace, engine)
 
     dtype = activation_dtype(inf.precision)
     b = inf.batch_size

@@ -7,12 +7,17 @@ becomes a scenario:
   request handling in front of the engine, a serving stack the emulator does not model): skipped. These 13
   aggregated rows are also far from the engine's own server (gpt-oss-120b at tp 4 on TensorRT-LLM 1.3: TPOT 47-49
   ms at 40-96 clients; Qwen3-32B at tp 2 on vLLM: TPOT 11.6 ms at 48 clients with 4000-token prompts);
+- InferenceX's GB200 rows (DeepSeek-R1 on TensorRT-LLM and SGLang, tp_size 12 to 72): skipped. InferenceX runs that
+  model on GB200 only as Dynamo disaggregated deployments over several trays (its master config's
+  dsr1-fp4-gb200-dynamo-* entries: multinode, disagg, prefill and decode workers with attention data parallelism),
+  and the sample records them as agg rows whose tp_size is the deployment's GPU count (taken as one engine at tp 32
+  or 64, two of them came out 9x slow in TPOT);
 - model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile; GB200 the NVL72 rack's) with tp x pp devices: the
   deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the GPUs of one NVLink domain (29 DeepSeek rows give tp_size 64 with
   moe_tp_size 8 x moe_ep_size 8 on one 8-GPU node, while their ids say tp8_ep8: skipped), dividing the attention
-  heads (GB200 rows of 72, 36 or 28 ranks for DeepSeek's 128 heads: skipped); MoE models take
+  heads; MoE models take
   ep = moe_ep_size and need moe_tp_size x moe_ep_size = tp
   (the replica spreads experts over its tensor-parallel ranks: TensorRT-LLM's moe_tp x moe_ep = tp); dense models
   ignore the moe_* columns. attention_dp_size > 1 with tp_size 1 is attention data parallelism over that many
@@ -29,7 +34,7 @@ becomes a scenario:
   cache takes the engine's default for that precision (its stack profile's `defaults.kv_precision`): the rows do
   not state it;
 - `engine` = backend; `concurrency` = batch_size (x attention_dp_size); the load as the row's benchmark client ran
-  it (`client`):
+  it (`aic_deployments.client` and `load`):
   - rows of the InferenceX campaign (source `db-dump/...` or `source_file=<date>.csv`; ISL/OSL 1k/1k, 1k/8k, 8k/1k,
     DeepSeek-R1, Llama 3.1 70B, gpt-oss) were measured by InferenceMAX's client (kimbochen/bench_serving
     benchmark_serving.py: `--random-range-ratio 0.8`, so each input and output length is drawn uniformly from
@@ -37,38 +42,8 @@ becomes a scenario:
     uniform lengths, num_requests 10 x concurrency, `measured_requests: all`;
   - the others (AIConfigurator's own collection, aiperf with fixed lengths, 2 x concurrency warm-up requests, then 20
     rounds): lengths fixed at isl and osl, the steady-state closed loop;
-- the deployment's own engine settings where its launch script states them (`deployment`): InferenceX's TensorRT-LLM
-  Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh, unchanged from 2025-09-18 to
-  the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens 16384` and, at ISL = OSL = 1024
-  below tp 8, batch waiting (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`: the engine's
-  `scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows (benchmarks/dsr1_fp8_h200.sh, unchanged from
-  2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25 runs) ran `--chunked-prefill-size 32768
-  --max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k) `--mem-fraction-static 0.82` (an
-  explicit fraction: no computed reserve); its TensorRT-LLM DeepSeek-R1 rows of 2026-01-14 (tp 8, ep 8, image
-  1.1.0rc2.post2) are its `dsr1-fp8-h200-trt-mtp` configuration (.github/configs/nvidia-master.yaml at the time:
-  "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32 (8k/1k); the plain configuration stops at 64
-  clients for 1k/8k, and the rows include 128), so they state speculative decoding with three drafted tokens,
-  each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same model's November 2025 rows -17%),
-  and that script's (benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12) --max_num_tokens ((MTP + 1) x CONC
-  + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75.
-  Its DP-attention DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at
-  128-256 clients, 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64),
-  whose script (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention,
-  --max_batch_size CONC/TP and --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and
-  free_gpu_memory_fraction 0.75, and attention_dp_config enable_balance with timeout_iters 60: stated as one drafted
-  token, that per-rank token budget, that KV fraction and `scheduler.adp_balance_iters` 60.
-  AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran servers its generator launched (its vLLM support came
-  with vLLM 0.11-0.12 templates on 2025-12-04; generator/rule_plugin/vllm.rule: `--max-num-batched-tokens`
-  max_batch_size + isl + 1500, `--max-num-seqs` 512 below 512 since 2026-01-30): stated as max_batch_tokens
-  512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41% / 37% / 55% -> 28% / 20% / 30% for
-  Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in place of 512 gives the same
-  within 2 points). The same rule does not fit the other engines' aiperf rows (TensorRT-LLM's max_num_tokens
-  128 + isl + 1500: TTFT 52% -> 58%; SGLang's --max-prefill-tokens isl + 1500: unchanged), whose servers
-  predate the generator's rules or were launched otherwise, so they keep their engine's defaults.
-  Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1
-  70B script also sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed
-  match a 16-bit cache (tp 2 on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s)
-  and an 8-bit one's does not (0.3 s)), so when those runs took these settings is in doubt and they are not stated;
+- the deployment's own engine settings where its launch script states them: `aic_deployments.deployment` (which
+  scripts, what they set, and why the other rows keep their engine's defaults);
 - mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
   has one layout for both pools and no closed loop).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
@@ -89,7 +64,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -103,6 +77,7 @@ from emulator.files import shipped
 from emulator.hardware import load_system
 from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import predict_serving
+from emulator.validation.aic_deployments import MODELS, attention_ranks, client, count, deployment, load
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
@@ -113,30 +88,11 @@ BLACKWELL_CSV = shipped("data") / "aic_silicon_blackwell.csv"
 SOURCE = "ai-dynamo/aiconfigurator silicon_sample.csv (Apache-2.0, snapshot 2026-08-21)"
 SAMPLE_ROWS = 150
 BLACKWELL_SAMPLE_ROWS = 100
-RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
-INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
-MODELS = {
-    "meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b",
-    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama3.1-8b",
-    "meta-llama/Llama-3.1-70B": "llama3.1-70b",
-    "Qwen/Qwen3-32B": "qwen3-32b",
-    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
-    "deepseek-ai/DeepSeek-R1": "deepseek-v3",
-    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
-    "openai/gpt-oss-120b": "gpt-oss-120b",
-}
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
 NATIVE_FP4 = {"nvfp4": "fp4"}  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
 BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # the rows of BLACKWELL_CSV
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
-# DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
-# accepted 85-90% of the time; the low end, for each of three chained drafts
-MTP_ACCEPTANCE = 0.85
-# AIConfigurator's generator (src/aiconfigurator/generator/rule_plugin/vllm.rule): a vLLM server's
-# --max-num-batched-tokens is its max_batch_size + isl + 1500, --max-num-seqs 512 (when the chosen batch is smaller)
-AIC_PROMPT_MARGIN = 1500
-AIC_VLLM_MAX_SEQS = 512
 
 
 @functools.lru_cache(maxsize=2)
@@ -165,10 +121,6 @@ def _preset(name: str) -> TransformerConfig | str:
     return model if isinstance(model, TransformerConfig) else f"preset '{name}' is not a transformer"
 
 
-def _int(text: str) -> int:
-    return int(text) if text.strip() else 0
-
-
 def skip_reason(row: dict[str, str]) -> str | None:
     """Why a row cannot be predicted (None: it maps to a scenario), checked in the module docstring's order."""
     if row["mode"] != "agg":
@@ -177,6 +129,9 @@ def skip_reason(row: dict[str, str]) -> str | None:
     if "dynamo_version=" in row["silicon_data_source"]:
         return ("served through NVIDIA Dynamo (its frontend, router and request handling in front of the engine): "
                 "a serving stack the emulator does not model")
+    if row["system"] == "gb200" and client(row) == "inferencex":
+        return ("InferenceX's GB200 runs are Dynamo disaggregated deployments over several trays (dsr1-fp4-gb200-"
+                "dynamo-*), recorded as agg rows whose tp_size is the deployment's GPU count")
     name = MODELS.get(row["model_path"])
     if name is None:
         return f"no preset for {row['model_path']}"
@@ -189,31 +144,26 @@ def skip_reason(row: dict[str, str]) -> str | None:
                 "matrix units, whose MXFP4/INT4 kernels' rates are not calibrated")
     if model.is_moe and precision_of(row, moe) != precision_of(row, gemm):
         return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
-    if attention_ranks(row) > 1 and _int(row["tp_size"]) > 1:
+    if attention_ranks(row) > 1 and count(row["tp_size"]) > 1:
         return ("attention data parallelism over tensor-parallel groups (tp_size x attention_dp_size): the replica's "
                 "attention ranks hold whole weights")
     tp = replica_tp(row)
     node = load_system(SYSTEMS[row["system"]]).scale_up.domain_size
-    if tp * max(_int(row["pp_size"]), 1) > node:
-        return (f"tp_size x pp_size = {tp * max(_int(row['pp_size']), 1)} is more than the {node} GPUs of the one "
+    if tp * max(count(row["pp_size"]), 1) > node:
+        return (f"tp_size x pp_size = {tp * max(count(row['pp_size']), 1)} is more than the {node} GPUs of the one "
                 f"{row['system']} NVLink domain the row names (a one-domain aggregated deployment cannot hold it)")
     if model.num_heads % tp:  # a GB200 rack's 72, 36, 28, ... ranks for DeepSeek's 128 heads
         return f"tp {tp} does not divide the model's {model.num_heads} attention heads"
-    if model.is_moe and _int(row["moe_tp_size"]) * _int(row["moe_ep_size"]) != tp:
+    if model.is_moe and count(row["moe_tp_size"]) * count(row["moe_ep_size"]) != tp:
         return "moe_tp_size x moe_ep_size != tp_size: experts are spread over the tensor-parallel ranks only"
-    if _int(row["batch_size"]) < 1 or _int(row["isl"]) < 1 or _int(row["osl"]) < 1:
+    if count(row["batch_size"]) < 1 or count(row["isl"]) < 1 or count(row["osl"]) < 1:
         return "no concurrency or lengths"
     return None
 
 
-def attention_ranks(row: dict[str, str]) -> int:
-    """The row's attention data-parallel ranks (1: none)."""
-    return max(_int(row["attention_dp_size"]), 1)
-
-
 def replica_tp(row: dict[str, str]) -> int:
     """The replica's ranks: tp_size, times the attention data-parallel ranks when the row runs them."""
-    return _int(row["tp_size"]) * attention_ranks(row)
+    return count(row["tp_size"]) * attention_ranks(row)
 
 
 def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
@@ -223,67 +173,17 @@ def scenario_of(row: dict[str, str]) -> tuple[Scenario, ServingSpec]:
     system = load_system(SYSTEMS[row["system"]])
     precision = precision_of(row, row["gemm_quant_mode"])
     assert precision is not None  # skip_reason passed the row
-    tp, pp, ranks = replica_tp(row), max(_int(row["pp_size"]), 1), attention_ranks(row)
+    tp, pp, ranks = replica_tp(row), max(count(row["pp_size"]), 1), attention_ranks(row)
     engine = row["backend"]
     where = f"{(BLACKWELL_CSV if row['system'] in BLACKWELL_SYSTEMS else CSV).name} row {row['id']}"
-    parallel: dict[str, Any] = {"tp": tp, "pp": pp, "ep": _int(row["moe_ep_size"]) if model.is_moe else 1}
+    parallel: dict[str, Any] = {"tp": tp, "pp": pp, "ep": count(row["moe_ep_size"]) if model.is_moe else 1}
     if ranks > 1:
         parallel["attention_dp"] = True
     inference: dict[str, Any] = {
         "engine": engine, "precision": precision, "parallel": parallel,
-        "concurrency": _int(row["batch_size"]) * ranks, **_load(row), **deployment(row)}
+        "concurrency": count(row["batch_size"]) * ranks, **load(row), **deployment(row)}
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=model, device=system.device, system=system, num_devices=tp * pp), spec
-
-
-def client(row: dict[str, str]) -> str:
-    """The benchmark client that measured the row: `inferencex` or `aiperf` (see the module docstring)."""
-    source = row["silicon_data_source"]
-    return "inferencex" if source.startswith("db-dump/") or re.match(r"source_file=\d{4}-\d\d-\d\d\.csv", source) \
-        else "aiperf"
-
-
-def deployment(row: dict[str, str]) -> dict[str, Any]:
-    """The engine settings the row's deployment script states where they differ from the engine's defaults (the
-    module docstring says which and from where): inference keys of its scenario."""
-    if client(row) != "inferencex":
-        if row["backend"] == "vllm":  # AIConfigurator's generator launched it
-            return {"max_batch_tokens": AIC_VLLM_MAX_SEQS + _int(row["isl"]) + AIC_PROMPT_MARGIN,
-                    "batch_size": AIC_VLLM_MAX_SEQS}
-        return {}
-    model, engine = MODELS[row["model_path"]], row["backend"]
-    short = _int(row["isl"]) == _int(row["osl"]) == 1024
-    if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
-        return {}
-    if (engine, model) == ("trtllm", "llama3.1-70b"):
-        out: dict[str, Any] = {"max_batch_tokens": 16384}
-        if short and _int(row["tp_size"]) < 8:
-            out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
-        return out
-    ranks, mtp_run = attention_ranks(row), "measured=2026-01-14" in row["silicon_data_source"]
-    if (engine, model) == ("trtllm", "deepseek-v3") and (ranks > 1 or mtp_run):
-        # dsr1_fp8_h200_trt_mtp(_slurm).sh: MTP=1 with DP attention, else 3; --max_batch_size CONC/TP, else CONC (the
-        # row's batch_size either way); --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
-        mtp = 1 if ranks > 1 else 3
-        settings: dict[str, Any] = {"defaults.kv_memory_fraction": 0.75}
-        if ranks > 1:
-            settings["scheduler.adp_balance_iters"] = 60
-        return {"speculative": {"draft_tokens": mtp, "acceptance_rate": MTP_ACCEPTANCE},
-                "max_batch_tokens": ((mtp + 1) * _int(row["batch_size"]) + _int(row["isl"]) + 64 + 63) // 64 * 64,
-                "engine_settings": settings}
-    if (engine, model) == ("sglang", "deepseek-v3"):
-        return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
-                "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
-    return {}
-
-
-def _load(row: dict[str, str]) -> dict[str, Any]:
-    isl, osl, n = _int(row["isl"]), _int(row["osl"]), _int(row["batch_size"]) * attention_ranks(row)
-    if client(row) == "aiperf":
-        return {"input_tokens": isl, "output_tokens": osl}
-    return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
-            "output_tokens": {"distribution": "uniform", "min": int(osl * RANGE_RATIO), "max": osl},
-            "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
 
 
 def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> list[dict[str, str]]:
@@ -299,8 +199,8 @@ def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> lis
         left -= shares[key]
     chosen: list[dict[str, str]] = []
     for key in sorted(groups):
-        ordered = sorted(groups[key], key=lambda r: (_int(r["batch_size"]), _int(r["isl"]), _int(r["osl"]),
-                                                      _int(r["tp_size"]), r["id"]))
+        ordered = sorted(groups[key], key=lambda r: (count(r["batch_size"]), count(r["isl"]), count(r["osl"]),
+                                                      count(r["tp_size"]), r["id"]))
         picks = sorted({int(round(x)) for x in np.linspace(0, len(ordered) - 1, shares[key])}) if shares[key] else []
         chosen += [ordered[i] for i in picks]
     return chosen
@@ -338,7 +238,7 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
                           "predicted": predicted[metric], "error": predicted[metric] / published - 1,
                           "stack": row["backend"], "source": f"{SOURCE}; {row['silicon_data_source']}",
                           "model": MODELS[row["model_path"]], "system": SYSTEMS[row["system"]],
-                          "concurrency": _int(row["batch_size"])})
+                          "concurrency": count(row["batch_size"])})
     metrics: dict[str, dict[str, Any]] = {}
     by_model: dict[str, dict[str, dict[str, Any]]] = {}  # where a signed bias sits: engine -> model -> summary
     for _, metric in METRICS:
@@ -383,6 +283,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS",
-           "SAMPLE_ROWS", "SYSTEMS", "precision_of", "render", "rows", "scenario_of", "select", "skip_reason",
+__all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "attention_ranks",
+           "client", "deployment", "precision_of", "render", "rows", "scenario_of", "select", "skip_reason",
            "validate_aic"]

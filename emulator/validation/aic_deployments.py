@@ -1,0 +1,123 @@
+"""How the rows of AIConfigurator's silicon sample were run, as `published_aic` maps them to scenarios: the benchmark
+client that measured a row (`client`), the load it sent (`load`), and the engine settings a deployment's own launch
+script states where they differ from the engine's defaults (`deployment`):
+
+InferenceX's TensorRT-LLM Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh,
+unchanged from 2025-09-18 to the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens
+16384` and, at ISL = OSL = 1024 below tp 8, batch waiting (`batch_wait_timeout_iters: 20`,
+`batch_wait_max_tokens_ratio: 0.9`: the engine's `scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows
+(benchmarks/dsr1_fp8_h200.sh, unchanged from 2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25
+runs) ran `--chunked-prefill-size 32768 --max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k)
+`--mem-fraction-static 0.82` (an explicit fraction: no computed reserve); its TensorRT-LLM DeepSeek-R1 rows of
+2026-01-14 (tp 8, ep 8, image 1.1.0rc2.post2) are its `dsr1-fp8-h200-trt-mtp` configuration
+(.github/configs/nvidia-master.yaml at the time: "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32
+(8k/1k); the plain configuration stops at 64 clients for 1k/8k, and the rows include 128), so they state speculative
+decoding with three drafted tokens, each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same
+model's November 2025 rows -17%), and that script's (benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12)
+--max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75. Its DP-attention
+DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
+1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
+(benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
+--max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and free_gpu_memory_fraction 0.75, and
+attention_dp_config enable_balance with timeout_iters 60: stated as one drafted token, that per-rank token budget,
+that KV fraction and `scheduler.adp_balance_iters` 60. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
+servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
+generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
+512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
+/ 37% / 55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in
+place of 512 gives the same within 2 points). The same rule does not fit the other engines' aiperf rows
+(TensorRT-LLM's max_num_tokens 128 + isl + 1500: TTFT 52% -> 58%; SGLang's --max-prefill-tokens isl + 1500:
+unchanged), whose servers predate the generator's rules or were launched otherwise, so they keep their engine's
+defaults. Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1 70B script also sets `kv-cache-dtype:
+fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
+clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
+those runs took these settings is in doubt and they are not stated;
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MODELS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama3.1-8b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama3.1-8b",
+    "meta-llama/Llama-3.1-70B": "llama3.1-70b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3",
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
+INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
+# DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
+# accepted 85-90% of the time; the low end, for each of three chained drafts
+MTP_ACCEPTANCE = 0.85
+# AIConfigurator's generator (src/aiconfigurator/generator/rule_plugin/vllm.rule): a vLLM server's
+# --max-num-batched-tokens is its max_batch_size + isl + 1500, --max-num-seqs 512 (when the chosen batch is smaller)
+AIC_PROMPT_MARGIN = 1500
+AIC_VLLM_MAX_SEQS = 512
+
+
+def count(text: str) -> int:
+    return int(text) if text.strip() else 0
+
+
+def attention_ranks(row: dict[str, str]) -> int:
+    """The row's attention data-parallel ranks (1: none)."""
+    return max(count(row["attention_dp_size"]), 1)
+
+
+def client(row: dict[str, str]) -> str:
+    """The benchmark client that measured the row: `inferencex` or `aiperf` (see the module docstring)."""
+    source = row["silicon_data_source"]
+    return "inferencex" if source.startswith("db-dump/") or re.match(r"source_file=\d{4}-\d\d-\d\d\.csv", source) \
+        else "aiperf"
+
+
+def deployment(row: dict[str, str]) -> dict[str, Any]:
+    """The engine settings the row's deployment script states where they differ from the engine's defaults (the
+    module docstring says which and from where): inference keys of its scenario."""
+    if client(row) != "inferencex":
+        if row["backend"] == "vllm":  # AIConfigurator's generator launched it
+            return {"max_batch_tokens": AIC_VLLM_MAX_SEQS + count(row["isl"]) + AIC_PROMPT_MARGIN,
+                    "batch_size": AIC_VLLM_MAX_SEQS}
+        return {}
+    model, engine = MODELS[row["model_path"]], row["backend"]
+    short = count(row["isl"]) == count(row["osl"]) == 1024
+    if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
+        return {}
+    if (engine, model) == ("trtllm", "llama3.1-70b"):
+        out: dict[str, Any] = {"max_batch_tokens": 16384}
+        if short and count(row["tp_size"]) < 8:
+            out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
+        return out
+    ranks, mtp_run = attention_ranks(row), "measured=2026-01-14" in row["silicon_data_source"]
+    if (engine, model) == ("trtllm", "deepseek-v3") and (ranks > 1 or mtp_run):
+        # dsr1_fp8_h200_trt_mtp(_slurm).sh: MTP=1 with DP attention, else 3; --max_batch_size CONC/TP, else CONC (the
+        # row's batch_size either way); --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
+        mtp = 1 if ranks > 1 else 3
+        settings: dict[str, Any] = {"defaults.kv_memory_fraction": 0.75}
+        if ranks > 1:
+            settings["scheduler.adp_balance_iters"] = 60
+        return {"speculative": {"draft_tokens": mtp, "acceptance_rate": MTP_ACCEPTANCE},
+                "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
+                "engine_settings": settings}
+    if (engine, model) == ("sglang", "deepseek-v3"):
+        return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
+                "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
+    return {}
+
+
+def load(row: dict[str, str]) -> dict[str, Any]:
+    isl, osl, n = count(row["isl"]), count(row["osl"]), count(row["batch_size"]) * attention_ranks(row)
+    if client(row) == "aiperf":
+        return {"input_tokens": isl, "output_tokens": osl}
+    return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
+            "output_tokens": {"distribution": "uniform", "min": int(osl * RANGE_RATIO), "max": osl},
+            "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
+
+
+__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
+           "RANGE_RATIO", "attention_ranks", "client", "count", "deployment", "load"]
