@@ -49,7 +49,7 @@ def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> Serving
     engine = stack_of(s.serving, "serving")
     # The batch view times the kernels the engine runs, as the serving model's steps do (eager: the eager program);
     # it checks the request against the model's context first.
-    batch = predict_batch(one_device, table, None if engine.name == "eager" else engine)
+    batch = predict_batch(one_device, table, engine)
     serving = predict_serving(s, s.serving, table)
     memory = batch.memory
     if serving.memory_parts is not None:  # a replica's device: weights, the KV pool it allocates, the workspace

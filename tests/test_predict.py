@@ -61,6 +61,7 @@ def test_the_batch_view_times_the_kernels_the_serving_engine_runs() -> None:
     assert trt.kernels["gemm"].time_s == pytest.approx(eager.kernels["gemm"].time_s, rel=0.1)
     off_gemm = sum(k.time_s for f, k in trt.kernels.items() if f != "gemm")
     assert off_gemm < sum(k.time_s for f, k in eager.kernels.items() if f != "gemm")
+    assert predict_batch(s, SPEC_DEFAULTS, load_stack("eager", "serving")).step_time_s == eager.step_time_s
 
 
 def test_training_prediction_is_compute_bound_with_plausible_mfu() -> None:

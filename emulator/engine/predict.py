@@ -189,7 +189,8 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None,
     check_context(s, s.model, inf.input_tokens, inf.output_tokens)
     table = table or efficiency_for(s.device)
     device = s.device
-    engine = None if isinstance(s.model, DLRMConfig) else engine  # the serving engines are LLM stacks
+    if isinstance(s.model, DLRMConfig) or (engine is not None and engine.name == "eager"):
+        engine = None  # the serving engines are LLM stacks; the eager one runs the traced program as it is
     if engine is not None:
         table = engine_table(table, engine)
         device, launch_s = engine_device(device, engine)

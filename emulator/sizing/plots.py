@@ -82,8 +82,7 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
                              output_tokens=int(spec.output_tokens.expected), batch_size=8, precision=spec.precision,
                              parallel=Parallel(tp=row["plan"]["tp"])))
             try:
-                engine = stack_of(spec, "serving")  # the engine's kernels, as the serving model times them
-                batch = predict_batch(s, engine=None if engine.name == "eager" else engine)
+                batch = predict_batch(s, engine=stack_of(spec, "serving"))  # as the serving model times it
                 out[name] = {f: k.as_dict() for f, k in batch.kernels.items()}
             except EmulatorError:  # a device the one-batch view cannot time (its context, its formats) is left off
                 continue
