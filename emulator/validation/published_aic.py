@@ -3,6 +3,8 @@ model's closed loop, with one set of parameters (`efficiency_for(device)`; nothi
 
 Each usable row is one engine deployment measured under a closed loop (`batch_size` = requests in flight) and
 becomes a scenario:
+- mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
+  has one layout for both pools and no closed loop);
 - served through NVIDIA Dynamo (source names a `*-runtime` image and `dynamo_version=`: its frontend, router and
   request handling in front of the engine, a serving stack the emulator does not model): skipped. These 13
   aggregated rows are also far from the engine's own server (gpt-oss-120b at tp 4 on TensorRT-LLM 1.3: TPOT 47-49
@@ -43,9 +45,7 @@ becomes a scenario:
   - the others (AIConfigurator's own collection, aiperf with fixed lengths, 2 x concurrency warm-up requests, then 20
     rounds): lengths fixed at isl and osl, the steady-state closed loop;
 - the deployment's own engine settings where its launch script states them: `aic_deployments.deployment` (which
-  scripts, what they set, and why the other rows keep their engine's defaults);
-- mode disagg: skipped (prefill and decode pools of different layouts and worker counts; the disaggregation model
-  has one layout for both pools and no closed loop).
+  scripts, what they set, and why the other rows keep their engine's defaults).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
 `<row id>:ttft` (mean TTFT, ms), error = predicted / published - 1.
 
