@@ -193,9 +193,9 @@ def _stage_params(model: TransformerConfig, shard: TransformerConfig, etp: int, 
     embed = v * h + positions
     head = v * h + norm
     tied = v * h if shard.tie_embeddings else 0
-    per_expert = (3 if shard.mlp == "swiglu" else 2) * h
     traced_experts = shard.num_routed_expert_params()
-    experts = per_expert * (model.moe_ffn_hidden_size // etp) * shard.num_experts * shard.num_moe_layers
+    rank_experts = dataclasses.replace(shard, moe_ffn_hidden_size=model.moe_ffn_hidden_size // etp)
+    experts = rank_experts.num_routed_expert_params()  # the shard's experts, each 1/etp of the model's width
     layers = shard.num_params() - embed - head + tied - traced_experts + experts
     total = layers + max(embed, head) if staged else layers + embed + head - tied
     return float(total), float(experts)
