@@ -4,7 +4,9 @@ signed mean per band of one size column, and the table a person reads."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from emulator.engine.calibration import efficiency_for
@@ -15,6 +17,13 @@ from emulator.stacks import StackProfile
 from emulator.validation.sources import error_summary
 
 Band = tuple[str, int, int]  # (label, lowest, highest) of the size column, inclusive
+
+
+def read_rows(path: Path, whole: Sequence[str]) -> list[dict[str, Any]]:
+    """A shipped table's rows: the `whole` columns as integers, `latency_ms` as a number, the rest as text."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return [{**r, **{k: int(r[k]) for k in whole}, "latency_ms": float(r["latency_ms"])}
+                for r in csv.DictReader(f)]
 
 
 class Chips:
@@ -69,4 +78,4 @@ def render_by_chip(title: str, section: dict[str, Any], fmt: str, bands: Sequenc
     return "\n".join(lines)
 
 
-__all__ = ["Band", "Chips", "by_chip", "check", "render_by_chip"]
+__all__ = ["Band", "Chips", "by_chip", "check", "read_rows", "render_by_chip"]

@@ -21,7 +21,6 @@ Error = predicted / measured - 1, summarised per chip and format and per sequenc
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from emulator.engine.roofline import kernel_time
@@ -29,7 +28,7 @@ from emulator.files import shipped
 from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES
 from emulator.stacks import load_stack
-from emulator.validation.kernel_tables import check, render_by_chip
+from emulator.validation.kernel_tables import check, read_rows, render_by_chip
 from kernels import Cost, KernelCall
 from kernels.attention import attention_flops, causal_pairs
 
@@ -42,9 +41,7 @@ LSE_BYTES = 4.0  # one fp32 log-sum-exp per query row and head
 
 
 def rows() -> list[dict[str, Any]]:
-    with open(CSV, encoding="utf-8", newline="") as f:
-        return [{**r, **{k: int(r[k]) for k in ("batch", "isl", "num_heads", "num_kv_heads", "head_dim")},
-                 "latency_ms": float(r["latency_ms"])} for r in csv.DictReader(f)]
+    return read_rows(CSV, ("batch", "isl", "num_heads", "num_kv_heads", "head_dim"))
 
 
 def context_calls(b: int, s: int, h: int, g: int, d: int) -> list[KernelCall]:

@@ -20,7 +20,6 @@ measured - 1, summarised per chip and format and per token-count band.
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from emulator.engine.roofline import kernel_time
@@ -28,7 +27,7 @@ from emulator.files import shipped
 from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES
 from emulator.stacks import load_stack
-from emulator.validation.kernel_tables import check, render_by_chip
+from emulator.validation.kernel_tables import check, read_rows, render_by_chip
 from kernels import Cost, KernelCall
 
 CSV = shipped("data") / "aic_gemm_trtllm.csv"
@@ -41,9 +40,7 @@ FP4_BYTES_WITH_SCALES = DTYPE_BYTES["fp4"] + FP8_BYTES / 16  # two values a byte
 
 
 def rows() -> list[dict[str, Any]]:
-    with open(CSV, encoding="utf-8", newline="") as f:
-        return [{**r, "m": int(r["m"]), "n": int(r["n"]), "k": int(r["k"]), "latency_ms": float(r["latency_ms"])}
-                for r in csv.DictReader(f)]
+    return read_rows(CSV, ("m", "n", "k"))
 
 
 def linear_calls(m: int, n: int, k: int, gemm_dtype: str) -> list[KernelCall]:
