@@ -225,7 +225,7 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert scenario_of(vllm[0])[1].max_batch_tokens == 2012 + int(vllm[0]["isl"])
     mtp = [r for r in usable if "speculative" in deployment(r) and attention_ranks(r) == 1]
     assert mtp and all(r["backend"] == "trtllm" and "measured=2026-01-14" in r["silicon_data_source"] for r in mtp)
-    assert scenario_of(mtp[0])[1].speculative == (3, 0.85)
+    assert scenario_of(mtp[0])[1].speculative == (3, (0.85, 0.63, 0.63))
     for row in mtp:  # the MTP script's per-run token budget: (MTP + 1) x CONC + ISL + 64, rounded up to 64
         assert deployment(row)["max_batch_tokens"] == (4 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
         assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
@@ -251,3 +251,24 @@ def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
     out = validate_aic(4, path=BLACKWELL_CSV)
     assert out["cases"] and {c["system"] for c in out["cases"]} <= {"hgx-b200", "gb200-nvl72"}
     assert out["summary"]["file"] == BLACKWELL_CSV.name and BLACKWELL_CSV.name in render(out)
+
+
+def test_blackwell_mtp_campaigns_state_their_drafts() -> None:
+    """InferenceX's B200 TensorRT-LLM DeepSeek-R1 campaigns started by its MTP commits (2026-01-14, 2026-02-05,
+    2026-02-06) run three chained drafts (one with DP attention) at the stated per-position rates, with their
+    scripts' token budget and KV fraction; the same model's other B200 campaigns and other systems' rows state none."""
+    ds = [r for r in rows(BLACKWELL_CSV) if skip_reason(r) is None and r["backend"] == "trtllm"
+          and MODELS[r["model_path"]] == "deepseek-v3" and client(r) == "inferencex"]
+    mtp = [r for r in ds if "speculative" in deployment(r)]
+    assert mtp and all(r["system"] == "b200_sxm" for r in mtp)
+    assert {r["silicon_data_source"].split("measured=")[1][:10] for r in mtp} == {"2026-01-14", "2026-02-05",
+                                                                                 "2026-02-06"}
+    assert all(deployment(r) == {} for r in ds if r not in mtp)
+    for row in mtp:
+        k = 1 if attention_ranks(row) > 1 else 3
+        out = deployment(row)
+        assert out["speculative"] == {"draft_tokens": k, "acceptance_rate": [0.85, 0.63, 0.63][:k]}
+        assert out["max_batch_tokens"] == ((k + 1) * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
+        fp8_dp = k == 1 and "measured=2026-02-05" in row["silicon_data_source"]
+        assert out["engine_settings"]["defaults.kv_memory_fraction"] == (0.7 if fp8_dp else 0.8)
+    assert scenario_of(mtp[0])[1].speculative[1] in ((0.85,), (0.85, 0.63, 0.63))

@@ -142,7 +142,7 @@ def test_aiconfigurator_dp_attention_rows_map_to_replicas_of_attention_ranks() -
     for row in rows:
         s, spec = pa.scenario_of(row)
         assert (spec.tp, spec.ep, spec.attention_dp) == (8, 8, True)
-        assert spec.concurrency == 8 * int(row["batch_size"]) and spec.speculative == (1, MTP_ACCEPTANCE)
+        assert spec.concurrency == 8 * int(row["batch_size"]) and spec.speculative == (1, (MTP_ACCEPTANCE,))
         assert spec.max_batch_tokens == (2 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
         assert dict(spec.engine_settings)["scheduler.adp_balance_iters"] == 60
 

@@ -20,6 +20,9 @@ def test_parses_every_key() -> None:
     assert spec.slo.tpot_p99_s == 0.2 and spec.scheduler_overhead_s == 0.002
     mtp = parse_inference({"input_tokens": 10, "speculative": {"draft_tokens": 3, "acceptance_rate": 0.85}}, "s.yaml")
     assert mtp.speculative == (3, 0.85)
+    chained = parse_inference({"input_tokens": 10, "speculative": {"draft_tokens": 3,
+                                                                   "acceptance_rate": [0.85, 0.6, 0.6]}}, "s.yaml")
+    assert chained.speculative == (3, (0.85, 0.6, 0.6))
 
 
 @pytest.mark.parametrize(("data", "field"), [
@@ -34,6 +37,10 @@ def test_parses_every_key() -> None:
      "inference.speculative.draft_tokens"),
     ({"input_tokens": 10, "speculative": {"draft_tokens": 3, "acceptance_rate": 1.2}},
      "inference.speculative.acceptance_rate"),
+    ({"input_tokens": 10, "speculative": {"draft_tokens": 3, "acceptance_rate": [0.9, 0.6]}},
+     "inference.speculative.acceptance_rate"),
+    ({"input_tokens": 10, "speculative": {"draft_tokens": 2, "acceptance_rate": [0.9, "high"]}},
+     "inference.speculative.acceptance_rate[1]"),
 ])
 def test_bad_sections_name_file_field_and_fix(data: dict, field: str) -> None:
     """Each mistake is an EmulatorError naming the file and the field, with a fix."""

@@ -170,9 +170,13 @@ def test_ingress_adds_to_every_first_token_and_spaces_a_closed_loop() -> None:
 
 
 def test_speculation_keeps_its_expected_run_of_tokens_per_verify_step() -> None:
-    """tokens_per_step = 1 + a + ... + a^k (the accepted run and the verify step's own token)."""
+    """tokens_per_step = 1 + a + ... + a^k (the accepted run and the verify step's own token), or with one rate
+    per position 1 + a1 + a1 a2 + ..."""
     assert Speculation(3, 0.8).tokens_per_step == pytest.approx(1 + 0.8 + 0.64 + 0.512)
     assert Speculation(2, 1.0).tokens_per_step == 3.0 and Speculation(4, 0.0).tokens_per_step == 1.0
+    # one rate per drafted position, each given the one before: 1 + a1 + a1 a2 + a1 a2 a3
+    assert Speculation(3, (0.9, 0.5, 0.5)).tokens_per_step == pytest.approx(1 + 0.9 + 0.45 + 0.225)
+    assert Speculation(3, (0.8, 0.8, 0.8)).tokens_per_step == Speculation(3, 0.8).tokens_per_step
 
 
 def test_speculative_decode_step_is_a_verify_and_drafts_per_token_kept() -> None:

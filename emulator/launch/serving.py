@@ -63,8 +63,9 @@ def _head(s: Scenario, r: Replica, stack: StackProfile, tool: Tool, predicted: l
           ) -> list[str]:
     if s.serving is not None and s.serving.speculative:
         k, a = s.serving.speculative
+        rates = ", ".join(f"{r:g}" for r in a) if isinstance(a, tuple) else f"{a:g}"
         notes = [*notes, f"the prediction assumes speculative decoding ({k} drafted token(s) per step, acceptance "
-                         f"{a}): configure the engine's drafter (MTP or EAGLE) as the deployment runs it"]
+                         f"{rates}): configure the engine's drafter (MTP or EAGLE) as the deployment runs it"]
     return [f"{s.model.name}: {r.replicas} replica(s) of tp {r.tp} x pp {r.pp} on {s.device.name}, from {s.path}.",
             f"Targets: {tool.name} ({stack.title}; stack profile {stack.name}: {stack.versions}); flags checked "
             f"against {tool.source}.", *predicted, *[f"Note: {n}." for n in notes],

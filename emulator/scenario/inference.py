@@ -25,6 +25,7 @@ inference:
                                  #   engine's stack items (stack_profiles/README.md), in place of its defaults
   speculative: {draft_tokens: 3, acceptance_rate: 0.8}   # speculative decoding (MTP, EAGLE): tokens drafted per
                                  #   step by a one-layer drafter, each kept with this probability given the last
+                                 #   (or one per drafted position: acceptance_rate: [0.85, 0.63, 0.63])
   disaggregation: {prefill_replicas: 2, decode_replicas: 6}
 ```
 Every key is checked through `emulator.fields.Fields`; errors name the file, the field and the fix.
@@ -162,7 +163,8 @@ class ServingSpec:
     num_requests: int | None = None
     scheduler_overhead_s: float | None = None
     engine_settings: tuple[tuple[str, Any], ...] = ()  # (stack item, value): the deployment's, over the engine's
-    speculative: tuple[int, float] | None = None  # (draft tokens per step, acceptance rate); None: none
+    speculative: tuple[int, float | tuple[float, ...]] | None = None  # (draft tokens per step, acceptance rate or
+    #   one per drafted position); None: none
     disaggregation: Disaggregation | None = None
     num_beams: int = 1
     samples_per_query: Distribution = field(default_factory=Distribution)
@@ -299,12 +301,9 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
                                                f"{prefix}.engine_settings")
     if r.has("speculative"):
         sp = r.section("speculative", ("draft_tokens", "acceptance_rate"))
-        sp.required("acceptance_rate", "acceptance_rate: 0.8 (the chance the verify step keeps a drafted token, "
-                                       "given the one before)")
-        kw["speculative"] = (sp.integer("draft_tokens", maximum=MAX_DRAFT_TOKENS, why="drafted tokens per step",
-                                        hint="draft_tokens: 3 (MTP or EAGLE tokens drafted per step)"),
-                             float(sp.number("acceptance_rate", strict=False, maximum=1.0,
-                                             why="probability that a drafted token is kept") or 0.0))
+        drafts = sp.integer("draft_tokens", maximum=MAX_DRAFT_TOKENS, why="drafted tokens per step",
+                            hint="draft_tokens: 3 (MTP or EAGLE tokens drafted per step)")
+        kw["speculative"] = (drafts, _acceptance(sp, drafts))
     if r.has("slo"):
         slo = r.section("slo", SLO_KEYS)
         kw["slo"] = Slo(**{k: slo.number(k) for k in SLO_KEYS if slo.has(k)})
@@ -320,6 +319,21 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
             raise r.error("slo", "is needed to search the highest Server rate (no arrival_rate_per_s or trace). "
                                  "Fix: add slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}, or give arrival_rate_per_s.")
     return ServingSpec(**kw)
+
+
+def _acceptance(sp: Fields, draft_tokens: int) -> float | tuple[float, ...]:
+    """`speculative.acceptance_rate`: one probability for every drafted token, or a list of one per drafted position
+    (each given the one before: a drafter run on its own drafts is kept less often after the first)."""
+    rates = sp.required("acceptance_rate", "acceptance_rate: 0.8 (the chance the verify step keeps a drafted token, "
+                                           "given the one before), or one per drafted position: [0.85, 0.6, 0.6]")
+    if not isinstance(rates, list):
+        return float(sp.number("acceptance_rate", strict=False, maximum=1.0,
+                               why="probability that a drafted token is kept") or 0.0)
+    if len(rates) != draft_tokens:
+        raise sp.error("acceptance_rate", f"lists {len(rates)} rate(s) for {draft_tokens} drafted token(s). Fix: give "
+                                          "one rate per drafted position, or one number for all of them.")
+    return tuple(check_number(a, file=sp.file, field=f"{sp.field('acceptance_rate')}[{i}]", strict=False,
+                              maximum=1.0, why="probability that a drafted token is kept") for i, a in enumerate(rates))
 
 
 def _check_closed_loop(r: Fields, kw: dict[str, Any]) -> None:

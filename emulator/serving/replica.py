@@ -228,13 +228,14 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
 def build_replica(model: TransformerConfig, device: DeviceProfile, system: SystemProfile | None,
                   table: EfficiencyTable, *, precision: str, kv_precision: str, tp: int = 1, pp: int = 1, ep: int = 1,
                   overhead_s: float | None = None, max_batch_tokens: int | None = None,
-                  settings: tuple[tuple[str, Any], ...] = (), speculative: tuple[int, float] | None = None,
-                  path: str | None = None, engine: str | None = None, attention_dp: bool = False) -> Replica:
+                  settings: tuple[tuple[str, Any], ...] = (),
+                  speculative: tuple[int, float | tuple[float, ...]] | None = None, path: str | None = None,
+                  engine: str | None = None, attention_dp: bool = False) -> Replica:
     """A replica with its step model and KV capacity as the serving `engine` (a stack of stack_profiles/serving;
     None: the default) runs it; an error when the weights leave no room for KV. `max_batch_tokens`, `overhead_s`
     and `settings` (stack item, value): the deployment's values instead of the engine's; `speculative`: (drafted
-    tokens, acceptance rate) of a `Speculation` by a one-layer drafter; `attention_dp`: the tp ranks run attention
-    data parallel (`serving.attention_dp`: memory, KV cache, token budget and batch cap are per rank)."""
+    tokens, acceptance rate or rates) of a `Speculation` by a one-layer drafter; `attention_dp`: the tp ranks run
+    attention data parallel (`serving.attention_dp`: memory, KV cache, token budget and batch cap are per rank)."""
     stack = load_stack(engine, "serving", file=path).with_settings(settings)
     if tp * pp > 1 and system is None:
         raise EmulatorError(f"tp x pp = {tp * pp} devices need a system profile for their links. Fix: set "

@@ -72,15 +72,26 @@ class StepModel:
 class Speculation:
     """Speculative decoding as a deployment runs it: `draft_tokens` drafted per sequence and step by a one-layer
     drafter (DeepSeek's MTP module, an EAGLE head), each accepted with probability `acceptance_rate` given the one
-    before it (a verify step keeps the accepted run and one token of its own)."""
+    before it (a verify step keeps the accepted run and one token of its own). The rate is one number for every
+    drafted token or one per position: a drafter run again on its own drafts (TensorRT-LLM's MTP Eagle, vLLM's and
+    SGLang's MTP with more than one token) was trained for the first position and is kept less often after it."""
 
     draft_tokens: int
-    acceptance_rate: float
+    acceptance_rate: float | tuple[float, ...]
+
+    @property
+    def rates(self) -> tuple[float, ...]:
+        """The acceptance rate of each drafted position, given the one before."""
+        a = self.acceptance_rate
+        return tuple(a) if isinstance(a, tuple) else (float(a),) * self.draft_tokens
 
     @property
     def tokens_per_step(self) -> float:
-        a, k = self.acceptance_rate, self.draft_tokens
-        return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+        kept, run = 1.0, 1.0
+        for rate in self.rates:
+            run *= rate
+            kept += run
+        return kept
 
     def applied(self, step: StepModel, draft_share: float) -> StepModel:
         """`step` with this speculation, each draft costing `draft_share` of its dense work and the head."""

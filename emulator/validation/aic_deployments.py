@@ -20,7 +20,12 @@ DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` 
 (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
 --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and free_gpu_memory_fraction 0.75, and
 attention_dp_config enable_balance with timeout_iters 60: stated as one drafted token, that per-rank token budget,
-that KV fraction and `scheduler.adp_balance_iters` 60. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
+that KV fraction and `scheduler.adp_balance_iters` 60. Its B200 TensorRT-LLM DeepSeek-R1 rows of the campaigns its
+MTP commits started (a row's measured stamp is the time of the commit that started it: PR 392 on 2026-01-14, the
+fp8 and fp4 MTP updates 632 and 642 on 2026-02-05 and 2026-02-06) ran benchmarks/dsr1_fp{8,4}_b200_trt_mtp(_slurm).sh
+at those commits: the same MTP=3 (MTP=1 with DP attention) and token budget, free_gpu_memory_fraction 0.8 (0.7 for
+fp8 with DP attention), DP attention's balance at 60 iterations; the model's other B200 campaigns ran the plain
+scripts and keep the defaults. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
 servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
 generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
 512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
@@ -51,9 +56,16 @@ MODELS = {
 }
 RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
 INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
-# DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): its MTP module's second-token prediction is
-# accepted 85-90% of the time; the low end, for each of three chained drafts
+# DeepSeek's MTP module drafts its first token as it was trained to: kept 85-90% of the time (DeepSeek-V3 technical
+# report, arXiv 2412.19437, section 5.4.3; the low end). TensorRT-LLM runs more than one drafted token by calling the
+# same module again on its own draft (MTP Eagle, its default path for DeepSeek-V3/R1: NVIDIA/TensorRT-LLM
+# docs/source/blogs/tech_blog/blog2_DeepSeek_R1_MTP_Implementation_and_Optimization.md), and a module trained for the
+# first position is kept less often after it: the original module chained seven times keeps 3.20 tokens a step at
+# temperature 0 and 3.09 at 1 over MT-bench, HumanEval and GSM8K (Hugging Face model card nebius/MTP-DeepSeek-V3-0324,
+# "Original MTP"), 0.63 for each later position given the one before (0.85 first); NVIDIA's AIConfigurator assumes
+# fewer still (its V1 default rates [0.85, 0.3, 0, ...]: src/aiconfigurator/sdk/task_v1_compat.py)
 MTP_ACCEPTANCE = 0.85
+MTP_LATER_ACCEPTANCE = 0.63
 # AIConfigurator's generator (src/aiconfigurator/generator/rule_plugin/vllm.rule): a vLLM server's
 # --max-num-batched-tokens is its max_batch_size + isl + 1500, --max-num-seqs 512 (when the chosen batch is smaller)
 AIC_PROMPT_MARGIN = 1500
@@ -76,6 +88,22 @@ def client(row: dict[str, str]) -> str:
         else "aiperf"
 
 
+def mtp_acceptance(draft_tokens: int) -> tuple[float, ...]:
+    """The acceptance rate of each of `draft_tokens` chained MTP drafts, given the one before (see MTP_ACCEPTANCE)."""
+    return (MTP_ACCEPTANCE,) + (MTP_LATER_ACCEPTANCE,) * (draft_tokens - 1)
+
+
+def mtp_campaign(row: dict[str, str]) -> bool:
+    """Whether an InferenceX TensorRT-LLM DeepSeek-R1 row ran its `-mtp` configuration: on H200 every DP-attention
+    row and the campaign of 2026-01-14; on B200 the campaigns of 2026-01-14, 2026-02-05 (fp8) and 2026-02-06 (fp4),
+    whose measured stamps are the times of the InferenceX commits that started them (PRs 392, 632, 642)."""
+    source = row["silicon_data_source"]
+    if row["system"] == "h200_sxm":
+        return attention_ranks(row) > 1 or "measured=2026-01-14" in source
+    return row["system"] == "b200_sxm" and any(f"measured={day}" in source
+                                               for day in ("2026-01-14", "2026-02-05", "2026-02-06"))
+
+
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
     module docstring says which and from where): inference keys of its scenario."""
@@ -86,6 +114,20 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
     short = count(row["isl"]) == count(row["osl"]) == 1024
+    ranks = attention_ranks(row)
+    if (engine, model) == ("trtllm", "deepseek-v3") and mtp_campaign(row):
+        # dsr1_fp8_h200_trt_mtp(_slurm).sh, dsr1_fp{4,8}_b200_trt_mtp(_slurm).sh: MTP=1 with DP attention, else 3;
+        # --max_batch_size CONC/TP (CONC/8, CONC/4 on B200 from February), else CONC (the row's batch_size); and
+        # --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
+        mtp = 1 if ranks > 1 else 3
+        fraction = 0.75 if row["system"] == "h200_sxm" else 0.7 if ranks > 1 and "measured=2026-02-05" in \
+            row["silicon_data_source"] else 0.8
+        settings: dict[str, Any] = {"defaults.kv_memory_fraction": fraction}
+        if ranks > 1:
+            settings["scheduler.adp_balance_iters"] = 60
+        return {"speculative": {"draft_tokens": mtp, "acceptance_rate": list(mtp_acceptance(mtp))},
+                "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
+                "engine_settings": settings}
     if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
         return {}
     if (engine, model) == ("trtllm", "llama3.1-70b"):
@@ -93,17 +135,6 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and count(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
-    ranks, mtp_run = attention_ranks(row), "measured=2026-01-14" in row["silicon_data_source"]
-    if (engine, model) == ("trtllm", "deepseek-v3") and (ranks > 1 or mtp_run):
-        # dsr1_fp8_h200_trt_mtp(_slurm).sh: MTP=1 with DP attention, else 3; --max_batch_size CONC/TP, else CONC (the
-        # row's batch_size either way); --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
-        mtp = 1 if ranks > 1 else 3
-        settings: dict[str, Any] = {"defaults.kv_memory_fraction": 0.75}
-        if ranks > 1:
-            settings["scheduler.adp_balance_iters"] = 60
-        return {"speculative": {"draft_tokens": mtp, "acceptance_rate": MTP_ACCEPTANCE},
-                "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
-                "engine_settings": settings}
     if (engine, model) == ("sglang", "deepseek-v3"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
@@ -120,4 +151,5 @@ def load(row: dict[str, str]) -> dict[str, Any]:
 
 
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
-           "RANGE_RATIO", "attention_ranks", "client", "count", "deployment", "load"]
+           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment", "load",
+           "mtp_acceptance", "mtp_campaign"]
