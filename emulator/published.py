@@ -32,6 +32,8 @@ DEVICE_ALIASES = {
     "B300-SXM": "b300",
     "GB300": "gb300",
     "MI300X": "mi300x",
+    "MI325X (1000W)": "mi325x",
+    "MI355X": "mi355x",
 }
 
 

@@ -23,9 +23,10 @@ from emulator.hardware import (
     profile_summary,
 )
 
-DEVICES = ["a100-sxm", "h100-sxm", "h200-sxm", "b200", "gb200", "b300", "gb300", "l40s", "mi300x", "mtia-v2"]
+DEVICES = ["a100-sxm", "h100-sxm", "h200-sxm", "b200", "gb200", "b300", "gb300", "l40s", "mi300x", "mi325x", "mi355x",
+           "mtia-v2"]
 SYSTEMS = ["hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "hgx-b200-700w", "gb200-nvl72", "hgx-b300", "gb300-nvl72",
-           "l40s-node", "mi300x-node", "mtia-rack"]
+           "l40s-node", "mi300x-node", "mi325x-node", "mi355x-node", "mtia-rack"]
 
 
 def _numbers(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -100,6 +101,8 @@ def test_every_number_has_a_nonempty_source(profile: Any) -> None:
         ("b200", 2.25e15),
         ("gb200", 2.5e15),
         ("mi300x", 1.307e15),
+        ("mi325x", 1.307e15),
+        ("mi355x", 2.5166e15),  # 256 CUs x 4,096 FLOP x 2.4 GHz (the MI350X: 2,306.9 at 2.2 GHz)
         ("mtia-v2", 177e12),
         ("l40s", 362.05e12),
     ],
@@ -109,9 +112,10 @@ def test_dense_bf16_matrix_peaks_match_the_datasheets(name: str, bf16: float) ->
     assert load_device(name).matrix_peak("bf16") == pytest.approx(bf16, rel=1e-3)
 
 
-def test_fp4_only_on_blackwell() -> None:
-    """Only the Blackwell chips list an fp4 peak; every other chip simply lacks the dtype."""
-    assert {d for d in DEVICES if load_device(d).has_dtype("fp4")} == {"b200", "gb200", "b300", "gb300"}
+def test_fp4_only_on_blackwell_and_cdna4() -> None:
+    """Only the Blackwell chips and the CDNA4 MI355X (MXFP4) list an fp4 peak; every other chip simply lacks the
+    dtype."""
+    assert {d for d in DEVICES if load_device(d).has_dtype("fp4")} == {"b200", "gb200", "b300", "gb300", "mi355x"}
     assert not load_device("a100-sxm").has_dtype("fp8") and load_device("h100-sxm").has_dtype("fp8")
 
 

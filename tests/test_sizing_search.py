@@ -105,3 +105,24 @@ def test_same_file_gives_byte_identical_report_json(tmp_path: Path) -> None:
         blobs.append((tmp_path / f"out{k}" / "report.json").read_bytes())
     assert blobs[0] == blobs[1]
     assert b'"schema_version": 1' in blobs[0] and str(tmp_path).encode() not in blobs[0]
+
+
+def test_a_named_engine_skips_the_candidates_it_does_not_run_on(tmp_path: Path) -> None:
+    """A serving sizing naming TensorRT-LLM rejects the AMD candidate's layouts as unsupported (counted with the
+    others) and sizes the NVIDIA one; naming none, the AMD candidate is sized on its vendor's default engine."""
+    text = """goal: serve
+model: llama3-8b
+serve:
+  traffic: {arrival_rate_per_s: 20, input_tokens: 512, output_tokens: 64}
+  slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}
+  engine: trtllm
+candidates: [{device: h100-sxm, system: hgx-h100}, {device: mi300x, system: mi300x-node}]
+"""
+    path = tmp_path / "serve.yaml"
+    path.write_text(text)
+    res = size(load_sizing(str(path)))
+    assert "mi300x" in res.rejected["unsupported"]["example"] and "trtllm" in res.rejected["unsupported"]["example"]
+    assert {res.rows[i]["device"] for i in res.feasible} == {"h100-sxm"}
+    path.write_text(text.replace("  engine: trtllm\n", ""))
+    again = size(load_sizing(str(path)))
+    assert "unsupported" not in again.rejected and "mi300x" in {again.rows[i]["device"] for i in again.feasible}

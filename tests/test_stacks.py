@@ -27,7 +27,7 @@ from emulator.serving.replica import build_replica, step_model
 from emulator.serving.replica import shard as serving_shard
 from emulator.serving.stepcomm import all_reduce_s as _all_reduce_s
 from emulator.serving.stepcomm import comm_s as _comm_s
-from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack
+from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack, runs_on, stack_for
 from emulator.stacks import load as stack_load
 from emulator.workloads.presets import preset
 
@@ -100,6 +100,26 @@ def test_defaults_and_unknown_names() -> None:
     assert "Fix:" in str(e.value)
 
 
+def test_a_device_gets_an_engine_its_vendor_runs(tmp_path: Path) -> None:
+    """TensorRT-LLM runs on NVIDIA chips only: with no engine named an AMD device is served by vLLM, an NVIDIA one
+    by TensorRT-LLM; naming TensorRT-LLM for an AMD device is an error naming the file, the field and the engines
+    that run there (a training framework likewise)."""
+    assert stack_for(None, "serving", "nvidia") == "trtllm" and stack_for(None, "serving", "amd") == "vllm"
+    assert stack_for("sglang", "serving", "amd") == "sglang" and stack_for(None, "training", "amd") == "megatron-core"
+    assert runs_on(load_stack("trtllm", "serving"), "nvidia") and not runs_on(load_stack("trtllm", "serving"), "amd")
+    with pytest.raises(EmulatorError, match="runs on nvidia devices only") as e:
+        stack_for("trtllm", "serving", "amd", file="s.yaml")
+    assert e.value.field == "inference.engine" and "vllm" in e.value.message and "Fix:" in e.value.message
+    path = tmp_path / "s.yaml"
+    path.write_text("model: llama3-8b\nhardware: {device: mi355x, system: mi355x-node, num_devices: 1}\n"
+                    "inference: {input_tokens: 128, output_tokens: 16}\n")
+    assert load_scenario(path).serving.engine == "vllm"
+    path.write_text(path.read_text().replace("output_tokens: 16}", "output_tokens: 16, engine: trtllm}"))
+    with pytest.raises(EmulatorError, match="nvidia devices only") as e:
+        load_scenario(path)
+    assert e.value.file == str(path) and e.value.field == "inference.engine"
+
+
 def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     (tmp_path / "training").mkdir(exist_ok=True)
     (tmp_path / "training" / "mine.yaml").write_text(body)
@@ -112,6 +132,7 @@ def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     ("  overlap.tpp: {value: 0.5, source: x}", "did you mean 'overlap.tp'"),
     ("  defaults.kv_precision: {value: {fp8: fp8}, source: x}", "applies to serving stacks"),
     ("  fusion.families: {value: [gemm], source: x}", "list of kernel families"),
+    ("  platform.vendors: {value: nvidia, source: x}", "list of device vendors"),
 ])
 def test_bad_profile_items_name_the_field_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items: str,
                                                    needle: str) -> None:

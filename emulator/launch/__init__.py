@@ -23,7 +23,7 @@ from emulator.scenario import Inference, Parallel, Scenario
 from emulator.serving import predict_serving
 from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
-from emulator.stacks import StackProfile, stack_of
+from emulator.stacks import StackProfile, stack_for, stack_of
 from emulator.units import fmt_seconds
 from emulator.workloads.config import DLRMConfig
 
@@ -88,7 +88,8 @@ def sizing_launch_files(sz: Sizing, result: SearchResult) -> tuple[LaunchFile, .
         return launch_files(training_scenario(sz, cand, plan_of(sz, row)), row, source=source)
     assert sz.serve is not None
     tp, spec = row["plan"]["tp"], sz.serve.spec
-    served = dataclasses.replace(spec, tp=tp)
+    served = dataclasses.replace(spec, tp=tp, engine=stack_for(spec.engine, "serving", cand.device.vendor,
+                                                               file=sz.path))
     inference = Inference(input_tokens=int(spec.input_tokens.expected), output_tokens=int(spec.output_tokens.expected),
                           precision=spec.precision, kv_precision=spec.kv_precision, parallel=Parallel(tp=tp))
     scenario = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system, num_devices=tp,

@@ -34,7 +34,7 @@ from emulator.hardware import DeviceProfile, SystemProfile, list_devices, load_d
 from emulator.precision import TRAIN_PRECISIONS
 from emulator.scenario.inference import MAX_DEVICES, parse_inference
 from emulator.scenario.plausibility import domain_of, group_warnings, serving_warnings
-from emulator.stacks import list_stacks, load_stack, parse_settings
+from emulator.stacks import list_stacks, load_stack, parse_settings, stack_for
 from emulator.workloads.config import ModelConfig, TransformerConfig
 from emulator.workloads.load import load_model
 from emulator.workloads.lora import DEFAULT_ALPHA, DEFAULT_RANK, MAX_RANK, TARGETS, LoraConfig, check_targets
@@ -313,6 +313,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
             field="training" if r.has("training") else None,
         )
     training = _training(r.get("training"), path, model) if r.has("training") else None
+    if training is not None and training.framework is not None:  # a framework the device's vendor runs
+        stack_for(training.framework, "training", device.vendor, file=path)
     notes: list[str] = []
     domain = domain_of(device, system)
     warnings: list[str] = []
@@ -325,7 +327,8 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     if training is not None and training.lora is not None and isinstance(model, TransformerConfig):
         model = dataclasses.replace(model, lora=training.lora)  # the model as trained: frozen base plus adapters
     inference, serving = _inference(r.get("inference"), path) if r.has("inference") else (None, None)
-    if serving is not None:
+    if serving is not None:  # the engine the device runs: the one named, checked, else its vendor's default
+        serving = dataclasses.replace(serving, engine=stack_for(serving.engine, "serving", device.vendor, file=path))
         warnings += serving_warnings(serving, num_devices, domain)
     return Scenario(path=path, model=model, device=device, system=system, num_devices=num_devices,
                     training=training, inference=inference, serving=serving, raw=data, notes=tuple(notes),

@@ -27,14 +27,15 @@ from emulator.serving.disaggregation import predict_disaggregated
 from emulator.serving.llm import predict_llm
 from emulator.serving.prediction import ClosedLoopStats, ServingPrediction, ServingResult
 from emulator.serving.recommender import predict_recommender
-from emulator.stacks import load_stack
+from emulator.stacks import stack_for
 from emulator.workloads.config import DLRMConfig
 
 
 def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingResult:
     """Predict a serving scenario: Offline or Server, LLM or recommender, aggregated or disaggregated."""
     scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
-    spec = dataclasses.replace(spec, engine=load_stack(spec.engine, "serving", file=spec.path or None).name)
+    spec = dataclasses.replace(spec, engine=stack_for(spec.engine, "serving", scenario.device.vendor,
+                                                      file=spec.path or scenario.path or None))
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
         if spec.concurrency is not None:

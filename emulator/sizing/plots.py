@@ -13,6 +13,7 @@ holds only the plot.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from emulator.scenario import Inference, Parallel, Scenario
 from emulator.sizing.constraints import latency_name
 from emulator.sizing.search import SearchResult, plan_of, training_scenario
 from emulator.sizing.spec import Sizing
-from emulator.stacks import stack_of
+from emulator.stacks import stack_for, stack_of
 from emulator.workloads.config import DLRMConfig
 
 DPI = 100
@@ -76,6 +77,7 @@ def _kernels(result: SearchResult, sz: Sizing, report: dict[str, Any]) -> dict[s
             out[name] = {f: k.as_dict() for f, k in pred.kernels.items()}
         else:
             spec = sz.serve.spec  # type: ignore[union-attr]
+            spec = dataclasses.replace(spec, engine=stack_for(spec.engine, "serving", cand.device.vendor))
             s = Scenario(path=sz.path, model=sz.model, device=cand.device, system=cand.system,
                          num_devices=row["plan"]["tp"], inference=Inference(
                              input_tokens=int(spec.input_tokens.expected),

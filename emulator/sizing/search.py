@@ -39,7 +39,7 @@ from emulator.serving import predict_serving
 from emulator.serving.prediction import LatencyFloor
 from emulator.sizing.pareto import pareto_mask
 from emulator.sizing.spec import Candidate, Sizing, precision_of
-from emulator.stacks import load_stack
+from emulator.stacks import load_stack, runs_on, stack_for
 from emulator.units import GiB, fmt_seconds
 from emulator.workloads.config import DLRMConfig, TransformerConfig
 
@@ -237,7 +237,10 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
     dlrm = isinstance(sz.model, DLRMConfig)
     cap = sz.constraints.max_devices or DEFAULT_MAX_DEVICES
     for ci, cand in enumerate(sz.candidates):
-        spec = dataclasses.replace(target.spec, precision=precision_of(sz, cand))
+        engine = target.spec.engine
+        runs = engine is None or runs_on(load_stack(engine, "serving"), cand.device.vendor)
+        spec = dataclasses.replace(target.spec, precision=precision_of(sz, cand),
+                                   engine=stack_for(engine, "serving", cand.device.vendor) if runs else engine)
         tps = [1] if dlrm else [t for t in _powers(cand.system.scale_up.domain_size)
                                 if t <= getattr(sz.model, "num_heads", 1)][:4]
         for tp, dp_attention in _serving_layouts(sz.model, tps):
@@ -246,6 +249,9 @@ def search_serving(sz: Sizing, progress: Progress | None = None) -> tuple[list[d
                 progress(cand.device.name, ci + 1, len(sz.candidates))
             ep = tp if dp_attention else 1
             layout = f"{cand.device.name} tp {tp}" + (" with attention DP" if dp_attention else "")
+            if not runs:  # the named engine does not run on this vendor's chips
+                _reject(rejected, "unsupported", f"{layout}: {engine} does not run on {cand.device.vendor}'s devices")
+                continue
             inference = Inference(input_tokens=int(spec.input_tokens.expected),
                                   output_tokens=int(spec.output_tokens.expected), precision=spec.precision,
                                   kv_precision=spec.kv_precision, parallel=Parallel(tp=tp, ep=ep))

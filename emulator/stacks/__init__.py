@@ -1,8 +1,17 @@
 """Software stacks as data: frameworks (megatron-core, torchtitan, eager) and serving engines (trtllm, vllm,
 sglang, eager), each a sourced profile the engine applies to a traced program."""
 
-from emulator.stacks.load import DEFAULT_STACK, SCENARIO_KEY, list_stacks, load_stack, parse_settings, stack_of
+from emulator.stacks.load import (
+    DEFAULT_STACK,
+    SCENARIO_KEY,
+    list_stacks,
+    load_stack,
+    parse_settings,
+    runs_on,
+    stack_for,
+    stack_of,
+)
 from emulator.stacks.profile import ITEMS, OVERLAP_CLASSES, STACK_KINDS, Item, StackProfile
 
 __all__ = ["DEFAULT_STACK", "ITEMS", "OVERLAP_CLASSES", "SCENARIO_KEY", "STACK_KINDS", "Item", "StackProfile",
-           "list_stacks", "load_stack", "parse_settings", "stack_of"]
+           "list_stacks", "load_stack", "parse_settings", "runs_on", "stack_for", "stack_of"]

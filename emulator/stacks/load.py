@@ -16,8 +16,11 @@ from emulator.fields import Fields
 from emulator.files import read_yaml, shipped
 from emulator.stacks.profile import ITEMS, STACK_KINDS, Item, StackProfile, check_value
 
-# What a scenario gets when it names no stack: the production stacks planners size for (README, "Software stacks").
+# What a scenario gets when it names no stack: the production stacks planners size for (README, "Software stacks");
+# on a chip the default does not run on (`platform.vendors`: TensorRT-LLM is NVIDIA's), the first of the fallbacks
+# that does (vLLM serves on ROCm as on CUDA).
 DEFAULT_STACK = {"training": "megatron-core", "serving": "trtllm"}
+FALLBACK_STACKS = {"training": ("torchtitan", "eager"), "serving": ("vllm", "sglang", "eager")}
 SCENARIO_KEY = {"training": "training.framework", "serving": "inference.engine"}
 
 
@@ -86,6 +89,29 @@ def load_stack(name: str | None, kind: str, *, file: str | None = None) -> Stack
         raise EmulatorError(f"is '{name}', not a shipped {kind} stack; {nearest(name, known)} Fix: use one of "
                             f"{', '.join(known)}.", file=file, field=SCENARIO_KEY[kind])
     return _load(str(path), path.stat().st_mtime_ns)
+
+
+def runs_on(stack: StackProfile, vendor: str) -> bool:
+    """Whether `stack` runs on the chips of `vendor` (a device profile's `vendor`)."""
+    vendors = stack.get("platform.vendors")
+    return not vendors or vendor in vendors
+
+
+def stack_for(name: str | None, kind: str, vendor: str, *, file: str | None = None) -> str:
+    """The stack of `kind` a scenario on `vendor`'s chips runs: `name`, checked to run there (else an error naming
+    the scenario key), or with None the default, else the first fallback that runs there."""
+    if name is not None:
+        stack = load_stack(name, kind, file=file)
+        if not runs_on(stack, vendor):
+            others = [n for n in list_stacks(kind) if runs_on(load_stack(n, kind), vendor)]
+            raise EmulatorError(f"is '{name}': {stack.title} runs on {', '.join(stack.get('platform.vendors'))} "
+                                f"devices only, and this device is {vendor}'s. Fix: use one of {', '.join(others)}.",
+                                file=file, field=SCENARIO_KEY[kind])
+        return name
+    for candidate in (DEFAULT_STACK[kind], *FALLBACK_STACKS[kind]):
+        if runs_on(load_stack(candidate, kind), vendor):
+            return candidate
+    return "eager"  # every vendor's chips run the eager program
 
 
 def stack_of(section: Any, kind: str) -> StackProfile:

@@ -68,6 +68,7 @@ DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type 
 
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
+    "platform.vendors": ("vendors", STACK_KINDS, (), "device vendors whose chips run the stack (empty: any)"),
     "fusion.families": ("families", STACK_KINDS, (), "non-GEMM families fused per module region and phase"),
     "fusion.gemm_groups": ("bool", STACK_KINDS, False,
                            "sibling Linears reading one input run as one GEMM per pass (q, k, v; gate and up), their "
@@ -254,6 +255,11 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
             fail(f"must be one of {', '.join(DISPATCHERS)}, got {value!r}. Fix: write alltoall (one copy of a token "
                  "per routed expert) or flex (DeepEP or HybridEP).")
         return str(value)
+    if kind == "vendors":
+        if not isinstance(value, list) or not value or any(not isinstance(v, str) or not v.strip() for v in value):
+            fail(f"must be a list of device vendors (a device profile's `vendor`), got {value!r}. Fix: e.g. [nvidia], "
+                 "or leave the item out for any vendor.")
+        return tuple(value)
     if kind == "families":
         if not isinstance(value, list) or any(v not in FUSIBLE_FAMILIES for v in value):
             fail(f"must be a list of kernel families out of {', '.join(FUSIBLE_FAMILIES)}, got {value!r}. Fix: "
