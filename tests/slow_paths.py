@@ -144,10 +144,13 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
     kvd = step.kv_decode_s_per_token  # decode-only iterations (per token gained, with speculation)
+    since = 0  # decode-only iterations since the scheduler last took requests (`Scheduling.recv_interval`)
     while done < n:
-        while ptr < n and arrival[ptr] + scheduling.ingress_s <= decided:
-            waiting.append((ptr, lin[ptr]))
-            ptr += 1
+        if since >= scheduling.recv_interval or not (prefill or dec):  # idle, or after prompts: at once
+            since = 0
+            while ptr < n and arrival[ptr] + scheduling.ingress_s <= decided:
+                waiting.append((ptr, lin[ptr]))
+                ptr += 1
         if not waiting and not prefill and not dec:  # idle: the scheduler takes the next request at once
             t = decided = max(arrival[ptr] + scheduling.ingress_s, t)
             continue
@@ -221,8 +224,10 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             k = min(fin_heap[0][0] - g, (cap - used) // ntok)
             if ptr < n and arrival[ptr] < math.inf and len(prefill) + len(dec) < max_batch:
                 gap = arrival[ptr] + scheduling.ingress_s - t
-                # scheduled ahead, it joins the iteration after the one it arrives in
-                k = min(k, _steps_until(gap, a, kvd * ntok, kvd * dec_kv) + int(scheduling.ahead and gap > 0))
+                # scheduled ahead, it joins the iteration after the one it arrives in; the scheduler takes it at
+                # its next take
+                until = _steps_until(gap, a, kvd * ntok, kvd * dec_kv) + int(scheduling.ahead and gap > 0)
+                k = min(k, until + -(since + until) % scheduling.recv_interval)
             k = max(k, 1) if mixed and not holding else 1
             adv = k
             dt = k * a + kvd * (k * dec_kv + ntok * k * (k - 1) / 2)
@@ -241,6 +246,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         t += dt
         busy += dt
         num_steps += k
+        since = scheduling.recv_interval if ptok else since + k
         g += adv
         dec_kv += ntok * adv
         used += ntok * adv

@@ -245,7 +245,9 @@ def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
     assert precision_of(hopper, "nvfp4") is None
     llama = next(r for r in blackwell if r["backend"] == "trtllm" and r["model_path"] == "meta-llama/Llama-3.1-70B"
                  and client(r) == "inferencex")
-    assert deployment(llama) == {} and deployment({**llama, "system": "h200_sxm"})["max_batch_tokens"] == 16384
+    assert deployment(llama) == deployment({**llama, "system": "h200_sxm"}) and \
+        deployment(llama)["max_batch_tokens"] == 16384  # the B200 scripts set what the H200 ones do
+    assert deployment({**llama, "system": "gb200"}) == {}
     wide = {**fp4, "system": "gb200", "tp_size": "8", "moe_tp_size": "1", "moe_ep_size": "8", "pp_size": "1"}
     assert "NVLink domain" not in str(skip_reason(wide))
     out = validate_aic(4, path=BLACKWELL_CSV)
@@ -272,3 +274,22 @@ def test_blackwell_mtp_campaigns_state_their_drafts() -> None:
         fp8_dp = k == 1 and "measured=2026-02-05" in row["silicon_data_source"]
         assert out["engine_settings"]["defaults.kv_memory_fraction"] == (0.7 if fp8_dp else 0.8)
     assert scenario_of(mtp[0])[1].speculative[1] in ((0.85,), (0.85, 0.63, 0.63))
+
+
+def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:
+    """InferenceX's B200 SGLang DeepSeek-R1 rows of 2026-03-25 carry their scripts' settings: the scheduler takes new
+    requests every 10 decode iterations below 16 clients and every 30 from 16 (fp8 at tp 4: 10), with the scripts'
+    running cap, memory fraction and chunk; the recv interval reaches the simulation's scheduling."""
+    rows_ = [r for r in rows(BLACKWELL_CSV) if r["backend"] == "sglang" and r["system"] == "b200_sxm"
+             and "measured=2026-03-25" in r["silicon_data_source"] and skip_reason(r) is None]
+    assert rows_
+    for row in rows_:
+        out, conc = deployment(row), int(row["batch_size"]) * attention_ranks(row)
+        recv = out["engine_settings"]["scheduler.recv_interval_iters"]
+        fp4, tp4 = row["gemm_quant_mode"] == "nvfp4", row["tp_size"] == "4"
+        assert recv == (10 if tp4 and not fp4 or conc < 16 else 30)
+        assert (out["batch_size"], out["max_batch_tokens"]) == ((256, 16384) if fp4 else (32, 8192) if tp4 else
+                                                                 (128, 32768))
+    spec = scenario_of(rows_[0])[1]
+    assert ("scheduler.recv_interval_iters", deployment(rows_[0])["engine_settings"]["scheduler.recv_interval_iters"]) \
+        in spec.engine_settings

@@ -115,7 +115,7 @@ def test_event_loop_runs_as_the_slow_one(name: str) -> None:
 def test_shipped_serving_predictions_equal_the_slow_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`predict --json` of every shipped serving example is the slow path's, to 1e-9."""
     fast = predict_json(load_scenario(EXAMPLES / name))
-    monkeypatch.setattr(simulator, "_replica", _slow_replica)
+    monkeypatch.setattr(simulator, "run_replica", _slow_replica)
     monkeypatch.setattr(recommender, "serve_queries", _slow_batcher)
     assert_close(fast, predict_json(load_scenario(EXAMPLES / name)))
 
@@ -136,7 +136,7 @@ def test_server_search_equals_the_slow_search(device: str, tp: int, monkeypatch:
     reusing the full batch's runs) finds the slow search's rate and latencies."""
     scenario, spec = _server("sizing-serve-llm.yaml", device, tp)
     fast = predict_serving(scenario, spec).to_json()
-    monkeypatch.setattr(simulator, "_replica", _slow_replica)
+    monkeypatch.setattr(simulator, "run_replica", _slow_replica)
     assert_close(fast, predict_serving(scenario, spec).to_json())
 
 
@@ -276,6 +276,28 @@ def test_ingress_event_loop_runs_as_the_slow_one() -> None:
         for field in ("first_token_s", "finish_s"):
             assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
         assert fast.num_steps == slow.num_steps
+
+
+@pytest.mark.parametrize(("ahead", "mixed"), [(False, True), (True, True), (True, False)])
+def test_receive_interval_event_loop_runs_as_the_slow_one(ahead: bool, mixed: bool) -> None:
+    """A scheduler that takes new requests every 7 decode-only iterations (SGLang's --scheduler-recv-interval), with
+    a 30 ms ingress, scheduled ahead or not: offline, Poisson, preempting and closed-loop runs give the slow loop's
+    times and iteration counts, and Poisson arrivals wait longer for their first token than with every
+    iteration's take."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    every = dataclasses.replace(replica.scheduling, ingress_s=0.03, ahead=ahead, mixed_batches=mixed)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": dataclasses.replace(every, recv_interval=7)}
+    tight = int(spec.input_tokens.upper + spec.output_tokens.upper) * 6
+    for fast, slow in _fast_and_slow(replica.step, spec, replica.kv_capacity_tokens, common, tight):
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, 10.0, 2)
+    ttft = [float(simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=64,
+                           max_batch_tokens=replica.max_batch_tokens, scheduling=s).ttft_s.mean())
+            for s in (every, common["scheduling"])]
+    assert ttft[1] > ttft[0]
 
 
 @pytest.mark.parametrize(("mixed", "chunked"), [(True, True), (False, True), (True, False)])

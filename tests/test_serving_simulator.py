@@ -9,6 +9,7 @@ from emulator.errors import EmulatorError
 from emulator.scenario import Distribution
 from emulator.serving.replica import Scheduling, Speculation, StepModel
 from emulator.serving.simulator import Requests, make_requests, simulate, simulate_closed
+from emulator.stacks import load_stack
 
 GRID = (1.0, 64.0, 1024.0, 8192.0)
 # dense: 20 ms of weight streaming, then ~40 us per token once compute bound
@@ -167,6 +168,21 @@ def test_ingress_adds_to_every_first_token_and_spaces_a_closed_loop() -> None:
                            scheduling=Scheduling(ingress_s=0.05))
     assert np.array_equal(loop.arrival_s[1:], loop.finish_s[:-1])
     assert np.allclose(loop.ttft_s, late.ttft_s[0], rtol=1e-12)
+
+
+def test_a_receive_interval_holds_arrivals_during_decodes_only() -> None:
+    """`Scheduling.recv_interval` (SGLang's --scheduler-recv-interval): a request arriving while another decodes
+    waits for the scheduler's next take, at most that many decode iterations later; one arriving at an idle engine
+    starts at once, as without the interval."""
+    reqs = Requests(np.array([0.0, 0.3, 100.0]), np.full(3, 100), np.array([200, 4, 4]))
+    common = {"max_batch": 8, "max_batch_tokens": 4096}
+    every = simulate(STEP, 100_000, reqs, **common)  # type: ignore[arg-type]
+    tenth = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(recv_interval=10))  # type: ignore[arg-type]
+    decode = STEP.decode_s(1) + STEP.kv_s_per_token * 400  # a decode iteration of the long request, at most
+    assert every.ttft_s[1] < tenth.ttft_s[1] <= every.ttft_s[1] + 10 * decode
+    assert tenth.ttft_s[2] == pytest.approx(every.ttft_s[2], rel=1e-12) and tenth.ttft_s[0] == every.ttft_s[0]
+    assert Scheduling.of(load_stack("sglang", "serving").with_settings(
+        (("scheduler.recv_interval_iters", 30),))).recv_interval == 30
 
 
 def test_speculation_keeps_its_expected_run_of_tokens_per_verify_step() -> None:

@@ -29,6 +29,9 @@ class Scheduling:
     # The engine schedules iteration i + 1 while the device runs i (`host.overlap`: TensorRT-LLM's and SGLang's
     # overlap schedulers): a request that arrives during an iteration joins the one after next.
     ahead: bool = False
+    # SGLang's --scheduler-recv-interval: while only decodes run, new requests reach the batch every this many
+    # iterations (its SchedulerRecvSkipper counts decode iterations; after prompts, or idle, it takes them at once).
+    recv_interval: int = 1
 
     @classmethod
     def of(cls, stack: StackProfile, attention_ranks: int = 1) -> Scheduling:
@@ -42,7 +45,8 @@ class Scheduling:
                    batch_wait_iters=balance or int(stack.get("scheduler.batch_wait_iters")),
                    batch_wait_ratio=float(stack.get("scheduler.batch_wait_tokens_ratio")),
                    batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
-                   ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")))
+                   ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")),
+                   recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1))
 
 
 DEFAULT_SCHEDULING = Scheduling()

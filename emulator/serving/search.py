@@ -40,13 +40,12 @@ from emulator.serving.simulator import (
     SimResult,
     SloWatch,
     TokenGaps,
-    Watched,
     make_requests,
     repeated_percentiles,
     simulate,
     simulate_closed,
-    simulate_watched,
 )
+from emulator.serving.watched import Watched, simulate_watched
 from emulator.stats import Percentiles
 
 WARMUP_FRACTION = 0.25

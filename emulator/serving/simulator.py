@@ -26,6 +26,9 @@ Engines that schedule ahead (`Scheduling.ahead`: TensorRT-LLM's and SGLang's ove
 decide iteration i + 1's batch while the device runs i: a request that reaches the scheduler during an iteration
 joins the one after next (while the engine is idle, the next at once).
 
+SGLang's `--scheduler-recv-interval` (`Scheduling.recv_interval`): while only decodes run, the scheduler takes new
+requests every that many iterations; after an iteration with prompt tokens, or idle, at the next one.
+
 Engines that do not mix (`Scheduling.mixed_batches` false, SGLang's default): while any admitted prompt has
 prefill left, an iteration runs prefill chunks only (the whole token budget, no decode tokens, no KV read by
 decodes) and the decoding sequences gain nothing; decoding resumes when no prefill is pending. The first decode
@@ -39,7 +42,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,7 +93,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
         idx = np.arange(k, n, num_replicas)
         if len(idx) == 0:
             continue
-        run = _replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
+        run = run_replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
                        requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
                        scheduling=scheduling, gaps=gaps, log=log)
         first[idx], finish[idx] = run.first_s, run.finish_s
@@ -104,30 +106,6 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
                      num_replicas, steps, preempt, conc, TokenGaps.join(parts) if gaps else None, tuple(logs))
 
 
-@dataclass(frozen=True, slots=True)
-class Watched:
-    """A watched run: its result, or None where it stopped on a missed SLO; and the most sequences it held (until
-    it stopped). A run under a larger batch cap that never held `max_batch` sequences is, step for step, the run
-    under that cap: its verdict serves both."""
-
-    result: SimResult | None
-    max_concurrency: int
-
-
-def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Requests, watch: SloWatch, *, max_batch: int,
-                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
-                     scheduling: Scheduling = DEFAULT_SCHEDULING) -> Watched:
-    """`simulate` on one replica, stopped as soon as the run's p99s cannot meet `watch.slo` (see SloWatch)."""
-    check_capacity(requests, kv_capacity_tokens, num_beams, path)
-    run = _replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens, requests.output_tokens,
-                   max_batch, max_batch_tokens, num_beams, scheduling=scheduling, watch=watch, log=False)
-    if run.missed:
-        return Watched(None, run.max_concurrency)
-    return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
-                             requests.output_tokens, run.busy_s, float(run.finish_s.max()), 1, run.num_steps,
-                             run.num_preemptions, run.max_concurrency), run.max_concurrency)
-
-
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
                     max_batch_tokens: int, num_beams: int = 1, path: str | None = None,
                     scheduling: Scheduling = DEFAULT_SCHEDULING) -> SimResult:
@@ -135,7 +113,7 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
     `concurrency` requests are sent at t=0, each later one when a request finishes. `requests.arrival_s` is
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
-    run = _replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
+    run = run_replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
                    max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling,
                    gaps=True)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
@@ -143,7 +121,7 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
                      run.max_concurrency, run.gaps, (run.iterations,))
 
 
-def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
+def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
              budget: int, beams: int, prefilled: bool = False, closed: int = 0,
              scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
              log: bool = True) -> ReplicaRun:
@@ -158,6 +136,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     # The next iteration's batch takes the requests that reached the scheduler by `fetch_t`: the end of this
     # iteration, or (`ahead`: scheduled while this one runs) its start.
     lookahead, fetch_t = scheduling.ahead, 0.0
+    recv, since = scheduling.recv_interval, 0  # the scheduler takes requests after `recv` decode-only iterations
     waited = 0  # batch waiting: iterations the pending prompts have waited so far
     chunks: list[int] = []  # batch waiting: each prefill's chunk in the current iteration, in order
     n = len(inp)
@@ -195,9 +174,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
-        while arrival[ptr] + ingress <= fetch_t:
-            wait((ptr, lin[ptr]))
-            ptr += 1
+        if since >= recv or not (prefill or dec):  # it takes them (idle, or after prompts, at once)
+            since = 0
+            while arrival[ptr] + ingress <= fetch_t:
+                wait((ptr, lin[ptr]))
+                ptr += 1
         if not waiting and not prefill and not dec:
             t = fetch_t = max(arrival[ptr] + ingress, t)
             continue
@@ -303,6 +284,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                     else:
                         until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
                     until += lookahead  # ahead: it joins the iteration after the one it arrives in
+                until += -(since + until) % recv  # and the scheduler takes it when it next takes requests
                 if until < k:
                     k = until
             if holding:  # nothing changes the verdict before an arrival or completion: wait up to the timeout
@@ -328,6 +310,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
         t += dt
         busy += dt
         num_steps += k
+        since = recv if ptok else since + k
         g += adv
         grown = ntok * adv
         dec_kv += grown
@@ -396,5 +379,5 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                       kept_gaps, iterations)
 
 
-__all__ = ["MISS_MARGIN", "Requests", "SimResult", "SloWatch", "TokenGaps", "Watched", "check_capacity",
-           "make_requests", "misses_to_fail", "repeated_percentiles", "simulate", "simulate_closed", "simulate_watched"]
+__all__ = ["MISS_MARGIN", "Requests", "SimResult", "SloWatch", "TokenGaps", "check_capacity", "make_requests",
+           "misses_to_fail", "repeated_percentiles", "run_replica", "simulate", "simulate_closed"]

@@ -121,6 +121,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "scheduler.adp_balance_iters": ("iterations", ("serving",), 0,
                                     "attention data parallelism: prompts wait, up to this many iterations, until "
                                     "every attention rank has one (0: they never wait)"),
+    "scheduler.recv_interval_iters": ("iterations", ("serving",), 1,
+                                      "while only decodes run, the scheduler takes new requests every this many "
+                                      "iterations (after prompts, or idle, at once)"),
     "scheduler.batch_wait_tokens_ratio": ("fraction", ("serving",), 0.0,
                                           "batch waiting: share of the token budget an iteration must reach for its "
                                           "prompts to run at once"),

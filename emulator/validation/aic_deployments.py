@@ -25,7 +25,12 @@ MTP commits started (a row's measured stamp is the time of the commit that start
 fp8 and fp4 MTP updates 632 and 642 on 2026-02-05 and 2026-02-06) ran benchmarks/dsr1_fp{8,4}_b200_trt_mtp(_slurm).sh
 at those commits: the same MTP=3 (MTP=1 with DP attention) and token budget, free_gpu_memory_fraction 0.8 (0.7 for
 fp8 with DP attention), DP attention's balance at 60 iterations; the model's other B200 campaigns ran the plain
-scripts and keep the defaults. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
+scripts and keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scripts (70b_fp{8,4}_b200_trt_*.sh at
+2025-10-29, the rows' date) set what the H200 one does (--max_num_tokens 16384, batch waiting at 1k/1k below tp 8).
+Its B200 SGLang DeepSeek-R1 rows of 2026-03-25 ran benchmarks/single_node/dsr1_fp{8,4}_b200.sh as of 2026-03-11:
+fp8 at tp 8 --max-running-requests 128, --mem-fraction-static 0.82, --chunked-prefill-size 32768, at tp 4 32, 0.95,
+8192; fp4 256, 0.85, 16384; and --scheduler-recv-interval 10 below 16 clients, 30 from 16 (fp8 at tp 4: 10),
+stated as `scheduler.recv_interval_iters`. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
 servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
 generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
 512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
@@ -128,13 +133,24 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {"speculative": {"draft_tokens": mtp, "acceptance_rate": list(mtp_acceptance(mtp))},
                 "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
                 "engine_settings": settings}
-    if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
-        return {}
-    if (engine, model) == ("trtllm", "llama3.1-70b"):
+    if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
         if short and count(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
+    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and \
+            "measured=2026-03-25" in row["silicon_data_source"]:
+        # benchmarks/single_node/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh (2026-03-11, unchanged to 2026-03-27):
+        # --max-running-requests, --mem-fraction-static, --chunked-prefill-size, --scheduler-recv-interval
+        slow = 30 if count(row["batch_size"]) * ranks >= 16 else 10
+        running, fraction, chunk, recv = ((256, 0.85, 16384, slow) if row["gemm_quant_mode"] == "nvfp4" else
+                                          (32, 0.95, 8192, 10) if count(row["tp_size"]) == 4 else
+                                          (128, 0.82, 32768, slow))
+        return {"max_batch_tokens": chunk, "batch_size": running,
+                "engine_settings": {"defaults.kv_memory_fraction": fraction, "defaults.kv_memory_reserve_bytes": 0,
+                                    "scheduler.recv_interval_iters": recv}}
+    if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
+        return {}
     if (engine, model) == ("sglang", "deepseek-v3"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
                 "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
