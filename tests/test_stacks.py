@@ -27,7 +27,16 @@ from emulator.serving.replica import build_replica, step_model
 from emulator.serving.replica import shard as serving_shard
 from emulator.serving.stepcomm import all_reduce_s as _all_reduce_s
 from emulator.serving.stepcomm import comm_s as _comm_s
-from emulator.stacks import ITEMS, STACK_KINDS, Item, list_stacks, load_stack, runs_on, stack_for
+from emulator.stacks import (
+    ITEMS,
+    STACK_KINDS,
+    Item,
+    list_stacks,
+    load_stack,
+    parse_settings,
+    runs_on,
+    stack_for,
+)
 from emulator.stacks import load as stack_load
 from emulator.workloads.presets import preset
 
@@ -118,6 +127,9 @@ def test_a_device_gets_an_engine_its_vendor_runs(tmp_path: Path) -> None:
     with pytest.raises(EmulatorError, match="nvidia devices only") as e:
         load_scenario(path)
     assert e.value.file == str(path) and e.value.field == "inference.engine"
+    with pytest.raises(EmulatorError, match="not a setting of the run") as e:
+        parse_settings({"platform.vendors": ["amd"]}, "serving", "s.yaml", "inference.engine_settings")
+    assert e.value.field == "inference.engine_settings.platform.vendors"
 
 
 def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:

@@ -94,8 +94,8 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
         if len(idx) == 0:
             continue
         run = run_replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
-                       requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                       scheduling=scheduling, gaps=gaps, log=log)
+                          requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
+                          scheduling=scheduling, gaps=gaps, log=log)
         first[idx], finish[idx] = run.first_s, run.finish_s
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
@@ -114,17 +114,17 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
     ignored; the result's `arrival_s` holds the send times."""
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = run_replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
-                   max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling,
-                   gaps=True)
+                      max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling,
+                      gaps=True)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,))
 
 
-def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray, max_batch: int,
-             budget: int, beams: int, prefilled: bool = False, closed: int = 0,
-             scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
-             log: bool = True) -> ReplicaRun:
+def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
+                max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
+                scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
+                log: bool = True) -> ReplicaRun:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`ReplicaRun.missed`). `log`: keep the iteration log (a search's

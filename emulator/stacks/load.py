@@ -134,5 +134,8 @@ def parse_settings(data: Any, kind: str, path: str, where: str) -> tuple[tuple[s
     out = []
     for key, value in data.items():
         fail = _failer(path, f"{where}.{key}")
+        if key == "platform.vendors":  # what the engine runs on is its profile's fact, not a deployment's choice
+            fail(f"is where the {kind} stack runs, not a setting of the run. Fix: delete it; name a stack that runs "
+                 "on the device.")
         out.append((str(key), check_value(_item_kind(key, kind, fail), value, fail)))
     return tuple(sorted(out))
