@@ -108,10 +108,8 @@ def stack_for(name: str | None, kind: str, vendor: str, *, file: str | None = No
                                 f"devices only, and this device is {vendor}'s. Fix: use one of {', '.join(others)}.",
                                 file=file, field=SCENARIO_KEY[kind])
         return name
-    for candidate in (DEFAULT_STACK[kind], *FALLBACK_STACKS[kind]):
-        if runs_on(load_stack(candidate, kind), vendor):
-            return candidate
-    return "eager"  # every vendor's chips run the eager program
+    # the fallbacks end with `eager`, which runs on every vendor's chips
+    return next(c for c in (DEFAULT_STACK[kind], *FALLBACK_STACKS[kind]) if runs_on(load_stack(c, kind), vendor))
 
 
 def stack_of(section: Any, kind: str) -> StackProfile:

@@ -149,8 +149,9 @@ def skip_reason(row: dict[str, str]) -> str | None:
                 "attention ranks hold whole weights")
     tp = replica_tp(row)
     node = load_system(SYSTEMS[row["system"]]).scale_up.domain_size
-    if tp * max(count(row["pp_size"]), 1) > node:
-        return (f"tp_size x pp_size = {tp * max(count(row['pp_size']), 1)} is more than the {node} GPUs of the one "
+    devices = tp * max(count(row["pp_size"]), 1)
+    if devices > node:
+        return (f"tp_size x pp_size = {devices} is more than the {node} GPUs of the one "
                 f"{row['system']} NVLink domain the row names (a one-domain aggregated deployment cannot hold it)")
     if model.num_heads % tp:  # a GB200 rack's 72, 36, 28, ... ranks for DeepSeek's 128 heads
         return f"tp {tp} does not divide the model's {model.num_heads} attention heads"
