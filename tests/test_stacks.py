@@ -5,6 +5,7 @@ defaults fill the plan."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,33 @@ def test_grouped_experts_launch_once_per_block_with_the_same_work() -> None:
     dense = trace_workload(dataclasses.replace(preset("llama3-8b"), num_layers=1), "decode", 8, 1, 64,
                            torch.bfloat16)
     assert group_experts(dense) is dense  # no MoE block: nothing to group
+
+
+def test_expert_gemms_on_streams_launch_a_few_experts_at_a_time_with_the_same_work() -> None:
+    model = dataclasses.replace(preset("qwen3-30b-a3b"), num_layers=2)  # 128 experts
+    trace = trace_workload(model, "train", 1, 256, 0, torch.bfloat16)
+    one, streams = group_experts(trace), group_experts(trace, 4)
+    assert streams.total_cost().matrix_flops == pytest.approx(one.total_cost().matrix_flops)
+    assert streams.total_cost().bytes == pytest.approx(one.total_cost().bytes)
+    pairs = [(a, b) for a, b in zip(one.calls, streams.calls, strict=True) if a.op == "grouped_mm"]
+    # A call per expert GEMM (some passes run two per expert): ceil(those / 4) launches of 4 each
+    assert pairs and all(b.count == a.count * a.shapes[0][0] // 4 and b.shapes[0][0] == 4 for a, b in pairs)
+    assert {a.shapes[0][0] for a, _ in pairs} >= {128}
+    assert [c for c in streams.calls if c.op != "grouped_mm"] == [c for c in one.calls if c.op != "grouped_mm"]
+    six = group_experts(trace, 6)  # 128 GEMMs on 6 streams: 22 launches of 128 / 22 each, rounded
+    launches = [(c, a, math.ceil(a.shapes[0][0] / 6)) for c, a in zip(six.calls, one.calls, strict=True)
+                if c.op == "grouped_mm"]
+    assert all(c.count == a.count * n and c.shapes[0][0] == round(a.shapes[0][0] / n) for c, a, n in launches)
+    assert six.total_cost().matrix_flops == pytest.approx(one.total_cost().matrix_flops)
+    system = load_system("hgx-h100")
+    assert time_trace(streams, system.device, SPEC_DEFAULTS, "bf16").total_s > \
+        time_trace(one, system.device, SPEC_DEFAULTS, "bf16").total_s  # fewer tiles share each launch's waves
+
+
+def test_megatron_core_runs_expert_gemms_on_transformer_engines_streams() -> None:
+    assert load_stack("megatron-core", "training").get("moe.expert_gemm_streams") == 4
+    assert load_stack("torchtitan", "training").get("moe.expert_gemm_streams") == 0  # torch's grouped_mm
+    assert all(load_stack(e, "serving").get("moe.expert_gemm_streams") == 0 for e in ("trtllm", "vllm", "sglang"))
 
 
 def test_grouped_experts_make_moe_decode_faster_on_a_gpu() -> None:

@@ -315,7 +315,7 @@ ATTENTION = ("fused", "unfused")
 
 @functools.lru_cache(maxsize=2048)
 def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attention: str, fused: tuple[str, ...],
-                  cast_bytes: float, grouped: bool, gemm_groups: bool, low_head: bool = True
+                  cast_bytes: float, grouped: bool, gemm_groups: bool, low_head: bool = True, streams: int = 0
                   ) -> tuple[TransformerConfig, Trace, tuple[KernelCall, ...]]:
     """(shard, its trace as the stack runs it, one micro-batch's compute calls) of a rank: the same for plans that
     differ only in dp, ZeRO stage, global batch or etp, which the caller normalises away."""
@@ -325,7 +325,7 @@ def _rank_compute(model: TransformerConfig, plan: Plan, precision: str, attentio
     traced = group_gemms(traced) if gemm_groups else traced  # before fuse, which reads the grouped data flow
     traced = traced if low_head else keep_head_dtype(traced)
     trace = low_precision_casts(fuse(traced, fused), precision, cast_bytes)
-    trace = group_experts(trace) if grouped else trace
+    trace = group_experts(trace, streams) if grouped else trace
     return shard, trace, _shard_compute(model, plan, trace, shard, precision, attention)
 
 
@@ -334,11 +334,13 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     """The program one rank of `plan` runs (traces and compute calls are cached across dp, ZeRO and batch), as
     the software `stack` runs it (None: the traced eager program): the kernel families it fuses per module region
     (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`), its grouped
-    MoE kernels (`engine.stack.group_experts`), its fused sibling Linears (`engine.gemm_groups`), its LM head's
-    precision (`engine.stack.keep_head_dtype`) and its MoE token dispatcher."""
+    MoE kernels (`engine.stack.group_experts`, on the stack's expert GEMM streams), its fused sibling Linears
+    (`engine.gemm_groups`), its LM head's precision (`engine.stack.keep_head_dtype`) and its MoE token
+    dispatcher."""
     fused = stack.fused_families if stack else ()
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
+    streams = int(stack.get("moe.expert_gemm_streams")) if stack else 0
     gemm_groups = bool(stack.get("fusion.gemm_groups")) if stack else False
     dispatcher = str(stack.get("moe.token_dispatcher")) if stack else "alltoall"
     low_head = bool(stack.get("recipe.low_precision_head")) if stack else True
@@ -347,7 +349,7 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
                                        recompute=plan.recompute if attention == "unfused" else "none")
     shard, trace, compute = _rank_compute(model, compute_plan, precision, attention, fused, cast_bytes,
-                                          grouped, gemm_groups, low_head)
+                                          grouped, gemm_groups, low_head, streams)
     params, experts = stage_params(model, shard, plan)
     trained = trainable_params(model, shard, plan, gemm_groups=gemm_groups)
     return RankProgram(

@@ -17,6 +17,7 @@ the stack's kernels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 
 from emulator.engine.calibration import base_shaped
@@ -167,11 +168,16 @@ def keep_head_dtype(trace: Trace) -> Trace:
 GROUPED_FAMILIES = ("gemm", "scatter", "embedding", "copy")  # expert GEMMs, un-permute adds, permute gathers
 
 
-def group_experts(trace: Trace) -> Trace:
+def group_experts(trace: Trace, streams: int = 0) -> Trace:
     """The trace with each MoE block's per-expert kernels run as grouped kernels (`moe.grouped_gemm`): the eager
     program loops over experts (a GEMM, a gather and an index-add each), where the engines and Megatron-Core launch
     one grouped GEMM per projection over all experts and one permute and un-permute kernel per layer. The work and
     bytes are unchanged; the launches, and the per-call fixed cost of each, become one per block execution.
+
+    `streams` (`moe.expert_gemm_streams`): 0, the GEMMs of all experts are one grouped kernel, its waves filled with
+    every expert's tiles; N, each expert's GEMM is its own library call, N of them running at once on N streams
+    (Transformer Engine's grouped GEMM backend): ceil(E / N) launches per projection, each filling its waves with
+    E / ceil(E / N) experts' tiles.
 
     An MoE block is a module with a `router` child; its executions per step are its router's calls."""
     routers = {(c.module.rpartition(".")[0], c.phase): c.count for c in trace.calls
@@ -183,11 +189,14 @@ def group_experts(trace: Trace) -> Trace:
         runs = routers.get((c.module, c.phase))
         if runs and c.family in GROUPED_FAMILIES and c.count > runs:
             group = c.count / runs
-            c = dataclasses.replace(c, cost=c.cost * group, count=runs, weight_bytes=c.weight_bytes * group)
-            if c.family == "gemm" and c.op == "aten.mm" and len(c.shapes) >= 2:
-                # One launch over all experts' tiles: the waves fill with every expert's tiles together.
+            gemm = c.family == "gemm" and c.op == "aten.mm" and len(c.shapes) >= 2
+            launches = math.ceil(group / streams) if gemm and streams else 1
+            per = group / launches  # experts per launch
+            c = dataclasses.replace(c, cost=c.cost * per, count=runs * launches, weight_bytes=c.weight_bytes * per)
+            if gemm:
+                # One launch over its experts' tiles: the waves fill with those experts' tiles together.
                 (m, k), (_, n) = c.shapes[0][-2:], c.shapes[1][-2:]
-                c = dataclasses.replace(c, op="grouped_mm", shapes=((round(group), m, k), (round(group), k, n)))
+                c = dataclasses.replace(c, op="grouped_mm", shapes=((round(per), m, k), (round(per), k, n)))
         calls.append(c)
     return dataclasses.replace(trace, calls=tuple(calls))
 
@@ -211,7 +220,8 @@ def engine_trace(trace: Trace, engine: StackProfile) -> Trace:
     engine's fused kernels (`fusion.families`), the experts as grouped kernels (`moe.grouped_gemm`)."""
     trace = trace if engine.get("recipe.low_precision_head") else keep_head_dtype(trace)
     trace = fuse(group_gemms(trace) if engine.get("fusion.gemm_groups") else trace, engine.fused_families)
-    return group_experts(trace) if engine.get("moe.grouped_gemm") else trace
+    return group_experts(trace, int(engine.get("moe.expert_gemm_streams"))) if engine.get("moe.grouped_gemm") \
+        else trace
 
 
 def engine_table(table: EfficiencyTable, engine: StackProfile) -> EfficiencyTable:

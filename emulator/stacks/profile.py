@@ -20,6 +20,10 @@ Items (the schema; `KINDS` says which kind of stack has which):
   LoRA adapters on them as one adapter (`engine.gemm_groups`).
 - `moe.grouped_gemm`: an MoE block's experts run as one grouped GEMM per projection, with one permute and one
   un-permute kernel, instead of a loop of per-expert kernels (`engine.stack.group_experts`).
+- `moe.expert_gemm_streams`: how the grouped expert GEMM runs: 0, one grouped kernel over all of a rank's experts
+  (CUTLASS grouped GEMM, torch's grouped_mm); N, one library GEMM per expert, N of them at a time on N streams
+  (Transformer Engine's multi-stream cuBLAS backend): ceil(experts / N) launches, each filling its waves with N
+  experts' tiles only (`engine.stack.group_experts`).
 - `moe.token_dispatcher`: how a training run moves tokens to their experts: `alltoall` (one copy per routed
   expert) or `flex` (DeepEP / HybridEP: one copy per remote scale-up domain over the fabric, one per target rank
   inside; `cluster.network`'s `dispatch`).
@@ -76,6 +80,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.cast_bytes_per_element": ("bytes", ("training",), 0.0,
                                       "bytes a low-precision recipe's casts move per GEMM activation element"),
     "moe.grouped_gemm": ("bool", STACK_KINDS, False, "MoE experts run as grouped kernels, one launch per block"),
+    "moe.expert_gemm_streams": ("streams", STACK_KINDS, 0,
+                                "0: one grouped expert GEMM over a rank's experts; N: one GEMM per expert, N at a "
+                                "time on N streams"),
     "moe.token_dispatcher": ("dispatcher", ("training",), "alltoall",
                              "how expert-parallel tokens move: alltoall, one copy per routed expert; flex (DeepEP, "
                              "HybridEP), one copy per remote domain and target rank"),
@@ -289,6 +296,10 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
             return counts
         if not numeric or value < 1 or not float(value).is_integer():
             fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
+        return int(value)
+    if kind == "streams":
+        if not numeric or not 0 <= value <= 64 or not float(value).is_integer():
+            fail(f"must be a whole number of streams from 0 (one grouped kernel) to 64, got {value!r}. Fix: e.g. 4.")
         return int(value)
     if kind == "iterations":
         if not numeric or not 0 <= value <= 10_000 or not float(value).is_integer():
