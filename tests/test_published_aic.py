@@ -12,6 +12,7 @@ import pytest
 
 from emulator.cli import measure
 from emulator.cli.main import main
+from emulator.validation.aic_deployments import sglang_b200_mtp
 from emulator.validation.published_aic import (
     BLACKWELL_CSV,
     BLACKWELL_SAMPLE_ROWS,
@@ -288,8 +289,17 @@ def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:
         recv = out["engine_settings"]["scheduler.recv_interval_iters"]
         fp4, tp4 = row["gemm_quant_mode"] == "nvfp4", row["tp_size"] == "4"
         assert recv == (10 if tp4 and not fp4 or conc < 16 else 30)
+        mtp = sglang_b200_mtp(row)
         assert (out["batch_size"], out["max_batch_tokens"]) == ((256, 16384) if fp4 else (32, 8192) if tp4 else
-                                                                 (128, 32768))
+                                                                 (512, 16384) if mtp else (128, 32768))
+        assert out["kv_precision"] == "fp8"  # every script's --kv-cache-dtype fp8_e4m3
+        assert ("speculative" in out) == mtp
+    # The MTP configuration's points beyond the plain one's search space: 128-512 clients, or 8k prompts at tp 8
+    # beyond 4 clients; the plain configuration's own points keep its script
+    assert {(r["isl"], r["batch_size"]) for r in rows_ if sglang_b200_mtp(r)} >= {("1024", "256"), ("8192", "8")}
+    assert not any(sglang_b200_mtp(r) for r in rows_ if r["isl"] == "1024" and int(r["batch_size"]) <= 64)
+    assert deployment(next(r for r in rows_ if sglang_b200_mtp(r)))["speculative"] == \
+        {"draft_tokens": 2, "acceptance_rate": [0.85, 0.63]}
     spec = scenario_of(rows_[0])[1]
     assert ("scheduler.recv_interval_iters", deployment(rows_[0])["engine_settings"]["scheduler.recv_interval_iters"]) \
         in spec.engine_settings

@@ -29,8 +29,15 @@ scripts and keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scri
 2025-10-29, the rows' date) set what the H200 one does (--max_num_tokens 16384, batch waiting at 1k/1k below tp 8).
 Its B200 SGLang DeepSeek-R1 rows of 2026-03-25 ran benchmarks/single_node/dsr1_fp{8,4}_b200.sh as of 2026-03-11:
 fp8 at tp 8 --max-running-requests 128, --mem-fraction-static 0.82, --chunked-prefill-size 32768, at tp 4 32, 0.95,
-8192; fp4 256, 0.85, 16384; and --scheduler-recv-interval 10 below 16 clients, 30 from 16 (fp8 at tp 4: 10),
-stated as `scheduler.recv_interval_iters`. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
+8192; fp4 256, 0.85, 16384; --kv-cache-dtype fp8_e4m3; and --scheduler-recv-interval 10 below 16 clients, 30 from
+16 (fp8 at tp 4: 10), stated as `scheduler.recv_interval_iters`. The FP8 rows beyond that configuration's search
+space (its master config at the time, 12ba0ae07: tp 8 up to 64 clients at 1k/1k and 1k/8k, 4 at 8k/1k; tp 4 up to
+32 at 8k/1k) are its `dsr1-fp8-b200-sglang-mtp` configuration's (tp 8, 4-512 clients; the sample does not mark
+speculation, and the plain script's cap of 128 would have queued its 256- and 512-client rows for minutes, where
+they measured 1.8-3 s), whose script (dsr1_fp8_b200_mtp.sh, 2026-03-11) runs EAGLE with 2 steps of one draft
+each (two drafted tokens, each kept at `mtp_acceptance`), --max-running-requests 512, chunks of 16384, the same
+memory fraction, FP8 cache and receive intervals (`sglang_b200_mtp`); inside the plain space both configurations
+measured the same points, and those rows keep the plain script. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
 servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
 generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
 512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
@@ -109,6 +116,22 @@ def mtp_campaign(row: dict[str, str]) -> bool:
                                                for day in ("2026-01-14", "2026-02-05", "2026-02-06"))
 
 
+# InferenceX's plain SGLang DeepSeek-R1 FP8 B200 configuration on 2026-03-25 (.github/configs/nvidia-master.yaml at
+# 12ba0ae07, dsr1-fp8-b200-sglang): (isl, osl) -> {tp: highest concurrency}, from 4 clients
+SGLANG_B200_FP8_PLAIN = {(1024, 1024): {8: 64}, (1024, 8192): {8: 64}, (8192, 1024): {8: 4, 4: 32}}
+
+
+def sglang_b200_mtp(row: dict[str, str]) -> bool:
+    """Whether an InferenceX SGLang DeepSeek-R1 FP8 B200 row of 2026-03-25 ran the `dsr1-fp8-b200-sglang-mtp`
+    configuration (tp 8, 4-512 clients, every length pair): its point lies outside the plain configuration's search
+    space (`SGLANG_B200_FP8_PLAIN`). Inside it both configurations measured the same points and the row keeps the
+    plain script."""
+    if row["gemm_quant_mode"] not in ("fp8", "fp8_block") or count(row["tp_size"]) != 8:
+        return False
+    highest = SGLANG_B200_FP8_PLAIN.get((count(row["isl"]), count(row["osl"])), {}).get(8, 0)
+    return count(row["batch_size"]) * attention_ranks(row) > highest
+
+
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
     module docstring says which and from where): inference keys of its scenario."""
@@ -141,12 +164,18 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
     if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and \
             "measured=2026-03-25" in row["silicon_data_source"]:
         # benchmarks/single_node/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh (2026-03-11, unchanged to 2026-03-27):
-        # --max-running-requests, --mem-fraction-static, --chunked-prefill-size, --scheduler-recv-interval
+        # --max-running-requests, --mem-fraction-static, --chunked-prefill-size, --scheduler-recv-interval,
+        # --kv-cache-dtype fp8_e4m3
         slow = 30 if count(row["batch_size"]) * ranks >= 16 else 10
+        if sglang_b200_mtp(row):  # benchmarks/single_node/dsr1_fp8_b200_mtp.sh (2026-03-11): EAGLE, 2 steps
+            return {"speculative": {"draft_tokens": 2, "acceptance_rate": list(mtp_acceptance(2))},
+                    "max_batch_tokens": 16384, "batch_size": 512, "kv_precision": "fp8",
+                    "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0,
+                                        "scheduler.recv_interval_iters": slow}}
         running, fraction, chunk, recv = ((256, 0.85, 16384, slow) if row["gemm_quant_mode"] == "nvfp4" else
                                           (32, 0.95, 8192, 10) if count(row["tp_size"]) == 4 else
                                           (128, 0.82, 32768, slow))
-        return {"max_batch_tokens": chunk, "batch_size": running,
+        return {"max_batch_tokens": chunk, "batch_size": running, "kv_precision": "fp8",
                 "engine_settings": {"defaults.kv_memory_fraction": fraction, "defaults.kv_memory_reserve_bytes": 0,
                                     "scheduler.recv_interval_iters": recv}}
     if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
