@@ -346,6 +346,25 @@ def test_one_shot_all_reduce_for_small_messages_inside_a_domain() -> None:
     assert _all_reduce_s(net, big, 8, 524288) == net.time("all_reduce", big, Group(8))  # past the threshold
 
 
+def test_two_shot_all_reduce_for_mid_size_messages_at_the_kernels_link_share() -> None:
+    net = Network.of(load_system("hgx-h100"))
+    mid = 64 * 8192 * 2.0  # a 64-token decode of a 8192-wide model: 1 MiB, past the one-shot bound
+    ring = net.time("all_reduce", mid, Group(8))
+    two = _all_reduce_s(net, mid, 8, 524288, 8 << 20)
+    assert two == pytest.approx(2 * net.scale_up_latency_s + 2 * 7 / 8 * mid / net.scale_up_bytes_per_s)
+    assert two < ring / 2  # no cliff between the one-shot kernel and NCCL
+    assert _all_reduce_s(net, mid, 8, 524288) == ring  # no two-shot kernel: NCCL
+    half = _all_reduce_s(net, mid, 8, 524288, 8 << 20, link_share=0.5)
+    assert half - 2 * net.scale_up_latency_s == pytest.approx(2 * (two - 2 * net.scale_up_latency_s))
+    assert _all_reduce_s(net, 64e6, 8, 524288, 8 << 20) == net.time("all_reduce", 64e6, Group(8))  # past both
+    assert _all_reduce_s(net, 6e6, 8, 524288, 8 << 20, link_share=0.01) == net.time("all_reduce", 6e6, Group(8))
+    assert _all_reduce_s(net, mid, 16, 524288, 8 << 20) == net.time("all_reduce", mid, Group(16))  # two domains
+    engines = {e: load_stack(e, "serving") for e in ("trtllm", "vllm", "sglang")}
+    assert {e: s.get("comm.two_shot_allreduce_bytes") for e, s in engines.items()} == \
+        {"trtllm": 4 << 20, "vllm": 8 << 20, "sglang": 8 << 20}
+    assert all(0.3 < s.get("comm.custom_allreduce_link_share") < 1 for s in engines.values())
+
+
 def test_expert_parallel_ranks_of_a_replica_move_no_tokens() -> None:
     """Experts spread over the tensor-parallel ranks: every rank holds the whole batch after attention's all-reduce,
     and the MoE block's all-reduce sums the experts' outputs, so ep adds no all-to-all."""

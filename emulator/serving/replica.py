@@ -161,6 +161,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     base_shape = bool(engine.get("recipe.low_precision_gemm_shape"))
     gemm_groups = bool(engine.get("fusion.gemm_groups"))
     one_shot, skew = float(engine.get("comm.one_shot_allreduce_bytes")), float(engine.get("comm.rank_skew_s"))
+    two_shot, link_share = (float(engine.get("comm.two_shot_allreduce_bytes")),
+                            float(engine.get("comm.custom_allreduce_link_share")))
     per_token_s = float(engine.get("host.per_token_s"))
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
@@ -170,7 +172,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
-           fused, grouped, launch_s, one_shot, base_shape, gemm_groups, per_token_s, moe_scale,
+           fused, grouped, launch_s, one_shot, two_shot, link_share, base_shape, gemm_groups, per_token_s, moe_scale,
            overlap_host, skew, prompt_launch_s, low_head, attention_dp)
     if key in _CACHE:
         return _CACHE[key]
@@ -200,7 +202,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         body += (moe_scale - 1.0) * sum(k.time_s for k in experts.kernels if k.op == "grouped_mm")
         launches = launch_s * launched
         comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else
-                _comm_s(model, system, tp, pp, m, one_shot, skew))
+                _comm_s(model, system, tp, pp, m, one_shot, skew, two_shot, link_share))
         dense.append(body + launches + comm)
         head.append(h)
     b0, l1, l2 = 16, 16, min(2048, model.max_seq_len - 1)

@@ -40,7 +40,10 @@ Items (the schema; `KINDS` says which kind of stack has which):
   (GiB from which an entry holds, one of them 0) and device families (which take precedence), `count_for`.
 - `comm.one_shot_allreduce_bytes`: all-reduces up to this size inside one scale-up domain run as the engine's
   one-shot kernel (each rank reads its peers' copies in one step) instead of NCCL's ring (serving engines' custom
-  all-reduce).
+  all-reduce); `comm.two_shot_allreduce_bytes`: those up to this size as its two-shot kernel (a reduce-scatter and
+  an all-gather over the peer links, 2 (tp - 1) / tp payloads per rank), NCCL's ring above (or where faster);
+  `comm.custom_allreduce_link_share`: the share of the links' bandwidth those kernels reach (measured: the kernels
+  read and reduce their peers' buffers in place, below the links' rate).
 - `comm.rank_skew_s`: the spread (standard deviation) of the ranks' arrival at a blocking collective of an
   iteration: every tensor-parallel all-reduce waits for the slowest of its tp ranks, E[max of tp standard
   normals] x this, on top of the collective's own time (a collective measured alone starts on
@@ -146,6 +149,12 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                      "iteration joins the one after next"),
     "comm.one_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
                                       "largest all-reduce the engine runs as a one-shot kernel in a scale-up domain"),
+    "comm.two_shot_allreduce_bytes": ("bytes_count", ("serving",), 0.0,
+                                      "largest all-reduce the engine runs as a two-shot kernel (reduce-scatter then "
+                                      "all-gather over peer links) in a scale-up domain; NCCL above"),
+    "comm.custom_allreduce_link_share": ("fraction", ("serving",), 1.0,
+                                         "share of the scale-up links' bandwidth the engine's one-shot and two-shot "
+                                         "all-reduce kernels reach"),
     "comm.rank_skew_s": ("seconds", ("serving",), 0.0,
                          "spread of the ranks' arrival at a blocking collective: each one waits for the slowest rank"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),

@@ -1,0 +1,40 @@
+"""The stack fit's grid search (scripts/fit_stacks.py): the point it fits and its leave-one-group-out errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def _fit_stacks() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "fit_stacks.py"
+    spec = importlib.util.spec_from_file_location("fit_stacks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cases(point: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two models: m1 best at b = 0.5, m2 at b = 1; an overhead `a` that helps m1 a hair (1e-4 per unit)."""
+    best = {"m1": 0.5, "m2": 1.0}
+    return [{"id": f"{m}:{i}", "metric": "tpot_ms", "published": 1.0, "model": m, "stack": "test",
+             "error": (e := 0.1 * (point["b"] - best[m]) - 1e-4 * point["a"] * (m == "m1")), "predicted": 1.0 + e}
+            for m in best for i in range(3)]
+
+
+def test_least_loss_picks_the_exact_best_and_the_tolerance_the_least_overhead() -> None:
+    fit = _fit_stacks()
+    grid = {"a": [0.0, 1.0, 2.0], "b": [0.0, 0.5, 1.0]}
+    exact = fit.grid_fit(grid, _cases, "model")
+    assert exact["fitted"] == {"a": 2.0, "b": 1.0} and exact["selection"] == "least loss"
+    tolerant = fit.grid_fit(grid, _cases, "model", 0.05)
+    assert tolerant["fitted"] == {"a": 0.0, "b": 1.0}  # the hair's breadth is not worth an overhead
+    assert "least overhead within 5.0%" in tolerant["selection"]
+    held = {c["id"]: c["error_held_out"] for c in tolerant["cases"]}
+    assert held["m1:0"] == pytest.approx(0.05)  # fitted on m2 alone: b = 1, a = 0
+    assert held["m2:0"] == pytest.approx(-0.05)  # fitted on m1 alone: b = 0.5
