@@ -19,15 +19,13 @@ def all_reduce_s(net: Network, payload: float, tp: int, one_shot_bytes: float, t
     links: two hops, 2 (tp - 1) / tp payloads), NCCL's ring above them or across domains (and wherever the ring is
     faster: the engines pick their kernel by size). The engine's kernels move their bytes at `link_share` of the
     links' bandwidth."""
-    ring = net.time("all_reduce", payload, Group(tp))
-    if tp > net.domain_size:
-        return ring
+    if tp > net.domain_size or payload > max(one_shot_bytes, two_shot_bytes):
+        return net.time("all_reduce", payload, Group(tp))
     rate = net.scale_up_bytes_per_s * link_share
     if payload <= one_shot_bytes:
         return net.scale_up_latency_s + (tp - 1) * payload / rate
-    if payload <= two_shot_bytes:
-        return min(ring, 2 * net.scale_up_latency_s + 2 * (tp - 1) / tp * payload / rate)
-    return ring
+    return min(net.time("all_reduce", payload, Group(tp)),
+               2 * net.scale_up_latency_s + 2 * (tp - 1) / tp * payload / rate)
 
 
 def comm_s(model: TransformerConfig, system: SystemProfile | None, tp: int, pp: int, n: float,

@@ -83,7 +83,7 @@ class Speculation:
     def rates(self) -> tuple[float, ...]:
         """The acceptance rate of each drafted position, given the one before."""
         a = self.acceptance_rate
-        return tuple(a) if isinstance(a, tuple) else (float(a),) * self.draft_tokens
+        return a if isinstance(a, tuple) else (float(a),) * self.draft_tokens
 
     @property
     def tokens_per_step(self) -> float:

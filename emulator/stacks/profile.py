@@ -176,6 +176,11 @@ RANGES: dict[str, tuple[str, float, str, str]] = {
     "bytes_count": ("a size in bytes", 2.0**40, "2**40", "524288"),
     "factor": ("a factor", 10.0, "10", "1.25"),
 }
+# Whole-number item kinds from 0 to a bound: (what is counted, how 0 reads, the bound, an example).
+WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
+    "streams": ("streams", "0 (one grouped kernel)", 64, "4"),
+    "iterations": ("iterations", "0", 10_000, "20"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +311,10 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
         if not numeric or value < 1 or not float(value).is_integer():
             fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
         return int(value)
-    if kind == "streams":
-        if not numeric or not 0 <= value <= 64 or not float(value).is_integer():
-            fail(f"must be a whole number of streams from 0 (one grouped kernel) to 64, got {value!r}. Fix: e.g. 4.")
-        return int(value)
-    if kind == "iterations":
-        if not numeric or not 0 <= value <= 10_000 or not float(value).is_integer():
-            fail(f"must be a whole number of iterations from 0 to 10000, got {value!r}. Fix: e.g. 20.")
+    if kind in WHOLE_RANGES:
+        what, zero, bound, example = WHOLE_RANGES[kind]
+        if not numeric or not 0 <= value <= bound or not float(value).is_integer():
+            fail(f"must be a whole number of {what} from {zero} to {bound}, got {value!r}. Fix: e.g. {example}.")
         return int(value)
     if kind == "family_map":
         if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)
