@@ -163,4 +163,24 @@ def test_moe_expert_gradients_come_back_as_one_stack() -> None:
     ops_seen = {c.op for c in trace.calls}
     assert "aten.select_backward" not in ops_seen
     stacks = sum(c.count for c in trace.calls if c.op == "aten.stack" and c.phase == "backward")
-    assert stacks == 3 * model.num_layers  # gate, up and down weights of every MoE layer
+    assert stacks == 2 * model.num_layers  # the gate-and-up and the down weights of every MoE layer
+
+
+def test_moe_expert_rows_come_back_as_one_gradient() -> None:
+    """The experts' rows are split from the permuted tokens: backward concatenates their input gradients once,
+    where slicing per expert zero-pads each slice's gradient to all rows and adds them up; and one GEMM per expert
+    reads its rows for gate and up together (no add of two input gradients)."""
+    model = transformer("mixtral-8x7b")
+    trace = trace_workload(model, "train", 1, 1024, 0, torch.bfloat16)
+    backward = [c for c in trace.calls if c.phase == "backward" and c.module.endswith("feed_forward")]
+    assert not [c for c in backward if c.op == "aten.slice_backward"]
+    tokens = 1024 * model.num_experts_per_token  # the permuted rows of a layer
+    rows = [c for c in backward if c.op == "aten.cat" and c.shapes[0][-1] == model.hidden_size]
+    assert sum(c.count for c in rows) == model.num_layers
+    assert sum(s[0] for s in rows[0].shapes) == tokens
+    adds = [c for c in backward if c.op == "aten.add" and c.shapes[0] == (tokens, model.hidden_size)]
+    assert not adds
+    forward = [c for c in trace.calls if c.phase == "forward" and c.module.endswith("feed_forward")
+               and c.family == "gemm"]
+    widths = sorted({c.shapes[1][-1] for c in forward})
+    assert widths == [model.hidden_size, 2 * model.moe_ffn_hidden_size]  # down; gate and up together

@@ -177,6 +177,30 @@ def test_moe_real_routing_sends_each_token_to_k_experts() -> None:
     torch.testing.assert_close(routing.weights.view(-1).sum(), torch.tensor(10.0))
 
 
+def test_moe_output_is_the_weighted_sum_of_its_experts() -> None:
+    """Each token's output is the sum over its k experts of weight x down(silu(gate x) * up x): the routing weight
+    scaling the activation before the down projection and gate and up sharing one stacked weight give the same
+    numbers as the textbook form (weight applied to each expert's output)."""
+    config = TINY["mixtral"]
+    torch.manual_seed(0)
+    moe = MoE(config, dtype=torch.float64, device="cpu")
+    torch.nn.init.normal_(moe.router.weight)
+    x = torch.randn(2, 5, config.hidden_size, dtype=torch.float64)
+    tokens = x.reshape(10, -1)
+    routing = moe.route(tokens)
+    f = config.moe_ffn_hidden_size
+    expected = torch.zeros_like(tokens)
+    start = 0
+    for e, n in enumerate(routing.counts):
+        rows = routing.token_index[start:start + n]
+        h = tokens[rows]
+        gate, up = moe.w1[e, :f], moe.w1[e, f:]
+        y = torch.nn.functional.silu(h @ gate.T) * (h @ up.T) @ moe.w2[e].T
+        expected.index_add_(0, rows, y * routing.weights[start:start + n, None])
+        start += n
+    torch.testing.assert_close(moe(x).reshape(10, -1), expected)
+
+
 def test_moe_balanced_routing_while_tracing() -> None:
     """Under ops.tracing() on meta every expert gets ceil(T*k/E) tokens."""
     config = transformer("mixtral-8x7b")

@@ -51,7 +51,8 @@ class Routing:
 
 
 class MoE(nn.Module):
-    """Routed experts (weights stacked as [E, F, H] and [E, H, F]) plus optional shared experts."""
+    """Routed experts (weights stacked as [E, 2F, H] (gate and up) or [E, F, H], and [E, H, F]) plus optional
+    shared experts."""
 
     def __init__(self, c: TransformerConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
         super().__init__()
@@ -61,11 +62,12 @@ class MoE(nn.Module):
         self.router = nn.Linear(h, e, bias=False, dtype=dtype, device=device)
         if self.sigmoid:  # DeepSeek-V3's e_score_correction_bias: steers selection only, not the weights
             self.register_buffer("score_bias", torch.zeros(e, dtype=torch.float32, device=device))
-        self.w1 = nn.Parameter(torch.empty(e, f, h, dtype=dtype, device=device))  # gate (or fc for GELU)
-        self.w3 = nn.Parameter(torch.empty(e, f, h, dtype=dtype, device=device)) if self.swiglu else None
+        # Gated experts keep gate and up as one weight [E, 2F, H] (gate rows first), one GEMM per expert as
+        # Megatron-Core's linear_fc1 and the engines' w13 hold them; else the fc weight [E, F, H].
+        self.w1 = nn.Parameter(torch.empty(e, 2 * f if self.swiglu else f, h, dtype=dtype, device=device))
         self.w2 = nn.Parameter(torch.empty(e, h, f, dtype=dtype, device=device))  # down
-        for w in (self.w1, self.w3, self.w2):
-            if w is not None and w.device.type != "meta":
+        for w in (self.w1, self.w2):
+            if w.device.type != "meta":
                 nn.init.normal_(w, std=0.02)
         self.shared = (MLP(c, f * c.num_shared_experts, dtype=dtype, device=device)
                        if c.num_shared_experts else None)
@@ -92,12 +94,16 @@ class MoE(nn.Module):
             counts = tuple(int(n) for n in torch.bincount(flat, minlength=e).tolist())
         return Routing(token_index=order // k, weights=weights.index_select(0, order), counts=counts)
 
-    def _expert(self, i: int, x: torch.Tensor, w1: tuple[torch.Tensor, ...], w3: tuple[torch.Tensor, ...] | None,
-                w2: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        # x: [n, H] -> [n, H]
-        if w3 is not None:
-            return F.linear(F.silu(F.linear(x, w1[i])) * F.linear(x, w3[i]), w2[i])
-        return F.linear(F.gelu(F.linear(x, w1[i]), approximate="tanh"), w2[i])
+    def _expert(self, i: int, x: torch.Tensor, w1: tuple[torch.Tensor, ...], w2: tuple[torch.Tensor, ...],
+                weight: torch.Tensor) -> torch.Tensor:
+        # x: [n, H], weight: [n, 1] -> [n, H]. The routing weight scales the activation before the down projection
+        # (a per-row scalar commutes with it), where the engines apply it inside the activation kernel
+        # (Megatron-Core's weighted SwiGLU; the serving engines' fused MoE).
+        h = F.linear(x, w1[i])
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            return F.linear(F.silu(gate) * up * weight, w2[i])
+        return F.linear(F.gelu(h, approximate="tanh") * weight, w2[i])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, h = x.shape
@@ -108,14 +114,13 @@ class MoE(nn.Module):
         # Views of every expert at once: their gradients come back as one stack. Indexing the stacked weight per
         # expert (w1[i]) would make each expert's backward zero a whole [E, F, H] gradient and add it up.
         w1, w2 = self.w1.unbind(0), self.w2.unbind(0)
-        w3 = self.w3.unbind(0) if self.w3 is not None else None
-        start = 0
-        for i, n in enumerate(routing.counts):
-            if n == 0:
-                continue
-            y = self._expert(i, permuted[start:start + n], w1, w3, w2) * routing.weights[start:start + n, None]
-            out.index_add_(0, routing.token_index[start:start + n], y)
-            start += n
+        # The same for the experts' rows: split's backward concatenates their input gradients once, where slicing
+        # per expert would make each slice's backward write a whole [N, H] zero-padded gradient and add them up.
+        experts = [i for i, n in enumerate(routing.counts) if n]
+        sizes = [routing.counts[i] for i in experts]
+        rows, weights = permuted.split(sizes), routing.weights[:, None].split(sizes)
+        for i, x_e, w_e, index in zip(experts, rows, weights, routing.token_index.split(sizes), strict=True):
+            out.index_add_(0, index, self._expert(i, x_e, w1, w2, w_e))
         if self.shared is not None:
             out = out + self.shared(tokens)
         return out.view(b, s, h)
