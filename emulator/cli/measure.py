@@ -23,6 +23,9 @@ from emulator.validation.published_gemm import validate_gemm_tables
 from emulator.validation.published_hopper import BLACKWELL as BLACKWELL_TRAINING
 from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
+from emulator.validation.published_moe import SOURCE as MOE_SOURCE
+from emulator.validation.published_moe import render as render_moe
+from emulator.validation.published_moe import validate_moe_tables
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_training import render as render_training
@@ -56,6 +59,7 @@ def validate(args: argparse.Namespace) -> None:
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
         attention = validate_attention_tables()
+        moe = validate_moe_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         result = {
             "cases": [*training["cases"], *serving["cases"]],
@@ -69,6 +73,7 @@ def validate(args: argparse.Namespace) -> None:
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
             "aic_attention": attention,  # the same for measured context attention
+            "aic_moe": moe,  # the same for measured fused MoE layers
         }
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
@@ -79,7 +84,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
-                   + case_records(attention, source=ATTENTION_SOURCE, stack=""))
+                   + case_records(attention, source=ATTENTION_SOURCE, stack="")
+                   + case_records(moe, source=MOE_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
         if args.json:
@@ -89,7 +95,8 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_hopper(blackwell_training)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
-                  + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_sources(sources))
+                  + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
+                  + render_sources(sources))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

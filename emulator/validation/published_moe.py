@@ -1,0 +1,93 @@
+"""Device transfer at the kernel level, MoE: NVIDIA AIConfigurator's measured TensorRT-LLM fused MoE tables
+(emulator/data/aic_moe_trtllm.csv) against the emulator's routed experts on each chip.
+
+The rows are TensorRT-LLM 1.3.0rc20 MoE forwards as AIConfigurator's collector times them
+(collector/trtllm/collect_moe.py: `create_moe(...).forward(hidden_states, router_logits)` replayed in a CUDA graph,
+routing balanced over the experts): the routing of given logits, the tokens' permutation, both expert GEMMs and the
+activation, the un-permutation summing each token's weighted expert rows; not the router's GEMM. Four expert
+shapes (hidden / expert FFN / experts / top-k: Qwen3-30B-A3B 2048/768/128/8, Qwen3-235B-A22B 4096/1536/128/8,
+Mixtral 4096/14336/8/2, DeepSeek-V3 7168/2048/256/8), in bf16, fp8 (per tensor) and fp8 with 128-wide blocks,
+each over eight ranks as expert parallelism (8 x 1/8 of the experts) or tensor parallelism (every expert's FFN
+split 8 ways), at 1 to 8192 tokens, on H100, H200, B200, GB200, B300 and GB300.
+
+Each row is predicted as one rank's routed experts of a one-layer model of that shape (`serving.replica.shard`:
+tp = moe_tp x moe_ep ranks, ep = moe_ep), traced at the row's tokens and run as the TensorRT-LLM stack runs it
+(`engine_trace`: grouped expert GEMMs, fused kernels; `engine_device`: the graph's gap per kernel), timed over the
+MoE block's own kernels (`attention_dp.routed_expert_s`: not its router or shared experts). fp8 and fp8 with
+blocks are both the `fp8` precision. Where top-k is smaller than the expert-parallel ranks (Mixtral's top 2 of 8
+experts at ep 8) the shard gives each token one assignment per rank, more than its k / ep share (`shard`): those
+rows come out slow by about ep / k. Nothing here is fitted: H100 and H200 run on their own calibrations, the
+Blackwell chips on the H200's moved to their achievable rates (`engine.transfer`). Error = predicted / measured - 1,
+summarised per chip and format and per token-count band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import torch
+
+from emulator.engine.predict import time_trace
+from emulator.engine.stack import engine_trace
+from emulator.engine.trace import trace_workload
+from emulator.files import shipped
+from emulator.hardware import DeviceProfile
+from emulator.serving.attention_dp import routed_expert_s
+from emulator.serving.replica import shard
+from emulator.stacks import load_stack
+from emulator.validation.kernel_tables import check, read_rows, render_by_chip
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.presets import preset
+
+CSV = shipped("data") / "aic_moe_trtllm.csv"
+SOURCE = "AIConfigurator MoE tables (TRT)"
+ENGINE = "trtllm"
+FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8"}  # the table's moe_dtype -> the emulator's precision
+# A model of each expert shape (hidden, expert FFN, experts, top-k): only its MoE block is timed.
+SHAPES = {(2048, 768, 128, 8): "qwen3-30b-a3b", (4096, 1536, 128, 8): "qwen3-235b-a22b",
+          (4096, 14336, 8, 2): "mixtral-8x7b", (7168, 2048, 256, 8): "deepseek-v3"}
+BANDS = (("tokens <= 16", 1, 16), ("tokens 128-1024", 128, 1024), ("tokens >= 4096", 4096, 1 << 30))
+WHOLE = ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "moe_ep_size")
+
+
+def rows() -> list[dict[str, Any]]:
+    return read_rows(CSV, WHOLE)
+
+
+@functools.lru_cache(maxsize=64)
+def one_layer(hidden: int, ffn: int, experts: int, top_k: int, tp: int, ep: int) -> TransformerConfig:
+    """One rank's shard of a one-layer model with this expert shape: all its layers MoE, no shared experts."""
+    model = preset(SHAPES[(hidden, ffn, experts, top_k)])
+    assert isinstance(model, TransformerConfig)
+    assert model.hidden_size == hidden and model.moe_ffn_hidden_size == ffn and model.num_experts == experts
+    return shard(dataclasses.replace(model, num_layers=1, num_dense_layers=0, num_shared_experts=0), tp, ep)
+
+
+def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any]) -> float:
+    part = one_layer(row["hidden_size"], row["inter_size"], row["num_experts"], row["topk"],
+                     row["moe_tp_size"] * row["moe_ep_size"], row["moe_ep_size"])
+    trace = engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16),
+                         load_stack(ENGINE, "serving"))
+    return routed_expert_s(time_trace(trace, device, table, FORMATS[row["moe_dtype"]]))
+
+
+def validate_moe_tables() -> dict[str, Any]:
+    """Every row predicted; the `--json` section `aic_moe` of `validate --published`."""
+    def case(r: dict[str, Any]) -> dict[str, Any]:
+        shape = (f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:tp{r['moe_tp_size']}"
+                 f"ep{r['moe_ep_size']}:{r['num_tokens']}")
+        return {"id": f"aic-moe:{r['device']}:{r['moe_dtype']}:{shape}", "moe_dtype": r["moe_dtype"],
+                "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}", "num_tokens": r["num_tokens"]}
+
+    return check(SOURCE, load_stack(ENGINE, "serving"), rows(), predict_s, case, "moe_dtype", "num_tokens", BANDS)
+
+
+def render(section: dict[str, Any]) -> str:
+    return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
+                          "graph, balanced routing (error = predicted / measured - 1; Blackwell takes the H200's "
+                          "calibration moved to its achievable rates)", section, "moe_dtype", BANDS)
+
+
+__all__ = ["CSV", "SOURCE", "one_layer", "predict_s", "render", "rows", "validate_moe_tables"]
