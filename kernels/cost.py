@@ -80,6 +80,19 @@ class KernelCall:
         return self.cost * self.count
 
 
+ATTENTION_BACKWARD_OP = "emulator.attention_backward"
+
+
+def attention_scores(op: str, shapes: tuple[tuple[int, ...], ...], matrix_flops: float) -> tuple[float, float]:
+    """(query-key scores, head dimension) of a fused attention call, from its argument shapes (q, k, v first; the
+    backward's grad_out, q, k, v, o) and model matrix FLOPs: 2 (d_qk + d_v) per score forward, twice that backward
+    (`attention.py`); the head dimension is the mean of d_qk and d_v. Here for the same reason as `gemm_dims`."""
+    backward = op == ATTENTION_BACKWARD_OP
+    q, v = (shapes[1], shapes[3]) if backward else (shapes[0], shapes[2])
+    width = q[-1] + v[-1]
+    return matrix_flops / ((4.0 if backward else 2.0) * width), width / 2
+
+
 def gemm_dims(op: str, shapes: tuple[tuple[int, ...], ...]) -> tuple[int, int, int, int]:
     """(batch, M, N, K) of a traced GEMM call (`matmul.py`'s ops) from its argument shapes. Here, not beside the
     cost rules, because the roofline reads it on traces loaded from disk, without torch (which the rules import)."""

@@ -175,3 +175,34 @@ def test_a_cached_kernel_reads_at_cache_speed_but_writes_at_main_memory_speed() 
     assert t.t_mem_s == pytest.approx(read / (4 * main) + written / main)
     state = dataclasses.replace(call, weight_bytes=read)
     assert kernel_time(state, h100, fast).t_mem_s == pytest.approx((read + written) / main)
+
+
+def _fused_attention(head_dim: int, backward: bool = False) -> KernelCall:
+    """A causal fused attention of 8 sequences x 4096 tokens x 16 heads at `head_dim`, 16-bit."""
+    from kernels.attention import attention_flops
+
+    q = (8, 16, 4096, head_dim)
+    fwd = attention_flops(q, q, head_dim, True)
+    if backward:
+        return KernelCall(family="attention", op="emulator.attention_backward", shapes=(q, q, q, q, q), dtype="bf16",
+                          cost=Cost(matrix_flops=2 * fwd, recompute_flops=fwd / 2, bytes_read=1e6))
+    return KernelCall(family="attention", op="emulator.attention", shapes=(q, q, q), dtype="bf16",
+                      cost=Cost(matrix_flops=fwd, bytes_read=1e6))
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_a_small_head_keeps_the_per_score_work_of_fused_attention(backward: bool) -> None:
+    """Halving the head dimension halves the matrix work but not the softmax work per score: head dim 64 pays the
+    reference's (128) per-score share of it, head dims at or above the reference pay none."""
+    from emulator.engine.roofline import REFERENCE_HEAD_DIM, SCORE_OPS
+
+    device = load_device("b200")
+    pass_ = "backward" if backward else "forward"
+    terms = {d: call_terms(_fused_attention(d, backward), device) for d in (64, 128, 256)}
+    scores = 8 * 16 * 4096 * 4097 / 2
+    assert terms[64].score_s == pytest.approx(
+        scores * SCORE_OPS[pass_] / device.vector_peak("fp32") * (1 - 64 / REFERENCE_HEAD_DIM))
+    assert terms[128].score_s == terms[256].score_s == 0.0
+    t64, t128 = (kernel_time(_fused_attention(d, backward), device).time_s for d in (64, 128))
+    assert t128 / 2 < t64  # more than half the head-dim-128 time
+    assert terms[64].matrix_s == pytest.approx(terms[128].matrix_s / 2)

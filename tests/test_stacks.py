@@ -404,6 +404,18 @@ def test_expert_parallel_ranks_of_a_replica_take_their_share_of_the_assignments(
     assert serving_shard(model, 8, 1).num_experts_per_token == 8  # experts split tp ways: every rank, every token
     part = serving_shard(model, 8, 8)
     assert part.num_experts == 16 and part.num_experts_per_token == 1  # 8 assignments per token over 8 ranks
+    assert part.routed_per_token == 0.0  # a whole top-k
+
+
+def test_a_rank_of_more_expert_parallel_ranks_than_top_k_receives_a_fraction_of_the_tokens() -> None:
+    """Top-2 of 8 experts over 8 ranks: each rank's expert receives a quarter of the batch's tokens, not all of
+    them (each token at least once per rank, as before, made Mixtral's layer 4x the work at ep 8)."""
+    part = serving_shard(preset("mixtral-8x7b"), 8, 8)
+    assert (part.num_experts, part.num_experts_per_token, part.routed_per_token) == (1, 1, 0.25)
+    trace = trace_workload(dataclasses.replace(part, num_layers=1), "decode", 1024, 1, 1, torch.bfloat16)
+    experts = [c for c in trace.calls if c.family == "gemm" and c.module == "layers.0.feed_forward"]
+    assert [c.shapes[0] for c in experts] == [(256, 4096), (256, 14336)]  # gate+up, down: 1024 tokens x 2 / 8
+    assert serving_shard(preset("deepseek-v3"), 16, 16).routed_per_token == 0.5  # top-8 over 16 ranks
 
 
 def test_kv_pool_of_the_whole_memory_or_of_what_is_free() -> None:

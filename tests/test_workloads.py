@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from emulator.errors import EmulatorError
 from emulator.workloads import DLRMConfig, TransformerConfig, ops, preset
 from emulator.workloads.moe import MoE
 from emulator.workloads.program import build_program, build_step
@@ -226,3 +227,9 @@ def test_expected_active_experts() -> None:
     assert expected_active_experts(4096, 2, 8) == 8
     assert expected_active_experts(8, 8, 256) == round(256 * (1 - (1 - 8 / 256) ** 8))  # 57
     assert expected_active_experts(1, 2, 8) == 2
+    assert expected_active_experts(3, 0.25, 1) == 1  # a quarter of each token's top-k reaches this rank's expert
+
+
+def test_a_share_of_assignments_beyond_the_experts_is_refused() -> None:
+    with pytest.raises(EmulatorError, match="routed_per_token"):
+        _tiny(num_experts=4, num_experts_per_token=2, routed_per_token=5.0)

@@ -4,6 +4,7 @@ For one call with cost C on device D with family efficiency e:
     t_matrix = (matrix + recompute FLOPs) / (matrix peak[dtype] * e.math * wave efficiency)
     t_vector = vector FLOPs / (vector peak[dtype] * e.vector)
     t_math   = max(t_matrix, t_vector)        (the units run concurrently inside a kernel)
+             + t_score                         (fused attention below the reference head dimension, see SCORE_OPS)
     t_mem    = bytes / (bandwidth of the tier holding the working set * e.memory)
     t        = max(t_math, t_mem) + D.launch_overhead_s + e.overhead_s
 Memory tiers: model state (weights, optimizer state) streams from main memory. Transient data that fits a
@@ -28,7 +29,20 @@ from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
 from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS, WEIGHT_ONLY_BYTES
 from kernels import KernelCall
-from kernels.cost import gemm_dims
+from kernels.cost import ATTENTION_BACKWARD_OP, attention_scores, gemm_dims
+
+# A fused attention kernel spends on every query-key score some work outside its matrix units (scale, running max,
+# exponent, row sum and rescale; the backward recomputes the exponent and forms dS), which a smaller head dimension
+# does not shrink. Attention efficiencies are measured at head dimension 128 (calibration sweeps, achievable
+# rates), so a head dimension d below it keeps that work's share of the reference: t_score = scores x SCORE_OPS /
+# fp32 vector rate x (1 - d / 128). Kernel-level fit, in fp32 operations per score at the chip's vector fp32 rate:
+# forward from AIConfigurator's TensorRT-LLM context attention at head dims 64 and 128 on equal shapes
+# (`emulator/data/aic_attention_trtllm.csv`: 14 on H100, 26 H200, 24 B200, 28 GB200, 18 B300, 20 GB300) and our
+# own torch SDPA on H100 and H200 (28, 27; calibrations/*.points.json); backward from the latter (107, 105): the
+# median of each. Above 128 no saving is taken: AIConfigurator's head-dim-256 rows run 0-12% above the head-dim-128
+# rate on Blackwell, where removing the reference's share would make them 30% faster.
+SCORE_OPS = {"forward": 24.0, "backward": 106.0}
+REFERENCE_HEAD_DIM = 128
 
 
 def matrix_rate(device: DeviceProfile, table: EfficiencyTable, dtype: str) -> float:
@@ -104,6 +118,7 @@ class CallTerms:
     call: KernelCall  # as it runs: in its run dtype, a low-precision GEMM's operand bytes shrunk
     matrix_s: float  # matrix and recompute FLOPs at the matrix peak (before tile and size quantisation)
     vector_s: float  # vector FLOPs at the vector peak
+    score_s: float  # fused attention's per-score work a head dimension below the reference keeps (SCORE_OPS)
     main_s: float  # bytes that stream from main memory (model state, outputs to fresh buffers) at its bandwidth
     cache_s: float  # bytes a hardware cache may hold, at main memory's bandwidth (sped up by `cache_speedup`)
     sram_s: float  # bytes held in a software-managed SRAM, at its bandwidth
@@ -142,10 +157,16 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
         batch, m, n, k = gemm_dims(call.op, call.shapes)
         gemm, min_dim = (batch, m, n), float(min(m, n, k))
     matrix = cost.matrix_flops + cost.recompute_flops
+    score_s = 0.0
+    if call.family == "attention" and cost.matrix_flops:
+        scores, head_dim = attention_scores(call.op, call.shapes, cost.matrix_flops)
+        if head_dim < REFERENCE_HEAD_DIM:
+            ops = SCORE_OPS["backward" if call.op == ATTENTION_BACKWARD_OP else "forward"]
+            score_s = scores * ops / vector_rate(device, table, "fp32") * (1 - head_dim / REFERENCE_HEAD_DIM)
     return CallTerms(
         call=call,
         matrix_s=matrix / matrix_rate(device, table, dtype) if matrix else 0.0,
-        vector_s=cost.vector_flops / vector_rate(device, table, dtype) if cost.vector_flops else 0.0,
+        vector_s=cost.vector_flops / vector_rate(device, table, dtype) if cost.vector_flops else 0.0, score_s=score_s,
         main_s=main / rate, cache_s=cache / rate, sram_s=sram / sram_bytes_per_s if sram else 0.0,
         launch_s=device.launch_overhead_s if call.family != "view" else 0.0,
         gemm=gemm, min_dim=min_dim, num_units=device.num_compute_units,
@@ -183,7 +204,8 @@ def call_seconds(t: CallTerms, eff: FamilyEfficiency) -> tuple[float, float, flo
     """(t_math, t_mem, t_overhead) of one call under the family's efficiency.
 
     t_matrix = matrix_s / (eff.math * tile/wave * size quantisation);  t_vector = vector_s / eff.vector
-    t_math = max(t_matrix, t_vector) (the units run concurrently inside a kernel)
+    t_math = max(t_matrix, t_vector) + score_s (the units run concurrently inside a kernel; a small head
+    dimension's per-score attention work does not shrink with it)
     t_mem = (main_s + cache_s / eff.cache_speedup + sram_s) / eff.memory
     """
     t_matrix = 0.0
@@ -195,7 +217,7 @@ def call_seconds(t: CallTerms, eff: FamilyEfficiency) -> tuple[float, float, flo
     t_vector = t.vector_s / eff.vector if t.vector_s else 0.0
     t_mem = (t.main_s + t.cache_s / eff.cache_speedup + t.sram_s) / eff.memory
     t_over = t.launch_s + eff.overhead_s if t.call.family != "view" else 0.0
-    return max(t_matrix, t_vector), t_mem, t_over
+    return max(t_matrix, t_vector) + t.score_s, t_mem, t_over
 
 
 def kernel_time(

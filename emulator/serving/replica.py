@@ -136,8 +136,11 @@ def shard(model: TransformerConfig, tp: int, ep: int, path: str | None = None) -
     part = shard_config(model, tp=tp, ep=ep, expert_tp=tp // ep)
     if ep > 1:
         # Every tensor-parallel rank sees the replica's whole batch, so each expert-parallel rank receives 1/ep of
-        # the batch's T * k expert assignments: k / ep per token (at least one; below that it overstates).
-        part = dataclasses.replace(part, num_experts_per_token=max(model.num_experts_per_token // ep, 1))
+        # the batch's T * k expert assignments: k / ep per token, a fraction where ep does not divide k (top-2 of 8
+        # experts on 8 ranks: a quarter of the tokens reach a rank).
+        k = model.num_experts_per_token
+        part = dataclasses.replace(part, num_experts_per_token=max(k // ep, 1),
+                                   routed_per_token=k / ep if k % ep else 0.0)
     return part
 
 

@@ -69,11 +69,11 @@ def by_chip(cases: Sequence[dict[str, Any]], chips: Chips, fmt: str, size: str,
 
 
 def render_by_chip(title: str, section: dict[str, Any], fmt: str, bands: Sequence[Band]) -> str:
-    lines = [title, f"{'chip':10s} {'format':9s} {'table':12s} {'rows':>4s} {'median|e|':>9s} {'mean e':>8s}   "
+    lines = [title, f"{'chip':10s} {'format':12s} {'table':12s} {'rows':>4s} {'median|e|':>9s} {'mean e':>8s}   "
              + "   ".join(f"{label} mean e" for label, _, _ in bands)]
     for s in section["by_chip"]:
         cells = "   ".join(f"{s['bands'][label]['mean_error']:+{len(label) + 7}.1%}" for label, _, _ in bands)
-        lines.append(f"{s['device']:10s} {s[fmt]:9s} {s['provenance']:12s} {s['num_cases']:4d} "
+        lines.append(f"{s['device']:10s} {s[fmt]:12s} {s['provenance']:12s} {s['num_cases']:4d} "
                      f"{s['median_abs_error']:9.1%} {s['mean_error']:+8.1%}   {cells}")
     return "\n".join(lines)
 

@@ -3,10 +3,12 @@ tables (emulator/data/aic_attention_trtllm.csv) against the emulator's efficienc
 
 The rows are TensorRT-LLM context (prefill) attention forwards as AIConfigurator's collector times them
 (collector/trtllm/collect_attn.py: the TRTLLM attention backend's forward over a fused q/k/v input, with RoPE fused
-into it and the keys and values written to the paged cache, causal, head dimension 128), in bf16 and in fp8 (fp8
-context FMHA over an fp8 KV cache), on H100 (TensorRT-LLM 1.2.0rc5), H200, B200, GB200, B300 and GB300 (1.3.0rc10).
-Five head layouts per GPU (query heads / key-value heads: 8/1, 16/2, 32/4, 32/8, 64/8) at 512 to 16,384 tokens and
-batches of 1, 4 and 16 sequences (at most 65,536 tokens).
+into it and the keys and values written to the paged cache, causal), at head dimension 128 in bf16 and in fp8 (fp8
+context FMHA over an fp8 KV cache) and at head dimension 64 in bf16 (GPT-OSS's), on H100 (TensorRT-LLM 1.2.0rc5),
+H200, B200, GB200, B300 and GB300 (1.3.0rc10). Five head layouts per GPU (query heads / key-value heads: 8/1, 16/2,
+32/4, 32/8, 64/8) at 512 to 16,384 tokens and batches of 1, 4 and 16 sequences (at most 65,536 tokens). The head
+dimension 64 rows test the per-score work a smaller head keeps (`engine.roofline.SCORE_OPS`), whose forward figure
+was fitted on these pairs.
 
 Each row is predicted as the backend runs it on the chip as the engine runs it (`engine_device`: the graph's gap
 per kernel, no host launch): the q/k/v preprocessing (RoPE on queries and keys, the keys and values written to the
@@ -16,7 +18,8 @@ emulator runs attention as traced, so the fp8 rows measure what fp8 context FMHA
 Nothing here is fitted: H100 and H200 run on their own calibrations, the Blackwell chips on the H200's moved to
 their achievable rates (`engine.transfer`: attention by each chip's best fused-attention rate in these tables over
 the H200's, a shape this grid leaves out), so the Blackwell rows test the transfer.
-Error = predicted / measured - 1, summarised per chip and format and per sequence-length band.
+Error = predicted / measured - 1, summarised per chip and kernel (`bfloat16`, `fp8`, `bfloat16 d64`) and per
+sequence-length band.
 """
 
 from __future__ import annotations
@@ -67,17 +70,18 @@ def validate_attention_tables() -> dict[str, Any]:
     """Every row predicted; the `--json` section `aic_attention` of `validate --published`."""
     def case(r: dict[str, Any]) -> dict[str, Any]:
         shape = f"{r['batch']}x{r['isl']}x{r['num_heads']}/{r['num_kv_heads']}x{r['head_dim']}"
+        kernel = r["attn_dtype"] + ("" if r["head_dim"] == 128 else f" d{r['head_dim']}")
         return {"id": f"aic-attention:{r['device']}:{r['attn_dtype']}:{shape}", "attn_dtype": r["attn_dtype"],
-                "metric": f"{r['attn_dtype']} context attention s, {r['device']}", "isl": r["isl"]}
+                "kernel": kernel, "metric": f"{kernel} context attention s, {r['device']}", "isl": r["isl"]}
 
-    return check(SOURCE, load_stack(ENGINE, "serving"), rows(), predict_s, case, "attn_dtype", "isl", BANDS)
+    return check(SOURCE, load_stack(ENGINE, "serving"), rows(), predict_s, case, "kernel", "isl", BANDS)
 
 
 def render(section: dict[str, Any]) -> str:
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM context attention with fused RoPE and KV-cache write "
                           "(error = predicted / measured - 1; predicted in bf16 for both formats; Blackwell takes the "
                           "H200's calibration moved to its achievable rates, attention to its measured fused-attention "
-                          "ceiling)", section, "attn_dtype", BANDS)
+                          "ceiling; d64: head dimension 64)", section, "kernel", BANDS)
 
 
 __all__ = ["CSV", "SOURCE", "context_calls", "render", "rows", "validate_attention_tables"]

@@ -77,6 +77,10 @@ class TransformerConfig:
     num_shared_experts: int = 0
     num_dense_layers: int = 0  # the first k layers are dense (DeepSeek's first_k_dense_replace)
     router: Literal["softmax", "sigmoid"] = "softmax"  # Mixtral/Qwen: softmax; DeepSeek-V3: sigmoid
+    # Expert assignments per token that reach these experts, where that is not a whole top-k: one expert-parallel
+    # rank of a serving replica receives k / ep of every token's k (`serving.replica.shard`; top-2 of 8 experts on
+    # 8 ranks: a quarter). 0: num_experts_per_token.
+    routed_per_token: float = 0.0
     # Multi-head latent attention (DeepSeek-V2/V3).
     attention: Literal["gqa", "mla"] = "gqa"
     q_lora_rank: int = 0  # 0: q is projected directly from the hidden state
@@ -128,6 +132,9 @@ class TransformerConfig:
                 raise EmulatorError(
                     f"is {self.num_experts_per_token} with {self.num_experts} experts. Fix: route each token to "
                     "between 1 and num_experts experts.", field="num_experts_per_token")
+            if not 0 <= self.routed_per_token <= self.num_experts:
+                raise EmulatorError(f"is {self.routed_per_token} with {self.num_experts} experts. Fix: give between 0 "
+                                    "(a whole top-k) and num_experts assignments per token.", field="routed_per_token")
             if self.moe_ffn_hidden_size == 0:
                 object.__setattr__(self, "moe_ffn_hidden_size", self.ffn_hidden_size)
             if self.num_dense_layers > self.num_layers:

@@ -9,7 +9,8 @@ the routing weights. Shared experts (DeepSeek) run on every token.
 Expected-load assumption while tracing: on meta tensors there is no data to route, so when `ops.is_tracing()` is
 true (or the input is on meta) routing is taken as uniform and perfectly balanced: the expected number of experts
 that receive any token, A = E * (1 - (1 - k/E)^T) (all E for training and prefill batches, fewer for small decode
-batches), each receive ceil(T * k / A) tokens.
+batches), each receive ceil(T * k / A) tokens (k: `routed_per_token` where a serving shard's experts receive a
+fraction of each token's top-k).
 The index tensors are built from shapes only (`torch.arange(A * ceil(T*k/A)) % (T*k)`), so the gather, the
 per-expert GEMMs and the scatter-add all appear in the trace with the balanced sizes. Real runs route on the data
 with the same kernels (and a host sync to read the per-expert counts, as real grouped-GEMM launchers do).
@@ -31,14 +32,14 @@ from emulator.workloads.config import TransformerConfig
 from emulator.workloads.mlp import MLP
 
 
-def expected_active_experts(tokens: int, top_k: int, num_experts: int) -> int:
+def expected_active_experts(tokens: int, top_k: float, num_experts: int) -> int:
     """Experts that receive at least one of `tokens` tokens routed uniformly at random to `top_k` each.
 
     E * (1 - (1 - k/E)^T): all experts for prefill and training batches, only some for small decode batches
     (8 tokens with top-8 of 256 experts touch about 57), whose weights are then the only ones read.
     """
     expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
-    return max(1, min(num_experts, tokens * top_k, round(expected)))
+    return max(1, min(num_experts, math.ceil(tokens * top_k), round(expected)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class MoE(nn.Module):
         super().__init__()
         e, f, h = c.num_experts, c.moe_ffn_hidden_size, c.hidden_size
         self.num_experts, self.top_k, self.sigmoid = e, c.num_experts_per_token, c.router == "sigmoid"
+        self.routed_per_token = c.routed_per_token
         self.swiglu = c.mlp == "swiglu"
         self.router = nn.Linear(h, e, bias=False, dtype=dtype, device=device)
         if self.sigmoid:  # DeepSeek-V3's e_score_correction_bias: steers selection only, not the weights
@@ -84,9 +86,12 @@ class MoE(nn.Module):
             weights, ids = torch.topk(logits.softmax(dim=-1), k, dim=-1)  # [T, k]
         weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype).flatten()  # [T*k]
         if ops.is_tracing() or x.is_meta:
-            active = expected_active_experts(t, k, e)
-            per_expert = math.ceil(t * k / active)
-            order = torch.arange(active * per_expert, device=x.device) % (t * k)  # balanced over active experts
+            share = self.routed_per_token or k  # a serving rank's experts receive k / ep of each token's k
+            assignments = max(1, round(t * share))
+            active = expected_active_experts(t, share, e)
+            per_expert = math.ceil(assignments / active)
+            # Balanced over the active experts; a share above this shard's whole top-k reads its tokens again.
+            order = torch.arange(active * per_expert, device=x.device) % assignments % (t * k)
             counts = (per_expert,) * active + (0,) * (e - active)
         else:
             flat = ids.flatten()  # [T*k] expert of each assignment
