@@ -104,6 +104,7 @@ def test_the_flex_dispatcher_shortens_the_expert_all_to_all(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("settings", "words"), [
     ("{moe.token_dispatcher: deepep}", "must be one of alltoall, flex"),
+    ("{recompute.selective: half}", "must be one of attention_core, every_other_mm"),
     ("{overlap.epp: 1.0}", "is not a stack item"),
     ("{host.overlap: true}", "applies to serving stacks"),
     ("{overlap.ep: 2.0}", "Fix:"),

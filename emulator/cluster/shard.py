@@ -106,6 +106,7 @@ class RankProgram:
     trainable_expert_params: float  # of which routed-expert weights
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
     end_chunks: int = 0  # pipeline chunks the embedding and the loss take in place of layers (`plan.END_CHUNKS`)
+    selective: str = "attention_core"  # what `recompute: selective` reruns (the stack's `recompute.selective`)
 
     @property
     def activation_bytes(self) -> float:
@@ -358,4 +359,5 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
         groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
-        attention=attention, end_chunks=max(plan.pp * plan.virtual_stages - model.num_layers, 0))
+        attention=attention, end_chunks=max(plan.pp * plan.virtual_stages - model.num_layers, 0),
+        selective=str(stack.get("recompute.selective")) if stack else "attention_core")

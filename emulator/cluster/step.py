@@ -21,6 +21,7 @@ import numpy as np
 
 from emulator.cluster.network import Group, Network, fanout_of
 from emulator.cluster.plan import Plan
+from emulator.cluster.recompute import recomputed_calls
 from emulator.cluster.schedule import Seconds, bubble_s, exposed, pipeline_slots
 from emulator.cluster.shard import RankProgram, data_parallel_collectives, groups_of, part_of
 from emulator.engine.efficiency import EfficiencyTable
@@ -76,9 +77,16 @@ class StageTimes:
     hardware_flops: Mapping[str, float]  # part -> FLOPs executed (matrix + recompute + vector), one micro-batch
     layer_forward_flops: float
     error_band: float  # time-weighted over the micro-batch's kernels (`roofline.error_band`)
+    selective_s: float = 0.0  # the forward kernels the stack's selective recompute reruns (`cluster.recompute`)
+    selective_flops: float = 0.0  # and their FLOPs (matrix + vector)
 
     def get(self, part: str, phase: str) -> float:
         return self.seconds.get((part, phase), 0.0)
+
+    def recompute_s(self, recompute: str) -> float:
+        """Seconds of forward the backward reruns under a plan's `recompute`, per micro-batch."""
+        return self.get("layers", "forward") if recompute == "full" else \
+            self.selective_s if recompute == "selective" else 0.0
 
 
 _TIMES: dict[tuple[Any, ...], tuple[RankProgram, EfficiencyTable, StageTimes]] = {}
@@ -88,7 +96,7 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
     """Roofline times of a rank's calls, cached per (traced shard, corrections, device, table, precision)."""
     p = prog.plan
     key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.microbatch_size, p.seq_len,
-           prog.attention, device.name, id(table), precision)
+           prog.attention, prog.selective, device.name, id(table), precision)
     hit = _TIMES.get(key)
     if hit is not None and hit[0].trace is prog.trace and hit[1] is table:  # ids are reused once objects die
         return hit[2]
@@ -96,8 +104,9 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
     attention: dict[str, float] = {}
     hardware: dict[str, float] = {}
     timed: list[KernelTiming] = []
-    layer_forward = 0.0
-    for call in prog.compute:
+    layer_forward = selective = selective_flops = 0.0
+    again = recomputed_calls(prog.compute, prog.selective, precision)
+    for call, rerun in zip(prog.compute, again, strict=True):
         # The optimizer runs once a step, on the rank's (ZeRO) shard: `optimizer_kernel` times it.
         if call.family == "view" or call.phase == "optimizer":
             continue
@@ -112,7 +121,9 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
         hardware[part] = hardware.get(part, 0.0) + executed
         if part == "layers" and call.phase == "forward":
             layer_forward += executed
-    out = StageTimes(seconds, attention, family_totals(timed), hardware, layer_forward, error_band(timed, table))
+        selective, selective_flops = selective + rerun * kt.time_s, selective_flops + rerun * executed
+    out = StageTimes(seconds, attention, family_totals(timed), hardware, layer_forward, error_band(timed, table),
+                     selective, selective_flops)
     if len(_TIMES) > 4096:
         _TIMES.clear()
     _TIMES[key] = (prog, table, out)
@@ -318,9 +329,8 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
     """
     plan = prog.plan
     st = stage_times(prog, device, table, precision)
-    full = plan.recompute == "full"
     layers_f = st.get("layers", "forward")
-    layers_b = st.get("layers", "backward") + (layers_f if full else 0.0)
+    layers_b = st.get("layers", "backward") + st.recompute_s(plan.recompute)
     first = st.get("embed", "forward") + st.get("embed", "backward")
     last = st.get("head", "forward") + st.get("head", "backward")
     ends = max(first, last) if plan.pp > 1 else first + last
@@ -376,7 +386,7 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
         context_parallel_exposed_s=m * cp_s, fsdp_exposed_s=m * fsdp_s, pipeline_p2p_s=pp_s,
         data_parallel_exposed_s=dp_s, data_parallel_total_s=dp_total,
         communication_total_s=m * (tp_total + ep_total) + pp_total + hidden,
-        recompute_s=m * layers_f if full else np.zeros(len(plans)), microbatch_s=microbatch_s,
+        recompute_s=m * st.recompute_s(plan.recompute), microbatch_s=microbatch_s,
         layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first, head_s=last,
         optimizer=tuple(d.optimizer for d in parts), error_band=band)
 

@@ -11,8 +11,8 @@ ep, dp, edp, pp). What is drawn, and how it adds up to the predicted step:
   1F1B order packed after a start delay, ending at the same time (its bubble is the model's (pp-1)/v slots).
 - Kernels. Inside a slot, one span per kernel signature of the stage (its calls over the stage's layers together,
   `count` in args) in traced order, with the stage's own parts (the embedding on the first stage, the head on the
-  last); a full-recompute backward replays the forward layers first. A span for the slot's exposed communication
-  follows them.
+  last); a recomputing backward replays the forward kernels its policy reruns first. A span for the slot's exposed
+  communication follows them.
 - Collectives. A slot's collectives run on their group's stream from the slot's start (beside the compute they
   overlap); a pipeline send leaves at the end of a forward (to the next stage) or backward (to the previous one).
   The data-parallel gradient reduction starts with the last backward (bucket by bucket); the parameter all-gather
@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 from emulator.cluster.layout import GROUP_NAMES, group_of
 from emulator.cluster.network import call_s
+from emulator.cluster.recompute import recomputed_calls
 from emulator.cluster.shard import part_of
 from emulator.cluster.step import StepBreakdown, stage_times
 from emulator.cluster.training import TrainingSetup
@@ -128,13 +129,15 @@ def training_timeline(setup: TrainingSetup, step: StepBreakdown | None = None, *
     timed = [(c, kernel_time(c, setup.device, setup.table, precision)) for c in prog.compute
              if c.family != "view" and c.phase != "optimizer"]
     st = stage_times(prog, setup.device, setup.table, precision)
-    full = plan.recompute == "full"
     layers_f = st.get("layers", "forward")
+    again = (recomputed_calls(prog.compute, prog.selective, precision) if plan.recompute == "selective" else
+             tuple(plan.recompute == "full" and c.phase == "forward" and part_of(c) == "layers" for c in prog.compute))
+    rerun = {id(c) for c, a in zip(prog.compute, again, strict=True) if a}  # what the backward replays first
     ends: tuple[str, ...] = ("embed", "head")
     if pp > 1:  # the busiest stage holds the larger of the two ends (`training_step`)
         ends = (max(ends, key=lambda p: st.get(p, "forward") + st.get(p, "backward")),)
     compute = {"forward": layers_f + sum(st.get(p, "forward") for p in ends),
-               "backward": st.get("layers", "backward") + (layers_f if full else 0.0) +
+               "backward": st.get("layers", "backward") + st.recompute_s(plan.recompute) +
                sum(st.get(p, "backward") for p in ends)}
     per_mb = [c for c in prog.collectives if group_of(c) != "pp" and c.phase in compute]
     comm = {phase: sum(collective_s(setup, c) for c in per_mb if c.phase == phase) for phase in compute}
@@ -164,8 +167,8 @@ def training_timeline(setup: TrainingSetup, step: StepBreakdown | None = None, *
             b.span(process, COMPUTE, f"{phase} micro-batch {i}", start, length[phase], "micro-batch", microbatch=i)
             if budget > 0:
                 t = start
-                if kind == "B" and full:
-                    replay = ((c, kt) for c, kt in mine if c.phase == "forward" and part_of(c) == "layers")
+                if kind == "B" and rerun:
+                    replay = ((c, kt) for c, kt in mine if id(c) in rerun)
                     t = _kernel_spans(b, process, replay, t, "recompute: ")
                 _kernel_spans(b, process, ((c, kt) for c, kt in mine if c.phase == phase), t)
                 budget -= len(mine)

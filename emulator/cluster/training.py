@@ -270,9 +270,9 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
 
     full_flops, attention_flops = model_flops_per_microbatch(model, plan.microbatch_size, plan.seq_len, precision)
     replicas_mb = m * plan.dp
-    full = plan.recompute == "full"
     hw = st.hardware_flops
-    executed = hw.get("layers", 0.0) + (st.layer_forward_flops if full else 0.0)
+    executed = hw.get("layers", 0.0) + {"full": st.layer_forward_flops, "selective": st.selective_flops}.get(
+        plan.recompute, 0.0)
     executed += max(hw.get("embed", 0.0), hw.get("head", 0.0)) if plan.pp > 1 else hw.get("embed", 0.0) + hw.get(
         "head", 0.0)
     optimizer_flops = step.optimizer.cost.flops + step.optimizer.cost.recompute_flops
@@ -285,7 +285,11 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     notes = plan_warnings(model, plan)
     if system is None and plan.num_devices == 1:
         notes.append("no system profile for this device: single-device plan, no network")
-    if plan.recompute == "selective":
+    if plan.recompute == "selective" and prog.selective == "every_other_mm":
+        notes.append(f"selective recompute as {setup.stack.name} runs it (per-op policy): each block's every second "
+                     "16-bit matmul and its non-matrix kernels rerun in backward "
+                     f"({st.selective_s * 1e3:.3g} ms per micro-batch)")
+    elif plan.recompute == "selective":
         notes.append("selective recompute: the attention core is recomputed in backward, which the fused attention "
                      "kernel already does (its backward recompute is in the trace); no extra forward")
     if model.lora is not None:

@@ -27,6 +27,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
 - `moe.token_dispatcher`: how a training run moves tokens to their experts: `alltoall` (one copy per routed
   expert) or `flex` (DeepEP / HybridEP: one copy per remote scale-up domain over the fabric, one per target rank
   inside; `cluster.network`'s `dispatch`).
+- `recompute.selective`: what a plan's `recompute: selective` reruns in the backward (`cluster.recompute`):
+  `attention_core` (Megatron-Core) or `every_other_mm` (torchtitan's per-op SAC).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
   clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; the entry `"*"` states
@@ -72,6 +74,7 @@ STACK_KINDS = ("training", "serving")
 OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
 FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type values the emulator models
+SELECTIVE_POLICIES = ("attention_core", "every_other_mm")  # what `recompute: selective` reruns (cluster.recompute)
 
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
@@ -89,6 +92,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "moe.token_dispatcher": ("dispatcher", ("training",), "alltoall",
                              "how expert-parallel tokens move: alltoall, one copy per routed expert; flex (DeepEP, "
                              "HybridEP), one copy per remote domain and target rank"),
+    "recompute.selective": ("selective_policy", ("training",), "attention_core",
+                            "what `recompute: selective` reruns in the backward: attention_core (Megatron-Core; "
+                            "free with fused attention) or every_other_mm (torchtitan's per-op policy)"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
     "recipe.low_precision_head": ("bool", STACK_KINDS, True,
@@ -278,6 +284,11 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
         if value not in DISPATCHERS:
             fail(f"must be one of {', '.join(DISPATCHERS)}, got {value!r}. Fix: write alltoall (one copy of a token "
                  "per routed expert) or flex (DeepEP or HybridEP).")
+        return str(value)
+    if kind == "selective_policy":
+        if value not in SELECTIVE_POLICIES:
+            fail(f"must be one of {', '.join(SELECTIVE_POLICIES)}, got {value!r}. Fix: write attention_core "
+                 "(Megatron-Core's selective recompute) or every_other_mm (torchtitan's per-op SAC).")
         return str(value)
     if kind == "vendors":
         if not isinstance(value, list) or not value or any(not isinstance(v, str) or not v.strip() for v in value):

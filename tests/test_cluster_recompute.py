@@ -1,0 +1,68 @@
+"""Selective recompute as each stack means it (emulator/cluster/recompute.py): Megatron-Core's attention core
+(free with fused attention) and torchtitan's per-op policy (every second 16-bit matmul of a block and its
+non-matrix kernels rerun in the backward)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from emulator.cluster.plan import Plan
+from emulator.cluster.recompute import recomputed_calls
+from emulator.cluster.shard import part_of, rank_program
+from emulator.cluster.step import stage_times, training_step
+from emulator.engine.efficiency import SPEC_DEFAULTS
+from emulator.hardware import load_device
+from emulator.stacks import load_stack
+from emulator.workloads import preset
+
+PLAN = Plan(dp=8, microbatch_size=1, global_batch_size=8, seq_len=2048, zero=3, fsdp=True)
+TITAN = load_stack("torchtitan", "training")
+
+
+def _layer_gemms(precision: str) -> dict[str, bool]:
+    prog = rank_program(preset("llama3.1-8b"), PLAN, precision, stack=TITAN)
+    flags = recomputed_calls(prog.compute, prog.selective, precision)
+    return {c.module.rsplit(".", 1)[-1]: again for c, again in zip(prog.compute, flags, strict=True)
+            if c.family == "gemm" and c.phase == "forward" and part_of(c) == "layers"}
+
+
+def test_torchtitan_reruns_every_second_matmul_of_a_block() -> None:
+    """q, k, v, o, then w1, w3, w2 in the block's order: the 2nd, 4th and 6th rerun (k, o, w3)."""
+    assert _layer_gemms("bf16") == {"wq": False, "wk": True, "wv": False, "wo": True, "w1": False, "w3": True,
+                                    "w2": False}
+
+
+def test_torchtitan_saves_every_float8_matmul() -> None:
+    """Under float8 the layers' GEMMs are `_scaled_mm`, which the policy always saves."""
+    assert not any(_layer_gemms("fp8").values())
+
+
+def test_only_the_forward_of_the_layers_reruns_and_never_attention() -> None:
+    prog = rank_program(preset("llama3.1-8b"), PLAN, "bf16", stack=TITAN)
+    flags = recomputed_calls(prog.compute, "every_other_mm", "bf16")
+    rerun = [c for c, again in zip(prog.compute, flags, strict=True) if again]
+    assert rerun and all(c.phase == "forward" and part_of(c) == "layers" for c in rerun)
+    assert not any(c.family in ("attention", "view") for c in rerun)
+    assert any(c.family != "gemm" for c in rerun)  # norms, activations, RoPE as the stack runs them
+    assert not any(recomputed_calls(prog.compute, "attention_core", "bf16"))
+
+
+def test_selective_recompute_costs_what_its_stack_reruns() -> None:
+    """torchtitan's selective step lies between no recompute and full recompute by exactly the rerun kernels;
+    Megatron-Core's costs nothing over no recompute (its fused attention already recomputes the scores)."""
+    device, one = load_device("h100-sxm"), Plan(microbatch_size=1, global_batch_size=1, seq_len=2048)
+    steps = {}
+    for stack in ("torchtitan", "megatron-core"):
+        for recompute in ("none", "selective", "full"):
+            plan = dataclasses.replace(one, recompute=recompute)
+            prog = rank_program(preset("llama3.1-8b"), plan, "bf16", stack=load_stack(stack, "training"))
+            steps[stack, recompute] = training_step(prog, None, device, SPEC_DEFAULTS, "bf16")
+    titan = rank_program(preset("llama3.1-8b"), dataclasses.replace(one, recompute="selective"), "bf16", stack=TITAN)
+    rerun = stage_times(titan, device, SPEC_DEFAULTS, "bf16").selective_s
+    assert steps["torchtitan", "none"].step_s < steps["torchtitan", "selective"].step_s < \
+        steps["torchtitan", "full"].step_s
+    assert steps["torchtitan", "selective"].recompute_s == pytest.approx(rerun)
+    assert steps["torchtitan", "selective"].step_s - steps["torchtitan", "none"].step_s == pytest.approx(rerun)
+    assert steps["megatron-core", "selective"].step_s == steps["megatron-core", "none"].step_s
