@@ -4,8 +4,8 @@
 bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthikanti et al. 2022 (A100);
 `published_training_hopper.yaml`: NeMo and Megatron-Bridge performance tables of Megatron-Core on H100 (dense,
 MoE, long context; pretraining, SFT and LoRA); `published_training_blackwell.yaml`: Megatron-Bridge's tables on
-DGX B200 and GB200 (held out: a test, never fitted on); `published_inference.yaml`: MLPerf Inference v4.1 (one
-8-GPU H100 system).
+DGX B200 and GB200 (held out: a test, never fitted on); `published_training_torchtitan.yaml`: the torchtitan
+team's H100 benchmark tables (held out); `published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100 system).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from emulator.files import read_yaml, shipped
 
 DATA = shipped("data")
-KINDS = ("kernels", "training", "training_hopper", "training_blackwell", "inference")  # published_<kind>.yaml
+KINDS = ("kernels", "training", "training_hopper", "training_blackwell", "training_torchtitan",
+         "inference")  # published_<kind>.yaml
 
 # Device names in the published files -> shipped profile names.
 DEVICE_ALIASES = {

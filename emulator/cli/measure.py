@@ -28,6 +28,9 @@ from emulator.validation.published_moe import render as render_moe
 from emulator.validation.published_moe import validate_moe_tables
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import validate_published as serving_cases
+from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
+from emulator.validation.published_torchtitan import render as render_torchtitan
+from emulator.validation.published_torchtitan import validate_torchtitan
 from emulator.validation.published_training import render as render_training
 from emulator.validation.published_training import validate_published as training_cases
 from emulator.validation.sources import by_source, case_records
@@ -54,6 +57,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         blackwell_training = hopper_cases(kind=BLACKWELL_TRAINING)
+        torchtitan = validate_torchtitan()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         blackwell = validate_aic(None if args.aic_all else BLACKWELL_SAMPLE_ROWS, path=BLACKWELL_CSV)
         measured = validate_measured_stack()
@@ -68,6 +72,7 @@ def validate(args: argparse.Namespace) -> None:
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
             "megatron_core_blackwell": blackwell_training,  # the same on B200 and GB200: held out, never fitted on
+            "torchtitan_h100": torchtitan,  # the torchtitan team's H100 benchmarks: held out, never fitted on
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
             "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
@@ -80,6 +85,7 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
                    + case_records(blackwell_training, source="Megatron-Bridge B200/GB200 (held out)",
                                   stack="megatron-core")
+                   + case_records(torchtitan, source=TORCHTITAN_SOURCE, stack="torchtitan")
                    + case_records(aic, source="AIConfigurator Hopper sample", stack="")
                    + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
@@ -92,7 +98,7 @@ def validate(args: argparse.Namespace) -> None:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
-                  + "\n\n" + render_hopper(blackwell_training)
+                  + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_torchtitan(torchtitan)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"

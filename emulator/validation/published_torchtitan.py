@@ -1,0 +1,114 @@
+"""Predicted versus published torchtitan training runs on H100 (emulator/data/published_training_torchtitan.yaml).
+
+The cases are the torchtitan team's benchmark tables of December 2024 (Llama 3.1 8B, 70B and 405B on 8 to 512 H100;
+FSDP, context, tensor and pipeline parallelism; bf16 and torchao float8; torch.compile on or off; async TP; 1F1B
+and interleaved 1F1B): a held-out test of the `torchtitan` stack profile, whose items come from torchtitan's
+source and documentation, and of the calibration it runs on; nothing here is fitted. Each case becomes a scenario
+by one rule for all:
+- model: the shipped preset (llama3.1-8b, -70b, -405b) at the case's sequence length (the 256k-token runs stretch
+  the released 128k context);
+- hardware: `count` h100-sxm in hgx-h100 nodes at the runs' 500 W power limit (`power_limit_w`). The runs' H100
+  carry 96 GB of HBM2e at 2.4 TB/s where the profile's carry 80 GB of HBM3 at 3.35 TB/s: memory-bound kernels come
+  out up to 1.4x fast and the memory check counts 80 GB (a case that overflows it is still predicted; `fits` says
+  so);
+- plan: fsdp, tp, pp, cp as given (dp = the FSDP degree, ZeRO-3 over it); micro-batches of the local batch
+  without pipelining (torchtitan runs the local batch at once), of 1 with it; interleaved 1F1B with two stages
+  per rank;
+- stack: `framework: torchtitan` (torch.compile's fusions, FSDP2's overlaps, per-op selective recompute, float8
+  casts), with the run's own departures as `framework_settings`: without torch.compile no fused families
+  (`fusion.families: []`); async TP hides the tensor-parallel collectives (`overlap.tp: 1`: torchtitan's
+  enable_async_tensor_parallel decomposes each all-gather / reduce-scatter into micro-pipelined matmuls);
+- precision: float8 -> fp8, else bf16; activation checkpointing: selective (per-op) -> `recompute: selective`
+  (the stack's every-other-matmul policy), full -> full.
+error = predicted tokens/s/GPU / published - 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from emulator.cluster.training import predict_training
+from emulator.engine.calibration import efficiency_for
+from emulator.errors import EmulatorError
+from emulator.hardware import load_device, load_system
+from emulator.published import load_cases, profile_name
+from emulator.scenario import Parallel, Scenario, Training
+from emulator.validation.sources import error_summary
+from emulator.workloads.config import TransformerConfig
+from emulator.workloads.presets import preset
+
+KIND = "training_torchtitan"
+STACK = "torchtitan"
+SOURCE = "torchtitan H100 benchmarks (held out)"
+MODEL_PRESETS = {"Llama 3.1 8B": "llama3.1-8b", "Llama 3.1 70B": "llama3.1-70b", "Llama 3.1 405B": "llama3.1-405b"}
+RECOMPUTE = {"selective (per-op)": "selective", "full": "full", "none": "none"}
+
+
+def case_scenario(case: dict[str, Any]) -> Scenario:
+    """The scenario a published case describes (see the module docstring)."""
+    cfg, par, hw = case["config"], case["config"]["parallelism"], case["hardware"]
+    count, fsdp, tp, pp, cp = (int(x) for x in (hw["count"], par["fsdp"], par["tp"], par["pp"], par["cp"]))
+    if fsdp * tp * pp * cp != count:
+        raise EmulatorError(f"case {case['id']}: fsdp x tp x pp x cp = {fsdp * tp * pp * cp}, not its {count} GPUs. "
+                            "Fix: correct the parallelism in published_training_torchtitan.yaml.")
+    local = int(cfg["local_batch_size"])
+    interleaved = pp > 1 and cfg.get("pipeline_schedule") == "Interleaved1F1B"
+    parallel = Parallel(tp=tp, pp=pp, cp=cp, dp=fsdp, zero=3, fsdp=True, microbatch_size=1 if pp > 1 else local,
+                        virtual_stages=2 if interleaved else 1)
+    settings: list[tuple[str, Any]] = []
+    if not cfg["compile"]:
+        settings.append(("fusion.families", []))
+    if cfg["async_tp"]:
+        settings.append(("overlap.tp", 1.0))
+    training = Training(seq_len=int(cfg["seq_len"]), global_batch_size=int(cfg["global_batch_size"]),
+                        precision="fp8" if str(cfg["precision"]).upper().startswith("FP8") else "bf16",
+                        recompute=RECOMPUTE[cfg["activation_checkpoint"]], parallel=parallel, framework=STACK,
+                        framework_settings=tuple(settings), path=str(case["id"]))
+    device = load_device(profile_name(hw["device"]) or hw["device"])
+    device = device.with_power_limit(float(hw["power_limit_w"]), f"{case['id']}: the runs' default power limit")
+    model = preset(MODEL_PRESETS[case["model"]["name"]])
+    assert isinstance(model, TransformerConfig)
+    if model.max_seq_len < training.seq_len:  # the 256k runs extend RoPE's positions past the released context
+        model = dataclasses.replace(model, max_seq_len=training.seq_len)
+    return Scenario(path=str(case["id"]), model=model, device=device, system=load_system("hgx-h100"),
+                    num_devices=count, training=training)
+
+
+def predict_case(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's record: id, metric, published, predicted, error, stack, source (and the plan)."""
+    scenario = case_scenario(case)
+    tr = scenario.training
+    assert tr is not None
+    pred = predict_training(scenario, efficiency_for(scenario.device))
+    predicted = tr.global_batch_size * tr.seq_len / (pred.step_time_s * pred.num_devices)
+    published = float(case["value"])
+    return {"id": case["id"], "metric": case["metric"]["name"], "unit": case["metric"]["unit"],
+            "published": published, "predicted": predicted, "error": predicted / published - 1, "stack": STACK,
+            "source": case["source"], "precision": tr.precision, "recompute": tr.recompute,
+            "plan": pred.plan.as_dict(), "step_time_s": pred.step_time_s, "fits": pred.memory.fits,
+            "framework_settings": dict(tr.framework_settings)}
+
+
+def validate_torchtitan() -> dict[str, Any]:
+    """Every case: the `--json` section `torchtitan_h100` of `validate --published`."""
+    cases = [predict_case(case) for case in load_cases(KIND)]
+    by = {p: error_summary([c for c in cases if c["precision"] == p]) for p in sorted({c["precision"] for c in cases})}
+    return {"cases": cases, "summary": {**error_summary(cases), "by_precision": by, "stack": STACK,
+                                        "file": f"published_{KIND}.yaml"}}
+
+
+def render(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [f"torchtitan, {s['file']} (stack: {s['stack']}; held out, never fitted; H100 SXM profile at 500 W)",
+             f"{'case':62s} {'published':>10s} {'predicted':>10s} {'error':>8s}"]
+    lines += [f"{c['id']:62s} {c['published']:10.4g} {c['predicted']:10.4g} {c['error']:+8.1%}"
+              for c in result["cases"]]
+    lines.append(f"all: {s['num_cases']} cases, median |error| {s['median_abs_error']:.1%}, max |error| "
+                 f"{s['max_abs_error']:.1%}, mean error {s['mean_error']:+.1%}")
+    lines += [f"  {p}: {v['num_cases']} cases, median |error| {v['median_abs_error']:.1%}, mean error "
+              f"{v['mean_error']:+.1%}" for p, v in s["by_precision"].items()]
+    return "\n".join(lines)
+
+
+__all__ = ["KIND", "SOURCE", "case_scenario", "predict_case", "render", "validate_torchtitan"]
