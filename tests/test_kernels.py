@@ -101,6 +101,27 @@ def test_attention_forward_and_backward_counts() -> None:
     assert bwd.cost.recompute_flops == 2 * b * h * pairs * d
 
 
+def test_a_sliding_window_caps_the_keys_each_query_sees() -> None:
+    """Window w: a query at position p sees min(p + 1, w) keys; the backward counts the same pairs."""
+    from emulator.workloads.ops import attention
+
+    assert causal_pairs(6, 6, True, window=2) == 1 + 2 * 5
+    assert causal_pairs(3, 10, True, window=4) == 3 * 4  # the last three of ten positions, each four keys
+    assert causal_pairs(5, 5, True, window=8) == causal_pairs(5, 5, True)  # a window past the sequence: causal
+    b, h, s, d, w = 1, 2, 16, 8, 4
+    q, k, v = (_meta(b, h, s, d).requires_grad_(True) for _ in range(3))
+
+    def step(q, k, v):  # type: ignore[no-untyped-def]
+        out = attention(q, k, v, causal=True, window=w)
+        out.backward(torch.empty_like(out))
+
+    trace = trace_callable(step, q, k, v)
+    fwd = next(c for c in trace.calls if c.op == "emulator.attention")
+    bwd = next(c for c in trace.calls if c.op == "emulator.attention_backward")
+    pairs = causal_pairs(s, s, True, window=w)
+    assert fwd.cost.matrix_flops == 2 * b * h * pairs * (d + d) and bwd.cost.matrix_flops == 2 * fwd.cost.matrix_flops
+
+
 def test_gqa_attention_reads_only_kv_heads() -> None:
     """Grouped-query attention reads K and V once per kv head, not per query head."""
     from emulator.workloads.ops import attention

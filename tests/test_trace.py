@@ -77,7 +77,7 @@ def test_noncausal_total_equals_flopcountermode(monkeypatch: pytest.MonkeyPatch)
                             "vocab_size": 1000, "max_position_embeddings": 512}, origin="test")
     original = ops.attention
 
-    def noncausal(q, k, v, *, causal, scale=None):  # type: ignore[no-untyped-def]
+    def noncausal(q, k, v, *, causal, scale=None, window=0):  # type: ignore[no-untyped-def]
         return original(q, k, v, causal=False, scale=scale)
 
     monkeypatch.setattr(ops, "attention", noncausal)

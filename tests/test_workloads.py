@@ -10,6 +10,7 @@ import torch
 
 from emulator.errors import EmulatorError
 from emulator.workloads import DLRMConfig, TransformerConfig, ops, preset
+from emulator.workloads.hf import from_hf_config
 from emulator.workloads.moe import MoE
 from emulator.workloads.program import build_program, build_step
 
@@ -79,6 +80,7 @@ TINY = {
     "gpt": _tiny(num_kv_heads=4, norm="layernorm", mlp="gelu", positions="learned", qkv_bias=True, out_bias=True,
                  mlp_bias=True, tie_embeddings=True),
     "mixtral": _tiny(num_experts=4, num_experts_per_token=2),
+    "windowed": _tiny(sliding_window=3, full_attention_every=2),
     "deepseek": _tiny(num_kv_heads=4, num_layers=3, num_experts=4, num_experts_per_token=2, moe_ffn_hidden_size=32,
                       num_shared_experts=1, num_dense_layers=1, router="sigmoid", attention="mla", q_lora_rank=32,
                       kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16),
@@ -133,6 +135,45 @@ def test_tiny_prefill_then_decode(arch: str) -> None:
     decode()
     assert first.shape == (3, 1, config.vocab_size)
     torch.testing.assert_close(decode.last_output, first)  # type: ignore[attr-defined]
+
+
+def test_windowed_attention_equals_the_masked_textbook_form() -> None:
+    """A sliding window of 3 keys over 7 positions, with a cache (the last 4 queries): the fused call equals
+    softmax over the keys each query may see."""
+    from emulator.workloads.ops import attention
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, 4, 8, generator=gen, dtype=torch.float64)
+    k, v = (torch.randn(1, 2, 7, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    out = attention(q, k, v, causal=True, window=3)
+    pos = torch.arange(3, 7)[:, None]  # the queries' positions
+    keys = torch.arange(7)[None, :]
+    seen = (keys <= pos) & (keys > pos - 3)
+    scores = (q @ k.transpose(-1, -2) / 8 ** 0.5).masked_fill(~seen, float("-inf"))
+    torch.testing.assert_close(out, scores.softmax(-1) @ v)
+
+
+def test_gpt_oss_alternates_windowed_and_full_layers() -> None:
+    """GPT-OSS: 128-key windows on layers 0, 2, 4, ...; a decode step's windowed layers read 128 cached keys,
+    the full ones all of them; one traced representative of each kind, half the layers each."""
+    from emulator.engine.trace import trace_workload
+    from emulator.workloads.transformer import layer_window
+
+    oss = preset("gpt-oss-120b")
+    assert isinstance(oss, TransformerConfig)
+    assert (oss.sliding_window, oss.full_attention_every) == (128, 2)
+    assert [layer_window(oss, i) for i in range(4)] == [128, 0, 128, 0]
+    calls = [c for c in trace_workload(oss, "decode", 4, 1, 4096, torch.bfloat16).calls if c.family == "attention"]
+    assert sorted((c.shapes[1][2], c.count) for c in calls) == [(128, 18), (4097, 18)]
+
+
+def test_a_window_without_a_pattern_or_on_latent_attention_is_refused() -> None:
+    with pytest.raises(EmulatorError, match="full_attention_every"):
+        _tiny(full_attention_every=2)
+    with pytest.raises(EmulatorError, match="layer_types"):
+        from_hf_config({"model_type": "gpt_oss", "num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 4,
+                        "intermediate_size": 64, "vocab_size": 100, "num_local_experts": 4, "num_experts_per_tok": 2,
+                        "layer_types": ["full_attention", "sliding_attention", "sliding_attention"]}, origin="t")
 
 
 def test_mla_absorbed_decode_matches_decompressed() -> None:

@@ -69,6 +69,10 @@ class TransformerConfig:
     out_bias: bool = False  # bias on the attention output projection (GPT-2)
     mlp_bias: bool = False
     qk_norm: bool = False  # Qwen3: RMSNorm over each head of q and k
+    # Sliding window (0: none): a query sees its latest `sliding_window` keys, in every layer but each n-th one
+    # (`full_attention_every` n; 0: all windowed). GPT-OSS: 128 and 2 (`transformer.layer_window`).
+    sliding_window: int = 0
+    full_attention_every: int = 0
     norm_eps: float = 1e-5
     # Mixture of experts (num_experts == 0: dense).
     num_experts: int = 0
@@ -101,12 +105,13 @@ class TransformerConfig:
         if not self.name:
             raise EmulatorError("is empty. Fix: give the model a name.", field="name")
         _positive(self, "num_layers", "hidden_size", "num_heads", "ffn_hidden_size", "vocab_size", "max_seq_len")
-        _positive(self, "num_kv_heads", "head_dim", "num_experts", "num_experts_per_token", "moe_ffn_hidden_size",
-                  "num_shared_experts", "num_dense_layers", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-                  "qk_rope_head_dim", "v_head_dim",
-                  allow_zero=("num_kv_heads", "head_dim", "num_experts", "num_experts_per_token",
-                              "moe_ffn_hidden_size", "num_shared_experts", "num_dense_layers", "q_lora_rank",
-                              "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
+        optional = ("num_kv_heads", "head_dim", "num_experts", "num_experts_per_token", "moe_ffn_hidden_size",
+                    "num_shared_experts", "num_dense_layers", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                    "qk_rope_head_dim", "v_head_dim", "sliding_window", "full_attention_every")
+        _positive(self, *optional, allow_zero=optional)
+        if self.full_attention_every and not self.sliding_window:
+            raise EmulatorError("is set but sliding_window is 0. Fix: give the window, or leave full_attention_every "
+                                "out.", field="full_attention_every")
         _choice(self.norm, "norm", ("rmsnorm", "layernorm"))
         _choice(self.mlp, "mlp", ("swiglu", "gelu"))
         _choice(self.positions, "positions", ("rope", "learned"))
@@ -145,6 +150,9 @@ class TransformerConfig:
                                 "for a mixture-of-experts model.", field="num_experts")
         if self.attention == "mla":
             _positive(self, "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+            if self.sliding_window:
+                raise EmulatorError("is set, but multi-head latent attention runs no sliding window here. Fix: leave "
+                                    "sliding_window out for an MLA model.", field="sliding_window")
             if self.qk_rope_head_dim % 2:
                 raise EmulatorError("is odd, but rotary embeddings rotate pairs. Fix: use an even size.",
                                     field="qk_rope_head_dim")

@@ -60,7 +60,7 @@ HF_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "nemotron": {"norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
                  "max_position_embeddings": 4096, "attention_bias": False, "mlp_bias": False},
     "gpt_oss": {"rms_norm_eps": 1e-5, "rope_theta": 150000.0, "tie_word_embeddings": False,
-                "max_position_embeddings": 131072, "head_dim": 64, "attention_bias": True},
+                "max_position_embeddings": 131072, "head_dim": 64, "attention_bias": True, "sliding_window": 128},
     "gpt2": {"n_positions": 1024, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
     "gptj": {"n_positions": 2048, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True},
 })
@@ -221,15 +221,38 @@ def _nemotron(r: _Reader, name: str) -> ModelConfig:
                                                       mlp_bias=bool(r.get("mlp_bias", field="mlp_bias"))))
 
 
+def _full_attention_every(r: _Reader, num_layers: int) -> int:
+    """`full_attention_every` from config.json's `layer_types` (absent: GPT-OSS's default, sliding and full
+    alternating from a sliding layer 0): the n whose every n-th layer is full, 0 when all slide; another pattern
+    is an error, since the emulator states windows as that one period."""
+    types = r.mapping.get("layer_types")
+    if types is None:
+        r.assumed["layer_types"] = "sliding_attention and full_attention alternating"
+        return 2
+    if not isinstance(types, list) or len(types) != num_layers or any(
+            t not in ("sliding_attention", "full_attention") for t in types):
+        raise EmulatorError(f"must list 'sliding_attention' or 'full_attention' for each of the {num_layers} layers. "
+                            "Fix: copy layer_types from the model's config.json.", file=r.origin, field="layer_types")
+    full = [i for i, t in enumerate(types) if t == "full_attention"]
+    every = full[0] + 1 if full else 0
+    if every and [i for i in range(num_layers) if (i + 1) % every == 0] != full:
+        raise EmulatorError(f"puts full attention at layers {full[:6]}..., not every n-th layer as the emulator states "
+                            "windows. Fix: use a layer_types pattern with one period.", file=r.origin,
+                            field="layer_types")
+    return every
+
+
 def _gpt_oss(r: _Reader, name: str) -> ModelConfig:
-    # GPT-OSS approximated: the alternating sliding-window (128-token) layers and the attention sinks (a learned
-    # logit per head) run as full causal attention (more attention work in half the layers); the clamped SwiGLU
-    # experts as SwiGLU; YaRN scaling as plain RoPE (same cost); the experts' and the router's biases are left out.
+    # GPT-OSS approximated: the attention sinks (a learned logit per head) are left out of the softmax (one more
+    # key per row); the clamped SwiGLU experts run as SwiGLU; YaRN scaling as plain RoPE (same cost); the experts'
+    # and the router's biases are left out. Its sliding-window layers (128 keys) alternate with full ones.
     bias = bool(r.get("attention_bias", field="qkv_bias"))
     kwargs = _llama_like(r, name, qkv_bias=bias, out_bias=bias)
     kwargs.update(num_experts=r.get("num_local_experts", field="num_experts"),
                   num_experts_per_token=r.get("num_experts_per_tok", field="num_experts_per_token"),
-                  moe_ffn_hidden_size=kwargs["ffn_hidden_size"])
+                  moe_ffn_hidden_size=kwargs["ffn_hidden_size"],
+                  sliding_window=r.get("sliding_window", field="sliding_window"),
+                  full_attention_every=_full_attention_every(r, kwargs["num_layers"]))
     return _build(r, TransformerConfig, **kwargs)
 
 

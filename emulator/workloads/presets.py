@@ -67,6 +67,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "gpt-oss-120b": {
         **_llama(36, 2880, 64, 8, 2880, 201088, 131072, 150000.0), "model_type": "gpt_oss", "head_dim": 64,
         "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True, "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 18,
     },
     "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
                   "vocab_size": 50257, "n_positions": 2048, "layer_norm_epsilon": 1e-5,

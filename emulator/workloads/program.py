@@ -27,6 +27,7 @@ from emulator.workloads.transformer import (
     Transformer,
     is_moe_layer,
     kv_cache_shapes,
+    layer_window,
     make_rotary,
 )
 
@@ -155,16 +156,16 @@ def build_program(model: ModelConfig, phase: Phase, *, batch_size: int, seq_len:
     stages = [Stage("embed", embed, 1, lambda: ((_tokens((b, s), c.vocab_size, device, gen),), {"start_pos": start}),
                     returns_loss=False)]
     rotary = make_rotary(c, start + s, dtype=dtype, device=device)
-    kinds = [(i, is_moe_layer(c, i)) for i in range(c.num_layers)]
-    first = 0
-    while first < c.num_layers:  # runs of identical blocks: dense then MoE (DeepSeek), or one run
-        moe = kinds[first][1]
-        count = sum(1 for _, m in kinds[first:] if m == moe)
-        block = _prepare(Block(c, rotary, moe=moe, dtype=dtype, device=device), train, lora)
+    # One representative per kind of block (dense or MoE, windowed or not), named after its first layer and
+    # counting every layer of its kind: dense then MoE (DeepSeek), windowed and full layers alternating (GPT-OSS).
+    kinds: dict[tuple[bool, int], list[int]] = {}
+    for i in range(c.num_layers):
+        kinds.setdefault((is_moe_layer(c, i), layer_window(c, i)), []).append(i)
+    for (moe, window), members in kinds.items():
+        block = _prepare(Block(c, rotary, moe=moe, dtype=dtype, device=device, window=window), train, lora)
         caches = () if train else tuple(range(1, 1 + len(kv_cache_shapes(c, b, start + s))))
-        stages.append(Stage(f"layers.{first}", block, count, block_inputs, returns_loss=False,
+        stages.append(Stage(f"layers.{members[0]}", block, len(members), block_inputs, returns_loss=False,
                             state_args=caches))
-        first += count
     head = _prepare(Head(c, dtype=dtype, device=device), train, lora)
     stages.append(Stage("head", head, 1, head_inputs, returns_loss=train))
     tokens = b if phase == "decode" else b * s

@@ -65,9 +65,10 @@ class Attention(nn.Module):
     """Multi-head attention with grouped-query KV heads (Hkv divides Hq); RoPE or none (learned positions)."""
 
     def __init__(self, c: TransformerConfig, rotary: Rotary | None, *, dtype: torch.dtype,
-                 device: torch.device | str) -> None:
+                 device: torch.device | str, window: int = 0) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
+        self.window = window  # sliding window (0: every key)
         self.wq = linear(c.hidden_size, c.num_heads * c.head_dim, c.qkv_bias, dtype, device)
         self.wk = linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
         self.wv = linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.qkv_bias, dtype, device)
@@ -90,7 +91,9 @@ class Attention(nn.Module):
             k_cache[:, :, start_pos:start_pos + s].copy_(k)
             v_cache[:, :, start_pos:start_pos + s].copy_(v)
             k, v = k_cache[:, :, :start_pos + s], v_cache[:, :, :start_pos + s]  # [B, Hkv, T, D]
-        y = ops.attention(q, k, v, causal=s > 1, scale=self.head_dim ** -0.5)  # [B, Hq, S, D]
+            if self.window and k.shape[2] > s + self.window - 1:  # a windowed layer reads its window's keys only
+                k, v = k[:, :, -(s + self.window - 1):], v[:, :, -(s + self.window - 1):]
+        y = ops.attention(q, k, v, causal=s > 1, scale=self.head_dim ** -0.5, window=self.window)  # [B, Hq, S, D]
         return self.wo(y.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim))  # [B, S, H]
 
 
@@ -166,14 +169,14 @@ class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)), then + ffn(norm(.)); ffn is an MLP or a mixture of experts."""
 
     def __init__(self, c: TransformerConfig, rotary: Rotary | None, *, moe: bool, dtype: torch.dtype,
-                 device: torch.device | str) -> None:
+                 device: torch.device | str, window: int = 0) -> None:
         super().__init__()
         self.attention_norm = make_norm(c, c.hidden_size, dtype=dtype, device=device)
         if c.attention == "mla":
             assert rotary is not None
             self.attention: nn.Module = MLAttention(c, rotary, dtype=dtype, device=device)
         else:
-            self.attention = Attention(c, rotary, dtype=dtype, device=device)
+            self.attention = Attention(c, rotary, dtype=dtype, device=device, window=window)
         self.ffn_norm = make_norm(c, c.hidden_size, dtype=dtype, device=device)
         self.feed_forward: nn.Module = (MoE(c, dtype=dtype, device=device) if moe
                                         else MLP(c, c.ffn_hidden_size, dtype=dtype, device=device))
@@ -231,6 +234,12 @@ def is_moe_layer(c: TransformerConfig, index: int) -> bool:
     return c.is_moe and index >= c.num_dense_layers
 
 
+def layer_window(c: TransformerConfig, index: int) -> int:
+    """The sliding window of layer `index` (0: it attends to every key)."""
+    every = c.full_attention_every
+    return 0 if not c.sliding_window or (every and (index + 1) % every == 0) else c.sliding_window
+
+
 def kv_cache_shapes(c: TransformerConfig, batch_size: int, length: int) -> tuple[tuple[int, ...], ...]:
     """Shapes of one layer's cache tensors, in the order `Block.forward` takes them."""
     if c.attention == "mla":
@@ -248,8 +257,8 @@ class Transformer(nn.Module):
         self.config = c
         rotary = make_rotary(c, num_positions, dtype=dtype, device=device)  # shared by all layers
         self.embed = Embedding(c, dtype=dtype, device=device)
-        self.layers = nn.ModuleList(Block(c, rotary, moe=is_moe_layer(c, i), dtype=dtype, device=device)
-                                    for i in range(c.num_layers))
+        self.layers = nn.ModuleList(Block(c, rotary, moe=is_moe_layer(c, i), dtype=dtype, device=device,
+                                          window=layer_window(c, i)) for i in range(c.num_layers))
         self.head = Head(c, dtype=dtype, device=device)
         if c.tie_embeddings:
             self.head.output.weight = self.embed.tokens.weight
