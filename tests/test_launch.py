@@ -90,6 +90,19 @@ def test_moe_and_mla_flags_raise_the_megatron_version(tmp_path: Path) -> None:
     assert "Megatron-Core >= 0.11" in f.text
 
 
+def test_sliding_windows_reach_megatron_and_date_the_script(tmp_path: Path) -> None:
+    """GPT-OSS's 128-key windows on every other layer: Transformer Engine's (127, 0) window, one full layer per two,
+    flags that Megatron-Core has since 0.15."""
+    text = ("model: gpt-oss-120b\nhardware: {device: h100-sxm, system: hgx-h100, num_devices: 64}\n"
+            "training: {seq_len: 4096, global_batch_size: 64, precision: bf16, framework: megatron-core, "
+            "parallel: {tp: 1, pp: 1, dp: 8, ep: 8, microbatch_size: 1}}\n")
+    (f,) = launch_files(_scenario(tmp_path, text))
+    words = _command(f)
+    assert set(_flags(words)) <= set(TOOLS[f.tool].flags) | set(TORCHRUN.flags)
+    assert _value(words, "--window-size") == "127,0" and _value(words, "--window-attn-skip-freq") == "2"
+    assert "Megatron-Core >= 0.15" in f.text
+
+
 def test_torchtitan_toml_parses_and_uses_only_job_config_keys(tmp_path: Path) -> None:
     """A torchtitan plan is a TOML whose every key is torchtitan's, its degrees multiplying to the device count."""
     files = {f.name: f for f in launch_files(_scenario(tmp_path, MOE_TRAIN.replace("FRAMEWORK", "torchtitan")))}

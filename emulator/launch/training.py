@@ -71,6 +71,10 @@ def _architecture(m: TransformerConfig) -> list[tuple[str, object | None]]:
         flags.append(("--add-qkv-bias", None))
     if m.qk_norm:
         flags.append(("--qk-layernorm", None))
+    if m.sliding_window:  # Transformer Engine's (left, right) window: the key itself and w - 1 before it
+        flags.append(("--window-size", f"{m.sliding_window - 1},0"))
+        if m.full_attention_every:  # N: (N - 1) windowed layers, then one full
+            flags.append(("--window-attn-skip-freq", m.full_attention_every))
     if m.is_moe:
         flags += [("--num-experts", m.num_experts), ("--moe-router-topk", m.num_experts_per_token),
                   ("--moe-ffn-hidden-size", m.moe_ffn_hidden_size)]
