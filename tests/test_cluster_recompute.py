@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from emulator.cluster.plan import Plan
-from emulator.cluster.recompute import recomputed_calls
+from emulator.cluster.recompute import recomputed_calls, replayed_calls
 from emulator.cluster.shard import part_of, rank_program
 from emulator.cluster.step import stage_times, training_step
 from emulator.engine.efficiency import SPEC_DEFAULTS
@@ -47,6 +47,17 @@ def test_only_the_forward_of_the_layers_reruns_and_never_attention() -> None:
     assert not any(c.family in ("attention", "view") for c in rerun)
     assert any(c.family != "gemm" for c in rerun)  # norms, activations, RoPE as the stack runs them
     assert not any(recomputed_calls(prog.compute, "attention_core", "bf16"))
+
+
+def test_a_plan_replays_what_its_recompute_mode_names() -> None:
+    """full: every layer's forward; selective: the stack's policy; none: nothing."""
+    prog = rank_program(preset("llama3.1-8b"), PLAN, "bf16", stack=TITAN)
+    calls = prog.compute
+    assert replayed_calls(calls, "full", "every_other_mm", "bf16") == tuple(
+        c.phase == "forward" and part_of(c) == "layers" for c in calls)
+    assert replayed_calls(calls, "selective", "every_other_mm", "bf16") == recomputed_calls(calls, "every_other_mm",
+                                                                                            "bf16")
+    assert not any(replayed_calls(calls, "none", "every_other_mm", "bf16"))
 
 
 def test_selective_recompute_costs_what_its_stack_reruns() -> None:

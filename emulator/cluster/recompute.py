@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from emulator.cluster.shard import part_of
 from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS
 from kernels import KernelCall
 
@@ -49,4 +50,12 @@ def recomputed_calls(calls: Sequence[KernelCall], policy: str, precision: str) -
     return tuple(out)
 
 
-__all__ = ["SAVED_FAMILIES", "recomputed_calls"]
+def replayed_calls(calls: Sequence[KernelCall], recompute: str, policy: str, precision: str) -> tuple[bool, ...]:
+    """For each call, whether a plan's `recompute` reruns it in the backward: every layer's forward under `full`,
+    what the stack's `policy` reruns under `selective`, nothing under `none`."""
+    if recompute == "full":
+        return tuple(c.phase == "forward" and part_of(c) == "layers" for c in calls)
+    return recomputed_calls(calls, policy, precision) if recompute == "selective" else (False,) * len(calls)
+
+
+__all__ = ["SAVED_FAMILIES", "recomputed_calls", "replayed_calls"]

@@ -85,8 +85,11 @@ class StageTimes:
 
     def recompute_s(self, recompute: str) -> float:
         """Seconds of forward the backward reruns under a plan's `recompute`, per micro-batch."""
-        return self.get("layers", "forward") if recompute == "full" else \
-            self.selective_s if recompute == "selective" else 0.0
+        return {"full": self.get("layers", "forward"), "selective": self.selective_s}.get(recompute, 0.0)
+
+    def recompute_flops(self, recompute: str) -> float:
+        """Their FLOPs (matrix + vector)."""
+        return {"full": self.layer_forward_flops, "selective": self.selective_flops}.get(recompute, 0.0)
 
 
 _TIMES: dict[tuple[Any, ...], tuple[RankProgram, EfficiencyTable, StageTimes]] = {}

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from emulator.cluster.layout import GROUP_NAMES, group_of
 from emulator.cluster.network import call_s
-from emulator.cluster.recompute import recomputed_calls
+from emulator.cluster.recompute import replayed_calls
 from emulator.cluster.shard import part_of
 from emulator.cluster.step import StepBreakdown, stage_times
 from emulator.cluster.training import TrainingSetup
@@ -130,8 +130,7 @@ def training_timeline(setup: TrainingSetup, step: StepBreakdown | None = None, *
              if c.family != "view" and c.phase != "optimizer"]
     st = stage_times(prog, setup.device, setup.table, precision)
     layers_f = st.get("layers", "forward")
-    again = (recomputed_calls(prog.compute, prog.selective, precision) if plan.recompute == "selective" else
-             tuple(plan.recompute == "full" and c.phase == "forward" and part_of(c) == "layers" for c in prog.compute))
+    again = replayed_calls(prog.compute, plan.recompute, prog.selective, precision)
     rerun = {id(c) for c, a in zip(prog.compute, again, strict=True) if a}  # what the backward replays first
     ends: tuple[str, ...] = ("embed", "head")
     if pp > 1:  # the busiest stage holds the larger of the two ends (`training_step`)

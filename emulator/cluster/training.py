@@ -271,8 +271,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     full_flops, attention_flops = model_flops_per_microbatch(model, plan.microbatch_size, plan.seq_len, precision)
     replicas_mb = m * plan.dp
     hw = st.hardware_flops
-    executed = hw.get("layers", 0.0) + {"full": st.layer_forward_flops, "selective": st.selective_flops}.get(
-        plan.recompute, 0.0)
+    executed = hw.get("layers", 0.0) + st.recompute_flops(plan.recompute)
     executed += max(hw.get("embed", 0.0), hw.get("head", 0.0)) if plan.pp > 1 else hw.get("embed", 0.0) + hw.get(
         "head", 0.0)
     optimizer_flops = step.optimizer.cost.flops + step.optimizer.cost.recompute_flops

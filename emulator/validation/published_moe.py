@@ -15,8 +15,8 @@ tp = moe_tp x moe_ep ranks, ep = moe_ep), traced at the row's tokens and run as 
 (`engine_trace`: grouped expert GEMMs, fused kernels; `engine_device`: the graph's gap per kernel), timed over the
 MoE block's own kernels (`attention_dp.routed_expert_s`: not its router or shared experts). fp8 and fp8 with
 blocks are both the `fp8` precision. Where top-k is smaller than the expert-parallel ranks (Mixtral's top 2 of 8
-experts at ep 8) the shard gives each token one assignment per rank, more than its k / ep share (`shard`): those
-rows come out slow by about ep / k. Nothing here is fitted: H100 and H200 run on their own calibrations, the
+experts at ep 8) a rank's experts receive the k / ep share of the tokens (`shard`'s `routed_per_token`). Nothing
+here is fitted: H100 and H200 run on their own calibrations, the
 Blackwell chips on the H200's moved to their achievable rates (`engine.transfer`). Error = predicted / measured - 1,
 summarised per chip and format and per token-count band.
 """
