@@ -158,6 +158,20 @@ def test_memory_and_links_are_si_per_direction() -> None:
     assert load_system("mi300x-node").scale_up.bandwidth_bytes_per_s == 448e9
 
 
+def test_a_board_variant_carries_its_own_main_memory() -> None:
+    """H100 with 96 GB of HBM2e at 2.4 TB/s: the same chip, its main tier, allocatable bytes and copy rate scaled,
+    the variant's figures sourced and told apart from the 80 GB board (hash, equality, name shown)."""
+    h100 = load_device("h100-sxm")
+    v = h100.with_main_memory(96e9, 2.4e12, "a test's source")
+    assert (v.name, v.matrix_flops_per_s, v.power) == (h100.name, h100.matrix_flops_per_s, h100.power)
+    assert v.main_memory.name == "hbm3" and v.memory_bandwidth_bytes_per_s == 2.4e12
+    assert v.main_memory.capacity_bytes == 96e9 and v.memory_bytes == pytest.approx(h100.memory_bytes * 96 / 80)
+    assert h100.achievable is not None and v.achievable is not None and v.achievable.memory_bytes_per_s == \
+        pytest.approx(h100.achievable.memory_bytes_per_s * 2.4 / 3.35)
+    assert v.sources["memory.hbm3.bandwidth_bytes_per_s"] == "a test's source" and "96 GB" in v.display_name
+    assert v != h100 and len({v, h100}) == 2 and h100.memory_bandwidth_bytes_per_s == 3.35e12
+
+
 def test_profiles_are_cached_frozen_and_hashable() -> None:
     """Loading twice returns the same frozen object, usable as a dict key."""
     device = load_device("h100-sxm")

@@ -99,7 +99,7 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
     """Roofline times of a rank's calls, cached per (traced shard, corrections, device, table, precision)."""
     p = prog.plan
     key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.microbatch_size, p.seq_len,
-           prog.attention, prog.selective, device.name, id(table), precision)
+           prog.attention, prog.selective, device, id(table), precision)
     hit = _TIMES.get(key)
     if hit is not None and hit[0].trace is prog.trace and hit[1] is table:  # ids are reused once objects die
         return hit[2]

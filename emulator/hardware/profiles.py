@@ -184,6 +184,24 @@ class DeviceProfile:
         sources = {**self.sources, "power_limit_w": source} if limit_w is not None else self.sources
         return dataclasses.replace(self, power_limit_w=limit_w, sources=sources)
 
+    def with_main_memory(self, capacity_bytes: float, bandwidth_bytes_per_s: float, source: str) -> DeviceProfile:
+        """The same chip carrying other main memory (a board variant: H100 with 96 GB of HBM2e): its capacity and
+        bandwidth replace the main tier's, the allocatable memory and the published copy rate scale with them, and
+        `source` says where the variant's figures come from."""
+        main = self.main_memory
+        tier = dataclasses.replace(main, capacity_bytes=capacity_bytes, bandwidth_bytes_per_s=bandwidth_bytes_per_s)
+        scale = bandwidth_bytes_per_s / self.memory_bandwidth_bytes_per_s
+        achievable = self.achievable
+        if achievable is not None and achievable.memory_bytes_per_s is not None:
+            achievable = dataclasses.replace(achievable, memory_bytes_per_s=achievable.memory_bytes_per_s * scale)
+        field = f"memory.{main.name}"
+        sources = {**self.sources, f"{field}.capacity_bytes": source, f"{field}.bandwidth_bytes_per_s": source}
+        shown = f"{self.display_name} ({capacity_bytes / GB:g} GB, {bandwidth_bytes_per_s / 1e12:g} TB/s)"
+        return dataclasses.replace(
+            self, display_name=shown,
+            memory=tuple(tier if t is main else t for t in self.memory), achievable=achievable, sources=sources,
+            usable_memory_bytes=self.usable_memory_bytes * capacity_bytes / main.capacity_bytes)
+
     @property
     def max_power_w(self) -> float:
         """Board power at full load: the power limit where one is set, else the TDP."""

@@ -7,10 +7,10 @@ source and documentation, and of the calibration it runs on; nothing here is fit
 by one rule for all:
 - model: the shipped preset (llama3.1-8b, -70b, -405b) at the case's sequence length (the 256k-token runs stretch
   the released 128k context);
-- hardware: `count` h100-sxm in hgx-h100 nodes at the runs' 500 W power limit (`power_limit_w`). The runs' H100
-  carry 96 GB of HBM2e at 2.4 TB/s where the profile's carry 80 GB of HBM3 at 3.35 TB/s: memory-bound kernels come
-  out up to 1.4x fast and the memory check counts 80 GB (a case that overflows it is still predicted; `fits` says
-  so);
+- hardware: `count` h100-sxm in hgx-h100 nodes at the runs' 500 W power limit (`power_limit_w`), each carrying the
+  runs' 96 GB of HBM2e at 2.4 TB/s (`GRAND_TETON_MEMORY`, `DeviceProfile.with_main_memory`) where the profile's
+  carry 80 GB of HBM3 at 3.35 TB/s: the same SMs and clocks, memory-bound kernels at the calibrated share of the
+  slower memory (a case that overflows the 96 GB is still predicted; `fits` says so);
 - plan: fsdp, tp, pp, cp as given (dp = the FSDP degree, ZeRO-3 over it); micro-batches of the local batch
   without pipelining (torchtitan runs the local batch at once), of 1 with it; interleaved 1F1B with two stages
   per rank;
@@ -42,6 +42,9 @@ KIND = "training_torchtitan"
 STACK = "torchtitan"
 SOURCE = "torchtitan H100 benchmarks (held out)"
 MODEL_PRESETS = {"Llama 3.1 8B": "llama3.1-8b", "Llama 3.1 70B": "llama3.1-70b", "Llama 3.1 405B": "llama3.1-405b"}
+# The runs' H100 boards (torchtitan benchmarks/llama3_h100_202412_torchtitan.md: Grand Teton hosts, 'Each H100 GPU
+# is equipped with 96GB HBM2e with 2.4 TB/sec peak memory bandwidth'): main memory capacity (B) and bandwidth (B/s).
+GRAND_TETON_MEMORY = (96e9, 2.4e12)
 RECOMPUTE = {"selective (per-op)": "selective", "full": "full", "none": "none"}
 
 
@@ -67,6 +70,8 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
                         framework_settings=tuple(settings), path=str(case["id"]))
     device = load_device(profile_name(hw["device"]) or hw["device"])
     device = device.with_power_limit(float(hw["power_limit_w"]), f"{case['id']}: the runs' default power limit")
+    device = device.with_main_memory(*GRAND_TETON_MEMORY, "torchtitan benchmarks/llama3_h100_202412_torchtitan.md: "
+                                     "Grand Teton, each H100 with 96GB HBM2e with 2.4 TB/sec peak memory bandwidth")
     model = preset(MODEL_PRESETS[case["model"]["name"]])
     assert isinstance(model, TransformerConfig)
     if model.max_seq_len < training.seq_len:  # the 256k runs extend RoPE's positions past the released context
