@@ -146,6 +146,8 @@ def _write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     ("  defaults.kv_precision: {value: {fp8: fp8}, source: x}", "applies to serving stacks"),
     ("  fusion.families: {value: [gemm], source: x}", "list of kernel families"),
     ("  platform.vendors: {value: nvidia, source: x}", "list of device vendors"),
+    ("  efficiency.attention_kernel_rate: {value: 0, source: x}", "rate above 0 and at most 4"),
+    ("  efficiency.attention_kernel_rate: {value: fast, source: x}", "rate above 0 and at most 4"),
 ])
 def test_bad_profile_items_name_the_field_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items: str,
                                                    needle: str) -> None:
@@ -215,6 +217,27 @@ def test_sustained_scales_compute_families_only() -> None:
     assert table.get("attention").math == pytest.approx(0.5 * SPEC_DEFAULTS.get("attention").math)
     assert table.get("elementwise") == SPEC_DEFAULTS.get("elementwise")
     assert sustained(SPEC_DEFAULTS, 0.5) is table and sustained(SPEC_DEFAULTS, 1.0) is SPEC_DEFAULTS
+
+
+def test_a_stacks_attention_kernel_scales_the_attention_family_only() -> None:
+    """`efficiency.attention_kernel_rate` (FlashAttention-2 where the calibration measured cuDNN's) slows the
+    attention family's math and nothing else, on top of the sustained share; the shipped training stacks run the
+    calibrated kernel, and a serving engine has no such item."""
+    table = sustained(SPEC_DEFAULTS, 0.5, 0.6)
+    assert table.get("attention").math == pytest.approx(0.3 * SPEC_DEFAULTS.get("attention").math)
+    assert table.get("gemm").math == pytest.approx(0.5 * SPEC_DEFAULTS.get("gemm").math)
+    assert table.get("attention").memory == SPEC_DEFAULTS.get("attention").memory
+    assert sustained(SPEC_DEFAULTS, 1.0, 0.6) is sustained(SPEC_DEFAULTS, 1.0, 0.6) is not SPEC_DEFAULTS
+    assert {load_stack(n, "training").attention_kernel_rate() for n in ("eager", "megatron-core", "torchtitan")} \
+        == {1.0}
+    assert load_stack("vllm", "serving").attention_kernel_rate() == 1.0
+    s = _scenario(dp=2)
+    titan = load_stack("torchtitan", "training")
+    base = predict_training(s, stack=titan)
+    fa2 = predict_training(s, stack=titan.with_settings((("efficiency.attention_kernel_rate", 0.61),)))
+    assert fa2.kernels["attention"].time_s > 1.3 * base.kernels["attention"].time_s
+    assert fa2.kernels["gemm"].time_s == pytest.approx(base.kernels["gemm"].time_s)
+    assert fa2.step_time_s > base.step_time_s
 
 
 def _scenario(**parallel: int) -> Scenario:

@@ -244,7 +244,8 @@ def training_setup(scenario: Scenario, table: EfficiencyTable | None = None, *,
     system = s.system or default_system(s.device)
     return TrainingSetup(
         training=tr, model=model, device=s.device, plan=plan, stack=stack,
-        table=sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family)), system=system,
+        table=sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family),
+                        stack.attention_kernel_rate()), system=system,
         network=Network.of(system) if system is not None else None,
         program=rank_program(model, plan, tr.precision, attention, stack),
         overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))

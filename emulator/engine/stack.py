@@ -243,31 +243,35 @@ def engine_device(device: DeviceProfile, engine: StackProfile) -> tuple[DevicePr
 SUSTAINED_FAMILIES = ("gemm", MATRIX_VECTOR, "attention")
 
 
-_SUSTAINED: dict[tuple[int, float], tuple[EfficiencyTable, EfficiencyTable]] = {}
+_SUSTAINED: dict[tuple[int, float, float], tuple[EfficiencyTable, EfficiencyTable]] = {}
 
 
-def sustained(table: EfficiencyTable, factor: float) -> EfficiencyTable:
-    """The table with GEMM and attention math efficiencies scaled by `factor` (`efficiency.sustained_math`); the
+def sustained(table: EfficiencyTable, factor: float, attention: float = 1.0) -> EfficiencyTable:
+    """The table with GEMM and attention math efficiencies scaled by `factor` (`efficiency.sustained_math`) and the
+    attention family's by `attention` too (`efficiency.attention_kernel_rate`: the stack's attention kernel); the
     same object for the same inputs, so that caches keyed by table stay warm."""
-    if factor == 1.0:
+    if factor == 1.0 and attention == 1.0:
         return table
-    hit = _SUSTAINED.get((id(table), factor))
+    hit = _SUSTAINED.get((id(table), factor, attention))
     if hit is not None and hit[0] is table:
         return hit[1]
     if len(_SUSTAINED) > 256:
         _SUSTAINED.clear()
-    out = _scaled(table, factor)
-    _SUSTAINED[(id(table), factor)] = (table, out)
+    out = _scaled(table, factor, attention)
+    _SUSTAINED[(id(table), factor, attention)] = (table, out)
     return out
 
 
-def _scaled(table: EfficiencyTable, factor: float) -> EfficiencyTable:
-    families = {name: (dataclasses.replace(eff, math=eff.math * factor)
+def _scaled(table: EfficiencyTable, factor: float, attention: float) -> EfficiencyTable:
+    def scale(name: str) -> float:
+        return factor * (attention if name.split(".")[0] == "attention" else 1.0)
+
+    families = {name: (dataclasses.replace(eff, math=eff.math * scale(name))
                        if name.split(".")[0] in SUSTAINED_FAMILIES else eff) for name, eff in table.families.items()}
     for name in SUSTAINED_FAMILIES:  # a family the table leaves to its default still gets the factor
         if name not in families:
             base = table.get(name)
-            families[name] = dataclasses.replace(base, math=base.math * factor)
+            families[name] = dataclasses.replace(base, math=base.math * scale(name))
     return dataclasses.replace(table, families=families)
 
 

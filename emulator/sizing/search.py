@@ -158,7 +158,8 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
     stack = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings)
-    table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family))
+    table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family),
+                      stack.attention_kernel_rate())
     net = Network.of(cand.system)
     precision = precision_of(sz, cand)
     peak = cand.device.mfu_peak(precision)

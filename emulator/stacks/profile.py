@@ -33,6 +33,9 @@ Items (the schema; `KINDS` says which kind of stack has which):
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
   clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; the entry `"*"` states
   what transfers to families without one; 1 where neither exists.
+- `efficiency.attention_kernel_rate`: the math rate of the fused attention kernel the stack's software picks over
+  that of the kernel the calibration measured (1: the same kernel; FlashAttention-2 against cuDNN's on Hopper about
+  0.6), on the attention family's forward and backward (`engine.stack.sustained`).
 - `overlap.<class>`: the fraction of a collective class's time the stack runs concurrently with compute (0: all
   exposed; 1: hidden as far as the compute beside it lasts). Classes: `dp_grad_reduce`, `dp_param_gather`,
   `tp`, `pp`, `ep`, `cp`.
@@ -106,6 +109,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
                                   "share of the calibrated GEMM and attention math rate a step sustains, per "
                                   "device family"),
+    "efficiency.attention_kernel_rate": ("rate", ("training",), 1.0,
+                                         "the fused attention kernel the stack runs, its math rate over the "
+                                         "calibrated one's (FlashAttention-2 where the calibration measured cuDNN's)"),
     **{f"overlap.{c}": ("fraction", STACK_KINDS, 0.0, f"share of {c} collectives run beside compute")
        for c in OVERLAP_CLASSES},
     "defaults.sequence_parallel": ("bool", ("training",), False, "sequence parallelism whenever tp > 1"),
@@ -243,6 +249,11 @@ class StackProfile:
         gib = memory_bytes / 2**30
         return int(value[max(k for k in value if not isinstance(k, str) and k <= gib)])
 
+    def attention_kernel_rate(self) -> float:
+        """`efficiency.attention_kernel_rate` (a training stack's; 1 for a serving engine's)."""
+        return float(self.get("efficiency.attention_kernel_rate")) if self.kind in ITEMS[
+            "efficiency.attention_kernel_rate"][1] else 1.0
+
     def sustained_math(self, device_family: str) -> float:
         """`efficiency.sustained_math` of a device family: its own entry, else the `"*"` entry (what transfers to
         families without a fit), else 1."""
@@ -333,6 +344,10 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
                                                  for k, v in value.items()):
             fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
         return {str(k): float(v) for k, v in value.items()}
+    if kind == "rate":
+        if not numeric or not 0.0 < value <= 4.0:
+            fail(f"must be a rate above 0 and at most 4 (1: the calibrated kernel's), got {value!r}. Fix: e.g. 0.6.")
+        return float(value)
     if kind in RANGES:
         what, top, shown, example = RANGES[kind]
         if not numeric or not 0.0 <= value <= top:

@@ -15,7 +15,9 @@ by one rule for all:
   without pipelining (torchtitan runs the local batch at once), of 1 with it; interleaved 1F1B with two stages
   per rank;
 - stack: `framework: torchtitan` (torch.compile's fusions, FSDP2's overlaps, per-op selective recompute, float8
-  casts), with the run's own departures as `framework_settings`: without torch.compile no fused families
+  casts), with the run's own departures as `framework_settings`: its torch's attention kernel, FlashAttention-2
+  (`efficiency.attention_kernel_rate` `FLASH_ATTENTION_2_RATE`: SDPA's first choice on H100 before torch 2.9, where
+  the calibration measured cuDNN's); without torch.compile no fused families
   (`fusion.families: []`); async TP hides the tensor-parallel collectives (`overlap.tp: 1`: torchtitan's
   enable_async_tensor_parallel decomposes each all-gather / reduce-scatter into micro-pipelined matmuls);
 - precision: float8 -> fp8, else bf16; activation checkpointing: selective (per-op) -> `recompute: selective`
@@ -45,6 +47,13 @@ MODEL_PRESETS = {"Llama 3.1 8B": "llama3.1-8b", "Llama 3.1 70B": "llama3.1-70b",
 # The runs' H100 boards (torchtitan benchmarks/llama3_h100_202412_torchtitan.md: Grand Teton hosts, 'Each H100 GPU
 # is equipped with 96GB HBM2e with 2.4 TB/sec peak memory bandwidth'): main memory capacity (B) and bandwidth (B/s).
 GRAND_TETON_MEMORY = (96e9, 2.4e12)
+# The runs' attention: torch's scaled_dot_product_attention at torch 1963fc8 (2024-12-23, the benchmark's own table),
+# where SDPA ran FlashAttention-2 first on H100 (pytorch/pytorch#141133; #142132, on 2.6.0.dev20241204: 329 TFLOP/s
+# against cuDNN's 631), while the shipped calibrations (torch 2.11) measured cuDNN's fused attention, SDPA's first
+# choice on SM 9.0 from torch 2.9 (pytorch/pytorch#162073): FlashAttention-2's rate over cuDNN's on H100 at head dim
+# 128 and 4k-16k tokens, forward 368-370 against 595-609 TFLOP/s and backward 310-322 against 499-518 (Shah et al.
+# 2024, FlashAttention-3, arXiv 2407.08608, Figures 5 and 6).
+FLASH_ATTENTION_2_RATE = 0.61
 RECOMPUTE = {"selective (per-op)": "selective", "full": "full", "none": "none"}
 
 
@@ -59,7 +68,7 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
     interleaved = pp > 1 and cfg.get("pipeline_schedule") == "Interleaved1F1B"
     parallel = Parallel(tp=tp, pp=pp, cp=cp, dp=fsdp, zero=3, fsdp=True, microbatch_size=1 if pp > 1 else local,
                         virtual_stages=2 if interleaved else 1)
-    settings: list[tuple[str, Any]] = []
+    settings: list[tuple[str, Any]] = [("efficiency.attention_kernel_rate", FLASH_ATTENTION_2_RATE)]
     if not cfg["compile"]:
         settings.append(("fusion.families", []))
     if cfg["async_tp"]:
