@@ -108,6 +108,7 @@ def test_the_flex_dispatcher_shortens_the_expert_all_to_all(tmp_path: Path) -> N
     ("{overlap.epp: 1.0}", "is not a stack item"),
     ("{host.overlap: true}", "applies to serving stacks"),
     ("{overlap.ep: 2.0}", "Fix:"),
+    ("{efficiency.attention_kernel_rate: 0}", "must be a rate above 0"),
     ("{}", "must map stack items"),
 ])
 def test_bad_framework_settings_name_the_field_and_the_fix(tmp_path: Path, settings: str, words: str) -> None:
