@@ -16,7 +16,7 @@ from emulator.cluster.network import Network
 from emulator.cluster.shard import rank_program
 from emulator.cluster.step import Overlap, StepBreakdown, training_steps
 from emulator.engine.calibration import efficiency_for
-from emulator.engine.stack import sustained
+from emulator.engine.stack import stack_table
 from emulator.predict import predict_json
 from emulator.scenario import load_scenario
 from emulator.sizing import load_sizing
@@ -42,7 +42,7 @@ def test_plan_groups_step_as_each_plan_alone(device: str) -> None:
     tr = sz.train
     assert tr is not None
     stack = load_stack(tr.framework, "training")
-    table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family))
+    table = stack_table(efficiency_for(cand.device), stack, cand.device.family)
     net, overlap = Network.of(cand.system), Overlap.of(stack)
     _, plans = enumerate_plans(sz, cand, {}, {})
     groups: dict[tuple[Any, ...], list[Any]] = {}

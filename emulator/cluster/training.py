@@ -36,7 +36,7 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.memory import ALLOCATOR_ALLOWANCE
 from emulator.engine.predict import check_precision
 from emulator.engine.prediction import Figure, Memory, Prediction
-from emulator.engine.stack import sustained
+from emulator.engine.stack import stack_table
 from emulator.engine.timing import FamilyTiming, family_totals
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
@@ -244,8 +244,7 @@ def training_setup(scenario: Scenario, table: EfficiencyTable | None = None, *,
     system = s.system or default_system(s.device)
     return TrainingSetup(
         training=tr, model=model, device=s.device, plan=plan, stack=stack,
-        table=sustained(table or efficiency_for(s.device), stack.sustained_math(s.device.family),
-                        stack.attention_kernel_rate()), system=system,
+        table=stack_table(table or efficiency_for(s.device), stack, s.device.family), system=system,
         network=Network.of(system) if system is not None else None,
         program=rank_program(model, plan, tr.precision, attention, stack),
         overlap=Overlap.of(stack, overlap_grad_reduce=overlap_grad_reduce))

@@ -262,6 +262,12 @@ def sustained(table: EfficiencyTable, factor: float, attention: float = 1.0) -> 
     return out
 
 
+def stack_table(table: EfficiencyTable, stack: StackProfile, device_family: str) -> EfficiencyTable:
+    """The efficiency table a training stack's step runs at on a device family: `sustained` by the stack's
+    `efficiency.sustained_math` for that family and its `efficiency.attention_kernel_rate`."""
+    return sustained(table, stack.sustained_math(device_family), stack.attention_kernel_rate())
+
+
 def _scaled(table: EfficiencyTable, factor: float, attention: float) -> EfficiencyTable:
     def scale(name: str) -> float:
         return factor * (attention if name.split(".")[0] == "attention" else 1.0)
@@ -275,4 +281,5 @@ def _scaled(table: EfficiencyTable, factor: float, attention: float) -> Efficien
     return dataclasses.replace(table, families=families)
 
 
-__all__ = ["engine_device", "engine_table", "engine_trace", "fuse", "group_experts", "low_precision_casts", "sustained"]
+__all__ = ["engine_device", "engine_table", "engine_trace", "fuse", "group_experts", "low_precision_casts",
+           "stack_table", "sustained"]

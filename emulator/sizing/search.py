@@ -32,7 +32,7 @@ from emulator.cluster.step import Overlap, training_steps
 from emulator.cluster.training import memory_of, model_flops_per_microbatch
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.prediction import mfu
-from emulator.engine.stack import sustained
+from emulator.engine.stack import stack_table
 from emulator.errors import EmulatorError
 from emulator.scenario import Inference, Parallel, Scenario, Training
 from emulator.serving import predict_serving
@@ -158,8 +158,7 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
     stack = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings)
-    table = sustained(efficiency_for(cand.device), stack.sustained_math(cand.device.family),
-                      stack.attention_kernel_rate())
+    table = stack_table(efficiency_for(cand.device), stack, cand.device.family)
     net = Network.of(cand.system)
     precision = precision_of(sz, cand)
     peak = cand.device.mfu_peak(precision)

@@ -250,9 +250,8 @@ class StackProfile:
         return int(value[max(k for k in value if not isinstance(k, str) and k <= gib)])
 
     def attention_kernel_rate(self) -> float:
-        """`efficiency.attention_kernel_rate` (a training stack's; 1 for a serving engine's)."""
-        return float(self.get("efficiency.attention_kernel_rate")) if self.kind in ITEMS[
-            "efficiency.attention_kernel_rate"][1] else 1.0
+        """`efficiency.attention_kernel_rate` (1, the schema's default, for a serving engine, which cannot set it)."""
+        return float(self.get("efficiency.attention_kernel_rate"))
 
     def sustained_math(self, device_family: str) -> float:
         """`efficiency.sustained_math` of a device family: its own entry, else the `"*"` entry (what transfers to
