@@ -232,6 +232,25 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
         assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
 
 
+def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:
+    """InferenceX's TensorRT-LLM DeepSeek-R1 H200 rows of 2025-11-02 ran their script's --ep_size=$TP whatever the
+    rows' moe columns say, DP attention above 64 clients (32 at 8k/1k), its token budget and memory fraction."""
+    usable = [r for r in rows() if skip_reason(r) is None]
+    plain = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "deepseek-v3"
+             and r["system"] == "h200_sxm" and "measured=2025-11-02" in r["silicon_data_source"]]
+    assert plain and all(r["moe_ep_size"] == "1" for r in plain)  # what the rows' columns say
+    for row in plain:
+        conc, isl = int(row["batch_size"]), int(row["isl"])
+        out = deployment(row)
+        dp = conc > (32 if (row["isl"], row["osl"]) == ("8192", "1024") else 64)
+        assert out["parallel"] == {"tp": 8, "pp": 1, "ep": 8, **({"attention_dp": True} if dp else {})}
+        assert out["max_batch_tokens"] == (conc + isl + 127) // 64 * 64
+        assert out["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
+    row = next(r for r in plain if int(r["batch_size"]) <= 32)
+    spec = scenario_of(row)[1]
+    assert (spec.tp, spec.ep, spec.attention_dp) == (8, 8, False)
+
+
 def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
     """The same sample's B200 and GB200 aggregated rows ship beside the Hopper ones; nvfp4 is the fp4 precision
     there (fp4 matrix units) and stays a skipped weight-only format on Hopper; the launch-script settings read

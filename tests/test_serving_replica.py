@@ -125,6 +125,31 @@ def test_moe_kernel_scale_slows_only_the_grouped_expert_gemms() -> None:
         assert b.kv_s_per_token == a.kv_s_per_token and b.pair_s == a.pair_s
 
 
+def test_expert_parallel_decode_waits_for_the_busiest_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ep > 1: a step's routed-expert time is the busiest expert-parallel rank's, so a small decode batch pays the
+    routing imbalance (`stats.busiest_rank_factor`) and a prefill-sized one nearly none; tensor-parallel experts
+    (ep 1) split every expert evenly and pay none."""
+    import emulator.serving.replica as replica
+    from emulator.stacks import load_stack
+
+    system = load_system("hgx-h100")
+    model, engine, table = preset("qwen3-235b-a22b"), load_stack("trtllm", "serving"), efficiency_for(system.device)
+
+    def steps(ep: int, even: bool) -> list[float]:
+        replica._CACHE.clear()
+        if even:
+            monkeypatch.setattr(replica, "busiest_rank_factor", lambda *a: 1.0)
+        step = replica.step_model(model, system.device, system, table, "fp8", "fp8", 8, 1, ep, 0.0, engine)
+        monkeypatch.undo()
+        replica._CACHE.clear()
+        return [step.dense(n) for n in (1, 8, 8192)]
+
+    uneven, even = steps(8, False), steps(8, True)
+    share = [u / e - 1 for u, e in zip(uneven, even, strict=True)]
+    assert all(s > 0 for s in share) and share[0] > share[1] > 10 * share[2]
+    assert steps(1, False) == steps(1, True)
+
+
 def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() -> None:
     """`host.prompt_launch_s`: an engine that replays graphs of decode-only batches launches a prompt's iteration
     kernel by kernel, so that iteration takes at least its kernels (and tp all-reduces) times the launch cost; a

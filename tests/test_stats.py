@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emulator.stats import Percentiles, expected_max_normal, median, percentile
+from emulator.stats import Percentiles, busiest_rank_factor, expected_max_normal, median, percentile
 
 
 def test_expected_max_of_normals_matches_the_tabulated_values_and_sampling() -> None:
@@ -23,3 +23,16 @@ def test_percentiles_and_median() -> None:
     assert Percentiles.of([]).as_dict() == {"p50": 0.0, "p90": 0.0, "p99": 0.0}
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_the_busiest_expert_rank_carries_more_than_the_mean() -> None:
+    """Uniform routing over expert-parallel ranks: one rank carries no excess; a small decode batch leaves the
+    busiest rank touching far more experts than the mean one, and the excess shrinks as the batch grows."""
+    assert busiest_rank_factor(4, 8, 256, 1) == 1.0 and busiest_rank_factor(0, 8, 256, 8) == 1.0
+    p = 1 - (1 - 8 / 256) ** 4  # an expert's chance of a token among 4
+    touched = 32 * p
+    assert busiest_rank_factor(4, 8, 256, 8) == pytest.approx(
+        (touched + expected_max_normal(8) * (32 * p * (1 - p)) ** 0.5) / touched)
+    factors = [busiest_rank_factor(t, 8, 256, 8) for t in (1, 4, 16, 64, 1024, 8192)]
+    assert factors == sorted(factors, reverse=True) and factors[1] > 1.6 and 1.0 < factors[-1] < 1.02
+    assert busiest_rank_factor(1, 2, 8, 8) <= 8.0  # never more than a rank's whole expert set over the mean

@@ -9,7 +9,8 @@ simulator never traces):
 - dense(n): every kernel of the tensor-parallel shard except the output head, for n tokens in the batch
   (prefill chunk tokens + one per decoding sequence), taken from decode traces at batch n and interpolated
   piecewise-linearly over a token grid. It holds the GEMMs' weight streaming at small n (memory bound until
-  n reaches the device's ridge point), their compute at large n, MoE expert loading (balanced routing), and
+  n reaches the device's ridge point), their compute at large n, MoE expert loading (uniform routing; with
+  expert parallelism the busiest rank's share, `stats.busiest_rank_factor`, which every rank waits for), and
   the tensor-parallel all-reduces (2 per layer of [n, hidden] bf16, `emulator.cluster.network`), each waiting
   for the slowest rank (`comm.rank_skew_s`).
 - head(r): the output projection for the r sequences that produce a token this iteration.
@@ -71,6 +72,7 @@ from emulator.serving.stepcomm import attention_dp_comm_s
 from emulator.serving.stepcomm import comm_s as _comm_s
 from emulator.serving.stepmodel import Speculation, StepModel
 from emulator.stacks import StackProfile, load_stack
+from emulator.stats import busiest_rank_factor
 from emulator.workloads.config import TransformerConfig
 
 KV_BLOCK_TOKENS = 16  # paged-attention block (vLLM's default block size)
@@ -202,6 +204,9 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         if attention_dp:  # the routed experts take every rank's tokens: the tp shard's experts at ranks x m
             experts = timed("decode", ranks * m, 1, 1, part)
             body += routed_expert_s(experts) - routed_expert_s(timing)
+        if ep > 1:  # the combine after the experts waits for the expert-parallel rank that drew the most work
+            body += (busiest_rank_factor(ranks * m, model.num_experts_per_token, model.num_experts, ep) - 1.0) \
+                * routed_expert_s(experts)
         body += (moe_scale - 1.0) * sum(k.time_s for k in experts.kernels if k.op == "grouped_mm")
         launches = launch_s * launched
         comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else

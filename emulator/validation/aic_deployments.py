@@ -14,7 +14,12 @@ runs) ran `--chunked-prefill-size 32768 --max-prefill-tokens 32768 --max-running
 (8k/1k); the plain configuration stops at 64 clients for 1k/8k, and the rows include 128), so they state speculative
 decoding with three drafted tokens, each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same
 model's November 2025 rows -17%), and that script's (benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12)
---max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75. Its DP-attention
+--max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75; its rows
+measured 2025-11-02 (plain, image unstated) ran benchmarks/dsr1_fp8_h200_trt_slurm.sh as of 2025-10-29 (unchanged
+to 2025-11-21): `--ep_size=$TP` (expert parallel over all 8 GPUs, where the rows' moe columns say tensor-parallel
+experts), DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded up to 64 and
+free_gpu_memory_fraction 0.75, stated so (with expert parallelism's busiest rank, `stats.busiest_rank_factor`,
+their TPOT -25..-6% -> -7..+1%). Its DP-attention
 DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
 (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
@@ -156,6 +161,18 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {"speculative": {"draft_tokens": mtp, "acceptance_rate": list(mtp_acceptance(mtp))},
                 "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
                 "engine_settings": settings}
+    if (engine, model, row["system"]) == ("trtllm", "deepseek-v3", "h200_sxm") and \
+            "measured=2025-11-02" in row["silicon_data_source"]:
+        # benchmarks/dsr1_fp8_h200_trt_slurm.sh from 2025-10-29 to 2025-11-21: --ep_size=$TP whatever the row's
+        # moe columns say, DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded
+        # up to 64, free_gpu_memory_fraction 0.75
+        isl, osl, conc = count(row["isl"]), count(row["osl"]), count(row["batch_size"])
+        tp = count(row["tp_size"])
+        parallel: dict[str, Any] = {"tp": tp, "pp": 1, "ep": tp}
+        if conc > (32 if (isl, osl) == (8192, 1024) else 64):
+            parallel["attention_dp"] = True
+        return {"parallel": parallel, "max_batch_tokens": (conc + isl + 64 + 63) // 64 * 64,
+                "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
     if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
         if short and count(row["tp_size"]) < 8:
