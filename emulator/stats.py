@@ -43,8 +43,9 @@ def busiest_rank_factor(tokens: float, top_k: int, num_experts: int, ranks: int)
     the bound of large batches), each the mean plus the expected maximum of `ranks` normals times the standard
     deviation (a rank's E/ranks experts each touched with probability 1 - (1 - k/E)^T; its T*k/ranks assignments
     binomial). 1 for one rank. A collective after the experts makes every rank wait for the busiest one, so this
-    scales the step's expert time. Real routers are less even than uniform (popular experts; DeepSeek's
-    group-limited routing sends a token to at most 4 of 8 groups): a lower bound on the imbalance.
+    scales the step's expert time. Real routers differ both ways, neither modelled: popular experts and DeepSeek's
+    group-limited routing (a token's experts in at most 4 of 8 groups) make the busiest rank busier, while tokens
+    that pick the same experts touch fewer of them than uniform routing does.
     4 tokens with top-8 of 256 experts on 8 ranks: 1.68 (a rank touches 3.8 experts on average, the busiest 6.4);
     64 tokens: 1.10; 1,024: 1.04."""
     if ranks <= 1 or tokens <= 0:
