@@ -57,7 +57,7 @@ def busiest_rank_factor(tokens: float, top_k: int, num_experts: int, ranks: int)
     experts = min(touched + z * math.sqrt(per_rank * p * (1.0 - p)), per_rank) / touched
     assignments = tokens * top_k / ranks
     rows = 1.0 + z * math.sqrt(assignments * (1.0 - 1.0 / ranks)) / assignments
-    return max(experts, rows)
+    return min(max(experts, rows), float(ranks))  # the busiest rank does at most all of the work
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,3 +36,4 @@ def test_the_busiest_expert_rank_carries_more_than_the_mean() -> None:
     factors = [busiest_rank_factor(t, 8, 256, 8) for t in (1, 4, 16, 64, 1024, 8192)]
     assert factors == sorted(factors, reverse=True) and factors[1] > 1.6 and 1.0 < factors[-1] < 1.02
     assert busiest_rank_factor(1, 2, 8, 8) <= 8.0  # never more than a rank's whole expert set over the mean
+    assert busiest_rank_factor(1, 1, 2, 2) <= 2.0 and busiest_rank_factor(1e-3, 1, 64, 64) == 64.0  # all the work
