@@ -137,6 +137,12 @@ def sglang_b200_mtp(row: dict[str, str]) -> bool:
     return count(row["batch_size"]) * attention_ranks(row) > highest
 
 
+def dsr1_trt_token_budget(row: dict[str, str], drafts: int) -> int:
+    """InferenceX's TensorRT-LLM DeepSeek-R1 scripts' --max_num_tokens: ((drafts + 1) x the row's batch + ISL + 64)
+    rounded up to 64 (the plain script's is the MTP scripts' at no drafts)."""
+    return ((drafts + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64
+
+
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
     module docstring says which and from where): inference keys of its scenario."""
@@ -159,19 +165,17 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if ranks > 1:
             settings["scheduler.adp_balance_iters"] = 60
         return {"speculative": {"draft_tokens": mtp, "acceptance_rate": list(mtp_acceptance(mtp))},
-                "max_batch_tokens": ((mtp + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64,
-                "engine_settings": settings}
+                "max_batch_tokens": dsr1_trt_token_budget(row, mtp), "engine_settings": settings}
     if (engine, model, row["system"]) == ("trtllm", "deepseek-v3", "h200_sxm") and \
             "measured=2025-11-02" in row["silicon_data_source"]:
         # benchmarks/dsr1_fp8_h200_trt_slurm.sh from 2025-10-29 to 2025-11-21: --ep_size=$TP whatever the row's
         # moe columns say, DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded
         # up to 64, free_gpu_memory_fraction 0.75
-        isl, osl, conc = count(row["isl"]), count(row["osl"]), count(row["batch_size"])
         tp = count(row["tp_size"])
         parallel: dict[str, Any] = {"tp": tp, "pp": 1, "ep": tp}
-        if conc > (32 if (isl, osl) == (8192, 1024) else 64):
+        if count(row["batch_size"]) > (32 if (count(row["isl"]), count(row["osl"])) == (8192, 1024) else 64):
             parallel["attention_dp"] = True
-        return {"parallel": parallel, "max_batch_tokens": (conc + isl + 64 + 63) // 64 * 64,
+        return {"parallel": parallel, "max_batch_tokens": dsr1_trt_token_budget(row, 0),
                 "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
     if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
@@ -213,5 +217,5 @@ def load(row: dict[str, str]) -> dict[str, Any]:
 
 
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
-           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment", "load",
-           "mtp_acceptance", "mtp_campaign"]
+           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment",
+           "dsr1_trt_token_budget", "load", "mtp_acceptance", "mtp_campaign"]
