@@ -5,7 +5,9 @@ bus bandwidth); `published_training.yaml`: Megatron-LM 2021 Table 1 and Korthika
 `published_training_hopper.yaml`: NeMo and Megatron-Bridge performance tables of Megatron-Core on H100 (dense,
 MoE, long context; pretraining, SFT and LoRA); `published_training_blackwell.yaml`: Megatron-Bridge's tables on
 DGX B200 and GB200 (held out: a test, never fitted on); `published_training_torchtitan.yaml`: the torchtitan
-team's H100 benchmark tables (held out); `published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100 system).
+team's H100 benchmark tables (held out); `published_inference.yaml`: MLPerf Inference v4.1 (one 8-GPU H100 system);
+`published_inference_heldout.yaml`: MLPerf Inference results on other chips and engines (AMD MI300X with vLLM; held
+out).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from emulator.files import read_yaml, shipped
 
 DATA = shipped("data")
 KINDS = ("kernels", "training", "training_hopper", "training_blackwell", "training_torchtitan",
-         "inference")  # published_<kind>.yaml
+         "inference", "inference_heldout")  # published_<kind>.yaml
 
 # Device names in the published files -> shipped profile names.
 DEVICE_ALIASES = {

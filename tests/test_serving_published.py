@@ -1,8 +1,21 @@
-"""MLPerf Inference v4.1 (8x H100): one set of device parameters for every case, within the issue's bound."""
+"""MLPerf Inference v4.1 (8x H100): one set of device parameters for every case, within the issue's bound; and the
+held-out MLPerf results on other chips, run as their submissions state."""
 
 from __future__ import annotations
 
-from emulator.validation.published_serving import validate_published
+import copy
+
+import pytest
+
+from emulator.errors import EmulatorError
+from emulator.published import load_cases
+from emulator.validation.published_serving import (
+    HELDOUT,
+    HELDOUT_SOURCE,
+    heldout_case,
+    validate_heldout,
+    validate_published,
+)
 
 
 def test_mlperf_median_error_within_15_percent_and_server_never_beats_offline() -> None:
@@ -14,3 +27,35 @@ def test_mlperf_median_error_within_15_percent_and_server_never_beats_offline() 
     for case_id, predicted in by_id.items():
         if "-server-" in case_id and "dlrm" not in case_id:  # LLM cases; the recommender batches queries itself
             assert predicted <= by_id[case_id.replace("-server-", "-offline-")] * 1.001, case_id
+
+
+def test_the_held_out_mlperf_cases_run_as_their_submissions_state() -> None:
+    """AMD's MI300X and MI325X results run on their own chip's system with vLLM, FP8 weights and KV cache, one
+    tensor-parallel GPU per replica and a replica per GPU, and come back summarised per device and engine."""
+    cases = load_cases(HELDOUT)
+    assert cases and {c["hardware"]["device"] for c in cases} >= {"MI300X"}
+    for case in cases:
+        scenario, spec = heldout_case(case)
+        assert scenario.system is not None and scenario.system.device.name == scenario.device.name
+        assert scenario.device.vendor == "amd" and spec.engine == "vllm"
+        assert (spec.precision, spec.kv_precision, spec.tp) == ("fp8", "fp8", 1)
+        assert scenario.num_devices == case["hardware"]["count"]
+        assert spec.scenario == case["config"]["scenario"].lower()
+    result = validate_heldout()
+    assert len(result["cases"]) == len(cases) and result["source"] == HELDOUT_SOURCE
+    groups = {(g["device"], g["stack"]): g["num_cases"] for g in result["summary"]["by_device_engine"]}
+    assert sum(groups.values()) == len(cases) and ("mi300x", "vllm") in groups
+    by_id = {c["id"]: c["predicted"] for c in result["cases"]}
+    for case_id, predicted in by_id.items():  # a replica count scales a system's rate, Server never beats Offline
+        if "-server-" in case_id:
+            assert predicted <= by_id[case_id.replace("-server-", "-offline-")] * 1.001, case_id
+    one, eight = (by_id[f"infer-mlperf-v4.1-llama2-70b-{a}-offline-{s}_vllm"] for a, s in
+                  (("99.9", "1xmi300x_2xepyc-9374f"), ("99", "8xmi300x_2xepyc-9374f")))
+    assert eight == pytest.approx(8 * one, rel=0.02)
+
+
+def test_a_held_out_case_whose_layout_does_not_cover_its_gpus_is_refused() -> None:
+    case = copy.deepcopy(load_cases(HELDOUT)[0])
+    case["config"]["parallelism"]["replicas"] = 3
+    with pytest.raises(EmulatorError, match="tp x replicas"):
+        heldout_case(case)

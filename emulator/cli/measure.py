@@ -26,7 +26,10 @@ from emulator.validation.published_hopper import validate_published as hopper_ca
 from emulator.validation.published_moe import SOURCE as MOE_SOURCE
 from emulator.validation.published_moe import render as render_moe
 from emulator.validation.published_moe import validate_moe_tables
+from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
 from emulator.validation.published_serving import render as render_serving
+from emulator.validation.published_serving import render_heldout as render_mlperf_heldout
+from emulator.validation.published_serving import validate_heldout as mlperf_heldout_cases
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
 from emulator.validation.published_torchtitan import render as render_torchtitan
@@ -56,6 +59,7 @@ def calibrate(args: argparse.Namespace) -> None:
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
+        mlperf_heldout = mlperf_heldout_cases()
         blackwell_training = hopper_cases(kind=BLACKWELL_TRAINING)
         torchtitan = validate_torchtitan()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
@@ -71,6 +75,7 @@ def validate(args: argparse.Namespace) -> None:
                         "training": training["summary"], "inference": serving["summary"]},
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
+            "mlperf_heldout": mlperf_heldout,  # MLPerf Inference on other chips and engines: held out, never fitted on
             "megatron_core_blackwell": blackwell_training,  # the same on B200 and GB200: held out, never fitted on
             "torchtitan_h100": torchtitan,  # the torchtitan team's H100 benchmarks: held out, never fitted on
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
@@ -82,6 +87,7 @@ def validate(args: argparse.Namespace) -> None:
         }
         records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
                    + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
+                   + case_records(mlperf_heldout, source=MLPERF_HELDOUT_SOURCE, stack="")
                    + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
                    + case_records(blackwell_training, source="Megatron-Bridge B200/GB200 (held out)",
                                   stack="megatron-core")
@@ -97,7 +103,8 @@ def validate(args: argparse.Namespace) -> None:
         if args.json:
             print_json(result)
         else:
-            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n" + render_hopper(hopper)
+            print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n"
+                  + render_mlperf_heldout(mlperf_heldout) + "\n\n" + render_hopper(hopper)
                   + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_torchtitan(torchtitan)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"

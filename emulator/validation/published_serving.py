@@ -6,6 +6,13 @@ replica's tensor parallelism is the submitter's kind of choice, made by the mode
 the highest predicted Offline throughput among those whose weights fit (the same tp serves Server).
 Error = predicted / published - 1 on the published throughput metric (tokens/s for Llama 2 and Mixtral, samples/s
 for GPT-J and DLRM-v2).
+
+Held out (`validate_heldout`, published_inference_heldout.yaml): MLPerf results on chips and engines nothing was
+fitted on (AMD's MI300X in v4.1 and MI325X in v5.0, both with vLLM on ROCm). Each runs as its submission's own code
+states: its device's shipped system (`default_system`), its engine, weight and KV formats, tensor parallelism and
+replica count (`config`); the workload, its Server bounds and nothing else from `mlperf_inference_rules.yaml`. The
+engine's profile is the one fitted on NVIDIA Hopper; the device's efficiencies are the H200 calibration moved to the
+chip's published achievable rates (`engine.transfer`).
 """
 
 from __future__ import annotations
@@ -16,17 +23,21 @@ from typing import Any
 
 from emulator.errors import EmulatorError
 from emulator.files import read_yaml, shipped
-from emulator.hardware import load_system
-from emulator.published import load_cases
+from emulator.hardware import default_system, load_device, load_system
+from emulator.published import load_cases, profile_name
 from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import ServingResult, predict_serving
 from emulator.stats import median
+from emulator.validation.sources import error_summary
 from emulator.workloads.config import DLRMConfig
 from emulator.workloads.presets import preset
 
 RULES = shipped("data") / "mlperf_inference_rules.yaml"
 SYSTEM = "hgx-h100"
 TP_CHOICES = (1, 2, 4, 8)
+HELDOUT = "inference_heldout"
+HELDOUT_SOURCE = "MLPerf Inference other chips (held out)"
+FORMATS = {"FP8": "fp8", "FP4": "fp4", "BF16": "bf16", "FP16": "fp16", "INT8": "int8"}  # published -> ours
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,6 +92,58 @@ def predict_case(case: dict[str, Any]) -> tuple[float, ServingResult]:
     return (pred.throughput_tokens_per_s if tokens else pred.throughput_samples_per_s), pred
 
 
+def heldout_case(case: dict[str, Any]) -> tuple[Scenario, ServingSpec]:
+    """The scenario and spec of a held-out case: as its submission ran (see the module docstring)."""
+    name, cfg, where = workload_of(case["id"]), case["config"], str(case["id"])
+    device = load_device(profile_name(case["hardware"]["device"]) or case["hardware"]["device"])
+    system = default_system(device)
+    if system is None:
+        raise EmulatorError(f"case '{where}': no shipped system of {device.name} devices. Fix: add one to "
+                            "hw_profiles/systems.")
+    tp, count = int(cfg["parallelism"]["tp"]), int(case["hardware"]["count"])
+    if count != tp * int(cfg["parallelism"]["replicas"]):
+        raise EmulatorError(f"case '{where}': {count} devices are not tp x replicas. Fix: its config.parallelism.")
+    entry = {k: v for k, v in rules()[name].items() if k not in ("model", "sources")}
+    inference = {**entry, "scenario": cfg["scenario"].lower(), "engine": cfg["engine"],
+                 "precision": FORMATS[cfg["precision"]], "kv_precision": FORMATS[cfg["kv_precision"]],
+                 "parallel": {"tp": tp}}
+    spec = parse_inference(inference, where)
+    return Scenario(path=where, model=preset(rules()[name]["model"]), device=system.device, system=system,
+                    num_devices=count), spec
+
+
+def validate_heldout() -> dict[str, Any]:
+    """Predicted vs published throughput of the held-out cases, summarised per device and engine."""
+    cases = []
+    for case in load_cases(HELDOUT):
+        scenario, spec = heldout_case(case)
+        pred = predict_serving(scenario, spec)
+        tokens = "tokens" in case["metric"]["unit"]
+        predicted = pred.throughput_tokens_per_s if tokens else pred.throughput_samples_per_s
+        cases.append({"id": case["id"], "metric": "throughput", "published": float(case["value"]),
+                      "predicted": predicted, "error": predicted / float(case["value"]) - 1,
+                      "unit": case["metric"]["unit"], "stack": spec.engine or "", "device": scenario.device.name,
+                      "scenario": case["config"]["scenario"], "replica": pred.replica.as_dict()})
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cases:
+        groups.setdefault((c["device"], c["stack"]), []).append(c)
+    return {"source": HELDOUT_SOURCE, "cases": cases,
+            "summary": {"all": error_summary(cases),
+                        "by_device_engine": [{"device": d, "stack": e, **error_summary(g)}
+                                             for (d, e), g in sorted(groups.items())]}}
+
+
+def render_heldout(result: dict[str, Any]) -> str:
+    lines = [f"{HELDOUT_SOURCE}: never fitted on (error = predicted / published - 1)",
+             f"{'case':72s} {'published':>12s} {'predicted':>12s} {'error':>8s}"]
+    lines += [f"{c['id']:72s} {c['published']:12.1f} {c['predicted']:12.1f} {c['error']:+8.1%}"
+              for c in result["cases"]]
+    for g in result["summary"]["by_device_engine"]:
+        lines.append(f"{g['device']} {g['stack']}: {g['num_cases']} cases, median |error| "
+                     f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
+    return "\n".join(lines)
+
+
 def validate_published() -> dict[str, Any]:
     """Predicted vs published throughput for every inference case, with the median and maximum |error|."""
     cases = []
@@ -105,4 +168,5 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["best_tp", "case_spec", "predict_case", "render", "rules", "validate_published"]
+__all__ = ["HELDOUT", "HELDOUT_SOURCE", "best_tp", "case_spec", "heldout_case", "predict_case", "render",
+           "render_heldout", "rules", "validate_heldout", "validate_published"]
