@@ -30,21 +30,24 @@ def test_mlperf_median_error_within_15_percent_and_server_never_beats_offline() 
 
 
 def test_the_held_out_mlperf_cases_run_as_their_submissions_state() -> None:
-    """AMD's MI300X and MI325X results run on their own chip's system with vLLM, FP8 weights and KV cache, one
-    tensor-parallel GPU per replica and a replica per GPU, and come back summarised per device and engine."""
+    """AMD's MI300X and MI325X results (vLLM) and NVIDIA's H200 ones (TensorRT-LLM) run on their own chip's system
+    with the engine, formats, layout and limits their submission's code states, and come back summarised per device
+    and engine."""
     cases = load_cases(HELDOUT)
-    assert cases and {c["hardware"]["device"] for c in cases} >= {"MI300X"}
+    assert cases and {c["hardware"]["device"] for c in cases} >= {"MI300X", "H200-SXM-141GB"}
     for case in cases:
+        cfg = case["config"]
         scenario, spec = heldout_case(case)
         assert scenario.system is not None and scenario.system.device.name == scenario.device.name
-        assert scenario.device.vendor == "amd" and spec.engine == "vllm"
-        assert (spec.precision, spec.kv_precision, spec.tp) == ("fp8", "fp8", 1)
-        assert scenario.num_devices == case["hardware"]["count"]
-        assert spec.scenario == case["config"]["scenario"].lower()
+        assert scenario.device.vendor == ("amd" if case["hardware"]["submitter"] == "AMD" else "nvidia")
+        assert spec.engine == cfg["engine"] and (spec.precision, spec.kv_precision) == ("fp8", "fp8")
+        assert spec.tp == cfg["parallelism"]["tp"] and scenario.num_devices == case["hardware"]["count"]
+        assert spec.scenario == cfg["scenario"].lower() and spec.batch_size == cfg.get("max_batch")
+        assert dict(spec.engine_settings).get("defaults.kv_memory_fraction") == cfg.get("kv_memory_fraction")
     result = validate_heldout()
     assert len(result["cases"]) == len(cases) and result["source"] == HELDOUT_SOURCE
     groups = {(g["device"], g["stack"]): g["num_cases"] for g in result["summary"]["by_device_engine"]}
-    assert sum(groups.values()) == len(cases) and ("mi300x", "vllm") in groups
+    assert sum(groups.values()) == len(cases) and {("mi300x", "vllm"), ("h200-sxm", "trtllm")} <= set(groups)
     by_id = {c["id"]: c["predicted"] for c in result["cases"]}
     for case_id, predicted in by_id.items():  # a replica count scales a system's rate, Server never beats Offline
         if "-server-" in case_id:

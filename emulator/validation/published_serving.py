@@ -8,9 +8,11 @@ Error = predicted / published - 1 on the published throughput metric (tokens/s f
 for GPT-J and DLRM-v2).
 
 Held out (`validate_heldout`, published_inference_heldout.yaml): MLPerf results on chips and engines nothing was
-fitted on (AMD's MI300X in v4.1 and MI325X in v5.0, both with vLLM on ROCm). Each runs as its submission's own code
-states: its device's shipped system (`default_system`), its engine, weight and KV formats, tensor parallelism and
-replica count (`config`); the workload, its Server bounds and nothing else from `mlperf_inference_rules.yaml`. The
+fitted on (AMD's MI300X in v4.1 and MI325X in v5.0, both with vLLM on ROCm; NVIDIA's H200 in v4.1 with
+TensorRT-LLM). Each runs as its submission's own code states: its device's shipped system (`default_system`), its
+engine, weight and KV formats, tensor parallelism and replica count, and where the code sets them the batch limit
+and KV memory fraction (`config`); the workload, its Server bounds and nothing else from
+`mlperf_inference_rules.yaml`. The
 engine's profile is the one fitted on NVIDIA Hopper; the device's efficiencies are the H200 calibration moved to the
 chip's published achievable rates (`engine.transfer`).
 """
@@ -107,6 +109,10 @@ def heldout_case(case: dict[str, Any]) -> tuple[Scenario, ServingSpec]:
     inference = {**entry, "scenario": cfg["scenario"].lower(), "engine": cfg["engine"],
                  "precision": FORMATS[cfg["precision"]], "kv_precision": FORMATS[cfg["kv_precision"]],
                  "parallel": {"tp": tp}}
+    if "max_batch" in cfg:  # the harness's batch limit, where its config states one
+        inference["batch_size"] = int(cfg["max_batch"])
+    if "kv_memory_fraction" in cfg:
+        inference["engine_settings"] = {"defaults.kv_memory_fraction": float(cfg["kv_memory_fraction"])}
     spec = parse_inference(inference, where)
     return Scenario(path=where, model=preset(rules()[name]["model"]), device=system.device, system=system,
                     num_devices=count), spec
