@@ -14,12 +14,15 @@ import pytest
 from emulator.cli import main
 from emulator.published import load_cases
 from emulator.validation.published_hopper import (
+    BLACKWELL,
+    KIND,
     MODEL_PRESETS,
     STACK,
     Unmodelled,
     case_model,
     case_scenario,
     counts_causal,
+    known_regressions,
     model_flops_per_token,
     number,
     render,
@@ -189,6 +192,21 @@ def test_summary_groups_every_case_by_task_and_family(result: dict[str, Any]) ->
     for task, group in s["by_task"].items():
         assert group == error_summary([c for c in result["cases"] if c["task"] == task])
     assert "all" in render(result) and result["cases"][0]["id"] in render(result)
+
+
+def test_documented_regressions_are_reported_with_the_rest_and_apart(result: dict[str, Any]) -> None:
+    """A case whose software had a documented regression stays in every summary, carries its issue, and the summary
+    without such cases is the rest's; every listed id is a shipped case."""
+    listed = known_regressions()
+    shipped_ids = {c["id"] for kind in (KIND, BLACKWELL) for c in load_cases(kind)}
+    assert listed and set(listed) <= shipped_ids
+    assert all(re.search(r"NVIDIA-NeMo/Megatron-Bridge#\d+", issue) for issue in listed.values())
+    flagged = [c for c in result["cases"] if "known_regression" in c]
+    assert {c["id"] for c in flagged} == set(listed) & {c["id"] for c in result["cases"]} != set()
+    s = result["summary"]
+    assert s["num_cases"] == len(result["cases"])  # nothing dropped
+    assert s["without_known_regressions"] == error_summary([c for c in result["cases"] if c["id"] not in listed])
+    assert "documented regression" in render(result) and "without regressions" in render(result)
 
 
 def test_error_summary_is_median_max_and_signed_mean() -> None:

@@ -41,6 +41,9 @@ The predicted value is the published metric computed from the predicted step tim
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
   source's convention (NeMo's tables count attention over the full square, Megatron-Bridge's the causal half).
 error = predicted / published - 1. A case the emulator cannot model yet is listed under `skipped` with the reason.
+A case whose software had a performance regression its maintainers documented (emulator/data/known_regressions.yaml:
+Megatron-Bridge 25.11's dropless Qwen3 30B-A3B on H100 and B200, 26.06.01's GPT-OSS) carries the issue as
+`known_regression`; it stays in every summary, and `without_known_regressions` summarises the rest beside it.
 
 The same rules run Megatron-Bridge's DGX B200, GB200, B300 and GB300 rows (`BLACKWELL`, emulator/data/
 published_training_blackwell.yaml) with the profile fitted on H100 and the H200 calibration moved to Blackwell: a
@@ -49,6 +52,7 @@ held-out test, never fitted on (the recipe settings above were read for H100 and
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +60,7 @@ from typing import Any
 from emulator.cluster.training import predict_training
 from emulator.engine.calibration import efficiency_for
 from emulator.errors import EmulatorError
+from emulator.files import read_yaml, shipped
 from emulator.hardware import load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
@@ -65,6 +70,7 @@ from emulator.workloads.lora import LoraConfig
 from emulator.workloads.presets import preset
 
 KIND = "training_hopper"
+REGRESSIONS = shipped("data") / "known_regressions.yaml"
 BLACKWELL = "training_blackwell"
 STACK = "megatron-core"
 SYSTEMS = {"h100-sxm": "hgx-h100", "b200": "hgx-b200", "gb200": "gb200-nvl72", "b300": "hgx-b300",
@@ -245,9 +251,20 @@ def _grouped(cases: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {g: error_summary([c for c in cases if c[key] == g]) for g in sorted({c[key] for c in cases})}
 
 
+@functools.lru_cache(maxsize=1)
+def known_regressions() -> dict[str, str]:
+    """Case id -> the documented regression of the software that measured it (emulator/data/known_regressions.yaml)."""
+    out: dict[str, str] = {}
+    for entry in read_yaml(REGRESSIONS):
+        for case_id in entry["ids"]:
+            out[str(case_id)] = " ".join(str(entry["issue"]).split())
+    return out
+
+
 def validate_published(*, only: Callable[[dict[str, Any]], bool] | None = None, kind: str = KIND) -> dict[str, Any]:
     """Every case of `kind` (the H100 ones unless named; or those `only` keeps): cases, skipped cases with reasons,
-    and the error summary overall, per task and per model family."""
+    and the error summary overall, per task and per model family; and overall without the cases whose software had a
+    documented regression (`known_regressions`, each such case carrying its issue)."""
     cases, skipped = [], []
     for case in load_cases(kind):
         if only is not None and not only(case):
@@ -258,7 +275,12 @@ def validate_published(*, only: Callable[[dict[str, Any]], bool] | None = None, 
             skipped.append({"id": case["id"], "reason": str(why)})
         except EmulatorError as why:  # a layout the plan model refuses (e.g. more pipeline chunks than layers)
             skipped.append({"id": case["id"], "reason": f"not predictable: {why.message.split('. Fix')[0]}"})
+    regressions = known_regressions()
+    for c in cases:
+        if c["id"] in regressions:
+            c["known_regression"] = regressions[c["id"]]
     summary = {**error_summary(cases), "by_task": _grouped(cases, "task"), "by_family": _grouped(cases, "family"),
+               "without_known_regressions": error_summary([c for c in cases if "known_regression" not in c]),
                "num_skipped": len(skipped), "stack": STACK, "file": f"published_{kind}.yaml",
                "device_parameters": "efficiency_for(device): one table for every case"}
     return {"cases": cases, "skipped": skipped, "summary": summary}
@@ -277,11 +299,12 @@ def render(result: dict[str, Any]) -> str:
              f"{'case':70s} {'metric':22s} {'published':>10s} {'predicted':>10s} {'error':>8s}"]
     for c in result["cases"]:
         lines.append(f"{c['id']:70s} {c['metric']:22s} {c['published']:10.4g} {c['predicted']:10.4g} "
-                     f"{c['error']:+8.1%}")
+                     f"{c['error']:+8.1%}" + ("  (documented regression)" if "known_regression" in c else ""))
     for s in result["skipped"]:
         lines.append(f"{s['id']:70s} skipped: {s['reason']}")
     summary = result["summary"]
     lines.append(_line("all", summary))
+    lines.append(_line("without regressions", summary["without_known_regressions"]))
     lines += [_line(f"task {k}", v) for k, v in summary["by_task"].items()]
     lines += [_line(f"family {k}", v) for k, v in summary["by_family"].items()]
     return "\n".join(lines)
