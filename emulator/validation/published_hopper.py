@@ -42,8 +42,9 @@ The predicted value is the published metric computed from the predicted step tim
   source's convention (NeMo's tables count attention over the full square, Megatron-Bridge's the causal half).
 error = predicted / published - 1. A case the emulator cannot model yet is listed under `skipped` with the reason.
 A case whose software had a performance regression its maintainers documented (emulator/data/known_regressions.yaml:
-Megatron-Bridge 25.11's dropless Qwen3 30B-A3B on H100 and B200, 26.06.01's GPT-OSS) carries the issue as
-`known_regression`; it stays in every summary, and `without_known_regressions` summarises the rest beside it.
+Megatron-Bridge 25.11's dropless Qwen3 30B-A3B on H100 and B200 and Qwen3 235B-A22B on B200, 26.06.01's GPT-OSS)
+carries the issue as `known_regression`; it stays in every summary, and `without_known_regressions` summarises the
+rest beside it.
 
 The same rules run Megatron-Bridge's DGX B200, GB200, B300 and GB300 rows (`BLACKWELL`, emulator/data/
 published_training_blackwell.yaml) with the profile fitted on H100 and the H200 calibration moved to Blackwell: a
