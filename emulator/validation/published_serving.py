@@ -12,9 +12,8 @@ fitted on (AMD's MI300X in v4.1 and MI325X in v5.0, both with vLLM on ROCm; NVID
 TensorRT-LLM). Each runs as its submission's own code states: its device's shipped system (`default_system`), its
 engine, weight and KV formats, tensor parallelism and replica count, and where the code sets them the batch limit
 and KV memory fraction (`config`); the workload, its Server bounds and nothing else from
-`mlperf_inference_rules.yaml`. The
-engine's profile is the one fitted on NVIDIA Hopper; the device's efficiencies are the H200 calibration moved to the
-chip's published achievable rates (`engine.transfer`).
+`mlperf_inference_rules.yaml`. The engine's profile is the one fitted on NVIDIA Hopper; the device's efficiencies are
+the H200 calibration moved to the chip's published achievable rates (`engine.transfer`).
 """
 
 from __future__ import annotations
@@ -54,9 +53,16 @@ def workload_of(case_id: str) -> str:
     raise EmulatorError(f"case '{case_id}' names no workload of {RULES.name}. Fix: add it to case_workloads.")
 
 
-def case_spec(name: str, scenario: str) -> ServingSpec:
+def case_spec(name: str, scenario: str, overrides: dict[str, Any] | None = None, where: str = str(RULES)
+              ) -> ServingSpec:
+    """The spec of workload `name` in `scenario`: its rules entry, with `overrides` (a case's own settings) over it."""
     entry = {k: v for k, v in rules()[name].items() if k not in ("model", "sources")}
-    return parse_inference({**entry, "scenario": scenario}, str(RULES))
+    return parse_inference({**entry, "scenario": scenario, **(overrides or {})}, where)
+
+
+def published_metric(case: dict[str, Any], pred: ServingResult) -> float:
+    """The predicted figure a case publishes: tokens/s where its unit counts tokens, else samples/s."""
+    return pred.throughput_tokens_per_s if "tokens" in case["metric"]["unit"] else pred.throughput_samples_per_s
 
 
 def _scenario(model_name: str) -> Scenario:
@@ -90,8 +96,7 @@ def predict_case(case: dict[str, Any]) -> tuple[float, ServingResult]:
     if not isinstance(scenario.model, DLRMConfig):
         spec = dataclasses.replace(spec, tp=best_tp(name))
     pred = predict_serving(scenario, spec)
-    tokens = "tokens" in case["metric"]["unit"]
-    return (pred.throughput_tokens_per_s if tokens else pred.throughput_samples_per_s), pred
+    return published_metric(case, pred), pred
 
 
 def heldout_case(case: dict[str, Any]) -> tuple[Scenario, ServingSpec]:
@@ -105,15 +110,13 @@ def heldout_case(case: dict[str, Any]) -> tuple[Scenario, ServingSpec]:
     tp, count = int(cfg["parallelism"]["tp"]), int(case["hardware"]["count"])
     if count != tp * int(cfg["parallelism"]["replicas"]):
         raise EmulatorError(f"case '{where}': {count} devices are not tp x replicas. Fix: its config.parallelism.")
-    entry = {k: v for k, v in rules()[name].items() if k not in ("model", "sources")}
-    inference = {**entry, "scenario": cfg["scenario"].lower(), "engine": cfg["engine"],
-                 "precision": FORMATS[cfg["precision"]], "kv_precision": FORMATS[cfg["kv_precision"]],
-                 "parallel": {"tp": tp}}
+    own: dict[str, Any] = {"engine": cfg["engine"], "precision": FORMATS[cfg["precision"]],
+                           "kv_precision": FORMATS[cfg["kv_precision"]], "parallel": {"tp": tp}}
     if "max_batch" in cfg:  # the harness's batch limit, where its config states one
-        inference["batch_size"] = int(cfg["max_batch"])
+        own["batch_size"] = int(cfg["max_batch"])
     if "kv_memory_fraction" in cfg:
-        inference["engine_settings"] = {"defaults.kv_memory_fraction": float(cfg["kv_memory_fraction"])}
-    spec = parse_inference(inference, where)
+        own["engine_settings"] = {"defaults.kv_memory_fraction": float(cfg["kv_memory_fraction"])}
+    spec = case_spec(name, cfg["scenario"].lower(), own, where)
     return Scenario(path=where, model=preset(rules()[name]["model"]), device=system.device, system=system,
                     num_devices=count), spec
 
@@ -124,8 +127,7 @@ def validate_heldout() -> dict[str, Any]:
     for case in load_cases(HELDOUT):
         scenario, spec = heldout_case(case)
         pred = predict_serving(scenario, spec)
-        tokens = "tokens" in case["metric"]["unit"]
-        predicted = pred.throughput_tokens_per_s if tokens else pred.throughput_samples_per_s
+        predicted = published_metric(case, pred)
         cases.append({"id": case["id"], "metric": "throughput", "published": float(case["value"]),
                       "predicted": predicted, "error": predicted / float(case["value"]) - 1,
                       "unit": case["metric"]["unit"], "stack": spec.engine or "", "device": scenario.device.name,
@@ -174,5 +176,5 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HELDOUT", "HELDOUT_SOURCE", "best_tp", "case_spec", "heldout_case", "predict_case", "render",
-           "render_heldout", "rules", "validate_heldout", "validate_published"]
+__all__ = ["HELDOUT", "HELDOUT_SOURCE", "best_tp", "case_spec", "heldout_case", "predict_case",
+           "published_metric", "render", "render_heldout", "rules", "validate_heldout", "validate_published"]
