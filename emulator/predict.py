@@ -23,20 +23,24 @@ from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
 from emulator.serving.records import RequestLog
 from emulator.stacks import stack_of
+from emulator.stacks.accuracy import validated
 from emulator.workloads.config import TransformerConfig
 
 
 def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Prediction:
     """The prediction of any scenario file's content, naming what its device efficiencies rest on (a transfer's
     ratios, a power limit and the clock share it leaves) under `efficiency` and in its notes, after what loading
-    decided for the user among its notes."""
+    decided for the user among its notes, and how far its stack's predictions were from published measurements on
+    the device's family (`validated`, `stacks.accuracy`)."""
     table = table or efficiency_for(s.device)
     if s.training is not None:
         p: Prediction = predict_training(s, table) if isinstance(s.model, TransformerConfig) else predict(s, table)
     else:
         p = predict_served(s, table)
     notes = (f"device efficiencies: {table.basis}",) if table.basis else ()
-    return dataclasses.replace(p, efficiency=table.summary(), notes=s.notes + p.notes + notes)
+    checked = validated(p.stack["name"], s.device.family, "training" if s.training is not None else "inference") \
+        if p.stack else {}
+    return dataclasses.replace(p, efficiency=table.summary(), notes=s.notes + p.notes + notes, validated=checked)
 
 
 def predict_served(s: Scenario, table: EfficiencyTable | None = None) -> ServingPrediction:

@@ -195,6 +195,18 @@ def test_plots_tell_devices_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert all(not fig.texts for fig in figures.values())
 
 
+def test_the_recommendation_states_its_stacks_validated_errors(report_dir: Path) -> None:
+    """report.json holds, per candidate device, the framework's end-to-end errors on that device's family, and the
+    recommendation repeats its own device's beside the kernel-level error band."""
+    report = json.loads((report_dir / "report.json").read_text())
+    families = {d: v["device_family"] for d, v in report["validated"].items()}
+    assert families == {"h100-sxm": "hopper", "b200": "blackwell", "gb200": "blackwell"}
+    assert all(v["records"] and v["records"][0]["stack"] == "megatron-core" for v in report["validated"].values())
+    rec = report["recommended"]["device"]
+    summary = next(line for line in (report_dir / "report.md").read_text().splitlines() if "Recommended" in line)
+    assert f"Validated on {families[rec]} devices, training throughput: median |error|" in summary
+
+
 def test_serving_report_puts_custom_accelerator_beside_gpu(tmp_path: Path) -> None:
     """A serving sizing evaluates the custom accelerator and a GPU and writes the latency-throughput plot."""
     path = tmp_path / "serve.yaml"
@@ -208,6 +220,9 @@ def test_serving_report_puts_custom_accelerator_beside_gpu(tmp_path: Path) -> No
     # An LLM row's latency_p99_s is its p99 time to first token: the report says so, never "p99 latency".
     md = (tmp_path / "out" / "report.md").read_text()
     assert "p99 TTFT" in md and "p99 latency" not in md
+    # The LLM's engine has records on Hopper, none on the custom accelerator's family: it says so.
+    assert report["validated"]["h100-sxm"]["records"]
+    assert report["validated"]["mtia-v2"] == {} or report["validated"]["mtia-v2"]["records"] == []
 
 
 def _chromium() -> str | None:

@@ -10,6 +10,7 @@ from emulator.cluster.training import NO_SINGLE_FIX, TrainingPrediction
 from emulator.engine.prediction import InferencePrediction, Prediction
 from emulator.scenario import ServingSpec, Slo
 from emulator.serving import ServingPrediction, ServingResult
+from emulator.stacks.accuracy import lines as accuracy_lines
 from emulator.units import fmt_bytes, fmt_flops, fmt_seconds
 
 
@@ -37,6 +38,7 @@ def render_prediction(p: Prediction, spec: ServingSpec | None = None) -> str:
               f"  bound                {p.bound}"]
     if p.stack:
         lines.append(f"  software stack       {p.stack['name']} ({p.stack['versions']})")
+    lines += [f"  {'' if i else 'validated':21s}{text}" for i, text in enumerate(accuracy_lines(p.validated))]
     if isinstance(p, TrainingPrediction):
         lines += _training_lines(p)
     if isinstance(p, InferencePrediction) and "decode" in p.phases:

@@ -103,6 +103,8 @@ class Prediction:
     phases: Mapping[str, Timing] = field(default_factory=dict)  # parts timed on their own (prefill, decode)
     stack: Mapping[str, Any] = field(default_factory=dict)  # the software stack modelled (`StackProfile.as_dict`)
     efficiency: Mapping[str, Any] = field(default_factory=dict)  # what the device efficiencies rest on (`summary`)
+    # The stack's end-to-end errors against published measurements on this device family (`stacks.accuracy`)
+    validated: Mapping[str, Any] = field(default_factory=dict)
 
     mode: ClassVar[str] = "training"
     flops_convention: ClassVar[str] = FLOPS_CONVENTION
@@ -181,6 +183,8 @@ class Prediction:
             out["stack"] = dict(self.stack)
         if self.efficiency:
             out["efficiency"] = dict(self.efficiency)
+        if self.validated:
+            out["validated"] = dict(self.validated)
         if self.phases:
             out["phases"] = {name: {"time_s": p.total_s, "provenance": p.provenance}
                              for name, p in self.phases.items()}

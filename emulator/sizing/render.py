@@ -18,6 +18,7 @@ from typing import Any
 
 from emulator.sizing.constraints import latency_name, shown
 from emulator.sizing.diagnose import by_how_much
+from emulator.stacks.accuracy import lines as accuracy_lines
 
 Row = dict[str, Any]
 TOP_N = 20
@@ -171,7 +172,9 @@ def _summary(report: dict[str, Any]) -> Para:
                    else f"{latency_name(rec)} {_time(rec['latency_p99_s'])}, ")
                 + f"{rec['facility_mw']:.3f} MW at the meter, {rec['energy_mwh']:,.1f} MWh, capex "
                 f"{rec['capex_usd']:,.0f} USD, cost {rec['cost_usd']:,.0f} USD{'' if train else ' per year'} "
-                f"(provenance {rec['provenance']}, error band ±{rec['error_band']:.0%}).",
+                f"(provenance {rec['provenance']}, error band ±{rec['error_band']:.0%})."
+                + "".join(f" Validated {text}." for text in accuracy_lines(report.get("validated", {}).get(
+                    rec["device"], {}))),
                 lead=f"Recommended ({s['objective']}):")
 
 

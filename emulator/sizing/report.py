@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import emulator.sizing.economics as economics
+from emulator.errors import EmulatorError
 from emulator.sizing.candidates import answers
 from emulator.sizing.constraints import BY_NAME, device_cap_field
 from emulator.sizing.diagnose import Change, Diagnosis, change_text, describe
@@ -26,6 +27,9 @@ from emulator.sizing.render import render_html, render_markdown
 from emulator.sizing.search import SearchResult
 from emulator.sizing.select import OBJECTIVE_KEYS
 from emulator.sizing.spec import Sizing
+from emulator.stacks import stack_for
+from emulator.stacks.accuracy import validated
+from emulator.workloads.config import TransformerConfig
 
 SCHEMA_VERSION = 1
 TOP_N = 20
@@ -42,6 +46,25 @@ def _round(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_round(v) for v in x]
     return x
+
+
+def _validated(sz: Sizing) -> dict[str, Any]:
+    """Per candidate device, how far the stack its plans run on was from published measurements on that device's
+    family (`stacks.accuracy.validated`): training's framework, an LLM's serving engine (a recommender has none)."""
+    if sz.train is not None:
+        name, kind, mode = sz.train.framework, "training", "training"
+    elif sz.serve is not None and isinstance(sz.model, TransformerConfig):
+        name, kind, mode = sz.serve.spec.engine, "serving", "inference"
+    else:
+        return {}
+    out: dict[str, Any] = {}
+    for cand in sz.candidates:
+        try:
+            stack = stack_for(name, kind, cand.device.vendor, file=sz.path)
+        except EmulatorError:  # the named engine does not run on this vendor's chips: the search rejected it
+            continue
+        out[cand.device.name] = validated(stack, cand.device.family, mode)
+    return out
 
 
 def _time_key(goal: str) -> str:
@@ -110,6 +133,7 @@ def build_report(result: SearchResult, sz: Sizing, diagnosis: Diagnosis | None =
                    "feasible": len(result.feasible), "pareto": len(result.pareto), "pareto_points": len(pareto),
                    "rejected": {k: dict(v) for k, v in sorted(result.rejected.items())}},
         "recommended": rec,
+        "validated": _validated(sz),
         "best": {k: rows[i] for k, i in sorted(result.best.items())},
         "candidates": answers(result, sz, ranked, okey, rec),
         "infeasible": _infeasible(sz, diagnosis),
@@ -131,6 +155,9 @@ def build_report(result: SearchResult, sz: Sizing, diagnosis: Diagnosis | None =
                     + ("" if sz.goal == "train" else "; serving cost_usd is one year of service"),
             "error_band": "fractional half-width of the time predictions (provenance spec: the documented "
                           "uncertainty of the default efficiencies)",
+            "validated": "per candidate device: the end-to-end errors (predicted / measured - 1) of the stack its "
+                         "plans run on, against published measurements of that device family "
+                         "(stack_profiles/fits/validated.json, emulator/stacks/accuracy.py)",
             "pareto": "plans with the same device, count, time, cost and MW (to 6 digits) are one point; "
                       "`equivalent` counts them and lists the plan fields that vary",
         },
