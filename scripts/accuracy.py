@@ -25,21 +25,25 @@ from typing import Any
 from emulator.files import write_json_atomic
 from emulator.hardware import load_device
 from emulator.stacks.accuracy import RECORDS
+from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
+from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
+from emulator.validation.sources import (
+    A100_SOURCE,
+    AIC_BLACKWELL_SOURCE,
+    AIC_HOPPER_SOURCE,
+    BLACKWELL_TRAINING_SOURCE,
+    HOPPER_TRAINING_SOURCE,
+    MLPERF_H100_SOURCE,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FITS = ROOT / "stack_profiles" / "fits"
 # Fit records: stack -> (the validate source its cases come from, the device family fitted on)
-FITTED = {"megatron-core": ("NeMo/Megatron-Bridge H100 tables", "hopper"),
-          "trtllm": ("AIConfigurator Hopper sample", "hopper"),
-          "vllm": ("AIConfigurator Hopper sample", "hopper"),
-          "sglang": ("AIConfigurator Hopper sample", "hopper")}
+FITTED = {"megatron-core": (HOPPER_TRAINING_SOURCE, "hopper"), "trtllm": (AIC_HOPPER_SOURCE, "hopper"),
+          "vllm": (AIC_HOPPER_SOURCE, "hopper"), "sglang": (AIC_HOPPER_SOURCE, "hopper")}
 # Held-out validate sources and the device family of their cases (None: each case's own device)
-HELD_OUT = {"Megatron-LM A100 papers (2021-22)": "ampere",
-            "MLPerf Inference v4.1 H100": "hopper",
-            "MLPerf Inference other chips (held out)": None,
-            "Megatron-Bridge B200/GB200 (held out)": "blackwell",
-            "torchtitan H100 benchmarks (held out)": "hopper",
-            "AIConfigurator Blackwell (held out)": "blackwell"}
+HELD_OUT = {A100_SOURCE: "ampere", MLPERF_H100_SOURCE: "hopper", MLPERF_HELDOUT_SOURCE: None,
+            BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper", AIC_BLACKWELL_SOURCE: "blackwell"}
 METRIC = {"tokens_per_sec_per_gpu": "training_throughput", "model_tflops_per_gpu": "training_throughput",
           "achieved_tflops_per_gpu": "training_throughput", "mfu": "training_throughput",
           "iteration_time": "training_step_time", "layer_fwd_plus_bwd_time": "training_step_time",
@@ -58,13 +62,15 @@ def summary(key: tuple[str, str, str, str, str], errors: list[float]) -> dict[st
 
 
 def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records: the fitted stacks' leave-one-model-out errors and, from `validate` (what `validate --published
+    --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
     groups: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
     for stack, (source, family) in FITTED.items():
         fit = json.loads((FITS / f"{stack}-{family}.json").read_text())
         for case in fit["cases"]:
             groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
                 case["error_held_out"])
-    device_of = {c["id"]: c["device"] for c in validate["mlperf_heldout"]["cases"]}
+    device_of = {c["id"]: c["device"] for c in validate.get("mlperf_heldout", {"cases": []})["cases"]}
     for case in validate["all_cases"]:
         source = case["source"].split(";")[0]
         if source not in HELD_OUT:

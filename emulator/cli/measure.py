@@ -36,7 +36,16 @@ from emulator.validation.published_torchtitan import render as render_torchtitan
 from emulator.validation.published_torchtitan import validate_torchtitan
 from emulator.validation.published_training import render as render_training
 from emulator.validation.published_training import validate_published as training_cases
-from emulator.validation.sources import by_source, case_records
+from emulator.validation.sources import (
+    A100_SOURCE,
+    AIC_BLACKWELL_SOURCE,
+    AIC_HOPPER_SOURCE,
+    BLACKWELL_TRAINING_SOURCE,
+    HOPPER_TRAINING_SOURCE,
+    MLPERF_H100_SOURCE,
+    by_source,
+    case_records,
+)
 from emulator.validation.sources import render as render_sources
 from emulator.validation.validate import validate_device
 
@@ -85,15 +94,14 @@ def validate(args: argparse.Namespace) -> None:
             "aic_attention": attention,  # the same for measured context attention
             "aic_moe": moe,  # the same for measured fused MoE layers
         }
-        records = (case_records(training, source="Megatron-LM A100 papers (2021-22)", stack="eager")
-                   + case_records(serving, source="MLPerf Inference v4.1 H100", stack="trtllm")
+        records = (case_records(training, source=A100_SOURCE, stack="eager")
+                   + case_records(serving, source=MLPERF_H100_SOURCE, stack="trtllm")
                    + case_records(mlperf_heldout, source=MLPERF_HELDOUT_SOURCE, stack="")
-                   + case_records(hopper, source="NeMo/Megatron-Bridge H100 tables", stack="megatron-core")
-                   + case_records(blackwell_training, source="Megatron-Bridge B200/GB200 (held out)",
-                                  stack="megatron-core")
+                   + case_records(hopper, source=HOPPER_TRAINING_SOURCE, stack="megatron-core")
+                   + case_records(blackwell_training, source=BLACKWELL_TRAINING_SOURCE, stack="megatron-core")
                    + case_records(torchtitan, source=TORCHTITAN_SOURCE, stack="torchtitan")
-                   + case_records(aic, source="AIConfigurator Hopper sample", stack="")
-                   + case_records(blackwell, source="AIConfigurator Blackwell (held out)", stack="")
+                   + case_records(aic, source=AIC_HOPPER_SOURCE, stack="")
+                   + case_records(blackwell, source=AIC_BLACKWELL_SOURCE, stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
                    + case_records(attention, source=ATTENTION_SOURCE, stack="")

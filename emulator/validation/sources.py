@@ -13,6 +13,13 @@ from typing import Any
 from emulator.stats import median
 
 CASE_KEYS = ("id", "metric", "published", "predicted", "error", "stack", "source")
+# The sources of the sections that keep no label of their own (the others: each module's SOURCE)
+A100_SOURCE = "Megatron-LM A100 papers (2021-22)"
+MLPERF_H100_SOURCE = "MLPerf Inference v4.1 H100"
+HOPPER_TRAINING_SOURCE = "NeMo/Megatron-Bridge H100 tables"
+BLACKWELL_TRAINING_SOURCE = "Megatron-Bridge B200/GB200 (held out)"
+AIC_HOPPER_SOURCE = "AIConfigurator Hopper sample"
+AIC_BLACKWELL_SOURCE = "AIConfigurator Blackwell (held out)"
 
 
 def case_records(section: dict[str, Any], *, source: str, stack: str) -> list[dict[str, Any]]:
