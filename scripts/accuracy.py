@@ -7,8 +7,10 @@ records predictions report as `validated` (emulator/stacks/accuracy.py).
 Where a stack was fitted on a family (stack_profiles/fits/<stack>-<family>.json: Megatron-Core, TensorRT-LLM, vLLM
 and SGLang on Hopper), its record holds the fit's leave-one-model-out errors; every other record holds the errors
 of published measurements nothing was fitted on, as `validate --published` lists them (`all_cases`, the MLPerf
-held-out section for each case's device). Kernel tables and our own device measurements are not end-to-end and
-are left out. Cases with a documented software regression are kept (validate reports them apart too).
+held-out section for each case's device). Kernel tables and our own kernel timings are not end-to-end and are left
+out; our own H200 steps count (whole decode and prefill steps of the eager program and of vLLM's compiled,
+graph-replayed one: no fit used them). Cases with a documented software regression are kept (validate reports
+them apart too).
 Rerun after a refit or any change that moves a prediction.
 """
 
@@ -24,7 +26,9 @@ from typing import Any
 
 from emulator.files import write_json_atomic
 from emulator.hardware import load_device
+from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import RECORDS
+from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
 from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
 from emulator.validation.sources import (
@@ -43,11 +47,13 @@ FITTED = {"megatron-core": (HOPPER_TRAINING_SOURCE, "hopper"), "trtllm": (AIC_HO
           "vllm": (AIC_HOPPER_SOURCE, "hopper"), "sglang": (AIC_HOPPER_SOURCE, "hopper")}
 # Held-out validate sources and the device family of their cases (None: each case's own device)
 HELD_OUT = {A100_SOURCE: "ampere", MLPERF_H100_SOURCE: "hopper", MLPERF_HELDOUT_SOURCE: None,
-            BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper", AIC_BLACKWELL_SOURCE: "blackwell"}
+            BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper", AIC_BLACKWELL_SOURCE: "blackwell",
+            MEASURED_STACK_SOURCE: "hopper"}
+STACKS = set(list_stacks("training")) | set(list_stacks("serving"))
 METRIC = {"tokens_per_sec_per_gpu": "training_throughput", "model_tflops_per_gpu": "training_throughput",
           "achieved_tflops_per_gpu": "training_throughput", "mfu": "training_throughput",
           "iteration_time": "training_step_time", "layer_fwd_plus_bwd_time": "training_step_time",
-          "ttft_ms": "ttft", "tpot_ms": "tpot", "throughput": "serving_throughput",
+          "ttft_ms": "ttft", "tpot_ms": "tpot", "throughput": "serving_throughput", "step seconds": "serving_step_time",
           "tokens/s (whole system, output tokens)": "serving_throughput",
           "samples/s (whole system)": "serving_throughput",
           "completed samples/s (whole system)": "serving_throughput"}
@@ -74,6 +80,8 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     for case in validate["all_cases"]:
         source = case["source"].split(";")[0]
         if source not in HELD_OUT:
+            continue
+        if case["stack"] not in STACKS:  # our own kernel timings, and CUDA-graph replay of the eager program
             continue
         family = HELD_OUT[source] or load_device(device_of[case["id"]]).family
         groups[(case["stack"], family, METRIC[case["metric"]], "held out", source)].append(case["error"])

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from scripts_loader import load_script
 
 
 def _fit_stacks() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "fit_stacks.py"
-    spec = importlib.util.spec_from_file_location("fit_stacks", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fit_stacks")
 
 
 def _cases(point: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,13 +3,12 @@ predictions and sizing reports state them beside their kernel-level error band."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from scripts_loader import load_script
 
 from emulator.errors import EmulatorError
 from emulator.files import shipped
@@ -18,6 +17,8 @@ from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import METRICS, Accuracy, lines, records, validated
+from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
+from emulator.validation.measured_stack import validate_measured_stack
 from emulator.validation.published_hopper import BLACKWELL
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_serving import HELDOUT_SOURCE, validate_heldout
@@ -30,15 +31,6 @@ from emulator.validation.sources import A100_SOURCE, BLACKWELL_TRAINING_SOURCE, 
 FITS = shipped("stack_profiles") / "fits"
 RECORD = {"stack": "trtllm", "device_family": "hopper", "metric": "ttft", "num_cases": 3, "median_abs_error": 0.2,
           "mean_error": -0.1, "max_abs_error": 0.5, "method": "held out", "source": "somewhere"}
-
-
-def _accuracy_script() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("accuracy_script", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(tmp_path: Path, items: object, name: str = "validated.json") -> str:
@@ -137,21 +129,23 @@ def test_predict_states_the_stacks_validated_errors(tmp_path: Path) -> None:
 
 def test_the_held_out_records_match_what_validate_predicts_now() -> None:
     """The shipped held-out records of the quicker sections (torchtitan, the A100 papers, MLPerf on H100 and on
-    other chips, Megatron-Bridge on Blackwell) are what those sections predict with this code: a change that moves
-    a prediction reruns scripts/accuracy.py. (The AIConfigurator Blackwell sample, half a minute more, is left to
-    the script.)"""
+    other chips, Megatron-Bridge on Blackwell, our own H200 steps) are what those sections predict with this code:
+    a change that moves a prediction reruns scripts/accuracy.py. (The AIConfigurator Blackwell sample, half a
+    minute more, is left to the script.)"""
     heldout = validate_heldout()
     validate = {"mlperf_heldout": heldout, "all_cases": [
         *case_records(validate_torchtitan(), source=TORCHTITAN_SOURCE, stack="torchtitan"),
         *case_records(training_cases(), source=A100_SOURCE, stack="eager"),
         *case_records(serving_cases(), source=MLPERF_H100_SOURCE, stack="trtllm"),
         *case_records(heldout, source=HELDOUT_SOURCE, stack=""),
-        *case_records(hopper_cases(kind=BLACKWELL), source=BLACKWELL_TRAINING_SOURCE, stack="megatron-core")]}
+        *case_records(hopper_cases(kind=BLACKWELL), source=BLACKWELL_TRAINING_SOURCE, stack="megatron-core"),
+        *case_records(validate_measured_stack(), source=MEASURED_STACK_SOURCE, stack="")]}
     shipped_records = {(r.stack, r.device_family, r.metric, r.method, r.source): r.as_dict() for r in records()}
-    fresh = _accuracy_script().gather(validate)
+    fresh = load_script("accuracy").gather(validate)
     checked = 0
     for r in fresh:
         key = (r["stack"], r["device_family"], r["metric"], r["method"], r["source"])
         assert shipped_records[key] == r, key
         checked += r["method"] == "held out"
-    assert checked == 7  # torchtitan, two A100 metrics, MLPerf H100, two held-out MLPerf families, Blackwell
+    # torchtitan, two A100 metrics, MLPerf H100, two held-out MLPerf families, Blackwell, our H200 eager and vLLM steps
+    assert checked == 9

@@ -30,9 +30,9 @@ from emulator.files import read_json, shipped
 RECORDS = shipped("stack_profiles") / "fits" / "validated.json"
 # The metrics the records cover (key -> what a report calls it) and the modes whose predictions show each.
 METRICS = {"training_throughput": "training throughput", "training_step_time": "training step time", "ttft": "TTFT",
-           "tpot": "TPOT", "serving_throughput": "serving throughput"}
+           "tpot": "TPOT", "serving_throughput": "serving throughput", "serving_step_time": "serving step time"}
 SHOWN = {"training": ("training_throughput", "training_step_time"),
-         "inference": ("ttft", "tpot", "serving_throughput")}
+         "inference": ("ttft", "tpot", "serving_throughput", "serving_step_time")}
 METHODS = ("leave one model out", "held out")
 FIELDS = ("stack", "device_family", "metric", "num_cases", "median_abs_error", "mean_error", "max_abs_error",
           "method", "source")
