@@ -8,7 +8,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-from scripts_loader import load_script
 
 from emulator.errors import EmulatorError
 from emulator.files import shipped
@@ -17,16 +16,7 @@ from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import METRICS, Accuracy, lines, records, validated
-from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
-from emulator.validation.measured_stack import validate_measured_stack
-from emulator.validation.published_hopper import BLACKWELL
-from emulator.validation.published_hopper import validate_published as hopper_cases
-from emulator.validation.published_serving import HELDOUT_SOURCE, validate_heldout
-from emulator.validation.published_serving import validate_published as serving_cases
-from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
-from emulator.validation.published_torchtitan import validate_torchtitan
-from emulator.validation.published_training import validate_published as training_cases
-from emulator.validation.sources import A100_SOURCE, BLACKWELL_TRAINING_SOURCE, MLPERF_H100_SOURCE, case_records
+from emulator.validation.accuracy_records import stale
 
 FITS = shipped("stack_profiles") / "fits"
 RECORD = {"stack": "trtllm", "device_family": "hopper", "metric": "ttft", "num_cases": 3, "median_abs_error": 0.2,
@@ -127,25 +117,10 @@ def test_predict_states_the_stacks_validated_errors(tmp_path: Path) -> None:
     assert out["validated"]["records"][0]["stack"] == out["stack"]["name"] == "megatron-core"
 
 
-def test_the_held_out_records_match_what_validate_predicts_now() -> None:
-    """The shipped held-out records of the quicker sections (torchtitan, the A100 papers, MLPerf on H100 and on
-    other chips, Megatron-Bridge on Blackwell, our own H200 steps) are what those sections predict with this code:
-    a change that moves a prediction reruns scripts/accuracy.py. (The AIConfigurator Blackwell sample, half a
-    minute more, is left to the script.)"""
-    heldout = validate_heldout()
-    validate = {"mlperf_heldout": heldout, "all_cases": [
-        *case_records(validate_torchtitan(), source=TORCHTITAN_SOURCE, stack="torchtitan"),
-        *case_records(training_cases(), source=A100_SOURCE, stack="eager"),
-        *case_records(serving_cases(), source=MLPERF_H100_SOURCE, stack="trtllm"),
-        *case_records(heldout, source=HELDOUT_SOURCE, stack=""),
-        *case_records(hopper_cases(kind=BLACKWELL), source=BLACKWELL_TRAINING_SOURCE, stack="megatron-core"),
-        *case_records(validate_measured_stack(), source=MEASURED_STACK_SOURCE, stack="")]}
-    shipped_records = {(r.stack, r.device_family, r.metric, r.method, r.source): r.as_dict() for r in records()}
-    fresh = load_script("accuracy").gather(validate)
-    checked = 0
-    for r in fresh:
-        key = (r["stack"], r["device_family"], r["metric"], r["method"], r["source"])
-        assert shipped_records[key] == r, key
-        checked += r["method"] == "held out"
-    # torchtitan, two A100 metrics, MLPerf H100, two held-out MLPerf families, Blackwell, our H200 eager and vLLM steps
-    assert checked == 9
+def test_stale_names_each_record_that_moved_or_went_missing() -> None:
+    """`validate --published` lists the shipped records its run no longer gives (its CLI test requires none)."""
+    fresh = [r.as_dict() for r in records()]
+    assert stale(fresh) == []
+    moved = [dict(fresh[0], median_abs_error=fresh[0]["median_abs_error"] + 0.01), *fresh[2:]]
+    lines_ = stale(moved)
+    assert len(lines_) == 2 and "shipped median" in lines_[0] and lines_[1].endswith("now absent")

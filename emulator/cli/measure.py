@@ -9,6 +9,7 @@ from emulator.calibrate.command import calibrate_device
 from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
+from emulator.validation.accuracy_records import gather, stale
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
@@ -65,6 +66,15 @@ def calibrate(args: argparse.Namespace) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
+def _validated_line(behind: list[str], aic_all: bool) -> str:
+    if aic_all:
+        return "stack_profiles/fits/validated.json: not checked (--aic-all predicts other rows than its sample)"
+    if not behind:
+        return "stack_profiles/fits/validated.json (the errors predictions report as validated) matches this run"
+    return (f"stack_profiles/fits/validated.json is stale: {len(behind)} record(s) differ from this run; rerun "
+            "python scripts/accuracy.py\n" + "\n".join(f"  {line}" for line in behind))
+
+
 def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
@@ -108,6 +118,10 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(moe, source=MOE_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
+        # Whether stack_profiles/fits/validated.json (what predictions report as `validated`) is this run's: a
+        # full AIConfigurator run (--aic-all) predicts other rows than the sample it was gathered from.
+        behind = [] if args.aic_all else stale(gather(result))
+        result["validated_records"] = {"checked": not args.aic_all, "differ": behind}
         if args.json:
             print_json(result)
         else:
@@ -117,7 +131,7 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
-                  + render_sources(sources))
+                  + render_sources(sources) + "\n\n" + _validated_line(behind, args.aic_all))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:

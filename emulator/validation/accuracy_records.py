@@ -1,0 +1,92 @@
+"""The records of `stacks.accuracy` (stack_profiles/fits/validated.json) from what `validate --published` compares:
+each stack's end-to-end errors per device family and metric.
+
+Where a stack was fitted on a family (its fit record, stack_profiles/fits/<stack>-<family>.json: Megatron-Core,
+TensorRT-LLM, vLLM and SGLang on Hopper) the record holds the fit's leave-one-model-out errors; every other record
+holds the errors of published measurements nothing was fitted on, as `validate --published` lists them
+(`all_cases`; the MLPerf held-out section gives each of its cases' device). Kernel tables and our own kernel
+timings are not end-to-end and are left out; our own H200 steps count (whole decode and prefill steps of the eager
+program and of vLLM's compiled, graph-replayed one: no fit used them). Cases with a documented software regression
+are kept (validate reports them apart too). `scripts/accuracy.py` writes the file; `validate --published` says
+when the shipped one no longer matches what it predicts (`stale`).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from emulator.files import shipped
+from emulator.hardware import load_device
+from emulator.stacks import list_stacks
+from emulator.stacks.accuracy import records
+from emulator.validation import sources as src
+from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
+from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
+from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
+
+# Fit records: stack -> (the validate source its cases come from, the device family fitted on)
+FITTED = {"megatron-core": (src.HOPPER_TRAINING_SOURCE, "hopper"), "trtllm": (src.AIC_HOPPER_SOURCE, "hopper"),
+          "vllm": (src.AIC_HOPPER_SOURCE, "hopper"), "sglang": (src.AIC_HOPPER_SOURCE, "hopper")}
+# Held-out validate sources and the device family of their cases (None: each case's own device)
+HELD_OUT = {src.A100_SOURCE: "ampere", src.MLPERF_H100_SOURCE: "hopper", MLPERF_HELDOUT_SOURCE: None,
+            src.BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper",
+            src.AIC_BLACKWELL_SOURCE: "blackwell", MEASURED_STACK_SOURCE: "hopper"}
+# validate's metric names -> stacks.accuracy.METRICS keys
+METRIC = {"tokens_per_sec_per_gpu": "training_throughput", "model_tflops_per_gpu": "training_throughput",
+          "achieved_tflops_per_gpu": "training_throughput", "mfu": "training_throughput",
+          "iteration_time": "training_step_time", "layer_fwd_plus_bwd_time": "training_step_time",
+          "ttft_ms": "ttft", "tpot_ms": "tpot", "throughput": "serving_throughput", "step seconds": "serving_step_time",
+          "tokens/s (whole system, output tokens)": "serving_throughput",
+          "samples/s (whole system)": "serving_throughput",
+          "completed samples/s (whole system)": "serving_throughput"}
+Key = tuple[str, str, str, str, str]  # (stack, device family, metric, method, source)
+
+
+def _summary(key: Key, errors: list[float]) -> dict[str, Any]:
+    stack, family, metric, method, source = key
+    return {"stack": stack, "device_family": family, "metric": metric, "num_cases": len(errors),
+            "median_abs_error": round(statistics.median(abs(e) for e in errors), 4),
+            "mean_error": round(statistics.fmean(errors), 4),
+            "max_abs_error": round(max(abs(e) for e in errors), 4), "method": method, "source": source}
+
+
+def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records: the fitted stacks' leave-one-model-out errors and, from `validate` (what `validate --published
+    --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
+    groups: dict[Key, list[float]] = defaultdict(list)
+    for stack, (source, family) in FITTED.items():
+        fit = json.loads((shipped("stack_profiles") / "fits" / f"{stack}-{family}.json").read_text())
+        for case in fit["cases"]:
+            groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
+                case["error_held_out"])
+    stacks = set(list_stacks("training")) | set(list_stacks("serving"))
+    device_of = {c["id"]: c["device"] for c in validate.get("mlperf_heldout", {"cases": []})["cases"]}
+    for case in validate["all_cases"]:
+        source = case["source"].split(";")[0]
+        # Left out: our kernel timings and eager graph replay (no stack of that name); metrics no record keeps
+        if source not in HELD_OUT or case["stack"] not in stacks or case["metric"] not in METRIC:
+            continue
+        family = HELD_OUT[source] or load_device(device_of[case["id"]]).family
+        groups[(case["stack"], family, METRIC[case["metric"]], "held out", source)].append(case["error"])
+    return [_summary(key, errors) for key, errors in sorted(groups.items())]
+
+
+def stale(fresh: list[dict[str, Any]]) -> list[str]:
+    """The shipped records that differ from `fresh` (as `gather` made them from this run), or that either side lacks:
+    one line each (empty: the shipped file is current)."""
+    shipped_records = {(r.stack, r.device_family, r.metric, r.method, r.source): r.as_dict() for r in records()}
+    now = {(r["stack"], r["device_family"], r["metric"], r["method"], r["source"]): r for r in fresh}
+    out = []
+    for key in sorted(set(shipped_records) | set(now)):
+        old, new = shipped_records.get(key), now.get(key)
+        if old != new:
+            was = f"median {old['median_abs_error']:.1%}" if old else "absent"
+            got = f"median {new['median_abs_error']:.1%}" if new else "absent"
+            out.append(f"{key[0]} on {key[1]}, {key[2]} ({key[4]}): shipped {was}, now {got}")
+    return out
+
+
+__all__ = ["gather", "stale"]
