@@ -109,7 +109,7 @@ def test_profiles_and_models_commands(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_stacks_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     """`stacks list` names every shipped stack of each kind; `stacks show` prints every item with its value and
-    source, and its JSON is the profile's own `as_dict`."""
+    source, and its validated end-to-end errors; its JSON is the profile's own `as_dict` and `validated`."""
     assert main(["stacks", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(s["kind"], s["name"]) for s in listed] == [(k, n) for k in STACK_KINDS for n in list_stacks(k)]
@@ -117,7 +117,11 @@ def test_stacks_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert all(n in out for n in list_stacks("serving")) and "megatron-core" not in out
     assert main(["stacks", "show", "megatron-core", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == load_stack("megatron-core", "training").as_dict()
+    shown = json.loads(capsys.readouterr().out)
+    validated = shown.pop("validated")  # the stack's end-to-end errors per device family (stacks.accuracy)
+    assert shown == load_stack("megatron-core", "training").as_dict()
+    assert {r["device_family"] for r in validated} >= {"hopper", "blackwell"}
+    assert all(r["stack"] == "megatron-core" for r in validated)
     assert main(["stacks", "show", "vllm"]) == 0
     out = capsys.readouterr().out
     vllm = load_stack("vllm", "serving")
@@ -125,6 +129,7 @@ def test_stacks_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     for key, item in vllm.as_dict()["items"].items():
         origin = "fit" if "fit" in item else "source"  # a fitted item cites its fit record
         assert f"  {key}: {json.dumps(item['value'])}\n      {origin}: {item[origin]}\n" in out, key
+    assert "\nvalidated:\n  on " in out and "\n  on blackwell devices, TTFT: median |error|" in out
 
 
 @pytest.mark.parametrize(("argv", "words"), [

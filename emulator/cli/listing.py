@@ -11,6 +11,7 @@ from emulator.cli.output import print_json, table
 from emulator.errors import EmulatorError, nearest
 from emulator.results import ResultsStore
 from emulator.stacks import STACK_KINDS, StackProfile, list_stacks, load_stack
+from emulator.stacks.accuracy import records as accuracy_records
 from emulator.units import TB, GiB
 from emulator.workloads.load import load_model
 from emulator.workloads.presets import list_models, preset
@@ -104,7 +105,9 @@ def stacks(args: argparse.Namespace) -> None:
     if not args.name:
         raise EmulatorError("needs a NAME. Fix: `emulator stacks show megatron-core` (see `emulator stacks list`).")
     stack = _stack(args.name, args.kind)
-    shown = stack.as_dict()
+    # Its end-to-end errors against published measurements, every device family (stacks.accuracy)
+    checked = [r for r in accuracy_records() if r.stack == stack.name]
+    shown = stack.as_dict() | {"validated": [r.as_dict() for r in checked]}
     if args.json:
         print_json(shown)
         return
@@ -113,6 +116,9 @@ def stacks(args: argparse.Namespace) -> None:
         # Values as the profile writes them (JSON is YAML's flow style); sources run long, so each has its line.
         origin = "fit" if "fit" in item else "source"
         print(f"  {key}: {json.dumps(item['value'])}\n      {origin}: {item[origin]}")
+    print("validated:" + ("" if checked else " no published measurements compared yet"))
+    for r in checked:
+        print(f"  on {r.device_family} devices, {r.describe()}")
 
 
 def results(args: argparse.Namespace) -> None:
