@@ -7,11 +7,14 @@ import io
 import json
 import re
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import emulator.validation.published_hopper as published_hopper
 from emulator.cli import main
+from emulator.errors import EmulatorError
 from emulator.published import load_cases
 from emulator.validation.published_hopper import (
     BLACKWELL,
@@ -192,6 +195,26 @@ def test_summary_groups_every_case_by_task_and_family(result: dict[str, Any]) ->
     for task, group in s["by_task"].items():
         assert group == error_summary([c for c in result["cases"] if c["task"] == task])
     assert "all" in render(result) and result["cases"][0]["id"] in render(result)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("ids: [a]\n", "(top level)"),
+    ("- ids: [a]\n  issue: x\n  why: y\n", "[0].why"),
+    ("- ids: []\n  issue: x\n", "[0].ids"),
+    ("- ids: [a]\n", "[0].issue"),
+])
+def test_a_bad_regressions_file_is_an_error_naming_its_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              text: str, field: str) -> None:
+    path = tmp_path / "known_regressions.yaml"
+    path.write_text(text)
+    monkeypatch.setattr(published_hopper, "REGRESSIONS", path)
+    known_regressions.cache_clear()
+    try:
+        with pytest.raises(EmulatorError) as err:
+            known_regressions()
+    finally:
+        known_regressions.cache_clear()
+    assert err.value.file == str(path) and err.value.field == field and "Fix:" in err.value.message
 
 
 def test_documented_regressions_are_reported_with_the_rest_and_apart(result: dict[str, Any]) -> None:

@@ -45,6 +45,10 @@ METRIC = {"tokens_per_sec_per_gpu": "training_throughput", "model_tflops_per_gpu
 Key = tuple[str, str, str, str, str]  # (stack, device family, metric, method, source)
 
 
+def _key(record: dict[str, Any]) -> Key:
+    return record["stack"], record["device_family"], record["metric"], record["method"], record["source"]
+
+
 def _summary(key: Key, errors: list[float]) -> dict[str, Any]:
     stack, family, metric, method, source = key
     return {"stack": stack, "device_family": family, "metric": metric, "num_cases": len(errors),
@@ -77,8 +81,8 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
 def stale(fresh: list[dict[str, Any]]) -> list[str]:
     """The shipped records that differ from `fresh` (as `gather` made them from this run), or that either side lacks:
     one line each (empty: the shipped file is current)."""
-    shipped_records = {(r.stack, r.device_family, r.metric, r.method, r.source): r.as_dict() for r in records()}
-    now = {(r["stack"], r["device_family"], r["metric"], r["method"], r["source"]): r for r in fresh}
+    shipped_records = {_key(d): d for d in (r.as_dict() for r in records())}
+    now = {_key(r): r for r in fresh}
     out = []
     for key in sorted(set(shipped_records) | set(now)):
         old, new = shipped_records.get(key), now.get(key)

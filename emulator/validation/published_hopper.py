@@ -61,7 +61,8 @@ from typing import Any
 from emulator.cluster.training import predict_training
 from emulator.engine.calibration import efficiency_for
 from emulator.errors import EmulatorError
-from emulator.files import read_yaml, shipped
+from emulator.fields import Fields
+from emulator.files import TOP, read_yaml, shipped
 from emulator.hardware import load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
@@ -255,10 +256,19 @@ def _grouped(cases: list[dict[str, Any]], key: str) -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def known_regressions() -> dict[str, str]:
     """Case id -> the documented regression of the software that measured it (emulator/data/known_regressions.yaml)."""
+    file, entries = str(REGRESSIONS), read_yaml(REGRESSIONS)
+    if not isinstance(entries, list):
+        raise EmulatorError("must be a list of {ids, issue} entries. Fix: write one '- ids: [...]' entry per issue.",
+                            file=file, field=TOP)
     out: dict[str, str] = {}
-    for entry in read_yaml(REGRESSIONS):
-        for case_id in entry["ids"]:
-            out[str(case_id)] = " ".join(str(entry["issue"]).split())
+    for i, entry in enumerate(entries):
+        f = Fields(entry, file=file, allowed=("ids", "issue"), prefix=f"[{i}]")
+        ids = f.required("ids", "ids: [train-...]")
+        if not isinstance(ids, list) or not ids or not all(isinstance(x, str) for x in ids):
+            raise f.error("ids", "must be a non-empty list of case ids. Fix: list the ids as in "
+                                 "emulator/data/published_training_*.yaml.")
+        issue = " ".join(f.text("issue", hint="issue: 'owner/repo#N, title: what it states'").split())
+        out |= dict.fromkeys(ids, issue)
     return out
 
 
