@@ -67,7 +67,8 @@ def test_a_row_maps_to_its_closed_loop_scenario() -> None:
 def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request() -> None:
     """InferenceX rows (its dated campaign) are drawn as InferenceMAX's client draws them: lengths uniform in
     [0.8 x isl, isl] and [0.8 x osl, osl], 10 prompts per client, every request measured; aiperf rows keep fixed
-    lengths and the steady state."""
+    lengths and, as AIConfigurator's benchmark script runs aiperf, 20 requests per client from a burst, all
+    measured."""
     usable = _usable()
     ix = next(r for r in usable if r["silicon_data_source"].startswith("source_file=2026-04-06.csv"))
     aiperf = next(r for r in usable if "gap-analysis" in r["silicon_data_source"])
@@ -80,7 +81,8 @@ def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request
     assert (spec.output_tokens.minimum, spec.output_tokens.maximum) == (int(0.8 * osl), osl)
     assert (spec.num_requests, spec.measured_requests) == (10 * n, "all")
     fixed = scenario_of(aiperf)[1]
-    assert (fixed.input_tokens.kind, fixed.measured_requests, fixed.num_requests) == ("fixed", "steady", None)
+    assert (fixed.input_tokens.kind, fixed.measured_requests, fixed.num_requests) == \
+        ("fixed", "all", 20 * int(aiperf["batch_size"]))
 
 
 @pytest.mark.parametrize(("select_row", "reason"), [

@@ -73,6 +73,12 @@ MODELS = {
 }
 RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
 INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
+# AIConfigurator's benchmark script (generator/config/backend_templates/benchmark/bench_run.sh.j2: aiperf profile
+# --concurrency C --num-requests C x BENCH_MULTI_ROUND, default 20, --warmup-request-count 2 C). aiperf runs its
+# warm-up phase to completion before the profiling phase starts (ai-dynamo/aiperf
+# aiperf/timing/credit_issuing_strategy.py _execute_phases: each phase waits for its credits to return), so the
+# profiling phase opens with all C requests sent at once and every one of its requests is measured.
+AIPERF_ROUNDS = 20
 # DeepSeek's MTP module drafts its first token as it was trained to: kept 85-90% of the time (DeepSeek-V3 technical
 # report, arXiv 2412.19437, section 5.4.3; the low end). TensorRT-LLM runs more than one drafted token by calling the
 # same module again on its own draft (MTP Eagle, its default path for DeepSeek-V3/R1: NVIDIA/TensorRT-LLM
@@ -209,13 +215,14 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
 
 def load(row: dict[str, str]) -> dict[str, Any]:
     isl, osl, n = count(row["isl"]), count(row["osl"]), count(row["batch_size"]) * attention_ranks(row)
-    if client(row) == "aiperf":
-        return {"input_tokens": isl, "output_tokens": osl}
+    if client(row) == "aiperf":  # the profiling phase: C x AIPERF_ROUNDS requests from a burst, all measured
+        return {"input_tokens": isl, "output_tokens": osl, "num_requests": AIPERF_ROUNDS * n,
+                "measured_requests": "all"}
     return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
             "output_tokens": {"distribution": "uniform", "min": int(osl * RANGE_RATIO), "max": osl},
             "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
 
 
-__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
-           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment",
+__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS",
+           "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment",
            "dsr1_trt_token_budget", "load", "mtp_acceptance", "mtp_campaign"]
