@@ -256,3 +256,24 @@ def test_trtllm_options_carry_the_deployment_engine_settings(tmp_path: Path) -> 
     options = yaml.safe_load(files["trtllm_options.yaml"].text)
     assert options["batch_wait_timeout_iters"] == 20 and options["batch_wait_max_tokens_ratio"] == 0.9
     assert options["disable_overlap_scheduler"] is True
+
+
+def test_prefix_caching_turned_off_reaches_every_engines_launch(tmp_path: Path) -> None:
+    """The engines cache prompt blocks by default (TensorRT-LLM's options say so explicitly, since AIConfigurator's
+    configurations turn block reuse off); `defaults.prefix_caching: false` in engine_settings writes each engine's
+    own switch, a flag from its documented list."""
+    on = _scenario(tmp_path, SERVE.replace("ENGINE", "trtllm"))
+    files = {f.name: f for f in launch_files(on, predict_scenario(on))}
+    assert yaml.safe_load(files["trtllm_options.yaml"].text)["kv_cache_config"]["enable_block_reuse"] is True
+    off = "ENGINE, engine_settings: {defaults.prefix_caching: false}"
+    for engine, script, flag in (("vllm", "serve_vllm.sh", "--no-enable-prefix-caching"),
+                                 ("sglang", "serve_sglang.sh", "--disable-radix-cache")):
+        s = _scenario(tmp_path, SERVE.replace("ENGINE", off.replace("ENGINE", engine)))
+        files = {f.name: f for f in launch_files(s, predict_scenario(s))}
+        words = _command(files[script])
+        assert flag in words and set(_flags(words)) <= set(TOOLS[files[script].tool].flags)
+        default = _scenario(tmp_path, SERVE.replace("ENGINE", engine), name="d.yaml")
+        assert flag not in _command({f.name: f for f in launch_files(default, predict_scenario(default))}[script])
+    s = _scenario(tmp_path, SERVE.replace("ENGINE", off.replace("ENGINE", "trtllm")))
+    files = {f.name: f for f in launch_files(s, predict_scenario(s))}
+    assert yaml.safe_load(files["trtllm_options.yaml"].text)["kv_cache_config"]["enable_block_reuse"] is False

@@ -85,7 +85,7 @@ VLLM = Tool(
     MappingProxyType(_frozen(
         "--tensor-parallel-size --pipeline-parallel-size --data-parallel-size --enable-expert-parallel --max-num-seqs "
         "--max-num-batched-tokens --max-model-len --gpu-memory-utilization --kv-cache-dtype --dtype --quantization "
-        "--host --port")))
+        "--no-enable-prefix-caching --host --port")))
 
 TRTLLM = Tool(
     "trtllm-serve",
@@ -99,9 +99,11 @@ TRTLLM_OPTIONS = Tool(
     "trtllm-serve --extra_llm_api_options YAML",
     "TensorRT-LLM LLM API arguments and KvCacheConfig (tensorrt_llm/llmapi/llm_args.py: disable_overlap_scheduler, "
     "enable_chunked_prefill, batch_wait_timeout_iters, batch_wait_max_tokens_ratio, enable_attention_dp, "
-    "attention_dp_config: AttentionDpConfig enable_balance, timeout_iters); 'The two valid values for "
+    "attention_dp_config: AttentionDpConfig enable_balance, timeout_iters; KvCacheConfig enable_block_reuse); 'The two "
+    "valid values for "
     "kv_cache_config.dtype are auto and fp8' (TensorRT-LLM docs, quantization)",
-    MappingProxyType(_frozen("kv_cache_config.dtype kv_cache_config.free_gpu_memory_fraction disable_overlap_scheduler "
+    MappingProxyType(_frozen("kv_cache_config.dtype kv_cache_config.free_gpu_memory_fraction "
+                             "kv_cache_config.enable_block_reuse disable_overlap_scheduler "
                              "enable_chunked_prefill batch_wait_timeout_iters batch_wait_max_tokens_ratio "
                              "enable_attention_dp attention_dp_config.enable_balance "
                              "attention_dp_config.timeout_iters")))
@@ -111,8 +113,8 @@ SGLANG = Tool(
     "https://docs.sglang.io/advanced_features/server_arguments.html (python/sglang/srt/server_args.py)",
     MappingProxyType(_frozen(
         "--model-path --tp-size --pp-size --ep-size --max-running-requests --chunked-prefill-size --context-length "
-        "--mem-fraction-static --kv-cache-dtype --dtype --quantization --enable-dp-attention --dp-size --host "
-        "--port")))
+        "--mem-fraction-static --kv-cache-dtype --dtype --quantization --enable-dp-attention --dp-size "
+        "--disable-radix-cache --host --port")))
 
 TOOLS: Mapping[str, Tool] = MappingProxyType({t.name: t for t in (TORCHRUN, MEGATRON, TORCHTITAN, TORCHTITAN_RUN,
                                                                   VLLM, TRTLLM, TRTLLM_OPTIONS, SGLANG)})

@@ -106,6 +106,8 @@ def vllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[str
               ("--dtype", _TORCH_DTYPE.get(r.precision, "bfloat16"))]
     if _quantized(r, notes):
         flags.append(("--quantization", "fp8"))
+    if not stack.get("defaults.prefix_caching"):  # on by default in V1
+        flags.append(("--no-enable-prefix-caching", None))
     flags += [("--host", "0.0.0.0"), ("--port", "$PORT")]
     text = shell_script(_head(s, r, stack, VLLM, predicted, notes), {"MODEL": model_repo(s.model), "PORT": PORT},
                         shell_command(["vllm", "serve", "$MODEL"], flags))
@@ -135,6 +137,7 @@ def trtllm_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
         "kv_cache_config:\n"
         f"  dtype: {'fp8' if r.kv_precision == 'fp8' else 'auto'}\n"
         f"  free_gpu_memory_fraction: {r.memory_fraction}\n"
+        f"  enable_block_reuse: {str(bool(stack.get('defaults.prefix_caching'))).lower()}\n"
         f"disable_overlap_scheduler: {str(not stack.get('host.overlap')).lower()}\n"
         f"enable_chunked_prefill: {str(bool(stack.get('scheduler.chunked_prefill'))).lower()}\n")
     if stack.get("scheduler.batch_wait_iters"):
@@ -166,6 +169,8 @@ def sglang_files(s: Scenario, r: Replica, stack: StackProfile, predicted: list[s
               ("--dtype", _TORCH_DTYPE.get(r.precision, "bfloat16"))]
     if _quantized(r, notes):
         flags.append(("--quantization", "fp8"))
+    if not stack.get("defaults.prefix_caching"):  # the radix cache is on by default
+        flags.append(("--disable-radix-cache", None))
     flags += [("--host", "0.0.0.0"), ("--port", "$PORT")]
     text = shell_script(_head(s, r, stack, SGLANG, predicted, notes), {"MODEL": model_repo(s.model), "PORT": PORT},
                         shell_command(["python", "-m", "sglang.launch_server"], flags))

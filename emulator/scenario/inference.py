@@ -7,6 +7,8 @@ inference:
   kv_precision: fp8              # KV cache: bf16 | fp16 | fp8 | int8 (default: the engine's defaults.kv_precision)
   parallel: {tp: 2, pp: 1, ep: 1} # attention_dp: true: the tp ranks run attention data parallel (serving.attention_dp)
   input_tokens: {distribution: normal, mean: 1024, std: 300, min: 16, max: 2048}   # or a number
+  shared_prefix_tokens: 0        # every prompt starts with the same this many of its tokens (a system prompt); an
+                                 #   engine with defaults.prefix_caching computes them once
   output_tokens: 256
   batch_size: 64                 # max concurrent sequences per replica (Offline: searched when absent)
   max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens;
@@ -39,7 +41,8 @@ cap on running sequences per replica (default: the replica's share of N); reques
 `num_requests`, when given, counts the whole run: at least 3 x N (a warm-up wave, measured waves, a drain wave).
 `measured_requests: all` counts every request of the run in the latencies and the throughput, the first burst of
 N and the drain included, as benchmark clients that report over all their requests do (`vllm bench serve`,
-InferenceMAX's benchmark_serving); `num_requests` is then at least N.
+InferenceMAX's benchmark_serving, aiperf's profiling phase once its warm-up has drained); `num_requests` is then at
+least N.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
         "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests",
-        "engine_settings", "speculative")
+        "engine_settings", "speculative", "shared_prefix_tokens")
 MEASURED = ("steady", "all")
 MAX_DRAFT_TOKENS = 16
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
@@ -171,6 +174,7 @@ class ServingSpec:
     engine: str | None = None  # a serving stack of stack_profiles/ (None: stacks.DEFAULT_STACK)
     concurrency: int | None = None  # closed loop: requests in flight per deployment (scenario "concurrency")
     measured_requests: str = "steady"  # closed loop: "steady" (warm-up and drain waves left out) or "all"
+    shared_prefix_tokens: int = 0  # leading tokens every prompt shares (a system prompt); 0: none
     path: str = ""
 
     @property
@@ -293,6 +297,8 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
             raise r.error("trace", "give arrival_rate_per_s or trace, not both. Fix: delete one.")
         kw["trace"] = r.text("trace", hint="trace: requests.csv")
         read_trace(kw["trace"], path)  # fail early on a bad file
+    if r.has("shared_prefix_tokens"):
+        kw["shared_prefix_tokens"] = _shared_prefix(r, kw, path)
     if r.has("scheduler_overhead_s"):
         kw["scheduler_overhead_s"] = r.number("scheduler_overhead_s", strict=False, maximum=MAX_OVERHEAD_S,
                                               why="seconds per iteration")
@@ -319,6 +325,21 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
             raise r.error("slo", "is needed to search the highest Server rate (no arrival_rate_per_s or trace). "
                                  "Fix: add slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.2}, or give arrival_rate_per_s.")
     return ServingSpec(**kw)
+
+
+def _shared_prefix(r: Fields, kw: dict[str, Any], path: str) -> int:
+    """`shared_prefix_tokens`: fewer than the shortest prompt (each prompt has tokens of its own after it)."""
+    tokens = r.integer("shared_prefix_tokens", minimum=0, maximum=MAX_TOKENS, why="tokens of a prompt")
+    if "trace" in kw:
+        shortest, how = int(read_trace(kw["trace"], path)[1].min()), "the trace's shortest prompt"
+    else:
+        d = kw["input_tokens"]
+        shortest, how = (int(d.mean), "input_tokens") if d.kind == "fixed" else (int(d.minimum), "input_tokens' min")
+    if tokens >= shortest:
+        raise r.error("shared_prefix_tokens", f"is {tokens}, not fewer than {how}, {shortest}: each prompt needs "
+                                              f"tokens of its own after the shared ones. Fix: lower it below "
+                                              f"{shortest}, or raise input_tokens (set its min).")
+    return tokens
 
 
 def _acceptance(sp: Fields, draft_tokens: int) -> float | tuple[float, ...]:

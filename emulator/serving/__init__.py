@@ -46,6 +46,10 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
             raise EmulatorError("speculative decoding drafts an LLM's next tokens; a recommender scores each query "
                                 "in one pass. Fix: delete speculative.", file=spec.path or scenario.path,
                                 field="inference.speculative")
+        if spec.shared_prefix_tokens:
+            raise EmulatorError("shared_prefix_tokens is a prompt prefix an LLM engine can cache; a recommender's "
+                                "queries have none. Fix: delete shared_prefix_tokens.",
+                                file=spec.path or scenario.path, field="inference.shared_prefix_tokens")
         return predict_recommender(scenario, spec, table)
     if spec.disaggregation is not None:
         return predict_disaggregated(scenario, spec, table)

@@ -21,7 +21,7 @@ from emulator.hardware import default_system
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import ServingResult
-from emulator.serving.replica import Replica, build_replica
+from emulator.serving.replica import Replica, build_replica, prefix_note, with_shared_prefix
 from emulator.serving.search import WARMUP_FRACTION, choose_batch, highest_rate, meets
 from emulator.serving.simulator import Requests, SimResult, make_requests, simulate
 from emulator.stats import Percentiles
@@ -63,6 +63,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
             f"{d.prefill_replicas} prefill and {d.decode_replicas} decode replicas of {replica.num_devices} device(s) "
             f"need {devices} devices, but hardware.num_devices is {scenario.num_devices}. Fix: raise num_devices to "
             f"{devices} or use fewer replicas.", file=path, field="inference.disaggregation")
+    prefilling = with_shared_prefix(replica, spec.shared_prefix_tokens).scheduling  # the decode pool receives it all
     batch = spec.batch_size or choose_batch(replica, spec)
     n = spec.num_requests or max(600, 6 * batch) * max(d.prefill_replicas, d.decode_replicas)
     unit = make_requests(spec.input_tokens, spec.output_tokens, n, 1.0, spec.seed)
@@ -73,7 +74,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         return simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
                         max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                         num_replicas=d.prefill_replicas, path=path,
-                        scheduling=replica.scheduling, log=False)
+                        scheduling=prefilling, log=False)
 
     def run(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, SimResult, np.ndarray]:
         pre = pre or prefill_pool(rate)
@@ -128,7 +129,10 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
     transfer = kv_transfer_s(scenario, replica, devices, np.array([float(res.input_tokens.mean())]), spec.kv)[0]
     notes = (f"disaggregated: {d.prefill_replicas} prefill and {d.decode_replicas} decode replica(s) of "
              f"tp={spec.tp}, pp={spec.pp}; mean prompt-cache transfer {transfer * 1e3:.2f} ms",
-             f"KV cache {replica.kv_capacity_tokens} tokens per replica; batch {batch}")
+             f"KV cache {replica.kv_capacity_tokens} tokens per replica; batch {batch}",
+             *([prefix_note(with_shared_prefix(replica, spec.shared_prefix_tokens), spec.shared_prefix_tokens) +
+                " in the prefill pool; the decode pool receives every prompt's whole cache"]
+               if spec.shared_prefix_tokens else []))
     return ServingResult(
         scenario=spec.scenario, throughput_tokens_per_s=tokens, throughput_samples_per_s=samples,
         ttft_s=Percentiles.of(res.ttft_s), tpot_s=Percentiles.of(res.tpot_s), latency_s=Percentiles.of(res.latency_s),

@@ -9,7 +9,7 @@ from emulator.scenario import Scenario, ServingSpec, read_trace
 from emulator.serving.energy import device_power_w, energy_per_unit_j
 from emulator.serving.prediction import LatencyFloor, ServingResult, num_replicas
 from emulator.serving.records import RequestLog
-from emulator.serving.replica import Replica, build_replica
+from emulator.serving.replica import Replica, build_replica, prefix_note, with_shared_prefix
 from emulator.serving.search import (
     ScenarioResult,
     choose_batch,
@@ -35,6 +35,7 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
                             settings=spec.engine_settings, speculative=spec.speculative, path=path,
                             engine=spec.engine, attention_dp=spec.attention_dp)
+    replica = with_shared_prefix(replica, spec.shared_prefix_tokens)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
              f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "
@@ -45,6 +46,8 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
                      "verify of every drafted token and the drafts (one layer and the head each), timed per token "
                      "kept; decodes sharing an iteration with prefill chunks gain one token; the drafter adds one "
                      "layer's weights and KV cache")
+    if spec.shared_prefix_tokens:
+        notes.append(prefix_note(replica, spec.shared_prefix_tokens))
     if spec.concurrency is not None:
         return _closed_loop(scenario, spec, table, replica, replicas, notes)
     if spec.trace is not None:

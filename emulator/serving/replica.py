@@ -300,10 +300,31 @@ def check_capacity(requests: Any, kv_capacity_tokens: int, num_beams: int = 1, p
             file=path, field="inference.input_tokens")
 
 
+def with_shared_prefix(replica: Replica, tokens: int) -> Replica:
+    """The replica serving prompts that all begin with the same `tokens` tokens (a system prompt): where the engine
+    caches prompt blocks (`Scheduling.prefix_caching`), a request admitted after the prefix was first computed
+    prefills only past its whole KV blocks, which the cache holds once (vLLM and TensorRT-LLM reuse whole blocks;
+    SGLang's radix tree would reuse a last partial block's tokens too, at most one block more)."""
+    if not tokens or not replica.scheduling.prefix_caching:
+        return replica
+    cached = tokens // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
+    return dataclasses.replace(replica, scheduling=dataclasses.replace(replica.scheduling, cached_prefix_tokens=cached))
+
+
+def prefix_note(replica: Replica, tokens: int) -> str:
+    """What a prediction says about a shared prefix of `tokens` tokens on this replica."""
+    cached = replica.scheduling.cached_prefix_tokens
+    if cached:
+        return (f"shared prefix: {tokens} token(s) of every prompt, {cached} of them taken from the engine's prefix "
+                "cache once the first request has computed them (defaults.prefix_caching)")
+    return (f"shared prefix: {tokens} token(s) of every prompt, recomputed for each request (the engine caches no "
+            "prompt blocks here, defaults.prefix_caching false, or the prefix is shorter than one KV block)")
+
+
 def with_overhead(replica: Replica, overhead_s: float) -> Replica:
     """The same replica under another scheduler overhead."""
     return dataclasses.replace(replica, step=dataclasses.replace(replica.step, overhead_s=overhead_s))
 
 
 __all__ = ["DEFAULT_SCHEDULING", "KV_BLOCK_TOKENS", "Replica", "Scheduling", "Speculation", "StepModel",
-           "build_replica", "check_capacity", "shard", "step_model"]
+           "build_replica", "check_capacity", "prefix_note", "shard", "step_model", "with_shared_prefix"]

@@ -1,5 +1,6 @@
 """An engine's scheduling policy as the simulator follows it: its stack profile's `scheduler.*` items, the host's
-per-request ingress (`host.request_s`) and whether it schedules one iteration ahead (`host.overlap`)."""
+per-request ingress (`host.request_s`), whether it schedules one iteration ahead (`host.overlap`) and whether it
+reuses cached prompt blocks (`defaults.prefix_caching`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class Scheduling:
     # SGLang's --scheduler-recv-interval: while only decodes run, new requests reach the batch every this many
     # iterations (its SchedulerRecvSkipper counts decode iterations; after prompts, or idle, it takes them at once).
     recv_interval: int = 1
+    prefix_caching: bool = False  # the engine reuses cached prompt blocks (`defaults.prefix_caching`)
+    # Prompt tokens a request takes from the cache once a shared prefix was first computed: that prefix's whole KV
+    # blocks (`replica.with_shared_prefix`), held once by the cache; 0: none
+    cached_prefix_tokens: int = 0
 
     @classmethod
     def of(cls, stack: StackProfile, attention_ranks: int = 1) -> Scheduling:
@@ -46,7 +51,8 @@ class Scheduling:
                    batch_wait_ratio=float(stack.get("scheduler.batch_wait_tokens_ratio")),
                    batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
                    ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")),
-                   recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1))
+                   recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1),
+                   prefix_caching=bool(stack.get("defaults.prefix_caching")))
 
 
 DEFAULT_SCHEDULING = Scheduling()

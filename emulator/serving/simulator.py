@@ -16,6 +16,11 @@ as soon as enough measured requests have missed a bound that the p99 must miss i
 a failing run's verdict.
 Requests go to replicas round-robin (a load balancer's simplest deterministic policy).
 
+A shared prefix (`Scheduling.cached_prefix_tokens`: every prompt starts with it and the engine caches prompt blocks):
+once one request has prefilled it, each later admission starts its prefill past it (its attention still reads it) and
+allocates KV for the rest only; the first request's copy stays in the cache for good (`own`: each request's prompt
+tokens the cache holds for it).
+
 Closed loop (`simulate_closed`): `concurrency` clients each send a request and the next one the moment it finishes,
 so request i >= concurrency is sent at the (i - concurrency + 1)-th completion. The same iteration loop runs it:
 a request's send time is set when the completion that frees its client happens.
@@ -155,6 +160,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     lifo: list[int] = []  # requests in order of admission to decoding (stale entries skipped): preempted from the top
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
     keep = log or gaps
+    pre, ready, own = scheduling.cached_prefix_tokens, False, [0] * n  # shared prefix: see the module docstring
     runs: list[Run] = []  # the iteration log: every iteration, runs of decode-only ones together (`Iterations`)
     waits: list[tuple[float, float, int]] = []  # token gaps counted apart (`expand_gaps`): (end, gap, tokens)
     # Not mixed: the decoding sequences that waited through prefill-only iterations, as (time of their last token,
@@ -185,12 +191,14 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         active = len(prefill) + len(dec)
         while waiting and active < max_batch:
             r, plen = waiting[0]
-            need = plen * beams + block
+            cached = pre if ready else 0
+            need = (plen - cached) * beams + block
             ahead = (lout[r] - gen[r]) * beams
             if used + need > cap or (reserve and used + need + reserve * (future + ahead) > cap):
                 break
             waiting.popleft()
-            admit([r, 0, plen])
+            admit([r, cached, plen])
+            own[r] = cached
             active += 1
             used += need
             future += ahead
@@ -202,7 +210,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                 continue
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
-            used -= kv + block
+            used -= kv - own[r] * beams + block
             dec_kv -= kv
             gen[r] = gen0 + g - g0
             future -= (lout[r] - gen[r]) * beams
@@ -324,7 +332,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                     continue
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
-            used -= kv + block
+            used -= kv - own[r] * beams + block
             dec_kv -= kv
             finish[r] = t
             done += 1
@@ -344,6 +352,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             finished = prefill[:completing]
             del prefill[:completing]
         for r, _, total in finished:
+            if pre and not ready:  # the first prefilled prompt leaves the prefix's blocks in the cache
+                ready, own[r] = True, pre
             if not gen[r]:  # its first token (a preempted request had one before)
                 first[r] = t
                 if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
@@ -353,7 +363,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             gen[r] += 1
             future -= beams
             if gen[r] >= lout[r]:
-                used -= total * beams + block
+                used -= (total - own[r]) * beams + block
                 finish[r] = t
                 done += 1
                 if issued < n:

@@ -12,7 +12,7 @@ train:                           # goal: train
   framework: megatron-core       # training stack (stack_profiles/training; the default)
   framework_settings: {defaults.ep_overlap: true}   # optional: the run's own values of the stack's items
 serve:                           # goal: serve
-  traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}
+  traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}   # + shared_prefix_tokens
   slo: {ttft_p99_s: 2.0, tpot_p99_s: 0.1}       # recommenders: {latency_p99_s: 0.01}
   precision: bf16
   engine: trtllm                 # serving stack (stack_profiles/serving; the default)
@@ -247,7 +247,7 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     r = Fields(data, file=path, prefix="serve", allowed=("traffic", "slo", "precision", "kv_precision", "seed",
                                                          "num_requests", "engine", "engine_settings", "speculative"))
     r.required("traffic", "traffic: {arrival_rate_per_s: 50, input_tokens: 1024, output_tokens: 256}")
-    t = r.section("traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens"))
+    t = r.section("traffic", ("arrival_rate_per_s", "input_tokens", "output_tokens", "shared_prefix_tokens"))
     rate = t.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S, why="requests per second past any service")
     if rate is None:
         raise t.error("arrival_rate_per_s", "is missing. Fix: add the requests (queries) per second to serve, e.g. 50.")
@@ -256,6 +256,8 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
     inference: dict[str, Any] = {"scenario": "server", "slo": slo,
                                  "input_tokens": t.get("input_tokens", 1 if dlrm else None),
                                  "output_tokens": t.get("output_tokens", 1 if dlrm else None)}
+    if t.has("shared_prefix_tokens"):
+        inference["shared_prefix_tokens"] = t.get("shared_prefix_tokens")
     for key in ("precision", "kv_precision", "seed", "num_requests", "engine", "engine_settings", "speculative"):
         if r.has(key):
             inference[key] = r.get(key)
@@ -266,7 +268,7 @@ def _serve(data: Any, path: str, model: ModelConfig) -> ServeTarget:
         spec = parse_inference(inference, path, prefix="serve")  # its errors name the serve.* fields
     except EmulatorError as e:  # the lengths were read from serve.traffic
         field = e.field or ""
-        if not field.startswith(("serve.input_tokens", "serve.output_tokens")):
+        if not field.startswith(("serve.input_tokens", "serve.output_tokens", "serve.shared_prefix_tokens")):
             raise
         raise EmulatorError(e.message, file=path, field="serve.traffic." + field.removeprefix("serve.")) from None
     if dlrm and spec.slo.latency_p99_s is None:
