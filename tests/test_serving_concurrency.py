@@ -232,3 +232,17 @@ def test_the_engines_own_cap_on_running_sequences_bounds_the_closed_loop() -> No
     free, capped = (run_closed(dataclasses.replace(replica, max_sequences=cap), spec, 1) for cap in (1024, 16))
     assert (free.max_batch, capped.max_batch) == (48, 16)
     assert capped.stats.ttft_mean_s > 2 * free.stats.ttft_mean_s
+
+
+def test_a_fixed_length_closed_loop_says_its_ttft_is_the_figure_runs_spread_around() -> None:
+    """Fixed lengths keep a closed loop's requests in one pattern; the prediction says what that means for TTFT, and a
+    client with varied lengths gets no such note."""
+    from emulator.hardware import load_device
+
+    scenario = Scenario(path="s.yaml", model=preset("llama3-8b"), device=load_device("h100-sxm"), system=None,
+                        num_devices=1)
+    base = {"engine": "vllm", "precision": "bf16", "concurrency": 8, "output_tokens": 100}
+    fixed = parse_inference(base | {"input_tokens": 4000}, "s.yaml")
+    varied = parse_inference(base | {"input_tokens": {"distribution": "uniform", "min": 3200, "max": 4000}}, "s.yaml")
+    assert any("fixed input and output lengths" in n for n in predict_serving(scenario, fixed).notes)
+    assert not any("fixed input and output lengths" in n for n in predict_serving(scenario, varied).notes)

@@ -150,3 +150,4 @@ def test_a_sizing_files_traffic_states_the_shared_prefix(tmp_path) -> None:  # t
     with pytest.raises(EmulatorError) as e:
         load_sizing(path)
     assert e.value.field == "serve.traffic.shared_prefix_tokens" and "Fix" in e.value.message
+

@@ -95,6 +95,10 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
                  f"as each finishes; {run.stats.num_measured_requests} {which}")
     if run.num_preemptions:
         notes.append(f"{run.num_preemptions} preemption(s) (KV cache full; recomputed)")
+    if spec.input_tokens.kind == "fixed" and spec.output_tokens.kind == "fixed":
+        notes.append("fixed input and output lengths keep the clients' requests in the pattern the first burst set "
+                     "(waves, or one prompt per iteration), which a real run drifts between: its TTFT is the figure "
+                     "that spreads most around this one (see validated)")
     if spec.pp > 1:
         notes.append(PIPELINE_NOTE)
     util = min(run.utilisation, 1.0)
