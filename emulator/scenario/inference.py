@@ -59,6 +59,7 @@ import numpy as np
 from emulator.errors import EmulatorError
 from emulator.fields import Fields, check_number
 from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
+from emulator.scenario.closed_loop import check_closed_loop
 from emulator.stacks import list_stacks, load_stack, parse_settings, stack_of
 
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
@@ -79,8 +80,6 @@ MAX_BATCH_TOKENS = 2**30  # tokens of one continuous-batching iteration
 MAX_REQUESTS = 2**24  # simulated requests (the default is a few thousand)
 MAX_BEAMS = 1024
 MAX_CONCURRENCY = 2**20  # requests in flight in one deployment (a closed loop's clients)
-# A closed loop simulates a warm-up wave, measured waves and a drain wave of `concurrency` requests each.
-MIN_CLOSED_LOOP_WAVES = 3
 MAX_RATE_PER_S = 1e12  # requests (queries) per second past any service
 MAX_OVERHEAD_S = 1.0  # a host overhead per iteration past any serving engine's (about a millisecond)
 
@@ -318,7 +317,7 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
         kw["disaggregation"] = Disaggregation(
             prefill_replicas=d.integer("prefill_replicas", hint="prefill_replicas: 1 (a whole number >= 1)"),
             decode_replicas=d.integer("decode_replicas", hint="decode_replicas: 1 (a whole number >= 1)"))
-    _check_closed_loop(r, kw)
+    check_closed_loop(r, kw)
     if kw["scenario"] == "server" and "arrival_rate_per_s" not in kw and "trace" not in kw:
         slo = kw.get("slo", Slo())
         if slo.ttft_p99_s is None and slo.tpot_p99_s is None and slo.latency_p99_s is None:
@@ -355,42 +354,6 @@ def _acceptance(sp: Fields, draft_tokens: int) -> float | tuple[float, ...]:
                                           "one rate per drafted position, or one number for all of them.")
     return tuple(check_number(a, file=sp.file, field=f"{sp.field('acceptance_rate')}[{i}]", strict=False,
                               maximum=1.0, why="probability that a drafted token is kept") for i, a in enumerate(rates))
-
-
-def _check_closed_loop(r: Fields, kw: dict[str, Any]) -> None:
-    """`concurrency` (a closed loop) against the open-loop keys: one load mode per section."""
-    n = kw.get("concurrency")
-    if n is None:
-        if "measured_requests" in kw:
-            raise r.error("measured_requests", "applies to a closed loop only. Fix: delete measured_requests, or "
-                                               "add concurrency: N.")
-        if kw["scenario"] == "concurrency":
-            raise r.error("concurrency", "is missing for scenario: concurrency. Fix: add e.g. concurrency: 64 "
-                                         "(requests in flight), or use scenario: offline or server.")
-        return
-    if kw["scenario"] != "concurrency":
-        raise r.error("scenario", f"is '{kw['scenario']}', but concurrency: {n} runs a closed loop (a new request as "
-                                  "each finishes), not an open one. Fix: delete scenario (or write scenario: "
-                                  "concurrency), or delete concurrency.")
-    why = {"arrival_rate_per_s": "a closed loop sends each request as one finishes, so it has no arrival rate",
-           "trace": "a closed loop sends each request as one finishes, not at a trace's arrival times",
-           "disaggregation": "the closed loop is modelled for aggregated replicas only (disaggregated pools are "
-                             "simulated one after the other, an open loop)"}
-    for key, reason in why.items():
-        if key in kw:
-            raise r.error(key, f"cannot be combined with concurrency: {n}: {reason}. Fix: delete {key}, or delete "
-                               "concurrency.")
-    requests = kw.get("num_requests")
-    if kw.get("measured_requests") == "all":
-        if requests is not None and requests < n:
-            raise r.error("num_requests", f"is {requests}, fewer than concurrency ({n}): every client sends at "
-                                          f"least one request. Fix: raise num_requests to at least {n}.")
-        return
-    if requests is not None and requests < MIN_CLOSED_LOOP_WAVES * n:
-        raise r.error("num_requests", f"is {requests}, fewer than {MIN_CLOSED_LOOP_WAVES} x concurrency "
-                                      f"({MIN_CLOSED_LOOP_WAVES * n}): a closed loop needs a warm-up wave, measured "
-                                      f"requests and a drain wave of {n} each. Fix: raise num_requests to at least "
-                                      f"{MIN_CLOSED_LOOP_WAVES * n}, or delete it.")
 
 
 __all__ = ["Distribution", "Disaggregation", "ServingSpec", "Slo", "parse_distribution", "parse_inference",

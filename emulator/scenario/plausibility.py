@@ -14,7 +14,8 @@ stderr and list them under `warnings` in `--json`.
 from __future__ import annotations
 
 from emulator.hardware import DeviceProfile, SystemProfile, default_system
-from emulator.scenario.inference import MIN_CLOSED_LOOP_WAVES, ServingSpec, Slo
+from emulator.scenario.closed_loop import MIN_CLOSED_LOOP_WAVES
+from emulator.scenario.inference import ServingSpec, Slo
 from emulator.units import fmt_seconds
 
 # MLPerf Inference's interactive bounds are 0.45-6 s TTFT and 25-200 ms TPOT (emulator/data/

@@ -16,7 +16,8 @@ from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.errors import EmulatorError
 from emulator.scenario import Scenario
-from emulator.scenario.inference import MAX_CONCURRENCY, MIN_CLOSED_LOOP_WAVES
+from emulator.scenario.closed_loop import MIN_CLOSED_LOOP_WAVES
+from emulator.scenario.inference import MAX_CONCURRENCY
 from emulator.serving import predict_serving
 from emulator.serving.prediction import ReplicaLayout
 from emulator.stats import Percentiles
