@@ -291,13 +291,14 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     if r.has("arrival_rate_per_s"):
         kw["arrival_rate_per_s"] = r.number("arrival_rate_per_s", maximum=MAX_RATE_PER_S,
                                             why="requests per second past any service")
+    traced: int | None = None
     if r.has("trace"):
         if r.has("arrival_rate_per_s"):
             raise r.error("trace", "give arrival_rate_per_s or trace, not both. Fix: delete one.")
         kw["trace"] = r.text("trace", hint="trace: requests.csv")
-        read_trace(kw["trace"], path)  # fail early on a bad file
+        traced = int(read_trace(kw["trace"], path)[1].min())  # its shortest prompt; a bad file fails here
     if r.has("shared_prefix_tokens"):
-        kw["shared_prefix_tokens"] = _shared_prefix(r, kw, path)
+        kw["shared_prefix_tokens"] = _shared_prefix(r, kw, traced)
     if r.has("scheduler_overhead_s"):
         kw["scheduler_overhead_s"] = r.number("scheduler_overhead_s", strict=False, maximum=MAX_OVERHEAD_S,
                                               why="seconds per iteration")
@@ -326,11 +327,12 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
     return ServingSpec(**kw)
 
 
-def _shared_prefix(r: Fields, kw: dict[str, Any], path: str) -> int:
-    """`shared_prefix_tokens`: fewer than the shortest prompt (each prompt has tokens of its own after it)."""
+def _shared_prefix(r: Fields, kw: dict[str, Any], trace_shortest: int | None) -> int:
+    """`shared_prefix_tokens`: fewer than the shortest prompt (each prompt has tokens of its own after it);
+    `trace_shortest`: the trace's shortest prompt, when the section names one."""
     tokens = r.integer("shared_prefix_tokens", minimum=0, maximum=MAX_TOKENS, why="tokens of a prompt")
-    if "trace" in kw:
-        shortest, how = int(read_trace(kw["trace"], path)[1].min()), "the trace's shortest prompt"
+    if trace_shortest is not None:
+        shortest, how = trace_shortest, "the trace's shortest prompt"
     else:
         d = kw["input_tokens"]
         shortest, how = (int(d.mean), "input_tokens") if d.kind == "fixed" else (int(d.minimum), "input_tokens' min")

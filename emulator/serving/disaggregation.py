@@ -63,7 +63,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
             f"{d.prefill_replicas} prefill and {d.decode_replicas} decode replicas of {replica.num_devices} device(s) "
             f"need {devices} devices, but hardware.num_devices is {scenario.num_devices}. Fix: raise num_devices to "
             f"{devices} or use fewer replicas.", file=path, field="inference.disaggregation")
-    prefilling = with_shared_prefix(replica, spec.shared_prefix_tokens).scheduling  # the decode pool receives it all
+    prefilling = with_shared_prefix(replica, spec.shared_prefix_tokens)  # the decode pool receives it all
     batch = spec.batch_size or choose_batch(replica, spec)
     n = spec.num_requests or max(600, 6 * batch) * max(d.prefill_replicas, d.decode_replicas)
     unit = make_requests(spec.input_tokens, spec.output_tokens, n, 1.0, spec.seed)
@@ -74,7 +74,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
         return simulate(replica.step, replica.kv_capacity_tokens, Requests(arrival, unit.input_tokens, ones),
                         max_batch=batch, max_batch_tokens=replica.max_batch_tokens,
                         num_replicas=d.prefill_replicas, path=path,
-                        scheduling=prefilling, log=False)
+                        scheduling=prefilling.scheduling, log=False)
 
     def run(rate: float | None, pre: SimResult | None = None) -> tuple[SimResult, SimResult, np.ndarray]:
         pre = pre or prefill_pool(rate)
@@ -130,7 +130,7 @@ def predict_disaggregated(scenario: Scenario, spec: ServingSpec, table: Efficien
     notes = (f"disaggregated: {d.prefill_replicas} prefill and {d.decode_replicas} decode replica(s) of "
              f"tp={spec.tp}, pp={spec.pp}; mean prompt-cache transfer {transfer * 1e3:.2f} ms",
              f"KV cache {replica.kv_capacity_tokens} tokens per replica; batch {batch}",
-             *([prefix_note(with_shared_prefix(replica, spec.shared_prefix_tokens), spec.shared_prefix_tokens) +
+             *([prefix_note(prefilling, spec.shared_prefix_tokens) +
                 " in the prefill pool; the decode pool receives every prompt's whole cache"]
                if spec.shared_prefix_tokens else []))
     return ServingResult(

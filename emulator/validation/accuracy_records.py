@@ -13,12 +13,11 @@ when the shipped one no longer matches what it predicts (`stale`).
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from typing import Any
 
-from emulator.files import shipped
+from emulator.files import read_json, shipped
 from emulator.hardware import load_device
 from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import records
@@ -62,7 +61,7 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
     groups: dict[Key, list[float]] = defaultdict(list)
     for stack, (source, family) in FITTED.items():
-        fit = json.loads((shipped("stack_profiles") / "fits" / f"{stack}-{family}.json").read_text())
+        fit = read_json(shipped("stack_profiles") / "fits" / f"{stack}-{family}.json")
         for case in fit["cases"]:
             groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
                 case["error_held_out"])
