@@ -209,7 +209,8 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
 def test_deployments_state_what_their_launch_scripts_set() -> None:
     """InferenceX's TensorRT-LLM Llama 3.1 70B rows carry --max_num_tokens 16384, and batch waiting only at 1k/1k
     below tp 8; its SGLang DeepSeek-R1 H200 rows their chunk and memory settings; AIConfigurator's own vLLM rows
-    the token budget and sequence limit its generator gives a vLLM server; the other aiperf rows nothing."""
+    the token budget and sequence limit its generator gives a vLLM server, its TensorRT-LLM rows the token budget
+    (whole 32-token KV blocks) and KV memory fraction it gives a TensorRT-LLM worker; SGLang's aiperf rows nothing."""
     usable = [r for r in rows() if skip_reason(r) is None]
     trt = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "llama3.1-70b"]
     assert trt and all(deployment(r)["max_batch_tokens"] == 16384 for r in trt)
@@ -221,7 +222,14 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
     aiperf = [r for r in usable if client(r) == "aiperf"]
-    assert all(deployment(r) == {} for r in aiperf if r["backend"] != "vllm")
+    assert all(deployment(r) == {} for r in aiperf if r["backend"] == "sglang")
+    own_trt = [r for r in aiperf if r["backend"] == "trtllm"]
+    for row in own_trt:
+        tokens = int(row["batch_size"]) + int(row["isl"]) + 1500
+        assert deployment(row) == {"max_batch_tokens": (tokens + 31) // 32 * 32,
+                                   "engine_settings": {"defaults.kv_memory_fraction": 0.8}}
+    eight = next(r for r in own_trt if r["isl"] == "4096" and r["batch_size"] == "8")
+    assert scenario_of(eight)[1].max_batch_tokens == 5632  # one 4096-token prompt per iteration, not 8192's two
     vllm = [r for r in aiperf if r["backend"] == "vllm"]
     assert vllm and all(deployment(r) == {"max_batch_tokens": 512 + int(r["isl"]) + 1500, "batch_size": 512}
                         for r in vllm)

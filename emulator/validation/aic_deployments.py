@@ -47,10 +47,21 @@ servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templa
 generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
 512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
 / 37% / 55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in
-place of 512 gives the same within 2 points). The same rule does not fit the other engines' aiperf rows
-(TensorRT-LLM's max_num_tokens 128 + isl + 1500: TTFT 52% -> 58%; SGLang's --max-prefill-tokens isl + 1500:
-unchanged), whose servers predate the generator's rules or were launched otherwise, so they keep their engine's
-defaults. Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1 70B script also sets `kv-cache-dtype:
+place of 512 gives the same within 2 points). Its TensorRT-LLM rows (aiperf, TensorRT-LLM 1.0.0rc3, the same
+campaign) ran workers its generator launched too (generator/rule_plugin/benchmark/trtllm.rule: an aggregated
+worker's max_num_tokens max_batch_size + isl + 1500 rounded up to whole 32-token KV blocks, its max_batch_size the
+chosen batch; backend_templates/trtllm/extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction 0.80, chunked
+prefill off; the rule keeps the overlap scheduler on for aggregated workers): stated as max_batch_tokens and
+`defaults.kv_memory_fraction` 0.8 (`AIC_TRT_*`). Their TTFT grows with the prompt as that budget says: at 8 clients
+Qwen3-32B at tp 1 measured 263-272, 502-509 and 1058-1133 ms for 1k, 2k and 4k prompts (x1.9, x2.1), a wave of 8
+prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three
+and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
+median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
+prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean
+0%) and 12.9%. SGLang's aiperf rows
+keep their engine's defaults (its rule's --max-prefill-tokens isl + 1500 leaves them unchanged; `enable_mixed_chunk`,
+which the rule also sets, takes their TTFT from 29% to 70%: those servers were launched otherwise). Other rows keep
+their engine's defaults: InferenceX's vLLM Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
 those runs took these settings is in doubt and they are not stated;
@@ -93,6 +104,11 @@ MTP_LATER_ACCEPTANCE = 0.63
 # --max-num-batched-tokens is its max_batch_size + isl + 1500, --max-num-seqs 512 (when the chosen batch is smaller)
 AIC_PROMPT_MARGIN = 1500
 AIC_VLLM_MAX_SEQS = 512
+# rule_plugin/benchmark/trtllm.rule: an aggregated TensorRT-LLM worker's max_num_tokens is its max_batch_size + isl +
+# 1500 rounded up to whole KV blocks of tokens_per_block (32 unless set); backend_templates/trtllm/
+# extra_engine_args.1.0.0rc3.yaml.j2: kv_cache_config.free_gpu_memory_fraction 0.80 unless set
+AIC_TRT_BLOCK_TOKENS = 32
+AIC_TRT_KV_FRACTION = 0.8
 
 
 def count(text: str) -> int:
@@ -156,6 +172,10 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         if row["backend"] == "vllm":  # AIConfigurator's generator launched it
             return {"max_batch_tokens": AIC_VLLM_MAX_SEQS + count(row["isl"]) + AIC_PROMPT_MARGIN,
                     "batch_size": AIC_VLLM_MAX_SEQS}
+        if row["backend"] == "trtllm":  # so did it these (its max_batch_size: the row's batch)
+            tokens = count(row["batch_size"]) + count(row["isl"]) + AIC_PROMPT_MARGIN
+            return {"max_batch_tokens": -(-tokens // AIC_TRT_BLOCK_TOKENS) * AIC_TRT_BLOCK_TOKENS,
+                    "engine_settings": {"defaults.kv_memory_fraction": AIC_TRT_KV_FRACTION}}
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
     short = count(row["isl"]) == count(row["osl"]) == 1024
@@ -223,6 +243,7 @@ def load(row: dict[str, str]) -> dict[str, Any]:
             "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
 
 
-__all__ = ["AIC_PROMPT_MARGIN", "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS",
-           "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "attention_ranks", "client", "count", "deployment",
-           "dsr1_trt_token_budget", "load", "mtp_acceptance", "mtp_campaign"]
+__all__ = ["AIC_PROMPT_MARGIN", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION", "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS",
+           "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO",
+           "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load", "mtp_acceptance",
+           "mtp_campaign"]

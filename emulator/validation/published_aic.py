@@ -47,7 +47,8 @@ becomes a scenario:
     client's request at once, all of them measured): lengths fixed at isl and osl, num_requests 20 x concurrency
     (`aic_deployments.AIPERF_ROUNDS`), `measured_requests: all`. Measured over the steady state instead (the first
     and last waves left out), TTFT median |error| over every usable aiperf row is 46.5% (TensorRT-LLM), 25.9%
-    (vLLM) and 22.1% (SGLang) against 41.6%, 24.9% and 22.1%; TPOT within 0.1 point;
+    (vLLM) and 22.1% (SGLang) against 41.6%, 24.9% and 22.1%; TPOT within 0.1 point (before TensorRT-LLM's rows
+    took their generator's token budget and the fitted request path: 28.9% for it now, TPOT 11.6% -> 12.9%);
 - the deployment's own engine settings where its launch script states them: `aic_deployments.deployment` (which
   scripts, what they set, and why the other rows keep their engine's defaults).
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
