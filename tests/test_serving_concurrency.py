@@ -246,3 +246,25 @@ def test_a_fixed_length_closed_loop_says_its_ttft_is_the_figure_runs_spread_arou
     varied = parse_inference(base | {"input_tokens": {"distribution": "uniform", "min": 3200, "max": 4000}}, "s.yaml")
     assert any("fixed input and output lengths" in n for n in predict_serving(scenario, fixed).notes)
     assert not any("fixed input and output lengths" in n for n in predict_serving(scenario, varied).notes)
+
+
+def test_a_request_path_keeps_a_closed_loops_waves_together() -> None:
+    """Equal requests that finish within a few decode iterations of each other: with no request path the first
+    one's replacement is prefilled while the others still decode, each prefill holds the next finisher back, and the
+    loop settles into one prompt per iteration (TTFT about two iterations); with a request path longer than those
+    few iterations (`host.request_s`, TensorRT-LLM's fitted 40 ms) they are all back before the first is prefilled,
+    and the wave stays whole: TTFT grows by far more than the path itself, TPOT falls (their prefills no longer
+    stall the others' decodes one by one)."""
+    loops = []
+    for ingress in (0.0, 0.04):
+        spec = parse_inference({"engine": "trtllm", "precision": "bf16", "input_tokens": 4096, "output_tokens": 256,
+                                "concurrency": 8, "num_requests": 160, "measured_requests": "all",
+                                "max_batch_tokens": 5632, "engine_settings": {"host.request_s": ingress}}, "s.yaml")
+        scenario = Scenario(path="s.yaml", model=preset("llama3.1-8b"), device=SYSTEM.device, system=SYSTEM,
+                            num_devices=1)
+        loop = predict_serving(scenario, spec).closed_loop
+        assert loop is not None
+        loops.append(loop)
+    conveyor, waves = loops
+    assert waves.ttft_mean_s > conveyor.ttft_mean_s + 3 * 0.04
+    assert waves.tpot_mean_s < conveyor.tpot_mean_s

@@ -57,11 +57,11 @@ Qwen3-32B at tp 1 measured 263-272, 502-509 and 1058-1133 ms for 1k, 2k and 4k p
 prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three
 and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
 median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
-prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean
-0%) and 12.9%. SGLang's aiperf rows
-keep their engine's defaults (its rule's --max-prefill-tokens isl + 1500 leaves them unchanged; `enable_mixed_chunk`,
-which the rule also sets, takes their TTFT from 29% to 70%: those servers were launched otherwise). Other rows keep
-their engine's defaults: InferenceX's vLLM Llama 3.1 70B script also sets `kv-cache-dtype:
+prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
+and 12.9%. SGLang's aiperf rows keep their engine's defaults (its rule's --max-prefill-tokens isl + 1500 leaves
+them unchanged; `enable_mixed_chunk`, which the rule also sets, takes their TTFT from 22% to 68%, 38% with a 40 ms
+request path: those servers were launched otherwise). Other rows keep their engine's defaults: InferenceX's vLLM
+Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
 those runs took these settings is in doubt and they are not stated;
