@@ -41,7 +41,12 @@ becomes a scenario:
     DeepSeek-R1, Llama 3.1 70B, gpt-oss) were measured by InferenceMAX's client (kimbochen/bench_serving
     benchmark_serving.py: `--random-range-ratio 0.8`, so each input and output length is drawn uniformly from
     [0.8 x isl, isl] and [0.8 x osl, osl]; `--num-prompts` 10 x concurrency; mean TTFT and TPOT over every request):
-    uniform lengths, num_requests 10 x concurrency, `measured_requests: all`;
+    uniform lengths, num_requests 10 x concurrency, `measured_requests: all`. Until 2026-01-21 that client sent no
+    warm-up requests (SemiAnalysisAI/InferenceX benchmarks/benchmark_lib.sh, `--num-warmups 2 x concurrency` from
+    #480), so a row measured before then carries whatever the server pays on first use in its first wave's TTFT,
+    which the emulator's warm server does not: SGLang's DeepSeek-R1 rows on B200 from November 2025 took 0.4-8.8 s
+    for a first token where 0.06-0.6 s is predicted, its March 2026 rows 0.2-2.1 s against 0.15-0.9 s; kept, not
+    fitted around;
   - the others (AIConfigurator's own collection: its benchmark script's aiperf, fixed lengths, 2 x concurrency
     warm-up requests run to completion, then a profiling phase of 20 x concurrency requests that opens with every
     client's request at once, all of them measured): lengths fixed at isl and osl, num_requests 20 x concurrency
