@@ -49,18 +49,18 @@ SERVING_GRID = {
     "host.scheduler_overhead_s": [0.0, 0.5e-3, 1e-3, 2e-3],
     "host.per_token_s": [0.0, 10e-6, 20e-6, 40e-6, 60e-6, 80e-6],
     "comm.rank_skew_s": [0.0, 2.5e-6, 5e-6, 7.5e-6, 10e-6, 15e-6, 20e-6, 30e-6],
+    # The time a request takes to reach the scheduler (host.request_s), fitted for every engine over what a benchmark
+    # client and an API server add to TTFT (about 40 ms at 32 clients: vLLM's benchmark_serving.py alone, measured in
+    # tenstorrent/tt-inference-server issue 259). First fitted for vLLM alone over 0-160 ms: 10 ms (TTFT median 33.7% ->
+    # 18.6%, TPOT 17.2% -> 17.1%), where TensorRT-LLM chose 80 ms (TTFT 52% -> 61%) and SGLang 160 ms (TTFT 30% -> 25%,
+    # but Llama 3.1 8B 106% -> 132%: no API server takes that long; it absorbed the DeepSeek-R1 1k-prompt rows'
+    # unexplained constant). Once AIConfigurator's own TensorRT-LLM rows ran the token budget its generator gives a
+    # worker, the bounded grid gives TensorRT-LLM 40 ms (TTFT 42.8% -> 23.7%, TPOT 10.1% -> 10.3%; with 80 ms in the
+    # grid folds take 80 ms to absorb the DeepSeek-R1 rows' TTFT and held-out TTFT is 31.9%) and SGLang 40 ms (TTFT
+    # 32.0% -> 23.7%, TPOT 22.9% -> 22.8%); vLLM keeps 10 ms. A 5 ms step in it changes only vLLM's pick (5 ms and 10 us
+    # of spread: held-out Hopper errors the same within 0.1 point, its B200 rows' TTFT 35% -> 45%).
+    "host.request_s": [0.0, 10e-3, 20e-3, 40e-3],
 }
-# The time a request takes to reach the scheduler (host.request_s), fitted for every engine over what a benchmark
-# client and an API server add to TTFT (about 40 ms at 32 clients: vLLM's benchmark_serving.py alone, measured in
-# tenstorrent/tt-inference-server issue 259). First fitted for vLLM alone over 0-160 ms: 10 ms (TTFT median 33.7% ->
-# 18.6%, TPOT 17.2% -> 17.1%), where TensorRT-LLM chose 80 ms (TTFT 52% -> 61%) and SGLang 160 ms (TTFT 30% -> 25%,
-# but Llama 3.1 8B 106% -> 132%: no API server takes that long; it absorbed the DeepSeek-R1 1k-prompt rows'
-# unexplained constant). Once AIConfigurator's own TensorRT-LLM rows ran the token budget its generator gives a
-# worker, the bounded grid gives TensorRT-LLM 40 ms (TTFT 42.8% -> 23.7%, TPOT 10.1% -> 10.3%; with 80 ms in the grid
-# folds take 80 ms to absorb the DeepSeek-R1 rows' TTFT and held-out TTFT is 31.9%) and SGLang 40 ms (TTFT 32.0% ->
-# 23.7%, TPOT 22.9% -> 22.8%); vLLM keeps 10 ms. A 5 ms step in it changes only vLLM's pick (5 ms and 10 us of
-# spread: held-out Hopper errors the same within 0.1 point, its B200 rows' TTFT 35% -> 45%).
-REQUEST_GRID = [0.0, 10e-3, 20e-3, 40e-3]
 SERVING_TOLERANCE = 0.005  # relative loss within which serving grid points count as equally good
 
 
@@ -173,8 +173,7 @@ def fit_serving(engine: str) -> dict[str, Any]:
         only = published_aic.validate_aic(only=lambda row: row["id"] in chosen)["cases"]
         return [c for c in only if c["id"] in keep]
 
-    grid = SERVING_GRID | {"host.request_s": REQUEST_GRID}
-    record = grid_fit(grid, evaluate, "model", SERVING_TOLERANCE)
+    record = grid_fit(SERVING_GRID, evaluate, "model", SERVING_TOLERANCE)
     return {"stack": engine, "device_family": "hopper",
             "data": f"emulator/data/aic_silicon_hopper.csv: the validate sample's {engine} rows "
                     f"({len(chosen)} rows, TPOT and TTFT)", **record}
