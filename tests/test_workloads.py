@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -253,6 +254,23 @@ def test_moe_balanced_routing_while_tracing() -> None:
         out = moe(tokens.view(10, 100, -1))
     assert routing.counts == (math.ceil(1000 * 2 / 8),) * 8
     assert out.shape == (10, 100, config.hidden_size) and out.is_meta
+
+
+def test_a_balanced_load_reaches_as_many_experts_as_a_decode_batch_has_assignments() -> None:
+    """16 tokens x top-8 of 256 experts: random routing touches about 102 experts with 2 tokens each; the balanced
+    load a kernel benchmark sets (`expert_load: balanced`) gives 128 experts one token each."""
+    config = transformer("deepseek-v3")
+    tokens = torch.empty(16, config.hidden_size, dtype=torch.bfloat16, device="meta")
+    counts = {}
+    for load in ("uniform", "balanced"):
+        moe = MoE(dataclasses.replace(config, expert_load=load), dtype=torch.bfloat16,  # type: ignore[arg-type]
+                  device="meta")
+        with ops.tracing():
+            counts[load] = [n for n in moe.route(tokens).counts if n]
+    assert counts["balanced"] == [1] * 128
+    assert len(counts["uniform"]) == round(256 * (1 - (1 - 8 / 256) ** 16)) and set(counts["uniform"]) == {2}
+    with pytest.raises(EmulatorError, match="expert_load"):
+        _tiny(num_experts=4, num_experts_per_token=2, expert_load="skewed")
 
 
 def test_train_program_on_meta_keeps_no_memory() -> None:

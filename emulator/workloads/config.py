@@ -39,10 +39,6 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
         raise EmulatorError(f"is {value!r}. Fix: use one of {', '.join(choices)}.", field=name)
 
 
-def _assumed() -> Mapping[str, object]:
-    return MappingProxyType({})
-
-
 def _freeze_assumed(obj: Any) -> None:
     object.__setattr__(obj, "assumed", MappingProxyType(dict(obj.assumed)))
 
@@ -85,6 +81,9 @@ class TransformerConfig:
     # rank of a serving replica receives k / ep of every token's k (`serving.replica.shard`; top-2 of 8 experts on
     # 8 ranks: a quarter). 0: num_experts_per_token.
     routed_per_token: float = 0.0
+    # The expert load a trace assumes (`moe.MoE.route`): "uniform", each token's experts drawn at random (fewer experts
+    # touched than assignments at small batches); "balanced", T * k / E tokens for every expert, as benchmarks time it.
+    expert_load: Literal["uniform", "balanced"] = "uniform"
     # Multi-head latent attention (DeepSeek-V2/V3).
     attention: Literal["gqa", "mla"] = "gqa"
     q_lora_rank: int = 0  # 0: q is projected directly from the hidden state
@@ -98,7 +97,7 @@ class TransformerConfig:
     # config.json keys the file left out, each with the Hugging Face default taken for it (workloads/hf.py). Left
     # out of equality and hashing: the model is the same whether a default was written out or assumed, so caches
     # keyed by the config are unaffected.
-    assumed: Mapping[str, object] = dataclasses.field(default_factory=_assumed, compare=False)
+    assumed: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _freeze_assumed(self)
@@ -140,6 +139,7 @@ class TransformerConfig:
             if not 0 <= self.routed_per_token <= self.num_experts:
                 raise EmulatorError(f"is {self.routed_per_token} with {self.num_experts} experts. Fix: give between 0 "
                                     "(a whole top-k) and num_experts assignments per token.", field="routed_per_token")
+            _choice(self.expert_load, "expert_load", ("uniform", "balanced"))
             if self.moe_ffn_hidden_size == 0:
                 object.__setattr__(self, "moe_ffn_hidden_size", self.ffn_hidden_size)
             if self.num_dense_layers > self.num_layers:
@@ -296,7 +296,7 @@ class DLRMConfig:
     dcn_num_layers: int = 3
     dcn_low_rank_dim: int = 512
     # Always empty (DLRM keys are ours, with no Hugging Face defaults); present so every model config has it.
-    assumed: Mapping[str, object] = dataclasses.field(default_factory=_assumed, compare=False)
+    assumed: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _freeze_assumed(self)

@@ -7,10 +7,11 @@ states, one GEMM chain per expert on its slice, and one `index_add_` per expert 
 the routing weights. Shared experts (DeepSeek) run on every token.
 
 Expected-load assumption while tracing: on meta tensors there is no data to route, so when `ops.is_tracing()` is
-true (or the input is on meta) routing is taken as uniform and perfectly balanced: the expected number of experts
-that receive any token, A = E * (1 - (1 - k/E)^T) (all E for training and prefill batches, fewer for small decode
-batches), each receive ceil(T * k / A) tokens (k: `routed_per_token` where a serving shard's experts receive a
-fraction of each token's top-k).
+true (or the input is on meta) the load follows the config's `expert_load`. "uniform" (the default): each token's
+experts drawn at random, so the expected number of experts that receive any token is A = E * (1 - (1 - k/E)^T) (all
+E for training and prefill batches, fewer for small decode batches); "balanced": A = min(E, T * k), the load a
+kernel benchmark sets (AIConfigurator's MoE tables). Either way each active expert receives ceil(T * k / A) tokens
+(k: `routed_per_token` where a serving shard's experts receive a fraction of each token's top-k).
 The index tensors are built from shapes only (`torch.arange(A * ceil(T*k/A)) % (T*k)`), so the gather, the
 per-expert GEMMs and the scatter-add all appear in the trace with the balanced sizes. Real runs route on the data
 with the same kernels (and a host sync to read the per-expert counts, as real grouped-GEMM launchers do).
@@ -59,7 +60,7 @@ class MoE(nn.Module):
         super().__init__()
         e, f, h = c.num_experts, c.moe_ffn_hidden_size, c.hidden_size
         self.num_experts, self.top_k, self.sigmoid = e, c.num_experts_per_token, c.router == "sigmoid"
-        self.routed_per_token = c.routed_per_token
+        self.routed_per_token, self.balanced = c.routed_per_token, c.expert_load == "balanced"
         self.swiglu = c.mlp == "swiglu"
         self.router = nn.Linear(h, e, bias=False, dtype=dtype, device=device)
         if self.sigmoid:  # DeepSeek-V3's e_score_correction_bias: steers selection only, not the weights
@@ -88,7 +89,8 @@ class MoE(nn.Module):
         if ops.is_tracing() or x.is_meta:
             share = self.routed_per_token or k  # a serving rank's experts receive k / ep of each token's k
             assignments = max(1, round(t * share))
-            active = expected_active_experts(t, share, e)
+            active = (max(1, min(e, math.ceil(t * share))) if self.balanced else
+                      expected_active_experts(t, share, e))
             per_expert = math.ceil(assignments / active)
             # Balanced over the active experts; a share above this shard's whole top-k reads its tokens again.
             order = torch.arange(active * per_expert, device=x.device) % assignments % (t * k)
