@@ -11,10 +11,10 @@ each over eight ranks as expert parallelism (8 x 1/8 of the experts) or tensor p
 split 8 ways), at 1 to 8192 tokens, on H100, H200, B200, GB200, B300 and GB300.
 
 Each row is predicted as one rank's routed experts of a one-layer model of that shape (`serving.replica.shard`:
-tp = moe_tp x moe_ep ranks, ep = moe_ep), with the load the table was measured under (`expert_load: balanced`: every
-expert of min(E, T x k) takes T x k / E tokens; at 16 tokens the 128 or 256 experts' weights are all read, where
-random routing would touch 82 or 102 of them and the rows came out 23% fast, 4% now), traced at the row's tokens and
-run as the TensorRT-LLM stack runs it
+tp = moe_tp x moe_ep ranks, ep = moe_ep), with the load the table was measured under (`expert_load: balanced`: the T x k
+assignments spread evenly over min(E, T x k) experts: 16 tokens x top-8 read 128 experts of a tensor-parallel rank's
+128 (Qwen3-235B-A22B) or 256 (DeepSeek-V3), where random routing would touch 82 or 102 and that band came out 23%
+fast, 4% now), traced at the row's tokens and run as the TensorRT-LLM stack runs it
 (`engine_trace`: grouped expert GEMMs, fused kernels; `engine_device`: the graph's gap per kernel), timed over the
 MoE block's own kernels (`attention_dp.routed_expert_s`: not its router or shared experts). fp8 and fp8 with
 blocks are both the `fp8` precision. Where top-k is smaller than the expert-parallel ranks (Mixtral's top 2 of 8

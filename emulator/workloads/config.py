@@ -82,7 +82,7 @@ class TransformerConfig:
     # 8 ranks: a quarter). 0: num_experts_per_token.
     routed_per_token: float = 0.0
     # The expert load a trace assumes (`moe.MoE.route`): "uniform", each token's experts drawn at random (fewer experts
-    # touched than assignments at small batches); "balanced", T * k / E tokens for every expert, as benchmarks time it.
+    # touched than assignments at small batches); "balanced", the T * k spread evenly over min(E, T * k) experts.
     expert_load: Literal["uniform", "balanced"] = "uniform"
     # Multi-head latent attention (DeepSeek-V2/V3).
     attention: Literal["gqa", "mla"] = "gqa"
