@@ -33,14 +33,18 @@ from emulator.workloads.config import TransformerConfig
 from emulator.workloads.mlp import MLP
 
 
-def expected_active_experts(tokens: int, top_k: float, num_experts: int) -> int:
+def expected_active_experts(tokens: int, top_k: float, num_experts: int, balanced: bool = False) -> int:
     """Experts that receive at least one of `tokens` tokens routed uniformly at random to `top_k` each.
 
     E * (1 - (1 - k/E)^T): all experts for prefill and training batches, only some for small decode batches
-    (8 tokens with top-8 of 256 experts touch about 57), whose weights are then the only ones read.
+    (8 tokens with top-8 of 256 experts touch about 57), whose weights are then the only ones read. `balanced` (the
+    load a kernel benchmark sets): the bound itself, min(E, T * k), every assignment on an expert of its own.
     """
+    most = max(1, min(num_experts, math.ceil(tokens * top_k)))
+    if balanced:
+        return most
     expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
-    return max(1, min(num_experts, math.ceil(tokens * top_k), round(expected)))
+    return max(1, min(most, round(expected)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +93,7 @@ class MoE(nn.Module):
         if ops.is_tracing() or x.is_meta:
             share = self.routed_per_token or k  # a serving rank's experts receive k / ep of each token's k
             assignments = max(1, round(t * share))
-            active = (max(1, min(e, math.ceil(t * share))) if self.balanced else
-                      expected_active_experts(t, share, e))
+            active = expected_active_experts(t, share, e, self.balanced)
             per_expert = math.ceil(assignments / active)
             # Balanced over the active experts; a share above this shard's whole top-k reads its tokens again.
             order = torch.arange(active * per_expert, device=x.device) % assignments % (t * k)
