@@ -38,8 +38,9 @@ def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Predi
     else:
         p = predict_served(s, table)
     notes = (f"device efficiencies: {table.basis}",) if table.basis else ()
-    checked = validated(p.stack["name"], s.device.family, "training" if s.training is not None else "inference") \
-        if p.stack else {}
+    whose = ("moe" if s.model.is_moe else "dense") if isinstance(s.model, TransformerConfig) else None
+    checked = validated(p.stack["name"], s.device.family, "training" if s.training is not None else "inference",
+                        whose) if p.stack else {}
     return dataclasses.replace(p, efficiency=table.summary(), notes=s.notes + p.notes + notes, validated=checked)
 
 

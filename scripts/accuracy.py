@@ -36,8 +36,11 @@ def main(argv: list[str]) -> int:
     records = gather(validate)
     write_json_atomic({"about": ABOUT, "records": records}, RECORDS)
     for r in records:
+        classes = "".join(f"; {k} n={c['num_cases']} {c['median_abs_error']:.1%} ({c['mean_error']:+.1%})"
+                          for k, c in r["by_model_class"].items())
         print(f"{r['stack']:14s} {r['device_family']:10s} {r['metric']:20s} n={r['num_cases']:4d} "
-              f"median {r['median_abs_error']:6.1%} mean {r['mean_error']:+6.1%}  ({r['method']}; {r['source']})")
+              f"median {r['median_abs_error']:6.1%} mean {r['mean_error']:+6.1%}  ({r['method']}; {r['source']})"
+              f"{classes}")
     return 0
 
 

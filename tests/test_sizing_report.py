@@ -197,14 +197,16 @@ def test_plots_tell_devices_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_the_recommendation_states_its_stacks_validated_errors(report_dir: Path) -> None:
     """report.json holds, per candidate device, the framework's end-to-end errors on that device's family, and the
-    recommendation repeats its own device's beside the kernel-level error band."""
+    recommendation repeats its own device's beside the kernel-level error band, its model class's first."""
     report = json.loads((report_dir / "report.json").read_text())
     families = {d: v["device_family"] for d, v in report["validated"].items()}
     assert families == {"h100-sxm": "hopper", "b200": "blackwell", "gb200": "blackwell"}
     assert all(v["records"] and v["records"][0]["stack"] == "megatron-core" for v in report["validated"].values())
     rec = report["recommended"]["device"]
     summary = next(line for line in (report_dir / "report.md").read_text().splitlines() if "Recommended" in line)
-    assert f"Validated on {families[rec]} devices, training throughput: median |error|" in summary
+    assert all(v["model_class"] == "dense" for v in report["validated"].values())  # Llama 3 70B: its class's errors
+    assert f"Validated on {families[rec]} devices, training throughput of dense models: median |error|" in summary
+    assert "all models: median |error|" in summary
 
 
 def test_serving_report_puts_custom_accelerator_beside_gpu(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import METRICS, Accuracy, lines, records, validated
-from emulator.validation.accuracy_records import stale
+from emulator.validation.accuracy_records import gather, stale
 
 FITS = shipped("stack_profiles") / "fits"
 RECORD = {"stack": "trtllm", "device_family": "hopper", "metric": "ttft", "num_cases": 3, "median_abs_error": 0.2,
@@ -80,6 +80,69 @@ def test_a_record_reads_with_its_sign() -> None:
     assert "3 published cases (somewhere; none of them used in any fit)" in text
 
 
+CLASSES = {"dense": {"num_cases": 2, "median_abs_error": 0.1, "mean_error": 0.05, "max_abs_error": 0.2},
+           "moe": {"num_cases": 1, "median_abs_error": 0.5, "mean_error": -0.5, "max_abs_error": 0.5}}
+
+
+def test_a_model_class_reads_its_own_errors_first(tmp_path: Path) -> None:
+    """A prediction of an MoE model leads with the MoE cases' errors, the record's all-model ones beside them; a
+    class the record has no case of, or none named, reads the whole record."""
+    (r,) = records(_write(tmp_path, [RECORD | {"by_model_class": CLASSES}]))
+    assert r.by_model_class["moe"].num_cases == 1 and Accuracy.from_dict(r.as_dict()) == r
+    moe = r.describe("moe")
+    assert moe.startswith("TTFT of MoE models: median |error| 50.0%, signed mean -50.0% (predicted below measured)")
+    assert "1 of 3 published cases (somewhere;" in moe and moe.endswith("all models: median |error| 20.0%, signed "
+                                                                       "mean -10.0%")
+    assert r.describe("dense").startswith("TTFT of dense models: median |error| 10.0%, signed mean +5.0% "
+                                          "(predicted above measured)")
+    assert r.describe(None) == r.describe("other") == Accuracy(**RECORD).describe()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("classes, field", [
+    ({"huge": CLASSES["moe"]}, "records[0].by_model_class.huge"),
+    ({"moe": CLASSES["moe"] | {"num_cases": 0}}, "records[0].by_model_class.moe.num_cases"),
+    ({"moe": CLASSES["moe"] | {"median_abs_error": 0.9}}, "records[0].by_model_class.moe.median_abs_error"),
+    ({"moe": {"num_cases": 1}}, "records[0].by_model_class.moe.median_abs_error"),
+])
+def test_a_bad_model_class_is_an_error_naming_its_field(tmp_path: Path, classes: object, field: str) -> None:
+    path = _write(tmp_path, [RECORD | {"by_model_class": classes}])
+    with pytest.raises(EmulatorError) as err:
+        records(path)
+    assert err.value.file == path and err.value.field == field and "Fix:" in err.value.message
+
+
+def test_gather_splits_each_record_by_the_class_of_its_cases_models() -> None:
+    """A fit record's cases take their model from `validate`'s cases (by id) when they name none; held-out cases
+    name theirs; cases without a model count only in the whole."""
+    fit = json.loads((FITS / "megatron-core-hopper.json").read_text())
+    ids = [c["id"] for c in fit["cases"]]
+    held = {"stack": "megatron-core", "metric": "tokens_per_sec_per_gpu", "published": 1.0,
+            "source": "Megatron-Bridge B200/GB200 (held out)"}
+    fitted = held | {"source": "NeMo/Megatron-Bridge H100 tables", "predicted": 1.0, "error": 0.0}
+    validate = {"all_cases": [fitted | {"id": ids[0], "model": "qwen3-30b-a3b"},
+                              fitted | {"id": ids[1], "model": "llama3-8b"},
+                              held | {"id": "a", "predicted": 1.2, "error": 0.2, "model": "deepseek-v3"},
+                              held | {"id": "b", "predicted": 0.9, "error": -0.1, "model": "llama3-70b"},
+                              held | {"id": "c", "predicted": 0.5, "error": -0.5}]}
+    out = {(r["stack"], r["device_family"]): r for r in gather(validate)}
+    hopper = out[("megatron-core", "hopper")]
+    assert hopper["num_cases"] == len(ids)
+    assert {k: v["num_cases"] for k, v in hopper["by_model_class"].items()} == {"dense": 1, "moe": 1}
+    assert hopper["by_model_class"]["moe"]["mean_error"] == pytest.approx(fit["cases"][0]["error_held_out"], abs=1e-4)
+    blackwell = out[("megatron-core", "blackwell")]
+    assert blackwell["num_cases"] == 3 and blackwell["by_model_class"] == {
+        "dense": {"num_cases": 1, "median_abs_error": 0.1, "mean_error": -0.1, "max_abs_error": 0.1},
+        "moe": {"num_cases": 1, "median_abs_error": 0.2, "mean_error": 0.2, "max_abs_error": 0.2}}
+
+
+def test_the_shipped_records_split_training_by_model_class() -> None:
+    """Megatron-Core on Hopper: every fit case has a model, split into dense and MoE runs."""
+    (r,) = [r for r in records() if (r.stack, r.device_family, r.metric) == ("megatron-core", "hopper",
+                                                                               "training_throughput")]
+    assert set(r.by_model_class) == {"dense", "moe"}
+    assert sum(c.num_cases for c in r.by_model_class.values()) == r.num_cases
+
+
 @pytest.mark.parametrize("change, field", [
     ({"surprise": 1}, "records[0].surprise"),
     ({"metric": "latency"}, "records[0].metric"),
@@ -112,9 +175,20 @@ def test_predict_states_the_stacks_validated_errors(tmp_path: Path) -> None:
                     "           parallel: {tp: 1, pp: 1, dp: 8, microbatch_size: 1}}\n")
     p = predict_scenario(load_scenario(path))
     out = p.to_json()
-    assert out["validated"]["device_family"] == "hopper"
+    assert out["validated"]["device_family"] == "hopper" and out["validated"]["model_class"] == "dense"
     assert [r["metric"] for r in out["validated"]["records"]] == ["training_throughput"]
     assert out["validated"]["records"][0]["stack"] == out["stack"]["name"] == "megatron-core"
+    assert "of dense models" in lines(out["validated"])[0]
+
+
+def test_an_moe_prediction_leads_with_the_moe_cases_errors(tmp_path: Path) -> None:
+    path = tmp_path / "moe.yaml"
+    path.write_text("model: qwen3-30b-a3b\nhardware: {device: h100-sxm, system: hgx-h100, num_devices: 8}\n"
+                    "training: {global_batch_size: 8, seq_len: 2048, precision: bf16,\n"
+                    "           parallel: {tp: 1, pp: 1, dp: 8, ep: 8, microbatch_size: 1}}\n")
+    validated_ = predict_scenario(load_scenario(path)).to_json()["validated"]
+    assert validated_["model_class"] == "moe"
+    assert lines(validated_)[0].startswith("on hopper devices, training throughput of MoE models: median |error|")
 
 
 def test_stale_names_each_record_that_moved_or_went_missing() -> None:
@@ -124,3 +198,6 @@ def test_stale_names_each_record_that_moved_or_went_missing() -> None:
     moved = [dict(fresh[0], median_abs_error=fresh[0]["median_abs_error"] + 0.01), *fresh[2:]]
     lines_ = stale(moved)
     assert len(lines_) == 2 and "shipped median" in lines_[0] and lines_[1].endswith("now absent")
+    (split,) = [i for i, r in enumerate(fresh) if r["by_model_class"]][:1]
+    reclassed = [dict(r, by_model_class={}) if i == split else r for i, r in enumerate(fresh)]
+    assert [line.endswith("(and the errors by model class differ)") for line in stale(reclassed)] == [True]

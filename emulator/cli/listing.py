@@ -11,6 +11,7 @@ from emulator.cli.output import print_json, table
 from emulator.errors import EmulatorError, nearest
 from emulator.results import ResultsStore
 from emulator.stacks import STACK_KINDS, StackProfile, list_stacks, load_stack
+from emulator.stacks.accuracy import MODEL_CLASSES
 from emulator.stacks.accuracy import records as accuracy_records
 from emulator.units import TB, GiB
 from emulator.workloads.load import load_model
@@ -119,6 +120,8 @@ def stacks(args: argparse.Namespace) -> None:
     print("validated:" + ("" if checked else " no published measurements compared yet"))
     for r in checked:
         print(f"  on {r.device_family} devices, {r.describe()}")
+        for whose, errors in r.by_model_class.items():
+            print(f"      {errors.describe(r.metric, f' of {MODEL_CLASSES[whose]}')}; {errors.num_cases} cases")
 
 
 def results(args: argparse.Namespace) -> None:

@@ -57,13 +57,14 @@ def _validated(sz: Sizing) -> dict[str, Any]:
         name, kind, mode = sz.serve.spec.engine, "serving", "inference"
     else:
         return {}
+    whose = ("moe" if sz.model.is_moe else "dense") if isinstance(sz.model, TransformerConfig) else None
     out: dict[str, Any] = {}
     for cand in sz.candidates:
         try:
             stack = stack_for(name, kind, cand.device.vendor, file=sz.path)
         except EmulatorError:  # the named engine does not run on this vendor's chips: the search rejected it
             continue
-        out[cand.device.name] = validated(stack, cand.device.family, mode)
+        out[cand.device.name] = validated(stack, cand.device.family, mode, whose)
     return out
 
 

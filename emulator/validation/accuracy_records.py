@@ -9,6 +9,10 @@ timings are not end-to-end and are left out; our own H200 steps count (whole dec
 program and of vLLM's compiled, graph-replayed one: no fit used them). Cases with a documented software regression
 are kept (validate reports them apart too). `scripts/accuracy.py` writes the file; `validate --published` says
 when the shipped one no longer matches what it predicts (`stale`).
+
+Each record also splits its cases by the class of their model (`by_model_class`: dense or MoE, by the model preset
+a case names: `model` in `validate --published --json`'s cases, joined by id for a fit record's cases that name
+none); a case naming no model (the A100 papers, torchtitan, MLPerf, our own H200 steps) counts only in the whole.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from emulator.files import read_json, shipped
 from emulator.hardware import load_device
 from emulator.stacks import list_stacks
-from emulator.stacks.accuracy import records
+from emulator.stacks.accuracy import MODEL_CLASSES, records
 from emulator.validation import sources as src
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
@@ -48,23 +52,33 @@ def _key(record: dict[str, Any]) -> Key:
     return record["stack"], record["device_family"], record["metric"], record["method"], record["source"]
 
 
-def _summary(key: Key, errors: list[float]) -> dict[str, Any]:
+def _errors(errors: list[float]) -> dict[str, Any]:
+    return {"num_cases": len(errors), "median_abs_error": round(statistics.median(abs(e) for e in errors), 4),
+            "mean_error": round(statistics.fmean(errors), 4), "max_abs_error": round(max(abs(e) for e in errors), 4)}
+
+
+def _summary(key: Key, cases: list[tuple[float, str | None]]) -> dict[str, Any]:
     stack, family, metric, method, source = key
-    return {"stack": stack, "device_family": family, "metric": metric, "num_cases": len(errors),
-            "median_abs_error": round(statistics.median(abs(e) for e in errors), 4),
-            "mean_error": round(statistics.fmean(errors), 4),
-            "max_abs_error": round(max(abs(e) for e in errors), 4), "method": method, "source": source}
+    classes: dict[str, list[float]] = defaultdict(list)
+    for error, whose in cases:
+        if whose is not None:
+            classes[whose].append(error)
+    return {"stack": stack, "device_family": family, "metric": metric, **_errors([e for e, _ in cases]),
+            "method": method, "source": source,
+            "by_model_class": {k: _errors(classes[k]) for k in MODEL_CLASSES if classes[k]}}
 
 
 def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     """The records: the fitted stacks' leave-one-model-out errors and, from `validate` (what `validate --published
     --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
-    groups: dict[Key, list[float]] = defaultdict(list)
+    groups: dict[Key, list[tuple[float, str | None]]] = defaultdict(list)
+    model_of = {c["id"]: c["model"] for c in validate["all_cases"] if c.get("model")}
     for stack, (source, family) in FITTED.items():
         fit = read_json(shipped("stack_profiles") / "fits" / f"{stack}-{family}.json")
         for case in fit["cases"]:
+            whose = src.model_class(case.get("model") or model_of.get(case["id"]))
             groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
-                case["error_held_out"])
+                (case["error_held_out"], whose))
     stacks = set(list_stacks("training")) | set(list_stacks("serving"))
     device_of = {c["id"]: c["device"] for c in validate.get("mlperf_heldout", {"cases": []})["cases"]}
     for case in validate["all_cases"]:
@@ -73,8 +87,9 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
         if source not in HELD_OUT or case["stack"] not in stacks or case["metric"] not in METRIC:
             continue
         family = HELD_OUT[source] or load_device(device_of[case["id"]]).family
-        groups[(case["stack"], family, METRIC[case["metric"]], "held out", source)].append(case["error"])
-    return [_summary(key, errors) for key, errors in sorted(groups.items())]
+        groups[(case["stack"], family, METRIC[case["metric"]], "held out", source)].append(
+            (case["error"], src.model_class(case.get("model"))))
+    return [_summary(key, cases) for key, cases in sorted(groups.items())]
 
 
 def stale(fresh: list[dict[str, Any]]) -> list[str]:
@@ -88,7 +103,9 @@ def stale(fresh: list[dict[str, Any]]) -> list[str]:
         if old != new:
             was = f"median {old['median_abs_error']:.1%}" if old else "absent"
             got = f"median {new['median_abs_error']:.1%}" if new else "absent"
-            out.append(f"{key[0]} on {key[1]}, {key[2]} ({key[4]}): shipped {was}, now {got}")
+            classes = old is not None and new is not None and old.get("by_model_class") != new.get("by_model_class")
+            out.append(f"{key[0]} on {key[1]}, {key[2]} ({key[4]}): shipped {was}, now {got}"
+                       + (" (and the errors by model class differ)" if classes else ""))
     return out
 
 
