@@ -26,12 +26,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
                     "num_experts_per_tok": 2, "moe_intermediate_size": 32, "n_shared_experts": 1,
                     "first_k_dense_replace": 1, "q_lora_rank": 32, "kv_lora_rank": 16, "qk_nope_head_dim": 16,
                     "qk_rope_head_dim": 8, "v_head_dim": 16, "num_nextn_predict_layers": 1},
+    "minimax_m2": {**LLAMA, "model_type": "minimax_m2", "head_dim": 16, "num_local_experts": 8,
+                   "num_experts_per_tok": 2, "scoring_func": "sigmoid", "use_qk_norm": True, "rotary_dim": 8,
+                   "shared_intermediate_size": 0, "rope_theta": 5e6, "tie_word_embeddings": False},
     "gpt2": {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "n_inner": None,
              "vocab_size": 256, "n_positions": 128},
     "gptj": {"model_type": "gptj", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 256, "n_positions": 128},
     "dlrm": {"model_type": "dlrm", "num_dense_features": 4, "embedding_rows": [10, 20], "embedding_dim": 8,
                  "bottom_mlp": [16, 8], "top_mlp": [16, 1], "pooling_factor": 2},
 }
+
+
+KIMI_TEXT = {**CONFIGS["deepseek_v3"], "model_type": "kimi_k2", "rope_theta": 50000.0, "tie_word_embeddings": False}
+CONFIGS["kimi_k2"] = KIMI_TEXT
+CONFIGS["kimi_k25"] = {"model_type": "kimi_k25", "architectures": ["KimiK25ForConditionalGeneration"],
+                       "text_config": KIMI_TEXT, "vision_config": {"hidden_size": 32}}
 
 
 def _write(tmp_path: Path, mapping: dict[str, Any], name: str = "config.json") -> Path:
@@ -61,6 +70,40 @@ def test_architecture_details() -> None:
     assert qwen_moe.num_dense_layers == 1 and qwen_moe.num_experts == 8  # type: ignore[union-attr]
     deepseek = from_hf_config(CONFIGS["deepseek_v3"], origin="x")
     assert (deepseek.attention, deepseek.router, deepseek.num_shared_experts) == ("mla", "sigmoid", 1)  # type: ignore
+
+
+def test_kimi_and_minimax_import_as_their_architectures() -> None:
+    """Kimi-K2 is DeepSeek-V3's architecture; Kimi-K2.5's language model is its text_config; MiniMax-M2 routes
+    every layer's tokens by sigmoid scores to experts of intermediate_size, with QK norm."""
+    k2 = from_hf_config(KIMI_TEXT, origin="x", name="k")
+    assert isinstance(k2, TransformerConfig) and (k2.attention, k2.router, k2.num_experts) == ("mla", "sigmoid", 8)
+    assert from_hf_config(CONFIGS["kimi_k25"], origin="x", name="k") == k2
+    minimax = from_hf_config(CONFIGS["minimax_m2"], origin="x")
+    assert isinstance(minimax, TransformerConfig)
+    assert (minimax.router, minimax.qk_norm, minimax.num_dense_layers, minimax.num_shared_experts) == (
+        "sigmoid", True, 0, 0)
+    assert minimax.moe_ffn_hidden_size == 128 and minimax.num_experts == 8 and minimax.head_dim == 16
+
+
+@pytest.mark.parametrize("mapping, field", [
+    ({**CONFIGS["kimi_k25"], "text_config": "kimi"}, "text_config"),
+    ({**CONFIGS["minimax_m2"], "shared_intermediate_size": 512}, "shared_intermediate_size"),
+])
+def test_kimi_and_minimax_refuse_what_they_cannot_model(mapping: dict[str, Any], field: str) -> None:
+    with pytest.raises(EmulatorError) as err:
+        from_hf_config(mapping, origin="c.json")
+    assert err.value.field == field and "Fix:" in err.value.message
+
+
+@pytest.mark.parametrize("name, total, active", [("kimi-k2.5", 1.04e12, 32e9), ("minimax-m2.5", 230e9, 10e9)])
+def test_new_moe_presets_have_their_model_cards_sizes(name: str, total: float, active: float) -> None:
+    """Kimi-K2.5 (moonshotai: 1T total, 32B activated) and MiniMax-M2.5 (MiniMaxAI: 230B total, 10B active) as
+    their cards state them: the total within 3%, the active within 5% (the cards round; counted without the input
+    embedding, a table lookup, and with the LM head, a matmul every token runs)."""
+    model = preset(name)
+    assert isinstance(model, TransformerConfig) and model.is_moe
+    assert model.num_params() == pytest.approx(total, rel=0.03)
+    assert model.num_active_params() - model.vocab_size * model.hidden_size == pytest.approx(active, rel=0.05)
 
 
 def test_relative_path_resolves_against_the_scenario_file(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Import Hugging Face `config.json` files (and our own DLRM keys) into model configs.
 
-Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v2, deepseek_v3, gpt2, gptj,
-nemotron, gpt_oss, and `dlrm` (ours). Keys a model type does not use are ignored (config.json files carry many).
+Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v2, deepseek_v3, kimi_k2 (the
+DeepSeek-V3 architecture), kimi_k25 (its `text_config`, the language model), minimax_m2, gpt2, gptj, nemotron,
+gpt_oss, and `dlrm` (ours). Keys a model type does not use are ignored (config.json files carry many).
 A key Hugging Face's config class defaults (`HF_DEFAULTS`: context length, norm epsilon, RoPE theta, tied
 embeddings...) may be left out: its default is taken and recorded in the config's `assumed` mapping, which
 `--json` output shows. Sizes stay required. `dlrm` keys are all ours, so an unknown one is an error:
@@ -211,6 +212,34 @@ def _deepseek_v3(r: _Reader, name: str) -> ModelConfig:
     return _deepseek(r, name)
 
 
+def _kimi_k25(r: _Reader, name: str) -> ModelConfig:
+    # Kimi-K2.5 puts a vision encoder before a Kimi-K2 language model, whose config.json is its `text_config`: the
+    # language model is what is planned (an image's tokens would add their encoder's work, not modelled).
+    text = r.get("text_config", field="text_config")
+    if not isinstance(text, Mapping):
+        raise EmulatorError(f"is {text!r}; it must be the language model's config mapping. Fix: copy text_config from "
+                            "the model's config.json.", file=r.origin, field="text_config")
+    return from_hf_config(text, origin=f"{r.origin} text_config", name=name)
+
+
+def _minimax_m2(r: _Reader, name: str) -> ModelConfig:
+    # MiniMax-M2: every layer routes to experts of intermediate_size (no shared expert), scored by a sigmoid with a
+    # correction bias as DeepSeek-V3's; QK norm over the whole q and k projections (per_layer: the same work as per
+    # head); RoPE on rotary_dim of each head (rotated here over the whole head: a little more elementwise work); the
+    # multi-token-prediction modules are left out as DeepSeek-V3's.
+    shared = r.get("shared_intermediate_size", 0)
+    if shared:
+        raise EmulatorError(f"is {shared!r}: a shared expert beside the routed ones is not modelled for minimax_m2. "
+                            "Fix: set it to 0 or describe the model as deepseek_v3.", file=r.origin,
+                            field="shared_intermediate_size")
+    kwargs = _llama_like(r, name, qk_norm=bool(r.get("use_qk_norm", False)))
+    kwargs.update(num_experts=r.get("num_local_experts", field="num_experts"),
+                  num_experts_per_token=r.get("num_experts_per_tok", field="num_experts_per_token"),
+                  moe_ffn_hidden_size=kwargs["ffn_hidden_size"],
+                  router="sigmoid" if r.get("scoring_func", "softmax") == "sigmoid" else "softmax")
+    return _build(r, TransformerConfig, **kwargs)
+
+
 def _nemotron(r: _Reader, name: str) -> ModelConfig:
     # Nemotron-4: LayerNorm (Megatron's layernorm1p, the same kernel), a non-gated MLP with squared ReLU (modelled as
     # the non-gated 2-GEMM MLP, whose one elementwise activation costs the same), RoPE on half of each head
@@ -315,8 +344,9 @@ def _sizes(r: _Reader, key: str) -> tuple[Any, ...]:
 
 _IMPORTERS: dict[str, Callable[[_Reader, str], ModelConfig]] = {
     "llama": _llama, "mistral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
-    "qwen3_moe": _qwen3_moe, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
-    "gptj": _gptj, "nemotron": _nemotron, "gpt_oss": _gpt_oss, "dlrm": _dlrm,
+    "qwen3_moe": _qwen3_moe, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek_v3, "kimi_k2": _deepseek_v3,
+    "kimi_k25": _kimi_k25, "minimax_m2": _minimax_m2, "gpt2": _gpt2, "gptj": _gptj, "nemotron": _nemotron,
+    "gpt_oss": _gpt_oss, "dlrm": _dlrm,
 }
 
 

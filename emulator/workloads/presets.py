@@ -1,7 +1,10 @@
 """Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
 
 Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
-Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b, openai/gpt-oss-120b); GPT-3 175B
+Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b, openai/gpt-oss-120b;
+MiniMaxAI/MiniMax-M2.5 and moonshotai/Kimi-K2.5 (its text_config) as NVIDIA AIConfigurator ships them,
+ai-dynamo/aiconfigurator aic-core/src/aiconfigurator_core/model_configs/MiniMaxAI--MiniMax-M2.5_config.json and
+moonshotai--Kimi-K2.5_config.json, 2026-07); GPT-3 175B
 from Brown et al. 2020, table 2.1; Nemotron-4 340B from its technical report (NVIDIA 2024, arXiv 2406.11704,
 Table 1: 96 layers, hidden 18432, 96 heads, 8 KV heads, squared-ReLU MLP of 73728, vocab 256000, RoPE, 4096
 context); DLRM-v2 from the MLPerf Training reference (recommendation_v2/torchrec_dlrm: Criteo 1TB multi-hot,
@@ -54,6 +57,17 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "mlp_only_layers": [],
     },
     "qwen3-32b": {**_llama(64, 5120, 64, 8, 25600, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3", "head_dim": 128},
+    "kimi-k2.5": {  # the language model (text_config); DeepSeek-V3's architecture with 384 experts and 64 heads
+        **_llama(61, 7168, 64, 64, 18432, 163840, 262144, 50000.0, 1e-5), "model_type": "kimi_k2",
+        "n_routed_experts": 384, "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1,
+        "first_k_dense_replace": 1, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "scoring_func": "sigmoid",
+    },
+    "minimax-m2.5": {
+        **_llama(62, 3072, 48, 8, 1536, 200064, 196608, 5e6, 1e-6), "model_type": "minimax_m2", "head_dim": 128,
+        "num_local_experts": 256, "num_experts_per_tok": 8, "scoring_func": "sigmoid", "use_qk_norm": True,
+        "rotary_dim": 64, "shared_intermediate_size": 0,
+    },
     "qwen3-30b-a3b": {
         **_llama(48, 2048, 32, 4, 6144, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3_moe", "head_dim": 128,
         "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768, "decoder_sparse_step": 1,
