@@ -12,13 +12,14 @@ import pytest
 
 from emulator.cli import measure
 from emulator.cli.main import main
-from emulator.validation.aic_deployments import sglang_b200_mtp
+from emulator.validation.aic_deployments import UNSEEN_MODELS, sglang_b200_mtp
 from emulator.validation.published_aic import (
     BLACKWELL_CSV,
     BLACKWELL_SAMPLE_ROWS,
     CSV,
     MODELS,
     SAMPLE_ROWS,
+    UNSEEN_SAMPLE_ROWS,
     attention_ranks,
     client,
     deployment,
@@ -28,6 +29,7 @@ from emulator.validation.published_aic import (
     scenario_of,
     select,
     skip_reason,
+    unseen,
     validate_aic,
 )
 
@@ -88,8 +90,8 @@ def test_inferencex_rows_take_that_clients_lengths_and_report_over_every_request
 @pytest.mark.parametrize(("select_row", "reason"), [
     (lambda r: r["mode"] == "disagg", "disaggregated"),
     (lambda r: r["mode"] == "agg" and "dynamo_version=" in r["silicon_data_source"], "served through NVIDIA Dynamo"),
-    (lambda r: r["model_path"] == "MiniMaxAI/MiniMax-M2.5", "no preset for MiniMaxAI/MiniMax-M2.5"),
-    (lambda r: r["model_path"] == "moonshotai/Kimi-K2.5", "no preset for moonshotai/Kimi-K2.5"),
+    (lambda r: r["model_path"] == "Qwen/Qwen3.5-397B-A17B", "no preset for Qwen/Qwen3.5-397B-A17B"),
+    (lambda r: r["model_path"] == "zhipuai/GLM-5", "no preset for zhipuai/GLM-5"),
     (lambda r: r["mode"] == "agg" and r["model_path"] in MODELS and r["attention_dp_size"] == "64",
      "is more than the 8 GPUs of the one"),  # 64 attention ranks named for an 8-GPU measurement
     (lambda r: r["mode"] == "agg" and r["model_path"] == "Qwen/Qwen3-235B-A22B-FP8" and r["tp_size"] == "1"
@@ -179,12 +181,12 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
                 "summary": {"num_cases": 1}}
     serving = {"cases": [{"id": "s", "unit": "tokens/s", "published": 10.0, "predicted": 8.0, "error": -0.2}],
                "summary": {"num_cases": 1}}
-    asked: list[tuple[int | None, str]] = []
+    asked: list[tuple[int | None, str, bool]] = []
     monkeypatch.setattr(measure, "training_cases", lambda: training)
     monkeypatch.setattr(measure, "serving_cases", lambda: serving)
-    def small(limit: int | None, path: Path = CSV) -> dict:
-        asked.append((limit, path.name))
-        return validate_aic(2, path=path)
+    def small(limit: int | None, path: Path = CSV, unseen_models: bool = False) -> dict:
+        asked.append((limit, path.name, unseen_models))
+        return validate_aic(2, path=path, unseen_models=unseen_models)
 
     monkeypatch.setattr(measure, "validate_aic", small)
     monkeypatch.setattr(measure, "render_training", lambda result: "training table")
@@ -204,9 +206,30 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     assert {(r["source"], r["stack"]) for r in out["by_source"]} >= {("MLPerf Inference v4.1 H100", "trtllm")}
     assert len(out["aic_blackwell"]["cases"]) == 4 and out["aic_blackwell"]["summary"]["file"] == BLACKWELL_CSV.name
     assert {r["source"] for r in out["by_source"]} >= {"AIConfigurator Blackwell (held out)"}
+    # the models no fit has seen: their own sections, on Hopper and on Blackwell
+    assert {c["model"] for c in out["aic_unseen"]["cases"] + out["aic_unseen_blackwell"]["cases"]} <= UNSEEN_MODELS
+    assert out["aic_unseen"]["cases"] and out["aic_unseen"]["summary"]["models"] == "unseen"
+    assert {r["source"] for r in out["by_source"]} >= {"AIConfigurator unseen models (held out)"}
     assert main(["validate", "--published", "--aic-all"]) == 0
-    assert asked == [(SAMPLE_ROWS, CSV.name), (BLACKWELL_SAMPLE_ROWS, BLACKWELL_CSV.name), (None, CSV.name),
-                     (None, BLACKWELL_CSV.name)] and "AIConfigurator" in capsys.readouterr().out
+    assert asked == [(SAMPLE_ROWS, CSV.name, False), (BLACKWELL_SAMPLE_ROWS, BLACKWELL_CSV.name, False),
+                     (UNSEEN_SAMPLE_ROWS, CSV.name, True), (UNSEEN_SAMPLE_ROWS, BLACKWELL_CSV.name, True),
+                     (None, CSV.name, False), (None, BLACKWELL_CSV.name, False), (None, CSV.name, True),
+                     (None, BLACKWELL_CSV.name, True)] and "AIConfigurator" in capsys.readouterr().out
+
+
+def test_models_no_fit_has_seen_stay_out_of_the_fitted_sample() -> None:
+    """Kimi-K2.5's and MiniMax-M2.5's rows are sampled apart: the fitted models' sample lists them as skipped (so
+    it is the sample the stacks were fitted on), the unseen section predicts only them, with the memory fraction
+    their InferenceX scripts set (MiniMax-M2.5 on H100: 0.90)."""
+    fitted = validate_aic(0, path=CSV)
+    reasons = fitted["summary"]["skipped_by_reason"]
+    assert reasons["a model no fit has seen: its own held-out section"] == sum(unseen(r) for r in rows(CSV))
+    assert fitted["summary"]["num_rows"] == len(rows(CSV))
+    held = validate_aic(2, path=CSV, unseen_models=True)
+    assert held["cases"] and all(c["model"] in UNSEEN_MODELS for c in held["cases"])
+    assert held["summary"]["num_rows"] == sum(unseen(r) for r in rows(CSV))
+    h100 = next(r for r in rows(CSV) if unseen(r) and r["system"] == "h100_sxm" and skip_reason(r) is None)
+    assert dict(scenario_of(h100)[1].engine_settings)["defaults.kv_memory_fraction"] == 0.90
 
 
 def test_deployments_state_what_their_launch_scripts_set() -> None:

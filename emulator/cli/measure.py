@@ -13,7 +13,13 @@ from emulator.validation.accuracy_records import gather, stale
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
-from emulator.validation.published_aic import BLACKWELL_CSV, BLACKWELL_SAMPLE_ROWS, SAMPLE_ROWS, validate_aic
+from emulator.validation.published_aic import (
+    BLACKWELL_CSV,
+    BLACKWELL_SAMPLE_ROWS,
+    SAMPLE_ROWS,
+    UNSEEN_SAMPLE_ROWS,
+    validate_aic,
+)
 from emulator.validation.published_aic import render as render_aic
 from emulator.validation.published_attention import SOURCE as ATTENTION_SOURCE
 from emulator.validation.published_attention import render as render_attention
@@ -41,6 +47,8 @@ from emulator.validation.sources import (
     A100_SOURCE,
     AIC_BLACKWELL_SOURCE,
     AIC_HOPPER_SOURCE,
+    AIC_UNSEEN_BLACKWELL_SOURCE,
+    AIC_UNSEEN_SOURCE,
     BLACKWELL_TRAINING_SOURCE,
     HOPPER_TRAINING_SOURCE,
     MLPERF_H100_SOURCE,
@@ -83,6 +91,9 @@ def validate(args: argparse.Namespace) -> None:
         torchtitan = validate_torchtitan()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
         blackwell = validate_aic(None if args.aic_all else BLACKWELL_SAMPLE_ROWS, path=BLACKWELL_CSV)
+        unseen_limit = None if args.aic_all else UNSEEN_SAMPLE_ROWS
+        unseen = validate_aic(unseen_limit, unseen_models=True)
+        unseen_blackwell = validate_aic(unseen_limit, path=BLACKWELL_CSV, unseen_models=True)
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
         attention = validate_attention_tables()
@@ -99,6 +110,8 @@ def validate(args: argparse.Namespace) -> None:
             "torchtitan_h100": torchtitan,  # the torchtitan team's H100 benchmarks: held out, never fitted on
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
             "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
+            "aic_unseen": unseen,  # the same for models no fit has seen (Kimi-K2.5, MiniMax-M2.5) on Hopper
+            "aic_unseen_blackwell": unseen_blackwell,  # and on B200
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
             "aic_attention": attention,  # the same for measured context attention
@@ -112,6 +125,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(torchtitan, source=TORCHTITAN_SOURCE, stack="torchtitan")
                    + case_records(aic, source=AIC_HOPPER_SOURCE, stack="")
                    + case_records(blackwell, source=AIC_BLACKWELL_SOURCE, stack="")
+                   + case_records(unseen, source=AIC_UNSEEN_SOURCE, stack="")
+                   + case_records(unseen_blackwell, source=AIC_UNSEEN_BLACKWELL_SOURCE, stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
                    + case_records(attention, source=ATTENTION_SOURCE, stack="")
@@ -128,7 +143,8 @@ def validate(args: argparse.Namespace) -> None:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n"
                   + render_mlperf_heldout(mlperf_heldout) + "\n\n" + render_hopper(hopper)
                   + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_torchtitan(torchtitan)
-                  + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n"
+                  + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n" + render_aic(unseen)
+                  + "\n\n" + render_aic(unseen_blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
                   + render_sources(sources) + "\n\n" + _validated_line(behind, args.aic_all))

@@ -81,7 +81,18 @@ MODELS = {
     "deepseek-ai/DeepSeek-R1": "deepseek-v3",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "openai/gpt-oss-120b": "gpt-oss-120b",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
 }
+# Models no fit has seen: their rows are a held-out section of their own (published_aic.validate_aic(unseen=True)),
+# never in the sample the stacks were fitted and cross-validated on
+UNSEEN_MODELS = frozenset({"minimax-m2.5", "kimi-k2.5"})
+# InferenceX's vLLM scripts for them (SemiAnalysisAI/InferenceX benchmarks/single_node/minimaxm2.5_fp8_{h100,h200,
+# b200}.sh and kimik2.5_fp4_b200.sh, 2026-03-01 to 2026-03-27, the rows' runs) set --gpu-memory-utilization and
+# otherwise vLLM's defaults (their --max-num-seqs, 256 on H100 and the clients' count for Kimi, do not bind a closed
+# loop of at most that many clients): (model, system, gemm_quant_mode) -> the KV memory fraction
+UNSEEN_KV_FRACTION = {("minimax-m2.5", "h100_sxm", "fp8"): 0.90, ("minimax-m2.5", "h200_sxm", "fp8"): 0.95,
+                      ("minimax-m2.5", "b200_sxm", "fp8"): 0.95, ("kimi-k2.5", "b200_sxm", "nvfp4"): 0.90}
 RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
 INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
 # AIConfigurator's benchmark script (generator/config/backend_templates/benchmark/bench_run.sh.j2: aiperf profile
@@ -178,6 +189,9 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
                     "engine_settings": {"defaults.kv_memory_fraction": AIC_TRT_KV_FRACTION}}
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
+    if model in UNSEEN_MODELS:  # its script's memory fraction where it was read (MiniMax's NVFP4 script was not)
+        fraction = UNSEEN_KV_FRACTION.get((model, row["system"], row["gemm_quant_mode"]))
+        return {} if fraction is None else {"engine_settings": {"defaults.kv_memory_fraction": fraction}}
     short = count(row["isl"]) == count(row["osl"]) == 1024
     ranks = attention_ranks(row)
     if (engine, model) == ("trtllm", "deepseek-v3") and mtp_campaign(row):
@@ -245,5 +259,6 @@ def load(row: dict[str, str]) -> dict[str, Any]:
 
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION", "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS",
            "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO",
+           "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
            "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load", "mtp_acceptance",
            "mtp_campaign"]

@@ -14,7 +14,11 @@ becomes a scenario:
   dsr1-fp4-gb200-dynamo-* entries: multinode, disagg, prefill and decode workers with attention data parallelism),
   and the sample records them as agg rows whose tp_size is the deployment's GPU count (taken as one engine at tp 32
   or 64, two of them came out 9x slow in TPOT);
-- model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load;
+- model: the Hugging Face id's preset (`MODELS`); other models are skipped, and so is a preset that does not load.
+  The models no fit has seen (`aic_deployments.UNSEEN_MODELS`: Kimi-K2.5 and MiniMax-M2.5, on vLLM only) are
+  sampled apart, in their own held-out sections (`validate_aic(unseen_models=True)`, `UNSEEN_SAMPLE_ROWS` per
+  file): the sample of the fitted models lists their rows as skipped, so it stays the one the stacks were fitted and
+  cross-validated on;
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile; GB200 the NVL72 rack's) with tp x pp devices: the
   deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the GPUs of one NVLink domain (29 DeepSeek rows give tp_size 64 with
@@ -87,7 +91,15 @@ from emulator.files import shipped
 from emulator.hardware import load_system
 from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import predict_serving
-from emulator.validation.aic_deployments import MODELS, attention_ranks, client, count, deployment, load
+from emulator.validation.aic_deployments import (
+    MODELS,
+    UNSEEN_MODELS,
+    attention_ranks,
+    client,
+    count,
+    deployment,
+    load,
+)
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
@@ -98,6 +110,7 @@ BLACKWELL_CSV = shipped("data") / "aic_silicon_blackwell.csv"
 SOURCE = "ai-dynamo/aiconfigurator silicon_sample.csv (Apache-2.0, snapshot 2026-08-21)"
 SAMPLE_ROWS = 150
 BLACKWELL_SAMPLE_ROWS = 100
+UNSEEN_SAMPLE_ROWS = 40  # per file, of the models no fit has seen (`unseen`)
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
 PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
 NATIVE_FP4 = {"nvfp4": "fp4"}  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
@@ -150,8 +163,8 @@ def skip_reason(row: dict[str, str]) -> str | None:
         return model
     gemm, moe = row["gemm_quant_mode"], row["moe_quant_mode"]
     if precision_of(row, gemm) is None:
-        return (f"gemm_quant_mode {gemm} on {row['system']}: 4-bit weights run weight-only (w4a16) without 4-bit "
-                "matrix units, whose MXFP4/INT4 kernels' rates are not calibrated")
+        return (f"gemm_quant_mode {gemm} on {row['system']}: 4-bit weights run weight-only (w4a16) without matrix "
+                "units of their format, whose MXFP4/INT4 kernels' rates are not calibrated")
     if model.is_moe and precision_of(row, moe) != precision_of(row, gemm):
         return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
     if attention_ranks(row) > 1 and count(row["tp_size"]) > 1:
@@ -217,16 +230,25 @@ def select(usable: list[dict[str, str]], limit: int | None = SAMPLE_ROWS) -> lis
     return chosen
 
 
+def unseen(row: dict[str, str]) -> bool:
+    """Whether the row's model is one no fit has seen (`aic_deployments.UNSEEN_MODELS`)."""
+    return MODELS.get(row["model_path"]) in UNSEEN_MODELS
+
+
 def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, str]], bool] | None = None,
-                 path: Path = CSV) -> dict[str, Any]:
+                 path: Path = CSV, unseen_models: bool = False) -> dict[str, Any]:
     """Predicted vs measured TPOT and TTFT for the sampled rows of `path` (every usable row when `limit` is None;
     of those, the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and
-    maximum |error| and the mean error."""
+    maximum |error| and the mean error. The rows are those of the models the stacks were fitted on, or with
+    `unseen_models` those of the models no fit has seen (each sampled apart, so neither changes the other)."""
     t0 = time.perf_counter()
     skipped: list[dict[str, str]] = []
     usable = []
     for row in rows(path):
-        reason = skip_reason(row)
+        if unseen_models and not unseen(row):
+            continue
+        reason = "a model no fit has seen: its own held-out section" if not unseen_models and unseen(row) \
+            else skip_reason(row)
         if reason is None:
             usable.append(row)
         else:
@@ -260,7 +282,8 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
         by_model[metric] = {e: {m: error_summary([c for c in mine if c["stack"] == e and c["model"] == m])
                                 for m in sorted({c["model"] for c in mine if c["stack"] == e})} for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
-    summary = {"file": path.name, "num_rows": len(rows(path)), "num_usable": len(usable), "num_sampled": len(sample),
+    summary = {"file": path.name, "models": "unseen" if unseen_models else "fitted",
+               "num_rows": len(usable) + len(skipped), "num_usable": len(usable), "num_sampled": len(sample),
                "num_predicted": len(sample) - len(failed), "num_cases": len(cases),
                "sample": "all usable rows" if limit is None else f"stratified: up to {limit} rows over (engine, "
                          "model, system), evenly spaced in concurrency (published_aic.select)",
@@ -294,6 +317,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "attention_ranks",
-           "client", "deployment", "precision_of", "render", "rows", "scenario_of", "select", "skip_reason",
-           "validate_aic"]
+__all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "UNSEEN_SAMPLE_ROWS",
+           "attention_ranks", "client", "deployment", "precision_of", "render", "rows", "scenario_of", "select",
+           "skip_reason", "unseen", "validate_aic"]

@@ -22,6 +22,8 @@ HOPPER_TRAINING_SOURCE = "NeMo/Megatron-Bridge H100 tables"
 BLACKWELL_TRAINING_SOURCE = "Megatron-Bridge B200/GB200 (held out)"
 AIC_HOPPER_SOURCE = "AIConfigurator Hopper sample"
 AIC_BLACKWELL_SOURCE = "AIConfigurator Blackwell (held out)"
+AIC_UNSEEN_SOURCE = "AIConfigurator unseen models (held out)"  # Kimi-K2.5, MiniMax-M2.5 on Hopper
+AIC_UNSEEN_BLACKWELL_SOURCE = "AIConfigurator unseen models, Blackwell (held out)"
 
 
 def case_records(section: dict[str, Any], *, source: str, stack: str) -> list[dict[str, Any]]:
