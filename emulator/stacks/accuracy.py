@@ -17,7 +17,7 @@ first-token time a third below the measured one; training throughput +8% is a pr
 
 A record also splits its cases by model class (`by_model_class`: `dense` and `moe`, each with its own count, median,
 signed mean and maximum), because mixture-of-experts models carry mechanisms dense ones do not (routing, grouped
-GEMMs, token dispatch) and their errors differ: Megatron-Core's Hopper training throughput is 7.6% off for dense
+GEMMs, token dispatch) and their errors differ: Megatron-Core's Hopper training throughput is 7.8% off for dense
 models and 19% (signed +31%) for MoE ones. A prediction names its model's class and reports that class's figures
 first, the record's all-model ones beside them.
 """
