@@ -43,3 +43,5 @@ def test_by_source_summarises_each_model_class_apart() -> None:
     assert trt_line.endswith("2.0% / 10.0%")
     vllm_line = next(line for line in text.splitlines() if "vllm" in line)
     assert vllm_line.endswith("- / 30.0%")
+    long = render([dict(rows[("trtllm", "tpot_ms")], source="AIConfigurator unseen models, Blackwell (held out)")])
+    assert "AIConfigurator unseen models, Blackwell (held out) trtllm" in long  # names are never cut

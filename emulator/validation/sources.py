@@ -71,14 +71,17 @@ def by_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
+    # The source column as wide as the longest name, so that "... unseen models (held out)" and "..., Blackwell
+    # (held out)" stay apart
+    w = max([len(r["source"]) for r in rows] + [6])
     lines = ["Summary per source and stack (error = predicted / published - 1; dense / MoE: the median |error| of "
              "each model class's cases)",
-             f"{'source':34s} {'stack':14s} {'metric':24s} {'cases':>5s} {'median|e|':>9s} {'max|e|':>8s} "
+             f"{'source':{w}s} {'stack':14s} {'metric':24s} {'cases':>5s} {'median|e|':>9s} {'max|e|':>8s} "
              f"{'mean e':>8s} {'dense / MoE':>15s}"]
     for r in rows:
         split = " / ".join(f"{c['median_abs_error']:.1%}" if c else "-"
                            for c in (r["by_model_class"].get("dense"), r["by_model_class"].get("moe")))
-        lines.append(f"{r['source'][:34]:34s} {r['stack']:14s} {r['metric'][:24]:24s} {r['num_cases']:5d} "
+        lines.append(f"{r['source']:{w}s} {r['stack']:14s} {r['metric'][:24]:24s} {r['num_cases']:5d} "
                      f"{r['median_abs_error']:9.1%} {r['max_abs_error']:8.1%} {r['mean_error']:+8.1%} "
                      f"{split if r['by_model_class'] else '':>15s}")
     return "\n".join(lines)
