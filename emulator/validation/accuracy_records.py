@@ -17,7 +17,6 @@ none); a case naming no model (the A100 papers, torchtitan, MLPerf, our own H200
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -54,8 +53,9 @@ def _key(record: dict[str, Any]) -> Key:
 
 
 def _errors(errors: list[float]) -> dict[str, Any]:
-    return {"num_cases": len(errors), "median_abs_error": round(statistics.median(abs(e) for e in errors), 4),
-            "mean_error": round(statistics.fmean(errors), 4), "max_abs_error": round(max(abs(e) for e in errors), 4)}
+    """`sources.error_summary` of some errors, rounded as the file keeps them."""
+    summary = src.error_summary([{"error": e} for e in errors])
+    return {k: v if k == "num_cases" else round(v, 4) for k, v in summary.items()}
 
 
 def _summary(key: Key, cases: list[tuple[float, str | None]]) -> dict[str, Any]:

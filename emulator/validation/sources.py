@@ -9,8 +9,10 @@ yet).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from emulator.stacks.accuracy import MODEL_CLASSES
 from emulator.stats import median
 from emulator.workloads.presets import preset
 
@@ -47,8 +49,10 @@ def error_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
 
 
+@functools.lru_cache(maxsize=64)
 def model_class(model: str | None) -> str | None:
-    """"moe" or "dense" for a model preset's name (a case's `model`), None for no name."""
+    """"moe" or "dense" for a model preset's name (a case's `model`), None for no name. Cached: a run asks it for
+    each of its thousands of cases, and a preset is built anew each time it is named."""
     return None if not model else "moe" if preset(model).is_moe else "dense"
 
 
@@ -66,7 +70,7 @@ def by_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if whose is not None:
                 classes.setdefault(whose, []).append(c)
         out.append({"source": s, "stack": k, "metric": m, **error_summary(cases),
-                    "by_model_class": {w: error_summary(classes[w]) for w in ("dense", "moe") if w in classes}})
+                    "by_model_class": {w: error_summary(classes[w]) for w in MODEL_CLASSES if w in classes}})
     return out
 
 
