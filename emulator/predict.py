@@ -23,7 +23,7 @@ from emulator.scenario import Scenario
 from emulator.serving import ServingPrediction, predict_serving
 from emulator.serving.records import RequestLog
 from emulator.stacks import stack_of
-from emulator.stacks.accuracy import validated
+from emulator.stacks.accuracy import class_of, validated
 from emulator.workloads.config import TransformerConfig
 
 
@@ -38,7 +38,7 @@ def predict_scenario(s: Scenario, table: EfficiencyTable | None = None) -> Predi
     else:
         p = predict_served(s, table)
     notes = (f"device efficiencies: {table.basis}",) if table.basis else ()
-    whose = ("moe" if s.model.is_moe else "dense") if isinstance(s.model, TransformerConfig) else None
+    whose = class_of(s.model.is_moe if isinstance(s.model, TransformerConfig) else None)
     checked = validated(p.stack["name"], s.device.family, "training" if s.training is not None else "inference",
                         whose) if p.stack else {}
     return dataclasses.replace(p, efficiency=table.summary(), notes=s.notes + p.notes + notes, validated=checked)

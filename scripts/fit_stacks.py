@@ -164,7 +164,7 @@ def fit_serving(engine: str) -> dict[str, Any]:
     from emulator.validation import published_aic  # noqa: PLC0415 - after the loader patch
 
     profiles = Profiles()
-    usable = [r for r in published_aic.rows() if published_aic.skip_reason(r) is None and not published_aic.unseen(r)]
+    usable, _ = published_aic.partition()
     chosen = {r["id"] for r in published_aic.select(usable) if r["backend"] == engine}
     keep = {f"{i}:{s}" for i in chosen for s, _ in published_aic.METRICS}
 

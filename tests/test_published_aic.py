@@ -23,6 +23,7 @@ from emulator.validation.published_aic import (
     attention_ranks,
     client,
     deployment,
+    partition,
     precision_of,
     render,
     rows,
@@ -230,6 +231,18 @@ def test_models_no_fit_has_seen_stay_out_of_the_fitted_sample() -> None:
     assert held["summary"]["num_rows"] == sum(unseen(r) for r in rows(CSV))
     h100 = next(r for r in rows(CSV) if unseen(r) and r["system"] == "h100_sxm" and skip_reason(r) is None)
     assert dict(scenario_of(h100)[1].engine_settings)["defaults.kv_memory_fraction"] == 0.90
+
+
+def test_partition_splits_every_row_once_as_validate_and_the_fits_sample_them() -> None:
+    """The fitted side keeps each row no skip reason stops and that is not an unseen model's; the unseen side only
+    the unseen models' rows; every row lands once, and a skipped row says why."""
+    usable, skipped = partition(CSV)
+    assert len(usable) + len(skipped) == len(rows(CSV))
+    assert [r["id"] for r in usable] == [r["id"] for r in rows(CSV) if skip_reason(r) is None and not unseen(r)]
+    assert all(s["reason"] for s in skipped)
+    held, held_skipped = partition(CSV, unseen_models=True)
+    assert held and all(unseen(r) for r in held + [r for r in rows(CSV) if r["id"] in {s["id"] for s in held_skipped}])
+    assert len(held) + len(held_skipped) == sum(unseen(r) for r in rows(CSV))
 
 
 def test_deployments_state_what_their_launch_scripts_set() -> None:

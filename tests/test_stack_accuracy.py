@@ -15,7 +15,7 @@ from emulator.hardware import list_devices, load_device
 from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 from emulator.stacks import list_stacks
-from emulator.stacks.accuracy import METRICS, Accuracy, lines, records, validated
+from emulator.stacks.accuracy import METRICS, MODEL_CLASSES, Accuracy, class_of, lines, records, validated
 from emulator.validation.accuracy_records import gather, stale
 
 FITS = shipped("stack_profiles") / "fits"
@@ -179,6 +179,11 @@ def test_predict_states_the_stacks_validated_errors(tmp_path: Path) -> None:
     assert [r["metric"] for r in out["validated"]["records"]] == ["training_throughput"]
     assert out["validated"]["records"][0]["stack"] == out["stack"]["name"] == "megatron-core"
     assert "of dense models" in lines(out["validated"])[0]
+
+
+def test_a_model_class_is_a_transformers_routing_and_none_for_other_models() -> None:
+    assert (class_of(True), class_of(False), class_of(None)) == ("moe", "dense", None)
+    assert {class_of(True), class_of(False)} == set(MODEL_CLASSES)
 
 
 def test_an_moe_prediction_leads_with_the_moe_cases_errors(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from emulator.sizing.search import SearchResult
 from emulator.sizing.select import OBJECTIVE_KEYS
 from emulator.sizing.spec import Sizing
 from emulator.stacks import stack_for
-from emulator.stacks.accuracy import validated
+from emulator.stacks.accuracy import class_of, validated
 from emulator.workloads.config import TransformerConfig
 
 SCHEMA_VERSION = 1
@@ -57,7 +57,7 @@ def _validated(sz: Sizing) -> dict[str, Any]:
         name, kind, mode = sz.serve.spec.engine, "serving", "inference"
     else:
         return {}
-    whose = ("moe" if sz.model.is_moe else "dense") if isinstance(sz.model, TransformerConfig) else None
+    whose = class_of(sz.model.is_moe if isinstance(sz.model, TransformerConfig) else None)
     out: dict[str, Any] = {}
     for cand in sz.candidates:
         try:

@@ -46,6 +46,12 @@ FIELDS = ("stack", "device_family", "metric", *ERRORS, "method", "source", "by_m
 FIX = "regenerate it with `python scripts/accuracy.py` (stack_profiles/README.md, 'Validated accuracy')"
 
 
+def class_of(is_moe: bool | None) -> str | None:
+    """The MODEL_CLASSES key of a transformer that routes to experts (True) or does not (False); None for a model of
+    neither kind (not a transformer), whose predictions cite every model's figures."""
+    return None if is_moe is None else "moe" if is_moe else "dense"
+
+
 @dataclass(frozen=True, slots=True)
 class Errors:
     """Some cases' errors: how many, the median |error|, the signed mean and the largest |error|."""
@@ -175,4 +181,4 @@ def lines(validated: Mapping[str, Any]) -> list[str]:
             "as the model transfers"] + others
 
 
-__all__ = ["METRICS", "MODEL_CLASSES", "RECORDS", "Accuracy", "Errors", "lines", "records", "validated"]
+__all__ = ["METRICS", "MODEL_CLASSES", "RECORDS", "Accuracy", "Errors", "class_of", "lines", "records", "validated"]

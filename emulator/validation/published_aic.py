@@ -235,15 +235,12 @@ def unseen(row: dict[str, str]) -> bool:
     return MODELS.get(row["model_path"]) in UNSEEN_MODELS
 
 
-def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, str]], bool] | None = None,
-                 path: Path = CSV, unseen_models: bool = False) -> dict[str, Any]:
-    """Predicted vs measured TPOT and TTFT for the sampled rows of `path` (every usable row when `limit` is None;
-    of those, the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and
-    maximum |error| and the mean error. The rows are those of the models the stacks were fitted on, or with
-    `unseen_models` those of the models no fit has seen (each sampled apart, so neither changes the other)."""
-    t0 = time.perf_counter()
+def partition(path: Path = CSV, *, unseen_models: bool = False) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The rows of `path` a prediction can be made for, and the others as {id, reason}: the fitted models' rows, or
+    with `unseen_models` those of the models no fit has seen (the fitted models' side lists these as skipped, the
+    unseen side leaves the fitted models' rows out). What `validate_aic` samples and the stack fits sample alike."""
+    usable: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
-    usable = []
     for row in rows(path):
         if unseen_models and not unseen(row):
             continue
@@ -253,6 +250,17 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
             usable.append(row)
         else:
             skipped.append({"id": row["id"], "reason": reason})
+    return usable, skipped
+
+
+def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, str]], bool] | None = None,
+                 path: Path = CSV, unseen_models: bool = False) -> dict[str, Any]:
+    """Predicted vs measured TPOT and TTFT for the sampled rows of `path` (every usable row when `limit` is None;
+    of those, the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and
+    maximum |error| and the mean error. The rows are those of the models the stacks were fitted on, or with
+    `unseen_models` those of the models no fit has seen (each sampled apart, so neither changes the other)."""
+    t0 = time.perf_counter()
+    usable, skipped = partition(path, unseen_models=unseen_models)
     sample = [row for row in select(usable, limit) if only is None or only(row)]
     cases: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
@@ -318,5 +326,5 @@ def render(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "UNSEEN_SAMPLE_ROWS",
-           "attention_ranks", "client", "deployment", "precision_of", "render", "rows", "scenario_of", "select",
-           "skip_reason", "unseen", "validate_aic"]
+           "attention_ranks", "client", "deployment", "partition", "precision_of", "render", "rows", "scenario_of",
+           "select", "skip_reason", "unseen", "validate_aic"]

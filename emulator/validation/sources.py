@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from emulator.stacks.accuracy import MODEL_CLASSES
+from emulator.stacks.accuracy import MODEL_CLASSES, class_of
 from emulator.stats import median
 from emulator.workloads.presets import preset
 
@@ -53,7 +53,7 @@ def error_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
 def model_class(model: str | None) -> str | None:
     """"moe" or "dense" for a model preset's name (a case's `model`), None for no name. Cached: a run asks it for
     each of its thousands of cases, and a preset is built anew each time it is named."""
-    return None if not model else "moe" if preset(model).is_moe else "dense"
+    return class_of(preset(model).is_moe if model else None)
 
 
 def by_source(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
