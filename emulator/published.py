@@ -30,6 +30,7 @@ DEVICE_ALIASES = {
     "H100-SXM5-80GB": "h100-sxm",
     "H200-SXM": "h200-sxm",
     "H200-SXM-141GB": "h200-sxm",
+    "GH200-144GB": "gh200",
     "B200-SXM": "b200",
     "GB200": "gb200",
     "B300-SXM": "b300",

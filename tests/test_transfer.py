@@ -163,6 +163,21 @@ def test_large_gemms_sit_at_the_same_share_of_each_chips_achievable_rate() -> No
         assert share(device) == pytest.approx(reference, rel=0.03), device
 
 
+def test_gh200_takes_a_hopper_calibration_moved_to_its_900_w_matmul_rates() -> None:
+    """The GH200's GPU has no calibration of its own: it takes its family's (Hopper) with the GEMM ceilings moved by
+    its published MAMF at 900 W over the sibling's (bf16 828.6 of 989.4, fp8 1,535 of 1,979), and its memory as the
+    sibling's fraction of its own datasheet bandwidth (it publishes no copy figure); the basis says so."""
+    gh200, h200 = efficiency_for(load_device("gh200")), efficiency_for(load_device("h200-sxm"))
+    assert gh200.provenance == "transferred" and "same family" in gh200.basis
+    assert "gh200 publishes no STREAM-style copy bandwidth" in gh200.basis
+    moved = {d: ceilings(load_device("gh200")).matrix[d] / ceilings(load_device("h200-sxm")).matrix[d]
+             for d in ("bf16", "fp8")}
+    assert moved["bf16"] > 1 and moved["fp8"] > 1  # the 900 W module sustains more of the same peaks than a 700 W SXM
+    assert gh200.get("gemm").math == pytest.approx(min(h200.get("gemm").math * moved["bf16"], 1.0))
+    assert gh200.get("gemm", "fp8").math == pytest.approx(min(h200.get("gemm", "fp8").math * moved["fp8"], 1.0))
+    assert gh200.get("copy").memory == pytest.approx(h200.get("copy").memory)
+
+
 def test_memory_ceilings_move_with_published_copy_bandwidth() -> None:
     """MI300X publishes a BabelStream copy: its memory efficiencies are the H200's times the ratio of the two chips'
     copy/bandwidth fractions."""
