@@ -10,6 +10,8 @@ from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
 from emulator.validation.accuracy_records import gather, stale
+from emulator.validation.baselines import baselines
+from emulator.validation.baselines import render as render_baselines
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
 from emulator.validation.measured_stack import render as render_measured_stack
 from emulator.validation.measured_stack import validate_measured_stack
@@ -28,6 +30,7 @@ from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
 from emulator.validation.published_gemm import render as render_gemm
 from emulator.validation.published_gemm import validate_gemm_tables
 from emulator.validation.published_hopper import BLACKWELL as BLACKWELL_TRAINING
+from emulator.validation.published_hopper import KIND as HOPPER_TRAINING
 from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_moe import SOURCE as MOE_SOURCE
@@ -99,6 +102,7 @@ def validate(args: argparse.Namespace) -> None:
         attention = validate_attention_tables()
         moe = validate_moe_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
+        reference = baselines({HOPPER_TRAINING: hopper, BLACKWELL_TRAINING: blackwell_training})
         result = {
             "cases": [*training["cases"], *serving["cases"]],
             "summary": {"median_abs_error": median(errors), "max_abs_error": max(errors), "num_cases": len(errors),
@@ -116,6 +120,8 @@ def validate(args: argparse.Namespace) -> None:
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
             "aic_attention": attention,  # the same for measured context attention
             "aic_moe": moe,  # the same for measured fused MoE layers
+            # The constant-MFU guesses the training predictions have to beat, on the same cases.
+            "baselines": reference,
         }
         records = (case_records(training, source=A100_SOURCE, stack="eager")
                    + case_records(serving, source=MLPERF_H100_SOURCE, stack="trtllm")
@@ -142,7 +148,8 @@ def validate(args: argparse.Namespace) -> None:
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n"
                   + render_mlperf_heldout(mlperf_heldout) + "\n\n" + render_hopper(hopper)
-                  + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_torchtitan(torchtitan)
+                  + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_baselines(reference)
+                  + "\n\n" + render_torchtitan(torchtitan)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n" + render_aic(unseen)
                   + "\n\n" + render_aic(unseen_blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
