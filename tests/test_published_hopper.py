@@ -248,7 +248,7 @@ def test_cli_adds_the_section_and_keeps_the_others() -> None:
     assert set(data) == {"cases", "summary", "megatron_core_h100", "megatron_core_blackwell", "torchtitan_h100", "aic",
                          "mlperf_heldout", "h200_stack", "aic_gemm", "aic_attention", "aic_moe", "aic_blackwell",
                          "aic_unseen", "aic_unseen_blackwell", "baselines", "all_cases", "by_source",
-                         "validated_records"}
+                         "aic_reference", "validated_records"}
     # The shipped validated.json is this run's (else: rerun scripts/accuracy.py)
     assert data["validated_records"] == {"checked": True, "differ": []}
     assert set(data["summary"]) == {"median_abs_error", "max_abs_error", "num_cases", "training", "inference"}

@@ -10,6 +10,8 @@ from emulator.cli.output import print_json, table
 from emulator.stats import median
 from emulator.units import fmt_seconds
 from emulator.validation.accuracy_records import gather, stale
+from emulator.validation.aic_reference import compare as aic_reference
+from emulator.validation.aic_reference import render as render_aic_reference
 from emulator.validation.baselines import baselines
 from emulator.validation.baselines import render as render_baselines
 from emulator.validation.measured_stack import SOURCE as MEASURED_STACK_SOURCE
@@ -139,6 +141,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(moe, source=MOE_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
+        # NVIDIA AIConfigurator's own errors on the same sampled serving rows, beside the emulator's.
+        result["aic_reference"] = reference_serving = aic_reference(records)
         # Whether stack_profiles/fits/validated.json (what predictions report as `validated`) is this run's: a
         # full AIConfigurator run (--aic-all) predicts other rows than the sample it was gathered from.
         behind = [] if args.aic_all else stale(gather(result))
@@ -154,7 +158,8 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_aic(unseen_blackwell) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
-                  + render_sources(sources) + "\n\n" + _validated_line(behind, args.aic_all))
+                  + render_sources(sources) + "\n\n" + render_aic_reference(reference_serving) + "\n\n"
+                  + _validated_line(behind, args.aic_all))
         return
     out = validate_device(args.device, only=args.only.split(",") if args.only else None, progress=not args.json)
     if args.json:
