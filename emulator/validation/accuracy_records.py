@@ -69,14 +69,20 @@ def _summary(key: Key, cases: list[tuple[float, str | None]]) -> dict[str, Any]:
             "by_model_class": {k: _errors(classes[k]) for k in MODEL_CLASSES if classes[k]}}
 
 
+def fit_cases(stack: str, family: str = "hopper") -> dict[str, dict[str, Any]]:
+    """The cases of a stack's fit record on a device family (stack_profiles/fits/<stack>-<family>.json) by id: each
+    with its `error_held_out` (the fit made without its model) and `error_in_sample`; none where nothing was fitted."""
+    path = shipped("stack_profiles") / "fits" / f"{stack}-{family}.json"
+    return {c["id"]: c for c in read_json(path)["cases"]} if path.exists() else {}
+
+
 def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     """The records: the fitted stacks' leave-one-model-out errors and, from `validate` (what `validate --published
     --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
     groups: dict[Key, list[tuple[float, str | None]]] = defaultdict(list)
     model_of = {c["id"]: c["model"] for c in validate["all_cases"] if c.get("model")}
     for stack, (source, family) in FITTED.items():
-        fit = read_json(shipped("stack_profiles") / "fits" / f"{stack}-{family}.json")
-        for case in fit["cases"]:
+        for case in fit_cases(stack, family).values():
             whose = src.model_class(case.get("model") or model_of.get(case["id"]))
             groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
                 (case["error_held_out"], whose))
@@ -110,4 +116,4 @@ def stale(fresh: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-__all__ = ["gather", "stale"]
+__all__ = ["fit_cases", "gather", "stale"]

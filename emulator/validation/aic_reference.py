@@ -20,17 +20,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emulator.files import read_json, shipped
+from emulator.files import shipped
+from emulator.validation.accuracy_records import fit_cases
 from emulator.validation.sources import (
     AIC_BLACKWELL_SOURCE,
     AIC_HOPPER_SOURCE,
     AIC_UNSEEN_BLACKWELL_SOURCE,
     AIC_UNSEEN_SOURCE,
+    brief,
     error_summary,
 )
 
 CSV = shipped("data") / "aic_reference_predictions.csv"
-FITS = shipped("stack_profiles") / "fits"
 SOURCES = (AIC_HOPPER_SOURCE, AIC_BLACKWELL_SOURCE, AIC_UNSEEN_SOURCE, AIC_UNSEEN_BLACKWELL_SOURCE)
 COLUMNS = {"tpot_ms": "aic_tpot_ms", "ttft_ms": "aic_ttft_ms"}  # a case's metric -> AIConfigurator's column
 
@@ -44,12 +45,7 @@ def predictions(path: Path = CSV) -> Mapping[str, dict[str, str]]:
 
 def held_out_errors(stacks: Iterable[str]) -> dict[str, float]:
     """Case id -> its leave-one-model-out error in the fit record of each `stack` fitted on Hopper."""
-    out: dict[str, float] = {}
-    for stack in stacks:
-        path = FITS / f"{stack}-hopper.json"
-        if path.exists():
-            out |= {c["id"]: c["error_held_out"] for c in read_json(path)["cases"]}
-    return out
+    return {i: c["error_held_out"] for stack in stacks for i, c in fit_cases(stack).items()}
 
 
 def compare(records: list[dict[str, Any]], path: Path = CSV) -> dict[str, Any]:
@@ -89,12 +85,9 @@ def render(result: dict[str, Any]) -> str:
              f"{'source':52s} {'engine':7s} {'metric':8s} {'rows':>5s} {'emulator':>17s} {'AIConfigurator':>17s} "
              f"{'refused':>8s}"]
 
-    def cell(s: dict[str, Any]) -> str:
-        return f"{s['median_abs_error']:6.1%} ({s['mean_error']:+6.1%})" if s["num_cases"] else "-"
-
     for g in result["groups"]:
         lines.append(f"{g['source']:52s} {g['stack']:7s} {g['metric']:8s} {g['num_rows']:5d} "
-                     f"{cell(g['emulator']):>17s} {cell(g['aiconfigurator']):>17s} {g['aic_refused']:8d}")
+                     f"{brief(g['emulator']):>17s} {brief(g['aiconfigurator']):>17s} {g['aic_refused']:8d}")
     lines.append("(median |error| (signed mean) over the rows both predicted; refused: rows AIConfigurator has no "
                  "data for)")
     return "\n".join(lines)

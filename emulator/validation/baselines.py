@@ -26,23 +26,23 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from emulator.files import read_json, shipped
 from emulator.published import load_cases
+from emulator.validation.accuracy_records import fit_cases
 from emulator.validation.published_hopper import (
     BLACKWELL,
     KIND,
+    STACK,
     case_model,
     case_scenario,
     counts_causal,
     known_regressions,
     model_flops_per_token,
 )
-from emulator.validation.sources import error_summary
+from emulator.validation.sources import brief, error_summary
 
 REFERENCE_MFU = 0.40
 GRID = tuple(round(0.05 + 0.005 * i, 3) for i in range(131))  # 5% to 70% of peak
 SOURCES = {KIND: "NeMo/Megatron-Bridge H100 tables", BLACKWELL: "Megatron-Bridge B200/GB200 (held out)"}
-FIT_RECORD = shipped("stack_profiles") / "fits" / "megatron-core-hopper.json"
 
 
 def peak_per_token(case: dict[str, Any]) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def baselines(emulated: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return lambda c: family[c["id"]] != held_out and c["id"] not in regressions
 
     fold = {f: fit_mfu(hopper, without(f)) for f in sorted({family[i] for i in hopper_ids})}
-    lomo = {c["id"]: c["error_held_out"] for c in read_json(FIT_RECORD)["cases"]}
+    lomo = {i: c["error_held_out"] for i, c in fit_cases(STACK).items()}
     out = []
     for kind, source in SOURCES.items():
         ids = [c["id"] for c in emulated[kind]["cases"]]
@@ -115,12 +115,9 @@ def render(result: dict[str, Any]) -> str:
              f"share fitted on Hopper ({result['fitted_mfu']:.1%}; leave one family out on Hopper)",
              f"{'source':42s} {'cases':>5s}  {'emulator':>22s}  {'40% of peak':>22s}  {'fitted constant':>22s}"]
 
-    def cell(s: dict[str, Any]) -> str:
-        return f"{s['median_abs_error']:6.1%} ({s['mean_error']:+6.1%})" if s["num_cases"] else "-"
-
     for s in result["sources"]:
-        lines.append(f"{s['source']:42s} {s['num_cases']:5d}  {cell(s['emulator']):>22s}  "
-                     f"{cell(s['constant_40_percent']):>22s}  {cell(s['constant_fitted']):>22s}")
+        lines.append(f"{s['source']:42s} {s['num_cases']:5d}  {brief(s['emulator']):>22s}  "
+                     f"{brief(s['constant_40_percent']):>22s}  {brief(s['constant_fitted']):>22s}")
     lines.append("(median |error| (signed mean) of each predictor over the same cases; the emulator's Hopper errors "
                  "are its fit's leave-one-family-out ones, stack_profiles/fits/megatron-core-hopper.json)")
     return "\n".join(lines)

@@ -49,6 +49,11 @@ def error_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "max_abs_error": max(abs(e) for e in errors), "mean_error": sum(errors) / len(errors)}
 
 
+def brief(summary: dict[str, Any]) -> str:
+    """An `error_summary` in a report's cell: median |error| (signed mean), '-' without cases."""
+    return f"{summary['median_abs_error']:6.1%} ({summary['mean_error']:+6.1%})" if summary["num_cases"] else "-"
+
+
 @functools.lru_cache(maxsize=64)
 def model_class(model: str | None) -> str | None:
     """"moe" or "dense" for a model preset's name (a case's `model`), None for no name. Cached: a run asks it for
@@ -91,4 +96,4 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CASE_KEYS", "by_source", "case_records", "error_summary", "model_class", "render"]
+__all__ = ["CASE_KEYS", "brief", "by_source", "case_records", "error_summary", "model_class", "render"]
