@@ -201,6 +201,25 @@ def test_overlapping_host_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
 
 
 @pytest.mark.parametrize("mixed", [True, False])
+def test_prompt_host_time_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
+    """Iterations carrying prompt tokens with the host's time on top (`host.prompt_layer_s`): offline, Poisson and
+    closed-loop runs give the slow loop's times, and the closed loop's first tokens come later than without it."""
+    replica, spec, _ = _replica("llama3-8b-h100-serve.yaml")
+    plain = replica.step
+    step = dataclasses.replace(plain, prompt_add_s=5e-3)
+    common = {"max_batch": choose_batch(replica, spec), "max_batch_tokens": replica.max_batch_tokens,
+              "scheduling": dataclasses.replace(replica.scheduling, mixed_batches=mixed)}
+    runs = _fast_and_slow(step, spec, replica.kv_capacity_tokens, common)
+    for fast, slow in runs:
+        for field in ("first_token_s", "finish_s"):
+            assert np.allclose(getattr(fast, field), getattr(slow, field), rtol=1e-12, atol=0.0), field
+        assert fast.num_steps == slow.num_steps
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, 200, None, 2)
+    without = simulate_closed(plain, replica.kv_capacity_tokens, reqs, concurrency=24, **common)  # type: ignore[arg-type]
+    assert float(runs[-1][0].ttft_s.mean()) > float(without.ttft_s.mean())
+
+
+@pytest.mark.parametrize("mixed", [True, False])
 def test_prompt_launch_floor_event_loop_runs_as_the_slow_one(mixed: bool) -> None:
     """Iterations carrying prompt tokens launched kernel by kernel (`host.prompt_launch_s`), the floor above some
     prompt iterations' device time and below others': the step table is its step model to the bit, offline,

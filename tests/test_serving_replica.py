@@ -150,6 +150,25 @@ def test_expert_parallel_decode_waits_for_the_busiest_rank(monkeypatch: pytest.M
     assert steps(1, False) == steps(1, True)
 
 
+def test_an_iteration_with_prompt_tokens_adds_the_engines_host_time_per_layer() -> None:
+    """`host.prompt_layer_s`: an iteration carrying prompt tokens takes the host's time per layer on top of the
+    device's, however long that is (the device waits for it); decode-only iterations are unchanged."""
+    from emulator.serving.replica import step_model
+    from emulator.serving.steptable import step_table
+
+    system = load_system("hgx-h100")
+    model = preset("llama3.1-8b")
+    args = (model, system.device, system, efficiency_for(system.device), "bf16", "bf16", 8, 1, 1, 0.0)
+    none = step_model(*args, engine=_vllm_with(host__prompt_layer_s=0.0, host__prompt_launch_s=0.0))
+    added = step_model(*args, engine=_vllm_with(host__prompt_layer_s=1e-4, host__prompt_launch_s=0.0))
+    assert none.prompt_add_s == 0.0 and added.prompt_add_s == pytest.approx(1e-4 * model.num_layers)
+    for n in (64, 16384):  # launch-bound and device-bound prompts alike
+        prompt = (n, n * (n + 1) / 2, 1, 0.0)
+        assert added.step_s(*prompt) == pytest.approx(none.step_s(*prompt) + added.prompt_add_s)
+        assert step_table(added, 1024).step_s(*prompt) == added.step_s(*prompt)
+    assert added.step_s(64, 0.0, 64, 1e4) == none.step_s(64, 0.0, 64, 1e4)  # decode only
+
+
 def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() -> None:
     """`host.prompt_launch_s`: an engine that replays graphs of decode-only batches launches a prompt's iteration
     kernel by kernel, so that iteration takes at least its kernels (and tp all-reduces) times the launch cost; a
@@ -160,8 +179,8 @@ def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() ->
     system = load_system("hgx-h100")
     model = preset("llama3.1-8b")
     args = (model, system.device, system, efficiency_for(system.device), "bf16", "bf16", 8, 1, 1, 0.0)
-    graphed = step_model(*args, engine=_vllm_with(host__prompt_launch_s=0.0))
-    launched = step_model(*args, engine=_vllm_with(host__prompt_launch_s=2e-5))
+    graphed = step_model(*args, engine=_vllm_with(host__prompt_launch_s=0.0, host__prompt_layer_s=0.0))
+    launched = step_model(*args, engine=_vllm_with(host__prompt_launch_s=2e-5, host__prompt_layer_s=0.0))
     assert graphed.prompt_host_s == 0.0
     kernels = launched.prompt_host_s / 2e-5 - 2 * model.num_layers  # the shard's kernels; all-reduces on top
     assert kernels == pytest.approx(round(kernels)) and 8 * model.num_layers < kernels < 20 * model.num_layers

@@ -174,11 +174,12 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     low_head = bool(engine.get("recipe.low_precision_head"))
     device, launch_s = engine_device(device, engine)
     prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0
+    prompt_layer_s = float(engine.get("host.prompt_layer_s"))
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, two_shot, link_share, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host, skew, prompt_launch_s, low_head, attention_dp)
+           overlap_host, skew, prompt_launch_s, prompt_layer_s, low_head, attention_dp)
     if key in _CACHE:
         return _CACHE[key]
     table = engine_table(table, engine)
@@ -228,7 +229,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     out = StepModel(grid=tuple(float(ranks * m) for m in TOKEN_GRID), dense_s=tuple(dense), head_s=tuple(head),
                     kv_s_per_token=kv_slope, pair_s=pair, overhead_s=overhead_s, error_band=error_band(kernels, table),
                     host_per_row_s=per_token_s / ranks, overlap_host=overlap_host,
-                    prompt_host_s=prompt_launch_s * (launched + collectives))
+                    prompt_host_s=prompt_launch_s * (launched + collectives),
+                    prompt_add_s=prompt_layer_s * model.num_layers)
     if len(_CACHE) > 4096:
         _CACHE.clear()
     _CACHE[key] = out

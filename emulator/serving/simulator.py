@@ -174,7 +174,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     kv_s, pair_s, kvd = step.kv_s_per_token, step.pair_s, step.kv_decode_s_per_token
     table = step_table(step, max(budget, max_batch * beams))
     size, base, head, host, decode = table.size, table.base_s, table.head_s, table.host_s, table.decode_s
-    overlap, prompt_s = step.overlap_host, step.prompt_host_s
+    overlap, prompt_s, prompt_add = step.overlap_host, step.prompt_host_s, step.prompt_add_s
     w = MissCount(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
     heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
@@ -262,8 +262,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             if tokens < size and rows < size:  # StepTable.step_s, its terms in the same order
                 dev, h = base[tokens] + head[rows], host[rows]
                 dt = ((dev if dev > h else h) if overlap else h + dev) + pair_s * pairs + kv_s * kv
-                if pairs > 0 and dt < prompt_s:  # StepModel.prompted
-                    dt = prompt_s
+                if pairs > 0:  # StepModel.prompted
+                    dt = (prompt_s if dt < prompt_s else dt) + prompt_add
             else:
                 dt = step.step_s(tokens, pairs, rows, kv)
             k, adv = 1, int(mixed)

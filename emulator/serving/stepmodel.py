@@ -22,6 +22,7 @@ class StepModel:
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
     host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
     prompt_host_s: float = 0.0  # host time to launch an iteration with prompt tokens kernel by kernel
+    prompt_add_s: float = 0.0  # host time such an iteration adds beside the device's (`host.prompt_layer_s` x layers)
     overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
     # Speculative decoding (`Speculation`): a decode step verifies `draft_tokens` drafts per sequence, keeps
     # `tokens_per_step` tokens; a draft costs `draft_share` of the dense work plus the head.
@@ -45,8 +46,10 @@ class StepModel:
     def prompted(self, step_s: float, pairs: float) -> float:
         """An iteration's time once its launches are counted: one with prompt tokens (attention pairs) that the
         engine launches kernel by kernel takes at least the host's time to launch them (the device runs each as it
-        comes)."""
-        return self.prompt_host_s if pairs > 0 and step_s < self.prompt_host_s else step_s
+        comes), plus the host work before them that the device waits for (`prompt_add_s`)."""
+        if pairs <= 0:
+            return step_s
+        return (self.prompt_host_s if step_s < self.prompt_host_s else step_s) + self.prompt_add_s
 
     def core(self, device_s: float, host_s: float) -> float:
         """An iteration's device and host time together: the longer when the host's work overlaps, else the sum."""

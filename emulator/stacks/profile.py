@@ -178,6 +178,10 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                              "host time per kernel of an iteration that carries prompt tokens, which the engine "
                              "launches kernel by kernel where it replays CUDA graphs of decode-only ones (0: its "
                              "graphs cover those iterations too)"),
+    "host.prompt_layer_s": ("seconds", ("serving",), 0.0,
+                            "host time per model layer that an iteration carrying prompt tokens adds beside the "
+                            "device's, not hidden: preparing the prompt's inputs and dispatching a forward the engine "
+                            "does not replay from a CUDA graph"),
     "host.graph_kernel_gap_s": ("seconds", ("serving",), 4.0e-6,
                                 "fixed device time per kernel when a CUDA graph replays the iteration"),
 }
