@@ -7,6 +7,7 @@ import pytest
 
 from emulator.published import load_cases
 from emulator.validation import baselines as b
+from emulator.validation import published_torchtitan as titan
 from emulator.validation.published_hopper import BLACKWELL, KIND, case_scenario, validate_published
 
 H100_8B = "train-mbridge2509-llama3-8b-dgx-h100-8gpu-fp8-pretrain"
@@ -64,3 +65,19 @@ def test_the_section_sets_each_source_beside_the_emulator() -> None:
         b.constant_mfu(_case(bw["cases"][0]["id"], BLACKWELL), res["fitted_mfu"]))
     text = b.render(res)
     assert "40% of peak" in text and h["source"] in text and bw["source"] in text
+
+
+def test_torchtitan_runs_take_the_hopper_share_and_count_the_whole_square() -> None:
+    """A torchtitan run is guessed with the share fitted on the H100 runs, its FLOPs per token counting attention over
+    the whole square as torchtitan does (more than the causal half would)."""
+    hopper = validate_published(only=lambda c: c["id"].startswith("train-mbridge2509-llama3-8b"))
+    case = load_cases(titan.KIND)[0]
+    tt = {"cases": [titan.predict_case(case)]}
+    res = b.baselines({KIND: hopper, titan.KIND: tt})
+    row = next(s for s in res["sources"] if s["source"] == titan.SOURCE)
+    assert row["method"] == "held out (fitted on Hopper)" and row["num_cases"] == 1
+    assert row["cases"][0]["constant_fitted"] == pytest.approx(b.constant_mfu(case, res["fitted_mfu"], titan.KIND))
+    whole = b.peak_per_token(case, titan.KIND)[1]
+    model = titan.case_scenario(case).model
+    from emulator.validation.published_hopper import model_flops_per_token
+    assert whole == pytest.approx(model_flops_per_token(model, int(case["config"]["seq_len"]), causal=False))

@@ -43,6 +43,7 @@ from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import render_heldout as render_mlperf_heldout
 from emulator.validation.published_serving import validate_heldout as mlperf_heldout_cases
 from emulator.validation.published_serving import validate_published as serving_cases
+from emulator.validation.published_torchtitan import KIND as TORCHTITAN_KIND
 from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
 from emulator.validation.published_torchtitan import render as render_torchtitan
 from emulator.validation.published_torchtitan import validate_torchtitan
@@ -104,7 +105,8 @@ def validate(args: argparse.Namespace) -> None:
         attention = validate_attention_tables()
         moe = validate_moe_tables()
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
-        reference = baselines({HOPPER_TRAINING: hopper, BLACKWELL_TRAINING: blackwell_training})
+        reference = baselines({HOPPER_TRAINING: hopper, BLACKWELL_TRAINING: blackwell_training,
+                               TORCHTITAN_KIND: torchtitan})
         result = {
             "cases": [*training["cases"], *serving["cases"]],
             "summary": {"median_abs_error": median(errors), "max_abs_error": max(errors), "num_cases": len(errors),

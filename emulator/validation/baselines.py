@@ -13,7 +13,7 @@ model_flops_per_token`, causal halving by source). Two such predictors, scored e
   / published)| over a grid of 0.5% steps, the runs of a documented software regression left out), each Hopper run
   predicted by the f fitted without its model family (leave one family out, `published_hopper.FAMILIES`), and the
   held-out Blackwell runs by the f fitted on every Hopper run: the one-parameter model the stack profile competes
-  with on equal terms.
+  with on equal terms. The torchtitan team's H100 runs (held out too) take that share as well.
 `validate --published` reports both beside the emulator's own errors on the same cases, held out as theirs are: on
 Hopper the stack fit's leave-one-family-out errors (its fit record, stack_profiles/fits/megatron-core-hopper.json),
 with this run's in-sample errors beside them; on Blackwell this run's (section `baselines`).
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emulator.published import load_cases
+from emulator.validation import published_torchtitan as titan
 from emulator.validation.accuracy_records import fit_cases
 from emulator.validation.published_hopper import (
     BLACKWELL,
@@ -39,24 +40,30 @@ from emulator.validation.published_hopper import (
     model_flops_per_token,
 )
 from emulator.validation.sources import brief, error_summary
+from emulator.workloads.config import TransformerConfig
 
 REFERENCE_MFU = 0.40
 GRID = tuple(round(0.05 + 0.005 * i, 3) for i in range(131))  # 5% to 70% of peak
-SOURCES = {KIND: "NeMo/Megatron-Bridge H100 tables", BLACKWELL: "Megatron-Bridge B200/GB200 (held out)"}
+SOURCES = {KIND: "NeMo/Megatron-Bridge H100 tables", BLACKWELL: "Megatron-Bridge B200/GB200 (held out)",
+           titan.KIND: titan.SOURCE}
 
 
-def peak_per_token(case: dict[str, Any]) -> tuple[float, float]:
-    """(the case's device peak in its precision, FLOP/s; its model FLOPs per trained token)."""
-    scenario = case_scenario(case)
-    assert scenario.training is not None
-    model, _ = case_model(case)
-    flops = model_flops_per_token(model, scenario.training.seq_len, causal=counts_causal(case))
+def peak_per_token(case: dict[str, Any], kind: str = KIND) -> tuple[float, float]:
+    """(the case's device peak in its precision, FLOP/s; its model FLOPs per trained token). torchtitan counts
+    attention over the whole square (its get_num_flop_per_token: 12 x layers x heads x head dim x seq_len)."""
+    if kind == titan.KIND:
+        scenario = titan.case_scenario(case)
+        model, causal = scenario.model, False
+    else:
+        scenario, (model, _), causal = case_scenario(case), case_model(case), counts_causal(case)
+    assert scenario.training is not None and isinstance(model, TransformerConfig)
+    flops = model_flops_per_token(model, scenario.training.seq_len, causal=causal)
     return scenario.device.mfu_peak(scenario.training.precision), flops
 
 
-def constant_mfu(case: dict[str, Any], mfu: float) -> float:
+def constant_mfu(case: dict[str, Any], mfu: float, kind: str = KIND) -> float:
     """The case's published metric under a constant share `mfu` of its device's peak."""
-    peak, per_token = peak_per_token(case)
+    peak, per_token = peak_per_token(case, kind)
     if case["metric"]["name"] == "model_tflops_per_gpu":
         return mfu * peak / 1e12
     return mfu * peak / per_token
@@ -78,12 +85,12 @@ def _record(case: dict[str, Any], predicted: float, family: str) -> dict[str, An
 
 
 def baselines(emulated: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Both reference predictors on every case the emulator predicted (`emulated`: a `published_hopper.
-    validate_published` result per kind), with each source's emulator errors beside them."""
+    """Both reference predictors on every case the emulator predicted (`emulated`: a validate result per kind of
+    SOURCES, the H100 one required), with each source's emulator errors beside them."""
     regressions = known_regressions()
     raw = {kind: {c["id"]: c for c in load_cases(kind)} for kind in SOURCES}
     hopper_ids = [c["id"] for c in emulated[KIND]["cases"]]
-    family = {c["id"]: c["family"] for kind in SOURCES for c in emulated[kind]["cases"]}
+    family = {c["id"]: c.get("family", kind) for kind in emulated for c in emulated[kind]["cases"]}
     hopper = [raw[KIND][i] for i in hopper_ids]
     fitted = fit_mfu(hopper, lambda c: c["id"] not in regressions)
     def without(held_out: str) -> Callable[[dict[str, Any]], bool]:
@@ -92,12 +99,12 @@ def baselines(emulated: dict[str, dict[str, Any]]) -> dict[str, Any]:
     fold = {f: fit_mfu(hopper, without(f)) for f in sorted({family[i] for i in hopper_ids})}
     lomo = {i: c["error_held_out"] for i, c in fit_cases(STACK).items()}
     out = []
-    for kind, source in SOURCES.items():
+    for kind, source in ((k, v) for k, v in SOURCES.items() if k in emulated):
         ids = [c["id"] for c in emulated[kind]["cases"]]
         cases = [raw[kind][i] for i in ids]
-        reference = [_record(c, constant_mfu(c, REFERENCE_MFU), family[c["id"]]) for c in cases]
-        held = [_record(c, constant_mfu(c, fold[family[c["id"]]] if kind == KIND else fitted), family[c["id"]])
-                for c in cases]
+        reference = [_record(c, constant_mfu(c, REFERENCE_MFU, kind), family[c["id"]]) for c in cases]
+        held = [_record(c, constant_mfu(c, fold[family[c["id"]]] if kind == KIND else fitted, kind),
+                        family[c["id"]]) for c in cases]
         emulator = [{"error": lomo[i]} for i in ids if i in lomo] if kind == KIND else emulated[kind]["cases"]
         out.append({"source": source, "num_cases": len(ids),
                     "method": "leave one model family out" if kind == KIND else "held out (fitted on Hopper)",
