@@ -84,7 +84,6 @@ def render(result: dict[str, Any]) -> str:
              "emulator's Hopper errors leave one model out)",
              f"{'source':52s} {'engine':7s} {'metric':8s} {'rows':>5s} {'emulator':>17s} {'AIConfigurator':>17s} "
              f"{'refused':>8s}"]
-
     for g in result["groups"]:
         lines.append(f"{g['source']:52s} {g['stack']:7s} {g['metric']:8s} {g['num_rows']:5d} "
                      f"{brief(g['emulator']):>17s} {brief(g['aiconfigurator']):>17s} {g['aic_refused']:8d}")

@@ -61,12 +61,16 @@ def peak_per_token(case: dict[str, Any], kind: str = KIND) -> tuple[float, float
     return scenario.device.mfu_peak(scenario.training.precision), flops
 
 
+def full_share(case: dict[str, Any], kind: str = KIND) -> float:
+    """The case's published metric at the whole of its device's peak: a constant share's guess is that share of it
+    (built once per case; the grid and the folds only scale it)."""
+    peak, per_token = peak_per_token(case, kind)
+    return peak / 1e12 if case["metric"]["name"] == "model_tflops_per_gpu" else peak / per_token
+
+
 def constant_mfu(case: dict[str, Any], mfu: float, kind: str = KIND) -> float:
     """The case's published metric under a constant share `mfu` of its device's peak."""
-    peak, per_token = peak_per_token(case, kind)
-    if case["metric"]["name"] == "model_tflops_per_gpu":
-        return mfu * peak / 1e12
-    return mfu * peak / per_token
+    return mfu * full_share(case, kind)
 
 
 def _loss(errors: Sequence[float]) -> float:
@@ -75,8 +79,8 @@ def _loss(errors: Sequence[float]) -> float:
 
 def fit_mfu(cases: Sequence[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]) -> float:
     """The grid's share of peak of least mean |log error| over the `cases` (raw published cases) `keep` admits."""
-    kept = [c for c in cases if keep(c)]
-    return min(GRID, key=lambda f: _loss([constant_mfu(c, f) / float(c["value"]) - 1 for c in kept]))
+    kept = [(full_share(c), float(c["value"])) for c in cases if keep(c)]
+    return min(GRID, key=lambda f: _loss([f * whole / value - 1 for whole, value in kept]))
 
 
 def _record(case: dict[str, Any], predicted: float, family: str) -> dict[str, Any]:
@@ -93,6 +97,7 @@ def baselines(emulated: dict[str, dict[str, Any]]) -> dict[str, Any]:
     family = {c["id"]: c.get("family", kind) for kind in emulated for c in emulated[kind]["cases"]}
     hopper = [raw[KIND][i] for i in hopper_ids]
     fitted = fit_mfu(hopper, lambda c: c["id"] not in regressions)
+
     def without(held_out: str) -> Callable[[dict[str, Any]], bool]:
         return lambda c: family[c["id"]] != held_out and c["id"] not in regressions
 
@@ -102,9 +107,10 @@ def baselines(emulated: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for kind, source in ((k, v) for k, v in SOURCES.items() if k in emulated):
         ids = [c["id"] for c in emulated[kind]["cases"]]
         cases = [raw[kind][i] for i in ids]
-        reference = [_record(c, constant_mfu(c, REFERENCE_MFU, kind), family[c["id"]]) for c in cases]
-        held = [_record(c, constant_mfu(c, fold[family[c["id"]]] if kind == KIND else fitted, kind),
-                        family[c["id"]]) for c in cases]
+        whole = [full_share(c, kind) for c in cases]
+        reference = [_record(c, REFERENCE_MFU * w, family[c["id"]]) for c, w in zip(cases, whole, strict=True)]
+        held = [_record(c, (fold[family[c["id"]]] if kind == KIND else fitted) * w, family[c["id"]])
+                for c, w in zip(cases, whole, strict=True)]
         emulator = [{"error": lomo[i]} for i in ids if i in lomo] if kind == KIND else emulated[kind]["cases"]
         out.append({"source": source, "num_cases": len(ids),
                     "method": "leave one model family out" if kind == KIND else "held out (fitted on Hopper)",
@@ -121,7 +127,6 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"Reference predictors (training): a constant {result['reference_mfu']:.0%} of peak, and a constant "
              f"share fitted on Hopper ({result['fitted_mfu']:.1%}; leave one family out on Hopper)",
              f"{'source':42s} {'cases':>5s}  {'emulator':>22s}  {'40% of peak':>22s}  {'fitted constant':>22s}"]
-
     for s in result["sources"]:
         lines.append(f"{s['source']:42s} {s['num_cases']:5d}  {brief(s['emulator']):>22s}  "
                      f"{brief(s['constant_40_percent']):>22s}  {brief(s['constant_fitted']):>22s}")
@@ -130,4 +135,5 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["GRID", "REFERENCE_MFU", "SOURCES", "baselines", "constant_mfu", "fit_mfu", "peak_per_token", "render"]
+__all__ = ["GRID", "REFERENCE_MFU", "SOURCES", "baselines", "constant_mfu", "fit_mfu", "full_share", "peak_per_token",
+           "render"]
