@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+import aiconfigurator_core  # type: ignore[import-not-found]
 from aiconfigurator import __version__ as AIC_VERSION  # type: ignore[import-not-found]
 from aiconfigurator.cli.api import cli_estimate  # type: ignore[import-not-found]
 
@@ -51,7 +52,9 @@ def estimate(row: dict[str, str]) -> tuple[str, float | None, float | None, str]
             result = cli_estimate(**args)
         return model, float(result.ttft), float(result.tpot), "ok"
     except Exception as e:  # noqa: BLE001 - a refused row keeps AIConfigurator's reason
-        return model, None, None, " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        # The reason without this machine's install path, which the package's messages carry.
+        reason = f"{type(e).__name__}: {e}".replace(str(Path(aiconfigurator_core.__file__).parent.parent) + "/", "")
+        return model, None, None, " ".join(reason.split())[:300]
 
 
 def main(argv: list[str]) -> int:
