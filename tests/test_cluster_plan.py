@@ -110,6 +110,23 @@ def test_moe_shard_holds_its_experts() -> None:
     assert (shard.num_experts, shard.num_experts_per_token) == (2, 2)
 
 
+def test_a_rank_with_fewer_experts_than_the_top_k_still_computes_k_per_token() -> None:
+    """ep 8 leaves Mixtral one expert per rank, fewer than its top-2: a token picks that one at most, but the
+    all-to-all brings each rank two assignments per token of its own, so its expert GEMMs do the work they do at ep
+    4 (where two local experts take one each)."""
+    model = MIXTRAL.scaled(num_layers=1)
+    shard = rank_shard(model, _plan(seq_len=512, global_batch_size=8, dp=8, ep=8))
+    assert (shard.num_experts, shard.num_experts_per_token, shard.routed_per_token) == (1, 1, 2.0)
+
+    def expert_flops(ep: int) -> float:
+        prog = rank_program(model, _plan(seq_len=512, global_batch_size=8, dp=8, ep=ep), "bf16")
+        return sum(c.cost.matrix_flops * c.count for c in prog.compute
+                   if c.family == "gemm" and c.module == "layers.0.feed_forward")  # the experts' GEMMs
+
+    assert expert_flops(8) == pytest.approx(expert_flops(4), rel=1e-9)
+    assert expert_flops(8) > 0
+
+
 def test_one_shard_config_for_training_and_serving() -> None:
     """A serving replica's rank and a training rank are the same slice: tp-split heads, ffn and vocabulary, ep
     groups of experts split `expert_tp` ways; a replica's expert-parallel rank routes 1/ep of the batch's

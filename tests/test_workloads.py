@@ -289,6 +289,16 @@ def test_expected_active_experts() -> None:
     assert expected_active_experts(3, 0.25, 1) == 1  # a quarter of each token's top-k reaches this rank's expert
 
 
-def test_a_share_of_assignments_beyond_the_experts_is_refused() -> None:
+def test_a_negative_share_of_assignments_is_refused() -> None:
     with pytest.raises(EmulatorError, match="routed_per_token"):
-        _tiny(num_experts=4, num_experts_per_token=2, routed_per_token=5.0)
+        _tiny(num_experts=4, num_experts_per_token=2, routed_per_token=-1.0)
+
+
+def test_a_share_beyond_the_experts_reads_tokens_again() -> None:
+    """An expert-parallel training rank with fewer experts than the top-k receives k assignments per token of its
+    own: every local expert active, each with T * share / E rows."""
+    from emulator.workloads.moe import expected_active_experts
+
+    assert expected_active_experts(4096, 4.0, 2) == 2
+    assert expected_active_experts(1, 3.0, 2) == 2
+    _tiny(num_experts=2, num_experts_per_token=2, routed_per_token=4.0)  # accepted

@@ -70,8 +70,12 @@ def shard_config(model: TransformerConfig, *, tp: int = 1, ep: int = 1, expert_t
         "num_dense_layers": max(0, model.num_dense_layers - (model.num_layers - n)),
     }
     if model.is_moe:
-        local = model.num_experts // ep
-        changes |= {"num_experts": local, "num_experts_per_token": min(model.num_experts_per_token, local),
+        local, k = model.num_experts // ep, model.num_experts_per_token
+        # Fewer local experts than the top-k (ep > E / k): a token picks at most `local` of them, but the all-to-all
+        # still brings the rank k assignments per token of its own (T * k * ep / E per expert), so the shard's
+        # experts receive k per token, some tokens' rows twice (`routed_per_token`).
+        changes |= {"num_experts": local, "num_experts_per_token": min(k, local),
+                    "routed_per_token": float(k) if k > local else model.routed_per_token,
                     "moe_ffn_hidden_size": max(model.moe_ffn_hidden_size // expert_tp, 1)}
     return model.scaled(**changes)
 

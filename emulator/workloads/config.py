@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -136,9 +137,9 @@ class TransformerConfig:
                 raise EmulatorError(
                     f"is {self.num_experts_per_token} with {self.num_experts} experts. Fix: route each token to "
                     "between 1 and num_experts experts.", field="num_experts_per_token")
-            if not 0 <= self.routed_per_token <= self.num_experts:
-                raise EmulatorError(f"is {self.routed_per_token} with {self.num_experts} experts. Fix: give between 0 "
-                                    "(a whole top-k) and num_experts assignments per token.", field="routed_per_token")
+            if not 0 <= self.routed_per_token < math.inf:
+                raise EmulatorError(f"is {self.routed_per_token}. Fix: give 0 (a whole top-k) or the positive number "
+                                    "of expert assignments per token these experts receive.", field="routed_per_token")
             _choice(self.expert_load, "expert_load", ("uniform", "balanced"))
             if self.moe_ffn_hidden_size == 0:
                 object.__setattr__(self, "moe_ffn_hidden_size", self.ffn_hidden_size)

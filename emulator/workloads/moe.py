@@ -43,7 +43,7 @@ def expected_active_experts(tokens: int, top_k: float, num_experts: int, balance
     most = max(1, min(num_experts, math.ceil(tokens * top_k)))
     if balanced:
         return most
-    expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    expected = num_experts * (1.0 - (1.0 - min(top_k / num_experts, 1.0)) ** tokens)
     return max(1, min(most, round(expected)))
 
 
