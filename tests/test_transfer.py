@@ -258,3 +258,18 @@ def test_achievable_figures_quote_the_shipped_published_cases() -> None:
             assert value == pytest.approx(case["value"] * unit[case["metric"]["unit"]]), (name, key)
             checked += 1
     assert checked >= 18
+
+
+@pytest.mark.parametrize("chip, sibling", [("gb300", "gb200"), ("b300", "b200")])
+@pytest.mark.parametrize("dtype", ["bf16", "fp8"])
+def test_a_chip_without_a_mamf_row_takes_its_siblings_rate_times_their_measured_ratio(chip: str, sibling: str,
+                                                                                        dtype: str) -> None:
+    """The Blackwell Ultra chips publish no best-matmul (MAMF) row: their bf16 and fp8 rates are the sibling's MAMF row
+    times the median ratio of the two chips' rates over the large shapes one harness measured on both."""
+    cases = {c["id"]: float(c["value"]) for c in load_cases("kernels")}
+    mamf = cases[f"kernel-mamf-{dtype}-{sibling}" + ("-sxm" if sibling == "b200" else "")]
+    ratio = cases[f"kernel-aic-ratio-{dtype}-{chip}-{sibling}"]
+    achievable = load_device(chip).achievable
+    assert achievable is not None
+    assert achievable.matrix_flops_per_s[dtype] == pytest.approx(mamf * ratio * 1e12, rel=1e-3)
+    assert ratio > 1.0  # the newer chip gains on large GEMMs
