@@ -281,19 +281,22 @@ def test_importers_take_hugging_face_defaults_for_nemotron_and_gpt_oss() -> None
     assert oss.assumed["head_dim"] == 64
 
 
-def test_lora_cases_train_their_softwares_default_adapters() -> None:
+def test_lora_cases_train_their_softwares_adapters() -> None:
     """A NeMo 24.x table's LoRA ran the NeMo 1.0 launcher recipe (rank 32 on the qkv projection only); a
-    Megatron-Bridge one Megatron-Bridge's LoRA() (rank 32, alpha 32 on qkv, proj, fc1 and fc2)."""
+    Megatron-Bridge one Megatron-Bridge's LoRA() (rank 32, alpha 32 on qkv, proj, fc1 and fc2), except the Llama 3
+    70B performance configurations from 26.02 on, which adapt linear_qkv alone."""
     from emulator.validation.published_hopper import lora_of
 
     loras = {case_id: lora_of(_case(case_id)) for case_id in IDS if "lora" in case_id}
     assert loras  # the file has LoRA cases
     for case_id, lora in loras.items():
-        nemo1 = case_id.startswith("train-nemo24")
         assert (lora.rank, lora.alpha) == (32, 32)
-        assert lora.targets == (("qkv",) if nemo1 else ("qkv", "proj", "fc1", "fc2")), case_id
+        assert lora.targets == ("qkv",), case_id  # NeMo 24.07's and Megatron-Bridge 26.06's
         tr = case_scenario(_case(case_id)).training
         assert tr is not None and tr.lora == lora
+    bridge = next(case_id for case_id in loras if case_id.startswith("train-mbridge"))
+    before = _case(bridge) | {"config": _case(bridge)["config"] | {"container": "NeMo 25.11"}}
+    assert lora_of(before).targets == ("qkv", "proj", "fc1", "fc2")  # before PR #2181: LoRA()'s defaults
 
 
 def test_runs_whose_recipe_overlapped_the_expert_all_to_all_state_it() -> None:

@@ -20,7 +20,10 @@ nothing tuned per case:
   (launcher_scripts/conf/peft/llama/squad.yaml sets adapter_dim 32 and no target_modules, so NeMo 1.0's default
   ['attention_qkv'] applies: examples/nlp/language_modeling/tuning/conf/megatron_gpt_finetuning_config.yaml), rank
   32 on qkv; Megatron-Bridge's LoRA() (megatron/bridge/peft/lora.py: dim 32, alpha 32 on linear_qkv,
-  linear_proj, linear_fc1 and linear_fc2) elsewhere. Fine-tuning runs pack SQuAD samples into seq_len sequences.
+  linear_proj, linear_fc1 and linear_fc2) elsewhere, except that its performance configurations for Llama 3 70B LoRA
+  adapt linear_qkv alone from 26.02 on (PR #2181, 2026-02-10, scripts/performance/configs/llama/
+  llama3_llm_finetune.py: `cfg.peft.target_modules = ["linear_qkv"]`, kept by every chip's recipe in
+  src/megatron/bridge/perf_recipes/llama/*/llama3.py). Fine-tuning runs pack SQuAD samples into seq_len sequences.
 - stack: `Training.framework = "megatron-core"`. What the recipes set without the tables stating it (sequence
   parallelism with tp, the distributed optimizer, communication overlap, fusions) is that stack profile's to apply;
   where a run's Megatron-Bridge performance recipe departs from Megatron-Core's defaults in a way the profile
@@ -168,6 +171,9 @@ def lora_of(case: dict[str, Any]) -> LoraConfig:
     software = f"{case['config'].get('container', '')} {case.get('source', '')}"
     if re.search(r"NeMo 24\.", software):
         return LoraConfig(rank=32, alpha=32, targets=("qkv",))
+    container = re.search(r"NeMo (\d+)\.(\d+)", str(case["config"].get("container", "")))
+    if preset_of(case).startswith("llama3") and container and (int(container[1]), int(container[2])) >= (26, 2):
+        return LoraConfig(rank=32, alpha=32, targets=("qkv",))  # the performance configs' linear_qkv only
     return LoraConfig(rank=32, alpha=32)
 
 
