@@ -300,7 +300,9 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         notes.append("packed sequences: attention spans each whole seq_len sequence (real packing masks it per "
                      "document, which does less attention work)")
     if model.is_moe and model.num_experts_per_token > model.num_experts // plan.ep:
-        notes.append("top-k exceeds the experts per rank: the shard routes each token to all its local experts")
+        notes.append("top-k exceeds the experts per rank: each token reaches at most all of a rank's local experts, "
+                     "but the all-to-all still brings the rank k assignments per token of its own, so its experts "
+                     "run those rows (some of a token's twice)")
     tokens = float(tr.global_batch_size * tr.seq_len)
     ideal = tr.total_tokens / (tokens / step.step_s) if tr.total_tokens and step.step_s > 0 else None
     return TrainingPrediction(
