@@ -32,6 +32,12 @@ EXPECTED_PARAMS = {  # (total, active) from the model cards / papers
     "qwen3-235b-a22b": (235e9, 22e9),
     "gpt3-175b": (175e9, None),
     "gpt-j-6b": (6.05e9, None),
+    "gpt-oss-120b": (116.8e9, None),  # active 5.1B without the embeddings the count here includes
+    "gpt-oss-20b": (20.9e9, None),
+    "qwen3-8b": (8.19e9, None),
+    "qwen3-14b": (14.8e9, None),
+    "llama3.2-1b": (1.24e9, None),
+    "llama3.2-3b": (3.21e9, None),
 }
 
 

@@ -1,7 +1,10 @@
 """Named models, written as the keys of their Hugging Face config.json and imported by `from_hf_config`.
 
 Sources: each model's config.json on the Hugging Face Hub (meta-llama/*, mistralai/*, deepseek-ai/DeepSeek-V3,
-Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b, openai/gpt-oss-120b;
+Qwen/Qwen3-235B-A22B, Qwen/Qwen3-32B, Qwen/Qwen3-30B-A3B, EleutherAI/gpt-j-6b, openai/gpt-oss-120b; recalled, not
+re-fetched, and checked against the model cards' parameter counts (tests/test_workloads.py): openai/gpt-oss-20b
+(20.9B), Qwen/Qwen3-8B (8.2B), Qwen/Qwen3-14B (14.8B), meta-llama/Llama-3.2-1B (1.24B) and Llama-3.2-3B (3.21B,
+both with tied embeddings);
 MiniMaxAI/MiniMax-M2.5 and moonshotai/Kimi-K2.5 (its text_config) as NVIDIA AIConfigurator ships them,
 ai-dynamo/aiconfigurator aic-core/src/aiconfigurator_core/model_configs/MiniMaxAI--MiniMax-M2.5_config.json and
 moonshotai--Kimi-K2.5_config.json, 2026-07); GPT-3 175B
@@ -83,6 +86,15 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True, "sliding_window": 128,
         "layer_types": ["sliding_attention", "full_attention"] * 18,
     },
+    "gpt-oss-20b": {
+        **_llama(24, 2880, 64, 8, 2880, 201088, 131072, 150000.0), "model_type": "gpt_oss", "head_dim": 64,
+        "num_local_experts": 32, "num_experts_per_tok": 4, "attention_bias": True, "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 12,
+    },
+    "qwen3-8b": {**_llama(36, 4096, 32, 8, 12288, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3", "head_dim": 128},
+    "qwen3-14b": {**_llama(40, 5120, 40, 8, 17408, 151936, 40960, 1e6, 1e-6), "model_type": "qwen3", "head_dim": 128},
+    "llama3.2-1b": {**_llama(16, 2048, 32, 8, 8192, 128256, 131072, 500000.0), "tie_word_embeddings": True},
+    "llama3.2-3b": {**_llama(28, 3072, 24, 8, 8192, 128256, 131072, 500000.0), "tie_word_embeddings": True},
     "gpt3-175b": {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "n_inner": None,
                   "vocab_size": 50257, "n_positions": 2048, "layer_norm_epsilon": 1e-5,
                   "tie_word_embeddings": True},
