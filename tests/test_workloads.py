@@ -41,6 +41,13 @@ EXPECTED_PARAMS = {  # (total, active) from the model cards / papers
 }
 
 
+def test_checkpoint_names_share_their_architectures_preset() -> None:
+    """DeepSeek-R1 and Llama 3.3 70B, as benchmarks name them, are DeepSeek-V3's and Llama 3.1 70B's networks."""
+    for alias, base in (("deepseek-r1", "deepseek-v3"), ("llama3.3-70b", "llama3.1-70b")):
+        a, b = preset(alias), preset(base)
+        assert a.name == alias and a == dataclasses.replace(b, name=alias)
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_preset_param_counts(name: str) -> None:
     """Presets have the published parameter counts within 2%."""

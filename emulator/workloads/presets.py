@@ -117,6 +117,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
                        "top_mlp": [64, 32, 1], "interaction": "dot"},
 }
 
+# Checkpoints that share another preset's architecture, under the names benchmarks publish them by: DeepSeek-R1 is
+# DeepSeek-V3's network post-trained (deepseek-ai/DeepSeek-R1 config.json: the same keys), Llama 3.3 70B is Llama 3.1
+# 70B's (meta-llama/Llama-3.3-70B-Instruct config.json: the same sizes and RoPE scaling).
+_PRESETS |= {"deepseek-r1": _PRESETS["deepseek-v3"], "llama3.3-70b": _PRESETS["llama3.1-70b"]}
+
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(_PRESETS)
 
 
