@@ -299,7 +299,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     if tr.packed_sequences:
         notes.append("packed sequences: attention spans each whole seq_len sequence (real packing masks it per "
                      "document, which does less attention work)")
-    if model.is_moe and model.num_experts_per_token > model.num_experts // plan.ep:
+    if model.is_moe and prog.shard.num_experts_per_token < model.num_experts_per_token:  # the shard capped its top-k
         notes.append("top-k exceeds the experts per rank: each token reaches at most all of a rank's local experts, "
                      "but the all-to-all still brings the rank k assignments per token of its own, so its experts "
                      "run those rows (some of a token's twice)")
