@@ -12,7 +12,7 @@ import pytest
 
 from emulator.cli import measure
 from emulator.cli.main import main
-from emulator.validation.aic_deployments import UNSEEN_MODELS, sglang_b200_mtp
+from emulator.validation.aic_deployments import UNSEEN_MODELS, aic_mixed_chunk, sglang_b200_mtp
 from emulator.validation.published_aic import (
     BLACKWELL_CSV,
     BLACKWELL_SAMPLE_ROWS,
@@ -249,7 +249,9 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     """InferenceX's TensorRT-LLM Llama 3.1 70B rows carry --max_num_tokens 16384, and batch waiting only at 1k/1k
     below tp 8; its SGLang DeepSeek-R1 H200 rows their chunk and memory settings; AIConfigurator's own vLLM rows
     the token budget and sequence limit its generator gives a vLLM server, its TensorRT-LLM rows the token budget
-    (whole 32-token KV blocks) and KV memory fraction it gives a TensorRT-LLM worker; SGLang's aiperf rows nothing."""
+    (whole 32-token KV blocks) and KV memory fraction it gives a TensorRT-LLM worker; its SGLang rows of 0.5.6 and
+    later mixed prefill chunks into decode batches (its generator's --enable-mixed-chunk), its 0.5.1.post1 ones
+    nothing."""
     usable = [r for r in rows() if skip_reason(r) is None]
     trt = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "llama3.1-70b"]
     assert trt and all(deployment(r)["max_batch_tokens"] == 16384 for r in trt)
@@ -261,7 +263,15 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
     aiperf = [r for r in usable if client(r) == "aiperf"]
-    assert all(deployment(r) == {} for r in aiperf if r["backend"] == "sglang")
+    own_sgl = [r for r in aiperf if r["backend"] == "sglang"]
+    early = [r for r in own_sgl if r["backend_version"] == "0.5.1.post1"]
+    assert early and all(deployment(r) == {} for r in early)
+    later = [r for r in own_sgl if r["backend_version"] != "0.5.1.post1"]
+    assert {r["backend_version"] for r in later} >= {"0.5.6.post2", "0.5.8.post1"}
+    assert all(deployment(r) == {"engine_settings": {"scheduler.mixed_batches": True}} for r in later)
+    assert dict(scenario_of(later[0])[1].engine_settings) == {"scheduler.mixed_batches": True}
+    assert (aic_mixed_chunk("0.5.6.post2"), aic_mixed_chunk("0.5.10"), aic_mixed_chunk("0.5.1.post1"),
+            aic_mixed_chunk("0.4.9")) == (True, True, False, False)
     own_trt = [r for r in aiperf if r["backend"] == "trtllm"]
     for row in own_trt:
         tokens = int(row["batch_size"]) + int(row["isl"]) + 1500

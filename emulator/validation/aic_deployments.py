@@ -58,9 +58,14 @@ prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an 
 and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
 median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
 prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
-and 12.9%. SGLang's aiperf rows keep their engine's defaults (its rule's --max-prefill-tokens isl + 1500 leaves
-them unchanged; `enable_mixed_chunk`, which the rule also sets, takes their TTFT from 22% to 68%, 38% with a 40 ms
-request path: those servers were launched otherwise). Other rows keep their engine's defaults: InferenceX's vLLM
+and 12.9%. Its SGLang servers (the rule's --max-prefill-tokens isl + 1500 changes nothing: SGLang takes the larger of
+it and the model's context length) mixed prefill chunks into decode batches from the versions whose launch templates
+came after the rule set --enable-mixed-chunk (`AIC_SGLANG_MIXED_FROM`, `aic_mixed_chunk`: 0.5.6.post2 and later,
+Llama 3.1 8B, Qwen3-235B-A22B and 10 of the Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which
+their TPOT bears out (median |error| 7% so, 19% mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes
+15.5% -> 8.8% and TTFT 144% -> 41% (signed +136% -> -38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing
+with the output length, which no mechanism here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7%
+unchanged (signed +6% -> -24%). Other rows keep their engine's defaults: InferenceX's vLLM
 Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
@@ -120,6 +125,18 @@ AIC_VLLM_MAX_SEQS = 512
 # extra_engine_args.1.0.0rc3.yaml.j2: kv_cache_config.free_gpu_memory_fraction 0.80 unless set
 AIC_TRT_BLOCK_TOKENS = 32
 AIC_TRT_KV_FRACTION = 0.8
+# generator/rule_plugin/sglang.rule (and benchmark/sglang.rule from 2026-01-30) sets `agg enable_mixed_chunk = true`
+# from 2026-01-19 (commits fa895ffb1, 07a377923: the flag's name fixed the same day); its SGLang launch templates
+# for 0.5.6.post2 (2026-01-23, Dynamo 0.8.0), 0.5.8 (2026-02-11) and 0.5.9 (2026-03-25) came after it, the
+# 0.5.1.post1 one (2025-12-04) before. So servers of 0.5.6 and later mixed prefill chunks into decode batches.
+AIC_SGLANG_MIXED_FROM = (0, 5, 6)
+
+
+def aic_mixed_chunk(version: str) -> bool:
+    """Whether AIConfigurator's generator launched an aggregated SGLang `version` server with --enable-mixed-chunk:
+    the versions whose launch templates it added after it set the flag (`AIC_SGLANG_MIXED_FROM`)."""
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    return parts >= AIC_SGLANG_MIXED_FROM
 
 
 def count(text: str) -> int:
@@ -187,6 +204,8 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
             tokens = count(row["batch_size"]) + count(row["isl"]) + AIC_PROMPT_MARGIN
             return {"max_batch_tokens": -(-tokens // AIC_TRT_BLOCK_TOKENS) * AIC_TRT_BLOCK_TOKENS,
                     "engine_settings": {"defaults.kv_memory_fraction": AIC_TRT_KV_FRACTION}}
+        if row["backend"] == "sglang" and aic_mixed_chunk(row["backend_version"]):
+            return {"engine_settings": {"scheduler.mixed_batches": True}}
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
     if model in UNSEEN_MODELS:  # its script's memory fraction where it was read (MiniMax's NVFP4 script was not)
@@ -257,8 +276,8 @@ def load(row: dict[str, str]) -> dict[str, Any]:
             "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
 
 
-__all__ = ["AIC_PROMPT_MARGIN", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION", "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS",
-           "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO",
-           "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
-           "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load", "mtp_acceptance",
-           "mtp_campaign"]
+__all__ = ["AIC_PROMPT_MARGIN", "AIC_SGLANG_MIXED_FROM", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION",
+           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
+           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
+           "aic_mixed_chunk", "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load",
+           "mtp_acceptance", "mtp_campaign"]
