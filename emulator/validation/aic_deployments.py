@@ -58,14 +58,15 @@ prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an 
 and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
 median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
 prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
-and 12.9%. Its SGLang servers (the rule's --max-prefill-tokens isl + 1500 changes nothing: SGLang takes the larger of
-it and the model's context length) mixed prefill chunks into decode batches from the versions whose launch templates
-came after the rule set --enable-mixed-chunk (`AIC_SGLANG_MIXED_FROM`, `aic_mixed_chunk`: 0.5.6.post2 and later,
-Llama 3.1 8B, Qwen3-235B-A22B and 10 of the Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which
-their TPOT bears out (median |error| 7% so, 19% mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes
-15.5% -> 8.8% and TTFT 144% -> 41% (signed +136% -> -38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing
-with the output length, which no mechanism here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7%
-unchanged (signed +6% -> -24%). Other rows keep their engine's defaults: InferenceX's vLLM
+and 12.9%. Its SGLang servers (the rule's --max-prefill-tokens isl + 1500 changes nothing: 'the real bound will be
+the maximum of this value and the model's maximum context length', server_args.py) mixed prefill chunks into decode
+batches from the versions whose launch templates came after the rule set --enable-mixed-chunk
+(`AIC_SGLANG_MIXED_FROM`, `aic_mixed_chunk`: 0.5.6.post2 and later, Llama 3.1 8B, Qwen3-235B-A22B and 10 of the
+Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which their TPOT bears out (median |error| 7% so,
+19% mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes 15.5% -> 8.8% and TTFT 144% -> 41% (signed
++136% -> -38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing with the output length, which no mechanism
+here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (signed +6% -> -24%).
+Other rows keep their engine's defaults: InferenceX's vLLM
 Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
