@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.validation.published_gemm import linear_calls, rows, validate_gemm_tables
+from emulator.engine.calibration import efficiency_for
+from emulator.engine.stack import engine_device, engine_table
+from emulator.hardware import load_device
+from emulator.stacks import load_stack
+from emulator.validation.published_gemm import ENGINE, linear_calls, predict_s, rows, validate_gemm_tables
 from emulator.validation.sources import CASE_KEYS
 
 
@@ -41,6 +45,19 @@ def test_every_row_is_a_case_and_each_chip_and_format_is_summarised() -> None:
     assert by[("h200-sxm", "fp8")]["provenance"] == "calibrated"
     assert by[("b200", "nvfp4")]["provenance"] == "transferred"
     assert set(by[("b200", "nvfp4")]["bands"]) == {"m <= 16", "m 64-1024", "m >= 4096"}
+
+
+def test_a_row_is_timed_on_the_table_the_engines_serving_steps_take() -> None:
+    """The rows check the GEMM times a serving prediction adds up: the engine's view of the chip's table
+    (`engine_table`, fp8 on the 16-bit shape response), which at decode sizes streams the H200's fp8 weights faster
+    than the calibration's own fp8 shape response does."""
+    engine, profile = load_stack(ENGINE, "serving"), load_device("h200-sxm")
+    device, calibrated = engine_device(profile, engine)[0], efficiency_for(profile)
+    row = next(r for r in rows() if (r["device"], r["gemm_dtype"], r["m"], r["n"], r["k"]) ==
+               ("h200-sxm", "fp8", 16, 8192, 8192))
+    case = next(c for c in validate_gemm_tables()["cases"] if c["id"] == "aic-gemm:h200-sxm:fp8:16x8192x8192")
+    assert case["predicted"] == pytest.approx(predict_s(device, engine_table(calibrated, engine), row))
+    assert predict_s(device, calibrated, row) > 1.03 * case["predicted"]
 
 
 def test_loose_guard_calibrated_chips_and_blackwell_16_bit_land_near_the_measured_linears() -> None:

@@ -7,8 +7,9 @@ The rows are TensorRT-LLM 1.3.0rc20 `Linear` forwards as AIConfigurator's collec
 and GB300.
 Ten layer shapes (n, k) of dense and MoE models at eight token counts m, 1 to 8192, per chip and format.
 
-Each row is predicted as the Linear runs, kernel by kernel, on the chip as the engine runs it (`engine_device`:
-the graph's gap per kernel, no host launch):
+Each row is predicted as the Linear runs, kernel by kernel, on the chip as the engine's serving predictions run it
+(`engine_device`: the graph's gap per kernel, no host launch; `engine_table`: its fp8 and fp4 GEMMs on the 16-bit
+shape response, `recipe.low_precision_gemm_shape`, so these rows check the GEMM times a serving step adds up):
 - bf16: the GEMM;
 - fp8: the input's absolute maximum (a reduction over its m x k bf16 values), its cast to fp8, the fp8 GEMM;
 - nvfp4: the input's cast to fp4 with one fp8 scale per 16 values, the fp4 GEMM.
@@ -79,9 +80,9 @@ def validate_gemm_tables() -> dict[str, Any]:
 
 
 def render(section: dict[str, Any]) -> str:
-    return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 Linear forwards replayed in a CUDA graph "
-                          "(error = predicted / measured - 1; Blackwell takes the H200's calibration moved to its "
-                          "achievable rates)", section, "gemm_dtype", BANDS)
+    return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 Linear forwards replayed in a CUDA graph, "
+                          "timed as the engine's serving steps time them (error = predicted / measured - 1; Blackwell "
+                          "takes the H200's calibration moved to its achievable rates)", section, "gemm_dtype", BANDS)
 
 
-__all__ = ["CSV", "SOURCE", "linear_calls", "render", "rows", "validate_gemm_tables"]
+__all__ = ["CSV", "SOURCE", "linear_calls", "predict_s", "render", "rows", "validate_gemm_tables"]

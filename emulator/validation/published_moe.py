@@ -15,7 +15,8 @@ tp = moe_tp x moe_ep ranks, ep = moe_ep), with the load the table was measured u
 assignments spread evenly over min(E, T x k) experts: 16 tokens x top-8 read 128 experts of a tensor-parallel rank's
 128 (Qwen3-235B-A22B) or 256 (DeepSeek-V3), where random routing would touch 82 or 102 and that band came out 23%
 fast, 4% now), traced at the row's tokens and run as the TensorRT-LLM stack runs it
-(`engine_trace`: grouped expert GEMMs, fused kernels; `engine_device`: the graph's gap per kernel), timed over the
+(`engine_trace`: grouped expert GEMMs, fused kernels; `engine_device`: the graph's gap per kernel; `engine_table`:
+fp8 expert GEMMs on the 16-bit shape response, as a serving step times them), timed over the
 MoE block's own kernels (`attention_dp.routed_expert_s`: not its router or shared experts). fp8 and fp8 with
 blocks are both the `fp8` precision. Where top-k is smaller than the expert-parallel ranks (Mixtral's top 2 of 8
 experts at ep 8) a rank's experts receive the k / ep share of the tokens (`shard`'s `routed_per_token`). Nothing
@@ -91,8 +92,9 @@ def validate_moe_tables() -> dict[str, Any]:
 
 def render(section: dict[str, Any]) -> str:
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
-                          "graph, balanced routing (error = predicted / measured - 1; Blackwell takes the H200's "
-                          "calibration moved to its achievable rates)", section, "moe_dtype", BANDS)
+                          "graph, balanced routing, timed as the engine's serving steps time them (error = predicted / "
+                          "measured - 1; Blackwell takes the H200's calibration moved to its achievable rates)",
+                          section, "moe_dtype", BANDS)
 
 
 __all__ = ["CSV", "SOURCE", "one_layer", "predict_s", "render", "rows", "validate_moe_tables"]
