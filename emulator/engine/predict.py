@@ -27,7 +27,7 @@ from emulator.engine.memory import (
 )
 from emulator.engine.prediction import InferencePrediction, Memory, Prediction
 from emulator.engine.roofline import combined_band, predict_calls
-from emulator.engine.stack import engine_device, engine_table, engine_trace
+from emulator.engine.stack import engine_trace, engine_view
 from emulator.engine.timing import Timing
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
@@ -182,7 +182,7 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None,
                   engine: StackProfile | None = None) -> InferencePrediction:
     """One batch of `batch_size` requests of an inference scenario on one device of its kind: the eager program
     (what `emulator run` executes), or with a serving `engine` (a transformer's), its kernels as the engine runs them
-    (`engine_trace`, `engine_table`, `engine_device`: the serving model's step view)."""
+    (`engine_trace`, `engine_view`: the serving model's step view)."""
     inf = s.inference
     assert inf is not None
     check_precision(s)
@@ -192,10 +192,7 @@ def predict_batch(s: Scenario, table: EfficiencyTable | None = None,
     if isinstance(s.model, DLRMConfig) or (engine is not None and engine.name == "eager"):
         engine = None  # the serving engines are LLM stacks; the eager one runs the traced program as it is
     if engine is not None:
-        table = engine_table(table, engine)
-        device, launch_s = engine_device(device, engine)
-        if launch_s:  # no CUDA graphs: every kernel pays the host's launch on top
-            device = dataclasses.replace(device, launch_overhead_s=device.launch_overhead_s + launch_s)
+        device, table = engine_view(device, table, engine)  # no CUDA graphs: every kernel pays a host launch
 
     def as_run(trace: Trace) -> Trace:
         return trace if engine is None else engine_trace(trace, engine)

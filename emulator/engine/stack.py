@@ -240,6 +240,16 @@ def engine_device(device: DeviceProfile, engine: StackProfile) -> tuple[DevicePr
     return device, float(engine.get("host.kernel_launch_s"))
 
 
+def engine_view(device: DeviceProfile, table: EfficiencyTable, engine: StackProfile
+                ) -> tuple[DeviceProfile, EfficiencyTable]:
+    """The chip and its efficiency table as the engine's serving steps run them (`engine_device`, `engine_table`);
+    without CUDA graphs the host's launch per kernel is folded into the device's launch overhead."""
+    device, launch_s = engine_device(device, engine)
+    if launch_s:
+        device = dataclasses.replace(device, launch_overhead_s=device.launch_overhead_s + launch_s)
+    return device, engine_table(table, engine)
+
+
 SUSTAINED_FAMILIES = ("gemm", MATRIX_VECTOR, "attention")
 
 
@@ -281,5 +291,5 @@ def _scaled(table: EfficiencyTable, factor: float, attention: float) -> Efficien
     return dataclasses.replace(table, families=families)
 
 
-__all__ = ["engine_device", "engine_table", "engine_trace", "fuse", "group_experts", "low_precision_casts",
-           "stack_table", "sustained"]
+__all__ = ["engine_device", "engine_table", "engine_trace", "engine_view", "fuse", "group_experts",
+           "low_precision_casts", "stack_table", "sustained"]

@@ -1,6 +1,6 @@
 """What the kernel-level checks against measured tables share (`published_gemm`, `published_attention`,
 `published_moe`): each chip's device and efficiency table as the engine's serving predictions run them
-(`engine_device`, `engine_table`: a check of the kernels a prediction times, not of the calibration alone), the
+(`engine_view`: a check of the kernels a prediction times, not of the calibration alone), the
 cases summarised per chip and format with the signed mean per band of one size column, and the table a person
 reads."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from emulator.engine.calibration import efficiency_for
 from emulator.engine.efficiency import EfficiencyTable
-from emulator.engine.stack import engine_device, engine_table
+from emulator.engine.stack import engine_view
 from emulator.hardware import DeviceProfile, load_device
 from emulator.stacks import StackProfile
 from emulator.validation.sources import error_summary
@@ -29,9 +29,9 @@ def read_rows(path: Path, whole: Sequence[str]) -> list[dict[str, Any]]:
 
 
 class Chips:
-    """Each chip once: the device as `engine` runs its kernels (`engine_device`) and its efficiency table as the
-    engine's serving steps take it (`engine_table`: low-precision GEMMs on the 16-bit shape response where the
-    engine picks their tiles per shape, `recipe.low_precision_gemm_shape`)."""
+    """Each chip once: the device and its efficiency table as `engine`'s serving steps run them (`engine_view`:
+    low-precision GEMMs on the 16-bit shape response where the engine picks their tiles per shape,
+    `recipe.low_precision_gemm_shape`)."""
 
     def __init__(self, engine: StackProfile) -> None:
         self.engine = engine
@@ -40,8 +40,7 @@ class Chips:
     def __getitem__(self, name: str) -> tuple[DeviceProfile, EfficiencyTable]:
         if name not in self.by_name:
             profile = load_device(name)
-            self.by_name[name] = (engine_device(profile, self.engine)[0],
-                                  engine_table(efficiency_for(profile), self.engine))
+            self.by_name[name] = engine_view(profile, efficiency_for(profile), self.engine)
         return self.by_name[name]
 
 
