@@ -4,16 +4,24 @@ held-out MLPerf results on other chips, run as their submissions state."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from emulator.errors import EmulatorError
 from emulator.published import load_cases
+from emulator.stats import Percentiles
+from emulator.validation import published_serving
 from emulator.validation.published_serving import (
     HELDOUT,
     HELDOUT_SOURCE,
+    LATENCIES,
+    OPERATING_SOURCE,
     heldout_case,
+    render_operating_points,
     validate_heldout,
+    validate_operating_points,
     validate_published,
 )
 
@@ -63,3 +71,33 @@ def test_a_held_out_case_whose_layout_does_not_cover_its_gpus_is_refused() -> No
     case["config"]["parallelism"]["replicas"] = 3
     with pytest.raises(EmulatorError, match="tp x replicas"):
         heldout_case(case)
+
+
+def test_each_server_run_is_predicted_at_its_own_scheduled_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Server case with an operating point (the in-sample H100 ones and the held-out ones) is predicted once,
+    at the rate its LoadGen summary says it was scheduled at, and gives four cases, its TTFT and TPOT p50 and p99,
+    each against the run's own figure."""
+    runs = {c["id"]: c["operating_point"] for kind in ("inference", HELDOUT) for c in load_cases(kind)
+            if c.get("operating_point")}
+    assert len(runs) >= 9 and all("-server-" in i for i in runs)
+    rates: list[float] = []
+
+    def fake(scenario: Any, spec: Any) -> Any:  # TTFT 1 s and TPOT 0.1 s at p50, twice that at p99
+        rates.append(spec.arrival_rate_per_s)
+        return SimpleNamespace(ttft_s=Percentiles(1.0, 1.5, 2.0), tpot_s=Percentiles(0.1, 0.15, 0.2))
+
+    monkeypatch.setattr(published_serving, "predict_serving", fake)
+    result = validate_operating_points()
+    assert sorted(rates) == sorted(p["scheduled_samples_per_s"] for p in runs.values())
+    assert result["source"] == OPERATING_SOURCE and len(result["cases"]) == 4 * len(runs)
+    expected = {"ttft_p50": 1.0, "ttft_p99": 2.0, "tpot_p50": 0.1, "tpot_p99": 0.2}
+    for case in result["cases"]:
+        run, key = case["id"].rsplit(":", 1)
+        assert key in {k for k, _, _ in LATENCIES} and case["metric"] == f"{key}_s"
+        assert case["published"] == runs[run][f"{key}_s"] and case["predicted"] == expected[key]
+        assert case["error"] == pytest.approx(expected[key] / runs[run][f"{key}_s"] - 1)
+        assert case["stack"] in {"trtllm", "vllm"} and case["held_out"] == ("-dgx-h100" not in run)
+    groups = {(g["stack"], g["metric"]): g["num_cases"] for g in result["summary"]["by_stack_metric"]}
+    assert sum(groups.values()) == len(result["cases"]) and ("vllm", "tpot_p50_s") in groups
+    assert "scheduled rate" in render_operating_points(result)
+

@@ -39,9 +39,12 @@ from emulator.validation.published_moe import SOURCE as MOE_SOURCE
 from emulator.validation.published_moe import render as render_moe
 from emulator.validation.published_moe import validate_moe_tables
 from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
+from emulator.validation.published_serving import OPERATING_SOURCE as MLPERF_LATENCY_SOURCE
 from emulator.validation.published_serving import render as render_serving
 from emulator.validation.published_serving import render_heldout as render_mlperf_heldout
+from emulator.validation.published_serving import render_operating_points as render_mlperf_latency
 from emulator.validation.published_serving import validate_heldout as mlperf_heldout_cases
+from emulator.validation.published_serving import validate_operating_points as mlperf_latency_cases
 from emulator.validation.published_serving import validate_published as serving_cases
 from emulator.validation.published_torchtitan import KIND as TORCHTITAN_KIND
 from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
@@ -93,6 +96,7 @@ def validate(args: argparse.Namespace) -> None:
     if args.published:
         training, serving, hopper = training_cases(), serving_cases(), hopper_cases()
         mlperf_heldout = mlperf_heldout_cases()
+        mlperf_latency = mlperf_latency_cases()
         blackwell_training = hopper_cases(kind=BLACKWELL_TRAINING)
         torchtitan = validate_torchtitan()
         aic = validate_aic(None if args.aic_all else SAMPLE_ROWS)
@@ -114,6 +118,8 @@ def validate(args: argparse.Namespace) -> None:
             # Its own section: Megatron-Core on H100 (cases, skipped, summary by task and family).
             "megatron_core_h100": hopper,
             "mlperf_heldout": mlperf_heldout,  # MLPerf Inference on other chips and engines: held out, never fitted on
+            # Each MLPerf Server run's own TTFT and TPOT at the rate it was scheduled at: never fitted on
+            "mlperf_server_latency": mlperf_latency,
             "megatron_core_blackwell": blackwell_training,  # the same on B200 and GB200: held out, never fitted on
             "torchtitan_h100": torchtitan,  # the torchtitan team's H100 benchmarks: held out, never fitted on
             "aic": aic,  # its own section: closed-loop TPOT and TTFT, summarised per engine
@@ -130,6 +136,7 @@ def validate(args: argparse.Namespace) -> None:
         records = (case_records(training, source=A100_SOURCE, stack="eager")
                    + case_records(serving, source=MLPERF_H100_SOURCE, stack="trtllm")
                    + case_records(mlperf_heldout, source=MLPERF_HELDOUT_SOURCE, stack="")
+                   + case_records(mlperf_latency, source=MLPERF_LATENCY_SOURCE, stack="")
                    + case_records(hopper, source=HOPPER_TRAINING_SOURCE, stack="megatron-core")
                    + case_records(blackwell_training, source=BLACKWELL_TRAINING_SOURCE, stack="megatron-core")
                    + case_records(torchtitan, source=TORCHTITAN_SOURCE, stack="torchtitan")
@@ -153,7 +160,8 @@ def validate(args: argparse.Namespace) -> None:
             print_json(result)
         else:
             print(render_training(training) + "\n\n" + render_serving(serving) + "\n\n"
-                  + render_mlperf_heldout(mlperf_heldout) + "\n\n" + render_hopper(hopper)
+                  + render_mlperf_heldout(mlperf_heldout) + "\n\n" + render_mlperf_latency(mlperf_latency)
+                  + "\n\n" + render_hopper(hopper)
                   + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_baselines(reference)
                   + "\n\n" + render_torchtitan(torchtitan)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n" + render_aic(unseen)

@@ -14,6 +14,12 @@ engine, weight and KV formats, tensor parallelism and replica count, and where t
 and KV memory fraction (`config`); the workload, its Server bounds and nothing else from
 `mlperf_inference_rules.yaml`. The engine's profile is the one fitted on NVIDIA Hopper; the device's efficiencies are
 the H200 calibration moved to the chip's published achievable rates (`engine.transfer`).
+
+Operating points (`validate_operating_points`): a Server run's LoadGen summary gives, beside its throughput, the
+rate it was scheduled at and its own TTFT and TPOT percentiles (`operating_point` of a Server case). Each run,
+in-sample or held out, is predicted at that rate and its p50 and p99 compared: the open-loop latencies the
+throughput search bounds, where the closed-loop AIConfigurator rows never go (hundreds of sequences per replica).
+Nothing is fitted on them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from emulator.hardware import default_system, load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import ServingResult, predict_serving
+from emulator.stacks import DEFAULT_STACK
 from emulator.stats import median
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import DLRMConfig
@@ -39,6 +46,10 @@ TP_CHOICES = (1, 2, 4, 8)
 HELDOUT = "inference_heldout"
 HELDOUT_SOURCE = "MLPerf Inference other chips (held out)"
 FORMATS = {"FP8": "fp8", "FP4": "fp4", "BF16": "bf16", "FP16": "fp16", "INT8": "int8"}  # published -> ours
+OPERATING_SOURCE = "MLPerf Server latency at the submitted rate"
+# (key of a case's operating_point without its _s, ServingResult field, percentile)
+LATENCIES = (("ttft_p50", "ttft_s", "p50"), ("ttft_p99", "ttft_s", "p99"), ("tpot_p50", "tpot_s", "p50"),
+             ("tpot_p99", "tpot_s", "p99"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,12 +100,18 @@ def best_tp(name: str) -> int:
     return best
 
 
-def predict_case(case: dict[str, Any]) -> tuple[float, ServingResult]:
+def inference_case(case: dict[str, Any]) -> tuple[Scenario, ServingSpec]:
+    """The scenario and spec of a case of published_inference.yaml (the 8 x H100 system, the model's best tp)."""
     name = workload_of(case["id"])
     scenario = _scenario(rules()[name]["model"])
     spec = case_spec(name, case["config"]["scenario"].lower())
     if not isinstance(scenario.model, DLRMConfig):
         spec = dataclasses.replace(spec, tp=best_tp(name))
+    return scenario, spec
+
+
+def predict_case(case: dict[str, Any]) -> tuple[float, ServingResult]:
+    scenario, spec = inference_case(case)
     pred = predict_serving(scenario, spec)
     return published_metric(case, pred), pred
 
@@ -132,24 +149,59 @@ def validate_heldout() -> dict[str, Any]:
                       "predicted": predicted, "error": predicted / float(case["value"]) - 1,
                       "unit": case["metric"]["unit"], "stack": spec.engine or "", "device": scenario.device.name,
                       "scenario": case["config"]["scenario"], "replica": pred.replica.as_dict()})
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for c in cases:
-        groups.setdefault((c["device"], c["stack"]), []).append(c)
     return {"source": HELDOUT_SOURCE, "cases": cases,
-            "summary": {"all": error_summary(cases),
-                        "by_device_engine": [{"device": d, "stack": e, **error_summary(g)}
-                                             for (d, e), g in sorted(groups.items())]}}
+            "summary": {"all": error_summary(cases), "by_device_engine": _groups(cases, "device", "stack")}}
+
+
+def _groups(cases: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    """`error_summary` of `cases` per value of `keys`, each beside its keys' values, in sorted order."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for c in cases:
+        groups.setdefault(tuple(c[k] for k in keys), []).append(c)
+    return [dict(zip(keys, values, strict=True)) | error_summary(g) for values, g in sorted(groups.items())]
+
+
+def _render(title: str, result: dict[str, Any], groups: str, keys: tuple[str, ...], width: int, digits: int) -> str:
+    """A section's cases (published, predicted, error) and its `groups` summaries, each named by its `keys`."""
+    lines = [f"{title} (error = predicted / published - 1)",
+             f"{'case':{width}s} {'published':>12s} {'predicted':>12s} {'error':>8s}"]
+    lines += [f"{c['id']:{width}s} {c['published']:12.{digits}f} {c['predicted']:12.{digits}f} {c['error']:+8.1%}"
+              for c in result["cases"]]
+    for g in result["summary"][groups]:
+        lines.append(f"{' '.join(str(g[k]) for k in keys)}: {g['num_cases']} cases, median |error| "
+                     f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
+    return "\n".join(lines)
 
 
 def render_heldout(result: dict[str, Any]) -> str:
-    lines = [f"{HELDOUT_SOURCE}: never fitted on (error = predicted / published - 1)",
-             f"{'case':72s} {'published':>12s} {'predicted':>12s} {'error':>8s}"]
-    lines += [f"{c['id']:72s} {c['published']:12.1f} {c['predicted']:12.1f} {c['error']:+8.1%}"
-              for c in result["cases"]]
-    for g in result["summary"]["by_device_engine"]:
-        lines.append(f"{g['device']} {g['stack']}: {g['num_cases']} cases, median |error| "
-                     f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
-    return "\n".join(lines)
+    return _render(f"{HELDOUT_SOURCE}: never fitted on", result, "by_device_engine", ("device", "stack"), 72, 1)
+
+
+def validate_operating_points() -> dict[str, Any]:
+    """Each Server run's own TTFT and TPOT (p50, p99) against the emulator's at the rate the run was scheduled at
+    (its `operating_point`), summarised per engine and metric (see the module docstring)."""
+    cases: list[dict[str, Any]] = []
+    for kind in ("inference", HELDOUT):
+        for case in load_cases(kind):
+            point = case.get("operating_point")
+            if not point:
+                continue
+            scenario, spec = heldout_case(case) if kind == HELDOUT else inference_case(case)
+            rate = float(point["scheduled_samples_per_s"])
+            pred = predict_serving(scenario, dataclasses.replace(spec, arrival_rate_per_s=rate))
+            for key, field, q in LATENCIES:
+                published, predicted = float(point[f"{key}_s"]), float(getattr(getattr(pred, field), q))
+                cases.append({"id": f"{case['id']}:{key}", "metric": f"{key}_s", "published": published,
+                              "predicted": predicted, "error": predicted / published - 1,
+                              "stack": spec.engine or DEFAULT_STACK["serving"], "device": scenario.device.name,
+                              "held_out": kind == HELDOUT, "rate_per_s": rate})
+    return {"source": OPERATING_SOURCE, "cases": cases,
+            "summary": {"all": error_summary(cases), "by_stack_metric": _groups(cases, "stack", "metric")}}
+
+
+def render_operating_points(result: dict[str, Any]) -> str:
+    return _render(f"{OPERATING_SOURCE}: each Server run predicted at its scheduled rate, never fitted on", result,
+                   "by_stack_metric", ("stack", "metric"), 80, 3)
 
 
 def validate_published() -> dict[str, Any]:
@@ -176,5 +228,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HELDOUT", "HELDOUT_SOURCE", "best_tp", "case_spec", "heldout_case", "predict_case",
-           "published_metric", "render", "render_heldout", "rules", "validate_heldout", "validate_published"]
+__all__ = ["HELDOUT", "HELDOUT_SOURCE", "LATENCIES", "OPERATING_SOURCE", "best_tp", "case_spec", "heldout_case",
+           "inference_case", "predict_case", "published_metric", "render", "render_heldout",
+           "render_operating_points", "rules", "validate_heldout", "validate_operating_points", "validate_published"]
