@@ -11,6 +11,8 @@ import pytest
 
 from emulator.errors import EmulatorError
 from emulator.published import load_cases
+from emulator.serving import serving_replica
+from emulator.serving.search import steady_throughput
 from emulator.stats import Percentiles
 from emulator.validation import published_serving
 from emulator.validation.published_serving import (
@@ -19,6 +21,7 @@ from emulator.validation.published_serving import (
     LATENCIES,
     OPERATING_SOURCE,
     heldout_case,
+    implied_step,
     render_operating_points,
     validate_heldout,
     validate_operating_points,
@@ -81,12 +84,17 @@ def test_each_server_run_is_predicted_at_its_own_scheduled_rate(monkeypatch: pyt
             if c.get("operating_point")}
     assert len(runs) >= 9 and all("-server-" in i for i in runs)
     rates: list[float] = []
+    real = published_serving.predict_serving  # what picks an in-sample case's tp (best_tp) keeps predicting
 
-    def fake(scenario: Any, spec: Any) -> Any:  # TTFT 1 s and TPOT 0.1 s at p50, twice that at p99
+    def fake(scenario: Any, spec: Any) -> Any:  # at a given rate: TTFT 1 s and TPOT 0.1 s at p50, twice that at p99
+        if spec.arrival_rate_per_s is None:
+            return real(scenario, spec)
         rates.append(spec.arrival_rate_per_s)
         return SimpleNamespace(ttft_s=Percentiles(1.0, 1.5, 2.0), tpot_s=Percentiles(0.1, 0.15, 0.2))
 
     monkeypatch.setattr(published_serving, "predict_serving", fake)
+    monkeypatch.setattr(published_serving, "implied_step", lambda scenario, spec, point: dict.fromkeys(
+        ("sequences_per_replica", "emulator_step_s", "tpot_p50_s", "gap_per_sequence_s"), 1.0))
     result = validate_operating_points()
     assert sorted(rates) == sorted(p["scheduled_samples_per_s"] for p in runs.values())
     assert result["source"] == OPERATING_SOURCE and len(result["cases"]) == 4 * len(runs)
@@ -97,7 +105,26 @@ def test_each_server_run_is_predicted_at_its_own_scheduled_rate(monkeypatch: pyt
         assert case["published"] == runs[run][f"{key}_s"] and case["predicted"] == expected[key]
         assert case["error"] == pytest.approx(expected[key] / runs[run][f"{key}_s"] - 1)
         assert case["stack"] in {"trtllm", "vllm"} and case["held_out"] == ("-dgx-h100" not in run)
+    assert [r["id"] for r in result["runs"]] == list(runs)  # one near-capacity record per run
     groups = {(g["stack"], g["metric"]): g["num_cases"] for g in result["summary"]["by_stack_metric"]}
     assert sum(groups.values()) == len(result["cases"]) and ("vllm", "tpot_p50_s") in groups
     assert "scheduled rate" in render_operating_points(result)
+
+
+
+def test_a_runs_own_figures_give_its_load_and_the_emulators_step_there() -> None:
+    """Little's law on the H200 run's own figures: 101.25 samples/s over 8 replicas for a mean 35.85 s holds 454
+    sequences per replica; the emulator's step at that load is the steady step `steady_throughput` divides by, and the
+    gap per sequence is the measured TPOT p50 less that step, over the sequences."""
+    case = next(c for c in load_cases(HELDOUT) if c["id"].endswith("-server-h200-sxm-141gbx8_trt"))
+    scenario, spec = heldout_case(case)
+    point = case["operating_point"]
+    got = implied_step(scenario, spec, point)
+    assert got["sequences_per_replica"] == pytest.approx(101.25 / 8 * 35.8549)
+    replica = serving_replica(scenario, spec)
+    n = got["sequences_per_replica"]
+    assert got["emulator_step_s"] == pytest.approx(
+        n / steady_throughput(replica, n, spec.input_tokens.expected, spec.output_tokens.expected, 1))
+    assert got["gap_per_sequence_s"] == pytest.approx((point["tpot_p50_s"] - got["emulator_step_s"]) / n)
+    assert 0 < got["emulator_step_s"] < point["tpot_p50_s"]
 

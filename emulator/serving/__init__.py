@@ -12,7 +12,7 @@ recommender.py    DLRM queries under a p99 bound, embedding tables placed by tie
 energy.py         power from utilisation, joules per token and per query
 ```
 `predict_serving(scenario, spec)` is the entry point (a `ServingResult`); `emulator.predict` puts it beside the
-one-device batch view in a `ServingPrediction`.
+one-device batch view in a `ServingPrediction`; `serving_replica(scenario, spec)` is the replica it runs.
 """
 
 from __future__ import annotations
@@ -24,18 +24,30 @@ from emulator.engine.efficiency import EfficiencyTable
 from emulator.errors import EmulatorError
 from emulator.scenario import Scenario, ServingSpec
 from emulator.serving.disaggregation import predict_disaggregated
-from emulator.serving.llm import predict_llm
+from emulator.serving.llm import llm_replica, predict_llm
 from emulator.serving.prediction import ClosedLoopStats, ServingPrediction, ServingResult
 from emulator.serving.recommender import predict_recommender
+from emulator.serving.replica import Replica
 from emulator.stacks import stack_for
 from emulator.workloads.config import DLRMConfig
 
 
+def _resolved(scenario: Scenario, spec: ServingSpec) -> ServingSpec:
+    """`spec` with its precision checked on the device and its engine named (the default where it names none)."""
+    scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
+    return dataclasses.replace(spec, engine=stack_for(spec.engine, "serving", scenario.device.vendor,
+                                                      file=spec.path or scenario.path or None))
+
+
+def serving_replica(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> Replica:
+    """The replica an aggregated LLM spec runs, as `predict_serving` builds it (its step model, KV capacity and
+    limits), for what a prediction's requests do not show: a step at a given load."""
+    return llm_replica(scenario, _resolved(scenario, spec), table or efficiency_for(scenario.device))
+
+
 def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable | None = None) -> ServingResult:
     """Predict a serving scenario: Offline or Server, LLM or recommender, aggregated or disaggregated."""
-    scenario.device.check_precision(spec.precision, file=spec.path or scenario.path, field="inference.precision")
-    spec = dataclasses.replace(spec, engine=stack_for(spec.engine, "serving", scenario.device.vendor,
-                                                      file=spec.path or scenario.path or None))
+    spec = _resolved(scenario, spec)
     table = table or efficiency_for(scenario.device)
     if isinstance(scenario.model, DLRMConfig):
         if spec.concurrency is not None:
@@ -56,4 +68,4 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
     return predict_llm(scenario, spec, table)
 
 
-__all__ = ["ClosedLoopStats", "ServingPrediction", "ServingResult", "predict_serving"]
+__all__ = ["ClosedLoopStats", "ServingPrediction", "ServingResult", "predict_serving", "serving_replica"]

@@ -25,17 +25,23 @@ from emulator.stats import Percentiles
 PIPELINE_NOTE = "pipeline stages are timed in sequence (no micro-batch overlap): throughput is a lower bound"
 
 
-def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
-    path = spec.path or scenario.path
+def llm_replica(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> Replica:
+    """The replica an aggregated LLM spec runs: its layout, engine and settings on the scenario's device, with its
+    shared prompt prefix cached."""
     system = scenario.system
     if system is None and spec.tp * spec.pp > 1:
         system = default_system(scenario.device)
     replica = build_replica(scenario.model, scenario.device, system, table, precision=spec.precision,  # type: ignore[arg-type]
                             kv_precision=spec.kv, tp=spec.tp, pp=spec.pp, ep=spec.ep,
                             overhead_s=spec.scheduler_overhead_s, max_batch_tokens=spec.max_batch_tokens,
-                            settings=spec.engine_settings, speculative=spec.speculative, path=path,
-                            engine=spec.engine, attention_dp=spec.attention_dp)
-    replica = with_shared_prefix(replica, spec.shared_prefix_tokens)
+                            settings=spec.engine_settings, speculative=spec.speculative,
+                            path=spec.path or scenario.path, engine=spec.engine, attention_dp=spec.attention_dp)
+    return with_shared_prefix(replica, spec.shared_prefix_tokens)
+
+
+def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -> ServingResult:
+    path = spec.path or scenario.path
+    replica = llm_replica(scenario, spec, table)
     replicas = num_replicas(scenario, replica.num_devices, path)
     notes = [f"{replicas} replica(s) of tp={spec.tp}, pp={spec.pp}; requests assigned round-robin",
              f"scheduler overhead {replica.step.overhead_s * 1e3:.2f} ms per iteration; token budget "

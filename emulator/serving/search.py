@@ -91,13 +91,18 @@ def latency_floor(replica: Replica, spec: ServingSpec) -> LatencyFloor:
     return LatencyFloor(ttft_s=run.ttft_s.p99, tpot_s=run.tpot_s.p99, latency_s=run.latency_s.p99)
 
 
-def steady_throughput(replica: Replica, batch: int, mean_in: float, mean_out: float, beams: int) -> float:
-    """Output tokens/s of one replica holding `batch` requests, each replaced by a new prompt when done."""
+def steady_step_s(replica: Replica, batch: float, mean_in: float, mean_out: float, beams: int) -> float:
+    """Seconds of one iteration of a replica holding `batch` requests in steady state, each replaced by a new prompt
+    when done: their decodes (at half their output on average) and the prompt tokens that replacement brings."""
     per_iter_prefill = batch * mean_in / max(mean_out, 1.0)
     ctx = mean_in + mean_out / 2
-    dt = replica.step.step_s(batch * beams + per_iter_prefill, per_iter_prefill * mean_in / 2, batch * beams,
-                             batch * beams * ctx)
-    return batch / dt
+    return replica.step.step_s(batch * beams + per_iter_prefill, per_iter_prefill * mean_in / 2, batch * beams,
+                               batch * beams * ctx)
+
+
+def steady_throughput(replica: Replica, batch: int, mean_in: float, mean_out: float, beams: int) -> float:
+    """Output tokens/s of one replica holding `batch` requests, each replaced by a new prompt when done."""
+    return batch / steady_step_s(replica, batch, mean_in, mean_out, beams)
 
 
 def choose_batch(replica: Replica, spec: ServingSpec) -> int:
@@ -349,4 +354,4 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
 
 __all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "latency_floor", "meets",
            "meets_percentiles",
-           "run_at_rate", "run_closed", "run_offline", "run_server", "steady_throughput"]
+           "run_at_rate", "run_closed", "run_offline", "run_server", "steady_step_s", "steady_throughput"]

@@ -33,7 +33,9 @@ from emulator.files import read_yaml, shipped
 from emulator.hardware import default_system, load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Scenario, ServingSpec, parse_inference
-from emulator.serving import ServingResult, predict_serving
+from emulator.serving import ServingResult, predict_serving, serving_replica
+from emulator.serving.prediction import num_replicas
+from emulator.serving.search import steady_step_s
 from emulator.stacks import DEFAULT_STACK
 from emulator.stats import median
 from emulator.validation.sources import error_summary
@@ -181,6 +183,7 @@ def validate_operating_points() -> dict[str, Any]:
     """Each Server run's own TTFT and TPOT (p50, p99) against the emulator's at the rate the run was scheduled at
     (its `operating_point`), summarised per engine and metric (see the module docstring)."""
     cases: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     for kind in ("inference", HELDOUT):
         for case in load_cases(kind):
             point = case.get("operating_point")
@@ -189,19 +192,40 @@ def validate_operating_points() -> dict[str, Any]:
             scenario, spec = heldout_case(case) if kind == HELDOUT else inference_case(case)
             rate = float(point["scheduled_samples_per_s"])
             pred = predict_serving(scenario, dataclasses.replace(spec, arrival_rate_per_s=rate))
+            runs.append({"id": case["id"], "stack": spec.engine or DEFAULT_STACK["serving"],
+                         "device": scenario.device.name, **implied_step(scenario, spec, point)})
             for key, field, q in LATENCIES:
                 published, predicted = float(point[f"{key}_s"]), float(getattr(getattr(pred, field), q))
                 cases.append({"id": f"{case['id']}:{key}", "metric": f"{key}_s", "published": published,
                               "predicted": predicted, "error": predicted / published - 1,
                               "stack": spec.engine or DEFAULT_STACK["serving"], "device": scenario.device.name,
                               "held_out": kind == HELDOUT, "rate_per_s": rate})
-    return {"source": OPERATING_SOURCE, "cases": cases,
+    return {"source": OPERATING_SOURCE, "cases": cases, "runs": runs,
             "summary": {"all": error_summary(cases), "by_stack_metric": _groups(cases, "stack", "metric")}}
 
 
+def implied_step(scenario: Scenario, spec: ServingSpec, point: dict[str, Any]) -> dict[str, float]:
+    """What a Server run's own figures say of one iteration near its capacity: by Little's law each replica holds
+    (scheduled rate / replicas) x mean latency sequences; the emulator's steady step at that load
+    (`search.steady_step_s`: those decodes and the prompt tokens their replacement brings) beside the run's TPOT p50,
+    and the difference per sequence held."""
+    replica = serving_replica(scenario, spec)
+    replicas = num_replicas(scenario, replica.num_devices, spec.path or scenario.path)
+    held = float(point["scheduled_samples_per_s"]) / replicas * float(point["mean_latency_s"])
+    step = steady_step_s(replica, held, spec.input_tokens.expected, spec.output_tokens.expected, spec.num_beams)
+    tpot = float(point["tpot_p50_s"])
+    return {"sequences_per_replica": held, "emulator_step_s": step, "tpot_p50_s": tpot,
+            "gap_per_sequence_s": (tpot - step) / held}
+
+
 def render_operating_points(result: dict[str, Any]) -> str:
-    return _render(f"{OPERATING_SOURCE}: each Server run predicted at its scheduled rate, never fitted on", result,
-                   "by_stack_metric", ("stack", "metric"), 80, 3)
+    lines = [_render(f"{OPERATING_SOURCE}: each Server run predicted at its scheduled rate, never fitted on", result,
+                     "by_stack_metric", ("stack", "metric"), 80, 3),
+             "Each run near its capacity (sequences per replica by Little's law; the emulator's step at that load):",
+             f"{'run':72s} {'sequences':>9s} {'step ms':>8s} {'TPOT ms':>8s} {'gap/seq us':>10s}"]
+    lines += [f"{r['id']:72s} {r['sequences_per_replica']:9.0f} {r['emulator_step_s'] * 1e3:8.1f} "
+              f"{r['tpot_p50_s'] * 1e3:8.1f} {r['gap_per_sequence_s'] * 1e6:10.1f}" for r in result["runs"]]
+    return "\n".join(lines)
 
 
 def validate_published() -> dict[str, Any]:
@@ -229,5 +253,5 @@ def render(result: dict[str, Any]) -> str:
 
 
 __all__ = ["HELDOUT", "HELDOUT_SOURCE", "LATENCIES", "OPERATING_SOURCE", "best_tp", "case_spec", "heldout_case",
-           "inference_case", "predict_case", "published_metric", "render", "render_heldout",
+           "implied_step", "inference_case", "predict_case", "published_metric", "render", "render_heldout",
            "render_operating_points", "rules", "validate_heldout", "validate_operating_points", "validate_published"]
