@@ -111,7 +111,6 @@ def test_each_server_run_is_predicted_at_its_own_scheduled_rate(monkeypatch: pyt
     assert "scheduled rate" in render_operating_points(result)
 
 
-
 def test_a_runs_own_figures_give_its_load_and_the_emulators_step_there() -> None:
     """Little's law on the H200 run's own figures: 101.25 samples/s over 8 replicas for a mean 35.85 s holds 454
     sequences per replica; the emulator's step at that load is the steady step `steady_throughput` divides by, and the

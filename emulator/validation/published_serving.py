@@ -36,7 +36,7 @@ from emulator.scenario import Scenario, ServingSpec, parse_inference
 from emulator.serving import ServingResult, predict_serving, serving_replica
 from emulator.serving.prediction import num_replicas
 from emulator.serving.search import steady_step_s
-from emulator.stacks import DEFAULT_STACK
+from emulator.stacks import stack_for
 from emulator.stats import median
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import DLRMConfig
@@ -192,13 +192,13 @@ def validate_operating_points() -> dict[str, Any]:
             scenario, spec = heldout_case(case) if kind == HELDOUT else inference_case(case)
             rate = float(point["scheduled_samples_per_s"])
             pred = predict_serving(scenario, dataclasses.replace(spec, arrival_rate_per_s=rate))
-            runs.append({"id": case["id"], "stack": spec.engine or DEFAULT_STACK["serving"],
-                         "device": scenario.device.name, **implied_step(scenario, spec, point)})
+            # The engine the prediction ran: the case's, else the vendor's default as predict_serving picks it
+            where = {"stack": stack_for(spec.engine, "serving", scenario.device.vendor), "device": scenario.device.name}
+            runs.append({"id": case["id"], **where, **implied_step(scenario, spec, point)})
             for key, field, q in LATENCIES:
                 published, predicted = float(point[f"{key}_s"]), float(getattr(getattr(pred, field), q))
                 cases.append({"id": f"{case['id']}:{key}", "metric": f"{key}_s", "published": published,
-                              "predicted": predicted, "error": predicted / published - 1,
-                              "stack": spec.engine or DEFAULT_STACK["serving"], "device": scenario.device.name,
+                              "predicted": predicted, "error": predicted / published - 1, **where,
                               "held_out": kind == HELDOUT, "rate_per_s": rate})
     return {"source": OPERATING_SOURCE, "cases": cases, "runs": runs,
             "summary": {"all": error_summary(cases), "by_stack_metric": _groups(cases, "stack", "metric")}}
