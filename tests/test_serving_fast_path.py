@@ -46,9 +46,10 @@ def _replica(name: str) -> tuple[Replica, ServingSpec, Scenario]:
 def _slow_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
                   max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
                   scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: object = None,
-                  log: bool = True) -> Any:
+                  log: bool = True, pool: object = None) -> Any:
     """The slow event loop behind the fast one's signature: never stops early, always keeps its gaps (and no
-    iteration log: the compared predictions do not read it)."""
+    iteration log: the compared predictions do not read it). It has no prompt pool (no shipped example sends one)."""
+    assert pool is None
     return slow_paths._replica(step, cap, arr, inp, out, max_batch, budget, beams, prefilled, closed, scheduling)
 
 

@@ -126,14 +126,15 @@ def test_a_disaggregated_prefill_pool_caches_the_prefix() -> None:
     assert any("in the prefill pool" in n for n in warm.notes)
 
 
-def test_recommenders_refuse_a_shared_prefix() -> None:
-    spec = parse_inference({"input_tokens": 10, "output_tokens": 1, "batch_size": 64, "shared_prefix_tokens": 4},
-                           "s.yaml")
+@pytest.mark.parametrize("key", ["shared_prefix_tokens", "prompt_pool"])
+def test_recommenders_refuse_cached_prompts(key: str) -> None:
+    """A shared prefix and a client's prompt pool (tests/test_serving_prompt_pool.py) are LLM prompts."""
+    spec = parse_inference({"input_tokens": 10, "output_tokens": 1, "batch_size": 64, key: 4}, "s.yaml")
     scenario = Scenario(path="s.yaml", model=preset("dlrm-v2"), device=load_device("h100-sxm"), system=None,
                         num_devices=1)
     with pytest.raises(EmulatorError) as e:
         predict_serving(scenario, spec)
-    assert e.value.field == "inference.shared_prefix_tokens" and "Fix" in e.value.message
+    assert e.value.field == f"inference.{key}" and "Fix" in e.value.message
 
 
 def test_a_sizing_files_traffic_states_the_shared_prefix(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
     load.py        the file: model, hardware, `training:` or `inference:`; Scenario, Training, Inference, Parallel
     inference.py   the serving keys of `inference:` (ServingSpec: lengths, rates, SLOs, disaggregation)
     closed_loop.py the closed-loop keys (concurrency, measured_requests) against the open-loop ones
+    prompt_pool.py the client's prompt pool (prompt_pool): distinct prompts its requests repeat
     plausibility.py warnings for settings that run but are probably not meant (an SLO in milliseconds, a tp past
                    the scale-up domain, idle devices); never fatal
 """

@@ -9,6 +9,7 @@ inference:
   input_tokens: {distribution: normal, mean: 1024, std: 300, min: 16, max: 2048}   # or a number
   shared_prefix_tokens: 0        # every prompt starts with the same this many of its tokens (a system prompt); an
                                  #   engine with defaults.prefix_caching computes them once
+  prompt_pool: 100               # the client draws prompts from this many distinct ones (scenario.prompt_pool)
   output_tokens: 256
   batch_size: 64                 # max concurrent sequences per replica (Offline: searched when absent)
   max_batch_tokens: 8192         # token budget of one iteration (default: the engine's defaults.max_batch_tokens;
@@ -60,6 +61,7 @@ from emulator.errors import EmulatorError
 from emulator.fields import Fields, check_number
 from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS, kv_dtype
 from emulator.scenario.closed_loop import check_closed_loop
+from emulator.scenario.prompt_pool import PromptPool, parse_prompt_pool
 from emulator.stacks import list_stacks, load_stack, parse_settings, stack_of
 
 DISTRIBUTIONS = ("fixed", "normal", "uniform", "lognormal")
@@ -67,7 +69,7 @@ SCENARIOS = ("offline", "server", "concurrency")
 KEYS = ("precision", "kv_precision", "parallel", "input_tokens", "output_tokens", "batch_size", "max_batch_tokens",
         "scenario", "arrival_rate_per_s", "trace", "slo", "seed", "num_requests", "scheduler_overhead_s",
         "disaggregation", "num_beams", "samples_per_query", "engine", "concurrency", "measured_requests",
-        "engine_settings", "speculative", "shared_prefix_tokens")
+        "engine_settings", "speculative", "shared_prefix_tokens", "prompt_pool")
 MEASURED = ("steady", "all")
 MAX_DRAFT_TOKENS = 16
 SLO_KEYS = ("ttft_p99_s", "tpot_p99_s", "latency_p99_s")
@@ -174,6 +176,7 @@ class ServingSpec:
     concurrency: int | None = None  # closed loop: requests in flight per deployment (scenario "concurrency")
     measured_requests: str = "steady"  # closed loop: "steady" (warm-up and drain waves left out) or "all"
     shared_prefix_tokens: int = 0  # leading tokens every prompt shares (a system prompt); 0: none
+    prompt_pool: PromptPool | None = None  # the client's distinct prompts, repeated across requests; None: all unique
     path: str = ""
 
     @property
@@ -318,6 +321,8 @@ def parse_inference(data: Mapping[str, Any], path: str, *, prefix: str = "infere
         kw["disaggregation"] = Disaggregation(
             prefill_replicas=d.integer("prefill_replicas", hint="prefill_replicas: 1 (a whole number >= 1)"),
             decode_replicas=d.integer("decode_replicas", hint="decode_replicas: 1 (a whole number >= 1)"))
+    if r.has("prompt_pool"):
+        kw["prompt_pool"] = parse_prompt_pool(r, kw)
     check_closed_loop(r, kw)
     if kw["scenario"] == "server" and "arrival_rate_per_s" not in kw and "trace" not in kw:
         slo = kw.get("slo", Slo())

@@ -6,6 +6,7 @@ llm.py            aggregated LLM serving (Offline, Server, closed loop at a conc
 replica.py        step time of a continuous-batching iteration + KV capacity, from traced kernels
 scheduling.py     the engine's scheduling policy (scheduler.* items, request ingress) the simulator follows
 simulator.py      discrete-event: arrivals (or a closed loop), continuous batching, chunked prefill, preemption
+prompt_cache.py   the engine's prefix cache serving a client's repeated prompts (entries, LRU eviction)
 search.py         Offline batch choice, Server highest rate within the SLO, closed-loop steady state
 disaggregation.py separate prefill and decode pools, KV moved over the fabric
 recommender.py    DLRM queries under a p99 bound, embedding tables placed by tier
@@ -58,10 +59,11 @@ def predict_serving(scenario: Scenario, spec: ServingSpec, table: EfficiencyTabl
             raise EmulatorError("speculative decoding drafts an LLM's next tokens; a recommender scores each query "
                                 "in one pass. Fix: delete speculative.", file=spec.path or scenario.path,
                                 field="inference.speculative")
-        if spec.shared_prefix_tokens:
-            raise EmulatorError("shared_prefix_tokens is a prompt prefix an LLM engine can cache; a recommender's "
-                                "queries have none. Fix: delete shared_prefix_tokens.",
-                                file=spec.path or scenario.path, field="inference.shared_prefix_tokens")
+        for key in ("shared_prefix_tokens", "prompt_pool"):
+            if getattr(spec, key):
+                raise EmulatorError(f"{key} describes prompts an LLM engine can cache; a recommender's queries have "
+                                    f"none. Fix: delete {key}.", file=spec.path or scenario.path,
+                                    field=f"inference.{key}")
         return predict_recommender(scenario, spec, table)
     if spec.disaggregation is not None:
         return predict_disaggregated(scenario, spec, table)

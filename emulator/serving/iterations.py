@@ -8,6 +8,7 @@ iteration reads one more token of KV cache per sequence), with `decode_seqs[i]` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,4 +53,13 @@ class Iterations:
         return end, first + inc * j, self.decode_seqs[run], self.prefill_tokens[run]
 
 
-__all__ = ["Iterations", "Run"]
+def iterations_to_reach(gap_s: float, first_s: float, increment_s: float) -> int:
+    """Fewest iterations of a decode-only run, the j-th lasting `first_s + increment_s * j`, whose summed time
+    k first_s + increment_s k (k - 1) / 2 reaches `gap_s` (> 0)."""
+    b = first_s - increment_s / 2
+    if increment_s <= 0:
+        return math.ceil(gap_s / max(b, 1e-12))
+    return math.ceil((-b + math.sqrt(b * b + 2 * increment_s * gap_s)) / increment_s - 1e-9)
+
+
+__all__ = ["Iterations", "Run", "iterations_to_reach"]

@@ -67,6 +67,8 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
                  f"replica 0 of {replicas} at {sc.rate_per_s or 0:.4g} requests/s: its requests after the warm-up")
     if res.num_preemptions:
         notes.append(f"{res.num_preemptions} preemption(s) (KV cache full; recomputed)")
+    if spec.prompt_pool is not None:
+        notes.append(pool_note(replica, spec, res.cached_prompt_share))
     if spec.pp > 1:
         notes.append(PIPELINE_NOTE)
     util = min(res.utilisation, 1.0)
@@ -82,7 +84,21 @@ def predict_llm(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable) -
         memory_parts=replica.memory_parts(), kv_cache_tokens_per_replica=replica.kv_capacity_tokens,
         max_batch_tokens_per_replica=replica.max_batch_tokens, max_sequences_per_replica=replica.max_sequences,
         num_preemptions=res.num_preemptions, engine=spec.engine, log=RequestLog.of(res, f"{sc.scenario}, {which}"),
+        cached_prompt_share=res.cached_prompt_share if spec.prompt_pool is not None else None,
         latency_floor=_floor(replica, spec, sc.scenario, sc.meets_slo))
+
+
+def pool_note(replica: Replica, spec: ServingSpec, share: float) -> str:
+    """What a prediction says about the client's prompt pool: how much of the prompts the engine's cache served."""
+    pool = spec.prompt_pool
+    assert pool is not None
+    drawn = f"prompts drawn from {pool.prompts} distinct ones ({pool.sampling}, after {pool.warmup_requests} warm-up " \
+            "request(s))"
+    if not replica.scheduling.prefix_caching:
+        return f"prompt pool: {drawn}; the engine caches no prompt blocks here (defaults.prefix_caching false), so " \
+               "each is prefilled whole"
+    return f"prompt pool: {drawn}; the engine's prefix cache served {share:.1%} of the prompt tokens " \
+           "(defaults.prefix_caching; an entry lasts until running requests need its room)"
 
 
 def _floor(replica: Replica, spec: ServingSpec, scenario: str, met: bool) -> LatencyFloor | None:
@@ -101,6 +117,8 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
                  f"as each finishes; {run.stats.num_measured_requests} {which}")
     if run.num_preemptions:
         notes.append(f"{run.num_preemptions} preemption(s) (KV cache full; recomputed)")
+    if spec.prompt_pool is not None:
+        notes.append(pool_note(replica, spec, run.cached_prompt_share))
     if spec.input_tokens.kind == "fixed" and spec.output_tokens.kind == "fixed":
         notes.append("fixed input and output lengths keep the clients' requests in the pattern the first burst set "
                      "(waves, or one prompt per iteration), which a real run drifts between: its TTFT is the figure "
@@ -120,6 +138,7 @@ def _closed_loop(scenario: Scenario, spec: ServingSpec, table: EfficiencyTable, 
         kv_cache_tokens_per_replica=replica.kv_capacity_tokens, num_preemptions=run.num_preemptions,
         max_batch_tokens_per_replica=replica.max_batch_tokens, max_sequences_per_replica=replica.max_sequences,
         engine=spec.engine, closed_loop=run.stats, log=run.log,
+        cached_prompt_share=run.cached_prompt_share if spec.prompt_pool is not None else None,
         latency_floor=_floor(replica, spec, "concurrency", run.meets_slo))
 
 

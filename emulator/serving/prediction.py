@@ -113,6 +113,7 @@ class ServingResult:
     lookup_s_per_pair: float | None = None
     pairs_per_query: float | None = None
     engine: str | None = None  # the serving stack the scenario names (inference.engine)
+    cached_prompt_share: float | None = None  # a client's prompt pool: the prompt tokens the prefix cache served
     closed_loop: ClosedLoopStats | None = None  # scenario "concurrency"
     # The requests behind the percentiles and their iterations (`--requests`, `--trace`); not in `to_json`.
     log: RequestLog | None = field(default=None, compare=False, repr=False)
@@ -121,7 +122,7 @@ class ServingResult:
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("kv_cache_tokens_per_replica", "max_batch_tokens_per_replica",
                                             "max_sequences_per_replica", "num_preemptions", "kv_transfer_s",
                                             "prefill_replicas", "decode_replicas", "embedding_placement",
-                                            "lookup_s_per_pair", "pairs_per_query", "engine")
+                                            "lookup_s_per_pair", "pairs_per_query", "engine", "cached_prompt_share")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

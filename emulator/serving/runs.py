@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.scenario import Distribution
+from emulator.scenario.prompt_pool import PromptPool
 from emulator.serving.iterations import Iterations
 from emulator.stats import Percentiles
 
@@ -22,19 +23,52 @@ class Requests:
     arrival_s: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    # A client's prompt pool (`make_requests` with a `PromptPool`): each request's prompt, every pool prompt's length
+    # and the prompts of the warm-up requests sent before the run, in order; None: every prompt its own.
+    prompt_id: np.ndarray | None = None
+    pool_tokens: np.ndarray | None = None
+    warm_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.arrival_s)
 
+    def share(self, k: int, num_replicas: int) -> Requests:
+        """Replica k's requests of `num_replicas` (request i and warm-up request i go to replica i mod R)."""
+        idx = np.arange(k, len(self), num_replicas)
+        pid = None if self.prompt_id is None else self.prompt_id[idx]
+        warm = None if self.warm_ids is None else self.warm_ids[k::num_replicas]
+        return Requests(self.arrival_s[idx], self.input_tokens[idx], self.output_tokens[idx], pid, self.pool_tokens,
+                        warm)
+
+    @property
+    def pool(self) -> tuple[list[int], list[int], list[int]] | None:
+        """(each request's prompt, the pool's prompt lengths, the warm-up's prompts) as the simulator takes them."""
+        if self.prompt_id is None or self.pool_tokens is None:
+            return None
+        warm = [] if self.warm_ids is None else self.warm_ids.tolist()
+        return self.prompt_id.tolist(), self.pool_tokens.tolist(), warm
+
 
 def make_requests(inputs: Distribution, outputs: Distribution, n: int, rate_per_s: float | None,
-                  seed: int) -> Requests:
-    """n requests: Poisson arrivals at `rate_per_s` (all at t=0 when None, the Offline scenario)."""
+                  seed: int, pool: PromptPool | None = None, warmup_requests: int | None = None) -> Requests:
+    """n requests: Poisson arrivals at `rate_per_s` (all at t=0 when None, the Offline scenario). With a `pool`, each
+    request's prompt is one of `pool.prompts` drawn once from `inputs` (the draws of everything else unchanged), in the
+    pool's sampling order after those of its warm-up requests (`warmup_requests` of them, else the pool's own)."""
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1.0, n)  # drawn first so the lengths do not depend on the rate
     lin, lout = inputs.sample(rng, n), outputs.sample(rng, n)
     arrival = np.zeros(n) if rate_per_s is None else np.cumsum(gaps) / rate_per_s
-    return Requests(arrival, lin, lout)
+    if pool is None:
+        return Requests(arrival, lin, lout)
+    warm = pool.warmup_requests if warmup_requests is None else warmup_requests
+    draw = np.random.default_rng([seed, pool.prompts])  # its own stream: the pool changes no other draw
+    tokens = inputs.sample(draw, pool.prompts)
+    if pool.sampling == "random":  # with replacement
+        ids = draw.integers(0, pool.prompts, warm + n)
+    else:  # each prompt once in a shuffled order, then again in another
+        rounds = -(-(warm + n) // pool.prompts)
+        ids = np.concatenate([draw.permutation(pool.prompts) for _ in range(rounds)])[:warm + n]
+    return Requests(arrival, tokens[ids[warm:]], lout, ids[warm:], tokens, ids[:warm])
 
 
 def repeated_percentiles(values: np.ndarray, counts: np.ndarray) -> Percentiles:
@@ -103,6 +137,7 @@ class SimResult:
     max_concurrency: int
     gaps: TokenGaps | None = None  # every replica's token gaps (None: a result assembled from other runs)
     iterations: tuple[Iterations, ...] = ()  # each simulated replica's iteration log (the serving timeline)
+    cached_prompt_share: float = 0.0  # of the run's prompt tokens, those its prefix caches served (a prompt pool)
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -140,7 +175,8 @@ class SimResult:
         keep = order[int(len(order) * warmup_fraction):]
         return SimResult(self.arrival_s[keep], self.first_token_s[keep], self.finish_s[keep], self.input_tokens[keep],
                          self.output_tokens[keep], self.busy_s, self.makespan_s, self.num_replicas, self.num_steps,
-                         self.num_preemptions, self.max_concurrency, self.gaps, self.iterations)
+                         self.num_preemptions, self.max_concurrency, self.gaps, self.iterations,
+                         self.cached_prompt_share)
 
 
 def expand_gaps(iterations: Iterations, waits: list[tuple[float, float, int]], regrouped: tuple[int, ...] = ()
@@ -160,6 +196,19 @@ def expand_gaps(iterations: Iterations, waits: list[tuple[float, float, int]], r
                      np.concatenate([seqs[keep], wait_count]))
 
 
+def held_waits(held: list[list[float]], decoding: int, end_s: float) -> list[tuple[float, float, int]]:
+    """The token gaps, as (end, gap, tokens), of the decoding sequences that waited through prefill-only iterations
+    (an engine that does not mix them) until an iteration ending at `end_s`: `held` has each group's last token time
+    and size, `decoding` how many of them still decode (the preempted ones are taken from the earliest groups)."""
+    waits, extra = [], sum(c for _, c in held) - decoding
+    for last, count in held:
+        drop = min(count, max(extra, 0))
+        extra -= drop
+        if count > drop:
+            waits.append((end_s, end_s - last, int(count - drop)))
+    return waits
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaRun:
     """One replica's simulation (`simulator._replica`)."""
@@ -174,6 +223,7 @@ class ReplicaRun:
     gaps: TokenGaps
     iterations: Iterations  # its iteration log (empty when not kept)
     missed: bool = False  # a watched run stopped: its SLO is missed (the arrays are empty)
+    cached_tokens: int = 0  # prompt tokens its engine's prefix cache served (`PromptCache`)
 
     @staticmethod
     def missed_at(max_concurrency: int) -> ReplicaRun:
@@ -182,4 +232,5 @@ class ReplicaRun:
                           Iterations.of([]), missed=True)
 
 
-__all__ = ["ReplicaRun", "Requests", "SimResult", "TokenGaps", "expand_gaps", "make_requests", "repeated_percentiles"]
+__all__ = ["ReplicaRun", "Requests", "SimResult", "TokenGaps", "expand_gaps", "held_waits", "make_requests",
+           "repeated_percentiles"]

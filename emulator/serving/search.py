@@ -117,15 +117,11 @@ def choose_batch(replica: Replica, spec: ServingSpec) -> int:
     return max(candidates, key=lambda b: steady_throughput(replica, b, mean_in, mean_out, spec.num_beams))
 
 
-def _share(requests: Requests, num_replicas: int) -> Requests:
-    idx = np.arange(0, len(requests), num_replicas)
-    return Requests(requests.arrival_s[idx], requests.input_tokens[idx], requests.output_tokens[idx])
-
-
 def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> ScenarioResult:
     batch = choose_batch(replica, spec)
     n = spec.num_requests or num_replicas * max(OFFLINE_REQUESTS_PER_SLOT * batch, 200)
-    reqs = _share(make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed), num_replicas)
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed, spec.prompt_pool)
+    reqs = reqs.share(0, num_replicas)
     res = simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
                    scheduling=replica.scheduling)
@@ -149,8 +145,8 @@ def run_at_rate(replica: Replica, spec: ServingSpec, num_replicas: int, rate: fl
     """Replica 0's share of a Poisson stream at `rate` (whole system), warm-up removed."""
     if requests is None:
         n = spec.num_requests or num_replicas * max(SERVER_REQUESTS_PER_REPLICA, SERVER_REQUESTS_PER_SLOT * batch)
-        requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed)
-    res = simulate(replica.step, replica.kv_capacity_tokens, _share(requests, num_replicas), max_batch=batch,
+        requests = make_requests(spec.input_tokens, spec.output_tokens, n, rate, spec.seed, spec.prompt_pool)
+    res = simulate(replica.step, replica.kv_capacity_tokens, requests.share(0, num_replicas), max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
                    scheduling=replica.scheduling)
     return res.steady(WARMUP_FRACTION)
@@ -160,7 +156,7 @@ def watched_run(replica: Replica, spec: ServingSpec, num_replicas: int, batch: i
     """`run_at_rate`'s steady run when it meets the SLO (`Watched.result`, else None). The run stops as soon as
     enough measured requests miss a bound that its p99 must miss it (`simulator.SloWatch`): the verdict `meets`
     gives on the whole run."""
-    share = _share(requests, num_replicas)
+    share = requests.share(0, num_replicas)
     # SimResult.steady keeps the requests from int(n * WARMUP_FRACTION) on in arrival order: Poisson arrivals are
     # sorted, so the same indices.
     watch = SloWatch(spec.slo, int(len(share) * WARMUP_FRACTION))
@@ -225,7 +221,7 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
                               meets(res, spec.slo))
     base = spec.num_requests or num_replicas * max(SERVER_REQUESTS_PER_REPLICA,
                                                    SERVER_REQUESTS_PER_SLOT * offline.max_batch)
-    unit = make_requests(spec.input_tokens, spec.output_tokens, base, 1.0, spec.seed)  # rate 1: rescale below
+    unit = make_requests(spec.input_tokens, spec.output_tokens, base, 1.0, spec.seed, spec.prompt_pool)  # rescaled
     best: ScenarioResult | None = None
     runs: dict[float, Watched] = {}  # the larger batch's runs by rate
     for batch in sorted({offline.max_batch, max(offline.max_batch // 2, 1)}, reverse=True):
@@ -235,7 +231,7 @@ def run_server(replica: Replica, spec: ServingSpec, num_replicas: int,
             run = runs.get(rate)
             if run is None or run.max_concurrency >= batch:  # else the larger batch's run is this one
                 run = watched_run(replica, spec, num_replicas, batch,
-                                  Requests(unit.arrival_s / rate, unit.input_tokens, unit.output_tokens))
+                                  dataclasses.replace(unit, arrival_s=unit.arrival_s / rate))
                 runs.setdefault(rate, run)
             return run.result is not None, run.result
 
@@ -265,6 +261,7 @@ class ClosedLoopRun:
     num_preemptions: int
     meets_slo: bool
     log: RequestLog = field(compare=False, repr=False)  # the first replica load's measured requests and iterations
+    cached_prompt_share: float = 0.0  # of the prompt tokens, those the prefix cache served (a client's prompt pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +281,9 @@ def closed_batch(replica: Replica, spec: ServingSpec, clients: int) -> int:
 
 
 def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -> _Load:
-    reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed)
+    pool, total = spec.prompt_pool, spec.concurrency or clients  # its clients sent their share of the warm-up
+    warm = None if pool is None else round(pool.warmup_requests * clients / total)
+    reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed, pool, warm)
     res = simulate_closed(replica.step, replica.kv_capacity_tokens, reqs, concurrency=clients,
                           max_batch=closed_batch(replica, spec, clients),
                           max_batch_tokens=replica.max_batch_tokens,
@@ -306,7 +305,8 @@ def _closed_replica(replica: Replica, spec: ServingSpec, clients: int, n: int) -
     tokens_per_s = (gaps.num_tokens + firsts) / window
     measured = SimResult(res.arrival_s[keep], res.first_token_s[keep], res.finish_s[keep], res.input_tokens[keep],
                          res.output_tokens[keep], res.busy_s, res.makespan_s, 1, res.num_steps, res.num_preemptions,
-                         res.max_concurrency, iterations=res.iterations)
+                         res.max_concurrency, iterations=res.iterations,
+                         cached_prompt_share=res.cached_prompt_share)
     return _Load(measured, gaps, tokens_per_s / float(measured.output_tokens.mean()), tokens_per_s)
 
 
@@ -349,7 +349,8 @@ def run_closed(replica: Replica, spec: ServingSpec, num_replicas: int) -> Closed
         num_preemptions=sum(load.measured.num_preemptions * count for load, count in loads),
         meets_slo=meets_percentiles(spec.slo, ttft, tpot, latency),
         log=RequestLog.of(loads[0][0].measured, f"concurrency, one replica's closed loop of {share + (extra > 0)} "
-                          "client(s): its measured requests (warm-up and drain waves left out)"))
+                          "client(s): its measured requests (warm-up and drain waves left out)"),
+        cached_prompt_share=sum(load.measured.cached_prompt_share * count for load, count in loads) / num_replicas)
 
 
 __all__ = ["ClosedLoopRun", "ScenarioResult", "choose_batch", "highest_rate", "latency_floor", "meets",

@@ -16,10 +16,9 @@ as soon as enough measured requests have missed a bound that the p99 must miss i
 a failing run's verdict.
 Requests go to replicas round-robin (a load balancer's simplest deterministic policy).
 
-A shared prefix (`Scheduling.cached_prefix_tokens`: every prompt starts with it and the engine caches prompt blocks):
-once one request has prefilled it, each later admission starts its prefill past it (its attention still reads it) and
-allocates KV for the rest only; the first request's copy stays in the cache for good (`own`: each request's prompt
-tokens the cache holds for it).
+An engine's prefix cache (a shared prefix, `Scheduling.cached_prefix_tokens`, and a client's repeated prompts,
+`PromptCache`): an admission prefills past the prompt tokens it takes from the cache (`own`: each request's tokens the
+cache holds for it).
 
 Closed loop (`simulate_closed`): `concurrency` clients each send a request and the next one the moment it finishes,
 so request i >= concurrency is sent at the (i - concurrency + 1)-th completion. The same iteration loop runs it:
@@ -50,7 +49,8 @@ from collections import deque
 
 import numpy as np
 
-from emulator.serving.iterations import Iterations, Run
+from emulator.serving.iterations import Iterations, Run, iterations_to_reach
+from emulator.serving.prompt_cache import PromptCache
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel, check_capacity
 from emulator.serving.runs import (
     ReplicaRun,
@@ -58,6 +58,7 @@ from emulator.serving.runs import (
     SimResult,
     TokenGaps,
     expand_gaps,
+    held_waits,
     make_requests,
     repeated_percentiles,
 )
@@ -93,22 +94,25 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
     busy = 0.0
     steps = preempt = conc = 0
     end = 0.0
-    parts, logs = [], []
+    parts, logs, cached = [], [], 0
     for k in range(num_replicas):
         idx = np.arange(k, n, num_replicas)
         if len(idx) == 0:
             continue
-        run = run_replica(step, kv_capacity_tokens, requests.arrival_s[idx], requests.input_tokens[idx],
-                          requests.output_tokens[idx], max_batch, max_batch_tokens, num_beams, prefilled,
-                          scheduling=scheduling, gaps=gaps, log=log)
+        mine = requests.share(k, num_replicas)
+        run = run_replica(step, kv_capacity_tokens, mine.arrival_s, mine.input_tokens, mine.output_tokens, max_batch,
+                          max_batch_tokens, num_beams, prefilled, scheduling=scheduling, gaps=gaps, log=log,
+                          pool=mine.pool)
         first[idx], finish[idx] = run.first_s, run.finish_s
+        cached += run.cached_tokens
         busy, steps, preempt, conc = busy + run.busy_s, steps + run.num_steps, preempt + run.num_preemptions, \
             max(conc, run.max_concurrency)
         end = max(end, float(run.finish_s.max()))
         parts.append(run.gaps)
         logs.append(run.iterations)
     return SimResult(requests.arrival_s, first, finish, requests.input_tokens, requests.output_tokens, busy, end,
-                     num_replicas, steps, preempt, conc, TokenGaps.join(parts) if gaps else None, tuple(logs))
+                     num_replicas, steps, preempt, conc, TokenGaps.join(parts) if gaps else None, tuple(logs),
+                     cached / max(int(requests.input_tokens.sum()), 1))
 
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
@@ -120,20 +124,21 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
     check_capacity(requests, kv_capacity_tokens, num_beams, path)
     run = run_replica(step, kv_capacity_tokens, None, requests.input_tokens, requests.output_tokens, max_batch,
                       max_batch_tokens, num_beams, closed=min(concurrency, len(requests)), scheduling=scheduling,
-                      gaps=True)
+                      gaps=True, pool=requests.pool)
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
-                     run.max_concurrency, run.gaps, (run.iterations,))
+                     run.max_concurrency, run.gaps, (run.iterations,),
+                     run.cached_tokens / max(int(requests.input_tokens.sum()), 1))
 
 
 def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
                 max_batch: int, budget: int, beams: int, prefilled: bool = False, closed: int = 0,
                 scheduling: Scheduling = DEFAULT_SCHEDULING, gaps: bool = False, watch: SloWatch | None = None,
-                log: bool = True) -> ReplicaRun:
+                log: bool = True, pool: tuple[list[int], list[int], list[int]] | None = None) -> ReplicaRun:
     """`arr`: arrival times (open loop); None with `closed` clients: the closed loop. `scheduling`: see `simulate`;
     `future` counts the output tokens admitted requests have still to write (decoding moves them into `used`).
     A watched run returns as soon as it misses its SLO (`ReplicaRun.missed`). `log`: keep the iteration log (a search's
-    trial runs need none)."""
+    trial runs need none). `pool`: the prompts of a client's pool (`Requests.pool`), cached as `PromptCache` says."""
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     wait_iters, wait_prompts = scheduling.batch_wait_iters, scheduling.batch_wait_prompts
     wait_tokens = scheduling.batch_wait_ratio * budget
@@ -161,6 +166,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     stalled: dict[int, float] = {}  # preempted request -> time of its last token
     keep = log or gaps
     pre, ready, own = scheduling.cached_prefix_tokens, False, [0] * n  # shared prefix: see the module docstring
+    cache = PromptCache(*pool, KV_BLOCK_TOKENS, beams, cap) \
+        if pool is not None and scheduling.prefix_caching and not prefilled else None
     runs: list[Run] = []  # the iteration log: every iteration, runs of decode-only ones together (`Iterations`)
     waits: list[tuple[float, float, int]] = []  # token gaps counted apart (`expand_gaps`): (end, gap, tokens)
     # Not mixed: the decoding sequences that waited through prefill-only iterations, as (time of their last token,
@@ -177,7 +184,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     overlap, prompt_s, prompt_add = step.overlap_host, step.prompt_host_s, step.prompt_add_s
     w = MissCount(watch, lout)
     watched, ttft_s, tpot_s, latency_s = w.first, w.ttft_s, w.tpot_s, w.latency_s  # requests from `watched` on
-    heappush, heappop, inf, sqrt, ceil = heapq.heappush, heapq.heappop, math.inf, math.sqrt, math.ceil
+    heappush, heappop, inf = heapq.heappush, heapq.heappop, math.inf
     wait, admit, decoded = waiting.append, prefill.append, lifo.append
     while done < n:
         if since >= recv or not (prefill or dec):  # it takes them (idle, or after prompts, at once)
@@ -191,17 +198,24 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         active = len(prefill) + len(dec)
         while waiting and active < max_batch:
             r, plen = waiting[0]
-            cached = pre if ready else 0
-            need = (plen - cached) * beams + block
+            cached, back = pre if ready else 0, 0
+            if cache is not None:  # its prompt's entry, brought back from the evictable ones when none holds it
+                hit, back = cache.lookup(r)
+                cached, back = (hit, back) if hit > cached else (cached, 0)
+            need = (plen - cached) * beams + block + back
             ahead = (lout[r] - gen[r]) * beams
             if used + need > cap or (reserve and used + need + reserve * (future + ahead) > cap):
                 break
             waiting.popleft()
             admit([r, cached, plen])
+            if cache is not None and cached > (pre if ready else 0):
+                cache.hold(r, cached)
             own[r] = cached
             active += 1
             used += need
             future += ahead
+        if cache is not None:
+            cache.evict(used, cap)
         if active > max_conc:
             max_conc = active
         while dec and used + len(dec) * beams > cap:  # preempt the latest admitted decoding request
@@ -211,6 +225,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
             used -= kv - own[r] * beams + block
+            used -= cache.release(r) if cache is not None else 0
             dec_kv -= kv
             gen[r] = gen0 + g - g0
             future -= (lout[r] - gen[r]) * beams
@@ -280,18 +295,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             if room < k:
                 k = room
             if arrival[ptr] < inf and active < max_batch:
-                # Fewest iterations whose summed time k (a + base) + slope k (k - 1) / 2 reaches the arrival.
-                gap_s = arrival[ptr] + ingress - t
-                if gap_s <= 0:
-                    until = 1
-                else:
-                    slope = kvd * ntok
-                    b = a + kvd * dec_kv - slope / 2
-                    if slope <= 0:
-                        until = ceil(gap_s / max(b, 1e-12))
-                    else:
-                        until = ceil((-b + sqrt(b * b + 2 * slope * gap_s)) / slope - 1e-9)
-                    until += lookahead  # ahead: it joins the iteration after the one it arrives in
+                gap_s = arrival[ptr] + ingress - t  # ahead: it joins the iteration after the one it arrives in
+                until = 1 if gap_s <= 0 else iterations_to_reach(gap_s, a + kvd * dec_kv, kvd * ntok) + lookahead
                 until += -(since + until) % recv  # and the scheduler takes it when it next takes requests
                 if until < k:
                     k = until
@@ -305,12 +310,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             if keep:
                 if held:
                     regrouped.append(len(runs))
-                    end, extra = t + dt, sum(c for _, c in held) - ndec
-                    for last, count in held:  # preempted sequences left: taken from the earliest groups
-                        drop = min(count, max(extra, 0))
-                        extra -= drop
-                        if count > drop:
-                            waits.append((end, end - last, int(count - drop)))
+                    waits += held_waits(held, ndec, t + dt)
                     held.clear()
                 runs.append((t, k, a + kvd * dec_kv, kvd * ntok, ndec, 0))
         # ahead: the last iteration of this run started when the next one was scheduled
@@ -324,6 +324,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         dec_kv += grown
         used += grown
         future -= grown
+        if cache is not None and used + cache.free_tokens > cap:
+            cache.evict(used, cap)
         while fin_heap and fin_heap[0][0] <= g:
             gf, r = heappop(fin_heap)
             if num_preempt:  # only a preempted request leaves stale entries
@@ -333,6 +335,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             g0, gen0, ctx0 = dec.pop(r)
             kv = (ctx0 + g - g0) * beams
             used -= kv - own[r] * beams + block
+            used -= cache.release(r) if cache is not None else 0
             dec_kv -= kv
             finish[r] = t
             done += 1
@@ -354,6 +357,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         for r, _, total in finished:
             if pre and not ready:  # the first prefilled prompt leaves the prefix's blocks in the cache
                 ready, own[r] = True, pre
+            if cache is not None:  # and its prompt's blocks, where the cache has no entry for it
+                own[r] = cache.store(r, own[r])
             if not gen[r]:  # its first token (a preempted request had one before)
                 first[r] = t
                 if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
@@ -364,6 +369,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             future -= beams
             if gen[r] >= lout[r]:
                 used -= (total - own[r]) * beams + block
+                used -= cache.release(r) if cache is not None else 0
                 finish[r] = t
                 done += 1
                 if issued < n:
@@ -386,7 +392,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     iterations = Iterations.of(runs)
     kept_gaps = expand_gaps(iterations, waits, tuple(regrouped)) if gaps else TokenGaps(*(np.zeros(0),) * 3)
     return ReplicaRun(np.array(arrival[:n]), np.array(first), np.array(finish), busy, num_steps, num_preempt, max_conc,
-                      kept_gaps, iterations)
+                      kept_gaps, iterations, cached_tokens=cache.served if cache is not None else 0)
 
 
 __all__ = ["MISS_MARGIN", "Requests", "SimResult", "SloWatch", "TokenGaps", "check_capacity", "make_requests",

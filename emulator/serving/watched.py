@@ -30,7 +30,7 @@ def simulate_watched(step: StepModel, kv_capacity_tokens: int, requests: Request
     # through the module, so that a test can put the slow reference loop in its place
     run = simulator.run_replica(step, kv_capacity_tokens, requests.arrival_s, requests.input_tokens,
                                 requests.output_tokens, max_batch, max_batch_tokens, num_beams, scheduling=scheduling,
-                                watch=watch, log=False)
+                                watch=watch, log=False, pool=requests.pool)
     if run.missed:
         return Watched(None, run.max_concurrency)
     return Watched(SimResult(requests.arrival_s, run.first_s, run.finish_s, requests.input_tokens,
