@@ -211,7 +211,7 @@ def held_waits(held: list[list[float]], decoding: int, end_s: float) -> list[tup
 
 @dataclass(frozen=True, slots=True)
 class ReplicaRun:
-    """One replica's simulation (`simulator._replica`)."""
+    """One replica's simulation (`simulator.run_replica`)."""
 
     arrival_s: np.ndarray
     first_s: np.ndarray
