@@ -129,8 +129,8 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                                          "memory held back from the weights and KV pool whatever the device's size "
                                          "(prefill activations, CUDA-graph buffers); replaces the workspace estimate"),
     "defaults.prefix_caching": ("bool", ("serving",), False,
-                                "a prompt's KV blocks already in the cache (a shared prefix) are reused, not "
-                                "recomputed"),
+                                "a prompt's KV blocks already in the cache (a shared prefix, a repeated prompt) are "
+                                "reused, not recomputed"),
     "scheduler.reserve_output": ("fraction", ("serving",), 0.0,
                                  "share of a request's remaining output tokens kept free in the KV cache at admission"),
     "scheduler.mixed_batches": ("bool", ("serving",), True,
