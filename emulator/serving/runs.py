@@ -40,6 +40,10 @@ class Requests:
         return Requests(self.arrival_s[idx], self.input_tokens[idx], self.output_tokens[idx], pid, self.pool_tokens,
                         warm)
 
+    def prompt_share(self, tokens: int) -> float:
+        """`tokens` as a share of these requests' prompt tokens."""
+        return tokens / max(int(self.input_tokens.sum()), 1)
+
     @property
     def pool(self) -> tuple[list[int], list[int], list[int]] | None:
         """(each request's prompt, the pool's prompt lengths, the warm-up's prompts) as the simulator takes them."""

@@ -112,7 +112,7 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
         logs.append(run.iterations)
     return SimResult(requests.arrival_s, first, finish, requests.input_tokens, requests.output_tokens, busy, end,
                      num_replicas, steps, preempt, conc, TokenGaps.join(parts) if gaps else None, tuple(logs),
-                     cached / max(int(requests.input_tokens.sum()), 1))
+                     requests.prompt_share(cached))
 
 
 def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, concurrency: int, max_batch: int,
@@ -128,7 +128,7 @@ def simulate_closed(step: StepModel, kv_capacity_tokens: int, requests: Requests
     return SimResult(run.arrival_s, run.first_s, run.finish_s, requests.input_tokens, requests.output_tokens,
                      run.busy_s, float(run.finish_s.max()), 1, run.num_steps, run.num_preemptions,
                      run.max_concurrency, run.gaps, (run.iterations,),
-                     run.cached_tokens / max(int(requests.input_tokens.sum()), 1))
+                     requests.prompt_share(run.cached_tokens))
 
 
 def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray, out: np.ndarray,
