@@ -361,7 +361,7 @@ def training_step_slow(prog: RankProgram, net: Network | None, device: DevicePro
         data_parallel_exposed_s=dp_s, data_parallel_total_s=dp_total,
         communication_total_s=m * (tp_total + ep_total) + pp_total + hidden, recompute_s=m * layers_f if full else 0.0,
         microbatch_s=microbatch_s, layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first,
-        head_s=last, optimizer=optimizer,
+        head_s=last, optimizer=optimizer, host_wait_s=m * st.host_wait_s,
         error_band=combined_band([(st.error_band, m * compute_mb), (error_band([optimizer], table), optimizer_s)],
                                  st.error_band))
 

@@ -341,18 +341,54 @@ def test_blackwell_cases_are_b200_and_gb200_runs_of_known_models() -> None:
                                                  ("NVFP4", "fp4"), ("BF16", "bf16")])
 def test_blackwell_precisions_and_systems(precision: str, ours: str) -> None:
     """MXFP8 and both FP8 recipes run the fp8 GEMMs, NVFP4 the fp4 ones; B200 runs on hgx-b200 nodes, GB200 in
-    NVL72 racks; the H100 recipes' settings are not applied to Blackwell runs."""
+    NVL72 racks; a run the recipes file does not list keeps the profile's items."""
     from emulator.validation.published_hopper import recipe_settings
 
     for device, system in (("B200-SXM", "hgx-b200"), ("GB200", "gb200-nvl72"), ("B300-SXM", "hgx-b300"),
                            ("GB300", "gb300-nvl72")):
         case = next(c for c in BLACKWELL_CASES if c["hardware"]["device"] == device
                     and c["model"]["name"] == "Qwen3-30B-A3B")
-        case = {**case, "config": {**case["config"], "precision": precision, "container": "NeMo 26.04.01"}}
+        case = {**case, "id": "not-listed", "config": {**case["config"], "precision": precision,
+                                                       "container": "NeMo 26.04.01"}}
         scenario = case_scenario(case)
         assert scenario.training is not None and scenario.training.precision == ours
         assert scenario.system is not None and scenario.system.name == system
         assert recipe_settings(case) == ()
+
+
+def test_every_moe_run_states_its_recipe_switches() -> None:
+    """Each published Megatron-Bridge MoE run (H100 and Blackwell) has its release's switches in
+    megatron_bridge_recipes.yaml, each listed run is a published case, and the switches are ones the profile knows."""
+    from emulator.stacks import GRAPH_SCOPES
+    from emulator.stacks.profile import DISPATCHERS
+    from emulator.validation.published_hopper import GRAPH_IMPLS, recipe_runs
+
+    runs = recipe_runs()
+    moe = {c["id"] for c in [*load_cases("training_hopper"), *BLACKWELL_CASES]
+           if c["model"]["name"].startswith(("Qwen3", "DeepSeek", "GPT-OSS"))}
+    assert set(runs) == moe and len(moe) >= 100
+    for run in runs.values():
+        assert run["cuda_graph_impl"] in GRAPH_IMPLS and run["token_dispatcher"] in DISPATCHERS
+        assert set(run["cuda_graph_scope"]) <= set(GRAPH_SCOPES) and run["sources"] and run["tag"].startswith("v")
+        assert bool(run["cuda_graph_scope"]) == (run["cuda_graph_impl"] in ("transformer_engine", "local"))
+
+
+def test_recipe_switches_become_stack_items() -> None:
+    """A2A overlap, the dispatcher, the CUDA-graph capture and the fused grouped MLP become the run's megatron-core
+    items: 26.06's Qwen3 30B-A3B on GB300 captures the whole iteration and runs one grouped expert kernel, 26.04's
+    the router only, 25.09's per-layer graphs every layer, H100 runs none."""
+    from emulator.validation.published_hopper import recipe_runs, recipe_settings
+
+    def items(case_id: str) -> dict[str, object]:
+        return dict(recipe_settings(next(c for c in [*CASES, *BLACKWELL_CASES] if c["id"] == case_id)))
+
+    assert items("train-mbridge2606-qwen3-30b-a3b-gb300-8gpu-mxfp8-pretrain") == {
+        "defaults.ep_overlap": True, "moe.token_dispatcher": "flex", "host.graph_scopes": ("full_iteration",),
+        "moe.expert_gemm_streams": 0}
+    assert items("train-mbridge2604-qwen3-30b-a3b-gb300-8gpu-mxfp8-pretrain")["host.graph_scopes"] == (
+        "moe_router", "moe_preprocess")
+    assert items("train-mbridge2509-qwen3-30b-a3b-tokendrop-b200-8gpu-fp8-pretrain")["host.graph_scopes"] == ("layer",)
+    assert all(items(i)["host.graph_scopes"] == () for i in IDS if i in recipe_runs())
 
 
 def test_blackwell_validation_predicts_or_says_why() -> None:

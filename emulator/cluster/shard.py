@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from emulator.cluster.host import HostDispatch
 from emulator.cluster.network import Group
 from emulator.cluster.plan import Plan
 from emulator.engine.calls import Trace
@@ -111,6 +112,7 @@ class RankProgram:
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
     end_chunks: int = 0  # pipeline chunks the embedding and the loss take in place of layers (`plan.END_CHUNKS`)
     selective: str = "attention_core"  # what `recompute: selective` reruns (the stack's `recompute.selective`)
+    host: HostDispatch = HostDispatch()  # the stack's host time per op outside CUDA graphs (`cluster.host`)
 
     @property
     def activation_bytes(self) -> float:
@@ -340,8 +342,8 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     the software `stack` runs it (None: the traced eager program): the kernel families it fuses per module region
     (`engine.stack.fuse`), its low-precision recipe's casts (`engine.stack.low_precision_casts`), its grouped
     MoE kernels (`engine.stack.group_experts`, on the stack's expert GEMM streams), its fused sibling Linears
-    (`engine.gemm_groups`), its LM head's precision (`engine.stack.keep_head_dtype`) and its MoE token
-    dispatcher."""
+    (`engine.gemm_groups`), its LM head's precision (`engine.stack.keep_head_dtype`), its MoE token
+    dispatcher and its host's dispatch time outside CUDA graphs (`cluster.host`)."""
     fused = stack.fused_families if stack else ()
     cast_bytes = float(stack.get("recipe.cast_bytes_per_element")) if stack else 0.0
     grouped = bool(stack.get("moe.grouped_gemm")) if stack else False
@@ -364,4 +366,4 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
         attention=attention, end_chunks=max(plan.pp * plan.virtual_stages - model.num_layers, 0),
-        selective=str(stack.get("recompute.selective")) if stack else "attention_core")
+        selective=str(stack.get("recompute.selective")) if stack else "attention_core", host=HostDispatch.of(stack))

@@ -21,12 +21,12 @@ import numpy as np
 
 from emulator.cluster.network import Group, Network, fanout_of
 from emulator.cluster.plan import Plan
-from emulator.cluster.recompute import recomputed_calls
 from emulator.cluster.schedule import Seconds, bubble_s, exposed, pipeline_slots
-from emulator.cluster.shard import RankProgram, data_parallel_collectives, groups_of, part_of
+from emulator.cluster.shard import RankProgram, data_parallel_collectives, groups_of
+from emulator.cluster.stage import stage_times
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.roofline import combined_band, error_band, kernel_time
-from emulator.engine.timing import FamilyTiming, KernelTiming, family_totals
+from emulator.engine.timing import KernelTiming
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
 from emulator.precision import ADAM_STATE_BYTES_PER_PARAM
@@ -65,72 +65,6 @@ class Overlap:
 def hide(comm_s: Seconds, fraction: float, cover_s: Seconds | float) -> Seconds:
     """Exposed seconds of a collective whose `fraction` runs beside `cover_s` of compute (numbers or arrays)."""
     return (1.0 - fraction) * comm_s + exposed(fraction * comm_s, cover_s)
-
-
-@dataclass(frozen=True, slots=True)
-class StageTimes:
-    """Seconds of one micro-batch on the busiest rank, by part and phase; per-family totals for reporting."""
-
-    seconds: Mapping[tuple[str, str], float]  # (embed|layers|head, forward|backward) -> s
-    attention: Mapping[str, float]  # phase -> s of attention kernels
-    families: Mapping[str, FamilyTiming]  # one micro-batch, forward and backward
-    hardware_flops: Mapping[str, float]  # part -> FLOPs executed (matrix + recompute + vector), one micro-batch
-    layer_forward_flops: float
-    error_band: float  # time-weighted over the micro-batch's kernels (`roofline.error_band`)
-    selective_s: float = 0.0  # the forward kernels the stack's selective recompute reruns (`cluster.recompute`)
-    selective_flops: float = 0.0  # and their FLOPs (matrix + vector)
-
-    def get(self, part: str, phase: str) -> float:
-        return self.seconds.get((part, phase), 0.0)
-
-    def recompute_s(self, recompute: str) -> float:
-        """Seconds of forward the backward reruns under a plan's `recompute`, per micro-batch."""
-        return {"full": self.get("layers", "forward"), "selective": self.selective_s}.get(recompute, 0.0)
-
-    def recompute_flops(self, recompute: str) -> float:
-        """Their FLOPs (matrix + vector)."""
-        return {"full": self.layer_forward_flops, "selective": self.selective_flops}.get(recompute, 0.0)
-
-
-_TIMES: dict[tuple[Any, ...], tuple[RankProgram, EfficiencyTable, StageTimes]] = {}
-
-
-def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable, precision: str) -> StageTimes:
-    """Roofline times of a rank's calls, cached per (traced shard, corrections, device, table, precision)."""
-    p = prog.plan
-    key = (id(prog.trace), p.tp, p.cp, p.sequence_parallel, p.microbatch_size, p.seq_len,
-           prog.attention, prog.selective, device, id(table), precision)
-    hit = _TIMES.get(key)
-    if hit is not None and hit[0].trace is prog.trace and hit[1] is table:  # ids are reused once objects die
-        return hit[2]
-    seconds: dict[tuple[str, str], float] = {}
-    attention: dict[str, float] = {}
-    hardware: dict[str, float] = {}
-    timed: list[KernelTiming] = []
-    layer_forward = selective = selective_flops = 0.0
-    again = recomputed_calls(prog.compute, prog.selective, precision)
-    for call, rerun in zip(prog.compute, again, strict=True):
-        # The optimizer runs once a step, on the rank's (ZeRO) shard: `optimizer_kernel` times it.
-        if call.family == "view" or call.phase == "optimizer":
-            continue
-        kt = kernel_time(call, device, table, precision)
-        timed.append(kt)
-        part = part_of(call)
-        seconds[(part, call.phase)] = seconds.get((part, call.phase), 0.0) + kt.time_s
-        if call.family == "attention" or call.module == "layers.attention":
-            attention[call.phase] = attention.get(call.phase, 0.0) + kt.time_s
-        cost = call.total
-        executed = cost.matrix_flops + cost.recompute_flops + cost.vector_flops
-        hardware[part] = hardware.get(part, 0.0) + executed
-        if part == "layers" and call.phase == "forward":
-            layer_forward += executed
-        selective, selective_flops = selective + rerun * kt.time_s, selective_flops + rerun * executed
-    out = StageTimes(seconds, attention, family_totals(timed), hardware, layer_forward, error_band(timed, table),
-                     selective, selective_flops)
-    if len(_TIMES) > 4096:
-        _TIMES.clear()
-    _TIMES[key] = (prog, table, out)
-    return out
 
 
 def optimizer_kernel(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable,
@@ -204,6 +138,7 @@ class StepBreakdown:
     head_s: float
     optimizer: KernelTiming
     error_band: float  # of the compute, time-weighted over its kernels (the optimizer's included)
+    host_wait_s: float = 0.0  # of compute_s: the devices waiting on the host's dispatch (`cluster.host`)
 
     @property
     def utilisation(self) -> float:
@@ -219,7 +154,8 @@ class StepBreakdown:
                 "fsdp_exposed_s": self.fsdp_exposed_s, "pipeline_p2p_s": self.pipeline_p2p_s,
                 "data_parallel_exposed_s": self.data_parallel_exposed_s,
                 "data_parallel_total_s": self.data_parallel_total_s,
-                "communication_total_s": self.communication_total_s, "recompute_s": self.recompute_s}
+                "communication_total_s": self.communication_total_s, "recompute_s": self.recompute_s,
+                "host_wait_s": self.host_wait_s}
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +241,7 @@ class StepArrays:
     head_s: float
     optimizer: tuple[KernelTiming, ...]
     error_band: np.ndarray
+    host_wait_s: np.ndarray
 
     @property
     def utilisation(self) -> np.ndarray:
@@ -391,7 +328,7 @@ def training_steps(prog: RankProgram, plans: Sequence[Plan], net: Network | None
         communication_total_s=m * (tp_total + ep_total) + pp_total + hidden,
         recompute_s=m * st.recompute_s(plan.recompute), microbatch_s=microbatch_s,
         layers_forward_s=layers_f, layers_backward_s=layers_b, embed_s=first, head_s=last,
-        optimizer=tuple(d.optimizer for d in parts), error_band=band)
+        optimizer=tuple(d.optimizer for d in parts), error_band=band, host_wait_s=m * st.host_wait_s)
 
 
 def training_step(prog: RankProgram, net: Network | None, device: DeviceProfile, table: EfficiencyTable,

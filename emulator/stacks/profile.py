@@ -58,9 +58,13 @@ Items (the schema; `KINDS` says which kind of stack has which):
   when the cache runs out). Requests wait in the queue instead, which is TTFT. `scheduler.mixed_batches`: whether
   an iteration carries prefill chunks and decodes together (chunked prefill piggybacked on decodes) or runs one
   or the other, prefill first, the decoding sequences waiting through it.
-- `host.*`: per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel inside a
-  replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a kernel
-  without graphs.
+- `host.graph_scopes`, `host.op_dispatch_s`, `host.backward_dispatch_ratio` (training): the host's time to dispatch
+  the ops outside CUDA graphs, per op of the traced program (views included: each is a Python-level call), and which
+  parts of the step graphs capture (`cluster.host`); a stage's forward or backward takes the longer of its kernels
+  and that host time.
+- `host.*` (serving): per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel
+  inside a replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a
+  kernel without graphs.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
 FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type values the emulator models
 SELECTIVE_POLICIES = ("attention_core", "every_other_mm")  # what `recompute: selective` reruns (cluster.recompute)
+# Megatron-Core's cuda_graph_scope values (transformer_engine graphs), `layer` for its per-layer graphs
+# (enable_cuda_graph / cuda_graph_impl local) and `full_iteration` for a whole step captured (cluster.host)
+GRAPH_SCOPES = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "layer", "full_iteration")
 
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
@@ -172,6 +179,14 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                                          "all-reduce kernels reach"),
     "comm.rank_skew_s": ("seconds", ("serving",), 0.0,
                          "spread of the ranks' arrival at a blocking collective: each one waits for the slowest rank"),
+    "host.graph_scopes": ("graph_scopes", ("training",), (),
+                          "the parts of a training step replayed from CUDA graphs (Megatron-Core's cuda_graph_scope; "
+                          "layer: every layer; full_iteration: the whole step): their ops cost the host nothing"),
+    "host.op_dispatch_s": ("seconds", ("training",), 0.0,
+                           "host time per op of the traced forward outside CUDA graphs (Python, framework, launch): a "
+                           "pass of a stage takes the longer of its kernels and its host time"),
+    "host.backward_dispatch_ratio": ("factor", ("training",), 1.0,
+                                     "host time per op of the backward over one of the forward"),
     "host.cuda_graphs": ("bool", ("serving",), True, "decode iterations replay CUDA graphs"),
     "host.kernel_launch_s": ("seconds", ("serving",), 0.0, "host time per kernel without CUDA graphs"),
     "host.prompt_launch_s": ("seconds", ("serving",), 0.0,
@@ -307,6 +322,11 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
             fail(f"must be one of {', '.join(SELECTIVE_POLICIES)}, got {value!r}. Fix: write attention_core "
                  "(Megatron-Core's selective recompute) or every_other_mm (torchtitan's per-op SAC).")
         return str(value)
+    if kind == "graph_scopes":
+        if not isinstance(value, list) or any(v not in GRAPH_SCOPES for v in value):
+            fail(f"must be a list of CUDA-graph scopes out of {', '.join(GRAPH_SCOPES)}, got {value!r}. Fix: e.g. "
+                 "[attn, moe_router, moe_preprocess], or [] for none.")
+        return tuple(value)
     if kind == "vendors":
         if not isinstance(value, list) or not value or any(not isinstance(v, str) or not v.strip() for v in value):
             fail(f"must be a list of device vendors (a device profile's `vendor`), got {value!r}. Fix: e.g. [nvidia], "

@@ -26,19 +26,15 @@ nothing tuned per case:
   src/megatron/bridge/perf_recipes/llama/*/llama3.py). Fine-tuning runs pack SQuAD samples into seq_len sequences.
 - stack: `Training.framework = "megatron-core"`. What the recipes set without the tables stating it (sequence
   parallelism with tp, the distributed optimizer, communication overlap, fusions) is that stack profile's to apply;
-  where a run's Megatron-Bridge performance recipe departs from Megatron-Core's defaults in a way the profile
-  models, the case states it as `framework_settings` (`recipe_settings`): the expert-parallel all-to-all overlapped
-  with another micro-batch's compute (`defaults.ep_overlap`, Megatron-Core's overlap_moe_expert_parallel_comm) in
-  the runs whose recipe set it on H100: DeepSeek-V3 in 25.09 (scripts/performance/run_script.py at v0.1.0rc4:
-  A2A_1F1B for h100), Qwen3 30B-A3B and 235B-A22B in 25.11 (scripts/performance/configs/qwen3/
-  workload_base_configs.py at v0.2.2: moe_a2a_overlap=True), Qwen3 235B-A22B in 26.04.01
-  (configs/qwen/qwen3_workload_base_configs.py at v0.4.2; its 30B-A3B turned it off there); the others keep the
-  recipes' default, off (WorkloadBaseConfig.moe_a2a_overlap = False; 25.09's Qwen3 runs set none). The MoE token
-  dispatcher (`moe.token_dispatcher`) is the recipes' alltoall except where the performance recipe chose the flex
-  one: DeepSeek-V3 in 25.09 (DeepEP: run_script.py at v0.1.0rc4, enable_deepep for h100 unless token drop) and
-  Qwen3 30B-A3B in 26.04.01 (HybridEP: configs/qwen/qwen3_llm_pretrain.py at v0.4.2 sets
-  moe_token_dispatcher_type 'flex' for h100, its workload config moe_flex_dispatcher_backend 'hybridep'; the 235B
-  keeps 'alltoall' on h100).
+  the switches Megatron-Bridge's performance recipes set per model and GPU are each MoE run's own
+  (emulator/data/megatron_bridge_recipes.yaml: read at the tag of the run's container, with sources), stated as
+  `framework_settings` (`recipe_settings`), H100 and Blackwell runs alike: the expert-parallel all-to-all
+  overlapped with another micro-batch's compute (`defaults.ep_overlap`, overlap_moe_expert_parallel_comm), the
+  token dispatcher (`moe.token_dispatcher`: alltoall, or flex for DeepEP and HybridEP), the CUDA-graph capture
+  (`host.graph_scopes`: Transformer Engine graphs of the listed cuda_graph_scope, `layer` for 25.09's per-layer
+  graphs, `full_iteration` for 26.06's whole-step graphs; no graph on any H100 run) and Transformer Engine's fused
+  grouped MLP (cutedsl_fused_grouped_mlp: one grouped expert kernel, `moe.expert_gemm_streams` 0). Its other
+  switches (FP8 attention, recomputed modules, expert capacity) are recorded there, not modelled.
 The predicted value is the published metric computed from the predicted step time:
 - tokens_per_sec_per_gpu = global_batch * seq_len / (step_time * GPUs);
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
@@ -51,7 +47,7 @@ rest beside it.
 
 The same rules run Megatron-Bridge's DGX B200, GB200, B300 and GB300 rows (`BLACKWELL`, emulator/data/
 published_training_blackwell.yaml) with the profile fitted on H100 and the H200 calibration moved to Blackwell: a
-held-out test, never fitted on (the recipe settings above were read for H100 and are not applied there).
+held-out test, never fitted on (each run's recipe switches stated as above).
 """
 
 from __future__ import annotations
@@ -148,22 +144,31 @@ def _size(par: dict[str, Any], key: str) -> int:
     return number(par.get(key)) or 1
 
 
-# (NeMo container, model preset) of the runs whose recipe overlapped the expert-parallel all-to-all (module docstring)
-EP_OVERLAP_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 25.11", "qwen3-30b-a3b"),
-                             ("NeMo 25.11", "qwen3-235b-a22b"), ("NeMo 26.04.01", "qwen3-235b-a22b")})
+RECIPES = shipped("data") / "megatron_bridge_recipes.yaml"
+# A run's CUDA-graph capture (Megatron-Core's cuda_graph_impl) -> what `host.graph_scopes` names beside its scopes
+GRAPH_IMPLS = {"none": (), "transformer_engine": (), "local": ("layer",), "full_iteration": ("full_iteration",)}
 
 
-FLEX_DISPATCH_RUNS = frozenset({("NeMo 25.09", "deepseek-v3"), ("NeMo 26.04.01", "qwen3-30b-a3b")})
+@functools.cache
+def recipe_runs() -> dict[str, dict[str, Any]]:
+    """The performance switches of each published MoE run, by case id (emulator/data/megatron_bridge_recipes.yaml)."""
+    runs = read_yaml(RECIPES).get("runs") or []
+    return {str(r["id"]): r for r in runs}
 
 
 def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The run's own values of megatron-core stack items, where its recipe departs from the profile (module
-    docstring)."""
-    if profile_name(case["hardware"]["device"]) != "h100-sxm":  # the recipes were read for H100 runs
+    """The run's own values of megatron-core stack items, from its release's performance recipe (module
+    docstring); () for a run the recipes file does not list (the profile's values hold)."""
+    run = recipe_runs().get(str(case["id"]))
+    if run is None:
         return ()
-    run = (case["config"].get("container"), preset_of(case))
-    out: tuple[tuple[str, Any], ...] = (("defaults.ep_overlap", True),) if run in EP_OVERLAP_RUNS else ()
-    return out + ((("moe.token_dispatcher", "flex"),) if run in FLEX_DISPATCH_RUNS else ())
+    impl = str(run["cuda_graph_impl"])
+    scopes = GRAPH_IMPLS[impl] + (tuple(run["cuda_graph_scope"]) if impl == "transformer_engine" else ())
+    out: tuple[tuple[str, Any], ...] = (("defaults.ep_overlap", bool(run["moe_a2a_overlap"])),
+                                        ("moe.token_dispatcher", str(run["token_dispatcher"])),
+                                        ("host.graph_scopes", scopes))
+    # Transformer Engine's fused grouped MLP (cutedsl_fused_grouped_mlp): one grouped kernel over the experts
+    return out + ((("moe.expert_gemm_streams", 0),) if run["fused_grouped_mlp"] else ())
 
 
 def lora_of(case: dict[str, Any]) -> LoraConfig:
