@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from emulator.cli.render import render_prediction
 from emulator.cluster import predict_training
 from emulator.cluster.host import HostDispatch, call_host_s, captured, moe_layers
 from emulator.errors import EmulatorError
@@ -84,6 +85,8 @@ def test_a_host_bound_step_waits_and_graphs_remove_the_wait() -> None:
     assert eager.step_time_s > partial.step_time_s > whole.step_time_s == pytest.approx(none.step_time_s)
     b = eager.to_json()["breakdown"]
     assert 0 < b["host_wait_s"] < b["compute_s"]
+    assert "waiting on the host" in render_prediction(eager)
+    assert "waiting on the host" not in render_prediction(whole)
     assert b["compute_s"] + b["exposed_communication_s"] + b["bubble_s"] == pytest.approx(eager.step_time_s)
 
 

@@ -94,13 +94,18 @@ def _memory_line(p: Prediction) -> str:
     return f"memory per device ({where}): " + ", ".join(parts)
 
 
+def _host_wait(seconds: float) -> str:
+    """The part of compute the devices wait on the host's dispatch outside CUDA graphs (`cluster.host`), if any."""
+    return f" (of which waiting on the host {fmt_seconds(seconds)})" if seconds > 0 else ""
+
+
 def _training_lines(p: TrainingPrediction) -> list[str]:
     s, plan = p.step, p.plan
     layout = ", ".join(f"{k} {getattr(plan, k)}" for k in ("tp", "pp", "dp", "cp", "ep") if getattr(plan, k) > 1)
     lines = [f"  plan                 {layout or 'one device'}; {plan.num_microbatches} micro-batch(es) of "
              f"{plan.microbatch_size}; ZeRO {plan.shard_stage}; recompute {plan.recompute}",
-             f"  step breakdown       compute {fmt_seconds(s.compute_s)}, exposed communication "
-             f"{fmt_seconds(s.exposed_communication_s)}, pipeline bubble {fmt_seconds(s.bubble_s)}",
+             f"  step breakdown       compute {fmt_seconds(s.compute_s)}{_host_wait(s.host_wait_s)}, exposed "
+             f"communication {fmt_seconds(s.exposed_communication_s)}, pipeline bubble {fmt_seconds(s.bubble_s)}",
              f"  MFU without attn     {p.mfu_without_attention * 100:.1f}%;  HFU {p.hfu * 100:.1f}%"]
     ttt, effective = p.time_to_train_s, p.goodput.effective_time_s
     if ttt and effective:

@@ -68,14 +68,12 @@ def stage_times(prog: RankProgram, device: DeviceProfile, table: EfficiencyTable
         # The optimizer runs once a step, on the rank's (ZeRO) shard: `optimizer_kernel` times it.
         if call.phase == "optimizer":
             continue
-        dispatch = call_host_s(call, prog.host, moe)
-        if dispatch:
-            host[(part_of(call), call.phase)] = host.get((part_of(call), call.phase), 0.0) + dispatch
+        part = part_of(call)
+        host[(part, call.phase)] = host.get((part, call.phase), 0.0) + call_host_s(call, prog.host, moe)
         if call.family == "view":
             continue
         kt = kernel_time(call, device, table, precision)
         timed.append(kt)
-        part = part_of(call)
         seconds[(part, call.phase)] = seconds.get((part, call.phase), 0.0) + kt.time_s
         if call.family == "attention" or call.module == "layers.attention":
             attention[call.phase] = attention.get(call.phase, 0.0) + kt.time_s
