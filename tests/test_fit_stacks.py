@@ -32,3 +32,22 @@ def test_least_loss_picks_the_exact_best_and_the_tolerance_the_least_overhead() 
     held = {c["id"]: c["error_held_out"] for c in tolerant["cases"]}
     assert held["m1:0"] == pytest.approx(0.05)  # fitted on m2 alone: b = 1, a = 0
     assert held["m2:0"] == pytest.approx(-0.05)  # fitted on m1 alone: b = 0.5
+
+
+def test_a_training_refinement_fits_its_items_into_a_record_of_its_own(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`training --refine item=values ...` fits those items alone (floats) and writes a record beside the joint
+    fit's, named by the items' group; an argument without `=` gets the usage."""
+    fit = _fit_stacks()
+    seen: list[dict[str, list[float]]] = []
+
+    def fake(grid: dict[str, list[float]] | None = None) -> dict[str, Any]:
+        seen.append(grid or {})
+        return {"fitted": {k: v[0] for k, v in (grid or {}).items()}, "summary": {}}
+
+    monkeypatch.setattr(fit, "fit_training", fake)
+    monkeypatch.setattr(fit, "FITS", tmp_path)
+    assert fit.main(["training", "--refine", "host.op_dispatch_s=0,2e-5", "host.backward_dispatch_ratio=1"]) == 0
+    assert seen == [{"host.op_dispatch_s": [0.0, 2e-5], "host.backward_dispatch_ratio": [1.0]}]
+    assert (tmp_path / "megatron-core-hopper-host.json").exists()
+    assert not (tmp_path / "megatron-core-hopper.json").exists()
+    assert fit.main(["training", "--refine", "host.op_dispatch_s"]) == 2
