@@ -7,12 +7,14 @@ sizes the exchange), so the host cannot run more than a layer ahead. A pass (for
 
     max(kernels' time, ops outside CUDA graphs x `host.op_dispatch_s` (x `host.backward_dispatch_ratio` backward))
 
-with the ops counted in the traced program as the stack runs it (after its fusions), views included: each is a
-Python-level call the host makes. CUDA graphs remove their ops' host work (`host.graph_scopes`, Megatron-Core's
-`cuda_graph_scope`): `attn` the attention block with its norm and residual, `moe_router` an MoE layer's norm and
-router, `moe` an MoE layer's whole feed-forward, `mlp` a dense layer's, `layer` every layer (its per-layer graphs),
-`full_iteration` the whole step. `moe_preprocess` (the dispatcher's token counts, captured beside the router) has
-no ops of its own in the traced program, whose routing computes them: naming it removes nothing.
+over the pass: for a stage of alike layers, the per-layer bound a sync each layer sets (and for layers without
+syncs the host's total). The ops are counted in the traced program as the stack runs it (after its fusions), views
+included: each is a Python-level call the host makes. CUDA graphs remove their ops' host work
+(`host.graph_scopes`, Megatron-Core's `cuda_graph_scope`): `attn` the attention block with its norm and residual,
+`moe_router` an MoE layer's norm and router, `moe` an MoE layer's whole feed-forward, `mlp` a dense layer's,
+`layer` every layer (its per-layer graphs), `full_iteration` the whole step. `moe_preprocess` (the dispatcher's
+token counts, captured beside the router) has no ops of its own in the traced program, whose routing computes
+them: naming it removes nothing.
 """
 
 from __future__ import annotations
