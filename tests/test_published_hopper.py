@@ -370,7 +370,7 @@ def test_every_moe_run_states_its_recipe_switches() -> None:
     for run in runs.values():
         assert run["cuda_graph_impl"] in GRAPH_IMPLS and run["token_dispatcher"] in DISPATCHERS
         assert set(run["cuda_graph_scope"]) <= set(GRAPH_SCOPES) and run["sources"] and run["tag"].startswith("v")
-        assert bool(run["cuda_graph_scope"]) == (run["cuda_graph_impl"] in ("transformer_engine", "local"))
+        assert bool(run["cuda_graph_scope"]) == (run["cuda_graph_impl"] == "transformer_engine")
 
 
 def test_recipe_switches_become_stack_items() -> None:

@@ -36,7 +36,8 @@ class HostDispatch:
 
     @classmethod
     def of(cls, stack: StackProfile | None) -> HostDispatch:
-        if stack is None or stack.kind != "training":
+        """The stack's items (a serving profile cannot set them: its schema defaults, no host floor)."""
+        if stack is None:
             return cls()
         return cls(op_s=float(stack.get("host.op_dispatch_s")),
                    backward_ratio=float(stack.get("host.backward_dispatch_ratio")),

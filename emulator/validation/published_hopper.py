@@ -145,7 +145,8 @@ def _size(par: dict[str, Any], key: str) -> int:
 
 
 RECIPES = shipped("data") / "megatron_bridge_recipes.yaml"
-# A run's CUDA-graph capture (Megatron-Core's cuda_graph_impl) -> what `host.graph_scopes` names beside its scopes
+# A run's CUDA-graph capture (Megatron-Core's cuda_graph_impl) -> what `host.graph_scopes` names beside its
+# cuda_graph_scope (which only transformer_engine graphs have)
 GRAPH_IMPLS = {"none": (), "transformer_engine": (), "local": ("layer",), "full_iteration": ("full_iteration",)}
 
 
@@ -163,7 +164,7 @@ def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     if run is None:
         return ()
     impl = str(run["cuda_graph_impl"])
-    scopes = GRAPH_IMPLS[impl] + (tuple(run["cuda_graph_scope"]) if impl == "transformer_engine" else ())
+    scopes = GRAPH_IMPLS[impl] + tuple(run["cuda_graph_scope"])
     out: tuple[tuple[str, Any], ...] = (("defaults.ep_overlap", bool(run["moe_a2a_overlap"])),
                                         ("moe.token_dispatcher", str(run["token_dispatcher"])),
                                         ("host.graph_scopes", scopes))
