@@ -88,3 +88,38 @@ def test_more_tensor_parallel_never_needs_more_activation_memory(tp: int, recomp
     b = layer_activation_bytes(shape, 2048, 1, tp=tp * 2, sequence_parallel=sp, recompute=recompute)
     assert b <= a
     assert layer_activation_bytes(shape, 2048, 1, tp=tp, sequence_parallel=sp, recompute="full") <= a
+
+
+def test_recomputed_megatron_modules_drop_their_outputs() -> None:
+    """Each of Megatron-Core's recompute modules drops the tensors its forward made (s b per unit of width, 16-bit):
+    MLA's Q, K, V; the routed experts' activation output; their whole gate/up/product; the shared experts'; the
+    MoE pre-MLP norm's output; a dense MLP's; core_attn nothing (fused attention)."""
+    moe = LayerShape(hidden=1000, heads=8, q_width=1000, kv_width=250, ffn=3000, swiglu=True, routed_ffn=2000,
+                     mla=True)
+    s, b = 100, 2
+
+    def drop(*modules: str, shape: LayerShape = moe) -> float:
+        keep = layer_activation_bytes(shape, s, b, recompute="selective", modules=modules)
+        return layer_activation_bytes(shape, s, b, recompute="selective") - keep
+
+    assert drop() == drop("core_attn") == 0.0
+    assert drop("mla_up_proj") == 2 * s * b * (1000 + 2 * 250)
+    assert drop("moe_act") == 2 * s * b * 2000
+    assert drop("shared_experts") == 3 * 2 * s * b * 1000
+    assert drop("moe") == 3 * 2 * s * b * 3000 == drop("moe", "moe_act", "shared_experts")
+    assert drop("layernorm") == 2 * (2 * s * b * 1000)  # the MLA input norm's and the MoE pre-MLP norm's outputs
+    assert drop("mlp") == 0.0  # no dense MLP in an MoE layer
+    dense = LayerShape(hidden=1000, heads=8, q_width=1000, kv_width=250, ffn=3000, swiglu=True)
+    assert drop("mlp", shape=dense) == 3 * 2 * s * b * 3000
+    assert drop("layernorm", "moe_act", "mla_up_proj", shape=dense) == 0.0  # LayerNormLinear holds its norm
+    # Modules only count under selective recompute
+    assert layer_activation_bytes(moe, s, b, modules=("moe",)) == layer_activation_bytes(moe, s, b)
+
+
+def test_plan_memory_takes_the_stack_policy() -> None:
+    model = preset("deepseek-v3").scaled(num_layers=4, num_dense_layers=1)
+    plan = Plan(microbatch_size=1, global_batch_size=1, seq_len=4096, recompute="selective")
+    kw = {"stage_params": 1e9, "expert_params": 5e8, "precision": "bf16", "num_layers": 4}
+    assert plan_memory(model, plan, **kw, selective=("mla_up_proj",))["activations"] < \
+        plan_memory(model, plan, **kw)["activations"] == plan_memory(model, plan, **kw, selective="every_other_mm")[
+            "activations"]

@@ -90,6 +90,23 @@ def test_moe_and_mla_flags_raise_the_megatron_version(tmp_path: Path) -> None:
     assert "Megatron-Core >= 0.11" in f.text
 
 
+def test_recompute_modules_reach_megatron_as_words(tmp_path: Path) -> None:
+    """A selective policy of Megatron-Core's modules becomes `--recompute-modules` with one word per module (its
+    argparse takes nargs='*'), which dates the script to Megatron-Core 0.12."""
+    text = MOE_TRAIN.replace("FRAMEWORK", "megatron-core").replace(
+        "microbatch_size: 1}", "microbatch_size: 1}, framework_settings: {recompute.selective: [mla_up_proj, moe_act]}")
+    (f,) = launch_files(_scenario(tmp_path, text))
+    words = _command(f)
+    assert set(_flags(words)) <= set(TOOLS[f.tool].flags) | set(TORCHRUN.flags)
+    at = words.index("--recompute-modules")
+    assert words[at - 2:at + 3] == ["--recompute-granularity", "selective", "--recompute-modules", "mla_up_proj",
+                                    "moe_act"]
+    assert "Megatron-Core >= 0.12" in f.text
+    _bash_syntax_ok(f, tmp_path)
+    (plain,) = launch_files(_scenario(tmp_path, MOE_TRAIN.replace("FRAMEWORK", "megatron-core"), "p.yaml"))
+    assert "--recompute-modules" not in _command(plain)  # attention_core: Megatron-Core's own default
+
+
 def test_sliding_windows_reach_megatron_and_date_the_script(tmp_path: Path) -> None:
     """GPT-OSS's 128-key windows on every other layer: Transformer Engine's (127, 0) window, one full layer per two,
     flags that Megatron-Core has since 0.15."""

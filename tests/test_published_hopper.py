@@ -391,6 +391,24 @@ def test_recipe_switches_become_stack_items() -> None:
     assert all(items(i)["host.graph_scopes"] == () for i in IDS if i in recipe_runs())
 
 
+def test_recipe_recompute_modules_become_a_selective_plan() -> None:
+    """A run whose recipe recomputes modules is planned `recompute: selective` with those modules as its policy,
+    in Megatron-Core's order; one that recomputes none (null or an empty list) keeps `recompute: none`."""
+    from emulator.validation.published_hopper import case_scenario, recipe_recompute, recipe_runs
+
+    cases = {c["id"]: c for c in [*CASES, *BLACKWELL_CASES]}
+    gpt_oss = cases["train-mbridge260401-gpt-oss-120b-dgx-h100-64gpu-bf16-pretrain"]
+    assert recipe_recompute(gpt_oss) == ("layernorm", "moe_act")
+    tr = case_scenario(gpt_oss).training
+    assert tr is not None and tr.recompute == "selective"
+    assert dict(tr.framework_settings)["recompute.selective"] == ("layernorm", "moe_act")
+    for case_id, run in recipe_runs().items():
+        if not run.get("recompute_modules") and case_id in cases:
+            tr = case_scenario(cases[case_id]).training
+            assert tr is not None and tr.recompute == "none"
+            assert "recompute.selective" not in dict(tr.framework_settings)
+
+
 def test_blackwell_validation_predicts_or_says_why() -> None:
     """Every held-out case is predicted or skipped with a reason (a pipeline of more chunks than layers is refused
     by the plan model, not an exception); the render names the file."""

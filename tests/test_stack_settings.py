@@ -105,6 +105,8 @@ def test_the_flex_dispatcher_shortens_the_expert_all_to_all(tmp_path: Path) -> N
 @pytest.mark.parametrize(("settings", "words"), [
     ("{moe.token_dispatcher: deepep}", "must be one of alltoall, flex"),
     ("{recompute.selective: half}", "must be one of attention_core, every_other_mm"),
+    ("{recompute.selective: [moe_act, attn]}", "a list of Megatron-Core's recompute modules out of core_attn"),
+    ("{recompute.selective: []}", "e.g. [mla_up_proj, moe_act]"),
     ("{overlap.epp: 1.0}", "is not a stack item"),
     ("{host.overlap: true}", "applies to serving stacks"),
     ("{overlap.ep: 2.0}", "Fix:"),
@@ -118,3 +120,18 @@ def test_bad_framework_settings_name_the_field_and_the_fix(tmp_path: Path, setti
         load_scenario(str(path))
     assert words in e.value.message and "Fix:" in e.value.message
     assert e.value.field is not None and e.value.field.startswith("training.framework_settings")
+
+
+def test_megatron_recompute_modules_are_a_selective_policy(tmp_path: Path) -> None:
+    """A list of Megatron-Core's recompute modules is the run's selective policy, in Megatron-Core's order once each;
+    under `recompute: selective` their forward kernels rerun and the note names them."""
+    path = tmp_path / "m.yaml"
+    path.write_text(TRAIN.replace("SETTINGS", ", recompute: selective, framework_settings: "
+                                              "{recompute.selective: [moe_act, layernorm, moe_act]}"))
+    scenario = load_scenario(str(path))
+    assert scenario.training is not None
+    assert dict(scenario.training.framework_settings)["recompute.selective"] == ("layernorm", "moe_act")
+    out = predict_json(scenario)
+    assert out["stack"]["items"]["recompute.selective"]["value"] == ["layernorm", "moe_act"]
+    assert out["breakdown"]["recompute_s"] > 0
+    assert any("Megatron-Core's modules layernorm, moe_act" in n for n in out["notes"])

@@ -44,7 +44,7 @@ class HostDispatch:
                    scopes=tuple(stack.get("host.graph_scopes")))
 
 
-def _block(module: str) -> tuple[str, str]:
+def block_of(module: str) -> tuple[str, str]:
     """(layer, block) of a module inside a layer ('layers.3', 'feed_forward'); ('', '') outside the layers."""
     parts = module.split(".")
     if len(parts) < 2 or parts[0] != "layers":
@@ -56,7 +56,7 @@ def captured(module: str, scopes: tuple[str, ...], moe_layer: bool) -> bool:
     """Whether a CUDA graph of `scopes` replays an op of `module` (see the module docstring)."""
     if "full_iteration" in scopes:
         return True
-    layer, block = _block(module)
+    layer, block = block_of(module)
     if not layer:
         return False
     if "layer" in scopes:
@@ -71,13 +71,13 @@ def captured(module: str, scopes: tuple[str, ...], moe_layer: bool) -> bool:
 
 def moe_layers(calls: Iterable[KernelCall]) -> frozenset[str]:
     """The layers of a stage whose feed-forward is a routed MoE block (it has a router)."""
-    return frozenset(_block(c.module)[0] for c in calls if ".feed_forward.router" in c.module)
+    return frozenset(block_of(c.module)[0] for c in calls if ".feed_forward.router" in c.module)
 
 
 def call_host_s(call: KernelCall, host: HostDispatch, moe: frozenset[str]) -> float:
     """Host seconds of one micro-batch's `call.count` ops of a traced call: 0 inside a CUDA graph and for the
     optimizer (one fused kernel a step)."""
     if host.op_s <= 0.0 or call.phase == "optimizer" or captured(call.module, host.scopes,
-                                                                   _block(call.module)[0] in moe):
+                                                                   block_of(call.module)[0] in moe):
         return 0.0
     return call.count * host.op_s * (host.backward_ratio if call.phase == "backward" else 1.0)

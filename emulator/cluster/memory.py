@@ -18,7 +18,11 @@ activations, 1-byte dropout masks; s sequence, b micro-batch, h hidden, a heads,
 For GPT (q = k = v = h, f = 4h, dropout) this is exactly the paper's sbh(34 + 5as/h). Tensor parallelism
 divides everything but the LayerNorm inputs, the linear inputs and the dropout masks (10sbh) by t; sequence
 parallelism divides those too. Selective recompute drops the 5as^2b attention-core term; the traced models use
-fused attention (FlashAttention keeps no s^2 tensor), so for them that term is always zero. Full recompute keeps
+fused attention (FlashAttention keeps no s^2 tensor), so for them that term is always zero. Megatron-Core's recompute
+modules (`cluster.recompute`) drop what their forward made: `layernorm` the norm outputs that are modules' inputs
+(an MoE layer's first linear input, an MLA layer's QKV input), `mla_up_proj` Q, K and V, `moe_act` the routed
+experts' activation output, `moe` every routed and shared expert tensor, `shared_experts` the shared ones, `mlp` a
+dense MLP's (each keeps its module's input, which the layer keeps anyway). Full recompute keeps
 only each layer's input (2sbh, /t with sequence parallelism). The workloads have no dropout.
 In flight (1F1B): the first stage holds min(pp, micro-batches) micro-batches; interleaving with v chunks
 multiplies that by 1 + (pp-1)/(pp*v) (Korthikanti Sec. 4.2.3).
@@ -44,30 +48,44 @@ class LayerShape:
     ffn: int  # per token through the MLP (MoE: top-k expert widths plus shared)
     swiglu: bool
     dropout: bool = False
+    routed_ffn: int = 0  # of `ffn`, the top-k routed experts' widths (0: a dense MLP)
+    mla: bool = False  # multi-latent attention (its input norm a module of its own)
 
 
 def layer_shape(model: TransformerConfig, *, dropout: bool = False) -> LayerShape:
-    ffn = model.ffn_hidden_size
+    ffn, routed = model.ffn_hidden_size, 0
     if model.is_moe:
-        ffn = model.moe_ffn_hidden_size * (model.num_experts_per_token + model.num_shared_experts)
+        routed = model.moe_ffn_hidden_size * model.num_experts_per_token
+        ffn = routed + model.moe_ffn_hidden_size * model.num_shared_experts
     return LayerShape(hidden=model.hidden_size, heads=model.num_heads, q_width=model.num_heads * model.qk_head_dim,
                       kv_width=model.num_kv_heads * model.head_dim, ffn=ffn, swiglu=model.mlp == "swiglu",
-                      dropout=dropout)
+                      dropout=dropout, routed_ffn=routed, mla=model.attention == "mla")
 
 
 def layer_activation_bytes(shape: LayerShape, seq: int, micro: int, *, tp: int = 1, sequence_parallel: bool = False,
-                           recompute: str = "none", fused_attention: bool = True) -> float:
-    """Bytes one layer keeps for backward for one micro-batch (Korthikanti et al. 2022, generalised)."""
+                           recompute: str = "none", fused_attention: bool = True,
+                           modules: tuple[str, ...] = ()) -> float:
+    """Bytes one layer keeps for backward for one micro-batch (Korthikanti et al. 2022, generalised); `modules`:
+    Megatron-Core's recompute modules under `recompute: selective`."""
     s, b, h, t = seq, micro, shape.hidden, tp
     sbh = s * b * h
     if recompute == "full":
         return 2 * sbh / (t if sequence_parallel else 1)
+    mods = modules if recompute == "selective" else ()
+    moe = shape.routed_ffn > 0
     mask = 1 if shape.dropout else 0
-    replicated = 2 * sbh + 2 * sbh + mask * sbh  # attention: LayerNorm input, QKV input, dropout mask
-    replicated += 2 * sbh + 2 * sbh + mask * sbh  # MLP: LayerNorm input, first linear input, dropout mask
-    sharded = 2 * s * b * shape.q_width + 2 * s * b * shape.kv_width  # Q, K
-    sharded += 2 * s * b * shape.kv_width + 2 * s * b * shape.q_width  # V, projection input
-    sharded += (3 if shape.swiglu else 2) * 2 * s * b * shape.ffn  # gate/up/product or GeLU input/output
+    norm_out = "layernorm" in mods  # the norms' outputs, where the norm is a module of its own
+    replicated = 2 * sbh + 2 * sbh * (not (norm_out and shape.mla)) + mask * sbh  # LayerNorm input, QKV input, mask
+    replicated += 2 * sbh + 2 * sbh * (not (norm_out and moe)) + mask * sbh  # LayerNorm input, first linear input, mask
+    qkv = 0 if shape.mla and "mla_up_proj" in mods else 2 * s * b * shape.q_width + 4 * s * b * shape.kv_width
+    sharded = qkv + 2 * s * b * shape.q_width  # Q, K, V; projection input
+    per_width = (3 if shape.swiglu else 2) * 2 * s * b  # gate/up/product or GeLU input/output, per unit of width
+    shared = shape.ffn - shape.routed_ffn
+    if not moe:
+        sharded += 0 if "mlp" in mods else per_width * shape.ffn
+    elif "moe" not in mods:
+        sharded += per_width * shape.routed_ffn - ("moe_act" in mods) * 2 * s * b * shape.routed_ffn
+        sharded += 0 if "shared_experts" in mods else per_width * shared
     if recompute == "none" and not fused_attention:
         sharded += (2 + mask + 2 * mask) * shape.heads * s * s * b if mask else 2 * shape.heads * s * s * b
     return (replicated / (t if sequence_parallel else 1)) + sharded / t
@@ -94,7 +112,8 @@ def microbatches_in_flight(plan: Plan) -> float:
 
 
 def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
-                precision: str, num_layers: int, trainable: tuple[float, float] | None = None) -> dict[str, float]:
+                precision: str, num_layers: int, trainable: tuple[float, float] | None = None,
+                selective: str | tuple[str, ...] = "attention_core") -> dict[str, float]:
     """Bytes per device by component (the busiest pipeline rank), through the one memory model
     (`engine.memory.training_memory`) with this plan's sharding, activations in flight and temporaries.
 
@@ -102,7 +121,8 @@ def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, ex
     the frozen `stage_params` (None: the stage's parameters all train)."""
     seq = plan.seq_len // plan.cp
     per_layer = layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
-                                       sequence_parallel=plan.sequence_parallel, recompute=plan.recompute)
+                                       sequence_parallel=plan.sequence_parallel, recompute=plan.recompute,
+                                       modules=selective if isinstance(selective, tuple) else ())
     activations = per_layer * num_layers * microbatches_in_flight(plan)
     if plan.recompute == "full":  # the layer being recomputed holds its full working set once
         activations += layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,

@@ -111,7 +111,7 @@ class RankProgram:
     trainable_expert_params: float  # of which routed-expert weights
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
     end_chunks: int = 0  # pipeline chunks the embedding and the loss take in place of layers (`plan.END_CHUNKS`)
-    selective: str = "attention_core"  # what `recompute: selective` reruns (the stack's `recompute.selective`)
+    selective: str | tuple[str, ...] = "attention_core"  # what `recompute: selective` reruns (`recompute.selective`)
     host: HostDispatch = HostDispatch()  # the stack's host time per op outside CUDA graphs (`cluster.host`)
 
     @property
@@ -242,26 +242,34 @@ def groups_of(plan: Plan) -> dict[str, Group]:
 
 def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
                 params: float, expert_params: float,
-                trainable: tuple[float, float] | None = None, dispatcher: str = "alltoall") -> tuple[KernelCall, ...]:
+                trainable: tuple[float, float] | None = None, dispatcher: str = "alltoall",
+                selective: str | tuple[str, ...] = "attention_core") -> tuple[KernelCall, ...]:
     """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step').
 
     `params`, `expert_params`: the rank's weights; `trainable`: (parameters, routed-expert parameters) it trains
     when not all of them (LoRA adapters): gradients are reduced, and ZeRO-1/2 parameters gathered, for those only.
     `dispatcher`: the MoE token dispatcher (`moe.token_dispatcher`): `alltoall` sends a token once per routed expert,
     `flex` (DeepEP, HybridEP) once per remote domain and target rank (`network.Network.time`'s `dispatch`).
+    A forward the backward reruns communicates again: full recompute's tensor- and expert-parallel collectives,
+    and the dispatch and combine of MoE blocks that selective recompute reruns (`selective`: the stack's policy,
+    Megatron-Core's `moe` module, `cluster.recompute`).
     """
     w = dtype_bytes(activation_dtype(precision))
     dt = precision
     b, s, h, n = plan.microbatch_size, plan.seq_len // plan.cp, model.hidden_size, shard.num_layers
     act = b * s * h * w  # one [b, s, h] activation of the rank's sequence chunk
     out: list[KernelCall] = []
+    modules = selective if plan.recompute == "selective" and isinstance(selective, tuple) else ()
+    moe_repeats = 2 if plan.recompute == "full" or "moe" in modules else 1
     if plan.tp > 1:
         # Per layer and direction: two all-reduces (attention, MLP), or with sequence parallelism two all-gathers
-        # and two reduce-scatters (Korthikanti et al. 2022, Sec. 4.2.2); full recompute repeats the forward's.
+        # and two reduce-scatters (Korthikanti et al. 2022, Sec. 4.2.2); full recompute repeats the forward's, a
+        # recomputed feed-forward module its own.
         ops = ("all_gather", "reduce_scatter") if plan.sequence_parallel else ("all_reduce",)
-        fwd_repeats = 2 if plan.recompute == "full" else 1
+        again = 2 * n if plan.recompute == "full" else (
+            ("mlp" in modules) * (n - shard.num_moe_layers) + ("moe" in modules) * shard.num_moe_layers)
         for op in ops:
-            out.append(_collective(op, act, 2 * n * fwd_repeats, "tp", "microbatch", "forward", dt))
+            out.append(_collective(op, act, 2 * n + again, "tp", "microbatch", "forward", dt))
             out.append(_collective(op, act, 2 * n, "tp", "microbatch", "backward", dt))
         out.append(_collective(ops[-1], act, 1, "tp", "microbatch", "forward", dt, module="embed"))
     if plan.cp > 1:
@@ -273,11 +281,11 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
         k = model.num_experts_per_token
         a2a = tokens * k * h * w  # one copy per routed expert
         for phase in ("forward", "backward"):  # dispatch and combine
+            times = 2 * shard.num_moe_layers * (moe_repeats if phase == "forward" else 1)
             if dispatcher == "flex":  # DeepEP / HybridEP: copies deduplicated per remote domain and target rank
-                out.append(_collective("dispatch", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt,
-                                       fanout=k))
+                out.append(_collective("dispatch", a2a, times, "ep", "microbatch", phase, dt, fanout=k))
             else:
-                out.append(_collective("all_to_all", a2a, 2 * shard.num_moe_layers, "ep", "microbatch", phase, dt))
+                out.append(_collective("all_to_all", a2a, times, "ep", "microbatch", phase, dt))
     if plan.pp > 1:
         p2p = act / plan.tp
         for phase in ("forward", "backward"):
@@ -351,6 +359,7 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     gemm_groups = bool(stack.get("fusion.gemm_groups")) if stack else False
     dispatcher = str(stack.get("moe.token_dispatcher")) if stack else "alltoall"
     low_head = bool(stack.get("recipe.low_precision_head")) if stack else True
+    selective = stack.get("recompute.selective") if stack else "attention_core"
     # Only unfused attention's recomputed scores read the recompute policy: otherwise plans of every policy share
     # one compute (recompute changes the schedule, `training_step`, not the traced calls).
     compute_plan = dataclasses.replace(plan, dp=1, zero=0, fsdp=False, global_batch_size=plan.microbatch_size, etp=1,
@@ -361,9 +370,9 @@ def rank_program(model: TransformerConfig, plan: Plan, precision: str, attention
     trained = trainable_params(model, shard, plan, gemm_groups=gemm_groups)
     return RankProgram(
         shard=shard, plan=plan, compute=compute,
-        collectives=collectives(model, shard, plan, precision, params, experts, trained, dispatcher),
+        collectives=collectives(model, shard, plan, precision, params, experts, trained, dispatcher, selective),
         groups=groups_of(plan),
         num_layers=shard.num_layers, num_moe_layers=shard.num_moe_layers, stage_params=params,
         expert_params=experts, trace=trace, trainable_params=trained[0], trainable_expert_params=trained[1],
         attention=attention, end_chunks=max(plan.pp * plan.virtual_stages - model.num_layers, 0),
-        selective=str(stack.get("recompute.selective")) if stack else "attention_core", host=HostDispatch.of(stack))
+        selective=selective, host=HostDispatch.of(stack))

@@ -62,13 +62,15 @@ def model_flops_per_microbatch(model: TransformerConfig, micro: int, seq: int, p
     return total, attention
 
 
-def memory_of(model: TransformerConfig, plan: Plan, precision: str) -> dict[str, float]:
-    """Bytes per device of `plan` by component (the busiest pipeline rank)."""
+def memory_of(model: TransformerConfig, plan: Plan, precision: str,
+              selective: str | tuple[str, ...] = "attention_core") -> dict[str, float]:
+    """Bytes per device of `plan` by component (the busiest pipeline rank); `selective`: what the stack's
+    `recompute: selective` reruns (`recompute.selective`)."""
     shard = rank_shard(model, plan)
     params, experts = stage_params(model, shard, plan)
     return plan_memory(model, plan, stage_params=params, expert_params=experts, precision=precision,
                        num_layers=layers_per_stage(model, plan),
-                       trainable=trainable_params(model, shard, plan) if model.lora else None)
+                       trainable=trainable_params(model, shard, plan) if model.lora else None, selective=selective)
 
 
 def trained_model(model: TransformerConfig, training: Training) -> TransformerConfig:
@@ -95,7 +97,8 @@ class FitAdvice:
         return out
 
 
-def fit_advice(model: TransformerConfig, plan: Plan, precision: str, capacity: float, total: float) -> FitAdvice:
+def fit_advice(model: TransformerConfig, plan: Plan, precision: str, capacity: float, total: float,
+               selective: str | tuple[str, ...] = "attention_core") -> FitAdvice:
     """Single changes to the plan (ZeRO, recompute, sequence parallelism, micro-batch, more pp or tp for less
     dp) that make it fit `capacity`, at most six."""
     options: list[tuple[str, Plan]] = []
@@ -120,7 +123,7 @@ def fit_advice(model: TransformerConfig, plan: Plan, precision: str, capacity: f
             check_plan(model, candidate, candidate.num_devices)
         except EmulatorError:
             continue
-        need = sum(memory_of(model, candidate, precision).values())
+        need = sum(memory_of(model, candidate, precision, selective).values())
         if need <= capacity:
             fixes.append((label, need))
     return FitAdvice(over_by_bytes=total - capacity, over_by_fraction=total / capacity - 1, fixes=tuple(fixes[:6]))
@@ -275,9 +278,10 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
     executed += max(hw.get("embed", 0.0), hw.get("head", 0.0)) if plan.pp > 1 else hw.get("embed", 0.0) + hw.get(
         "head", 0.0)
     optimizer_flops = step.optimizer.cost.flops + step.optimizer.cost.recompute_flops
-    parts = memory_of(model, plan, precision)
+    parts = memory_of(model, plan, precision, prog.selective)
     memory = Memory(parts=parts, capacity_bytes=device.memory_bytes, error_band=ALLOCATOR_ALLOWANCE)
-    advice = None if memory.fits else fit_advice(model, plan, precision, device.memory_bytes, memory.total_bytes)
+    advice = None if memory.fits else fit_advice(model, plan, precision, device.memory_bytes, memory.total_bytes,
+                                                 prog.selective)
     kernels = _kernels(dict(st.families), m, step, sum(c.count for c in prog.collectives) if net else 0,
                        sum(c.total.comm_bytes for c in prog.collectives))
     compute_bound = max(((f.time_s, f.bound) for f in kernels.values() if f.bound != "comm"), default=(0.0, "compute"))
@@ -288,6 +292,10 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         notes.append(f"selective recompute as {setup.stack.name} runs it (per-op policy): each block's every second "
                      "16-bit matmul and its non-matrix kernels rerun in backward "
                      f"({st.selective_s * 1e3:.3g} ms per micro-batch)")
+    elif plan.recompute == "selective" and isinstance(prog.selective, tuple) and set(prog.selective) - {"core_attn"}:
+        notes.append(f"selective recompute of Megatron-Core's modules {', '.join(prog.selective)}: their forward "
+                     f"kernels rerun in backward ({st.selective_s * 1e3:.3g} ms per micro-batch), their outputs are "
+                     "not kept")
     elif plan.recompute == "selective":
         notes.append("selective recompute: the attention core is recomputed in backward, which the fused attention "
                      "kernel already does (its backward recompute is in the trace); no extra forward")

@@ -57,10 +57,12 @@ def _word(value: object) -> str:
 
 
 def shell_command(argv: list[object], flags: list[tuple[str, object | None]]) -> str:
-    """`argv` then one flag per line (`None` for a switch), continued with backslashes; variables stay expanded."""
+    """`argv` then one flag per line (`None` for a switch, a tuple for several words), continued with backslashes;
+    variables stay expanded."""
     lines = [" ".join(_word(a) for a in argv)]
     for flag, value in flags:
-        lines.append(f"  {flag}" if value is None else f"  {flag} {_word(value)}")
+        words = value if isinstance(value, tuple) else (value,)
+        lines.append(f"  {flag}" if value is None else f"  {flag} {' '.join(_word(w) for w in words)}")
     return " \\\n".join(lines) + "\n"
 
 

@@ -51,7 +51,7 @@ MEGATRON = Tool(
     "https://github.com/NVIDIA/Megatron-LM/blob/core_v0.15.0/megatron/training/arguments.py (each flag checked on "
     "the core_r0.8.0 to core_v0.15.0 tags)",
     MappingProxyType({**_frozen(_MEGATRON_SINCE_0_8, "0.8"), **_frozen(_MEGATRON_SINCE_0_10, "0.10"),
-                      "--moe-router-score-function": "0.11", "--window-size": "0.15",
+                      "--moe-router-score-function": "0.11", "--recompute-modules": "0.12", "--window-size": "0.15",
                       "--window-attn-skip-freq": "0.15"}))
 
 # torchtitan's TOML: section.key, as the dataclasses of torchtitan/config/job_config.py name them.

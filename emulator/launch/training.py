@@ -136,6 +136,9 @@ def megatron_files(s: Scenario, plan: Plan, stack: StackProfile, predicted: list
         flags += [("--recompute-granularity", "full"), ("--recompute-method", "uniform"), ("--recompute-num-layers", 1)]
     elif tr.recompute == "selective":
         flags.append(("--recompute-granularity", "selective"))
+        modules = stack.get("recompute.selective")
+        if isinstance(modules, tuple):  # Megatron-Core's own names; its default is core_attn alone
+            flags.append(("--recompute-modules", modules))
     flags += [("--transformer-impl", "transformer_engine"), ("--train-iters", "$TRAIN_ITERS"),
               ("--lr", "$LR"), ("--min-lr", "$MIN_LR"), ("--lr-decay-style", "cosine"),
               ("--lr-warmup-iters", "$WARMUP_ITERS"), ("--weight-decay", 0.1), ("--clip-grad", 1.0),

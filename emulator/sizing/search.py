@@ -104,6 +104,8 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
     dps = _divisors(tr.global_batch_size)
     counts = set(space.counts)
     precision = precision_of(sz, cand)
+    selective = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings).get(
+        "recompute.selective")  # what the stack's selective recompute keeps off memory
     kept: list[tuple[Plan, float]] = []
     n_enum = 0
     for tp in tps:
@@ -131,7 +133,7 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
                             key = (tp, pp, dp, mb, rec, zero, precision)
                             need = memory_cache.get(key)
                             if need is None:
-                                need = memory_cache[key] = sum(memory_of(model, plan, precision).values())
+                                need = memory_cache[key] = sum(memory_of(model, plan, precision, selective).values())
                             if need > capacity:
                                 _reject(rejected, "memory", f"tp {tp} pp {pp} dp {dp} mb {mb} recompute {rec} zero "
                                         f"{zero}: needs {need / GiB:.0f} GiB, {cand.device.name} has "

@@ -28,7 +28,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
   expert) or `flex` (DeepEP / HybridEP: one copy per remote scale-up domain over the fabric, one per target rank
   inside; `cluster.network`'s `dispatch`).
 - `recompute.selective`: what a plan's `recompute: selective` reruns in the backward (`cluster.recompute`):
-  `attention_core` (Megatron-Core) or `every_other_mm` (torchtitan's per-op SAC).
+  `attention_core` (Megatron-Core's default, its `core_attn`), a list of Megatron-Core's `recompute_modules`
+  (`RECOMPUTE_MODULES`), or `every_other_mm` (torchtitan's per-op SAC).
 - `efficiency.sustained_math`: per device family (`hopper`, `blackwell`, ...), the share of the calibrated GEMM
   and attention math rate a whole step sustains under this stack (microbenchmarks run short bursts at boost
   clock; a step runs at the power-limited clock, with the stack's kernel choices). A fit; the entry `"*"` states
@@ -82,6 +83,8 @@ OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
 FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
 DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type values the emulator models
 SELECTIVE_POLICIES = ("attention_core", "every_other_mm")  # what `recompute: selective` reruns (cluster.recompute)
+# Megatron-Core's recompute_modules (TransformerConfig): a policy of their own, as a list (cluster.recompute)
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act", "mlp", "moe", "shared_experts")
 # Megatron-Core's cuda_graph_scope values (transformer_engine graphs), `layer` for its per-layer graphs
 # (enable_cuda_graph / cuda_graph_impl local) and `full_iteration` for a whole step captured (cluster.host)
 GRAPH_SCOPES = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "layer", "full_iteration")
@@ -103,8 +106,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                              "how expert-parallel tokens move: alltoall, one copy per routed expert; flex (DeepEP, "
                              "HybridEP), one copy per remote domain and target rank"),
     "recompute.selective": ("selective_policy", ("training",), "attention_core",
-                            "what `recompute: selective` reruns in the backward: attention_core (Megatron-Core; "
-                            "free with fused attention) or every_other_mm (torchtitan's per-op policy)"),
+                            "what `recompute: selective` reruns in the backward: attention_core (Megatron-Core's "
+                            "default; free with fused attention), a list of Megatron-Core's recompute_modules, or "
+                            "every_other_mm (torchtitan's per-op policy)"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
     "recipe.low_precision_head": ("bool", STACK_KINDS, True,
@@ -318,9 +322,12 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
                  "per routed expert) or flex (DeepEP or HybridEP).")
         return str(value)
     if kind == "selective_policy":
-        if value not in SELECTIVE_POLICIES:
-            fail(f"must be one of {', '.join(SELECTIVE_POLICIES)}, got {value!r}. Fix: write attention_core "
-                 "(Megatron-Core's selective recompute) or every_other_mm (torchtitan's per-op SAC).")
+        if isinstance(value, list) and value and all(v in RECOMPUTE_MODULES for v in value):
+            return tuple(sorted(set(value), key=RECOMPUTE_MODULES.index))
+        if isinstance(value, list) or value not in SELECTIVE_POLICIES:
+            fail(f"must be one of {', '.join(SELECTIVE_POLICIES)} or a list of Megatron-Core's recompute modules out "
+                 f"of {', '.join(RECOMPUTE_MODULES)}, got {value!r}. Fix: write attention_core (Megatron-Core's "
+                 "default), e.g. [mla_up_proj, moe_act], or every_other_mm (torchtitan's per-op SAC).")
         return str(value)
     if kind == "graph_scopes":
         if not isinstance(value, list) or any(v not in GRAPH_SCOPES for v in value):

@@ -33,8 +33,9 @@ nothing tuned per case:
   token dispatcher (`moe.token_dispatcher`: alltoall, or flex for DeepEP and HybridEP), the CUDA-graph capture
   (`host.graph_scopes`: Transformer Engine graphs of the listed cuda_graph_scope, `layer` for 25.09's per-layer
   graphs, `full_iteration` for 26.06's whole-step graphs; no graph on any H100 run) and Transformer Engine's fused
-  grouped MLP (cutedsl_fused_grouped_mlp: one grouped expert kernel, `moe.expert_gemm_streams` 0). Its other
-  switches (FP8 attention, recomputed modules, expert capacity) are recorded there, not modelled.
+  grouped MLP (cutedsl_fused_grouped_mlp: one grouped expert kernel, `moe.expert_gemm_streams` 0) and the modules
+  it recomputes (recompute_modules: `recompute: selective` with `recompute.selective` the module list). Its other
+  switches (FP8 attention, expert capacity) are recorded there, not modelled.
 The predicted value is the published metric computed from the predicted step time:
 - tokens_per_sec_per_gpu = global_batch * seq_len / (step_time * GPUs);
 - model_tflops_per_gpu = `model_flops_per_token` * global_batch * seq_len / (step_time * GPUs) / 1e12, with the
@@ -65,6 +66,7 @@ from emulator.files import TOP, read_yaml, shipped
 from emulator.hardware import load_device, load_system
 from emulator.published import load_cases, profile_name
 from emulator.scenario import Parallel, Scenario, Training
+from emulator.stacks import RECOMPUTE_MODULES
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.lora import LoraConfig
@@ -169,7 +171,16 @@ def recipe_settings(case: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
                                         ("moe.token_dispatcher", str(run["token_dispatcher"])),
                                         ("host.graph_scopes", scopes))
     # Transformer Engine's fused grouped MLP (cutedsl_fused_grouped_mlp): one grouped kernel over the experts
-    return out + ((("moe.expert_gemm_streams", 0),) if run["fused_grouped_mlp"] else ())
+    out += (("moe.expert_gemm_streams", 0),) if run["fused_grouped_mlp"] else ()
+    modules = recipe_recompute(case)
+    return out + ((("recompute.selective", modules),) if modules else ())
+
+
+def recipe_recompute(case: dict[str, Any]) -> tuple[str, ...]:
+    """The Megatron-Core modules the run's recipe recomputes (recompute_modules, with recompute_granularity
+    selective), in Megatron-Core's order; () when it recomputes none (the plan's `recompute: none`)."""
+    run = recipe_runs().get(str(case["id"])) or {}
+    return tuple(m for m in RECOMPUTE_MODULES if m in (run.get("recompute_modules") or ()))
 
 
 def lora_of(case: dict[str, Any]) -> LoraConfig:
@@ -204,6 +215,7 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
     task = task_of(case)
     training = Training(seq_len=number(cfg["seq_len"]) or 0, global_batch_size=int(cfg["global_batch_size"]),
                         precision=precision, parallel=parallel,
+                        recompute="selective" if recipe_recompute(case) else "none",
                         framework=STACK, framework_settings=recipe_settings(case), task=task,
                         lora=lora_of(case) if task == "lora" else None,
                         packed_sequences=task != "pretrain", path=str(case["id"]))
