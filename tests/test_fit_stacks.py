@@ -34,6 +34,22 @@ def test_least_loss_picks_the_exact_best_and_the_tolerance_the_least_overhead() 
     assert held["m2:0"] == pytest.approx(-0.05)  # fitted on m1 alone: b = 0.5
 
 
+@pytest.mark.parametrize("flag", ["known_regression", "layout_suspect"])
+def test_flagged_cases_are_predicted_but_left_out_of_every_loss(flag: str) -> None:
+    """m2's cases flagged (a documented regression, a campaign whose layouts cannot have run): the fit takes m1's
+    best b, as if m2 were not there; m2 is still predicted at it and reported."""
+    fit = _fit_stacks()
+
+    def cases(point: dict[str, Any]) -> list[dict[str, Any]]:
+        return [dict(c, **({flag: "why"} if c["model"] == "m2" else {})) for c in _cases(point)]
+
+    record = fit.grid_fit({"a": [0.0], "b": [0.0, 0.5, 1.0]}, cases, "model")
+    assert record["fitted"] == {"a": 0.0, "b": 0.5}
+    assert {c["model"] for c in record["cases"]} == {"m1", "m2"}
+    assert all(c["error_in_sample"] == pytest.approx(0.1 * (0.5 - 1.0)) for c in record["cases"] if c["model"] == "m2")
+    assert not fit.in_loss({flag: "why"}) and fit.in_loss({})
+
+
 def test_a_training_refinement_fits_its_items_into_a_record_of_its_own(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`training --refine item=values ...` fits those items alone (floats) and writes a record beside the joint
     fit's, named by the items' group; an argument without `=` gets the usage."""

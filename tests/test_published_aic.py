@@ -21,8 +21,11 @@ from emulator.validation.published_aic import (
     SAMPLE_ROWS,
     UNSEEN_SAMPLE_ROWS,
     attention_ranks,
+    campaign,
     client,
     deployment,
+    holds_weights,
+    layout_suspects,
     partition,
     precision_of,
     render,
@@ -381,3 +384,25 @@ def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:
     spec = scenario_of(rows_[0])[1]
     assert ("scheduler.recv_interval_iters", deployment(rows_[0])["engine_settings"]["scheduler.recv_interval_iters"]) \
         in spec.engine_settings
+
+
+def test_a_campaign_stating_layouts_that_cannot_run_is_flagged_not_dropped() -> None:
+    """vLLM 0.12's H200 aiperf campaign states Qwen3 235B-A22B FP8 rows at tp 1 (236 GB of weights on a 141 GB
+    GPU): its rows carry `layout_suspect` (the fits leave them out), are predicted all the same, and the summary
+    gives each engine's errors without them; no other campaign, Hopper or Blackwell, states such a layout."""
+    tp1 = next(r for r in rows() if r["backend"] == "vllm" and "235B" in r["model_path"] and r["tp_size"] == "1")
+    assert not holds_weights(tp1)
+    assert all(holds_weights(r) for r in rows() if campaign(r) != campaign(tp1) and r["mode"] == "agg")
+    assert list(layout_suspects()) == [("vllm", "0.12.0", "h200_sxm", "aiperf")] and not layout_suspects(BLACKWELL_CSV)
+    assert "cannot hold their weights" in layout_suspects()[campaign(tp1)]
+    sample = select(partition()[0])
+    flagged = {r["id"] for r in sample if campaign(r) == campaign(tp1)}
+    plain = {r["id"] for r in sample if r["backend"] == "vllm" and r["id"] not in flagged}
+    picks = {sorted(flagged)[0], sorted(plain)[0]}
+    out = validate_aic(only=lambda r: r["id"] in picks)
+    assert {c["id"].rsplit(":", 1)[0] for c in out["cases"] if "layout_suspect" in c} == {sorted(flagged)[0]}
+    screened = out["summary"]["without_layout_suspects"]
+    assert screened["metrics"]["tpot_ms"]["vllm"]["num_cases"] == 1 == out["summary"]["metrics"]["tpot_ms"]["vllm"][
+        "num_cases"] - 1
+    assert screened["campaigns"][0]["campaign"] == ["vllm", "0.12.0", "h200_sxm", "aiperf"]
+    assert "cannot hold their weights" in render(out)

@@ -60,6 +60,11 @@ becomes a scenario:
     took their generator's token budget and the fitted request path: 28.9% for it now, TPOT 11.6% -> 12.9%);
 - the deployment's own engine settings where its launch script states them: `aic_deployments.deployment` (which
   scripts, what they set, and why the other rows keep their engine's defaults).
+A campaign (engine, its version, system and benchmark client: `campaign`) one of whose aggregated rows states a
+replica that cannot hold the model's weights at its precision (`holds_weights`; vLLM 0.12's H200 aiperf rows of Qwen3
+235B-A22B FP8 at tp 1, 236 GB of weights on a 141 GB GPU) did not run the layouts its rows state: its cases carry
+`layout_suspect` (`layout_suspects`), are predicted and summarised with the rest, summarised without them beside
+(`summary.without_layout_suspects`), and the serving fits leave them out of their loss.
 Skip reasons are checked in the order above. Each row gives two cases, `<row id>:tpot` (mean TPOT, ms) and
 `<row id>:ttft` (mean TTFT, ms), error = predicted / published - 1.
 
@@ -86,6 +91,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.engine.memory import serving_weight_bytes
 from emulator.errors import EmulatorError
 from emulator.files import shipped
 from emulator.hardware import load_system
@@ -185,6 +191,36 @@ def skip_reason(row: dict[str, str]) -> str | None:
     return None
 
 
+def campaign(row: dict[str, str]) -> tuple[str, str, str, str]:
+    """The measurement campaign a row belongs to: its engine, the engine's version, the system and the client."""
+    return row["backend"], row["backend_version"], row["system"], client(row)
+
+
+def holds_weights(row: dict[str, str]) -> bool:
+    """Whether an aggregated row's stated replica (tp_size x pp_size, times its attention data-parallel ranks) can
+    hold its model's weights at its precision in the system's device memory (True where the row names no preset or
+    precision: nothing to check)."""
+    model = _preset(MODELS.get(row["model_path"], ""))
+    precision = precision_of(row, row["gemm_quant_mode"])
+    if isinstance(model, str) or precision is None:
+        return True
+    shards = count(row["tp_size"] or "1") * max(count(row["pp_size"] or "1"), 1) * attention_ranks(row)
+    return serving_weight_bytes(model, precision, shards) <= load_system(SYSTEMS[row["system"]]).device.memory_bytes
+
+
+@functools.lru_cache(maxsize=2)
+def layout_suspects(path: Path = CSV) -> dict[tuple[str, str, str, str], str]:
+    """Campaigns whose stated layouts cannot all have run: one of their rows names a replica that cannot hold its
+    model's weights, so their tp, ep and pp columns are not what ran. campaign -> why."""
+    out: dict[tuple[str, str, str, str], str] = {}
+    for row in rows(path):
+        if row["mode"] == "agg" and campaign(row) not in out and not holds_weights(row):
+            out[campaign(row)] = (f"its campaign ({' '.join(x for x in campaign(row) if x)}) states layouts that "
+                                  f"cannot hold their weights (row {row['id']}: {row['model_path']} at tp "
+                                  f"{row['tp_size'] or 1} on {row['system']}): left out of the fits, reported")
+    return out
+
+
 def replica_tp(row: dict[str, str]) -> int:
     """The replica's ranks: tp_size, times the attention data-parallel ranks when the row runs them."""
     return count(row["tp_size"]) * attention_ranks(row)
@@ -262,6 +298,7 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
     t0 = time.perf_counter()
     usable, skipped = partition(path, unseen_models=unseen_models)
     sample = [row for row in select(usable, limit) if only is None or only(row)]
+    suspects = layout_suspects(path)
     cases: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     for row in sample:
@@ -279,14 +316,20 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
                           "predicted": predicted[metric], "error": predicted[metric] / published - 1,
                           "stack": row["backend"], "source": f"{SOURCE}; {row['silicon_data_source']}",
                           "model": MODELS[row["model_path"]], "system": SYSTEMS[row["system"]],
-                          "concurrency": count(row["batch_size"])})
+                          "concurrency": count(row["batch_size"]),
+                          **({"layout_suspect": suspects[campaign(row)]} if campaign(row) in suspects else {})})
     metrics: dict[str, dict[str, Any]] = {}
     by_model: dict[str, dict[str, dict[str, Any]]] = {}  # where a signed bias sits: engine -> model -> summary
+    unsuspected: dict[str, dict[str, Any]] = {}  # metric -> engine -> summary without `layout_suspects`' rows
     for _, metric in METRICS:
         mine = [c for c in cases if c["metric"] == metric]
         engines = sorted({c["stack"] for c in mine})
         metrics[metric] = {"all": error_summary(mine)} | {e: error_summary([c for c in mine if c["stack"] == e])
                                                          for e in engines}
+        screened = [c for c in mine if "layout_suspect" not in c]
+        if len(screened) < len(mine):  # the engines' errors over the campaigns whose layouts could have run
+            unsuspected[metric] = {e: error_summary([c for c in screened if c["stack"] == e]) for e in engines
+                                   if any(c["stack"] == e for c in screened)}
         by_model[metric] = {e: {m: error_summary([c for c in mine if c["stack"] == e and c["model"] == m])
                                 for m in sorted({c["model"] for c in mine if c["stack"] == e})} for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
@@ -297,6 +340,8 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
                          "model, system), evenly spaced in concurrency (published_aic.select)",
                "skipped_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
                "metrics": metrics, "by_engine_model": by_model, "run_time_s": time.perf_counter() - t0,
+               **({"without_layout_suspects": {"metrics": unsuspected, "campaigns": [
+                   {"campaign": list(k), "why": v} for k, v in layout_suspects(path).items()]}} if unsuspected else {}),
                "parameters": "one set: efficiency_for(device), replica.py and the engines' stack profiles"}
     return {"cases": cases, "skipped": skipped + failed, "summary": summary}
 
@@ -316,6 +361,11 @@ def render(result: dict[str, Any]) -> str:
             if g["num_cases"]:
                 lines.append(f"  {metric:8s} {group:7s} {g['num_cases']:4d} cases: median |error| "
                              f"{g['median_abs_error']:.1%}, max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}")
+    if "without_layout_suspects" in s:
+        lines.append("without the rows of campaigns whose stated layouts cannot hold their weights (left out of fits):")
+        for metric, engines in s["without_layout_suspects"]["metrics"].items():
+            lines += [f"  {metric:8s} {e:7s} {g['num_cases']:4d} cases: median |error| {g['median_abs_error']:.1%}, "
+                      f"max {g['max_abs_error']:.1%}, mean {g['mean_error']:+.1%}" for e, g in engines.items()]
     lines.append("per engine and model (median |error|, signed mean):")
     for metric, engines in s["by_engine_model"].items():
         for engine, models in engines.items():
@@ -326,5 +376,5 @@ def render(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "UNSEEN_SAMPLE_ROWS",
-           "attention_ranks", "client", "deployment", "partition", "precision_of", "render", "rows", "scenario_of",
-           "select", "skip_reason", "unseen", "validate_aic"]
+           "attention_ranks", "campaign", "client", "deployment", "holds_weights", "layout_suspects", "partition",
+           "precision_of", "render", "rows", "scenario_of", "select", "skip_reason", "unseen", "validate_aic"]
