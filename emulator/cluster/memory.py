@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.cluster.plan import Plan
+from emulator.cluster.plan import Plan, recomputed_modules
 from emulator.engine.memory import training_memory
 from emulator.workloads.config import TransformerConfig
 
@@ -122,7 +122,7 @@ def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, ex
     seq = plan.seq_len // plan.cp
     per_layer = layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,
                                        sequence_parallel=plan.sequence_parallel, recompute=plan.recompute,
-                                       modules=selective if isinstance(selective, tuple) else ())
+                                       modules=recomputed_modules(plan.recompute, selective))
     activations = per_layer * num_layers * microbatches_in_flight(plan)
     if plan.recompute == "full":  # the layer being recomputed holds its full working set once
         activations += layer_activation_bytes(layer_shape(model), seq, plan.microbatch_size, tp=plan.tp,

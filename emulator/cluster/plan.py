@@ -64,6 +64,12 @@ class Plan(Parallel):
             "edp": self.edp}
 
 
+def recomputed_modules(recompute: str, policy: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The Megatron-Core modules a plan's `recompute` reruns under a stack's selective policy (`recompute.selective`,
+    `cluster.recompute`): the policy's module list under `selective`; none under a named policy, `none` or `full`."""
+    return policy if recompute == "selective" and isinstance(policy, tuple) else ()
+
+
 def plan_from(s: Scenario, stack: StackProfile | None = None) -> Plan:
     """The plan a training scenario asks for (its parallel section, recompute and batch); what the section
     leaves out, the software stack's defaults fill in (sequence parallelism with tp, the distributed

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from emulator.cluster.host import HostDispatch
 from emulator.cluster.network import Group
-from emulator.cluster.plan import Plan
+from emulator.cluster.plan import Plan, recomputed_modules
 from emulator.engine.calls import Trace
 from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.stack import fuse, group_experts, keep_head_dtype, low_precision_casts
@@ -259,7 +259,7 @@ def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, 
     b, s, h, n = plan.microbatch_size, plan.seq_len // plan.cp, model.hidden_size, shard.num_layers
     act = b * s * h * w  # one [b, s, h] activation of the rank's sequence chunk
     out: list[KernelCall] = []
-    modules = selective if plan.recompute == "selective" and isinstance(selective, tuple) else ()
+    modules = recomputed_modules(plan.recompute, selective)
     moe_repeats = 2 if plan.recompute == "full" or "moe" in modules else 1
     if plan.tp > 1:
         # Per layer and direction: two all-reduces (attention, MLP), or with sequence parallelism two all-gathers

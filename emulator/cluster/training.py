@@ -21,7 +21,7 @@ from emulator.cluster.goodput import Goodput, goodput
 from emulator.cluster.layout import Layout, plan_layout
 from emulator.cluster.memory import plan_memory
 from emulator.cluster.network import Network
-from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings
+from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings, recomputed_modules
 from emulator.cluster.shard import (
     RankProgram,
     layers_per_stage,
@@ -292,7 +292,7 @@ def predict_training(scenario: Scenario, table: EfficiencyTable | None = None, *
         notes.append(f"selective recompute as {setup.stack.name} runs it (per-op policy): each block's every second "
                      "16-bit matmul and its non-matrix kernels rerun in backward "
                      f"({st.selective_s * 1e3:.3g} ms per micro-batch)")
-    elif plan.recompute == "selective" and isinstance(prog.selective, tuple) and set(prog.selective) - {"core_attn"}:
+    elif set(recomputed_modules(plan.recompute, prog.selective)) - {"core_attn"}:
         notes.append(f"selective recompute of Megatron-Core's modules {', '.join(prog.selective)}: their forward "
                      f"kernels rerun in backward ({st.selective_s * 1e3:.3g} ms per micro-batch), their outputs are "
                      "not kept")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from emulator.cluster.plan import Plan
+from emulator.cluster.plan import Plan, recomputed_modules
 from emulator.errors import EmulatorError
 from emulator.launch.files import HF_REPOS, LaunchFile, header, model_repo, shell_command, shell_script
 from emulator.launch.flags import MEGATRON, TORCHRUN, TORCHTITAN, megatron_since
@@ -136,8 +136,8 @@ def megatron_files(s: Scenario, plan: Plan, stack: StackProfile, predicted: list
         flags += [("--recompute-granularity", "full"), ("--recompute-method", "uniform"), ("--recompute-num-layers", 1)]
     elif tr.recompute == "selective":
         flags.append(("--recompute-granularity", "selective"))
-        modules = stack.get("recompute.selective")
-        if isinstance(modules, tuple):  # Megatron-Core's own names; its default is core_attn alone
+        modules = recomputed_modules(tr.recompute, stack.get("recompute.selective"))
+        if modules:  # Megatron-Core's own names; its default is core_attn alone
             flags.append(("--recompute-modules", modules))
     flags += [("--transformer-impl", "transformer_engine"), ("--train-iters", "$TRAIN_ITERS"),
               ("--lr", "$LR"), ("--min-lr", "$MIN_LR"), ("--lr-decay-style", "cosine"),

@@ -341,7 +341,7 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
                "skipped_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
                "metrics": metrics, "by_engine_model": by_model, "run_time_s": time.perf_counter() - t0,
                **({"without_layout_suspects": {"metrics": unsuspected, "campaigns": [
-                   {"campaign": list(k), "why": v} for k, v in layout_suspects(path).items()]}} if unsuspected else {}),
+                   {"campaign": list(k), "why": v} for k, v in suspects.items()]}} if unsuspected else {}),
                "parameters": "one set: efficiency_for(device), replica.py and the engines' stack profiles"}
     return {"cases": cases, "skipped": skipped + failed, "summary": summary}
 
