@@ -265,6 +265,8 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert dict(spec.engine_settings)["scheduler.batch_wait_iters"] == 20 and spec.max_batch_tokens == 16384
     sgl = [r for r in usable if r["backend"] == "sglang" and MODELS[r["model_path"]] == "deepseek-v3"]
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
+    assert all(deployment(r)["engine_settings"]["scheduler.max_prefill_tokens"] == 32768 for r in sgl
+               if r["system"] == "h200_sxm")
     aiperf = [r for r in usable if client(r) == "aiperf"]
     own_sgl = [r for r in aiperf if r["backend"] == "sglang"]
     early = [r for r in own_sgl if r["backend_version"] == "0.5.1.post1"]

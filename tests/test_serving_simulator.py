@@ -185,6 +185,39 @@ def test_a_receive_interval_holds_arrivals_during_decodes_only() -> None:
         (("scheduler.recv_interval_iters", 30),))).recv_interval == 30
 
 
+def test_a_prompt_cap_admits_whole_prompts_while_they_fit_and_the_first_always() -> None:
+    """`Scheduling.max_prefill_tokens` (SGLang's --max-prefill-tokens): of a burst of three 1,000-token prompts
+    under a cap of 2,000, two share the first iteration and the third waits for the next, though the token budget
+    holds all three; a lone prompt longer than the cap still runs whole."""
+    reqs = Requests(np.zeros(3), np.full(3, 1000), np.full(3, 4))
+    common = {"max_batch": 8, "max_batch_tokens": 8192}
+    free = simulate(STEP, 100_000, reqs, **common)  # type: ignore[arg-type]
+    capped = simulate(STEP, 100_000, reqs, **common,  # type: ignore[arg-type]
+                      scheduling=Scheduling(max_prefill_tokens=2000))
+    assert len(set(free.first_token_s.tolist())) == 1
+    two = STEP.step_s(2000, 2 * 1000 * 1001 / 2, 2, 0.0)
+    assert capped.first_token_s[0] == capped.first_token_s[1] == pytest.approx(two, rel=1e-12)
+    assert capped.first_token_s[2] > capped.first_token_s[1]
+    long = Requests(np.zeros(1), np.full(1, 3000), np.full(1, 4))
+    assert simulate(STEP, 100_000, long, **common, scheduling=Scheduling(max_prefill_tokens=1500)  # type: ignore[arg-type]
+                    ).first_token_s[0] == pytest.approx(STEP.step_s(3000, 3000 * 3001 / 2, 1, 0.0), rel=1e-12)
+
+
+def test_a_mixed_prompt_cap_leaves_room_for_the_decoding_sequences() -> None:
+    """Mixed batches take the decoding sequences off the cap (SGLang's PrefillAdder with --enable-mixed-chunk): two
+    1,000-token prompts arriving while one request decodes fit a cap of 2,000 only unmixed; mixed, the second waits
+    an iteration."""
+    reqs = Requests(np.array([0.0, 0.3, 0.3]), np.array([100, 1000, 1000]), np.array([400, 4, 4]))
+    common = {"max_batch": 8, "max_batch_tokens": 8192}
+    mixed = simulate(STEP, 100_000, reqs, **common, scheduling=Scheduling(max_prefill_tokens=2000))  # type: ignore[arg-type]
+    alone = simulate(STEP, 100_000, reqs, **common,  # type: ignore[arg-type]
+                     scheduling=Scheduling(max_prefill_tokens=2000, mixed_batches=False))
+    assert mixed.first_token_s[2] > mixed.first_token_s[1]
+    assert alone.first_token_s[2] == alone.first_token_s[1]
+    assert Scheduling.of(load_stack("sglang", "serving")).max_prefill_tokens == 16384
+    assert Scheduling.of(load_stack("vllm", "serving")).max_prefill_tokens == 0
+
+
 def test_speculation_keeps_its_expected_run_of_tokens_per_verify_step() -> None:
     """tokens_per_step = 1 + a + ... + a^k (the accepted run and the verify step's own token), or with one rate
     per position 1 + a1 + a1 a2 + ..."""

@@ -34,6 +34,7 @@ def test_settings_replace_the_profile_values_and_say_so() -> None:
     ({"scheduler.batch_wait_iter": 3}, "is not a stack item"),
     ({"defaults.zero": 1}, "applies to training stacks"),
     ({"scheduler.batch_wait_iters": 2.5}, "whole number of iterations"),
+    ({"scheduler.max_prefill_tokens": -1}, "whole number of tokens from 0 (no cap)"),
     ({"host.overlap": "yes"}, "true or false"),
     ({}, "must map stack items"),
 ])

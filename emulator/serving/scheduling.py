@@ -33,6 +33,10 @@ class Scheduling:
     # SGLang's --scheduler-recv-interval: while only decodes run, new requests reach the batch every this many
     # iterations (its SchedulerRecvSkipper counts decode iterations; after prompts, or idle, it takes them at once).
     recv_interval: int = 1
+    # SGLang's --max-prefill-tokens (its PrefillAdder's rem_input_tokens): the prompt tokens new requests may bring
+    # into one iteration, less the decoding sequences when mixed; a prompt joins only if all of it that is left fits,
+    # except the iteration's first. 0: no cap but the token budget.
+    max_prefill_tokens: int = 0
     prefix_caching: bool = False  # the engine reuses cached prompt blocks (`defaults.prefix_caching`)
     # Prompt tokens a request takes from the cache once a shared prefix was first computed: that prefix's whole KV
     # blocks (`replica.with_shared_prefix`), held once by the cache; 0: none
@@ -52,6 +56,7 @@ class Scheduling:
                    batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
                    ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")),
                    recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1),
+                   max_prefill_tokens=int(stack.get("scheduler.max_prefill_tokens")),
                    prefix_caching=bool(stack.get("defaults.prefix_caching")))
 
 

@@ -30,6 +30,8 @@ Engines that schedule ahead (`Scheduling.ahead`: TensorRT-LLM's and SGLang's ove
 decide iteration i + 1's batch while the device runs i: a request that reaches the scheduler during an iteration
 joins the one after next (while the engine is idle, the next at once).
 
+SGLang's `--max-prefill-tokens` (`Scheduling.max_prefill_tokens`): a prompt joins an iteration only if all of it that
+is left fits what is left of the cap (less the decoding sequences when mixed); the iteration's first always joins.
 SGLang's `--scheduler-recv-interval` (`Scheduling.recv_interval`): while only decodes run, the scheduler takes new
 requests every that many iterations; after an iteration with prompt tokens, or idle, at the next one.
 
@@ -74,17 +76,11 @@ def simulate(step: StepModel, kv_capacity_tokens: int, requests: Requests, *, ma
 
     `prefilled`: requests arrive with their prompt already in the KV cache (a disaggregated decode pool) and
     their first token already produced elsewhere: admission allocates the cache, no prefill runs.
-    `scheduling` (the engine's policy): `reserve_output`, the share of each admitted request's remaining output
-    tokens the admission keeps free in the KV cache (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the
-    prompt and preempts later); `mixed_batches`, prefill chunks and decodes share an iteration (vLLM, TensorRT-LLM),
-    else an iteration runs either prefill chunks or decodes, prefill first, and decoding sequences wait through it
-    (SGLang's default); `chunked_prefill`, a prompt longer than what is left of the token budget is split over
-    iterations (vLLM, SGLang), else prompts run whole, in admission order, and one that does not fit waits for the
-    next iteration, one first in its iteration running whole even past the budget (TensorRT-LLM without chunked
-    prefill, whose budget a deployment sets at least as large as its longest prompt); `batch_wait_iters` and
-    `batch_wait_ratio`, TensorRT-LLM's batch waiting: while sequences decode and an iteration would hold under the
-    ratio x the token budget (or fewer than `batch_wait_prompts` prompts), its prompts wait, up to that many
-    iterations; `ahead`, the overlap schedulers' look-ahead (see the module docstring).
+    `scheduling`: the engine's policy, each field as `Scheduling` states it: how much of each admitted request's
+    output the KV cache keeps free (1: TensorRT-LLM's GUARANTEED_NO_EVICT; 0: vLLM admits on the prompt and preempts
+    later), whether prefill chunks and decodes share an iteration, whether prompts split over iterations (else they
+    run whole, in admission order, one first in its iteration even past the budget), TensorRT-LLM's batch waiting,
+    SGLang's prompt cap and the overlap schedulers' look-ahead (see the module docstring).
     `gaps`: keep the token gaps (`SimResult.gaps`; None otherwise). `log`: keep every replica's iteration log
     (`SimResult.iterations`, the serving timeline; else empty logs; a disaggregated search's trials never read it).
     """
@@ -142,6 +138,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     reserve, mixed, chunked = scheduling.reserve_output, scheduling.mixed_batches, scheduling.chunked_prefill
     wait_iters, wait_prompts = scheduling.batch_wait_iters, scheduling.batch_wait_prompts
     wait_tokens = scheduling.batch_wait_ratio * budget
+    prompt_cap = scheduling.max_prefill_tokens or math.inf
     ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
     # The next iteration's batch takes the requests that reached the scheduler by `fetch_t`: the end of this
     # iteration, or (`ahead`: scheduled while this one runs) its start.
@@ -170,10 +167,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         if pool is not None and scheduling.prefix_caching and not prefilled else None
     runs: list[Run] = []  # the iteration log: every iteration, runs of decode-only ones together (`Iterations`)
     waits: list[tuple[float, float, int]] = []  # token gaps counted apart (`expand_gaps`): (end, gap, tokens)
-    # Not mixed: the decoding sequences that waited through prefill-only iterations, as (time of their last token,
-    # how many), and the runs whose token gaps these replace.
-    held: list[list[float]] = []
-    regrouped: list[int] = []
+    held: list[list[float]] = []  # not mixed: who waited through prefill-only iterations, (last token's time, how many)
+    regrouped: list[int] = []  # and the runs whose token gaps these replace
     t = busy = 0.0
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
@@ -239,6 +234,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
         holding = False  # batch waiting: this iteration's prompts wait
         if prefill:
             left = budget - ntok if mixed else budget
+            fresh = prompt_cap - ntok if mixed else prompt_cap  # what new prompts may still bring (SGLang's cap)
             if wait_iters:
                 chunks.clear()
             for entry in prefill:
@@ -247,6 +243,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                     completing += 1
                     continue
                 c = entry[2] - entry[1]
+                if ptok and c > fresh:  # the prompt cap: all of its prompt that is left joins, or it waits
+                    break
                 if c > left:
                     if chunked:
                         if left <= 0:
@@ -257,6 +255,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                 pairs += c * entry[1] + c * (c + 1) / 2
                 ptok += c
                 left -= c
+                fresh -= c
                 entry[1] += c
                 if wait_iters:
                     chunks.append(c)

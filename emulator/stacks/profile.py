@@ -160,6 +160,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "scheduler.recv_interval_iters": ("iterations", ("serving",), 1,
                                       "while only decodes run, the scheduler takes new requests every this many "
                                       "iterations (after prompts, or idle, at once)"),
+    "scheduler.max_prefill_tokens": ("tokens", ("serving",), 0,
+                                     "prompt tokens new requests may bring into one iteration, less its decoding "
+                                     "sequences when mixed: a prompt joins whole or waits, the first always (0: none)"),
     "scheduler.batch_wait_tokens_ratio": ("fraction", ("serving",), 0.0,
                                           "batch waiting: share of the token budget an iteration must reach for its "
                                           "prompts to run at once"),
@@ -218,6 +221,7 @@ RANGES: dict[str, tuple[str, float, str, str]] = {
 WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
     "streams": ("streams", "0 (one grouped kernel)", 64, "4"),
     "iterations": ("iterations", "0", 10_000, "20"),
+    "tokens": ("tokens", "0 (no cap)", 1 << 24, "16384"),
 }
 
 

@@ -58,14 +58,20 @@ prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an 
 and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
 median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
 prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
-and 12.9%. Its SGLang servers (the rule's --max-prefill-tokens isl + 1500 changes nothing: 'the real bound will be
-the maximum of this value and the model's maximum context length', server_args.py) mixed prefill chunks into decode
-batches from the versions whose launch templates came after the rule set --enable-mixed-chunk
+and 12.9%. Its SGLang servers mixed prefill chunks into decode batches from the versions whose launch templates
+came after the rule set --enable-mixed-chunk
 (`AIC_SGLANG_MIXED_FROM`, `aic_mixed_chunk`: 0.5.6.post2 and later, Llama 3.1 8B, Qwen3-235B-A22B and 10 of the
 Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which their TPOT bears out (median |error| 7% so,
 19% mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes 15.5% -> 8.8% and TTFT 144% -> 41% (signed
 +136% -> -38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing with the output length, which no mechanism
-here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (signed +6% -> -24%).
+here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (signed +6% -> -24%). The same rule's
+--max-prefill-tokens isl + 1500 is not stated: SGLang honours it (`scheduler.max_prefill_tokens`: with mixed batches
+less the running requests, so one prompt an iteration at these loads), but the measured rows cannot have run under it.
+By Little's law a closed loop of C clients completes C / (TTFT + (OSL - 1) x TPOT) requests a second, and a mixed
+iteration takes about a TPOT, so the cap bounds that at (prompts it admits) / TPOT: 5 of the 46 Llama 3.1 8B rows need
+1.1-1.8 times as many (1000 or 2000-token prompts, 100 out, 128-448 clients at tp 2-8; e.g. 240 clients at tp 8,
+2000/100: 58 requests a second at 30 ms a token, where the cap admits 33). Stated anyway, their leave-one-model-out
+TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT 21.4% unchanged.
 Other rows keep their engine's defaults: InferenceX's vLLM
 Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
@@ -263,7 +269,8 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
         return {}
     if (engine, model) == ("sglang", "deepseek-v3"):
         return {"max_batch_tokens": 32768, "batch_size": 512 if short else 256,
-                "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0}}
+                "engine_settings": {"defaults.kv_memory_fraction": 0.82, "defaults.kv_memory_reserve_bytes": 0,
+                                    "scheduler.max_prefill_tokens": 32768}}
     return {}
 
 
