@@ -215,6 +215,7 @@ def test_a_mixed_prompt_cap_leaves_room_for_the_decoding_sequences() -> None:
     assert mixed.first_token_s[2] > mixed.first_token_s[1]
     assert alone.first_token_s[2] == alone.first_token_s[1]
     assert Scheduling.of(load_stack("sglang", "serving")).max_prefill_tokens == 16384
+    assert Scheduling.of(load_stack("sglang", "serving"), 8).max_prefill_tokens == 8 * 16384  # a cap per DP rank
     assert Scheduling.of(load_stack("vllm", "serving")).max_prefill_tokens == 0
 
 

@@ -45,7 +45,8 @@ class Scheduling:
     @classmethod
     def of(cls, stack: StackProfile, attention_ranks: int = 1) -> Scheduling:
         """The stack's policy for a replica of `attention_ranks` attention data-parallel ranks (1: none); the
-        attention-DP balance, where on, takes the batch-waiting timeout."""
+        attention-DP balance, where on, takes the batch-waiting timeout, and each rank's scheduler has its own prompt
+        cap (the replica's token budget is the ranks' too)."""
         balance = int(stack.get("scheduler.adp_balance_iters")) if attention_ranks > 1 else 0
         ranks_h = attention_ranks * sum(1.0 / i for i in range(1, attention_ranks + 1))
         return cls(reserve_output=float(stack.get("scheduler.reserve_output")),
@@ -56,7 +57,7 @@ class Scheduling:
                    batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
                    ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")),
                    recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1),
-                   max_prefill_tokens=int(stack.get("scheduler.max_prefill_tokens")),
+                   max_prefill_tokens=int(stack.get("scheduler.max_prefill_tokens")) * attention_ranks,
                    prefix_caching=bool(stack.get("defaults.prefix_caching")))
 
 
