@@ -12,7 +12,13 @@ import pytest
 
 from emulator.cli import measure
 from emulator.cli.main import main
-from emulator.validation.aic_deployments import UNSEEN_MODELS, aic_mixed_chunk, sglang_b200_mtp
+from emulator.validation.aic_deployments import (
+    AIC_PROMPT_MARGIN,
+    UNSEEN_MODELS,
+    aic_mixed_chunk,
+    prompts_per_iteration,
+    sglang_b200_mtp,
+)
 from emulator.validation.published_aic import (
     BLACKWELL_CSV,
     BLACKWELL_SAMPLE_ROWS,
@@ -294,6 +300,26 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     for row in mtp:  # the MTP script's per-run token budget: (MTP + 1) x CONC + ISL + 64, rounded up to 64
         assert deployment(row)["max_batch_tokens"] == (4 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
         assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
+
+
+def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:
+    """Little's law on AIConfigurator's own closed-loop rows (`prompts_per_iteration`): every TensorRT-LLM row's
+    iterations took no more whole prompts than its stated token budget leaves beside its decodes, and every SGLang
+    row's no more prompt tokens than its chunk (the engine's 8192, less the decodes mixed in). The SGLang generator
+    rule's --max-prefill-tokens isl + 1500 would have admitted one or two prompts an iteration: at least five of its
+    0.5.6 rows took more, which is why it is not stated."""
+    own = [r for r in _usable() if client(r) == "aiperf"]
+    trt = [r for r in own if r["backend"] == "trtllm"]
+    assert trt and all(prompts_per_iteration(r) <= max((deployment(r)["max_batch_tokens"] - int(r["batch_size"]))
+                                                       // int(r["isl"]), 1) for r in trt)
+    sgl = [r for r in own if r["backend"] == "sglang"]
+    assert sgl and all(prompts_per_iteration(r) * int(r["isl"]) <= 8192 - int(r["batch_size"]) for r in sgl)
+
+    def capped(r: dict[str, str]) -> int:  # whole prompts within isl + 1500 less the decodes, the first always
+        return 1 + max(AIC_PROMPT_MARGIN - int(r["batch_size"]), 0) // int(r["isl"])
+
+    mixed = [r for r in sgl if aic_mixed_chunk(r["backend_version"])]
+    assert sum(prompts_per_iteration(r) > 1.1 * capped(r) for r in mixed) >= 5
 
 
 def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:

@@ -68,10 +68,12 @@ here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (sign
 --max-prefill-tokens isl + 1500 is not stated: SGLang honours it (`scheduler.max_prefill_tokens`: with mixed batches
 less the running requests, so one prompt an iteration at these loads), but the measured rows cannot have run under it.
 By Little's law a closed loop of C clients completes C / (TTFT + (OSL - 1) x TPOT) requests a second, and a mixed
-iteration takes about a TPOT, so the cap bounds that at (prompts it admits) / TPOT: 5 of the 46 Llama 3.1 8B rows need
-1.1-1.8 times as many (1000 or 2000-token prompts, 100 out, 128-448 clients at tp 2-8; e.g. 240 clients at tp 8,
-2000/100: 58 requests a second at 30 ms a token, where the cap admits 33). Stated anyway, their leave-one-model-out
-TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT 21.4% unchanged.
+iteration takes about a TPOT, so the cap bounds that at (prompts it admits) / TPOT (`prompts_per_iteration`): 5 of
+the 46 Llama 3.1 8B rows need 1.1-1.8 times as many (1000 or 2000-token prompts, 100 out, 128-448 clients at tp 2-8;
+e.g. 240 clients at tp 8, 2000/100: 58 requests a second at 30 ms a token, where the cap admits 33). Stated anyway,
+their leave-one-model-out TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT
+21.4% unchanged. The same measure bears out the budgets stated: the TensorRT-LLM rows took at most 0.95 of the whole
+prompts theirs admits, the vLLM and SGLang rows at most 0.65 and 0.55 of their chunks' tokens.
 Other rows keep their engine's defaults: InferenceX's vLLM
 Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
@@ -200,6 +202,16 @@ def dsr1_trt_token_budget(row: dict[str, str], drafts: int) -> int:
     return ((drafts + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64
 
 
+def prompts_per_iteration(row: dict[str, str]) -> float:
+    """The prompts a closed-loop row's iterations took on average, as its measurements imply: by Little's law its
+    clients complete clients / (TTFT + (OSL - 1) x TPOT) requests a second, and an iteration that mixes prompts into
+    decodes takes about a TPOT. A deployment whose admission rule cannot take that many cannot have been the one
+    that ran (why `deployment` does not state AIConfigurator's SGLang --max-prefill-tokens)."""
+    clients = count(row["batch_size"]) * attention_ranks(row)
+    ttft_s, tpot_s = float(row["silicon_ttft_ms"]) * 1e-3, float(row["silicon_tpot_ms"]) * 1e-3
+    return clients / (ttft_s + (count(row["osl"]) - 1) * tpot_s) * tpot_s
+
+
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
     module docstring says which and from where): inference keys of its scenario."""
@@ -288,4 +300,4 @@ __all__ = ["AIC_PROMPT_MARGIN", "AIC_SGLANG_MIXED_FROM", "AIC_TRT_BLOCK_TOKENS",
            "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
            "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
            "aic_mixed_chunk", "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load",
-           "mtp_acceptance", "mtp_campaign"]
+           "mtp_acceptance", "mtp_campaign", "prompts_per_iteration"]
