@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.cluster.plan import Plan, recomputed_modules
+from emulator.cluster.plan import Plan, Policy, recomputed_modules
 from emulator.engine.memory import training_memory
 from emulator.workloads.config import TransformerConfig
 
@@ -113,7 +113,7 @@ def microbatches_in_flight(plan: Plan) -> float:
 
 def plan_memory(model: TransformerConfig, plan: Plan, *, stage_params: float, expert_params: float,
                 precision: str, num_layers: int, trainable: tuple[float, float] | None = None,
-                selective: str | tuple[str, ...] = "attention_core") -> dict[str, float]:
+                selective: Policy = "attention_core") -> dict[str, float]:
     """Bytes per device by component (the busiest pipeline rank), through the one memory model
     (`engine.memory.training_memory`) with this plan's sharding, activations in flight and temporaries.
 

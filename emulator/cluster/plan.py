@@ -64,7 +64,12 @@ class Plan(Parallel):
             "edp": self.edp}
 
 
-def recomputed_modules(recompute: str, policy: str | tuple[str, ...]) -> tuple[str, ...]:
+# What a stack's `recompute: selective` reruns (`recompute.selective`): a named policy or Megatron-Core's recompute
+# modules (`cluster.recompute`)
+Policy = str | tuple[str, ...]
+
+
+def recomputed_modules(recompute: str, policy: Policy) -> tuple[str, ...]:
     """The Megatron-Core modules a plan's `recompute` reruns under a stack's selective policy (`recompute.selective`,
     `cluster.recompute`): the policy's module list under `selective`; none under a named policy, `none` or `full`."""
     return policy if recompute == "selective" and isinstance(policy, tuple) else ()

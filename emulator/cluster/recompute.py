@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from emulator.cluster.host import block_of, moe_layers
+from emulator.cluster.plan import Policy
 from emulator.cluster.shard import part_of
 from emulator.precision import KEEP_DTYPE, LOW_PRECISIONS
 from kernels import KernelCall
@@ -36,9 +37,6 @@ from kernels import KernelCall
 SAVED_FAMILIES = ("gemm", "attention", "view", "collective")
 # MLA's submodules its up-projection checkpoint reruns (the traced names), besides the layer's own copies
 MLA_UP = ("wq_b", "wkv_b", "q_norm", "kv_norm", "rotary")
-
-Policy = str | tuple[str, ...]  # a named policy or Megatron-Core's recompute modules (`recompute.selective`)
-
 
 def recomputed_calls(calls: Sequence[KernelCall], policy: Policy, precision: str) -> tuple[bool, ...]:
     """For each call of one micro-batch's compute, whether `policy` runs it again in the backward (calls of the
@@ -100,4 +98,4 @@ def replayed_calls(calls: Sequence[KernelCall], recompute: str, policy: Policy, 
     return recomputed_calls(calls, policy, precision) if recompute == "selective" else (False,) * len(calls)
 
 
-__all__ = ["SAVED_FAMILIES", "Policy", "module_calls", "recomputed_calls", "replayed_calls"]
+__all__ = ["SAVED_FAMILIES", "module_calls", "recomputed_calls", "replayed_calls"]

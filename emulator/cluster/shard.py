@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from emulator.cluster.host import HostDispatch
 from emulator.cluster.network import Group
-from emulator.cluster.plan import Plan, recomputed_modules
+from emulator.cluster.plan import Plan, Policy, recomputed_modules
 from emulator.engine.calls import Trace
 from emulator.engine.gemm_groups import group_gemms
 from emulator.engine.stack import fuse, group_experts, keep_head_dtype, low_precision_casts
@@ -111,7 +111,7 @@ class RankProgram:
     trainable_expert_params: float  # of which routed-expert weights
     attention: str = "fused"  # fused (the traced kernel) | unfused (Megatron-LM 2021-22 style)
     end_chunks: int = 0  # pipeline chunks the embedding and the loss take in place of layers (`plan.END_CHUNKS`)
-    selective: str | tuple[str, ...] = "attention_core"  # what `recompute: selective` reruns (`recompute.selective`)
+    selective: Policy = "attention_core"  # what `recompute: selective` reruns (`recompute.selective`)
     host: HostDispatch = HostDispatch()  # the stack's host time per op outside CUDA graphs (`cluster.host`)
 
     @property
@@ -243,7 +243,7 @@ def groups_of(plan: Plan) -> dict[str, Group]:
 def collectives(model: TransformerConfig, shard: TransformerConfig, plan: Plan, precision: str,
                 params: float, expert_params: float,
                 trainable: tuple[float, float] | None = None, dispatcher: str = "alltoall",
-                selective: str | tuple[str, ...] = "attention_core") -> tuple[KernelCall, ...]:
+                selective: Policy = "attention_core") -> tuple[KernelCall, ...]:
     """The collectives one rank issues per micro-batch (slot 'microbatch') and per step (slot 'step').
 
     `params`, `expert_params`: the rank's weights; `trainable`: (parameters, routed-expert parameters) it trains

@@ -21,7 +21,7 @@ from emulator.cluster.goodput import Goodput, goodput
 from emulator.cluster.layout import Layout, plan_layout
 from emulator.cluster.memory import plan_memory
 from emulator.cluster.network import Network
-from emulator.cluster.plan import Plan, check_plan, plan_from, plan_warnings, recomputed_modules
+from emulator.cluster.plan import Plan, Policy, check_plan, plan_from, plan_warnings, recomputed_modules
 from emulator.cluster.shard import (
     RankProgram,
     layers_per_stage,
@@ -63,7 +63,7 @@ def model_flops_per_microbatch(model: TransformerConfig, micro: int, seq: int, p
 
 
 def memory_of(model: TransformerConfig, plan: Plan, precision: str,
-              selective: str | tuple[str, ...] = "attention_core") -> dict[str, float]:
+              selective: Policy = "attention_core") -> dict[str, float]:
     """Bytes per device of `plan` by component (the busiest pipeline rank); `selective`: what the stack's
     `recompute: selective` reruns (`recompute.selective`)."""
     shard = rank_shard(model, plan)
@@ -98,7 +98,7 @@ class FitAdvice:
 
 
 def fit_advice(model: TransformerConfig, plan: Plan, precision: str, capacity: float, total: float,
-               selective: str | tuple[str, ...] = "attention_core") -> FitAdvice:
+               selective: Policy = "attention_core") -> FitAdvice:
     """Single changes to the plan (ZeRO, recompute, sequence parallelism, micro-batch, more pp or tp for less
     dp) that make it fit `capacity`, at most six."""
     options: list[tuple[str, Plan]] = []

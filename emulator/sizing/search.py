@@ -39,7 +39,7 @@ from emulator.serving import predict_serving
 from emulator.serving.prediction import LatencyFloor
 from emulator.sizing.pareto import pareto_mask
 from emulator.sizing.spec import Candidate, Sizing, precision_of
-from emulator.stacks import load_stack, runs_on, stack_for
+from emulator.stacks import StackProfile, load_stack, runs_on, stack_for
 from emulator.units import GiB, fmt_seconds
 from emulator.workloads.config import DLRMConfig, TransformerConfig
 
@@ -91,6 +91,12 @@ def training_scenario(sz: Sizing, cand: Candidate, plan: Plan) -> Scenario:
                                       framework_settings=tr.framework_settings))
 
 
+def training_stack(sz: Sizing) -> StackProfile:
+    """The sizing's training framework with the run's own settings over its items."""
+    assert sz.train is not None
+    return load_stack(sz.train.framework, "training", file=sz.path).with_settings(sz.train.framework_settings)
+
+
 def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, Any]],
                     memory_cache: dict[Any, float]) -> tuple[int, list[tuple[Plan, float]]]:
     """(plans enumerated, [(plan, memory per device)] that pass the cap, divisibility and memory)."""
@@ -104,8 +110,7 @@ def enumerate_plans(sz: Sizing, cand: Candidate, rejected: dict[str, dict[str, A
     dps = _divisors(tr.global_batch_size)
     counts = set(space.counts)
     precision = precision_of(sz, cand)
-    selective = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings).get(
-        "recompute.selective")  # what the stack's selective recompute keeps off memory
+    selective = training_stack(sz).get("recompute.selective")  # what the stack's selective recompute keeps off memory
     kept: list[tuple[Plan, float]] = []
     n_enum = 0
     for tp in tps:
@@ -159,7 +164,7 @@ def evaluate_training(sz: Sizing, cand: Candidate, plans: list[tuple[Plan, float
     recompute, whose rank program and stage times are computed once; progress is reported per group)."""
     tr, model = sz.train, sz.model
     assert tr is not None and isinstance(model, TransformerConfig)
-    stack = load_stack(tr.framework, "training", file=sz.path).with_settings(tr.framework_settings)
+    stack = training_stack(sz)
     table = stack_table(efficiency_for(cand.device), stack, cand.device.family)
     net = Network.of(cand.system)
     precision = precision_of(sz, cand)
