@@ -4,6 +4,7 @@
     python scripts/fit_stacks.py training --refine host.op_dispatch_s=0,2e-5 host.backward_dispatch_ratio=0.5,1
     python scripts/fit_stacks.py serving trtllm      # an engine on H100/H200: AIConfigurator's measured points
     python scripts/fit_stacks.py serving vllm --refine host.prompt_layer_s=0,1e-4   # one item, the rest held
+    python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' shares: AIConfigurator's MoE tables
 
 Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
 point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
@@ -19,6 +20,9 @@ software had a documented regression (emulator/data/known_regressions.yaml: the 
 and a serving case of a campaign whose stated layouts cannot all have run (a row of it names a replica too small
 for its model's weights: published_aic.layout_suspects, the case carries `layout_suspect`), is left out of every
 loss, in-sample and held out, and still predicted and reported with the rest.
+`kernels` fits an engine's kernel-level items on measured kernels instead of end-to-end runs: the weight-only
+(w4a16) GEMM's shares of the 16-bit GEMM's bandwidth and math efficiency (`WEIGHT_ONLY_GRID`) on the engine's
+measured weight-only MoE forwards (emulator/data/aic_moe_trtllm.csv, published_moe), held out one chip at a time.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ SERVING_TOLERANCE = 0.005  # relative loss within which serving grid points coun
 # the graphs. Jointly with SERVING_GRID it took 0.05 ms per layer (the loss least at 0.1 ms, within the tolerance at
 # 0.05), the other items unchanged; 0.2 ms once the campaign whose layouts cannot have run left the loss (0.4 ms in
 # the grid since).
+WEIGHT_ONLY_GRID = {"recipe.weight_only_memory_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                    "recipe.weight_only_math_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
                                                                                   0.4e-3]}}
 
@@ -213,6 +219,28 @@ def fit_serving(engine: str, grid: dict[str, list[Any]] | None = None) -> dict[s
             **record}
 
 
+def fit_weight_only(engine: str) -> dict[str, Any]:
+    """The engine's weight-only GEMM shares (`WEIGHT_ONLY_GRID`) on its measured weight-only MoE forwards, every
+    chip's rows held out in turn."""
+    from emulator.validation import published_moe  # noqa: PLC0415 - after the loader patch
+
+    if engine != published_moe.ENGINE:
+        raise SystemExit(f"no measured weight-only kernels of {engine}: only {published_moe.ENGINE}'s are shipped")
+    profiles = Profiles()
+
+    def weight_only(row: dict[str, Any]) -> bool:
+        return published_moe.FORMATS[row["moe_dtype"]] == "w4a16"
+
+    def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
+        profiles.set("serving", engine, point)
+        return published_moe.validate_moe_tables(weight_only)["cases"]
+
+    record = grid_fit(WEIGHT_ONLY_GRID, evaluate, "device")
+    return {"stack": engine, "device_family": "hopper",
+            "data": f"{published_moe.CSV.relative_to(ROOT)}: the w4a16_mxfp4 rows (TensorRT-LLM 1.2.0rc5 fused MoE "
+                    "forwards of gpt-oss-120b's experts on H100 and H200, AIConfigurator's tables)", **record}
+
+
 def main(argv: list[str]) -> int:
     if argv == ["training"]:
         record, name = fit_training(), "megatron-core-hopper"
@@ -223,6 +251,8 @@ def main(argv: list[str]) -> int:
         name = "megatron-core-hopper-" + "-".join(sorted({k.split(".")[0] for k in items}))
     elif len(argv) == 2 and argv[0] == "serving":
         record, name = fit_serving(argv[1]), f"{argv[1]}-hopper"
+    elif len(argv) == 2 and argv[0] == "kernels":
+        record, name = fit_weight_only(argv[1]), f"{argv[1]}-hopper-weight-only"
     elif len(argv) == 4 and argv[0] == "serving" and argv[2] == "--refine" and "=" in argv[3]:
         item, values = argv[3].split("=", 1)
         record, name = fit_serving(argv[1], {item: [float(v) for v in values.split(",")]}), f"{argv[1]}-hopper"

@@ -26,6 +26,7 @@ from emulator.validation.published_aic import (
     MODELS,
     SAMPLE_ROWS,
     UNSEEN_SAMPLE_ROWS,
+    WEIGHT_ONLY_SAMPLE_ROWS,
     attention_ranks,
     campaign,
     client,
@@ -41,6 +42,7 @@ from emulator.validation.published_aic import (
     skip_reason,
     unseen,
     validate_aic,
+    weight_only,
 )
 
 
@@ -128,12 +130,23 @@ def test_inferencex_gb200_rows_are_skipped_as_the_disaggregated_deployments_they
     assert own and not any("Dynamo disaggregated deployments" in (skip_reason(r) or "") for r in own)
 
 
-def test_four_bit_weights_on_hopper_are_never_predicted() -> None:
-    """nvfp4 and int4_wo rows are skipped whether or not their model has a preset: they would run weight-only
-    (w4a16), whose 4-bit kernels are not calibrated."""
+def test_four_bit_weights_on_hopper_are_a_held_out_section_of_their_own() -> None:
+    """nvfp4 and int4_wo rows on Hopper run weight-only (w4a16): the fitted and unseen sides list them as skipped
+    (so no fit samples them), the weight-only side predicts them, whatever their model; Blackwell's int4_wo rows stay
+    skipped."""
     low = [r for r in rows() if r["gemm_quant_mode"] in ("nvfp4", "int4_wo")]
-    assert low and all(skip_reason(r) is not None for r in low)
-    assert all("w4a16" in str(skip_reason(r)) for r in low if r["mode"] == "agg" and r["model_path"] in MODELS)
+    assert low and all(precision_of(r, r["gemm_quant_mode"]) == "w4a16" and weight_only(r) for r in low)
+    reasons = {s["id"]: s["reason"] for side in (False, True) for s in partition(CSV, unseen_models=side)[1]}
+    assert all(r["id"] in reasons for r in low)
+    usable, skipped = partition(CSV, weight_only_rows=True)
+    assert {r["id"] for r in usable} == {r["id"] for r in low if skip_reason(r) is None}
+    assert all("aic_weight_only" in reasons[r["id"]] for r in usable)
+    assert {MODELS[r["model_path"]] for r in usable} == {"gpt-oss-120b", "kimi-k2.5"}
+    assert len(usable) + len(skipped) == len(low)
+    out = validate_aic(2, weight_only_rows=True)
+    assert out["cases"] and out["summary"]["models"] == "weight-only" and "weight-only" in render(out)
+    kimi = [r for r in rows(BLACKWELL_CSV) if r["gemm_quant_mode"] == "int4_wo"]
+    assert kimi and all("predicted on Hopper only" in str(skip_reason(r)) for r in kimi)
 
 
 def test_the_sample_is_deterministic_and_spread() -> None:
@@ -194,9 +207,10 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     asked: list[tuple[int | None, str, bool]] = []
     monkeypatch.setattr(measure, "training_cases", lambda: training)
     monkeypatch.setattr(measure, "serving_cases", lambda: serving)
-    def small(limit: int | None, path: Path = CSV, unseen_models: bool = False) -> dict:
-        asked.append((limit, path.name, unseen_models))
-        return validate_aic(2, path=path, unseen_models=unseen_models)
+    def small(limit: int | None, path: Path = CSV, unseen_models: bool = False,
+              weight_only_rows: bool = False) -> dict:
+        asked.append((limit, path.name, "weight-only" if weight_only_rows else unseen_models))
+        return validate_aic(2, path=path, unseen_models=unseen_models, weight_only_rows=weight_only_rows)
 
     monkeypatch.setattr(measure, "validate_aic", small)
     monkeypatch.setattr(measure, "render_training", lambda result: "training table")
@@ -220,11 +234,16 @@ def test_validate_published_adds_an_aic_section(monkeypatch, capsys) -> None:  #
     assert {c["model"] for c in out["aic_unseen"]["cases"] + out["aic_unseen_blackwell"]["cases"]} <= UNSEEN_MODELS
     assert out["aic_unseen"]["cases"] and out["aic_unseen"]["summary"]["models"] == "unseen"
     assert {r["source"] for r in out["by_source"]} >= {"AIConfigurator unseen models (held out)"}
+    # Hopper's 4-bit checkpoints run weight-only: a section of their own
+    assert out["aic_weight_only"]["cases"] and out["aic_weight_only"]["summary"]["models"] == "weight-only"
+    assert {r["source"] for r in out["by_source"]} >= {"AIConfigurator weight-only 4-bit, Hopper (held out)"}
     assert main(["validate", "--published", "--aic-all"]) == 0
     assert asked == [(SAMPLE_ROWS, CSV.name, False), (BLACKWELL_SAMPLE_ROWS, BLACKWELL_CSV.name, False),
                      (UNSEEN_SAMPLE_ROWS, CSV.name, True), (UNSEEN_SAMPLE_ROWS, BLACKWELL_CSV.name, True),
+                     (WEIGHT_ONLY_SAMPLE_ROWS, CSV.name, "weight-only"),
                      (None, CSV.name, False), (None, BLACKWELL_CSV.name, False), (None, CSV.name, True),
-                     (None, BLACKWELL_CSV.name, True)] and "AIConfigurator" in capsys.readouterr().out
+                     (None, BLACKWELL_CSV.name, True), (None, CSV.name, "weight-only")] \
+        and "AIConfigurator" in capsys.readouterr().out
 
 
 def test_models_no_fit_has_seen_stay_out_of_the_fitted_sample() -> None:
@@ -247,7 +266,8 @@ def test_partition_splits_every_row_once_as_validate_and_the_fits_sample_them() 
     the unseen models' rows; every row lands once, and a skipped row says why."""
     usable, skipped = partition(CSV)
     assert len(usable) + len(skipped) == len(rows(CSV))
-    assert [r["id"] for r in usable] == [r["id"] for r in rows(CSV) if skip_reason(r) is None and not unseen(r)]
+    assert [r["id"] for r in usable] == [r["id"] for r in rows(CSV)
+                                         if skip_reason(r) is None and not unseen(r) and not weight_only(r)]
     assert all(s["reason"] for s in skipped)
     held, held_skipped = partition(CSV, unseen_models=True)
     assert held and all(unseen(r) for r in held + [r for r in rows(CSV) if r["id"] in {s["id"] for s in held_skipped}])
@@ -343,7 +363,7 @@ def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:
 
 def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
     """The same sample's B200 and GB200 aggregated rows ship beside the Hopper ones; nvfp4 is the fp4 precision
-    there (fp4 matrix units) and stays a skipped weight-only format on Hopper; the launch-script settings read
+    there (fp4 matrix units) and the weight-only format on Hopper; the launch-script settings read
     from H200 scripts stay on H200 rows; a GB200 replica may span trays inside its 72-GPU NVLink domain; a small
     validation of the file predicts Blackwell systems."""
     blackwell = rows(BLACKWELL_CSV)
@@ -352,7 +372,7 @@ def test_blackwell_rows_are_a_held_out_test_with_fp4_native() -> None:
     fp4 = next(r for r in blackwell if r["gemm_quant_mode"] == "nvfp4" and r["system"] == "b200_sxm")
     assert precision_of(fp4, "nvfp4") == "fp4" and precision_of(fp4, "fp8_block") == "fp8"
     hopper = next(r for r in rows() if r["gemm_quant_mode"] == "nvfp4")
-    assert precision_of(hopper, "nvfp4") is None
+    assert precision_of(hopper, "nvfp4") == "w4a16"
     llama = next(r for r in blackwell if r["backend"] == "trtllm" and r["model_path"] == "meta-llama/Llama-3.1-70B"
                  and client(r) == "inferencex")
     assert deployment(llama) == deployment({**llama, "system": "h200_sxm"}) and \

@@ -5,19 +5,32 @@ from __future__ import annotations
 
 import statistics
 
-from emulator.validation.published_moe import SHAPES, one_layer, rows, validate_moe_tables
+from emulator.validation.published_moe import FORMATS, SHAPES, one_layer, rows, validate_moe_tables
 from emulator.validation.sources import CASE_KEYS
 
 
 def test_the_shipped_table_covers_every_chip_and_format_over_the_shapes() -> None:
-    table = rows()
+    table = [r for r in rows() if r["moe_dtype"] != "w4a16_mxfp4"]
     assert {(r["device"], r["moe_dtype"]) for r in table} == {
         (d, f) for d in ("h100-sxm", "h200-sxm", "b200", "gb200", "b300", "gb300")
         for f in ("bfloat16", "fp8", "fp8_block")}
-    assert {(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) for r in table} == set(SHAPES)
+    assert {(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) for r in table} | {
+        (2880, 2880, 128, 4)} == set(SHAPES)
     assert {(r["moe_tp_size"], r["moe_ep_size"]) for r in table} == {(1, 8), (8, 1)}
     assert {r["num_tokens"] for r in table} == {1, 16, 128, 1024, 4096, 8192}
-    assert all(r["latency_ms"] > 0 for r in table)
+    assert all(r["latency_ms"] > 0 for r in rows())
+
+
+def test_the_weight_only_rows_are_hoppers_gpt_oss_experts_at_the_published_layouts() -> None:
+    """TensorRT-LLM 1.2.0rc5's MXFP4 experts (what its weight-only shares were fitted on): H100 and H200, at the
+    layouts of the published gpt-oss rows, predicted as the w4a16 precision."""
+    mine = [r for r in rows() if r["moe_dtype"] == "w4a16_mxfp4"]
+    assert {r["device"] for r in mine} == {"h100-sxm", "h200-sxm"} and {r["version"] for r in mine} == {"1.2.0rc5"}
+    assert {(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) for r in mine} == {(2880, 2880, 128, 4)}
+    assert {(r["moe_tp_size"], r["moe_ep_size"]) for r in mine} == {(1, 1), (2, 1), (4, 1), (8, 1), (2, 2), (1, 8)}
+    assert FORMATS["w4a16_mxfp4"] == "w4a16"
+    cases = validate_moe_tables(lambda r: r["moe_dtype"] == "w4a16_mxfp4")["cases"]
+    assert len(cases) == len(mine) == 72
 
 
 def test_a_rank_holds_its_share_of_the_experts() -> None:

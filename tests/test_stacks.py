@@ -508,6 +508,46 @@ def test_low_precision_gemms_take_the_16_bit_shape_response() -> None:
     assert load_stack("eager", "serving").get("recipe.low_precision_gemm_shape") is False
 
 
+def test_weight_only_gemms_run_at_the_engines_shares_of_the_16_bit_rates() -> None:
+    """`recipe.weight_only_*`: an engine's w4a16 GEMMs take the 16-bit GEMM's (and matrix-vector) shape response at
+    its shares of the bandwidth and math efficiencies; shares of 1 leave the table as it is."""
+    from emulator.engine.efficiency import EfficiencyTable, FamilyEfficiency
+    from emulator.engine.stack import weight_only_from_base
+
+    base = FamilyEfficiency(math=0.8, memory=0.85, overhead_s=2e-6, tile=64, half_dim=0.3, error=0.1)
+    table = EfficiencyTable(families={"gemm": base}, provenance="calibrated", source="test")
+    assert weight_only_from_base(table, 1.0, 1.0) is table
+    out = weight_only_from_base(table, 0.8, 0.7).families
+    for key in ("gemm.w4a16", "gemv.w4a16"):
+        assert (out[key].memory, out[key].math) == (pytest.approx(0.68), pytest.approx(0.56))
+        assert (out[key].tile, out[key].half_dim, out[key].overhead_s) == (64, 0.3, 2e-6)
+    assert out["gemm"] == base
+
+
+def test_a_weight_only_decode_step_streams_at_the_engines_share_and_other_precisions_ignore_it() -> None:
+    """A memory-bound decode step of a w4a16 checkpoint takes longer where the engine states a bandwidth share below
+    1 (TensorRT-LLM's, fitted on its MXFP4 MoE kernels); a bf16 step is the same either way."""
+    from emulator.engine.stack import engine_table
+
+    system = load_system("hgx-h200")
+    model = dataclasses.replace(preset("llama3-8b"), num_layers=2)
+    trace = trace_workload(model, "decode", 4, 1, 64, torch.bfloat16)
+    table = efficiency_for(system.device)
+    engine = load_stack("trtllm", "serving")
+    assert float(engine.get("recipe.weight_only_memory_share")) < 1.0
+    at_16_bit = dataclasses.replace(engine, items={**engine.items,
+                                                   "recipe.weight_only_memory_share": Item(1.0, "test"),
+                                                   "recipe.weight_only_math_share": Item(1.0, "test")})
+
+    def step(stack: object, precision: str) -> float:  # the GEMMs' time: the rest runs as it did
+        kernels = time_trace(trace, system.device, engine_table(table, stack), precision).kernels  # type: ignore[arg-type]
+        return sum(k.time_s for k in kernels if k.family == "gemm")
+
+    assert step(engine, "w4a16") > 1.15 * step(at_16_bit, "w4a16")  # 1 / 0.8 of the stream, less the fixed time
+    assert step(at_16_bit, "w4a16") < step(at_16_bit, "bf16")  # packed weights stream in a quarter of the bytes
+    assert step(engine, "bf16") == step(at_16_bit, "bf16")
+
+
 def test_the_expert_all_to_all_hides_only_when_the_run_overlaps_it() -> None:
     """`defaults.ep_overlap` off (Megatron-Core's default): the expert-parallel all-to-all is all exposed whatever
     `overlap.ep` says; on: `overlap.ep` of it runs beside compute."""

@@ -22,6 +22,7 @@ from emulator.validation.published_aic import (
     BLACKWELL_SAMPLE_ROWS,
     SAMPLE_ROWS,
     UNSEEN_SAMPLE_ROWS,
+    WEIGHT_ONLY_SAMPLE_ROWS,
     validate_aic,
 )
 from emulator.validation.published_aic import render as render_aic
@@ -58,6 +59,7 @@ from emulator.validation.sources import (
     AIC_HOPPER_SOURCE,
     AIC_UNSEEN_BLACKWELL_SOURCE,
     AIC_UNSEEN_SOURCE,
+    AIC_WEIGHT_ONLY_SOURCE,
     BLACKWELL_TRAINING_SOURCE,
     HOPPER_TRAINING_SOURCE,
     MLPERF_H100_SOURCE,
@@ -104,6 +106,7 @@ def validate(args: argparse.Namespace) -> None:
         unseen_limit = None if args.aic_all else UNSEEN_SAMPLE_ROWS
         unseen = validate_aic(unseen_limit, unseen_models=True)
         unseen_blackwell = validate_aic(unseen_limit, path=BLACKWELL_CSV, unseen_models=True)
+        weight_only = validate_aic(None if args.aic_all else WEIGHT_ONLY_SAMPLE_ROWS, weight_only_rows=True)
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
         attention = validate_attention_tables()
@@ -126,6 +129,8 @@ def validate(args: argparse.Namespace) -> None:
             "aic_blackwell": blackwell,  # the same on B200 and GB200: held out, never fitted on
             "aic_unseen": unseen,  # the same for models no fit has seen (Kimi-K2.5, MiniMax-M2.5) on Hopper
             "aic_unseen_blackwell": unseen_blackwell,  # and on B200
+            # Hopper's 4-bit checkpoints run weight-only (gpt-oss MXFP4, Kimi-K2.5 INT4): held out, never fitted on
+            "aic_weight_only": weight_only,
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
             "aic_attention": attention,  # the same for measured context attention
@@ -144,6 +149,7 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(blackwell, source=AIC_BLACKWELL_SOURCE, stack="")
                    + case_records(unseen, source=AIC_UNSEEN_SOURCE, stack="")
                    + case_records(unseen_blackwell, source=AIC_UNSEEN_BLACKWELL_SOURCE, stack="")
+                   + case_records(weight_only, source=AIC_WEIGHT_ONLY_SOURCE, stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
                    + case_records(attention, source=ATTENTION_SOURCE, stack="")
@@ -165,7 +171,7 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_hopper(blackwell_training) + "\n\n" + render_baselines(reference)
                   + "\n\n" + render_torchtitan(torchtitan)
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n" + render_aic(unseen)
-                  + "\n\n" + render_aic(unseen_blackwell) + "\n\n"
+                  + "\n\n" + render_aic(unseen_blackwell) + "\n\n" + render_aic(weight_only) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
                   + render_sources(sources) + "\n\n" + render_aic_reference(reference_serving) + "\n\n"

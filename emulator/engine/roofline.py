@@ -109,6 +109,17 @@ def call_dtype(call: KernelCall, precision: str | None, device: DeviceProfile) -
     return call.dtype
 
 
+def weight_only_format(call: KernelCall, precision: str | None) -> str | None:
+    """The weight-only format (`WEIGHT_ONLY_BYTES`) a GEMM on weights runs in under `precision`, else None: its
+    weights stream packed and are widened inside the kernel, its math in the traced dtype. Its efficiency is the
+    table's `<family>.<format>` entry where one exists (a serving engine's weight-only kernels,
+    `engine.stack.weight_only_from_base`), else the traced dtype's."""
+    if (precision in WEIGHT_ONLY_BYTES and call.family == "gemm" and call.weight_bytes
+            and KEEP_DTYPE not in call.params and call.dtype in DTYPE_BYTES):
+        return precision
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CallTerms:
     """The efficiency-free parts of one kernel signature's time on one device: each unit's and each memory
@@ -138,15 +149,15 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
     cycled through copies of its inputs, or was timed with the cache flushed)."""
     dtype = call_dtype(call, precision, device)
     cost = call.cost
+    weight_only = weight_only_format(call, precision)
     if dtype != call.dtype and call.dtype in DTYPE_BYTES:
         # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
         scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
         call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
-    elif (precision in WEIGHT_ONLY_BYTES and call.family == "gemm" and call.weight_bytes
-          and KEEP_DTYPE not in call.params and call.dtype in DTYPE_BYTES):
+    elif weight_only is not None:
         # Weight-only format: the weights stream packed, the math stays in the traced dtype.
-        packed = call.weight_bytes * WEIGHT_ONLY_BYTES[precision] / DTYPE_BYTES[call.dtype]
+        packed = call.weight_bytes * WEIGHT_ONLY_BYTES[weight_only] / DTYPE_BYTES[call.dtype]
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read - call.weight_bytes + packed)
         call = dataclasses.replace(call, cost=cost, weight_bytes=packed)
     call = dataclasses.replace(call, dtype=dtype) if dtype != call.dtype else call
@@ -227,10 +238,12 @@ def kernel_time(
     precision: str | None = None,
 ) -> KernelTiming:
     """Roofline time of all `call.count` calls of one kernel signature."""
+    weight_only = weight_only_format(call, precision)
     terms = call_terms(call, device, table, precision)
     call = terms.call
-    t_math, t_mem, t_over = call_seconds(terms, table.get(efficiency_key(call.family, call.op, call.shapes),
-                                                          call.dtype))
+    key = efficiency_key(call.family, call.op, call.shapes)
+    eff = (table.families.get(f"{key}.{weight_only}") if weight_only else None) or table.get(key, call.dtype)
+    t_math, t_mem, t_over = call_seconds(terms, eff)
     busy = max(t_math, t_mem)
     if call.family == "view" or busy < t_over:
         bound = "overhead"

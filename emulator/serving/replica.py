@@ -172,6 +172,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
     low_head = bool(engine.get("recipe.low_precision_head"))
+    weight_only = (float(engine.get("recipe.weight_only_memory_share")),
+                   float(engine.get("recipe.weight_only_math_share")))
     device, launch_s = engine_device(device, engine)
     prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0
     prompt_layer_s = float(engine.get("host.prompt_layer_s"))
@@ -179,7 +181,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep, overhead_s,
            fused, grouped, launch_s, one_shot, two_shot, link_share, base_shape, gemm_groups, per_token_s, moe_scale,
-           overlap_host, skew, prompt_launch_s, prompt_layer_s, low_head, attention_dp)
+           overlap_host, skew, prompt_launch_s, prompt_layer_s, low_head, attention_dp, weight_only)
     if key in _CACHE:
         return _CACHE[key]
     table = engine_table(table, engine)

@@ -117,6 +117,12 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
                                         "low-precision GEMMs follow the 16-bit GEMM's shape response (tiles picked per "
                                         "M bucket), with their own large-GEMM math rate"),
+    "recipe.weight_only_memory_share": ("rate", ("serving",), 1.0,
+                                        "share of the 16-bit GEMM's bandwidth efficiency the engine's weight-only "
+                                        "(w4a16) GEMMs reach: their kernels widen each packed weight in the stream"),
+    "recipe.weight_only_math_share": ("rate", ("serving",), 1.0,
+                                      "share of the 16-bit GEMM's math efficiency the engine's weight-only (w4a16) "
+                                      "GEMMs reach"),
     "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
                                   "share of the calibrated GEMM and attention math rate a step sustains, per "
                                   "device family"),

@@ -36,7 +36,7 @@ FITTED = {"megatron-core": (src.HOPPER_TRAINING_SOURCE, "hopper"), "trtllm": (sr
 HELD_OUT = {src.A100_SOURCE: "ampere", src.MLPERF_H100_SOURCE: "hopper", MLPERF_HELDOUT_SOURCE: None,
             src.BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper",
             src.AIC_BLACKWELL_SOURCE: "blackwell", MEASURED_STACK_SOURCE: "hopper", src.AIC_UNSEEN_SOURCE: "hopper",
-            src.AIC_UNSEEN_BLACKWELL_SOURCE: "blackwell"}
+            src.AIC_UNSEEN_BLACKWELL_SOURCE: "blackwell", src.AIC_WEIGHT_ONLY_SOURCE: "hopper"}
 # validate's metric names -> stacks.accuracy.METRICS keys
 METRIC = {"tokens_per_sec_per_gpu": "training_throughput", "model_tflops_per_gpu": "training_throughput",
           "achieved_tflops_per_gpu": "training_throughput", "mfu": "training_throughput",

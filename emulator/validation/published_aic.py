@@ -31,14 +31,12 @@ becomes a scenario:
   tp = attention_dp_size ranks with `attention_dp`, its batch_size per rank (concurrency = batch_size x
   attention_dp_size, as the ids' c<N> say); with tp_size > 1 too (attention tensor parallel inside each data-parallel
   rank) it is skipped;
-- precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree. nvfp4 and
-  int4_wo on these Hopper systems (no 4-bit matrix units) are 4-bit checkpoints run weight-only (the `w4a16`
-  precision: 4-bit weights widened in the GEMM, 16-bit math; gpt-oss's MXFP4 experts through Triton or Marlin MXFP4
-  kernels): skipped, because those kernels' rates are not calibrated (predicted at the 16-bit GEMM rate, gpt-oss on
-  vLLM comes out TPOT +15%, TTFT -55%, on TensorRT-LLM TPOT -44%, TTFT -80%), and fitting the engines' host items
-  on them would absorb a kernel error. On B200 and GB200 (fp4 matrix units) nvfp4 is the `fp4` precision. The KV
-  cache takes the engine's default for that precision (its stack profile's `defaults.kv_precision`): the rows do
-  not state it;
+- precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree; nvfp4 -> fp4
+  on B200 and GB200 (fp4 matrix units). nvfp4 on Hopper and int4_wo are 4-bit checkpoints run weight-only (`w4a16`:
+  gpt-oss's MXFP4 experts, Kimi-K2.5's INT4 ones) at the engine's shares of the 16-bit GEMM's rates
+  (`recipe.weight_only_*`, fitted on kernels): the Hopper rows are a held-out section of their own (`weight_only`),
+  never fitted on, so no host item absorbs a kernel error; Blackwell's (Kimi-K2.5 int4_wo) stay skipped. The KV cache
+  takes the engine's default for that precision (`defaults.kv_precision`): the rows do not state it;
 - `engine` = backend; `concurrency` = batch_size (x attention_dp_size); the load as the row's benchmark client ran
   it (`aic_deployments.client` and `load`):
   - rows of the InferenceX campaign (source `db-dump/...` or `source_file=<date>.csv`; ISL/OSL 1k/1k, 1k/8k, 8k/1k,
@@ -118,8 +116,11 @@ SAMPLE_ROWS = 150
 BLACKWELL_SAMPLE_ROWS = 100
 UNSEEN_SAMPLE_ROWS = 40  # per file, of the models no fit has seen (`unseen`)
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
-PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16"}
-NATIVE_FP4 = {"nvfp4": "fp4"}  # on a device with fp4 matrix units (Blackwell) NVFP4 runs natively
+PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16", "int4_wo": "w4a16"}
+# On a device with fp4 matrix units (Blackwell) NVFP4 runs natively; elsewhere weight-only
+NATIVE_FP4 = {"nvfp4": "fp4"}
+WEIGHT_ONLY = "w4a16"
+WEIGHT_ONLY_SAMPLE_ROWS = 60  # of the Hopper rows run weight-only (`weight_only`)
 BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # the rows of BLACKWELL_CSV
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
 
@@ -135,9 +136,14 @@ def precision_of(row: dict[str, str], quant: str) -> str | None:
     """The emulator's precision of a row's quantisation mode (None: not one the row's device runs natively)."""
     if quant in PRECISIONS:
         return PRECISIONS[quant]
-    device = load_system(SYSTEMS[row["system"]]).device
     native = NATIVE_FP4.get(quant)
-    return native if native in device.matrix_flops_per_s else None
+    if native is None:
+        return None
+    return native if native in load_system(SYSTEMS[row["system"]]).device.matrix_flops_per_s else WEIGHT_ONLY
+
+
+def weight_only(row: dict[str, str]) -> bool:  # the row's checkpoint runs weight-only on its chip
+    return precision_of(row, row["gemm_quant_mode"]) == WEIGHT_ONLY
 
 
 @functools.lru_cache(maxsize=16)
@@ -169,8 +175,9 @@ def skip_reason(row: dict[str, str]) -> str | None:
         return model
     gemm, moe = row["gemm_quant_mode"], row["moe_quant_mode"]
     if precision_of(row, gemm) is None:
-        return (f"gemm_quant_mode {gemm} on {row['system']}: 4-bit weights run weight-only (w4a16) without matrix "
-                "units of their format, whose MXFP4/INT4 kernels' rates are not calibrated")
+        return f"gemm_quant_mode {gemm}: no precision of the emulator's runs it"
+    if weight_only(row) and row["system"] in BLACKWELL_SYSTEMS:
+        return f"gemm_quant_mode {gemm} on {row['system']}: weight-only (w4a16) rows are predicted on Hopper only"
     if model.is_moe and precision_of(row, moe) != precision_of(row, gemm):
         return f"moe_quant_mode {moe or 'none'} differs from gemm_quant_mode {gemm or 'none'}: one precision per model"
     if attention_ranks(row) > 1 and count(row["tp_size"]) > 1:
@@ -271,17 +278,26 @@ def unseen(row: dict[str, str]) -> bool:
     return MODELS.get(row["model_path"]) in UNSEEN_MODELS
 
 
-def partition(path: Path = CSV, *, unseen_models: bool = False) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def partition(path: Path = CSV, *, unseen_models: bool = False,
+              weight_only_rows: bool = False) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The rows of `path` a prediction can be made for, and the others as {id, reason}: the fitted models' rows, or
-    with `unseen_models` those of the models no fit has seen (the fitted models' side lists these as skipped, the
-    unseen side leaves the fitted models' rows out). What `validate_aic` samples and the stack fits sample alike."""
+    with `unseen_models` those of the models no fit has seen, or with `weight_only_rows` Hopper's weight-only ones
+    (the fitted side lists the others as skipped; the other sides leave out what is not theirs). What `validate_aic`
+    samples and the stack fits sample alike."""
     usable: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     for row in rows(path):
-        if unseen_models and not unseen(row):
+        if weight_only_rows:
+            if not weight_only(row):
+                continue
+            reason = skip_reason(row)
+        elif unseen_models and not unseen(row):
             continue
-        reason = "a model no fit has seen: its own held-out section" if not unseen_models and unseen(row) \
-            else skip_reason(row)
+        elif not unseen_models and unseen(row):
+            reason = "a model no fit has seen: its own held-out section"
+        else:
+            reason = skip_reason(row) or ("4-bit weights run weight-only (w4a16) on a chip without 4-bit matrix "
+                                          "units: section aic_weight_only" if weight_only(row) else None)
         if reason is None:
             usable.append(row)
         else:
@@ -290,13 +306,14 @@ def partition(path: Path = CSV, *, unseen_models: bool = False) -> tuple[list[di
 
 
 def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, str]], bool] | None = None,
-                 path: Path = CSV, unseen_models: bool = False) -> dict[str, Any]:
+                 path: Path = CSV, unseen_models: bool = False, weight_only_rows: bool = False) -> dict[str, Any]:
     """Predicted vs measured TPOT and TTFT for the sampled rows of `path` (every usable row when `limit` is None;
     of those, the ones `only` keeps); the skipped rows with their reasons; per engine and overall, the median and
     maximum |error| and the mean error. The rows are those of the models the stacks were fitted on, or with
-    `unseen_models` those of the models no fit has seen (each sampled apart, so neither changes the other)."""
+    `unseen_models` those of the models no fit has seen, or with `weight_only_rows` those of checkpoints run
+    weight-only (each sampled apart, so none changes another)."""
     t0 = time.perf_counter()
-    usable, skipped = partition(path, unseen_models=unseen_models)
+    usable, skipped = partition(path, unseen_models=unseen_models, weight_only_rows=weight_only_rows)
     sample = [row for row in select(usable, limit) if only is None or only(row)]
     suspects = layout_suspects(path)
     cases: list[dict[str, Any]] = []
@@ -333,7 +350,8 @@ def validate_aic(limit: int | None = SAMPLE_ROWS, *, only: Callable[[dict[str, s
         by_model[metric] = {e: {m: error_summary([c for c in mine if c["stack"] == e and c["model"] == m])
                                 for m in sorted({c["model"] for c in mine if c["stack"] == e})} for e in engines}
     reasons = Counter(s["reason"] for s in skipped + failed)
-    summary = {"file": path.name, "models": "unseen" if unseen_models else "fitted",
+    summary = {"file": path.name,
+               "models": "weight-only" if weight_only_rows else "unseen" if unseen_models else "fitted",
                "num_rows": len(usable) + len(skipped), "num_usable": len(usable), "num_sampled": len(sample),
                "num_predicted": len(sample) - len(failed), "num_cases": len(cases),
                "sample": "all usable rows" if limit is None else f"stratified: up to {limit} rows over (engine, "
@@ -354,8 +372,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{c['id']:{width}s} {c['stack']:7s} {c['published']:10.2f} {c['predicted']:10.2f} "
                      f"{c['error']:+8.1%}")
     s = result["summary"]
-    lines.append(f"AIConfigurator points of {s['file']}: {s['num_predicted']} of {s['num_usable']} usable rows "
-                 f"predicted ({s['sample']}), {s['num_rows']} rows in all; {s['run_time_s']:.0f} s")
+    lines.append(f"AIConfigurator points of {s['file']} ({s['models']}): {s['num_predicted']} of {s['num_usable']} "
+                 f"usable rows predicted ({s['sample']}), {s['num_rows']} rows in all; {s['run_time_s']:.0f} s")
     for metric, groups in s["metrics"].items():
         for group, g in groups.items():
             if g["num_cases"]:
@@ -376,5 +394,6 @@ def render(result: dict[str, Any]) -> str:
 
 
 __all__ = ["BLACKWELL_CSV", "BLACKWELL_SAMPLE_ROWS", "CSV", "MODELS", "SAMPLE_ROWS", "SYSTEMS", "UNSEEN_SAMPLE_ROWS",
-           "attention_ranks", "campaign", "client", "deployment", "holds_weights", "layout_suspects", "partition",
-           "precision_of", "render", "rows", "scenario_of", "select", "skip_reason", "unseen", "validate_aic"]
+           "WEIGHT_ONLY_SAMPLE_ROWS", "attention_ranks", "campaign", "client", "deployment", "holds_weights",
+           "layout_suspects", "partition", "precision_of", "render", "rows", "scenario_of", "select", "skip_reason",
+           "unseen", "validate_aic", "weight_only"]

@@ -8,7 +8,11 @@ activation, the un-permutation summing each token's weighted expert rows; not th
 shapes (hidden / expert FFN / experts / top-k: Qwen3-30B-A3B 2048/768/128/8, Qwen3-235B-A22B 4096/1536/128/8,
 Mixtral 4096/14336/8/2, DeepSeek-V3 7168/2048/256/8), in bf16, fp8 (per tensor) and fp8 with 128-wide blocks,
 each over eight ranks as expert parallelism (8 x 1/8 of the experts) or tensor parallelism (every expert's FFN
-split 8 ways), at 1 to 8192 tokens, on H100, H200, B200, GB200, B300 and GB300.
+split 8 ways), at 1 to 8192 tokens, on H100, H200, B200, GB200, B300 and GB300. Beside them, TensorRT-LLM 1.2.0rc5's
+weight-only MXFP4 experts on Hopper (`w4a16_mxfp4`: gpt-oss-120b's 2880/2880/128/4, 4-bit weights widened to bf16
+inside the kernel, no 4-bit matrix units on H100 and H200) at the layouts the published gpt-oss rows ran (tp 1, 2, 4
+and 8, tp 2 x ep 2, ep 8), predicted as the `w4a16` precision: what the engine's weight-only shares
+(`recipe.weight_only_memory_share`, `recipe.weight_only_math_share`) were fitted on (scripts/fit_stacks.py kernels).
 
 Each row is predicted as one rank's routed experts of a one-layer model of that shape (`serving.replica.shard`:
 tp = moe_tp x moe_ep ranks, ep = moe_ep), with the load the table was measured under (`expert_load: balanced`: the T x k
@@ -22,13 +26,15 @@ blocks are both the `fp8` precision. Where top-k is smaller than the expert-para
 experts at ep 8) a rank's experts receive the k / ep share of the tokens (`shard`'s `routed_per_token`). Nothing
 here is fitted: H100 and H200 run on their own calibrations, the
 Blackwell chips on the H200's moved to their achievable rates (`engine.transfer`). Error = predicted / measured - 1,
-summarised per chip and format and per token-count band.
+summarised per chip and format and per token-count band. The weight-only rows are in-sample for the engine's
+shares (their fit record holds the leave-one-chip-out errors); the rest is fitted on nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,10 +54,12 @@ from emulator.workloads.presets import preset
 CSV = shipped("data") / "aic_moe_trtllm.csv"
 SOURCE = "AIConfigurator MoE tables (TRT)"
 ENGINE = "trtllm"
-FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8"}  # the table's moe_dtype -> the emulator's precision
+# the table's moe_dtype -> the emulator's precision
+FORMATS = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "w4a16_mxfp4": "w4a16"}
 # A model of each expert shape (hidden, expert FFN, experts, top-k): only its MoE block is timed.
 SHAPES = {(2048, 768, 128, 8): "qwen3-30b-a3b", (4096, 1536, 128, 8): "qwen3-235b-a22b",
-          (4096, 14336, 8, 2): "mixtral-8x7b", (7168, 2048, 256, 8): "deepseek-v3"}
+          (4096, 14336, 8, 2): "mixtral-8x7b", (7168, 2048, 256, 8): "deepseek-v3",
+          (2880, 2880, 128, 4): "gpt-oss-120b"}
 BANDS = (("tokens <= 16", 1, 16), ("tokens 128-1024", 128, 1024), ("tokens >= 4096", 4096, 1 << 30))
 WHOLE = ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "moe_ep_size")
 
@@ -79,20 +87,22 @@ def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any]) -> float:
     return routed_expert_s(time_trace(trace, device, table, FORMATS[row["moe_dtype"]]))
 
 
-def validate_moe_tables() -> dict[str, Any]:
-    """Every row predicted; the `--json` section `aic_moe` of `validate --published`."""
+def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Every row predicted (those `keep` keeps); the `--json` section `aic_moe` of `validate --published`."""
     def case(r: dict[str, Any]) -> dict[str, Any]:
         shape = (f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:tp{r['moe_tp_size']}"
                  f"ep{r['moe_ep_size']}:{r['num_tokens']}")
         return {"id": f"aic-moe:{r['device']}:{r['moe_dtype']}:{shape}", "moe_dtype": r["moe_dtype"],
                 "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}", "num_tokens": r["num_tokens"]}
 
-    return check(SOURCE, load_stack(ENGINE, "serving"), rows(), predict_s, case, "moe_dtype", "num_tokens", BANDS)
+    chosen = [r for r in rows() if keep is None or keep(r)]
+    return check(SOURCE, load_stack(ENGINE, "serving"), chosen, predict_s, case, "moe_dtype", "num_tokens", BANDS)
 
 
 def render(section: dict[str, Any]) -> str:
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
-                          "graph, balanced routing, timed as the engine's serving steps time them (error = predicted / "
+                          "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only shares were fitted on), "
+                          "balanced routing, timed as the engine's serving steps time them (error = predicted / "
                           "measured - 1; Blackwell takes the H200's calibration moved to its achievable rates)",
                           section, "moe_dtype", BANDS)
 

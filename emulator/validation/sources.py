@@ -26,6 +26,7 @@ AIC_HOPPER_SOURCE = "AIConfigurator Hopper sample"
 AIC_BLACKWELL_SOURCE = "AIConfigurator Blackwell (held out)"
 AIC_UNSEEN_SOURCE = "AIConfigurator unseen models (held out)"  # Kimi-K2.5, MiniMax-M2.5 on Hopper
 AIC_UNSEEN_BLACKWELL_SOURCE = "AIConfigurator unseen models, Blackwell (held out)"
+AIC_WEIGHT_ONLY_SOURCE = "AIConfigurator weight-only 4-bit, Hopper (held out)"  # gpt-oss MXFP4, Kimi-K2.5 INT4
 
 
 def case_records(section: dict[str, Any], *, source: str, stack: str) -> list[dict[str, Any]]:
