@@ -322,6 +322,22 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
         assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
 
 
+def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_expert_parallelism() -> None:
+    """benchmarks/gptoss_fp4_h200_trt(_slurm).sh: --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 for every
+    H200 TensorRT-LLM gpt-oss row; the rows measured 2025-11-02 ran --ep_size=$TP (experts spread whole over the
+    tensor-parallel ranks), whatever their moe columns say."""
+    gpt = [r for r in partition(CSV, weight_only_rows=True)[0]
+           if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "gpt-oss-120b" and r["system"] == "h200_sxm"]
+    assert gpt and all(deployment(r)["max_batch_tokens"] == 20000 and
+                       deployment(r)["engine_settings"] == {"defaults.kv_memory_fraction": 0.85} for r in gpt)
+    november = [r for r in gpt if "measured=2025-11-02" in r["silicon_data_source"]]
+    assert november and all(r["moe_ep_size"] == "1" and int(r["tp_size"]) > 1 for r in november)
+    for row in november:
+        spec = scenario_of(row)[1]
+        assert spec.tp == spec.ep == int(row["tp_size"])
+    assert all("parallel" not in deployment(r) for r in gpt if r not in november)
+
+
 def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:
     """Little's law on AIConfigurator's own closed-loop rows (`prompts_per_iteration`): every TensorRT-LLM row's
     iterations took no more whole prompts than its stated token budget leaves beside its decodes, and every SGLang

@@ -19,7 +19,11 @@ measured 2025-11-02 (plain, image unstated) ran benchmarks/dsr1_fp8_h200_trt_slu
 to 2025-11-21): `--ep_size=$TP` (expert parallel over all 8 GPUs, where the rows' moe columns say tensor-parallel
 experts), DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded up to 64 and
 free_gpu_memory_fraction 0.75, stated so (with expert parallelism's busiest rank, `stats.busiest_rank_factor`,
-their TPOT -25..-6% -> -7..+1%). Its DP-attention
+their TPOT -25..-6% -> -7..+1%); its TensorRT-LLM gpt-oss-120b H200 rows (weight-only MXFP4, section
+aic_weight_only) ran benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29 to 2026-02-19 set
+--max_num_tokens 20000 and free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP` (the rows measured
+2025-11-02 say tensor-parallel experts): stated so (their TPOT median |error| 27.3% -> 19.9%, signed -26% -> -19%;
+TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration). Its DP-attention
 DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
 (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
@@ -255,6 +259,13 @@ def deployment(row: dict[str, str]) -> dict[str, Any]:
             parallel["attention_dp"] = True
         return {"parallel": parallel, "max_batch_tokens": dsr1_trt_token_budget(row, 0),
                 "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
+    if (engine, model, row["system"]) == ("trtllm", "gpt-oss-120b", "h200_sxm"):
+        # benchmarks/gptoss_fp4_h200_trt(_slurm).sh from 2025-10-29 to 2026-02-19: --max_num_tokens 20000,
+        # free_gpu_memory_fraction 0.85; until 2025-11-21 --ep_size=$TP whatever the row's moe columns say
+        gpt: dict[str, Any] = {"max_batch_tokens": 20000, "engine_settings": {"defaults.kv_memory_fraction": 0.85}}
+        if "measured=2025-11-02" in row["silicon_data_source"]:
+            gpt["parallel"] = {"tp": count(row["tp_size"]), "pp": 1, "ep": count(row["tp_size"])}
+        return gpt
     if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
         out: dict[str, Any] = {"max_batch_tokens": 16384}
         if short and count(row["tp_size"]) < 8:
