@@ -21,8 +21,9 @@ and a serving case of a campaign whose stated layouts cannot all have run (a row
 for its model's weights: published_aic.layout_suspects, the case carries `layout_suspect`), is left out of every
 loss, in-sample and held out, and still predicted and reported with the rest.
 `kernels` fits an engine's kernel-level items on measured kernels instead of end-to-end runs: the weight-only
-(w4a16) GEMM's shares of the 16-bit GEMM's bandwidth and math efficiency (`WEIGHT_ONLY_GRID`) on the engine's
-measured weight-only MoE forwards (emulator/data/aic_moe_trtllm.csv, published_moe), held out one chip at a time.
+(w4a16) GEMM's vector operations widening each weight and its share of the 16-bit GEMM's math efficiency
+(`WEIGHT_ONLY_GRID`) on the engine's measured weight-only MoE forwards (emulator/data/aic_moe_trtllm.csv,
+published_moe), held out one chip at a time.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ SERVING_TOLERANCE = 0.005  # relative loss within which serving grid points coun
 # the graphs. Jointly with SERVING_GRID it took 0.05 ms per layer (the loss least at 0.1 ms, within the tolerance at
 # 0.05), the other items unchanged; 0.2 ms once the campaign whose layouts cannot have run left the loss (0.4 ms in
 # the grid since).
-WEIGHT_ONLY_GRID = {"recipe.weight_only_memory_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+WEIGHT_ONLY_GRID = {"recipe.weight_only_widen_ops": [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0],
                     "recipe.weight_only_math_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
                                                                                   0.4e-3]}}
@@ -220,7 +221,7 @@ def fit_serving(engine: str, grid: dict[str, list[Any]] | None = None) -> dict[s
 
 
 def fit_weight_only(engine: str) -> dict[str, Any]:
-    """The engine's weight-only GEMM shares (`WEIGHT_ONLY_GRID`) on its measured weight-only MoE forwards, every
+    """The engine's weight-only GEMM items (`WEIGHT_ONLY_GRID`) on its measured weight-only MoE forwards, every
     chip's rows held out in turn."""
     from emulator.validation import published_moe  # noqa: PLC0415 - after the loader patch
 

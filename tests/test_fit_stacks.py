@@ -70,7 +70,7 @@ def test_a_training_refinement_fits_its_items_into_a_record_of_its_own(tmp_path,
 
 
 def test_kernels_fits_an_engines_weight_only_shares_on_its_measured_kernels(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """`kernels trtllm` fits the two weight-only shares over their grid, each chip held out in turn, on the
+    """`kernels trtllm` fits the two weight-only items over their grid, each chip held out in turn, on the
     engine's weight-only MoE rows, into a record of its own; an engine without measured kernels is refused."""
     fit = _fit_stacks()
     seen: list[tuple[dict[str, list[float]], str]] = []
@@ -84,7 +84,7 @@ def test_kernels_fits_an_engines_weight_only_shares_on_its_measured_kernels(tmp_
     monkeypatch.setattr(fit, "FITS", tmp_path)
     assert fit.main(["kernels", "trtllm"]) == 0
     assert seen == [(fit.WEIGHT_ONLY_GRID, "device")]
-    assert set(fit.WEIGHT_ONLY_GRID) == {"recipe.weight_only_memory_share", "recipe.weight_only_math_share"}
+    assert set(fit.WEIGHT_ONLY_GRID) == {"recipe.weight_only_widen_ops", "recipe.weight_only_math_share"}
     record = (tmp_path / "trtllm-hopper-weight-only.json").read_text()
     assert "w4a16_mxfp4" in record
     with pytest.raises(SystemExit, match="no measured weight-only kernels of vllm"):

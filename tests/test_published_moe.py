@@ -22,7 +22,7 @@ def test_the_shipped_table_covers_every_chip_and_format_over_the_shapes() -> Non
 
 
 def test_the_weight_only_rows_are_hoppers_gpt_oss_experts_at_the_published_layouts() -> None:
-    """TensorRT-LLM 1.2.0rc5's MXFP4 experts (what its weight-only shares were fitted on): H100 and H200, at the
+    """TensorRT-LLM 1.2.0rc5's MXFP4 experts (what its weight-only items were fitted on): H100 and H200, at the
     layouts of the published gpt-oss rows, predicted as the w4a16 precision."""
     mine = [r for r in rows() if r["moe_dtype"] == "w4a16_mxfp4"]
     assert {r["device"] for r in mine} == {"h100-sxm", "h200-sxm"} and {r["version"] for r in mine} == {"1.2.0rc5"}

@@ -508,25 +508,53 @@ def test_low_precision_gemms_take_the_16_bit_shape_response() -> None:
     assert load_stack("eager", "serving").get("recipe.low_precision_gemm_shape") is False
 
 
-def test_weight_only_gemms_run_at_the_engines_shares_of_the_16_bit_rates() -> None:
-    """`recipe.weight_only_*`: an engine's w4a16 GEMMs take the 16-bit GEMM's (and matrix-vector) shape response at
-    its shares of the bandwidth and math efficiencies; shares of 1 leave the table as it is."""
+def test_weight_only_gemms_widen_their_weights_at_the_engines_cost() -> None:
+    """`recipe.weight_only_*`: an engine's w4a16 GEMMs (and matrix-vector products) take the 16-bit GEMM's shape
+    response and bandwidth, its widening operations per weight and its share of the math; none and 1 leave the table
+    as it is."""
     from emulator.engine.efficiency import EfficiencyTable, FamilyEfficiency
     from emulator.engine.stack import weight_only_from_base
 
     base = FamilyEfficiency(math=0.8, memory=0.85, overhead_s=2e-6, tile=64, half_dim=0.3, error=0.1)
     table = EfficiencyTable(families={"gemm": base}, provenance="calibrated", source="test")
-    assert weight_only_from_base(table, 1.0, 1.0) is table
-    out = weight_only_from_base(table, 0.8, 0.7).families
+    assert weight_only_from_base(table, 0.0, 1.0) is table
+    out = weight_only_from_base(table, 16.0, 0.7).families
     for key in ("gemm.w4a16", "gemv.w4a16"):
-        assert (out[key].memory, out[key].math) == (pytest.approx(0.68), pytest.approx(0.56))
-        assert (out[key].tile, out[key].half_dim, out[key].overhead_s) == (64, 0.3, 2e-6)
-    assert out["gemm"] == base
+        assert (out[key].widen_ops, out[key].math) == (16.0, pytest.approx(0.56))
+        assert (out[key].memory, out[key].tile, out[key].half_dim, out[key].overhead_s) == (0.85, 64, 0.3, 2e-6)
+    assert out["gemm"] == base and base.widen_ops == 0.0
 
 
-def test_a_weight_only_decode_step_streams_at_the_engines_share_and_other_precisions_ignore_it() -> None:
-    """A memory-bound decode step of a w4a16 checkpoint takes longer where the engine states a bandwidth share below
-    1 (TensorRT-LLM's, fitted on its MXFP4 MoE kernels); a bf16 step is the same either way."""
+def test_widening_costs_the_vector_units_once_per_row_tile_the_same_on_h100_and_h200() -> None:
+    """A weight-only GEMM's widening is vector work: elements x operations per row tile of its output at the vector
+    rate, beside the packed weights' stream. It does not depend on the chip's bandwidth (H100 and H200 share their
+    SMs), grows with the row tiles, and a bf16 GEMM never pays it."""
+    from emulator.engine.efficiency import EfficiencyTable, FamilyEfficiency
+    from emulator.engine.roofline import kernel_time
+    from emulator.engine.stack import weight_only_from_base
+    from emulator.hardware import load_device
+    from kernels import Cost, KernelCall
+
+    table = weight_only_from_base(EfficiencyTable(families={"gemm": FamilyEfficiency(math=0.8, memory=0.8, tile=64)},
+                                                  provenance="spec", source="test"), 64.0, 1.0)
+
+    def gemm(rows: int) -> KernelCall:
+        k, n = 4096, 4096
+        return KernelCall(family="gemm", op="aten.mm", shapes=((rows, k), (k, n)), dtype="bf16",
+                          cost=Cost(matrix_flops=2.0 * rows * k * n, bytes_read=2.0 * (rows * k + k * n),
+                                    bytes_written=2.0 * rows * n), weight_bytes=2.0 * k * n)
+
+    h100, h200 = load_device("h100-sxm"), load_device("h200-sxm")
+    widen = 64 * 4096 * 4096 / h100.vector_peak("bf16") / 0.5  # one row tile, at the spec vector efficiency
+    assert kernel_time(gemm(8), h100, table, "w4a16").t_math_s == pytest.approx(widen)
+    assert kernel_time(gemm(8), h200, table, "w4a16").t_math_s == pytest.approx(widen)
+    assert kernel_time(gemm(100), h200, table, "w4a16").t_math_s >= 2 * widen  # two 64-row tiles
+    assert kernel_time(gemm(8), h200, table, "bf16").t_math_s < widen / 10
+
+
+def test_a_weight_only_decode_step_widens_where_the_engine_says_and_other_precisions_ignore_it() -> None:
+    """A decode step of a w4a16 checkpoint takes longer on an engine that widens its weights (TensorRT-LLM's,
+    fitted on its MXFP4 MoE kernels) than on one that does not; a bf16 step is the same either way."""
     from emulator.engine.stack import engine_table
 
     system = load_system("hgx-h200")
@@ -534,18 +562,17 @@ def test_a_weight_only_decode_step_streams_at_the_engines_share_and_other_precis
     trace = trace_workload(model, "decode", 4, 1, 64, torch.bfloat16)
     table = efficiency_for(system.device)
     engine = load_stack("trtllm", "serving")
-    assert float(engine.get("recipe.weight_only_memory_share")) < 1.0
-    at_16_bit = dataclasses.replace(engine, items={**engine.items,
-                                                   "recipe.weight_only_memory_share": Item(1.0, "test"),
-                                                   "recipe.weight_only_math_share": Item(1.0, "test")})
+    assert float(engine.get("recipe.weight_only_widen_ops")) > 0.0
+    plain = dataclasses.replace(engine, items={**engine.items, "recipe.weight_only_widen_ops": Item(0.0, "test"),
+                                               "recipe.weight_only_math_share": Item(1.0, "test")})
 
     def step(stack: object, precision: str) -> float:  # the GEMMs' time: the rest runs as it did
         kernels = time_trace(trace, system.device, engine_table(table, stack), precision).kernels  # type: ignore[arg-type]
         return sum(k.time_s for k in kernels if k.family == "gemm")
 
-    assert step(engine, "w4a16") > 1.15 * step(at_16_bit, "w4a16")  # 1 / 0.8 of the stream, less the fixed time
-    assert step(at_16_bit, "w4a16") < step(at_16_bit, "bf16")  # packed weights stream in a quarter of the bytes
-    assert step(engine, "bf16") == step(at_16_bit, "bf16")
+    assert step(engine, "w4a16") > 1.15 * step(plain, "w4a16")
+    assert step(plain, "w4a16") < step(plain, "bf16")  # packed weights stream in a quarter of the bytes
+    assert step(engine, "bf16") == step(plain, "bf16")
 
 
 def test_the_expert_all_to_all_hides_only_when_the_run_overlaps_it() -> None:

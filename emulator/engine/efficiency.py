@@ -42,6 +42,9 @@ class FamilyEfficiency:
     cache_speedup: float = 1.0  # bandwidth multiplier for working sets within the last-level cache
     tile: int = 128  # GEMM output tile edge for wave quantisation; 0 disables it
     half_dim: float = 0.0  # GEMM size at which small-matrix kernels reach half their efficiency (0: no penalty)
+    # Vector operations a weight-only GEMM spends widening each packed weight, once per row tile of its output (a
+    # serving engine's w4a16 kernels: `engine.stack.weight_only_from_base`); 0 for every other family
+    widen_ops: float = 0.0
     error: float = 0.25  # typical |relative error| of a kernel time: held-out error when calibrated
 
     def __post_init__(self) -> None:

@@ -133,6 +133,7 @@ class CallTerms:
     main_s: float  # bytes that stream from main memory (model state, outputs to fresh buffers) at its bandwidth
     cache_s: float  # bytes a hardware cache may hold, at main memory's bandwidth (sped up by `cache_speedup`)
     sram_s: float  # bytes held in a software-managed SRAM, at its bandwidth
+    widen_s: float  # a weight-only GEMM's packed weights, one vector op each at the vector peak (0: none)
     launch_s: float  # the profile's fixed cost per call
     gemm: tuple[int, int, int] | None  # (batch, M, N) of a GEMM's output, for tile and wave quantisation
     min_dim: float  # a GEMM's smallest dimension (inf for other kernels)
@@ -150,6 +151,7 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
     dtype = call_dtype(call, precision, device)
     cost = call.cost
     weight_only = weight_only_format(call, precision)
+    widen_s = 0.0
     if dtype != call.dtype and call.dtype in DTYPE_BYTES:
         # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
         scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
@@ -158,6 +160,7 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
     elif weight_only is not None:
         # Weight-only format: the weights stream packed, the math stays in the traced dtype.
         packed = call.weight_bytes * WEIGHT_ONLY_BYTES[weight_only] / DTYPE_BYTES[call.dtype]
+        widen_s = call.weight_bytes / DTYPE_BYTES[call.dtype] / vector_rate(device, table, call.dtype)
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read - call.weight_bytes + packed)
         call = dataclasses.replace(call, cost=cost, weight_bytes=packed)
     call = dataclasses.replace(call, dtype=dtype) if dtype != call.dtype else call
@@ -178,7 +181,7 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
         call=call,
         matrix_s=matrix / matrix_rate(device, table, dtype) if matrix else 0.0,
         vector_s=cost.vector_flops / vector_rate(device, table, dtype) if cost.vector_flops else 0.0, score_s=score_s,
-        main_s=main / rate, cache_s=cache / rate, sram_s=sram / sram_bytes_per_s if sram else 0.0,
+        main_s=main / rate, cache_s=cache / rate, sram_s=sram / sram_bytes_per_s if sram else 0.0, widen_s=widen_s,
         launch_s=device.launch_overhead_s if call.family != "view" else 0.0,
         gemm=gemm, min_dim=min_dim, num_units=device.num_compute_units,
     )
@@ -214,7 +217,8 @@ def _tier_bytes(call: KernelCall, device: DeviceProfile, cold: bool) -> tuple[fl
 def call_seconds(t: CallTerms, eff: FamilyEfficiency) -> tuple[float, float, float]:
     """(t_math, t_mem, t_overhead) of one call under the family's efficiency.
 
-    t_matrix = matrix_s / (eff.math * tile/wave * size quantisation);  t_vector = vector_s / eff.vector
+    t_matrix = matrix_s / (eff.math * tile/wave * size quantisation);  t_vector = (vector_s + a weight-only GEMM's
+    widening: widen_ops x widen_s per row tile of its output) / eff.vector
     t_math = max(t_matrix, t_vector) + score_s (the units run concurrently inside a kernel; a small head
     dimension's per-score attention work does not shrink with it)
     t_mem = (main_s + cache_s / eff.cache_speedup + sram_s) / eff.memory
@@ -225,7 +229,10 @@ def call_seconds(t: CallTerms, eff: FamilyEfficiency) -> tuple[float, float, flo
         if t.gemm is not None:
             quantised = wave_efficiency(*t.gemm, t.num_units, eff.tile) * size_efficiency(t.min_dim, eff.half_dim)
         t_matrix = t.matrix_s / (eff.math * quantised)
-    t_vector = t.vector_s / eff.vector if t.vector_s else 0.0
+    widen = 0.0
+    if t.widen_s and eff.widen_ops and t.gemm is not None:  # every row tile of the output widens the weights again
+        widen = eff.widen_ops * t.widen_s * (math.ceil(t.gemm[1] / eff.tile) if eff.tile else 1)
+    t_vector = (t.vector_s + widen) / eff.vector if t.vector_s or widen else 0.0
     t_mem = (t.main_s + t.cache_s / eff.cache_speedup + t.sram_s) / eff.memory
     t_over = t.launch_s + eff.overhead_s if t.call.family != "view" else 0.0
     return max(t_matrix, t_vector) + t.score_s, t_mem, t_over

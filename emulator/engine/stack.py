@@ -224,28 +224,29 @@ def engine_trace(trace: Trace, engine: StackProfile) -> Trace:
         else trace
 
 
-def weight_only_from_base(table: EfficiencyTable, memory_share: float, math_share: float) -> EfficiencyTable:
-    """The table with the engine's weight-only GEMMs (`gemm.w4a16`, `gemv.w4a16`: `precision.WEIGHT_ONLY_BYTES`)
-    at `memory_share` and `math_share` of the 16-bit GEMM's bandwidth and math efficiencies, on its shape response
-    (`recipe.weight_only_memory_share`, `recipe.weight_only_math_share`): the kernel widens each packed weight before
-    its math, which slows both its stream and its matrix pipeline. Both 1: the table as it is (the 16-bit GEMM's)."""
-    if memory_share == 1.0 and math_share == 1.0:
+def weight_only_from_base(table: EfficiencyTable, widen_ops: float, math_share: float) -> EfficiencyTable:
+    """The table with the engine's weight-only GEMMs (`gemm.w4a16`, `gemv.w4a16`: `precision.WEIGHT_ONLY_BYTES`) on
+    the 16-bit GEMM's shape response and bandwidth, spending `widen_ops` vector operations on each packed weight per
+    row tile of their output and reaching `math_share` of its math efficiency (`recipe.weight_only_widen_ops`,
+    `recipe.weight_only_math_share`): without 4-bit matrix units the kernel widens every weight it loads on the
+    vector units before the matrix units take it, a cost of the SMs' throughput, not of memory. 0 and 1: the table
+    as it is (the 16-bit GEMM's)."""
+    if widen_ops == 0.0 and math_share == 1.0:
         return table
     families = dict(table.families)
     for key in ("gemm", MATRIX_VECTOR):
         base = table.get(key)
         for fmt in WEIGHT_ONLY_BYTES:
-            families[f"{key}.{fmt}"] = dataclasses.replace(base, math=base.math * math_share,
-                                                           memory=base.memory * memory_share)
+            families[f"{key}.{fmt}"] = dataclasses.replace(base, math=base.math * math_share, widen_ops=widen_ops)
     return dataclasses.replace(table, families=families)
 
 
 def engine_table(table: EfficiencyTable, engine: StackProfile) -> EfficiencyTable:
     """The efficiencies the engine's kernels reach: low-precision GEMMs on the 16-bit shape response where the
-    engine picks their tiles per shape (`recipe.low_precision_gemm_shape`), weight-only GEMMs at the engine's shares
-    of the 16-bit GEMM's rates (`weight_only_from_base`)."""
+    engine picks their tiles per shape (`recipe.low_precision_gemm_shape`), weight-only GEMMs as the engine's kernels
+    widen their weights (`weight_only_from_base`)."""
     table = low_precision_from_base(table) if engine.get("recipe.low_precision_gemm_shape") else table
-    return weight_only_from_base(table, float(engine.get("recipe.weight_only_memory_share")),
+    return weight_only_from_base(table, float(engine.get("recipe.weight_only_widen_ops")),
                                  float(engine.get("recipe.weight_only_math_share")))
 
 

@@ -172,7 +172,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     overlap_host = bool(engine.get("host.overlap"))
     moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
     low_head = bool(engine.get("recipe.low_precision_head"))
-    weight_only = (float(engine.get("recipe.weight_only_memory_share")),
+    weight_only = (float(engine.get("recipe.weight_only_widen_ops")),
                    float(engine.get("recipe.weight_only_math_share")))
     device, launch_s = engine_device(device, engine)
     prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0

@@ -117,12 +117,11 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "recipe.low_precision_gemm_shape": ("bool", STACK_KINDS, False,
                                         "low-precision GEMMs follow the 16-bit GEMM's shape response (tiles picked per "
                                         "M bucket), with their own large-GEMM math rate"),
-    "recipe.weight_only_memory_share": ("rate", ("serving",), 1.0,
-                                        "share of the 16-bit GEMM's bandwidth efficiency the engine's weight-only "
-                                        "(w4a16) GEMMs reach: their kernels widen each packed weight in the stream"),
-    "recipe.weight_only_math_share": ("rate", ("serving",), 1.0,
-                                      "share of the 16-bit GEMM's math efficiency the engine's weight-only (w4a16) "
-                                      "GEMMs reach"),
+    "recipe.weight_only_widen_ops": ("ops", ("serving",), 0.0,
+                                     "vector operations the engine's weight-only (w4a16) GEMMs spend widening each "
+                                     "packed weight, once per row tile of their output"),
+    "recipe.weight_only_math_share": ("rate", ("serving",), 1.0, "share of the 16-bit GEMM's math efficiency the "
+                                      "engine's weight-only (w4a16) GEMMs reach"),
     "efficiency.sustained_math": ("family_map", STACK_KINDS, {},
                                   "share of the calibrated GEMM and attention math rate a step sustains, per "
                                   "device family"),
@@ -222,6 +221,7 @@ RANGES: dict[str, tuple[str, float, str, str]] = {
     "bytes": ("bytes per element", 64.0, "64", "3.0"),
     "bytes_count": ("a size in bytes", 2.0**40, "2**40", "524288"),
     "factor": ("a factor", 10.0, "10", "1.25"),
+    "ops": ("operations per element", 256.0, "256", "16"),
 }
 # Whole-number item kinds from 0 to a bound: (what is counted, how 0 reads, the bound, an example).
 WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {

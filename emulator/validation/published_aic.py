@@ -33,7 +33,7 @@ becomes a scenario:
   rank) it is skipped;
 - precision: gemm_quant_mode fp8 or fp8_block -> fp8, empty -> bf16, and moe_quant_mode must agree; nvfp4 -> fp4
   on B200 and GB200 (fp4 matrix units). nvfp4 on Hopper and int4_wo are 4-bit checkpoints run weight-only (`w4a16`:
-  gpt-oss's MXFP4 experts, Kimi-K2.5's INT4 ones) at the engine's shares of the 16-bit GEMM's rates
+  gpt-oss's MXFP4 experts, Kimi-K2.5's INT4 ones) as the engine's kernels widen their weights
   (`recipe.weight_only_*`, fitted on kernels): the Hopper rows are a held-out section of their own (`weight_only`),
   never fitted on, so no host item absorbs a kernel error; Blackwell's (Kimi-K2.5 int4_wo) stay skipped. The KV cache
   takes the engine's default for that precision (`defaults.kv_precision`): the rows do not state it;

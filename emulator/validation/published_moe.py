@@ -11,8 +11,8 @@ each over eight ranks as expert parallelism (8 x 1/8 of the experts) or tensor p
 split 8 ways), at 1 to 8192 tokens, on H100, H200, B200, GB200, B300 and GB300. Beside them, TensorRT-LLM 1.2.0rc5's
 weight-only MXFP4 experts on Hopper (`w4a16_mxfp4`: gpt-oss-120b's 2880/2880/128/4, 4-bit weights widened to bf16
 inside the kernel, no 4-bit matrix units on H100 and H200) at the layouts the published gpt-oss rows ran (tp 1, 2, 4
-and 8, tp 2 x ep 2, ep 8), predicted as the `w4a16` precision: what the engine's weight-only shares
-(`recipe.weight_only_memory_share`, `recipe.weight_only_math_share`) were fitted on (scripts/fit_stacks.py kernels).
+and 8, tp 2 x ep 2, ep 8), predicted as the `w4a16` precision: what the engine's weight-only items
+(`recipe.weight_only_widen_ops`, `recipe.weight_only_math_share`) were fitted on (scripts/fit_stacks.py kernels).
 
 Each row is predicted as one rank's routed experts of a one-layer model of that shape (`serving.replica.shard`:
 tp = moe_tp x moe_ep ranks, ep = moe_ep), with the load the table was measured under (`expert_load: balanced`: the T x k
@@ -27,7 +27,7 @@ experts at ep 8) a rank's experts receive the k / ep share of the tokens (`shard
 here is fitted: H100 and H200 run on their own calibrations, the
 Blackwell chips on the H200's moved to their achievable rates (`engine.transfer`). Error = predicted / measured - 1,
 summarised per chip and format and per token-count band. The weight-only rows are in-sample for the engine's
-shares (their fit record holds the leave-one-chip-out errors); the rest is fitted on nothing.
+items (their fit record holds the leave-one-chip-out errors); the rest is fitted on nothing.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None) ->
 
 def render(section: dict[str, Any]) -> str:
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
-                          "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only shares were fitted on), "
+                          "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only items were fitted on), "
                           "balanced routing, timed as the engine's serving steps time them (error = predicted / "
                           "measured - 1; Blackwell takes the H200's calibration moved to its achievable rates)",
                           section, "moe_dtype", BANDS)
