@@ -4,7 +4,7 @@
     python scripts/fit_stacks.py training --refine host.op_dispatch_s=0,2e-5 host.backward_dispatch_ratio=0.5,1
     python scripts/fit_stacks.py serving trtllm      # an engine on H100/H200: AIConfigurator's measured points
     python scripts/fit_stacks.py serving vllm --refine host.prompt_layer_s=0,1e-4   # one item, the rest held
-    python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' shares: AIConfigurator's MoE tables
+    python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' items: AIConfigurator's MoE tables
 
 Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
 point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
@@ -44,6 +44,7 @@ import yaml
 
 import emulator.stacks.load as stack_load
 from emulator.files import shipped
+from emulator.precision import WEIGHT_ONLY_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 FITS = ROOT / "stack_profiles" / "fits"
@@ -230,7 +231,7 @@ def fit_weight_only(engine: str) -> dict[str, Any]:
     profiles = Profiles()
 
     def weight_only(row: dict[str, Any]) -> bool:
-        return published_moe.FORMATS[row["moe_dtype"]] == "w4a16"
+        return published_moe.FORMATS[row["moe_dtype"]] in WEIGHT_ONLY_BYTES
 
     def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
         profiles.set("serving", engine, point)

@@ -134,6 +134,7 @@ class CallTerms:
     cache_s: float  # bytes a hardware cache may hold, at main memory's bandwidth (sped up by `cache_speedup`)
     sram_s: float  # bytes held in a software-managed SRAM, at its bandwidth
     widen_s: float  # a weight-only GEMM's packed weights, one vector op each at the vector peak (0: none)
+    weight_only: str | None  # the weight-only format it runs in (`weight_only_format`), None for every other call
     launch_s: float  # the profile's fixed cost per call
     gemm: tuple[int, int, int] | None  # (batch, M, N) of a GEMM's output, for tile and wave quantisation
     min_dim: float  # a GEMM's smallest dimension (inf for other kernels)
@@ -182,6 +183,7 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
         matrix_s=matrix / matrix_rate(device, table, dtype) if matrix else 0.0,
         vector_s=cost.vector_flops / vector_rate(device, table, dtype) if cost.vector_flops else 0.0, score_s=score_s,
         main_s=main / rate, cache_s=cache / rate, sram_s=sram / sram_bytes_per_s if sram else 0.0, widen_s=widen_s,
+        weight_only=weight_only,
         launch_s=device.launch_overhead_s if call.family != "view" else 0.0,
         gemm=gemm, min_dim=min_dim, num_units=device.num_compute_units,
     )
@@ -245,11 +247,11 @@ def kernel_time(
     precision: str | None = None,
 ) -> KernelTiming:
     """Roofline time of all `call.count` calls of one kernel signature."""
-    weight_only = weight_only_format(call, precision)
     terms = call_terms(call, device, table, precision)
     call = terms.call
     key = efficiency_key(call.family, call.op, call.shapes)
-    eff = (table.families.get(f"{key}.{weight_only}") if weight_only else None) or table.get(key, call.dtype)
+    eff = (table.families.get(f"{key}.{terms.weight_only}") if terms.weight_only else None) \
+        or table.get(key, call.dtype)
     t_math, t_mem, t_over = call_seconds(terms, eff)
     busy = max(t_math, t_mem)
     if call.family == "view" or busy < t_over:

@@ -116,10 +116,9 @@ SAMPLE_ROWS = 150
 BLACKWELL_SAMPLE_ROWS = 100
 UNSEEN_SAMPLE_ROWS = 40  # per file, of the models no fit has seen (`unseen`)
 SYSTEMS = {"h100_sxm": "hgx-h100", "h200_sxm": "hgx-h200", "b200_sxm": "hgx-b200", "gb200": "gb200-nvl72"}
-PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16", "int4_wo": "w4a16"}
-# On a device with fp4 matrix units (Blackwell) NVFP4 runs natively; elsewhere weight-only
-NATIVE_FP4 = {"nvfp4": "fp4"}
-WEIGHT_ONLY = "w4a16"
+WEIGHT_ONLY = "w4a16"  # the precision of 4-bit checkpoints on chips without 4-bit matrix units
+PRECISIONS = {"fp8": "fp8", "fp8_block": "fp8", "": "bf16", "int4_wo": WEIGHT_ONLY}
+NATIVE_FP4 = {"nvfp4": "fp4"}  # native on chips with fp4 matrix units (Blackwell), elsewhere weight-only
 WEIGHT_ONLY_SAMPLE_ROWS = 60  # of the Hopper rows run weight-only (`weight_only`)
 BLACKWELL_SYSTEMS = ("b200_sxm", "gb200")  # the rows of BLACKWELL_CSV
 METRICS = (("tpot", "tpot_ms"), ("ttft", "ttft_ms"))
@@ -133,7 +132,8 @@ def rows(path: Path = CSV) -> tuple[dict[str, str], ...]:
 
 
 def precision_of(row: dict[str, str], quant: str) -> str | None:
-    """The emulator's precision of a row's quantisation mode (None: not one the row's device runs natively)."""
+    """The emulator's precision of a row's quantisation mode on its chip: NVFP4 natively where the chip has fp4
+    matrix units, else weight-only (None: a mode the emulator has no precision for)."""
     if quant in PRECISIONS:
         return PRECISIONS[quant]
     native = NATIVE_FP4.get(quant)
