@@ -25,6 +25,12 @@ DTYPE_BYTES: dict[str, float] = {
     "uint8": 1,
 }
 
+# Block scales a format stores beside its values, which its GEMMs stream with them: NVFP4, the fp4 format of NVIDIA's
+# stacks (ModelOpt checkpoints, hf_quant_config quant_algo NVFP4 with group_size 16; Transformer Engine's NVFP4
+# recipe), keeps one E4M3 scale per 16 E2M1 values and one fp32 per tensor, 0.5625 bytes per value (NVIDIA NeMo
+# AutoModel, nemo_automodel.components.quantization.nvfp4). AMD's MXFP4 (MI355X's fp4) keeps one E8M0 scale per 32,
+# 0.53125 bytes: taken as NVFP4's, 6% more. fp8 scales per tensor or per 128 x 128 block: negligible.
+BLOCK_SCALE_BYTES: dict[str, float] = {"fp4": 1 / 16}
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "fp32")
 SERVE_PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "fp32", "w4a16")
 # Weight-only formats, serving only: weights stored at fewer bits and widened in the GEMM's prologue, the math in
@@ -55,9 +61,15 @@ def dtype_bytes(dtype: str) -> float:
     return float(DTYPE_BYTES[dtype])
 
 
+def stored_bytes(dtype: str) -> float:
+    """Bytes per value of `dtype` as stored and streamed: its width plus its block scales ("fp4": 0.5625)."""
+    return dtype_bytes(dtype) + BLOCK_SCALE_BYTES.get(dtype, 0.0)
+
+
 def weight_bytes_per_param(precision: str) -> float:
-    """Bytes per weight a serving replica stores in `precision` (weight-only formats: their packed width)."""
-    return WEIGHT_ONLY_BYTES.get(precision) or dtype_bytes(precision)
+    """Bytes per weight a serving replica stores in `precision`, scales included (weight-only formats: their packed
+    width)."""
+    return WEIGHT_ONLY_BYTES.get(precision) or stored_bytes(precision)
 
 
 def activation_dtype(precision: str) -> str:

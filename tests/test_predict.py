@@ -115,6 +115,26 @@ def test_weight_only_four_bit_streams_packed_weights_with_16_bit_math() -> None:
         bf16_run.memory.parts["weights"] * packed_width / 2 + table * (2 - packed_width))
 
 
+def test_fp4_gemms_stream_their_block_scales() -> None:
+    """fp4 is NVFP4: a GEMM on a chip with fp4 units reads its operands at 4 bits plus an 8-bit scale per 16 values
+    (0.5625 bytes, against fp8's 1), its FLOPs unchanged, and the replica holds its weights at 0.5625 bytes."""
+    w = 64e6  # a 4096 x 8192 bf16 weight
+    call = KernelCall(op="mm", family="gemm", dtype="bf16", shapes=((8, 4096), (4096, 8192)),
+                      cost=Cost(matrix_flops=2 * 8 * 4096 * 8192, bytes_read=w + 65536, bytes_written=131072),
+                      weight_bytes=w)
+    b200 = load_device("b200")
+    fp4, fp8 = (call_terms(call, b200, SPEC_DEFAULTS, p).call for p in ("fp4", "fp8"))
+    assert fp4.dtype == "fp4" and fp4.cost.matrix_flops == call.cost.matrix_flops
+    assert fp4.weight_bytes == pytest.approx(w * 0.5625 / 2)
+    assert fp4.cost.bytes_read == pytest.approx((w + 65536) * 0.5625 / 2)
+    assert fp8.weight_bytes == pytest.approx(w / 2)
+    bf16_run = predict(_scenario("llama3-8b", "b200", batch_size=4), SPEC_DEFAULTS)
+    fp4_run = predict(_scenario("llama3-8b", "b200", batch_size=4, precision="fp4"), SPEC_DEFAULTS)
+    table = preset("llama3-8b").vocab_size * preset("llama3-8b").hidden_size
+    assert fp4_run.memory.parts["weights"] == pytest.approx(  # the embedding table stays 16-bit
+        bf16_run.memory.parts["weights"] * 0.5625 / 2 + table * (2 - 0.5625))
+
+
 def test_sram_tier_makes_small_working_sets_faster_on_the_custom_accelerator() -> None:
     """A transient working set that fits MTIA's SRAM streams at SRAM bandwidth, not LPDDR bandwidth."""
     mtia = load_device("mtia-v2")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from emulator.engine.efficiency import MATRIX_VECTOR, SPEC_DEFAULTS, EfficiencyTable, FamilyEfficiency
 from emulator.engine.timing import KernelTiming, Timing
 from emulator.hardware import DeviceProfile
-from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS, WEIGHT_ONLY_BYTES
+from emulator.precision import DTYPE_BYTES, KEEP_DTYPE, LOW_PRECISIONS, WEIGHT_ONLY_BYTES, stored_bytes
 from kernels import KernelCall
 from kernels.cost import ATTENTION_BACKWARD_OP, attention_scores, gemm_dims
 
@@ -154,8 +154,9 @@ def call_terms(call: KernelCall, device: DeviceProfile, table: EfficiencyTable =
     weight_only = weight_only_format(call, precision)
     widen_s = 0.0
     if dtype != call.dtype and call.dtype in DTYPE_BYTES:
-        # Low-precision GEMM: operands shrink to the new width (weights quantised, activations cast).
-        scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[call.dtype]
+        # Low-precision GEMM: operands shrink to the new width, block scales included (weights quantised,
+        # activations cast).
+        scale = stored_bytes(dtype) / DTYPE_BYTES[call.dtype]
         cost = dataclasses.replace(cost, bytes_read=cost.bytes_read * scale)
         call = dataclasses.replace(call, cost=cost, weight_bytes=call.weight_bytes * scale)
     elif weight_only is not None:

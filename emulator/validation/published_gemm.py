@@ -26,7 +26,7 @@ from typing import Any
 from emulator.engine.roofline import kernel_time
 from emulator.files import shipped
 from emulator.hardware import DeviceProfile
-from emulator.precision import DTYPE_BYTES
+from emulator.precision import DTYPE_BYTES, stored_bytes
 from emulator.stacks import load_stack
 from emulator.validation.kernel_tables import check, read_rows, render_by_chip
 from kernels import Cost, KernelCall
@@ -37,7 +37,7 @@ ENGINE = "trtllm"
 FORMATS = {"bfloat16": None, "fp8": "fp8", "nvfp4": "fp4"}  # the table's gemm_dtype -> the emulator's precision
 BANDS = (("m <= 16", 1, 16), ("m 64-1024", 64, 1024), ("m >= 4096", 4096, 1 << 30))
 BF16_BYTES, FP8_BYTES = DTYPE_BYTES["bf16"], DTYPE_BYTES["fp8"]
-FP4_BYTES_WITH_SCALES = DTYPE_BYTES["fp4"] + FP8_BYTES / 16  # two values a byte, one fp8 scale per 16 values
+FP4_BYTES_WITH_SCALES = stored_bytes("fp4")  # two values a byte, one fp8 scale per 16 values
 
 
 def rows() -> list[dict[str, Any]]:
