@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import statistics
 
-from emulator.validation.published_moe import FORMATS, SHAPES, one_layer, rows, validate_moe_tables
+from emulator.validation.published_moe import (
+    FORMATS,
+    SGLANG_SOURCE,
+    SHAPES,
+    one_layer,
+    render,
+    rows,
+    validate_moe_tables,
+)
 from emulator.validation.sources import CASE_KEYS
 
 
@@ -60,3 +68,22 @@ def test_loose_guard_expert_parallel_layers_of_fine_grained_experts_land_near_th
     errors = [c["error"] for c in validate_moe_tables()["cases"]
               if ":4096x1536x128k8:tp1ep8:" in c["id"] or ":7168x2048x256k8:tp1ep8:" in c["id"]]
     assert errors and abs(statistics.median(errors)) <= 0.25
+
+
+def test_sglangs_table_is_its_own_section_by_format_and_layout() -> None:
+    """SGLang 0.5.9's Triton fused MoE on H200 (emulator/data/aic_moe_sglang.csv): three expert shapes in bf16 and
+    block fp8, at ep 8 and at tensor-parallel experts, every row a case of its own source and stack, summarised per
+    format and layout."""
+    table = rows("sglang")
+    assert {(r["device"], r["version"]) for r in table} == {("h200-sxm", "0.5.9")}
+    assert {r["moe_dtype"] for r in table} == {"bfloat16", "fp8_block"}
+    assert {(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) for r in table} == {
+        (2048, 768, 128, 8), (4096, 1536, 128, 8), (7168, 2048, 256, 8)}
+    assert {(r["moe_tp_size"], r["moe_ep_size"]) for r in table} == {(1, 8), (8, 1), (4, 2)}
+    out = validate_moe_tables(engine="sglang")
+    assert len(out["cases"]) == len(table) == 72
+    assert {c["stack"] for c in out["cases"]} == {"sglang"} and {c["source"] for c in out["cases"]} == {SGLANG_SOURCE}
+    assert all(c["id"].startswith("aic-moe-sglang:h200-sxm:") and set(CASE_KEYS) <= set(c) for c in out["cases"])
+    assert {s["kernel"] for s in out["by_chip"]} == {
+        f"{f} {layout}" for f in ("bfloat16", "fp8_block") for layout in ("tp1ep8", "tp8ep1", "tp4ep2")}
+    assert "fp8_block tp8ep1" in render(out)

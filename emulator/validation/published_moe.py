@@ -28,6 +28,13 @@ here is fitted: H100 and H200 run on their own calibrations, the
 Blackwell chips on the H200's moved to their achievable rates (`engine.transfer`). Error = predicted / measured - 1,
 summarised per chip and format and per token-count band. The weight-only rows are in-sample for the engine's
 items (their fit record holds the leave-one-chip-out errors); the rest is fitted on nothing.
+
+Section `aic_moe_sglang` checks SGLang the same way (emulator/data/aic_moe_sglang.csv): SGLang 0.5.9's Triton fused
+MoE on H200 as AIConfigurator's collector times it (collector/sglang/collect_moe.py, balanced routing), the shapes of
+Qwen3-30B-A3B, Qwen3-235B-A22B and DeepSeek-V3 in bf16 and fp8 with 128-wide blocks, at ep 8 and at tensor-parallel
+experts (tp 8; Qwen3-30B-A3B's 768-wide experts tp 4 x ep 2), 1 to 8,192 tokens, run as the SGLang stack runs a
+serving step, summarised per format and layout. Fitted on nothing: the test of how the engine's MoE kernels are
+modelled (the same eager permute and un-permute as every engine's, the calibrated grouped GEMM).
 """
 
 from __future__ import annotations
@@ -64,8 +71,13 @@ BANDS = (("tokens <= 16", 1, 16), ("tokens 128-1024", 128, 1024), ("tokens >= 40
 WHOLE = ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "moe_ep_size")
 
 
-def rows() -> list[dict[str, Any]]:
-    return read_rows(CSV, WHOLE)
+SGLANG_CSV = shipped("data") / "aic_moe_sglang.csv"
+SGLANG_SOURCE = "AIConfigurator MoE tables (SGLang)"
+TABLES = {ENGINE: (CSV, SOURCE), "sglang": (SGLANG_CSV, SGLANG_SOURCE)}  # engine -> its measured table and source
+
+
+def rows(engine: str = ENGINE) -> list[dict[str, Any]]:
+    return read_rows(TABLES[engine][0], WHOLE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,27 +91,36 @@ def one_layer(hidden: int, ffn: int, experts: int, top_k: int, tp: int, ep: int)
                                      expert_load="balanced"), tp, ep)
 
 
-def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any]) -> float:
+def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any], engine: str = ENGINE) -> float:
     part = one_layer(row["hidden_size"], row["inter_size"], row["num_experts"], row["topk"],
                      row["moe_tp_size"] * row["moe_ep_size"], row["moe_ep_size"])
     trace = engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16),
-                         load_stack(ENGINE, "serving"))
+                         load_stack(engine, "serving"))
     return routed_expert_s(time_trace(trace, device, table, FORMATS[row["moe_dtype"]]))
 
 
-def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-    """Every row predicted (those `keep` keeps); the `--json` section `aic_moe` of `validate --published`."""
+def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
+                        engine: str = ENGINE) -> dict[str, Any]:
+    """Every row of `engine`'s table predicted (those `keep` keeps); the `--json` section `aic_moe` of
+    `validate --published` (`aic_moe_sglang` for SGLang's, its formats kept apart by layout)."""
     def case(r: dict[str, Any]) -> dict[str, Any]:
-        shape = (f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:tp{r['moe_tp_size']}"
-                 f"ep{r['moe_ep_size']}:{r['num_tokens']}")
-        return {"id": f"aic-moe:{r['device']}:{r['moe_dtype']}:{shape}", "moe_dtype": r["moe_dtype"],
-                "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}", "num_tokens": r["num_tokens"]}
+        layout = f"tp{r['moe_tp_size']}ep{r['moe_ep_size']}"
+        shape = f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:{layout}:{r['num_tokens']}"
+        own = {} if engine == ENGINE else {"kernel": f"{r['moe_dtype']} {layout}"}
+        return {"id": f"aic-moe{'' if engine == ENGINE else '-' + engine}:{r['device']}:{r['moe_dtype']}:{shape}",
+                "moe_dtype": r["moe_dtype"], **own, "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}",
+                "num_tokens": r["num_tokens"]}
 
-    chosen = [r for r in rows() if keep is None or keep(r)]
-    return check(SOURCE, load_stack(ENGINE, "serving"), chosen, predict_s, case, "moe_dtype", "num_tokens", BANDS)
+    chosen = [r for r in rows(engine) if keep is None or keep(r)]
+    return check(TABLES[engine][1], load_stack(engine, "serving"), chosen, functools.partial(predict_s, engine=engine),
+                 case, "moe_dtype" if engine == ENGINE else "kernel", "num_tokens", BANDS)
 
 
 def render(section: dict[str, Any]) -> str:
+    if section["source"] == SGLANG_SOURCE:
+        return render_by_chip(f"Kernel level: {SGLANG_SOURCE}, SGLang 0.5.9's Triton fused MoE on H200, balanced "
+                              "routing, timed as the SGLang stack's serving steps time them, by format and layout "
+                              "(error = predicted / measured - 1)", section, "kernel", BANDS)
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
                           "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only items were fitted on), "
                           "balanced routing, timed as the engine's serving steps time them (error = predicted / "
@@ -107,4 +128,5 @@ def render(section: dict[str, Any]) -> str:
                           section, "moe_dtype", BANDS)
 
 
-__all__ = ["CSV", "SOURCE", "one_layer", "predict_s", "render", "rows", "validate_moe_tables"]
+__all__ = ["CSV", "SGLANG_SOURCE", "SOURCE", "TABLES", "one_layer", "predict_s", "render", "rows",
+           "validate_moe_tables"]
