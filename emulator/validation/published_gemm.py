@@ -37,7 +37,6 @@ ENGINE = "trtllm"
 FORMATS = {"bfloat16": None, "fp8": "fp8", "nvfp4": "fp4"}  # the table's gemm_dtype -> the emulator's precision
 BANDS = (("m <= 16", 1, 16), ("m 64-1024", 64, 1024), ("m >= 4096", 4096, 1 << 30))
 BF16_BYTES, FP8_BYTES = DTYPE_BYTES["bf16"], DTYPE_BYTES["fp8"]
-FP4_BYTES_WITH_SCALES = stored_bytes("fp4")  # two values a byte, one fp8 scale per 16 values
 
 
 def rows() -> list[dict[str, Any]]:
@@ -60,7 +59,7 @@ def linear_calls(m: int, n: int, k: int, gemm_dtype: str) -> list[KernelCall]:
     if gemm_dtype == "nvfp4":
         cast = KernelCall(family="elementwise", op="quantize_nvfp4", shapes=((m, k),), dtype="bf16",
                           cost=Cost(vector_flops=2.0 * values, bytes_read=BF16_BYTES * values,
-                                    bytes_written=FP4_BYTES_WITH_SCALES * values))
+                                    bytes_written=stored_bytes("fp4") * values))
         return [cast, gemm]
     return [gemm]
 

@@ -103,17 +103,19 @@ def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
                         engine: str = ENGINE) -> dict[str, Any]:
     """Every row of `engine`'s table predicted (those `keep` keeps); the `--json` section `aic_moe` of
     `validate --published` (`aic_moe_sglang` for SGLang's, its formats kept apart by layout)."""
+    by_layout = engine != ENGINE  # another engine's table is summarised per format and layout
+    prefix = f"aic-moe-{engine}" if by_layout else "aic-moe"
+
     def case(r: dict[str, Any]) -> dict[str, Any]:
         layout = f"tp{r['moe_tp_size']}ep{r['moe_ep_size']}"
         shape = f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:{layout}:{r['num_tokens']}"
-        own = {} if engine == ENGINE else {"kernel": f"{r['moe_dtype']} {layout}"}
-        return {"id": f"aic-moe{'' if engine == ENGINE else '-' + engine}:{r['device']}:{r['moe_dtype']}:{shape}",
-                "moe_dtype": r["moe_dtype"], **own, "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}",
-                "num_tokens": r["num_tokens"]}
+        own = {"kernel": f"{r['moe_dtype']} {layout}"} if by_layout else {}
+        return {"id": f"{prefix}:{r['device']}:{r['moe_dtype']}:{shape}", "moe_dtype": r["moe_dtype"], **own,
+                "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}", "num_tokens": r["num_tokens"]}
 
     chosen = [r for r in rows(engine) if keep is None or keep(r)]
     return check(TABLES[engine][1], load_stack(engine, "serving"), chosen, functools.partial(predict_s, engine=engine),
-                 case, "moe_dtype" if engine == ENGINE else "kernel", "num_tokens", BANDS)
+                 case, "kernel" if by_layout else "moe_dtype", "num_tokens", BANDS)
 
 
 def render(section: dict[str, Any]) -> str:
