@@ -76,11 +76,14 @@ SERVING_TOLERANCE = 0.005  # relative loss within which serving grid points coun
 # (host.prompt_layer_s): its V1 engine runs an iteration past its largest CUDA-graph capture size (512 tokens) outside
 # the graphs. Jointly with SERVING_GRID it took 0.05 ms per layer (the loss least at 0.1 ms, within the tolerance at
 # 0.05), the other items unchanged; 0.2 ms once the campaign whose layouts cannot have run left the loss (0.4 ms in
-# the grid since).
+# the grid since). SGLang's likewise: it replays CUDA graphs of decode batches only and runs every prefill (extend)
+# forward eagerly (--enable-piecewise-cuda-graph off by default), and a DeepSeek-V3 extend of one new token took
+# 82.6 ms eager against 23.1 ms graphed (sgl-project/sglang pull 12160: about 1 ms of host time per layer).
 WEIGHT_ONLY_GRID = {"recipe.weight_only_widen_ops": [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0],
                     "recipe.weight_only_math_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
-                                                                                  0.4e-3]}}
+                                                                                  0.4e-3]},
+                                                "sglang": {"host.prompt_layer_s": [0.0, 0.25e-3, 0.5e-3, 1e-3]}}
 
 
 class Profiles:

@@ -196,6 +196,26 @@ def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() ->
     assert not eager.get("host.cuda_graphs") and step_model(*args, engine=eager).prompt_host_s == 0.0
 
 
+def test_the_hosts_items_reuse_the_traced_device_side() -> None:
+    """A fit's grid over the host's items (scheduler overhead, time per token, overlap, prompt launches and layers)
+    reuses one traced device side: no new trace, and the same step model a fresh build gives."""
+    from unittest import mock
+
+    from emulator.serving import replica
+
+    system = load_system("hgx-h100")
+    args = (preset("llama3.1-8b"), system.device, system, efficiency_for(system.device), "bf16", "bf16", 2, 1, 1)
+    host = {"host__per_token_s": 3e-5, "host__overlap": True, "host__prompt_launch_s": 2e-5,
+            "host__prompt_layer_s": 1e-4}
+    replica._CACHE.clear()
+    replica.step_model(*args, 0.0, engine=_vllm_with())
+    with mock.patch.object(replica, "time_trace", side_effect=AssertionError("traced again")):
+        reused = replica.step_model(*args, 1e-3, engine=_vllm_with(**host))
+    replica._CACHE.clear()
+    assert reused == replica.step_model(*args, 1e-3, engine=_vllm_with(**host))
+    assert reused.overhead_s == 1e-3 and reused.prompt_add_s == pytest.approx(1e-4 * 32) and reused.overlap_host
+
+
 def test_the_json_states_the_engines_limits_as_resolved_for_the_device() -> None:
     """`max_batch_tokens_per_replica` and `max_sequences_per_replica`: the engine's per-device defaults resolved
     (vLLM: 8192 tokens and 1024 sequences on an H100, 2048 and 256 on an A100), or the scenario's own budget."""

@@ -18,7 +18,14 @@ from emulator.cluster.step import Overlap, hide
 from emulator.engine.calibration import efficiency_for, table_from
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.predict import time_trace
-from emulator.engine.stack import GROUPED_FAMILIES, fuse, group_experts, low_precision_casts, sustained
+from emulator.engine.stack import (
+    GROUPED_FAMILIES,
+    fuse,
+    fused_permute,
+    group_experts,
+    low_precision_casts,
+    sustained,
+)
 from emulator.engine.trace import trace_workload
 from emulator.errors import EmulatorError
 from emulator.hardware import load_system
@@ -296,6 +303,29 @@ def test_grouped_experts_launch_once_per_block_with_the_same_work() -> None:
     dense = trace_workload(dataclasses.replace(preset("llama3-8b"), num_layers=1), "decode", 8, 1, 64,
                            torch.bfloat16)
     assert group_experts(dense) is dense  # no MoE block: nothing to group
+
+
+def test_a_fused_moe_kernel_gathers_in_its_gemm_and_sums_each_tokens_rows_once() -> None:
+    """`moe.fused_permute`: the hidden rows' gather is gone (the grouped GEMM reads them in place), the scatter-add
+    becomes one reduction reading the N routed rows and writing the T output rows, the GEMMs unchanged; a step
+    takes less time; a trace without MoE is returned as it is."""
+    model = dataclasses.replace(preset("qwen3-30b-a3b"), num_layers=2)  # top 8 of 128 experts, hidden 2048
+    grouped = group_experts(trace_workload(model, "prefill", 1, 512, 0, torch.bfloat16))
+    fused = fused_permute(grouped)
+    assert [c for c in fused.calls if c.family == "gemm"] == [c for c in grouped.calls if c.family == "gemm"]
+    gathers = [c for c in grouped.calls if c.op == "aten.index_select" and len(c.shapes[0]) == 2]
+    assert gathers and not [c for c in fused.calls if c.op == "aten.index_select" and len(c.shapes[0]) == 2]
+    assert not [c for c in fused.calls if c.op == "aten.index_add_"]
+    sums = [c for c in fused.calls if c.op == "moe_sum"]
+    routers = [c for c in fused.calls if c.family == "gemm" and c.module.endswith(".router")]
+    assert len(sums) == len(routers) and all(c.family == "reduction" and c.count == routers[0].count for c in sums)
+    routed, out = 512 * 8 * 2048 * 2, 512 * 2048 * 2  # bytes of the [T k, H] rows and of the [T, H] output
+    assert all(c.cost.bytes_read == routed and c.cost.bytes_written == out for c in sums)
+    system = load_system("hgx-h100")
+    assert time_trace(fused, system.device, SPEC_DEFAULTS, "bf16").total_s < \
+        time_trace(grouped, system.device, SPEC_DEFAULTS, "bf16").total_s
+    dense = trace_workload(dataclasses.replace(preset("llama3-8b"), num_layers=1), "decode", 8, 1, 64, torch.bfloat16)
+    assert fused_permute(dense) is dense
 
 
 def test_expert_gemms_on_streams_launch_a_few_experts_at_a_time_with_the_same_work() -> None:

@@ -201,6 +201,29 @@ def group_experts(trace: Trace, streams: int = 0) -> Trace:
     return dataclasses.replace(trace, calls=tuple(calls))
 
 
+def fused_permute(trace: Trace) -> Trace:
+    """The trace with each MoE block's permute and un-permute as a fused MoE kernel runs them (`moe.fused_permute`;
+    after `group_experts`): the first grouped GEMM reads each routed row where it lies through the sorted token ids,
+    so the gather of the hidden rows (`index_select` of a [T, H] input) moves nothing of its own; the second writes
+    each (token, expert) row once, and one reduction sums each token's rows into the output (vLLM's and SGLang's
+    fused_moe: `moe_sum` over [T, k, H]), where the eager scatter-add reads and rewrites an output row per routed
+    row. The reduction reads the N routed rows and writes the T output rows."""
+    blocks = {c.module.rpartition(".")[0] for c in trace.calls if c.family == "gemm" and c.module.endswith(".router")}
+    if not blocks:
+        return trace
+    calls = []
+    for c in trace.calls:
+        if c.module in blocks and c.op == "aten.index_select" and len(c.shapes[0]) == 2:
+            continue  # the rows gathered inside the grouped GEMM, its operand bytes already counted there
+        if c.module in blocks and c.op == "aten.index_add_":
+            routed = c.cost.bytes_written  # one write per routed row (the scatter-add's read-modify-write)
+            out = math.prod(c.shapes[0]) * dtype_bytes(c.dtype)
+            c = dataclasses.replace(c, family="reduction", op="moe_sum", cost=Cost(
+                vector_flops=routed / dtype_bytes(c.dtype), bytes_read=routed, bytes_written=out))
+        calls.append(c)
+    return dataclasses.replace(trace, calls=tuple(calls))
+
+
 def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:
     """The table with every `gemm.<dtype>` family on the 16-bit family's shape response
     (`recipe.low_precision_gemm_shape`): the serving engines pick their fp8 GEMM tiles per M bucket (swap-AB for
@@ -217,11 +240,14 @@ def low_precision_from_base(table: EfficiencyTable) -> EfficiencyTable:
 def engine_trace(trace: Trace, engine: StackProfile) -> Trace:
     """A traced inference step as a serving engine runs it: the LM head 16-bit unless `recipe.low_precision_head`,
     q/k/v and gate/up as one GEMM each (`fusion.gemm_groups`; grouped first: `fuse` reads their flows), the
-    engine's fused kernels (`fusion.families`), the experts as grouped kernels (`moe.grouped_gemm`)."""
+    engine's fused kernels (`fusion.families`), the experts as grouped kernels (`moe.grouped_gemm`) with the fused
+    MoE kernel's permutes (`moe.fused_permute`)."""
     trace = trace if engine.get("recipe.low_precision_head") else keep_head_dtype(trace)
     trace = fuse(group_gemms(trace) if engine.get("fusion.gemm_groups") else trace, engine.fused_families)
-    return group_experts(trace, int(engine.get("moe.expert_gemm_streams"))) if engine.get("moe.grouped_gemm") \
-        else trace
+    if not engine.get("moe.grouped_gemm"):
+        return trace
+    trace = group_experts(trace, int(engine.get("moe.expert_gemm_streams")))
+    return fused_permute(trace) if engine.get("moe.fused_permute") else trace
 
 
 def weight_only_from_base(table: EfficiencyTable, widen_ops: float, math_share: float) -> EfficiencyTable:
@@ -311,5 +337,5 @@ def _scaled(table: EfficiencyTable, factor: float, attention: float) -> Efficien
     return dataclasses.replace(table, families=families)
 
 
-__all__ = ["engine_device", "engine_table", "engine_trace", "engine_view", "fuse", "group_experts",
+__all__ = ["engine_device", "engine_table", "engine_trace", "engine_view", "fuse", "fused_permute", "group_experts",
            "low_precision_casts", "stack_table", "sustained"]

@@ -38,8 +38,7 @@ Items (the schema; `KINDS` says which kind of stack has which):
   that of the kernel the calibration measured (1: the same kernel; FlashAttention-2 against cuDNN's on Hopper about
   0.6), on the attention family's forward and backward (`engine.stack.sustained`).
 - `overlap.<class>`: the fraction of a collective class's time the stack runs concurrently with compute (0: all
-  exposed; 1: hidden as far as the compute beside it lasts). Classes: `dp_grad_reduce`, `dp_param_gather`,
-  `tp`, `pp`, `ep`, `cp`.
+  exposed; 1: hidden as far as the compute beside it lasts), for each of `OVERLAP_CLASSES`.
 - `defaults.*`: what a user of the stack gets without asking (sequence parallelism with tp, the ZeRO stage of the
   distributed optimizer, KV-cache precision per weight precision, token budget, batch limit, KV memory fraction).
   The token budget and batch limit may differ by device, as engines size them by GPU memory: a map of memory tiers
@@ -63,9 +62,8 @@ Items (the schema; `KINDS` says which kind of stack has which):
   the ops outside CUDA graphs, per op of the traced program (views included: each is a Python-level call), and which
   parts of the step graphs capture (`cluster.host`); a stage's forward or backward takes the longer of its kernels
   and that host time.
-- `host.*` (serving): per-iteration scheduler time, whether decode replays CUDA graphs, the fixed time per kernel
-  inside a replayed graph (it replaces the device profile's launch overhead), and the host's launch cost of a
-  kernel without graphs.
+- `host.*` (serving): scheduler time, CUDA graphs, the time per kernel inside a replayed graph (replacing the
+  device profile's launch overhead), the host's launch cost per kernel without graphs.
 """
 
 from __future__ import annotations
@@ -111,6 +109,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                             "every_other_mm (torchtitan's per-op policy)"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
+    "moe.fused_permute": ("bool", ("serving",), False,
+                          "the fused MoE kernel gathers the routed rows inside its first grouped GEMM and sums each "
+                          "token's rows in one reduction (no row gather, no scatter-add)"),
     "recipe.low_precision_head": ("bool", STACK_KINDS, True,
                                   "the LM head's GEMMs run in the low precision too (false: they stay 16-bit, as "
                                   "the body's Linears alone are quantized)"),
