@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
+
 from emulator.validation.published_moe import (
     FORMATS,
     SGLANG_SOURCE,
@@ -87,3 +89,35 @@ def test_sglangs_table_is_its_own_section_by_format_and_layout() -> None:
     assert {s["kernel"] for s in out["by_chip"]} == {
         f"{f} {layout}" for f in ("bfloat16", "fp8_block") for layout in ("tp1ep8", "tp8ep1", "tp4ep2")}
     assert "fp8_block tp8ep1" in render(out)
+
+
+def test_the_kernel_check_runs_the_engines_grouped_gemm_at_its_scale(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A row is predicted as the engine's stack runs its experts: with `moe.grouped_gemm_time_scale` at 1.5 the
+    prediction grows by half its grouped GEMMs' time, as in a serving step (`grouped_gemm_excess_s`)."""
+    import dataclasses
+
+    from emulator.engine.calibration import efficiency_for
+    from emulator.hardware import load_system
+    from emulator.stacks import load_stack
+    from emulator.validation import published_moe
+
+    base = load_stack("sglang", "serving")
+    items = dict(base.items)
+    items["moe.grouped_gemm_time_scale"] = dataclasses.replace(items["moe.grouped_gemm"], value=1.5)
+    slow = dataclasses.replace(base, items=items)
+    device = load_system("hgx-h200").device
+    table = efficiency_for(device, use_calibrations=False)
+    row = next(r for r in rows("sglang") if r["num_tokens"] == 1024 and r["moe_tp_size"] == 8)
+    times: list[float] = []
+    original = published_moe.time_trace
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        timing = original(*args, **kwargs)
+        times.append(sum(k.time_s for k in timing.kernels if k.op == "grouped_mm"))
+        return timing
+
+    monkeypatch.setattr(published_moe, "time_trace", recorded)
+    shipped_s = published_moe.predict_s(device, table, row, "sglang")
+    monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: slow)
+    assert published_moe.predict_s(device, table, row, "sglang") == pytest.approx(shipped_s + 0.5 * times[0])
+    assert times[0] > 0 and times[0] == pytest.approx(times[1])

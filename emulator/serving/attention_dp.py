@@ -28,6 +28,7 @@ from emulator.engine.memory import kv_bytes_per_token, serving_weight_bytes
 from emulator.engine.timing import Timing
 from emulator.errors import EmulatorError
 from emulator.precision import weight_bytes_per_param
+from emulator.stacks import StackProfile
 from emulator.workloads.config import TransformerConfig
 
 
@@ -65,6 +66,13 @@ def routed_expert_s(timing: Timing) -> float:
     permute and un-permute, the experts' activation), not of their router or shared experts."""
     blocks = _routed_blocks(timing)
     return sum(k.time_s for k in timing.kernels if k.module in blocks)
+
+
+def grouped_gemm_excess_s(timing: Timing, engine: StackProfile) -> float:
+    """Seconds the engine's grouped expert GEMMs take beyond the calibrated grouped GEMM's in a timed step: they take
+    `moe.grouped_gemm_time_scale` times it (with `moe.grouped_gemm`)."""
+    scale = float(engine.get("moe.grouped_gemm_time_scale")) if engine.get("moe.grouped_gemm") else 1.0
+    return (scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
 
 
 def weight_bytes(model: TransformerConfig, precision: str, tp: int, low_precision_head: bool = True) -> float:

@@ -62,6 +62,7 @@ from emulator.precision import DTYPE_BYTES, activation_dtype
 from emulator.serving.attention_dp import (
     attention_rank,
     check_attention_dp,
+    grouped_gemm_excess_s,
     kv_bytes_per_token_per_rank,
     routed_expert_s,
 )
@@ -170,7 +171,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
                             float(engine.get("comm.custom_allreduce_link_share")))
     per_token_s = float(engine.get("host.per_token_s"))
     overlap_host = bool(engine.get("host.overlap"))
-    moe_scale = float(engine.get("moe.grouped_gemm_time_scale")) if grouped else 1.0
+    moe_scale = engine.get("moe.grouped_gemm_time_scale")  # applied by grouped_gemm_excess_s
     low_head = bool(engine.get("recipe.low_precision_head"))
     weight_only = (float(engine.get("recipe.weight_only_widen_ops")),
                    float(engine.get("recipe.weight_only_math_share")))
@@ -217,7 +218,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         if ep > 1:  # the combine after the experts waits for the expert-parallel rank that drew the most work
             body += (busiest_rank_factor(ranks * m, model.num_experts_per_token, model.num_experts, ep) - 1.0) \
                 * routed_expert_s(experts)
-        body += (moe_scale - 1.0) * sum(k.time_s for k in experts.kernels if k.op == "grouped_mm")
+        body += grouped_gemm_excess_s(experts, engine)
         launches = launch_s * launched
         comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else
                 _comm_s(model, system, tp, pp, m, one_shot, skew, two_shot, link_share))

@@ -51,7 +51,7 @@ from emulator.engine.stack import engine_trace
 from emulator.engine.trace import trace_workload
 from emulator.files import shipped
 from emulator.hardware import DeviceProfile
-from emulator.serving.attention_dp import routed_expert_s
+from emulator.serving.attention_dp import grouped_gemm_excess_s, routed_expert_s
 from emulator.serving.replica import shard
 from emulator.stacks import load_stack
 from emulator.validation.kernel_tables import check, read_rows, render_by_chip
@@ -94,9 +94,10 @@ def one_layer(hidden: int, ffn: int, experts: int, top_k: int, tp: int, ep: int)
 def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any], engine: str = ENGINE) -> float:
     part = one_layer(row["hidden_size"], row["inter_size"], row["num_experts"], row["topk"],
                      row["moe_tp_size"] * row["moe_ep_size"], row["moe_ep_size"])
-    trace = engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16),
-                         load_stack(engine, "serving"))
-    return routed_expert_s(time_trace(trace, device, table, FORMATS[row["moe_dtype"]]))
+    stack = load_stack(engine, "serving")
+    timing = time_trace(engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16), stack),
+                        device, table, FORMATS[row["moe_dtype"]])
+    return routed_expert_s(timing) + grouped_gemm_excess_s(timing, stack)
 
 
 def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
