@@ -165,6 +165,13 @@ def keep_head_dtype(trace: Trace) -> Trace:
     return dataclasses.replace(trace, calls=calls)
 
 
+def moe_blocks(trace: Trace) -> dict[Region, int]:
+    """The trace's MoE blocks, the modules with a `router` child, per phase: their executions per step (their
+    router GEMM's calls)."""
+    return {(c.module.rpartition(".")[0], c.phase): c.count for c in trace.calls
+            if c.family == "gemm" and c.module.endswith(".router")}
+
+
 GROUPED_FAMILIES = ("gemm", "scatter", "embedding", "copy")  # expert GEMMs, un-permute adds, permute gathers
 
 
@@ -179,9 +186,8 @@ def group_experts(trace: Trace, streams: int = 0) -> Trace:
     (Transformer Engine's grouped GEMM backend): ceil(E / N) launches per projection, each filling its waves with
     E / ceil(E / N) experts' tiles.
 
-    An MoE block is a module with a `router` child; its executions per step are its router's calls."""
-    routers = {(c.module.rpartition(".")[0], c.phase): c.count for c in trace.calls
-               if c.family == "gemm" and c.module.endswith(".router")}
+    An MoE block is a module with a `router` child (`moe_blocks`)."""
+    routers = moe_blocks(trace)
     if not routers:
         return trace
     calls = []
@@ -208,7 +214,7 @@ def fused_permute(trace: Trace) -> Trace:
     each (token, expert) row once, and one reduction sums each token's rows into the output (vLLM's and SGLang's
     fused_moe: `moe_sum` over [T, k, H]), where the eager scatter-add reads and rewrites an output row per routed
     row. The reduction reads the N routed rows and writes the T output rows."""
-    blocks = {c.module.rpartition(".")[0] for c in trace.calls if c.family == "gemm" and c.module.endswith(".router")}
+    blocks = {module for module, _ in moe_blocks(trace)}
     if not blocks:
         return trace
     calls = []

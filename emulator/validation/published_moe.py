@@ -34,7 +34,7 @@ MoE on H200 as AIConfigurator's collector times it (collector/sglang/collect_moe
 Qwen3-30B-A3B, Qwen3-235B-A22B and DeepSeek-V3 in bf16 and fp8 with 128-wide blocks, at ep 8 and at tensor-parallel
 experts (tp 8; Qwen3-30B-A3B's 768-wide experts tp 4 x ep 2), 1 to 8,192 tokens, run as the SGLang stack runs a
 serving step, summarised per format and layout. Fitted on nothing: the test of how the engine's MoE kernels are
-modelled (the same eager permute and un-permute as every engine's, the calibrated grouped GEMM).
+modelled (its fused permutes, `moe.fused_permute`; the calibrated grouped GEMM at `moe.grouped_gemm_time_scale`).
 """
 
 from __future__ import annotations
