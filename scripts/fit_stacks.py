@@ -5,6 +5,7 @@
     python scripts/fit_stacks.py serving trtllm      # an engine on H100/H200: AIConfigurator's measured points
     python scripts/fit_stacks.py serving vllm --refine host.prompt_layer_s=0,1e-4   # one item, the rest held
     python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' items: AIConfigurator's MoE tables
+    python scripts/fit_stacks.py l2 sglang          # Hopper's L2 bandwidth under the engine's grouped-GEMM tiles
 
 Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
 point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
@@ -23,11 +24,15 @@ loss, in-sample and held out, and still predicted and reported with the rest.
 `kernels` fits an engine's kernel-level items on measured kernels instead of end-to-end runs: the weight-only
 (w4a16) GEMM's vector operations widening each weight and its share of the 16-bit GEMM's math efficiency
 (`WEIGHT_ONLY_GRID`) on the engine's measured weight-only MoE forwards (emulator/data/aic_moe_trtllm.csv,
-published_moe), held out one chip at a time.
+published_moe), held out one chip at a time. `l2` fits the L2 bandwidth at which an engine's grouped expert
+GEMMs reload their small tiles' operands (`moe.grouped_gemm_tile`; NVIDIA publishes no L2 bandwidth) on the
+engine's measured MoE forwards (published_moe.TABLES), held out one expert shape at a time; the Hopper device
+profiles' `memory.l2.bandwidth_bytes_per_s` cite the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -81,6 +86,8 @@ SERVING_TOLERANCE = 0.005  # relative loss within which serving grid points coun
 # 82.6 ms eager against 23.1 ms graphed (sgl-project/sglang pull 12160: about 1 ms of host time per layer).
 WEIGHT_ONLY_GRID = {"recipe.weight_only_widen_ops": [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0],
                     "recipe.weight_only_math_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
+# The L2 bandwidth (bytes/s) the grouped expert GEMMs' operand reloads stream at on Hopper (`fit_l2_reload`).
+L2_GRID = {"memory.l2.bandwidth_bytes_per_s": [4e12, 4.5e12, 5e12, 5.5e12, 6e12, 6.5e12, 7e12, 8e12, 10e12]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
                                                                                   0.4e-3]},
                                                 "sglang": {"host.prompt_layer_s": [0.0, 0.25e-3, 0.5e-3, 1e-3]}}
@@ -246,6 +253,37 @@ def fit_weight_only(engine: str) -> dict[str, Any]:
                     "forwards of gpt-oss-120b's experts on H100 and H200, AIConfigurator's tables)", **record}
 
 
+def fit_l2_reload(engine: str) -> dict[str, Any]:
+    """The L2 bandwidth at which the engine's grouped expert GEMMs reload their tiles' operands
+    (`moe.grouped_gemm_tile`; the device profiles' `memory.l2.bandwidth_bytes_per_s`, which NVIDIA does not publish)
+    on the engine's measured MoE forwards, each expert shape (model) held out in turn."""
+    from emulator.validation import kernel_tables, published_moe  # noqa: PLC0415 - after the loader patch
+
+    if engine not in published_moe.TABLES:
+        raise SystemExit(f"no measured MoE forwards of {engine}: only {', '.join(published_moe.TABLES)}'s are shipped")
+    load_device = kernel_tables.load_device
+
+    def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
+        rate = float(point["memory.l2.bandwidth_bytes_per_s"])
+
+        def with_rate(name: str) -> Any:
+            device = load_device(name)
+            tiers = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=rate) if t.kind == "cache" else t
+                          for t in device.memory)
+            return dataclasses.replace(device, memory=tiers)
+
+        kernel_tables.load_device = with_rate  # type: ignore[assignment]
+        try:
+            return published_moe.validate_moe_tables(None, engine)["cases"]
+        finally:
+            kernel_tables.load_device = load_device  # type: ignore[assignment]
+
+    record = grid_fit(L2_GRID, evaluate, "model")
+    return {"stack": engine, "device_family": "hopper",
+            "data": f"{published_moe.TABLES[engine][0].relative_to(ROOT)}: {published_moe.TABLES[engine][1]}, every "
+                    "row, predicted with the engine's grouped-GEMM tiles (moe.grouped_gemm_tile)", **record}
+
+
 def main(argv: list[str]) -> int:
     if argv == ["training"]:
         record, name = fit_training(), "megatron-core-hopper"
@@ -258,6 +296,8 @@ def main(argv: list[str]) -> int:
         record, name = fit_serving(argv[1]), f"{argv[1]}-hopper"
     elif len(argv) == 2 and argv[0] == "kernels":
         record, name = fit_weight_only(argv[1]), f"{argv[1]}-hopper-weight-only"
+    elif len(argv) == 2 and argv[0] == "l2":
+        record, name = fit_l2_reload(argv[1]), f"{argv[1]}-hopper-l2"
     elif len(argv) == 4 and argv[0] == "serving" and argv[2] == "--refine" and "=" in argv[3]:
         item, values = argv[3].split("=", 1)
         record, name = fit_serving(argv[1], {item: [float(v) for v in values.split(",")]}), f"{argv[1]}-hopper"

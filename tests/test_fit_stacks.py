@@ -89,3 +89,29 @@ def test_kernels_fits_an_engines_weight_only_shares_on_its_measured_kernels(tmp_
     assert "w4a16_mxfp4" in record
     with pytest.raises(SystemExit, match="no measured weight-only kernels of vllm"):
         fit.main(["kernels", "vllm"])
+
+
+def test_l2_fits_hoppers_l2_bandwidth_on_an_engines_moe_forwards(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`l2 sglang` fits the L2 bandwidth of the grouped GEMMs' tile reloads over its grid, each expert shape held
+    out in turn, on SGLang's measured MoE forwards: every point predicts the rows on devices of that bandwidth."""
+    fit = _fit_stacks()
+    seen: list[tuple[dict[str, list[float]], str, list[dict[str, Any]]]] = []
+
+    def fake(grid: dict[str, list[float]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
+        seen.append((grid, group_of, evaluate({"memory.l2.bandwidth_bytes_per_s": 4e12})))
+        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
+
+    monkeypatch.setattr(fit, "grid_fit", fake)
+    monkeypatch.setattr(fit, "FITS", tmp_path)
+    assert fit.main(["l2", "sglang"]) == 0
+    (grid, group_of, cases), = seen
+    assert grid == fit.L2_GRID and group_of == "model"
+    assert {c["model"] for c in cases} == {"qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3"} and len(cases) == 72
+    from emulator.validation.published_moe import validate_moe_tables
+    shipped = {c["id"]: c["predicted"] for c in validate_moe_tables(None, "sglang")["cases"]}
+    # 4 TB/s against the profile's 5.5: every prefill-sized row slower, none faster
+    assert all(c["predicted"] > shipped[c["id"]] * 1.05 for c in cases if c["num_tokens"] == 8192)
+    assert all(c["predicted"] >= shipped[c["id"]] * (1 - 1e-9) for c in cases)
+    assert "aic_moe_sglang.csv" in (tmp_path / "sglang-hopper-l2.json").read_text()
+    with pytest.raises(SystemExit, match="no measured MoE forwards of vllm"):
+        fit.main(["l2", "vllm"])

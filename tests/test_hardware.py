@@ -318,3 +318,12 @@ def test_a_key_written_twice_names_both_lines(tmp_path: Path) -> None:
         load_device(path)
     assert error.value.field == "launch_year"
     assert f"lines {first} and {len(text.splitlines()) + 1}" in str(error.value)
+
+
+def test_the_l2_bandwidth_is_known_where_a_fit_gave_it() -> None:
+    """Hopper's L2 bandwidth is a fit on measured grouped GEMMs (NVIDIA publishes none); elsewhere it stays
+    unknown, and nothing reads it as a number."""
+    assert load_device("h200-sxm").cache_bandwidth_bytes_per_s == load_device("h100-sxm").cache_bandwidth_bytes_per_s \
+        == 5.5e12
+    assert "sglang-hopper-l2.json" in load_device("h200-sxm").sources["memory.l2.bandwidth_bytes_per_s"]
+    assert load_device("b200").cache_bandwidth_bytes_per_s is None

@@ -360,7 +360,7 @@ def test_every_moe_run_states_its_recipe_switches() -> None:
     """Each published Megatron-Bridge MoE run (H100 and Blackwell) has its release's switches in
     megatron_bridge_recipes.yaml, each listed run is a published case, and the switches are ones the profile knows."""
     from emulator.stacks import GRAPH_SCOPES
-    from emulator.stacks.profile import DISPATCHERS
+    from emulator.stacks.values import DISPATCHERS
     from emulator.validation.published_hopper import GRAPH_IMPLS, recipe_runs
 
     runs = recipe_runs()

@@ -102,7 +102,8 @@ def test_the_kernel_check_runs_the_engines_grouped_gemm_at_its_scale(monkeypatch
     from emulator.validation import published_moe
 
     base = load_stack("sglang", "serving")
-    items = dict(base.items)
+    items = {k: v for k, v in base.items.items() if k != "moe.grouped_gemm_tile"}  # the calibrated GEMM's tiles
+    plain = dataclasses.replace(base, items=dict(items))
     items["moe.grouped_gemm_time_scale"] = dataclasses.replace(items["moe.grouped_gemm"], value=1.5)
     slow = dataclasses.replace(base, items=items)
     device = load_system("hgx-h200").device
@@ -117,7 +118,57 @@ def test_the_kernel_check_runs_the_engines_grouped_gemm_at_its_scale(monkeypatch
         return timing
 
     monkeypatch.setattr(published_moe, "time_trace", recorded)
+    monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: plain)
     shipped_s = published_moe.predict_s(device, table, row, "sglang")
     monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: slow)
     assert published_moe.predict_s(device, table, row, "sglang") == pytest.approx(shipped_s + 0.5 * times[0])
     assert times[0] > 0 and times[0] == pytest.approx(times[1])
+
+
+def test_small_grouped_gemm_tiles_reload_their_operands_through_the_l2(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With SGLang's tiles (`moe.grouped_gemm_tile`) a prefill-sized grouped GEMM takes at least its tiles' operand
+    reloads at the device's L2 bandwidth: an expert's rows once per column tile, its weights once per row tile. A
+    device without an L2 bandwidth, or a stack without tiles, keeps the calibrated GEMM's time; a one-token row, whose
+    weights stream once from HBM, is the same either way."""
+    import dataclasses
+    import math
+
+    from emulator.engine.calibration import efficiency_for
+    from emulator.hardware import load_system
+    from emulator.stacks import load_stack
+    from emulator.validation import published_moe
+
+    sglang = load_stack("sglang", "serving")
+    assert sglang.get("moe.grouped_gemm_tile") == {"bf16": (64, 64), "fp8": (64, 128)}
+    plain = dataclasses.replace(sglang, items={k: v for k, v in sglang.items.items() if k != "moe.grouped_gemm_tile"})
+    device = load_system("hgx-h200").device
+    assert device.cache_bandwidth_bytes_per_s == 5.5e12
+    no_l2 = dataclasses.replace(device, memory=tuple(dataclasses.replace(t, bandwidth_bytes_per_s=None)
+                                                     if t.kind == "cache" else t for t in device.memory))
+    table = efficiency_for(device, use_calibrations=False)
+    kernels: list = []
+    original = published_moe.time_trace
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        timing = original(*args, **kwargs)
+        kernels[:] = [k for k in timing.kernels if k.op == "grouped_mm"]
+        return timing
+
+    monkeypatch.setattr(published_moe, "time_trace", recorded)
+
+    def predict(stack, on, tokens: int) -> float:  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: stack)
+        row = next(r for r in rows("sglang") if r["num_tokens"] == tokens and r["moe_tp_size"] == 8
+                   and r["hidden_size"] == 7168 and r["moe_dtype"] == "bfloat16")
+        return published_moe.predict_s(on, table, row, "sglang")
+
+    calibrated = predict(plain, device, 8192)
+    reloads = 0.0
+    for k in kernels:  # one call each: the hand count of the reloads
+        (experts, m, inner), (_, _, n) = k.shapes
+        l2_s = experts * inner * (m * math.ceil(n / 64) + n * math.ceil(m / 64)) * 2 / 5.5e12
+        assert l2_s > max(k.t_math_s, k.t_mem_s)  # 64 x 64 tiles: the reloads bound both GEMMs
+        reloads += l2_s - max(k.t_math_s, k.t_mem_s)
+    assert predict(sglang, device, 8192) == pytest.approx(calibrated + reloads)
+    assert predict(sglang, no_l2, 8192) == pytest.approx(calibrated)
+    assert predict(sglang, device, 1) == pytest.approx(predict(plain, device, 1))

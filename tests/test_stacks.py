@@ -86,7 +86,7 @@ def test_engine_defaults_follow_the_device_memory_and_family() -> None:
     """vLLM's token budget and sequence cap are large from 70 GiB except on an A100; SGLang's chunk grows with the
     memory tier; TensorRT-LLM's are one value everywhere. A map needs a 0 tier."""
     from emulator.hardware import load_device
-    from emulator.stacks.profile import check_value
+    from emulator.stacks.values import check_value
 
     def on(engine: str, key: str, device: str) -> int:
         d = load_device(device)
@@ -107,6 +107,21 @@ def test_engine_defaults_follow_the_device_memory_and_family() -> None:
         check_value("count", {70: 8192}, fail)
     with pytest.raises(ValueError, match="whole number"):
         check_value("count", {0: 0.5}, fail)
+
+
+@pytest.mark.parametrize("value", [{"bf16": [64]}, {"int4": [64, 64]}, {"fp8": [0, 128]}, {"bf16": [64.0, 64]},
+                                   [64, 64], {"fp8": [64, 2048]}])
+def test_a_grouped_gemm_tile_map_names_formats_and_whole_tiles(value: object) -> None:
+    from emulator.stacks.values import check_value
+
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    assert check_value("tile_map", {"bf16": [64, 64], "fp8": [64, 128]}, fail) == {"bf16": (64, 64),
+                                                                                    "fp8": (64, 128)}
+    assert check_value("tile_map", {}, fail) == {}
+    with pytest.raises(ValueError, match=r"output tile \[rows, columns\].*Fix: e.g. \{bf16: \[64, 64\]"):
+        check_value("tile_map", value, fail)
 
 
 def test_defaults_and_unknown_names() -> None:

@@ -216,6 +216,12 @@ class DeviceProfile:
         return next(tier for tier in self.memory if tier.main)
 
     @property
+    def cache_bandwidth_bytes_per_s(self) -> float | None:
+        """The bandwidth of the largest hardware cache (the L2) where the profile gives one, else None."""
+        rates = [t.bandwidth_bytes_per_s for t in self.memory if t.kind == "cache" and t.bandwidth_bytes_per_s]
+        return rates[-1] if rates else None
+
+    @property
     def physical_memory_bytes(self) -> float:
         """The main memory the chips hold: a datasheet's "80 GB" of HBM is 80 GiB (memory dies come in binary
         sizes), so the runtime may see up to GiB/GB times the decimal figure."""

@@ -23,11 +23,14 @@ TTFT, and at any load a rank that drew more requests sets the iteration's time.
 
 from __future__ import annotations
 
+import math
+
 from emulator.cluster.shard import shard_config
 from emulator.engine.memory import kv_bytes_per_token, serving_weight_bytes
 from emulator.engine.timing import Timing
 from emulator.errors import EmulatorError
-from emulator.precision import weight_bytes_per_param
+from emulator.hardware import DeviceProfile
+from emulator.precision import DTYPE_BYTES, weight_bytes_per_param
 from emulator.stacks import StackProfile
 from emulator.workloads.config import TransformerConfig
 
@@ -68,11 +71,31 @@ def routed_expert_s(timing: Timing) -> float:
     return sum(k.time_s for k in timing.kernels if k.module in blocks)
 
 
-def grouped_gemm_excess_s(timing: Timing, engine: StackProfile) -> float:
-    """Seconds the engine's grouped expert GEMMs take beyond the calibrated grouped GEMM's in a timed step: they take
-    `moe.grouped_gemm_time_scale` times it (with `moe.grouped_gemm`)."""
-    scale = float(engine.get("moe.grouped_gemm_time_scale")) if engine.get("moe.grouped_gemm") else 1.0
-    return (scale - 1.0) * sum(k.time_s for k in timing.kernels if k.op == "grouped_mm")
+def grouped_gemm_excess_s(timing: Timing, engine: StackProfile, device: DeviceProfile) -> float:
+    """Seconds the engine's grouped expert GEMMs take beyond the calibrated grouped GEMM's in a timed step (with
+    `moe.grouped_gemm`). Where the engine names its kernel's output tile for the GEMM's format
+    (`moe.grouped_gemm_tile`) and the device its L2 bandwidth, each call also takes at least the time its tiles'
+    operand reloads stream through the L2: every column tile reads an expert's rows again, every row tile its
+    weights, where the calibrated GEMM's large tiles keep those reloads under its math or memory time. The whole
+    then takes `moe.grouped_gemm_time_scale` times that."""
+    if not engine.get("moe.grouped_gemm"):
+        return 0.0
+    scale, tiles = float(engine.get("moe.grouped_gemm_time_scale")), engine.get("moe.grouped_gemm_tile")
+    l2_bytes_per_s = device.cache_bandwidth_bytes_per_s
+    excess = 0.0
+    for k in timing.kernels:
+        if k.op != "grouped_mm":
+            continue
+        stretch = 1.0  # the call's time with its reloads over its time without
+        if k.dtype in tiles and l2_bytes_per_s:
+            (experts, rows, inner), (_, _, cols) = k.shapes
+            tile_rows, tile_cols = tiles[k.dtype]
+            reload = experts * inner * (rows * math.ceil(cols / tile_cols) + cols * math.ceil(rows / tile_rows))
+            busy = max(k.t_math_s, k.t_mem_s)
+            stretch = (max(busy, reload * DTYPE_BYTES[k.dtype] / l2_bytes_per_s) + k.t_overhead_s) \
+                / (busy + k.t_overhead_s)
+        excess += (scale * stretch - 1.0) * k.time_s
+    return excess
 
 
 def weight_bytes(model: TransformerConfig, precision: str, tp: int, low_precision_head: bool = True) -> float:

@@ -171,7 +171,8 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
                             float(engine.get("comm.custom_allreduce_link_share")))
     per_token_s = float(engine.get("host.per_token_s"))
     overlap_host = bool(engine.get("host.overlap"))
-    moe_scale = engine.get("moe.grouped_gemm_time_scale")  # applied by grouped_gemm_excess_s
+    moe_kernel = (engine.get("moe.grouped_gemm_time_scale"),  # applied by grouped_gemm_excess_s
+                  tuple(sorted(engine.get("moe.grouped_gemm_tile").items())), device.cache_bandwidth_bytes_per_s)
     low_head = bool(engine.get("recipe.low_precision_head"))
     weight_only = (float(engine.get("recipe.weight_only_widen_ops")),
                    float(engine.get("recipe.weight_only_math_share")))
@@ -189,7 +190,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,
            table.provenance, tuple(sorted(table.families.items())), precision, kv_precision, tp, pp, ep,
-           fused, grouped, launch_s, one_shot, two_shot, link_share, base_shape, gemm_groups, moe_scale,
+           fused, grouped, launch_s, one_shot, two_shot, link_share, base_shape, gemm_groups, moe_kernel,
            skew, low_head, attention_dp, weight_only)
     if key in _CACHE:
         return hosted(*_CACHE[key])
@@ -218,7 +219,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         if ep > 1:  # the combine after the experts waits for the expert-parallel rank that drew the most work
             body += (busiest_rank_factor(ranks * m, model.num_experts_per_token, model.num_experts, ep) - 1.0) \
                 * routed_expert_s(experts)
-        body += grouped_gemm_excess_s(experts, engine)
+        body += grouped_gemm_excess_s(experts, engine, device)
         launches = launch_s * launched
         comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else
                 _comm_s(model, system, tp, pp, m, one_shot, skew, two_shot, link_share))

@@ -11,15 +11,8 @@ from emulator.stacks.load import (
     stack_for,
     stack_of,
 )
-from emulator.stacks.profile import (
-    GRAPH_SCOPES,
-    ITEMS,
-    OVERLAP_CLASSES,
-    RECOMPUTE_MODULES,
-    STACK_KINDS,
-    Item,
-    StackProfile,
-)
+from emulator.stacks.profile import ITEMS, OVERLAP_CLASSES, STACK_KINDS, Item, StackProfile
+from emulator.stacks.values import GRAPH_SCOPES, RECOMPUTE_MODULES
 
 __all__ = ["DEFAULT_STACK", "GRAPH_SCOPES", "ITEMS", "OVERLAP_CLASSES", "RECOMPUTE_MODULES", "SCENARIO_KEY",
            "STACK_KINDS", "Item", "StackProfile", "list_stacks", "load_stack", "parse_settings", "runs_on", "stack_for",

@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 from emulator.errors import EmulatorError, nearest
 from emulator.fields import Fields
 from emulator.files import read_yaml, shipped
-from emulator.stacks.profile import ITEMS, STACK_KINDS, Item, StackProfile, check_value
+from emulator.stacks.profile import ITEMS, STACK_KINDS, Item, StackProfile
+from emulator.stacks.values import check_value
 
 # What a scenario gets when it names no stack: the production stacks planners size for (README, "Software stacks");
 # on a chip the default does not run on (`platform.vendors`: TensorRT-LLM is NVIDIA's), the first of the fallbacks

@@ -24,6 +24,10 @@ Items (the schema; `KINDS` says which kind of stack has which):
   (CUTLASS grouped GEMM, torch's grouped_mm); N, one library GEMM per expert, N of them at a time on N streams
   (Transformer Engine's multi-stream cuBLAS backend): ceil(experts / N) launches, each filling its waves with N
   experts' tiles only (`engine.stack.group_experts`).
+- `moe.grouped_gemm_tile` (serving): per GEMM format, the [rows, columns] output tile of the engine's grouped expert
+  GEMM where it is small enough that reloading the operands of every tile through the L2 bounds the kernel (Triton's
+  fused MoE without a tuned config): an expert's rows are read once per column tile and its weights once per row
+  tile, at the device's L2 bandwidth (`serving.attention_dp.grouped_gemm_excess_s`).
 - `moe.token_dispatcher`: how a training run moves tokens to their experts: `alltoall` (one copy per routed
   expert) or `flex` (DeepEP / HybridEP: one copy per remote scale-up domain over the fabric, one per target rank
   inside; `cluster.network`'s `dispatch`).
@@ -73,19 +77,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.errors import EmulatorError
-from emulator.precision import KV_PRECISIONS, SERVE_PRECISIONS
-
 STACK_KINDS = ("training", "serving")
 OVERLAP_CLASSES = ("dp_grad_reduce", "dp_param_gather", "tp", "pp", "ep", "cp")
-FUSIBLE_FAMILIES = ("elementwise", "copy", "reduction", "softmax", "norm")
-DISPATCHERS = ("alltoall", "flex")  # Megatron-Core's moe_token_dispatcher_type values the emulator models
-SELECTIVE_POLICIES = ("attention_core", "every_other_mm")  # what `recompute: selective` reruns (cluster.recompute)
-# Megatron-Core's recompute_modules (TransformerConfig): a policy of their own, as a list (cluster.recompute)
-RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act", "mlp", "moe", "shared_experts")
-# Megatron-Core's cuda_graph_scope values (transformer_engine graphs), `layer` for its per-layer graphs
-# (enable_cuda_graph / cuda_graph_impl local) and `full_iteration` for a whole step captured (cluster.host)
-GRAPH_SCOPES = ("attn", "mlp", "moe", "moe_router", "moe_preprocess", "layer", "full_iteration")
 
 # item -> (value kind, the stack kinds that may set it, the default when a profile leaves it out, what it means)
 ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
@@ -109,6 +102,10 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                             "every_other_mm (torchtitan's per-op policy)"),
     "moe.grouped_gemm_time_scale": ("factor", ("serving",), 1.0,
                                     "the engine's grouped expert GEMM time over the calibrated grouped GEMM's"),
+    "moe.grouped_gemm_tile": ("tile_map", ("serving",), {},
+                              "per GEMM format, the output tile [rows, columns] of the engine's grouped expert GEMM: "
+                              "each tile reloads its operands through the L2, at the device's L2 bandwidth (empty: "
+                              "the calibrated GEMM's tiles, their reloads hidden)"),
     "moe.fused_permute": ("bool", ("serving",), False,
                           "the fused MoE kernel gathers the routed rows inside its first grouped GEMM and sums each "
                           "token's rows in one reduction (no row gather, no scatter-add)"),
@@ -215,23 +212,6 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
 }
 
 
-# Numeric item kinds that take a number from 0 to a bound: (what it is, the bound, as written, an example).
-RANGES: dict[str, tuple[str, float, str, str]] = {
-    "fraction": ("a number", 1.0, "1", "0.9"),
-    "seconds": ("seconds", 1.0, "1", "0.001 for a millisecond"),
-    "bytes": ("bytes per element", 64.0, "64", "3.0"),
-    "bytes_count": ("a size in bytes", 2.0**40, "2**40", "524288"),
-    "factor": ("a factor", 10.0, "10", "1.25"),
-    "ops": ("operations per element", 256.0, "256", "16"),
-}
-# Whole-number item kinds from 0 to a bound: (what is counted, how 0 reads, the bound, an example).
-WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
-    "streams": ("streams", "0 (one grouped kernel)", 64, "4"),
-    "iterations": ("iterations", "0", 10_000, "20"),
-    "tokens": ("tokens", "0 (no cap)", 1 << 24, "16384"),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Item:
     value: Any
@@ -319,82 +299,3 @@ def _plain(v: Any) -> Any:
     if isinstance(v, Mapping):
         return dict(v)
     return v
-
-
-def check_value(kind: str, value: Any, fail: Any) -> Any:
-    """The value of an item of `kind`, or `fail(message)` (which raises) when it is not one."""
-    if kind == "bool":
-        if not isinstance(value, bool):
-            fail(f"must be true or false, got {value!r}. Fix: write true or false.")
-        return value
-    if kind == "dispatcher":
-        if value not in DISPATCHERS:
-            fail(f"must be one of {', '.join(DISPATCHERS)}, got {value!r}. Fix: write alltoall (one copy of a token "
-                 "per routed expert) or flex (DeepEP or HybridEP).")
-        return str(value)
-    if kind == "selective_policy":
-        if isinstance(value, list) and value and all(v in RECOMPUTE_MODULES for v in value):
-            return tuple(sorted(set(value), key=RECOMPUTE_MODULES.index))
-        if isinstance(value, list) or value not in SELECTIVE_POLICIES:
-            fail(f"must be one of {', '.join(SELECTIVE_POLICIES)} or a list of Megatron-Core's recompute modules out "
-                 f"of {', '.join(RECOMPUTE_MODULES)}, got {value!r}. Fix: write attention_core (Megatron-Core's "
-                 "default), e.g. [mla_up_proj, moe_act], or every_other_mm (torchtitan's per-op SAC).")
-        return str(value)
-    if kind == "graph_scopes":
-        if not isinstance(value, list) or any(v not in GRAPH_SCOPES for v in value):
-            fail(f"must be a list of CUDA-graph scopes out of {', '.join(GRAPH_SCOPES)}, got {value!r}. Fix: e.g. "
-                 "[attn, moe_router, moe_preprocess], or [] for none.")
-        return tuple(value)
-    if kind == "vendors":
-        if not isinstance(value, list) or not value or any(not isinstance(v, str) or not v.strip() for v in value):
-            fail(f"must be a list of device vendors (a device profile's `vendor`), got {value!r}. Fix: e.g. [nvidia], "
-                 "or leave the item out for any vendor.")
-        return tuple(value)
-    if kind == "families":
-        if not isinstance(value, list) or any(v not in FUSIBLE_FAMILIES for v in value):
-            fail(f"must be a list of kernel families out of {', '.join(FUSIBLE_FAMILIES)}, got {value!r}. Fix: "
-                 "list only those.")
-        return tuple(value)
-    if kind == "kv_map":
-        if not isinstance(value, Mapping) or any(k not in SERVE_PRECISIONS or v not in KV_PRECISIONS
-                                                 for k, v in value.items()):
-            fail(f"must map weight precisions ({', '.join(SERVE_PRECISIONS)}) to KV precisions "
-                 f"({', '.join(KV_PRECISIONS)}), got {value!r}. Fix: e.g. {{fp8: fp8, bf16: bf16}}.")
-        return dict(value)
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "zero":
-        if not numeric or value not in (0, 1, 2, 3):
-            fail(f"must be a ZeRO stage 0-3, got {value!r}. Fix: write 0, 1, 2 or 3.")
-        return int(value)
-    if kind == "count":
-        if isinstance(value, Mapping):  # per device: memory tiers (GiB from which it holds) and device families
-            counts = {k: check_value("count", v, fail) for k, v in value.items()}
-            if 0 not in counts or any(isinstance(k, bool) or not (isinstance(k, str) or isinstance(k, (int, float))
-                                                                  and k >= 0) for k in counts):
-                fail(f"must map device memory in GiB (numbers, one of them 0) or device families to whole numbers, "
-                     f"got {value!r}. Fix: e.g. {{0: 2048, 70: 8192}}.")
-            return counts
-        if not numeric or value < 1 or not float(value).is_integer():
-            fail(f"must be a whole number >= 1, got {value!r}. Fix: e.g. 8192.")
-        return int(value)
-    if kind in WHOLE_RANGES:
-        what, zero, bound, example = WHOLE_RANGES[kind]
-        if not numeric or not 0 <= value <= bound or not float(value).is_integer():
-            fail(f"must be a whole number of {what} from {zero} to {bound}, got {value!r}. Fix: e.g. {example}.")
-        return int(value)
-    if kind == "family_map":
-        if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)
-                                                 or not isinstance(v, (int, float)) or not 0.1 <= v <= 1.5
-                                                 for k, v in value.items()):
-            fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
-        return {str(k): float(v) for k, v in value.items()}
-    if kind == "rate":
-        if not numeric or not 0.0 < value <= 4.0:
-            fail(f"must be a rate above 0 and at most 4 (1: the calibrated kernel's), got {value!r}. Fix: e.g. 0.6.")
-        return float(value)
-    if kind in RANGES:
-        what, top, shown, example = RANGES[kind]
-        if not numeric or not 0.0 <= value <= top:
-            fail(f"must be {what} from 0 to {shown}, got {value!r}. Fix: e.g. {example}.")
-        return float(value)
-    raise EmulatorError(f"unknown item kind {kind!r}")  # a schema bug, not a user's

@@ -33,8 +33,9 @@ Section `aic_moe_sglang` checks SGLang the same way (emulator/data/aic_moe_sglan
 MoE on H200 as AIConfigurator's collector times it (collector/sglang/collect_moe.py, balanced routing), the shapes of
 Qwen3-30B-A3B, Qwen3-235B-A22B and DeepSeek-V3 in bf16 and fp8 with 128-wide blocks, at ep 8 and at tensor-parallel
 experts (tp 8; Qwen3-30B-A3B's 768-wide experts tp 4 x ep 2), 1 to 8,192 tokens, run as the SGLang stack runs a
-serving step, summarised per format and layout. Fitted on nothing: the test of how the engine's MoE kernels are
-modelled (its fused permutes, `moe.fused_permute`; the calibrated grouped GEMM at `moe.grouped_gemm_time_scale`).
+serving step, summarised per format and layout: the test of how the engine's MoE kernels are modelled (its fused
+permutes, `moe.fused_permute`; its small tiles' operand reloads, `moe.grouped_gemm_tile`, at Hopper's L2 bandwidth,
+the one figure fitted on these rows: scripts/fit_stacks.py l2, each expert shape held out in turn).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any], engine: st
     stack = load_stack(engine, "serving")
     timing = time_trace(engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16), stack),
                         device, table, FORMATS[row["moe_dtype"]])
-    return routed_expert_s(timing) + grouped_gemm_excess_s(timing, stack)
+    return routed_expert_s(timing) + grouped_gemm_excess_s(timing, stack, device)
 
 
 def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
@@ -111,7 +112,9 @@ def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
         layout = f"tp{r['moe_tp_size']}ep{r['moe_ep_size']}"
         shape = f"{r['hidden_size']}x{r['inter_size']}x{r['num_experts']}k{r['topk']}:{layout}:{r['num_tokens']}"
         own = {"kernel": f"{r['moe_dtype']} {layout}"} if by_layout else {}
+        model = SHAPES[(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"])]
         return {"id": f"{prefix}:{r['device']}:{r['moe_dtype']}:{shape}", "moe_dtype": r["moe_dtype"], **own,
+                "model": model,
                 "metric": f"{r['moe_dtype']} MoE layer s, {r['device']}", "num_tokens": r["num_tokens"]}
 
     chosen = [r for r in rows(engine) if keep is None or keep(r)]
