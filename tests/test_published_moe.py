@@ -172,3 +172,10 @@ def test_small_grouped_gemm_tiles_reload_their_operands_through_the_l2(monkeypat
     assert predict(sglang, device, 8192) == pytest.approx(calibrated + reloads)
     assert predict(sglang, no_l2, 8192) == pytest.approx(calibrated)
     assert predict(sglang, device, 1) == pytest.approx(predict(plain, device, 1))
+    # weight-only experts (w4a16) run other kernels than the tiled Triton ones: no reloads of their own
+    packed = max((r for r in rows() if r["moe_dtype"] == "w4a16_mxfp4" and r["device"] == "h200-sxm"),
+                 key=lambda r: r["num_tokens"])
+    monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: plain)
+    unpacked = published_moe.predict_s(device, table, packed, "sglang")
+    monkeypatch.setattr(published_moe, "load_stack", lambda name, kind: sglang)
+    assert published_moe.predict_s(device, table, packed, "sglang") == pytest.approx(unpacked)

@@ -30,7 +30,7 @@ from emulator.engine.memory import kv_bytes_per_token, serving_weight_bytes
 from emulator.engine.timing import Timing
 from emulator.errors import EmulatorError
 from emulator.hardware import DeviceProfile
-from emulator.precision import DTYPE_BYTES, weight_bytes_per_param
+from emulator.precision import DTYPE_BYTES, WEIGHT_ONLY_BYTES, weight_bytes_per_param
 from emulator.stacks import StackProfile
 from emulator.workloads.config import TransformerConfig
 
@@ -71,13 +71,14 @@ def routed_expert_s(timing: Timing) -> float:
     return sum(k.time_s for k in timing.kernels if k.module in blocks)
 
 
-def grouped_gemm_excess_s(timing: Timing, engine: StackProfile, device: DeviceProfile) -> float:
-    """Seconds the engine's grouped expert GEMMs take beyond the calibrated grouped GEMM's in a timed step (with
-    `moe.grouped_gemm`). Where the engine names its kernel's output tile for the GEMM's format
+def grouped_gemm_excess_s(timing: Timing, engine: StackProfile, device: DeviceProfile, precision: str) -> float:
+    """Seconds the engine's grouped expert GEMMs take beyond the calibrated grouped GEMM's in a step timed in
+    `precision` (with `moe.grouped_gemm`). Where the engine names its kernel's output tile for the GEMM's format
     (`moe.grouped_gemm_tile`) and the device its L2 bandwidth, each call also takes at least the time its tiles'
     operand reloads stream through the L2: every column tile reads an expert's rows again, every row tile its
     weights, where the calibrated GEMM's large tiles keep those reloads under its math or memory time. The whole
-    then takes `moe.grouped_gemm_time_scale` times that."""
+    then takes `moe.grouped_gemm_time_scale` times that. Weight-only formats (w4a16) run other kernels (Marlin and
+    the like), which no tile map names."""
     if not engine.get("moe.grouped_gemm"):
         return 0.0
     scale, tiles = float(engine.get("moe.grouped_gemm_time_scale")), engine.get("moe.grouped_gemm_tile")
@@ -87,7 +88,7 @@ def grouped_gemm_excess_s(timing: Timing, engine: StackProfile, device: DevicePr
         if k.op != "grouped_mm":
             continue
         stretch = 1.0  # the call's time with its reloads over its time without
-        if k.dtype in tiles and l2_bytes_per_s:
+        if k.dtype in tiles and l2_bytes_per_s and precision not in WEIGHT_ONLY_BYTES:
             (experts, rows, inner), (_, _, cols) = k.shapes
             tile_rows, tile_cols = tiles[k.dtype]
             reload = experts * inner * (rows * math.ceil(cols / tile_cols) + cols * math.ceil(rows / tile_rows))

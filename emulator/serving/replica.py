@@ -219,7 +219,7 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
         if ep > 1:  # the combine after the experts waits for the expert-parallel rank that drew the most work
             body += (busiest_rank_factor(ranks * m, model.num_experts_per_token, model.num_experts, ep) - 1.0) \
                 * routed_expert_s(experts)
-        body += grouped_gemm_excess_s(experts, engine, device)
+        body += grouped_gemm_excess_s(experts, engine, device, precision)
         launches = launch_s * launched
         comm = (attention_dp_comm_s(model, system, ranks, ranks * m, skew) if attention_dp else
                 _comm_s(model, system, tp, pp, m, one_shot, skew, two_shot, link_share))

@@ -96,9 +96,10 @@ def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any], engine: st
     part = one_layer(row["hidden_size"], row["inter_size"], row["num_experts"], row["topk"],
                      row["moe_tp_size"] * row["moe_ep_size"], row["moe_ep_size"])
     stack = load_stack(engine, "serving")
+    precision = FORMATS[row["moe_dtype"]]
     timing = time_trace(engine_trace(trace_workload(part, "decode", row["num_tokens"], 1, 1, torch.bfloat16), stack),
-                        device, table, FORMATS[row["moe_dtype"]])
-    return routed_expert_s(timing) + grouped_gemm_excess_s(timing, stack, device)
+                        device, table, precision)
+    return routed_expert_s(timing) + grouped_gemm_excess_s(timing, stack, device, precision)
 
 
 def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
