@@ -261,6 +261,9 @@ def fit_l2_reload(engine: str) -> dict[str, Any]:
 
     if engine not in published_moe.TABLES:
         raise SystemExit(f"no measured MoE forwards of {engine}: only {', '.join(published_moe.TABLES)}'s are shipped")
+    if not stack_load.load_stack(engine, "serving").get("moe.grouped_gemm_tile"):
+        raise SystemExit(f"{engine}'s profile names no grouped-GEMM tiles (moe.grouped_gemm_tile): its kernels reload "
+                         "nothing the L2 bandwidth would time")
     load_device = kernel_tables.load_device
 
     def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:

@@ -115,3 +115,5 @@ def test_l2_fits_hoppers_l2_bandwidth_on_an_engines_moe_forwards(tmp_path, monke
     assert "aic_moe_sglang.csv" in (tmp_path / "sglang-hopper-l2.json").read_text()
     with pytest.raises(SystemExit, match="no measured MoE forwards of vllm"):
         fit.main(["l2", "vllm"])
+    with pytest.raises(SystemExit, match="trtllm's profile names no grouped-GEMM tiles"):
+        fit.main(["l2", "trtllm"])
