@@ -91,6 +91,29 @@ def test_sglangs_table_is_its_own_section_by_format_and_layout() -> None:
     assert "fp8_block tp8ep1" in render(out)
 
 
+def test_vllms_table_is_its_own_section_by_format_and_layout() -> None:
+    """vLLM 0.14's fused MoE on H200 (emulator/data/aic_moe_vllm.csv): four expert shapes in bf16, fp8 and block fp8,
+    their experts split over tp 1-8 as the table has them, every row a case of vLLM's, summarised per format and
+    layout; vLLM's stack times them with its eager permutes and the calibrated GEMM's tiles."""
+    from emulator.stacks import load_stack
+    from emulator.validation.published_moe import VLLM_SOURCE
+
+    table = rows("vllm")
+    assert {(r["device"], r["version"]) for r in table} == {("h200-sxm", "0.14.0")}
+    assert {r["moe_dtype"] for r in table} == {"bfloat16", "fp8", "fp8_block"}
+    assert {(r["hidden_size"], r["inter_size"], r["num_experts"], r["topk"]) for r in table} == {
+        (2048, 768, 128, 8), (4096, 1536, 128, 8), (4096, 14336, 8, 2), (7168, 2048, 256, 8)}
+    assert {(r["moe_tp_size"], r["moe_ep_size"]) for r in table} == {(1, 1), (2, 1), (4, 1), (8, 1)}
+    assert {r["num_tokens"] for r in table} == {1, 16, 128, 1024, 4096, 8192}
+    vllm = load_stack("vllm", "serving")
+    assert not vllm.get("moe.fused_permute") and vllm.get("moe.grouped_gemm_tile") == {}
+    out = validate_moe_tables(engine="vllm")
+    assert len(out["cases"]) == len(table) == 258
+    assert {c["stack"] for c in out["cases"]} == {"vllm"} and {c["source"] for c in out["cases"]} == {VLLM_SOURCE}
+    assert all(c["id"].startswith("aic-moe-vllm:h200-sxm:") and set(CASE_KEYS) <= set(c) for c in out["cases"])
+    assert "fp8_block tp2ep1" in {s["kernel"] for s in out["by_chip"]} and "vLLM 0.14's fused MoE" in render(out)
+
+
 def test_the_kernel_check_runs_the_engines_grouped_gemm_at_its_scale(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A row is predicted as the engine's stack runs its experts: with `moe.grouped_gemm_time_scale` at 1.5 the
     prediction grows by half its grouped GEMMs' time, as in a serving step (`grouped_gemm_excess_s`)."""

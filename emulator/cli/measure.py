@@ -38,6 +38,7 @@ from emulator.validation.published_hopper import render as render_hopper
 from emulator.validation.published_hopper import validate_published as hopper_cases
 from emulator.validation.published_moe import SGLANG_SOURCE as MOE_SGLANG_SOURCE
 from emulator.validation.published_moe import SOURCE as MOE_SOURCE
+from emulator.validation.published_moe import VLLM_SOURCE as MOE_VLLM_SOURCE
 from emulator.validation.published_moe import render as render_moe
 from emulator.validation.published_moe import validate_moe_tables
 from emulator.validation.published_serving import HELDOUT_SOURCE as MLPERF_HELDOUT_SOURCE
@@ -112,6 +113,7 @@ def validate(args: argparse.Namespace) -> None:
         gemm = validate_gemm_tables()
         attention = validate_attention_tables()
         moe, moe_sglang = validate_moe_tables(), validate_moe_tables(engine="sglang")
+        moe_vllm = validate_moe_tables(engine="vllm")
         errors = [abs(c["error"]) for c in (*training["cases"], *serving["cases"])]
         reference = baselines({HOPPER_TRAINING: hopper, BLACKWELL_TRAINING: blackwell_training,
                                TORCHTITAN_KIND: torchtitan})
@@ -137,6 +139,7 @@ def validate(args: argparse.Namespace) -> None:
             "aic_attention": attention,  # the same for measured context attention
             "aic_moe": moe,  # the same for measured fused MoE layers
             "aic_moe_sglang": moe_sglang,  # and for SGLang's own fused MoE kernels, by layout
+            "aic_moe_vllm": moe_vllm,  # and vLLM's
             # The constant-MFU guesses the training predictions have to beat, on the same cases.
             "baselines": reference,
         }
@@ -156,7 +159,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
                    + case_records(attention, source=ATTENTION_SOURCE, stack="")
                    + case_records(moe, source=MOE_SOURCE, stack="")
-                   + case_records(moe_sglang, source=MOE_SGLANG_SOURCE, stack=""))
+                   + case_records(moe_sglang, source=MOE_SGLANG_SOURCE, stack="")
+                   + case_records(moe_vllm, source=MOE_VLLM_SOURCE, stack=""))
         sources = by_source(records)
         result["all_cases"], result["by_source"] = records, sources
         # NVIDIA AIConfigurator's own errors on the same sampled serving rows, beside the emulator's.
@@ -177,7 +181,7 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_aic(unseen_blackwell) + "\n\n" + render_aic(weight_only) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
                   + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
-                  + render_moe(moe_sglang) + "\n\n"
+                  + render_moe(moe_sglang) + "\n\n" + render_moe(moe_vllm) + "\n\n"
                   + render_sources(sources) + "\n\n" + render_aic_reference(reference_serving) + "\n\n"
                   + _validated_line(behind, args.aic_all))
         return

@@ -36,6 +36,13 @@ experts (tp 8; Qwen3-30B-A3B's 768-wide experts tp 4 x ep 2), 1 to 8,192 tokens,
 serving step, summarised per format and layout: the test of how the engine's MoE kernels are modelled (its fused
 permutes, `moe.fused_permute`; its small tiles' operand reloads, `moe.grouped_gemm_tile`, at Hopper's L2 bandwidth,
 the one figure fitted on these rows: scripts/fit_stacks.py l2, each expert shape held out in turn).
+
+Section `aic_moe_vllm` checks vLLM likewise (emulator/data/aic_moe_vllm.csv): vLLM 0.14's fused MoE on H200 (kernel
+source `vllm_fused_moe`, AIConfigurator's collector/vllm, balanced routing), the shapes of Qwen3-30B-A3B,
+Qwen3-235B-A22B, Mixtral-8x7B and DeepSeek-V3 in bf16, fp8 per tensor and fp8 with 128-wide blocks, its experts
+split over tp 1, 2, 4 and 8 (as the table has them), 1 to 8,192 tokens, run as the vLLM stack runs a serving step.
+Fitted on nothing: the check of vLLM's MoE items (its profile keeps the eager permutes and the calibrated GEMM's
+tiles) before any is fitted.
 """
 
 from __future__ import annotations
@@ -74,7 +81,10 @@ WHOLE = ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_
 
 SGLANG_CSV = shipped("data") / "aic_moe_sglang.csv"
 SGLANG_SOURCE = "AIConfigurator MoE tables (SGLang)"
-TABLES = {ENGINE: (CSV, SOURCE), "sglang": (SGLANG_CSV, SGLANG_SOURCE)}  # engine -> its measured table and source
+VLLM_CSV = shipped("data") / "aic_moe_vllm.csv"
+VLLM_SOURCE = "AIConfigurator MoE tables (vLLM)"
+# engine -> its measured table and source
+TABLES = {ENGINE: (CSV, SOURCE), "sglang": (SGLANG_CSV, SGLANG_SOURCE), "vllm": (VLLM_CSV, VLLM_SOURCE)}
 
 
 def rows(engine: str = ENGINE) -> list[dict[str, Any]]:
@@ -128,6 +138,10 @@ def render(section: dict[str, Any]) -> str:
         return render_by_chip(f"Kernel level: {SGLANG_SOURCE}, SGLang 0.5.9's Triton fused MoE on H200, balanced "
                               "routing, timed as the SGLang stack's serving steps time them, by format and layout "
                               "(error = predicted / measured - 1)", section, "kernel", BANDS)
+    if section["source"] == VLLM_SOURCE:
+        return render_by_chip(f"Kernel level: {VLLM_SOURCE}, vLLM 0.14's fused MoE on H200, balanced routing, "
+                              "timed as the vLLM stack's serving steps time them, by format and layout (error = "
+                              "predicted / measured - 1)", section, "kernel", BANDS)
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
                           "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only items were fitted on), "
                           "balanced routing, timed as the engine's serving steps time them (error = predicted / "
@@ -135,5 +149,5 @@ def render(section: dict[str, Any]) -> str:
                           section, "moe_dtype", BANDS)
 
 
-__all__ = ["CSV", "SGLANG_SOURCE", "SOURCE", "TABLES", "one_layer", "predict_s", "render", "rows",
+__all__ = ["CSV", "SGLANG_SOURCE", "SOURCE", "TABLES", "VLLM_SOURCE", "one_layer", "predict_s", "render", "rows",
            "validate_moe_tables"]
