@@ -42,7 +42,6 @@ WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
 }
 
 
-
 def check_value(kind: str, value: Any, fail: Any) -> Any:
     """The value of an item of `kind`, or `fail(message)` (which raises) when it is not one."""
     if kind == "bool":

@@ -85,6 +85,9 @@ VLLM_CSV = shipped("data") / "aic_moe_vllm.csv"
 VLLM_SOURCE = "AIConfigurator MoE tables (vLLM)"
 # engine -> its measured table and source
 TABLES = {ENGINE: (CSV, SOURCE), "sglang": (SGLANG_CSV, SGLANG_SOURCE), "vllm": (VLLM_CSV, VLLM_SOURCE)}
+# The tables summarised per format and layout (every engine's but TensorRT-LLM's): the kernel measured, the engine
+BY_LAYOUT = {SGLANG_SOURCE: ("SGLang 0.5.9's Triton fused MoE", "SGLang"),
+             VLLM_SOURCE: ("vLLM 0.14's fused MoE", "vLLM")}
 
 
 def rows(engine: str = ENGINE) -> list[dict[str, Any]]:
@@ -115,7 +118,8 @@ def predict_s(device: DeviceProfile, table: Any, row: dict[str, Any], engine: st
 def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
                         engine: str = ENGINE) -> dict[str, Any]:
     """Every row of `engine`'s table predicted (those `keep` keeps); the `--json` section `aic_moe` of
-    `validate --published` (`aic_moe_sglang` for SGLang's, its formats kept apart by layout)."""
+    `validate --published` (`aic_moe_sglang` and `aic_moe_vllm` for SGLang's and vLLM's, their formats kept apart by
+    layout)."""
     by_layout = engine != ENGINE  # another engine's table is summarised per format and layout
     prefix = f"aic-moe-{engine}" if by_layout else "aic-moe"
 
@@ -134,14 +138,11 @@ def validate_moe_tables(keep: Callable[[dict[str, Any]], bool] | None = None,
 
 
 def render(section: dict[str, Any]) -> str:
-    if section["source"] == SGLANG_SOURCE:
-        return render_by_chip(f"Kernel level: {SGLANG_SOURCE}, SGLang 0.5.9's Triton fused MoE on H200, balanced "
-                              "routing, timed as the SGLang stack's serving steps time them, by format and layout "
-                              "(error = predicted / measured - 1)", section, "kernel", BANDS)
-    if section["source"] == VLLM_SOURCE:
-        return render_by_chip(f"Kernel level: {VLLM_SOURCE}, vLLM 0.14's fused MoE on H200, balanced routing, "
-                              "timed as the vLLM stack's serving steps time them, by format and layout (error = "
-                              "predicted / measured - 1)", section, "kernel", BANDS)
+    if section["source"] in BY_LAYOUT:
+        kernel, name = BY_LAYOUT[section["source"]]
+        return render_by_chip(f"Kernel level: {section['source']}, {kernel} on H200, balanced routing, timed as the "
+                              f"{name} stack's serving steps time them, by format and layout (error = predicted / "
+                              "measured - 1)", section, "kernel", BANDS)
     return render_by_chip(f"Kernel level: {SOURCE}, TensorRT-LLM 1.3.0rc20 fused MoE forwards replayed in a CUDA "
                           "graph (w4a16_mxfp4: 1.2.0rc5's, which the engine's weight-only items were fitted on), "
                           "balanced routing, timed as the engine's serving steps time them (error = predicted / "
