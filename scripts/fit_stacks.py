@@ -6,6 +6,7 @@
     python scripts/fit_stacks.py serving vllm --refine host.prompt_layer_s=0,1e-4   # one item, the rest held
     python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' items: AIConfigurator's MoE tables
     python scripts/fit_stacks.py l2 sglang          # Hopper's L2 bandwidth under the engine's grouped-GEMM tiles
+    python scripts/fit_stacks.py moe-host vllm      # its host time per MoE layer of a prompt iteration
 
 Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
 point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
@@ -27,7 +28,10 @@ loss, in-sample and held out, and still predicted and reported with the rest.
 published_moe), held out one chip at a time. `l2` fits the L2 bandwidth at which an engine's grouped expert
 GEMMs reload their small tiles' operands (`moe.grouped_gemm_tile`; NVIDIA publishes no L2 bandwidth) on the
 engine's measured MoE forwards (published_moe.TABLES), held out one expert shape at a time; the Hopper device
-profiles' `memory.l2.bandwidth_bytes_per_s` cite the record.
+profiles' `memory.l2.bandwidth_bytes_per_s` cite the record. `moe-host` fits the host time an iteration carrying
+prompt tokens adds per mixture-of-experts layer (`host.prompt_moe_layer_s`, `MOE_HOST_GRID`), the engine's other
+items held, on its Hopper rows of 4-bit MoE checkpoints (published_aic's weight-only rows: MoE models all, none in
+the joint fit's loss), one model held out at a time; its rows of the models no fit has seen stay held out.
 """
 
 from __future__ import annotations
@@ -88,6 +92,9 @@ WEIGHT_ONLY_GRID = {"recipe.weight_only_widen_ops": [0.0, 4.0, 8.0, 12.0, 16.0, 
                     "recipe.weight_only_math_share": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}
 # The L2 bandwidth (bytes/s) the grouped expert GEMMs' operand reloads stream at on Hopper (`fit_l2_reload`).
 L2_GRID = {"memory.l2.bandwidth_bytes_per_s": [4e12, 4.5e12, 5e12, 5.5e12, 6e12, 6.5e12, 7e12, 8e12, 10e12]}
+# Hopper's host time per MoE layer of an iteration carrying prompt tokens (`fit_moe_host`), seconds.
+MOE_HOST_GRID = {"host.prompt_moe_layer_s": [{"hopper": v} for v in (0.0, 0.2e-3, 0.4e-3, 0.6e-3, 0.8e-3, 1.0e-3,
+                                                                       1.2e-3)]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
                                                                                   0.4e-3]},
                                                 "sglang": {"host.prompt_layer_s": [0.0, 0.25e-3, 0.5e-3, 1e-3]}}
@@ -287,6 +294,31 @@ def fit_l2_reload(engine: str) -> dict[str, Any]:
                     "row, predicted with the engine's grouped-GEMM tiles (moe.grouped_gemm_tile)", **record}
 
 
+def fit_moe_host(engine: str) -> dict[str, Any]:
+    """The engine's host time per MoE layer of an iteration carrying prompt tokens (`host.prompt_moe_layer_s`), its
+    other items held at the profile's values, on its Hopper rows of 4-bit MoE checkpoints (the validate sample of
+    published_aic's weight-only rows), each model held out in turn."""
+    from emulator.validation import published_aic  # noqa: PLC0415 - after the loader patch
+
+    profiles = Profiles()
+    usable, _ = published_aic.partition(weight_only_rows=True)
+    chosen = {r["id"] for r in published_aic.select(usable, published_aic.WEIGHT_ONLY_SAMPLE_ROWS)
+              if r["backend"] == engine}
+    if not chosen:
+        raise SystemExit(f"no Hopper rows of 4-bit MoE checkpoints served by {engine} to fit its MoE host time on")
+
+    def evaluate(point: dict[str, Any]) -> list[dict[str, Any]]:
+        profiles.set("serving", engine, point)
+        return published_aic.validate_aic(published_aic.WEIGHT_ONLY_SAMPLE_ROWS, weight_only_rows=True,
+                                          only=lambda row: row["id"] in chosen)["cases"]
+
+    record = grid_fit(MOE_HOST_GRID, evaluate, "model")
+    return {"stack": engine, "device_family": "hopper",
+            "data": f"emulator/data/aic_silicon_hopper.csv: the validate sample's {engine} rows of 4-bit MoE "
+                    f"checkpoints ({len(chosen)} rows, TPOT and TTFT; published_aic.partition weight_only_rows)",
+            **record}
+
+
 def main(argv: list[str]) -> int:
     if argv == ["training"]:
         record, name = fit_training(), "megatron-core-hopper"
@@ -299,6 +331,8 @@ def main(argv: list[str]) -> int:
         record, name = fit_serving(argv[1]), f"{argv[1]}-hopper"
     elif len(argv) == 2 and argv[0] == "kernels":
         record, name = fit_weight_only(argv[1]), f"{argv[1]}-hopper-weight-only"
+    elif len(argv) == 2 and argv[0] == "moe-host":
+        record, name = fit_moe_host(argv[1]), f"{argv[1]}-hopper-moe-host"
     elif len(argv) == 2 and argv[0] == "l2":
         record, name = fit_l2_reload(argv[1]), f"{argv[1]}-hopper-l2"
     elif len(argv) == 4 and argv[0] == "serving" and argv[2] == "--refine" and "=" in argv[3]:

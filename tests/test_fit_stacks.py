@@ -118,3 +118,28 @@ def test_l2_fits_hoppers_l2_bandwidth_on_an_engines_moe_forwards(tmp_path, monke
     for engine in ("trtllm", "vllm"):
         with pytest.raises(SystemExit, match=f"{engine}'s profile names no grouped-GEMM tiles"):
             fit.main(["l2", engine])
+
+
+def test_moe_host_fits_an_engines_host_time_per_moe_layer_on_its_4_bit_moe_rows(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`moe-host vllm` fits Hopper's host time per MoE layer of a prompt iteration over its grid, each model held
+    out in turn, on the engine's rows of 4-bit MoE checkpoints: more host time, longer first tokens, and nothing but
+    that engine's rows; an engine with no such rows is refused."""
+    fit = _fit_stacks()
+    seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+
+    def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
+        seen.append((grid, group_of, evaluate({"host.prompt_moe_layer_s": {"hopper": 0.0}}),
+                     evaluate({"host.prompt_moe_layer_s": {"hopper": 2e-3}})))
+        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
+
+    monkeypatch.setattr(fit, "grid_fit", fake)
+    monkeypatch.setattr(fit, "FITS", tmp_path)
+    assert fit.main(["moe-host", "vllm"]) == 0
+    (grid, group_of, none, more), = seen
+    assert grid == fit.MOE_HOST_GRID and group_of == "model"
+    assert {c["stack"] for c in none} == {"vllm"} and {c["model"] for c in none} == {"gpt-oss-120b", "kimi-k2.5"}
+    ttft = {c["id"]: c["predicted"] for c in none if c["metric"] == "ttft_ms"}
+    assert all(c["predicted"] > ttft[c["id"]] for c in more if c["metric"] == "ttft_ms")
+    assert "4-bit MoE checkpoints" in (tmp_path / "vllm-hopper-moe-host.json").read_text()
+    with pytest.raises(SystemExit, match="no Hopper rows of 4-bit MoE checkpoints served by sglang"):
+        fit.main(["moe-host", "sglang"])

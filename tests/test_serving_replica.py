@@ -169,6 +169,27 @@ def test_an_iteration_with_prompt_tokens_adds_the_engines_host_time_per_layer() 
     assert added.step_s(64, 0.0, 64, 1e4) == none.step_s(64, 0.0, 64, 1e4)  # decode only
 
 
+def test_a_prompt_iteration_adds_the_families_host_time_per_moe_layer() -> None:
+    """`host.prompt_moe_layer_s`: per device family, an iteration carrying prompt tokens takes that host time per
+    MoE layer on top of the per-layer one; a family without an entry takes the `"*"` one, else none, and a dense
+    model none at all."""
+    from emulator.serving.replica import step_model
+
+    system = load_system("hgx-h100")
+    moe, dense = preset("qwen3-30b-a3b"), preset("llama3.1-8b")
+
+    def added(model, seconds) -> float:  # type: ignore[no-untyped-def]
+        engine = _vllm_with(host__prompt_layer_s=1e-4, host__prompt_moe_layer_s=seconds)
+        return step_model(model, system.device, system, efficiency_for(system.device), "bf16", "bf16", 1, 1, 1, 0.0,
+                          engine=engine).prompt_add_s
+
+    assert moe.num_moe_layers == moe.num_layers > 0 and dense.num_moe_layers == 0
+    assert added(moe, {"hopper": 5e-4}) == pytest.approx((1e-4 + 5e-4) * moe.num_layers)
+    assert added(moe, {"blackwell": 5e-4}) == pytest.approx(1e-4 * moe.num_layers)
+    assert added(moe, {"blackwell": 5e-4, "*": 2e-4}) == pytest.approx(3e-4 * moe.num_layers)
+    assert added(dense, {"hopper": 5e-4}) == pytest.approx(1e-4 * dense.num_layers)
+
+
 def test_an_iteration_with_prompt_tokens_takes_at_least_its_kernel_launches() -> None:
     """`host.prompt_launch_s`: an engine that replays graphs of decode-only batches launches a prompt's iteration
     kernel by kernel, so that iteration takes at least its kernels (and tp all-reduces) times the launch cost; a

@@ -16,7 +16,7 @@ from emulator.predict import predict_scenario
 from emulator.scenario import load_scenario
 from emulator.stacks import list_stacks
 from emulator.stacks.accuracy import METRICS, MODEL_CLASSES, Accuracy, class_of, lines, records, validated
-from emulator.validation.accuracy_records import gather, stale
+from emulator.validation.accuracy_records import FITTED, FITTED_ON, gather, stale
 
 FITS = shipped("stack_profiles") / "fits"
 RECORD = {"stack": "trtllm", "device_family": "hopper", "metric": "ttft", "num_cases": 3, "median_abs_error": 0.2,
@@ -40,13 +40,16 @@ def test_the_shipped_records_name_shipped_stacks_families_and_metrics() -> None:
         assert 0 <= r.median_abs_error <= r.max_abs_error and r.num_cases >= 1
 
 
-@pytest.mark.parametrize("name", ["megatron-core-hopper", "trtllm-hopper", "vllm-hopper", "sglang-hopper"])
+@pytest.mark.parametrize("name", ["megatron-core-hopper", "trtllm-hopper", "vllm-hopper", "sglang-hopper",
+                                  "vllm-hopper-moe-host"])
 def test_a_fitted_family_reports_its_fits_leave_one_model_out_errors(name: str) -> None:
-    """Where a stack was fitted on a family, its records are the fit record's held-out errors, metric by metric."""
+    """Where a stack was fitted on a family, its records are the fit record's held-out errors, metric by metric,
+    under the source its cases came from (an item fitted on a section of its own, `FITTED_ON`, under that one's)."""
     fit = json.loads((FITS / f"{name}.json").read_text())
     stack, family = fit["stack"], fit["device_family"]
+    source = next((s for (st, s), (n, _) in FITTED_ON.items() if n == name), None) or FITTED[stack][0]
     mine = {r.metric: r for r in records() if r.stack == stack and r.device_family == family
-            and r.method == "leave one model out"}
+            and r.method == "leave one model out" and r.source == source}
     by_metric: dict[str, list[float]] = {}
     for case in fit["cases"]:
         metric = {"tpot_ms": "tpot", "ttft_ms": "ttft"}.get(case["metric"], "training_throughput")
@@ -133,6 +136,18 @@ def test_gather_splits_each_record_by_the_class_of_its_cases_models() -> None:
     assert blackwell["num_cases"] == 3 and blackwell["by_model_class"] == {
         "dense": {"num_cases": 1, "median_abs_error": 0.1, "mean_error": -0.1, "max_abs_error": 0.1},
         "moe": {"num_cases": 1, "median_abs_error": 0.2, "mean_error": 0.2, "max_abs_error": 0.2}}
+
+
+def test_an_item_fitted_on_a_held_out_section_takes_that_sections_cases_out_of_its_held_out_record() -> None:
+    """vLLM's host time per MoE layer was fitted on the 4-bit checkpoints' rows: that section's vLLM record is the
+    fit's leave-one-model-out one, validate's in-sample cases of it are not also reported as held out, and the
+    section's other stacks stay held out."""
+    (stack, source), _ = next(iter(FITTED_ON.items()))
+    case = {"id": "x", "metric": "ttft_ms", "published": 1.0, "predicted": 0.5, "error": -0.5, "source": source}
+    out = gather({"all_cases": [case | {"stack": stack}, case | {"id": "y", "stack": "trtllm"}]})
+    mine = [r for r in out if r["source"] == source and r["metric"] == "ttft"]
+    assert {(r["stack"], r["method"]) for r in mine} == {(stack, "leave one model out"), ("trtllm", "held out")}
+    assert next(r for r in mine if r["stack"] == "trtllm")["num_cases"] == 1
 
 
 def test_the_shipped_records_split_training_by_model_class() -> None:

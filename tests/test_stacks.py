@@ -179,6 +179,18 @@ def test_bad_profile_items_name_the_field_and_fix(tmp_path: Path, monkeypatch: p
     assert "mine.yaml" in str(e.value) and "Fix:" in str(e.value)
 
 
+@pytest.mark.parametrize("value", ["8.0e-4", "{hopper: 2}", "{hopper: fast}", "{hopper: true}"])
+def test_a_bad_per_family_host_time_names_the_field_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              value: str) -> None:
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "mine.yaml").write_text("name: mine\nkind: serving\ntitle: t\nversions: v\nitems:\n"
+                                                    f"  host.prompt_moe_layer_s: {{value: {value}, source: x}}\n")
+    monkeypatch.setattr(stack_load, "shipped", lambda folder: tmp_path)
+    with pytest.raises(EmulatorError, match="must map device families to seconds from 0 to 1") as e:
+        load_stack("mine", "serving")
+    assert "mine.yaml" in str(e.value) and "Fix: e.g. {hopper: 8.0e-4}" in str(e.value)
+
+
 def test_fused_norm_moves_its_input_and_output_only() -> None:
     model = dataclasses.replace(preset("llama3-8b"), num_layers=1)
     trace = trace_workload(model, "train", 1, 256, 0, torch.bfloat16)

@@ -179,13 +179,15 @@ def step_model(model: TransformerConfig, device: DeviceProfile, system: SystemPr
     device, launch_s = engine_device(device, engine)
     prompt_launch_s = float(engine.get("host.prompt_launch_s")) if engine.get("host.cuda_graphs") else 0.0
     prompt_layer_s = float(engine.get("host.prompt_layer_s"))
+    prompt_add_s = (prompt_layer_s * model.num_layers
+                    + engine.prompt_moe_layer_s(device.family) * model.num_moe_layers)
     ranks = tp if attention_dp else 1  # each rank's own tokens: 1/ranks of the iteration's
 
     def hosted(device_side: StepModel, prompt_launches: int) -> StepModel:
         """The host's items on the traced device side: cheap, so a fit's grid over them reuses the traces."""
         return dataclasses.replace(device_side, overhead_s=overhead_s, host_per_row_s=per_token_s / ranks,
                                    overlap_host=overlap_host, prompt_host_s=prompt_launch_s * prompt_launches,
-                                   prompt_add_s=prompt_layer_s * model.num_layers)
+                                   prompt_add_s=prompt_add_s)
 
     # Keyed by the table's content: `efficiency_for` builds an equal table on every call.
     key = (model, device.name, device.launch_overhead_s, system.name if system else None, table.source,

@@ -22,7 +22,7 @@ class StepModel:
     error_band: float  # time-weighted over every kernel the step model was built from (`roofline.error_band`)
     host_per_row_s: float = 0.0  # host time per logit row (`host.per_token_s`)
     prompt_host_s: float = 0.0  # host time to launch an iteration with prompt tokens kernel by kernel
-    prompt_add_s: float = 0.0  # host time such an iteration adds beside the device's (`host.prompt_layer_s` x layers)
+    prompt_add_s: float = 0.0  # host time such an iteration adds beside the device's (`host.prompt_*layer_s`)
     overlap_host: bool = False  # the host's time hides behind the device's (`host.overlap`)
     # Speculative decoding (`Speculation`): a decode step verifies `draft_tokens` drafts per sequence, keeps
     # `tokens_per_step` tokens; a draft costs `draft_share` of the dense work plus the head.

@@ -207,6 +207,11 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                             "host time per model layer that an iteration carrying prompt tokens adds beside the "
                             "device's, not hidden: preparing the prompt's inputs and dispatching a forward the engine "
                             "does not replay from a CUDA graph"),
+    "host.prompt_moe_layer_s": ("family_seconds", ("serving",), {},
+                                "per device family, the host time per mixture-of-experts layer that an iteration "
+                                "carrying prompt tokens adds beside host.prompt_layer_s: the engine's MoE layer "
+                                "routing, configuring and launching the family's MoE kernels from Python outside "
+                                "the graphs (`\"*\"`: families without their own entry; 0 where neither)"),
     "host.graph_kernel_gap_s": ("seconds", ("serving",), 4.0e-6,
                                 "fixed device time per kernel when a CUDA graph replays the iteration"),
 }
@@ -275,6 +280,12 @@ class StackProfile:
         families without a fit), else 1."""
         shares = self.get("efficiency.sustained_math")
         return float(shares.get(device_family, shares.get("*", 1.0)))
+
+    def prompt_moe_layer_s(self, device_family: str) -> float:
+        """`host.prompt_moe_layer_s` of a device family: its own entry, else the `"*"` entry, else 0 (the engine's
+        MoE kernels on that family add no host time the other items do not hold)."""
+        seconds = self.get("host.prompt_moe_layer_s")
+        return float(seconds.get(device_family, seconds.get("*", 0.0)))
 
     @property
     def fused_families(self) -> tuple[str, ...]:

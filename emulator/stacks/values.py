@@ -34,6 +34,12 @@ RANGES: dict[str, tuple[str, float, str, str]] = {
     "factor": ("a factor", 10.0, "10", "1.25"),
     "ops": ("operations per element", 256.0, "256", "16"),
 }
+# Item kinds that map device families (or "*", the rest) to a number in a range: (what the numbers are, the range,
+# as written, an example).
+FAMILY_MAPS: dict[str, tuple[str, float, float, str, str]] = {
+    "family_map": ("factors", 0.1, 1.5, "0.1 to 1.5", "{hopper: 0.85}"),
+    "family_seconds": ("seconds", 0.0, 1.0, "0 to 1", "{hopper: 8.0e-4}"),
+}
 # Whole-number item kinds from 0 to a bound: (what is counted, how 0 reads, the bound, an example).
 WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
     "streams": ("streams", "0 (one grouped kernel)", 64, "4"),
@@ -106,11 +112,12 @@ def check_value(kind: str, value: Any, fail: Any) -> Any:
         if not numeric or not 0 <= value <= bound or not float(value).is_integer():
             fail(f"must be a whole number of {what} from {zero} to {bound}, got {value!r}. Fix: e.g. {example}.")
         return int(value)
-    if kind == "family_map":
+    if kind in FAMILY_MAPS:
+        what, low, high, shown, example = FAMILY_MAPS[kind]
         if not isinstance(value, Mapping) or any(not isinstance(k, str) or isinstance(v, bool)
-                                                 or not isinstance(v, (int, float)) or not 0.1 <= v <= 1.5
+                                                 or not isinstance(v, (int, float)) or not low <= v <= high
                                                  for k, v in value.items()):
-            fail(f"must map device families to factors from 0.1 to 1.5, got {value!r}. Fix: e.g. {{hopper: 0.85}}.")
+            fail(f"must map device families to {what} from {shown}, got {value!r}. Fix: e.g. {example}.")
         return {str(k): float(v) for k, v in value.items()}
     if kind == "rate":
         if not numeric or not 0.0 < value <= 4.0:

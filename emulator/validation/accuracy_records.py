@@ -2,7 +2,8 @@
 each stack's end-to-end errors per device family and metric.
 
 Where a stack was fitted on a family (its fit record, stack_profiles/fits/<stack>-<family>.json: Megatron-Core,
-TensorRT-LLM, vLLM and SGLang on Hopper) the record holds the fit's leave-one-model-out errors; every other record
+TensorRT-LLM, vLLM and SGLang on Hopper; and an item fitted on a section of its own, `FITTED_ON`: vLLM's host time
+per MoE layer on the 4-bit checkpoints' rows) the record holds the fit's leave-one-model-out errors; every other record
 holds the errors of published measurements nothing was fitted on, as `validate --published` lists them
 (`all_cases`; the MLPerf held-out section gives each of its cases' device). Kernel tables and our own kernel
 timings are not end-to-end and are left out; our own H200 steps count (whole decode and prefill steps of the eager
@@ -32,6 +33,10 @@ from emulator.validation.published_torchtitan import SOURCE as TORCHTITAN_SOURCE
 # Fit records: stack -> (the validate source its cases come from, the device family fitted on)
 FITTED = {"megatron-core": (src.HOPPER_TRAINING_SOURCE, "hopper"), "trtllm": (src.AIC_HOPPER_SOURCE, "hopper"),
           "vllm": (src.AIC_HOPPER_SOURCE, "hopper"), "sglang": (src.AIC_HOPPER_SOURCE, "hopper")}
+# Fit records of one item on another validate source: (stack, source) -> (the record's name, the family fitted on).
+# That source's cases of that stack are in-sample for the item, so its record holds the fit's leave-one-model-out
+# errors in place of validate's.
+FITTED_ON = {("vllm", src.AIC_WEIGHT_ONLY_SOURCE): ("vllm-hopper-moe-host", "hopper")}
 # Held-out validate sources and the device family of their cases (None: each case's own device)
 HELD_OUT = {src.A100_SOURCE: "ampere", src.MLPERF_H100_SOURCE: "hopper", MLPERF_HELDOUT_SOURCE: None,
             src.BLACKWELL_TRAINING_SOURCE: "blackwell", TORCHTITAN_SOURCE: "hopper",
@@ -69,10 +74,11 @@ def _summary(key: Key, cases: list[tuple[float, str | None]]) -> dict[str, Any]:
             "by_model_class": {k: _errors(classes[k]) for k in MODEL_CLASSES if classes[k]}}
 
 
-def fit_cases(stack: str, family: str = "hopper") -> dict[str, dict[str, Any]]:
-    """The cases of a stack's fit record on a device family (stack_profiles/fits/<stack>-<family>.json) by id: each
-    with its `error_held_out` (the fit made without its model) and `error_in_sample`; none where nothing was fitted."""
-    path = shipped("stack_profiles") / "fits" / f"{stack}-{family}.json"
+def fit_cases(stack: str, family: str = "hopper", name: str | None = None) -> dict[str, dict[str, Any]]:
+    """The cases of a stack's fit record on a device family (stack_profiles/fits/<stack>-<family>.json, or
+    <name>.json) by id: each with its `error_held_out` (the fit made without its model) and `error_in_sample`; none
+    where nothing was fitted."""
+    path = shipped("stack_profiles") / "fits" / f"{name or f'{stack}-{family}'}.json"
     return {c["id"]: c for c in read_json(path)["cases"]} if path.exists() else {}
 
 
@@ -81,8 +87,11 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     --json` prints: `all_cases`, and `mlperf_heldout` for the devices of its cases), the held-out ones."""
     groups: dict[Key, list[tuple[float, str | None]]] = defaultdict(list)
     model_of = {c["id"]: c["model"] for c in validate["all_cases"] if c.get("model")}
-    for stack, (source, family) in FITTED.items():
-        for case in fit_cases(stack, family).values():
+    fitted = [(stack, source, family, fit_cases(stack, family)) for stack, (source, family) in FITTED.items()]
+    fitted += [(stack, source, family, fit_cases(stack, family, name))
+               for (stack, source), (name, family) in FITTED_ON.items()]
+    for stack, source, family, cases in fitted:
+        for case in cases.values():
             whose = src.model_class(case.get("model") or model_of.get(case["id"]))
             groups[(stack, family, METRIC[case["metric"]], "leave one model out", source)].append(
                 (case["error_held_out"], whose))
@@ -91,7 +100,8 @@ def gather(validate: dict[str, Any]) -> list[dict[str, Any]]:
     for case in validate["all_cases"]:
         source = case["source"].split(";")[0]
         # Left out: our kernel timings and eager graph replay (no stack of that name); metrics no record keeps
-        if source not in HELD_OUT or case["stack"] not in stacks or case["metric"] not in METRIC:
+        if source not in HELD_OUT or case["stack"] not in stacks or case["metric"] not in METRIC \
+                or (case["stack"], source) in FITTED_ON:
             continue
         family = HELD_OUT[source] or load_device(device_of[case["id"]]).family
         groups[(case["stack"], family, METRIC[case["metric"]], "held out", source)].append(
@@ -116,4 +126,4 @@ def stale(fresh: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-__all__ = ["fit_cases", "gather", "stale"]
+__all__ = ["FITTED_ON", "fit_cases", "gather", "stale"]

@@ -103,7 +103,8 @@ MODELS = {
     "moonshotai/Kimi-K2.5": "kimi-k2.5",
 }
 # Models no fit has seen: their rows are a held-out section of their own (published_aic.validate_aic(unseen=True)),
-# never in the sample the stacks were fitted and cross-validated on
+# never in the sample the stacks were fitted and cross-validated on (Kimi-K2.5's INT4 rows sit in the weight-only
+# section, which vLLM's host.prompt_moe_layer_s was fitted on, each model held out in turn)
 UNSEEN_MODELS = frozenset({"minimax-m2.5", "kimi-k2.5"})
 # InferenceX's vLLM scripts for them (SemiAnalysisAI/InferenceX benchmarks/single_node/minimaxm2.5_fp8_{h100,h200,
 # b200}.sh and kimik2.5_fp4_b200.sh, 2026-03-01 to 2026-03-27, the rows' runs) set --gpu-memory-utilization and

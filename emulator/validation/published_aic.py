@@ -18,7 +18,8 @@ becomes a scenario:
   The models no fit has seen (`aic_deployments.UNSEEN_MODELS`: Kimi-K2.5 and MiniMax-M2.5, on vLLM only) are
   sampled apart, in their own held-out sections (`validate_aic(unseen_models=True)`, `UNSEEN_SAMPLE_ROWS` per
   file): the sample of the fitted models lists their rows as skipped, so it stays the one the stacks were fitted and
-  cross-validated on;
+  cross-validated on (their 4-bit checkpoints' rows are in the weight-only section, where one vLLM item was fitted:
+  `host.prompt_moe_layer_s`, scripts/fit_stacks.py moe-host, one model held out at a time);
 - hardware: `SYSTEMS[system]` (one 8-GPU HGX node's profile; GB200 the NVL72 rack's) with tp x pp devices: the
   deployment is one replica;
 - layout: tp = tp_size, pp = pp_size, at most the GPUs of one NVLink domain (29 DeepSeek rows give tp_size 64 with
