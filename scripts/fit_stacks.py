@@ -30,8 +30,8 @@ GEMMs reload their small tiles' operands (`moe.grouped_gemm_tile`; NVIDIA publis
 engine's measured MoE forwards (published_moe.TABLES), held out one expert shape at a time; the Hopper device
 profiles' `memory.l2.bandwidth_bytes_per_s` cite the record. `moe-host` fits the host time an iteration carrying
 prompt tokens adds per mixture-of-experts layer (`host.prompt_moe_layer_s`, `MOE_HOST_GRID`), the engine's other
-items held, on its Hopper rows of 4-bit MoE checkpoints (published_aic's weight-only rows: MoE models all, none in
-the joint fit's loss), one model held out at a time; its rows of the models no fit has seen stay held out.
+items held, on its Hopper rows of 4-bit MoE checkpoints (published_aic's weight-only rows of MoE models, none in the
+joint fit's loss), one model held out at a time; the section of the models no fit has seen stays held out.
 """
 
 from __future__ import annotations
@@ -299,11 +299,15 @@ def fit_moe_host(engine: str) -> dict[str, Any]:
     other items held at the profile's values, on its Hopper rows of 4-bit MoE checkpoints (the validate sample of
     published_aic's weight-only rows), each model held out in turn."""
     from emulator.validation import published_aic  # noqa: PLC0415 - after the loader patch
+    from emulator.workloads.presets import preset  # noqa: PLC0415 - after the loader patch
+
+    def moe(row: dict[str, str]) -> bool:
+        return getattr(preset(published_aic.MODELS[row["model_path"]]), "num_moe_layers", 0) > 0
 
     profiles = Profiles()
     usable, _ = published_aic.partition(weight_only_rows=True)
     chosen = {r["id"] for r in published_aic.select(usable, published_aic.WEIGHT_ONLY_SAMPLE_ROWS)
-              if r["backend"] == engine}
+              if r["backend"] == engine and moe(r)}
     if not chosen:
         raise SystemExit(f"no Hopper rows of 4-bit MoE checkpoints served by {engine} to fit its MoE host time on")
 
