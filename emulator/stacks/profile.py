@@ -275,17 +275,20 @@ class StackProfile:
         """`efficiency.attention_kernel_rate` (1, the schema's default, for a serving engine, which cannot set it)."""
         return float(self.get("efficiency.attention_kernel_rate"))
 
+    def _for_family(self, key: str, device_family: str, otherwise: float) -> float:
+        """A per-family item's value for a device family: its own entry, else the `"*"` entry, else `otherwise`."""
+        values = self.get(key)
+        return float(values.get(device_family, values.get("*", otherwise)))
+
     def sustained_math(self, device_family: str) -> float:
         """`efficiency.sustained_math` of a device family: its own entry, else the `"*"` entry (what transfers to
         families without a fit), else 1."""
-        shares = self.get("efficiency.sustained_math")
-        return float(shares.get(device_family, shares.get("*", 1.0)))
+        return self._for_family("efficiency.sustained_math", device_family, 1.0)
 
     def prompt_moe_layer_s(self, device_family: str) -> float:
         """`host.prompt_moe_layer_s` of a device family: its own entry, else the `"*"` entry, else 0 (the engine's
         MoE kernels on that family add no host time the other items do not hold)."""
-        seconds = self.get("host.prompt_moe_layer_s")
-        return float(seconds.get(device_family, seconds.get("*", 0.0)))
+        return self._for_family("host.prompt_moe_layer_s", device_family, 0.0)
 
     @property
     def fused_families(self) -> tuple[str, ...]:
