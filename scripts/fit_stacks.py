@@ -7,6 +7,7 @@
     python scripts/fit_stacks.py kernels trtllm     # its weight-only GEMMs' items: AIConfigurator's MoE tables
     python scripts/fit_stacks.py l2 sglang          # Hopper's L2 bandwidth under the engine's grouped-GEMM tiles
     python scripts/fit_stacks.py moe-host vllm      # its host time per MoE layer of a prompt iteration
+    python scripts/fit_stacks.py frontend sglang    # its API server's time per streamed token, the rest held
 
 Method (the same for every stack): a grid over the stack's free items (those without a published figure), each
 point predicting every case with the shipped code; the loss is the mean |log(predicted / published)| over the
@@ -32,6 +33,9 @@ profiles' `memory.l2.bandwidth_bytes_per_s` cite the record. `moe-host` fits the
 prompt tokens adds per mixture-of-experts layer (`host.prompt_moe_layer_s`, `MOE_HOST_GRID`), the engine's other
 items held, on its Hopper rows of 4-bit MoE checkpoints (published_aic's weight-only rows of MoE models, none in the
 joint fit's loss), one model held out at a time; the section of the models no fit has seen stays held out.
+`frontend` fits the API server's serial time per output token it streams (`host.frontend_token_s`, `FRONTEND_GRID`),
+the engine's other items held, on the joint fit's rows, one model held out at a time; the joint fit is then rerun with
+it held (one step of coordinate descent: the grids are too large to join).
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ L2_GRID = {"memory.l2.bandwidth_bytes_per_s": [4e12, 4.5e12, 5e12, 5.5e12, 6e12,
 # Hopper's host time per MoE layer of an iteration carrying prompt tokens (`fit_moe_host`), seconds.
 MOE_HOST_GRID = {"host.prompt_moe_layer_s": [{"hopper": v} for v in (0.0, 0.2e-3, 0.4e-3, 0.6e-3, 0.8e-3, 1.0e-3,
                                                                        1.2e-3)]}
+# The API server's time per output token it streams (`fit_frontend`), seconds: 0 (never binds) to a 8,000 tokens/s
+# ceiling, by 12.5 us steps past 25 us.
+FRONTEND_GRID = {"host.frontend_token_s": [0.0, 25e-6, 37.5e-6, 50e-6, 62.5e-6, 75e-6, 87.5e-6, 100e-6, 112.5e-6,
+                                           125e-6]}
 ENGINE_GRID: dict[str, dict[str, list[Any]]] = {"vllm": {"host.prompt_layer_s": [0.0, 0.05e-3, 0.1e-3, 0.2e-3,
                                                                                   0.4e-3]},
                                                 "sglang": {"host.prompt_layer_s": [0.0, 0.25e-3, 0.5e-3, 1e-3]}}
@@ -217,7 +225,8 @@ def fit_serving(engine: str, grid: dict[str, list[Any]] | None = None) -> dict[s
 
     profiles = Profiles()
     grid = grid or {**SERVING_GRID, **ENGINE_GRID.get(engine, {})}
-    held = {k: load_stack(engine, "serving").get(k) for k in SERVING_GRID if k not in grid}
+    held = {k: load_stack(engine, "serving").get(k) for k in {**SERVING_GRID, **ENGINE_GRID.get(engine, {})}
+            if k not in grid}
     usable, _ = published_aic.partition()
     chosen = {r["id"] for r in published_aic.select(usable) if r["backend"] == engine}
     rows = {r["id"]: r for r in usable}
@@ -323,6 +332,13 @@ def fit_moe_host(engine: str) -> dict[str, Any]:
             **record}
 
 
+def fit_frontend(engine: str) -> dict[str, Any]:
+    """The engine's API server's time per streamed output token (`host.frontend_token_s`), its other items held at
+    the profile's values, on the joint fit's rows (`fit_serving`'s data and out-of-loss campaigns)."""
+    record = fit_serving(engine, FRONTEND_GRID)
+    return {**record, "data": record["data"] + "; the engine's other items held (`held`)"}
+
+
 def main(argv: list[str]) -> int:
     if argv == ["training"]:
         record, name = fit_training(), "megatron-core-hopper"
@@ -335,6 +351,8 @@ def main(argv: list[str]) -> int:
         record, name = fit_serving(argv[1]), f"{argv[1]}-hopper"
     elif len(argv) == 2 and argv[0] == "kernels":
         record, name = fit_weight_only(argv[1]), f"{argv[1]}-hopper-weight-only"
+    elif len(argv) == 2 and argv[0] == "frontend":
+        record, name = fit_frontend(argv[1]), f"{argv[1]}-hopper-frontend"
     elif len(argv) == 2 and argv[0] == "moe-host":
         record, name = fit_moe_host(argv[1]), f"{argv[1]}-hopper-moe-host"
     elif len(argv) == 2 and argv[0] == "l2":

@@ -143,3 +143,28 @@ def test_moe_host_fits_an_engines_host_time_per_moe_layer_on_its_4_bit_moe_rows(
     assert "4-bit MoE checkpoints" in (tmp_path / "vllm-hopper-moe-host.json").read_text()
     with pytest.raises(SystemExit, match="no Hopper rows of 4-bit MoE checkpoints served by sglang"):
         fit.main(["moe-host", "sglang"])
+
+
+def test_frontend_fits_an_engines_streaming_time_per_token_with_its_other_items_held(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`frontend sglang` fits the API server's time per streamed token over its grid on the joint fit's rows, each
+    model held out in turn, the engine's other items held: a slower stream path lengthens TPOT where the engine
+    streams fast (elsewhere a closed loop's later sends may shorten it a little)."""
+    fit = _fit_stacks()
+    seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+
+    def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
+        seen.append((grid, group_of, evaluate({"host.frontend_token_s": 0.0}),
+                     evaluate({"host.frontend_token_s": 2e-4})))
+        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
+
+    monkeypatch.setattr(fit, "grid_fit", fake)
+    monkeypatch.setattr(fit, "FITS", tmp_path)
+    assert fit.main(["frontend", "sglang"]) == 0
+    (grid, group_of, none, slow), = seen
+    assert grid == fit.FRONTEND_GRID and group_of == "model"
+    assert {c["stack"] for c in none} == {"sglang"}
+    tpot = {c["id"]: c["predicted"] for c in none if c["metric"] == "tpot_ms"}
+    later = [c["predicted"] / tpot[c["id"]] for c in slow if c["metric"] == "tpot_ms"]
+    assert max(later) > 1.2 and sum(later) > len(later)
+    record = (tmp_path / "sglang-hopper-frontend.json").read_text()
+    assert "other items held" in record and "host.prompt_layer_s" in record

@@ -280,11 +280,13 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     the token budget and sequence limit its generator gives a vLLM server, its TensorRT-LLM rows the token budget
     (whole 32-token KV blocks) and KV memory fraction it gives a TensorRT-LLM worker; its SGLang rows of 0.5.6 and
     later mixed prefill chunks into decode batches (its generator's --enable-mixed-chunk), its 0.5.1.post1 ones
-    nothing."""
+    nothing. InferenceX's TensorRT-LLM and SGLang scripts stream 10-30 tokens per event, its vLLM ones one (the
+    default), AIConfigurator's own rows one."""
     usable = [r for r in rows() if skip_reason(r) is None]
     trt = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "llama3.1-70b"]
     assert trt and all(deployment(r)["max_batch_tokens"] == 16384 for r in trt)
-    waiting = [r for r in trt if "engine_settings" in deployment(r)]
+    assert all(deployment(r)["engine_settings"]["defaults.stream_interval"] == 10 for r in trt)
+    waiting = [r for r in trt if "scheduler.batch_wait_iters" in deployment(r)["engine_settings"]]
     assert waiting and all(r["isl"] == r["osl"] == "1024" and int(r["tp_size"]) < 8 for r in waiting)
     assert len(waiting) == sum(r["isl"] == r["osl"] == "1024" and int(r["tp_size"]) < 8 for r in trt)
     spec = scenario_of(waiting[0])[1]
@@ -293,6 +295,9 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert sgl and all(deployment(r)["max_batch_tokens"] == 32768 for r in sgl)
     assert all(deployment(r)["engine_settings"]["scheduler.max_prefill_tokens"] == 32768 for r in sgl
                if r["system"] == "h200_sxm")
+    assert {deployment(r)["engine_settings"]["defaults.stream_interval"] for r in sgl} == {10}
+    assert all("defaults.stream_interval" not in deployment(r).get("engine_settings", {}) for r in usable
+               if r["backend"] == "vllm" or client(r) == "aiperf")
     aiperf = [r for r in usable if client(r) == "aiperf"]
     own_sgl = [r for r in aiperf if r["backend"] == "sglang"]
     early = [r for r in own_sgl if r["backend_version"] == "0.5.1.post1"]
@@ -319,7 +324,8 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
     assert scenario_of(mtp[0])[1].speculative == (3, (0.85, 0.63, 0.63))
     for row in mtp:  # the MTP script's per-run token budget: (MTP + 1) x CONC + ISL + 64, rounded up to 64
         assert deployment(row)["max_batch_tokens"] == (4 * int(row["batch_size"]) + int(row["isl"]) + 127) // 64 * 64
-        assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
+        assert deployment(row)["engine_settings"] == {"defaults.kv_memory_fraction": 0.75,
+                                                      "defaults.stream_interval": 10}
 
 
 def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_expert_parallelism() -> None:
@@ -329,7 +335,8 @@ def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_ex
     gpt = [r for r in partition(CSV, weight_only_rows=True)[0]
            if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "gpt-oss-120b" and r["system"] == "h200_sxm"]
     assert gpt and all(deployment(r)["max_batch_tokens"] == 20000 and
-                       deployment(r)["engine_settings"] == {"defaults.kv_memory_fraction": 0.85} for r in gpt)
+                       deployment(r)["engine_settings"] == {"defaults.kv_memory_fraction": 0.85,
+                                                            "defaults.stream_interval": 20} for r in gpt)
     november = [r for r in gpt if "measured=2025-11-02" in r["silicon_data_source"]]
     assert november and all(r["moe_ep_size"] == "1" and int(r["tp_size"]) > 1 for r in november)
     for row in november:
@@ -371,7 +378,7 @@ def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:
         dp = conc > (32 if (row["isl"], row["osl"]) == ("8192", "1024") else 64)
         assert out["parallel"] == {"tp": 8, "pp": 1, "ep": 8, **({"attention_dp": True} if dp else {})}
         assert out["max_batch_tokens"] == (conc + isl + 127) // 64 * 64
-        assert out["engine_settings"] == {"defaults.kv_memory_fraction": 0.75}
+        assert out["engine_settings"] == {"defaults.kv_memory_fraction": 0.75, "defaults.stream_interval": 10}
     row = next(r for r in plain if int(r["batch_size"]) <= 32)
     spec = scenario_of(row)[1]
     assert (spec.tp, spec.ep, spec.attention_dp) == (8, 8, False)
@@ -411,7 +418,7 @@ def test_blackwell_mtp_campaigns_state_their_drafts() -> None:
     assert mtp and all(r["system"] == "b200_sxm" for r in mtp)
     assert {r["silicon_data_source"].split("measured=")[1][:10] for r in mtp} == {"2026-01-14", "2026-02-05",
                                                                                  "2026-02-06"}
-    assert all(deployment(r) == {} for r in ds if r not in mtp)
+    assert all(deployment(r) == {"engine_settings": {"defaults.stream_interval": 10}} for r in ds if r not in mtp)
     for row in mtp:
         k = 1 if attention_ranks(row) > 1 else 3
         out = deployment(row)

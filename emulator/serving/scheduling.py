@@ -1,6 +1,6 @@
 """An engine's scheduling policy as the simulator follows it: its stack profile's `scheduler.*` items, the host's
-per-request ingress (`host.request_s`), whether it schedules one iteration ahead (`host.overlap`) and whether it
-reuses cached prompt blocks (`defaults.prefix_caching`)."""
+per-request ingress (`host.request_s`), its API server's streaming (`host.frontend_token_s`), whether it schedules one
+iteration ahead (`host.overlap`) and whether it reuses cached prompt blocks (`defaults.prefix_caching`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ class Scheduling:
     # that takes ranks x H(ranks) of them (the coupon collector's expectation). 0: no such wait.
     batch_wait_prompts: int = 0
     ingress_s: float = 0.0  # host time from a request's send to the scheduler (API server: parse, tokenize, route)
+    # The API server's serial time per output token streamed to a client (`frontend.Frontend`; 0: never binds): its
+    # time per streamed event (`host.frontend_token_s`) shared by the event's tokens (`defaults.stream_interval`)
+    frontend_token_s: float = 0.0
     # The engine schedules iteration i + 1 while the device runs i (`host.overlap`: TensorRT-LLM's and SGLang's
     # overlap schedulers): a request that arrives during an iteration joins the one after next.
     ahead: bool = False
@@ -56,6 +59,8 @@ class Scheduling:
                    batch_wait_ratio=float(stack.get("scheduler.batch_wait_tokens_ratio")),
                    batch_wait_prompts=math.ceil(ranks_h) if balance else 0,
                    ingress_s=float(stack.get("host.request_s")), ahead=bool(stack.get("host.overlap")),
+                   frontend_token_s=float(stack.get("host.frontend_token_s"))
+                   / max(int(stack.get("defaults.stream_interval")), 1),
                    recv_interval=max(int(stack.get("scheduler.recv_interval_iters")), 1),
                    max_prefill_tokens=int(stack.get("scheduler.max_prefill_tokens")) * attention_ranks,
                    prefix_caching=bool(stack.get("defaults.prefix_caching")))

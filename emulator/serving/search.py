@@ -122,9 +122,10 @@ def run_offline(replica: Replica, spec: ServingSpec, num_replicas: int) -> Scena
     n = spec.num_requests or num_replicas * max(OFFLINE_REQUESTS_PER_SLOT * batch, 200)
     reqs = make_requests(spec.input_tokens, spec.output_tokens, n, None, spec.seed, spec.prompt_pool)
     reqs = reqs.share(0, num_replicas)
+    # A batch job hands its prompts to the engine in-process and reads whole outputs: no API server streams them.
     res = simulate(replica.step, replica.kv_capacity_tokens, reqs, max_batch=batch,
                    max_batch_tokens=replica.max_batch_tokens, num_beams=spec.num_beams, path=spec.path,
-                   scheduling=replica.scheduling)
+                   scheduling=dataclasses.replace(replica.scheduling, frontend_token_s=0.0))
     return ScenarioResult("offline", res, num_replicas, batch, None, True)
 
 

@@ -8,39 +8,37 @@ admitted decoding request is preempted (vLLM's recompute policy): its KV is free
 front with prompt + generated tokens to prefill again. A request's first token comes at the end of the
 iteration that completes its prefill; TPOT = (end-to-end - TTFT) / (output tokens - 1) (MLPerf's definition).
 
-Speed: iterations without prefill work change only by the growing KV read, so runs of them are advanced in
-closed form up to the next completion, KV overflow or admissible arrival (sum of an arithmetic series). Iteration
-times are looked up in the step model's table over whole token counts (`steptable`), equal to `StepModel.step_s`
-to the bit. Token gaps are kept only when asked for (a closed loop reports ITL). A run with an `SloWatch` stops
-as soon as enough measured requests have missed a bound that the p99 must miss it too: the SLO search needs only
-a failing run's verdict.
-Requests go to replicas round-robin (a load balancer's simplest deterministic policy).
+Speed: iterations without prefill work change only by the growing KV read, so runs of them are advanced in closed
+form up to the next completion, KV overflow or admissible arrival (sum of an arithmetic series). Iteration times are
+looked up in the step model's table over whole token counts (`steptable`), equal to `StepModel.step_s` to the bit.
+Token gaps (kept only when asked for: a closed loop reports ITL) are the engine's. A run with an `SloWatch` stops as
+soon as enough measured requests have missed a bound that the p99 must miss it too.
+Requests go to replicas round-robin (a load balancer's simplest deterministic policy). The engine's API server streams
+each token to its client (`frontend.Frontend`): a request's first-token and finish times are when its client sees
+them, and a closed loop's client sends again when it sees the finish.
 
-An engine's prefix cache (a shared prefix, `Scheduling.cached_prefix_tokens`, and a client's repeated prompts,
-`PromptCache`): an admission prefills past the prompt tokens it takes from the cache (`own`: each request's tokens the
-cache holds for it).
+An engine's prefix cache (a shared prefix, `Scheduling.cached_prefix_tokens`; a client's repeated prompts,
+`PromptCache`): an admission prefills past the prompt tokens it takes from the cache (`own`, per request).
 
 Closed loop (`simulate_closed`): `concurrency` clients each send a request and the next one the moment it finishes,
-so request i >= concurrency is sent at the (i - concurrency + 1)-th completion. The same iteration loop runs it:
-a request's send time is set when the completion that frees its client happens.
-Token gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
+so request i >= concurrency is sent at the (i - concurrency + 1)-th completion, in the same iteration loop. Token
+gaps (ITL): each iteration's duration counts once per decoding sequence in it (each gains one token), and a
 preempted request's wait from its last token to the first token after its recompute counts once.
 
-Engines that schedule ahead (`Scheduling.ahead`: TensorRT-LLM's and SGLang's overlap schedulers, `host.overlap`)
-decide iteration i + 1's batch while the device runs i: a request that reaches the scheduler during an iteration
-joins the one after next (while the engine is idle, the next at once).
+Engines that schedule ahead (`Scheduling.ahead`: TensorRT-LLM's and SGLang's overlap schedulers) decide iteration
+i + 1's batch while the device runs i: a request reaching the scheduler during one joins the one after next (the
+next at once while the engine is idle).
 
 SGLang's `--max-prefill-tokens` (`Scheduling.max_prefill_tokens`): a prompt joins an iteration only if all of it that
 is left fits what is left of the cap (less the decoding sequences when mixed); the iteration's first always joins.
-SGLang's `--scheduler-recv-interval` (`Scheduling.recv_interval`): while only decodes run, the scheduler takes new
-requests every that many iterations; after an iteration with prompt tokens, or idle, at the next one.
+Its `--scheduler-recv-interval` (`Scheduling.recv_interval`): while only decodes run, the scheduler takes new requests
+every that many iterations; after an iteration with prompt tokens, or idle, at the next one.
 
-Engines that do not mix (`Scheduling.mixed_batches` false, SGLang's default): while any admitted prompt has
-prefill left, an iteration runs prefill chunks only (the whole token budget, no decode tokens, no KV read by
-decodes) and the decoding sequences gain nothing; decoding resumes when no prefill is pending. The first decode
-iteration after such a stretch runs alone (not folded into a closed-form run) and its tokens' gaps are counted
-from each sequence's own previous token (`held`: the decoders' last token time, and each newly prefilled group's
-first-token time).
+Engines that do not mix (`Scheduling.mixed_batches` false, SGLang's default): while any admitted prompt has prefill
+left, an iteration runs prefill chunks only (the whole token budget, no decode tokens, no KV read by decodes) and the
+decoding sequences gain nothing; decoding resumes when no prefill is pending. The first decode iteration after such a
+stretch runs alone (not folded into a closed-form run) and its tokens' gaps are counted from each sequence's own
+previous token (`held`: the decoders' last token time, and each newly prefilled group's first-token time).
 """
 
 from __future__ import annotations
@@ -51,6 +49,7 @@ from collections import deque
 
 import numpy as np
 
+from emulator.serving.frontend import Frontend
 from emulator.serving.iterations import Iterations, Run, iterations_to_reach
 from emulator.serving.prompt_cache import PromptCache
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel, check_capacity
@@ -140,6 +139,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
     wait_tokens = scheduling.batch_wait_ratio * budget
     prompt_cap = scheduling.max_prefill_tokens or math.inf
     ingress = scheduling.ingress_s  # a request reaches the scheduler this long after it is sent
+    front = Frontend(scheduling.frontend_token_s)  # the API server streaming the tokens to their clients
     # The next iteration's batch takes the requests that reached the scheduler by `fetch_t`: the end of this
     # iteration, or (`ahead`: scheduled while this one runs) its start.
     lookahead, fetch_t = scheduling.ahead, 0.0
@@ -314,6 +314,7 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                 runs.append((t, k, a + kvd * dec_kv, kvd * ntok, ndec, 0))
         # ahead: the last iteration of this run started when the next one was scheduled
         fetch_t = t + dt if not lookahead else t if k <= 1 else t + dt - a - kvd * (dec_kv + ntok * (k - 1))
+        seen = front.stream(t, t + dt, ntok * adv + completing * beams, ntok + completing * beams) if k else t + dt
         t += dt
         busy += dt
         num_steps += k
@@ -336,14 +337,14 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             used -= kv - own[r] * beams + block
             used -= cache.release(r) if cache is not None else 0
             dec_kv -= kv
-            finish[r] = t
+            finish[r] = seen
             done += 1
             if issued < n:  # closed loop: its client sends the next request
-                arrival[issued] = t
+                arrival[issued] = seen
                 issued += 1
-            if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
-                                 > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) / max(lout[r] - 1, 1),
-                                                               lout[r]):
+            if r >= watched and (seen - arrival[r] > latency_s or lout[r] > 1 and (seen - first[r]) / (lout[r] - 1)
+                                 > tpot_s) and w.finish_missed(seen - arrival[r], (seen - first[r]) /
+                                                               max(lout[r] - 1, 1), lout[r]):
                 return ReplicaRun.missed_at(max_conc)
         if not completing:
             continue
@@ -359,8 +360,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             if cache is not None:  # and its prompt's blocks, where the cache has no entry for it
                 own[r] = cache.store(r, own[r])
             if not gen[r]:  # its first token (a preempted request had one before)
-                first[r] = t
-                if r >= watched and t - arrival[r] > ttft_s and w.missed(0):
+                first[r] = seen
+                if r >= watched and seen - arrival[r] > ttft_s and w.missed(0):
                     return ReplicaRun.missed_at(max_conc)
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r), 1))
@@ -369,14 +370,14 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
             if gen[r] >= lout[r]:
                 used -= (total - own[r]) * beams + block
                 used -= cache.release(r) if cache is not None else 0
-                finish[r] = t
+                finish[r] = seen
                 done += 1
                 if issued < n:
-                    arrival[issued] = t
+                    arrival[issued] = seen
                     issued += 1
-                if r >= watched and (t - arrival[r] > latency_s or lout[r] > 1 and (t - first[r]) / (lout[r] - 1)
-                                     > tpot_s) and w.finish_missed(t - arrival[r], (t - first[r]) /
-                                                                   max(lout[r] - 1, 1), lout[r]):
+                if r >= watched and (seen - arrival[r] > latency_s or lout[r] > 1 and (seen - first[r]) /
+                                     (lout[r] - 1) > tpot_s) and w.finish_missed(seen - arrival[r], (seen - first[r]) /
+                                                                                max(lout[r] - 1, 1), lout[r]):
                     return ReplicaRun.missed_at(max_conc)
                 continue
             dec[r] = (g, gen[r], total)

@@ -136,6 +136,9 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
     "defaults.kv_precision": ("kv_map", ("serving",), {}, "KV-cache precision per weight precision"),
     "defaults.max_batch_tokens": ("count", ("serving",), 8192, "token budget of one iteration"),
     "defaults.max_batch_size": ("count", ("serving",), 2048, "sequences one iteration holds at most"),
+    "defaults.stream_interval": ("stream_tokens", ("serving",), 1,
+                                 "output tokens per event the API server streams to a client (trtllm-serve's "
+                                 "stream_interval, SGLang's --stream-interval), which share host.frontend_token_s"),
     "defaults.kv_memory_fraction": ("fraction", ("serving",), 0.9, "share of free memory given to the KV cache"),
     "defaults.kv_memory_of_total": ("bool", ("serving",), False,
                                     "the fraction is of the whole memory (weights inside it), not of what is free"),
@@ -171,7 +174,11 @@ ITEMS: dict[str, tuple[str, tuple[str, ...], Any, str]] = {
                                           "prompts to run at once"),
     "host.scheduler_overhead_s": ("seconds", ("serving",), 1e-3, "host time per iteration not hidden"),
     "host.per_token_s": ("seconds", ("serving",), 0.0,
-                         "host time per token an iteration produces (per-request sampling, detokenizing, streaming)"),
+                         "host time per token an iteration produces in the engine's loop (per-request sampling, stop "
+                         "checks, handing the token on)"),
+    "host.frontend_token_s": ("seconds", ("serving",), 0.0,
+                              "the API server's serial time per output token it streams to a client (detokenize, "
+                              "frame, write): past its rate clients see tokens late (0: never binds)"),
     "host.request_s": ("seconds", ("serving",), 0.0,
                        "host time from a request's send to the engine's scheduler (the API server parses, tokenizes "
                        "and routes it): on its TTFT and latency, not on the iterations"),

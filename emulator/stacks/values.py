@@ -45,6 +45,7 @@ WHOLE_RANGES: dict[str, tuple[str, str, int, str]] = {
     "streams": ("streams", "0 (one grouped kernel)", 64, "4"),
     "iterations": ("iterations", "0", 10_000, "20"),
     "tokens": ("tokens", "0 (no cap)", 1 << 24, "16384"),
+    "stream_tokens": ("tokens per streamed event", "0 (as 1: an event per token)", 4096, "10"),
 }
 
 

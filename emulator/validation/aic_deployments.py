@@ -139,6 +139,19 @@ AIC_VLLM_MAX_SEQS = 512
 # extra_engine_args.1.0.0rc3.yaml.j2: kv_cache_config.free_gpu_memory_fraction 0.80 unless set
 AIC_TRT_BLOCK_TOKENS = 32
 AIC_TRT_KV_FRACTION = 0.8
+# InferenceX's launch scripts' tokens per streamed event by (engine, model, system, GEMM format) (SemiAnalysisAI/
+# InferenceX benchmarks/single_node/fixed_seq_len): trtllm-serve's stream_interval in its extra options
+# (dsr1_fp{4,8}_{h200,b200}_trt(_mtp).sh 10, gptoss_fp4_{h200,b200}_trt.sh 20, 70b_fp{4,8}_{h200,b200}_trt_slurm.sh
+# 10, the last since removed) and SGLang's --stream-interval (dsr1_fp8_h200(_mtp).sh and dsr1_fp4_b200(_mtp).sh 10,
+# dsr1_fp8_b200(_mtp).sh 30); its vLLM scripts leave vLLM's default, one token per event
+_SYSTEMS = ("h200_sxm", "b200_sxm")
+INFERENCEX_STREAM_INTERVAL: dict[tuple[str, str, str, str], int] = {
+    **{("trtllm", "deepseek-v3", system, fmt): 10 for system in _SYSTEMS for fmt in ("fp8", "nvfp4")},
+    **{("trtllm", "gpt-oss-120b", system, fmt): 20 for system in _SYSTEMS for fmt in ("fp8", "nvfp4", "mxfp4", "fp4")},
+    **{("trtllm", "llama3.1-70b", system, fmt): 10 for system in _SYSTEMS for fmt in ("fp8", "nvfp4")},
+    ("sglang", "deepseek-v3", "h200_sxm", "fp8"): 10, ("sglang", "deepseek-v3", "b200_sxm", "nvfp4"): 10,
+    ("sglang", "deepseek-v3", "b200_sxm", "fp8"): 30,
+}
 # generator/rule_plugin/sglang.rule (and benchmark/sglang.rule from 2026-01-30) sets `agg enable_mixed_chunk = true`
 # from 2026-01-19 (commits fa895ffb1, 07a377923: the flag's name fixed the same day); its SGLang launch templates
 # for 0.5.6.post2 (2026-01-23, Dynamo 0.8.0), 0.5.8 (2026-02-11) and 0.5.9 (2026-03-25) came after it, the
@@ -219,7 +232,17 @@ def prompts_per_iteration(row: dict[str, str]) -> float:
 
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
-    module docstring says which and from where): inference keys of its scenario."""
+    module docstring says which and from where): inference keys of its scenario. InferenceX's TensorRT-LLM and SGLang
+    scripts stream `INFERENCEX_STREAM_INTERVAL` tokens per event (their vLLM ones every token, the default)."""
+    own = _deployment(row)
+    interval = INFERENCEX_STREAM_INTERVAL.get((row["backend"], MODELS.get(row["model_path"], ""), row["system"],
+                                               row["gemm_quant_mode"])) if client(row) == "inferencex" else None
+    if interval is None:
+        return own
+    return {**own, "engine_settings": {**own.get("engine_settings", {}), "defaults.stream_interval": interval}}
+
+
+def _deployment(row: dict[str, str]) -> dict[str, Any]:
     if client(row) != "inferencex":
         if row["backend"] == "vllm":  # AIConfigurator's generator launched it
             return {"max_batch_tokens": AIC_VLLM_MAX_SEQS + count(row["isl"]) + AIC_PROMPT_MARGIN,
@@ -309,7 +332,7 @@ def load(row: dict[str, str]) -> dict[str, Any]:
 
 
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_SGLANG_MIXED_FROM", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION",
-           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "MODELS", "MTP_ACCEPTANCE",
-           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
+           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "INFERENCEX_STREAM_INTERVAL",
+           "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
            "aic_mixed_chunk", "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load",
            "mtp_acceptance", "mtp_campaign", "prompts_per_iteration"]

@@ -68,9 +68,13 @@ def workload_of(case_id: str) -> str:
 
 def case_spec(name: str, scenario: str, overrides: dict[str, Any] | None = None, where: str = str(RULES)
               ) -> ServingSpec:
-    """The spec of workload `name` in `scenario`: its rules entry, with `overrides` (a case's own settings) over it."""
+    """The spec of workload `name` in `scenario`: its rules entry, with `overrides` (a case's own settings) over it.
+    LoadGen's system under test hands queries to the engine in-process and takes token ids back: no API server
+    streams them (`host.frontend_token_s` 0)."""
     entry = {k: v for k, v in rules()[name].items() if k not in ("model", "sources")}
-    return parse_inference({**entry, "scenario": scenario, **(overrides or {})}, where)
+    own = dict(overrides or {})
+    own["engine_settings"] = {"host.frontend_token_s": 0.0, **own.get("engine_settings", {})}
+    return parse_inference({**entry, "scenario": scenario, **own}, where)
 
 
 def published_metric(case: dict[str, Any], pred: ServingResult) -> float:
