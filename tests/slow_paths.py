@@ -139,7 +139,7 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
     waits: list[tuple[float, float, int]] = []  # token gaps counted apart: (end, gap, tokens)
     last: dict[int, float] = {}  # not mixed: each decoding sequence's last token time
-    t = busy = 0.0
+    t = busy = free = 0.0  # `free`: when the API server has streamed every token handed to it
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
@@ -237,6 +237,14 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 for r in dec:
                     waits.append((t + dt, t + dt - last[r], 1))
                     last[r] = t + dt
+        # the API server's stream (the run's closed form, which tests/test_serving_frontend.py checks against the
+        # iterations one by one): written once the tokens ahead of them are
+        seen, handed, c = t + dt, ntok * adv + len(completing) * beams, scheduling.frontend_token_s
+        if c > 0 and handed:
+            first_end = t + dt if k <= 1 else t + a + kvd * dec_kv
+            backlog = max(first_end, free) + handed * c
+            tail = t + dt + ((ntok if adv else 0) + len(completing) * beams) * c
+            free = seen = max(backlog, tail)
         if not scheduling.ahead:
             decided = t + dt
         elif k <= 1:
@@ -260,26 +268,26 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
             kv = (ctx0 + g - g0) * beams
             used -= kv + block
             dec_kv -= kv
-            finish[r] = t
+            finish[r] = seen
             done += 1
             if issued < n:  # closed loop: its client sends the next request
-                arrival[issued] = t
+                arrival[issued] = seen
                 issued += 1
         for entry in completing:
             prefill.remove(entry)
             r, _, total = entry
             if math.isnan(first[r]):
-                first[r] = t
+                first[r] = seen
             elif r in stalled:
                 waits.append((t, t - stalled.pop(r), 1))
             gen[r] += 1
             future -= beams
             if gen[r] >= lout[r]:
                 used -= total * beams + block
-                finish[r] = t
+                finish[r] = seen
                 done += 1
                 if issued < n:
-                    arrival[issued] = t
+                    arrival[issued] = seen
                     issued += 1
                 continue
             dec[r] = (g, gen[r], total)

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from scripts_loader import load_script
 
+from emulator.stacks import load as stack_load
+
 
 def _fit_stacks() -> ModuleType:
     return load_script("fit_stacks")
@@ -125,6 +127,7 @@ def test_moe_host_fits_an_engines_host_time_per_moe_layer_on_its_4_bit_moe_rows(
     out in turn, on the engine's rows of 4-bit MoE checkpoints: more host time, longer first tokens, and nothing but
     that engine's rows; an engine with no such rows is refused."""
     fit = _fit_stacks()
+    monkeypatch.setattr(stack_load, "shipped", stack_load.shipped)  # the fit's copies are this test's only
     seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
 
     def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
@@ -150,6 +153,7 @@ def test_frontend_fits_an_engines_streaming_time_per_token_with_its_other_items_
     model held out in turn, the engine's other items held: a slower stream path lengthens TPOT where the engine
     streams fast (elsewhere a closed loop's later sends may shorten it a little)."""
     fit = _fit_stacks()
+    monkeypatch.setattr(stack_load, "shipped", stack_load.shipped)  # the fit's copies are this test's only
     seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
 
     def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:

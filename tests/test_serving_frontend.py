@@ -87,3 +87,20 @@ def test_a_stream_interval_shares_each_events_time_among_its_tokens() -> None:
     assert Scheduling.of(stack.with_settings((("defaults.stream_interval", 10),))).frontend_token_s == \
         pytest.approx(per_event / 10)
     assert Scheduling.of(stack.with_settings((("defaults.stream_interval", 0),))).frontend_token_s == per_event
+
+
+@pytest.mark.parametrize("growth", [0.0, 2e-5])
+@pytest.mark.parametrize("token_s", [1e-5, 1e-4, 1e-3])
+def test_a_runs_closed_form_equals_its_iterations_streamed_one_by_one(growth: float, token_s: float) -> None:
+    """A run of k decode iterations (each a little longer than the last as the KV cache grows) ends its stream
+    where handing over each iteration's tokens in turn would, from an idle path and from a backlog."""
+    for backlog in (0.0, 0.05):
+        k, n, a, t0 = 40, 32, 0.004, 0.01
+        ends = [t0 + j * a + growth * j * (j - 1) / 2 for j in range(1, k + 1)]
+        one_by_one = Frontend(token_s)
+        one_by_one.free = backlog
+        for end in ends:
+            seen = one_by_one.stream(end, end, n, n)
+        run = Frontend(token_s)
+        run.free = backlog
+        assert run.stream(ends[0], ends[-1], k * n, n) == pytest.approx(seen, rel=1e-12)

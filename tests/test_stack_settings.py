@@ -25,7 +25,8 @@ def test_settings_replace_the_profile_values_and_say_so() -> None:
     stack = stack_of(spec, "serving")
     assert stack.get("scheduler.batch_wait_iters") == 20 and stack.get("host.overlap") is False
     assert "engine_settings" in stack.source("host.overlap")
-    assert Scheduling.of(stack) == Scheduling(1.0, True, False, 20, 0.9, ingress_s=0.04, prefix_caching=True)
+    assert Scheduling.of(stack) == Scheduling(1.0, True, False, 20, 0.9, ingress_s=0.04, prefix_caching=True,
+                                              frontend_token_s=float(stack.get("host.frontend_token_s")))
     assert load_stack("trtllm", "serving").get("host.overlap") is True  # the shipped profile is untouched
     assert stack.as_dict()["items"]["scheduler.batch_wait_iters"]["value"] == 20
 

@@ -9,10 +9,9 @@ it: closed loops of Llama 3.1 8B level off at about 9,300 output tokens/s on Ten
 SGLang 0.5.6, whatever the tensor parallelism and concurrency, where the emulator's engine alone ran up to twice as
 fast (stack_profiles/fits/*-hopper-frontend.json).
 
-The path is a fluid FIFO queue: an iteration's tokens join it when the iteration makes them and it serves them at
-its rate, so a client sees an event when the tokens ahead of it are streamed. A run of identical decode iterations
-hands its tokens over as it makes them: the last of them is streamed after the later of the backlog's end and the
-run's own last iteration.
+The path is a FIFO queue: an iteration's tokens join it when the iteration ends and it serves them at its rate, so a
+client sees an event when the tokens ahead of it are streamed. A run of identical decode iterations is served as its
+iterations one by one would be (`Frontend.stream`).
 """
 
 from __future__ import annotations
@@ -26,12 +25,14 @@ class Frontend:
     def __init__(self, token_s: float) -> None:
         self.token_s, self.free = token_s, 0.0
 
-    def stream(self, start: float, end: float, tokens: int, last: int) -> float:
-        """When a client sees the last of `tokens` output tokens made between `start` and `end` (`last` of them by
-        the final iteration, at `end`)."""
+    def stream(self, first: float, end: float, tokens: int, last: int) -> float:
+        """When a client sees the last of `tokens` output tokens that a run of iterations hands over, the first
+        iteration's at `first` and the final one's `last` tokens at `end`. Iteration by iteration the queue would end
+        at the largest of: the backlog plus all the run's tokens, the first iteration plus all of them, the final
+        one plus its own (the ends in between lie on the line between those two)."""
         if self.token_s <= 0.0 or tokens <= 0:
             return end
-        backlog = (start if start > self.free else self.free) + tokens * self.token_s
+        backlog = (first if first > self.free else self.free) + tokens * self.token_s
         tail = end + last * self.token_s
         self.free = backlog if backlog > tail else tail
         return self.free

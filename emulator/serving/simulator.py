@@ -314,7 +314,8 @@ def run_replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarr
                 runs.append((t, k, a + kvd * dec_kv, kvd * ntok, ndec, 0))
         # ahead: the last iteration of this run started when the next one was scheduled
         fetch_t = t + dt if not lookahead else t if k <= 1 else t + dt - a - kvd * (dec_kv + ntok * (k - 1))
-        seen = front.stream(t, t + dt, ntok * adv + completing * beams, ntok + completing * beams) if k else t + dt
+        first_end = t + dt if k <= 1 else t + a + kvd * dec_kv  # the run's first iteration hands its tokens on
+        seen = front.stream(first_end, t + dt, ntok * adv + completing * beams, ntok * min(adv, 1) + completing * beams)
         t += dt
         busy += dt
         num_steps += k
