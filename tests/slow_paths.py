@@ -25,6 +25,7 @@ from emulator.cluster.step import Overlap, StepBreakdown, comm_time, hide, optim
 from emulator.engine.efficiency import EfficiencyTable
 from emulator.engine.roofline import combined_band, error_band
 from emulator.hardware import DeviceProfile
+from emulator.serving.frontend import Frontend
 from emulator.serving.iterations import Iterations
 from emulator.serving.replica import KV_BLOCK_TOKENS, StepModel
 from emulator.serving.runs import ReplicaRun, Requests, SimResult, TokenGaps, expand_gaps
@@ -139,7 +140,8 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
     runs: list[tuple[float, int, float, float, int]] = []  # token gaps: (start, iterations, first, increment, seqs)
     waits: list[tuple[float, float, int]] = []  # token gaps counted apart: (end, gap, tokens)
     last: dict[int, float] = {}  # not mixed: each decoding sequence's last token time
-    t = busy = free = 0.0  # `free`: when the API server has streamed every token handed to it
+    t = busy = 0.0
+    front = Frontend(scheduling.frontend_token_s)
     g = used = dec_kv = 0
     future = 0  # output tokens (x beams) that admitted requests have still to generate
     ptr = done = num_steps = num_preempt = max_conc = admitted = 0
@@ -237,14 +239,11 @@ def _replica(step: StepModel, cap: int, arr: np.ndarray | None, inp: np.ndarray,
                 for r in dec:
                     waits.append((t + dt, t + dt - last[r], 1))
                     last[r] = t + dt
-        # the API server's stream (the run's closed form, which tests/test_serving_frontend.py checks against the
-        # iterations one by one): written once the tokens ahead of them are
-        seen, handed, c = t + dt, ntok * adv + len(completing) * beams, scheduling.frontend_token_s
-        if c > 0 and handed:
-            first_end = t + dt if k <= 1 else t + a + kvd * dec_kv
-            backlog = max(first_end, free) + handed * c
-            tail = t + dt + ((ntok if adv else 0) + len(completing) * beams) * c
-            free = seen = max(backlog, tail)
+        # the API server's stream (its queue is tests/test_serving_frontend.py's to check): the run's first iteration
+        # hands its tokens over when it ends, the final one its own at the run's end
+        first_end = t + dt if k <= 1 else t + a + kvd * dec_kv
+        seen = front.stream(first_end, t + dt, ntok * adv + len(completing) * beams,
+                            (ntok if adv else 0) + len(completing) * beams)
         if not scheduling.ahead:
             decided = t + dt
         elif k <= 1:

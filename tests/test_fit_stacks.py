@@ -15,6 +15,22 @@ def _fit_stacks() -> ModuleType:
     return load_script("fit_stacks")
 
 
+def _two_points(fit: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, item: str, low: Any, high: Any
+                ) -> list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Stand in for the fit's grid search: record its grid and grouping and its cases at `item` = `low` and `high`,
+    the record going to `tmp_path` and the loader the fit patches restored after the test."""
+    seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+
+    def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
+        seen.append((grid, group_of, evaluate({item: low}), evaluate({item: high})))
+        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
+
+    monkeypatch.setattr(stack_load, "shipped", stack_load.shipped)  # the fit's copies are this test's only
+    monkeypatch.setattr(fit, "grid_fit", fake)
+    monkeypatch.setattr(fit, "FITS", tmp_path)
+    return seen
+
+
 def _cases(point: dict[str, Any]) -> list[dict[str, Any]]:
     """Two models: m1 best at b = 0.5, m2 at b = 1; an overhead `a` that helps m1 a hair (1e-4 per unit)."""
     best = {"m1": 0.5, "m2": 1.0}
@@ -127,16 +143,7 @@ def test_moe_host_fits_an_engines_host_time_per_moe_layer_on_its_4_bit_moe_rows(
     out in turn, on the engine's rows of 4-bit MoE checkpoints: more host time, longer first tokens, and nothing but
     that engine's rows; an engine with no such rows is refused."""
     fit = _fit_stacks()
-    monkeypatch.setattr(stack_load, "shipped", stack_load.shipped)  # the fit's copies are this test's only
-    seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
-
-    def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
-        seen.append((grid, group_of, evaluate({"host.prompt_moe_layer_s": {"hopper": 0.0}}),
-                     evaluate({"host.prompt_moe_layer_s": {"hopper": 2e-3}})))
-        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
-
-    monkeypatch.setattr(fit, "grid_fit", fake)
-    monkeypatch.setattr(fit, "FITS", tmp_path)
+    seen = _two_points(fit, monkeypatch, tmp_path, "host.prompt_moe_layer_s", {"hopper": 0.0}, {"hopper": 2e-3})
     assert fit.main(["moe-host", "vllm"]) == 0
     (grid, group_of, none, more), = seen
     assert grid == fit.MOE_HOST_GRID and group_of == "model"
@@ -153,16 +160,7 @@ def test_frontend_fits_an_engines_streaming_time_per_token_with_its_other_items_
     model held out in turn, the engine's other items held: a slower stream path lengthens TPOT where the engine
     streams fast (elsewhere a closed loop's later sends may shorten it a little)."""
     fit = _fit_stacks()
-    monkeypatch.setattr(stack_load, "shipped", stack_load.shipped)  # the fit's copies are this test's only
-    seen: list[tuple[dict[str, list[Any]], str, list[dict[str, Any]], list[dict[str, Any]]]] = []
-
-    def fake(grid: dict[str, list[Any]], evaluate: Any, group_of: str, tolerance: float = 0.0) -> dict[str, Any]:
-        seen.append((grid, group_of, evaluate({"host.frontend_token_s": 0.0}),
-                     evaluate({"host.frontend_token_s": 2e-4})))
-        return {"fitted": {k: v[0] for k, v in grid.items()}, "summary": {}}
-
-    monkeypatch.setattr(fit, "grid_fit", fake)
-    monkeypatch.setattr(fit, "FITS", tmp_path)
+    seen = _two_points(fit, monkeypatch, tmp_path, "host.frontend_token_s", 0.0, 2e-4)
     assert fit.main(["frontend", "sglang"]) == 0
     (grid, group_of, none, slow), = seen
     assert grid == fit.FRONTEND_GRID and group_of == "model"
