@@ -168,6 +168,8 @@ def test_a_board_variant_carries_its_own_main_memory() -> None:
     assert v.main_memory.capacity_bytes == 96e9 and v.memory_bytes == pytest.approx(h100.memory_bytes * 96 / 80)
     assert h100.achievable is not None and v.achievable is not None and v.achievable.memory_bytes_per_s == \
         pytest.approx(h100.achievable.memory_bytes_per_s * 2.4 / 3.35)
+    assert v.achievable.gemm_stream_bytes_per_s["fp8"] == \
+        pytest.approx(h100.achievable.gemm_stream_bytes_per_s["fp8"] * 2.4 / 3.35)
     assert v.sources["memory.hbm3.bandwidth_bytes_per_s"] == "a test's source" and "96 GB" in v.display_name
     assert v != h100 and len({v, h100}) == 2 and h100.memory_bandwidth_bytes_per_s == 3.35e12
 
@@ -246,6 +248,8 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
     no_peak["sources"]["achievable.matrix_flops_per_s.fp4"] = "x"
     fast_attention = _h100()
     fast_attention["achievable"]["attention_flops_per_s"] = 1200e12
+    fast_stream = _h100()
+    fast_stream["achievable"]["gemm_stream_bytes_per_s"]["fp8"] = 3.4e12
     over_tdp = _h100() | {"power_limit_w": 800}
     over_tdp["sources"]["power_limit_w"] = "x"
     return [
@@ -266,6 +270,8 @@ def _bad_cases() -> list[tuple[str, Any, str, str]]:
         ("achievable without a peak", no_peak, "achievable.matrix_flops_per_s.fp4", "has no matrix peak"),
         ("attention above the bf16 peak", fast_attention, "achievable.attention_flops_per_s",
          "exceeds the bf16 dense peak"),
+        ("GEMM streaming above the bandwidth", fast_stream, "achievable.gemm_stream_bytes_per_s.fp8",
+         "exceeds the main memory's"),
         ("power limit above the TDP", over_tdp, "power_limit_w", "outside h100-sxm's range (200 W to its 700 W"),
     ]
 

@@ -21,7 +21,7 @@ from emulator.engine.calibration import (
 from emulator.engine.efficiency import SPEC_DEFAULTS
 from emulator.engine.roofline import kernel_time
 from emulator.engine.tracer import trace_callable
-from emulator.engine.transfer import BUILT_FROM, ceilings, transferred
+from emulator.engine.transfer import BUILT_FROM, GEMM_FAMILIES, ceilings, transferred
 from emulator.hardware import list_devices, load_device
 from emulator.published import load_cases
 from emulator.validation.validate import replay
@@ -61,7 +61,9 @@ def test_blackwell_takes_the_h200_shape_response_with_its_own_ceilings() -> None
                  else mine.matrix[dtype] / sibling.matrix[dtype])
         moved = b200.families[family]
         assert moved.math == pytest.approx(min(own.math * ratio, 1.0)), family
-        assert moved.memory == pytest.approx(own.memory), family  # B200 publishes no copy bandwidth: ratio 1
+        stream = (mine.stream[family.partition(".")[2] or "bf16"] / sibling.stream[family.partition(".")[2] or "bf16"]
+                  if family.partition(".")[0] in GEMM_FAMILIES else 1.0)  # B200 publishes no copy bandwidth: 1
+        assert moved.memory == pytest.approx(min(own.memory * stream, 1.0)), family
         assert moved.error == pytest.approx(own.error + CROSS_FAMILY_TRANSFER_ERROR), family
         for name in SHAPE_RESPONSE:
             assert getattr(moved, name) == getattr(own, name), (family, name)
@@ -91,6 +93,41 @@ def test_fp4_on_blackwell_is_built_from_the_siblings_fp8_gemms() -> None:
         for field in SHAPE_RESPONSE:
             assert getattr(built, field) == getattr(base, field), (name, field)
         assert "fp4 matmul built from the fp8 GEMMs" in table.basis and "fp4 take" not in table.basis
+
+
+def test_gemm_memory_ceilings_move_by_each_dtypes_one_row_streaming_rate() -> None:
+    """The Blackwell chips publish no copy bandwidth but do publish the rate their one-row GEMMs stream weights at,
+    per dtype: each GEMM family's memory ceiling moves by its dtype's streaming fraction over the H200's (fp4, which
+    the H200 has no units for, over the H200's fp8, as its family is built), every other family by the copy ratio
+    (1 here): NVFP4's one-row GEMMs reach a smaller share of bandwidth than the H200's fp8 ones."""
+    h200 = efficiency_for(load_device("h200-sxm"))
+    sibling = ceilings(load_device("h200-sxm"))
+    for name in ("b200", "gb200", "b300", "gb300"):
+        table, mine = efficiency_for(load_device(name)), ceilings(load_device(name))
+        assert set(mine.stream) == {"bf16", "fp8", "fp4"}, name
+        assert table.get("gemm").memory == pytest.approx(h200.get("gemm").memory * mine.stream["bf16"]
+                                                         / sibling.stream["bf16"])
+        assert table.get("gemm", "fp8").memory == pytest.approx(h200.get("gemm", "fp8").memory * mine.stream["fp8"]
+                                                                / sibling.stream["fp8"])
+        ratio = mine.stream["fp4"] / sibling.stream["fp8"]
+        assert ratio < 0.9, name  # NVFP4's one-row GEMMs stream at 66-73% of bandwidth, the H200's fp8 at 85%
+        assert table.families["gemm.fp4"].memory == pytest.approx(h200.get("gemm", "fp8").memory * ratio)
+        for family in ("attention", "copy", "elementwise", "norm"):
+            assert table.get(family).memory == pytest.approx(h200.get(family).memory), (name, family)
+        assert "fp4 GEMM streaming x" in table.basis and "of bandwidth at one row" in table.basis
+
+
+def test_a_chip_without_streaming_figures_moves_its_gemms_by_the_copy_ratio() -> None:
+    """Without a one-row streaming figure on both chips, a GEMM family's memory ceiling moves as every other
+    family's does (MI300X: its BabelStream copy; GH200: none, ratio 1)."""
+    h200 = efficiency_for(load_device("h200-sxm"))
+    for name in ("mi300x", "gh200"):
+        device = load_device(name)
+        assert device.achievable is not None and not device.achievable.gemm_stream_bytes_per_s
+        table = efficiency_for(device)
+        copy = table.get("copy").memory / h200.get("copy").memory
+        assert table.get("gemm").memory == pytest.approx(min(h200.get("gemm").memory * copy, 1.0)), name
+        assert "GEMM streaming" not in table.basis
 
 
 def test_attention_moves_by_the_measured_fused_attention_ceilings_where_both_chips_publish_them() -> None:
@@ -254,10 +291,11 @@ def test_achievable_figures_quote_the_shipped_published_cases() -> None:
             assert a is not None
             value = a.memory_bytes_per_s if key == "achievable.memory_bytes_per_s" else \
                 a.attention_flops_per_s if key == "achievable.attention_flops_per_s" else \
+                a.gemm_stream_bytes_per_s[key.rsplit(".", 1)[1]] if ".gemm_stream_bytes_per_s." in key else \
                 a.matrix_flops_per_s[key.rsplit(".", 1)[1]]
             assert value == pytest.approx(case["value"] * unit[case["metric"]["unit"]]), (name, key)
             checked += 1
-    assert checked >= 18
+    assert checked >= 34
 
 
 @pytest.mark.parametrize("chip, sibling", [("gb300", "gb200"), ("b300", "b200")])

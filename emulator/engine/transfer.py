@@ -11,8 +11,17 @@ each chip reaches in the same published benchmarks (`DeviceProfile.achievable`, 
 
 A: the best dense matmul rate of a shape search (MAMF), P: the datasheet dense peak, B: a STREAM-style copy
 bandwidth, W: the datasheet main-memory bandwidth; d: the dtype whose matrix units family f runs on (`gemm.fp8`:
-fp8; `gemm` and every other family: bf16, the 16-bit ceiling). Attention moves by its own measured ceiling where
-both chips publish one (`achievable.attention_flops_per_s`, the best fused causal forward of a measured grid):
+fp8; `gemm` and every other family: bf16, the 16-bit ceiling). A GEMM family (`GEMM_FAMILIES`) whose dtype both
+chips publish a one-row streaming rate G for (`achievable.gemm_stream_bytes_per_s`: the best weight bytes per second
+of an m = 1 GEMM over a shape sweep, the rate decode's GEMMs approach) moves its memory ceiling by that instead:
+
+    memory_T(gemm.d) = min(1, memory_S(gemm.d) * (G_T[d] / W_T) / (G_S[d] / W_S))
+
+because a GEMM streaming its weights reaches a fraction of bandwidth of its own, which differs by dtype and chip
+(AIConfigurator's TensorRT-LLM Linear sweeps: Blackwell's NVFP4 one-row GEMMs reach 66-73% of bandwidth, its bf16
+ones 84-88%, the H200's fp8 85%), and the Blackwell chips publish no copy figure at all. Attention moves by its
+own measured ceiling where both chips publish one (`achievable.attention_flops_per_s`, the best fused causal forward
+of a measured grid):
 
     math_T(attention) = min(1, math_S(attention) * (F_T / P_T[bf16]) / (F_S / P_S[bf16]))
 
@@ -35,6 +44,8 @@ Blackwell from a Hopper sibling) gets a GEMM family of its own, built from S's n
 
     math_T(gemm.fp4) = min(1, math_S(gemm.fp8) * (A_T[fp4] / P_T[fp4]) / (A_S[fp8] / P_S[fp8]))
 
+(its memory ceiling likewise by G_T[fp4] over the sibling's G_S[fp8]).
+
 Without it the fp4 GEMMs would fall to the 16-bit `gemm` family at bf16's ratio, i.e. at the 16-bit fraction of
 the fp4 peak: Blackwell's measured fp4 GEMMs reach about half of that peak where its bf16 ones reach three quarters
 (AIConfigurator's TensorRT-LLM Linear tables, published_kernels.yaml; `validation.published_gemm` checks the
@@ -54,6 +65,8 @@ from emulator.precision import LOW_PRECISIONS
 REFERENCE_DTYPE = "bf16"  # the dtype of the 16-bit ceiling, and the fallback of a dtype without a figure
 # A narrower format the sibling has no matrix units for takes the GEMM family of the sibling's next wider format.
 BUILT_FROM = {"fp4": "fp8"}
+# The families whose memory ceiling moves by the one-row GEMM streaming ratio of their dtype (bare: bf16)
+GEMM_FAMILIES = ("gemm", "gemv")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +77,7 @@ class Ceilings:
     matrix: Mapping[str, float]  # dtype -> achievable matmul / dense peak
     memory: float | None  # achievable copy / main-memory bandwidth (None: unpublished)
     attention: float | None = None  # achievable fused attention / bf16 dense peak (None: unpublished)
+    stream: Mapping[str, float] = dataclasses.field(default_factory=dict)  # dtype -> one-row GEMM stream / bandwidth
 
 
 def ceilings(device: DeviceProfile) -> Ceilings:
@@ -74,7 +88,8 @@ def ceilings(device: DeviceProfile) -> Ceilings:
     matrix = {d: rate / device.matrix_peak(d) for d, rate in a.matrix_flops_per_s.items()}
     copy = a.memory_bytes_per_s / device.memory_bandwidth_bytes_per_s if a.memory_bytes_per_s else None
     attention = a.attention_flops_per_s / device.matrix_peak(REFERENCE_DTYPE) if a.attention_flops_per_s else None
-    return Ceilings(name=device.name, matrix=matrix, memory=copy, attention=attention)
+    stream = {d: rate / device.memory_bandwidth_bytes_per_s for d, rate in a.gemm_stream_bytes_per_s.items()}
+    return Ceilings(name=device.name, matrix=matrix, memory=copy, attention=attention, stream=stream)
 
 
 # The spec defaults' GEMM math and copy memory efficiencies were set from published achievable fractions
@@ -92,6 +107,15 @@ class Scaling:
     words: tuple[str, ...]
     built: Mapping[str, tuple[str, float]] = dataclasses.field(default_factory=dict)  # dtype -> (from, ratio)
     attention: float | None = None  # the attention family's own ratio (None: it takes bf16's)
+    stream: Mapping[str, float] = dataclasses.field(default_factory=dict)  # dtype -> a GEMM family's memory ratio
+
+    def memory_ratio(self, family: str) -> float:
+        """A GEMM family's memory ceiling moves by its dtype's one-row streaming ratio where both chips publish one;
+        every other family, and a GEMM without one, by the copy bandwidth's."""
+        base, _, dtype = family.partition(".")
+        if base not in GEMM_FAMILIES:
+            return self.memory
+        return self.stream.get(dtype or REFERENCE_DTYPE, self.memory)
 
     def math_ratio(self, family: str) -> float:
         if family == "attention" and self.attention is not None:
@@ -118,6 +142,12 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
     if lacking and REFERENCE_DTYPE in math:
         verb = "takes" if len(lacking) == 1 else "take"
         words.append(f"{', '.join(lacking)} {verb} the {REFERENCE_DTYPE} ratio (no achievable rate on both)")
+    stream = {d: mine.stream[d] / reference.stream[d] for d in mine.stream if d in reference.stream}
+    stream |= {d: mine.stream[d] / reference.stream[wider] for d, wider in BUILT_FROM.items()
+               if d in mine.stream and d not in reference.stream and wider in reference.stream}
+    words += [f"{d} GEMM streaming x{r:.3f} ({mine.stream[d]:.3f} vs "
+              f"{reference.stream[d if d in reference.stream else BUILT_FROM[d]]:.3f} of bandwidth at one row)"
+              for d, r in sorted(stream.items())]
     attention = None
     if mine.attention is not None and reference.attention is not None:
         attention = mine.attention / reference.attention
@@ -130,7 +160,7 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
         memory = 1.0
         missing = target.name if mine.memory is None else reference.name
         words.append(f"memory x1 ({missing} publishes no STREAM-style copy bandwidth)")
-    return Scaling(math=math, memory=memory, words=tuple(words), built=built, attention=attention)
+    return Scaling(math=math, memory=memory, words=tuple(words), built=built, attention=attention, stream=stream)
 
 
 def moved(table: EfficiencyTable, scale: Scaling, basis: str) -> EfficiencyTable:
@@ -138,14 +168,14 @@ def moved(table: EfficiencyTable, scale: Scaling, basis: str) -> EfficiencyTable
     `scale` builds (`BUILT_FROM`) and the table lacks is added as a GEMM family of its own."""
     families = {
         name: dataclasses.replace(eff, math=min(eff.math * scale.math_ratio(name), 1.0),
-                                  memory=min(eff.memory * scale.memory, 1.0))
+                                  memory=min(eff.memory * scale.memory_ratio(name), 1.0))
         for name, eff in table.families.items()
     }
     for dtype, (wider, ratio) in scale.built.items():
         base = table.families.get(f"gemm.{wider}")
         if base is not None and f"gemm.{dtype}" not in families:
-            families[f"gemm.{dtype}"] = dataclasses.replace(base, math=min(base.math * ratio, 1.0),
-                                                            memory=min(base.memory * scale.memory, 1.0))
+            memory = min(base.memory * scale.memory_ratio(f"gemm.{dtype}"), 1.0)
+            families[f"gemm.{dtype}"] = dataclasses.replace(base, math=min(base.math * ratio, 1.0), memory=memory)
     return dataclasses.replace(table, families=families, basis=f"{basis}: {'; '.join(scale.words)}")
 
 
@@ -164,5 +194,5 @@ def spec_for(target: DeviceProfile) -> EfficiencyTable:
                  f"spec defaults (no calibration to transfer), ceilings moved to {target.name}'s achievable rates")
 
 
-__all__ = ["BUILT_FROM", "SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling", "spec_for",
-           "transferred"]
+__all__ = ["BUILT_FROM", "GEMM_FAMILIES", "SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling",
+           "spec_for", "transferred"]

@@ -86,7 +86,7 @@ def _build(cls: type, data: Any, prefix: str, file: str) -> Any:
     for name, f in fields.items():
         if r.has(name):
             kwargs[name] = _convert(str(f.type), r.get(name), _join(prefix, name), file)
-        elif f.default is dataclasses.MISSING:
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             r.required(name)
     with _under(prefix):
         return cls(**kwargs)

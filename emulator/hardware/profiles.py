@@ -85,9 +85,12 @@ class Achievable:
     # Best 16-bit fused causal attention forward (FlashAttention-style) of a measured grid, in model FLOP/s:
     # attention runs on the matrix units but also on the exponential units, which chips scale differently.
     attention_flops_per_s: float | None = None
+    # Best weight-streaming rate of a one-row GEMM (m = 1) per weight dtype over a shape sweep, in bytes of weights
+    # (block scales included) per second: the rate decode's GEMMs approach, which differs by dtype and chip
+    gemm_stream_bytes_per_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _freeze(self, "matrix_flops_per_s")
+        _freeze(self, "matrix_flops_per_s", "gemm_stream_bytes_per_s")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceProfile:
@@ -161,6 +164,14 @@ class DeviceProfile:
         if attention is not None and attention > self.matrix_peak("bf16"):
             _fail("achievable.attention_flops_per_s", f"{attention:.4g} exceeds the bf16 dense peak "
                   f"{self.matrix_peak('bf16'):.4g}. Fix: check the units (model FLOP/s of a causal forward).")
+        for dtype, rate in self.achievable.gemm_stream_bytes_per_s.items():
+            field = f"achievable.gemm_stream_bytes_per_s.{dtype}"
+            if dtype not in self.matrix_flops_per_s:
+                _fail(field, f"'{dtype}' has no matrix peak on this chip. Fix: use one of "
+                      f"{', '.join(self.matrix_flops_per_s)}.")
+            if rate > self.memory_bandwidth_bytes_per_s:
+                _fail(field, f"{rate:.4g} exceeds the main memory's {self.memory_bandwidth_bytes_per_s:.4g} bytes/s. "
+                      "Fix: check the units (weight bytes read per second).")
         copy = self.achievable.memory_bytes_per_s
         if copy is not None and copy > self.memory_bandwidth_bytes_per_s:
             _fail("achievable.memory_bytes_per_s", f"{copy:.4g} exceeds the main memory's "
@@ -192,8 +203,11 @@ class DeviceProfile:
         tier = dataclasses.replace(main, capacity_bytes=capacity_bytes, bandwidth_bytes_per_s=bandwidth_bytes_per_s)
         scale = bandwidth_bytes_per_s / self.memory_bandwidth_bytes_per_s
         achievable = self.achievable
-        if achievable is not None and achievable.memory_bytes_per_s is not None:
-            achievable = dataclasses.replace(achievable, memory_bytes_per_s=achievable.memory_bytes_per_s * scale)
+        if achievable is not None:
+            copy = achievable.memory_bytes_per_s
+            achievable = dataclasses.replace(
+                achievable, memory_bytes_per_s=None if copy is None else copy * scale,
+                gemm_stream_bytes_per_s={d: r * scale for d, r in achievable.gemm_stream_bytes_per_s.items()})
         field = f"memory.{main.name}"
         sources = {**self.sources, f"{field}.capacity_bytes": source, f"{field}.bandwidth_bytes_per_s": source}
         shown = f"{self.display_name} ({capacity_bytes / GB:g} GB, {bandwidth_bytes_per_s / 1e12:g} TB/s)"
