@@ -142,12 +142,11 @@ def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
     if lacking and REFERENCE_DTYPE in math:
         verb = "takes" if len(lacking) == 1 else "take"
         words.append(f"{', '.join(lacking)} {verb} the {REFERENCE_DTYPE} ratio (no achievable rate on both)")
-    stream = {d: mine.stream[d] / reference.stream[d] for d in mine.stream if d in reference.stream}
-    stream |= {d: mine.stream[d] / reference.stream[wider] for d, wider in BUILT_FROM.items()
-               if d in mine.stream and d not in reference.stream and wider in reference.stream}
-    words += [f"{d} GEMM streaming x{r:.3f} ({mine.stream[d]:.3f} vs "
-              f"{reference.stream[d if d in reference.stream else BUILT_FROM[d]]:.3f} of bandwidth at one row)"
-              for d, r in sorted(stream.items())]
+    # each dtype's streaming figure against the sibling's own, else (a format built from a wider one) that one's
+    against = {d: d if d in reference.stream else BUILT_FROM.get(d, "") for d in mine.stream}
+    stream = {d: mine.stream[d] / reference.stream[r] for d, r in against.items() if r in reference.stream}
+    words += [f"{d} GEMM streaming x{r:.3f} ({mine.stream[d]:.3f} vs {reference.stream[against[d]]:.3f} of "
+              "bandwidth at one row)" for d, r in sorted(stream.items())]
     attention = None
     if mine.attention is not None and reference.attention is not None:
         attention = mine.attention / reference.attention
