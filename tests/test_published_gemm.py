@@ -1,5 +1,6 @@
 """Device transfer at the kernel level (emulator/validation/published_gemm.py): AIConfigurator's measured
-TensorRT-LLM GEMM tables on H100, H200, B200, GB200, B300 and GB300 against each chip's efficiency table."""
+TensorRT-LLM GEMM tables on H100, H200, B200, GB200, B300 and GB300 against each chip's efficiency table, and vLLM's
+and SGLang's on H100, H200 and B200."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from emulator.engine.calibration import efficiency_for
 from emulator.engine.stack import engine_device, engine_table
 from emulator.hardware import load_device
 from emulator.stacks import load_stack
-from emulator.validation.published_gemm import ENGINE, linear_calls, predict_s, rows, validate_gemm_tables
+from emulator.validation.published_gemm import (
+    ENGINE,
+    TABLES,
+    linear_calls,
+    predict_s,
+    render,
+    rows,
+    validate_gemm_tables,
+)
 from emulator.validation.sources import CASE_KEYS
 
 
@@ -70,3 +79,47 @@ def test_loose_guard_calibrated_chips_and_blackwell_16_bit_land_near_the_measure
         assert by[chip]["median_abs_error"] <= 0.15, chip
     for chip in ("b200", "gb200"):
         assert abs(by[(chip, "nvfp4")]["bands"]["m >= 4096"]["mean_error"]) <= 0.25, chip
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_the_other_engines_tables_cover_hopper_and_b200_on_the_same_shapes(engine: str) -> None:
+    table, trt = rows(engine), rows()
+    assert {(r["device"], r["gemm_dtype"]) for r in table} == {
+        (d, f) for d in ("h100-sxm", "h200-sxm", "b200") for f in ("bfloat16", "fp8")} | {("b200", "nvfp4")}
+    assert {(r["m"], r["n"], r["k"]) for r in table} == {(r["m"], r["n"], r["k"]) for r in trt}
+    assert all(r["latency_ms"] > 0 for r in table)
+    assert len({r["version"] for r in table}) == 1  # one engine version per table
+
+
+def test_sglangs_fp8_input_is_scaled_per_token_in_one_kernel_and_vllms_like_tensorrt_llms() -> None:
+    """SGLang quantizes the input with a scale per token in one kernel (each row's maximum in registers); vLLM's
+    run-time per-tensor scale reduces the whole input first, as TensorRT-LLM's does."""
+    m, n, k = 256, 4096, 4096
+    cast, gemm = linear_calls(m, n, k, "fp8", "sglang")
+    assert (cast.family, gemm.family) == ("elementwise", "gemm") and cast.cost.bytes_read == 2 * m * k
+    assert [c.family for c in linear_calls(m, n, k, "fp8", "vllm")] == ["reduction", "elementwise", "gemm"]
+    assert [c.family for c in linear_calls(m, n, k, "nvfp4", "sglang")] == ["elementwise", "gemm"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_each_engines_rows_are_cases_of_their_own_source_timed_as_that_engine_serves(engine: str) -> None:
+    out = validate_gemm_tables(engine)
+    assert out["source"] == TABLES[engine][1] != TABLES[ENGINE][1]
+    assert len(out["cases"]) == len(rows(engine))
+    assert all(c["id"].startswith(f"aic-gemm-{engine}:") and c["stack"] == engine for c in out["cases"])
+    assert all(set(CASE_KEYS) <= set(c) for c in out["cases"])
+    by = {(s["device"], s["gemm_dtype"]): s for s in out["by_chip"]}
+    assert by[("h100-sxm", "bfloat16")]["provenance"] == "calibrated"
+    assert by[("b200", "fp8")]["provenance"] == "transferred"
+    text = render(out)
+    assert TABLES[engine][2] in text and "b200" in text
+
+
+def test_loose_guard_the_other_engines_16_bit_gemms_land_near_their_measured_forwards() -> None:
+    """A regression guard on fixed data (the figures are reported by `validate --published`): every chip's bf16
+    within 15% median |error| in both engines' tables, the calibrated chips from their own calibration and B200
+    through the transfer."""
+    for engine in ("vllm", "sglang"):
+        for s in validate_gemm_tables(engine)["by_chip"]:
+            if s["gemm_dtype"] == "bfloat16":
+                assert s["median_abs_error"] <= 0.15, (engine, s["device"])

@@ -246,10 +246,10 @@ def test_cli_adds_the_section_and_keeps_the_others() -> None:
         assert main(["validate", "--published", "--json"]) == 0
     data = json.loads(out.getvalue())
     assert set(data) == {"cases", "summary", "megatron_core_h100", "megatron_core_blackwell", "torchtitan_h100", "aic",
-                         "mlperf_heldout", "mlperf_server_latency", "h200_stack", "aic_gemm", "aic_attention",
-                         "aic_moe", "aic_moe_sglang", "aic_moe_vllm", "aic_blackwell", "aic_unseen",
-                         "aic_unseen_blackwell", "aic_weight_only", "baselines", "all_cases", "by_source",
-                         "aic_reference", "validated_records"}
+                         "mlperf_heldout", "mlperf_server_latency", "h200_stack", "aic_gemm", "aic_gemm_vllm",
+                         "aic_gemm_sglang", "aic_attention", "aic_moe", "aic_moe_sglang", "aic_moe_vllm",
+                         "aic_blackwell", "aic_unseen", "aic_unseen_blackwell", "aic_weight_only", "baselines",
+                         "all_cases", "by_source", "aic_reference", "validated_records"}
     # The shipped validated.json is this run's (else: rerun scripts/accuracy.py)
     assert data["validated_records"] == {"checked": True, "differ": []}
     assert set(data["summary"]) == {"median_abs_error", "max_abs_error", "num_cases", "training", "inference"}

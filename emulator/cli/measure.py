@@ -30,6 +30,7 @@ from emulator.validation.published_attention import SOURCE as ATTENTION_SOURCE
 from emulator.validation.published_attention import render as render_attention
 from emulator.validation.published_attention import validate_attention_tables
 from emulator.validation.published_gemm import SOURCE as GEMM_SOURCE
+from emulator.validation.published_gemm import TABLES as GEMM_TABLES
 from emulator.validation.published_gemm import render as render_gemm
 from emulator.validation.published_gemm import validate_gemm_tables
 from emulator.validation.published_hopper import BLACKWELL as BLACKWELL_TRAINING
@@ -111,6 +112,7 @@ def validate(args: argparse.Namespace) -> None:
         weight_only = validate_aic(None if args.aic_all else WEIGHT_ONLY_SAMPLE_ROWS, weight_only_rows=True)
         measured = validate_measured_stack()
         gemm = validate_gemm_tables()
+        gemm_vllm, gemm_sglang = validate_gemm_tables("vllm"), validate_gemm_tables("sglang")
         attention = validate_attention_tables()
         moe, moe_sglang = validate_moe_tables(), validate_moe_tables(engine="sglang")
         moe_vllm = validate_moe_tables(engine="vllm")
@@ -136,6 +138,8 @@ def validate(args: argparse.Namespace) -> None:
             "aic_weight_only": weight_only,
             "h200_stack": measured,  # the stack mechanisms against our own H200 kernel and step measurements
             "aic_gemm": gemm,  # device transfer at the kernel level: measured GEMMs on Hopper and Blackwell
+            "aic_gemm_vllm": gemm_vllm,  # the same for vLLM's GEMMs, and SGLang's: other collectors and kernels
+            "aic_gemm_sglang": gemm_sglang,
             "aic_attention": attention,  # the same for measured context attention
             "aic_moe": moe,  # the same for measured fused MoE layers
             "aic_moe_sglang": moe_sglang,  # and for SGLang's own fused MoE kernels, by layout
@@ -157,6 +161,8 @@ def validate(args: argparse.Namespace) -> None:
                    + case_records(weight_only, source=AIC_WEIGHT_ONLY_SOURCE, stack="")
                    + case_records(measured, source=MEASURED_STACK_SOURCE, stack="")
                    + case_records(gemm, source=GEMM_SOURCE, stack="")
+                   + case_records(gemm_vllm, source=GEMM_TABLES["vllm"][1], stack="")
+                   + case_records(gemm_sglang, source=GEMM_TABLES["sglang"][1], stack="")
                    + case_records(attention, source=ATTENTION_SOURCE, stack="")
                    + case_records(moe, source=MOE_SOURCE, stack="")
                    + case_records(moe_sglang, source=MOE_SGLANG_SOURCE, stack="")
@@ -180,7 +186,8 @@ def validate(args: argparse.Namespace) -> None:
                   + "\n\n" + render_aic(aic) + "\n\n" + render_aic(blackwell) + "\n\n" + render_aic(unseen)
                   + "\n\n" + render_aic(unseen_blackwell) + "\n\n" + render_aic(weight_only) + "\n\n"
                   + render_measured_stack(measured) + "\n\n"
-                  + render_gemm(gemm) + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
+                  + render_gemm(gemm) + "\n\n" + render_gemm(gemm_vllm) + "\n\n" + render_gemm(gemm_sglang)
+                  + "\n\n" + render_attention(attention) + "\n\n" + render_moe(moe) + "\n\n"
                   + render_moe(moe_sglang) + "\n\n" + render_moe(moe_vllm) + "\n\n"
                   + render_sources(sources) + "\n\n" + render_aic_reference(reference_serving) + "\n\n"
                   + _validated_line(behind, args.aic_all))
