@@ -27,8 +27,8 @@ like TensorRT-LLM's three kernels; NVFP4 a static input scale, FlashInfer's CuTe
 (collector/sglang/collect_gemm.py: fp8 a per-token input scale, computed and applied in one quantizing kernel, then
 sgl-kernel's fp8 scaled mm; NVFP4 FlashInfer's quantize and CuTe DSL GEMM). Three collectors, three kernel
 libraries: where all three err alike on a chip, the transfer is what errs (the harness's own overheads differ, as
-TensorRT-LLM's fp8 and NVFP4 rows at m <= 16 show against the others'). vLLM's and SGLang's NVFP4 forwards ran one
-weight copy, so their small shapes may read the weights from L2 and come out faster than HBM allows.
+TensorRT-LLM's fp8 and NVFP4 rows at m <= 16 show against the others'). vLLM's NVFP4 forwards ran one weight copy
+(its collector's other formats six), so its small shapes may read the weights from L2, faster than HBM allows.
 """
 
 from __future__ import annotations
