@@ -11,9 +11,11 @@ by one rule for all:
   runs' 96 GB of HBM2e at 2.4 TB/s (`GRAND_TETON_MEMORY`, `DeviceProfile.with_main_memory`) where the profile's
   carry 80 GB of HBM3 at 3.35 TB/s: the same SMs and clocks, memory-bound kernels at the calibrated share of the
   slower memory (a case that overflows the 96 GB is still predicted; `fits` says so);
-- plan: fsdp, tp, pp, cp as given (dp = the FSDP degree, ZeRO-3 over it); micro-batches of the local batch
-  without pipelining (torchtitan runs the local batch at once), of 1 with it; interleaved 1F1B with two stages
-  per rank;
+- plan: fsdp, tp, pp, cp as given (dp = the FSDP degree, ZeRO-3 over it); without pipelining the local batch
+  at once, with it the local batch split into pp micro-batches (the runs' torchtitan, 9dec370, leaves
+  experimental.pipeline_parallel_microbatches unset, and its pipelining_utils.build_pipeline_schedule then takes
+  the pipeline degree: 32 sequences over pp 8 run as 8 micro-batches of 4); interleaved 1F1B with two stages per
+  rank;
 - stack: `framework: torchtitan` (torch.compile's fusions, FSDP2's overlaps, per-op selective recompute, float8
   casts), with the run's own departures as `framework_settings`: its torch's attention kernel, FlashAttention-2
   (`efficiency.attention_kernel_rate` `FLASH_ATTENTION_2_RATE`: SDPA's first choice on H100 before torch 2.9, where
@@ -66,7 +68,10 @@ def case_scenario(case: dict[str, Any]) -> Scenario:
                             "Fix: correct the parallelism in published_training_torchtitan.yaml.")
     local = int(cfg["local_batch_size"])
     interleaved = pp > 1 and cfg.get("pipeline_schedule") == "Interleaved1F1B"
-    parallel = Parallel(tp=tp, pp=pp, cp=cp, dp=fsdp, zero=3, fsdp=True, microbatch_size=1 if pp > 1 else local,
+    if local % pp:
+        raise EmulatorError(f"case {case['id']}: local batch {local} does not split into pp {pp} micro-batches. "
+                            "Fix: correct local_batch_size or the parallelism in published_training_torchtitan.yaml.")
+    parallel = Parallel(tp=tp, pp=pp, cp=cp, dp=fsdp, zero=3, fsdp=True, microbatch_size=local // pp,
                         virtual_stages=2 if interleaved else 1)
     settings: list[tuple[str, Any]] = [("efficiency.attention_kernel_rate", FLASH_ATTENTION_2_RATE)]
     if not cfg["compile"]:
