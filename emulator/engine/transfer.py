@@ -112,16 +112,20 @@ class Scaling:
     def memory_ratio(self, family: str) -> float:
         """A GEMM family's memory ceiling moves by its dtype's one-row streaming ratio where both chips publish one;
         every other family, and a GEMM without one, by the copy bandwidth's."""
-        base, _, dtype = family.partition(".")
-        if base not in GEMM_FAMILIES:
-            return self.memory
-        return self.stream.get(dtype or REFERENCE_DTYPE, self.memory)
+        dtype = gemm_dtype(family)
+        return self.memory if dtype is None else self.stream.get(dtype, self.memory)
 
     def math_ratio(self, family: str) -> float:
         if family == "attention" and self.attention is not None:
             return self.attention
-        dtype = family.split(".", 1)[1] if family.startswith("gemm.") else REFERENCE_DTYPE
-        return self.math.get(dtype, self.math.get(REFERENCE_DTYPE, 1.0))
+        return self.math.get(gemm_dtype(family) or REFERENCE_DTYPE, self.math.get(REFERENCE_DTYPE, 1.0))
+
+
+def gemm_dtype(family: str) -> str | None:
+    """The dtype of a GEMM family (`gemm`, `gemv` and their `.<dtype>` tables; the bare name is 16-bit), None for
+    every other family."""
+    base, _, dtype = family.partition(".")
+    return (dtype or REFERENCE_DTYPE) if base in GEMM_FAMILIES else None
 
 
 def scaling(target: DeviceProfile, reference: Ceilings) -> Scaling:
@@ -193,5 +197,5 @@ def spec_for(target: DeviceProfile) -> EfficiencyTable:
                  f"spec defaults (no calibration to transfer), ceilings moved to {target.name}'s achievable rates")
 
 
-__all__ = ["BUILT_FROM", "GEMM_FAMILIES", "SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "moved", "scaling",
-           "spec_for", "transferred"]
+__all__ = ["BUILT_FROM", "GEMM_FAMILIES", "SPEC_CEILINGS", "Ceilings", "Scaling", "ceilings", "gemm_dtype", "moved",
+           "scaling", "spec_for", "transferred"]

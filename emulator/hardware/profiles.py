@@ -153,10 +153,7 @@ class DeviceProfile:
         if self.achievable is None:
             return
         for dtype, rate in self.achievable.matrix_flops_per_s.items():
-            field = f"achievable.matrix_flops_per_s.{dtype}"
-            if dtype not in self.matrix_flops_per_s:
-                _fail(field, f"'{dtype}' has no matrix peak on this chip. Fix: use one of "
-                      f"{', '.join(self.matrix_flops_per_s)}, or add the peak under matrix_flops_per_s.")
+            field = self._achievable_dtype("matrix_flops_per_s", dtype)
             if rate > self.matrix_flops_per_s[dtype]:
                 _fail(field, f"{rate:.4g} exceeds the dense peak {self.matrix_flops_per_s[dtype]:.4g}. Fix: check the "
                       "units (FLOP/s) and that the peak is dense, not 2:4 sparse.")
@@ -165,10 +162,7 @@ class DeviceProfile:
             _fail("achievable.attention_flops_per_s", f"{attention:.4g} exceeds the bf16 dense peak "
                   f"{self.matrix_peak('bf16'):.4g}. Fix: check the units (model FLOP/s of a causal forward).")
         for dtype, rate in self.achievable.gemm_stream_bytes_per_s.items():
-            field = f"achievable.gemm_stream_bytes_per_s.{dtype}"
-            if dtype not in self.matrix_flops_per_s:
-                _fail(field, f"'{dtype}' has no matrix peak on this chip. Fix: use one of "
-                      f"{', '.join(self.matrix_flops_per_s)}.")
+            field = self._achievable_dtype("gemm_stream_bytes_per_s", dtype)
             if rate > self.memory_bandwidth_bytes_per_s:
                 _fail(field, f"{rate:.4g} exceeds the main memory's {self.memory_bandwidth_bytes_per_s:.4g} bytes/s. "
                       "Fix: check the units (weight bytes read per second).")
@@ -176,6 +170,14 @@ class DeviceProfile:
         if copy is not None and copy > self.memory_bandwidth_bytes_per_s:
             _fail("achievable.memory_bytes_per_s", f"{copy:.4g} exceeds the main memory's "
                   f"{self.memory_bandwidth_bytes_per_s:.4g} bytes/s. Fix: check the units (bytes/s, read + write).")
+
+    def _achievable_dtype(self, figure: str, dtype: str) -> str:
+        """The field `achievable.<figure>.<dtype>`, an error unless the chip has a matrix peak in that dtype."""
+        field = f"achievable.{figure}.{dtype}"
+        if dtype not in self.matrix_flops_per_s:
+            _fail(field, f"'{dtype}' has no matrix peak on this chip. Fix: use one of "
+                  f"{', '.join(self.matrix_flops_per_s)}, or add the peak under matrix_flops_per_s.")
+        return field
 
     def _check_power_limit(self) -> None:
         limit = self.power_limit_w
