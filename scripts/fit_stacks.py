@@ -224,9 +224,9 @@ def fit_serving(engine: str, grid: dict[str, list[Any]] | None = None) -> dict[s
     from emulator.validation import published_aic  # noqa: PLC0415 - after the loader patch
 
     profiles = Profiles()
-    grid = grid or {**SERVING_GRID, **ENGINE_GRID.get(engine, {})}
-    held = {k: load_stack(engine, "serving").get(k) for k in {**SERVING_GRID, **ENGINE_GRID.get(engine, {})}
-            if k not in grid}
+    joint = {**SERVING_GRID, **ENGINE_GRID.get(engine, {})}
+    grid = grid or joint
+    held = {k: load_stack(engine, "serving").get(k) for k in joint if k not in grid}
     usable, _ = published_aic.partition()
     chosen = {r["id"] for r in published_aic.select(usable) if r["backend"] == engine}
     rows = {r["id"]: r for r in usable}
