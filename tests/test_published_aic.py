@@ -14,8 +14,10 @@ from emulator.cli import measure
 from emulator.cli.main import main
 from emulator.validation.aic_deployments import (
     AIC_PROMPT_MARGIN,
+    DSR1_TRT_PLAIN,
     UNSEEN_MODELS,
     aic_mixed_chunk,
+    measured,
     prompts_per_iteration,
     sglang_b200_mtp,
 )
@@ -367,7 +369,8 @@ def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:
 
 def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:
     """InferenceX's TensorRT-LLM DeepSeek-R1 H200 rows of 2025-11-02 ran their script's --ep_size=$TP whatever the
-    rows' moe columns say, DP attention above 64 clients (32 at 8k/1k), its token budget and memory fraction."""
+    rows' moe columns say, DP attention above 64 clients (32 at 8k/1k) with its balance at 60 iterations, its token
+    budget and memory fraction."""
     usable = [r for r in rows() if skip_reason(r) is None]
     plain = [r for r in usable if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "deepseek-v3"
              and r["system"] == "h200_sxm" and "measured=2025-11-02" in r["silicon_data_source"]]
@@ -378,7 +381,8 @@ def test_the_november_2025_deepseek_rows_ran_expert_parallel() -> None:
         dp = conc > (32 if (row["isl"], row["osl"]) == ("8192", "1024") else 64)
         assert out["parallel"] == {"tp": 8, "pp": 1, "ep": 8, **({"attention_dp": True} if dp else {})}
         assert out["max_batch_tokens"] == (conc + isl + 127) // 64 * 64
-        assert out["engine_settings"] == {"defaults.kv_memory_fraction": 0.75, "defaults.stream_interval": 10}
+        assert out["engine_settings"] == {"defaults.kv_memory_fraction": 0.75, "defaults.stream_interval": 10,
+                                          **({"scheduler.adp_balance_iters": 60} if dp else {})}
     row = next(r for r in plain if int(r["batch_size"]) <= 32)
     spec = scenario_of(row)[1]
     assert (spec.tp, spec.ep, spec.attention_dp) == (8, 8, False)
@@ -418,7 +422,10 @@ def test_blackwell_mtp_campaigns_state_their_drafts() -> None:
     assert mtp and all(r["system"] == "b200_sxm" for r in mtp)
     assert {r["silicon_data_source"].split("measured=")[1][:10] for r in mtp} == {"2026-01-14", "2026-02-05",
                                                                                  "2026-02-06"}
-    assert all(deployment(r) == {"engine_settings": {"defaults.stream_interval": 10}} for r in ds if r not in mtp)
+    plain = [r for r in ds if r not in mtp and measured(r) in DSR1_TRT_PLAIN[(r["system"], r["gemm_quant_mode"])]]
+    assert plain and all("speculative" not in deployment(r) for r in plain)
+    assert all(deployment(r) == {"engine_settings": {"defaults.stream_interval": 10}} for r in ds
+               if r not in mtp and r not in plain)
     for row in mtp:
         k = 1 if attention_ranks(row) > 1 else 3
         out = deployment(row)
@@ -427,6 +434,47 @@ def test_blackwell_mtp_campaigns_state_their_drafts() -> None:
         fp8_dp = k == 1 and "measured=2026-02-05" in row["silicon_data_source"]
         assert out["engine_settings"]["defaults.kv_memory_fraction"] == (0.7 if fp8_dp else 0.8)
     assert scenario_of(mtp[0])[1].speculative[1] in ((0.85,), (0.85, 0.63, 0.63))
+
+
+def test_blackwell_plain_deepseek_trtllm_campaigns_state_their_scripts() -> None:
+    """InferenceX's plain B200 TensorRT-LLM DeepSeek-R1 campaigns (`DSR1_TRT_PLAIN`) carry their scripts' prompt
+    budget (clients + ISL + 64 rounded up to 64; at least 8192 from the agg updates of 2026-01-29 and 2026-02-03),
+    KV fraction and, on 2025-11-02, the scripts' own expert-parallel and DP-attention rules whatever the rows' moe
+    columns say; DP attention brings its balance at 60 iterations, the fp8 update of 2026-01-29 batch waiting at
+    1k/1k from 64 clients."""
+    ds = [r for r in rows(BLACKWELL_CSV) if skip_reason(r) is None and r["backend"] == "trtllm"
+          and MODELS[r["model_path"]] == "deepseek-v3" and r["system"] == "b200_sxm" and "speculative" not in
+          deployment(r)]
+    by_day = {day: [r for r in ds if measured(r) == day] for day in ("2025-11-02", "2025-12-15", "2026-01-29",
+                                                                     "2026-02-03")}
+    assert all(by_day.values())
+    for day, rows_ in by_day.items():
+        for row in rows_:
+            out, conc, isl = deployment(row), int(row["batch_size"]), int(row["isl"])
+            budget = (conc + isl + 127) // 64 * 64
+            assert out["max_batch_tokens"] == (max(budget, 8192) if day >= "2026-01-29" else budget)
+            assert out["engine_settings"]["defaults.stream_interval"] == 10
+            dp = out.get("parallel", {}).get("attention_dp", False) or attention_ranks(row) > 1
+            assert out["engine_settings"].get("scheduler.adp_balance_iters") == (60 if dp else None)
+            assert ("parallel" in out) == (day == "2025-11-02")
+    november = by_day["2025-11-02"]
+    assert all(r["moe_ep_size"] == "1" for r in november)  # what the rows' columns say
+    fp8 = [r for r in november if r["gemm_quant_mode"] == "fp8"]
+    assert fp8 and all(deployment(r)["parallel"]["ep"] == int(r["tp_size"]) for r in fp8)
+    fp4 = {(r["tp_size"], r["isl"], r["osl"], int(r["batch_size"])): deployment(r)["parallel"] for r in november
+           if r["gemm_quant_mode"] == "nvfp4"}
+    above = {("8", "1024", "1024"): 8, ("8", "1024", "8192"): 16}  # clients beyond which experts spread; else 32
+    assert all(p["ep"] == (int(tp) if c > above.get((tp, i, o), 32) else 1) for (tp, i, o, c), p in fp4.items())
+    assert {p["ep"] for p in fp4.values()} == {4, 8}  # every row beyond its threshold: none ran tensor-parallel experts
+    assert all(p.get("attention_dp", False) == (c > 32 if i == "8192" else c >= 256) for (_, i, _, c), p in fp4.items())
+    assert all(deployment(r)["engine_settings"]["defaults.kv_memory_fraction"] == 0.8 for r in november)
+    update = by_day["2026-01-29"]
+    waiting = [r for r in update if "scheduler.batch_wait_iters" in deployment(r)["engine_settings"]]
+    assert waiting and all(r["isl"] == r["osl"] == "1024" and int(r["batch_size"]) * attention_ranks(r) >= 64
+                           for r in waiting)
+    assert {deployment(r)["engine_settings"]["defaults.kv_memory_fraction"] for r in update} <= {0.8, 0.75, 0.7}
+    eight_k = next(r for r in update if r["isl"] == "8192")
+    assert scenario_of(eight_k)[1].max_batch_tokens > 8192  # the whole prompt beside its clients' decodes
 
 
 def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:

@@ -17,13 +17,13 @@ model's November 2025 rows -17%), and that script's (benchmarks/dsr1_fp8_h200_tr
 --max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75; its rows
 measured 2025-11-02 (plain, image unstated) ran benchmarks/dsr1_fp8_h200_trt_slurm.sh as of 2025-10-29 (unchanged
 to 2025-11-21): `--ep_size=$TP` (expert parallel over all 8 GPUs, where the rows' moe columns say tensor-parallel
-experts), DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded up to 64 and
-free_gpu_memory_fraction 0.75, stated so (with expert parallelism's busiest rank, `stats.busiest_rank_factor`,
-their TPOT -25..-6% -> -7..+1%); its TensorRT-LLM gpt-oss-120b H200 rows (weight-only MXFP4, section
-aic_weight_only) ran benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29 to 2026-02-19 set
---max_num_tokens 20000 and free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP` (the rows measured
-2025-11-02 say tensor-parallel experts): stated so (their TPOT median |error| 27.3% -> 19.9%, signed -26% -> -19%;
-TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration). Its DP-attention
+experts), DP attention above 64 clients (32 at 8k/1k) with its balance at 60 iterations, --max_num_tokens CONC +
+ISL + 64 rounded up to 64 and free_gpu_memory_fraction 0.75, stated so (with expert parallelism's busiest rank,
+`stats.busiest_rank_factor`, their TPOT -25..-6% -> -7..+1%); its TensorRT-LLM gpt-oss-120b H200 rows
+(weight-only MXFP4, section aic_weight_only) ran benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29
+to 2026-02-19 set --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP`
+(the rows measured 2025-11-02 say tensor-parallel experts): stated so (their TPOT median |error| 27.3% -> 19.9%,
+signed -26% -> -19%; TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration). Its DP-attention
 DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
 (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
@@ -33,8 +33,12 @@ that KV fraction and `scheduler.adp_balance_iters` 60. Its B200 TensorRT-LLM Dee
 MTP commits started (a row's measured stamp is the time of the commit that started it: PR 392 on 2026-01-14, the
 fp8 and fp4 MTP updates 632 and 642 on 2026-02-05 and 2026-02-06) ran benchmarks/dsr1_fp{8,4}_b200_trt_mtp(_slurm).sh
 at those commits: the same MTP=3 (MTP=1 with DP attention) and token budget, free_gpu_memory_fraction 0.8 (0.7 for
-fp8 with DP attention), DP attention's balance at 60 iterations; the model's other B200 campaigns ran the plain
-scripts and keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scripts (70b_fp{8,4}_b200_trt_*.sh at
+fp8 with DP attention), DP attention's balance at 60 iterations; its plain B200 campaigns of 2025-11-02,
+2025-12-15, 2026-01-29 (fp8) and 2026-02-03 (fp4) ran the plain scripts of those days, stated as `DSR1_TRT_PLAIN`
+says (a prompt budget of the clients + ISL + 64 with no 8192 floor before the B200 updates of 2026-01-29 and
+2026-02-03, whose 8k/1k rows it lets a whole prompt join a decode batch; on 2025-11-02 the scripts' own expert-
+parallel and DP-attention rules: expert parallel over all 8 GPUs where the rows' moe columns say 1); its later B200
+campaigns keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scripts (70b_fp{8,4}_b200_trt_*.sh at
 2025-10-29, the rows' date) set what the H200 one does (--max_num_tokens 16384, batch waiting at 1k/1k below tp 8).
 Its B200 SGLang DeepSeek-R1 rows of 2026-03-25 ran benchmarks/single_node/dsr1_fp{8,4}_b200.sh as of 2026-03-11:
 fp8 at tp 8 --max-running-requests 128, --mem-fraction-static 0.82, --chunked-prefill-size 32768, at tp 4 32, 0.95,
@@ -152,6 +156,18 @@ INFERENCEX_STREAM_INTERVAL: dict[tuple[str, str, str, str], int] = {
     ("sglang", "deepseek-v3", "h200_sxm", "fp8"): 10, ("sglang", "deepseek-v3", "b200_sxm", "nvfp4"): 10,
     ("sglang", "deepseek-v3", "b200_sxm", "fp8"): 30,
 }
+# InferenceX's plain TensorRT-LLM DeepSeek-R1 scripts by campaign (a row's measured stamp): (system, GEMM format) ->
+# the campaigns whose scripts were read: benchmarks/dsr1_fp8_h200_trt_slurm.sh and dsr1_fp{8,4}_b200_trt_slurm.sh as
+# of 2025-10-29 for the runs of 2025-11-02 (their own expert-parallel and DP-attention rules: before 17d5e204f moved
+# both into the master config on 2025-11-03, whose entries the later rows' columns carry), the B200 ones as of
+# 2025-12-15, dsr1_fp8_b200_trt.sh at ec7bafaae (2026-01-29) and dsr1_fp4_b200_trt.sh at 6eecc0e66 (2026-02-03).
+# All set --max_num_tokens CONC + ISL + 64 rounded up to 64, at least 8192 from those two B200 agg updates on;
+# free_gpu_memory_fraction 0.75 on H200 and 0.8 on B200 (0.75 at 8k/1k on tp 4 and 0.7 at 1k/8k from 256 clients in
+# the fp8 script of 2026-01-29, which also holds context requests at 1k/1k from 64 clients: batch_wait_timeout_iters
+# 40, batch_wait_max_tokens_ratio 0.8); attention_dp_config enable_balance with timeout_iters 60 with DP attention
+DSR1_TRT_PLAIN = {("h200_sxm", "fp8"): ("2025-11-02",), ("b200_sxm", "fp8"): ("2025-11-02", "2025-12-15", "2026-01-29"),
+                  ("b200_sxm", "nvfp4"): ("2025-11-02", "2025-12-15", "2026-02-03")}
+DSR1_TRT_FLOOR_FROM, DSR1_TRT_FLOOR = "2026-01-29", 8192
 # generator/rule_plugin/sglang.rule (and benchmark/sglang.rule from 2026-01-30) sets `agg enable_mixed_chunk = true`
 # from 2026-01-19 (commits fa895ffb1, 07a377923: the flag's name fixed the same day); its SGLang launch templates
 # for 0.5.6.post2 (2026-01-23, Dynamo 0.8.0), 0.5.8 (2026-02-11) and 0.5.9 (2026-03-25) came after it, the
@@ -182,6 +198,12 @@ def client(row: dict[str, str]) -> str:
         else "aiperf"
 
 
+def measured(row: dict[str, str]) -> str:
+    """The day an InferenceX row's campaign started (its source's `measured=` stamp), "" where none is stated."""
+    found = re.search(r"measured=(\d{4}-\d\d-\d\d)", row["silicon_data_source"])
+    return found.group(1) if found else ""
+
+
 def mtp_acceptance(draft_tokens: int) -> tuple[float, ...]:
     """The acceptance rate of each of `draft_tokens` chained MTP drafts, given the one before (see MTP_ACCEPTANCE)."""
     return (MTP_ACCEPTANCE,) + (MTP_LATER_ACCEPTANCE,) * (draft_tokens - 1)
@@ -191,11 +213,9 @@ def mtp_campaign(row: dict[str, str]) -> bool:
     """Whether an InferenceX TensorRT-LLM DeepSeek-R1 row ran its `-mtp` configuration: on H200 every DP-attention
     row and the campaign of 2026-01-14; on B200 the campaigns of 2026-01-14, 2026-02-05 (fp8) and 2026-02-06 (fp4),
     whose measured stamps are the times of the InferenceX commits that started them (PRs 392, 632, 642)."""
-    source = row["silicon_data_source"]
     if row["system"] == "h200_sxm":
-        return attention_ranks(row) > 1 or "measured=2026-01-14" in source
-    return row["system"] == "b200_sxm" and any(f"measured={day}" in source
-                                               for day in ("2026-01-14", "2026-02-05", "2026-02-06"))
+        return attention_ranks(row) > 1 or measured(row) == "2026-01-14"
+    return row["system"] == "b200_sxm" and measured(row) in ("2026-01-14", "2026-02-05", "2026-02-06")
 
 
 # InferenceX's plain SGLang DeepSeek-R1 FP8 B200 configuration on 2026-03-25 (.github/configs/nvidia-master.yaml at
@@ -218,6 +238,37 @@ def dsr1_trt_token_budget(row: dict[str, str], drafts: int) -> int:
     """InferenceX's TensorRT-LLM DeepSeek-R1 scripts' --max_num_tokens: ((drafts + 1) x the row's batch + ISL + 64)
     rounded up to 64 (the plain script's is the MTP scripts' at no drafts)."""
     return ((drafts + 1) * count(row["batch_size"]) + count(row["isl"]) + 64 + 63) // 64 * 64
+
+
+def _dsr1_trt_plain(row: dict[str, str]) -> dict[str, Any]:
+    """A plain (no MTP) TensorRT-LLM DeepSeek-R1 row's deployment as its campaign's script states it
+    (`DSR1_TRT_PLAIN`)."""
+    system, fmt, day = row["system"], row["gemm_quant_mode"], measured(row)
+    tp, clients, lengths = count(row["tp_size"]), count(row["batch_size"]), (count(row["isl"]), count(row["osl"]))
+    budget = dsr1_trt_token_budget(row, 0)
+    if day >= DSR1_TRT_FLOOR_FROM:
+        budget = max(budget, DSR1_TRT_FLOOR)
+    fraction = 0.75 if system == "h200_sxm" else 0.8
+    settings: dict[str, Any] = {}
+    out: dict[str, Any] = {"max_batch_tokens": budget, "engine_settings": settings}
+    dp = attention_ranks(row) > 1
+    if day == "2025-11-02":  # the scripts' own expert-parallel and DP-attention rules
+        if fmt == "nvfp4":
+            ep = tp if clients > (32 if tp == 4 else {(1024, 1024): 8, (1024, 8192): 16}.get(lengths, 32)) else 1
+            dp = clients > 32 if lengths == (8192, 1024) else clients >= 256
+        else:
+            ep = tp
+            dp = clients > (32 if lengths == ((8192, 1024) if system == "h200_sxm" else (1024, 1024)) else 64)
+        out["parallel"] = {"tp": tp, "pp": 1, "ep": ep, **({"attention_dp": True} if dp else {})}
+    if day == "2026-01-29":  # dsr1_fp8_b200_trt.sh at ec7bafaae
+        fraction = 0.75 if lengths == (8192, 1024) and tp == 4 else \
+            0.7 if lengths == (1024, 8192) and clients * attention_ranks(row) >= 256 else fraction
+        if lengths == (1024, 1024) and clients * attention_ranks(row) >= 64:
+            settings.update({"scheduler.batch_wait_iters": 40, "scheduler.batch_wait_tokens_ratio": 0.8})
+    settings["defaults.kv_memory_fraction"] = fraction
+    if dp:
+        settings["scheduler.adp_balance_iters"] = 60
+    return out
 
 
 def prompts_per_iteration(row: dict[str, str]) -> float:
@@ -265,29 +316,21 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         # --max_batch_size CONC/TP (CONC/8, CONC/4 on B200 from February), else CONC (the row's batch_size); and
         # --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64
         mtp = 1 if ranks > 1 else 3
-        fraction = 0.75 if row["system"] == "h200_sxm" else 0.7 if ranks > 1 and "measured=2026-02-05" in \
-            row["silicon_data_source"] else 0.8
+        fraction = 0.75 if row["system"] == "h200_sxm" else 0.7 if ranks > 1 and measured(row) == "2026-02-05" \
+            else 0.8
         settings: dict[str, Any] = {"defaults.kv_memory_fraction": fraction}
         if ranks > 1:
             settings["scheduler.adp_balance_iters"] = 60
         return {"speculative": {"draft_tokens": mtp, "acceptance_rate": list(mtp_acceptance(mtp))},
                 "max_batch_tokens": dsr1_trt_token_budget(row, mtp), "engine_settings": settings}
-    if (engine, model, row["system"]) == ("trtllm", "deepseek-v3", "h200_sxm") and \
-            "measured=2025-11-02" in row["silicon_data_source"]:
-        # benchmarks/dsr1_fp8_h200_trt_slurm.sh from 2025-10-29 to 2025-11-21: --ep_size=$TP whatever the row's
-        # moe columns say, DP attention above 64 clients (32 at 8k/1k), --max_num_tokens CONC + ISL + 64 rounded
-        # up to 64, free_gpu_memory_fraction 0.75
-        tp = count(row["tp_size"])
-        parallel: dict[str, Any] = {"tp": tp, "pp": 1, "ep": tp}
-        if count(row["batch_size"]) > (32 if (count(row["isl"]), count(row["osl"])) == (8192, 1024) else 64):
-            parallel["attention_dp"] = True
-        return {"parallel": parallel, "max_batch_tokens": dsr1_trt_token_budget(row, 0),
-                "engine_settings": {"defaults.kv_memory_fraction": 0.75}}
+    if (engine, model) == ("trtllm", "deepseek-v3") and measured(row) in DSR1_TRT_PLAIN.get(
+            (row["system"], row["gemm_quant_mode"]), ()):
+        return _dsr1_trt_plain(row)
     if (engine, model, row["system"]) == ("trtllm", "gpt-oss-120b", "h200_sxm"):
         # benchmarks/gptoss_fp4_h200_trt(_slurm).sh from 2025-10-29 to 2026-02-19: --max_num_tokens 20000,
         # free_gpu_memory_fraction 0.85; until 2025-11-21 --ep_size=$TP whatever the row's moe columns say
         gpt: dict[str, Any] = {"max_batch_tokens": 20000, "engine_settings": {"defaults.kv_memory_fraction": 0.85}}
-        if "measured=2025-11-02" in row["silicon_data_source"]:
+        if measured(row) == "2025-11-02":
             gpt["parallel"] = {"tp": count(row["tp_size"]), "pp": 1, "ep": count(row["tp_size"])}
         return gpt
     if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
@@ -295,8 +338,7 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and count(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
-    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and \
-            "measured=2026-03-25" in row["silicon_data_source"]:
+    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and measured(row) == "2026-03-25":
         # benchmarks/single_node/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh (2026-03-11, unchanged to 2026-03-27):
         # --max-running-requests, --mem-fraction-static, --chunked-prefill-size, --scheduler-recv-interval,
         # --kv-cache-dtype fp8_e4m3
@@ -332,7 +374,8 @@ def load(row: dict[str, str]) -> dict[str, Any]:
 
 
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_SGLANG_MIXED_FROM", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION",
-           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "INFERENCEX_PROMPTS_PER_CLIENT", "INFERENCEX_STREAM_INTERVAL",
-           "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS",
-           "aic_mixed_chunk", "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load",
-           "mtp_acceptance", "mtp_campaign", "prompts_per_iteration"]
+           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "DSR1_TRT_FLOOR", "DSR1_TRT_FLOOR_FROM", "DSR1_TRT_PLAIN",
+           "INFERENCEX_PROMPTS_PER_CLIENT", "INFERENCEX_STREAM_INTERVAL", "MODELS", "MTP_ACCEPTANCE",
+           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS", "aic_mixed_chunk",
+           "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load", "measured",
+           "mtp_acceptance", "mtp_campaign", "prompts_per_iteration", "sglang_b200_mtp"]
