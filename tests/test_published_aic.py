@@ -331,9 +331,9 @@ def test_deployments_state_what_their_launch_scripts_set() -> None:
 
 
 def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_expert_parallelism() -> None:
-    """benchmarks/gptoss_fp4_h200_trt(_slurm).sh: --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 for every
-    H200 TensorRT-LLM gpt-oss row; the rows measured 2025-11-02 ran --ep_size=$TP (experts spread whole over the
-    tensor-parallel ranks), whatever their moe columns say."""
+    """benchmarks/gptoss_fp4_{h200,b200}_trt(_slurm).sh: --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 for
+    every H200 and B200 TensorRT-LLM gpt-oss row; the H200 rows measured 2025-11-02 ran --ep_size=$TP (experts spread
+    whole over the tensor-parallel ranks), whatever their moe columns say, the B200 ones their columns' layout."""
     gpt = [r for r in partition(CSV, weight_only_rows=True)[0]
            if r["backend"] == "trtllm" and MODELS[r["model_path"]] == "gpt-oss-120b" and r["system"] == "h200_sxm"]
     assert gpt and all(deployment(r)["max_batch_tokens"] == 20000 and
@@ -345,6 +345,11 @@ def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_ex
         spec = scenario_of(row)[1]
         assert spec.tp == spec.ep == int(row["tp_size"])
     assert all("parallel" not in deployment(r) for r in gpt if r not in november)
+    b200 = [r for r in rows(BLACKWELL_CSV) if skip_reason(r) is None and r["backend"] == "trtllm"
+            and MODELS[r["model_path"]] == "gpt-oss-120b" and r["system"] == "b200_sxm"]
+    assert b200 and all(deployment(r) == {"max_batch_tokens": 20000,
+                                          "engine_settings": {"defaults.kv_memory_fraction": 0.85,
+                                                              "defaults.stream_interval": 20}} for r in b200)
 
 
 def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:

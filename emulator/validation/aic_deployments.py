@@ -23,7 +23,9 @@ ISL + 64 rounded up to 64 and free_gpu_memory_fraction 0.75, stated so (with exp
 (weight-only MXFP4, section aic_weight_only) ran benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29
 to 2026-02-19 set --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP`
 (the rows measured 2025-11-02 say tensor-parallel experts): stated so (their TPOT median |error| 27.3% -> 19.9%,
-signed -26% -> -19%; TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration). Its DP-attention
+signed -26% -> -19%; TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration), its B200 rows
+(gptoss_fp4_b200_trt(_slurm|_docker).sh to 2026-02-19) the same budget and fraction (over every usable B200 row TTFT
+17.3% -> 18.4%, TPOT unchanged; their script of 2025-11-02 spread the experts only from 256 clients). Its DP-attention
 DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
 (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
@@ -326,11 +328,12 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
     if (engine, model) == ("trtllm", "deepseek-v3") and measured(row) in DSR1_TRT_PLAIN.get(
             (row["system"], row["gemm_quant_mode"]), ()):
         return _dsr1_trt_plain(row)
-    if (engine, model, row["system"]) == ("trtllm", "gpt-oss-120b", "h200_sxm"):
-        # benchmarks/gptoss_fp4_h200_trt(_slurm).sh from 2025-10-29 to 2026-02-19: --max_num_tokens 20000,
-        # free_gpu_memory_fraction 0.85; until 2025-11-21 --ep_size=$TP whatever the row's moe columns say
+    if (engine, model) == ("trtllm", "gpt-oss-120b") and row["system"] in _SYSTEMS:
+        # benchmarks/gptoss_fp4_{h200,b200}_trt(_slurm|_docker).sh from 2025-10-29 to 2026-02-19: --max_num_tokens
+        # 20000, free_gpu_memory_fraction 0.85; on H200 until 2025-11-21 --ep_size=$TP whatever the row's moe columns
+        # say (the B200 script of 2025-11-02 spread the experts only from 256 clients, beyond its rows)
         gpt: dict[str, Any] = {"max_batch_tokens": 20000, "engine_settings": {"defaults.kv_memory_fraction": 0.85}}
-        if measured(row) == "2025-11-02":
+        if measured(row) == "2025-11-02" and row["system"] == "h200_sxm":
             gpt["parallel"] = {"tp": count(row["tp_size"]), "pp": 1, "ep": count(row["tp_size"])}
         return gpt
     if (engine, model) == ("trtllm", "llama3.1-70b") and row["system"] in ("h200_sxm", "b200_sxm"):
