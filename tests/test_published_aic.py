@@ -352,6 +352,18 @@ def test_inferencex_gpt_oss_trtllm_rows_state_their_scripts_budget_memory_and_ex
                                                               "defaults.stream_interval": 20}} for r in b200)
 
 
+def test_inferencex_b200_vllm_gpt_oss_rows_run_an_fp8_kv_cache_from_the_vllm_0_11_2_update() -> None:
+    """benchmarks/gptoss_fp4_b200(_docker).sh set kv-cache-dtype fp8 from 2025-12-05 on: the B200 vLLM gpt-oss rows
+    measured since state an FP8 KV cache, the earlier ones and the Hopper rows (whose scripts never set it) none."""
+    gpt = [r for r in rows(BLACKWELL_CSV) + rows() if skip_reason(r) is None and r["backend"] == "vllm"
+           and MODELS[r["model_path"]] == "gpt-oss-120b"]
+    later = [r for r in gpt if r["system"] == "b200_sxm" and measured(r) >= "2025-12-05"]
+    assert later and len(later) < len(gpt)
+    assert all(deployment(r) == {"kv_precision": "fp8"} for r in later)
+    assert all("kv_precision" not in deployment(r) for r in gpt if r not in later)
+    assert scenario_of(later[0])[1].kv_precision == "fp8"
+
+
 def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:
     """Little's law on AIConfigurator's own closed-loop rows (`prompts_per_iteration`): every TensorRT-LLM row's
     iterations took no more whole prompts than its stated token budget leaves beside its decodes, and every SGLang

@@ -84,7 +84,9 @@ e.g. 240 clients at tp 8, 2000/100: 58 requests a second at 30 ms a token, where
 their leave-one-model-out TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT
 21.4% unchanged. The same measure bears out the budgets stated: the TensorRT-LLM rows took at most 0.95 of the whole
 prompts theirs admits, the vLLM and SGLang rows at most 0.65 and 0.55 of their chunks' tokens.
-Other rows keep their engine's defaults: InferenceX's vLLM
+Its B200 vLLM gpt-oss-120b rows measured from the script's vLLM 0.11.2 update on (25506e87c, 2025-12-05:
+benchmarks/gptoss_fp4_b200_docker.sh, later single_node/gptoss_fp4_b200.sh) ran `kv-cache-dtype: fp8`, stated so
+(their TPOT signed mean +14% -> +11%). Other rows keep their engine's defaults: InferenceX's vLLM
 Llama 3.1 70B script also sets `kv-cache-dtype:
 fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
@@ -357,6 +359,9 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         return {"max_batch_tokens": chunk, "batch_size": running, "kv_precision": "fp8",
                 "engine_settings": {"defaults.kv_memory_fraction": fraction, "defaults.kv_memory_reserve_bytes": 0,
                                     "scheduler.recv_interval_iters": recv}}
+    if (engine, model, row["system"]) == ("vllm", "gpt-oss-120b", "b200_sxm") and measured(row) >= "2025-12-05":
+        # benchmarks/gptoss_fp4_b200(_docker).sh from 25506e87c (2025-12-05, vLLM 0.11.2 on): kv-cache-dtype fp8
+        return {"kv_precision": "fp8"}
     if row["system"] != "h200_sxm":  # the scripts below are the H200 ones; other systems' were not read
         return {}
     if (engine, model) == ("sglang", "deepseek-v3"):
