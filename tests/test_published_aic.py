@@ -497,7 +497,8 @@ def test_blackwell_plain_deepseek_trtllm_campaigns_state_their_scripts() -> None
 def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:
     """InferenceX's B200 SGLang DeepSeek-R1 rows of 2026-03-25 carry their scripts' settings: the scheduler takes new
     requests every 10 decode iterations below 16 clients and every 30 from 16 (fp8 at tp 4: 10), with the scripts'
-    running cap, memory fraction and chunk; the recv interval reaches the simulation's scheduling."""
+    running cap, memory fraction and chunk; the recv interval reaches the simulation's scheduling. Its FP4 rows of
+    November 2025 carry the same FP4 settings, those of 2025-11-02 experts spread over every tp rank."""
     rows_ = [r for r in rows(BLACKWELL_CSV) if r["backend"] == "sglang" and r["system"] == "b200_sxm"
              and "measured=2026-03-25" in r["silicon_data_source"] and skip_reason(r) is None]
     assert rows_
@@ -520,6 +521,16 @@ def test_blackwell_sglang_rows_state_their_scripts_receive_interval() -> None:
     spec = scenario_of(rows_[0])[1]
     assert ("scheduler.recv_interval_iters", deployment(rows_[0])["engine_settings"]["scheduler.recv_interval_iters"]) \
         in spec.engine_settings
+    # The FP4 campaigns of November 2025 ran dsr1_fp4_b200_docker.sh's same settings; the first with --enable-ep-moe
+    november = [r for r in rows(BLACKWELL_CSV) if r["backend"] == "sglang" and r["system"] == "b200_sxm"
+                and measured(r) in ("2025-11-02", "2025-11-10") and skip_reason(r) is None]
+    assert {measured(r) for r in november} == {"2025-11-02", "2025-11-10"}
+    for row in november:
+        out, conc = deployment(row), int(row["batch_size"]) * attention_ranks(row)
+        assert (out["batch_size"], out["max_batch_tokens"], out["kv_precision"]) == (256, 16384, "fp8")
+        assert out["engine_settings"]["scheduler.recv_interval_iters"] == (30 if conc >= 16 else 10)
+        tp = int(row["tp_size"])
+        assert out.get("parallel") == ({"tp": tp, "pp": 1, "ep": tp} if measured(row) == "2025-11-02" else None)
 
 
 def test_a_campaign_stating_layouts_that_cannot_run_is_flagged_not_dropped() -> None:

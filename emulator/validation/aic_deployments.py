@@ -52,19 +52,21 @@ speculation, and the plain script's cap of 128 would have queued its 256- and 51
 they measured 1.8-3 s), whose script (dsr1_fp8_b200_mtp.sh, 2026-03-11) runs EAGLE with 2 steps of one draft
 each (two drafted tokens, each kept at `mtp_acceptance`), --max-running-requests 512, chunks of 16384, the same
 memory fraction, FP8 cache and receive intervals (`sglang_b200_mtp`); inside the plain space both configurations
-measured the same points, and those rows keep the plain script. AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran
-servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
-generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below
-512 since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41%
-/ 37% / 55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in
-place of 512 gives the same within 2 points). Its TensorRT-LLM rows (aiperf, TensorRT-LLM 1.0.0rc3, the same
-campaign) ran workers its generator launched too (generator/rule_plugin/benchmark/trtllm.rule: an aggregated
-worker's max_num_tokens max_batch_size + isl + 1500 rounded up to whole 32-token KV blocks, its max_batch_size the
-chosen batch; backend_templates/trtllm/extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction 0.80, chunked
-prefill off; the rule keeps the overlap scheduler on for aggregated workers): stated as max_batch_tokens and
+measured the same points, and those rows keep the plain script. Its FP4 rows of 2025-11-02 and 2025-11-10 ran
+dsr1_fp4_b200_docker.sh's same settings (`NOV_2025`; the first with --enable-ep-moe), stated so though their 5-9 s first
+tokens are a cold server's (TPOT over every usable row 10.1% -> 13.1%). AIConfigurator's own vLLM rows (aiperf, vLLM
+0.12.0) ran servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
+generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below 512
+since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41% / 37% /
+55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in place of 512
+gives the same within 2 points). Its TensorRT-LLM rows (aiperf, TensorRT-LLM 1.0.0rc3, the same campaign) ran workers
+its generator launched too (generator/rule_plugin/benchmark/trtllm.rule: an aggregated worker's max_num_tokens
+max_batch_size + isl + 1500 rounded up to whole 32-token KV blocks, its max_batch_size the chosen batch;
+backend_templates/trtllm/extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction 0.80, chunked prefill off; the
+rule keeps the overlap scheduler on for aggregated workers): stated as max_batch_tokens and
 `defaults.kv_memory_fraction` 0.8 (`AIC_TRT_*`). Their TTFT grows with the prompt as that budget says: at 8 clients
-Qwen3-32B at tp 1 measured 263-272, 502-509 and 1058-1133 ms for 1k, 2k and 4k prompts (x1.9, x2.1), a wave of 8
-prompts taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three
+Qwen3-32B at tp 1 measured 263-272, 502-509 and 1058-1133 ms for 1k, 2k and 4k prompts (x1.9, x2.1), a wave of 8 prompts
+taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three
 and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
 median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
 prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
@@ -172,6 +174,8 @@ INFERENCEX_STREAM_INTERVAL: dict[tuple[str, str, str, str], int] = {
 DSR1_TRT_PLAIN = {("h200_sxm", "fp8"): ("2025-11-02",), ("b200_sxm", "fp8"): ("2025-11-02", "2025-12-15", "2026-01-29"),
                   ("b200_sxm", "nvfp4"): ("2025-11-02", "2025-12-15", "2026-02-03")}
 DSR1_TRT_FLOOR_FROM, DSR1_TRT_FLOOR = "2026-01-29", 8192
+# InferenceX's SGLang DeepSeek-R1 FP4 B200 campaigns of November 2025 (d8fe8f73e: --ep-size $EP_SIZE from 2025-11-10)
+NOV_2025 = ("2025-11-02", "2025-11-10")
 # generator/rule_plugin/sglang.rule (and benchmark/sglang.rule from 2026-01-30) sets `agg enable_mixed_chunk = true`
 # from 2026-01-19 (commits fa895ffb1, 07a377923: the flag's name fixed the same day); its SGLang launch templates
 # for 0.5.6.post2 (2026-01-23, Dynamo 0.8.0), 0.5.8 (2026-02-11) and 0.5.9 (2026-03-25) came after it, the
@@ -343,10 +347,12 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         if short and count(row["tp_size"]) < 8:
             out["engine_settings"] = {"scheduler.batch_wait_iters": 20, "scheduler.batch_wait_tokens_ratio": 0.9}
         return out
-    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and measured(row) == "2026-03-25":
+    if (engine, model, row["system"]) == ("sglang", "deepseek-v3", "b200_sxm") and (
+            measured(row) == "2026-03-25" or row["gemm_quant_mode"] == "nvfp4" and measured(row) in NOV_2025):
         # benchmarks/single_node/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh (2026-03-11, unchanged to 2026-03-27):
         # --max-running-requests, --mem-fraction-static, --chunked-prefill-size, --scheduler-recv-interval,
-        # --kv-cache-dtype fp8_e4m3
+        # --kv-cache-dtype fp8_e4m3; the fp4 one's settings the same in benchmarks/dsr1_fp4_b200_docker.sh for the
+        # campaigns of 2025-11-02 and 2025-11-10, the first with --enable-ep-moe (experts over all tp ranks)
         slow = 30 if count(row["batch_size"]) * ranks >= 16 else 10
         if sglang_b200_mtp(row):  # benchmarks/single_node/dsr1_fp8_b200_mtp.sh (2026-03-11): EAGLE, 2 steps
             return {"speculative": {"draft_tokens": 2, "acceptance_rate": list(mtp_acceptance(2))},
@@ -356,9 +362,13 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         running, fraction, chunk, recv = ((256, 0.85, 16384, slow) if row["gemm_quant_mode"] == "nvfp4" else
                                           (32, 0.95, 8192, 10) if count(row["tp_size"]) == 4 else
                                           (128, 0.82, 32768, slow))
-        return {"max_batch_tokens": chunk, "batch_size": running, "kv_precision": "fp8",
-                "engine_settings": {"defaults.kv_memory_fraction": fraction, "defaults.kv_memory_reserve_bytes": 0,
-                                    "scheduler.recv_interval_iters": recv}}
+        sgl: dict[str, Any] = {"max_batch_tokens": chunk, "batch_size": running, "kv_precision": "fp8",
+                               "engine_settings": {"defaults.kv_memory_fraction": fraction,
+                                                   "defaults.kv_memory_reserve_bytes": 0,
+                                                   "scheduler.recv_interval_iters": recv}}
+        if measured(row) == NOV_2025[0]:
+            sgl["parallel"] = {"tp": count(row["tp_size"]), "pp": 1, "ep": count(row["tp_size"])}
+        return sgl
     if (engine, model, row["system"]) == ("vllm", "gpt-oss-120b", "b200_sxm") and measured(row) >= "2025-12-05":
         # benchmarks/gptoss_fp4_b200(_docker).sh from 25506e87c (2025-12-05, vLLM 0.11.2 on): kv-cache-dtype fp8
         return {"kv_precision": "fp8"}
