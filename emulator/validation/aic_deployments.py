@@ -261,12 +261,12 @@ def _dsr1_trt_plain(row: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"max_batch_tokens": budget, "engine_settings": settings}
     dp = attention_ranks(row) > 1
     if day == "2025-11-02":  # the scripts' own expert-parallel and DP-attention rules
-        if fmt == "nvfp4":
+        if fmt == "nvfp4":  # experts over every rank beyond 32 clients (8, 16 at tp 8's 1k/1k, 1k/8k), DP from 256
             ep = tp if clients > (32 if tp == 4 else {(1024, 1024): 8, (1024, 8192): 16}.get(lengths, 32)) else 1
             dp = clients > 32 if lengths == (8192, 1024) else clients >= 256
-        else:
-            ep = tp
-            dp = clients > (32 if lengths == ((8192, 1024) if system == "h200_sxm" else (1024, 1024)) else 64)
+        else:  # fp8: experts over every rank; DP attention beyond 64 clients, 32 at H200's 8k/1k and B200's 1k/1k
+            ep, short = tp, (8192, 1024) if system == "h200_sxm" else (1024, 1024)
+            dp = clients > (32 if lengths == short else 64)
         out["parallel"] = {"tp": tp, "pp": 1, "ep": ep, **({"attention_dp": True} if dp else {})}
     if day == "2026-01-29":  # dsr1_fp8_b200_trt.sh at ec7bafaae
         fraction = 0.75 if lengths == (8192, 1024) and tp == 4 else \
