@@ -15,12 +15,13 @@ from emulator.cli.main import main
 from emulator.validation.aic_deployments import (
     AIC_PROMPT_MARGIN,
     DSR1_TRT_PLAIN,
+    UNSEEN_B200_UPDATE,
     UNSEEN_MODELS,
     aic_mixed_chunk,
     measured,
-    prompts_per_iteration,
     sglang_b200_mtp,
 )
+from emulator.validation.aic_load import prompts_per_iteration
 from emulator.validation.published_aic import (
     BLACKWELL_CSV,
     BLACKWELL_SAMPLE_ROWS,
@@ -362,6 +363,26 @@ def test_inferencex_b200_vllm_gpt_oss_rows_run_an_fp8_kv_cache_from_the_vllm_0_1
     assert all(deployment(r) == {"kv_precision": "fp8"} for r in later)
     assert all("kv_precision" not in deployment(r) for r in gpt if r not in later)
     assert scenario_of(later[0])[1].kv_precision == "fp8"
+
+
+def test_unseen_models_b200_scripts_state_their_april_updates() -> None:
+    """The unseen models' B200 vLLM scripts from their April 2026 updates (MiniMax-M2.5 FP8 2026-04-03, its NVFP4
+    script 2026-04-08, Kimi-K2.5 NVFP4 2026-04-20) on: FP8 KV cache, memory fraction 0.90, 2 x ISL tokens an iteration,
+    20 tokens a streamed event; their earlier rows keep the fraction their scripts set then, MiniMax's first NVFP4
+    campaign (no script read) nothing."""
+    unseen = [r for r in rows(BLACKWELL_CSV) if skip_reason(r) is None and MODELS[r["model_path"]] in UNSEEN_MODELS]
+    late = [r for r in unseen if measured(r) >= UNSEEN_B200_UPDATE.get((MODELS[r["model_path"]], r["gemm_quant_mode"]),
+                                                                      "9")]
+    assert {(MODELS[r["model_path"]], r["gemm_quant_mode"]) for r in late} == set(UNSEEN_B200_UPDATE)
+    for row in late:
+        assert deployment(row) == {"kv_precision": "fp8", "max_batch_tokens": 2 * int(row["isl"]),
+                                   "engine_settings": {"defaults.kv_memory_fraction": 0.90,
+                                                       "defaults.stream_interval": 20}}
+    early = [r for r in unseen if r not in late]
+    assert early and all("kv_precision" not in deployment(r) for r in early)
+    assert any(deployment(r) == {} for r in early if r["gemm_quant_mode"] == "nvfp4"
+               and MODELS[r["model_path"]] == "minimax-m2.5")
+    assert scenario_of(late[0])[1].kv_precision == "fp8"
 
 
 def test_the_stated_deployments_admit_the_prompts_their_rows_measured() -> None:

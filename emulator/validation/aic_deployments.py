@@ -1,98 +1,98 @@
 """How the rows of AIConfigurator's silicon sample were run, as `published_aic` maps them to scenarios: the benchmark
-client that measured a row (`client`), the load it sent (`load`), and the engine settings a deployment's own launch
+client that measured a row (`client`; the load it sent: `aic_load`), and the engine settings a deployment's own launch
 script states where they differ from the engine's defaults (`deployment`):
 
-InferenceX's TensorRT-LLM Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh,
-unchanged from 2025-09-18 to the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens
-16384` and, at ISL = OSL = 1024 below tp 8, batch waiting (`batch_wait_timeout_iters: 20`,
-`batch_wait_max_tokens_ratio: 0.9`: the engine's `scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows
-(benchmarks/dsr1_fp8_h200.sh, unchanged from 2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25
-runs) ran `--chunked-prefill-size 32768 --max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k)
-`--mem-fraction-static 0.82` (an explicit fraction: no computed reserve); its TensorRT-LLM DeepSeek-R1 rows of
-2026-01-14 (tp 8, ep 8, image 1.1.0rc2.post2) are its `dsr1-fp8-h200-trt-mtp` configuration
-(.github/configs/nvidia-master.yaml at the time: "MTP=3", tp 8 ep 8 at 4-64 clients (1k/1k), 4-128 (1k/8k), 4-32
-(8k/1k); the plain configuration stops at 64 clients for 1k/8k, and the rows include 128), so they state speculative
-decoding with three drafted tokens, each kept at `MTP_ACCEPTANCE` (without it their TPOT comes out +52%, the same
-model's November 2025 rows -17%), and that script's (benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12)
---max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to 64) and free_gpu_memory_fraction 0.75; its rows
-measured 2025-11-02 (plain, image unstated) ran benchmarks/dsr1_fp8_h200_trt_slurm.sh as of 2025-10-29 (unchanged
-to 2025-11-21): `--ep_size=$TP` (expert parallel over all 8 GPUs, where the rows' moe columns say tensor-parallel
-experts), DP attention above 64 clients (32 at 8k/1k) with its balance at 60 iterations, --max_num_tokens CONC +
-ISL + 64 rounded up to 64 and free_gpu_memory_fraction 0.75, stated so (with expert parallelism's busiest rank,
-`stats.busiest_rank_factor`, their TPOT -25..-6% -> -7..+1%); its TensorRT-LLM gpt-oss-120b H200 rows
-(weight-only MXFP4, section aic_weight_only) ran benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29
-to 2026-02-19 set --max_num_tokens 20000 and free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP`
-(the rows measured 2025-11-02 say tensor-parallel experts): stated so (their TPOT median |error| 27.3% -> 19.9%,
-signed -26% -> -19%; TTFT 31.8% -> 34.5%, the larger budget taking more prompts an iteration), its B200 rows
-(gptoss_fp4_b200_trt(_slurm|_docker).sh to 2026-02-19) the same budget and fraction (over every usable B200 row TTFT
-17.3% -> 18.4%, TPOT unchanged; their script of 2025-11-02 spread the experts only from 256 clients). Its DP-attention
-DeepSeek-R1 rows (attention_dp_size 8) are that configuration's `dp-attn: true` entries (1k/1k at 128-256 clients,
-1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP attention only at 8k/1k with 64), whose script
-(benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP attention, --max_batch_size CONC/TP and
---max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and free_gpu_memory_fraction 0.75, and
-attention_dp_config enable_balance with timeout_iters 60: stated as one drafted token, that per-rank token budget,
-that KV fraction and `scheduler.adp_balance_iters` 60. Its B200 TensorRT-LLM DeepSeek-R1 rows of the campaigns its
-MTP commits started (a row's measured stamp is the time of the commit that started it: PR 392 on 2026-01-14, the
-fp8 and fp4 MTP updates 632 and 642 on 2026-02-05 and 2026-02-06) ran benchmarks/dsr1_fp{8,4}_b200_trt_mtp(_slurm).sh
-at those commits: the same MTP=3 (MTP=1 with DP attention) and token budget, free_gpu_memory_fraction 0.8 (0.7 for
-fp8 with DP attention), DP attention's balance at 60 iterations; its plain B200 campaigns of 2025-11-02,
-2025-12-15, 2026-01-29 (fp8) and 2026-02-03 (fp4) ran the plain scripts of those days, stated as `DSR1_TRT_PLAIN`
-says (a prompt budget of the clients + ISL + 64 with no 8192 floor before the B200 updates of 2026-01-29 and
-2026-02-03, whose 8k/1k rows it lets a whole prompt join a decode batch; on 2025-11-02 the scripts' own expert-
-parallel and DP-attention rules: expert parallel over all 8 GPUs where the rows' moe columns say 1); its later B200
-campaigns keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scripts (70b_fp{8,4}_b200_trt_*.sh at
-2025-10-29, the rows' date) set what the H200 one does (--max_num_tokens 16384, batch waiting at 1k/1k below tp 8).
-Its B200 SGLang DeepSeek-R1 rows of 2026-03-25 ran benchmarks/single_node/dsr1_fp{8,4}_b200.sh as of 2026-03-11:
-fp8 at tp 8 --max-running-requests 128, --mem-fraction-static 0.82, --chunked-prefill-size 32768, at tp 4 32, 0.95,
-8192; fp4 256, 0.85, 16384; --kv-cache-dtype fp8_e4m3; and --scheduler-recv-interval 10 below 16 clients, 30 from
-16 (fp8 at tp 4: 10), stated as `scheduler.recv_interval_iters`. The FP8 rows beyond that configuration's search
-space (its master config at the time, 12ba0ae07: tp 8 up to 64 clients at 1k/1k and 1k/8k, 4 at 8k/1k; tp 4 up to
-32 at 8k/1k) are its `dsr1-fp8-b200-sglang-mtp` configuration's (tp 8, 4-512 clients; the sample does not mark
-speculation, and the plain script's cap of 128 would have queued its 256- and 512-client rows for minutes, where
-they measured 1.8-3 s), whose script (dsr1_fp8_b200_mtp.sh, 2026-03-11) runs EAGLE with 2 steps of one draft
-each (two drafted tokens, each kept at `mtp_acceptance`), --max-running-requests 512, chunks of 16384, the same
-memory fraction, FP8 cache and receive intervals (`sglang_b200_mtp`); inside the plain space both configurations
-measured the same points, and those rows keep the plain script. Its FP4 rows of 2025-11-02 and 2025-11-10 ran
-dsr1_fp4_b200_docker.sh's same settings (`NOV_2025`; the first with --enable-ep-moe), stated so though their 5-9 s first
-tokens are a cold server's (TPOT over every usable row 10.1% -> 13.1%). AIConfigurator's own vLLM rows (aiperf, vLLM
-0.12.0) ran servers its generator launched (its vLLM support came with vLLM 0.11-0.12 templates on 2025-12-04;
-generator/rule_plugin/vllm.rule: `--max-num-batched-tokens` max_batch_size + isl + 1500, `--max-num-seqs` 512 below 512
-since 2026-01-30): stated as max_batch_tokens 512 + isl + 1500 and batch_size 512 (their TTFT median |error| 41% / 37% /
-55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and Llama 3.1 8B, TPOT unchanged; the chosen batch in place of 512
-gives the same within 2 points). Its TensorRT-LLM rows (aiperf, TensorRT-LLM 1.0.0rc3, the same campaign) ran workers
-its generator launched too (generator/rule_plugin/benchmark/trtllm.rule: an aggregated worker's max_num_tokens
-max_batch_size + isl + 1500 rounded up to whole 32-token KV blocks, its max_batch_size the chosen batch;
+InferenceX's TensorRT-LLM Llama 3.1 70B rows (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h200_trt_slurm.sh, unchanged
+from 2025-09-18 to the model's removal on 2025-10-29, the rows' measured date) ran `--max_num_tokens 16384` and, at ISL
+= OSL = 1024 below tp 8, batch waiting (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`: the engine's
+`scheduler.batch_wait_*` items); its SGLang DeepSeek-R1 H200 rows (benchmarks/dsr1_fp8_h200.sh, unchanged from
+2026-01-22 to 2026-03-27 around the rows' 2026-02-07 and 2026-03-25 runs) ran `--chunked-prefill-size 32768
+--max-prefill-tokens 32768 --max-running-requests 512` (256 beyond 1k/1k) `--mem-fraction-static 0.82` (an explicit
+fraction: no computed reserve); its TensorRT-LLM DeepSeek-R1 rows of 2026-01-14 (tp 8, ep 8, image 1.1.0rc2.post2) are
+its `dsr1-fp8-h200-trt-mtp` configuration (.github/configs/nvidia-master.yaml at the time: "MTP=3", tp 8 ep 8 at 4-64
+clients (1k/1k), 4-128 (1k/8k), 4-32 (8k/1k); the plain configuration stops at 64 clients for 1k/8k, and the rows
+include 128), so they state speculative decoding with three drafted tokens, each kept at `MTP_ACCEPTANCE` (without it
+their TPOT comes out +52%, the same model's November 2025 rows -17%), and that script's
+(benchmarks/dsr1_fp8_h200_trt_mtp_slurm.sh from 2026-01-12) --max_num_tokens ((MTP + 1) x CONC + ISL + 64, rounded up to
+64) and free_gpu_memory_fraction 0.75; its rows measured 2025-11-02 (plain, image unstated) ran
+benchmarks/dsr1_fp8_h200_trt_slurm.sh as of 2025-10-29 (unchanged to 2025-11-21): `--ep_size=$TP` (expert parallel over
+all 8 GPUs, where the rows' moe columns say tensor-parallel experts), DP attention above 64 clients (32 at 8k/1k) with
+its balance at 60 iterations, --max_num_tokens CONC + ISL + 64 rounded up to 64 and free_gpu_memory_fraction 0.75,
+stated so (with expert parallelism's busiest rank, `stats.busiest_rank_factor`, their TPOT -25..-6% -> -7..+1%); its
+TensorRT-LLM gpt-oss-120b H200 rows (weight-only MXFP4, section aic_weight_only) ran
+benchmarks/gptoss_fp4_h200_trt(_slurm).sh, which from 2025-10-29 to 2026-02-19 set --max_num_tokens 20000 and
+free_gpu_memory_fraction 0.85 and, until 2025-11-21, `--ep_size=$TP` (the rows measured 2025-11-02 say tensor-parallel
+experts): stated so (their TPOT median |error| 27.3% -> 19.9%, signed -26% -> -19%; TTFT 31.8% -> 34.5%, the larger
+budget taking more prompts an iteration), its B200 rows (gptoss_fp4_b200_trt(_slurm|_docker).sh to 2026-02-19) the same
+budget and fraction (over every usable B200 row TTFT 17.3% -> 18.4%, TPOT unchanged; their script of 2025-11-02 spread
+the experts only from 256 clients). Its DP-attention DeepSeek-R1 rows (attention_dp_size 8) are that configuration's
+`dp-attn: true` entries (1k/1k at 128-256 clients, 1k/8k at 256, 8k/1k at 64-256; the plain configuration has DP
+attention only at 8k/1k with 64), whose script (benchmarks/dsr1_fp8_h200_trt_mtp.sh at 2026-01-27) runs MTP=1 with DP
+attention, --max_batch_size CONC/TP and --max_num_tokens ((MTP + 1) x that + ISL + 64) rounded up to 64 per rank, and
+free_gpu_memory_fraction 0.75, and attention_dp_config enable_balance with timeout_iters 60: stated as one drafted
+token, that per-rank token budget, that KV fraction and `scheduler.adp_balance_iters` 60. Its B200 TensorRT-LLM
+DeepSeek-R1 rows of the campaigns its MTP commits started (a row's measured stamp is the time of the commit that started
+it: PR 392 on 2026-01-14, the fp8 and fp4 MTP updates 632 and 642 on 2026-02-05 and 2026-02-06) ran
+benchmarks/dsr1_fp{8,4}_b200_trt_mtp(_slurm).sh at those commits: the same MTP=3 (MTP=1 with DP attention) and token
+budget, free_gpu_memory_fraction 0.8 (0.7 for fp8 with DP attention), DP attention's balance at 60 iterations; its plain
+B200 campaigns of 2025-11-02, 2025-12-15, 2026-01-29 (fp8) and 2026-02-03 (fp4) ran the plain scripts of those days,
+stated as `DSR1_TRT_PLAIN` says (a prompt budget of the clients + ISL + 64 with no 8192 floor before the B200 updates of
+2026-01-29 and 2026-02-03, whose 8k/1k rows it lets a whole prompt join a decode batch; on 2025-11-02 the scripts' own
+expert- parallel and DP-attention rules: expert parallel over all 8 GPUs where the rows' moe columns say 1); its later
+B200 campaigns keep the defaults. InferenceX's B200 TensorRT-LLM Llama 3.1 70B scripts (70b_fp{8,4}_b200_trt_*.sh at
+2025-10-29, the rows' date) set what the H200 one does (--max_num_tokens 16384, batch waiting at 1k/1k below tp 8). Its
+B200 SGLang DeepSeek-R1 rows of 2026-03-25 ran benchmarks/single_node/dsr1_fp{8,4}_b200.sh as of 2026-03-11: fp8 at tp 8
+--max-running-requests 128, --mem-fraction-static 0.82, --chunked-prefill-size 32768, at tp 4 32, 0.95, 8192; fp4 256,
+0.85, 16384; --kv-cache-dtype fp8_e4m3; and --scheduler-recv-interval 10 below 16 clients, 30 from 16 (fp8 at tp 4: 10),
+stated as `scheduler.recv_interval_iters`. The FP8 rows beyond that configuration's search space (its master config at
+the time, 12ba0ae07: tp 8 up to 64 clients at 1k/1k and 1k/8k, 4 at 8k/1k; tp 4 up to 32 at 8k/1k) are its
+`dsr1-fp8-b200-sglang-mtp` configuration's (tp 8, 4-512 clients; the sample does not mark speculation, and the plain
+script's cap of 128 would have queued its 256- and 512-client rows for minutes, where they measured 1.8-3 s), whose
+script (dsr1_fp8_b200_mtp.sh, 2026-03-11) runs EAGLE with 2 steps of one draft each (two drafted tokens, each kept at
+`mtp_acceptance`), --max-running-requests 512, chunks of 16384, the same memory fraction, FP8 cache and receive
+intervals (`sglang_b200_mtp`); inside the plain space both configurations measured the same points, and those rows keep
+the plain script. Its FP4 rows of 2025-11-02 and 2025-11-10 ran dsr1_fp4_b200_docker.sh's same settings (`NOV_2025`; the
+first with --enable-ep-moe), stated so though their 5-9 s first tokens are a cold server's (TPOT over every usable row
+10.1% -> 13.1%). AIConfigurator's own vLLM rows (aiperf, vLLM 0.12.0) ran servers its generator launched (its vLLM
+support came with vLLM 0.11-0.12 templates on 2025-12-04; generator/rule_plugin/vllm.rule: `--max-num-batched-tokens`
+max_batch_size + isl + 1500, `--max-num-seqs` 512 below 512 since 2026-01-30): stated as max_batch_tokens 512 + isl +
+1500 and batch_size 512 (their TTFT median |error| 41% / 37% / 55% -> 28% / 20% / 30% for Qwen3-32B, Qwen3-235B-A22B and
+Llama 3.1 8B, TPOT unchanged; the chosen batch in place of 512 gives the same within 2 points). Its TensorRT-LLM rows
+(aiperf, TensorRT-LLM 1.0.0rc3, the same campaign) ran workers its generator launched too
+(generator/rule_plugin/benchmark/trtllm.rule: an aggregated worker's max_num_tokens max_batch_size + isl + 1500 rounded
+up to whole 32-token KV blocks, its max_batch_size the chosen batch;
 backend_templates/trtllm/extra_engine_args.1.0.0rc3.yaml.j2: free_gpu_memory_fraction 0.80, chunked prefill off; the
 rule keeps the overlap scheduler on for aggregated workers): stated as max_batch_tokens and
 `defaults.kv_memory_fraction` 0.8 (`AIC_TRT_*`). Their TTFT grows with the prompt as that budget says: at 8 clients
 Qwen3-32B at tp 1 measured 263-272, 502-509 and 1058-1133 ms for 1k, 2k and 4k prompts (x1.9, x2.1), a wave of 8 prompts
-taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three
-and one (x1.5, x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT
-median |error| over every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one
-prompt per iteration) and TPOT 11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%)
-and 12.9%. Its SGLang servers mixed prefill chunks into decode batches from the versions whose launch templates
-came after the rule set --enable-mixed-chunk
+taken two, one and one per iteration (x1.8, x2.1), where 8192 tokens an iteration would take eight, three and one (x1.5,
+x1.7). With the engine's own 8192 and no request path (`host.request_s`, fitted with it) their TTFT median |error| over
+every usable row was 41.6%; the budget alone takes it to 54% (the waves dissolve into one prompt per iteration) and TPOT
+11.6% -> 9.8%; with the fitted request path (40 ms), 28.9% (signed mean 0%) and 12.9%. Its SGLang servers mixed prefill
+chunks into decode batches from the versions whose launch templates came after the rule set --enable-mixed-chunk
 (`AIC_SGLANG_MIXED_FROM`, `aic_mixed_chunk`: 0.5.6.post2 and later, Llama 3.1 8B, Qwen3-235B-A22B and 10 of the
-Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which their TPOT bears out (median |error| 7% so,
-19% mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes 15.5% -> 8.8% and TTFT 144% -> 41% (signed
-+136% -> -38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing with the output length, which no mechanism
-here gives); leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (signed +6% -> -24%). The same rule's
---max-prefill-tokens isl + 1500 is not stated: SGLang honours it (`scheduler.max_prefill_tokens`: with mixed batches
-less the running requests, so one prompt an iteration at these loads), but the measured rows cannot have run under it.
-By Little's law a closed loop of C clients completes C / (TTFT + (OSL - 1) x TPOT) requests a second, and a mixed
-iteration takes about a TPOT, so the cap bounds that at (prompts it admits) / TPOT (`prompts_per_iteration`): 5 of
-the 46 Llama 3.1 8B rows need 1.1-1.8 times as many (1000 or 2000-token prompts, 100 out, 128-448 clients at tp 2-8;
-e.g. 240 clients at tp 8, 2000/100: 58 requests a second at 30 ms a token, where the cap admits 33). Stated anyway,
-their leave-one-model-out TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT
-21.4% unchanged. The same measure bears out the budgets stated: the TensorRT-LLM rows took at most 0.95 of the whole
-prompts theirs admits, the vLLM and SGLang rows at most 0.65 and 0.55 of their chunks' tokens.
-Its B200 vLLM gpt-oss-120b rows measured from the script's vLLM 0.11.2 update on (25506e87c, 2025-12-05:
-benchmarks/gptoss_fp4_b200_docker.sh, later single_node/gptoss_fp4_b200.sh) ran `kv-cache-dtype: fp8`, stated so
-(their TPOT signed mean +14% -> +11%). Other rows keep their engine's defaults: InferenceX's vLLM
-Llama 3.1 70B script also sets `kv-cache-dtype:
-fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2 on H100 at 64
-clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3 s)), so when
-those runs took these settings is in doubt and they are not stated;
+Qwen3-32B rows); the 0.5.1.post1 Qwen3-32B rows keep the default, which their TPOT bears out (median |error| 7% so, 19%
+mixed). Stated so, the Llama 3.1 8B rows' TPOT median |error| goes 15.5% -> 8.8% and TTFT 144% -> 41% (signed +136% ->
+-38%: their 512-client rows at tp 2-8 measured 1.4-8 s, growing with the output length, which no mechanism here gives);
+leave-one-model-out TPOT 22.8% -> 21.4%, TTFT 23.7% unchanged (signed +6% -> -24%). The same rule's --max-prefill-tokens
+isl + 1500 is not stated: SGLang honours it (`scheduler.max_prefill_tokens`: with mixed batches less the running
+requests, so one prompt an iteration at these loads), but the measured rows cannot have run under it. By Little's law a
+closed loop of C clients completes C / (TTFT + (OSL - 1) x TPOT) requests a second, and a mixed iteration takes about a
+TPOT, so the cap bounds that at (prompts it admits) / TPOT (`aic_load.prompts_per_iteration`): 5 of the 46 Llama 3.1 8B
+rows need 1.1-1.8 times as many (1000 or 2000-token prompts, 100 out, 128-448 clients at tp 2-8; e.g. 240 clients at tp
+8, 2000/100: 58 requests a second at 30 ms a token, where the cap admits 33). Stated anyway, their leave-one-model-out
+TTFT goes 23.7% -> 32.5% (Llama 3.1 8B -54% -> -66%, Qwen3-235B-A22B -22% -> -38%), TPOT 21.4% unchanged. The same
+measure bears out the budgets stated: the TensorRT-LLM rows took at most 0.95 of the whole prompts theirs admits, the
+vLLM and SGLang rows at most 0.65 and 0.55 of their chunks' tokens. Its B200 vLLM gpt-oss-120b rows measured from the
+script's vLLM 0.11.2 update on (25506e87c, 2025-12-05: benchmarks/gptoss_fp4_b200_docker.sh, later
+single_node/gptoss_fp4_b200.sh) ran `kv-cache-dtype: fp8`, stated so (their TPOT signed mean +14% -> +11%). The unseen
+models' B200 scripts from their April 2026 updates on (`UNSEEN_B200_UPDATE`) ran an FP8 KV cache, 0.90 of the memory, 2
+x ISL tokens an iteration and 20 tokens a streamed event, stated so (over every usable unseen-model B200 row TTFT 30.3%
+-> 20.8%, signed +14% -> -7%, TPOT 13.5% -> 12.4%: MiniMax-M2.5's outliers, up to +19.5x, were a 16-bit cache's half
+capacity queueing its requests). Other rows keep their engine's defaults: InferenceX's vLLM Llama 3.1 70B script also
+sets `kv-cache-dtype: fp8` and `async-scheduling`, but its rows' KV capacity and decode speed match a 16-bit cache (tp 2
+on H100 at 64 clients queues for 31 s, as a 16-bit cache's capacity predicts (26 s) and an 8-bit one's does not (0.3
+s)), so when those runs took these settings is in doubt and they are not stated;
 """
 
 from __future__ import annotations
@@ -122,14 +122,11 @@ UNSEEN_MODELS = frozenset({"minimax-m2.5", "kimi-k2.5"})
 # loop of at most that many clients): (model, system, gemm_quant_mode) -> the KV memory fraction
 UNSEEN_KV_FRACTION = {("minimax-m2.5", "h100_sxm", "fp8"): 0.90, ("minimax-m2.5", "h200_sxm", "fp8"): 0.95,
                       ("minimax-m2.5", "b200_sxm", "fp8"): 0.95, ("kimi-k2.5", "b200_sxm", "nvfp4"): 0.90}
-RANGE_RATIO = 0.8  # InferenceMAX's --random-range-ratio: lengths uniform in [0.8 L, L]
-INFERENCEX_PROMPTS_PER_CLIENT = 10  # InferenceMAX's --num-prompts $((CONC * 10))
-# AIConfigurator's benchmark script (generator/config/backend_templates/benchmark/bench_run.sh.j2: aiperf profile
-# --concurrency C --num-requests C x BENCH_MULTI_ROUND, default 20, --warmup-request-count 2 C). aiperf runs its
-# warm-up phase to completion before the profiling phase starts (ai-dynamo/aiperf
-# aiperf/timing/credit_issuing_strategy.py _execute_phases: each phase waits for its credits to return), so the
-# profiling phase opens with all C requests sent at once and every one of its requests is measured.
-AIPERF_ROUNDS = 20
+# Their B200 scripts from the updates bddbf4031 (MiniMax FP8, 2026-04-03), 79bd988e9 (its new NVFP4 script, 2026-04-08)
+# and 6c3acebfa (Kimi NVFP4, 2026-04-20) on: --gpu-memory-utilization 0.90, --kv-cache-dtype fp8,
+# --max-num-batched-tokens 2 x ISL, --stream-interval 20: (model, gemm_quant_mode) -> the first day
+UNSEEN_B200_UPDATE = {("minimax-m2.5", "fp8"): "2026-04-03", ("minimax-m2.5", "nvfp4"): "2026-04-08",
+                      ("kimi-k2.5", "nvfp4"): "2026-04-20"}
 # DeepSeek's MTP module drafts its first token as it was trained to: kept 85-90% of the time (DeepSeek-V3 technical
 # report, arXiv 2412.19437, section 5.4.3; the low end). TensorRT-LLM runs more than one drafted token by calling the
 # same module again on its own draft (MTP Eagle, its default path for DeepSeek-V3/R1: NVIDIA/TensorRT-LLM
@@ -279,16 +276,6 @@ def _dsr1_trt_plain(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def prompts_per_iteration(row: dict[str, str]) -> float:
-    """The prompts a closed-loop row's iterations took on average, as its measurements imply: by Little's law its
-    clients complete clients / (TTFT + (OSL - 1) x TPOT) requests a second, and an iteration that mixes prompts into
-    decodes takes about a TPOT. A deployment whose admission rule cannot take that many cannot have been the one
-    that ran (why `deployment` does not state AIConfigurator's SGLang --max-prefill-tokens)."""
-    clients = count(row["batch_size"]) * attention_ranks(row)
-    ttft_s, tpot_s = float(row["silicon_ttft_ms"]) * 1e-3, float(row["silicon_tpot_ms"]) * 1e-3
-    return clients / (ttft_s + (count(row["osl"]) - 1) * tpot_s) * tpot_s
-
-
 def deployment(row: dict[str, str]) -> dict[str, Any]:
     """The engine settings the row's deployment script states where they differ from the engine's defaults (the
     module docstring says which and from where): inference keys of its scenario. InferenceX's TensorRT-LLM and SGLang
@@ -314,7 +301,11 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
             return {"engine_settings": {"scheduler.mixed_batches": True}}
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
-    if model in UNSEEN_MODELS:  # its script's memory fraction where it was read (MiniMax's NVFP4 script was not)
+    if model in UNSEEN_MODELS:  # its script's memory fraction where it was read (MiniMax's first NVFP4 one was not)
+        update = UNSEEN_B200_UPDATE.get((model, row["gemm_quant_mode"]), "9")
+        if row["system"] == "b200_sxm" and measured(row) >= update:
+            return {"kv_precision": "fp8", "max_batch_tokens": 2 * count(row["isl"]),
+                    "engine_settings": {"defaults.kv_memory_fraction": 0.90, "defaults.stream_interval": 20}}
         fraction = UNSEEN_KV_FRACTION.get((model, row["system"], row["gemm_quant_mode"]))
         return {} if fraction is None else {"engine_settings": {"defaults.kv_memory_fraction": fraction}}
     short = count(row["isl"]) == count(row["osl"]) == 1024
@@ -381,19 +372,8 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def load(row: dict[str, str]) -> dict[str, Any]:
-    isl, osl, n = count(row["isl"]), count(row["osl"]), count(row["batch_size"]) * attention_ranks(row)
-    if client(row) == "aiperf":  # the profiling phase: C x AIPERF_ROUNDS requests from a burst, all measured
-        return {"input_tokens": isl, "output_tokens": osl, "num_requests": AIPERF_ROUNDS * n,
-                "measured_requests": "all"}
-    return {"input_tokens": {"distribution": "uniform", "min": int(isl * RANGE_RATIO), "max": isl},
-            "output_tokens": {"distribution": "uniform", "min": int(osl * RANGE_RATIO), "max": osl},
-            "num_requests": INFERENCEX_PROMPTS_PER_CLIENT * n, "measured_requests": "all"}
-
-
 __all__ = ["AIC_PROMPT_MARGIN", "AIC_SGLANG_MIXED_FROM", "AIC_TRT_BLOCK_TOKENS", "AIC_TRT_KV_FRACTION",
-           "AIC_VLLM_MAX_SEQS", "AIPERF_ROUNDS", "DSR1_TRT_FLOOR", "DSR1_TRT_FLOOR_FROM", "DSR1_TRT_PLAIN",
-           "INFERENCEX_PROMPTS_PER_CLIENT", "INFERENCEX_STREAM_INTERVAL", "MODELS", "MTP_ACCEPTANCE",
-           "MTP_LATER_ACCEPTANCE", "RANGE_RATIO", "UNSEEN_KV_FRACTION", "UNSEEN_MODELS", "aic_mixed_chunk",
-           "attention_ranks", "client", "count", "deployment", "dsr1_trt_token_budget", "load", "measured",
-           "mtp_acceptance", "mtp_campaign", "prompts_per_iteration", "sglang_b200_mtp"]
+           "AIC_VLLM_MAX_SEQS", "DSR1_TRT_FLOOR", "DSR1_TRT_FLOOR_FROM", "DSR1_TRT_PLAIN", "INFERENCEX_STREAM_INTERVAL",
+           "MODELS", "MTP_ACCEPTANCE", "MTP_LATER_ACCEPTANCE", "NOV_2025", "UNSEEN_B200_UPDATE", "UNSEEN_KV_FRACTION",
+           "UNSEEN_MODELS", "aic_mixed_chunk", "attention_ranks", "client", "count", "deployment",
+           "dsr1_trt_token_budget", "measured", "mtp_acceptance", "mtp_campaign", "sglang_b200_mtp"]

@@ -53,7 +53,7 @@ becomes a scenario:
   - the others (AIConfigurator's own collection: its benchmark script's aiperf, fixed lengths, 2 x concurrency
     warm-up requests run to completion, then a profiling phase of 20 x concurrency requests that opens with every
     client's request at once, all of them measured): lengths fixed at isl and osl, num_requests 20 x concurrency
-    (`aic_deployments.AIPERF_ROUNDS`), `measured_requests: all`. Measured over the steady state instead (the first
+    (`aic_load.AIPERF_ROUNDS`), `measured_requests: all`. Measured over the steady state instead (the first
     and last waves left out), TTFT median |error| over every usable aiperf row is 46.5% (TensorRT-LLM), 25.9%
     (vLLM) and 22.1% (SGLang) against 41.6%, 24.9% and 22.1%; TPOT within 0.1 point (before TensorRT-LLM's rows
     took their generator's token budget and the fitted request path: 28.9% for it now, TPOT 11.6% -> 12.9%);
@@ -103,8 +103,8 @@ from emulator.validation.aic_deployments import (
     client,
     count,
     deployment,
-    load,
 )
+from emulator.validation.aic_load import load
 from emulator.validation.sources import error_summary
 from emulator.workloads.config import TransformerConfig
 from emulator.workloads.presets import preset
