@@ -256,7 +256,8 @@ def _dsr1_trt_plain(row: dict[str, str]) -> dict[str, Any]:
     fraction = 0.75 if system == "h200_sxm" else 0.8
     settings: dict[str, Any] = {}
     out: dict[str, Any] = {"max_batch_tokens": budget, "engine_settings": settings}
-    dp = attention_ranks(row) > 1
+    ranks = attention_ranks(row)
+    dp = ranks > 1
     if day == "2025-11-02":  # the scripts' own expert-parallel and DP-attention rules
         if fmt == "nvfp4":  # experts over every rank beyond 32 clients (8, 16 at tp 8's 1k/1k, 1k/8k), DP from 256
             ep = tp if clients > (32 if tp == 4 else {(1024, 1024): 8, (1024, 8192): 16}.get(lengths, 32)) else 1
@@ -267,8 +268,8 @@ def _dsr1_trt_plain(row: dict[str, str]) -> dict[str, Any]:
         out["parallel"] = {"tp": tp, "pp": 1, "ep": ep, **({"attention_dp": True} if dp else {})}
     if day == "2026-01-29":  # dsr1_fp8_b200_trt.sh at ec7bafaae
         fraction = 0.75 if lengths == (8192, 1024) and tp == 4 else \
-            0.7 if lengths == (1024, 8192) and clients * attention_ranks(row) >= 256 else fraction
-        if lengths == (1024, 1024) and clients * attention_ranks(row) >= 64:
+            0.7 if lengths == (1024, 8192) and clients * ranks >= 256 else fraction
+        if lengths == (1024, 1024) and clients * ranks >= 64:
             settings.update({"scheduler.batch_wait_iters": 40, "scheduler.batch_wait_tokens_ratio": 0.8})
     settings["defaults.kv_memory_fraction"] = fraction
     if dp:
@@ -302,8 +303,8 @@ def _deployment(row: dict[str, str]) -> dict[str, Any]:
         return {}
     model, engine = MODELS[row["model_path"]], row["backend"]
     if model in UNSEEN_MODELS:  # its script's memory fraction where it was read (MiniMax's first NVFP4 one was not)
-        update = UNSEEN_B200_UPDATE.get((model, row["gemm_quant_mode"]), "9")
-        if row["system"] == "b200_sxm" and measured(row) >= update:
+        update = UNSEEN_B200_UPDATE.get((model, row["gemm_quant_mode"]))
+        if update and row["system"] == "b200_sxm" and measured(row) >= update:
             return {"kv_precision": "fp8", "max_batch_tokens": 2 * count(row["isl"]),
                     "engine_settings": {"defaults.kv_memory_fraction": 0.90, "defaults.stream_interval": 20}}
         fraction = UNSEEN_KV_FRACTION.get((model, row["system"], row["gemm_quant_mode"]))
